@@ -1,0 +1,106 @@
+/*
+ * msevent - the event model and its wire codec (protocol version 1, docs/protocol.md).
+ *
+ * An event says that one thing happened to one recipient of one message: it was queued,
+ * deferred, relayed, delivered, bounced, expired, read, marked unread or deleted. Events
+ * come from the milter (queued), Postfix's log (deferred, relayed, delivered, bounced,
+ * expired), the Dovecot plugin (delivered, read, unread, deleted) and the API (read).
+ * On the wire and in spool files an event is one line of JSON, at most MSEVENT_RECORD_MAX
+ * bytes with its newline.
+ *
+ * DESIGN
+ *	A parsed event borrows its strings from the json-c tree it keeps in ev->root; they
+ *	live until msevent_clear(). An event built by a producer points at the producer's
+ *	own strings and has no root. Either way msevent_format() writes the wire form.
+ *
+ * SECURITY
+ *	msevent_parse() takes untrusted bytes: it bounds the record and nesting depth, demands
+ *	well-formed UTF-8 without NUL characters, and checks every field's type, length and
+ *	character set before anything downstream sees it.
+ *
+ * DIAGNOSTICS
+ *	msevent_parse() returns -1 with a one-line reason in *error_r, suitable for sending
+ *	back to the producer.
+ */
+#ifndef MSEVENT_H
+#define MSEVENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct json_object;
+struct json_tokener;
+struct mbuf;
+
+#define MSEVENT_VERSION	   1
+#define MSEVENT_RECORD_MAX 16384 /* default and upper bound for one record, newline included */
+#define MSEVENT_ID_MAX	   64
+#define MSEVENT_ADDR_MAX   512
+#define MSEVENT_MSGID_MAX  998
+
+/* The numeric codes are stored in PostgreSQL and in the status keys (status.h): keep them. */
+enum msevent_type {
+	MSEV_NONE = 0,
+	MSEV_QUEUED = 1,
+	MSEV_DEFERRED = 2,
+	MSEV_RELAYED = 3,
+	MSEV_DELIVERED = 4,
+	MSEV_BOUNCED = 5,
+	MSEV_EXPIRED = 6,
+	MSEV_READ = 7,
+	MSEV_UNREAD = 8,
+	MSEV_DELETED = 9,
+};
+#define MSEV_TYPE_MAX 9
+
+struct msevent {
+	const char *id;		 /* unique per event; a replay carries the same id */
+	enum msevent_type type;
+	int64_t time_ms;	 /* when it happened, ms since the epoch (UTC) */
+	const char *source;	 /* "milter", "plugin", "postfix", "api", ... */
+	const char *tracking_id; /* Msgstatus-Id */
+	const char *message_id;	 /* RFC 5322 Message-ID, with its angle brackets */
+	const char *queue_id;	 /* Postfix queue id */
+	const char *recipient;	 /* envelope recipient (or mailbox user) */
+	const char *orig_recipient;
+	const char *sender;    /* envelope sender; "" is the null sender */
+	const char *sasl_user; /* SASL login of the submitter */
+	int64_t size;	       /* message size in bytes, -1 if unknown */
+	struct json_object *details; /* flat object (mta, dsn, smtp_reply, latency_ms, ...) or NULL;
+				      * the event holds a reference, dropped by msevent_clear() */
+	struct json_object *root;    /* the parsed record, owned; NULL for built events */
+};
+
+/* Start an event for a producer to fill in: everything absent, size -1. */
+void msevent_init(struct msevent *ev);
+/* Drop what the event holds (parsed record, details); the event is empty afterwards. */
+void msevent_clear(struct msevent *ev);
+
+/*
+ * Parse one record (len bytes, without the newline) into ev. tok is a tokener from
+ * msevent_tokener_new(), reused across calls by one thread. On success the caller owns ev
+ * and must msevent_clear() it; on failure ev is left empty.
+ */
+int msevent_parse(struct msevent *ev, struct json_tokener *tok, const char *line, size_t len,
+		  const char **error_r);
+struct json_tokener *msevent_tokener_new(void);
+
+/* Check a built event the way msevent_parse() checks a received one. */
+int msevent_validate(const struct msevent *ev, const char **error_r);
+
+/* Append the wire form of ev, newline included, to out. */
+void msevent_format(const struct msevent *ev, struct mbuf *out);
+
+/* "queued" etc.; NULL for a bad code. */
+const char *msevent_type_name(enum msevent_type type);
+/* The code for a name, MSEV_NONE if unknown. */
+enum msevent_type msevent_type_parse(const char *name);
+
+/* Details helpers for producers: set key to a string or an integer (creating details). */
+void msevent_detail_str(struct msevent *ev, const char *key, const char *value);
+void msevent_detail_int(struct msevent *ev, const char *key, int64_t value);
+/* A details string, or NULL. */
+const char *msevent_detail_get(const struct msevent *ev, const char *key);
+
+#endif

@@ -1,0 +1,116 @@
+/*
+ * status - order-independent status derivation. See status.h for the rules.
+ */
+#include "status.h"
+
+#include "msg.h"
+
+#define TIME_BITS 44
+#define TIME_MASK ((INT64_C(1) << TIME_BITS) - 1)
+
+/* Rank on its axis per type; the reading axis ranks by time alone, with code as tie-break. */
+static const int delivery_rank[MSEV_TYPE_MAX + 1] = {
+	[MSEV_QUEUED] = 0,  [MSEV_DEFERRED] = 1, [MSEV_BOUNCED] = 2,
+	[MSEV_EXPIRED] = 2, [MSEV_RELAYED] = 3,	 [MSEV_DELIVERED] = 4,
+};
+/* Tie-break at the same millisecond on the reading axis: higher wins. */
+static const int reading_tiebreak[MSEV_TYPE_MAX + 1] = {
+	[MSEV_READ] = 1,
+	[MSEV_UNREAD] = 2,
+	[MSEV_DELETED] = 3,
+};
+
+enum status_axis
+status_axis(enum msevent_type type)
+{
+	return type == MSEV_READ || type == MSEV_UNREAD || type == MSEV_DELETED
+		       ? STATUS_AXIS_READING
+		       : STATUS_AXIS_DELIVERY;
+}
+
+int64_t
+status_key(enum msevent_type type, int64_t time_ms)
+{
+	int64_t t, rank;
+
+	if ((int)type <= 0 || (int)type > MSEV_TYPE_MAX)
+		msg_panic("status_key: bad type %d", (int)type);
+	t = time_ms < 0 ? 0 : time_ms > TIME_MASK ? TIME_MASK : time_ms;
+	if (status_axis(type) == STATUS_AXIS_DELIVERY)
+		rank = delivery_rank[type];
+	else
+		rank = 0;
+	/* The reading axis breaks ties by a 2-bit preference stored above the code. */
+	return (rank << 60) | (t << 16) |
+	       ((int64_t)(status_axis(type) == STATUS_AXIS_READING ? reading_tiebreak[type] : 0)
+		<< 4) |
+	       (int64_t)type;
+}
+
+enum msevent_type
+status_key_type(int64_t key)
+{
+	return (enum msevent_type)(key & 15);
+}
+
+int64_t
+status_key_time(int64_t key)
+{
+	return (key >> 16) & TIME_MASK;
+}
+
+void
+status_apply(struct status_state *st, enum msevent_type type, int64_t time_ms)
+{
+	int64_t key = status_key(type, time_ms);
+
+	if (status_axis(type) == STATUS_AXIS_DELIVERY) {
+		if (key > st->dkey)
+			st->dkey = key;
+	} else {
+		if (key > st->rkey)
+			st->rkey = key;
+		if (type == MSEV_READ)
+			st->displayed = true;
+	}
+}
+
+void
+status_merge(struct status_state *a, const struct status_state *b)
+{
+	if (b->dkey > a->dkey)
+		a->dkey = b->dkey;
+	if (b->rkey > a->rkey)
+		a->rkey = b->rkey;
+	a->displayed = a->displayed || b->displayed;
+}
+
+void
+status_view(const struct status_state *st, struct status_view *out)
+{
+	int64_t key = st->rkey != 0 ? st->rkey : st->dkey;
+
+	out->status = key != 0 ? status_key_type(key) : MSEV_NONE;
+	out->time_ms = key != 0 ? status_key_time(key) : 0;
+	out->displayed = st->displayed ? "yes" : "unknown";
+	switch (out->status) {
+	case MSEV_NONE:
+	case MSEV_QUEUED:
+	case MSEV_DEFERRED:
+		out->delivered = "queued";
+		break;
+	case MSEV_RELAYED:
+		out->delivered = "unknown";
+		break;
+	case MSEV_BOUNCED:
+	case MSEV_EXPIRED:
+		out->delivered = "no";
+		break;
+	case MSEV_DELIVERED:
+	case MSEV_READ:
+	case MSEV_UNREAD:
+	case MSEV_DELETED:
+		out->delivered = "yes";
+		break;
+	}
+}

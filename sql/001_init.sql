@@ -1,0 +1,240 @@
+-- msgstatus schema 1: the event log, messages, recipients and their derived status.
+--
+-- Applied by statusd at start (db_migrate = yes) or by "statusctl migrate", in one
+-- transaction, under an advisory lock, and recorded in schema_version (created by the
+-- migrator). Never edit a released migration: add the next numbered file.
+
+-- The log's head. Offsets are handed out under this row's lock, inside the transaction
+-- that stores the events, so they are gap-free and become visible in order: a reader that
+-- has seen offset N has seen every offset below it (seed 004 "fast sync"). The epoch names
+-- this log; it changes only if the log is reset, so a client can tell a reset from a gap.
+CREATE TABLE log_head (
+	singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+	epoch bigint NOT NULL,
+	head bigint NOT NULL DEFAULT 0 CHECK (head >= 0)
+);
+INSERT INTO log_head (epoch) VALUES ((extract(epoch FROM clock_timestamp()) * 1000)::bigint);
+
+-- One row per tracked message. A message is created by the first event that names its
+-- tracking id, whichever that is (a read can overtake its queued), and completed by later ones.
+CREATE TABLE messages (
+	id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	tracking_id text UNIQUE,      -- the Msgstatus-Id header
+	message_id text,              -- RFC 5322 Message-ID, with angle brackets
+	queue_id text,                -- Postfix queue id
+	sender text,                  -- envelope sender ('' for the null sender)
+	sasl_user text,               -- SASL login of the submitter
+	owner text,                   -- who may see the status: the SASL login, else the sender
+	size bigint,
+	queued_at timestamptz,
+	created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX messages_message_id ON messages (message_id);
+CREATE INDEX messages_queue_id ON messages (queue_id);
+CREATE INDEX messages_owner ON messages (owner, id);
+
+-- The derived status of each recipient of a message (lib/status.h): the largest key seen on
+-- each axis, so that the result does not depend on the order events arrive in.
+CREATE TABLE recipients (
+	message bigint NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+	recipient text NOT NULL,
+	orig_recipient text,
+	dkey bigint NOT NULL DEFAULT 0,         -- delivery axis
+	rkey bigint NOT NULL DEFAULT 0,         -- reading axis
+	displayed boolean NOT NULL DEFAULT false,
+	-- the shown status code (lib/msevent.h); the code is the key's low four bits
+	status smallint GENERATED ALWAYS AS
+		(((CASE WHEN rkey > 0 THEN rkey ELSE dkey END) & 15)::smallint) STORED,
+	details jsonb,                          -- details of the event that set dkey
+	updated_at timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (message, recipient)
+);
+CREATE INDEX recipients_recipient ON recipients (recipient);
+
+-- The append-only event log. Partitioned by the event's own time, by week, so that
+-- expiring old events is dropping a partition (msgstatus_maintain). The primary key makes
+-- storing idempotent: a replayed event carries the same id and time.
+CREATE TABLE events (
+	event_time timestamptz NOT NULL,
+	event_id text NOT NULL,
+	log_offset bigint NOT NULL,
+	received_at timestamptz NOT NULL DEFAULT now(),
+	type smallint NOT NULL CHECK (type BETWEEN 1 AND 9),
+	source text NOT NULL,
+	message bigint,               -- NULL while the event cannot be joined to a message yet
+	tracking_id text,
+	queue_id text,
+	message_id text,
+	recipient text NOT NULL,
+	orig_recipient text,
+	details jsonb,
+	PRIMARY KEY (event_time, event_id)
+) PARTITION BY RANGE (event_time);
+CREATE INDEX events_log_offset ON events (log_offset);
+CREATE INDEX events_message ON events (message);
+CREATE INDEX events_unjoined ON events (queue_id) WHERE message IS NULL;
+
+-- Users, their preferences and API tokens (filled in by the API; here so that the schema
+-- has its shape from the start).
+CREATE TABLE users (
+	name text PRIMARY KEY,                  -- the login, as the SASL login / Dovecot user
+	read_receipts boolean NOT NULL DEFAULT true,
+	presence boolean NOT NULL DEFAULT false,
+	domain_admin text[] NOT NULL DEFAULT '{}',
+	created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE api_tokens (
+	id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	username text NOT NULL REFERENCES users (name) ON DELETE CASCADE,
+	token_hash bytea NOT NULL UNIQUE,       -- SHA-256 of the token; the token itself is never stored
+	label text,
+	created_at timestamptz NOT NULL DEFAULT now(),
+	expires_at timestamptz,
+	revoked_at timestamptz
+);
+
+-- Create the weekly partitions that the accepted time window needs and drop those that
+-- lie wholly before it. statusd calls this at start and hourly; it is safe to run at any time.
+CREATE FUNCTION msgstatus_maintain(retention interval, ahead interval DEFAULT '14 days')
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+	w timestamptz := date_trunc('week', now() - retention);
+	stop timestamptz := now() + ahead;
+	part record;
+	name text;
+BEGIN
+	WHILE w < stop LOOP
+		name := 'events_' || to_char(w AT TIME ZONE 'UTC', 'YYYYMMDD');
+		IF to_regclass(name) IS NULL THEN
+			EXECUTE format('CREATE TABLE %I PARTITION OF events FOR VALUES FROM (%L) TO (%L)',
+				name, w, w + interval '1 week');
+		END IF;
+		w := w + interval '1 week';
+	END LOOP;
+	FOR part IN
+		SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) AS bound
+		FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+		WHERE i.inhparent = 'events'::regclass
+	LOOP
+		-- bound reads FOR VALUES FROM ('...') TO ('...')
+		IF substring(part.bound FROM 'TO \(''([^'']+)''\)')::timestamptz <= now() - retention THEN
+			EXECUTE format('DROP TABLE %I', part.relname);
+		END IF;
+	END LOOP;
+END $$;
+
+-- Store one batch of events. The caller has COPYed the batch into its session's
+-- ingest_stage table (see msgstatus_session_setup) in the same transaction. Returns the
+-- events that were new, with their log offsets; events stored before are skipped, which
+-- is what makes a replay harmless.
+CREATE FUNCTION msgstatus_session_setup() RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+	CREATE TEMP TABLE IF NOT EXISTS ingest_stage (
+		seq int NOT NULL,
+		event_id text NOT NULL,
+		event_time timestamptz NOT NULL,
+		type smallint NOT NULL,
+		dkey bigint NOT NULL,
+		rkey bigint NOT NULL,
+		source text NOT NULL,
+		tracking_id text,
+		queue_id text,
+		message_id text,
+		recipient text NOT NULL,
+		orig_recipient text,
+		sender text,
+		sasl_user text,
+		size bigint,
+		details jsonb
+	) ON COMMIT DELETE ROWS;
+	CREATE TEMP TABLE IF NOT EXISTS ingest_fresh (
+		LIKE ingest_stage,
+		message bigint,
+		log_offset bigint NOT NULL
+	) ON COMMIT DELETE ROWS;
+END $$;
+
+CREATE FUNCTION msgstatus_ingest() RETURNS TABLE (seq int, log_offset bigint)
+LANGUAGE plpgsql AS $$
+DECLARE
+	h bigint;
+	n bigint;
+BEGIN
+	-- Serializes writers (also across statusd instances) and hands out offsets.
+	SELECT l.head INTO h FROM log_head l FOR UPDATE;
+
+	INSERT INTO ingest_fresh
+	SELECT s.*, NULL, h + row_number() OVER (ORDER BY s.seq)
+	FROM (SELECT DISTINCT ON (st.event_time, st.event_id) st.*
+	      FROM ingest_stage st ORDER BY st.event_time, st.event_id, st.seq) s
+	WHERE NOT EXISTS (SELECT 1 FROM events e
+			  WHERE e.event_time = s.event_time AND e.event_id = s.event_id);
+	GET DIAGNOSTICS n = ROW_COUNT;
+	IF n = 0 THEN
+		RETURN;
+	END IF;
+	UPDATE log_head SET head = h + n;
+
+	-- Create or complete the message of each tracking id.
+	INSERT INTO messages AS m (tracking_id, message_id, queue_id, sender, sasl_user, owner,
+				   size, queued_at)
+	SELECT f.tracking_id, max(f.message_id), max(f.queue_id), max(f.sender),
+	       max(f.sasl_user), lower(coalesce(max(nullif(f.sasl_user, '')), max(f.sender))),
+	       max(f.size), min(f.event_time) FILTER (WHERE f.type = 1)
+	FROM ingest_fresh f WHERE f.tracking_id IS NOT NULL GROUP BY f.tracking_id
+	ON CONFLICT (tracking_id) DO UPDATE SET
+		message_id = coalesce(m.message_id, EXCLUDED.message_id),
+		queue_id = coalesce(m.queue_id, EXCLUDED.queue_id),
+		sender = coalesce(m.sender, EXCLUDED.sender),
+		sasl_user = coalesce(m.sasl_user, EXCLUDED.sasl_user),
+		owner = coalesce(m.owner, EXCLUDED.owner),
+		size = coalesce(m.size, EXCLUDED.size),
+		queued_at = least(m.queued_at, EXCLUDED.queued_at)
+	WHERE (m.message_id IS NULL AND EXCLUDED.message_id IS NOT NULL)
+	   OR (m.queue_id IS NULL AND EXCLUDED.queue_id IS NOT NULL)
+	   OR (m.owner IS NULL AND EXCLUDED.owner IS NOT NULL)
+	   OR (m.size IS NULL AND EXCLUDED.size IS NOT NULL)
+	   OR (EXCLUDED.queued_at < m.queued_at)
+	   OR (m.queued_at IS NULL AND EXCLUDED.queued_at IS NOT NULL);
+
+	UPDATE ingest_fresh f SET message = m.id
+	FROM messages m WHERE f.tracking_id IS NOT NULL AND m.tracking_id = f.tracking_id;
+	-- Events without a tracking id join the newest message with their queue id, then with
+	-- their Message-ID; those that match nothing yet are stored unjoined.
+	UPDATE ingest_fresh f SET message = (SELECT m.id FROM messages m
+					     WHERE m.queue_id = f.queue_id ORDER BY m.id DESC LIMIT 1)
+	WHERE f.message IS NULL AND f.queue_id IS NOT NULL;
+	UPDATE ingest_fresh f SET message = (SELECT m.id FROM messages m
+					     WHERE m.message_id = f.message_id ORDER BY m.id DESC LIMIT 1)
+	WHERE f.message IS NULL AND f.message_id IS NOT NULL;
+
+	INSERT INTO events (event_time, event_id, log_offset, type, source, message, tracking_id,
+			    queue_id, message_id, recipient, orig_recipient, details)
+	SELECT f.event_time, f.event_id, f.log_offset, f.type, f.source, f.message, f.tracking_id,
+	       f.queue_id, f.message_id, f.recipient, f.orig_recipient, f.details
+	FROM ingest_fresh f;
+
+	-- Fold the batch into each recipient's state: maximum per axis (lib/status.h).
+	INSERT INTO recipients AS r (message, recipient, orig_recipient, dkey, rkey, displayed,
+				     details)
+	SELECT DISTINCT ON (f.message, f.recipient)
+	       f.message, f.recipient, max(f.orig_recipient) OVER w, max(f.dkey) OVER w,
+	       max(f.rkey) OVER w, bool_or(f.type = 7) OVER w,
+	       CASE WHEN f.dkey > 0 THEN f.details END
+	FROM ingest_fresh f
+	WHERE f.message IS NOT NULL
+	WINDOW w AS (PARTITION BY f.message, f.recipient)
+	ORDER BY f.message, f.recipient, f.dkey DESC
+	ON CONFLICT (message, recipient) DO UPDATE SET
+		dkey = greatest(r.dkey, EXCLUDED.dkey),
+		rkey = greatest(r.rkey, EXCLUDED.rkey),
+		displayed = r.displayed OR EXCLUDED.displayed,
+		details = CASE WHEN EXCLUDED.dkey > r.dkey THEN EXCLUDED.details ELSE r.details END,
+		orig_recipient = coalesce(r.orig_recipient, EXCLUDED.orig_recipient),
+		updated_at = now()
+	WHERE EXCLUDED.dkey > r.dkey OR EXCLUDED.rkey > r.rkey
+	   OR (EXCLUDED.displayed AND NOT r.displayed)
+	   OR (r.orig_recipient IS NULL AND EXCLUDED.orig_recipient IS NOT NULL);
+
+	RETURN QUERY SELECT f.seq, f.log_offset FROM ingest_fresh f ORDER BY f.log_offset;
+END $$;

@@ -1,0 +1,762 @@
+/*
+ * ingest - statusd's event socket. See ingest.h and docs/protocol.md.
+ */
+#include "ingest.h"
+
+#include <errno.h>
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "dbworker.h"
+#include "mbuf.h"
+#include "msevent.h"
+#include "msg.h"
+#include "rfc3339.h"
+#include "sdconfig.h"
+#include "store.h"
+
+#define READ_CHUNK	   65536
+#define WRITE_QUEUE_MAX	   (1024 * 1024) /* replies the client has not read: stop reading */
+#define SLOTS_MAX	   20000	 /* records awaiting their reply on one connection */
+#define REJECT_LOG_MAX	   10		 /* rejected records logged per connection */
+#define FUTURE_SLACK_MS	   86400000LL	 /* events may be dated up to a day ahead */
+#define ERROR_TEXT_MAX	   300
+
+enum slot_state { SLOT_WAIT, SLOT_ACK, SLOT_NAK };
+
+/* One record's place in its connection's reply queue. */
+struct slot {
+	uint64_t seq;
+	uint8_t state;
+	char id[MSEVENT_ID_MAX + 1];
+	char *error; /* SLOT_NAK */
+};
+
+struct conn {
+	uv_pipe_t pipe;
+	struct ingest *ing;
+	struct mbuf in;		/* bytes read and not yet framed */
+	bool discarding;	/* skipping the rest of an oversized record */
+	uint64_t next_seq;	/* seq of the next record */
+	struct slot *slots;	/* reply queue: slots[head .. head + count) */
+	size_t head, count, cap;
+	size_t write_queue;	/* reply bytes handed to uv_write, not yet written */
+	int refs;		/* 1 while open + one per batch entry */
+	unsigned rejected;
+	bool eof, closed, reading, blocked;
+	char peer[64];
+	struct conn *next, *prev;
+};
+
+struct batch_ref {
+	struct conn *conn;
+	uint64_t seq;
+	size_t row_start, row_len; /* the event's COPY row in copy */
+};
+
+struct batch {
+	struct dbjob job;
+	struct ingest *ing;
+	struct mbuf copy;
+	int count;
+	struct batch_ref *refs;
+	/* results, filled by the worker */
+	struct store_stored *stored;
+	int nstored;
+	char **errors; /* per entry, NULL or a permanent error */
+	int64_t head, epoch;
+};
+
+struct ingest {
+	uv_loop_t *loop;
+	const struct sd_config *cfg;
+	struct dbworker *db;
+	uv_pipe_t server;
+	uv_check_t check;
+	bool server_open;
+	struct conn *conns;
+	struct batch *filling;	/* collecting events */
+	struct batch *inflight; /* in the database */
+	struct json_tokener *tok;
+	struct ingest_stats stats;
+	bool shutting_down;
+	bool freeing;	 /* ingest_free() called: free once every handle is closed */
+	unsigned handles; /* open libuv handles: server, check, connections */
+	void (*shutdown_done)(void *);
+	void *shutdown_ctx;
+};
+
+static void conn_process(struct conn *c);
+static void ingest_release(struct ingest *ing);
+static void on_handle_closed(uv_handle_t *handle);
+static void conn_maybe_close(struct conn *c);
+static void batch_submit(struct ingest *ing);
+
+/* --- batches ------------------------------------------------------------------------- */
+
+static struct batch *
+batch_new(struct ingest *ing)
+{
+	struct batch *b = calloc(1, sizeof(*b));
+	size_t n = (size_t)ing->cfg->ingest_batch_max;
+
+	if (b == NULL || (b->refs = calloc(n, sizeof(*b->refs))) == NULL ||
+	    (b->stored = calloc(n, sizeof(*b->stored))) == NULL ||
+	    (b->errors = calloc(n, sizeof(*b->errors))) == NULL)
+		msg_fatal("out of memory");
+	b->ing = ing;
+	return b;
+}
+
+static void
+batch_free(struct batch *b)
+{
+	for (int i = 0; i < b->count; i++)
+		free(b->errors[i]);
+	free(b->errors);
+	free(b->stored);
+	free(b->refs);
+	mbuf_free(&b->copy);
+	free(b);
+}
+
+static bool
+batch_full(const struct ingest *ing)
+{
+	return ing->filling != NULL && ing->filling->count >= ing->cfg->ingest_batch_max;
+}
+
+/* Worker thread: store the batch; on a permanent failure, store its events one by one. */
+static enum dbw_result
+batch_run(struct dbjob *job, PGconn *conn)
+{
+	struct batch *b = (struct batch *)job;
+	const char *error;
+	bool transient;
+	int n;
+
+	for (int i = 0; i < b->count; i++) {
+		free(b->errors[i]);
+		b->errors[i] = NULL;
+	}
+	n = store_ingest(conn, &b->copy, b->count, b->stored, &b->head, &b->epoch, &transient,
+			 &error);
+	if (n >= 0) {
+		b->nstored = n;
+		return DBW_DONE;
+	}
+	if (transient) {
+		msg_warn("events: storing a batch of %d failed, will retry: %s", b->count, error);
+		return DBW_RETRY;
+	}
+	msg_warn("events: the database rejected a batch of %d: %s; storing its events one by one",
+		 b->count, error);
+	b->nstored = 0;
+	for (int i = 0; i < b->count; i++) {
+		struct mbuf one = MBUF_INIT;
+		struct store_stored st;
+
+		mbuf_append(&one, b->copy.data + b->refs[i].row_start, b->refs[i].row_len);
+		n = store_ingest(conn, &one, 1, &st, &b->head, &b->epoch, &transient, &error);
+		mbuf_free(&one);
+		if (n < 0 && transient)
+			return DBW_RETRY; /* the ones stored so far are skipped as duplicates */
+		if (n < 0) {
+			if ((b->errors[i] = strdup(errfmt("rejected by the database: %s", error))) ==
+			    NULL)
+				msg_fatal("out of memory");
+		} else if (n == 1) {
+			b->stored[b->nstored++] = st;
+		}
+	}
+	return DBW_DONE;
+}
+
+static struct slot *
+conn_slot(struct conn *c, uint64_t seq)
+{
+	uint64_t first = c->slots[c->head].seq;
+
+	if (c->count == 0 || seq < first || seq - first >= c->count)
+		msg_panic("ingest: no reply slot for record %llu", (unsigned long long)seq);
+	return &c->slots[c->head + (size_t)(seq - first)];
+}
+
+static void conn_flush(struct conn *c);
+
+/* Loop thread: acknowledge what the batch stored, resume reading. */
+static void
+batch_done(struct dbjob *job)
+{
+	struct batch *b = (struct batch *)job;
+	struct ingest *ing = b->ing;
+	struct conn *c;
+	int rejected = 0;
+
+	if (!job->failed) {
+		ing->stats.stored += (uint64_t)b->nstored;
+		if (b->head > 0 || b->epoch > 0) {
+			ing->stats.head = b->head;
+			ing->stats.epoch = b->epoch;
+		}
+	}
+	/* States first, then replies, then references: a connection is freed only when its
+	   last reference goes, so nothing below touches a freed connection. */
+	for (int i = 0; i < b->count; i++) {
+		struct batch_ref *r = &b->refs[i];
+		c = r->conn;
+		ing->stats.pending--;
+		if (job->failed || c->closed)
+			continue;
+		struct slot *s = conn_slot(c, r->seq);
+		if (b->errors[i] != NULL) {
+			s->state = SLOT_NAK;
+			s->error = b->errors[i];
+			b->errors[i] = NULL;
+			ing->stats.rejected++;
+			rejected++;
+		} else
+			s->state = SLOT_ACK;
+	}
+	if (!job->failed && b->count - b->nstored - rejected > 0)
+		ing->stats.duplicates += (uint64_t)(b->count - b->nstored - rejected);
+	ing->inflight = NULL;
+	for (int i = 0; i < b->count; i++)
+		if (!b->refs[i].conn->closed)
+			conn_flush(b->refs[i].conn);
+	for (int i = 0; i < b->count; i++) {
+		c = b->refs[i].conn;
+		c->refs--;
+		conn_maybe_close(c);
+	}
+	batch_free(b);
+	for (c = ing->conns; c != NULL; c = c->next)
+		if (c->blocked && !ing->shutting_down) {
+			c->blocked = false;
+			conn_process(c);
+		}
+	if (ing->shutting_down) {
+		batch_submit(ing);
+		if (ing->inflight == NULL && ing->shutdown_done != NULL) {
+			void (*done)(void *) = ing->shutdown_done;
+			ing->shutdown_done = NULL;
+			done(ing->shutdown_ctx);
+		}
+	}
+}
+
+static void
+batch_submit(struct ingest *ing)
+{
+	struct batch *b = ing->filling;
+
+	if (ing->inflight != NULL || b == NULL || b->count == 0)
+		return;
+	ing->filling = NULL;
+	ing->inflight = b;
+	b->job.run = batch_run;
+	b->job.done = batch_done;
+	dbworker_submit(ing->db, &b->job);
+}
+
+/* After each loop iteration's I/O: hand the collected events to the database. */
+static void
+on_check(uv_check_t *handle)
+{
+	batch_submit(handle->data);
+}
+
+/* --- replies ------------------------------------------------------------------------- */
+
+struct write_req {
+	uv_write_t req;
+	struct conn *conn;
+	size_t len;
+	char data[];
+};
+
+static void
+on_written(uv_write_t *req, int status)
+{
+	struct write_req *w = (struct write_req *)req;
+	struct conn *c = w->conn;
+
+	c->write_queue -= w->len;
+	c->refs--;
+	free(w);
+	if (status < 0 && !c->closed) {
+		msg_warn("events: %s: cannot send replies: %s", c->peer, uv_strerror(status));
+		c->eof = true;
+	}
+	if (!c->closed && !c->blocked && !c->reading && !c->eof && c->write_queue < WRITE_QUEUE_MAX)
+		conn_process(c);
+	conn_maybe_close(c);
+}
+
+/* Send the replies that are ready, in order. */
+static void
+conn_flush(struct conn *c)
+{
+	struct mbuf out = MBUF_INIT;
+	struct write_req *w;
+	uv_buf_t buf;
+
+	while (c->count > 0 && c->slots[c->head].state != SLOT_WAIT) {
+		struct slot *s = &c->slots[c->head];
+		if (s->state == SLOT_ACK) {
+			mbuf_printf(&out, "{\"seq\":%llu,\"ack\":\"%s\"}\n",
+				    (unsigned long long)s->seq, s->id);
+		} else {
+			struct json_object *e = json_object_new_string(s->error);
+			mbuf_printf(&out, "{\"seq\":%llu,\"error\":%s}\n",
+				    (unsigned long long)s->seq,
+				    json_object_to_json_string_ext(e, JSON_C_TO_STRING_PLAIN |
+									      JSON_C_TO_STRING_NOSLASHESCAPE));
+			json_object_put(e);
+			free(s->error);
+			s->error = NULL;
+		}
+		c->head++;
+		c->count--;
+	}
+	if (c->count == 0)
+		c->head = 0;
+	if (out.len == 0 || c->closed) {
+		mbuf_free(&out);
+		return;
+	}
+	if ((w = malloc(sizeof(*w) + out.len)) == NULL)
+		msg_fatal("out of memory");
+	memcpy(w->data, out.data, out.len);
+	w->len = out.len;
+	w->conn = c;
+	mbuf_free(&out);
+	buf = uv_buf_init(w->data, (unsigned)w->len);
+	c->write_queue += w->len;
+	c->refs++;
+	if (uv_write(&w->req, (uv_stream_t *)&c->pipe, &buf, 1, on_written) < 0) {
+		c->write_queue -= w->len;
+		c->refs--;
+		free(w);
+		c->eof = true;
+	}
+}
+
+/* Make a reply slot for the next record. */
+static struct slot *
+conn_new_slot(struct conn *c)
+{
+	struct slot *s;
+
+	if (c->head + c->count == c->cap) {
+		if (c->head > 0) {
+			memmove(c->slots, c->slots + c->head, c->count * sizeof(*c->slots));
+			c->head = 0;
+		} else {
+			c->cap = c->cap ? c->cap * 2 : 64;
+			if ((c->slots = realloc(c->slots, c->cap * sizeof(*c->slots))) == NULL)
+				msg_fatal("out of memory");
+		}
+	}
+	s = &c->slots[c->head + c->count++];
+	memset(s, 0, sizeof(*s));
+	s->seq = ++c->next_seq;
+	return s;
+}
+
+static void
+conn_reject(struct conn *c, struct slot *s, const char *why)
+{
+	s->state = SLOT_NAK;
+	if ((s->error = strndup(why, ERROR_TEXT_MAX)) == NULL)
+		msg_fatal("out of memory");
+	c->ing->stats.rejected++;
+	if (++c->rejected <= REJECT_LOG_MAX)
+		msg_warn("events: %s: record %llu rejected: %s%s", c->peer,
+			 (unsigned long long)s->seq, why,
+			 c->rejected == REJECT_LOG_MAX ? " (not logging more for this client)"
+						       : "");
+}
+
+/* --- reading ------------------------------------------------------------------------- */
+
+/* Handle one complete record of len bytes. Returns false if there is no room for it. */
+static void
+conn_record(struct conn *c, const char *line, size_t len)
+{
+	struct ingest *ing = c->ing;
+	struct slot *s = conn_new_slot(c);
+	struct msevent ev;
+	const char *why;
+	int64_t now = time_now_ms();
+	struct batch *b;
+	struct batch_ref *r;
+
+	ing->stats.received++;
+	if (len + 1 > (size_t)ing->cfg->ingest_record_max) {
+		conn_reject(c, s, errfmt("record too long (%zu bytes, at most %lld)", len + 1,
+					 ing->cfg->ingest_record_max));
+		return;
+	}
+	if (msevent_parse(&ev, ing->tok, line, len, &why) < 0) {
+		char clean[96];
+		conn_reject(c, s, errfmt("%s (record starts \"%s\")", why,
+					 msg_clean(clean, sizeof(clean), line, len)));
+		return;
+	}
+	if (ev.time_ms < now - ing->cfg->event_retention) {
+		conn_reject(c, s, "event time is older than the retention window (event_retention)");
+		msevent_clear(&ev);
+		return;
+	}
+	if (ev.time_ms > now + FUTURE_SLACK_MS) {
+		conn_reject(c, s, "event time is more than a day in the future");
+		msevent_clear(&ev);
+		return;
+	}
+	snprintf(s->id, sizeof(s->id), "%s", ev.id);
+	if (ing->filling == NULL)
+		ing->filling = batch_new(ing);
+	b = ing->filling;
+	r = &b->refs[b->count];
+	r->conn = c;
+	r->seq = s->seq;
+	r->row_start = b->copy.len;
+	store_copy_row(&b->copy, b->count, &ev);
+	r->row_len = b->copy.len - r->row_start;
+	b->count++;
+	c->refs++;
+	ing->stats.pending++;
+	msevent_clear(&ev);
+}
+
+/* Can this connection take another record now? */
+static bool
+conn_has_room(struct conn *c)
+{
+	if (batch_full(c->ing)) {
+		batch_submit(c->ing);
+		if (batch_full(c->ing))
+			return false;
+	}
+	return c->count < SLOTS_MAX && c->write_queue < WRITE_QUEUE_MAX;
+}
+
+static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf);
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
+
+static void
+conn_set_reading(struct conn *c, bool on)
+{
+	if (c->closed || c->eof || on == c->reading)
+		return;
+	if (on)
+		uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read);
+	else
+		uv_read_stop((uv_stream_t *)&c->pipe);
+	c->reading = on;
+}
+
+/* Frame and handle buffered input as far as there is room, then read more if we may. */
+static void
+conn_process(struct conn *c)
+{
+	size_t max = (size_t)c->ing->cfg->ingest_record_max;
+	size_t pos = 0;
+
+	while (pos < c->in.len) {
+		char *nl = memchr(c->in.data + pos, '\n', c->in.len - pos);
+		size_t len;
+
+		if (nl == NULL) {
+			if (!c->discarding && c->in.len - pos >= max) {
+				/* Too long already: answer now, skip to the next newline. */
+				c->discarding = true;
+				conn_reject(c, conn_new_slot(c),
+					    errfmt("record too long (more than %zu bytes)", max));
+				c->ing->stats.received++;
+			}
+			if (c->discarding)
+				pos = c->in.len;
+			break;
+		}
+		len = (size_t)(nl - (c->in.data + pos));
+		if (c->discarding) {
+			c->discarding = false;
+			pos += len + 1;
+			continue;
+		}
+		if (!conn_has_room(c)) {
+			c->blocked = true;
+			break;
+		}
+		conn_record(c, c->in.data + pos, len);
+		pos += len + 1;
+	}
+	mbuf_consume(&c->in, pos);
+	conn_flush(c);
+	if (c->eof && c->in.len > 0 && !c->blocked && !c->discarding) {
+		/* the last record had no newline: it is incomplete */
+		struct slot *s = conn_new_slot(c);
+		c->ing->stats.received++;
+		conn_reject(c, s, "incomplete record at end of stream (no newline)");
+		mbuf_reset(&c->in);
+		conn_flush(c);
+	}
+	conn_set_reading(c, !c->blocked && !c->ing->shutting_down && c->count < SLOTS_MAX &&
+				    c->write_queue < WRITE_QUEUE_MAX);
+	conn_maybe_close(c);
+}
+
+static void
+on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
+{
+	struct conn *c = handle->data;
+
+	mbuf_reserve(&c->in, READ_CHUNK);
+	*buf = uv_buf_init(c->in.data + c->in.len, (unsigned)(c->in.cap - c->in.len - 1));
+}
+
+static void
+on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+	struct conn *c = stream->data;
+
+	if (nread > 0) {
+		c->in.len += (size_t)nread;
+		c->in.data[c->in.len] = '\0';
+	} else if (nread < 0) {
+		if (nread != UV_EOF)
+			msg_warn("events: %s: read error: %s", c->peer, uv_strerror((int)nread));
+		conn_set_reading(c, false);
+		c->eof = true;
+	} else
+		return;
+	conn_process(c);
+}
+
+/* --- connections --------------------------------------------------------------------- */
+
+static void
+on_closed(uv_handle_t *handle)
+{
+	struct conn *c = handle->data;
+
+	c->refs--;
+	conn_maybe_close(c);
+}
+
+/*
+ * Close once the client is done and every reply is written; free once nothing refers to
+ * the connection. A connection that broke is closed at once; its unacknowledged events
+ * are still stored, and the producer will resend them (duplicates are harmless).
+ */
+static void
+conn_maybe_close(struct conn *c)
+{
+	struct ingest *ing = c->ing;
+
+	if (!c->closed && c->eof && !c->blocked && c->count == 0 && c->write_queue == 0) {
+		c->closed = true;
+		c->reading = false;
+		if (c->rejected > REJECT_LOG_MAX)
+			msg_warn("events: %s: %u records rejected in all", c->peer, c->rejected);
+		msg_debug("events: %s: disconnected", c->peer);
+		uv_close((uv_handle_t *)&c->pipe, on_closed);
+		return;
+	}
+	if (c->closed && c->refs == 0) {
+		if (c->prev)
+			c->prev->next = c->next;
+		else
+			ing->conns = c->next;
+		if (c->next)
+			c->next->prev = c->prev;
+		ing->stats.connections--;
+		for (size_t i = 0; i < c->count; i++)
+			free(c->slots[c->head + i].error);
+		free(c->slots);
+		mbuf_free(&c->in);
+		free(c);
+		ing->handles--;
+		ingest_release(ing);
+	}
+}
+
+static void
+on_connection(uv_stream_t *server, int status)
+{
+	struct ingest *ing = server->data;
+	struct conn *c;
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	uv_os_fd_t fd;
+
+	if (status < 0) {
+		msg_warn("events: accept: %s", uv_strerror(status));
+		return;
+	}
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		msg_fatal("out of memory");
+	c->ing = ing;
+	uv_pipe_init(ing->loop, &c->pipe, 0);
+	c->pipe.data = c;
+	if (uv_accept(server, (uv_stream_t *)&c->pipe) < 0) {
+		uv_close((uv_handle_t *)&c->pipe, (uv_close_cb)free);
+		return;
+	}
+	c->refs = 1;
+	ing->handles++;
+	snprintf(c->peer, sizeof(c->peer), "client");
+	if (uv_fileno((uv_handle_t *)&c->pipe, &fd) == 0 &&
+	    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0)
+		snprintf(c->peer, sizeof(c->peer), "client pid=%ld uid=%ld", (long)cred.pid,
+			 (long)cred.uid);
+	c->next = ing->conns;
+	if (ing->conns)
+		ing->conns->prev = c;
+	ing->conns = c;
+	ing->stats.connections++;
+	msg_debug("events: %s: connected", c->peer);
+	conn_set_reading(c, true);
+}
+
+/* Bind the socket, refusing to steal it from a running statusd. */
+static void
+listen_socket(struct ingest *ing)
+{
+	const char *path = ing->cfg->events_socket;
+	struct sockaddr_un sun;
+	struct stat st;
+	mode_t old_umask;
+	int rc, fd;
+
+	if (strlen(path) >= sizeof(sun.sun_path))
+		msg_fatal("events_socket: path too long: %s", path);
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode))
+			msg_fatal("events_socket %s exists and is not a socket", path);
+		memset(&sun, 0, sizeof(sun));
+		sun.sun_family = AF_UNIX;
+		memcpy(sun.sun_path, path, strlen(path));
+		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd >= 0 && connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0)
+			msg_fatal("events_socket %s: another statusd is listening there", path);
+		if (fd >= 0)
+			close(fd);
+		if (unlink(path) < 0)
+			msg_fatal("remove stale events_socket %s: %s", path, strerror(errno));
+	}
+	uv_pipe_init(ing->loop, &ing->server, 0);
+	ing->server.data = ing;
+	ing->handles++;
+	old_umask = umask(0177);
+	rc = uv_pipe_bind(&ing->server, path);
+	umask(old_umask);
+	if (rc < 0)
+		msg_fatal("events_socket %s: bind: %s", path, uv_strerror(rc));
+	if (chmod(path, ing->cfg->socket_mode) < 0)
+		msg_fatal("events_socket %s: chmod: %s", path, strerror(errno));
+	if (ing->cfg->socket_gid != (gid_t)-1 && chown(path, (uid_t)-1, ing->cfg->socket_gid) < 0)
+		msg_fatal("events_socket %s: chown: %s", path, strerror(errno));
+	if ((rc = uv_listen((uv_stream_t *)&ing->server, 128, on_connection)) < 0)
+		msg_fatal("events_socket %s: listen: %s", path, uv_strerror(rc));
+	ing->server_open = true;
+	msg_info("events: listening on %s", path);
+}
+
+struct ingest *
+ingest_start(uv_loop_t *loop, const struct sd_config *cfg, struct dbworker *db)
+{
+	struct ingest *ing = calloc(1, sizeof(*ing));
+
+	if (ing == NULL)
+		msg_fatal("out of memory");
+	ing->loop = loop;
+	ing->cfg = cfg;
+	ing->db = db;
+	ing->tok = msevent_tokener_new();
+	uv_check_init(loop, &ing->check);
+	ing->check.data = ing;
+	ing->handles++;
+	uv_check_start(&ing->check, on_check);
+	listen_socket(ing);
+	return ing;
+}
+
+void
+ingest_shutdown(struct ingest *ing, void (*done)(void *), void *ctx)
+{
+	ing->shutting_down = true;
+	if (ing->server_open) {
+		uv_close((uv_handle_t *)&ing->server, on_handle_closed);
+		unlink(ing->cfg->events_socket);
+		ing->server_open = false;
+	}
+	for (struct conn *c = ing->conns; c != NULL; c = c->next)
+		conn_set_reading(c, false);
+	batch_submit(ing);
+	if (ing->inflight == NULL) {
+		done(ctx);
+		return;
+	}
+	ing->shutdown_done = done;
+	ing->shutdown_ctx = ctx;
+}
+
+static void
+ingest_release(struct ingest *ing)
+{
+	if (!ing->freeing || ing->handles > 0)
+		return;
+	if (ing->filling)
+		batch_free(ing->filling);
+	json_tokener_free(ing->tok);
+	free(ing);
+}
+
+static void
+on_handle_closed(uv_handle_t *handle)
+{
+	struct ingest *ing = handle->data;
+
+	ing->handles--;
+	ingest_release(ing);
+}
+
+void
+ingest_free(struct ingest **ingp)
+{
+	struct ingest *ing = *ingp;
+
+	if (ing == NULL)
+		return;
+	*ingp = NULL;
+	ing->freeing = true;
+	ing->shutting_down = true;
+	if (ing->server_open) {
+		uv_close((uv_handle_t *)&ing->server, on_handle_closed);
+		unlink(ing->cfg->events_socket);
+		ing->server_open = false;
+	}
+	/* Close what is left; an unacknowledged event will be resent by its producer. */
+	for (struct conn *c = ing->conns; c != NULL; c = c->next)
+		if (!c->closed) {
+			c->closed = true;
+			uv_close((uv_handle_t *)&c->pipe, on_closed);
+		}
+	uv_close((uv_handle_t *)&ing->check, on_handle_closed);
+	/* The rest is freed by the close callbacks, on the loop's next run. */
+}
+
+void
+ingest_stats(const struct ingest *ing, struct ingest_stats *out)
+{
+	*out = ing->stats;
+}

@@ -1,0 +1,55 @@
+/*
+ * ingest - statusd's event socket: read records from producers, validate them, store them
+ * in batches, and acknowledge each one only after the batch holding it is committed.
+ *
+ * DESIGN
+ *	One listening UNIX socket on the loop thread; each connection is a stream of records
+ *	(docs/protocol.md). Every record gets exactly one reply, in the order the records
+ *	came: "ack" once it is durably stored (or was already), "error" when it can never be
+ *	stored. Valid events from all connections collect in one batch; when no batch is in
+ *	the database the batch is handed to the ingest dbworker at the end of the loop
+ *	iteration (group commit). While a batch is in the database and the next one is full,
+ *	or PostgreSQL is down, reading stops: producers keep their events (they spool) and
+ *	nothing is acknowledged that is not stored.
+ *	A batch that the database rejects as a whole (not a connection problem) is retried one
+ *	event at a time so that one bad event cannot block the rest.
+ *	Ownership: a connection lives until it is closed and no batch refers to it.
+ *
+ * SECURITY
+ *	Records are untrusted: bounded in size (ingest_record_max), parsed by msevent_parse(),
+ *	time-checked against the retention window; rejected ones are logged sanitized, at most
+ *	a few per connection.
+ */
+#ifndef INGEST_H
+#define INGEST_H
+
+#include <stdint.h>
+#include <uv.h>
+
+struct dbworker;
+struct sd_config;
+struct msevent;
+
+struct ingest;
+
+struct ingest_stats {
+	unsigned connections;
+	uint64_t received;  /* records read */
+	uint64_t stored;    /* events newly stored */
+	uint64_t duplicates; /* events acknowledged that were stored before */
+	uint64_t rejected;  /* records answered with an error */
+	unsigned pending;   /* events read and not yet acknowledged */
+	int64_t head, epoch; /* the log after the last batch (0 before the first) */
+};
+
+/* Open the socket and start accepting. Fatal on a socket that cannot be set up. */
+struct ingest *ingest_start(uv_loop_t *loop, const struct sd_config *cfg, struct dbworker *db);
+/*
+ * Stop accepting and reading; store and acknowledge what was read. done() is called once
+ * nothing is left in flight; ingest_free() then releases everything.
+ */
+void ingest_shutdown(struct ingest *ing, void (*done)(void *ctx), void *ctx);
+void ingest_free(struct ingest **ing);
+void ingest_stats(const struct ingest *ing, struct ingest_stats *out);
+
+#endif

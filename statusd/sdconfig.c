@@ -1,0 +1,121 @@
+/*
+ * sdconfig - statusd's settings. See sdconfig.h and statusd.conf(5).
+ */
+#include "sdconfig.h"
+
+#include <grp.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conf.h"
+#include "msevent.h"
+#include "msg.h"
+
+#define S(name, type, def, min, max) {#name, type, def, offsetof(struct sd_config, name), min, max}
+
+const struct conf_setting sdconfig_table[] = {
+	S(events_socket, CONF_STR, "/run/msgstatus/events.sock", 0, 0),
+	S(events_socket_mode, CONF_STR, "0660", 0, 0),
+	S(events_socket_group, CONF_STR, "", 0, 0),
+	S(http_listen, CONF_STR, "127.0.0.1:8025", 0, 0),
+	S(database, CONF_STR, "dbname=msgstatus", 0, 0),
+	S(database_migrate, CONF_BOOL, "yes", 0, 0),
+	S(database_retry_max, CONF_TIME, "5s", 100, 3600000),
+	S(sql_dir, CONF_STR, MSGSTATUS_DATADIR "/sql", 0, 0),
+	S(event_retention, CONF_TIME, "90d", 86400000LL, 36500LL * 86400000LL),
+	S(maintenance_interval, CONF_TIME, "1h", 1000, 86400000),
+	S(ingest_record_max, CONF_SIZE, "16k", 1024, MSEVENT_RECORD_MAX),
+	S(ingest_batch_max, CONF_INT, "1000", 1, 100000),
+	S(log_target, CONF_STR, "stderr", 0, 0),
+	S(syslog_facility, CONF_STR, "mail", 0, 0),
+	S(verbose, CONF_BOOL, "no", 0, 0),
+	CONF_END,
+};
+
+/* "host:port" with host an IPv4/IPv6 literal or a name; "[::1]:8025" for IPv6. */
+static int
+split_hostport(const char *s, char *host, size_t hostsize, int *port_r)
+{
+	const char *colon, *h = s;
+	size_t hlen;
+	char *end;
+	long port;
+
+	if (*s == '[') {
+		const char *close = strchr(s, ']');
+		if (close == NULL || close[1] != ':')
+			return -1;
+		h = s + 1;
+		hlen = (size_t)(close - h);
+		colon = close + 1;
+	} else {
+		if ((colon = strrchr(s, ':')) == NULL)
+			return -1;
+		hlen = (size_t)(colon - s);
+	}
+	if (hlen == 0 || hlen >= hostsize)
+		return -1;
+	memcpy(host, h, hlen);
+	host[hlen] = '\0';
+	port = strtol(colon + 1, &end, 10);
+	if (*end != '\0' || port < 1 || port > 65535)
+		return -1;
+	*port_r = (int)port;
+	return 0;
+}
+
+int
+sdconfig_load(struct sd_config *cfg, const char *path, const char **error_r)
+{
+	const char *where = path ? path : "(defaults)";
+	char *end;
+	long mode;
+
+	if (conf_load(sdconfig_table, cfg, path, error_r) < 0)
+		return -1;
+	mode = strtol(cfg->events_socket_mode, &end, 8);
+	if (*cfg->events_socket_mode == '\0' || *end != '\0' || mode < 0 || mode > 0777) {
+		*error_r = errfmt("%s: events_socket_mode: expected an octal mode such as 0660",
+				  where);
+		return -1;
+	}
+	cfg->socket_mode = (mode_t)mode;
+	cfg->socket_gid = (gid_t)-1;
+	if (*cfg->events_socket_group != '\0') {
+		struct group *gr = getgrnam(cfg->events_socket_group);
+		if (gr == NULL) {
+			*error_r = errfmt("%s: events_socket_group: no group \"%s\"", where,
+					  cfg->events_socket_group);
+			return -1;
+		}
+		cfg->socket_gid = gr->gr_gid;
+	}
+	if (cfg->events_socket[0] != '/') {
+		*error_r = errfmt("%s: events_socket: expected an absolute path", where);
+		return -1;
+	}
+	if (split_hostport(cfg->http_listen, cfg->http_host, sizeof(cfg->http_host),
+			   &cfg->http_port) < 0) {
+		*error_r = errfmt("%s: http_listen: expected host:port such as 127.0.0.1:8025",
+				  where);
+		return -1;
+	}
+	if (strcmp(cfg->log_target, "stderr") != 0 && strcmp(cfg->log_target, "syslog") != 0) {
+		*error_r = errfmt("%s: log_target: expected stderr or syslog", where);
+		return -1;
+	}
+	if (msg_facility(cfg->syslog_facility) < 0) {
+		*error_r = errfmt("%s: syslog_facility: unknown facility \"%s\"", where,
+				  cfg->syslog_facility);
+		return -1;
+	}
+	return 0;
+}
+
+void
+sdconfig_free(struct sd_config *cfg)
+{
+	conf_free(sdconfig_table, cfg);
+}

@@ -1,0 +1,45 @@
+/*
+ * sdconfig - statusd's settings (statusd.conf(5) documents each one).
+ *
+ * The table in sdconfig.c is the single list of settings: defaults, types and ranges live
+ * there, and tests check that statusd.conf(5) and etc/statusd.conf mention every one.
+ */
+#ifndef SDCONFIG_H
+#define SDCONFIG_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "conf.h"
+
+struct sd_config {
+	char *events_socket;
+	char *events_socket_mode;
+	char *events_socket_group;
+	char *http_listen;
+	char *database;
+	bool database_migrate;
+	long long database_retry_max; /* ms */
+	char *sql_dir;
+	long long event_retention; /* ms */
+	long long maintenance_interval; /* ms */
+	long long ingest_record_max; /* bytes */
+	long long ingest_batch_max;  /* events */
+	char *log_target;
+	char *syslog_facility;
+	bool verbose;
+
+	/* derived by sdconfig_check() */
+	mode_t socket_mode;
+	gid_t socket_gid; /* (gid_t)-1: leave as is */
+	char http_host[64];
+	int http_port;
+};
+
+extern const struct conf_setting sdconfig_table[];
+
+/* Load path (NULL: defaults) and check the values that need more than a range. */
+int sdconfig_load(struct sd_config *cfg, const char *path, const char **error_r);
+void sdconfig_free(struct sd_config *cfg);
+
+#endif

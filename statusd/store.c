@@ -1,0 +1,597 @@
+/*
+ * store - statusd's and statusctl's work in PostgreSQL. See store.h and sql/.
+ *
+ * SECURITY
+ *	Event data reaches SQL only through COPY (escaped in store_copy_row, the one place
+ *	that does it) or as query parameters. Migration files come from sql_dir, which is
+ *	trusted like the configuration.
+ */
+#include "store.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mbuf.h"
+#include "msevent.h"
+#include "msg.h"
+#include "rfc3339.h"
+#include "status.h"
+
+#define MIGRATION_LOCK	   "7201650101" /* pg_advisory_lock key: "msgstatus migrate" */
+#define MIGRATION_FILE_MAX (1024 * 1024)
+#define MIGRATIONS_MAX	   999
+
+bool
+store_transient(PGconn *conn, const PGresult *res)
+{
+	const char *state;
+
+	if (conn == NULL || PQstatus(conn) != CONNECTION_OK || res == NULL)
+		return true;
+	state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+	if (state == NULL)
+		return true; /* failed on the client side: the connection broke */
+	return strncmp(state, "08", 2) == 0 || strncmp(state, "40", 2) == 0 ||
+	       strncmp(state, "53", 2) == 0 || strncmp(state, "57", 2) == 0;
+}
+
+const char *
+store_error(PGconn *conn, const PGresult *res)
+{
+	const char *m = res ? PQresultErrorMessage(res) : NULL;
+	char buf[400];
+	size_t n;
+
+	if (m == NULL || *m == '\0')
+		m = conn ? PQerrorMessage(conn) : "no connection";
+	snprintf(buf, sizeof(buf), "%s", m);
+	n = strlen(buf);
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
+		buf[--n] = '\0';
+	for (char *p = buf; *p; p++)
+		if (*p == '\n' || *p == '\t')
+			*p = ' ';
+	return errfmt("%s", buf);
+}
+
+/* Run a command that returns no rows; 0 or -1 with the error. */
+static int
+exec_cmd(PGconn *conn, const char *sql, bool *transient_r, const char **error_r)
+{
+	PGresult *res = PQexec(conn, sql);
+	int rc = 0;
+
+	if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK) {
+		*error_r = store_error(conn, res);
+		if (transient_r)
+			*transient_r = store_transient(conn, res);
+		rc = -1;
+	}
+	PQclear(res);
+	return rc;
+}
+
+/* Roll back whatever is open, ignoring errors (the connection may be gone). */
+static void
+rollback(PGconn *conn)
+{
+	if (PQstatus(conn) == CONNECTION_OK && PQtransactionStatus(conn) != PQTRANS_IDLE)
+		PQclear(PQexec(conn, "ROLLBACK"));
+}
+
+int
+store_schema_version(PGconn *conn, const char **error_r)
+{
+	PGresult *res = PQexec(conn, "SELECT coalesce(max(version), 0) FROM schema_version");
+	int version = -1;
+
+	if (PQresultStatus(res) == PGRES_TUPLES_OK)
+		version = atoi(PQgetvalue(res, 0, 0));
+	else if (strcmp(PQresultErrorField(res, PG_DIAG_SQLSTATE) ?: "", "42P01") == 0)
+		version = 0; /* no schema_version table: an empty database */
+	else
+		*error_r = store_error(conn, res);
+	PQclear(res);
+	return version;
+}
+
+struct migration {
+	int version;
+	char *name;
+};
+
+static int
+migration_cmp(const void *a, const void *b)
+{
+	return ((const struct migration *)a)->version - ((const struct migration *)b)->version;
+}
+
+/* "NNN_name.sql" -> version NNN; -1 for other names. */
+static int
+migration_version(const char *name)
+{
+	size_t len = strlen(name);
+
+	if (len < 9 || strcmp(name + len - 4, ".sql") != 0 || name[3] != '_')
+		return -1;
+	for (int i = 0; i < 3; i++)
+		if (name[i] < '0' || name[i] > '9')
+			return -1;
+	for (size_t i = 4; i < len - 4; i++)
+		if (!((name[i] >= 'a' && name[i] <= 'z') || (name[i] >= '0' && name[i] <= '9') ||
+		      name[i] == '_'))
+			return -1;
+	return atoi(name);
+}
+
+static int
+read_file(const char *path, struct mbuf *out, const char **error_r)
+{
+	char chunk[8192];
+	FILE *fp = fopen(path, "r");
+	size_t n;
+
+	if (fp == NULL) {
+		*error_r = errfmt("open %s: %s", path, strerror(errno));
+		return -1;
+	}
+	while ((n = fread(chunk, 1, sizeof(chunk), fp)) > 0) {
+		mbuf_append(out, chunk, n);
+		if (out->len > MIGRATION_FILE_MAX) {
+			fclose(fp);
+			*error_r = errfmt("%s: larger than %d bytes", path, MIGRATION_FILE_MAX);
+			return -1;
+		}
+	}
+	if (ferror(fp)) {
+		*error_r = errfmt("read %s: %s", path, strerror(errno));
+		fclose(fp);
+		return -1;
+	}
+	fclose(fp);
+	return 0;
+}
+
+/* The migrations in dir, sorted and checked to be numbered 1..n; count in *n_r. */
+static struct migration *
+list_migrations(const char *dir, int *n_r, const char **error_r)
+{
+	struct migration *list = NULL;
+	struct dirent *de;
+	int n = 0;
+	DIR *d;
+
+	if ((d = opendir(dir)) == NULL) {
+		*error_r = errfmt("sql_dir %s: %s", dir, strerror(errno));
+		return NULL;
+	}
+	while ((de = readdir(d)) != NULL) {
+		int v = migration_version(de->d_name);
+		if (v < 0)
+			continue;
+		if (n >= MIGRATIONS_MAX)
+			break;
+		list = realloc(list, sizeof(*list) * (size_t)(n + 1));
+		if (list == NULL || (list[n].name = strdup(de->d_name)) == NULL)
+			msg_fatal("out of memory");
+		list[n++].version = v;
+	}
+	closedir(d);
+	qsort(list, (size_t)n, sizeof(*list), migration_cmp);
+	for (int i = 0; i < n; i++)
+		if (list[i].version != i + 1) {
+			*error_r = errfmt("sql_dir %s: migrations must be numbered 001, 002, ... "
+					  "without gaps; found %s",
+					  dir, list[i].name);
+			for (int j = 0; j < n; j++)
+				free(list[j].name);
+			free(list);
+			return NULL;
+		}
+	if (n == 0) {
+		*error_r = errfmt("sql_dir %s: no migrations (NNN_name.sql) found", dir);
+		free(list);
+		return NULL;
+	}
+	*n_r = n;
+	return list;
+}
+
+int
+store_migrate(PGconn *conn, const char *sql_dir, bool *transient_r, const char **error_r)
+{
+	struct migration *list;
+	int n = 0, current, rc = -1;
+
+	*transient_r = false;
+	if ((list = list_migrations(sql_dir, &n, error_r)) == NULL)
+		return -1;
+	if (exec_cmd(conn, "SELECT pg_advisory_lock(" MIGRATION_LOCK ")", transient_r, error_r) < 0)
+		goto out;
+	if (exec_cmd(conn,
+		     "SET client_min_messages = warning;"
+		     "CREATE TABLE IF NOT EXISTS schema_version ("
+		     " version int PRIMARY KEY, name text NOT NULL,"
+		     " applied_at timestamptz NOT NULL DEFAULT now())",
+		     transient_r, error_r) < 0)
+		goto unlock;
+	if ((current = store_schema_version(conn, error_r)) < 0) {
+		*transient_r = true;
+		goto unlock;
+	}
+	if (current > n) {
+		*error_r = errfmt("the database has schema version %d, newer than this program's "
+				  "%d (sql_dir %s): upgrade msgstatus",
+				  current, n, sql_dir);
+		goto unlock;
+	}
+	for (int i = current; i < n; i++) {
+		struct mbuf path = MBUF_INIT, sql = MBUF_INIT;
+		const char *params[2];
+		char vbuf[16];
+		PGresult *res;
+		int ok;
+
+		mbuf_printf(&path, "%s/%s", sql_dir, list[i].name);
+		ok = read_file(mbuf_str(&path), &sql, error_r) == 0 &&
+		     exec_cmd(conn, "BEGIN", transient_r, error_r) == 0;
+		if (ok && exec_cmd(conn, mbuf_str(&sql), transient_r, error_r) < 0) {
+			*error_r = errfmt("%s: %s", mbuf_str(&path), *error_r);
+			ok = 0;
+		}
+		if (ok) {
+			snprintf(vbuf, sizeof(vbuf), "%d", list[i].version);
+			params[0] = vbuf;
+			params[1] = list[i].name;
+			res = PQexecParams(conn,
+					   "INSERT INTO schema_version (version, name) VALUES ($1, $2)",
+					   2, NULL, params, NULL, NULL, 0);
+			if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+				*error_r = store_error(conn, res);
+				*transient_r = store_transient(conn, res);
+				ok = 0;
+			}
+			PQclear(res);
+		}
+		if (ok && exec_cmd(conn, "COMMIT", transient_r, error_r) < 0)
+			ok = 0;
+		mbuf_free(&sql);
+		mbuf_free(&path);
+		if (!ok) {
+			rollback(conn);
+			goto unlock;
+		}
+		msg_info("database schema migrated to version %d (%s)", list[i].version,
+			 list[i].name);
+	}
+	rc = n;
+unlock:
+	if (PQstatus(conn) == CONNECTION_OK)
+		PQclear(PQexec(conn, "SELECT pg_advisory_unlock(" MIGRATION_LOCK ")"));
+out:
+	for (int i = 0; i < n; i++)
+		free(list[i].name);
+	free(list);
+	return rc;
+}
+
+int
+store_session_setup(PGconn *conn, const char **error_r)
+{
+	return exec_cmd(conn,
+			"SET client_min_messages = warning;"
+			"SET application_name = 'statusd';"
+			"SET TIME ZONE 'UTC';"
+			"SELECT msgstatus_session_setup()",
+			NULL, error_r);
+}
+
+int
+store_maintain(PGconn *conn, long long retention_ms, const char **error_r)
+{
+	char ms[32];
+	const char *params[1] = {ms};
+	PGresult *res;
+	int rc = 0;
+
+	snprintf(ms, sizeof(ms), "%lld", retention_ms);
+	res = PQexecParams(conn, "SELECT msgstatus_maintain($1::bigint * interval '1 millisecond')",
+			   1, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		*error_r = store_error(conn, res);
+		rc = -1;
+	}
+	PQclear(res);
+	return rc;
+}
+
+/* COPY text format: escape backslash and the delimiters; NULL is \N. */
+static void
+copy_field(struct mbuf *copy, const char *s)
+{
+	const char *run = s;
+
+	if (s == NULL) {
+		mbuf_append(copy, "\\N", 2);
+		return;
+	}
+	for (; *s; s++) {
+		const char *esc;
+		switch (*s) {
+		case '\\':
+			esc = "\\\\";
+			break;
+		case '\t':
+			esc = "\\t";
+			break;
+		case '\n':
+			esc = "\\n";
+			break;
+		case '\r':
+			esc = "\\r";
+			break;
+		default:
+			continue;
+		}
+		mbuf_append(copy, run, (size_t)(s - run));
+		mbuf_append(copy, esc, 2);
+		run = s + 1;
+	}
+	mbuf_append(copy, run, (size_t)(s - run));
+}
+
+void
+store_copy_row(struct mbuf *copy, int seq, const struct msevent *ev)
+{
+	char when[RFC3339_BUFSIZE];
+	int64_t key = status_key(ev->type, ev->time_ms);
+	bool reading = status_axis(ev->type) == STATUS_AXIS_READING;
+
+	mbuf_printf(copy, "%d\t", seq);
+	copy_field(copy, ev->id);
+	mbuf_printf(copy, "\t%s\t%d\t%lld\t%lld\t", rfc3339_format(ev->time_ms, when), (int)ev->type,
+		    reading ? 0LL : (long long)key, reading ? (long long)key : 0LL);
+	copy_field(copy, ev->source);
+	mbuf_putc(copy, '\t');
+	copy_field(copy, ev->tracking_id);
+	mbuf_putc(copy, '\t');
+	copy_field(copy, ev->queue_id);
+	mbuf_putc(copy, '\t');
+	copy_field(copy, ev->message_id);
+	mbuf_putc(copy, '\t');
+	copy_field(copy, ev->recipient);
+	mbuf_putc(copy, '\t');
+	copy_field(copy, ev->orig_recipient);
+	mbuf_putc(copy, '\t');
+	copy_field(copy, ev->sender);
+	mbuf_putc(copy, '\t');
+	copy_field(copy, ev->sasl_user);
+	if (ev->size >= 0)
+		mbuf_printf(copy, "\t%lld\t", (long long)ev->size);
+	else
+		mbuf_puts(copy, "\t\\N\t");
+	copy_field(copy, ev->details ? json_object_to_json_string_ext(
+						ev->details, JSON_C_TO_STRING_PLAIN |
+								     JSON_C_TO_STRING_NOSLASHESCAPE)
+				     : NULL);
+	mbuf_putc(copy, '\n');
+}
+
+int
+store_ingest(PGconn *conn, const struct mbuf *copy, int count, struct store_stored *stored,
+	     int64_t *head_r, int64_t *epoch_r, bool *transient_r, const char **error_r)
+{
+	PGresult *res;
+	int n = -1;
+
+	*transient_r = false;
+	if (exec_cmd(conn, "BEGIN", transient_r, error_r) < 0)
+		return -1;
+	res = PQexec(conn, "COPY ingest_stage FROM STDIN");
+	if (PQresultStatus(res) != PGRES_COPY_IN) {
+		*error_r = store_error(conn, res);
+		*transient_r = store_transient(conn, res);
+		PQclear(res);
+		goto fail;
+	}
+	PQclear(res);
+	if (PQputCopyData(conn, copy->data, (int)copy->len) != 1 || PQputCopyEnd(conn, NULL) != 1) {
+		*error_r = store_error(conn, NULL);
+		*transient_r = true;
+		goto fail;
+	}
+	res = PQgetResult(conn);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+		*error_r = store_error(conn, res);
+		*transient_r = store_transient(conn, res);
+		PQclear(res);
+		while ((res = PQgetResult(conn)) != NULL)
+			PQclear(res);
+		goto fail;
+	}
+	PQclear(res);
+	while ((res = PQgetResult(conn)) != NULL)
+		PQclear(res);
+
+	res = PQexec(conn, "SELECT i.seq, i.log_offset, l.head, l.epoch"
+			   " FROM log_head l LEFT JOIN msgstatus_ingest() i ON true");
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		*error_r = store_error(conn, res);
+		*transient_r = store_transient(conn, res);
+		PQclear(res);
+		goto fail;
+	}
+	n = 0;
+	for (int i = 0; i < PQntuples(res); i++) {
+		*head_r = strtoll(PQgetvalue(res, i, 2), NULL, 10);
+		*epoch_r = strtoll(PQgetvalue(res, i, 3), NULL, 10);
+		if (PQgetisnull(res, i, 0))
+			continue;
+		if (n >= count) {
+			PQclear(res);
+			*error_r = "msgstatus_ingest returned more rows than the batch has";
+			goto fail;
+		}
+		stored[n].seq = atoi(PQgetvalue(res, i, 0));
+		stored[n].log_offset = strtoll(PQgetvalue(res, i, 1), NULL, 10);
+		n++;
+	}
+	PQclear(res);
+	if (exec_cmd(conn, "COMMIT", transient_r, error_r) < 0)
+		return -1;
+	return n;
+fail:
+	rollback(conn);
+	return -1;
+}
+
+int
+store_log_head(PGconn *conn, int64_t *head_r, int64_t *epoch_r, const char **error_r)
+{
+	PGresult *res = PQexec(conn, "SELECT head, epoch FROM log_head");
+	int rc = -1;
+
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
+		*head_r = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+		*epoch_r = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+		rc = 0;
+	} else
+		*error_r = store_error(conn, res);
+	PQclear(res);
+	return rc;
+}
+
+static void
+add_str(struct json_object *obj, const char *key, PGresult *res, int row, int col)
+{
+	json_object_object_add(obj, key,
+			       PQgetisnull(res, row, col)
+				       ? NULL
+				       : json_object_new_string(PQgetvalue(res, row, col)));
+}
+
+static void
+add_time(struct json_object *obj, const char *key, int64_t ms)
+{
+	char when[RFC3339_BUFSIZE];
+
+	json_object_object_add(obj, key, ms > 0 ? json_object_new_string(rfc3339_format(ms, when))
+						: NULL);
+}
+
+/* One recipient's entry in the status document. queued_ms is 0 if unknown. */
+static struct json_object *
+recipient_doc(PGresult *res, int row, int64_t queued_ms)
+{
+	struct json_object *r = json_object_new_object(), *details = NULL, *reply = NULL;
+	struct status_state st = {0};
+	struct status_view view;
+
+	st.dkey = strtoll(PQgetvalue(res, row, 2), NULL, 10);
+	st.rkey = strtoll(PQgetvalue(res, row, 3), NULL, 10);
+	st.displayed = PQgetvalue(res, row, 4)[0] == 't';
+	status_view(&st, &view);
+
+	if (!PQgetisnull(res, row, 5))
+		details = json_tokener_parse(PQgetvalue(res, row, 5));
+	if (details == NULL || !json_object_is_type(details, json_type_object)) {
+		json_object_put(details);
+		details = json_object_new_object();
+	}
+	if (json_object_object_get_ex(details, "smtp_reply", &reply))
+		json_object_get(reply);
+	json_object_object_del(details, "smtp_reply");
+	json_object_object_del(details, "latency_ms");
+	if (queued_ms > 0 && view.time_ms >= queued_ms)
+		json_object_object_add(details, "latency_ms",
+				       json_object_new_int64(view.time_ms - queued_ms));
+
+	add_str(r, "recipient", res, row, 0);
+	if (!PQgetisnull(res, row, 1))
+		add_str(r, "orig_recipient", res, row, 1);
+	json_object_object_add(r, "status",
+			       view.status != MSEV_NONE
+				       ? json_object_new_string(msevent_type_name(view.status))
+				       : NULL);
+	json_object_object_add(r, "delivered", json_object_new_string(view.delivered));
+	json_object_object_add(r, "displayed", json_object_new_string(view.displayed));
+	json_object_object_add(r, "smtp_reply", reply);
+	add_time(r, "timestamp", view.time_ms);
+	json_object_object_add(r, "details", details);
+	return r;
+}
+
+int
+store_status(PGconn *conn, const char *id, struct json_object **doc_r, bool *transient_r,
+	     const char **error_r)
+{
+	struct mbuf bracketed = MBUF_INIT;
+	const char *params[2];
+	struct json_object *doc, *rcpts;
+	char msgid[32];
+	PGresult *res;
+	int64_t queued_ms = 0;
+
+	*transient_r = false;
+	if (id[0] == '<')
+		mbuf_puts(&bracketed, id);
+	else
+		mbuf_printf(&bracketed, "<%s>", id);
+	params[0] = id;
+	params[1] = mbuf_str(&bracketed);
+	res = PQexecParams(conn,
+			   "SELECT id, tracking_id, message_id, sender, queue_id, size,"
+			   " (extract(epoch FROM queued_at) * 1000)::bigint"
+			   " FROM messages WHERE tracking_id = $1 OR message_id = $2"
+			   " ORDER BY id DESC LIMIT 1",
+			   2, NULL, params, NULL, NULL, 0);
+	mbuf_free(&bracketed);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		*error_r = store_error(conn, res);
+		*transient_r = store_transient(conn, res);
+		PQclear(res);
+		return -1;
+	}
+	if (PQntuples(res) == 0) {
+		PQclear(res);
+		return 0;
+	}
+	doc = json_object_new_object();
+	add_str(doc, "message_id", res, 0, 2);
+	add_str(doc, "tracking_id", res, 0, 1);
+	add_str(doc, "sender", res, 0, 3);
+	add_str(doc, "queue_id", res, 0, 4);
+	json_object_object_add(doc, "size",
+			       PQgetisnull(res, 0, 5)
+				       ? NULL
+				       : json_object_new_int64(strtoll(PQgetvalue(res, 0, 5), NULL, 10)));
+	if (!PQgetisnull(res, 0, 6))
+		queued_ms = strtoll(PQgetvalue(res, 0, 6), NULL, 10);
+	add_time(doc, "queued_at", queued_ms);
+	snprintf(msgid, sizeof(msgid), "%s", PQgetvalue(res, 0, 0));
+	PQclear(res);
+
+	params[0] = msgid;
+	res = PQexecParams(conn,
+			   "SELECT recipient, orig_recipient, dkey, rkey, displayed, details"
+			   " FROM recipients WHERE message = $1 ORDER BY recipient",
+			   1, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		*error_r = store_error(conn, res);
+		*transient_r = store_transient(conn, res);
+		PQclear(res);
+		json_object_put(doc);
+		return -1;
+	}
+	rcpts = json_object_new_array_ext(PQntuples(res));
+	for (int i = 0; i < PQntuples(res); i++)
+		json_object_array_add(rcpts, recipient_doc(res, i, queued_ms));
+	PQclear(res);
+	json_object_object_add(doc, "recipients", rcpts);
+	*doc_r = doc;
+	return 1;
+}

@@ -1,0 +1,215 @@
+"""Sandbox core: the folder, child processes, ports, clean-up."""
+import atexit
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+class SandboxError(Exception):
+    pass
+
+
+class Paths:
+    """Where the source tree and the build tree are (ctest sets MSGSTATUS_BUILD_DIR)."""
+
+    def __init__(self):
+        self.source = os.environ.get("MSGSTATUS_SOURCE_DIR") or os.path.abspath(
+            os.path.join(HERE, "..", "..", ".."))
+        self.build = os.environ.get("MSGSTATUS_BUILD_DIR") or os.path.join(self.source, "build")
+
+    def binary(self, rel):
+        path = os.path.join(self.build, rel)
+        if not os.access(path, os.X_OK):
+            raise SandboxError(f"{path} is not built (set MSGSTATUS_BUILD_DIR?)")
+        return path
+
+
+paths = Paths()
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(what, predicate, timeout=20.0, interval=0.05, proc=None):
+    """Poll predicate() until it returns a true value; raise SandboxError on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except (OSError, ConnectionError):
+            pass
+        if proc is not None and proc.poll() is not None:
+            raise SandboxError(f"{what}: process exited with status {proc.returncode}")
+        if time.monotonic() > deadline:
+            raise SandboxError(f"timed out waiting for {what}")
+        time.sleep(interval)
+
+
+class Child:
+    """A process started by the sandbox."""
+
+    def __init__(self, name, popen, log_path):
+        self.name = name
+        self.popen = popen
+        self.log_path = log_path
+
+    @property
+    def pid(self):
+        return self.popen.pid
+
+    def alive(self):
+        return self.popen.poll() is None
+
+    def send_signal(self, sig):
+        if self.alive():
+            os.kill(self.popen.pid, sig)
+
+    def stop(self, sig=signal.SIGTERM, timeout=15.0):
+        """Signal the process and wait; SIGKILL if it does not exit in time."""
+        if not self.alive():
+            return self.popen.returncode
+        os.kill(self.popen.pid, sig)
+        try:
+            return self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.kill(self.popen.pid, signal.SIGKILL)
+            return self.popen.wait(5)
+
+    def log(self):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+
+class Sandbox:
+    """One folder of private servers. Use as a context manager."""
+
+    def __init__(self, root=None, keep=None, name="msgsandbox"):
+        if keep is None:
+            keep = bool(os.environ.get("MSGSTATUS_KEEP_SANDBOX"))
+        self.keep = keep
+        if root is None:
+            self.root = tempfile.mkdtemp(prefix=name + "-")
+            self.own_root = True
+        else:
+            self.root = os.path.abspath(root)
+            os.makedirs(self.root, exist_ok=True)
+            self.own_root = False
+        os.chmod(self.root, 0o755)
+        self.children = []
+        self.services = []  # objects with .close(), closed in reverse order
+        self.closed = False
+        atexit.register(self.close)
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            if signal.getsignal(sig) in (signal.SIG_DFL, None):
+                signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum, frame):
+        self.close()
+        sys.exit(128 + signum)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def path(self, *parts):
+        return os.path.join(self.root, *parts)
+
+    def mkdir(self, *parts, mode=0o755, owner=None):
+        p = self.path(*parts)
+        os.makedirs(p, exist_ok=True)
+        os.chmod(p, mode)
+        if owner is not None:
+            pw = pwd.getpwnam(owner)
+            os.chown(p, pw.pw_uid, pw.pw_gid)
+        return p
+
+    def spawn(self, name, argv, env=None, user=None, cwd=None):
+        """Start argv in the background, output to <root>/logs/<name>.log."""
+        logdir = self.mkdir("logs")
+        log_path = os.path.join(logdir, name + ".log")
+        logf = open(log_path, "ab")
+        preexec = None
+        if user is not None and os.geteuid() == 0:
+            pw = pwd.getpwnam(user)
+
+            def preexec():
+                os.setgid(pw.pw_gid)
+                os.initgroups(user, pw.pw_gid)
+                os.setuid(pw.pw_uid)
+        full_env = dict(os.environ)
+        if env:
+            full_env.update(env)
+        popen = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                 env=full_env, cwd=cwd or self.root, preexec_fn=preexec,
+                                 start_new_session=True)
+        logf.close()
+        child = Child(name, popen, log_path)
+        self.children.append(child)
+        return child
+
+    def run(self, argv, user=None, check=True, input=None, env=None, timeout=60):
+        """Run a command to completion and return its CompletedProcess (text)."""
+        preexec = None
+        if user is not None and os.geteuid() == 0:
+            pw = pwd.getpwnam(user)
+
+            def preexec():
+                os.setgid(pw.pw_gid)
+                os.initgroups(user, pw.pw_gid)
+                os.setuid(pw.pw_uid)
+        full_env = dict(os.environ)
+        if env:
+            full_env.update(env)
+        res = subprocess.run(argv, capture_output=True, text=True, input=input, env=full_env,
+                             preexec_fn=preexec, cwd=self.root, timeout=timeout)
+        if check and res.returncode != 0:
+            raise SandboxError(f"{' '.join(argv)} failed ({res.returncode}): {res.stderr.strip()}")
+        return res
+
+    def add_service(self, svc):
+        self.services.append(svc)
+        return svc
+
+    def close(self):
+        if self.closed:
+            return
+        self.closed = True
+        for svc in reversed(self.services):
+            try:
+                svc.close()
+            except Exception as e:  # keep closing the rest
+                print(f"msgsandbox: closing {svc}: {e}", file=sys.stderr)
+        for child in reversed(self.children):
+            child.stop()
+        if self.own_root and not self.keep:
+            shutil.rmtree(self.root, ignore_errors=True)
+        elif self.keep:
+            print(f"msgsandbox: kept {self.root}", file=sys.stderr)
+
+    # Services, defined in their own modules.
+    def postgres(self, **kw):
+        from .pg import Postgres
+        return self.add_service(Postgres(self, **kw))
+
+    def statusd(self, pg, **kw):
+        from .statusd import Statusd
+        return self.add_service(Statusd(self, pg, **kw))

@@ -1,0 +1,90 @@
+"""A private PostgreSQL: initdb into the sandbox, UNIX socket only, own port number."""
+import glob
+import os
+import signal
+import subprocess
+
+from .core import SandboxError, free_port, wait_for
+
+
+def pg_bindir():
+    for cand in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True):
+        if os.access(os.path.join(cand, "initdb"), os.X_OK):
+            return cand
+    raise SandboxError("PostgreSQL server binaries not found (apt-get install postgresql)")
+
+
+class Postgres:
+    """initdb + postgres as a child of the sandbox (as user 'postgres' when run as root)."""
+
+    def __init__(self, sb, dbname="msgstatus", fsync=False, settings=None):
+        self.sb = sb
+        self.bindir = pg_bindir()
+        self.user = "postgres" if os.geteuid() == 0 else None
+        self.dir = sb.mkdir("pg", owner=self.user)
+        self.data = os.path.join(self.dir, "data")
+        self.port = free_port()
+        self.dbname = dbname
+        self.superuser = "msgstatus"
+        self.settings = {
+            "listen_addresses": "''",
+            "unix_socket_directories": f"'{self.dir}'",
+            "port": str(self.port),
+            "fsync": "on" if fsync else "off",
+            "full_page_writes": "on" if fsync else "off",
+            "max_connections": "100",
+            "log_min_messages": "warning",
+        }
+        self.settings.update(settings or {})
+        self.child = None
+        sb.run([os.path.join(self.bindir, "initdb"), "-D", self.data, "-A", "trust", "-U",
+                self.superuser, "-E", "UTF8", "--locale=C", "--no-sync"], user=self.user)
+        with open(os.path.join(self.data, "postgresql.auto.conf"), "a") as f:
+            for k, v in self.settings.items():
+                f.write(f"{k} = {v}\n")
+        self.start()
+        self.psql(f"CREATE DATABASE {dbname}", db="postgres")
+
+    @property
+    def conninfo(self):
+        return f"host={self.dir} port={self.port} user={self.superuser} dbname={self.dbname}"
+
+    def start(self):
+        if self.child is not None and self.child.alive():
+            return
+        self.child = self.sb.spawn("postgres", [os.path.join(self.bindir, "postgres"), "-D",
+                                                self.data], user=self.user)
+        wait_for("postgres to accept connections", self.ready, proc=self.child.popen)
+
+    def ready(self):
+        res = subprocess.run([os.path.join(self.bindir, "pg_isready"), "-q", "-h", self.dir, "-p",
+                              str(self.port)], capture_output=True)
+        return res.returncode == 0
+
+    def stop(self, mode="fast"):
+        """Stop the server (fast: SIGINT, immediate: SIGQUIT) and wait for it."""
+        if self.child is None:
+            return
+        sig = {"smart": signal.SIGTERM, "fast": signal.SIGINT, "immediate": signal.SIGQUIT}[mode]
+        self.child.stop(sig, timeout=30)
+
+    def restart(self):
+        self.stop()
+        self.start()
+
+    def psql(self, sql, db=None, check=True):
+        """Run SQL with psql; returns rows as lists of strings (tab-separated output)."""
+        res = subprocess.run(["psql", "-X", "-q", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1",
+                              "-h", self.dir, "-p", str(self.port), "-U", self.superuser,
+                              "-d", db or self.dbname, "-c", sql],
+                             capture_output=True, text=True)
+        if check and res.returncode != 0:
+            raise SandboxError(f"psql: {res.stderr.strip()}")
+        return [line.split("\t") for line in res.stdout.splitlines() if line != ""]
+
+    def scalar(self, sql):
+        rows = self.psql(sql)
+        return rows[0][0] if rows else None
+
+    def close(self):
+        self.stop()

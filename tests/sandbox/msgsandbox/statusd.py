@@ -1,0 +1,143 @@
+"""statusd in the sandbox, with helpers to feed events and query HTTP."""
+import json
+import os
+import socket
+import time
+import urllib.error
+import urllib.request
+
+from .core import paths, wait_for
+
+
+def now_rfc3339(offset_ms=0):
+    t = time.time() + offset_ms / 1000.0
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + ".%03dZ" % (int(t * 1000) % 1000)
+
+
+class EventClient:
+    """A connection to statusd's event socket speaking docs/protocol.md."""
+
+    def __init__(self, path, timeout=30.0):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(path)
+        self.rfile = self.sock.makefile("rb")
+
+    def send_raw(self, data):
+        self.sock.sendall(data)
+
+    def send(self, events):
+        self.send_raw(b"".join(json.dumps(e).encode() + b"\n" for e in events))
+
+    def replies(self, n):
+        """Read n reply lines (dicts)."""
+        out = []
+        for _ in range(n):
+            line = self.rfile.readline()
+            if not line:
+                raise ConnectionError(f"statusd closed the connection after {len(out)} replies")
+            out.append(json.loads(line))
+        return out
+
+    def close(self):
+        try:
+            self.rfile.close()
+            self.sock.close()
+        except OSError:
+            pass
+
+
+class Statusd:
+    def __init__(self, sb, pg, settings=None, start=True, name="statusd"):
+        self.sb = sb
+        self.pg = pg
+        self.name = name
+        self.dir = sb.mkdir(name)
+        self.run_dir = sb.mkdir(name, "run")
+        self.http_port = None
+        self.settings = {
+            "events_socket": os.path.join(self.run_dir, "events.sock"),
+            "database": pg.conninfo,
+            "sql_dir": os.path.join(paths.source, "sql"),
+            "database_retry_max": "500ms",
+        }
+        self.settings.update(settings or {})
+        self.config = os.path.join(self.dir, "statusd.conf")
+        self.child = None
+        if start:
+            self.start()
+
+    @property
+    def socket_path(self):
+        return self.settings["events_socket"]
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def write_config(self):
+        if self.http_port is None or "http_listen" not in self.settings:
+            from .core import free_port
+            self.http_port = self.http_port or free_port()
+            self.settings.setdefault("http_listen", f"127.0.0.1:{self.http_port}")
+        with open(self.config, "w") as f:
+            for k, v in self.settings.items():
+                f.write(f"{k} = {v}\n")
+
+    def start(self, wait_db=True):
+        self.write_config()
+        self.child = self.sb.spawn(self.name, [paths.binary("statusd/statusd"), "-c", self.config])
+        wait_for(f"{self.name} to listen", lambda: os.path.exists(self.socket_path)
+                 and self.http_status("/healthz")[0] in (200, 503), proc=self.child.popen)
+        if wait_db:
+            wait_for(f"{self.name} to reach the database",
+                     lambda: self.http_status("/healthz")[0] == 200, proc=self.child.popen)
+
+    def stop(self, timeout=15.0):
+        return self.child.stop(timeout=timeout) if self.child else None
+
+    def kill(self):
+        import signal
+        return self.child.stop(signal.SIGKILL) if self.child else None
+
+    def close(self):
+        self.stop()
+
+    def client(self):
+        return EventClient(self.socket_path)
+
+    def send_events(self, events):
+        """Send events on a fresh connection and return the replies."""
+        c = self.client()
+        try:
+            c.send(events)
+            return c.replies(len(events))
+        finally:
+            c.close()
+
+    def http(self, path, method="GET", body=None, headers=None):
+        """(status, parsed JSON or text) for a request to statusd."""
+        req = urllib.request.Request(self.url + path, method=method, data=body,
+                                     headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                data = r.read()
+                status = r.status
+                ctype = r.headers.get("content-type", "")
+        except urllib.error.HTTPError as e:
+            data = e.read()
+            status = e.code
+            ctype = e.headers.get("content-type", "")
+        if "json" in ctype:
+            return status, json.loads(data)
+        return status, data.decode(errors="replace")
+
+    def http_status(self, path):
+        try:
+            return self.http(path)
+        except (urllib.error.URLError, ConnectionError, OSError):
+            return (0, None)
+
+    def status(self, msg_id):
+        from urllib.parse import quote
+        return self.http(f"/api/v1/messages/{quote(msg_id, safe='')}/status")
