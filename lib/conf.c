@@ -196,21 +196,37 @@ trim(char *s)
 int
 conf_load(const struct conf_setting *table, void *obj, const char *path, const char **error_r)
 {
+	FILE *fp;
+	int rc;
+
+	if (path == NULL)
+		return conf_load_stream(table, obj, NULL, NULL, error_r);
+	if ((fp = fopen(path, "r")) == NULL) {
+		for (const struct conf_setting *s = table; s->name != NULL; s++)
+			if (conf_apply(s, obj, s->def, error_r) < 0)
+				msg_panic("conf_load: bad default for %s: %s", s->name, *error_r);
+		*error_r = errfmt("open %s: %s", path, strerror(errno));
+		return -1;
+	}
+	rc = conf_load_stream(table, obj, fp, path, error_r);
+	fclose(fp);
+	return rc;
+}
+
+int
+conf_load_stream(const struct conf_setting *table, void *obj, FILE *fp, const char *path,
+		 const char **error_r)
+{
 	char line[CONF_LINE_MAX + 2];
 	unsigned char *seen;
 	size_t count = 0;
 	int lineno = 0, rc = 0;
-	FILE *fp;
 
 	for (const struct conf_setting *s = table; s->name != NULL; s++, count++)
 		if (conf_apply(s, obj, s->def, error_r) < 0)
 			msg_panic("conf_load: bad default for %s: %s", s->name, *error_r);
-	if (path == NULL)
+	if (fp == NULL)
 		return 0;
-	if ((fp = fopen(path, "r")) == NULL) {
-		*error_r = errfmt("open %s: %s", path, strerror(errno));
-		return -1;
-	}
 	if ((seen = calloc(count ? count : 1, 1)) == NULL)
 		msg_fatal("out of memory");
 	while (fgets(line, sizeof(line), fp) != NULL) {
@@ -260,7 +276,6 @@ conf_load(const struct conf_setting *table, void *obj, const char *path, const c
 		rc = -1;
 	}
 	free(seen);
-	fclose(fp);
 	return rc;
 }
 

@@ -24,6 +24,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 struct mbuf;
 
@@ -48,6 +49,9 @@ struct conf_setting {
 /* Apply defaults to obj, then read path (NULL: defaults only). */
 int conf_load(const struct conf_setting *table, void *obj, const char *path,
 	      const char **error_r);
+/* The same for an open stream; path names it in errors. The caller closes fp. */
+int conf_load_stream(const struct conf_setting *table, void *obj, FILE *fp, const char *path,
+		     const char **error_r);
 /* Set one setting by name from its text form. */
 int conf_set(const struct conf_setting *table, void *obj, const char *name, const char *value,
 	     const char **error_r);

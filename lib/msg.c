@@ -57,6 +57,9 @@ msg_facility(const char *name)
 	return -1;
 }
 
+static void msg_emit(int prio, const char *label, const char *fmt, va_list ap)
+	__attribute__((format(printf, 3, 0)));
+
 static void
 msg_emit(int prio, const char *label, const char *fmt, va_list ap)
 {

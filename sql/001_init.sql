@@ -35,8 +35,10 @@ CREATE INDEX messages_owner ON messages (owner, id);
 
 -- The derived status of each recipient of a message (lib/status.h): the largest key seen on
 -- each axis, so that the result does not depend on the order events arrive in.
+-- No foreign key to messages: msgstatus_ingest() only writes rows for messages it has just
+-- looked up in the same transaction, and a per-row RI check costs a third of ingest time.
 CREATE TABLE recipients (
-	message bigint NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+	message bigint NOT NULL,
 	recipient text NOT NULL,
 	orig_recipient text,
 	dkey bigint NOT NULL DEFAULT 0,         -- delivery axis
@@ -123,10 +125,7 @@ BEGIN
 	END LOOP;
 END $$;
 
--- Store one batch of events. The caller has COPYed the batch into its session's
--- ingest_stage table (see msgstatus_session_setup) in the same transaction. Returns the
--- events that were new, with their log offsets; events stored before are skipped, which
--- is what makes a replay harmless.
+-- Per-session set-up for ingest: the staging table statusd COPYs each batch into.
 CREATE FUNCTION msgstatus_session_setup() RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
 	CREATE TEMP TABLE IF NOT EXISTS ingest_stage (
@@ -147,94 +146,106 @@ BEGIN
 		size bigint,
 		details jsonb
 	) ON COMMIT DELETE ROWS;
-	CREATE TEMP TABLE IF NOT EXISTS ingest_fresh (
-		LIKE ingest_stage,
-		message bigint,
-		log_offset bigint NOT NULL
-	) ON COMMIT DELETE ROWS;
 END $$;
 
-CREATE FUNCTION msgstatus_ingest() RETURNS TABLE (seq int, log_offset bigint)
-LANGUAGE plpgsql AS $$
+-- Store the batch the caller has COPYed into ingest_stage in this transaction. Returns the
+-- events that were new, with their log offsets; events stored before are skipped, which is
+-- what makes a replay harmless. Set-based: one pass for messages, one statement that
+-- appends the new events and folds them into their recipients.
+-- A batch is always small next to the tables, and the staging table has no statistics:
+-- hash and merge joins would scan whole tables per batch, so only index lookups are allowed.
+CREATE FUNCTION msgstatus_ingest() RETURNS TABLE (stored_id text, stored_offset bigint)
+LANGUAGE plpgsql SET enable_hashjoin = off SET enable_mergejoin = off AS $$
 DECLARE
 	h bigint;
 	n bigint;
 BEGIN
-	-- Serializes writers (also across statusd instances) and hands out offsets.
+	-- Serializes writers (also across statusd instances) and hands out offsets: offsets
+	-- are gap-free and a reader that sees offset N has seen every offset below it.
 	SELECT l.head INTO h FROM log_head l FOR UPDATE;
 
-	INSERT INTO ingest_fresh
-	SELECT s.*, NULL, h + row_number() OVER (ORDER BY s.seq)
-	FROM (SELECT DISTINCT ON (st.event_time, st.event_id) st.*
-	      FROM ingest_stage st ORDER BY st.event_time, st.event_id, st.seq) s
-	WHERE NOT EXISTS (SELECT 1 FROM events e
-			  WHERE e.event_time = s.event_time AND e.event_id = s.event_id);
+	-- Create the message of each new tracking id, then complete those that were created by
+	-- an earlier event with less to say (a read before its queued). ON CONFLICT DO UPDATE
+	-- would lock every known message the batch mentions, even when nothing changes.
+	INSERT INTO messages (tracking_id, message_id, queue_id, sender, sasl_user, owner, size,
+			      queued_at)
+	SELECT s.tracking_id, max(s.message_id), max(s.queue_id), max(s.sender),
+	       max(s.sasl_user), lower(coalesce(max(nullif(s.sasl_user, '')), max(s.sender))),
+	       max(s.size), min(s.event_time) FILTER (WHERE s.type = 1)
+	FROM ingest_stage s WHERE s.tracking_id IS NOT NULL GROUP BY s.tracking_id
+	ON CONFLICT (tracking_id) DO NOTHING;
+
+	UPDATE messages m SET
+		message_id = coalesce(m.message_id, s.message_id),
+		queue_id = coalesce(m.queue_id, s.queue_id),
+		sender = coalesce(m.sender, s.sender),
+		sasl_user = coalesce(m.sasl_user, s.sasl_user),
+		owner = coalesce(m.owner, s.owner),
+		size = coalesce(m.size, s.size),
+		queued_at = least(m.queued_at, s.queued_at)
+	FROM (SELECT st.tracking_id, max(st.message_id) AS message_id, max(st.queue_id) AS queue_id,
+		     max(st.sender) AS sender, max(st.sasl_user) AS sasl_user,
+		     lower(coalesce(max(nullif(st.sasl_user, '')), max(st.sender))) AS owner,
+		     max(st.size) AS size, min(st.event_time) FILTER (WHERE st.type = 1) AS queued_at
+	      FROM ingest_stage st WHERE st.tracking_id IS NOT NULL GROUP BY st.tracking_id) s
+	WHERE m.tracking_id = s.tracking_id
+	  AND ((m.message_id IS NULL AND s.message_id IS NOT NULL)
+	    OR (m.queue_id IS NULL AND s.queue_id IS NOT NULL)
+	    OR (m.owner IS NULL AND s.owner IS NOT NULL)
+	    OR (m.size IS NULL AND s.size IS NOT NULL)
+	    OR s.queued_at < m.queued_at
+	    OR (m.queued_at IS NULL AND s.queued_at IS NOT NULL));
+
+	RETURN QUERY
+	WITH fresh AS MATERIALIZED (
+		SELECT s.*, h + row_number() OVER (ORDER BY s.seq) AS log_offset,
+		       -- the message: by tracking id; else the newest with the queue id, else
+		       -- with the Message-ID; else none yet (stored unjoined)
+		       coalesce((SELECT m.id FROM messages m WHERE m.tracking_id = s.tracking_id),
+				(SELECT m.id FROM messages m WHERE s.tracking_id IS NULL
+				 AND m.queue_id = s.queue_id ORDER BY m.id DESC LIMIT 1),
+				(SELECT m.id FROM messages m WHERE s.tracking_id IS NULL
+				 AND m.message_id = s.message_id ORDER BY m.id DESC LIMIT 1)) AS message
+		FROM (SELECT DISTINCT ON (st.event_time, st.event_id) st.*
+		      FROM ingest_stage st ORDER BY st.event_time, st.event_id, st.seq) s
+		WHERE NOT EXISTS (SELECT 1 FROM events e
+				  WHERE e.event_time = s.event_time AND e.event_id = s.event_id)
+	), appended AS (
+		INSERT INTO events (event_time, event_id, log_offset, type, source, message,
+				    tracking_id, queue_id, message_id, recipient, orig_recipient, details)
+		SELECT f.event_time, f.event_id, f.log_offset, f.type, f.source, f.message,
+		       f.tracking_id, f.queue_id, f.message_id, f.recipient, f.orig_recipient,
+		       f.details
+		FROM fresh f
+		RETURNING events.event_id, events.log_offset
+	), folded AS (
+		-- each recipient's state: the maximum per axis (lib/status.h); details come from
+		-- the event that set the delivery axis
+		INSERT INTO recipients AS r (message, recipient, orig_recipient, dkey, rkey, displayed,
+					     details)
+		SELECT DISTINCT ON (f.message, f.recipient)
+		       f.message, f.recipient, max(f.orig_recipient) OVER w, max(f.dkey) OVER w,
+		       max(f.rkey) OVER w, bool_or(f.type = 7) OVER w,
+		       CASE WHEN f.dkey > 0 THEN f.details END
+		FROM fresh f
+		WHERE f.message IS NOT NULL
+		WINDOW w AS (PARTITION BY f.message, f.recipient)
+		ORDER BY f.message, f.recipient, f.dkey DESC
+		ON CONFLICT (message, recipient) DO UPDATE SET
+			dkey = greatest(r.dkey, EXCLUDED.dkey),
+			rkey = greatest(r.rkey, EXCLUDED.rkey),
+			displayed = r.displayed OR EXCLUDED.displayed,
+			details = CASE WHEN EXCLUDED.dkey > r.dkey THEN EXCLUDED.details
+				       ELSE r.details END,
+			orig_recipient = coalesce(r.orig_recipient, EXCLUDED.orig_recipient),
+			updated_at = now()
+		WHERE EXCLUDED.dkey > r.dkey OR EXCLUDED.rkey > r.rkey
+		   OR (EXCLUDED.displayed AND NOT r.displayed)
+		   OR (r.orig_recipient IS NULL AND EXCLUDED.orig_recipient IS NOT NULL)
+	)
+	SELECT a.event_id, a.log_offset FROM appended a ORDER BY a.log_offset;
 	GET DIAGNOSTICS n = ROW_COUNT;
-	IF n = 0 THEN
-		RETURN;
+	IF n > 0 THEN
+		UPDATE log_head SET head = h + n;
 	END IF;
-	UPDATE log_head SET head = h + n;
-
-	-- Create or complete the message of each tracking id.
-	INSERT INTO messages AS m (tracking_id, message_id, queue_id, sender, sasl_user, owner,
-				   size, queued_at)
-	SELECT f.tracking_id, max(f.message_id), max(f.queue_id), max(f.sender),
-	       max(f.sasl_user), lower(coalesce(max(nullif(f.sasl_user, '')), max(f.sender))),
-	       max(f.size), min(f.event_time) FILTER (WHERE f.type = 1)
-	FROM ingest_fresh f WHERE f.tracking_id IS NOT NULL GROUP BY f.tracking_id
-	ON CONFLICT (tracking_id) DO UPDATE SET
-		message_id = coalesce(m.message_id, EXCLUDED.message_id),
-		queue_id = coalesce(m.queue_id, EXCLUDED.queue_id),
-		sender = coalesce(m.sender, EXCLUDED.sender),
-		sasl_user = coalesce(m.sasl_user, EXCLUDED.sasl_user),
-		owner = coalesce(m.owner, EXCLUDED.owner),
-		size = coalesce(m.size, EXCLUDED.size),
-		queued_at = least(m.queued_at, EXCLUDED.queued_at)
-	WHERE (m.message_id IS NULL AND EXCLUDED.message_id IS NOT NULL)
-	   OR (m.queue_id IS NULL AND EXCLUDED.queue_id IS NOT NULL)
-	   OR (m.owner IS NULL AND EXCLUDED.owner IS NOT NULL)
-	   OR (m.size IS NULL AND EXCLUDED.size IS NOT NULL)
-	   OR (EXCLUDED.queued_at < m.queued_at)
-	   OR (m.queued_at IS NULL AND EXCLUDED.queued_at IS NOT NULL);
-
-	UPDATE ingest_fresh f SET message = m.id
-	FROM messages m WHERE f.tracking_id IS NOT NULL AND m.tracking_id = f.tracking_id;
-	-- Events without a tracking id join the newest message with their queue id, then with
-	-- their Message-ID; those that match nothing yet are stored unjoined.
-	UPDATE ingest_fresh f SET message = (SELECT m.id FROM messages m
-					     WHERE m.queue_id = f.queue_id ORDER BY m.id DESC LIMIT 1)
-	WHERE f.message IS NULL AND f.queue_id IS NOT NULL;
-	UPDATE ingest_fresh f SET message = (SELECT m.id FROM messages m
-					     WHERE m.message_id = f.message_id ORDER BY m.id DESC LIMIT 1)
-	WHERE f.message IS NULL AND f.message_id IS NOT NULL;
-
-	INSERT INTO events (event_time, event_id, log_offset, type, source, message, tracking_id,
-			    queue_id, message_id, recipient, orig_recipient, details)
-	SELECT f.event_time, f.event_id, f.log_offset, f.type, f.source, f.message, f.tracking_id,
-	       f.queue_id, f.message_id, f.recipient, f.orig_recipient, f.details
-	FROM ingest_fresh f;
-
-	-- Fold the batch into each recipient's state: maximum per axis (lib/status.h).
-	INSERT INTO recipients AS r (message, recipient, orig_recipient, dkey, rkey, displayed,
-				     details)
-	SELECT DISTINCT ON (f.message, f.recipient)
-	       f.message, f.recipient, max(f.orig_recipient) OVER w, max(f.dkey) OVER w,
-	       max(f.rkey) OVER w, bool_or(f.type = 7) OVER w,
-	       CASE WHEN f.dkey > 0 THEN f.details END
-	FROM ingest_fresh f
-	WHERE f.message IS NOT NULL
-	WINDOW w AS (PARTITION BY f.message, f.recipient)
-	ORDER BY f.message, f.recipient, f.dkey DESC
-	ON CONFLICT (message, recipient) DO UPDATE SET
-		dkey = greatest(r.dkey, EXCLUDED.dkey),
-		rkey = greatest(r.rkey, EXCLUDED.rkey),
-		displayed = r.displayed OR EXCLUDED.displayed,
-		details = CASE WHEN EXCLUDED.dkey > r.dkey THEN EXCLUDED.details ELSE r.details END,
-		orig_recipient = coalesce(r.orig_recipient, EXCLUDED.orig_recipient),
-		updated_at = now()
-	WHERE EXCLUDED.dkey > r.dkey OR EXCLUDED.rkey > r.rkey
-	   OR (EXCLUDED.displayed AND NOT r.displayed)
-	   OR (r.orig_recipient IS NULL AND EXCLUDED.orig_recipient IS NOT NULL);
-
-	RETURN QUERY SELECT f.seq, f.log_offset FROM ingest_fresh f ORDER BY f.log_offset;
 END $$;

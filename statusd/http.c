@@ -17,8 +17,9 @@
 #include "sdconfig.h"
 #include "store.h"
 
-#define WRITE_CHUNK 16384
+#define WRITE_CHUNK  16384
 #define PATH_MAX_LEN 2048
+#define BODY_MAX     65536
 
 struct http {
 	struct lws_context *ctx;
@@ -49,6 +50,10 @@ struct req_job {
 struct req {
 	struct lws *wsi;
 	struct req_job *job;
+	int method;
+	char *path;	     /* kept while a request body arrives */
+	struct mbuf reqbody; /* the request body (POST, PUT, PATCH) */
+	bool too_large;
 	struct mbuf body;
 	unsigned status;
 	const char *ctype;
@@ -216,7 +221,7 @@ message_ref_ok(const char *id)
 }
 
 static void
-route(struct http *h, struct req *r, int method, const char *path)
+route(struct http *h, struct req *r, int method, const char *path, const struct mbuf *reqbody)
 {
 	static const char prefix[] = "/api/v1/messages/", suffix[] = "/status";
 	size_t len = strlen(path);
@@ -265,6 +270,9 @@ req_cleanup(struct req *r)
 		r->job = NULL;
 	}
 	mbuf_free(&r->body);
+	mbuf_free(&r->reqbody);
+	free(r->path);
+	r->path = NULL;
 	r->ready = false;
 }
 
@@ -314,7 +322,7 @@ callback_http(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
 	struct http *h = lws_context_user(lws_get_context(wsi));
 	struct req *r = user;
 	char *uri;
-	int method, urilen;
+	int urilen;
 
 	switch (reason) {
 	case LWS_CALLBACK_HTTP: {
@@ -322,16 +330,37 @@ callback_http(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
 
 		memset(r, 0, sizeof(*r));
 		r->wsi = wsi;
-		method = lws_http_get_uri_and_method(wsi, &uri, &urilen);
+		r->method = lws_http_get_uri_and_method(wsi, &uri, &urilen);
 		if (len > PATH_MAX_LEN) {
 			req_problem(r, 414, "URI Too Long", NULL);
 			return 0;
 		}
 		memcpy(path, in, len);
 		path[len] = '\0';
-		route(h, r, method, path);
+		if (r->method == LWSHUMETH_POST || r->method == LWSHUMETH_PUT ||
+		    r->method == LWSHUMETH_PATCH) {
+			/* route once the body is in */
+			if ((r->path = strdup(path)) == NULL)
+				msg_fatal("out of memory");
+			return 0;
+		}
+		route(h, r, r->method, path, NULL);
 		return 0;
 	}
+	case LWS_CALLBACK_HTTP_BODY:
+		if (r->too_large || r->reqbody.len + len > BODY_MAX)
+			r->too_large = true;
+		else
+			mbuf_append(&r->reqbody, in, len);
+		return 0;
+	case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+		if (r->path == NULL)
+			return 0;
+		if (r->too_large)
+			req_problem(r, 413, "Content Too Large", "the request body is too large");
+		else
+			route(h, r, r->method, r->path, &r->reqbody);
+		return 0;
 	case LWS_CALLBACK_HTTP_WRITEABLE:
 		return r != NULL ? req_write(r) : 0;
 	case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
@@ -388,6 +417,7 @@ http_start(uv_loop_t *loop, const struct sd_config *cfg, struct dbworker *db, st
 	if (strchr(cfg->http_host, ':') == NULL)
 		info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
 	info.foreign_loops = loops;
+	info.pcontext = &h->ctx; /* lws clears it when the context is finally freed */
 	info.user = h;
 	info.server_string = "statusd";
 	info.timeout_secs = 30;
@@ -399,13 +429,30 @@ http_start(uv_loop_t *loop, const struct sd_config *cfg, struct dbworker *db, st
 }
 
 void
-http_stop(struct http **hp)
+http_stop(struct http *h)
+{
+	/* Starts closing lws's connections and handles; they finish as the loop runs. */
+	if (h->ctx != NULL)
+		lws_context_destroy(h->ctx);
+}
+
+void
+http_free(struct http **hp, uv_loop_t *loop)
 {
 	struct http *h = *hp;
 
 	if (h == NULL)
 		return;
 	*hp = NULL;
-	lws_context_destroy(h->ctx);
+	/*
+	 * With a foreign loop, lws 4.1 finishes its teardown only when told again after its
+	 * handles have closed (see its eventlib-foreign example); it clears h->ctx when done.
+	 */
+	for (int i = 0; i < 4 && h->ctx != NULL; i++) {
+		lws_context_destroy(h->ctx);
+		uv_run(loop, UV_RUN_NOWAIT);
+	}
+	if (h->ctx != NULL)
+		msg_warn("http: the HTTP library did not finish its teardown");
 	free(h);
 }

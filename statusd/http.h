@@ -28,6 +28,8 @@ struct http;
 struct http *http_start(uv_loop_t *loop, const struct sd_config *cfg, struct dbworker *db,
 			struct ingest *ing);
 /* Stop serving; lws closes its handles as the loop runs on. */
-void http_stop(struct http **http);
+void http_stop(struct http *http);
+/* After the loop has run out: finish the teardown and free. */
+void http_free(struct http **http, uv_loop_t *loop);
 
 #endif

@@ -123,7 +123,7 @@ finish_shutdown(struct statusd *sd)
 	uv_close((uv_handle_t *)&sd->maintain, NULL);
 	uv_close((uv_handle_t *)&sd->sigterm, NULL);
 	uv_close((uv_handle_t *)&sd->sigint, NULL);
-	http_stop(&sd->http);
+	http_stop(sd->http);
 	dbworker_stop(&sd->ingest_db);
 	dbworker_stop(&sd->query_db);
 	ingest_free(&sd->ingest);
@@ -177,7 +177,7 @@ main(int argc, char **argv)
 {
 	const char *config = MSGSTATUS_SYSCONFDIR "/statusd.conf", *error;
 	struct statusd sd;
-	bool check_only = false, verbose = false;
+	bool check_only = false, verbose = false, config_given = false;
 	int ch;
 
 	memset(&sd, 0, sizeof(sd));
@@ -186,6 +186,7 @@ main(int argc, char **argv)
 		switch (ch) {
 		case 'c':
 			config = optarg;
+			config_given = true;
 			break;
 		case 'n':
 			check_only = true;
@@ -199,7 +200,7 @@ main(int argc, char **argv)
 	}
 	if (optind != argc)
 		usage();
-	if (sdconfig_load(&sd.cfg, config, &error) < 0)
+	if (sdconfig_load(&sd.cfg, config_given ? config : sdconfig_default_path(config), &error) < 0)
 		msg_fatal("%s", error);
 	if (check_only) {
 		struct mbuf out = MBUF_INIT;
@@ -237,7 +238,7 @@ main(int argc, char **argv)
 
 	msg_info("statusd %s started", MSGSTATUS_VERSION);
 	uv_run(sd.loop, UV_RUN_DEFAULT);
-	/* Let lws and the closed handles finish. */
+	http_free(&sd.http, sd.loop);
 	uv_run(sd.loop, UV_RUN_DEFAULT);
 	if (uv_loop_close(sd.loop) != 0)
 		msg_warn("event loop closed with handles still open");

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "conf.h"
 #include "msevent.h"
@@ -27,7 +28,7 @@ const struct conf_setting sdconfig_table[] = {
 	S(event_retention, CONF_TIME, "90d", 86400000LL, 36500LL * 86400000LL),
 	S(maintenance_interval, CONF_TIME, "1h", 1000, 86400000),
 	S(ingest_record_max, CONF_SIZE, "16k", 1024, MSEVENT_RECORD_MAX),
-	S(ingest_batch_max, CONF_INT, "1000", 1, 100000),
+	S(ingest_batch_max, CONF_INT, "2000", 1, 100000),
 	S(log_target, CONF_STR, "stderr", 0, 0),
 	S(syslog_facility, CONF_STR, "mail", 0, 0),
 	S(verbose, CONF_BOOL, "no", 0, 0),
@@ -112,6 +113,12 @@ sdconfig_load(struct sd_config *cfg, const char *path, const char **error_r)
 		return -1;
 	}
 	return 0;
+}
+
+const char *
+sdconfig_default_path(const char *path)
+{
+	return access(path, F_OK) == 0 ? path : NULL;
 }
 
 void

@@ -41,5 +41,7 @@ extern const struct conf_setting sdconfig_table[];
 /* Load path (NULL: defaults) and check the values that need more than a range. */
 int sdconfig_load(struct sd_config *cfg, const char *path, const char **error_r);
 void sdconfig_free(struct sd_config *cfg);
+/* The default configuration file if it exists, else NULL (all defaults). */
+const char *sdconfig_default_path(const char *path);
 
 #endif

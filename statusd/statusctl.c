@@ -76,7 +76,7 @@ main(int argc, char **argv)
 	};
 	const char *config = MSGSTATUS_SYSCONFDIR "/statusd.conf", *error, *cmd;
 	struct sd_config cfg;
-	bool json = false, transient;
+	bool json = false, transient, config_given = false;
 	PGconn *conn;
 	int ch, rc = 0;
 
@@ -86,6 +86,7 @@ main(int argc, char **argv)
 		switch (ch) {
 		case 'c':
 			config = optarg;
+			config_given = true;
 			break;
 		case 'j':
 			json = true;
@@ -97,7 +98,11 @@ main(int argc, char **argv)
 	if (optind >= argc)
 		usage();
 	cmd = argv[optind++];
-	if (sdconfig_load(&cfg, config, &error) < 0)
+	if (!((strcmp(cmd, "migrate") == 0 && optind == argc) ||
+	      (strcmp(cmd, "maintain") == 0 && optind == argc) ||
+	      (strcmp(cmd, "status") == 0 && optind + 1 == argc)))
+		usage();
+	if (sdconfig_load(&cfg, config_given ? config : sdconfig_default_path(config), &error) < 0)
 		msg_fatal("%s", error);
 
 	if (strcmp(cmd, "migrate") == 0 && optind == argc) {
@@ -129,7 +134,7 @@ main(int argc, char **argv)
 			print_status(doc);
 		json_object_put(doc);
 	} else
-		usage();
+		msg_panic("unhandled command %s", cmd);
 	PQfinish(conn);
 	sdconfig_free(&cfg);
 	return rc;

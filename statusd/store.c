@@ -417,8 +417,8 @@ store_ingest(PGconn *conn, const struct mbuf *copy, int count, struct store_stor
 	while ((res = PQgetResult(conn)) != NULL)
 		PQclear(res);
 
-	res = PQexec(conn, "SELECT i.seq, i.log_offset, l.head, l.epoch"
-			   " FROM log_head l LEFT JOIN msgstatus_ingest() i ON true");
+	res = PQexec(conn, "SELECT i.stored_id, i.stored_offset, l.head, l.epoch"
+			   " FROM msgstatus_ingest() i RIGHT JOIN log_head l ON true");
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		*error_r = store_error(conn, res);
 		*transient_r = store_transient(conn, res);
@@ -436,7 +436,7 @@ store_ingest(PGconn *conn, const struct mbuf *copy, int count, struct store_stor
 			*error_r = "msgstatus_ingest returned more rows than the batch has";
 			goto fail;
 		}
-		stored[n].seq = atoi(PQgetvalue(res, i, 0));
+		snprintf(stored[n].id, sizeof(stored[n].id), "%s", PQgetvalue(res, i, 0));
 		stored[n].log_offset = strtoll(PQgetvalue(res, i, 1), NULL, 10);
 		n++;
 	}

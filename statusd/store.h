@@ -18,9 +18,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "msevent.h"
+
 struct json_object;
 struct mbuf;
-struct msevent;
 
 /* Whether a failed result is worth retrying on a fresh connection: the connection is gone,
    or SQLSTATE class 08 (connection), 40 (rollback), 53 (resources) or 57 (operator). */
@@ -48,8 +49,8 @@ int store_maintain(PGconn *conn, long long retention_ms, const char **error_r);
 void store_copy_row(struct mbuf *copy, int seq, const struct msevent *ev);
 
 struct store_stored {
-	int seq;	    /* the batch's number for the event */
-	int64_t log_offset; /* its place in the log */
+	char id[MSEVENT_ID_MAX + 1]; /* the event's id */
+	int64_t log_offset;	     /* its place in the log */
 };
 
 /*

@@ -96,6 +96,14 @@ class Child:
         except OSError:
             return ""
 
+    SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                       "WARNING: ThreadSanitizer", "panic:")
+
+    def sanitizer_reports(self):
+        """Lines of the log where a sanitizer (or our own panic) reported a problem."""
+        return [line for line in self.log().splitlines()
+                if any(mark in line for mark in self.SANITIZER_MARKS)]
+
 
 class Sandbox:
     """One folder of private servers. Use as a context manager."""
@@ -114,6 +122,7 @@ class Sandbox:
         os.chmod(self.root, 0o755)
         self.children = []
         self.services = []  # objects with .close(), closed in reverse order
+        self.findings = []  # problems found in our own programs: reported at close
         self.closed = False
         atexit.register(self.close)
         for sig in (signal.SIGTERM, signal.SIGHUP):
@@ -200,10 +209,24 @@ class Sandbox:
                 print(f"msgsandbox: closing {svc}: {e}", file=sys.stderr)
         for child in reversed(self.children):
             child.stop()
+        for child in self.children:
+            for line in child.sanitizer_reports():
+                self.findings.append(f"{child.name}: {line}")
+        if self.findings:
+            self.keep = True
         if self.own_root and not self.keep:
             shutil.rmtree(self.root, ignore_errors=True)
         elif self.keep:
             print(f"msgsandbox: kept {self.root}", file=sys.stderr)
+        if self.findings:
+            raise SandboxError("problems in the programs under test:\n  " +
+                               "\n  ".join(self.findings[:20]))
+
+    def expect_exit(self, child, rc, want=0):
+        """Record a finding if one of our daemons exited with an unexpected status."""
+        if rc != want:
+            tail = "\n    ".join(child.log().splitlines()[-10:])
+            self.findings.append(f"{child.name} exited with status {rc}, not {want}:\n    {tail}")
 
     # Services, defined in their own modules.
     def postgres(self, **kw):

@@ -6,7 +6,7 @@ import time
 import urllib.error
 import urllib.request
 
-from .core import paths, wait_for
+from .core import free_port, paths, wait_for
 
 
 def now_rfc3339(offset_ms=0):
@@ -48,13 +48,13 @@ class EventClient:
 
 
 class Statusd:
-    def __init__(self, sb, pg, settings=None, start=True, name="statusd"):
+    def __init__(self, sb, pg, settings=None, start=True, name="statusd", http_port=None):
         self.sb = sb
         self.pg = pg
         self.name = name
         self.dir = sb.mkdir(name)
         self.run_dir = sb.mkdir(name, "run")
-        self.http_port = None
+        self.http_port = http_port or free_port()
         self.settings = {
             "events_socket": os.path.join(self.run_dir, "events.sock"),
             "database": pg.conninfo,
@@ -76,10 +76,7 @@ class Statusd:
         return f"http://127.0.0.1:{self.http_port}"
 
     def write_config(self):
-        if self.http_port is None or "http_listen" not in self.settings:
-            from .core import free_port
-            self.http_port = self.http_port or free_port()
-            self.settings.setdefault("http_listen", f"127.0.0.1:{self.http_port}")
+        self.settings["http_listen"] = f"127.0.0.1:{self.http_port}"
         with open(self.config, "w") as f:
             for k, v in self.settings.items():
                 f.write(f"{k} = {v}\n")
@@ -94,7 +91,12 @@ class Statusd:
                      lambda: self.http_status("/healthz")[0] == 200, proc=self.child.popen)
 
     def stop(self, timeout=15.0):
-        return self.child.stop(timeout=timeout) if self.child else None
+        """SIGTERM and wait; a clean stop exits 0 (sanitizer leak reports make it non-zero)."""
+        if self.child is None or not self.child.alive():
+            return None
+        rc = self.child.stop(timeout=timeout)
+        self.sb.expect_exit(self.child, rc, 0)
+        return rc
 
     def kill(self):
         import signal

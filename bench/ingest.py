@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""Ingest benchmark: events/s that statusd stores in PostgreSQL, side by side with a plain
+COPY of the same rows into the same table on the same server.
+
+    bench/ingest.py [--events 200000] [--rounds 3]
+
+Both runs use one private PostgreSQL 15 with durable settings (fsync on, synchronous_commit
+on). Between runs the tables are emptied. statusd's run is measured from the first record
+sent to the last acknowledgement (acknowledged = committed), through its socket, with the
+load generator bench/ingest_load (the producers' client). The COPY run is psql's \\copy of
+the already formatted event rows into the events table: no validation, no deduplication, no
+log offsets, no message or recipient rows, no status derivation — the lower bound of what
+storing these events can cost. Prints a Markdown table row per round and the medians.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+SOURCE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(SOURCE, "tests", "sandbox"))
+os.environ.setdefault("MSGSTATUS_BUILD_DIR", os.path.join(SOURCE, "build"))
+
+from msgsandbox import Sandbox, paths  # noqa: E402
+
+
+def rfc3339(t):
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + ".%03dZ" % (int(t * 1000) % 1000)
+
+
+def make_events(n):
+    """A realistic mix: per message two recipients, queued x2, relayed, delivered, read."""
+    now = time.time() - 3600
+    events = []
+    m = 0
+    while len(events) < n:
+        tid = "bench%09d" % m
+        common = {"v": 1, "source": "bench", "tracking_id": tid,
+                  "message_id": f"<{tid}@bench.example>", "queue_id": "4X%010d" % m}
+        t = now + m * 0.001
+        for r, rcpt in enumerate(("bob@bench.example", "carol@remote.example")):
+            events.append(dict(common, id=f"{tid}q{r}", type="queued", time=rfc3339(t),
+                               recipient=rcpt, sender="alice@bench.example",
+                               sasl_user="alice@bench.example", size=4096))
+        events.append(dict(common, id=f"{tid}s", type="relayed", time=rfc3339(t + 0.2),
+                           recipient="carol@remote.example",
+                           details={"mta": "mx.remote.example[192.0.2.7]:25", "dsn": "2.0.0",
+                                    "smtp_reply": "250 2.0.0 Ok: queued as 3F2A1B"}))
+        events.append(dict(common, id=f"{tid}d", type="delivered", time=rfc3339(t + 0.1),
+                           recipient="bob@bench.example"))
+        events.append(dict(common, id=f"{tid}r", type="read", time=rfc3339(t + 5),
+                           recipient="bob@bench.example"))
+        m += 1
+    return events[:n]
+
+
+TYPES = {"queued": 1, "deferred": 2, "relayed": 3, "delivered": 4, "bounced": 5,
+         "expired": 6, "read": 7, "unread": 8, "deleted": 9}
+
+
+def copy_rows(events):
+    """The same events as COPY text rows for the events table."""
+    out = []
+    for i, e in enumerate(events):
+        details = json.dumps(e["details"]) if "details" in e else "\\N"
+        out.append("\t".join([e["time"], e["id"], str(i + 1), str(TYPES[e["type"]]), e["source"],
+                              "\\N", e["tracking_id"], e["queue_id"], e["message_id"],
+                              e["recipient"], "\\N", details]))
+    return "\n".join(out) + "\n"
+
+
+def empty(pg):
+    pg.psql("TRUNCATE events, recipients, messages; UPDATE log_head SET head = 0; "
+            "CHECKPOINT")
+
+
+def run_copy(pg, path, n):
+    empty(pg)
+    start = time.monotonic()
+    pg.psql(f"\\copy events (event_time, event_id, log_offset, type, source, message, "
+            f"tracking_id, queue_id, message_id, recipient, orig_recipient, details) "
+            f"FROM '{path}'")
+    secs = time.monotonic() - start
+    assert int(pg.scalar("SELECT count(*) FROM events")) == n
+    return n / secs
+
+
+def run_statusd(pg, sd, path, n):
+    empty(pg)
+    res = subprocess.run([paths.binary("bench/ingest_load"), sd.socket_path, path],
+                         capture_output=True, text=True, check=True)
+    fields = res.stdout.split()
+    rate = float(fields[fields.index("rate") + 1])
+    assert int(pg.scalar("SELECT count(*) FROM events")) == n
+    return rate
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--events", type=int, default=200000)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--batch", default="2000", help="statusd ingest_batch_max")
+    args = ap.parse_args()
+
+    events = make_events(args.events)
+    with Sandbox(name="bench-ingest") as sb:
+        pg = sb.postgres(fsync=True, settings={"shared_buffers": "512MB",
+                                               "max_wal_size": "4GB"})
+        sd = sb.statusd(pg, settings={"ingest_batch_max": args.batch})
+        ndjson = sb.path("events.ndjson")
+        with open(ndjson, "w") as f:
+            f.writelines(json.dumps(e) + "\n" for e in events)
+        rows = sb.path("events.copy")
+        with open(rows, "w") as f:
+            f.write(copy_rows(events))
+        os.chmod(sb.root, 0o755)
+        # warm up both paths once
+        run_copy(pg, rows, len(events))
+        run_statusd(pg, sd, ndjson, len(events))
+        copies, ingests = [], []
+        print("| round | COPY rows/s | statusd events/s | ratio |")
+        print("|---|---|---|---|")
+        for r in range(args.rounds):
+            c = run_copy(pg, rows, len(events))
+            s = run_statusd(pg, sd, ndjson, len(events))
+            copies.append(c)
+            ingests.append(s)
+            print(f"| {r + 1} | {c:,.0f} | {s:,.0f} | {s / c:.2f} |")
+        c, s = statistics.median(copies), statistics.median(ingests)
+        print(f"| median | {c:,.0f} | {s:,.0f} | {s / c:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,31 @@
+"""Shared helpers for the end-to-end tests (imported by the test_*.py scripts)."""
+import itertools
+import os
+import sys
+import unittest
+
+from msgsandbox.statusd import now_rfc3339
+
+_ids = itertools.count(1)
+
+
+def event(type_="queued", tracking_id="trk", recipient="bob@example.net", offset_ms=0, **kw):
+    """A valid protocol-1 event; keyword arguments add or override fields."""
+    ev = {"v": 1, "id": f"t{os.getpid()}-{next(_ids)}", "type": type_,
+          "time": now_rfc3339(offset_ms), "source": "test", "tracking_id": tracking_id,
+          "recipient": recipient}
+    ev.update(kw)
+    return {k: v for k, v in ev.items() if v is not None}
+
+
+def main():
+    """unittest.main with verbose output; exit 77 (skipped) when told to."""
+    if os.environ.get("MSGSTATUS_E2E_SKIP"):
+        sys.exit(77)
+    unittest.main(verbosity=2)
+
+
+def require_root():
+    if os.geteuid() != 0:
+        print("skipped: needs root (private Postfix/Dovecot instances)")
+        sys.exit(77)

@@ -1,0 +1,108 @@
+"""statusd and statusctl on the command line: configuration errors name the file, line and
+setting; usage on bad flags; every setting is documented; statusctl migrate and status."""
+import json
+import os
+import re
+import subprocess
+import tempfile
+import unittest
+
+from e2e import event, main
+from msgsandbox import Sandbox, paths
+
+STATUSD = paths.binary("statusd/statusd")
+STATUSCTL = paths.binary("statusd/statusctl")
+
+
+def run(argv):
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60)
+
+
+class ConfigTest(unittest.TestCase):
+    def config(self, text):
+        f = tempfile.NamedTemporaryFile("w", suffix=".conf", delete=False)
+        f.write(text)
+        f.close()
+        self.addCleanup(os.unlink, f.name)
+        return f.name
+
+    def test_check_prints_every_setting(self):
+        res = run([STATUSD, "-n", "-c", self.config("# comment\n\nverbose = yes\n")])
+        self.assertEqual(res.returncode, 0, res.stderr)
+        self.assertIn("verbose = yes", res.stdout)
+        self.assertIn("event_retention = 7776000000ms", res.stdout)
+
+    def test_bad_configurations(self):
+        cases = [  # (config text, substrings of the error)
+            ("no_such_thing = 1\n", [":1:", "unknown setting", "no_such_thing"]),
+            ("\nverbose = maybe\n", [":2:", "verbose", "yes or no"]),
+            ("ingest_batch_max = 0\n", [":1:", "ingest_batch_max", "out of range"]),
+            ("ingest_batch_max = lots\n", ["ingest_batch_max", "integer"]),
+            ("event_retention = 5 fortnights\n", ["event_retention", "time"]),
+            ("verbose = yes\nverbose = no\n", [":2:", "set twice"]),
+            ("just some words\n", [":1:", "name = value"]),
+            ("http_listen = localhost\n", ["http_listen", "host:port"]),
+            ("events_socket_mode = 999\n", ["events_socket_mode", "octal"]),
+            ("events_socket = relative.sock\n", ["events_socket", "absolute"]),
+            ("log_target = printer\n", ["log_target", "stderr or syslog"]),
+            ("events_socket_group = no-such-group-here\n", ["events_socket_group", "no group"]),
+            ("syslog_facility = kitchen\n", ["syslog_facility", "unknown facility"]),
+        ]
+        for text, wants in cases:
+            path = self.config(text)
+            res = run([STATUSD, "-n", "-c", path])
+            self.assertEqual(res.returncode, 1, f"{text!r}: got exit {res.returncode}")
+            for want in wants:
+                self.assertIn(want, res.stderr, f"{text!r}: got {res.stderr!r}")
+            self.assertIn("fatal", res.stderr)
+
+    def test_missing_file_and_usage(self):
+        res = run([STATUSD, "-c", "/nonexistent/statusd.conf"])
+        self.assertEqual(res.returncode, 1)
+        self.assertIn("/nonexistent/statusd.conf", res.stderr)
+        for argv in ([STATUSD, "-x"], [STATUSD, "extra"], [STATUSCTL], [STATUSCTL, "frobnicate"],
+                     [STATUSCTL, "status"]):
+            res = run(argv)
+            self.assertEqual(res.returncode, 2, f"{argv}: {res.returncode}")
+            self.assertIn("usage:", res.stderr)
+
+    def test_every_setting_is_documented(self):
+        res = run([STATUSD, "-n", "-c", self.config("")])
+        names = [line.split(" = ")[0] for line in res.stdout.splitlines()]
+        self.assertGreater(len(names), 10)
+        with open(os.path.join(paths.source, "man", "statusd.conf.5")) as f:
+            man = f.read()
+        with open(os.path.join(paths.source, "etc", "statusd.conf")) as f:
+            example = f.read()
+        for name in names:
+            self.assertRegex(man, r"\.TP\n\\fB" + re.escape(name.replace("_", "\\_")) +
+                             r"|\.TP\n\\fB" + re.escape(name), f"statusd.conf(5) lacks {name}")
+            self.assertIn(name, example, f"etc/statusd.conf lacks {name}")
+
+
+class StatusctlTest(unittest.TestCase):
+    def test_migrate_and_status(self):
+        with Sandbox() as sb:
+            pg = sb.postgres()
+            conf = sb.path("statusctl.conf")
+            with open(conf, "w") as f:
+                f.write(f"database = {pg.conninfo}\nsql_dir = {paths.source}/sql\n")
+            for _ in range(2):  # idempotent
+                res = run([STATUSCTL, "-c", conf, "migrate"])
+                self.assertEqual(res.returncode, 0, res.stderr)
+                self.assertIn("version 1", res.stdout)
+            sd = sb.statusd(pg)
+            sd.send_events([event("queued", tracking_id="ctl1", message_id="<ctl1@example.org>",
+                                  sender="alice@example.org", recipient="bob@example.net"),
+                            event("delivered", tracking_id="ctl1", recipient="bob@example.net")])
+            res = run([STATUSCTL, "-c", conf, "status", "ctl1"])
+            self.assertEqual(res.returncode, 0, res.stderr)
+            self.assertRegex(res.stdout, r"bob@example\.net\s+delivered")
+            res = run([STATUSCTL, "-c", conf, "--json", "status", "<ctl1@example.org>"])
+            self.assertEqual(json.loads(res.stdout)["recipients"][0]["status"], "delivered")
+            res = run([STATUSCTL, "-c", conf, "status", "nope"])
+            self.assertEqual(res.returncode, 3)
+
+
+if __name__ == "__main__":
+    main()
