@@ -52,6 +52,11 @@ struct conn {
 	bool eof, closed, reading, blocked;
 	char peer[64];
 	struct conn *next, *prev;
+	/* an in-process source (ingest_source_start) instead of a socket */
+	bool is_source;
+	unsigned acked;
+	void (*source_done)(void *ctx, unsigned acked, unsigned rejected);
+	void *source_ctx;
 };
 
 struct batch_ref {
@@ -309,7 +314,16 @@ conn_flush(struct conn *c)
 
 	while (c->count > 0 && c->slots[c->head].state != SLOT_WAIT) {
 		struct slot *s = &c->slots[c->head];
-		if (s->state == SLOT_ACK) {
+		if (c->is_source) {
+			/* nobody to answer: count, and log what the database refused */
+			if (s->state == SLOT_ACK)
+				c->acked++;
+			else if (s->error != NULL && strncmp(s->error, "rejected by the database", 24) == 0)
+				msg_warn("events: %s: record %llu: %s", c->peer,
+					 (unsigned long long)s->seq, s->error);
+			free(s->error);
+			s->error = NULL;
+		} else if (s->state == SLOT_ACK) {
 			mbuf_printf(&out, "{\"seq\":%llu,\"ack\":\"%s\"}\n",
 				    (unsigned long long)s->seq, s->id);
 		} else {
@@ -327,7 +341,7 @@ conn_flush(struct conn *c)
 	}
 	if (c->count == 0)
 		c->head = 0;
-	if (out.len == 0 || c->closed) {
+	if (out.len == 0 || c->closed || c->is_source) {
 		mbuf_free(&out);
 		return;
 	}
@@ -454,7 +468,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
 static void
 conn_set_reading(struct conn *c, bool on)
 {
-	if (c->closed || c->eof || on == c->reading)
+	if (c->is_source || c->closed || c->eof || on == c->reading)
 		return;
 	if (on)
 		uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read);
@@ -561,6 +575,27 @@ static void
 conn_maybe_close(struct conn *c)
 {
 	struct ingest *ing = c->ing;
+
+	if (c->is_source) {
+		/* done once every record is answered; a source is never "closed" by a peer */
+		if (!c->closed && c->eof && !c->blocked && c->count == 0 && c->in.len == 0) {
+			c->closed = true;
+			c->refs--;
+			c->source_done(c->source_ctx, c->acked, c->rejected);
+		}
+		if (!c->closed || c->refs > 0)
+			return;
+		if (c->prev)
+			c->prev->next = c->next;
+		else
+			ing->conns = c->next;
+		if (c->next)
+			c->next->prev = c->prev;
+		free(c->slots);
+		mbuf_free(&c->in);
+		free(c);
+		return;
+	}
 
 	if (!c->closed && c->eof && !c->blocked && c->count == 0 && c->write_queue == 0) {
 		c->closed = true;
@@ -746,13 +781,46 @@ ingest_free(struct ingest **ingp)
 		ing->server_open = false;
 	}
 	/* Close what is left; an unacknowledged event will be resent by its producer. */
-	for (struct conn *c = ing->conns; c != NULL; c = c->next)
-		if (!c->closed) {
+	for (struct conn *c = ing->conns, *next; c != NULL; c = next) {
+		next = c->next;
+		if (c->is_source) {
+			/* unfinished: its file stays and is picked up again next time */
+			for (size_t i = 0; i < c->count; i++)
+				free(c->slots[c->head + i].error);
+			c->count = 0;
+			c->closed = true;
+			c->refs = 0;
+			conn_maybe_close(c);
+		} else if (!c->closed) {
 			c->closed = true;
 			uv_close((uv_handle_t *)&c->pipe, on_closed);
 		}
+	}
 	uv_close((uv_handle_t *)&ing->check, on_handle_closed);
 	/* The rest is freed by the close callbacks, on the loop's next run. */
+}
+
+void
+ingest_source_start(struct ingest *ing, const char *name, const char *data, size_t len,
+		    void (*done)(void *ctx, unsigned acked, unsigned rejected), void *ctx)
+{
+	struct conn *c = calloc(1, sizeof(*c));
+
+	if (c == NULL)
+		msg_fatal("out of memory");
+	c->ing = ing;
+	c->is_source = true;
+	c->eof = true;
+	c->refs = 1;
+	c->source_done = done;
+	c->source_ctx = ctx;
+	snprintf(c->peer, sizeof(c->peer), "%s", name);
+	mbuf_append(&c->in, data, len);
+	c->next = ing->conns;
+	if (ing->conns)
+		ing->conns->prev = c;
+	ing->conns = c;
+	conn_process(c);
 }
 
 void

@@ -50,6 +50,15 @@ struct ingest *ingest_start(uv_loop_t *loop, const struct sd_config *cfg, struct
  */
 void ingest_shutdown(struct ingest *ing, void (*done)(void *ctx), void *ctx);
 void ingest_free(struct ingest **ing);
+
+/*
+ * Feed len bytes of records from an in-process source (a pickup file) through the same
+ * validation, batching and storing as a connection's. done() is called once, on the loop
+ * thread, when every record has its answer: acked were stored (or had been), rejected can
+ * never be. If statusd stops first, done() is not called (the source is read again later).
+ */
+void ingest_source_start(struct ingest *ing, const char *name, const char *data, size_t len,
+			 void (*done)(void *ctx, unsigned acked, unsigned rejected), void *ctx);
 void ingest_stats(const struct ingest *ing, struct ingest_stats *out);
 
 #endif

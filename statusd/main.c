@@ -3,8 +3,8 @@
  * serves message status. See statusd(8).
  *
  * DESIGN
- *	One libuv loop runs the event socket (ingest.c), HTTP (http.c, libwebsockets on the
- *	same loop) and signal handling. PostgreSQL is reached only from two dbworker threads:
+ *	One libuv loop runs the event socket (ingest.c), the pickup directory (pickup.c),
+ *	HTTP (http.c, libwebsockets on the same loop) and signal handling. PostgreSQL is reached only from two dbworker threads:
  *	"ingest" (stores batches in order, applies migrations and partition maintenance when
  *	it connects) and "query" (reads for HTTP). statusd starts and serves even while
  *	PostgreSQL is down: events then wait unacknowledged and producers keep them.
@@ -27,6 +27,7 @@
 #include "dbworker.h"
 #include "http.h"
 #include "ingest.h"
+#include "pickup.h"
 #include "mbuf.h"
 #include "msg.h"
 #include "sdconfig.h"
@@ -39,6 +40,7 @@ struct statusd {
 	struct sd_config cfg;
 	struct dbworker *ingest_db, *query_db;
 	struct ingest *ingest;
+	struct pickup *pickup;
 	struct http *http;
 	uv_signal_t sigterm, sigint;
 	uv_timer_t maintain, grace;
@@ -126,6 +128,7 @@ finish_shutdown(struct statusd *sd)
 	http_stop(sd->http);
 	dbworker_stop(&sd->ingest_db);
 	dbworker_stop(&sd->query_db);
+	pickup_free(&sd->pickup);
 	ingest_free(&sd->ingest);
 }
 
@@ -158,6 +161,7 @@ on_signal(uv_signal_t *handle, int signum)
 	sd->stopping = true;
 	msg_info("stopping on signal %d", signum);
 	uv_timer_stop(&sd->maintain);
+	pickup_stop(sd->pickup);
 	uv_timer_start(&sd->grace, on_grace, SHUTDOWN_GRACE_MS, 0);
 	ingest_shutdown(sd->ingest, on_ingest_drained, sd);
 }
@@ -221,6 +225,7 @@ main(int argc, char **argv)
 	sd.query_db = dbworker_start(sd.loop, "database (queries)", sd.cfg.database,
 				     sd.cfg.database_retry_max, NULL, NULL);
 	sd.ingest = ingest_start(sd.loop, &sd.cfg, sd.ingest_db);
+	sd.pickup = pickup_start(sd.loop, &sd.cfg, sd.ingest);
 	sd.http = http_start(sd.loop, &sd.cfg, sd.query_db, sd.ingest);
 
 	uv_signal_init(sd.loop, &sd.sigterm);

@@ -29,6 +29,8 @@ const struct conf_setting sdconfig_table[] = {
 	S(maintenance_interval, CONF_TIME, "1h", 1000, 86400000),
 	S(ingest_record_max, CONF_SIZE, "16k", 1024, MSEVENT_RECORD_MAX),
 	S(ingest_batch_max, CONF_INT, "2000", 1, 100000),
+	S(pickup_dir, CONF_STR, "/var/spool/msgstatus/pickup", 0, 0),
+	S(pickup_interval, CONF_TIME, "5s", 100, 3600000),
 	S(log_target, CONF_STR, "stderr", 0, 0),
 	S(syslog_facility, CONF_STR, "mail", 0, 0),
 	S(verbose, CONF_BOOL, "no", 0, 0),
@@ -92,6 +94,10 @@ sdconfig_load(struct sd_config *cfg, const char *path, const char **error_r)
 			return -1;
 		}
 		cfg->socket_gid = gr->gr_gid;
+	}
+	if (cfg->pickup_dir[0] != '\0' && cfg->pickup_dir[0] != '/') {
+		*error_r = errfmt("%s: pickup_dir: expected an absolute path or nothing", where);
+		return -1;
 	}
 	if (cfg->events_socket[0] != '/') {
 		*error_r = errfmt("%s: events_socket: expected an absolute path", where);

@@ -25,6 +25,8 @@ struct sd_config {
 	long long maintenance_interval; /* ms */
 	long long ingest_record_max; /* bytes */
 	long long ingest_batch_max;  /* events */
+	char *pickup_dir;
+	long long pickup_interval; /* ms */
 	char *log_target;
 	char *syslog_facility;
 	bool verbose;

@@ -60,12 +60,29 @@ class Statusd:
             "database": pg.conninfo,
             "sql_dir": os.path.join(paths.source, "sql"),
             "database_retry_max": "500ms",
+            "pickup_dir": sb.mkdir(name, "pickup"),
+            "pickup_interval": "1s",
         }
         self.settings.update(settings or {})
         self.config = os.path.join(self.dir, "statusd.conf")
         self.child = None
         if start:
             self.start()
+
+    @property
+    def pickup_dir(self):
+        return self.settings["pickup_dir"]
+
+    def drop(self, events, raw=None):
+        """Leave events in the pickup directory the way lib/dropfile does (tmp + rename)."""
+        data = raw if raw is not None else b"".join(json.dumps(e).encode() + b"\n"
+                                                      for e in events)
+        name = "%d-%d-%s.events" % (time.time() * 1000, os.getpid(), os.urandom(4).hex())
+        tmp = os.path.join(self.pickup_dir, ".tmp-" + name)
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.rename(tmp, os.path.join(self.pickup_dir, name))
+        return os.path.join(self.pickup_dir, name)
 
     @property
     def socket_path(self):
