@@ -156,17 +156,19 @@ msg_panic(const char *fmt, ...)
 char *
 msg_clean(char *dst, size_t dstsize, const char *src, size_t srclen)
 {
-	size_t in = 0, out = 0;
+	size_t in = 0, out = 0, room;
 
 	if (dstsize < 5)
 		msg_panic("msg_clean: dstsize %zu too small", dstsize);
+	/* Cleaning keeps the length (one '?' per bad byte): cut only what does not fit. */
+	room = srclen < dstsize ? dstsize - 1 : dstsize - 4;
 	while (in < srclen) {
 		unsigned char c = (unsigned char)src[in];
 		size_t seq = 1;
 
 		if (c >= 0x80)
 			seq = utf8_seq_len(src + in, srclen - in);
-		if (out + (seq ? seq : 1) > dstsize - 4)
+		if (out + (seq ? seq : 1) > room)
 			break;
 		if (c >= 0x80 && seq > 0) {
 			memcpy(dst + out, src + in, seq);

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -46,6 +47,7 @@ struct spool {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	bool wake;
+	int notify_fd; /* eventfd, readable after an append */
 
 	/* writer state, under lock */
 	int wfd;
@@ -178,6 +180,10 @@ spool_open(const char *dir, uint64_t segment_max, uint64_t total_max, bool sync_
 	sp->total_max = total_max;
 	sp->sync_each = sync_each;
 	sp->wfd = sp->rfd = sp->lockfd = sp->dirfd = -1;
+	if ((sp->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
+		*error_r = errfmt("eventfd: %s", strerror(errno));
+		goto fail;
+	}
 	pthread_mutex_init(&sp->lock, NULL);
 	pthread_cond_init(&sp->cond, NULL);
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
@@ -215,7 +221,8 @@ spool_open(const char *dir, uint64_t segment_max, uint64_t total_max, bool sync_
 		sp->nsegs++;
 	}
 	closedir(d);
-	qsort(sp->segs, sp->nsegs, sizeof(*sp->segs), seg_cmp);
+	if (sp->nsegs > 1)
+		qsort(sp->segs, sp->nsegs, sizeof(*sp->segs), seg_cmp);
 	read_cursor(sp);
 	if (new_segment(sp, error_r) < 0)
 		goto fail;
@@ -248,6 +255,8 @@ spool_close(struct spool **spp)
 		close(sp->lockfd);
 	if (sp->dirfd >= 0)
 		close(sp->dirfd);
+	if (sp->notify_fd >= 0)
+		close(sp->notify_fd);
 	pthread_mutex_destroy(&sp->lock);
 	pthread_cond_destroy(&sp->cond);
 	mbuf_free(&sp->rbuf);
@@ -303,6 +312,9 @@ spool_append(struct spool *sp, const char *rec, size_t len, const char **error_r
 	sp->total += len;
 	sp->appended++;
 	pthread_cond_broadcast(&sp->cond);
+	if (write(sp->notify_fd, &(uint64_t){1}, sizeof(uint64_t)) < 0) {
+		/* EAGAIN: the counter is already non-zero, the reader will wake */
+	}
 out:
 	pthread_mutex_unlock(&sp->lock);
 	return rc;
@@ -453,6 +465,22 @@ spool_wait(struct spool *sp, int timeout_ms)
 	pthread_mutex_unlock(&sp->lock);
 }
 
+int
+spool_notify_fd(struct spool *sp)
+{
+	return sp->notify_fd;
+}
+
+void
+spool_notify_clear(struct spool *sp)
+{
+	uint64_t v;
+
+	if (read(sp->notify_fd, &v, sizeof(v)) < 0) {
+		/* EAGAIN: nothing pending */
+	}
+}
+
 void
 spool_wakeup(struct spool *sp)
 {
@@ -460,6 +488,9 @@ spool_wakeup(struct spool *sp)
 	sp->wake = true;
 	pthread_cond_broadcast(&sp->cond);
 	pthread_mutex_unlock(&sp->lock);
+	if (write(sp->notify_fd, &(uint64_t){1}, sizeof(uint64_t)) < 0) {
+		/* EAGAIN: already readable */
+	}
 }
 
 int

@@ -61,8 +61,14 @@ int spool_read(struct spool *sp, struct mbuf *out, struct spool_pos *pos_r,
 	       const char **error_r);
 /* Wait up to timeout_ms for an append; returns at once if unread records exist. */
 void spool_wait(struct spool *sp, int timeout_ms);
-/* Wake a reader blocked in spool_wait (for shutdown). */
+/* Wake a reader blocked in spool_wait or polling spool_notify_fd (for shutdown). */
 void spool_wakeup(struct spool *sp);
+/*
+ * An eventfd that becomes readable after each append (and on spool_wakeup), for a reader
+ * that poll()s it together with other descriptors; spool_notify_clear() resets it.
+ */
+int spool_notify_fd(struct spool *sp);
+void spool_notify_clear(struct spool *sp);
 /* Everything up to pos is delivered: move the cursor, fsync, drop finished segments. */
 int spool_commit(struct spool *sp, const struct spool_pos *pos, const char **error_r);
 /* Move the read position back to the cursor (the connection broke; resend from there). */

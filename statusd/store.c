@@ -181,7 +181,8 @@ list_migrations(const char *dir, int *n_r, const char **error_r)
 		list[n++].version = v;
 	}
 	closedir(d);
-	qsort(list, (size_t)n, sizeof(*list), migration_cmp);
+	if (n > 1)
+		qsort(list, (size_t)n, sizeof(*list), migration_cmp);
 	for (int i = 0; i < n; i++)
 		if (list[i].version != i + 1) {
 			*error_r = errfmt("sql_dir %s: migrations must be numbered 001, 002, ... "

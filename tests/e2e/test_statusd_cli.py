@@ -12,6 +12,7 @@ from msgsandbox import Sandbox, paths
 
 STATUSD = paths.binary("statusd/statusd")
 STATUSCTL = paths.binary("statusd/statusctl")
+MILTER = paths.binary("milter/msgstatus-milter")
 
 
 def run(argv):
@@ -67,17 +68,39 @@ class ConfigTest(unittest.TestCase):
             self.assertIn("usage:", res.stderr)
 
     def test_every_setting_is_documented(self):
-        res = run([STATUSD, "-n", "-c", self.config("")])
-        names = [line.split(" = ")[0] for line in res.stdout.splitlines()]
-        self.assertGreater(len(names), 10)
-        with open(os.path.join(paths.source, "man", "statusd.conf.5")) as f:
-            man = f.read()
-        with open(os.path.join(paths.source, "etc", "statusd.conf")) as f:
-            example = f.read()
-        for name in names:
-            self.assertRegex(man, r"\.TP\n\\fB" + re.escape(name.replace("_", "\\_")) +
-                             r"|\.TP\n\\fB" + re.escape(name), f"statusd.conf(5) lacks {name}")
-            self.assertIn(name, example, f"etc/statusd.conf lacks {name}")
+        for program, man_page, example_file in (
+                (STATUSD, "statusd.conf.5", "statusd.conf"),
+                (MILTER, "msgstatus-milter.conf.5", "milter.conf")):
+            res = run([program, "-n", "-c", self.config("")])
+            self.assertEqual(res.returncode, 0, res.stderr)
+            names = [line.split(" = ")[0] for line in res.stdout.splitlines()]
+            self.assertGreater(len(names), 10)
+            with open(os.path.join(paths.source, "man", man_page)) as f:
+                man = f.read()
+            with open(os.path.join(paths.source, "etc", example_file)) as f:
+                example = f.read()
+            for name in names:
+                self.assertRegex(man, r"\.TP\n\\fB" + re.escape(name) + r"\\fR",
+                                 f"{man_page} lacks {name}")
+                self.assertRegex(example, r"(?m)^#?" + re.escape(name) + " =",
+                                 f"etc/{example_file} lacks {name}")
+
+    def test_milter_configuration_errors(self):
+        cases = [
+            ("milter_socket = /no/scheme\n", ["milter_socket", "unix:"]),
+            ("spool_dir = relative\n", ["absolute"]),
+            ("spool_segment_size = 2g\nspool_max_size = 1g\n", ["spool_segment_size"]),
+            ("max_recipients = 0\n", ["max_recipients", "out of range"]),
+            ("bogus = 1\n", [":1:", "unknown setting"]),
+        ]
+        for text, wants in cases:
+            res = run([MILTER, "-n", "-c", self.config(text)])
+            self.assertEqual(res.returncode, 1, f"{text!r}")
+            for want in wants:
+                self.assertIn(want, res.stderr, f"{text!r}: {res.stderr!r}")
+        res = run([MILTER, "-x"])
+        self.assertEqual(res.returncode, 2)
+        self.assertIn("usage:", res.stderr)
 
 
 class StatusctlTest(unittest.TestCase):

@@ -236,3 +236,7 @@ class Sandbox:
     def statusd(self, pg, **kw):
         from .statusd import Statusd
         return self.add_service(Statusd(self, pg, **kw))
+
+    def milter(self, statusd, **kw):
+        from .milter import Milter
+        return self.add_service(Milter(self, statusd, **kw))

@@ -1,0 +1,240 @@
+/*
+ * callbacks - msgstatus-milter's libmilter glue: pass what Postfix reports to tracker.c and
+ * carry out its decisions at end of message.
+ *
+ * DESIGN
+ *	libmilter runs one thread per MTA connection; the per-connection state (struct mconn:
+ *	config snapshot, client facts) is the milter's private data, the per-message state
+ *	(tracker_msg) lives from MAIL FROM to end of message or abort, so both are freed at
+ *	fixed points (eom/abort/close). Nothing here waits for the network: the events of a
+ *	tracked message are appended to the local spool (one write) and the sender thread
+ *	ships them. Protocol options ask Postfix not to wait for replies to anything but end
+ *	of message, so the milter adds one round trip per message.
+ *
+ * SECURITY
+ *	All arguments come from the SMTP client through Postfix; tracker.c bounds and checks
+ *	them. Log lines quote client data only through msg_clean().
+ *
+ * DIAGNOSTICS
+ *	Nothing here rejects or delays mail: every callback continues. A failure to record
+ *	(spool full, disk error) is logged as an error with the queue id, and the message then
+ *	goes untagged.
+ */
+#include "callbacks.h"
+
+#include <arpa/inet.h>
+#include <libmilter/mfapi.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mbuf.h"
+#include "mconfig.h"
+#include "msg.h"
+#include "rfc3339.h"
+#include "spool.h"
+#include "tracker.h"
+
+struct mconn {
+	struct mconfig *cfg;
+	unsigned long nr; /* SMFIP_NR_* agreed with the MTA: stages not to reply to */
+	bool local;	  /* Postfix emulated this connection for a sendmail submission */
+	struct tracker_msg *msg;
+};
+
+static struct spool *the_spool;
+
+/* The connection's state, created at option negotiation (or connect, if there was none). */
+static struct mconn *
+conn_of(SMFICTX *ctx)
+{
+	struct mconn *c = smfi_getpriv(ctx);
+
+	if (c == NULL) {
+		if ((c = calloc(1, sizeof(*c))) == NULL)
+			msg_fatal("out of memory");
+		c->cfg = mconfig_get();
+		smfi_setpriv(ctx, c);
+	}
+	return c;
+}
+
+static sfsistat
+cb_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, unsigned long f2,
+	     unsigned long f3, unsigned long *pf0, unsigned long *pf1, unsigned long *pf2,
+	     unsigned long *pf3)
+{
+	/* Replies that Postfix need not wait for: everything before end of message. */
+	unsigned long want = SMFIP_NR_CONN | SMFIP_NR_HELO | SMFIP_NR_MAIL | SMFIP_NR_RCPT |
+			     SMFIP_NR_DATA | SMFIP_NR_UNKN | SMFIP_NR_HDR | SMFIP_NR_EOH |
+			     SMFIP_NR_BODY | SMFIP_NOHELO | SMFIP_NOUNKNOWN | SMFIP_NODATA;
+
+	*pf0 = f0 & (SMFIF_ADDHDRS | SMFIF_CHGHDRS);
+	*pf1 = f1 & want;
+	*pf2 = *pf3 = 0;
+	conn_of(ctx)->nr = *pf1;
+	(void)f2;
+	(void)f3;
+	/* Ask for the macros tracking needs, whatever milter_*_macros say. */
+	smfi_setsymlist(ctx, SMFIM_ENVFROM, "{auth_authen} {msgstatus_domains} {msgstatus_trust}");
+	smfi_setsymlist(ctx, SMFIM_EOM, "i");
+	return SMFIS_CONTINUE;
+}
+
+/* The answer for a stage: none at all if the MTA agreed not to wait for one. */
+static sfsistat
+done(struct mconn *c, unsigned long nr_bit)
+{
+	return c != NULL && (c->nr & nr_bit) ? SMFIS_NOREPLY : SMFIS_CONTINUE;
+}
+
+static sfsistat
+cb_connect(SMFICTX *ctx, char *host, _SOCK_ADDR *sa)
+{
+	struct mconn *c = conn_of(ctx);
+	char addr[INET6_ADDRSTRLEN] = "";
+	unsigned port = 1;
+
+	if (sa != NULL && sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+		inet_ntop(AF_INET, &in->sin_addr, addr, sizeof(addr));
+		port = ntohs(in->sin_port);
+	} else if (sa != NULL && sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+		inet_ntop(AF_INET6, &in6->sin6_addr, addr, sizeof(addr));
+		port = ntohs(in6->sin6_port);
+	}
+	c->local = tracker_is_local_submission(host, addr, port);
+	return done(c, SMFIP_NR_CONN);
+}
+
+static sfsistat
+cb_envfrom(SMFICTX *ctx, char **argv)
+{
+	struct mconn *c = conn_of(ctx);
+
+	tracker_msg_free(&c->msg);
+	c->msg = tracker_msg_new();
+	tracker_mail(c->msg, argv[0], smfi_getsymval(ctx, "{auth_authen}"),
+		     smfi_getsymval(ctx, "{msgstatus_domains}"),
+		     smfi_getsymval(ctx, "{msgstatus_trust}"), c->local);
+	return done(c, SMFIP_NR_MAIL);
+}
+
+static sfsistat
+cb_envrcpt(SMFICTX *ctx, char **argv)
+{
+	struct mconn *c = conn_of(ctx);
+
+	if (c->msg != NULL)
+		tracker_rcpt(c->msg, argv[0], (size_t)c->cfg->max_recipients);
+	return done(c, SMFIP_NR_RCPT);
+}
+
+static sfsistat
+cb_header(SMFICTX *ctx, char *name, char *value)
+{
+	struct mconn *c = conn_of(ctx);
+
+	if (c->msg != NULL)
+		tracker_header(c->msg, name, value);
+	return done(c, SMFIP_NR_HDR);
+}
+
+static sfsistat
+cb_body(SMFICTX *ctx, unsigned char *chunk, size_t len)
+{
+	struct mconn *c = conn_of(ctx);
+
+	(void)chunk;
+	if (c->msg != NULL)
+		tracker_body(c->msg, len);
+	return done(c, SMFIP_NR_BODY);
+}
+
+static sfsistat
+cb_eom(SMFICTX *ctx)
+{
+	struct mconn *c = conn_of(ctx);
+	struct tracker_result res;
+	struct mbuf events = MBUF_INIT;
+	const char *qid, *why;
+	char clean[128];
+
+	if (c->msg == NULL)
+		return SMFIS_CONTINUE;
+	qid = smfi_getsymval(ctx, "i");
+	msg_clean(clean, sizeof(clean), qid ? qid : "NOQUEUE", strlen(qid ? qid : "NOQUEUE"));
+	tracker_eom(c->msg, qid, time_now_ms(), &res, &events);
+	if (res.tag && spool_append(the_spool, events.data, events.len, &why) < 0) {
+		msg_error("%s: %u events NOT recorded, message not tagged: %s", clean, res.events,
+			  why);
+		res.tag = false;
+	}
+	/* Delete every Msgstatus-Id that came with the message, last occurrence first. */
+	for (unsigned i = res.delete_tags; i > 0; i--)
+		if (smfi_chgheader(ctx, TRACKER_HEADER, (int)i, NULL) != MI_SUCCESS)
+			msg_warn("%s: cannot delete a foreign %s header", clean, TRACKER_HEADER);
+	if (res.delete_tags > 0)
+		msg_info("%s: removed %u %s header%s the message came with", clean,
+			 res.delete_tags, TRACKER_HEADER, res.delete_tags > 1 ? "s" : "");
+	if (res.tag) {
+		if (smfi_insheader(ctx, 0, TRACKER_HEADER, res.tracking_id) != MI_SUCCESS)
+			msg_error("%s: cannot add the %s header", clean, TRACKER_HEADER);
+		msg_info("%s: tracked as %s, %u recipient%s%s", clean, res.tracking_id, res.events,
+			 res.events == 1 ? "" : "s",
+			 c->msg->rcpts_dropped ? " (some recipients not recorded)" : "");
+	} else if (msg_verbose())
+		msg_debug("%s: not tracked: %s", clean,
+			  c->msg->why_not ? c->msg->why_not : "no usable recipient");
+	mbuf_free(&events);
+	tracker_msg_free(&c->msg);
+	return SMFIS_CONTINUE;
+}
+
+static sfsistat
+cb_abort(SMFICTX *ctx)
+{
+	struct mconn *c = smfi_getpriv(ctx);
+
+	if (c != NULL)
+		tracker_msg_free(&c->msg);
+	return SMFIS_CONTINUE;
+}
+
+static sfsistat
+cb_close(SMFICTX *ctx)
+{
+	struct mconn *c = smfi_getpriv(ctx);
+
+	if (c != NULL) {
+		tracker_msg_free(&c->msg);
+		mconfig_unref(&c->cfg);
+		free(c);
+		smfi_setpriv(ctx, NULL);
+	}
+	return SMFIS_CONTINUE;
+}
+
+void
+callbacks_register(struct spool *sp)
+{
+	static struct smfiDesc desc = {
+		.xxfi_name = "msgstatus-milter",
+		.xxfi_version = SMFI_VERSION,
+		.xxfi_flags = SMFIF_ADDHDRS | SMFIF_CHGHDRS,
+		.xxfi_connect = cb_connect,
+		.xxfi_envfrom = cb_envfrom,
+		.xxfi_envrcpt = cb_envrcpt,
+		.xxfi_header = cb_header,
+		.xxfi_body = cb_body,
+		.xxfi_eom = cb_eom,
+		.xxfi_abort = cb_abort,
+		.xxfi_close = cb_close,
+		.xxfi_negotiate = cb_negotiate,
+	};
+
+	the_spool = sp;
+	if (smfi_register(desc) == MI_FAILURE)
+		msg_fatal("smfi_register failed");
+}

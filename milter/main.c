@@ -1,0 +1,332 @@
+/*
+ * msgstatus-milter - tag outgoing mail of enabled sender domains and record it. See
+ * msgstatus-milter(8).
+ *
+ * DESIGN
+ *	Two processes. The supervisor (this main) owns the signals an administrator sends:
+ *	SIGHUP checks the configuration file and, if it is good, tells the worker to reload
+ *	(SIGUSR1); SIGTERM and SIGINT stop the worker and then exit; if the worker dies it is
+ *	started again (with backoff), while Postfix, configured with default_action = accept,
+ *	passes mail untagged meanwhile. The supervisor exists because libmilter's own signal
+ *	thread stops the milter on SIGHUP; the worker therefore never sees SIGHUP.
+ *
+ *	The worker runs libmilter (one thread per Postfix connection, callbacks.c), a sender
+ *	thread that ships the spool to statusd (sender.c) and a thread waiting for SIGUSR1 to
+ *	swap in a new configuration snapshot (mconfig.h). Mail never waits for statusd: the
+ *	callbacks only append to the local spool.
+ *
+ *	-F runs the worker alone in the foreground (no supervisor), for debugging.
+ *
+ * DIAGNOSTICS
+ *	Configuration errors are fatal at start (file and line); at reload they are logged
+ *	and the old configuration stays.
+ */
+#include <errno.h>
+#include <libmilter/mfapi.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "callbacks.h"
+#include "conf.h"
+#include "mbuf.h"
+#include "mconfig.h"
+#include "msg.h"
+#include "sender.h"
+#include "spool.h"
+
+#define STOP_GRACE_MS	   5000
+#define RESTART_MIN_MS	   1000
+#define RESTART_MAX_MS	   30000
+
+static const char *config_path;
+
+static void
+usage(void)
+{
+	fprintf(stderr, "usage: msgstatus-milter [-c config_file] [-n] [-v] [-F]\n"
+			"  -c FILE  read FILE instead of " MSGSTATUS_SYSCONFDIR "/milter.conf\n"
+			"  -n       check the configuration, print it and exit\n"
+			"  -v       verbose logging\n"
+			"  -F       run the milter alone in the foreground (no supervisor)\n");
+	exit(2);
+}
+
+static void
+open_log(const struct mconfig *cfg, bool verbose)
+{
+	if (strcmp(cfg->log_target, "syslog") == 0)
+		msg_open("msgstatus-milter", MSG_TARGET_SYSLOG, msg_facility(cfg->syslog_facility));
+	else
+		msg_open("msgstatus-milter", MSG_TARGET_STDERR, 0);
+	msg_set_verbose(verbose || cfg->verbose);
+}
+
+/* --- worker -------------------------------------------------------------------------- */
+
+static bool cmdline_verbose;
+
+/* Waits for SIGUSR1 (from the supervisor) and swaps in a new configuration. */
+static void *
+reload_main(void *arg)
+{
+	sigset_t set;
+	int sig;
+
+	(void)arg;
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR1);
+	for (;;) {
+		const char *error;
+		struct mconfig *cfg, *old;
+
+		if (sigwait(&set, &sig) != 0)
+			continue;
+		if ((cfg = mconfig_load(config_path, &error)) == NULL) {
+			msg_error("reload: %s; keeping the old configuration", error);
+			continue;
+		}
+		old = mconfig_get();
+		if (strcmp(old->milter_socket, cfg->milter_socket) != 0 ||
+		    strcmp(old->spool_dir, cfg->spool_dir) != 0)
+			msg_warn("reload: milter_socket and spool_dir change only at restart");
+		if (strcmp(old->log_target, cfg->log_target) != 0)
+			open_log(cfg, cmdline_verbose);
+		msg_set_verbose(cmdline_verbose || cfg->verbose);
+		mconfig_unref(&old);
+		mconfig_set(cfg);
+		msg_info("configuration reloaded");
+	}
+	return NULL;
+}
+
+static const char *
+socket_path(const char *spec)
+{
+	if (strncmp(spec, "unix:", 5) == 0)
+		return spec + 5;
+	if (strncmp(spec, "local:", 6) == 0)
+		return spec + 6;
+	return NULL;
+}
+
+static int
+run_worker(void)
+{
+	struct mconfig *cfg = mconfig_get();
+	struct spool *sp;
+	struct sender *snd;
+	pthread_t reloader;
+	const char *error, *path;
+	sigset_t set;
+	int rc;
+
+	/*
+	 * Block the signals before any thread starts, so that each reaches only the thread
+	 * that waits for it: SIGUSR1 the reload thread, SIGTERM and SIGINT libmilter's.
+	 */
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	sp = spool_open(cfg->spool_dir, (uint64_t)cfg->spool_segment_size,
+			(uint64_t)cfg->spool_max_size, cfg->spool_sync, &error);
+	if (sp == NULL)
+		msg_fatal("%s", error);
+	snd = sender_start(sp);
+	if ((rc = pthread_create(&reloader, NULL, reload_main, NULL)) != 0)
+		msg_fatal("cannot start the reload thread: %s", strerror(rc));
+	pthread_detach(reloader);
+
+	callbacks_register(sp);
+	if (smfi_setconn(cfg->milter_socket) == MI_FAILURE)
+		msg_fatal("milter_socket %s: cannot use it", cfg->milter_socket);
+	smfi_settimeout((int)((cfg->milter_timeout + 999) / 1000));
+	if (smfi_opensocket(true) == MI_FAILURE)
+		msg_fatal("milter_socket %s: cannot listen (directory missing, or in use?)",
+			  cfg->milter_socket);
+	if ((path = socket_path(cfg->milter_socket)) != NULL && chmod(path, cfg->socket_mode) < 0)
+		msg_fatal("milter_socket %s: chmod: %s", path, strerror(errno));
+	msg_info("msgstatus-milter %s listening on %s", MSGSTATUS_VERSION, cfg->milter_socket);
+	mconfig_unref(&cfg);
+
+	rc = smfi_main();
+	msg_info("stopping: sending what is in flight");
+	sender_stop(&snd, STOP_GRACE_MS);
+	spool_close(&sp);
+	msg_info("stopped");
+	return rc == MI_SUCCESS ? 0 : 1;
+}
+
+/* --- supervisor ---------------------------------------------------------------------- */
+
+static volatile sig_atomic_t got_hup, got_term, got_chld;
+
+static void
+on_signal(int sig)
+{
+	if (sig == SIGHUP)
+		got_hup = 1;
+	else if (sig == SIGCHLD)
+		got_chld = 1;
+	else
+		got_term = sig;
+}
+
+static pid_t
+spawn_worker(void)
+{
+	pid_t pid = fork();
+
+	if (pid < 0) {
+		msg_error("fork: %s", strerror(errno));
+		return -1;
+	}
+	if (pid == 0) {
+		sigset_t none;
+
+		signal(SIGHUP, SIG_IGN); /* libmilter would stop on it; the supervisor owns it */
+		signal(SIGTERM, SIG_DFL);
+		signal(SIGINT, SIG_DFL);
+		signal(SIGCHLD, SIG_DFL);
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		prctl(PR_SET_PDEATHSIG, SIGTERM); /* the supervisor killed: stop too */
+		if (getppid() == 1)
+			_exit(0);
+		_exit(run_worker());
+	}
+	return pid;
+}
+
+static int
+supervise(void)
+{
+	struct sigaction sa;
+	sigset_t block, old;
+	pid_t worker;
+	long long backoff = RESTART_MIN_MS;
+	int status;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGHUP, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGCHLD, &sa, NULL);
+	sigemptyset(&block);
+	sigaddset(&block, SIGHUP);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &block, &old);
+
+	if ((worker = spawn_worker()) < 0)
+		return 1;
+	for (;;) {
+		while (!got_hup && !got_term && !got_chld)
+			sigsuspend(&old);
+		if (got_term) {
+			kill(worker, SIGTERM);
+			while (waitpid(worker, &status, 0) < 0 && errno == EINTR)
+				;
+			return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+		}
+		if (got_hup) {
+			const char *error;
+			struct mconfig *cfg;
+
+			got_hup = 0;
+			if ((cfg = mconfig_load(config_path, &error)) == NULL)
+				msg_error("SIGHUP: %s; keeping the old configuration", error);
+			else {
+				mconfig_unref(&cfg);
+				kill(worker, SIGUSR1);
+			}
+		}
+		if (got_chld) {
+			got_chld = 0;
+			if (waitpid(worker, &status, WNOHANG) == worker) {
+				struct timespec ts = {backoff / 1000, (backoff % 1000) * 1000000};
+
+				if (WIFSIGNALED(status))
+					msg_error("the milter process died (signal %d); restarting it in "
+						  "%lld ms",
+						  WTERMSIG(status), backoff);
+				else
+					msg_error("the milter process exited with status %d; restarting "
+						  "it in %lld ms",
+						  WEXITSTATUS(status), backoff);
+				sigprocmask(SIG_SETMASK, &old, NULL);
+				while (nanosleep(&ts, &ts) < 0 && errno == EINTR && !got_term)
+					;
+				sigprocmask(SIG_BLOCK, &block, NULL);
+				if (got_term)
+					return 0;
+				backoff = backoff * 2 > RESTART_MAX_MS ? RESTART_MAX_MS : backoff * 2;
+				if ((worker = spawn_worker()) < 0)
+					return 1;
+			}
+		}
+	}
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *error;
+	struct mconfig *cfg;
+	bool check = false, foreground = false, given = false;
+	int ch;
+
+	config_path = MSGSTATUS_SYSCONFDIR "/milter.conf";
+	msg_open("msgstatus-milter", MSG_TARGET_STDERR, 0);
+	while ((ch = getopt(argc, argv, "c:nvFh")) != -1) {
+		switch (ch) {
+		case 'c':
+			config_path = optarg;
+			given = true;
+			break;
+		case 'n':
+			check = true;
+			break;
+		case 'v':
+			cmdline_verbose = true;
+			break;
+		case 'F':
+			foreground = true;
+			break;
+		default:
+			usage();
+		}
+	}
+	if (optind != argc)
+		usage();
+	if (!given && access(config_path, F_OK) != 0)
+		config_path = NULL; /* no default file: all defaults */
+	if ((cfg = mconfig_load(config_path, &error)) == NULL)
+		msg_fatal("%s", error);
+	if (check) {
+		struct mbuf out = MBUF_INIT;
+		conf_dump(mconfig_table, cfg, &out);
+		fputs(mbuf_str(&out), stdout);
+		mbuf_free(&out);
+		mconfig_unref(&cfg);
+		return 0;
+	}
+	open_log(cfg, cmdline_verbose);
+	mconfig_set(cfg);
+	return foreground ? run_worker() : supervise();
+}

@@ -1,0 +1,126 @@
+/*
+ * mconfig - msgstatus-milter's settings. See mconfig.h and msgstatus-milter.conf(5).
+ */
+#include "mconfig.h"
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "msg.h"
+
+#define S(name, type, def, min, max) {#name, type, def, offsetof(struct mconfig, name), min, max}
+
+const struct conf_setting mconfig_table[] = {
+	S(milter_socket, CONF_STR, "unix:/run/msgstatus/milter.sock", 0, 0),
+	S(milter_socket_mode, CONF_STR, "0660", 0, 0),
+	S(events_socket, CONF_STR, "/run/msgstatus/events.sock", 0, 0),
+	S(spool_dir, CONF_STR, "/var/spool/msgstatus/milter", 0, 0),
+	S(spool_max_size, CONF_SIZE, "1g", 1048576, 1LL << 40),
+	S(spool_segment_size, CONF_SIZE, "16m", 65536, 1LL << 30),
+	S(spool_sync, CONF_BOOL, "no", 0, 0),
+	S(milter_timeout, CONF_TIME, "10s", 1000, 300000),
+	S(max_recipients, CONF_INT, "10000", 1, 1000000),
+	S(log_target, CONF_STR, "stderr", 0, 0),
+	S(syslog_facility, CONF_STR, "mail", 0, 0),
+	S(verbose, CONF_BOOL, "no", 0, 0),
+	CONF_END,
+};
+
+static pthread_mutex_t current_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct mconfig *current;
+
+struct mconfig *
+mconfig_load(const char *path, const char **error_r)
+{
+	struct mconfig *cfg = calloc(1, sizeof(*cfg));
+	const char *where = path ? path : "(defaults)";
+	char *end;
+	long mode;
+
+	if (cfg == NULL)
+		msg_fatal("out of memory");
+	cfg->refs = 1;
+	if (conf_load(mconfig_table, cfg, path, error_r) < 0)
+		goto bad;
+	mode = strtol(cfg->milter_socket_mode, &end, 8);
+	if (*cfg->milter_socket_mode == '\0' || *end != '\0' || mode < 0 || mode > 0777) {
+		*error_r = errfmt("%s: milter_socket_mode: expected an octal mode such as 0660", where);
+		goto bad;
+	}
+	cfg->socket_mode = (mode_t)mode;
+	if (strncmp(cfg->milter_socket, "unix:", 5) != 0 &&
+	    strncmp(cfg->milter_socket, "local:", 6) != 0 &&
+	    strncmp(cfg->milter_socket, "inet:", 5) != 0 &&
+	    strncmp(cfg->milter_socket, "inet6:", 6) != 0) {
+		*error_r = errfmt("%s: milter_socket: expected unix:/path or inet:port@address",
+				  where);
+		goto bad;
+	}
+	if (cfg->events_socket[0] != '/' || cfg->spool_dir[0] != '/') {
+		*error_r = errfmt("%s: events_socket and spool_dir must be absolute paths", where);
+		goto bad;
+	}
+	if (cfg->spool_segment_size > cfg->spool_max_size) {
+		*error_r = errfmt("%s: spool_segment_size must not exceed spool_max_size", where);
+		goto bad;
+	}
+	if (strcmp(cfg->log_target, "stderr") != 0 && strcmp(cfg->log_target, "syslog") != 0) {
+		*error_r = errfmt("%s: log_target: expected stderr or syslog", where);
+		goto bad;
+	}
+	if (msg_facility(cfg->syslog_facility) < 0) {
+		*error_r = errfmt("%s: syslog_facility: unknown facility \"%s\"", where,
+				  cfg->syslog_facility);
+		goto bad;
+	}
+	return cfg;
+bad:
+	mconfig_unref(&cfg);
+	return NULL;
+}
+
+struct mconfig *
+mconfig_get(void)
+{
+	struct mconfig *cfg;
+
+	pthread_mutex_lock(&current_lock);
+	cfg = current;
+	if (cfg == NULL)
+		msg_panic("mconfig_get: no configuration");
+	cfg->refs++;
+	pthread_mutex_unlock(&current_lock);
+	return cfg;
+}
+
+void
+mconfig_set(struct mconfig *cfg)
+{
+	struct mconfig *old;
+
+	pthread_mutex_lock(&current_lock);
+	old = current;
+	current = cfg;
+	pthread_mutex_unlock(&current_lock);
+	mconfig_unref(&old);
+}
+
+void
+mconfig_unref(struct mconfig **cfgp)
+{
+	struct mconfig *cfg = *cfgp;
+	bool last;
+
+	if (cfg == NULL)
+		return;
+	*cfgp = NULL;
+	pthread_mutex_lock(&current_lock);
+	last = --cfg->refs == 0;
+	pthread_mutex_unlock(&current_lock);
+	if (last) {
+		conf_free(mconfig_table, cfg);
+		free(cfg);
+	}
+}
