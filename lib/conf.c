@@ -202,10 +202,11 @@ conf_load(const struct conf_setting *table, void *obj, const char *path, const c
 	if (path == NULL)
 		return conf_load_stream(table, obj, NULL, NULL, error_r);
 	if ((fp = fopen(path, "r")) == NULL) {
+		int saved = errno; /* conf_apply() below sets errno */
 		for (const struct conf_setting *s = table; s->name != NULL; s++)
 			if (conf_apply(s, obj, s->def, error_r) < 0)
 				msg_panic("conf_load: bad default for %s: %s", s->name, *error_r);
-		*error_r = errfmt("open %s: %s", path, strerror(errno));
+		*error_r = errfmt("open %s: %s", path, strerror(saved));
 		return -1;
 	}
 	rc = conf_load_stream(table, obj, fp, path, error_r);

@@ -4,11 +4,13 @@
 #include "msevent.h"
 
 #include <json-c/json.h>
+#include <math.h>
 #include <string.h>
 
 #include "mbuf.h"
 #include "msg.h"
 #include "rfc3339.h"
+#include "utf8.h"
 
 #define DETAILS_MAX_KEYS  32
 #define DETAILS_KEY_MAX	  64
@@ -174,7 +176,13 @@ check_details(struct json_object *details, const char **error_r)
 		case json_type_null:
 		case json_type_boolean:
 		case json_type_int:
+			break;
 		case json_type_double:
+			/* json-c takes NaN and Infinity; JSON and PostgreSQL's jsonb do not. */
+			if (!isfinite(json_object_get_double(val))) {
+				*error_r = errfmt("details.%s: expected a finite number", key);
+				return -1;
+			}
 			break;
 		case json_type_string: {
 			size_t vlen = (size_t)json_object_get_string_len(val);
@@ -276,9 +284,15 @@ msevent_parse(struct msevent *ev, struct json_tokener *tok, const char *line, si
 	const char *s = NULL;
 
 	msevent_init(ev);
-	if (len > MSEVENT_RECORD_MAX) {
-		*error_r = errfmt("record too long (%zu bytes, at most %d)", len,
-				  MSEVENT_RECORD_MAX);
+	/* MSEVENT_RECORD_MAX counts the newline, which len does not. */
+	if (len + 1 > MSEVENT_RECORD_MAX) {
+		*error_r = errfmt("record too long (%zu bytes with its newline, at most %d)",
+				  len + 1, MSEVENT_RECORD_MAX);
+		return -1;
+	}
+	/* json-c's own check lets overlong forms, surrogates and > U+10FFFF through. */
+	if (!utf8_valid(line, len)) {
+		*error_r = "bad JSON: not valid UTF-8";
 		return -1;
 	}
 	while (len > 0 && (line[len - 1] == '\r' || line[len - 1] == ' ' || line[len - 1] == '\t'))
