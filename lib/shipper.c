@@ -1,7 +1,7 @@
 /*
- * sender - msgstatus-milter's thread that ships the spool to statusd. See sender.h.
+ * shipper - a thread that ships a spool to statusd. See shipper.h.
  */
-#include "sender.h"
+#include "shipper.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -11,23 +11,24 @@
 
 #include "evclient.h"
 #include "mbuf.h"
-#include "mconfig.h"
 #include "msg.h"
 #include "rfc3339.h"
 #include "spool.h"
 
-#define SENDER_WINDOW	 2000
+#define SHIPPER_WINDOW	 2000
 #define BACKOFF_MIN_MS	 100
 #define BACKOFF_MAX_MS	 5000
 #define POLL_IDLE_MS	 1000
 
-struct sender {
+struct shipper {
 	struct spool *sp;
 	pthread_t thread;
 	pthread_mutex_t lock;
-	volatile int stopping; /* under lock */
+	int stopping; /* under lock */
 	int64_t stop_deadline;
-	struct sender_stats stats; /* under lock */
+	struct shipper_stats stats; /* under lock */
+
+	char *wanted_socket; /* under lock: set by shipper_set_socket */
 
 	/* thread only */
 	struct evclient *client;
@@ -42,12 +43,12 @@ struct sender {
 static void
 on_reply(void *ctx, uint64_t cookie, bool ok, const char *error)
 {
-	struct sender *s = ctx;
+	struct shipper *s = ctx;
 	struct spool_pos pos = s->positions[s->phead];
 	const char *why;
 
 	(void)cookie;
-	s->phead = (s->phead + 1) % SENDER_WINDOW;
+	s->phead = (s->phead + 1) % SHIPPER_WINDOW;
 	s->pcount--;
 	pthread_mutex_lock(&s->lock);
 	if (ok)
@@ -62,7 +63,7 @@ on_reply(void *ctx, uint64_t cookie, bool ok, const char *error)
 }
 
 static void
-disconnect(struct sender *s, const char *why)
+disconnect(struct shipper *s, const char *why)
 {
 	evclient_disconnect(s->client, NULL, NULL);
 	s->pcount = 0;
@@ -81,37 +82,39 @@ disconnect(struct sender *s, const char *why)
 	s->next_attempt = time_mono_ms() + s->backoff;
 }
 
-/* Follow a change of events_socket in the configuration. */
+/* Follow a change of the event socket. */
 static void
-check_config(struct sender *s)
+check_socket(struct shipper *s)
 {
-	struct mconfig *cfg = mconfig_get();
+	char *wanted = NULL;
 
-	if (s->socket_path == NULL || strcmp(s->socket_path, cfg->events_socket) != 0) {
-		if (s->client != NULL) {
-			msg_info("events_socket is now %s", cfg->events_socket);
-			evclient_disconnect(s->client, NULL, NULL);
-			evclient_free(&s->client);
-			s->pcount = s->phead = 0;
-			spool_rewind(s->sp);
-		}
-		free(s->socket_path);
-		if ((s->socket_path = strdup(cfg->events_socket)) == NULL)
-			msg_fatal("out of memory");
-		s->client = evclient_new(s->socket_path);
-		s->next_attempt = 0;
+	pthread_mutex_lock(&s->lock);
+	if (s->socket_path == NULL || strcmp(s->socket_path, s->wanted_socket) != 0)
+		wanted = strdup(s->wanted_socket);
+	pthread_mutex_unlock(&s->lock);
+	if (wanted == NULL)
+		return;
+	if (s->client != NULL) {
+		msg_info("event socket is now %s", wanted);
+		evclient_disconnect(s->client, NULL, NULL);
+		evclient_free(&s->client);
+		s->pcount = s->phead = 0;
+		spool_rewind(s->sp);
 	}
-	mconfig_unref(&cfg);
+	free(s->socket_path);
+	s->socket_path = wanted;
+	s->client = evclient_new(s->socket_path);
+	s->next_attempt = 0;
 }
 
 /* Queue spooled records while the window has room. */
 static void
-fill(struct sender *s, struct mbuf *rec)
+fill(struct shipper *s, struct mbuf *rec)
 {
 	const char *why;
 	int rc;
 
-	while (s->pcount < SENDER_WINDOW) {
+	while (s->pcount < SHIPPER_WINDOW) {
 		struct spool_pos pos;
 
 		if ((rc = spool_read(s->sp, rec, &pos, &why)) <= 0) {
@@ -119,16 +122,16 @@ fill(struct sender *s, struct mbuf *rec)
 				msg_error("%s", why);
 			return;
 		}
-		s->positions[(s->phead + s->pcount) % SENDER_WINDOW] = pos;
+		s->positions[(s->phead + s->pcount) % SHIPPER_WINDOW] = pos;
 		s->pcount++;
 		evclient_queue(s->client, rec->data, rec->len, 0);
 	}
 }
 
 static void *
-sender_main(void *arg)
+shipper_main(void *arg)
 {
-	struct sender *s = arg;
+	struct shipper *s = arg;
 	struct mbuf rec = MBUF_INIT;
 	const char *why;
 
@@ -140,7 +143,7 @@ sender_main(void *arg)
 		pthread_mutex_lock(&s->lock);
 		stopping = s->stopping;
 		pthread_mutex_unlock(&s->lock);
-		check_config(s);
+		check_socket(s);
 		if (stopping && (s->pcount == 0 || now >= s->stop_deadline))
 			break;
 
@@ -198,25 +201,41 @@ sender_main(void *arg)
 	return NULL;
 }
 
-struct sender *
-sender_start(struct spool *sp)
+struct shipper *
+shipper_start(struct spool *sp, const char *socket_path)
 {
-	struct sender *s = calloc(1, sizeof(*s));
+	struct shipper *s = calloc(1, sizeof(*s));
 	int rc;
 
-	if (s == NULL || (s->positions = calloc(SENDER_WINDOW, sizeof(*s->positions))) == NULL)
+	if (s == NULL || (s->positions = calloc(SHIPPER_WINDOW, sizeof(*s->positions))) == NULL)
 		msg_fatal("out of memory");
 	s->sp = sp;
+	if ((s->wanted_socket = strdup(socket_path)) == NULL)
+		msg_fatal("out of memory");
 	pthread_mutex_init(&s->lock, NULL);
-	if ((rc = pthread_create(&s->thread, NULL, sender_main, s)) != 0)
-		msg_fatal("cannot start the sender thread: %s", strerror(rc));
+	if ((rc = pthread_create(&s->thread, NULL, shipper_main, s)) != 0)
+		msg_fatal("cannot start the shipper thread: %s", strerror(rc));
 	return s;
 }
 
 void
-sender_stop(struct sender **sp, int grace_ms)
+shipper_set_socket(struct shipper *s, const char *socket_path)
 {
-	struct sender *s = *sp;
+	char *copy = strdup(socket_path);
+
+	if (copy == NULL)
+		msg_fatal("out of memory");
+	pthread_mutex_lock(&s->lock);
+	free(s->wanted_socket);
+	s->wanted_socket = copy;
+	pthread_mutex_unlock(&s->lock);
+	spool_wakeup(s->sp);
+}
+
+void
+shipper_stop(struct shipper **sp, int grace_ms)
+{
+	struct shipper *s = *sp;
 
 	if (s == NULL)
 		return;
@@ -228,13 +247,14 @@ sender_stop(struct sender **sp, int grace_ms)
 	spool_wakeup(s->sp);
 	pthread_join(s->thread, NULL);
 	pthread_mutex_destroy(&s->lock);
+	free(s->wanted_socket);
 	free(s->socket_path);
 	free(s->positions);
 	free(s);
 }
 
 void
-sender_stats(struct sender *s, struct sender_stats *out)
+shipper_stats(struct shipper *s, struct shipper_stats *out)
 {
 	pthread_mutex_lock(&s->lock);
 	*out = s->stats;

@@ -10,8 +10,8 @@
  *	passes mail untagged meanwhile. The supervisor exists because libmilter's own signal
  *	thread stops the milter on SIGHUP; the worker therefore never sees SIGHUP.
  *
- *	The worker runs libmilter (one thread per Postfix connection, callbacks.c), a sender
- *	thread that ships the spool to statusd (sender.c) and a thread waiting for SIGUSR1 to
+ *	The worker runs libmilter (one thread per Postfix connection, callbacks.c), a thread
+ *	that ships the spool to statusd (lib/shipper.c) and a thread waiting for SIGUSR1 to
  *	swap in a new configuration snapshot (mconfig.h). Mail never waits for statusd: the
  *	callbacks only append to the local spool.
  *
@@ -39,7 +39,7 @@
 #include "mbuf.h"
 #include "mconfig.h"
 #include "msg.h"
-#include "sender.h"
+#include "shipper.h"
 #include "spool.h"
 
 #define STOP_GRACE_MS	   5000
@@ -72,6 +72,7 @@ open_log(const struct mconfig *cfg, bool verbose)
 /* --- worker -------------------------------------------------------------------------- */
 
 static bool cmdline_verbose;
+static struct shipper *the_shipper;
 
 /* Waits for SIGUSR1 (from the supervisor) and swaps in a new configuration. */
 static void *
@@ -100,6 +101,8 @@ reload_main(void *arg)
 		if (strcmp(old->log_target, cfg->log_target) != 0)
 			open_log(cfg, cmdline_verbose);
 		msg_set_verbose(cmdline_verbose || cfg->verbose);
+		if (strcmp(old->events_socket, cfg->events_socket) != 0)
+			shipper_set_socket(the_shipper, cfg->events_socket);
 		mconfig_unref(&old);
 		mconfig_set(cfg);
 		msg_info("configuration reloaded");
@@ -122,7 +125,6 @@ run_worker(void)
 {
 	struct mconfig *cfg = mconfig_get();
 	struct spool *sp;
-	struct sender *snd;
 	pthread_t reloader;
 	const char *error, *path;
 	sigset_t set;
@@ -144,7 +146,7 @@ run_worker(void)
 			(uint64_t)cfg->spool_max_size, cfg->spool_sync, &error);
 	if (sp == NULL)
 		msg_fatal("%s", error);
-	snd = sender_start(sp);
+	the_shipper = shipper_start(sp, cfg->events_socket);
 	if ((rc = pthread_create(&reloader, NULL, reload_main, NULL)) != 0)
 		msg_fatal("cannot start the reload thread: %s", strerror(rc));
 	pthread_detach(reloader);
@@ -163,7 +165,7 @@ run_worker(void)
 
 	rc = smfi_main();
 	msg_info("stopping: sending what is in flight");
-	sender_stop(&snd, STOP_GRACE_MS);
+	shipper_stop(&the_shipper, STOP_GRACE_MS);
 	spool_close(&sp);
 	msg_info("stopped");
 	return rc == MI_SUCCESS ? 0 : 1;
