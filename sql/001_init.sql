@@ -64,6 +64,8 @@ CREATE TABLE events (
 	type smallint NOT NULL CHECK (type BETWEEN 1 AND 9),
 	source text NOT NULL,
 	message bigint,               -- NULL while the event cannot be joined to a message yet
+	dkey bigint NOT NULL DEFAULT 0, -- the event's status keys (lib/status.h), kept so that an
+	rkey bigint NOT NULL DEFAULT 0, -- event joined late can still be folded into its recipient
 	tracking_id text,
 	queue_id text,
 	message_id text,
@@ -199,49 +201,86 @@ BEGIN
 	RETURN QUERY
 	WITH fresh AS MATERIALIZED (
 		SELECT s.*, h + row_number() OVER (ORDER BY s.seq) AS log_offset,
-		       -- the message: by tracking id; else the newest with the queue id, else
-		       -- with the Message-ID; else none yet (stored unjoined)
+		       -- the message: by tracking id; else the newest with the queue id that was
+		       -- queued around the event's time (short queue ids are reused); else the same
+		       -- by Message-ID; else none yet (stored unjoined, joined when it arrives)
 		       coalesce((SELECT m.id FROM messages m WHERE m.tracking_id = s.tracking_id),
 				(SELECT m.id FROM messages m WHERE s.tracking_id IS NULL
-				 AND m.queue_id = s.queue_id ORDER BY m.id DESC LIMIT 1),
+				 AND m.queue_id = s.queue_id
+				 AND m.queued_at BETWEEN s.event_time - interval '60 days'
+						     AND s.event_time + interval '1 hour'
+				 ORDER BY m.id DESC LIMIT 1),
 				(SELECT m.id FROM messages m WHERE s.tracking_id IS NULL
-				 AND m.message_id = s.message_id ORDER BY m.id DESC LIMIT 1)) AS message
+				 AND m.message_id = s.message_id
+				 AND m.queued_at BETWEEN s.event_time - interval '60 days'
+						     AND s.event_time + interval '1 hour'
+				 ORDER BY m.id DESC LIMIT 1)) AS message
 		FROM (SELECT DISTINCT ON (st.event_time, st.event_id) st.*
 		      FROM ingest_stage st ORDER BY st.event_time, st.event_id, st.seq) s
 		WHERE NOT EXISTS (SELECT 1 FROM events e
 				  WHERE e.event_time = s.event_time AND e.event_id = s.event_id)
 	), appended AS (
-		INSERT INTO events (event_time, event_id, log_offset, type, source, message,
-				    tracking_id, queue_id, message_id, recipient, orig_recipient, details)
-		SELECT f.event_time, f.event_id, f.log_offset, f.type, f.source, f.message,
-		       f.tracking_id, f.queue_id, f.message_id, f.recipient, f.orig_recipient,
-		       f.details
+		INSERT INTO events (event_time, event_id, log_offset, type, source, message, dkey,
+				    rkey, tracking_id, queue_id, message_id, recipient, orig_recipient,
+				    details)
+		SELECT f.event_time, f.event_id, f.log_offset, f.type, f.source, f.message, f.dkey,
+		       f.rkey, f.tracking_id, f.queue_id, f.message_id, f.recipient,
+		       f.orig_recipient, f.details
 		FROM fresh f
 		RETURNING events.event_id, events.log_offset
+	), joined AS (
+		-- events stored earlier without a message (a log line ahead of the milter's
+		-- record) whose message this batch has brought
+		UPDATE events e SET message = m.id
+		FROM messages m
+		WHERE e.message IS NULL AND e.queue_id = m.queue_id
+		  AND m.tracking_id IN (SELECT st.tracking_id FROM ingest_stage st
+					WHERE st.type = 1 AND st.queue_id IS NOT NULL)
+		  AND e.event_time BETWEEN m.queued_at - interval '1 hour'
+				       AND m.queued_at + interval '60 days'
+		RETURNING e.message, e.type, e.recipient, e.orig_recipient, e.dkey, e.rkey, e.details
+	), batch AS (
+		SELECT f.message, f.type, f.recipient, f.orig_recipient, f.dkey, f.rkey, f.details
+		FROM fresh f WHERE f.message IS NOT NULL
+		UNION ALL
+		SELECT j.message, j.type, j.recipient, j.orig_recipient, j.dkey, j.rkey, j.details
+		FROM joined j
+	), keyed AS (
+		-- the recipient an event counts for: the address the sender used. Postfix logs
+		-- an alias's expansion with orig_to=, the Dovecot plugin the original recipient:
+		-- those count for the original when the message was sent to it.
+		SELECT b.*,
+		       CASE WHEN b.orig_recipient IS NOT NULL AND lower(b.orig_recipient) <> lower(b.recipient)
+			     AND (EXISTS (SELECT 1 FROM recipients r WHERE r.message = b.message
+					  AND r.recipient = lower(b.orig_recipient))
+				  OR EXISTS (SELECT 1 FROM ingest_stage st JOIN messages m
+					     ON m.tracking_id = st.tracking_id
+					     WHERE m.id = b.message AND st.type = 1
+					     AND lower(st.recipient) = lower(b.orig_recipient)))
+			    THEN lower(b.orig_recipient)
+			    ELSE lower(b.recipient) END AS rcpt
+		FROM batch b
 	), folded AS (
 		-- each recipient's state: the maximum per axis (lib/status.h); details come from
 		-- the event that set the delivery axis
 		INSERT INTO recipients AS r (message, recipient, orig_recipient, dkey, rkey, displayed,
 					     details)
-		SELECT DISTINCT ON (f.message, f.recipient)
-		       f.message, f.recipient, max(f.orig_recipient) OVER w, max(f.dkey) OVER w,
-		       max(f.rkey) OVER w, bool_or(f.type = 7) OVER w,
-		       CASE WHEN f.dkey > 0 THEN f.details END
-		FROM fresh f
-		WHERE f.message IS NOT NULL
-		WINDOW w AS (PARTITION BY f.message, f.recipient)
-		ORDER BY f.message, f.recipient, f.dkey DESC
+		SELECT DISTINCT ON (k.message, k.rcpt)
+		       k.message, k.rcpt, max(k.orig_recipient) OVER w, max(k.dkey) OVER w,
+		       max(k.rkey) OVER w, bool_or(k.type = 7) OVER w,
+		       CASE WHEN k.dkey > 0 THEN k.details END
+		FROM keyed k
+		WINDOW w AS (PARTITION BY k.message, k.rcpt)
+		ORDER BY k.message, k.rcpt, k.dkey DESC
 		ON CONFLICT (message, recipient) DO UPDATE SET
 			dkey = greatest(r.dkey, EXCLUDED.dkey),
 			rkey = greatest(r.rkey, EXCLUDED.rkey),
 			displayed = r.displayed OR EXCLUDED.displayed,
 			details = CASE WHEN EXCLUDED.dkey > r.dkey THEN EXCLUDED.details
 				       ELSE r.details END,
-			orig_recipient = coalesce(r.orig_recipient, EXCLUDED.orig_recipient),
 			updated_at = now()
 		WHERE EXCLUDED.dkey > r.dkey OR EXCLUDED.rkey > r.rkey
 		   OR (EXCLUDED.displayed AND NOT r.displayed)
-		   OR (r.orig_recipient IS NULL AND EXCLUDED.orig_recipient IS NOT NULL)
 	)
 	SELECT a.event_id, a.log_offset FROM appended a ORDER BY a.log_offset;
 	GET DIAGNOSTICS n = ROW_COUNT;
