@@ -55,11 +55,13 @@ CREATE INDEX recipients_recipient ON recipients (recipient);
 
 -- The append-only event log. Partitioned by the event's own time, by week, so that
 -- expiring old events is dropping a partition (msgstatus_maintain). The primary key makes
--- storing idempotent: a replayed event carries the same id and time.
+-- storing idempotent: a replayed event carries the same id and time. An event enters the
+-- log (gets its offset) when it is joined to a message: only then can the feeds tell whose
+-- it is. Until then (a Postfix log line ahead of the milter's record) it waits unjoined.
 CREATE TABLE events (
 	event_time timestamptz NOT NULL,
 	event_id text NOT NULL,
-	log_offset bigint NOT NULL,
+	log_offset bigint,            -- its place in the log; NULL until joined to a message
 	received_at timestamptz NOT NULL DEFAULT now(),
 	type smallint NOT NULL CHECK (type BETWEEN 1 AND 9),
 	source text NOT NULL,
@@ -71,6 +73,7 @@ CREATE TABLE events (
 	message_id text,
 	recipient text NOT NULL,
 	orig_recipient text,
+	rcpt text,                    -- the recipient it counts for (lower case); NULL until joined
 	details jsonb,
 	PRIMARY KEY (event_time, event_id)
 ) PARTITION BY RANGE (event_time);
@@ -156,8 +159,12 @@ END $$;
 -- appends the new events and folds them into their recipients.
 -- A batch is always small next to the tables, and the staging table has no statistics:
 -- hash and merge joins would scan whole tables per batch, so only index lookups are allowed.
-CREATE FUNCTION msgstatus_ingest() RETURNS TABLE (stored_id text, stored_offset bigint)
+CREATE FUNCTION msgstatus_ingest()
+RETURNS TABLE (log_offset bigint, event_id text, event_time timestamptz, type smallint,
+	       recipient text, details jsonb, message bigint, tracking_id text,
+	       message_id text, owner text, sender text)
 LANGUAGE plpgsql SET enable_hashjoin = off SET enable_mergejoin = off AS $$
+#variable_conflict use_column
 DECLARE
 	h bigint;
 	n bigint;
@@ -199,11 +206,11 @@ BEGIN
 	    OR (m.queued_at IS NULL AND s.queued_at IS NOT NULL));
 
 	RETURN QUERY
-	WITH fresh AS MATERIALIZED (
-		SELECT s.*, h + row_number() OVER (ORDER BY s.seq) AS log_offset,
-		       -- the message: by tracking id; else the newest with the queue id that was
-		       -- queued around the event's time (short queue ids are reused); else the same
-		       -- by Message-ID; else none yet (stored unjoined, joined when it arrives)
+	WITH located AS MATERIALIZED (
+		-- the new events and their message: by tracking id; else the newest with the
+		-- queue id that was queued around the event's time (short queue ids are reused);
+		-- else the same by Message-ID; else none yet (stored unjoined)
+		SELECT s.*,
 		       coalesce((SELECT m.id FROM messages m WHERE m.tracking_id = s.tracking_id),
 				(SELECT m.id FROM messages m WHERE s.tracking_id IS NULL
 				 AND m.queue_id = s.queue_id
@@ -219,47 +226,59 @@ BEGIN
 		      FROM ingest_stage st ORDER BY st.event_time, st.event_id, st.seq) s
 		WHERE NOT EXISTS (SELECT 1 FROM events e
 				  WHERE e.event_time = s.event_time AND e.event_id = s.event_id)
-	), appended AS (
-		INSERT INTO events (event_time, event_id, log_offset, type, source, message, dkey,
-				    rkey, tracking_id, queue_id, message_id, recipient, orig_recipient,
-				    details)
-		SELECT f.event_time, f.event_id, f.log_offset, f.type, f.source, f.message, f.dkey,
-		       f.rkey, f.tracking_id, f.queue_id, f.message_id, f.recipient,
-		       f.orig_recipient, f.details
-		FROM fresh f
-		RETURNING events.event_id, events.log_offset
-	), joined AS (
+	), waiting AS MATERIALIZED (
 		-- events stored earlier without a message (a log line ahead of the milter's
 		-- record) whose message this batch has brought
-		UPDATE events e SET message = m.id
-		FROM messages m
-		WHERE e.message IS NULL AND e.queue_id = m.queue_id
+		SELECT DISTINCT ON (e.event_time, e.event_id) e.event_time, e.event_id,
+		       m.id AS message
+		FROM events e JOIN messages m ON e.queue_id = m.queue_id
+		WHERE e.message IS NULL
 		  AND m.tracking_id IN (SELECT st.tracking_id FROM ingest_stage st
 					WHERE st.type = 1 AND st.queue_id IS NOT NULL)
 		  AND e.event_time BETWEEN m.queued_at - interval '1 hour'
 				       AND m.queued_at + interval '60 days'
-		RETURNING e.message, e.type, e.recipient, e.orig_recipient, e.dkey, e.rkey, e.details
-	), batch AS (
-		SELECT f.message, f.type, f.recipient, f.orig_recipient, f.dkey, f.rkey, f.details
-		FROM fresh f WHERE f.message IS NOT NULL
+		ORDER BY e.event_time, e.event_id, m.id DESC
+	), numbered AS MATERIALIZED (
+		-- offsets for everything that enters the log now: new joined events in batch
+		-- order, then the waiting ones in their time order
+		SELECT l.event_time, l.event_id, l.message, l.type, l.recipient, l.orig_recipient,
+		       l.dkey, l.rkey, l.details, 0 AS late, l.seq AS ord
+		FROM located l WHERE l.message IS NOT NULL
 		UNION ALL
-		SELECT j.message, j.type, j.recipient, j.orig_recipient, j.dkey, j.rkey, j.details
-		FROM joined j
-	), keyed AS (
-		-- the recipient an event counts for: the address the sender used. Postfix logs
-		-- an alias's expansion with orig_to=, the Dovecot plugin the original recipient:
+		SELECT e.event_time, e.event_id, w.message, e.type, e.recipient, e.orig_recipient,
+		       e.dkey, e.rkey, e.details, 1, 0
+		FROM waiting w JOIN events e
+		     ON e.event_time = w.event_time AND e.event_id = w.event_id
+	), keyed AS MATERIALIZED (
+		-- the recipient an event counts for: the address the sender used. Postfix logs an
+		-- alias's expansion with orig_to=, the Dovecot plugin the original recipient:
 		-- those count for the original when the message was sent to it.
-		SELECT b.*,
-		       CASE WHEN b.orig_recipient IS NOT NULL AND lower(b.orig_recipient) <> lower(b.recipient)
-			     AND (EXISTS (SELECT 1 FROM recipients r WHERE r.message = b.message
-					  AND r.recipient = lower(b.orig_recipient))
+		SELECT nb.*, h + row_number() OVER (ORDER BY nb.late, nb.ord, nb.event_time,
+							  nb.event_id) AS log_offset,
+		       CASE WHEN nb.orig_recipient IS NOT NULL
+			     AND lower(nb.orig_recipient) <> lower(nb.recipient)
+			     AND (EXISTS (SELECT 1 FROM recipients r WHERE r.message = nb.message
+					  AND r.recipient = lower(nb.orig_recipient))
 				  OR EXISTS (SELECT 1 FROM ingest_stage st JOIN messages m
 					     ON m.tracking_id = st.tracking_id
-					     WHERE m.id = b.message AND st.type = 1
-					     AND lower(st.recipient) = lower(b.orig_recipient)))
-			    THEN lower(b.orig_recipient)
-			    ELSE lower(b.recipient) END AS rcpt
-		FROM batch b
+					     WHERE m.id = nb.message AND st.type = 1
+					     AND lower(st.recipient) = lower(nb.orig_recipient)))
+			    THEN lower(nb.orig_recipient)
+			    ELSE lower(nb.recipient) END AS rcpt
+		FROM numbered nb
+	), appended AS (
+		INSERT INTO events (event_time, event_id, log_offset, type, source, message, dkey,
+				    rkey, tracking_id, queue_id, message_id, recipient, orig_recipient,
+				    rcpt, details)
+		SELECT l.event_time, l.event_id, k.log_offset, l.type, l.source, l.message, l.dkey,
+		       l.rkey, l.tracking_id, l.queue_id, l.message_id, l.recipient,
+		       l.orig_recipient, k.rcpt, l.details
+		FROM located l LEFT JOIN keyed k
+		     ON k.late = 0 AND k.event_time = l.event_time AND k.event_id = l.event_id
+	), joined AS (
+		UPDATE events e SET message = k.message, log_offset = k.log_offset, rcpt = k.rcpt
+		FROM keyed k
+		WHERE k.late = 1 AND e.event_time = k.event_time AND e.event_id = k.event_id
 	), folded AS (
 		-- each recipient's state: the maximum per axis (lib/status.h); details come from
 		-- the event that set the delivery axis
@@ -282,9 +301,13 @@ BEGIN
 		WHERE EXCLUDED.dkey > r.dkey OR EXCLUDED.rkey > r.rkey
 		   OR (EXCLUDED.displayed AND NOT r.displayed)
 	)
-	SELECT a.event_id, a.log_offset FROM appended a ORDER BY a.log_offset;
+	SELECT k.log_offset, k.event_id, k.event_time, k.type::smallint, k.rcpt, k.details,
+	       k.message, m.tracking_id, m.message_id, m.owner, m.sender
+	FROM keyed k JOIN messages m ON m.id = k.message
+	ORDER BY k.log_offset;
 	GET DIAGNOSTICS n = ROW_COUNT;
 	IF n > 0 THEN
 		UPDATE log_head SET head = h + n;
+		PERFORM pg_notify('msgstatus_log', (h + n)::text);
 	END IF;
 END $$;

@@ -150,8 +150,7 @@ health_respond(struct req *r, struct req_job *j)
 	ing = json_object_new_object();
 	json_object_object_add(ing, "connections", json_object_new_int64(st.connections));
 	json_object_object_add(ing, "received", json_object_new_int64((int64_t)st.received));
-	json_object_object_add(ing, "stored", json_object_new_int64((int64_t)st.stored));
-	json_object_object_add(ing, "duplicates", json_object_new_int64((int64_t)st.duplicates));
+	json_object_object_add(ing, "logged", json_object_new_int64((int64_t)st.logged));
 	json_object_object_add(ing, "rejected", json_object_new_int64((int64_t)st.rejected));
 	json_object_object_add(ing, "pending", json_object_new_int64(st.pending));
 	json_object_object_add(doc, "ingest", ing);

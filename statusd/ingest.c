@@ -72,8 +72,8 @@ struct batch {
 	int count;
 	struct batch_ref *refs;
 	/* results, filled by the worker */
-	struct store_stored *stored;
-	int nstored;
+	struct store_logged *logged; /* what entered the log, for the feeds */
+	size_t nlogged;
 	char **errors; /* per entry, NULL or a permanent error */
 	int64_t head, epoch;
 };
@@ -112,7 +112,6 @@ batch_new(struct ingest *ing)
 	size_t n = (size_t)ing->cfg->ingest_batch_max;
 
 	if (b == NULL || (b->refs = calloc(n, sizeof(*b->refs))) == NULL ||
-	    (b->stored = calloc(n, sizeof(*b->stored))) == NULL ||
 	    (b->errors = calloc(n, sizeof(*b->errors))) == NULL)
 		msg_fatal("out of memory");
 	b->ing = ing;
@@ -125,7 +124,7 @@ batch_free(struct batch *b)
 	for (int i = 0; i < b->count; i++)
 		free(b->errors[i]);
 	free(b->errors);
-	free(b->stored);
+	store_logged_free(b->logged, b->nlogged);
 	free(b->refs);
 	mbuf_free(&b->copy);
 	free(b);
@@ -137,23 +136,42 @@ batch_full(const struct ingest *ing)
 	return ing->filling != NULL && ing->filling->count >= ing->cfg->ingest_batch_max;
 }
 
+/* Keep what a part of the batch logged. */
+static void
+add_logged(struct batch *b, struct store_logged *more, size_t n)
+{
+	if (n == 0) {
+		free(more);
+		return;
+	}
+	b->logged = realloc(b->logged, (b->nlogged + n) * sizeof(*b->logged));
+	if (b->logged == NULL)
+		msg_fatal("out of memory");
+	memcpy(b->logged + b->nlogged, more, n * sizeof(*more));
+	b->nlogged += n;
+	free(more);
+}
+
 /* Worker thread: store the batch; on a permanent failure, store its events one by one. */
 static enum dbw_result
 batch_run(struct dbjob *job, PGconn *conn)
 {
 	struct batch *b = (struct batch *)job;
+	struct store_logged *logged;
+	size_t nlogged;
 	const char *error;
 	bool transient;
-	int n;
 
 	for (int i = 0; i < b->count; i++) {
 		free(b->errors[i]);
 		b->errors[i] = NULL;
 	}
-	n = store_ingest(conn, &b->copy, b->count, b->stored, &b->head, &b->epoch, &transient,
-			 &error);
-	if (n >= 0) {
-		b->nstored = n;
+	store_logged_free(b->logged, b->nlogged);
+	b->logged = NULL;
+	b->nlogged = 0;
+	if (store_ingest(conn, &b->copy, &logged, &nlogged, &b->head, &b->epoch, &transient,
+			 &error) == 0) {
+		add_logged(b, logged, nlogged);
 		return DBW_DONE;
 	}
 	if (transient) {
@@ -162,23 +180,22 @@ batch_run(struct dbjob *job, PGconn *conn)
 	}
 	msg_warn("events: the database rejected a batch of %d: %s; storing its events one by one",
 		 b->count, error);
-	b->nstored = 0;
 	for (int i = 0; i < b->count; i++) {
 		struct mbuf one = MBUF_INIT;
-		struct store_stored st;
+		int rc;
 
 		mbuf_append(&one, b->copy.data + b->refs[i].row_start, b->refs[i].row_len);
-		n = store_ingest(conn, &one, 1, &st, &b->head, &b->epoch, &transient, &error);
+		rc = store_ingest(conn, &one, &logged, &nlogged, &b->head, &b->epoch, &transient,
+				  &error);
 		mbuf_free(&one);
-		if (n < 0 && transient)
+		if (rc < 0 && transient)
 			return DBW_RETRY; /* the ones stored so far are skipped as duplicates */
-		if (n < 0) {
+		if (rc < 0) {
 			if ((b->errors[i] = strdup(errfmt("rejected by the database: %s", error))) ==
 			    NULL)
 				msg_fatal("out of memory");
-		} else if (n == 1) {
-			b->stored[b->nstored++] = st;
-		}
+		} else
+			add_logged(b, logged, nlogged);
 	}
 	return DBW_DONE;
 }
@@ -202,10 +219,9 @@ batch_done(struct dbjob *job)
 	struct batch *b = (struct batch *)job;
 	struct ingest *ing = b->ing;
 	struct conn *c;
-	int rejected = 0;
 
 	if (!job->failed) {
-		ing->stats.stored += (uint64_t)b->nstored;
+		ing->stats.logged += (uint64_t)b->nlogged;
 		if (b->head > 0 || b->epoch > 0) {
 			ing->stats.head = b->head;
 			ing->stats.epoch = b->epoch;
@@ -225,12 +241,9 @@ batch_done(struct dbjob *job)
 			s->error = b->errors[i];
 			b->errors[i] = NULL;
 			ing->stats.rejected++;
-			rejected++;
 		} else
 			s->state = SLOT_ACK;
 	}
-	if (!job->failed && b->count - b->nstored - rejected > 0)
-		ing->stats.duplicates += (uint64_t)(b->count - b->nstored - rejected);
 	ing->inflight = NULL;
 	for (int i = 0; i < b->count; i++)
 		if (!b->refs[i].conn->closed)

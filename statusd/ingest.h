@@ -35,8 +35,7 @@ struct ingest;
 struct ingest_stats {
 	unsigned connections;
 	uint64_t received;  /* records read */
-	uint64_t stored;    /* events newly stored */
-	uint64_t duplicates; /* events acknowledged that were stored before */
+	uint64_t logged;    /* events that entered the log */
 	uint64_t rejected;  /* records answered with an error */
 	unsigned pending;   /* events read and not yet acknowledged */
 	int64_t head, epoch; /* the log after the last batch (0 before the first) */

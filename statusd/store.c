@@ -382,14 +382,45 @@ store_copy_row(struct mbuf *copy, int seq, const struct msevent *ev)
 	mbuf_putc(copy, '\n');
 }
 
-int
-store_ingest(PGconn *conn, const struct mbuf *copy, int count, struct store_stored *stored,
-	     int64_t *head_r, int64_t *epoch_r, bool *transient_r, const char **error_r)
+static char *
+get_str(PGresult *res, int row, int col)
 {
+	char *s;
+
+	if (PQgetisnull(res, row, col))
+		return NULL;
+	if ((s = strdup(PQgetvalue(res, row, col))) == NULL)
+		msg_fatal("out of memory");
+	return s;
+}
+
+void
+store_logged_free(struct store_logged *logged, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(logged[i].event_id);
+		free(logged[i].recipient);
+		free(logged[i].details);
+		free(logged[i].tracking_id);
+		free(logged[i].message_id);
+		free(logged[i].owner);
+		free(logged[i].sender);
+	}
+	free(logged);
+}
+
+int
+store_ingest(PGconn *conn, const struct mbuf *copy, struct store_logged **logged_r,
+	     size_t *nlogged_r, int64_t *head_r, int64_t *epoch_r, bool *transient_r,
+	     const char **error_r)
+{
+	struct store_logged *logged = NULL;
 	PGresult *res;
-	int n = -1;
+	int n = 0;
 
 	*transient_r = false;
+	*logged_r = NULL;
+	*nlogged_r = 0;
 	if (exec_cmd(conn, "BEGIN", transient_r, error_r) < 0)
 		return -1;
 	res = PQexec(conn, "COPY ingest_stage FROM STDIN");
@@ -418,34 +449,47 @@ store_ingest(PGconn *conn, const struct mbuf *copy, int count, struct store_stor
 	while ((res = PQgetResult(conn)) != NULL)
 		PQclear(res);
 
-	res = PQexec(conn, "SELECT i.stored_id, i.stored_offset, l.head, l.epoch"
-			   " FROM msgstatus_ingest() i RIGHT JOIN log_head l ON true");
+	res = PQexec(conn, "SELECT log_offset, event_id,"
+			   " (extract(epoch FROM event_time) * 1000)::bigint, type, recipient,"
+			   " details::text, message, tracking_id, message_id, owner, sender"
+			   " FROM msgstatus_ingest()");
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		*error_r = store_error(conn, res);
 		*transient_r = store_transient(conn, res);
 		PQclear(res);
 		goto fail;
 	}
-	n = 0;
-	for (int i = 0; i < PQntuples(res); i++) {
-		*head_r = strtoll(PQgetvalue(res, i, 2), NULL, 10);
-		*epoch_r = strtoll(PQgetvalue(res, i, 3), NULL, 10);
-		if (PQgetisnull(res, i, 0))
-			continue;
-		if (n >= count) {
-			PQclear(res);
-			*error_r = "msgstatus_ingest returned more rows than the batch has";
-			goto fail;
-		}
-		snprintf(stored[n].id, sizeof(stored[n].id), "%s", PQgetvalue(res, i, 0));
-		stored[n].log_offset = strtoll(PQgetvalue(res, i, 1), NULL, 10);
-		n++;
+	n = PQntuples(res);
+	if (n > 0 && (logged = calloc((size_t)n, sizeof(*logged))) == NULL)
+		msg_fatal("out of memory");
+	for (int i = 0; i < n; i++) {
+		struct store_logged *l = &logged[i];
+		l->log_offset = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+		l->event_id = get_str(res, i, 1);
+		l->time_ms = strtoll(PQgetvalue(res, i, 2), NULL, 10);
+		l->type = atoi(PQgetvalue(res, i, 3));
+		l->recipient = get_str(res, i, 4);
+		l->details = get_str(res, i, 5);
+		l->message = strtoll(PQgetvalue(res, i, 6), NULL, 10);
+		l->tracking_id = get_str(res, i, 7);
+		l->message_id = get_str(res, i, 8);
+		l->owner = get_str(res, i, 9);
+		l->sender = get_str(res, i, 10);
 	}
 	PQclear(res);
-	if (exec_cmd(conn, "COMMIT", transient_r, error_r) < 0)
+	if (store_log_head(conn, head_r, epoch_r, error_r) < 0) {
+		*transient_r = true;
+		goto fail;
+	}
+	if (exec_cmd(conn, "COMMIT", transient_r, error_r) < 0) {
+		store_logged_free(logged, (size_t)n);
 		return -1;
-	return n;
+	}
+	*logged_r = logged;
+	*nlogged_r = (size_t)n;
+	return 0;
 fail:
+	store_logged_free(logged, (size_t)n);
 	rollback(conn);
 	return -1;
 }

@@ -48,18 +48,31 @@ int store_maintain(PGconn *conn, long long retention_ms, const char **error_r);
 /* Append one event as a COPY text row for the staging table; seq numbers it in its batch. */
 void store_copy_row(struct mbuf *copy, int seq, const struct msevent *ev);
 
-struct store_stored {
-	char id[MSEVENT_ID_MAX + 1]; /* the event's id */
-	int64_t log_offset;	     /* its place in the log */
+/* An event that entered the log, as the feeds show it. Strings are malloc'd. */
+struct store_logged {
+	int64_t log_offset;
+	int64_t time_ms;
+	int type;	    /* enum msevent_type */
+	int64_t message;    /* messages.id */
+	char *event_id;
+	char *recipient;    /* the recipient it counts for */
+	char *details;	    /* JSON object text, or NULL */
+	char *tracking_id;
+	char *message_id;
+	char *owner;	    /* who may see it */
+	char *sender;	    /* envelope sender (for domain admins) */
 };
 
 /*
  * Store a batch in one transaction: COPY the rows (from store_copy_row) and fold them in.
- * On success returns the number of events that were new and fills stored[] (room for
- * count entries) with them in offset order; *head_r and *epoch_r describe the log.
+ * On success returns 0; *logged_r (caller frees with store_logged_free) and *nlogged_r are
+ * the events that entered the log, in offset order (new events joined to a message, and
+ * earlier events this batch joined); *head_r and *epoch_r describe the log.
  */
-int store_ingest(PGconn *conn, const struct mbuf *copy, int count, struct store_stored *stored,
-		 int64_t *head_r, int64_t *epoch_r, bool *transient_r, const char **error_r);
+int store_ingest(PGconn *conn, const struct mbuf *copy, struct store_logged **logged_r,
+		 size_t *nlogged_r, int64_t *head_r, int64_t *epoch_r, bool *transient_r,
+		 const char **error_r);
+void store_logged_free(struct store_logged *logged, size_t n);
 
 /* The log's head and epoch. */
 int store_log_head(PGconn *conn, int64_t *head_r, int64_t *epoch_r, const char **error_r);
