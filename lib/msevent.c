@@ -22,7 +22,7 @@ static const char *const type_names[] = {
 	[MSEV_NONE] = NULL,	       [MSEV_QUEUED] = "queued",   [MSEV_DEFERRED] = "deferred",
 	[MSEV_RELAYED] = "relayed",    [MSEV_DELIVERED] = "delivered", [MSEV_BOUNCED] = "bounced",
 	[MSEV_EXPIRED] = "expired",    [MSEV_READ] = "read",	   [MSEV_UNREAD] = "unread",
-	[MSEV_DELETED] = "deleted",
+	[MSEV_DELETED] = "deleted",    [MSEV_ONLINE] = "online",	   [MSEV_OFFLINE] = "offline",
 };
 
 const char *
@@ -237,7 +237,8 @@ msevent_validate(const struct msevent *ev, const char **error_r)
 		*error_r = "missing field: recipient";
 		return -1;
 	}
-	if (ev->tracking_id == NULL && ev->queue_id == NULL && ev->message_id == NULL) {
+	if (MSEV_IS_STATUS(ev->type) && ev->tracking_id == NULL && ev->queue_id == NULL &&
+	    ev->message_id == NULL) {
 		*error_r = "missing field: one of tracking_id, queue_id, message_id";
 		return -1;
 	}

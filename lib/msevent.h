@@ -51,8 +51,14 @@ enum msevent_type {
 	MSEV_READ = 7,
 	MSEV_UNREAD = 8,
 	MSEV_DELETED = 9,
+	/* presence (users who opted in): an IMAP or webmail session began or ended */
+	MSEV_ONLINE = 10,
+	MSEV_OFFLINE = 11,
 };
-#define MSEV_TYPE_MAX 9
+#define MSEV_TYPE_MAX	11
+#define MSEV_STATUS_MAX 9 /* types 1-9 are about a message's recipient */
+/* Whether a type is about a message's recipient rather than a user's presence. */
+#define MSEV_IS_STATUS(t) ((int)(t) >= MSEV_QUEUED && (int)(t) <= MSEV_STATUS_MAX)
 
 struct msevent {
 	const char *id;		 /* unique per event; a replay carries the same id */

@@ -33,8 +33,8 @@ status_key(enum msevent_type type, int64_t time_ms)
 {
 	int64_t t, rank;
 
-	if ((int)type <= 0 || (int)type > MSEV_TYPE_MAX)
-		msg_panic("status_key: bad type %d", (int)type);
+	if (!MSEV_IS_STATUS(type))
+		msg_panic("status_key: bad type %d (not a status)", (int)type);
 	t = time_ms < 0 ? 0 : time_ms > TIME_MASK ? TIME_MASK : time_ms;
 	if (status_axis(type) == STATUS_AXIS_DELIVERY)
 		rank = delivery_rank[type];
@@ -95,6 +95,8 @@ status_view(const struct status_state *st, struct status_view *out)
 	out->displayed = st->displayed ? "yes" : "unknown";
 	switch (out->status) {
 	case MSEV_NONE:
+	case MSEV_ONLINE: /* presence types never make a key: listed for completeness */
+	case MSEV_OFFLINE:
 	case MSEV_QUEUED:
 	case MSEV_DEFERRED:
 		out->delivered = "queued";

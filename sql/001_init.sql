@@ -63,7 +63,7 @@ CREATE TABLE events (
 	event_id text NOT NULL,
 	log_offset bigint,            -- its place in the log; NULL until joined to a message
 	received_at timestamptz NOT NULL DEFAULT now(),
-	type smallint NOT NULL CHECK (type BETWEEN 1 AND 9),
+	type smallint NOT NULL CHECK (type BETWEEN 1 AND 9), -- presence (10, 11) is not logged
 	source text NOT NULL,
 	message bigint,               -- NULL while the event cannot be joined to a message yet
 	dkey bigint NOT NULL DEFAULT 0, -- the event's status keys (lib/status.h), kept so that an
@@ -98,6 +98,23 @@ CREATE TABLE api_tokens (
 	created_at timestamptz NOT NULL DEFAULT now(),
 	expires_at timestamptz,
 	revoked_at timestamptz
+);
+
+-- Presence (opt-in, users.presence): set from IMAP logins (Dovecot plugin) and webmail.
+CREATE TABLE presence (
+	name text PRIMARY KEY,
+	online_until timestamptz,     -- online while now() < online_until
+	last_seen timestamptz,
+	client text,                  -- "imap", "webmail", ...
+	typing_to text,               -- the address being written to, while typing_until
+	typing_until timestamptz
+);
+
+-- How far each configured webhook endpoint has been delivered (survives restarts).
+CREATE TABLE webhook_cursors (
+	url text PRIMARY KEY,
+	log_offset bigint NOT NULL,
+	updated_at timestamptz NOT NULL DEFAULT now()
 );
 
 -- Create the weekly partitions that the accepted time window needs and drop those that
@@ -172,6 +189,27 @@ BEGIN
 	-- Serializes writers (also across statusd instances) and hands out offsets: offsets
 	-- are gap-free and a reader that sees offset N has seen every offset below it.
 	SELECT l.head INTO h FROM log_head l FOR UPDATE;
+
+	-- Presence (online 10, offline 11) goes to the presence table, for users who opted in
+	-- only, and never into the log.
+	INSERT INTO presence AS p (name, online_until, last_seen, client)
+	SELECT DISTINCT ON (lower(s.recipient)) lower(s.recipient),
+	       CASE WHEN s.type = 10 THEN 'infinity'::timestamptz ELSE s.event_time END,
+	       s.event_time, s.source
+	FROM ingest_stage s JOIN users u ON u.name = lower(s.recipient) AND u.presence
+	WHERE s.type IN (10, 11)
+	ORDER BY lower(s.recipient), s.event_time DESC
+	ON CONFLICT (name) DO UPDATE SET
+		online_until = EXCLUDED.online_until, last_seen = EXCLUDED.last_seen,
+		client = EXCLUDED.client
+	WHERE p.last_seen IS NULL OR EXCLUDED.last_seen >= p.last_seen;
+	-- Read receipts a recipient turned off are dropped here, before anything is stored:
+	-- no read event of theirs reaches anyone.
+	DELETE FROM ingest_stage s
+	WHERE s.type >= 10
+	   OR (s.type IN (7, 8) AND EXISTS (SELECT 1 FROM users u WHERE NOT u.read_receipts
+					     AND u.name IN (lower(s.recipient),
+							    lower(s.orig_recipient))));
 
 	-- Create the message of each new tracking id, then complete those that were created by
 	-- an earlier event with less to say (a read before its queued). ON CONFLICT DO UPDATE

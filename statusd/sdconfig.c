@@ -21,6 +21,21 @@ const struct conf_setting sdconfig_table[] = {
 	S(events_socket_mode, CONF_STR, "0660", 0, 0),
 	S(events_socket_group, CONF_STR, "", 0, 0),
 	S(http_listen, CONF_STR, "127.0.0.1:8025", 0, 0),
+	S(http_tls_cert, CONF_STR, "", 0, 0),
+	S(http_tls_key, CONF_STR, "", 0, 0),
+	S(http_cors_origins, CONF_STR, "", 0, 0),
+	S(http_body_max, CONF_SIZE, "64k", 1024, 16 * 1024 * 1024),
+	S(auth_secret_file, CONF_STR, "", 0, 0),
+	S(auth_token_max_lifetime, CONF_TIME, "1d", 60000, 30LL * 86400000),
+	S(write_rate, CONF_INT, "10", 1, 100000),
+	S(write_burst, CONF_INT, "20", 1, 100000),
+	S(feed_buffer_max, CONF_SIZE, "1m", 16384, 1LL << 30),
+	S(feed_ping_interval, CONF_TIME, "30s", 1000, 3600000),
+	S(presence_timeout, CONF_TIME, "5m", 10000, 86400000),
+	S(webhook_urls, CONF_STR, "", 0, 0),
+	S(webhook_secret_file, CONF_STR, "", 0, 0),
+	S(webhook_timeout, CONF_TIME, "10s", 100, 300000),
+	S(webhook_retry_max, CONF_TIME, "10m", 1000, 86400000),
 	S(database, CONF_STR, "dbname=msgstatus", 0, 0),
 	S(database_migrate, CONF_BOOL, "yes", 0, 0),
 	S(database_retry_max, CONF_TIME, "5s", 100, 3600000),
@@ -106,6 +121,15 @@ sdconfig_load(struct sd_config *cfg, const char *path, const char **error_r)
 	if (split_hostport(cfg->http_listen, cfg->http_host, sizeof(cfg->http_host),
 			   &cfg->http_port) < 0) {
 		*error_r = errfmt("%s: http_listen: expected host:port such as 127.0.0.1:8025",
+				  where);
+		return -1;
+	}
+	if ((cfg->http_tls_cert[0] == '\0') != (cfg->http_tls_key[0] == '\0')) {
+		*error_r = errfmt("%s: http_tls_cert and http_tls_key go together", where);
+		return -1;
+	}
+	if (cfg->webhook_urls[0] != '\0' && cfg->webhook_secret_file[0] == '\0') {
+		*error_r = errfmt("%s: webhook_urls needs webhook_secret_file (deliveries are signed)",
 				  where);
 		return -1;
 	}

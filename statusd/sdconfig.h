@@ -17,6 +17,21 @@ struct sd_config {
 	char *events_socket_mode;
 	char *events_socket_group;
 	char *http_listen;
+	char *http_tls_cert;
+	char *http_tls_key;
+	char *http_cors_origins;
+	long long http_body_max; /* bytes */
+	char *auth_secret_file;
+	long long auth_token_max_lifetime; /* ms */
+	long long write_rate;  /* writes per second per user */
+	long long write_burst; /* writes */
+	long long feed_buffer_max;   /* bytes queued per feed connection */
+	long long feed_ping_interval; /* ms */
+	long long presence_timeout;   /* ms */
+	char *webhook_urls;
+	char *webhook_secret_file;
+	long long webhook_timeout;   /* ms */
+	long long webhook_retry_max; /* ms */
 	char *database;
 	bool database_migrate;
 	long long database_retry_max; /* ms */

@@ -349,8 +349,8 @@ void
 store_copy_row(struct mbuf *copy, int seq, const struct msevent *ev)
 {
 	char when[RFC3339_BUFSIZE];
-	int64_t key = status_key(ev->type, ev->time_ms);
-	bool reading = status_axis(ev->type) == STATUS_AXIS_READING;
+	int64_t key = MSEV_IS_STATUS(ev->type) ? status_key(ev->type, ev->time_ms) : 0;
+	bool reading = MSEV_IS_STATUS(ev->type) && status_axis(ev->type) == STATUS_AXIS_READING;
 
 	mbuf_printf(copy, "%d\t", seq);
 	copy_field(copy, ev->id);
@@ -394,6 +394,8 @@ get_str(PGresult *res, int row, int col)
 	return s;
 }
 
+static struct store_logged *logged_from(PGresult *res, size_t *n_r);
+
 void
 store_logged_free(struct store_logged *logged, size_t n)
 {
@@ -416,6 +418,7 @@ store_ingest(PGconn *conn, const struct mbuf *copy, struct store_logged **logged
 {
 	struct store_logged *logged = NULL;
 	PGresult *res;
+	size_t nl = 0;
 	int n = 0;
 
 	*transient_r = false;
@@ -449,6 +452,7 @@ store_ingest(PGconn *conn, const struct mbuf *copy, struct store_logged **logged
 	while ((res = PQgetResult(conn)) != NULL)
 		PQclear(res);
 
+	/* the same columns as LOGGED_COLUMNS, in the same order */
 	res = PQexec(conn, "SELECT log_offset, event_id,"
 			   " (extract(epoch FROM event_time) * 1000)::bigint, type, recipient,"
 			   " details::text, message, tracking_id, message_id, owner, sender"
@@ -459,23 +463,8 @@ store_ingest(PGconn *conn, const struct mbuf *copy, struct store_logged **logged
 		PQclear(res);
 		goto fail;
 	}
-	n = PQntuples(res);
-	if (n > 0 && (logged = calloc((size_t)n, sizeof(*logged))) == NULL)
-		msg_fatal("out of memory");
-	for (int i = 0; i < n; i++) {
-		struct store_logged *l = &logged[i];
-		l->log_offset = strtoll(PQgetvalue(res, i, 0), NULL, 10);
-		l->event_id = get_str(res, i, 1);
-		l->time_ms = strtoll(PQgetvalue(res, i, 2), NULL, 10);
-		l->type = atoi(PQgetvalue(res, i, 3));
-		l->recipient = get_str(res, i, 4);
-		l->details = get_str(res, i, 5);
-		l->message = strtoll(PQgetvalue(res, i, 6), NULL, 10);
-		l->tracking_id = get_str(res, i, 7);
-		l->message_id = get_str(res, i, 8);
-		l->owner = get_str(res, i, 9);
-		l->sender = get_str(res, i, 10);
-	}
+	logged = logged_from(res, &nl);
+	n = (int)nl;
 	PQclear(res);
 	if (store_log_head(conn, head_r, epoch_r, error_r) < 0) {
 		*transient_r = true;
@@ -492,6 +481,116 @@ fail:
 	store_logged_free(logged, (size_t)n);
 	rollback(conn);
 	return -1;
+}
+
+/* Fill logged[] from a result with the columns of LOGGED_COLUMNS. */
+#define LOGGED_COLUMNS                                                                           \
+	"e.log_offset, e.event_id, (extract(epoch FROM e.event_time) * 1000)::bigint, e.type,"  \
+	" e.rcpt, e.details::text, e.message, m.tracking_id, m.message_id, m.owner, m.sender"
+
+static struct store_logged *
+logged_from(PGresult *res, size_t *n_r)
+{
+	struct store_logged *logged = NULL;
+	int n = PQntuples(res);
+
+	if (n > 0 && (logged = calloc((size_t)n, sizeof(*logged))) == NULL)
+		msg_fatal("out of memory");
+	for (int i = 0; i < n; i++) {
+		struct store_logged *l = &logged[i];
+		l->log_offset = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+		l->event_id = get_str(res, i, 1);
+		l->time_ms = strtoll(PQgetvalue(res, i, 2), NULL, 10);
+		l->type = atoi(PQgetvalue(res, i, 3));
+		l->recipient = get_str(res, i, 4);
+		l->details = get_str(res, i, 5);
+		l->message = strtoll(PQgetvalue(res, i, 6), NULL, 10);
+		l->tracking_id = get_str(res, i, 7);
+		l->message_id = get_str(res, i, 8);
+		l->owner = get_str(res, i, 9);
+		l->sender = get_str(res, i, 10);
+	}
+	*n_r = (size_t)n;
+	return logged;
+}
+
+int
+store_log_range(PGconn *conn, int64_t after, int64_t upto, int limit, const char *user,
+		char *const *domains, size_t ndomains, struct store_logged **logged_r,
+		size_t *n_r, bool *transient_r, const char **error_r)
+{
+	struct mbuf dom = MBUF_INIT;
+	char a[32], u[32], l[16];
+	const char *params[5] = {a, u, l, user, NULL};
+	PGresult *res;
+
+	*transient_r = false;
+	snprintf(a, sizeof(a), "%lld", (long long)after);
+	snprintf(u, sizeof(u), "%lld", (long long)upto);
+	snprintf(l, sizeof(l), "%d", limit);
+	/* the domains as a PostgreSQL text[] literal; domain names need no quoting beyond this */
+	mbuf_putc(&dom, '{');
+	for (size_t i = 0; i < ndomains; i++) {
+		mbuf_printf(&dom, "%s\"", i ? "," : "");
+		for (const char *p = domains[i]; *p; p++) {
+			if (*p == '"' || *p == '\\')
+				mbuf_putc(&dom, '\\');
+			mbuf_putc(&dom, *p);
+		}
+		mbuf_putc(&dom, '"');
+	}
+	mbuf_putc(&dom, '}');
+	params[4] = mbuf_str(&dom);
+	res = PQexecParams(conn,
+			   "SELECT " LOGGED_COLUMNS
+			   " FROM events e JOIN messages m ON m.id = e.message"
+			   " WHERE e.log_offset > $1::bigint AND e.log_offset <= $2::bigint"
+			   " AND ($4::text IS NULL OR m.owner = $4"
+			   "      OR lower(split_part(m.sender, '@', 2)) = ANY($5::text[]))"
+			   " ORDER BY e.log_offset LIMIT $3::int",
+			   5, NULL, params, NULL, NULL, 0);
+	mbuf_free(&dom);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		*error_r = store_error(conn, res);
+		*transient_r = store_transient(conn, res);
+		PQclear(res);
+		return -1;
+	}
+	*logged_r = logged_from(res, n_r);
+	PQclear(res);
+	return 0;
+}
+
+void
+store_logged_json(const struct store_logged *l, int64_t epoch, struct mbuf *out)
+{
+	struct json_object *obj = json_object_new_object(), *details = NULL;
+	char when[RFC3339_BUFSIZE];
+	const char *type = msevent_type_name((enum msevent_type)l->type);
+
+	json_object_object_add(obj, "offset", json_object_new_int64(l->log_offset));
+	json_object_object_add(obj, "epoch", json_object_new_int64(epoch));
+	json_object_object_add(obj, "message_id",
+			       l->message_id ? json_object_new_string(l->message_id) : NULL);
+	json_object_object_add(obj, "tracking_id",
+			       l->tracking_id ? json_object_new_string(l->tracking_id) : NULL);
+	json_object_object_add(obj, "recipient",
+			       l->recipient ? json_object_new_string(l->recipient) : NULL);
+	json_object_object_add(obj, "status", type ? json_object_new_string(type) : NULL);
+	json_object_object_add(obj, "timestamp",
+			       json_object_new_string(rfc3339_format(l->time_ms, when)));
+	if (l->details != NULL)
+		details = json_tokener_parse(l->details);
+	if (details == NULL || !json_object_is_type(details, json_type_object)) {
+		json_object_put(details);
+		details = json_object_new_object();
+	}
+	json_object_object_add(obj, "details", details);
+	json_object_object_add(obj, "event_id",
+			       l->event_id ? json_object_new_string(l->event_id) : NULL);
+	mbuf_puts(out, json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN |
+								   JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(obj);
 }
 
 int

@@ -74,6 +74,18 @@ int store_ingest(PGconn *conn, const struct mbuf *copy, struct store_logged **lo
 		 const char **error_r);
 void store_logged_free(struct store_logged *logged, size_t n);
 
+/*
+ * Events of the log with after < log_offset <= upto, in order, at most limit; when user is
+ * not NULL only those the principal (user, domains) may see. Fills *logged_r (free with
+ * store_logged_free) and *n_r.
+ */
+int store_log_range(PGconn *conn, int64_t after, int64_t upto, int limit, const char *user,
+		    char *const *domains, size_t ndomains, struct store_logged **logged_r,
+		    size_t *n_r, bool *transient_r, const char **error_r);
+
+/* Append the feed (and webhook) JSON form of a logged event, without a newline. */
+void store_logged_json(const struct store_logged *l, int64_t epoch, struct mbuf *out);
+
 /* The log's head and epoch. */
 int store_log_head(PGconn *conn, int64_t *head_r, int64_t *epoch_r, const char **error_r);
 

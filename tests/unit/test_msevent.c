@@ -202,7 +202,8 @@ test_type_names(void **state)
 	        {MSEV_RELAYED, "relayed"}, {MSEV_DELIVERED, "delivered"},
 	        {MSEV_BOUNCED, "bounced"}, {MSEV_EXPIRED, "expired"},
 	        {MSEV_READ, "read"},       {MSEV_UNREAD, "unread"},
-	        {MSEV_DELETED, "deleted"},
+	        {MSEV_DELETED, "deleted"}, {MSEV_ONLINE, "online"},
+	        {MSEV_OFFLINE, "offline"},
 	};
 	static const char *const bad_names[] = {"",        "none",    "QUEUED", "Read",
 	                                        "queued ", " queued", "queue",  "deletedx",
@@ -211,7 +212,8 @@ test_type_names(void **state)
 	/* the numeric codes are stored in PostgreSQL: they must not move */
 	CHECK_INT("MSEV_QUEUED", MSEV_QUEUED, 1);
 	CHECK_INT("MSEV_DELETED", MSEV_DELETED, 9);
-	CHECK_INT("MSEV_TYPE_MAX", MSEV_TYPE_MAX, 9);
+	CHECK_INT("MSEV_STATUS_MAX", MSEV_STATUS_MAX, 9);
+	CHECK_INT("MSEV_TYPE_MAX", MSEV_TYPE_MAX, 11);
 	CHECK_INT("table covers every type", sizeof(types) / sizeof(types[0]), MSEV_TYPE_MAX);
 	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
 		CHECK_INT(types[i].name, types[i].type, (int)i + 1);
@@ -219,7 +221,7 @@ test_type_names(void **state)
 		CHECK_INT(types[i].name, msevent_type_parse(types[i].name), types[i].type);
 	}
 	CHECK_STR("name of MSEV_NONE", msevent_type_name(MSEV_NONE), NULL);
-	CHECK_STR("name of 10", msevent_type_name((enum msevent_type)10), NULL);
+	CHECK_STR("name of 12", msevent_type_name((enum msevent_type)12), NULL);
 	CHECK_STR("name of -1", msevent_type_name((enum msevent_type) - 1), NULL);
 	for (size_t i = 0; i < sizeof(bad_names) / sizeof(bad_names[0]); i++)
 		CHECK_INT(bad_names[i], msevent_type_parse(bad_names[i]), MSEV_NONE);

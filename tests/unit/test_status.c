@@ -81,7 +81,7 @@ tname(enum msevent_type t)
 	static const char *const names[] = {"none",      "queued",  "deferred", "relayed",
 	                                    "delivered", "bounced", "expired",  "read",
 	                                    "unread",    "deleted"};
-	return (int)t >= 0 && (int)t <= MSEV_TYPE_MAX ? names[t] : "?";
+	return (int)t >= 0 && (int)t <= MSEV_STATUS_MAX ? names[t] : "?";
 }
 
 /* ---- the reference model, from the rules in status.h ---- */
@@ -276,7 +276,7 @@ test_key_round_trip(void **state)
 	        {INT64_MIN, 0},
 	};
 
-	for (int t = 1; t <= MSEV_TYPE_MAX; t++)
+	for (int t = 1; t <= MSEV_STATUS_MAX; t++)
 		for (size_t i = 0; i < sizeof(times) / sizeof(times[0]); i++) {
 			int64_t key = status_key((enum msevent_type)t, times[i].in);
 			char what[64];
@@ -325,8 +325,8 @@ test_every_pair_both_orders(void **state)
 	static const int64_t dt[][2] = {{0, 0}, {0, 1}, {1, 0}, {0, 86400000}, {86400000, 0}};
 	int pairs = 0;
 
-	for (int a = 1; a <= MSEV_TYPE_MAX; a++)
-		for (int b = 1; b <= MSEV_TYPE_MAX; b++)
+	for (int a = 1; a <= MSEV_STATUS_MAX; a++)
+		for (int b = 1; b <= MSEV_STATUS_MAX; b++)
 			for (size_t k = 0; k < sizeof(dt) / sizeof(dt[0]); k++) {
 				struct ev evs[2] = {{(enum msevent_type)a, T0 + dt[k][0]},
 				                    {(enum msevent_type)b, T0 + dt[k][1]}};
@@ -360,7 +360,7 @@ test_apply_twice_changes_nothing(void **state)
 {
 	static const int64_t times[] = {0, 1, T0, TIME_MAX_MS};
 
-	for (int t = 1; t <= MSEV_TYPE_MAX; t++)
+	for (int t = 1; t <= MSEV_STATUS_MAX; t++)
 		for (size_t i = 0; i < sizeof(times) / sizeof(times[0]); i++) {
 			struct status_state once = {0}, twice = {0};
 			char what[64];
@@ -734,7 +734,7 @@ test_random_multisets(void **state)
 		char what[512];
 
 		for (size_t i = 0; i < n; i++) {
-			evs[i].type = (enum msevent_type)(1 + next_rand(&seed) % MSEV_TYPE_MAX);
+			evs[i].type = (enum msevent_type)(1 + next_rand(&seed) % MSEV_STATUS_MAX);
 			evs[i].time = pool[next_rand(&seed) % (sizeof(pool) / sizeof(pool[0]))];
 		}
 		/* duplicate some events: a replay carries the same type and time */
@@ -798,7 +798,7 @@ key_of_none(void)
 static void
 key_of_ten(void)
 {
-	(void)status_key((enum msevent_type)(MSEV_TYPE_MAX + 1), T0);
+	(void)status_key((enum msevent_type)(MSEV_STATUS_MAX + 1), T0);
 }
 
 static void
