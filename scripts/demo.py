@@ -83,7 +83,7 @@ def main():
         tracking_id = "demo" + time.strftime("%H%M%S")
         replies = sd.send_events(sample_events(tracking_id))
         assert all("ack" in r for r in replies), replies
-        status, doc = sd.status(tracking_id)
+        status, doc = sd.status(tracking_id, user="alice@demo.example")
 
         print()
         print("msgstatus is running (Ctrl-C stops everything).")

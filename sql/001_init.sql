@@ -31,7 +31,7 @@ CREATE TABLE messages (
 );
 CREATE INDEX messages_message_id ON messages (message_id);
 CREATE INDEX messages_queue_id ON messages (queue_id);
-CREATE INDEX messages_owner ON messages (owner, id);
+CREATE INDEX messages_owner ON messages (owner, queued_at DESC, id DESC);
 
 -- The derived status of each recipient of a message (lib/status.h): the largest key seen on
 -- each axis, so that the result does not depend on the order events arrive in.

@@ -1,68 +1,121 @@
 /*
- * http - statusd's HTTP interface. See http.h and docs/api.md.
+ * http - statusd's HTTP interface: lws glue, routing, authentication step, CORS, rate
+ * limits. See http.h; the handlers are in api.c, the streams in stream.c.
  */
 #include "http.h"
 
 #include <json-c/json.h>
+#include <json-c/linkhash.h>
 #include <libwebsockets.h>
-#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
-#include "dbworker.h"
-#include "ingest.h"
+#include "api.h"
+#include "auth.h"
 #include "mbuf.h"
-#include "msevent.h"
 #include "msg.h"
+#include "rfc3339.h"
 #include "sdconfig.h"
-#include "store.h"
+#include "stream.h"
 
-#define WRITE_CHUNK  16384
-#define PATH_MAX_LEN 2048
-#define BODY_MAX     65536
+#define WRITE_CHUNK   16384
+#define PATH_MAX_LEN  2048
+#define ARG_MAX	      1024
+#define HEADER_MAX    AUTH_TOKEN_MAX
 
 struct http {
 	struct lws_context *ctx;
-	const struct sd_config *cfg;
-	struct dbworker *db;
-	struct ingest *ing;
+	struct http_env env;
+	struct lws_retry_bo retry; /* WebSocket ping / idle policy */
+	struct lh_table *buckets;  /* user -> write rate bucket */
 };
 
-struct req;
-
-/* A database job on behalf of a request. */
-struct req_job {
-	struct dbjob job;
-	struct req *req; /* NULL once the request is gone */
-	struct http *http;
-	enum { JOB_STATUS, JOB_HEALTH } kind;
-	char *id;
-	/* results */
-	struct json_object *doc;
-	int found;
-	bool transient;
-	char error[300];
-	int64_t head, epoch;
-	int version;
+struct req_ticket {
+	struct req *r;
 };
 
-/* Per-request state, allocated by lws. */
+enum conn_kind { CONN_HTTP = 0, CONN_WS };
+
+/* Per-connection state, allocated by lws (one protocol serves HTTP and WebSocket). */
 struct req {
+	enum conn_kind kind;
 	struct lws *wsi;
-	struct req_job *job;
+	struct http *http;
+	struct req_ticket *ticket; /* an answer is awaited */
 	int method;
-	char *path;	     /* kept while a request body arrives */
-	struct mbuf reqbody; /* the request body (POST, PUT, PATCH) */
+	char *path;		   /* kept while a request body arrives */
+	char *origin;		   /* the allowed Origin, for CORS headers */
+	struct mbuf reqbody;
 	bool too_large;
+	const struct api_route *route;
+	char *param; /* the route's {id} */
+	/* the answer */
 	struct mbuf body;
 	unsigned status;
 	const char *ctype;
+	const char *extra_name, *extra_value; /* one extra header (WWW-Authenticate, ...) */
+	char extra_buf[64];
 	size_t sent;
 	bool ready, headers_sent;
+	/* streams */
+	struct stream *stream;
+	int64_t from, epoch; /* where a stream resumes */
+	char *token;	     /* a WebSocket's credential, until it is checked */
+	bool bad_resume;     /* a WebSocket asked for an impossible resume point */
+	int close_code;	     /* a WebSocket refused: close with this */
+	const char *close_reason;
 };
 
+static struct http *the_http; /* for lws callbacks that have no user pointer */
+
+/* --- tickets ------------------------------------------------------------------------- */
+
+struct req_ticket *
+req_ticket(struct req *r)
+{
+	if (r->ticket == NULL) {
+		if ((r->ticket = calloc(1, sizeof(*r->ticket))) == NULL)
+			msg_fatal("out of memory");
+		r->ticket->r = r;
+	}
+	return r->ticket;
+}
+
+struct req *
+req_redeem(struct req_ticket *t)
+{
+	struct req *r = t->r;
+
+	if (r != NULL)
+		r->ticket = NULL;
+	free(t);
+	return r;
+}
+
+/* The connection goes: a pending answer finds no request any more. */
 static void
-req_respond(struct req *r, unsigned status, const char *ctype, struct mbuf *body)
+req_release(struct req *r)
+{
+	if (r->ticket != NULL) {
+		r->ticket->r = NULL;
+		r->ticket = NULL;
+	}
+	stream_closed(&r->stream);
+	mbuf_free(&r->body);
+	mbuf_free(&r->reqbody);
+	free(r->path);
+	free(r->origin);
+	free(r->param);
+	free(r->token);
+	r->path = r->origin = r->param = r->token = NULL;
+	r->ready = false;
+}
+
+/* --- answers ------------------------------------------------------------------------- */
+
+void
+req_text(struct req *r, unsigned status, const char *ctype, struct mbuf *body)
 {
 	r->status = status;
 	r->ctype = ctype;
@@ -73,7 +126,7 @@ req_respond(struct req *r, unsigned status, const char *ctype, struct mbuf *body
 	lws_callback_on_writable(r->wsi);
 }
 
-static void
+void
 req_json(struct req *r, unsigned status, struct json_object *doc)
 {
 	struct mbuf body = MBUF_INIT;
@@ -81,11 +134,10 @@ req_json(struct req *r, unsigned status, struct json_object *doc)
 	mbuf_puts(&body, json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PLAIN |
 								     JSON_C_TO_STRING_NOSLASHESCAPE));
 	mbuf_putc(&body, '\n');
-	req_respond(r, status, "application/json", &body);
+	req_text(r, status, "application/json", &body);
 }
 
-/* RFC 9457 problem details. */
-static void
+void
 req_problem(struct req *r, unsigned status, const char *title, const char *detail)
 {
 	struct json_object *doc = json_object_new_object();
@@ -100,179 +152,40 @@ req_problem(struct req *r, unsigned status, const char *title, const char *detai
 								     JSON_C_TO_STRING_NOSLASHESCAPE));
 	mbuf_putc(&body, '\n');
 	json_object_put(doc);
-	req_respond(r, status, "application/problem+json", &body);
+	req_text(r, status, "application/problem+json", &body);
 }
 
-/* --- database jobs ------------------------------------------------------------------- */
-
-static enum dbw_result
-job_run(struct dbjob *dj, PGconn *conn)
+bool
+req_arg(struct req *r, const char *name, char *buf, size_t size)
 {
-	struct req_job *j = (struct req_job *)dj;
-	const char *error = NULL;
+	char key[64];
+	const char *value;
 
-	switch (j->kind) {
-	case JOB_STATUS:
-		j->found = store_status(conn, j->id, &j->doc, &j->transient, &error);
-		break;
-	case JOB_HEALTH:
-		j->found = store_log_head(conn, &j->head, &j->epoch, &error) == 0 ? 1 : -1;
-		if (j->found > 0 && (j->version = store_schema_version(conn, &error)) < 0)
-			j->found = -1;
-		j->transient = j->found < 0;
-		break;
-	}
-	if (j->found < 0)
-		snprintf(j->error, sizeof(j->error), "%s", error ? error : "database error");
-	return j->found < 0 && j->transient && PQstatus(conn) != CONNECTION_OK ? DBW_RETRY
-									       : DBW_DONE;
-}
-
-static void
-health_respond(struct req *r, struct req_job *j)
-{
-	struct json_object *doc = json_object_new_object(), *log, *ing;
-	struct ingest_stats st;
-	bool up = !j->job.failed && j->found > 0;
-
-	ingest_stats(j->http->ing, &st);
-	json_object_object_add(doc, "status", json_object_new_string(up ? "ok" : "unavailable"));
-	json_object_object_add(doc, "version", json_object_new_string(MSGSTATUS_VERSION));
-	json_object_object_add(doc, "database", json_object_new_string(up ? "up" : "down"));
-	if (up) {
-		json_object_object_add(doc, "schema_version", json_object_new_int(j->version));
-		log = json_object_new_object();
-		json_object_object_add(log, "epoch", json_object_new_int64(j->epoch));
-		json_object_object_add(log, "head", json_object_new_int64(j->head));
-		json_object_object_add(doc, "log", log);
-	} else if (j->error[0] != '\0')
-		json_object_object_add(doc, "error", json_object_new_string(j->error));
-	ing = json_object_new_object();
-	json_object_object_add(ing, "connections", json_object_new_int64(st.connections));
-	json_object_object_add(ing, "received", json_object_new_int64((int64_t)st.received));
-	json_object_object_add(ing, "logged", json_object_new_int64((int64_t)st.logged));
-	json_object_object_add(ing, "rejected", json_object_new_int64((int64_t)st.rejected));
-	json_object_object_add(ing, "pending", json_object_new_int64(st.pending));
-	json_object_object_add(doc, "ingest", ing);
-	req_json(r, up ? 200 : 503, doc);
-	json_object_put(doc);
-}
-
-static void
-job_done(struct dbjob *dj)
-{
-	struct req_job *j = (struct req_job *)dj;
-	struct req *r = j->req;
-
-	if (r != NULL) {
-		r->job = NULL;
-		if (j->kind == JOB_HEALTH)
-			health_respond(r, j);
-		else if (j->job.failed)
-			req_problem(r, 503, "Service Unavailable", "the database is unavailable");
-		else if (j->found < 0)
-			req_problem(r, j->transient ? 503 : 500,
-				    j->transient ? "Service Unavailable" : "Internal Server Error",
-				    j->transient ? "the database is unavailable" : NULL);
-		else if (j->found == 0)
-			req_problem(r, 404, "Not Found", "no message with that id");
-		else
-			req_json(r, 200, j->doc);
-	}
-	if (j->found < 0 && !j->transient)
-		msg_error("http: database query failed: %s", j->error);
-	json_object_put(j->doc);
-	free(j->id);
-	free(j);
-}
-
-static void
-req_submit(struct http *h, struct req *r, int kind, const char *id)
-{
-	struct req_job *j = calloc(1, sizeof(*j));
-
-	if (j == NULL || (id != NULL && (j->id = strdup(id)) == NULL))
-		msg_fatal("out of memory");
-	j->job.run = job_run;
-	j->job.done = job_done;
-	j->job.no_retry = true; /* a client waits: fail fast when the database is down */
-	j->kind = kind;
-	j->req = r;
-	j->http = h;
-	r->job = j;
-	dbworker_submit(h->db, &j->job);
-}
-
-/* --- routing ------------------------------------------------------------------------- */
-
-/* Check a message id from the URL: a tracking id or a Message-ID (with or without <>). */
-static bool
-message_ref_ok(const char *id)
-{
-	size_t len = strlen(id);
-
-	if (len == 0 || len > MSEVENT_MSGID_MAX)
+	/* lws copies "name=value" into buf and points at the value */
+	snprintf(key, sizeof(key), "%s=", name);
+	if ((value = lws_get_urlarg_by_name(r->wsi, key, buf, (int)size)) == NULL)
 		return false;
-	for (size_t i = 0; i < len; i++)
-		if ((unsigned char)id[i] < 0x21 || id[i] == 0x7f)
-			return false;
+	memmove(buf, value, strlen(value) + 1);
 	return true;
 }
 
-static void
-route(struct http *h, struct req *r, int method, const char *path, const struct mbuf *reqbody)
+static int
+add_header(struct req *r, const char *name, const char *value, unsigned char **p,
+	   unsigned char *end)
 {
-	static const char prefix[] = "/api/v1/messages/", suffix[] = "/status";
-	size_t len = strlen(path);
-
-	if (strcmp(path, "/healthz") == 0) {
-		if (method != LWSHUMETH_GET)
-			goto bad_method;
-		req_submit(h, r, JOB_HEALTH, NULL);
-		return;
-	}
-	if (len > sizeof(prefix) - 1 + sizeof(suffix) - 1 &&
-	    strncmp(path, prefix, sizeof(prefix) - 1) == 0 &&
-	    strcmp(path + len - (sizeof(suffix) - 1), suffix) == 0) {
-		char id[MSEVENT_MSGID_MAX + 1];
-		size_t idlen = len - (sizeof(prefix) - 1) - (sizeof(suffix) - 1);
-
-		if (method != LWSHUMETH_GET)
-			goto bad_method;
-		if (idlen > MSEVENT_MSGID_MAX) {
-			req_problem(r, 400, "Bad Request", "message id too long");
-			return;
-		}
-		memcpy(id, path + sizeof(prefix) - 1, idlen);
-		id[idlen] = '\0';
-		if (!message_ref_ok(id)) {
-			req_problem(r, 400, "Bad Request",
-				    "expected a tracking id or a URL-encoded Message-ID");
-			return;
-		}
-		req_submit(h, r, JOB_STATUS, id);
-		return;
-	}
-	req_problem(r, 404, "Not Found", "no such resource");
-	return;
-bad_method:
-	req_problem(r, 405, "Method Not Allowed", NULL);
+	return lws_add_http_header_by_name(r->wsi, (const unsigned char *)name,
+					   (const unsigned char *)value, (int)strlen(value), p, end);
 }
 
-/* --- lws glue ------------------------------------------------------------------------ */
-
-static void
-req_cleanup(struct req *r)
+/* CORS headers for an allowed origin. */
+static int
+add_cors(struct req *r, unsigned char **p, unsigned char *end)
 {
-	if (r->job != NULL) {
-		r->job->req = NULL;
-		r->job = NULL;
-	}
-	mbuf_free(&r->body);
-	mbuf_free(&r->reqbody);
-	free(r->path);
-	r->path = NULL;
-	r->ready = false;
+	if (r->origin == NULL)
+		return 0;
+	return add_header(r, "access-control-allow-origin:", r->origin, p, end) ||
+	       add_header(r, "vary:", "Origin", p, end) ||
+	       add_header(r, "access-control-expose-headers:", "Retry-After", p, end);
 }
 
 static int
@@ -287,8 +200,10 @@ req_write(struct req *r)
 		return 0;
 	if (!r->headers_sent) {
 		if (lws_add_http_common_headers(r->wsi, r->status, r->ctype, r->body.len, &p, end) ||
-		    lws_add_http_header_by_name(r->wsi, (const unsigned char *)"cache-control:",
-						(const unsigned char *)"no-store", 8, &p, end) ||
+		    add_header(r, "cache-control:", "no-store", &p, end) ||
+		    add_header(r, "x-content-type-options:", "nosniff", &p, end) ||
+		    add_cors(r, &p, end) ||
+		    (r->extra_name && add_header(r, r->extra_name, r->extra_value, &p, end)) ||
 		    lws_finalize_write_http_header(r->wsi, start, &p, end))
 			return -1;
 		r->headers_sent = true;
@@ -310,62 +225,344 @@ req_write(struct req *r)
 		return 0;
 	}
 complete:
-	req_cleanup(r);
+	req_release(r);
 	return lws_http_transaction_completed(r->wsi) ? -1 : 0;
 }
 
-static int
-callback_http(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
-	      size_t len)
+/* --- rate limits --------------------------------------------------------------------- */
+
+struct bucket {
+	double tokens;
+	int64_t at_ms;
+};
+
+static void
+bucket_free(struct lh_entry *e)
 {
-	struct http *h = lws_context_user(lws_get_context(wsi));
+	free((void *)lh_entry_k(e));
+	free(lh_entry_v(e));
+}
+
+/* May user write now? If not, *retry_s says when. */
+static bool
+rate_ok(struct http *h, const char *user, int *retry_s)
+{
+	const struct sd_config *cfg = h->env.cfg;
+	int64_t now = time_mono_ms();
+	struct bucket *b;
+	void *found;
+
+	if (lh_table_lookup_ex(h->buckets, user, &found))
+		b = found;
+	else {
+		char *key = strdup(user);
+		if (key == NULL || (b = calloc(1, sizeof(*b))) == NULL)
+			msg_fatal("out of memory");
+		b->tokens = (double)cfg->write_burst;
+		b->at_ms = now;
+		lh_table_insert(h->buckets, key, b);
+	}
+	b->tokens += (double)(now - b->at_ms) * (double)cfg->write_rate / 1000.0;
+	if (b->tokens > (double)cfg->write_burst)
+		b->tokens = (double)cfg->write_burst;
+	b->at_ms = now;
+	if (b->tokens < 1.0) {
+		*retry_s = (int)((1.0 - b->tokens) / (double)cfg->write_rate) + 1;
+		return false;
+	}
+	b->tokens -= 1.0;
+	return true;
+}
+
+/* --- routing ------------------------------------------------------------------------- */
+
+/* The bearer token: the Authorization header, or ?access_token= where allowed. */
+static char *
+bearer(struct req *r, bool allow_query)
+{
+	char buf[HEADER_MAX + 16];
+	int n = lws_hdr_copy(r->wsi, buf, sizeof(buf), WSI_TOKEN_HTTP_AUTHORIZATION);
+
+	if (n > 7 && strncasecmp(buf, "Bearer ", 7) == 0)
+		return strdup(buf + 7);
+	if (allow_query && req_arg(r, "access_token", buf, sizeof(buf)) && buf[0] != '\0')
+		return strdup(buf);
+	return NULL;
+}
+
+static void
+unauthorized(struct req *r, const char *detail)
+{
+	r->extra_name = "www-authenticate:";
+	r->extra_value = "Bearer realm=\"msgstatus\"";
+	req_problem(r, 401, "Unauthorized", detail);
+}
+
+/* Where a stream resumes: Last-Event-ID "EPOCH-OFFSET", or ?offset=&epoch=. */
+static int
+resume_point(struct req *r)
+{
+	char buf[ARG_MAX];
+
+	r->from = -1;
+	r->epoch = 0;
+	if (lws_hdr_custom_copy(r->wsi, buf, sizeof(buf), "last-event-id:", 14) > 0) {
+		if (stream_parse_event_id(buf, &r->epoch, &r->from) < 0)
+			return -1;
+		return 0;
+	}
+	if (req_arg(r, "offset", buf, sizeof(buf))) {
+		char *end;
+		long long v = strtoll(buf, &end, 10);
+		if (buf[0] == '\0' || *end != '\0' || v < 0)
+			return -1;
+		r->from = v;
+		if (!req_arg(r, "epoch", buf, sizeof(buf)))
+			return -1;
+		v = strtoll(buf, &end, 10);
+		if (buf[0] == '\0' || *end != '\0' || v <= 0)
+			return -1;
+		r->epoch = v;
+	}
+	return 0;
+}
+
+/* Close a WebSocket with a code and reason on its next writable turn (lws sends the close
+   reason only from the callback that returns -1). */
+static void
+ws_refuse(struct req *r, int code, const char *reason)
+{
+	r->close_code = code;
+	r->close_reason = reason;
+	r->ready = true;
+	lws_callback_on_writable(r->wsi);
+}
+
+static void
+on_auth(void *ctx, const struct principal *p, const char *error)
+{
+	struct req *r = req_redeem(ctx);
+	char clean[80];
+	int retry;
+
+	if (r == NULL)
+		return; /* the client went away */
+	if (p == NULL) {
+		msg_clean(clean, sizeof(clean), error ? error : "", error ? strlen(error) : 0);
+		msg_info("http: refused a credential: %s", clean);
+		if (r->kind == CONN_WS) {
+			ws_refuse(r, error == auth_error_db ? 1011 : 4401,
+				  error == auth_error_db ? "the database is unavailable"
+							 : "invalid or expired token");
+			return;
+		}
+		if (error == auth_error_db)
+			req_problem(r, 503, "Service Unavailable", "cannot check the token now");
+		else
+			unauthorized(r, "invalid or expired token");
+		return;
+	}
+	if (r->kind == CONN_WS) {
+		r->stream = stream_start(STREAM_WS, r->wsi, r->http->env.feed, p, r->from, r->epoch);
+		return;
+	}
+	if (r->route->write && !rate_ok(r->http, p->user, &retry)) {
+		snprintf(r->extra_buf, sizeof(r->extra_buf), "%d", retry);
+		r->extra_name = "retry-after:";
+		r->extra_value = r->extra_buf;
+		req_problem(r, 429, "Too Many Requests", "slow down");
+		return;
+	}
+	if (r->route->handler == NULL) { /* the SSE stream */
+		r->stream = stream_start(STREAM_SSE, r->wsi, r->http->env.feed, p, r->from, r->epoch);
+		return;
+	}
+	r->route->handler(&r->http->env, r, p, r->param, &r->reqbody);
+}
+
+static void
+dispatch(struct http *h, struct req *r)
+{
+	const struct api_route *route;
+	char *token;
+
+	if (r->method == LWSHUMETH_OPTIONS) {
+		/* CORS preflight */
+		if (r->origin != NULL) {
+			r->extra_name = "access-control-allow-methods:";
+			r->extra_value = "GET, POST, PUT";
+		}
+		struct mbuf empty = MBUF_INIT;
+		req_text(r, 204, "text/plain", &empty);
+		return;
+	}
+	route = api_route_find(r->method, r->path, &r->param);
+	if (route == NULL) {
+		if (api_route_find(-1, r->path, NULL) != NULL)
+			req_problem(r, 405, "Method Not Allowed", NULL);
+		else
+			req_problem(r, 404, "Not Found", "no such resource");
+		return;
+	}
+	if (route->param_ok != NULL && r->param != NULL && !route->param_ok(r->param)) {
+		req_problem(r, 400, "Bad Request", route->param_help);
+		return;
+	}
+	r->route = route;
+	if (!route->auth) {
+		route->handler(&h->env, r, NULL, r->param, &r->reqbody);
+		return;
+	}
+	if (route->handler == NULL && resume_point(r) < 0) {
+		req_problem(r, 400, "Bad Request",
+			    "Last-Event-ID must be EPOCH-OFFSET; offset and epoch go together");
+		return;
+	}
+	if ((token = bearer(r, route->handler == NULL)) == NULL) {
+		unauthorized(r, "a bearer token is required");
+		return;
+	}
+	auth_check(h->env.auth, token, on_auth, req_ticket(r));
+	free(token);
+}
+
+/* The Origin header if it is one of http_cors_origins. */
+static char *
+allowed_origin(struct http *h, struct lws *wsi)
+{
+	const char *list = h->env.cfg->http_cors_origins;
+	char origin[512];
+	size_t n;
+	int len = lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN);
+
+	if (len <= 0 || *list == '\0')
+		return NULL;
+	for (const char *p = list; *p;) {
+		while (*p == ' ' || *p == ',' || *p == '\t')
+			p++;
+		n = strcspn(p, " ,\t");
+		if (n > 0 && n == (size_t)len && strncasecmp(p, origin, n) == 0)
+			return strdup(origin);
+		p += n;
+	}
+	return NULL;
+}
+
+/* --- lws glue ------------------------------------------------------------------------ */
+
+static int
+callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+{
+	struct http *h = the_http;
 	struct req *r = user;
 	char *uri;
 	int urilen;
 
 	switch (reason) {
 	case LWS_CALLBACK_HTTP: {
-		char path[PATH_MAX_LEN + 1];
-
+		req_release(r);
 		memset(r, 0, sizeof(*r));
 		r->wsi = wsi;
+		r->http = h;
 		r->method = lws_http_get_uri_and_method(wsi, &uri, &urilen);
+		r->origin = allowed_origin(h, wsi);
 		if (len > PATH_MAX_LEN) {
 			req_problem(r, 414, "URI Too Long", NULL);
 			return 0;
 		}
-		memcpy(path, in, len);
-		path[len] = '\0';
+		if ((r->path = strndup(in, len)) == NULL)
+			msg_fatal("out of memory");
 		if (r->method == LWSHUMETH_POST || r->method == LWSHUMETH_PUT ||
 		    r->method == LWSHUMETH_PATCH) {
-			/* route once the body is in */
-			if ((r->path = strdup(path)) == NULL)
-				msg_fatal("out of memory");
-			return 0;
+			if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) == 0 &&
+			    lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) == 0) {
+				dispatch(h, r); /* no body to wait for */
+				return 0;
+			}
+			return 0; /* route once the body is in */
 		}
-		route(h, r, r->method, path, NULL);
+		dispatch(h, r);
 		return 0;
 	}
 	case LWS_CALLBACK_HTTP_BODY:
-		if (r->too_large || r->reqbody.len + len > BODY_MAX)
+		if (r->too_large || r->reqbody.len + len > (size_t)h->env.cfg->http_body_max)
 			r->too_large = true;
 		else
 			mbuf_append(&r->reqbody, in, len);
 		return 0;
 	case LWS_CALLBACK_HTTP_BODY_COMPLETION:
-		if (r->path == NULL)
+		if (r->path == NULL || r->ready || r->ticket != NULL)
 			return 0;
 		if (r->too_large)
 			req_problem(r, 413, "Content Too Large", "the request body is too large");
 		else
-			route(h, r, r->method, r->path, &r->reqbody);
+			dispatch(h, r);
 		return 0;
 	case LWS_CALLBACK_HTTP_WRITEABLE:
-		return r != NULL ? req_write(r) : 0;
+		if (r == NULL)
+			return 0;
+		if (r->stream != NULL)
+			return stream_writable(r->stream);
+		return req_write(r);
 	case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
 	case LWS_CALLBACK_CLOSED_HTTP:
+		if (r != NULL && r->kind == CONN_HTTP)
+			req_release(r);
+		break;
+
+	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: {
+		/* a WebSocket upgrade: only on the stream path; keep what auth needs */
+		char path[64];
+		int n = lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI);
+
+		memset(r, 0, sizeof(*r));
+		r->kind = CONN_WS;
+		r->wsi = wsi;
+		r->http = h;
+		if (n <= 0 || strcmp(path, "/api/v1/messages/stream") != 0)
+			return 1;
+		if (h->env.cfg->http_cors_origins[0] != '\0' &&
+		    lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN) > 0 &&
+		    (r->origin = allowed_origin(h, wsi)) == NULL)
+			return 1; /* a browser page from an origin we do not serve */
+		/* problems with the request are told after the upgrade, with a close reason */
+		r->bad_resume = resume_point(r) < 0;
+		r->token = bearer(r, true);
+		return 0;
+	}
+	case LWS_CALLBACK_ESTABLISHED: {
+		char *token = r->token;
+		r->token = NULL;
+		if (r->bad_resume)
+			ws_refuse(r, 4400, "offset and epoch go together, as non-negative numbers");
+		else if (token == NULL)
+			ws_refuse(r, 4401, "a bearer token is required (?access_token=)");
+		else
+			auth_check(h->env.auth, token, on_auth, req_ticket(r));
+		free(token);
+		return 0;
+	}
+	case LWS_CALLBACK_SERVER_WRITEABLE:
+		if (r->stream != NULL)
+			return stream_writable(r->stream);
+		if (!r->ready)
+			return 0;
+		stream_ws_close(wsi, r->close_code, r->close_reason);
+		return -1;
+	case LWS_CALLBACK_RECEIVE:
+		if (r->stream == NULL) {
+			stream_ws_close(wsi, LWS_CLOSE_STATUS_POLICY_VIOLATION,
+					"not authenticated yet");
+			return -1;
+		}
+		if (!lws_is_final_fragment(wsi) || lws_is_first_fragment(wsi) == 0) {
+			stream_ws_close(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too large");
+			return -1;
+		}
+		return stream_receive(r->stream, in, len);
+	case LWS_CALLBACK_CLOSED:
 		if (r != NULL)
-			req_cleanup(r);
+			req_release(r);
 		break;
 	default:
 		break;
@@ -374,7 +571,7 @@ callback_http(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
 }
 
 static const struct lws_protocols protocols[] = {
-	{"http", callback_http, sizeof(struct req), 0, 0, NULL, 0},
+	{"msgstatus.v1", callback, sizeof(struct req), 1024, 0, NULL, 0},
 	{NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
@@ -396,17 +593,21 @@ lws_log(int level, const char *line)
 }
 
 struct http *
-http_start(uv_loop_t *loop, const struct sd_config *cfg, struct dbworker *db, struct ingest *ing)
+http_start(uv_loop_t *loop, const struct http_env *env)
 {
+	const struct sd_config *cfg = env->cfg;
 	struct lws_context_creation_info info;
 	struct http *h = calloc(1, sizeof(*h));
 	void *loops[1] = {loop};
 
 	if (h == NULL)
 		msg_fatal("out of memory");
-	h->cfg = cfg;
-	h->db = db;
-	h->ing = ing;
+	h->env = *env;
+	h->buckets = lh_kchar_table_new(256, bucket_free);
+	the_http = h;
+	/* pings for idle WebSockets; lws hangs up when the client answers nothing */
+	h->retry.secs_since_valid_ping = (uint16_t)(cfg->feed_ping_interval / 1000);
+	h->retry.secs_since_valid_hangup = (uint16_t)(cfg->feed_ping_interval / 1000 * 3);
 	lws_set_log_level(LLL_ERR | LLL_WARN | (msg_verbose() ? LLL_NOTICE : 0), lws_log);
 	memset(&info, 0, sizeof(info));
 	info.port = cfg->http_port;
@@ -415,21 +616,31 @@ http_start(uv_loop_t *loop, const struct sd_config *cfg, struct dbworker *db, st
 	info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8;
 	if (strchr(cfg->http_host, ':') == NULL)
 		info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
+	if (cfg->http_tls_cert[0] != '\0') {
+		info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+		info.ssl_cert_filepath = cfg->http_tls_cert;
+		info.ssl_private_key_filepath = cfg->http_tls_key;
+	}
+	info.retry_and_idle_policy = &h->retry;
 	info.foreign_loops = loops;
 	info.pcontext = &h->ctx; /* lws clears it when the context is finally freed */
-	info.user = h;
 	info.server_string = "statusd";
 	info.timeout_secs = 30;
+	info.max_http_header_data = 8192;
 	if ((h->ctx = lws_create_context(&info)) == NULL)
-		msg_fatal("http_listen %s: cannot start the HTTP server (address in use?)",
+		msg_fatal("http_listen %s: cannot start the HTTP server (address in use, or the "
+			  "TLS certificate or key cannot be read?)",
 			  cfg->http_listen);
-	msg_info("http: listening on %s", cfg->http_listen);
+	stream_init(loop, cfg);
+	msg_info("http: listening on %s%s", cfg->http_listen,
+		 cfg->http_tls_cert[0] ? " (TLS)" : "");
 	return h;
 }
 
 void
 http_stop(struct http *h)
 {
+	stream_done();
 	/* Starts closing lws's connections and handles; they finish as the loop runs. */
 	if (h->ctx != NULL)
 		lws_context_destroy(h->ctx);
@@ -453,5 +664,7 @@ http_free(struct http **hp, uv_loop_t *loop)
 	}
 	if (h->ctx != NULL)
 		msg_warn("http: the HTTP library did not finish its teardown");
+	lh_table_free(h->buckets);
+	the_http = NULL;
 	free(h);
 }

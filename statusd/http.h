@@ -1,35 +1,73 @@
 /*
- * http - statusd's HTTP interface: /healthz and the status API (docs/api.md).
+ * http - statusd's HTTP interface: REST, Server-Sent Events and WebSocket (docs/api.md,
+ * docs/openapi.yaml).
  *
  * DESIGN
- *	libwebsockets serves HTTP on statusd's libuv loop (a foreign loop to lws), so the
- *	event socket, the database completions and HTTP share one thread. A request that
- *	needs PostgreSQL becomes a dbworker job on the query worker; the response is written
- *	when the job is done. If the client goes away first, the job finishes unattended
- *	and its result is dropped.
- *	Ownership: lws owns the per-request state (its "pss"); a pending job points back to
- *	it, and the pointer is cleared when lws drops the request.
+ *	libwebsockets serves HTTP(S) and WebSocket on statusd's libuv loop (a foreign loop to
+ *	lws), so the event socket, database completions and HTTP share one thread. One lws
+ *	protocol handles every connection: plain requests are routed to the handlers in
+ *	api.c; GET /api/v1/messages/events becomes an SSE stream and a WebSocket upgrade on
+ *	/api/v1/messages/stream a WebSocket stream (stream.c).
+ *
+ *	A request that needs to wait (authentication, PostgreSQL, a receipt being stored)
+ *	holds a ticket: lws owns the request state and frees it when the client goes away;
+ *	the ticket outlives it, so the answer that comes too late is simply dropped.
  *
  * SECURITY
- *	The request line and headers are parsed by lws (bounded by its header limits);
- *	path parameters are checked here before they reach SQL as parameters.
+ *	lws parses the request line and headers (bounded by its limits); bodies are bounded by
+ *	http_body_max; every /api/ route except the preflight needs a bearer token (auth.h),
+ *	checked before the handler runs; writes are rate-limited per user; CORS headers are
+ *	sent only to the origins in http_cors_origins.
  */
 #ifndef HTTP_H
 #define HTTP_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <uv.h>
 
+struct auth;
 struct dbworker;
+struct feed;
 struct ingest;
+struct json_object;
+struct mbuf;
+struct principal;
 struct sd_config;
+struct webhooks;
 struct http;
+struct req;
+struct req_ticket;
+
+/* What the handlers can reach. */
+struct http_env {
+	const struct sd_config *cfg;
+	struct dbworker *db; /* the query worker */
+	struct ingest *ingest;
+	struct feed *feed;
+	struct auth *auth;
+	struct webhooks *webhooks; /* NULL if none configured */
+	struct dbworker *ingest_db; /* for /healthz and /metrics only */
+};
 
 /* Start listening on cfg->http_listen. Fatal if the address cannot be bound. */
-struct http *http_start(uv_loop_t *loop, const struct sd_config *cfg, struct dbworker *db,
-			struct ingest *ing);
+struct http *http_start(uv_loop_t *loop, const struct http_env *env);
 /* Stop serving; lws closes its handles as the loop runs on. */
 void http_stop(struct http *http);
 /* After the loop has run out: finish the teardown and free. */
 void http_free(struct http **http, uv_loop_t *loop);
+
+/* --- for the handlers (api.c) -------------------------------------------------------- */
+
+/* Answer with a JSON document (not consumed) / an RFC 9457 problem / other text. */
+void req_json(struct req *r, unsigned status, struct json_object *doc);
+void req_problem(struct req *r, unsigned status, const char *title, const char *detail);
+void req_text(struct req *r, unsigned status, const char *ctype, struct mbuf *body);
+/* A query argument (URL-decoded) into buf; false if absent. */
+bool req_arg(struct req *r, const char *name, char *buf, size_t size);
+/* The request's ticket, for an answer that comes later. */
+struct req_ticket *req_ticket(struct req *r);
+/* The request a ticket stands for, or NULL if the client went away; ends the ticket. */
+struct req *req_redeem(struct req_ticket *t);
 
 #endif

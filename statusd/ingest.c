@@ -76,6 +76,7 @@ struct batch {
 	size_t nlogged;
 	char **errors; /* per entry, NULL or a permanent error */
 	int64_t head, epoch;
+	int64_t started_ms, took_ms;
 };
 
 struct ingest {
@@ -91,6 +92,8 @@ struct ingest {
 	struct json_tokener *tok;
 	struct ingest_stats stats;
 	bool shutting_down;
+	void (*on_logged)(void *, const struct store_logged *, size_t);
+	void *on_logged_ctx;
 	bool freeing;	 /* ingest_free() called: free once every handle is closed */
 	unsigned handles; /* open libuv handles: server, check, connections */
 	void (*shutdown_done)(void *);
@@ -169,9 +172,11 @@ batch_run(struct dbjob *job, PGconn *conn)
 	store_logged_free(b->logged, b->nlogged);
 	b->logged = NULL;
 	b->nlogged = 0;
+	b->started_ms = time_mono_ms();
 	if (store_ingest(conn, &b->copy, &logged, &nlogged, &b->head, &b->epoch, &transient,
 			 &error) == 0) {
 		add_logged(b, logged, nlogged);
+		b->took_ms = time_mono_ms() - b->started_ms;
 		return DBW_DONE;
 	}
 	if (transient) {
@@ -221,11 +226,21 @@ batch_done(struct dbjob *job)
 	struct conn *c;
 
 	if (!job->failed) {
+		int64_t newest = 0;
 		ing->stats.logged += (uint64_t)b->nlogged;
+		ing->stats.batches++;
+		ing->stats.batch_ms = b->took_ms;
 		if (b->head > 0 || b->epoch > 0) {
 			ing->stats.head = b->head;
 			ing->stats.epoch = b->epoch;
 		}
+		for (size_t i = 0; i < b->nlogged; i++)
+			if (b->logged[i].time_ms > newest)
+				newest = b->logged[i].time_ms;
+		if (newest > 0)
+			ing->stats.lag_ms = time_now_ms() - newest;
+		if (ing->on_logged != NULL && b->nlogged > 0)
+			ing->on_logged(ing->on_logged_ctx, b->logged, b->nlogged);
 	}
 	/* States first, then replies, then references: a connection is freed only when its
 	   last reference goes, so nothing below touches a freed connection. */
@@ -834,6 +849,14 @@ ingest_source_start(struct ingest *ing, const char *name, const char *data, size
 		ing->conns->prev = c;
 	ing->conns = c;
 	conn_process(c);
+}
+
+void
+ingest_on_logged(struct ingest *ing, void (*fn)(void *, const struct store_logged *, size_t),
+		 void *ctx)
+{
+	ing->on_logged = fn;
+	ing->on_logged_ctx = ctx;
 }
 
 void

@@ -39,6 +39,9 @@ struct ingest_stats {
 	uint64_t rejected;  /* records answered with an error */
 	unsigned pending;   /* events read and not yet acknowledged */
 	int64_t head, epoch; /* the log after the last batch (0 before the first) */
+	uint64_t batches;   /* batches stored */
+	int64_t batch_ms;   /* how long the last batch took in the database */
+	int64_t lag_ms;	    /* commit time minus the newest event's own time, last batch */
 };
 
 /* Open the socket and start accepting. Fatal on a socket that cannot be set up. */
@@ -59,5 +62,10 @@ void ingest_free(struct ingest **ing);
 void ingest_source_start(struct ingest *ing, const char *name, const char *data, size_t len,
 			 void (*done)(void *ctx, unsigned acked, unsigned rejected), void *ctx);
 void ingest_stats(const struct ingest *ing, struct ingest_stats *out);
+
+struct store_logged;
+/* Called on the loop thread with what each committed batch put in the log (the feeds). */
+void ingest_on_logged(struct ingest *ing,
+		      void (*fn)(void *ctx, const struct store_logged *logged, size_t n), void *ctx);
 
 #endif

@@ -4,7 +4,8 @@
  *
  * DESIGN
  *	One libuv loop runs the event socket (ingest.c), the pickup directory (pickup.c),
- *	HTTP (http.c, libwebsockets on the same loop) and signal handling. PostgreSQL is reached only from two dbworker threads:
+ *	HTTP and the live feeds (http.c, api.c, stream.c, feed.c: libwebsockets on the same
+ *	loop) and signal handling. PostgreSQL is reached only from two dbworker threads:
  *	"ingest" (stores batches in order, applies migrations and partition maintenance when
  *	it connects) and "query" (reads for HTTP). statusd starts and serves even while
  *	PostgreSQL is down: events then wait unacknowledged and producers keep them.
@@ -23,8 +24,10 @@
 #include <string.h>
 #include <uv.h>
 
+#include "auth.h"
 #include "conf.h"
 #include "dbworker.h"
+#include "feed.h"
 #include "http.h"
 #include "ingest.h"
 #include "pickup.h"
@@ -41,6 +44,8 @@ struct statusd {
 	struct dbworker *ingest_db, *query_db;
 	struct ingest *ingest;
 	struct pickup *pickup;
+	struct auth *auth;
+	struct feed *feed;
 	struct http *http;
 	uv_signal_t sigterm, sigint;
 	uv_timer_t maintain, grace;
@@ -118,6 +123,12 @@ on_maintain(uv_timer_t *timer)
 }
 
 static void
+on_logged(void *ctx, const struct store_logged *logged, size_t n)
+{
+	feed_publish(ctx, logged, n);
+}
+
+static void
 finish_shutdown(struct statusd *sd)
 {
 	uv_timer_stop(&sd->grace);
@@ -125,11 +136,13 @@ finish_shutdown(struct statusd *sd)
 	uv_close((uv_handle_t *)&sd->maintain, NULL);
 	uv_close((uv_handle_t *)&sd->sigterm, NULL);
 	uv_close((uv_handle_t *)&sd->sigint, NULL);
+	feed_free(&sd->feed); /* closes the streams while lws is still there */
 	http_stop(sd->http);
 	dbworker_stop(&sd->ingest_db);
 	dbworker_stop(&sd->query_db);
 	pickup_free(&sd->pickup);
 	ingest_free(&sd->ingest);
+	auth_free(&sd->auth);
 }
 
 static void
@@ -224,9 +237,21 @@ main(int argc, char **argv)
 				      sd.cfg.database_retry_max, ingest_on_connect, &sd);
 	sd.query_db = dbworker_start(sd.loop, "database (queries)", sd.cfg.database,
 				     sd.cfg.database_retry_max, NULL, NULL);
+	if ((sd.auth = auth_new(&sd.cfg, sd.query_db, &error)) == NULL)
+		msg_fatal("%s", error);
+	sd.feed = feed_new(sd.loop, &sd.cfg, sd.query_db);
 	sd.ingest = ingest_start(sd.loop, &sd.cfg, sd.ingest_db);
+	ingest_on_logged(sd.ingest, on_logged, sd.feed);
 	sd.pickup = pickup_start(sd.loop, &sd.cfg, sd.ingest);
-	sd.http = http_start(sd.loop, &sd.cfg, sd.query_db, sd.ingest);
+	struct http_env env = {
+		.cfg = &sd.cfg,
+		.db = sd.query_db,
+		.ingest = sd.ingest,
+		.feed = sd.feed,
+		.auth = sd.auth,
+		.ingest_db = sd.ingest_db,
+	};
+	sd.http = http_start(sd.loop, &env);
 
 	uv_signal_init(sd.loop, &sd.sigterm);
 	uv_signal_init(sd.loop, &sd.sigint);

@@ -1,49 +1,301 @@
 /*
- * statusctl - command-line control of msgstatus: schema migrations and message status.
- * See statusctl(8).
+ * statusctl - command-line control of msgstatus: schema migrations, message status, API
+ * tokens, users and their preferences. See statusctl(8).
  *
  * DESIGN
  *	A short-lived tool that talks to PostgreSQL directly with the settings of
- *	statusd.conf (database, sql_dir, event_retention), through the same store functions
- *	statusd uses. Human-readable output by default, --json for scripts.
+ *	statusd.conf (database, sql_dir, event_retention, auth_secret_file,
+ *	auth_token_max_lifetime), through the same store functions statusd uses where there
+ *	are some; the token and user commands have their few statements here. Human-readable
+ *	output by default, --json for scripts. Global options come before the command, the
+ *	command's own options anywhere after it.
+ *
+ * SECURITY
+ *	An API token is printed once, when it is made; only its SHA-256 is stored, and no
+ *	command can show it again. Names and labels are checked before they are stored;
+ *	text read back from the database is cleaned before it reaches a terminal.
  *
  * DIAGNOSTICS
- *	Exit 0 on success, 1 on failure (with a message on stderr), 2 on bad usage; "status"
- *	exits 3 when there is no such message.
+ *	Exit 0 on success, 1 on failure (with a message on stderr), 2 on bad usage (with the
+ *	command's usage), 3 when the message, token or user named does not exist.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <json-c/json.h>
 #include <libpq-fe.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "conf.h"
+#include "mbuf.h"
 #include "msg.h"
+#include "rfc3339.h"
 #include "sdconfig.h"
 #include "store.h"
+#include "token.h"
+#include "utf8.h"
 
-static void
-usage(void)
+#define EXIT_USAGE    2
+#define EXIT_NOTFOUND 3
+#define LABEL_MAX     200
+#define DOMAIN_MAX    253
+#define DURATION_MAX  (36500LL * 86400000LL) /* a century */
+#define SIGN_TTL_DEF  3600000LL              /* token sign: an hour (or less, if the limit is) */
+#define BYTEAOID      17
+
+struct ctl {
+	const char *config;
+	struct sd_config cfg;
+	bool json;
+	PGconn *conn; /* connected on first use */
+};
+
+struct command {
+	const char *name, *sub; /* sub: NULL for one-word commands */
+	const char *synopsis;
+	int (*run)(struct ctl *ctl, int argc, char **argv); /* argv[0]: the last command word */
+};
+
+/* Bad arguments to one command: say what is wrong and how the command is used. */
+static _Noreturn void __attribute__((format(printf, 2, 3)))
+usage_error(const struct command *c, const char *fmt, ...)
 {
-	fprintf(stderr,
-		"usage: statusctl [-c config_file] [--json] command [args]\n"
-		"commands:\n"
-		"  migrate        apply the database migrations in sql_dir\n"
-		"  maintain       create and drop event partitions for event_retention\n"
-		"  status ID      show the status of a message (tracking id or Message-ID)\n");
-	exit(2);
+	va_list ap;
+
+	fputs("statusctl: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nusage: statusctl [-c config_file] [--json] %s\n", c->synopsis);
+	exit(EXIT_USAGE);
 }
 
-static PGconn *
-connect_db(const struct sd_config *cfg)
-{
-	PGconn *conn = PQconnectdb(cfg->database);
+static const struct command *current;
 
-	if (PQstatus(conn) != CONNECTION_OK)
-		msg_fatal("cannot connect to the database (%s): %s", cfg->database,
-			  store_error(conn, NULL));
-	PQclear(PQexec(conn, "SET client_min_messages = warning"));
-	return conn;
+/* --- the database -------------------------------------------------------------------- */
+
+static PGconn *
+db(struct ctl *ctl)
+{
+	if (ctl->conn != NULL)
+		return ctl->conn;
+	ctl->conn = PQconnectdb(ctl->cfg.database);
+	if (PQstatus(ctl->conn) != CONNECTION_OK)
+		msg_fatal("cannot connect to the database (%s): %s", ctl->cfg.database,
+		          store_error(ctl->conn, NULL));
+	PQclear(PQexec(ctl->conn, "SET client_min_messages = warning"));
+	return ctl->conn;
+}
+
+/* A failed statement: fatal, with a hint when the schema is missing. */
+static _Noreturn void
+db_fail(PGconn *conn, PGresult *res, const char *what)
+{
+	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	const char *error = store_error(conn, res);
+
+	if (state != NULL && (strcmp(state, "42P01") == 0 || strcmp(state, "42703") == 0))
+		msg_fatal("%s: %s (is the schema in place? run statusctl migrate)", what, error);
+	msg_fatal("%s: %s", what, error);
+}
+
+/* Run a statement with text parameters (NULL: SQL NULL); fatal unless it succeeds. */
+static PGresult *
+db_exec(struct ctl *ctl, const char *what, const char *sql, int n, const char *const *params)
+{
+	PGconn *conn = db(ctl);
+	PGresult *res = PQexecParams(conn, sql, n, NULL, params, NULL, NULL, 0);
+
+	if (PQresultStatus(res) != PGRES_TUPLES_OK && PQresultStatus(res) != PGRES_COMMAND_OK)
+		db_fail(conn, res, what);
+	return res;
+}
+
+/* A column holding ms since the epoch (or NULL) as RFC 3339, or "-"/NULL for NULL. */
+static const char *
+time_text(PGresult *res, int row, int col, char *buf)
+{
+	if (PQgetisnull(res, row, col))
+		return NULL;
+	return rfc3339_format(strtoll(PQgetvalue(res, row, col), NULL, 10), buf);
+}
+
+static void
+json_add_time(struct json_object *obj, const char *key, PGresult *res, int row, int col)
+{
+	char buf[RFC3339_BUFSIZE];
+	const char *t = time_text(res, row, col, buf);
+
+	json_object_object_add(obj, key, t ? json_object_new_string(t) : NULL);
+}
+
+static void
+print_json(struct json_object *doc)
+{
+	puts(json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PRETTY |
+	                                                 JSON_C_TO_STRING_NOSLASHESCAPE));
+}
+
+/* Text from the database, made safe for a terminal. */
+static const char *
+clean(const char *s, char *buf, size_t size)
+{
+	return msg_clean(buf, size, s, strlen(s));
+}
+
+/* --- arguments ----------------------------------------------------------------------- */
+
+/* A user name from the command line, lower-cased (caller frees); usage error if bad. */
+static char *
+arg_user(const char *s)
+{
+	const char *error;
+	char *user = token_user(s, strlen(s), &error);
+
+	if (user == NULL)
+		usage_error(current, "bad user name: %s", error);
+	return user;
+}
+
+/* A duration (30d, 12h, 90m, 45s; a bare number is seconds) in ms, > 0. */
+static long long
+arg_duration(const char *opt, const char *s)
+{
+	long long ms;
+
+	if (conf_parse_time(s, &ms) < 0 || ms <= 0 || ms > DURATION_MAX)
+		usage_error(current,
+		            "%s: expected a duration such as 30d, 12h, 90m or 45s, not \"%s\"", opt,
+		            s);
+	return ms;
+}
+
+static bool
+arg_bool(const char *opt, const char *s)
+{
+	bool b;
+
+	if (conf_parse_bool(s, &b) < 0)
+		usage_error(current, "%s: expected yes or no, not \"%s\"", opt, s);
+	return b;
+}
+
+/* Printable text: UTF-8 without control characters, at most max bytes. */
+static const char *
+arg_text(const char *opt, const char *s, size_t max)
+{
+	size_t len = strlen(s);
+
+	if (len > max)
+		usage_error(current, "%s: longer than %zu bytes", opt, max);
+	if (!utf8_valid(s, len))
+		usage_error(current, "%s: not valid UTF-8", opt);
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+			usage_error(current, "%s: contains a control character", opt);
+	return s;
+}
+
+/* A domain name (letters, digits, hyphens, dots), lower-cased into a new string. */
+static char *
+arg_domain(const char *s)
+{
+	size_t len = strlen(s);
+	char *d;
+
+	if (len > 0 && strchr(s, '@') != NULL)
+		usage_error(current, "\"%s\" is an address; give its domain (the part after @)", s);
+	if (len == 0 || len > DOMAIN_MAX || s[0] == '.' || s[len - 1] == '.' ||
+	    strstr(s, "..") != NULL ||
+	    strspn(s, "abcdefghijklmnopqrstuvwxyz"
+	              "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.") != len)
+		usage_error(current, "\"%s\" is not a domain name", s);
+	if ((d = strdup(s)) == NULL)
+		msg_fatal("out of memory");
+	for (char *p = d; *p; p++)
+		if (*p >= 'A' && *p <= 'Z')
+			*p = (char)(*p - 'A' + 'a');
+	return d;
+}
+
+/*
+ * getopt_long over a command's arguments (argv[0] is the command word), allowing options
+ * after operands; "--json" is accepted here too. Returns the option, -1 at the end.
+ */
+static int
+next_opt(struct ctl *ctl, int argc, char **argv, const char *shortopts,
+         const struct option *longopts)
+{
+	char opts[16];
+	int ch;
+
+	/* ":" so that a missing value is told from an unknown option; we say which */
+	snprintf(opts, sizeof(opts), "%s:%s", shortopts[0] == '+' ? "+" : "",
+	         shortopts[0] == '+' ? shortopts + 1 : shortopts);
+	opterr = 0;
+	for (;;) {
+		ch = getopt_long(argc, argv, opts, longopts, NULL);
+		if (ch == 'j') {
+			ctl->json = true;
+			continue;
+		}
+		if (ch == '?' && optopt != 0)
+			usage_error(current, "unknown option -%c", optopt);
+		if (ch == '?')
+			usage_error(current, "unknown option %s", argv[optind - 1]);
+		if (ch == ':')
+			usage_error(current, "option %s needs a value", argv[optind - 1]);
+		return ch;
+	}
+}
+
+static void
+want_operands(int argc, int min, int max)
+{
+	int n = argc - optind;
+
+	if (n < min)
+		usage_error(current, "missing argument");
+	if (max >= 0 && n > max)
+		usage_error(current, "too many arguments");
+}
+
+/* --- migrate, maintain, status -------------------------------------------------------- */
+
+static int
+cmd_migrate(struct ctl *ctl, int argc, char **argv)
+{
+	static const struct option lo[] = {{"json", no_argument, NULL, 'j'}, {NULL, 0, NULL, 0}};
+	const char *error;
+	bool transient;
+	int version;
+
+	optind = 0;
+	next_opt(ctl, argc, argv, "+", lo);
+	want_operands(argc, 0, 0);
+	if ((version = store_migrate(db(ctl), ctl->cfg.sql_dir, &transient, &error)) < 0)
+		msg_fatal("migrate: %s", error);
+	if (ctl->json)
+		printf("{\"schema_version\":%d}\n", version);
+	else
+		printf("database schema is at version %d\n", version);
+	return 0;
+}
+
+static int
+cmd_maintain(struct ctl *ctl, int argc, char **argv)
+{
+	static const struct option lo[] = {{"json", no_argument, NULL, 'j'}, {NULL, 0, NULL, 0}};
+	const char *error;
+
+	optind = 0;
+	next_opt(ctl, argc, argv, "+", lo);
+	want_operands(argc, 0, 0);
+	if (store_maintain(db(ctl), ctl->cfg.event_retention, &error) < 0)
+		msg_fatal("maintain: %s", error);
+	return 0;
 }
 
 static void
@@ -51,8 +303,10 @@ print_status(struct json_object *doc)
 {
 	struct json_object *rcpts = json_object_object_get(doc, "recipients");
 
-	printf("message    %s\n", json_object_get_string(json_object_object_get(doc, "message_id")));
-	printf("tracking   %s\n", json_object_get_string(json_object_object_get(doc, "tracking_id")));
+	printf("message    %s\n",
+	       json_object_get_string(json_object_object_get(doc, "message_id")));
+	printf("tracking   %s\n",
+	       json_object_get_string(json_object_object_get(doc, "tracking_id")));
 	printf("sender     %s\n", json_object_get_string(json_object_object_get(doc, "sender")));
 	printf("queued at  %s\n", json_object_get_string(json_object_object_get(doc, "queued_at")));
 	for (size_t i = 0; i < json_object_array_length(rcpts); i++) {
@@ -66,30 +320,515 @@ print_status(struct json_object *doc)
 	}
 }
 
+static int
+cmd_status(struct ctl *ctl, int argc, char **argv)
+{
+	static const struct option lo[] = {{"json", no_argument, NULL, 'j'}, {NULL, 0, NULL, 0}};
+	struct json_object *doc = NULL;
+	const char *error;
+	bool transient;
+	int found, rc = 0;
+
+	optind = 0;
+	next_opt(ctl, argc, argv, "+", lo);
+	want_operands(argc, 1, 1);
+	found = store_status(db(ctl), argv[optind], &doc, NULL, NULL, &transient, &error);
+	if (found < 0)
+		msg_fatal("status: %s", error);
+	if (found == 0) {
+		fprintf(stderr, "statusctl: no message with id %s\n", argv[optind]);
+		rc = EXIT_NOTFOUND;
+	} else if (ctl->json)
+		print_json(doc);
+	else
+		print_status(doc);
+	json_object_put(doc);
+	return rc;
+}
+
+/* --- tokens -------------------------------------------------------------------------- */
+
+static int
+cmd_token_create(struct ctl *ctl, int argc, char **argv)
+{
+	static const struct option lo[] = {{"label", required_argument, NULL, 'l'},
+	                                   {"expires", required_argument, NULL, 'e'},
+	                                   {"json", no_argument, NULL, 'j'},
+	                                   {NULL, 0, NULL, 0}};
+	char token[TOKEN_API_LEN + 1], lifetime[32], created[RFC3339_BUFSIZE],
+	        expires[RFC3339_BUFSIZE];
+	unsigned char hash[TOKEN_HASH_LEN];
+	const char *label = NULL, *exp;
+	long long expires_ms = 0;
+	PGresult *res;
+	char *user;
+	int ch;
+
+	optind = 0;
+	while ((ch = next_opt(ctl, argc, argv, "", lo)) != -1) {
+		if (ch == 'l')
+			label = arg_text("--label", optarg, LABEL_MAX);
+		else if (ch == 'e')
+			expires_ms = arg_duration("--expires", optarg);
+	}
+	want_operands(argc, 1, 1);
+	user = arg_user(argv[optind]);
+	snprintf(lifetime, sizeof(lifetime), "%lld", expires_ms);
+
+	token_api_new(token);
+	token_sha256(token, TOKEN_API_LEN, hash);
+	{
+		const char *p1[1] = {user};
+		const char *p2[4] = {user, (const char *)hash, label, expires_ms ? lifetime : NULL};
+		const int lens[4] = {0, TOKEN_HASH_LEN, 0, 0}, fmts[4] = {0, 1, 0, 0};
+		const Oid types[4] = {0, BYTEAOID, 0, 0};
+
+		PQclear(db_exec(ctl, "token create", "BEGIN", 0, NULL));
+		PQclear(db_exec(
+		        ctl, "token create",
+		        "INSERT INTO users (name) VALUES ($1) ON CONFLICT (name) DO NOTHING", 1,
+		        p1));
+		res = PQexecParams(
+		        db(ctl),
+		        "INSERT INTO api_tokens (username, token_hash, label, expires_at)"
+		        " VALUES ($1, $2, $3, now() + $4::bigint * interval '1 millisecond')"
+		        " RETURNING id, (extract(epoch FROM created_at) * 1000)::bigint,"
+		        " (extract(epoch FROM expires_at) * 1000)::bigint",
+		        4, types, p2, lens, fmts, 0);
+		if (PQresultStatus(res) != PGRES_TUPLES_OK)
+			db_fail(ctl->conn, res, "token create");
+		PQclear(db_exec(ctl, "token create", "COMMIT", 0, NULL));
+	}
+	time_text(res, 0, 1, created);
+	exp = time_text(res, 0, 2, expires);
+	if (ctl->json) {
+		struct json_object *doc = json_object_new_object();
+		json_object_object_add(
+		        doc, "id", json_object_new_int64(strtoll(PQgetvalue(res, 0, 0), NULL, 10)));
+		json_object_object_add(doc, "user", json_object_new_string(user));
+		json_object_object_add(doc, "label", label ? json_object_new_string(label) : NULL);
+		json_object_object_add(doc, "token", json_object_new_string(token));
+		json_object_object_add(doc, "created", json_object_new_string(created));
+		json_object_object_add(doc, "expires", exp ? json_object_new_string(exp) : NULL);
+		print_json(doc);
+		json_object_put(doc);
+	} else {
+		/* the token alone on stdout, so that TOKEN=$(statusctl token create ...) works */
+		printf("%s\n", token);
+		fprintf(stderr,
+		        "statusctl: made API token %s for %s, %s%s; it is shown only now "
+		        "(msgstatus keeps only its SHA-256)\n",
+		        PQgetvalue(res, 0, 0), user, exp ? "expires " : "does not expire",
+		        exp ? exp : "");
+	}
+	PQclear(res);
+	explicit_bzero(token, sizeof(token));
+	free(user);
+	return 0;
+}
+
+static int
+cmd_token_list(struct ctl *ctl, int argc, char **argv)
+{
+	static const struct option lo[] = {{"json", no_argument, NULL, 'j'}, {NULL, 0, NULL, 0}};
+	const char *params[1] = {NULL};
+	char *user = NULL;
+	PGresult *res;
+
+	optind = 0;
+	next_opt(ctl, argc, argv, "", lo);
+	want_operands(argc, 0, 1);
+	if (optind < argc)
+		params[0] = user = arg_user(argv[optind]);
+	res = db_exec(ctl, "token list",
+	              "SELECT id, username, label, (extract(epoch FROM created_at) * 1000)::bigint,"
+	              " (extract(epoch FROM expires_at) * 1000)::bigint,"
+	              " (extract(epoch FROM revoked_at) * 1000)::bigint,"
+	              " CASE WHEN revoked_at IS NOT NULL THEN 'revoked'"
+	              " WHEN expires_at <= now() THEN 'expired' ELSE 'valid' END"
+	              " FROM api_tokens WHERE $1::text IS NULL OR username = $1 ORDER BY id",
+	              1, params);
+	if (ctl->json) {
+		struct json_object *doc = json_object_new_object(), *arr = json_object_new_array();
+		for (int i = 0; i < PQntuples(res); i++) {
+			struct json_object *t = json_object_new_object();
+			json_object_object_add(
+			        t, "id",
+			        json_object_new_int64(strtoll(PQgetvalue(res, i, 0), NULL, 10)));
+			json_object_object_add(t, "user",
+			                       json_object_new_string(PQgetvalue(res, i, 1)));
+			json_object_object_add(
+			        t, "label",
+			        PQgetisnull(res, i, 2)
+			                ? NULL
+			                : json_object_new_string(PQgetvalue(res, i, 2)));
+			json_add_time(t, "created", res, i, 3);
+			json_add_time(t, "expires", res, i, 4);
+			json_add_time(t, "revoked", res, i, 5);
+			json_object_object_add(t, "state",
+			                       json_object_new_string(PQgetvalue(res, i, 6)));
+			json_object_array_add(arr, t);
+		}
+		json_object_object_add(doc, "tokens", arr);
+		print_json(doc);
+		json_object_put(doc);
+	} else if (PQntuples(res) == 0) {
+		printf("no API tokens%s%s\n", user ? " for " : "", user ? user : "");
+	} else {
+		printf("%-6s %-32s %-20s %-24s %-24s %s\n", "ID", "USER", "LABEL", "CREATED",
+		       "EXPIRES", "REVOKED");
+		for (int i = 0; i < PQntuples(res); i++) {
+			char b1[RFC3339_BUFSIZE], b2[RFC3339_BUFSIZE], b3[RFC3339_BUFSIZE];
+			char u[TOKEN_USER_MAX + 8], l[LABEL_MAX + 8];
+			const char *expires = time_text(res, i, 4, b2);
+			const char *revoked = time_text(res, i, 5, b3);
+			printf("%-6s %-32s %-20s %-24s %-24s %s\n", PQgetvalue(res, i, 0),
+			       clean(PQgetvalue(res, i, 1), u, sizeof(u)),
+			       PQgetisnull(res, i, 2) ? "-"
+			                              : clean(PQgetvalue(res, i, 2), l, sizeof(l)),
+			       time_text(res, i, 3, b1), expires ? expires : "never",
+			       revoked ? revoked : "-");
+		}
+	}
+	PQclear(res);
+	free(user);
+	return 0;
+}
+
+static int
+cmd_token_revoke(struct ctl *ctl, int argc, char **argv)
+{
+	static const struct option lo[] = {{"json", no_argument, NULL, 'j'}, {NULL, 0, NULL, 0}};
+	const char *params[1];
+	PGresult *res;
+	char *end, u[TOKEN_USER_MAX + 8];
+	long long id;
+	bool already = false;
+
+	optind = 0;
+	next_opt(ctl, argc, argv, "", lo);
+	want_operands(argc, 1, 1);
+	errno = 0;
+	id = strtoll(argv[optind], &end, 10);
+	if (argv[optind][0] < '0' || argv[optind][0] > '9' || *end != '\0' || errno != 0 || id <= 0)
+		usage_error(current, "\"%s\" is not a token id (see statusctl token list)",
+		            argv[optind]);
+	params[0] = argv[optind];
+	res = db_exec(ctl, "token revoke",
+	              "WITH r AS (UPDATE api_tokens SET revoked_at = now()"
+	              " WHERE id = $1 AND revoked_at IS NULL RETURNING username)"
+	              " SELECT username, false FROM r"
+	              " UNION ALL SELECT username, true FROM api_tokens"
+	              " WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM r)",
+	              1, params);
+	if (PQntuples(res) == 0) {
+		fprintf(stderr, "statusctl: no API token with id %lld\n", id);
+		PQclear(res);
+		return EXIT_NOTFOUND;
+	}
+	already = PQgetvalue(res, 0, 1)[0] == 't';
+	if (ctl->json) {
+		struct json_object *doc = json_object_new_object();
+		json_object_object_add(doc, "id", json_object_new_int64(id));
+		json_object_object_add(doc, "user", json_object_new_string(PQgetvalue(res, 0, 0)));
+		json_object_object_add(doc, "revoked", json_object_new_boolean(1));
+		json_object_object_add(doc, "already_revoked", json_object_new_boolean(already));
+		print_json(doc);
+		json_object_put(doc);
+	} else if (already)
+		printf("API token %lld of %s was already revoked\n", id,
+		       clean(PQgetvalue(res, 0, 0), u, sizeof(u)));
+	else
+		printf("revoked API token %lld of %s (a running statusd may accept it for up to "
+		       "a minute more)\n",
+		       id, clean(PQgetvalue(res, 0, 0), u, sizeof(u)));
+	PQclear(res);
+	return 0;
+}
+
+static int
+cmd_token_sign(struct ctl *ctl, int argc, char **argv)
+{
+	static const struct option lo[] = {{"ttl", required_argument, NULL, 't'},
+	                                   {"json", no_argument, NULL, 'j'},
+	                                   {NULL, 0, NULL, 0}};
+	long long ttl_ms = 0, max = ctl->cfg.auth_token_max_lifetime;
+	unsigned char *secret = NULL;
+	size_t secret_len = 0;
+	const char *error;
+	char *user, *jwt, exp_text[RFC3339_BUFSIZE];
+	int64_t now_s;
+	int ch;
+
+	optind = 0;
+	while ((ch = next_opt(ctl, argc, argv, "", lo)) != -1)
+		if (ch == 't')
+			ttl_ms = arg_duration("--ttl", optarg);
+	want_operands(argc, 1, 1);
+	user = arg_user(argv[optind]);
+	if (ttl_ms == 0)
+		ttl_ms = SIGN_TTL_DEF < max ? SIGN_TTL_DEF : max;
+	if (ttl_ms < 1000)
+		usage_error(current, "--ttl: at least one second");
+	if (ttl_ms > max)
+		usage_error(current,
+		            "--ttl: longer than auth_token_max_lifetime (%llds), which "
+		            "statusd would refuse",
+		            max / 1000);
+	if (ctl->cfg.auth_secret_file[0] == '\0')
+		msg_fatal("token sign: auth_secret_file is not set in %s",
+		          ctl->config ? ctl->config : "the configuration");
+	if (token_secret_load(ctl->cfg.auth_secret_file, &secret, &secret_len, &error) < 0)
+		msg_fatal("token sign: %s", error);
+	now_s = time_now_ms() / 1000;
+	jwt = token_jwt_sign(user, now_s, now_s + ttl_ms / 1000, secret, secret_len);
+	token_secret_free(&secret, secret_len);
+	rfc3339_format((now_s + ttl_ms / 1000) * 1000, exp_text);
+	if (ctl->json) {
+		struct json_object *doc = json_object_new_object();
+		json_object_object_add(doc, "user", json_object_new_string(user));
+		json_object_object_add(doc, "token", json_object_new_string(jwt));
+		json_object_object_add(doc, "expires", json_object_new_string(exp_text));
+		print_json(doc);
+		json_object_put(doc);
+	} else
+		printf("%s\n", jwt);
+	free(jwt);
+	free(user);
+	return 0;
+}
+
+/* --- users and preferences ----------------------------------------------------------- */
+
+static int
+cmd_user_show(struct ctl *ctl, int argc, char **argv)
+{
+	static const struct option lo[] = {{"json", no_argument, NULL, 'j'}, {NULL, 0, NULL, 0}};
+	const char *params[1];
+	struct json_object *admins;
+	char created[RFC3339_BUFSIZE], *user;
+	PGresult *res;
+	int rc = 0;
+
+	optind = 0;
+	next_opt(ctl, argc, argv, "", lo);
+	want_operands(argc, 1, 1);
+	params[0] = user = arg_user(argv[optind]);
+	res = db_exec(ctl, "user show",
+	              "SELECT u.read_receipts, u.presence, array_to_json(u.domain_admin),"
+	              " (extract(epoch FROM u.created_at) * 1000)::bigint,"
+	              " (SELECT count(*) FROM api_tokens t WHERE t.username = u.name"
+	              "  AND t.revoked_at IS NULL"
+	              "  AND (t.expires_at IS NULL OR t.expires_at > now()))"
+	              " FROM users u WHERE u.name = $1",
+	              1, params);
+	if (PQntuples(res) == 0) {
+		fprintf(stderr,
+		        "statusctl: no user %s (token create, prefs and user admin create one)\n",
+		        user);
+		rc = EXIT_NOTFOUND;
+		goto out;
+	}
+	admins = json_tokener_parse(PQgetvalue(res, 0, 2));
+	time_text(res, 0, 3, created);
+	if (ctl->json) {
+		struct json_object *doc = json_object_new_object();
+		json_object_object_add(doc, "user", json_object_new_string(user));
+		json_object_object_add(doc, "read_receipts",
+		                       json_object_new_boolean(PQgetvalue(res, 0, 0)[0] == 't'));
+		json_object_object_add(doc, "presence",
+		                       json_object_new_boolean(PQgetvalue(res, 0, 1)[0] == 't'));
+		json_object_object_add(doc, "domain_admin",
+		                       admins ? json_object_get(admins) : json_object_new_array());
+		json_object_object_add(
+		        doc, "api_tokens",
+		        json_object_new_int64(strtoll(PQgetvalue(res, 0, 4), NULL, 10)));
+		json_object_object_add(doc, "created", json_object_new_string(created));
+		print_json(doc);
+		json_object_put(doc);
+	} else {
+		struct mbuf list = MBUF_INIT;
+		char d[DOMAIN_MAX + 8];
+		for (size_t i = 0; i < json_object_array_length(admins); i++) {
+			const char *s =
+			        json_object_get_string(json_object_array_get_idx(admins, i));
+			mbuf_printf(&list, "%s%s", i ? ", " : "", clean(s ? s : "", d, sizeof(d)));
+		}
+		printf("user           %s\n", user);
+		printf("read receipts  %s\n", PQgetvalue(res, 0, 0)[0] == 't' ? "yes" : "no");
+		printf("presence       %s\n", PQgetvalue(res, 0, 1)[0] == 't' ? "yes" : "no");
+		printf("admin of       %s\n", list.len ? mbuf_str(&list) : "-");
+		printf("api tokens     %s valid\n", PQgetvalue(res, 0, 4));
+		printf("created        %s\n", created);
+		mbuf_free(&list);
+	}
+	json_object_put(admins);
+out:
+	PQclear(res);
+	free(user);
+	return rc;
+}
+
+static int
+cmd_user_admin(struct ctl *ctl, int argc, char **argv)
+{
+	static const struct option lo[] = {{"clear", no_argument, NULL, 'x'},
+	                                   {"json", no_argument, NULL, 'j'},
+	                                   {NULL, 0, NULL, 0}};
+	struct mbuf array = MBUF_INIT;
+	const char *params[2];
+	struct json_object *doc;
+	bool clear = false;
+	char *user;
+	size_t n = 0;
+	int ch;
+
+	optind = 0;
+	while ((ch = next_opt(ctl, argc, argv, "", lo)) != -1)
+		if (ch == 'x')
+			clear = true;
+	want_operands(argc, 1, -1);
+	if (clear && argc - optind > 1)
+		usage_error(current, "--clear takes no domains");
+	if (!clear && argc - optind < 2)
+		usage_error(current, "name the domains (or --clear)");
+	user = arg_user(argv[optind]);
+	doc = json_object_new_array();
+	mbuf_putc(&array, '{');
+	for (int i = optind + 1; i < argc; i++) {
+		char *d = arg_domain(argv[i]);
+		bool seen = false;
+		for (size_t k = 0; k < json_object_array_length(doc); k++)
+			seen |= strcmp(json_object_get_string(json_object_array_get_idx(doc, k)),
+			               d) == 0;
+		if (!seen) {
+			mbuf_printf(&array, "%s%s", n++ ? "," : "", d); /* LDH: no quoting needed */
+			json_object_array_add(doc, json_object_new_string(d));
+		}
+		free(d);
+	}
+	mbuf_putc(&array, '}');
+	params[0] = user;
+	params[1] = mbuf_str(&array);
+	if (clear)
+		PQclear(db_exec(ctl, "user admin",
+		                "UPDATE users SET domain_admin = '{}' WHERE name = $1", 1, params));
+	else
+		PQclear(db_exec(
+		        ctl, "user admin",
+		        "INSERT INTO users (name, domain_admin) VALUES ($1, $2::text[])"
+		        " ON CONFLICT (name) DO UPDATE SET domain_admin = EXCLUDED.domain_admin",
+		        2, params));
+	if (ctl->json) {
+		struct json_object *out = json_object_new_object();
+		json_object_object_add(out, "user", json_object_new_string(user));
+		json_object_object_add(out, "domain_admin", json_object_get(doc));
+		print_json(out);
+		json_object_put(out);
+	} else if (clear)
+		printf("%s administers no domains\n", user);
+	else
+		printf("%s administers %s\n", user, mbuf_str(&array));
+	json_object_put(doc);
+	mbuf_free(&array);
+	free(user);
+	return 0;
+}
+
+static int
+cmd_prefs(struct ctl *ctl, int argc, char **argv)
+{
+	static const struct option lo[] = {{"read-receipts", required_argument, NULL, 'r'},
+	                                   {"presence", required_argument, NULL, 'p'},
+	                                   {"json", no_argument, NULL, 'j'},
+	                                   {NULL, 0, NULL, 0}};
+	int receipts = -1, presence = -1, ch;
+	struct json_object *doc = NULL;
+	const char *error;
+	bool transient;
+	char *user;
+
+	optind = 0;
+	while ((ch = next_opt(ctl, argc, argv, "", lo)) != -1) {
+		if (ch == 'r')
+			receipts = arg_bool("--read-receipts", optarg);
+		else if (ch == 'p')
+			presence = arg_bool("--presence", optarg);
+	}
+	want_operands(argc, 1, 1);
+	user = arg_user(argv[optind]);
+	if ((receipts >= 0 || presence >= 0) &&
+	    store_prefs_set(db(ctl), user, receipts, presence, &transient, &error) < 0)
+		msg_fatal("prefs: %s", error);
+	if (store_prefs_get(db(ctl), user, &doc, &transient, &error) < 0)
+		msg_fatal("prefs: %s", error);
+	if (ctl->json)
+		print_json(doc);
+	else {
+		printf("user           %s\n", user);
+		printf("read receipts  %s\n",
+		       json_object_get_boolean(json_object_object_get(doc, "read_receipts"))
+		               ? "yes"
+		               : "no");
+		printf("presence       %s\n",
+		       json_object_get_boolean(json_object_object_get(doc, "presence")) ? "yes"
+		                                                                        : "no");
+	}
+	json_object_put(doc);
+	free(user);
+	return 0;
+}
+
+static const struct command commands[] = {
+        {"migrate", NULL, "migrate", cmd_migrate},
+        {"maintain", NULL, "maintain", cmd_maintain},
+        {"status", NULL, "status ID", cmd_status},
+        {"token", "create", "token create USER [--label TEXT] [--expires DURATION]",
+         cmd_token_create},
+        {"token", "list", "token list [USER]", cmd_token_list},
+        {"token", "revoke", "token revoke ID", cmd_token_revoke},
+        {"token", "sign", "token sign USER [--ttl DURATION]", cmd_token_sign},
+        {"user", "show", "user show USER", cmd_user_show},
+        {"user", "admin", "user admin USER DOMAIN... | user admin USER --clear", cmd_user_admin},
+        {"prefs", NULL, "prefs USER [--read-receipts yes|no] [--presence yes|no]", cmd_prefs},
+        {NULL, NULL, NULL, NULL},
+};
+
+static _Noreturn void
+usage(void)
+{
+	fprintf(stderr, "usage: statusctl [-c config_file] [--json] command [args]\n"
+	                "commands:\n");
+	for (const struct command *c = commands; c->name != NULL; c++)
+		fprintf(stderr, "  %s\n", c->synopsis);
+	exit(EXIT_USAGE);
+}
+
 int
 main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"json", no_argument, NULL, 'j'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	        {"json", no_argument, NULL, 'j'},
+	        {"help", no_argument, NULL, 'h'},
+	        {NULL, 0, NULL, 0},
 	};
-	const char *config = MSGSTATUS_SYSCONFDIR "/statusd.conf", *error, *cmd;
-	struct sd_config cfg;
-	bool json = false, transient, config_given = false;
-	PGconn *conn;
-	int ch, rc = 0;
+	const char *config = MSGSTATUS_SYSCONFDIR "/statusd.conf", *error;
+	const struct command *c;
+	struct ctl ctl;
+	bool config_given = false;
+	int ch, rc, words;
 
-	memset(&cfg, 0, sizeof(cfg));
+	memset(&ctl, 0, sizeof(ctl));
 	msg_open("statusctl", MSG_TARGET_STDERR, 0);
-	while ((ch = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
+	/* global options end at the command ("+"): the command has its own */
+	while ((ch = getopt_long(argc, argv, "+c:h", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'c':
 			config = optarg;
 			config_given = true;
 			break;
 		case 'j':
-			json = true;
+			ctl.json = true;
 			break;
 		default:
 			usage();
@@ -97,45 +836,22 @@ main(int argc, char **argv)
 	}
 	if (optind >= argc)
 		usage();
-	cmd = argv[optind++];
-	if (!((strcmp(cmd, "migrate") == 0 && optind == argc) ||
-	      (strcmp(cmd, "maintain") == 0 && optind == argc) ||
-	      (strcmp(cmd, "status") == 0 && optind + 1 == argc)))
+	for (c = commands; c->name != NULL; c++)
+		if (strcmp(c->name, argv[optind]) == 0 &&
+		    (c->sub == NULL ||
+		     (optind + 1 < argc && strcmp(c->sub, argv[optind + 1]) == 0)))
+			break;
+	if (c->name == NULL)
 		usage();
-	if (sdconfig_load(&cfg, config_given ? config : sdconfig_default_path(config), &error) < 0)
+	current = c;
+	words = c->sub ? 2 : 1;
+	ctl.config = config_given ? config : sdconfig_default_path(config);
+	if (sdconfig_load(&ctl.cfg, ctl.config, &error) < 0)
 		msg_fatal("%s", error);
-
-	if (strcmp(cmd, "migrate") == 0 && optind == argc) {
-		conn = connect_db(&cfg);
-		int version = store_migrate(conn, cfg.sql_dir, &transient, &error);
-		if (version < 0)
-			msg_fatal("migrate: %s", error);
-		if (json)
-			printf("{\"schema_version\":%d}\n", version);
-		else
-			printf("database schema is at version %d\n", version);
-	} else if (strcmp(cmd, "maintain") == 0 && optind == argc) {
-		conn = connect_db(&cfg);
-		if (store_maintain(conn, cfg.event_retention, &error) < 0)
-			msg_fatal("maintain: %s", error);
-	} else if (strcmp(cmd, "status") == 0 && optind + 1 == argc) {
-		struct json_object *doc = NULL;
-		conn = connect_db(&cfg);
-		int found = store_status(conn, argv[optind], &doc, &transient, &error);
-		if (found < 0)
-			msg_fatal("status: %s", error);
-		if (found == 0) {
-			fprintf(stderr, "statusctl: no message with id %s\n", argv[optind]);
-			rc = 3;
-		} else if (json) {
-			puts(json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PRETTY |
-									 JSON_C_TO_STRING_NOSLASHESCAPE));
-		} else
-			print_status(doc);
-		json_object_put(doc);
-	} else
-		msg_panic("unhandled command %s", cmd);
-	PQfinish(conn);
-	sdconfig_free(&cfg);
+	/* the command sees its last word as argv[0] */
+	rc = c->run(&ctl, argc - optind - words + 1, argv + optind + words - 1);
+	if (ctl.conn != NULL)
+		PQfinish(ctl.conn);
+	sdconfig_free(&ctl.cfg);
 	return rc;
 }

@@ -670,8 +670,8 @@ recipient_doc(PGresult *res, int row, int64_t queued_ms)
 }
 
 int
-store_status(PGconn *conn, const char *id, struct json_object **doc_r, bool *transient_r,
-	     const char **error_r)
+store_status(PGconn *conn, const char *id, struct json_object **doc_r, char **owner_r,
+	     char **sender_r, bool *transient_r, const char **error_r)
 {
 	struct mbuf bracketed = MBUF_INIT;
 	const char *params[2];
@@ -689,7 +689,7 @@ store_status(PGconn *conn, const char *id, struct json_object **doc_r, bool *tra
 	params[1] = mbuf_str(&bracketed);
 	res = PQexecParams(conn,
 			   "SELECT id, tracking_id, message_id, sender, queue_id, size,"
-			   " (extract(epoch FROM queued_at) * 1000)::bigint"
+			   " (extract(epoch FROM queued_at) * 1000)::bigint, owner"
 			   " FROM messages WHERE tracking_id = $1 OR message_id = $2"
 			   " ORDER BY id DESC LIMIT 1",
 			   2, NULL, params, NULL, NULL, 0);
@@ -717,6 +717,10 @@ store_status(PGconn *conn, const char *id, struct json_object **doc_r, bool *tra
 		queued_ms = strtoll(PQgetvalue(res, 0, 6), NULL, 10);
 	add_time(doc, "queued_at", queued_ms);
 	snprintf(msgid, sizeof(msgid), "%s", PQgetvalue(res, 0, 0));
+	if (owner_r != NULL)
+		*owner_r = get_str(res, 0, 7);
+	if (sender_r != NULL)
+		*sender_r = get_str(res, 0, 3);
 	PQclear(res);
 
 	params[0] = msgid;
@@ -729,6 +733,14 @@ store_status(PGconn *conn, const char *id, struct json_object **doc_r, bool *tra
 		*transient_r = store_transient(conn, res);
 		PQclear(res);
 		json_object_put(doc);
+		if (owner_r != NULL) {
+			free(*owner_r);
+			*owner_r = NULL;
+		}
+		if (sender_r != NULL) {
+			free(*sender_r);
+			*sender_r = NULL;
+		}
 		return -1;
 	}
 	rcpts = json_object_new_array_ext(PQntuples(res));
@@ -738,4 +750,312 @@ store_status(PGconn *conn, const char *id, struct json_object **doc_r, bool *tra
 	json_object_object_add(doc, "recipients", rcpts);
 	*doc_r = doc;
 	return 1;
+}
+
+/* One result as a failure of the call. */
+static int
+failed(PGconn *conn, PGresult *res, bool *transient_r, const char **error_r)
+{
+	*error_r = store_error(conn, res);
+	*transient_r = store_transient(conn, res);
+	PQclear(res);
+	return -1;
+}
+
+/* A text[] literal of domain names. */
+static void
+text_array(struct mbuf *out, char *const *items, size_t n)
+{
+	mbuf_putc(out, '{');
+	for (size_t i = 0; i < n; i++) {
+		mbuf_printf(out, "%s\"", i ? "," : "");
+		for (const char *p = items[i]; *p; p++) {
+			if (*p == '"' || *p == '\\')
+				mbuf_putc(out, '\\');
+			mbuf_putc(out, *p);
+		}
+		mbuf_putc(out, '"');
+	}
+	mbuf_putc(out, '}');
+}
+
+int
+store_list(PGconn *conn, const char *user, char *const *domains, size_t ndomains,
+	   const struct store_list_filter *flt, struct json_object **doc_r, bool *transient_r,
+	   const char **error_r)
+{
+	struct mbuf dom = MBUF_INIT, ids = MBUF_INIT;
+	char status[8], since[32], until[32], cursor[32], limit[16];
+	const char *params[8];
+	struct json_object *doc, *list, **msgs;
+	PGresult *res;
+	int n, more;
+
+	*transient_r = false;
+	text_array(&dom, domains, ndomains);
+	snprintf(status, sizeof(status), "%d", flt->status);
+	snprintf(since, sizeof(since), "%lld", (long long)flt->since_ms);
+	snprintf(until, sizeof(until), "%lld", (long long)flt->until_ms);
+	snprintf(cursor, sizeof(cursor), "%lld", (long long)flt->cursor);
+	snprintf(limit, sizeof(limit), "%d", flt->limit + 1);
+	params[0] = user;
+	params[1] = mbuf_str(&dom);
+	params[2] = status;
+	params[3] = flt->recipient;
+	params[4] = since;
+	params[5] = until;
+	params[6] = cursor;
+	params[7] = limit;
+	res = PQexecParams(
+		conn,
+		"SELECT m.id, m.tracking_id, m.message_id, m.sender,"
+		" (extract(epoch FROM m.queued_at) * 1000)::bigint"
+		" FROM messages m"
+		" WHERE (m.owner = $1 OR lower(split_part(m.sender, '@', 2)) = ANY($2::text[]))"
+		" AND m.queued_at IS NOT NULL"
+		/* keyset paging: after the cursor's message in (queued_at, id) order */
+		" AND ($7::bigint = 0 OR (m.queued_at, m.id) < (SELECT c.queued_at, c.id"
+		"      FROM messages c WHERE c.id = $7::bigint))"
+		" AND ($5::bigint = 0 OR m.queued_at >= to_timestamp($5::bigint / 1000.0))"
+		" AND ($6::bigint = 0 OR m.queued_at < to_timestamp($6::bigint / 1000.0))"
+		" AND ($3::int = 0 OR EXISTS (SELECT 1 FROM recipients r"
+		"      WHERE r.message = m.id AND r.status = $3::int))"
+		" AND ($4::text IS NULL OR EXISTS (SELECT 1 FROM recipients r"
+		"      WHERE r.message = m.id AND r.recipient = lower($4::text)))"
+		" ORDER BY m.queued_at DESC, m.id DESC LIMIT $8::int",
+		8, NULL, params, NULL, NULL, 0);
+	mbuf_free(&dom);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		return failed(conn, res, transient_r, error_r);
+	n = PQntuples(res);
+	more = n > flt->limit;
+	if (more)
+		n = flt->limit;
+	doc = json_object_new_object();
+	list = json_object_new_array_ext(n);
+	msgs = calloc((size_t)n + 1, sizeof(*msgs));
+	if (msgs == NULL)
+		msg_fatal("out of memory");
+	mbuf_putc(&ids, '{');
+	for (int i = 0; i < n; i++) {
+		struct json_object *m = json_object_new_object();
+		add_str(m, "tracking_id", res, i, 1);
+		add_str(m, "message_id", res, i, 2);
+		add_str(m, "sender", res, i, 3);
+		add_time(m, "queued_at",
+			 PQgetisnull(res, i, 4) ? 0 : strtoll(PQgetvalue(res, i, 4), NULL, 10));
+		json_object_object_add(m, "recipients", json_object_new_array());
+		json_object_array_add(list, m);
+		msgs[i] = m;
+		mbuf_printf(&ids, "%s%s", i ? "," : "", PQgetvalue(res, i, 0));
+	}
+	mbuf_putc(&ids, '}');
+	json_object_object_add(doc, "messages", list);
+	if (more) {
+		json_object_object_add(doc, "next_cursor",
+				       json_object_new_string(PQgetvalue(res, n - 1, 0)));
+	} else
+		json_object_object_add(doc, "next_cursor", NULL);
+	/* remember each message's position by id */
+	int64_t *idv = calloc((size_t)n + 1, sizeof(*idv));
+	if (idv == NULL)
+		msg_fatal("out of memory");
+	for (int i = 0; i < n; i++)
+		idv[i] = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+	PQclear(res);
+	if (n > 0) {
+		const char *p1[1] = {mbuf_str(&ids)};
+		res = PQexecParams(conn,
+				   "SELECT recipient, orig_recipient, dkey, rkey, displayed, details,"
+				   " message FROM recipients WHERE message = ANY($1::bigint[])"
+				   " ORDER BY message, recipient",
+				   1, NULL, p1, NULL, NULL, 0);
+		if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+			mbuf_free(&ids);
+			free(msgs);
+			free(idv);
+			json_object_put(doc);
+			return failed(conn, res, transient_r, error_r);
+		}
+		for (int r = 0; r < PQntuples(res); r++) {
+			int64_t mid = strtoll(PQgetvalue(res, r, 6), NULL, 10);
+			for (int i = 0; i < n; i++)
+				if (idv[i] == mid) {
+					struct json_object *q = json_object_object_get(msgs[i], "queued_at");
+					int64_t qms = 0;
+					if (q != NULL)
+						rfc3339_parse(json_object_get_string(q),
+							      strlen(json_object_get_string(q)), &qms,
+							      error_r);
+					json_object_array_add(
+						json_object_object_get(msgs[i], "recipients"),
+						recipient_doc(res, r, qms));
+					break;
+				}
+		}
+		PQclear(res);
+	}
+	mbuf_free(&ids);
+	free(msgs);
+	free(idv);
+	*doc_r = doc;
+	return 0;
+}
+
+int
+store_receipt_target(PGconn *conn, const char *id, const char *user, char **tracking_id_r,
+		     bool *receipts_r, bool *transient_r, const char **error_r)
+{
+	struct mbuf bracketed = MBUF_INIT;
+	const char *params[3];
+	PGresult *res;
+	int found;
+
+	*transient_r = false;
+	if (id[0] == '<')
+		mbuf_puts(&bracketed, id);
+	else
+		mbuf_printf(&bracketed, "<%s>", id);
+	params[0] = id;
+	params[1] = mbuf_str(&bracketed);
+	params[2] = user;
+	res = PQexecParams(conn,
+			   "SELECT m.tracking_id, coalesce((SELECT u.read_receipts FROM users u"
+			   "  WHERE u.name = lower($3)), true)"
+			   " FROM messages m JOIN recipients r ON r.message = m.id"
+			   " WHERE (m.tracking_id = $1 OR m.message_id = $2)"
+			   " AND r.recipient = lower($3) AND m.tracking_id IS NOT NULL"
+			   " ORDER BY m.id DESC LIMIT 1",
+			   3, NULL, params, NULL, NULL, 0);
+	mbuf_free(&bracketed);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		return failed(conn, res, transient_r, error_r);
+	found = PQntuples(res) == 1;
+	if (found) {
+		*tracking_id_r = get_str(res, 0, 0);
+		*receipts_r = PQgetvalue(res, 0, 1)[0] == 't';
+	}
+	PQclear(res);
+	return found;
+}
+
+int
+store_prefs_get(PGconn *conn, const char *user, struct json_object **doc_r, bool *transient_r,
+		const char **error_r)
+{
+	const char *params[1] = {user};
+	struct json_object *doc;
+	PGresult *res;
+
+	*transient_r = false;
+	res = PQexecParams(conn, "SELECT read_receipts, presence FROM users WHERE name = $1", 1,
+			   NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		return failed(conn, res, transient_r, error_r);
+	doc = json_object_new_object();
+	json_object_object_add(doc, "user", json_object_new_string(user));
+	json_object_object_add(doc, "read_receipts",
+			       json_object_new_boolean(PQntuples(res) == 0 ||
+						       PQgetvalue(res, 0, 0)[0] == 't'));
+	json_object_object_add(doc, "presence",
+			       json_object_new_boolean(PQntuples(res) == 1 &&
+						       PQgetvalue(res, 0, 1)[0] == 't'));
+	PQclear(res);
+	*doc_r = doc;
+	return 0;
+}
+
+int
+store_prefs_set(PGconn *conn, const char *user, int read_receipts, int presence,
+		bool *transient_r, const char **error_r)
+{
+	const char *params[3] = {user, read_receipts < 0 ? NULL : read_receipts ? "t" : "f",
+				 presence < 0 ? NULL : presence ? "t" : "f"};
+	PGresult *res;
+
+	*transient_r = false;
+	res = PQexecParams(conn,
+			   "INSERT INTO users AS u (name, read_receipts, presence)"
+			   " VALUES ($1, coalesce($2::boolean, true), coalesce($3::boolean, false))"
+			   " ON CONFLICT (name) DO UPDATE SET"
+			   " read_receipts = coalesce($2::boolean, u.read_receipts),"
+			   " presence = coalesce($3::boolean, u.presence)",
+			   3, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		return failed(conn, res, transient_r, error_r);
+	PQclear(res);
+	if (presence == 0) {
+		/* opting out forgets what was known */
+		res = PQexecParams(conn, "DELETE FROM presence WHERE name = $1", 1, NULL, params,
+				   NULL, NULL, 0);
+		if (PQresultStatus(res) != PGRES_COMMAND_OK)
+			return failed(conn, res, transient_r, error_r);
+		PQclear(res);
+	}
+	return 0;
+}
+
+int
+store_presence_get(PGconn *conn, const char *user, struct json_object **doc_r,
+		   bool *transient_r, const char **error_r)
+{
+	const char *params[1] = {user};
+	struct json_object *doc;
+	PGresult *res;
+
+	*transient_r = false;
+	res = PQexecParams(conn,
+			   "SELECT p.online_until > now(),"
+			   " (extract(epoch FROM p.last_seen) * 1000)::bigint, p.client,"
+			   " CASE WHEN p.typing_until > now() THEN p.typing_to END"
+			   " FROM users u LEFT JOIN presence p ON p.name = u.name"
+			   " WHERE u.name = $1 AND u.presence",
+			   1, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		return failed(conn, res, transient_r, error_r);
+	if (PQntuples(res) == 0) {
+		PQclear(res);
+		return 0;
+	}
+	doc = json_object_new_object();
+	json_object_object_add(doc, "user", json_object_new_string(user));
+	json_object_object_add(doc, "online",
+			       json_object_new_boolean(PQgetvalue(res, 0, 0)[0] == 't'));
+	add_time(doc, "last_seen",
+		 PQgetisnull(res, 0, 1) ? 0 : strtoll(PQgetvalue(res, 0, 1), NULL, 10));
+	add_str(doc, "client", res, 0, 2);
+	add_str(doc, "typing_to", res, 0, 3);
+	PQclear(res);
+	*doc_r = doc;
+	return 1;
+}
+
+int
+store_presence_touch(PGconn *conn, const char *user, const char *client, int64_t online_ms,
+		     const char *typing_to, int64_t typing_ms, bool *transient_r,
+		     const char **error_r)
+{
+	char on[32], ty[32];
+	const char *params[5] = {user, client, on, typing_to, ty};
+	PGresult *res;
+
+	*transient_r = false;
+	snprintf(on, sizeof(on), "%lld", (long long)online_ms);
+	snprintf(ty, sizeof(ty), "%lld", (long long)typing_ms);
+	res = PQexecParams(conn,
+			   "INSERT INTO presence AS p (name, online_until, last_seen, client,"
+			   " typing_to, typing_until)"
+			   " SELECT u.name, now() + $3::bigint * interval '1 millisecond', now(), $2,"
+			   " lower($4), CASE WHEN $4 IS NULL THEN NULL"
+			   "  ELSE now() + $5::bigint * interval '1 millisecond' END"
+			   " FROM users u WHERE u.name = $1 AND u.presence"
+			   " ON CONFLICT (name) DO UPDATE SET"
+			   " online_until = greatest(p.online_until, EXCLUDED.online_until),"
+			   " last_seen = EXCLUDED.last_seen, client = EXCLUDED.client,"
+			   " typing_to = EXCLUDED.typing_to, typing_until = EXCLUDED.typing_until",
+			   5, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		return failed(conn, res, transient_r, error_r);
+	PQclear(res);
+	return 0;
 }

@@ -91,10 +91,58 @@ int store_log_head(PGconn *conn, int64_t *head_r, int64_t *epoch_r, const char *
 
 /*
  * Look up a message by tracking id or Message-ID (with or without angle brackets) and
- * build its status document (docs/protocol.md "Status document"). Returns 1 and *doc_r
- * (caller puts it), 0 if there is no such message, -1 on error.
+ * build its status document (docs/api.md). Returns 1 and *doc_r (caller puts it) and, if
+ * not NULL, *owner_r and *sender_r (caller frees) for authorization; 0 if there is no such
+ * message; -1 on error.
  */
-int store_status(PGconn *conn, const char *id, struct json_object **doc_r, bool *transient_r,
-		 const char **error_r);
+int store_status(PGconn *conn, const char *id, struct json_object **doc_r, char **owner_r,
+		 char **sender_r, bool *transient_r, const char **error_r);
+
+/* Filters for store_list: NULL / 0 means no filter. */
+struct store_list_filter {
+	int status;	       /* enum msevent_type of a recipient's shown status */
+	const char *recipient; /* a recipient's address */
+	int64_t since_ms, until_ms; /* queued in [since, until) */
+	int64_t cursor;	       /* messages.id: list what comes after it (older) */
+	int limit;	       /* 1..200 */
+};
+
+/*
+ * The messages a principal may see, newest first (by queued time), with their recipients'
+ * statuses:
+ * {"messages":[...],"next_cursor":"..."|null}. Returns 0 and *doc_r, or -1.
+ */
+int store_list(PGconn *conn, const char *user, char *const *domains, size_t ndomains,
+	       const struct store_list_filter *flt, struct json_object **doc_r, bool *transient_r,
+	       const char **error_r);
+
+/*
+ * Is user a recipient of the message id (tracking id or Message-ID)? Returns 1 with
+ * *tracking_id_r (caller frees) and *receipts_r (the user has read receipts on), 0 if not
+ * (or no such message), -1 on error.
+ */
+int store_receipt_target(PGconn *conn, const char *id, const char *user, char **tracking_id_r,
+			 bool *receipts_r, bool *transient_r, const char **error_r);
+
+/* A user's preferences ({"read_receipts":..,"presence":..}); defaults if no row. */
+int store_prefs_get(PGconn *conn, const char *user, struct json_object **doc_r,
+		    bool *transient_r, const char **error_r);
+/* Set them (-1: leave as is); creates the user's row. */
+int store_prefs_set(PGconn *conn, const char *user, int read_receipts, int presence,
+		    bool *transient_r, const char **error_r);
+
+/*
+ * A user's presence {"user","online","last_seen","client","typing_to"} if they opted in:
+ * returns 1 and *doc_r, 0 if they did not (or are unknown), -1 on error.
+ */
+int store_presence_get(PGconn *conn, const char *user, struct json_object **doc_r,
+		       bool *transient_r, const char **error_r);
+/*
+ * Record a sign of life from webmail: online for online_ms from now, typing to typing_to
+ * (NULL: not typing) for typing_ms. Ignored for users who did not opt in. 0 or -1.
+ */
+int store_presence_touch(PGconn *conn, const char *user, const char *client, int64_t online_ms,
+			 const char *typing_to, int64_t typing_ms, bool *transient_r,
+			 const char **error_r);
 
 #endif

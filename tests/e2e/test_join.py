@@ -8,6 +8,7 @@ from e2e import event, main
 from msgsandbox import Sandbox
 
 DAY = 86400 * 1000
+SENDER = "alice@example.org"
 
 
 class JoinTest(unittest.TestCase):
@@ -41,7 +42,7 @@ class JoinTest(unittest.TestCase):
         self.assertEqual(self.pg.scalar(
             "SELECT count(*) FROM events WHERE queue_id = '4XjoinA1' AND message IS NULL"), "1")
         self.send([event("queued", tracking_id="joinA", queue_id="4XjoinA1",
-                         recipient="bob@example.net", offset_ms=-2000)])
+                         recipient="bob@example.net", offset_ms=-2000, sender=SENDER)])
         bob = self.status("joinA")["bob@example.net"]
         self.assertEqual((bob["status"], bob["smtp_reply"]), ("relayed", "250 2.0.0 Ok"))
         self.assertEqual(self.pg.scalar(
@@ -50,9 +51,9 @@ class JoinTest(unittest.TestCase):
     def test_queue_id_reuse(self):
         old, new = -70 * DAY, -60000
         self.send([event("queued", tracking_id="reuseOld", queue_id="ABC123",
-                         recipient="x@example.net", offset_ms=old),
+                         recipient="x@example.net", offset_ms=old, sender=SENDER),
                    event("queued", tracking_id="reuseNew", queue_id="ABC123",
-                         recipient="y@example.net", offset_ms=new)])
+                         recipient="y@example.net", offset_ms=new, sender=SENDER)])
         self.send([self.log_event("bounced", "ABC123", "x@example.net", old + 60000),
                    self.log_event("relayed", "ABC123", "y@example.net", new + 1000)])
         self.assertEqual(self.status("reuseOld")["x@example.net"]["status"], "bounced")
@@ -61,7 +62,8 @@ class JoinTest(unittest.TestCase):
 
     def test_message_id_fallback(self):
         self.send([event("queued", tracking_id="midJoin", message_id="<mj@example.org>",
-                         queue_id="QQ1", recipient="z@example.net", offset_ms=-5000)])
+                         queue_id="QQ1", recipient="z@example.net", offset_ms=-5000,
+                         sender=SENDER)])
         self.send([event("delivered", tracking_id=None, queue_id=None,
                          message_id="<mj@example.org>", recipient="z@example.net",
                          source="postfix")])
@@ -69,7 +71,7 @@ class JoinTest(unittest.TestCase):
 
     def test_alias_expansion_counts_for_the_original_recipient(self):
         self.send([event("queued", tracking_id="alias1", queue_id="AL1",
-                         recipient="team@example.org", offset_ms=-5000)])
+                         recipient="team@example.org", offset_ms=-5000, sender=SENDER)])
         self.send([self.log_event("delivered", "AL1", "alice@example.org", -1000,
                                   orig_recipient="team@example.org"),
                    self.log_event("deferred", "AL1", "bob@example.org", -1000,
@@ -80,7 +82,7 @@ class JoinTest(unittest.TestCase):
 
     def test_addresses_compare_without_case(self):
         self.send([event("queued", tracking_id="case1", queue_id="CS1",
-                         recipient="Bob@Example.NET", offset_ms=-5000)])
+                         recipient="Bob@Example.NET", offset_ms=-5000, sender=SENDER)])
         self.send([self.log_event("relayed", "CS1", "bob@example.net", -1000)])
         rc = self.status("case1")
         self.assertEqual(list(rc), ["bob@example.net"])

@@ -1,4 +1,7 @@
 """statusd in the sandbox, with helpers to feed events and query HTTP."""
+import base64
+import hashlib
+import hmac
 import json
 import os
 import socket
@@ -63,6 +66,12 @@ class Statusd:
             "pickup_dir": sb.mkdir(name, "pickup"),
             "pickup_interval": "1s",
         }
+        self.secret = base64.b64encode(os.urandom(36)).decode()
+        secret_file = os.path.join(self.dir, "auth.secret")
+        with open(secret_file, "w") as f:
+            f.write(self.secret + "\n")
+        os.chmod(secret_file, 0o600)
+        self.settings["auth_secret_file"] = secret_file
         self.settings.update(settings or {})
         self.config = os.path.join(self.dir, "statusd.conf")
         self.child = None
@@ -157,6 +166,30 @@ class Statusd:
         except (urllib.error.URLError, ConnectionError, OSError):
             return (0, None)
 
-    def status(self, msg_id):
+    def token(self, user, ttl=3600, now=None, **claims):
+        """A signed (HS256 JWT) token for user, as a webmail backend would mint it."""
+        def b64(data):
+            return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+        now = int(time.time()) if now is None else now
+        body = {"sub": user, "iat": now, "exp": now + ttl}
+        body.update(claims)
+        head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+        payload = b64(json.dumps(body).encode())
+        sig = hmac.new(self.secret.encode(), f"{head}.{payload}".encode(),
+                       hashlib.sha256).digest()
+        return f"{head}.{payload}.{b64(sig)}"
+
+    def api(self, path, token=None, method="GET", body=None, headers=None):
+        """A request with a bearer token; body may be a dict (sent as JSON) or bytes."""
+        h = dict(headers or {})
+        if token is not None:
+            h["Authorization"] = "Bearer " + token
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body).encode()
+            h["Content-Type"] = "application/json"
+        return self.http(path, method=method, body=body, headers=h)
+
+    def status(self, msg_id, user="alice@example.org"):
+        """GET a message's status as user (by default the sender the tests use)."""
         from urllib.parse import quote
-        return self.http(f"/api/v1/messages/{quote(msg_id, safe='')}/status")
+        return self.api(f"/api/v1/messages/{quote(msg_id, safe='')}/status", self.token(user))

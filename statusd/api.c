@@ -1,0 +1,658 @@
+/*
+ * api - statusd's REST endpoints. See api.h and docs/api.md.
+ */
+#include "api.h"
+
+#include <json-c/json.h>
+#include <libwebsockets.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth.h"
+#include "dbworker.h"
+#include "feed.h"
+#include "http.h"
+#include "ingest.h"
+#include "mbuf.h"
+#include "msevent.h"
+#include "msg.h"
+#include "randid.h"
+#include "rfc3339.h"
+#include "sdconfig.h"
+#include "store.h"
+
+#define LIST_DEFAULT 50
+#define LIST_MAX     200
+#define TYPING_MS    10000
+
+/* --- database jobs ------------------------------------------------------------------- */
+
+enum job_kind {
+	J_HEALTH,
+	J_STATUS,
+	J_LIST,
+	J_RECEIPT_TARGET,
+	J_PREFS_GET,
+	J_PREFS_SET,
+	J_PRESENCE_GET,
+	J_PRESENCE_TOUCH,
+};
+
+struct api_job {
+	struct dbjob job;
+	enum job_kind kind;
+	const struct http_env *env;
+	struct req_ticket *ticket;
+	struct principal *who;
+	char *id;   /* a message reference, or a user */
+	char *text; /* J_PRESENCE_TOUCH: typing_to; J_LIST: recipient filter */
+	struct store_list_filter filter;
+	int a, b;	  /* J_PREFS_SET: read_receipts, presence; J_PRESENCE_TOUCH: online */
+	int64_t ms;	  /* J_PRESENCE_TOUCH: online for */
+	/* results */
+	struct json_object *doc;
+	char *owner, *sender, *tracking_id;
+	bool flag;
+	int found;
+	bool transient;
+	char error[300];
+	int64_t head, epoch;
+	int version;
+};
+
+static enum dbw_result
+job_run(struct dbjob *dj, PGconn *conn)
+{
+	struct api_job *j = (struct api_job *)dj;
+	const char *error = NULL;
+	const struct principal *p = j->who;
+
+	switch (j->kind) {
+	case J_HEALTH:
+		j->found = store_log_head(conn, &j->head, &j->epoch, &error) == 0 ? 1 : -1;
+		if (j->found > 0 && (j->version = store_schema_version(conn, &error)) < 0)
+			j->found = -1;
+		j->transient = j->found < 0;
+		break;
+	case J_STATUS:
+		j->found = store_status(conn, j->id, &j->doc, &j->owner, &j->sender, &j->transient,
+					&error);
+		break;
+	case J_LIST:
+		j->filter.recipient = j->text;
+		j->found = store_list(conn, p->user, p->admin_domains, p->nadmin, &j->filter,
+				      &j->doc, &j->transient, &error) == 0
+				   ? 1
+				   : -1;
+		break;
+	case J_RECEIPT_TARGET:
+		j->found = store_receipt_target(conn, j->id, p->user, &j->tracking_id, &j->flag,
+						&j->transient, &error);
+		break;
+	case J_PREFS_SET:
+		if (store_prefs_set(conn, p->user, j->a, j->b, &j->transient, &error) < 0) {
+			j->found = -1;
+			break;
+		}
+		/* answer with the preferences as they are now */
+		__attribute__((fallthrough));
+	case J_PREFS_GET:
+		j->found = store_prefs_get(conn, p->user, &j->doc, &j->transient, &error) == 0 ? 1
+											      : -1;
+		break;
+	case J_PRESENCE_GET:
+		j->found = store_presence_get(conn, j->id, &j->doc, &j->transient, &error);
+		break;
+	case J_PRESENCE_TOUCH:
+		j->found = store_presence_touch(conn, p->user, "webmail", j->ms, j->text,
+						j->text ? TYPING_MS : 0, &j->transient, &error) == 0
+				   ? 1
+				   : -1;
+		break;
+	}
+	if (j->found < 0)
+		snprintf(j->error, sizeof(j->error), "%s", error ? error : "database error");
+	return j->found < 0 && j->transient && PQstatus(conn) != CONNECTION_OK ? DBW_RETRY
+									       : DBW_DONE;
+}
+
+static void
+job_free(struct api_job *j)
+{
+	json_object_put(j->doc);
+	principal_free(&j->who);
+	free(j->id);
+	free(j->text);
+	free(j->owner);
+	free(j->sender);
+	free(j->tracking_id);
+	free(j);
+}
+
+static void job_done(struct dbjob *dj);
+
+static struct api_job *
+job_new(const struct http_env *env, struct req *r, enum job_kind kind, const struct principal *p,
+	const char *id)
+{
+	struct api_job *j = calloc(1, sizeof(*j));
+
+	if (j == NULL || (id != NULL && (j->id = strdup(id)) == NULL))
+		msg_fatal("out of memory");
+	j->job.run = job_run;
+	j->job.done = job_done;
+	j->job.no_retry = true; /* a client waits: fail fast when the database is down */
+	j->kind = kind;
+	j->env = env;
+	j->who = principal_dup(p);
+	j->ticket = req_ticket(r);
+	return j;
+}
+
+static void
+submit(struct api_job *j)
+{
+	dbworker_submit(j->env->db, &j->job);
+}
+
+/* The answer when the database failed. */
+static void
+db_trouble(struct req *r, struct api_job *j)
+{
+	if (j->job.failed || j->transient)
+		req_problem(r, 503, "Service Unavailable", "the database is unavailable");
+	else {
+		msg_error("http: database query failed: %s", j->error);
+		req_problem(r, 500, "Internal Server Error", NULL);
+	}
+}
+
+static void health_answer(struct req *r, struct api_job *j);
+static void receipt_store(struct req *r, struct api_job *j);
+
+static void
+job_done(struct dbjob *dj)
+{
+	struct api_job *j = (struct api_job *)dj;
+	struct req *r = req_redeem(j->ticket);
+
+	if (r == NULL)
+		goto out; /* the client went away */
+	if (j->kind == J_HEALTH) {
+		health_answer(r, j);
+		goto out;
+	}
+	if (j->job.failed || j->found < 0) {
+		db_trouble(r, j);
+		goto out;
+	}
+	switch (j->kind) {
+	case J_STATUS:
+		/* someone else's message looks the same as none at all */
+		if (j->found == 0 || !principal_may_see(j->who, j->owner, j->sender))
+			req_problem(r, 404, "Not Found", "no message with that id among yours");
+		else
+			req_json(r, 200, j->doc);
+		break;
+	case J_RECEIPT_TARGET:
+		if (j->found == 0)
+			req_problem(r, 404, "Not Found",
+				    "no message with that id of which you are a recipient");
+		else if (!j->flag)
+			req_problem(r, 409, "Conflict",
+				    "your read receipts are turned off (preferences)");
+		else
+			receipt_store(r, j);
+		break;
+	case J_PRESENCE_GET:
+		if (j->found == 0)
+			req_problem(r, 404, "Not Found", "that user shares no presence");
+		else
+			req_json(r, 200, j->doc);
+		break;
+	case J_PRESENCE_TOUCH: {
+		struct json_object *doc = json_object_new_object();
+		json_object_object_add(doc, "ok", json_object_new_boolean(1));
+		req_json(r, 200, doc);
+		json_object_put(doc);
+		break;
+	}
+	default:
+		req_json(r, 200, j->doc);
+		break;
+	}
+out:
+	job_free(j);
+}
+
+/* --- health and metrics (no authentication) ------------------------------------------- */
+
+static void
+health_answer(struct req *r, struct api_job *j)
+{
+	struct json_object *doc = json_object_new_object(), *log, *ing;
+	struct ingest_stats st;
+	struct feed_stats fs;
+	bool up = !j->job.failed && j->found > 0;
+
+	ingest_stats(j->env->ingest, &st);
+	feed_stats(j->env->feed, &fs);
+	json_object_object_add(doc, "status", json_object_new_string(up ? "ok" : "unavailable"));
+	json_object_object_add(doc, "version", json_object_new_string(MSGSTATUS_VERSION));
+	json_object_object_add(doc, "database", json_object_new_string(up ? "up" : "down"));
+	if (up) {
+		json_object_object_add(doc, "schema_version", json_object_new_int(j->version));
+		log = json_object_new_object();
+		json_object_object_add(log, "epoch", json_object_new_int64(j->epoch));
+		json_object_object_add(log, "head", json_object_new_int64(j->head));
+		json_object_object_add(doc, "log", log);
+	} else if (j->error[0] != '\0')
+		json_object_object_add(doc, "error", json_object_new_string(j->error));
+	ing = json_object_new_object();
+	json_object_object_add(ing, "connections", json_object_new_int64(st.connections));
+	json_object_object_add(ing, "received", json_object_new_int64((int64_t)st.received));
+	json_object_object_add(ing, "logged", json_object_new_int64((int64_t)st.logged));
+	json_object_object_add(ing, "rejected", json_object_new_int64((int64_t)st.rejected));
+	json_object_object_add(ing, "pending", json_object_new_int64(st.pending));
+	json_object_object_add(doc, "ingest", ing);
+	json_object_object_add(doc, "feed_subscribers", json_object_new_int64(fs.subscribers));
+	req_json(r, up ? 200 : 503, doc);
+	json_object_put(doc);
+}
+
+static void
+api_health(const struct http_env *env, struct req *r, const struct principal *p,
+	   const char *param, const struct mbuf *body)
+{
+	submit(job_new(env, r, J_HEALTH, NULL, NULL));
+}
+
+static void
+metric(struct mbuf *out, const char *name, const char *type, const char *help, double value)
+{
+	mbuf_printf(out, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name,
+		    value);
+}
+
+static void
+api_metrics(const struct http_env *env, struct req *r, const struct principal *p,
+	    const char *param, const struct mbuf *body)
+{
+	struct mbuf out = MBUF_INIT;
+	struct ingest_stats st;
+	struct feed_stats fs;
+
+	ingest_stats(env->ingest, &st);
+	feed_stats(env->feed, &fs);
+	metric(&out, "msgstatus_events_received_total", "counter",
+	       "Event records read from producers (socket and pickup files).",
+	       (double)st.received);
+	metric(&out, "msgstatus_events_logged_total", "counter",
+	       "Events that entered the log (rate() gives events per second).",
+	       (double)st.logged);
+	metric(&out, "msgstatus_events_rejected_total", "counter",
+	       "Event records answered with an error.", (double)st.rejected);
+	metric(&out, "msgstatus_ingest_pending", "gauge",
+	       "Events read and not yet stored and acknowledged.", (double)st.pending);
+	metric(&out, "msgstatus_ingest_connections", "gauge", "Producer connections.",
+	       (double)st.connections);
+	metric(&out, "msgstatus_ingest_lag_seconds", "gauge",
+	       "Time from the newest stored event's own time to its commit.",
+	       (double)st.lag_ms / 1000.0);
+	metric(&out, "msgstatus_db_batch_seconds", "gauge",
+	       "Duration of the last stored batch (PostgreSQL latency).",
+	       (double)st.batch_ms / 1000.0);
+	metric(&out, "msgstatus_db_batches_total", "counter", "Batches stored.",
+	       (double)st.batches);
+	metric(&out, "msgstatus_log_head", "gauge", "Offset of the newest published event.",
+	       (double)fs.head);
+	metric(&out, "msgstatus_feed_subscribers", "gauge",
+	       "Feed connections (WebSocket and SSE).", (double)fs.subscribers);
+	metric(&out, "msgstatus_feed_live_subscribers", "gauge",
+	       "Feed connections that are caught up.", (double)fs.live);
+	metric(&out, "msgstatus_feed_events_sent_total", "counter",
+	       "Events handed to feed connections.", (double)fs.sent);
+	metric(&out, "msgstatus_feed_slow_closed_total", "counter",
+	       "Feed connections closed for falling too far behind.", (double)fs.slow_closed);
+	req_text(r, 200, "text/plain; version=0.0.4", &out);
+}
+
+/* --- messages ------------------------------------------------------------------------ */
+
+static bool
+message_ref_ok(const char *id)
+{
+	size_t len = strlen(id);
+
+	if (len == 0 || len > MSEVENT_MSGID_MAX)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)id[i] < 0x21 || id[i] == 0x7f)
+			return false;
+	return true;
+}
+
+static bool
+user_ok(const char *u)
+{
+	size_t len = strlen(u);
+
+	if (len == 0 || len > MSEVENT_ADDR_MAX)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)u[i] < 0x21 || u[i] == 0x7f)
+			return false;
+	return true;
+}
+
+static void
+api_status(const struct http_env *env, struct req *r, const struct principal *p,
+	   const char *param, const struct mbuf *body)
+{
+	submit(job_new(env, r, J_STATUS, p, param));
+}
+
+/* A time argument: RFC 3339 or ms since the epoch. */
+static int
+time_arg(struct req *r, const char *name, int64_t *ms_r)
+{
+	char buf[64];
+	const char *error;
+	char *end;
+
+	*ms_r = 0;
+	if (!req_arg(r, name, buf, sizeof(buf)))
+		return 0;
+	if (buf[0] >= '0' && buf[0] <= '9' && strlen(buf) > 0) {
+		long long v = strtoll(buf, &end, 10);
+		if (*end == '\0' && v > 0) {
+			*ms_r = v;
+			return 0;
+		}
+	}
+	return rfc3339_parse(buf, strlen(buf), ms_r, &error) < 0 ? -1 : 0;
+}
+
+static void
+api_list(const struct http_env *env, struct req *r, const struct principal *p,
+	 const char *param, const struct mbuf *body)
+{
+	struct store_list_filter flt = {.limit = LIST_DEFAULT};
+	char buf[MSEVENT_ADDR_MAX + 8], *end;
+	struct api_job *j;
+
+	if (req_arg(r, "status", buf, sizeof(buf))) {
+		enum msevent_type t = msevent_type_parse(buf);
+		if (!MSEV_IS_STATUS(t)) {
+			req_problem(r, 400, "Bad Request",
+				    "status must be queued, deferred, relayed, delivered, bounced, "
+				    "expired, read, unread or deleted");
+			return;
+		}
+		flt.status = t;
+	}
+	if (time_arg(r, "since", &flt.since_ms) < 0 || time_arg(r, "until", &flt.until_ms) < 0) {
+		req_problem(r, 400, "Bad Request", "since and until are RFC 3339 times");
+		return;
+	}
+	if (req_arg(r, "limit", buf, sizeof(buf))) {
+		long v = strtol(buf, &end, 10);
+		if (buf[0] == '\0' || *end != '\0' || v < 1 || v > LIST_MAX) {
+			req_problem(r, 400, "Bad Request", "limit must be 1 to 200");
+			return;
+		}
+		flt.limit = (int)v;
+	}
+	if (req_arg(r, "cursor", buf, sizeof(buf))) {
+		long long v = strtoll(buf, &end, 10);
+		if (buf[0] == '\0' || *end != '\0' || v < 1) {
+			req_problem(r, 400, "Bad Request", "cursor is the next_cursor of a page");
+			return;
+		}
+		flt.cursor = v;
+	}
+	j = job_new(env, r, J_LIST, p, NULL);
+	if (req_arg(r, "recipient", buf, sizeof(buf))) {
+		if (!user_ok(buf)) {
+			req_redeem(j->ticket);
+			j->ticket = NULL;
+			job_free(j);
+			req_problem(r, 400, "Bad Request", "recipient is a mail address");
+			return;
+		}
+		if ((j->text = strdup(buf)) == NULL)
+			msg_fatal("out of memory");
+	}
+	j->filter = flt;
+	submit(j);
+}
+
+/* --- receipts ------------------------------------------------------------------------ */
+
+struct receipt {
+	struct req_ticket *ticket;
+	char event_id[RANDID_LEN + 1];
+};
+
+static void
+on_receipt_stored(void *ctx, unsigned acked, unsigned rejected)
+{
+	struct receipt *rc = ctx;
+	struct req *r = req_redeem(rc->ticket);
+
+	if (r != NULL) {
+		if (acked == 1) {
+			struct json_object *doc = json_object_new_object();
+			json_object_object_add(doc, "event_id", json_object_new_string(rc->event_id));
+			json_object_object_add(doc, "status", json_object_new_string("read"));
+			req_json(r, 202, doc);
+			json_object_put(doc);
+		} else
+			req_problem(r, 500, "Internal Server Error", "the receipt was not stored");
+	}
+	free(rc);
+}
+
+/* The user is a recipient with receipts on: store a read event through the ingest path. */
+static void
+receipt_store(struct req *r, struct api_job *j)
+{
+	struct receipt *rc = calloc(1, sizeof(*rc));
+	struct mbuf line = MBUF_INIT;
+	struct msevent ev;
+
+	if (rc == NULL)
+		msg_fatal("out of memory");
+	msevent_init(&ev);
+	ev.id = randid_new(rc->event_id);
+	ev.type = MSEV_READ;
+	ev.time_ms = time_now_ms();
+	ev.source = "api";
+	ev.tracking_id = j->tracking_id;
+	ev.recipient = j->who->user;
+	msevent_detail_str(&ev, "via", "api");
+	msevent_format(&ev, &line);
+	msevent_clear(&ev);
+	rc->ticket = req_ticket(r);
+	ingest_source_start(j->env->ingest, "api receipt", line.data, line.len, on_receipt_stored,
+			    rc);
+	mbuf_free(&line);
+}
+
+/* An optional JSON object body with only the given boolean/string fields. */
+static struct json_object *
+body_object(struct req *r, const struct mbuf *body, bool required)
+{
+	struct json_tokener *tok;
+	struct json_object *obj;
+
+	if (body == NULL || body->len == 0) {
+		if (required) {
+			req_problem(r, 400, "Bad Request", "a JSON object body is required");
+			return NULL;
+		}
+		return json_object_new_object();
+	}
+	tok = json_tokener_new_ex(3);
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+	obj = json_tokener_parse_ex(tok, body->data, (int)body->len);
+	if (json_tokener_get_error(tok) != json_tokener_success || obj == NULL ||
+	    !json_object_is_type(obj, json_type_object)) {
+		json_object_put(obj);
+		obj = NULL;
+		req_problem(r, 400, "Bad Request", "the body must be a JSON object");
+	}
+	json_tokener_free(tok);
+	return obj;
+}
+
+static void
+api_receipt(const struct http_env *env, struct req *r, const struct principal *p,
+	    const char *param, const struct mbuf *body)
+{
+	struct json_object *obj = body_object(r, body, false);
+
+	if (obj == NULL)
+		return;
+	if (json_object_object_length(obj) != 0) {
+		json_object_put(obj);
+		req_problem(r, 400, "Bad Request", "a receipt takes no fields");
+		return;
+	}
+	json_object_put(obj);
+	submit(job_new(env, r, J_RECEIPT_TARGET, p, param));
+}
+
+/* --- preferences and presence -------------------------------------------------------- */
+
+static void
+api_prefs_get(const struct http_env *env, struct req *r, const struct principal *p,
+	      const char *param, const struct mbuf *body)
+{
+	submit(job_new(env, r, J_PREFS_GET, p, NULL));
+}
+
+static void
+api_prefs_put(const struct http_env *env, struct req *r, const struct principal *p,
+	      const char *param, const struct mbuf *body)
+{
+	struct json_object *obj = body_object(r, body, true);
+	int rr = -1, pr = -1;
+	struct api_job *j;
+
+	if (obj == NULL)
+		return;
+	json_object_object_foreach(obj, key, val)
+	{
+		int *slot = strcmp(key, "read_receipts") == 0 ? &rr
+			    : strcmp(key, "presence") == 0    ? &pr
+							      : NULL;
+		if (slot == NULL || !json_object_is_type(val, json_type_boolean)) {
+			json_object_put(obj);
+			req_problem(r, 400, "Bad Request",
+				    "preferences are read_receipts and presence, each true or false");
+			return;
+		}
+		*slot = json_object_get_boolean(val);
+	}
+	json_object_put(obj);
+	j = job_new(env, r, J_PREFS_SET, p, NULL);
+	j->a = rr;
+	j->b = pr;
+	submit(j);
+}
+
+static void
+api_presence_get(const struct http_env *env, struct req *r, const struct principal *p,
+		 const char *param, const struct mbuf *body)
+{
+	char lower[MSEVENT_ADDR_MAX + 1];
+	size_t i;
+
+	for (i = 0; param[i] && i < MSEVENT_ADDR_MAX; i++)
+		lower[i] = (char)((param[i] >= 'A' && param[i] <= 'Z') ? param[i] + 32 : param[i]);
+	lower[i] = '\0';
+	submit(job_new(env, r, J_PRESENCE_GET, p, lower));
+}
+
+static void
+api_presence_post(const struct http_env *env, struct req *r, const struct principal *p,
+		  const char *param, const struct mbuf *body)
+{
+	struct json_object *obj = body_object(r, body, true), *state = NULL, *to = NULL;
+	struct api_job *j;
+	const char *s;
+
+	if (obj == NULL)
+		return;
+	json_object_object_get_ex(obj, "state", &state);
+	json_object_object_get_ex(obj, "to", &to);
+	s = state && json_object_is_type(state, json_type_string) ? json_object_get_string(state)
+								    : "";
+	if (json_object_object_length(obj) > (to ? 2 : 1) ||
+	    (strcmp(s, "online") != 0 && strcmp(s, "offline") != 0 && strcmp(s, "typing") != 0) ||
+	    (strcmp(s, "typing") == 0) != (to != NULL) ||
+	    (to && (!json_object_is_type(to, json_type_string) ||
+		    !user_ok(json_object_get_string(to))))) {
+		json_object_put(obj);
+		req_problem(r, 400, "Bad Request",
+			    "expected {\"state\":\"online\"|\"offline\"} or "
+			    "{\"state\":\"typing\",\"to\":ADDRESS}");
+		return;
+	}
+	j = job_new(env, r, J_PRESENCE_TOUCH, p, NULL);
+	j->ms = strcmp(s, "offline") == 0 ? 0 : env->cfg->presence_timeout;
+	if (to != NULL && (j->text = strdup(json_object_get_string(to))) == NULL)
+		msg_fatal("out of memory");
+	json_object_put(obj);
+	submit(j);
+}
+
+/* --- the route table ----------------------------------------------------------------- */
+
+static const struct api_route routes[] = {
+	{LWSHUMETH_GET, "/healthz", NULL, false, false, api_health, NULL, NULL},
+	{LWSHUMETH_GET, "/metrics", NULL, false, false, api_metrics, NULL, NULL},
+	{LWSHUMETH_GET, "/api/v1/messages/events", NULL, true, false, NULL, NULL, NULL},
+	{LWSHUMETH_GET, "/api/v1/messages", NULL, true, false, api_list, NULL, NULL},
+	{LWSHUMETH_GET, "/api/v1/messages/", "/status", true, false, api_status, message_ref_ok,
+	 "expected a tracking id or a URL-encoded Message-ID"},
+	{LWSHUMETH_POST, "/api/v1/messages/", "/receipt", true, true, api_receipt,
+	 message_ref_ok, "expected a tracking id or a URL-encoded Message-ID"},
+	{LWSHUMETH_GET, "/api/v1/preferences", NULL, true, false, api_prefs_get, NULL, NULL},
+	{LWSHUMETH_PUT, "/api/v1/preferences", NULL, true, true, api_prefs_put, NULL, NULL},
+	{LWSHUMETH_GET, "/api/v1/presence/", "", true, false, api_presence_get, user_ok,
+	 "expected a user"},
+	{LWSHUMETH_POST, "/api/v1/presence", NULL, true, true, api_presence_post, NULL, NULL},
+};
+
+const struct api_route *
+api_route_find(int method, const char *path, char **param_r)
+{
+	size_t plen = strlen(path);
+
+	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+		const struct api_route *rt = &routes[i];
+		size_t pre = strlen(rt->prefix), suf;
+
+		if (rt->suffix == NULL) {
+			if (strcmp(path, rt->prefix) != 0)
+				continue;
+		} else {
+			suf = strlen(rt->suffix);
+			if (plen <= pre + suf || strncmp(path, rt->prefix, pre) != 0 ||
+			    strcmp(path + plen - suf, rt->suffix) != 0)
+				continue;
+			/* an {id} with a slash belongs to a longer route unless no other matches */
+		}
+		if (method != -1 && rt->method != method)
+			continue;
+		if (param_r != NULL && rt->suffix != NULL) {
+			size_t n = plen - pre - strlen(rt->suffix);
+			if ((*param_r = strndup(path + pre, n)) == NULL)
+				msg_fatal("out of memory");
+		}
+		return rt;
+	}
+	return NULL;
+}

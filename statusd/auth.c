@@ -1,0 +1,654 @@
+/*
+ * auth - who is calling statusd's API. See auth.h; token.c has the pure parts.
+ *
+ * DESIGN
+ *	One cache, on the loop thread, of what PostgreSQL said: for API tokens, keyed by the
+ *	token's SHA-256 (the token itself is not kept), the principal it names or "no such
+ *	token"; for users of signed tokens, keyed by the SHA-256 of the user name, the domains
+ *	they administer. Answers are kept AUTH_CACHE_MS (an API token's no longer than it is
+ *	valid), "no such token" NEGATIVE_MS; a failed lookup is not kept at all. A revoked
+ *	token therefore works for at most AUTH_CACHE_MS more.
+ *
+ *	An entry is pending while its query runs on the query worker; further checks of the
+ *	same token (or user) wait on it instead of asking again. Answered entries are kept in
+ *	the order they were answered and the oldest go first when there are CACHE_MAX of them,
+ *	so random tokens cannot make the cache grow without bound. Pending entries are never
+ *	evicted: their number is bounded by the requests in flight.
+ *
+ *	Callbacks get a principal that lives until they return (callers copy it with
+ *	principal_dup to keep it); they may call auth_check again.
+ *
+ * SECURITY
+ *	Nothing is looked up in PostgreSQL for a string that is not shaped like an API token,
+ *	and signed tokens are checked entirely in memory (token.c). When the database cannot
+ *	say which domains a signed-token user administers, the user gets none (least privilege)
+ *	rather than an error.
+ *
+ * DIAGNOSTICS
+ *	Reasons for refusing a token go to the callback, for the caller to log; they never
+ *	contain the token. Database errors are logged here.
+ */
+#include "auth.h"
+
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "dbworker.h"
+#include "mbuf.h"
+#include "msg.h"
+#include "sdconfig.h"
+#include "token.h"
+
+const char auth_error_db[] = "the database is unavailable";
+
+#define NEGATIVE_MS 5000  /* how long "no such token" is believed */
+#define CACHE_MAX   10000 /* answered entries */
+#define BUCKETS     4096  /* a power of two */
+#define ADMIN_MAX   1000  /* domains per user */
+#define BYTEAOID    17
+
+#if AUTH_TOKEN_MAX != TOKEN_MAX || AUTH_TOKEN_LEN != TOKEN_API_LEN
+#error "auth.h and token.h disagree"
+#endif
+
+enum entry_kind {
+	E_TOKEN, /* an API token: key = SHA-256 of the token */
+	E_USER,  /* a signed-token user's admin domains: key = SHA-256 of the user */
+};
+
+enum entry_state {
+	E_PENDING,
+	E_YES,
+	E_NO, /* E_TOKEN only: no such valid token */
+};
+
+struct waiter {
+	auth_done_cb *done;
+	void *ctx;
+	int64_t expires_ms; /* E_USER: the signed token's "exp" */
+	struct waiter *next;
+};
+
+struct entry {
+	struct entry *hnext;         /* hash chain */
+	struct entry *older, *newer; /* answered entries, oldest first */
+	enum entry_kind kind;
+	enum entry_state state;
+	unsigned char key[TOKEN_HASH_LEN];
+	int64_t until_ms;                       /* monotonic; answered entries */
+	struct principal *p;                    /* E_YES */
+	struct waiter *waiters, **waiters_tail; /* E_PENDING */
+};
+
+struct lookup_job {
+	struct dbjob job;
+	struct auth *a; /* NULL once auth_free() ran */
+	struct lookup_job *prev, *next;
+	enum entry_kind kind;
+	unsigned char key[TOKEN_HASH_LEN];
+	char *user; /* E_USER */
+	/* results, from the worker thread */
+	int found; /* 1, 0 (no such token / user), -1 (error) */
+	struct principal *p;
+	char error[300];
+};
+
+struct auth {
+	const struct sd_config *cfg;
+	struct dbworker *db;
+	unsigned char *secret; /* NULL: signed tokens are not accepted */
+	size_t secret_len;
+	struct entry *buckets[BUCKETS];
+	struct entry *oldest, *newest;
+	size_t nanswered;
+	struct lookup_job *jobs; /* submitted, not yet done */
+};
+
+static int64_t
+clock_ms(clockid_t clock)
+{
+	struct timespec ts;
+
+	clock_gettime(clock, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void
+lower(char *s)
+{
+	for (; *s; s++)
+		if (*s >= 'A' && *s <= 'Z')
+			*s = (char)(*s - 'A' + 'a');
+}
+
+static char *
+xstrdup(const char *s)
+{
+	char *c = strdup(s);
+
+	if (c == NULL)
+		msg_fatal("out of memory");
+	return c;
+}
+
+/* --- principals ---------------------------------------------------------------------- */
+
+bool
+principal_may_see(const struct principal *p, const char *owner, const char *sender)
+{
+	const char *at;
+
+	if (p == NULL)
+		return false;
+	if (owner != NULL && strcasecmp(owner, p->user) == 0)
+		return true;
+	if (p->nadmin == 0 || sender == NULL || (at = strrchr(sender, '@')) == NULL ||
+	    at[1] == '\0')
+		return false;
+	for (size_t i = 0; i < p->nadmin; i++)
+		if (strcasecmp(at + 1, p->admin_domains[i]) == 0)
+			return true;
+	return false;
+}
+
+struct principal *
+principal_dup(const struct principal *p)
+{
+	struct principal *c;
+
+	if (p == NULL)
+		return NULL;
+	if ((c = calloc(1, sizeof(*c))) == NULL ||
+	    (p->nadmin > 0 && (c->admin_domains = calloc(p->nadmin, sizeof(char *))) == NULL))
+		msg_fatal("out of memory");
+	c->user = xstrdup(p->user);
+	for (size_t i = 0; i < p->nadmin; i++)
+		c->admin_domains[i] = xstrdup(p->admin_domains[i]);
+	c->nadmin = p->nadmin;
+	c->expires_ms = p->expires_ms;
+	return c;
+}
+
+void
+principal_free(struct principal **pp)
+{
+	struct principal *p = *pp;
+
+	if (p == NULL)
+		return;
+	*pp = NULL;
+	for (size_t i = 0; i < p->nadmin; i++)
+		free(p->admin_domains[i]);
+	free(p->admin_domains);
+	free(p->user);
+	free(p);
+}
+
+/* --- API tokens for statusctl and tests ---------------------------------------------- */
+
+void
+auth_token_new(char *buf, unsigned char hash[32])
+{
+	token_api_new(buf);
+	token_sha256(buf, AUTH_TOKEN_LEN, hash);
+}
+
+void
+auth_token_hash(const char *token, unsigned char hash[32])
+{
+	token_sha256(token, strlen(token), hash);
+}
+
+/* --- database (worker thread) -------------------------------------------------------- */
+
+/*
+ * A one-dimensional text[] in PostgreSQL's text output ("{a.org,\"b c\",NULL}") into
+ * lower-cased strings, NULLs and empty strings left out. 0 or -1 if it is not one.
+ */
+static int
+parse_text_array(const char *s, struct principal *p)
+{
+	struct mbuf item = MBUF_INIT;
+	int rc = -1;
+
+	if (*s++ != '{')
+		return -1;
+	if (s[0] == '}')
+		return s[1] == '\0' ? 0 : -1;
+	for (;;) {
+		bool quoted = *s == '"';
+		mbuf_reset(&item);
+		if (quoted) {
+			for (s++; *s != '"'; s++) {
+				if (*s == '\\')
+					s++;
+				if (*s == '\0')
+					goto out;
+				mbuf_putc(&item, *s);
+			}
+			s++;
+		} else {
+			while (*s != '\0' && *s != ',' && *s != '}')
+				mbuf_putc(&item, *s++);
+		}
+		if (item.len > 0 && (quoted || strcasecmp(mbuf_str(&item), "NULL") != 0) &&
+		    p->nadmin < ADMIN_MAX) {
+			char **grown = realloc(p->admin_domains, (p->nadmin + 1) * sizeof(char *));
+			if (grown == NULL)
+				msg_fatal("out of memory");
+			p->admin_domains = grown;
+			p->admin_domains[p->nadmin] = xstrdup(mbuf_str(&item));
+			lower(p->admin_domains[p->nadmin++]);
+		}
+		if (*s == ',') {
+			s++;
+			continue;
+		}
+		if (s[0] == '}' && s[1] == '\0')
+			rc = 0;
+		break;
+	}
+out:
+	mbuf_free(&item);
+	return rc;
+}
+
+static void
+job_error(struct lookup_job *j, PGconn *conn, const PGresult *res, const char *what)
+{
+	const char *e = res ? PQresultErrorMessage(res) : PQerrorMessage(conn);
+	size_t n;
+
+	snprintf(j->error, sizeof(j->error), "%s: %s", what, e && *e ? e : "database error");
+	n = strlen(j->error);
+	while (n > 0 && (j->error[n - 1] == '\n' || j->error[n - 1] == ' '))
+		j->error[--n] = '\0';
+	for (char *c = j->error; *c; c++)
+		if (*c == '\n' || *c == '\t')
+			*c = ' ';
+	j->found = -1;
+}
+
+static enum dbw_result
+lookup_run(struct dbjob *dj, PGconn *conn)
+{
+	struct lookup_job *j = (struct lookup_job *)dj;
+	const char *values[1];
+	int lengths[1] = {0}, formats[1] = {0};
+	Oid types[1] = {0};
+	const char *sql, *error = NULL;
+	PGresult *res;
+	char *user;
+
+	if (j->kind == E_TOKEN) {
+		sql = "SELECT u.name, u.domain_admin, (extract(epoch FROM t.expires_at) * "
+		      "1000)::bigint"
+		      " FROM api_tokens t JOIN users u ON u.name = t.username"
+		      " WHERE t.token_hash = $1 AND t.revoked_at IS NULL"
+		      " AND (t.expires_at IS NULL OR t.expires_at > now())";
+		values[0] = (const char *)j->key;
+		lengths[0] = TOKEN_HASH_LEN;
+		formats[0] = 1;
+		types[0] = BYTEAOID;
+	} else {
+		sql = "SELECT name, domain_admin FROM users WHERE name = $1";
+		values[0] = j->user;
+	}
+	res = PQexecParams(conn, sql, 1, types, values, lengths, formats, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		job_error(j, conn, res, "looking up a token");
+		PQclear(res);
+		return PQstatus(conn) != CONNECTION_OK ? DBW_RETRY : DBW_DONE;
+	}
+	j->found = PQntuples(res) > 0;
+	if (j->kind == E_USER) {
+		/* no row: a user with no privileges beyond their own mail */
+		if ((j->p = calloc(1, sizeof(*j->p))) == NULL)
+			msg_fatal("out of memory");
+		j->p->user = xstrdup(j->user);
+		if (j->found && parse_text_array(PQgetvalue(res, 0, 1), j->p) < 0)
+			job_error(j, conn, NULL, "users.domain_admin is not a text[]");
+		j->found = j->found < 0 ? -1 : 1;
+	} else if (j->found) {
+		const char *name = PQgetvalue(res, 0, 0);
+		if ((user = token_user(name, strlen(name), &error)) == NULL) {
+			snprintf(j->error, sizeof(j->error), "users.name of a token: %s", error);
+			j->found = -1;
+		} else {
+			if ((j->p = calloc(1, sizeof(*j->p))) == NULL)
+				msg_fatal("out of memory");
+			j->p->user = user;
+			j->p->expires_ms = PQgetisnull(res, 0, 2)
+			                           ? INT64_MAX
+			                           : strtoll(PQgetvalue(res, 0, 2), NULL, 10);
+			if (parse_text_array(PQgetvalue(res, 0, 1), j->p) < 0)
+				job_error(j, conn, NULL, "users.domain_admin is not a text[]");
+		}
+	}
+	PQclear(res);
+	return DBW_DONE;
+}
+
+/* --- the cache (loop thread) --------------------------------------------------------- */
+
+static struct entry **
+bucket(struct auth *a, const unsigned char *key)
+{
+	size_t h = 0;
+
+	memcpy(&h, key, sizeof(h)); /* a SHA-256: already well spread */
+	return &a->buckets[h & (BUCKETS - 1)];
+}
+
+static void
+order_unlink(struct auth *a, struct entry *e)
+{
+	if (e->older)
+		e->older->newer = e->newer;
+	else
+		a->oldest = e->newer;
+	if (e->newer)
+		e->newer->older = e->older;
+	else
+		a->newest = e->older;
+	e->older = e->newer = NULL;
+	a->nanswered--;
+}
+
+/* Unlink e from the table (and the order, if answered) and free it. Waiters must be gone. */
+static void
+entry_remove(struct auth *a, struct entry *e)
+{
+	struct entry **pp = bucket(a, e->key);
+
+	while (*pp != e)
+		pp = &(*pp)->hnext;
+	*pp = e->hnext;
+	if (e->state != E_PENDING)
+		order_unlink(a, e);
+	principal_free(&e->p);
+	free(e);
+}
+
+/* The entry for (kind, key); answered entries past their time are dropped. */
+static struct entry *
+entry_find(struct auth *a, enum entry_kind kind, const unsigned char *key)
+{
+	for (struct entry *e = *bucket(a, key); e != NULL; e = e->hnext) {
+		if (e->kind != kind || memcmp(e->key, key, TOKEN_HASH_LEN) != 0)
+			continue;
+		if (e->state != E_PENDING && e->until_ms <= clock_ms(CLOCK_MONOTONIC)) {
+			entry_remove(a, e);
+			return NULL;
+		}
+		return e;
+	}
+	return NULL;
+}
+
+/* A pending entry has been answered: keep it for ttl_ms, or drop it (ttl_ms <= 0). */
+static void
+entry_answered(struct auth *a, struct entry *e, enum entry_state state, int64_t ttl_ms)
+{
+	e->state = state;
+	if (ttl_ms <= 0) {
+		e->state = E_PENDING; /* not in the order list */
+		entry_remove(a, e);
+		return;
+	}
+	e->until_ms = clock_ms(CLOCK_MONOTONIC) + ttl_ms;
+	e->older = a->newest;
+	e->newer = NULL;
+	if (a->newest)
+		a->newest->newer = e;
+	else
+		a->oldest = e;
+	a->newest = e;
+	if (++a->nanswered > CACHE_MAX)
+		entry_remove(a, a->oldest);
+}
+
+static void
+answer(auth_done_cb *done, void *ctx, struct principal *p, const char *error)
+{
+	done(ctx, p, p == NULL ? error : NULL);
+}
+
+static void lookup_done(struct dbjob *dj);
+
+/* Answer from the cache, wait for a lookup under way, or start one. */
+static void
+lookup(struct auth *a, enum entry_kind kind, const unsigned char *key, const char *user,
+       int64_t expires_ms, auth_done_cb *done, void *ctx)
+{
+	struct entry *e = entry_find(a, kind, key);
+	struct waiter *w;
+	struct lookup_job *j;
+	struct principal *p;
+
+	if (e != NULL && e->state == E_NO) {
+		answer(done, ctx, NULL, "unknown, expired or revoked API token");
+		return;
+	}
+	if (e != NULL && e->state == E_YES) {
+		p = principal_dup(e->p); /* a callback may make the cache drop e */
+		if (kind == E_USER)
+			p->expires_ms = expires_ms;
+		answer(done, ctx, p, NULL);
+		principal_free(&p);
+		return;
+	}
+	if ((w = calloc(1, sizeof(*w))) == NULL)
+		msg_fatal("out of memory");
+	w->done = done;
+	w->ctx = ctx;
+	w->expires_ms = expires_ms;
+	if (e != NULL) { /* pending: wait with the others */
+		*e->waiters_tail = w;
+		e->waiters_tail = &w->next;
+		return;
+	}
+	if ((e = calloc(1, sizeof(*e))) == NULL || (j = calloc(1, sizeof(*j))) == NULL)
+		msg_fatal("out of memory");
+	e->kind = kind;
+	e->state = E_PENDING;
+	memcpy(e->key, key, TOKEN_HASH_LEN);
+	e->waiters = w;
+	e->waiters_tail = &w->next;
+	e->hnext = *bucket(a, key);
+	*bucket(a, key) = e;
+
+	j->job.run = lookup_run;
+	j->job.done = lookup_done;
+	j->job.no_retry = true; /* a client waits: fail fast when the database is down */
+	j->a = a;
+	j->kind = kind;
+	memcpy(j->key, key, TOKEN_HASH_LEN);
+	j->user = user ? xstrdup(user) : NULL;
+	j->next = a->jobs;
+	if (a->jobs)
+		a->jobs->prev = j;
+	a->jobs = j;
+	dbworker_submit(a->db, &j->job);
+}
+
+static void
+job_free(struct lookup_job *j)
+{
+	principal_free(&j->p);
+	free(j->user);
+	free(j);
+}
+
+/* Tell every waiter: p (a copy per call for E_USER's expiry), or NULL and error. */
+static void
+notify(struct waiter *list, struct principal *p, const char *error)
+{
+	while (list != NULL) {
+		struct waiter *w = list;
+		list = w->next;
+		if (p != NULL && w->expires_ms != 0)
+			p->expires_ms = w->expires_ms;
+		answer(w->done, w->ctx, p, error);
+		free(w);
+	}
+}
+
+static void
+lookup_done(struct dbjob *dj)
+{
+	struct lookup_job *j = (struct lookup_job *)dj;
+	struct auth *a = j->a;
+	struct waiter *waiters;
+	struct principal *p = NULL;
+	struct entry *e;
+	const char *error = NULL;
+	int64_t ttl;
+
+	if (a == NULL) { /* auth_free() has answered the waiters */
+		job_free(j);
+		return;
+	}
+	if (j->prev)
+		j->prev->next = j->next;
+	else
+		a->jobs = j->next;
+	if (j->next)
+		j->next->prev = j->prev;
+	for (e = *bucket(a, j->key); e != NULL; e = e->hnext)
+		if (e->state == E_PENDING && e->kind == j->kind &&
+		    memcmp(e->key, j->key, TOKEN_HASH_LEN) == 0)
+			break;
+	if (e == NULL)
+		msg_panic("auth: a finished lookup has no pending entry");
+	waiters = e->waiters;
+	e->waiters = NULL;
+
+	if (j->job.failed || j->found < 0) {
+		if (!j->job.failed)
+			msg_error("auth: %s", j->error);
+		entry_answered(a, e, E_PENDING, 0);
+		if (j->kind == E_USER) {
+			/* no admin domains then: less than the user may have, never more */
+			principal_free(&j->p);
+			if ((j->p = calloc(1, sizeof(*j->p))) == NULL)
+				msg_fatal("out of memory");
+			j->p->user = xstrdup(j->user);
+			p = principal_dup(j->p);
+		} else
+			error = auth_error_db;
+	} else if (j->found == 0) {
+		entry_answered(a, e, E_NO, NEGATIVE_MS);
+		error = "unknown, expired or revoked API token";
+	} else {
+		ttl = AUTH_CACHE_MS;
+		if (j->kind == E_TOKEN && j->p->expires_ms - clock_ms(CLOCK_REALTIME) < ttl)
+			ttl = j->p->expires_ms - clock_ms(CLOCK_REALTIME);
+		p = principal_dup(j->p);
+		e->p = j->p;
+		j->p = NULL;
+		entry_answered(a, e, E_YES, ttl);
+		if (ttl <= 0 && j->kind == E_TOKEN) {
+			principal_free(&p);
+			error = "the API token has expired";
+		}
+	}
+	job_free(j);
+	notify(waiters, p, error);
+	principal_free(&p);
+}
+
+/* --- the API ------------------------------------------------------------------------- */
+
+struct auth *
+auth_new(const struct sd_config *cfg, struct dbworker *db, const char **error_r)
+{
+	struct auth *a = calloc(1, sizeof(*a));
+
+	if (a == NULL)
+		msg_fatal("out of memory");
+	a->cfg = cfg;
+	a->db = db;
+	if (cfg->auth_secret_file != NULL && cfg->auth_secret_file[0] != '\0') {
+		if (token_secret_load(cfg->auth_secret_file, &a->secret, &a->secret_len, error_r) <
+		    0) {
+			free(a);
+			return NULL;
+		}
+	} else
+		msg_info("auth_secret_file is not set: only API tokens are accepted");
+	return a;
+}
+
+void
+auth_free(struct auth **ap)
+{
+	struct auth *a = *ap;
+
+	if (a == NULL)
+		return;
+	*ap = NULL;
+	for (struct lookup_job *j = a->jobs; j != NULL; j = j->next)
+		j->a = NULL; /* their done() only frees them now */
+	for (size_t i = 0; i < BUCKETS; i++) {
+		while (a->buckets[i] != NULL) {
+			struct entry *e = a->buckets[i];
+			struct waiter *waiters = e->waiters;
+			a->buckets[i] = e->hnext;
+			e->waiters = NULL;
+			notify(waiters, NULL, "statusd is stopping");
+			principal_free(&e->p);
+			free(e);
+		}
+	}
+	token_secret_free(&a->secret, a->secret_len);
+	free(a);
+}
+
+void
+auth_check(struct auth *a, const char *token, auth_done_cb *done, void *ctx)
+{
+	unsigned char key[TOKEN_HASH_LEN];
+	struct token_claims claims;
+	const char *error;
+	size_t n;
+
+	if (token == NULL || token[0] == '\0') {
+		answer(done, ctx, NULL, "no token");
+		return;
+	}
+	if ((n = strnlen(token, AUTH_TOKEN_MAX + 1)) > AUTH_TOKEN_MAX) {
+		answer(done, ctx, NULL, "the token is too long");
+		return;
+	}
+	if (strncmp(token, TOKEN_API_PREFIX, sizeof(TOKEN_API_PREFIX) - 1) == 0) {
+		if (!token_api_valid(token)) {
+			answer(done, ctx, NULL, "a malformed API token");
+			return;
+		}
+		token_sha256(token, n, key);
+		lookup(a, E_TOKEN, key, NULL, 0, done, ctx);
+		return;
+	}
+	if (memchr(token, '.', n) == NULL) {
+		answer(done, ctx, NULL, "neither an API token nor a signed token");
+		return;
+	}
+	if (a->secret == NULL) {
+		answer(done, ctx, NULL,
+		       "signed tokens are not accepted (auth_secret_file is empty)");
+		return;
+	}
+	if (token_jwt_verify(token, a->secret, a->secret_len, clock_ms(CLOCK_REALTIME),
+	                     a->cfg->auth_token_max_lifetime, &claims, &error) < 0) {
+		answer(done, ctx, NULL, errfmt("signed token: %s", error));
+		return;
+	}
+	token_sha256(claims.user, strlen(claims.user), key);
+	lookup(a, E_USER, key, claims.user, claims.expires_ms, done, ctx);
+	token_claims_free(&claims);
+}

@@ -1,0 +1,806 @@
+/*
+ * feed - the live feeds. See feed.h.
+ *
+ * SECURITY
+ *	What a subscriber may see is decided here, once per event, with principal_may_see();
+ *	the transports only carry what the feed hands them. Catch-up reads from PostgreSQL
+ *	are filtered by the same rule in SQL (store_log_range).
+ */
+#include "feed.h"
+
+#include <json-c/json.h>
+#include <json-c/linkhash.h>
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/select.h>
+#include <unistd.h>
+
+#include "auth.h"
+#include "dbworker.h"
+#include "mbuf.h"
+#include "msg.h"
+#include "sdconfig.h"
+#include "store.h"
+
+#define PAGE_EVENTS	 2000	   /* events per catch-up read */
+#define CATCHUP_WATER	 262144	   /* bytes queued before a catch-up pauses */
+#define NOTIFY_DELAY_MS	 20	   /* let our own batch publish before reading others' */
+
+struct feed_link {
+	struct feed_sub *sub;
+	struct feed_bucket *bucket;
+	struct feed_link *next, *prev;
+};
+
+/* The live subscribers of one user, or the admins of one domain. */
+struct feed_bucket {
+	struct lh_table *table;
+	char *key;
+	struct feed_link *head;
+};
+
+struct ring_entry {
+	struct feed_msg *msg;
+	char *owner;
+	char *sender;
+};
+
+/* A read of the log from PostgreSQL. */
+enum fetch_kind {
+	FETCH_HEAD, /* where is the log (at start, and after the listener reconnected) */
+	FETCH_GAP,  /* events (after, upto] for everyone, to publish */
+	FETCH_PAGE, /* a subscriber's catch-up page */
+};
+
+struct feed_fetch {
+	struct dbjob job;
+	enum fetch_kind kind;
+	struct feed *feed;
+	struct feed_sub *sub; /* FETCH_PAGE; cleared if the subscriber goes away */
+	int64_t after, upto;  /* fixed once submitted (the worker reads them) */
+	int limit;
+	char *user;
+	char **domains;
+	size_t ndomains;
+	/* results */
+	struct store_logged *rows;
+	size_t nrows;
+	int64_t head, epoch;
+	bool ok;
+	char error[300];
+};
+
+struct pending_sub {
+	struct feed_sub *sub;
+	int64_t from, epoch;
+};
+
+struct feed {
+	uv_loop_t *loop;
+	const struct sd_config *cfg;
+	struct dbworker *db;
+	bool head_known;
+	int64_t published, epoch;
+	struct ring_entry ring[FEED_RING];
+	int64_t ring_lo; /* the oldest offset in the ring (published + 1 when empty) */
+	struct lh_table *by_user, *by_domain;
+	struct feed_sub *subs;
+	struct pending_sub *pending; /* subscribed before the head was known */
+	size_t npending;
+	bool gap_running;
+	int64_t gap_want; /* publish up to here */
+	unsigned jobs;	  /* fetches submitted and not done */
+	struct feed_stats stats;
+	bool freeing;
+	unsigned handles;
+
+	/* the listener thread: LISTEN msgstatus_log on its own connection */
+	pthread_t listener;
+	atomic_bool listener_stop;
+	_Atomic int64_t notified_head; /* the highest head announced; -1: read it */
+	uv_async_t async;
+	uv_timer_t notify_timer;
+	uv_timer_t retry_timer; /* the start-up read of the head, again */
+	bool head_warned;
+	char *conninfo;
+};
+
+static void feed_catch_up(struct feed_sub *sub);
+static void want_up_to(struct feed *f, int64_t upto);
+static void on_retry(uv_timer_t *t);
+static void feed_release(struct feed *f);
+
+/* --- messages ------------------------------------------------------------------------ */
+
+void
+feed_msg_ref(struct feed_msg *m)
+{
+	m->refs++;
+}
+
+void
+feed_msg_unref(struct feed_msg **mp)
+{
+	struct feed_msg *m = *mp;
+
+	*mp = NULL;
+	if (m != NULL && --m->refs == 0)
+		free(m);
+}
+
+/* The event as the feeds send it: store_logged_json's document with "type":"event". */
+static struct feed_msg *
+msg_from(const struct store_logged *l, int64_t epoch)
+{
+	static const char prefix[] = "{\"type\":\"event\",";
+	struct mbuf json = MBUF_INIT;
+	struct feed_msg *m;
+
+	store_logged_json(l, epoch, &json);
+	if ((m = malloc(sizeof(*m) + json.len + sizeof(prefix))) == NULL)
+		msg_fatal("out of memory");
+	m->refs = 1;
+	m->offset = l->log_offset;
+	memcpy(m->data, prefix, sizeof(prefix) - 1);
+	memcpy(m->data + sizeof(prefix) - 1, json.data + 1, json.len - 1); /* skip its "{" */
+	m->len = sizeof(prefix) - 1 + json.len - 1;
+	m->data[m->len] = '\0';
+	mbuf_free(&json);
+	return m;
+}
+
+/* --- the index of live subscribers ------------------------------------------------------ */
+
+static void
+bucket_free(struct lh_entry *e)
+{
+	struct feed_bucket *b = (struct feed_bucket *)lh_entry_v(e);
+
+	free(b->key);
+	free(b);
+}
+
+static void
+index_add(struct lh_table *table, const char *key, struct feed_sub *sub, struct feed_link *link)
+{
+	struct feed_bucket *b;
+	void *found;
+
+	if (lh_table_lookup_ex(table, key, &found))
+		b = found;
+	else {
+		if ((b = calloc(1, sizeof(*b))) == NULL || (b->key = strdup(key)) == NULL)
+			msg_fatal("out of memory");
+		b->table = table;
+		lh_table_insert(table, b->key, b);
+	}
+	link->sub = sub;
+	link->bucket = b;
+	link->prev = NULL;
+	link->next = b->head;
+	if (b->head)
+		b->head->prev = link;
+	b->head = link;
+}
+
+static void
+index_remove(struct feed_link *link)
+{
+	struct feed_bucket *b = link->bucket;
+
+	if (b == NULL)
+		return;
+	if (link->prev)
+		link->prev->next = link->next;
+	else
+		b->head = link->next;
+	if (link->next)
+		link->next->prev = link->prev;
+	link->bucket = NULL;
+	if (b->head == NULL)
+		lh_table_delete(b->table, b->key); /* frees the bucket */
+}
+
+static void
+go_live(struct feed_sub *sub)
+{
+	struct feed *f = sub->feed;
+	const struct principal *p = sub->who;
+
+	sub->state = SUB_LIVE;
+	sub->nlinks = 1 + p->nadmin;
+	if ((sub->links = calloc(sub->nlinks, sizeof(*sub->links))) == NULL)
+		msg_fatal("out of memory");
+	index_add(f->by_user, p->user, sub, &sub->links[0]);
+	for (size_t i = 0; i < p->nadmin; i++)
+		index_add(f->by_domain, p->admin_domains[i], sub, &sub->links[1 + i]);
+	f->stats.live++;
+}
+
+static void
+leave_live(struct feed_sub *sub)
+{
+	if (sub->state != SUB_LIVE)
+		return;
+	for (size_t i = 0; i < sub->nlinks; i++)
+		index_remove(&sub->links[i]);
+	free(sub->links);
+	sub->links = NULL;
+	sub->nlinks = 0;
+	sub->feed->stats.live--;
+}
+
+/* --- sending ------------------------------------------------------------------------- */
+
+static void
+close_sub(struct feed_sub *sub, const char *why)
+{
+	char reason[160];
+
+	snprintf(reason, sizeof(reason), "%s; resume from offset %lld", why,
+		 (long long)sub->position);
+	leave_live(sub);
+	sub->state = SUB_CLOSED;
+	sub->ops->close(sub, reason);
+}
+
+/* Hand one event to a subscriber. */
+static void
+deliver(struct feed_sub *sub, struct feed_msg *m)
+{
+	struct feed *f = sub->feed;
+	size_t queued;
+
+	if (m->offset <= sub->position)
+		return; /* had it already (a user who is also an admin of the domain) */
+	queued = sub->ops->push(sub, m);
+	sub->position = m->offset;
+	f->stats.sent++;
+	if (sub->state == SUB_LIVE && queued > (size_t)f->cfg->feed_buffer_max) {
+		f->stats.slow_closed++;
+		close_sub(sub, "slow consumer: too much unsent");
+	} else if (sub->state == SUB_CATCHUP && queued > CATCHUP_WATER)
+		sub->paused = true;
+}
+
+static void
+fan_bucket(struct lh_table *table, const char *key, struct feed_msg *m)
+{
+	void *found;
+
+	if (key == NULL || !lh_table_lookup_ex(table, key, &found))
+		return;
+	for (struct feed_link *l = ((struct feed_bucket *)found)->head, *next; l; l = next) {
+		next = l->next; /* deliver() may unlink l */
+		deliver(l->sub, m);
+	}
+}
+
+/* Fan an event out to the live subscribers who may see it. */
+static void
+fan_out(struct feed *f, struct feed_msg *m, const char *owner, const char *sender)
+{
+	const char *at = sender ? strrchr(sender, '@') : NULL;
+	char domain[256];
+
+	fan_bucket(f->by_user, owner, m);
+	if (at != NULL && strlen(at + 1) < sizeof(domain)) {
+		size_t i = 0;
+		for (const char *p = at + 1; *p; p++)
+			domain[i++] = (char)((*p >= 'A' && *p <= 'Z') ? *p + 32 : *p);
+		domain[i] = '\0';
+		fan_bucket(f->by_domain, domain, m);
+	}
+}
+
+/* Publish events that follow `published` without a gap; on a gap, read it first. */
+static void
+publish_rows(struct feed *f, const struct store_logged *rows, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		const struct store_logged *l = &rows[i];
+		struct ring_entry *e;
+		struct feed_msg *m;
+
+		if (l->log_offset <= f->published)
+			continue; /* read from the database meanwhile */
+		if (l->log_offset != f->published + 1) {
+			want_up_to(f, rows[n - 1].log_offset);
+			return;
+		}
+		m = msg_from(l, f->epoch);
+		e = &f->ring[l->log_offset % FEED_RING];
+		feed_msg_unref(&e->msg);
+		free(e->owner);
+		free(e->sender);
+		e->msg = m;
+		e->owner = l->owner ? strdup(l->owner) : NULL;
+		e->sender = l->sender ? strdup(l->sender) : NULL;
+		f->published = l->log_offset;
+		if (f->published - f->ring_lo >= FEED_RING)
+			f->ring_lo = f->published - FEED_RING + 1;
+		f->stats.published++;
+		fan_out(f, m, e->owner, e->sender);
+	}
+}
+
+void
+feed_publish(struct feed *f, const struct store_logged *logged, size_t n)
+{
+	if (!f->head_known || f->freeing || n == 0)
+		return; /* not started yet: subscribers will read the database */
+	if (f->gap_running) {
+		want_up_to(f, logged[n - 1].log_offset); /* read in order after the gap */
+		return;
+	}
+	publish_rows(f, logged, n);
+}
+
+/* --- reading the log from PostgreSQL -------------------------------------------------- */
+
+static enum dbw_result
+fetch_run(struct dbjob *job, PGconn *conn)
+{
+	struct feed_fetch *x = (struct feed_fetch *)job;
+	const char *error;
+	bool transient = false;
+
+	if (x->kind == FETCH_HEAD) {
+		if (store_log_head(conn, &x->head, &x->epoch, &error) == 0)
+			x->ok = true;
+	} else if (store_log_range(conn, x->after, x->upto, x->limit, x->user, x->domains,
+				   x->ndomains, &x->rows, &x->nrows, &transient, &error) == 0)
+		x->ok = true;
+	if (!x->ok)
+		snprintf(x->error, sizeof(x->error), "%s", error);
+	return !x->ok && PQstatus(conn) != CONNECTION_OK ? DBW_RETRY : DBW_DONE;
+}
+
+static void fetch_done(struct dbjob *job);
+
+static struct feed_fetch *
+fetch_new(struct feed *f, enum fetch_kind kind, int64_t after, int64_t upto, int limit,
+	  const struct principal *p)
+{
+	struct feed_fetch *x = calloc(1, sizeof(*x));
+
+	if (x == NULL)
+		msg_fatal("out of memory");
+	x->kind = kind;
+	x->feed = f;
+	x->after = after;
+	x->upto = upto;
+	x->limit = limit;
+	if (p != NULL) {
+		if ((x->user = strdup(p->user)) == NULL ||
+		    (p->nadmin && (x->domains = calloc(p->nadmin, sizeof(char *))) == NULL))
+			msg_fatal("out of memory");
+		for (size_t i = 0; i < p->nadmin; i++)
+			if ((x->domains[i] = strdup(p->admin_domains[i])) == NULL)
+				msg_fatal("out of memory");
+		x->ndomains = p->nadmin;
+	}
+	x->job.run = fetch_run;
+	x->job.done = fetch_done;
+	/* fail fast: a retrying job would hold up the query worker's other work (health,
+	   the API); the feed tries again on its own timer */
+	x->job.no_retry = true;
+	f->jobs++;
+	dbworker_submit(f->db, &x->job);
+	return x;
+}
+
+static void
+fetch_free(struct feed_fetch *x)
+{
+	store_logged_free(x->rows, x->nrows);
+	for (size_t i = 0; i < x->ndomains; i++)
+		free(x->domains[i]);
+	free(x->domains);
+	free(x->user);
+	free(x);
+}
+
+/* Publish (published, upto] for everyone; read it from the database if needed. */
+static void
+want_up_to(struct feed *f, int64_t upto)
+{
+	if (upto > f->gap_want)
+		f->gap_want = upto;
+	if (f->gap_running || f->freeing || f->gap_want <= f->published)
+		return;
+	f->gap_running = true;
+	fetch_new(f, FETCH_GAP, f->published, f->gap_want, 10000, NULL);
+}
+
+static void start_subscription(struct feed_sub *sub, int64_t from, int64_t epoch);
+
+static void
+on_retry(uv_timer_t *t)
+{
+	struct feed *f = t->data;
+
+	if (f->freeing)
+		return;
+	if (!f->head_known)
+		fetch_new(f, FETCH_HEAD, 0, 0, 0, NULL);
+	else
+		want_up_to(f, f->gap_want);
+}
+
+static void
+head_done(struct feed *f, struct feed_fetch *x)
+{
+	if (!x->ok) {
+		/* no database or no schema yet: ask again in a while */
+		uv_timer_start(&f->retry_timer, on_retry, 500, 0);
+		return;
+	}
+	if (f->head_known) {
+		want_up_to(f, x->head); /* after a listener reconnect */
+		return;
+	}
+	f->epoch = x->epoch;
+	f->published = f->gap_want = x->head;
+	f->ring_lo = f->published + 1;
+	f->head_known = true;
+	msg_info("feed: the log is at offset %lld (epoch %lld)", (long long)f->published,
+		 (long long)f->epoch);
+	for (size_t i = 0; i < f->npending; i++)
+		start_subscription(f->pending[i].sub, f->pending[i].from, f->pending[i].epoch);
+	free(f->pending);
+	f->pending = NULL;
+	f->npending = 0;
+}
+
+static void
+gap_done(struct feed *f, struct feed_fetch *x)
+{
+	f->gap_running = false;
+	if (!x->ok) {
+		uv_timer_start(&f->retry_timer, on_retry, 500, 0); /* read the gap again */
+		return;
+	}
+	publish_rows(f, x->rows, x->nrows);
+	if (x->nrows < (size_t)x->limit && f->published < x->upto)
+		f->gap_want = f->published; /* nothing more there (yet) */
+	want_up_to(f, f->gap_want);
+}
+
+static void
+page_done(struct feed *f, struct feed_fetch *x)
+{
+	struct feed_sub *sub = x->sub;
+
+	if (sub == NULL)
+		return; /* the subscriber left */
+	sub->fetch = NULL;
+	if (!x->ok) {
+		close_sub(sub, "cannot read the log now (database unavailable)");
+		return;
+	}
+	for (size_t i = 0; i < x->nrows && sub->state == SUB_CATCHUP; i++) {
+		struct feed_msg *m = msg_from(&x->rows[i], f->epoch);
+		deliver(sub, m);
+		feed_msg_unref(&m);
+	}
+	/* A short page means every visible event up to its bound was in it. */
+	if (sub->state == SUB_CATCHUP && x->nrows < (size_t)x->limit && sub->position < x->upto)
+		sub->position = x->upto;
+	feed_catch_up(sub);
+}
+
+static void
+fetch_done(struct dbjob *job)
+{
+	struct feed_fetch *x = (struct feed_fetch *)job;
+	struct feed *f = x->feed;
+
+	if (job->failed)
+		x->ok = false;
+	f->jobs--;
+	/* a missing schema at start-up is normal for a moment: say it once */
+	if (!x->ok && !job->failed && x->error[0] &&
+	    (x->kind != FETCH_HEAD || f->head_known || !f->head_warned)) {
+		msg_warn("feed: reading the log: %s", x->error);
+		if (x->kind == FETCH_HEAD && !f->head_known)
+			f->head_warned = true;
+	}
+	if (!f->freeing) {
+		switch (x->kind) {
+		case FETCH_HEAD:
+			head_done(f, x);
+			break;
+		case FETCH_GAP:
+			gap_done(f, x);
+			break;
+		case FETCH_PAGE:
+			page_done(f, x);
+			break;
+		}
+	}
+	fetch_free(x);
+	if (f->freeing)
+		feed_release(f);
+}
+
+/* --- subscribers --------------------------------------------------------------------- */
+
+/* Bring a subscriber up to the head — from the ring if it reaches back far enough, else a
+   page from the database — then make it live. */
+static void
+feed_catch_up(struct feed_sub *sub)
+{
+	struct feed *f = sub->feed;
+
+	while (sub->state == SUB_CATCHUP && sub->fetch == NULL && !sub->paused) {
+		if (sub->position >= f->published) {
+			go_live(sub);
+			return;
+		}
+		if (sub->position + 1 >= f->ring_lo) {
+			/* the rest is in memory */
+			while (sub->position < f->published && sub->state == SUB_CATCHUP &&
+			       !sub->paused) {
+				struct ring_entry *e = &f->ring[(sub->position + 1) % FEED_RING];
+				if (principal_may_see(sub->who, e->owner, e->sender))
+					deliver(sub, e->msg);
+				else
+					sub->position++;
+			}
+			continue;
+		}
+		sub->fetch = fetch_new(f, FETCH_PAGE, sub->position, f->ring_lo - 1, PAGE_EVENTS,
+				       sub->who);
+		sub->fetch->sub = sub;
+	}
+}
+
+static void
+start_subscription(struct feed_sub *sub, int64_t from, int64_t epoch)
+{
+	struct feed *f = sub->feed;
+	char hello[200];
+	bool reset = false;
+
+	if (from < 0 || epoch == 0)
+		from = f->published; /* follow from now */
+	else if (epoch != f->epoch || from > f->published) {
+		reset = true; /* another log, or an offset it never had: start over */
+		from = 0;
+	}
+	snprintf(hello, sizeof(hello),
+		 "{\"type\":\"hello\",\"epoch\":%lld,\"head\":%lld,\"from\":%lld%s}",
+		 (long long)f->epoch, (long long)f->published, (long long)from,
+		 reset ? ",\"reset\":true" : "");
+	sub->ops->control(sub, hello);
+	sub->position = from;
+	sub->state = SUB_CATCHUP;
+	feed_catch_up(sub);
+}
+
+void
+feed_subscribe(struct feed *f, struct feed_sub *sub, const struct feed_sub_ops *ops,
+	       const struct principal *who, int64_t from, int64_t epoch)
+{
+	memset(sub, 0, sizeof(*sub));
+	sub->ops = ops;
+	sub->feed = f;
+	sub->who = principal_dup(who);
+	sub->state = SUB_WAITING;
+	sub->next = f->subs;
+	if (f->subs)
+		f->subs->prev = sub;
+	f->subs = sub;
+	f->stats.subscribers++;
+	if (!f->head_known) {
+		f->pending = realloc(f->pending, (f->npending + 1) * sizeof(*f->pending));
+		if (f->pending == NULL)
+			msg_fatal("out of memory");
+		f->pending[f->npending++] = (struct pending_sub){sub, from, epoch};
+		return;
+	}
+	start_subscription(sub, from, epoch);
+}
+
+void
+feed_unsubscribe(struct feed_sub *sub)
+{
+	struct feed *f = sub->feed;
+
+	if (f == NULL)
+		return;
+	leave_live(sub);
+	if (sub->fetch != NULL)
+		sub->fetch->sub = NULL;
+	for (size_t i = 0; i < f->npending; i++)
+		if (f->pending[i].sub == sub)
+			f->pending[i--] = f->pending[--f->npending];
+	if (sub->prev)
+		sub->prev->next = sub->next;
+	else
+		f->subs = sub->next;
+	if (sub->next)
+		sub->next->prev = sub->prev;
+	f->stats.subscribers--;
+	principal_free(&sub->who);
+	sub->state = SUB_CLOSED;
+	sub->feed = NULL;
+}
+
+void
+feed_sub_drained(struct feed_sub *sub)
+{
+	if (sub->feed == NULL || sub->state != SUB_CATCHUP)
+		return;
+	sub->paused = false;
+	feed_catch_up(sub);
+}
+
+/* --- other instances: LISTEN msgstatus_log -------------------------------------------- */
+
+static void *
+listener_main(void *arg)
+{
+	struct feed *f = arg;
+	PGconn *conn = NULL;
+
+	while (!atomic_load(&f->listener_stop)) {
+		struct timeval tv = {0, 200000};
+		int64_t best = 0;
+		PGnotify *n;
+		fd_set rfds;
+		int fd;
+
+		if (conn == NULL || PQstatus(conn) != CONNECTION_OK) {
+			if (conn != NULL)
+				PQfinish(conn);
+			conn = PQconnectdb(f->conninfo);
+			if (PQstatus(conn) != CONNECTION_OK) {
+				PQfinish(conn);
+				conn = NULL;
+				for (int i = 0; i < 10 && !atomic_load(&f->listener_stop); i++)
+					usleep(100000);
+				continue;
+			}
+			PQclear(PQexec(conn, "LISTEN msgstatus_log"));
+			/* (re)connected: what was announced meanwhile is read from the log */
+			atomic_store(&f->notified_head, -1);
+			uv_async_send(&f->async);
+		}
+		fd = PQsocket(conn);
+		FD_ZERO(&rfds);
+		FD_SET(fd, &rfds);
+		if (select(fd + 1, &rfds, NULL, NULL, &tv) <= 0)
+			continue;
+		if (!PQconsumeInput(conn))
+			continue; /* broken: reconnect on the next turn */
+		while ((n = PQnotifies(conn)) != NULL) {
+			int64_t h = strtoll(n->extra, NULL, 10);
+			if (h > best)
+				best = h;
+			PQfreemem(n);
+		}
+		if (best > 0) {
+			int64_t old = atomic_load(&f->notified_head);
+			while (old >= 0 && best > old &&
+			       !atomic_compare_exchange_weak(&f->notified_head, &old, best))
+				;
+			uv_async_send(&f->async);
+		}
+	}
+	if (conn != NULL)
+		PQfinish(conn);
+	return NULL;
+}
+
+static void
+on_notify_timer(uv_timer_t *t)
+{
+	struct feed *f = t->data;
+	int64_t head = atomic_exchange(&f->notified_head, 0);
+
+	if (!f->head_known || f->freeing)
+		return;
+	if (head < 0)
+		fetch_new(f, FETCH_HEAD, 0, 0, 0, NULL);
+	else if (head > f->published)
+		want_up_to(f, head);
+}
+
+static void
+on_async(uv_async_t *a)
+{
+	struct feed *f = a->data;
+
+	/* A short delay lets this statusd's own batch publish from memory first. */
+	if (!uv_is_active((uv_handle_t *)&f->notify_timer))
+		uv_timer_start(&f->notify_timer, on_notify_timer, NOTIFY_DELAY_MS, 0);
+}
+
+/* --- life cycle ---------------------------------------------------------------------- */
+
+struct feed *
+feed_new(uv_loop_t *loop, const struct sd_config *cfg, struct dbworker *db)
+{
+	struct feed *f = calloc(1, sizeof(*f));
+	int rc;
+
+	if (f == NULL || (f->conninfo = strdup(cfg->database)) == NULL)
+		msg_fatal("out of memory");
+	f->loop = loop;
+	f->cfg = cfg;
+	f->db = db;
+	f->by_user = lh_kchar_table_new(1024, bucket_free);
+	f->by_domain = lh_kchar_table_new(64, bucket_free);
+	uv_async_init(loop, &f->async, on_async);
+	uv_timer_init(loop, &f->notify_timer);
+	uv_timer_init(loop, &f->retry_timer);
+	f->async.data = f->notify_timer.data = f->retry_timer.data = f;
+	f->handles = 3;
+	if ((rc = pthread_create(&f->listener, NULL, listener_main, f)) != 0)
+		msg_fatal("cannot start the feed listener: %s", strerror(rc));
+	fetch_new(f, FETCH_HEAD, 0, 0, 0, NULL); /* where the log is now */
+	return f;
+}
+
+/* Free once the handles are closed and no database read refers to the feed. */
+static void
+feed_release(struct feed *f)
+{
+	if (f->handles > 0 || f->jobs > 0)
+		return;
+	for (int i = 0; i < FEED_RING; i++) {
+		feed_msg_unref(&f->ring[i].msg);
+		free(f->ring[i].owner);
+		free(f->ring[i].sender);
+	}
+	lh_table_free(f->by_user);
+	lh_table_free(f->by_domain);
+	free(f->pending);
+	free(f->conninfo);
+	free(f);
+}
+
+static void
+on_closed(uv_handle_t *h)
+{
+	struct feed *f = h->data;
+
+	f->handles--;
+	feed_release(f);
+}
+
+void
+feed_free(struct feed **fp)
+{
+	struct feed *f = *fp;
+
+	if (f == NULL)
+		return;
+	*fp = NULL;
+	f->freeing = true;
+	atomic_store(&f->listener_stop, true);
+	pthread_join(f->listener, NULL);
+	while (f->subs != NULL) {
+		struct feed_sub *sub = f->subs;
+		if (sub->state != SUB_CLOSED)
+			close_sub(sub, "statusd is stopping");
+		feed_unsubscribe(sub);
+	}
+	uv_close((uv_handle_t *)&f->async, on_closed);
+	uv_close((uv_handle_t *)&f->notify_timer, on_closed);
+	uv_close((uv_handle_t *)&f->retry_timer, on_closed);
+}
+
+void
+feed_stats(const struct feed *f, struct feed_stats *out)
+{
+	*out = f->stats;
+	out->head = f->published;
+	out->epoch = f->epoch;
+}

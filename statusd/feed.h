@@ -1,0 +1,112 @@
+/*
+ * feed - the live feeds: every event that enters the log reaches the subscribers allowed to
+ * see it, in offset order, with no gap and no duplicate, and a subscriber that comes back
+ * with its last offset gets what it missed first (seed 004, "catch up and follow").
+ *
+ * DESIGN
+ *	Loop thread. The feed knows how far the log has been published (published, epoch).
+ *	New events come from this statusd's own batches (feed_publish) and, for events other
+ *	statusd instances stored, from PostgreSQL: a listener thread LISTENs for
+ *	msgstatus_log notifications and the feed reads what it has not seen yet. Either way
+ *	events are published strictly in offset order; a gap is filled from the database
+ *	before anything after it goes out.
+ *
+ *	Each event is serialized once into an immutable, reference-counted message shared by
+ *	every subscriber that gets it. Live subscribers are indexed by the user they
+ *	authenticated as and by the domains they administer, so an event costs work only for
+ *	the subscribers who may see it. The newest FEED_RING events are kept, so a subscriber
+ *	that resumes near the head is served from memory; an older offset is read from
+ *	PostgreSQL a page at a time, each page when the subscriber has sent the last one.
+ *
+ *	Subscribers are transports (WebSocket, SSE: stream.c) behind one interface, struct
+ *	feed_sub_ops (after nchan). A live subscriber whose transport has feed_buffer_max bytes
+ *	unsent is closed with a reason naming the offset to resume from.
+ */
+#ifndef FEED_H
+#define FEED_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+struct dbworker;
+struct principal;
+struct sd_config;
+struct store_logged;
+struct feed;
+struct feed_sub;
+
+#define FEED_RING 16384
+
+/* One serialized event (the JSON document of docs/api.md), shared by reference. */
+struct feed_msg {
+	int refs;
+	int64_t offset;
+	size_t len;
+	char data[]; /* len bytes of JSON, NUL-terminated */
+};
+
+void feed_msg_ref(struct feed_msg *m);
+void feed_msg_unref(struct feed_msg **m);
+
+struct feed_sub_ops {
+	/*
+	 * Queue msg for sending (take a reference if it is kept). Return the bytes now queued
+	 * on the transport; the feed compares that with feed_buffer_max.
+	 */
+	size_t (*push)(struct feed_sub *sub, struct feed_msg *msg);
+	/* Queue a control document (hello, reset): a NUL-terminated JSON text. */
+	void (*control)(struct feed_sub *sub, const char *json);
+	/* The feed ends the subscription (slow consumer, shutdown): say why and close. */
+	void (*close)(struct feed_sub *sub, const char *reason);
+};
+
+enum feed_sub_state { SUB_WAITING, SUB_CATCHUP, SUB_LIVE, SUB_CLOSED };
+
+struct feed_link;
+struct feed_fetch;
+
+/* Embedded in the transport's per-connection state; the feed owns the fields. */
+struct feed_sub {
+	const struct feed_sub_ops *ops;
+	struct feed *feed;
+	struct principal *who;	  /* a copy, freed by feed_unsubscribe */
+	int64_t position;	  /* the last offset handled for this subscriber */
+	enum feed_sub_state state;
+	bool paused;		  /* catch-up waits for the transport to drain */
+	struct feed_fetch *fetch; /* the catch-up page being read, if any */
+	struct feed_link *links;  /* its places in the live index (user, admin domains) */
+	size_t nlinks;
+	struct feed_sub *next, *prev; /* all subscribers */
+};
+
+struct feed_stats {
+	unsigned subscribers, live;
+	uint64_t published, sent, slow_closed;
+	int64_t head, epoch;
+};
+
+struct feed *feed_new(uv_loop_t *loop, const struct sd_config *cfg, struct dbworker *db);
+/* Stop listening and close every subscriber; free once the loop has run. */
+void feed_free(struct feed **f);
+
+/* Events that this statusd stored (from an ingest batch), in offset order. */
+void feed_publish(struct feed *f, const struct store_logged *logged, size_t n);
+
+/*
+ * Start a subscription for principal who (copied), resuming after offset `from` of epoch
+ * `epoch` (epoch 0 or from < 0: from the head). Sends a hello control message first:
+ * {"type":"hello","epoch":E,"head":H,"from":F} and, if the epoch is not the log's,
+ * "reset":true with F = 0.
+ */
+void feed_subscribe(struct feed *f, struct feed_sub *sub, const struct feed_sub_ops *ops,
+		    const struct principal *who, int64_t from, int64_t epoch);
+/* The transport is gone: forget the subscriber (safe in any state, and twice). */
+void feed_unsubscribe(struct feed_sub *sub);
+/* The transport has sent what was queued: continue a paused catch-up. */
+void feed_sub_drained(struct feed_sub *sub);
+
+void feed_stats(const struct feed *f, struct feed_stats *out);
+
+#endif

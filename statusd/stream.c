@@ -1,0 +1,418 @@
+/*
+ * stream - WebSocket and SSE transports of the live feed. See stream.h.
+ *
+ * SECURITY
+ *	Client messages on the WebSocket are bounded by lws (rx buffer) and here
+ *	(STREAM_RX_MAX), must be UTF-8 JSON objects (lws validates UTF-8 of text frames) and
+ *	are answered or rejected without touching anything else.
+ */
+#include "stream.h"
+
+#include <json-c/json.h>
+#include <libwebsockets.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "feed.h"
+#include "mbuf.h"
+#include "msg.h"
+#include "sdconfig.h"
+
+#define STREAM_RX_MAX  1024
+#define WRITE_BUF      16384
+
+struct item {
+	struct feed_msg *msg; /* an event, or NULL for a control document */
+	char *control;
+	const char *sse_event; /* "status", "hello", "error" */
+	struct item *next;
+};
+
+struct stream {
+	struct feed_sub sub; /* first: the feed hands us a struct feed_sub * */
+	enum stream_kind kind;
+	struct lws *wsi;
+	int64_t epoch; /* of the log, from the hello, for SSE ids */
+	struct item *head, *tail;
+	size_t queued; /* bytes */
+	bool headers_sent;
+	bool closing;
+	char *close_reason;
+	bool want_pong;
+	uint64_t last_write_ms;
+	struct stream *sse_next, *sse_prev;
+};
+
+static struct stream *sse_streams;
+static uv_timer_t ping_timer;
+static bool ping_running;
+static long long ping_interval_ms;
+
+static void
+enqueue(struct stream *s, struct feed_msg *msg, const char *control, const char *event)
+{
+	struct item *it = calloc(1, sizeof(*it));
+
+	if (it == NULL || (control != NULL && (it->control = strdup(control)) == NULL))
+		msg_fatal("out of memory");
+	if (msg != NULL) {
+		feed_msg_ref(msg);
+		it->msg = msg;
+		s->queued += msg->len;
+	} else
+		s->queued += strlen(control);
+	it->sse_event = event;
+	if (s->tail)
+		s->tail->next = it;
+	else
+		s->head = it;
+	s->tail = it;
+	lws_callback_on_writable(s->wsi);
+}
+
+static void
+item_free(struct item *it)
+{
+	feed_msg_unref(&it->msg);
+	free(it->control);
+	free(it);
+}
+
+/* --- the feed's subscriber interface --------------------------------------------------- */
+
+static size_t
+op_push(struct feed_sub *sub, struct feed_msg *msg)
+{
+	struct stream *s = (struct stream *)sub;
+
+	if (!s->closing)
+		enqueue(s, msg, NULL, "status");
+	return s->queued;
+}
+
+static void
+op_control(struct feed_sub *sub, const char *json)
+{
+	struct stream *s = (struct stream *)sub;
+	struct json_object *doc = json_tokener_parse(json), *v;
+
+	/* the hello names the log's epoch, which SSE ids carry */
+	if (doc != NULL && json_object_object_get_ex(doc, "epoch", &v))
+		s->epoch = json_object_get_int64(v);
+	json_object_put(doc);
+	if (!s->closing)
+		enqueue(s, NULL, json, "hello");
+}
+
+static void
+op_close(struct feed_sub *sub, const char *reason)
+{
+	struct stream *s = (struct stream *)sub;
+
+	if (s->closing)
+		return;
+	s->closing = true;
+	if ((s->close_reason = strdup(reason)) == NULL)
+		msg_fatal("out of memory");
+	lws_callback_on_writable(s->wsi);
+}
+
+static const struct feed_sub_ops stream_ops = {op_push, op_control, op_close};
+
+/* --- life cycle ---------------------------------------------------------------------- */
+
+struct stream *
+stream_start(enum stream_kind kind, struct lws *wsi, struct feed *feed,
+	     const struct principal *who, int64_t from, int64_t epoch)
+{
+	struct stream *s = calloc(1, sizeof(*s));
+
+	if (s == NULL)
+		msg_fatal("out of memory");
+	s->kind = kind;
+	s->wsi = wsi;
+	if (kind == STREAM_SSE) {
+		s->sse_next = sse_streams;
+		if (sse_streams)
+			sse_streams->sse_prev = s;
+		sse_streams = s;
+		/* a stream has no end: lws must not time the transaction out */
+		lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
+	}
+	feed_subscribe(feed, &s->sub, &stream_ops, who, from, epoch);
+	return s;
+}
+
+void
+stream_closed(struct stream **sp)
+{
+	struct stream *s = *sp;
+
+	if (s == NULL)
+		return;
+	*sp = NULL;
+	feed_unsubscribe(&s->sub);
+	if (s->kind == STREAM_SSE) {
+		if (s->sse_prev)
+			s->sse_prev->sse_next = s->sse_next;
+		else
+			sse_streams = s->sse_next;
+		if (s->sse_next)
+			s->sse_next->sse_prev = s->sse_prev;
+	}
+	while (s->head) {
+		struct item *it = s->head;
+		s->head = it->next;
+		item_free(it);
+	}
+	free(s->close_reason);
+	free(s);
+}
+
+/* --- writing ------------------------------------------------------------------------- */
+
+/* The SSE record of an item, appended to out. */
+static void
+sse_record(struct stream *s, const struct item *it, struct mbuf *out)
+{
+	const char *data = it->msg ? it->msg->data : it->control;
+
+	if (strcmp(it->sse_event, "ping") == 0) {
+		mbuf_puts(out, ": ping\n\n"); /* a comment: keeps the connection busy */
+		return;
+	}
+	if (it->msg)
+		mbuf_printf(out, "id: %lld-%lld\n", (long long)s->epoch, (long long)it->msg->offset);
+	mbuf_printf(out, "event: %s\ndata: %s\n\n", it->sse_event, data);
+}
+
+static int
+write_ws(struct stream *s)
+{
+	unsigned char buf[LWS_PRE + WRITE_BUF];
+
+	while (s->head != NULL && !lws_send_pipe_choked(s->wsi)) {
+		struct item *it = s->head;
+		const char *data = it->msg ? it->msg->data : it->control;
+		size_t len = it->msg ? it->msg->len : strlen(it->control);
+		unsigned char *p = buf + LWS_PRE, *heap = NULL;
+
+		if (len > WRITE_BUF) {
+			if ((heap = malloc(LWS_PRE + len)) == NULL)
+				msg_fatal("out of memory");
+			p = heap + LWS_PRE;
+		}
+		memcpy(p, data, len);
+		int n = lws_write(s->wsi, p, len, LWS_WRITE_TEXT);
+		free(heap);
+		if (n < (int)len)
+			return -1;
+		s->head = it->next;
+		if (s->head == NULL)
+			s->tail = NULL;
+		s->queued -= len;
+		item_free(it);
+	}
+	return 0;
+}
+
+static int
+write_sse(struct stream *s)
+{
+	unsigned char buf[LWS_PRE + WRITE_BUF];
+	struct mbuf out = MBUF_INIT;
+
+	if (!s->headers_sent) {
+		unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + sizeof(buf) - 1;
+		if (lws_add_http_common_headers(s->wsi, HTTP_STATUS_OK, "text/event-stream",
+						LWS_ILLEGAL_HTTP_CONTENT_LEN, &p, end) ||
+		    lws_add_http_header_by_name(s->wsi, (const unsigned char *)"cache-control:",
+						(const unsigned char *)"no-store", 8, &p, end) ||
+		    lws_add_http_header_by_name(s->wsi, (const unsigned char *)"x-accel-buffering:",
+						(const unsigned char *)"no", 2, &p, end) ||
+		    lws_finalize_write_http_header(s->wsi, start, &p, end))
+			return -1;
+		s->headers_sent = true;
+		lws_callback_on_writable(s->wsi);
+		return 0;
+	}
+	while (s->head != NULL && out.len < WRITE_BUF) {
+		struct item *it = s->head;
+		s->queued -= it->msg ? it->msg->len : strlen(it->control);
+		sse_record(s, it, &out);
+		s->head = it->next;
+		if (s->head == NULL)
+			s->tail = NULL;
+		item_free(it);
+	}
+	if (out.len > 0) {
+		unsigned char *heap = malloc(LWS_PRE + out.len);
+		if (heap == NULL)
+			msg_fatal("out of memory");
+		memcpy(heap + LWS_PRE, out.data, out.len);
+		int n = lws_write(s->wsi, heap + LWS_PRE, out.len, LWS_WRITE_HTTP);
+		free(heap);
+		if (n < (int)out.len) {
+			mbuf_free(&out);
+			return -1;
+		}
+		s->last_write_ms = (uint64_t)uv_now(uv_default_loop());
+	}
+	mbuf_free(&out);
+	if (s->head != NULL)
+		lws_callback_on_writable(s->wsi);
+	return 0;
+}
+
+void
+stream_ws_close(struct lws *wsi, int code, const char *reason)
+{
+	unsigned char buf[LWS_PRE + 125];
+	size_t len = strlen(reason);
+
+	if (len > 123)
+		len = 123;
+	buf[LWS_PRE] = (unsigned char)(code >> 8);
+	buf[LWS_PRE + 1] = (unsigned char)code;
+	memcpy(buf + LWS_PRE + 2, reason, len);
+	/* 4 is lws's LWS_WRITE_CLOSE, kept out of its public header (lws-write.h says
+	   "handled by lws_close_reason()", which does not reach the wire here) */
+	(void)lws_write(wsi, buf + LWS_PRE, len + 2, (enum lws_write_protocol)4);
+}
+
+/* Send the reason for closing; -1 to make lws close. */
+static int
+write_close(struct stream *s)
+{
+	if (s->kind == STREAM_WS) {
+		stream_ws_close(s->wsi, 4000, s->close_reason);
+		return -1;
+	}
+	if (s->headers_sent) {
+		struct json_object *e = json_object_new_object();
+		struct mbuf out = MBUF_INIT;
+		unsigned char *heap;
+
+		json_object_object_add(e, "type", json_object_new_string("closing"));
+		json_object_object_add(e, "reason", json_object_new_string(s->close_reason));
+		mbuf_printf(&out, "event: error\ndata: %s\n\n",
+			    json_object_to_json_string_ext(e, JSON_C_TO_STRING_PLAIN));
+		json_object_put(e);
+		if ((heap = malloc(LWS_PRE + out.len)) == NULL)
+			msg_fatal("out of memory");
+		memcpy(heap + LWS_PRE, out.data, out.len);
+		(void)lws_write(s->wsi, heap + LWS_PRE, out.len, LWS_WRITE_HTTP);
+		free(heap);
+		mbuf_free(&out);
+	}
+	return -1;
+}
+
+int
+stream_writable(struct stream *s)
+{
+	int rc;
+
+	if (s->want_pong && s->kind == STREAM_WS && !s->closing) {
+		unsigned char buf[LWS_PRE + 16];
+		memcpy(buf + LWS_PRE, "{\"type\":\"pong\"}", 15);
+		if (lws_write(s->wsi, buf + LWS_PRE, 15, LWS_WRITE_TEXT) < 15)
+			return -1;
+		s->want_pong = false;
+	}
+	rc = s->kind == STREAM_WS ? write_ws(s) : write_sse(s);
+	if (rc < 0)
+		return -1;
+	if (s->closing && (s->head == NULL || s->kind == STREAM_SSE))
+		return write_close(s);
+	if (s->head != NULL)
+		lws_callback_on_writable(s->wsi);
+	else if (s->sub.feed != NULL)
+		feed_sub_drained(&s->sub);
+	return 0;
+}
+
+int
+stream_receive(struct stream *s, const void *data, size_t len)
+{
+	struct json_object *doc, *type = NULL;
+	static const char bad[] = "expected {\"type\":\"ping\"}";
+
+	if (len > STREAM_RX_MAX) {
+		stream_ws_close(s->wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too large");
+		return -1;
+	}
+	{
+		struct json_tokener *tok = json_tokener_new_ex(4);
+		if (tok == NULL)
+			msg_fatal("out of memory");
+		doc = json_tokener_parse_ex(tok, data, (int)len);
+		if (json_tokener_get_error(tok) != json_tokener_success) {
+			json_object_put(doc);
+			doc = NULL;
+		}
+		json_tokener_free(tok);
+	}
+	if (doc == NULL || !json_object_is_type(doc, json_type_object) ||
+	    !json_object_object_get_ex(doc, "type", &type) ||
+	    strcmp(json_object_get_string(type), "ping") != 0) {
+		json_object_put(doc);
+		stream_ws_close(s->wsi, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE, bad);
+		return -1;
+	}
+	json_object_put(doc);
+	s->want_pong = true;
+	lws_callback_on_writable(s->wsi);
+	return 0;
+}
+
+/* --- SSE keep-alive ------------------------------------------------------------------ */
+
+static void
+on_ping(uv_timer_t *t)
+{
+	uint64_t now = uv_now(t->loop);
+
+	for (struct stream *s = sse_streams; s != NULL; s = s->sse_next)
+		if (s->headers_sent && !s->closing && s->head == NULL &&
+		    now - s->last_write_ms >= (uint64_t)ping_interval_ms)
+			enqueue(s, NULL, "", "ping");
+}
+
+void
+stream_init(uv_loop_t *loop, const struct sd_config *cfg)
+{
+	ping_interval_ms = cfg->feed_ping_interval;
+	uv_timer_init(loop, &ping_timer);
+	uv_timer_start(&ping_timer, on_ping, (uint64_t)ping_interval_ms,
+		       (uint64_t)ping_interval_ms);
+	ping_running = true;
+}
+
+void
+stream_done(void)
+{
+	if (ping_running)
+		uv_close((uv_handle_t *)&ping_timer, NULL);
+	ping_running = false;
+}
+
+int
+stream_parse_event_id(const char *s, int64_t *epoch_r, int64_t *offset_r)
+{
+	char *end;
+	long long e, o;
+
+	if (*s < '0' || *s > '9')
+		return -1;
+	e = strtoll(s, &end, 10);
+	if (*end != '-' || end[1] < '0' || end[1] > '9')
+		return -1;
+	o = strtoll(end + 1, &end, 10);
+	if (*end != '\0' || e <= 0 || o < 0)
+		return -1;
+	*epoch_r = e;
+	*offset_r = o;
+	return 0;
+}

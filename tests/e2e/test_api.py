@@ -1,0 +1,364 @@
+"""statusd's API and live feeds with real HTTP, WebSocket and SSE clients on a private
+PostgreSQL: resume from every offset gives exactly the missing events; two statusd
+instances share live events; a user sees only their own messages on every endpoint and
+feed; receipts only from recipients; receipts off means no read event reaches anyone;
+presence only for users who opted in; malformed requests and frames get clear errors and
+the server goes on (docs/api.md)."""
+import http.client
+import json
+import socket
+import struct
+import threading
+import time
+import unittest
+import urllib.parse
+
+import websocket  # Debian's python3-websocket
+
+from e2e import event, main
+from msgsandbox import Sandbox
+from msgsandbox.core import wait_for
+
+ALICE, BOB, CAROL, MALLORY = ("alice@example.org", "bob@example.net", "carol@example.com",
+                              "mallory@example.org")
+
+
+class Sse:
+    """A minimal Server-Sent Events client on http.client."""
+
+    def __init__(self, sd, token=None, last_event_id=None, query="", timeout=10):
+        self.conn = http.client.HTTPConnection("127.0.0.1", sd.http_port, timeout=timeout)
+        headers = {"Accept": "text/event-stream"}
+        if token:
+            headers["Authorization"] = "Bearer " + token
+        if last_event_id:
+            headers["Last-Event-ID"] = last_event_id
+        self.conn.request("GET", "/api/v1/messages/events" + query, headers=headers)
+        self.resp = self.conn.getresponse()
+
+    def next(self):
+        """The next record as (event, id, data dict); comments are skipped."""
+        ev, eid, data = None, None, []
+        while True:
+            line = self.resp.readline()
+            if not line:
+                raise EOFError("stream ended")
+            line = line.decode().rstrip("\n")
+            if line.startswith(":"):
+                continue
+            if line == "":
+                if data or ev:
+                    return ev, eid, json.loads("\n".join(data)) if data else None
+                continue
+            key, _, value = line.partition(": ")
+            if key == "event":
+                ev = value
+            elif key == "id":
+                eid = value
+            elif key == "data":
+                data.append(value)
+
+    def close(self):
+        self.conn.close()
+
+
+def ws_connect(sd, token=None, query="", **kw):
+    url = f"ws://127.0.0.1:{sd.http_port}/api/v1/messages/stream"
+    if token:
+        query += ("&" if query else "?") + "access_token=" + urllib.parse.quote(token)
+    return websocket.create_connection(url + query, timeout=10, **kw)
+
+
+def ws_close_code(ws):
+    """Read frames until the server's close frame; return (code, reason). Reads the frames
+    itself: the library would answer the close, on a socket the server has already shut."""
+    while True:
+        frame = ws.frame_buffer.recv_frame()
+        if frame.opcode == websocket.ABNF.OPCODE_CLOSE:
+            data = frame.data
+            code = struct.unpack("!H", data[:2])[0] if len(data) >= 2 else None
+            return code, data[2:].decode(errors="replace")
+
+
+class ApiTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.sb = Sandbox()
+        cls.pg = cls.sb.postgres()
+        cls.sd = cls.sb.statusd(cls.pg)
+        cls.alice = cls.sd.token(ALICE)
+        cls.bob = cls.sd.token(BOB)
+        cls.mallory = cls.sd.token(MALLORY)
+        # alice sends to bob and carol; mallory sends to bob
+        cls.send([event("queued", tracking_id="am1", recipient=r, sender=ALICE, sasl_user=ALICE,
+                        message_id="<am1@example.org>", offset_ms=-9000) for r in (BOB, CAROL)])
+        cls.send([event("queued", tracking_id="mm1", recipient=BOB, sender=MALLORY,
+                        sasl_user=MALLORY, offset_ms=-9000)])
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.sb.close()
+
+    @classmethod
+    def send(cls, evs, sd=None):
+        replies = (sd or cls.sd).send_events(evs)
+        assert all("ack" in r for r in replies), replies
+
+    def head(self):
+        return self.sd.http("/healthz")[1]["log"]["head"]
+
+    # --- authorization ---------------------------------------------------------------
+
+    def test_each_user_sees_only_their_own(self):
+        code, doc = self.sd.status("am1", ALICE)
+        self.assertEqual(code, 200)
+        for who in (MALLORY, BOB):  # a recipient is not the sender either
+            code, doc = self.sd.status("am1", who)
+            self.assertEqual(code, 404, f"{who}: {doc}")
+        code, doc = self.sd.api("/api/v1/messages", self.mallory)
+        self.assertEqual(code, 200)
+        self.assertEqual([m["tracking_id"] for m in doc["messages"]], ["mm1"])
+        code, doc = self.sd.api("/api/v1/messages?recipient=bob@example.net", self.alice)
+        self.assertEqual([m["tracking_id"] for m in doc["messages"]], ["am1"])
+
+    def test_domain_admin_sees_the_domain(self):
+        self.sd_user_admin(ALICE.split("@")[1], "postmaster@example.org")
+        token = self.sd.token("postmaster@example.org")
+        code, doc = self.sd.api("/api/v1/messages", token)
+        self.assertEqual(sorted(m["tracking_id"] for m in doc["messages"]), ["am1", "mm1"])
+
+    def sd_user_admin(self, domain, user):
+        self.pg.psql(f"INSERT INTO users (name, domain_admin) VALUES ('{user}', "
+                     f"ARRAY['{domain}']) ON CONFLICT (name) DO UPDATE SET "
+                     f"domain_admin = EXCLUDED.domain_admin")
+
+    def test_tokens(self):
+        cases = [  # (token, expected status)
+            (None, 401),
+            ("garbage", 401),
+            (self.sd.token(ALICE, ttl=-10), 401),  # expired
+            (self.sd.token(ALICE, now=int(time.time()) + 3600), 401),  # issued in the future
+            (self.sd.token(ALICE, ttl=40 * 86400), 401),  # longer than allowed
+            (self.alice[:-3] + "AAA", 401),  # bad signature
+            (self.alice, 200),
+        ]
+        for token, want in cases:
+            code, doc = self.sd.api("/api/v1/messages", token)
+            self.assertEqual(code, want, f"{str(token)[:30]}: {doc}")
+            if want == 401:
+                self.assertEqual(doc["status"], 401)
+
+    # --- receipts, privacy, presence -------------------------------------------------
+
+    def test_receipts(self):
+        code, doc = self.sd.api("/api/v1/messages/am1/receipt", self.mallory, method="POST")
+        self.assertEqual(code, 404, doc)  # not a recipient
+        code, doc = self.sd.api("/api/v1/messages/am1/receipt", self.bob, method="POST",
+                                body={"x": 1})
+        self.assertEqual(code, 400, doc)
+        code, doc = self.sd.api("/api/v1/messages/am1/receipt", self.bob, method="POST")
+        self.assertEqual(code, 202, doc)
+        code, doc = self.sd.status("am1", ALICE)
+        got = {r["recipient"]: r["status"] for r in doc["recipients"]}
+        self.assertEqual(got, {BOB: "read", CAROL: "queued"})
+
+    def test_receipts_off(self):
+        carol = self.sd.token(CAROL)
+        code, doc = self.sd.api("/api/v1/preferences", carol, method="PUT",
+                                body={"read_receipts": False})
+        self.assertEqual((code, doc["read_receipts"]), (200, False))
+        try:
+            # neither the plugin's read event nor a manual receipt gets through
+            self.send([event("read", tracking_id="am1", recipient=CAROL)])
+            code, doc = self.sd.api("/api/v1/messages/am1/receipt", carol, method="POST")
+            self.assertEqual(code, 409, doc)
+            code, doc = self.sd.status("am1", ALICE)
+            self.assertEqual({r["recipient"]: r["status"] for r in doc["recipients"]}[CAROL],
+                             "queued")
+            self.assertEqual(self.pg.scalar(
+                f"SELECT count(*) FROM events WHERE recipient = '{CAROL}' AND type = 7"), "0")
+        finally:
+            self.sd.api("/api/v1/preferences", carol, method="PUT",
+                        body={"read_receipts": True})
+
+    def test_presence_is_opt_in(self):
+        code, doc = self.sd.api("/api/v1/presence", self.bob, method="POST",
+                                body={"state": "online"})
+        self.assertEqual(code, 200, doc)
+        code, doc = self.sd.api("/api/v1/presence/" + BOB, self.alice)
+        self.assertEqual(code, 404, "hidden until bob opts in")
+        self.sd.api("/api/v1/preferences", self.bob, method="PUT", body={"presence": True})
+        self.sd.api("/api/v1/presence", self.bob, method="POST",
+                    body={"state": "typing", "to": ALICE})
+        code, doc = self.sd.api("/api/v1/presence/" + BOB.upper(), self.alice)
+        self.assertEqual(code, 200, doc)
+        self.assertEqual((doc["online"], doc["typing_to"]), (True, ALICE))
+        # an IMAP login reported by the Dovecot plugin
+        self.send([{"v": 1, "id": "pres1", "type": "offline", "time": event()["time"],
+                    "source": "plugin", "recipient": BOB}])
+        code, doc = self.sd.api("/api/v1/presence/" + BOB, self.alice)
+        self.assertFalse(doc["online"])
+        self.sd.api("/api/v1/preferences", self.bob, method="PUT", body={"presence": False})
+        self.assertEqual(self.sd.api("/api/v1/presence/" + BOB, self.alice)[0], 404)
+
+    def test_write_rate_limit(self):
+        token = self.sd.token("busy@example.org")
+        codes = [self.sd.api("/api/v1/preferences", token, method="PUT",
+                             body={"presence": False})[0] for _ in range(30)]
+        self.assertIn(429, codes)
+        self.assertEqual(codes[:20], [200] * 20)
+
+    # --- the feeds -------------------------------------------------------------------
+
+    def test_sse_resume_from_every_offset(self):
+        start = self.head()
+        evs = [event("delivered", tracking_id="am1", recipient=r, offset_ms=-5000 + i)
+               for i, r in enumerate([BOB, CAROL] * 5)]
+        self.send(evs)
+        end = self.head()
+        epoch = self.sd.http("/healthz")[1]["log"]["epoch"]
+        mine = set()
+        for off in range(start + 1, end + 1):
+            row = self.pg.psql(f"SELECT m.owner FROM events e JOIN messages m ON m.id = "
+                               f"e.message WHERE e.log_offset = {off}")
+            if row and row[0][0] == ALICE:
+                mine.add(off)
+        for resume in range(start, end + 1):
+            s = Sse(self.sd, self.alice, last_event_id=f"{epoch}-{resume}")
+            ev, _, hello = s.next()
+            self.assertEqual((ev, hello["from"]), ("hello", resume))
+            got = []
+            want = sorted(o for o in mine if o > resume)
+            while len(got) < len(want):
+                ev, eid, data = s.next()
+                self.assertEqual(ev, "status")
+                self.assertEqual(eid, f"{epoch}-{data['offset']}")
+                got.append(data["offset"])
+            s.close()
+            self.assertEqual(got, want, f"resume from {resume}")
+
+    def test_websocket_catch_up_then_live(self):
+        before = self.head()
+        epoch = self.sd.http("/healthz")[1]["log"]["epoch"]
+        ws = ws_connect(self.sd, self.alice, f"?offset={before}&epoch={epoch}")
+        hello = json.loads(ws.recv())
+        self.assertEqual((hello["type"], hello["from"]), ("hello", before))
+        self.send([event("relayed", tracking_id="am1", recipient=CAROL)])
+        self.send([event("relayed", tracking_id="mm1", recipient=BOB)])  # mallory's
+        self.send([event("read", tracking_id="am1", recipient=BOB)])
+        got = [json.loads(ws.recv()) for _ in range(2)]
+        self.assertEqual([(g["status"], g["recipient"]) for g in got],
+                         [("relayed", CAROL), ("read", BOB)])
+        self.assertTrue(all(g["tracking_id"] == "am1" for g in got))
+        self.assertEqual(got[1]["offset"], got[0]["offset"] + 2, "mallory's event skipped")
+        ws.send(json.dumps({"type": "ping"}))
+        self.assertEqual(json.loads(ws.recv()), {"type": "pong"})
+        ws.close()
+
+    def test_epoch_mismatch_resets(self):
+        ws = ws_connect(self.sd, self.alice, "?offset=3&epoch=12345")
+        hello = json.loads(ws.recv())
+        self.assertEqual((hello["from"], hello.get("reset")), (0, True))
+        ws.close()
+
+    def test_feed_authorization_and_bad_frames(self):
+        ws = ws_connect(self.sd)  # no token
+        self.assertEqual(ws_close_code(ws)[0], 4401)
+        ws = ws_connect(self.sd, "not-a-token")
+        self.assertEqual(ws_close_code(ws)[0], 4401)
+        ws = ws_connect(self.sd, self.alice, "?offset=12")  # no epoch
+        self.assertEqual(ws_close_code(ws)[0], 4400)
+        for bad in ("not json", json.dumps({"type": "subscribe", "offset": "x"}), "{}"):
+            ws = ws_connect(self.sd, self.alice)
+            json.loads(ws.recv())  # hello
+            ws.send(bad)
+            self.assertEqual(ws_close_code(ws)[0], 1003, bad)
+        ws = ws_connect(self.sd, self.alice)
+        json.loads(ws.recv())
+        ws.send("x" * 5000)  # over the 1 KiB a client message may have
+        self.assertIn(ws_close_code(ws)[0], (1009, 1003))
+        # raw invalid UTF-8 in a text frame: lws closes with 1007
+        ws = ws_connect(self.sd, self.alice)
+        json.loads(ws.recv())
+        ws.send(b"\xff\xfe\xfd", opcode=websocket.ABNF.OPCODE_TEXT)
+        self.assertIn(ws_close_code(ws)[0], (1007, 1002))
+        cases = ["?offset=abc&epoch=1", "?offset=5", "?offset=-1&epoch=2"]
+        for q in cases:
+            s = Sse(self.sd, self.alice, query=q)
+            self.assertEqual(s.resp.status, 400, q)
+            s.close()
+        s = Sse(self.sd, self.alice, last_event_id="garbage")
+        self.assertEqual(s.resp.status, 400)
+        s.close()
+        self.assertEqual(self.sd.http("/healthz")[0], 200, "still serving")
+
+    def test_malformed_http(self):
+        cases = [  # (method, path, body, headers, status)
+            ("PUT", "/api/v1/preferences", b"{not json", {}, 400),
+            ("PUT", "/api/v1/preferences", b'{"read_receipts": "yes"}', {}, 400),
+            ("PUT", "/api/v1/preferences", b'{"colour": true}', {}, 400),
+            ("PUT", "/api/v1/preferences", b'{"presence": true}' + b"\xff", {}, 400),
+            ("PUT", "/api/v1/preferences", b"x" * 100000, {}, 413),
+            ("POST", "/api/v1/presence", b'{"state":"typing"}', {}, 400),
+            ("GET", "/api/v1/messages?limit=0", None, {}, 400),
+            ("GET", "/api/v1/messages?status=lost", None, {}, 400),
+            ("GET", "/api/v1/messages?since=yesterday", None, {}, 400),
+            ("GET", "/api/v1/messages?cursor=-4", None, {}, 400),
+        ]
+        for method, path, body, headers, want in cases:
+            code, doc = self.sd.api(path, self.sd.token("fuzz@example.org"), method=method,
+                                    body=body, headers=headers)
+            self.assertEqual(code, want, f"{method} {path} {body!r:.40}: {doc}")
+        self.assertEqual(self.sd.http("/healthz")[0], 200)
+
+    def test_list_paging(self):
+        self.send([event("queued", tracking_id=f"page{i}", recipient=BOB, sender="pager@example.org",
+                         offset_ms=-8000 + i) for i in range(7)])
+        token = self.sd.token("pager@example.org")
+        seen, cursor = [], ""
+        while True:
+            code, doc = self.sd.api("/api/v1/messages?limit=3" + cursor, token)
+            self.assertEqual(code, 200)
+            seen += [m["tracking_id"] for m in doc["messages"]]
+            if doc["next_cursor"] is None:
+                break
+            cursor = "&cursor=" + doc["next_cursor"]
+        self.assertEqual(seen, [f"page{i}" for i in reversed(range(7))])
+
+    def test_metrics(self):
+        code, text = self.sd.http("/metrics")
+        self.assertEqual(code, 200)
+        for name in ("msgstatus_events_logged_total", "msgstatus_feed_subscribers",
+                     "msgstatus_ingest_lag_seconds", "msgstatus_db_batch_seconds"):
+            self.assertIn(name, text)
+
+
+class TwoInstancesTest(unittest.TestCase):
+    def test_live_events_cross_instances(self):
+        with Sandbox() as sb:
+            pg = sb.postgres()
+            one = sb.statusd(pg, name="statusd1")
+            two = sb.statusd(pg, name="statusd2", settings={"auth_secret_file": one.settings[
+                "auth_secret_file"]})
+            two.secret = one.secret
+            ws = ws_connect(two, one.token(ALICE))
+            json.loads(ws.recv())
+            replies = one.send_events([event("queued", tracking_id="x2", recipient=BOB,
+                                             sender=ALICE) for _ in range(3)])
+            self.assertTrue(all("ack" in r for r in replies))
+            got = [json.loads(ws.recv()) for _ in range(3)]
+            self.assertEqual([g["tracking_id"] for g in got], ["x2"] * 3)
+            offs = [g["offset"] for g in got]
+            self.assertEqual(offs, sorted(offs))
+            # and back: events stored through two reach a client of one
+            ws1 = ws_connect(one, one.token(ALICE))
+            json.loads(ws1.recv())
+            two.send_events([event("read", tracking_id="x2", recipient=BOB)])
+            self.assertEqual(json.loads(ws1.recv())["status"], "read")
+            self.assertEqual(json.loads(ws.recv())["status"], "read")
+            ws.close()
+            ws1.close()
+
+
+if __name__ == "__main__":
+    main()
