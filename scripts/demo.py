@@ -85,11 +85,17 @@ def main():
         assert all("ack" in r for r in replies), replies
         status, doc = sd.status(tracking_id, user="alice@demo.example")
 
+        token = sd.token("alice@demo.example", ttl=86400)
+        auth = "-H \"Authorization: Bearer $TOKEN\""
         print()
         print("msgstatus is running (Ctrl-C stops everything).")
         print(f"  folder       {args.folder}  (logs in {args.folder}/logs/)")
         print(f"  health       curl -s {sd.url}/healthz")
-        print(f"  status API   curl -s {sd.url}/api/v1/messages/{tracking_id}/status")
+        print(f"  token        export TOKEN={token}")
+        print("               (alice@demo.example, valid a day; more: statusctl token create)")
+        print(f"  status API   curl -s {auth} {sd.url}/api/v1/messages/{tracking_id}/status")
+        print(f"  live feed    curl -sN {auth} '{sd.url}/api/v1/messages/events?offset=0&epoch="
+              f"{sd.http('/healthz')[1]['log']['epoch']}'")
         print(f"  events in    {sd.socket_path}  (protocol: docs/protocol.md)")
         print(f"  database     psql \"{pg.conninfo}\"")
         print(f"  statusctl    build/statusd/statusctl -c {sd.config} status {tracking_id}")
