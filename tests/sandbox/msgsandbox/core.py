@@ -240,3 +240,15 @@ class Sandbox:
     def milter(self, statusd, **kw):
         from .milter import Milter
         return self.add_service(Milter(self, statusd, **kw))
+
+    def postfix(self, **kw):
+        from .postfix import Postfix
+        return self.add_service(Postfix(self, **kw))
+
+    def smtp_sink(self, **kw):
+        from .postfix import SmtpSink
+        return self.add_service(SmtpSink(self, **kw))
+
+    def dovecot(self, **kw):
+        from .dovecot import Dovecot
+        return self.add_service(Dovecot(self, **kw))

@@ -1,0 +1,210 @@
+"""msgstatus-milter in a real, private Postfix 3.7 (with Dovecot for LMTP and SASL, an
+smtp-sink as the remote MX, statusd and PostgreSQL behind it):
+
+- mail over SMTP (SASL) and via sendmail from an enabled domain is tagged and recorded with
+  the right queue id and recipients; other mail passes untouched and unrecorded; a forged
+  Msgstatus-Id on inbound mail is removed;
+- statusd stopped: mail still flows, the spool fills; statusd back: every event arrives
+  exactly once; the milter process killed: Postfix goes on delivering, the supervisor
+  restarts it; SIGHUP reloads without dropping anything;
+- hostile input through Postfix: huge headers, hundreds of recipients, no Message-ID,
+  8-bit junk.
+"""
+import os
+import re
+import signal
+import time
+import unittest
+
+from e2e import main, require_root
+from msgsandbox import Sandbox
+from msgsandbox.core import wait_for
+
+ALICE = "alice@example.org"
+BOB = "bob@example.org"
+TAG = re.compile(rb"^Msgstatus-Id: ([a-z2-7]{26})\r?$", re.M | re.I)
+
+
+class MilterPostfixTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        require_root()
+        cls.sb = Sandbox()
+        cls.pg = cls.sb.postgres()
+        cls.sd = cls.sb.statusd(cls.pg)
+        cls.milter = cls.sb.milter(cls.sd)
+        cls.dovecot = cls.sb.dovecot()
+        cls.sink = cls.sb.smtp_sink(dump=True)
+        cls.postfix = cls.sb.postfix(
+            domains=["example.org"], lmtp=cls.dovecot, sasl=cls.dovecot, milter=cls.milter,
+            milter_macro_defaults={"msgstatus_domains": "example.org"},
+            transports={"remote.example": cls.sink})
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.sb.close()
+
+    def queued(self, tracking_id):
+        return self.pg.psql("SELECT recipient, e.queue_id, sasl_user IS NOT NULL FROM events e "
+                            "JOIN messages m ON m.id = e.message "
+                            f"WHERE e.tracking_id = '{tracking_id}' AND e.type = 1 "
+                            "ORDER BY recipient")
+
+    def inbox_tags(self, user, marker):
+        """The Msgstatus-Id headers of the message in user's INBOX whose subject has marker."""
+        c = self.dovecot.imap(user)
+        try:
+            c.select("INBOX")
+            typ, data = c.search(None, "SUBJECT", marker)
+            ids = data[0].split()
+            if not ids:
+                return None
+            typ, msg = c.fetch(ids[-1], "(BODY.PEEK[HEADER])")
+            return TAG.findall(msg[0][1])
+        finally:
+            c.logout()
+
+    def wait_inbox(self, user, marker):
+        return wait_for(f"{marker} in {user}'s INBOX",
+                        lambda: self.inbox_tags(user, marker) is not None, timeout=30) and \
+            self.inbox_tags(user, marker)
+
+    def test_smtp_with_sasl_is_tagged_and_recorded(self):
+        rcpts = [BOB, "carol@remote.example", "dave@remote.example"]
+        qid = self.postfix.send(ALICE, rcpts, subject="smtp-1", auth=(ALICE, "alice-secret"))
+        tags = self.wait_inbox(BOB, "smtp-1")
+        self.assertEqual(len(tags), 1, "exactly one tag, ours")
+        tid = tags[0].decode()
+        wait_for("3 queued events", lambda: len(self.queued(tid)) == 3, timeout=20)
+        self.assertEqual(self.queued(tid), [[r, qid, "t"] for r in sorted(rcpts)])
+        row = self.pg.psql(f"SELECT sender, sasl_user, owner, size > 0 FROM messages "
+                           f"WHERE tracking_id = '{tid}'")
+        self.assertEqual(row, [[ALICE, ALICE, ALICE, "t"]])
+        self.postfix.wait_log(rf"{qid}: to=<dave@remote\.example>.*status=sent")
+        sunk = b"".join(self.sink.messages())
+        self.assertIn(tid.encode(), sunk, "the remote MX got the tag too")
+
+    def test_sendmail_is_tagged_and_recorded(self):
+        mid = self.postfix.sendmail(ALICE, [BOB, "erin@remote.example"], subject="local-1")
+        tags = self.wait_inbox(BOB, "local-1")
+        tid = tags[0].decode()
+        qid = self.postfix.queue_id_of(mid)
+        wait_for("2 queued events", lambda: len(self.queued(tid)) == 2, timeout=20)
+        self.assertEqual(self.queued(tid), [[BOB, qid, "f"], ["erin@remote.example", qid, "f"]])
+        self.assertEqual(self.pg.scalar(f"SELECT message_id FROM messages "
+                                        f"WHERE tracking_id = '{tid}'"), mid)
+
+    def test_other_mail_is_untouched(self):
+        before = int(self.pg.scalar("SELECT count(*) FROM messages"))
+        # an authenticated user, but a sender domain that is not enabled
+        self.postfix.send("alice@other.example", [BOB], subject="other-1",
+                          auth=(ALICE, "alice-secret"))
+        # not authenticated: inbound mail claiming to be from an enabled domain
+        self.postfix.send(ALICE, [BOB], subject="spoof-1")
+        for marker in ("other-1", "spoof-1"):
+            self.assertEqual(self.wait_inbox(BOB, marker), [], marker)
+        time.sleep(1)
+        self.assertEqual(int(self.pg.scalar("SELECT count(*) FROM messages")), before)
+
+    def test_forged_tag_is_removed(self):
+        forged = "Msgstatus-Id: abcdefghijklmnopqrstuvwxyz\r\n"
+        msg = (f"From: <mallory@outside.example>\r\nTo: <{BOB}>\r\nSubject: forged-1\r\n"
+               f"Message-ID: <forged-1@outside.example>\r\n{forged}\r\nhi\r\n")
+        self.postfix.send("mallory@outside.example", [BOB], message=msg)
+        self.assertEqual(self.wait_inbox(BOB, "forged-1"), [])
+        # and on tracked mail: the forged one goes, ours stays
+        msg2 = msg.replace("forged-1", "forged-2").replace("mallory@outside.example", ALICE)
+        self.postfix.send(ALICE, [BOB], message=msg2, auth=(ALICE, "alice-secret"))
+        tags = self.wait_inbox(BOB, "forged-2")
+        self.assertEqual(len(tags), 1)
+        self.assertNotEqual(tags[0], b"abcdefghijklmnopqrstuvwxyz")
+
+    def test_statusd_down_then_back(self):
+        self.sd.stop()
+        try:
+            qids = [self.postfix.send(ALICE, [BOB, "x@remote.example"], subject=f"down-{i}",
+                                      auth=(ALICE, "alice-secret")) for i in range(5)]
+            for i in range(5):
+                self.wait_inbox(BOB, f"down-{i}")  # delivered without statusd
+            self.assertGreater(self.milter.spool_bytes(), 0)
+        finally:
+            self.sd.start()
+        for qid in qids:
+            wait_for(f"events of {qid}", lambda q=qid: self.pg.scalar(
+                f"SELECT count(*) FROM events WHERE queue_id = '{q}' AND type = 1") == "2",
+                timeout=30)
+        dup = self.pg.psql("SELECT event_id FROM events GROUP BY event_id HAVING count(*) > 1")
+        self.assertEqual(dup, [])
+
+    def test_milter_killed_mail_flows_and_it_comes_back(self):
+        worker = self.milter.worker_pid()
+        os.kill(worker, signal.SIGKILL)
+        self.postfix.send(ALICE, [BOB], subject="nomilter-1", auth=(ALICE, "alice-secret"))
+        self.assertEqual(self.wait_inbox(BOB, "nomilter-1"), [], "passed untagged")
+        wait_for("the worker to be restarted",
+                 lambda: self.milter.worker_pid() not in (None, worker), timeout=20)
+        wait_for("the milter socket", lambda: os.path.exists(self.milter.socket_path))
+        time.sleep(0.5)
+        self.postfix.send(ALICE, [BOB], subject="back-1", auth=(ALICE, "alice-secret"))
+        self.assertEqual(len(self.wait_inbox(BOB, "back-1")), 1)
+
+    def test_reload(self):
+        self.milter.settings["verbose"] = "yes"
+        self.milter.write_config()
+        self.milter.reload()
+        wait_for("the reload", lambda: "configuration reloaded" in self.milter.child.log())
+        self.postfix.send(ALICE, [BOB], subject="reload-1", auth=(ALICE, "alice-secret"))
+        self.assertEqual(len(self.wait_inbox(BOB, "reload-1")), 1)
+
+    def test_hostile_input_through_postfix(self):
+        huge = "X-Huge: " + "A" * 60000
+        msg = (f"From: <{ALICE}>\r\nTo: <{BOB}>\r\nSubject: huge-1\r\n{huge}\r\n\r\nbody\r\n")
+        self.postfix.send(ALICE, [BOB], message=msg, auth=(ALICE, "alice-secret"))
+        self.assertEqual(len(self.wait_inbox(BOB, "huge-1")), 1)
+        many = [f"r{i}@remote.example" for i in range(300)]
+        qid = self.postfix.send(ALICE, many, subject="many-1", auth=(ALICE, "alice-secret"))
+        wait_for("300 queued events", lambda: self.pg.scalar(
+            f"SELECT count(*) FROM events WHERE queue_id = '{qid}'") == "300", timeout=30)
+        # no Message-ID: Postfix adds one after the milter; the event has none
+        nomid = f"From: <{ALICE}>\r\nTo: <{BOB}>\r\nSubject: nomid-1\r\n\r\nhi\r\n"
+        qid = self.postfix.send(ALICE, [BOB], message=nomid, auth=(ALICE, "alice-secret"))
+        self.assertEqual(len(self.wait_inbox(BOB, "nomid-1")), 1)
+        # 8-bit junk (not UTF-8) in the envelope: whatever smtpd makes of it, mail flows
+        # and the milter survives
+        replies = self.raw_smtp([b"MAIL FROM:<" + ALICE.encode() + b"> SMTPUTF8",
+                                 b"RCPT TO:<" + BOB.encode() + b">",
+                                 b"RCPT TO:<j\xfcnk\xff@remote.example>"],
+                                b"From: <" + ALICE.encode() + b">\r\nSubject: junk-1\r\n\r\nx\r\n")
+        self.assertTrue(replies[-1].startswith(b"250"), replies)
+        self.assertEqual(len(self.wait_inbox(BOB, "junk-1")), 1)
+        self.assertTrue(self.milter.child.alive())
+        self.assertIsNotNone(self.milter.worker_pid())
+
+    def raw_smtp(self, commands, message):
+        """An authenticated SMTP session with raw bytes; returns the server's replies."""
+        import base64
+        import socket
+        s = socket.create_connection((self.postfix.host, self.postfix.port), timeout=20)
+        f = s.makefile("rb")
+
+        def reply():
+            lines = []
+            while True:
+                line = f.readline()
+                lines.append(line)
+                if line[3:4] != b"-":
+                    return b"".join(lines)
+        out = [reply()]
+        auth = base64.b64encode(b"\0" + ALICE.encode() + b"\0alice-secret")
+        for cmd in [b"EHLO client.sandbox.test", b"AUTH PLAIN " + auth] + commands + [b"DATA"]:
+            s.sendall(cmd + b"\r\n")
+            out.append(reply())
+        s.sendall(message + b"\r\n.\r\n")
+        out.append(reply())
+        s.sendall(b"QUIT\r\n")
+        s.close()
+        return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,390 @@
+"""A private Dovecot 2.3 (IMAP + LMTP) as a sandbox service.
+
+    dc = sb.add_service(Dovecot(sb, users={"bob@example.org": "pw"},
+                                userdb_fields={"bob@example.org": {"msgstatus_read_receipts": "no"}},
+                                mail_plugins=["notify", "msgstatus"],
+                                plugin_paths=[build + "/dovecot-plugin/lib90_msgstatus_plugin.so"],
+                                plugin={"msgstatus_socket": sd.socket_path}))
+    dc.deliver("bob@example.org", message_bytes)
+    imap = dc.imap("bob@example.org")
+
+Everything lives in <sandbox>/<name>: the generated dovecot.conf, base_dir (run/: the master's
+sockets, the LMTP socket and the auth socket for Postfix), state_dir (state/), the user
+files, the mail (home/<domain>/<user>/Maildir, owned by the system user "mail") and one log
+file for errors, info and debug lines. IMAP listens on 127.0.0.1:<free port> only. The
+master runs in the foreground (`dovecot -F -c FILE`) as a child of the sandbox, as root:
+it drops privileges itself (dovecot / dovenull for its helpers, "mail" for mail access).
+
+Pitfalls:
+- state_dir must be moved too: the master records every running instance in
+  $state_dir/instances (default /var/lib/dovecot), i.e. outside the sandbox.
+- All users share one existing system uid/gid ("mail", uid 8 on Debian), below Dovecot's
+  default first_valid_uid = 500: first/last_valid_uid/gid are narrowed to exactly it.
+- The userdb is passwd-file (not static) so that single users can carry extra userdb fields
+  (e.g. msgstatus_read_receipts=no); uid, gid and home come from default_fields, so every
+  user has the same uid/gid as with a static userdb. Unknown users do not exist, so LMTP
+  answers 550 for them (and Postfix bounces). Dovecot 2.3's passwd-file userdb passes on
+  only extra fields named userdb_<field> (others are silently dropped): the users file
+  writes them with that prefix.
+- Userdb fields Dovecot does not know become plugin settings for that user: that is how
+  a per-user plugin {} override works.
+"""
+import imaplib
+import os
+import pwd
+import re
+import smtplib
+import socket
+
+from .core import SandboxError, free_port, wait_for
+from .postfix import end_process_group
+
+DOVECOT = "/usr/sbin/dovecot"
+DOVEADM = "/usr/bin/doveadm"
+SYSTEM_MODULES = "/usr/lib/dovecot/modules"
+
+DEFAULT_USERS = {"alice@example.org": "alice-secret", "bob@example.org": "bob-secret"}
+
+
+class Dovecot:
+    """A private Dovecot: IMAP on 127.0.0.1:<port>, LMTP and SASL auth on sockets in base_dir.
+
+    Parameters (all optional):
+      users          {address: plaintext password}; default alice@ and bob@example.org.
+      userdb_fields  {address: {field: value}}: extra userdb fields for single users.
+      mail_plugins   plugins for imap and lmtp (e.g. ["notify", "msgstatus"]).
+      imap_plugins, lmtp_plugins   plugins for one protocol only (added after mail_plugins).
+      plugin         {setting: value} for the plugin {} section.
+      plugin_paths   .so files (e.g. from the build tree) to load: mail_plugin_dir becomes a
+                     sandbox folder with symlinks to all of /usr/lib/dovecot/modules plus these.
+      extra_config   raw dovecot.conf text appended at the end (for anything else).
+      mail_user      the existing system user that owns all mail (default "mail").
+      debug          mail_debug and auth_debug (to the log).
+    """
+
+    def __init__(self, sb, users=None, userdb_fields=None, mail_plugins=(), imap_plugins=(),
+                 lmtp_plugins=(), plugin=None, plugin_paths=(), extra_config="",
+                 mail_user="mail", debug=False, name="dovecot", start=True):
+        if os.geteuid() != 0:
+            raise SandboxError("a private Dovecot needs root (tests exit 77 when not root)")
+        self.sb = sb
+        self.name = name
+        self.dir = sb.mkdir(name)
+        self.base_dir = os.path.join(self.dir, "run")  # created by the master (root, 0755)
+        self.state_dir = sb.mkdir(name, "state")
+        self.home_root = sb.mkdir(name, "home", owner=mail_user, mode=0o700)
+        self.module_dir = os.path.join(self.dir, "modules")
+        self.config = os.path.join(self.dir, "dovecot.conf")
+        self.users_file = os.path.join(self.dir, "users")
+        self.log_path = os.path.join(self.dir, "dovecot.log")
+        self.imap_port = free_port()
+        self.users = dict(DEFAULT_USERS if users is None else users)
+        self.userdb_fields = {k: dict(v) for k, v in (userdb_fields or {}).items()}
+        self.mail_plugins = list(mail_plugins)
+        self.imap_plugins = list(imap_plugins)
+        self.lmtp_plugins = list(lmtp_plugins)
+        self.plugin = dict(plugin or {})
+        self.plugin_paths = [os.path.abspath(p) for p in plugin_paths]
+        self.extra_config = extra_config
+        self.mail_user = mail_user
+        self.debug = debug
+        self.child = None
+        if start:
+            self.start()
+
+    @property
+    def lmtp_socket(self):
+        """The LMTP socket (Postfix: virtual_transport = lmtp:unix:<this>)."""
+        return os.path.join(self.base_dir, "lmtp")
+
+    @property
+    def auth_socket(self):
+        """The SASL auth socket for Postfix (smtpd_sasl_type = dovecot, smtpd_sasl_path)."""
+        return os.path.join(self.base_dir, "auth-postfix")
+
+    # ---- configuration -------------------------------------------------------------------
+
+    def mailbox_dir(self, user):
+        """The Maildir of user (home/<domain>/<local part>/Maildir)."""
+        local, _, domain = user.lower().partition("@")
+        return os.path.join(self.home_root, domain, local, "Maildir")
+
+    def config_text(self):
+        pw = pwd.getpwnam(self.mail_user)
+        plugins = " ".join(self.mail_plugins)
+        lines = [
+            "# Generated by msgsandbox (tests/sandbox/msgsandbox/dovecot.py): a private Dovecot",
+            "# for tests. Edit the Dovecot object, not this file.",
+            "",
+            "# Process titles (ps) name the instance; `doveadm -i` could select it too.",
+            f"instance_name = msgsandbox-{self.name}",
+            "# Sockets, pid file and login chroot inside the sandbox, not /run/dovecot.",
+            f"base_dir = {self.base_dir}",
+            "# The master writes $state_dir/instances: keep it out of /var/lib/dovecot.",
+            f"state_dir = {self.state_dir}",
+            "# IMAP for clients, LMTP for Postfix (no POP3, no submission, no imaps).",
+            "protocols = imap lmtp",
+            "# Every inet listener binds to loopback only.",
+            "listen = 127.0.0.1",
+            "# No certificates in the sandbox; plaintext logins are fine on loopback.",
+            "ssl = no",
+            "disable_plaintext_auth = no",
+            "# PLAIN for Postfix SASL (swaks --auth PLAIN) and IMAP; LOGIN for clients preferring it.",
+            "auth_mechanisms = plain login",
+            "# Tests try wrong passwords on purpose: answer at once instead of after 2 s.",
+            "auth_failure_delay = 0",
+            "# One log file for everything: errors, info and (with debug) debug lines, in order.",
+            f"log_path = {self.log_path}",
+            f"info_log_path = {self.log_path}",
+            f"debug_log_path = {self.log_path}",
+            "# Failed logins are logged with their reason (helps when a test cannot log in).",
+            "auth_verbose = yes",
+            f"auth_debug = {'yes' if self.debug else 'no'}",
+            f"mail_debug = {'yes' if self.debug else 'no'}",
+            "# Fixed host name: LMTP greeting and Received: headers do not depend on the machine.",
+            "hostname = imap.sandbox.test",
+            "# Existing system users only: helpers run as dovecot, login processes as dovenull.",
+            "default_internal_user = dovecot",
+            "default_login_user = dovenull",
+            f"# All mail belongs to the system user {self.mail_user} (uid {pw.pw_uid}, below the "
+            "default first_valid_uid 500): allow exactly that uid/gid.",
+            f"first_valid_uid = {pw.pw_uid}",
+            f"last_valid_uid = {pw.pw_uid}",
+            f"first_valid_gid = {pw.pw_gid}",
+            f"last_valid_gid = {pw.pw_gid}",
+            "# Maildir in each user's home (homes are inside the sandbox, see userdb).",
+            "mail_location = maildir:~/Maildir",
+            "# Plugins: the system modules plus any given .so files, symlinked into one folder.",
+            f"mail_plugin_dir = {self.module_dir}",
+            f"mail_plugins = $mail_plugins {plugins}".rstrip(),
+            "",
+            "# Users: one passwd-file with plaintext passwords (test data); lookups are",
+            "# case-insensitive.",
+            "passdb {",
+            "  driver = passwd-file",
+            f"  args = scheme=PLAIN username_format=%Lu {self.users_file}",
+            "}",
+            "# passwd-file (not static) so single users can carry extra fields; uid, gid and",
+            "# home are the same defaults for everyone.",
+            "userdb {",
+            "  driver = passwd-file",
+            f"  args = username_format=%Lu {self.users_file}",
+            f"  default_fields = uid={pw.pw_uid} gid={pw.pw_gid} home={self.home_root}/%Ld/%Ln",
+            "}",
+            "",
+            "# The one namespace: INBOX and folders below it.",
+            "namespace inbox {",
+            "  inbox = yes",
+            "}",
+            "",
+            "service imap-login {",
+            "  # IMAP on a free loopback port; no IMAPS.",
+            "  inet_listener imap {",
+            "    address = 127.0.0.1",
+            f"    port = {self.imap_port}",
+            "  }",
+            "  inet_listener imaps {",
+            "    port = 0",
+            "  }",
+            "}",
+            "service lmtp {",
+            "  # In base_dir; Postfix's lmtp client (user postfix) and tests (root) connect.",
+            "  unix_listener lmtp {",
+            "    mode = 0666",
+            "  }",
+            "}",
+            "service auth {",
+            "  # The SASL socket for Postfix's smtpd (smtpd_sasl_type = dovecot).",
+            "  unix_listener auth-postfix {",
+            "    mode = 0660",
+            "    user = postfix",
+            "    group = postfix",
+            "  }",
+            "}",
+            "",
+            "protocol imap {",
+            "  # Tests open several sessions per user from 127.0.0.1 (default limit: 10).",
+            "  mail_max_userip_connections = 100",
+        ]
+        if self.imap_plugins:
+            lines.append(f"  mail_plugins = $mail_plugins {' '.join(self.imap_plugins)}")
+        lines.append("}")
+        lines.append("protocol lmtp {")
+        lines.append("  # Deliver to user@domain as given (no +detail folders).")
+        lines.append("  lmtp_save_to_detail_mailbox = no")
+        if self.lmtp_plugins:
+            lines.append(f"  mail_plugins = $mail_plugins {' '.join(self.lmtp_plugins)}")
+        lines.append("}")
+        if self.plugin:
+            lines.append("")
+            lines.append("# Settings for the mail plugins (userdb fields override them per user).")
+            lines.append("plugin {")
+            lines.extend(f"  {k} = {v}" for k, v in self.plugin.items())
+            lines.append("}")
+        if self.extra_config:
+            lines += ["", "# Extra configuration given by the test.", self.extra_config]
+        return "\n".join(lines) + "\n"
+
+    def write_config(self):
+        """Write dovecot.conf, the passdb/userdb files and the plugin folder."""
+        for user in self.userdb_fields:
+            if user.lower() not in (u.lower() for u in self.users):
+                raise SandboxError(f"userdb_fields for unknown user {user}")
+        _write(self.config, self.config_text())
+        rows = []
+        for u, p in self.users.items():
+            # user:password:uid:gid:gecos:home:shell:extra fields. uid/gid/home are empty
+            # (userdb default_fields); passwd-file passes on only extra fields named userdb_*.
+            fields = " ".join(f"userdb_{k}={v}" for k, v in self.userdb_fields.get(u, {}).items())
+            rows.append(f"{u.lower()}:{{PLAIN}}{p}::::::{fields}\n")
+        _write(self.users_file, "".join(rows))
+        self._link_modules()
+
+    def _link_modules(self):
+        os.makedirs(self.module_dir, exist_ok=True)
+        for entry in os.listdir(self.module_dir):
+            os.unlink(os.path.join(self.module_dir, entry))
+        for entry in os.listdir(SYSTEM_MODULES):
+            os.symlink(os.path.join(SYSTEM_MODULES, entry), os.path.join(self.module_dir, entry))
+        for path in self.plugin_paths:
+            if not os.path.isfile(path):
+                raise SandboxError(f"Dovecot plugin {path} does not exist (not built?)")
+            link = os.path.join(self.module_dir, os.path.basename(path))
+            if os.path.lexists(link):
+                os.unlink(link)
+            os.symlink(path, link)
+
+    # ---- life cycle ----------------------------------------------------------------------
+
+    def start(self):
+        """Write the configuration and start `dovecot -F`; returns when IMAP answers."""
+        if self.child is not None and self.child.alive():
+            return
+        self.write_config()
+        res = self.sb.run(["/usr/bin/doveconf", "-c", self.config, "-n"], check=False)
+        if res.returncode != 0:
+            raise SandboxError(f"dovecot.conf is invalid: {res.stderr.strip()}")
+        self.child = self.sb.spawn(self.name, [DOVECOT, "-F", "-c", self.config])
+        try:
+            wait_for(f"{self.name} to answer IMAP on port {self.imap_port}", self._ready,
+                     timeout=30, proc=self.child.popen)
+        except SandboxError as e:
+            self.stop()
+            raise SandboxError(f"{e}; log: {self.log()[-2000:]}{self.child.log()[-2000:]}") \
+                from None
+
+    def _ready(self):
+        if not (os.path.exists(self.lmtp_socket) and os.path.exists(self.auth_socket)):
+            return False
+        with socket.create_connection(("127.0.0.1", self.imap_port), timeout=2) as s:
+            return s.recv(200).startswith(b"* OK")
+
+    def reload(self, timeout=20):
+        """`doveadm reload` (re-reads dovecot.conf; rewrite it first with write_config())."""
+        mark = self.log_mark()
+        self.doveadm("reload")
+        self.wait_log(r"SIGHUP received - reloading configuration", timeout=timeout, since=mark)
+
+    def stop(self):
+        """SIGTERM to the master, which stops its children; then wait until the master's
+        process group (the sandbox's session for it) is empty, SIGKILL after a grace
+        period, also when interrupted. Safe to call twice."""
+        child = self.child
+        if child is None or getattr(child, "group_ended", False):
+            return None
+        try:
+            return child.stop()
+        finally:
+            end_process_group(child.pid)
+            child.group_ended = True  # never scan for that (reusable) group id again
+
+    def close(self):
+        self.stop()
+
+    # ---- clients -------------------------------------------------------------------------
+
+    def password(self, user):
+        for u, p in self.users.items():
+            if u.lower() == user.lower():
+                return p
+        raise SandboxError(f"no such Dovecot user {user}")
+
+    def imap(self, user, password=None, timeout=30):
+        """A logged-in imaplib.IMAP4 client (call .logout() when done)."""
+        client = imaplib.IMAP4("127.0.0.1", self.imap_port, timeout=timeout)
+        client.login(user, password if password is not None else self.password(user))
+        return client
+
+    def deliver(self, user, message, sender="sender@sandbox.test", timeout=30):
+        """Deliver a message to one or more users over LMTP (the unix socket).
+
+        Raises smtplib.SMTPRecipientsRefused if Dovecot refuses a recipient.
+        """
+        rcpts = [user] if isinstance(user, str) else list(user)
+        if isinstance(message, str):
+            message = message.encode()
+        lmtp = smtplib.LMTP(self.lmtp_socket, local_hostname="client.sandbox.test",
+                            timeout=timeout)
+        try:
+            refused = lmtp.sendmail(sender, rcpts, message)
+        finally:
+            try:
+                lmtp.quit()
+            except smtplib.SMTPException:
+                lmtp.close()
+        if refused:
+            raise smtplib.SMTPRecipientsRefused(refused)
+
+    def doveadm(self, *args, check=True):
+        """Run doveadm against this instance; returns its stdout."""
+        res = self.sb.run([DOVEADM, "-c", self.config, *args], check=check)
+        return res.stdout
+
+    def messages(self, user, mailbox="INBOX"):
+        """The raw messages in a user's mailbox (bytes), read over IMAP, oldest first."""
+        c = self.imap(user)
+        try:
+            c.select(mailbox, readonly=True)
+            _, data = c.uid("SEARCH", None, "ALL")
+            out = []
+            for uid in data[0].split():
+                _, parts = c.uid("FETCH", uid, "(BODY.PEEK[])")
+                out.append(parts[0][1])
+            return out
+        finally:
+            c.logout()
+
+    # ---- log -----------------------------------------------------------------------------
+
+    def log(self, since=0):
+        """The Dovecot log (errors, info, debug) from byte offset since."""
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(since)
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def log_mark(self):
+        try:
+            return os.path.getsize(self.log_path)
+        except OSError:
+            return 0
+
+    def errors(self, since=0):
+        """Log lines at level Error, Fatal or Panic."""
+        return [line for line in self.log(since).splitlines()
+                if re.search(r"\b(Error|Fatal|Panic):", line)]
+
+    def wait_log(self, regex, timeout=30, since=0):
+        """Wait for a log line matching regex (re.M); returns the match."""
+        pat = re.compile(regex, re.M)
+        return wait_for(f"{self.name} log to match {regex!r}", lambda: pat.search(self.log(since)),
+                        timeout=timeout, interval=0.1)
+
+
+def _write(path, text, mode=0o644):
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, mode)
+
