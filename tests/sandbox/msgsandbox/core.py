@@ -1,5 +1,6 @@
 """Sandbox core: the folder, child processes, ports, clean-up."""
 import atexit
+import contextlib
 import os
 import pwd
 import shutil
@@ -11,6 +12,28 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+_STOP_SIGNALS = {signal.SIGTERM, signal.SIGHUP, signal.SIGINT}
+
+
+@contextlib.contextmanager
+def _signals_held():
+    """Defer SIGTERM/SIGHUP/SIGINT (delivered when the block ends)."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _unblocking(preexec):
+    """The child must not inherit the held signal mask."""
+    def run():
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+        if preexec is not None:
+            preexec()
+    return run
 
 
 class SandboxError(Exception):
@@ -167,12 +190,17 @@ class Sandbox:
         full_env = dict(os.environ)
         if env:
             full_env.update(env)
-        popen = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                 env=full_env, cwd=cwd or self.root, preexec_fn=preexec,
-                                 start_new_session=True)
-        logf.close()
-        child = Child(name, popen, log_path)
-        self.children.append(child)
+        # A SIGTERM between fork and registration would leave the child running
+        # unknown to close(): hold the stop signals until it is on the list.
+        with _signals_held():
+            try:
+                popen = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, env=full_env, cwd=cwd or self.root,
+                                         preexec_fn=_unblocking(preexec), start_new_session=True)
+            finally:
+                logf.close()
+            child = Child(name, popen, log_path)
+            self.children.append(child)
         return child
 
     def run(self, argv, user=None, check=True, input=None, env=None, timeout=60):
@@ -202,6 +230,11 @@ class Sandbox:
         if self.closed:
             return
         self.closed = True
+        # A stop signal arriving now must not cut the shutdown short.
+        with _signals_held():
+            self._close()
+
+    def _close(self):
         for svc in reversed(self.services):
             try:
                 svc.close()

@@ -4,13 +4,13 @@
                                 userdb_fields={"bob@example.org": {"msgstatus_read_receipts": "no"}},
                                 mail_plugins=["notify", "msgstatus"],
                                 plugin_paths=[build + "/dovecot-plugin/lib90_msgstatus_plugin.so"],
-                                plugin={"msgstatus_socket": sd.socket_path}))
+                                plugin={"msgstatus_...": "..."}))  # the plugin's settings
     dc.deliver("bob@example.org", message_bytes)
     imap = dc.imap("bob@example.org")
 
 Everything lives in <sandbox>/<name>: the generated dovecot.conf, base_dir (run/: the master's
-sockets, the LMTP socket and the auth socket for Postfix), state_dir (state/), the user
-files, the mail (home/<domain>/<user>/Maildir, owned by the system user "mail") and one log
+sockets, the LMTP socket and the auth socket for Postfix), state_dir (state/), the users
+file, the mail (home/<domain>/<user>/Maildir, owned by the system user "mail") and one log
 file for errors, info and debug lines. IMAP listens on 127.0.0.1:<free port> only. The
 master runs in the foreground (`dovecot -F -c FILE`) as a child of the sandbox, as root:
 it drops privileges itself (dovecot / dovenull for its helpers, "mail" for mail access).
@@ -28,6 +28,10 @@ Pitfalls:
   writes them with that prefix.
 - Userdb fields Dovecot does not know become plugin settings for that user: that is how
   a per-user plugin {} override works.
+- passwd-file notices a changed file, but looks at it at most once a second: set_user()
+  waits for the next second instead of reloading.
+- On reload the master may re-create its UNIX listeners: the LMTP and auth sockets are
+  gone for a few milliseconds, so reload() waits until they answer again.
 """
 import imaplib
 import os
@@ -35,6 +39,7 @@ import pwd
 import re
 import smtplib
 import socket
+import time
 
 from .core import SandboxError, free_port, wait_for
 from .postfix import end_process_group
@@ -209,12 +214,10 @@ class Dovecot:
         if self.imap_plugins:
             lines.append(f"  mail_plugins = $mail_plugins {' '.join(self.imap_plugins)}")
         lines.append("}")
-        lines.append("protocol lmtp {")
-        lines.append("  # Deliver to user@domain as given (no +detail folders).")
-        lines.append("  lmtp_save_to_detail_mailbox = no")
         if self.lmtp_plugins:
+            lines.append("protocol lmtp {")
             lines.append(f"  mail_plugins = $mail_plugins {' '.join(self.lmtp_plugins)}")
-        lines.append("}")
+            lines.append("}")
         if self.plugin:
             lines.append("")
             lines.append("# Settings for the mail plugins (userdb fields override them per user).")
@@ -226,19 +229,35 @@ class Dovecot:
         return "\n".join(lines) + "\n"
 
     def write_config(self):
-        """Write dovecot.conf, the passdb/userdb files and the plugin folder."""
-        for user in self.userdb_fields:
-            if user.lower() not in (u.lower() for u in self.users):
-                raise SandboxError(f"userdb_fields for unknown user {user}")
+        """Write dovecot.conf, the users file and the plugin folder."""
         _write(self.config, self.config_text())
+        self._write_users()
+        self._link_modules()
+
+    def _write_users(self):
+        users = {u.lower(): p for u, p in self.users.items()}
+        fields = {u.lower(): f for u, f in self.userdb_fields.items()}
+        for user in fields:
+            if user not in users:
+                raise SandboxError(f"userdb_fields for unknown user {user}")
         rows = []
-        for u, p in self.users.items():
+        for u, p in users.items():
             # user:password:uid:gid:gecos:home:shell:extra fields. uid/gid/home are empty
             # (userdb default_fields); passwd-file passes on only extra fields named userdb_*.
-            fields = " ".join(f"userdb_{k}={v}" for k, v in self.userdb_fields.get(u, {}).items())
-            rows.append(f"{u.lower()}:{{PLAIN}}{p}::::::{fields}\n")
+            extra = " ".join(f"userdb_{k}={v}" for k, v in fields.get(u, {}).items())
+            rows.append(f"{u}:{{PLAIN}}{p}::::::{extra}\n")
         _write(self.users_file, "".join(rows))
-        self._link_modules()
+
+    def set_user(self, user, password, **userdb_fields):
+        """Add or change a user (password and userdb fields) while Dovecot runs.
+
+        No reload needed: passwd-file re-reads a changed file, but checks it at most once
+        per second (per auth process), so this returns once the next second has begun.
+        """
+        self.users[user] = password
+        self.userdb_fields[user] = dict(userdb_fields)
+        self._write_users()
+        time.sleep(1.02 - time.time() % 1.0)
 
     def _link_modules(self):
         os.makedirs(self.module_dir, exist_ok=True)
@@ -280,10 +299,16 @@ class Dovecot:
             return s.recv(200).startswith(b"* OK")
 
     def reload(self, timeout=20):
-        """`doveadm reload` (re-reads dovecot.conf; rewrite it first with write_config())."""
+        """`doveadm reload`: the master re-reads dovecot.conf (after write_config()).
+
+        Returns when the master logged the SIGHUP and its sockets answer again: while
+        reloading, the master may unlink and re-create UNIX listeners (lmtp, auth-postfix),
+        which then are missing for a few milliseconds.
+        """
         mark = self.log_mark()
         self.doveadm("reload")
         self.wait_log(r"SIGHUP received - reloading configuration", timeout=timeout, since=mark)
+        wait_for(f"{self.name} to answer again after reload", self._ready, timeout=timeout)
 
     def stop(self):
         """SIGTERM to the master, which stops its children; then wait until the master's
@@ -316,24 +341,39 @@ class Dovecot:
         return client
 
     def deliver(self, user, message, sender="sender@sandbox.test", timeout=30):
-        """Deliver a message to one or more users over LMTP (the unix socket).
+        """Deliver a message to one or more users over LMTP (the UNIX socket).
 
-        Raises smtplib.SMTPRecipientsRefused if Dovecot refuses a recipient.
+        Returns {recipient: (code, text)} with LMTP's final reply for each recipient (one
+        reply per recipient after DATA, which smtplib.LMTP.sendmail does not read); raises
+        smtplib.SMTPRecipientsRefused if any recipient was refused, at RCPT or after DATA.
         """
         rcpts = [user] if isinstance(user, str) else list(user)
         if isinstance(message, str):
             message = message.encode()
+        replies = {}
         lmtp = smtplib.LMTP(self.lmtp_socket, local_hostname="client.sandbox.test",
                             timeout=timeout)
         try:
-            refused = lmtp.sendmail(sender, rcpts, message)
+            lmtp.ehlo_or_helo_if_needed()
+            code, text = lmtp.mail(sender)
+            if code != 250:
+                raise smtplib.SMTPSenderRefused(code, text, sender)
+            accepted = []
+            for r in rcpts:
+                replies[r] = lmtp.rcpt(r)
+                if replies[r][0] in (250, 251):
+                    accepted.append(r)
+            if accepted:
+                replies[accepted[0]] = lmtp.data(message)
+                for r in accepted[1:]:
+                    replies[r] = lmtp.getreply()
+            lmtp.quit()
         finally:
-            try:
-                lmtp.quit()
-            except smtplib.SMTPException:
-                lmtp.close()
+            lmtp.close()
+        refused = {r: reply for r, reply in replies.items() if reply[0] not in (250, 251)}
         if refused:
             raise smtplib.SMTPRecipientsRefused(refused)
+        return replies
 
     def doveadm(self, *args, check=True):
         """Run doveadm against this instance; returns its stdout."""
@@ -379,8 +419,12 @@ class Dovecot:
     def wait_log(self, regex, timeout=30, since=0):
         """Wait for a log line matching regex (re.M); returns the match."""
         pat = re.compile(regex, re.M)
-        return wait_for(f"{self.name} log to match {regex!r}", lambda: pat.search(self.log(since)),
-                        timeout=timeout, interval=0.1)
+        try:
+            return wait_for(f"{self.name} log to match {regex!r}",
+                            lambda: pat.search(self.log(since)), timeout=timeout, interval=0.1)
+        except SandboxError as e:
+            tail = "\n    ".join(self.log(since).splitlines()[-15:])
+            raise SandboxError(f"{e}; log tail:\n    {tail}") from None
 
 
 def _write(path, text, mode=0o644):

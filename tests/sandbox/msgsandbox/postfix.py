@@ -24,10 +24,11 @@ Pitfalls found while building this (Postfix 3.7.11, Debian 12):
 - Debian ships no /etc/postfix/main.cf here. That is fine: every program reads the
   main.cf of the directory it is given, and meta_directory (postfix-files, dynamicmaps.cf)
   keeps its compiled-in default /etc/postfix, which is only read.
-- postdrop and postqueue are set-gid: for a user other than root they accept a non-default
-  config directory only if the *default* main.cf lists it in alternate_config_directories.
-  The sandbox runs them as root, which Postfix trusts, so nothing needs to be listed; a
-  test cannot run `sendmail` as an unprivileged user against this instance.
+- A non-default config directory is trusted only for root: run by anyone else, sendmail,
+  postdrop and postqueue read the *default* main.cf to see whether the directory is listed
+  in alternate_config_directories, and die ("open file /etc/postfix/main.cf: No such file
+  or directory") as there is none. The sandbox runs them as root; a test cannot submit
+  with `sendmail` as an unprivileged user against this instance.
 - maillog_file must start with one of maillog_file_prefixes (default "/var, /dev/stdout"),
   otherwise postlogd refuses it; we set the prefix to the sandbox folder.
 - maillog_file needs the postlog unix-dgram service in master.cf, or `postfix check`
@@ -499,8 +500,9 @@ postlog   unix-dgram n  -       n       -       1       postlogd
                      proc=self.child.popen)
         except SandboxError as e:
             self.stop()
-            raise SandboxError(f"{e}\n{self.child.log()[-2000:]}{self.maillog()[-2000:]}") \
-                from None
+            raise SandboxError(
+                f"{e}\n{self.child.log()[-2000:]}{self.maillog()[-2000:]}\n(errors the master "
+                "hits before postlogd runs, e.g. a port in use, are logged nowhere)") from None
 
     def reload(self, timeout=20):
         """`postfix reload` and wait until the master logged that it re-read its config."""
