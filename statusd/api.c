@@ -20,6 +20,7 @@
 #include "rfc3339.h"
 #include "sdconfig.h"
 #include "store.h"
+#include "webhook.h"
 
 #define LIST_DEFAULT 50
 #define LIST_MAX     200
@@ -274,6 +275,44 @@ metric(struct mbuf *out, const char *name, const char *type, const char *help, d
 		    value);
 }
 
+/* Per-endpoint webhook counters, labelled by position and origin (never the full URL). */
+static void
+metric_webhooks(struct mbuf *out, struct webhooks *w)
+{
+	static const struct {
+		const char *name, *type, *help;
+	} m[] = {
+	        {"msgstatus_webhook_delivered_total", "counter",
+	         "Events a webhook endpoint acknowledged with a 2xx."},
+	        {"msgstatus_webhook_failed_total", "counter",
+	         "Webhook requests that got no 2xx (each retry counts)."},
+	        {"msgstatus_webhook_lag_events", "gauge",
+	         "Events in the log not yet acknowledged by the endpoint (-1: not known yet)."},
+	        {"msgstatus_webhook_failing", "gauge",
+	         "1 while the endpoint's deliveries are failing."},
+	};
+	struct webhook_stats st[32];
+	size_t n = webhooks_stats(w, st, sizeof(st) / sizeof(st[0]));
+
+	if (n > sizeof(st) / sizeof(st[0]))
+		n = sizeof(st) / sizeof(st[0]);
+	if (n == 0)
+		return;
+	for (size_t k = 0; k < sizeof(m) / sizeof(m[0]); k++) {
+		mbuf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", m[k].name, m[k].help, m[k].name,
+			    m[k].type);
+		for (size_t i = 0; i < n; i++) {
+			double v = k == 0   ? (double)st[i].delivered
+				   : k == 1 ? (double)st[i].failed
+				   : k == 2 ? (double)st[i].lag
+					    : (double)st[i].failing;
+
+			mbuf_printf(out, "%s{endpoint=\"%u\",origin=\"%s\"} %.17g\n", m[k].name,
+				    st[i].index, st[i].origin, v);
+		}
+	}
+}
+
 static void
 api_metrics(const struct http_env *env, struct req *r, const struct principal *p,
 	    const char *param, const struct mbuf *body)
@@ -314,6 +353,7 @@ api_metrics(const struct http_env *env, struct req *r, const struct principal *p
 	       "Events handed to feed connections.", (double)fs.sent);
 	metric(&out, "msgstatus_feed_slow_closed_total", "counter",
 	       "Feed connections closed for falling too far behind.", (double)fs.slow_closed);
+	metric_webhooks(&out, env->webhooks);
 	req_text(r, 200, "text/plain; version=0.0.4", &out);
 }
 

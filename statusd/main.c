@@ -35,6 +35,7 @@
 #include "msg.h"
 #include "sdconfig.h"
 #include "store.h"
+#include "webhook.h"
 
 #define SHUTDOWN_GRACE_MS 10000
 
@@ -47,6 +48,7 @@ struct statusd {
 	struct auth *auth;
 	struct feed *feed;
 	struct http *http;
+	struct webhooks *webhooks;
 	uv_signal_t sigterm, sigint;
 	uv_timer_t maintain, grace;
 	bool stopping;
@@ -138,6 +140,7 @@ finish_shutdown(struct statusd *sd)
 	uv_close((uv_handle_t *)&sd->sigint, NULL);
 	feed_free(&sd->feed); /* closes the streams while lws is still there */
 	http_stop(sd->http);
+	webhooks_stop(&sd->webhooks);
 	dbworker_stop(&sd->ingest_db);
 	dbworker_stop(&sd->query_db);
 	pickup_free(&sd->pickup);
@@ -237,6 +240,9 @@ main(int argc, char **argv)
 				      sd.cfg.database_retry_max, ingest_on_connect, &sd);
 	sd.query_db = dbworker_start(sd.loop, "database (queries)", sd.cfg.database,
 				     sd.cfg.database_retry_max, NULL, NULL);
+	sd.webhooks = webhooks_start(&sd.cfg, &error);
+	if (error != NULL)
+		msg_fatal("%s", error);
 	if ((sd.auth = auth_new(&sd.cfg, sd.query_db, &error)) == NULL)
 		msg_fatal("%s", error);
 	sd.feed = feed_new(sd.loop, &sd.cfg, sd.query_db);
@@ -249,6 +255,7 @@ main(int argc, char **argv)
 		.ingest = sd.ingest,
 		.feed = sd.feed,
 		.auth = sd.auth,
+		.webhooks = sd.webhooks,
 		.ingest_db = sd.ingest_db,
 	};
 	sd.http = http_start(sd.loop, &env);
