@@ -233,7 +233,9 @@ msevent_validate(const struct msevent *ev, const char **error_r)
 		*error_r = "missing field: source";
 		return -1;
 	}
-	if (ev->recipient == NULL || ev->recipient[0] == '\0') {
+	if ((ev->recipient == NULL || ev->recipient[0] == '\0') &&
+	    !(ev->type == MSEV_EXPIRED && ev->queue_id != NULL && ev->orig_recipient == NULL)) {
+		/* only a message-level expiry (Postfix's qmgr line) names no recipient */
 		*error_r = "missing field: recipient";
 		return -1;
 	}

@@ -68,7 +68,8 @@ struct msevent {
 	const char *tracking_id; /* Msgstatus-Id */
 	const char *message_id;	 /* RFC 5322 Message-ID, with its angle brackets */
 	const char *queue_id;	 /* Postfix queue id */
-	const char *recipient;	 /* envelope recipient (or mailbox user) */
+	const char *recipient;	 /* envelope recipient (or mailbox user); NULL only in a
+				    message-level expired event with a queue_id */
 	const char *orig_recipient;
 	const char *sender;    /* envelope sender; "" is the null sender */
 	const char *sasl_user; /* SASL login of the submitter */

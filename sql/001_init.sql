@@ -117,9 +117,11 @@ CREATE TABLE webhook_cursors (
 	updated_at timestamptz NOT NULL DEFAULT now()
 );
 
--- Create the weekly partitions that the accepted time window needs and drop those that
--- lie wholly before it. statusd calls this at start and hourly; it is safe to run at any time.
-CREATE FUNCTION msgstatus_maintain(retention interval, ahead interval DEFAULT '14 days')
+-- Create the weekly partitions that the accepted time window needs, drop those that lie
+-- wholly before it, and drop events that never joined a message. statusd calls this at
+-- start and hourly; it is safe to run at any time.
+CREATE FUNCTION msgstatus_maintain(retention interval, ahead interval DEFAULT '14 days',
+				   unjoined_max interval DEFAULT '1 day')
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
 	w timestamptz := date_trunc('week', now() - retention);
@@ -145,6 +147,9 @@ BEGIN
 			EXECUTE format('DROP TABLE %I', part.relname);
 		END IF;
 	END LOOP;
+	-- Events that found no message within a day are about mail the milter did not track
+	-- (Postfix logs every message): they will never join, so they go.
+	DELETE FROM events e WHERE e.message IS NULL AND e.received_at < now() - unjoined_max;
 END $$;
 
 -- Per-session set-up for ingest: the staging table statusd COPYs each batch into.
@@ -161,7 +166,7 @@ BEGIN
 		tracking_id text,
 		queue_id text,
 		message_id text,
-		recipient text NOT NULL,
+		recipient text,                 -- NULL only in a message-level expiry
 		orig_recipient text,
 		sender text,
 		sasl_user text,
@@ -242,6 +247,26 @@ BEGIN
 	    OR (m.size IS NULL AND s.size IS NOT NULL)
 	    OR s.queued_at < m.queued_at
 	    OR (m.queued_at IS NULL AND s.queued_at IS NOT NULL));
+
+	-- A message-level expiry (Postfix's qmgr logs no line per recipient for it) counts for
+	-- each recipient of the message still queued or deferred that this batch does not
+	-- itself relay, deliver or bounce. Each gets an event id derived from the expiry's, so
+	-- that a replay is recognized; a replay finds them expired and adds nothing.
+	INSERT INTO ingest_stage (seq, event_id, event_time, type, dkey, rkey, source, queue_id,
+				  message_id, recipient, details)
+	SELECT s.seq, s.event_id || '.' || substr(md5(r.recipient), 1, 12), s.event_time,
+	       s.type, s.dkey, s.rkey, s.source, s.queue_id, s.message_id, r.recipient, s.details
+	FROM ingest_stage s
+	CROSS JOIN LATERAL (SELECT m.id FROM messages m WHERE m.queue_id = s.queue_id
+			    AND m.queued_at BETWEEN s.event_time - interval '60 days'
+						AND s.event_time + interval '1 hour'
+			    ORDER BY m.id DESC LIMIT 1) m
+	JOIN recipients r ON r.message = m.id AND r.status IN (1, 2)
+	WHERE s.recipient IS NULL AND s.type = 6
+	  AND NOT EXISTS (SELECT 1 FROM ingest_stage o
+			  WHERE o.queue_id = s.queue_id AND o.type IN (3, 4, 5)
+			    AND r.recipient IN (lower(o.recipient), lower(o.orig_recipient)));
+	DELETE FROM ingest_stage s WHERE s.recipient IS NULL;
 
 	RETURN QUERY
 	WITH located AS MATERIALIZED (

@@ -13,6 +13,7 @@ from msgsandbox import Sandbox, paths
 STATUSD = paths.binary("statusd/statusd")
 STATUSCTL = paths.binary("statusd/statusctl")
 MILTER = paths.binary("milter/msgstatus-milter")
+LOGD = paths.binary("logd/msgstatus-logd")
 
 
 def run(argv):
@@ -70,7 +71,8 @@ class ConfigTest(unittest.TestCase):
     def test_every_setting_is_documented(self):
         for program, man_page, example_file in (
                 (STATUSD, "statusd.conf.5", "statusd.conf"),
-                (MILTER, "msgstatus-milter.conf.5", "milter.conf")):
+                (MILTER, "msgstatus-milter.conf.5", "milter.conf"),
+                (LOGD, "msgstatus-logd.conf.5", "logd.conf")):
             res = run([program, "-n", "-c", self.config("")])
             self.assertEqual(res.returncode, 0, res.stderr)
             names = [line.split(" = ")[0] for line in res.stdout.splitlines()]
@@ -84,6 +86,24 @@ class ConfigTest(unittest.TestCase):
                                  f"{man_page} lacks {name}")
                 self.assertRegex(example, r"(?m)^#?" + re.escape(name) + " =",
                                  f"etc/{example_file} lacks {name}")
+
+    def test_logd_configuration_errors(self):
+        cases = [
+            ("maillog_file =\n", ["maillog_file or syslog_socket"]),
+            ("maillog_file = relative.log\n", ["absolute"]),
+            ("syslog_socket_mode = 999\n", ["syslog_socket_mode", "octal"]),
+            ("log_target = file\n", ["log_target"]),
+            ("spool_max_size = 1k\n", ["spool_max_size", "out of range"]),
+            ("bogus = 1\n", [":1:", "unknown setting"]),
+        ]
+        for text, wants in cases:
+            res = run([LOGD, "-n", "-c", self.config(text)])
+            self.assertEqual(res.returncode, 1, f"{text!r}")
+            for want in wants:
+                self.assertIn(want, res.stderr, f"{text!r}: {res.stderr!r}")
+        res = run([LOGD, "-x"])
+        self.assertEqual(res.returncode, 2)
+        self.assertIn("usage:", res.stderr)
 
     def test_milter_configuration_errors(self):
         cases = [

@@ -274,6 +274,10 @@ class Sandbox:
         from .milter import Milter
         return self.add_service(Milter(self, statusd, **kw))
 
+    def logd(self, statusd, **kw):
+        from .logd import Logd
+        return self.add_service(Logd(self, statusd, **kw))
+
     def postfix(self, **kw):
         from .postfix import Postfix
         return self.add_service(Postfix(self, **kw))

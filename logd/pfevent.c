@@ -1,0 +1,315 @@
+/*
+ * pfevent - Postfix log lines to msgstatus events. See pfevent.h.
+ *
+ * SECURITY
+ *	The line is untrusted: every field copied into an event is bounded and checked by
+ *	msevent_validate(); a line that would make an invalid event makes none (counted).
+ */
+#include "pfevent.h"
+
+#include <openssl/sha.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "mbuf.h"
+#include "msevent.h"
+#include "msg.h"
+#include "pflog.h"
+
+#define QID_MAX  32
+#define TEXT_MAX 2000 /* bytes of a reply kept in details */
+
+struct cache_entry {
+	char qid[QID_MAX + 1];
+	char *message_id;
+};
+
+struct pfevent {
+	char **delivered;
+	size_t ndelivered;
+	char **names; /* syslog_name values whose lines are Postfix's */
+	size_t nnames;
+	struct cache_entry *cache; /* ring: the newest overwrites the oldest */
+	size_t cache_size, cache_next;
+	struct pfevent_stats stats;
+};
+
+/* Split a list of words separated by commas or white space. */
+static void
+split_words(const char *p, char ***words, size_t *n)
+{
+	while (*p != '\0') {
+		size_t len;
+		while (*p == ' ' || *p == ',' || *p == '\t')
+			p++;
+		if ((len = strcspn(p, " ,\t")) == 0)
+			break;
+		*words = realloc(*words, (*n + 1) * sizeof(char *));
+		if (*words == NULL || ((*words)[(*n)++] = strndup(p, len)) == NULL)
+			msg_fatal("out of memory");
+		p += len;
+	}
+}
+
+static void
+free_words(char **words, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(words[i]);
+	free(words);
+}
+
+struct pfevent *
+pfevent_new(const char *services, const char *syslog_names, size_t cache_size)
+{
+	struct pfevent *pe = calloc(1, sizeof(*pe));
+
+	if (pe == NULL ||
+	    (pe->cache = calloc(cache_size ? cache_size : 1, sizeof(*pe->cache))) == NULL)
+		msg_fatal("out of memory");
+	pe->cache_size = cache_size ? cache_size : 1;
+	split_words(services, &pe->delivered, &pe->ndelivered);
+	split_words(syslog_names, &pe->names, &pe->nnames);
+	return pe;
+}
+
+void
+pfevent_free(struct pfevent **pep)
+{
+	struct pfevent *pe = *pep;
+
+	if (pe == NULL)
+		return;
+	*pep = NULL;
+	free_words(pe->delivered, pe->ndelivered);
+	free_words(pe->names, pe->nnames);
+	for (size_t i = 0; i < pe->cache_size; i++)
+		free(pe->cache[i].message_id);
+	free(pe->cache);
+	free(pe);
+}
+
+static bool
+str_is(const struct pflog_str *s, const char *lit)
+{
+	size_t n = strlen(lit);
+	return s->len == n && memcmp(s->ptr, lit, n) == 0;
+}
+
+static bool
+delivered_service(const struct pfevent *pe, const struct pflog_str *service)
+{
+	for (size_t i = 0; i < pe->ndelivered; i++)
+		if (str_is(service, pe->delivered[i]))
+			return true;
+	return false;
+}
+
+/*
+ * Is the line's program one of Postfix's? The program is syslog_name/service, and the
+ * syslog_name may itself have slashes ("postfix/submission"): the first component must be
+ * one of the configured names. An empty list accepts every program.
+ */
+static bool
+postfix_program(const struct pfevent *pe, const struct pflog_str *program)
+{
+	size_t first = 0;
+
+	if (pe->nnames == 0)
+		return true;
+	while (first < program->len && program->ptr[first] != '/')
+		first++;
+	for (size_t i = 0; i < pe->nnames; i++)
+		if (strlen(pe->names[i]) == first && memcmp(program->ptr, pe->names[i], first) == 0)
+			return true;
+	return false;
+}
+
+/* local(8)'s "status=sent (forwarded as QID)": handed on under a new queue id. */
+static bool
+forwarded(const struct pflog_rec *rec)
+{
+	static const char prefix[] = "forwarded as ";
+	return rec->status_text.len > sizeof(prefix) - 1 &&
+	       memcmp(rec->status_text.ptr, prefix, sizeof(prefix) - 1) == 0;
+}
+
+static void
+cache_put(struct pfevent *pe, const struct pflog_str *qid, const struct pflog_str *msgid)
+{
+	struct cache_entry *e;
+
+	if (qid->len == 0 || qid->len > QID_MAX || msgid->len == 0 ||
+	    msgid->len > MSEVENT_MSGID_MAX)
+		return;
+	e = &pe->cache[pe->cache_next];
+	pe->cache_next = (pe->cache_next + 1) % pe->cache_size;
+	free(e->message_id);
+	memcpy(e->qid, qid->ptr, qid->len);
+	e->qid[qid->len] = '\0';
+	if ((e->message_id = strndup(msgid->ptr, msgid->len)) == NULL)
+		msg_fatal("out of memory");
+}
+
+/* The newest Message-ID logged for a queue id, or NULL. */
+static const char *
+cache_get(const struct pfevent *pe, const char *qid)
+{
+	for (size_t k = 1; k <= pe->cache_size; k++) {
+		const struct cache_entry *e =
+		        &pe->cache[(pe->cache_next + pe->cache_size - k) % pe->cache_size];
+		if (e->message_id == NULL)
+			return NULL;
+		if (strcmp(e->qid, qid) == 0)
+			return e->message_id;
+	}
+	return NULL;
+}
+
+/* "pf" + 26 base32 characters of SHA-256(line): stable across re-reads of the line. */
+static void
+line_id(const char *line, size_t len, char *out)
+{
+	static const char alphabet[] = "abcdefghijklmnopqrstuvwxyz234567";
+	unsigned char digest[SHA256_DIGEST_LENGTH];
+	unsigned acc = 0, bits = 0;
+	size_t o = 2;
+
+	SHA256((const unsigned char *)line, len, digest);
+	out[0] = 'p';
+	out[1] = 'f';
+	for (size_t i = 0; i < sizeof(digest) && o < 28; i++) {
+		acc = (acc << 8) | digest[i];
+		bits += 8;
+		while (bits >= 5 && o < 28) {
+			out[o++] = alphabet[(acc >> (bits - 5)) & 31];
+			bits -= 5;
+		}
+	}
+	out[o] = '\0';
+}
+
+static char *
+dup_str(const struct pflog_str *s, size_t max)
+{
+	char *p;
+
+	if (s->ptr == NULL || s->len == 0)
+		return NULL;
+	if ((p = strndup(s->ptr, s->len < max ? s->len : max)) == NULL)
+		msg_fatal("out of memory");
+	return p;
+}
+
+int
+pfevent_line(struct pfevent *pe, const char *line, size_t len, int64_t now_ms, struct mbuf *out)
+{
+	struct pflog_rec rec;
+	struct msevent ev;
+	char id[32], *qid = NULL, *to = NULL, *orig = NULL, *relay = NULL, *dsn = NULL,
+	             *reply = NULL, *delay = NULL, *delays = NULL, *service = NULL;
+	const char *why;
+	int made = 0;
+
+	pe->stats.lines++;
+	switch (pflog_parse(line, len, &rec)) {
+	case PFLOG_MSGID:
+		if (postfix_program(pe, &rec.program))
+			cache_put(pe, &rec.queue_id, &rec.message_id);
+		return 0;
+	case PFLOG_DELIVERY:
+	case PFLOG_EXPIRED:
+		break;
+	default:
+		return 0;
+	}
+	if (!postfix_program(pe, &rec.program)) {
+		pe->stats.foreign++;
+		return 0;
+	}
+	msevent_init(&ev);
+	if ((ev.time_ms = pflog_time(&rec.timestamp, now_ms)) < 0) {
+		pe->stats.unparsable_times++;
+		return 0;
+	}
+	if (rec.kind == PFLOG_EXPIRED) {
+		/* qmgr's message-level line: it counts for every recipient still waiting */
+		ev.type = MSEV_EXPIRED;
+	} else
+		switch (rec.status) {
+		case PFLOG_SENT:
+			if (str_is(&rec.service, "discard"))
+				ev.type = MSEV_BOUNCED;
+			else if (forwarded(&rec))
+				ev.type = MSEV_RELAYED;
+			else
+				ev.type = delivered_service(pe, &rec.service) ? MSEV_DELIVERED
+				                                              : MSEV_RELAYED;
+			break;
+		case PFLOG_DEFERRED:
+			ev.type = MSEV_DEFERRED;
+			break;
+		case PFLOG_BOUNCED:
+			ev.type = MSEV_BOUNCED;
+			break;
+		case PFLOG_EXPIRED_STATUS:
+			ev.type = MSEV_EXPIRED;
+			break;
+		default:
+			return 0;
+		}
+	line_id(line, len, id);
+	qid = dup_str(&rec.queue_id, QID_MAX);
+	to = dup_str(&rec.to, MSEVENT_ADDR_MAX + 1);
+	orig = dup_str(&rec.orig_to, MSEVENT_ADDR_MAX + 1);
+	relay = dup_str(&rec.relay, 512);
+	dsn = dup_str(&rec.dsn, 16);
+	reply = dup_str(&rec.status_text, TEXT_MAX);
+	delay = dup_str(&rec.delay, 32);
+	delays = dup_str(&rec.delays, 64);
+	service = dup_str(&rec.service, 32);
+	ev.id = id;
+	ev.source = "postfix";
+	ev.queue_id = qid;
+	ev.message_id = qid ? cache_get(pe, qid) : NULL;
+	ev.recipient = to;
+	ev.orig_recipient = orig;
+	if (relay)
+		msevent_detail_str(&ev, "mta", relay);
+	if (dsn)
+		msevent_detail_str(&ev, "dsn", dsn);
+	if (reply)
+		msevent_detail_str(&ev, "smtp_reply", reply);
+	if (delay)
+		msevent_detail_str(&ev, "delay", delay);
+	if (delays)
+		msevent_detail_str(&ev, "delays", delays);
+	if (service)
+		msevent_detail_str(&ev, "service", service);
+	if (ev.orig_recipient != NULL && msevent_validate(&ev, &why) < 0)
+		ev.orig_recipient = NULL; /* keep the event without a bad orig_to */
+	if (msevent_validate(&ev, &why) == 0) {
+		msevent_format(&ev, out);
+		pe->stats.events++;
+		made = 1;
+	} else if (msg_verbose())
+		msg_debug("log line makes no valid event: %s", why);
+	msevent_clear(&ev);
+	free(qid);
+	free(to);
+	free(orig);
+	free(relay);
+	free(dsn);
+	free(reply);
+	free(delay);
+	free(delays);
+	free(service);
+	return made;
+}
+
+void
+pfevent_stats(const struct pfevent *pe, struct pfevent_stats *out)
+{
+	*out = pe->stats;
+}

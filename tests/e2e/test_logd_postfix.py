@@ -1,0 +1,231 @@
+"""msgstatus-logd following a real, private Postfix 3.7's maillog_file (with the milter
+recording the mail, Dovecot for LMTP, smtp-sinks as remote MXs that accept, defer or
+reject, statusd and PostgreSQL behind it):
+
+- each Postfix result becomes the recipient's status: delivered (LMTP), relayed (smtp),
+  bounced (5xx, with the reply), deferred then relayed after a retry, expired (Postfix's
+  message-level expiry line applies to the recipients still waiting, not to one delivered);
+- nothing lost and nothing twice: msgstatus-logd stopped while mail flows and the log is
+  rotated; killed (SIGKILL) and restarted; `postfix logrotate` (which compresses the old
+  file) while it runs; statusd down for a while;
+- untracked mail leaves nothing behind in the message tables.
+"""
+import os
+import time
+import unittest
+
+from e2e import main, require_root
+from msgsandbox import Sandbox
+from msgsandbox.core import wait_for
+
+ALICE = "alice@example.org"
+BOB = "bob@example.org"
+AUTH = (ALICE, "alice-secret")
+
+
+class LogdPostfixTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        require_root()
+        cls.sb = Sandbox()
+        cls.pg = cls.sb.postgres()
+        cls.sd = cls.sb.statusd(cls.pg)
+        cls.milter = cls.sb.milter(cls.sd)
+        cls.dovecot = cls.sb.dovecot()
+        cls.sink = cls.sb.smtp_sink(name="sink-accept")
+        cls.slow = cls.sb.smtp_sink(name="sink-defer", mode="defer", at="rcpt",
+                                    reply="451 4.3.0 try again later")
+        cls.picky = cls.sb.smtp_sink(name="sink-reject", mode="reject", at="rcpt",
+                                     reply="550 5.1.1 no such user here")
+        macros = {"msgstatus_domains": "example.org"}
+        cls.postfix = cls.sb.postfix(
+            domains=["example.org"], lmtp=cls.dovecot, sasl=cls.dovecot, milter=cls.milter,
+            milter_macro_defaults=macros,
+            transports={"remote.example": cls.sink, "slow.example": cls.slow,
+                        "picky.example": cls.picky})
+        cls.logd = cls.sb.logd(cls.sd, postfix=cls.postfix)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.sb.close()
+
+    # helpers
+    def send(self, rcpts, subject, postfix=None):
+        """Send as alice (SASL); returns (queue id, tracking id)."""
+        pf = postfix or self.postfix
+        qid = pf.send(ALICE, rcpts, subject=subject, auth=AUTH)
+        tid = wait_for(f"the milter's record of {qid}",
+                       lambda: self.pg.scalar(f"SELECT tracking_id FROM messages "
+                                              f"WHERE queue_id = '{qid}'"), timeout=20)
+        return qid, tid
+
+    def recipients(self, tid):
+        code, doc = self.sd.status(tid)
+        self.assertEqual(code, 200, doc)
+        return {r["recipient"]: r for r in doc["recipients"]}
+
+    def wait_statuses(self, tid, want, timeout=30):
+        """Wait until every recipient in want has its status; returns the recipients."""
+        def done():
+            got = self.recipients(tid)
+            return got if all(got.get(r, {}).get("status") == s for r, s in want.items()) \
+                else None
+        try:
+            return wait_for(f"statuses {want}", done, timeout=timeout)
+        except Exception:
+            self.fail(f"want {want}, have "
+                      f"{ {r: v['status'] for r, v in self.recipients(tid).items()} }\n"
+                      f"logd: {self.logd.child.log()[-1500:]}")
+
+    def event_types(self, tid, source="postfix"):
+        rows = self.pg.psql("SELECT e.recipient, e.type FROM events e JOIN messages m "
+                            f"ON m.id = e.message WHERE m.tracking_id = '{tid}' "
+                            f"AND e.source = '{source}' ORDER BY e.recipient, e.event_time, e.type")
+        return [(r, int(t)) for r, t in rows]
+
+    # tests
+    def test_delivered_relayed_bounced(self):
+        rcpts = [BOB, "carol@remote.example", "nobody@picky.example"]
+        qid, tid = self.send(rcpts, "results-1")
+        got = self.wait_statuses(tid, {BOB: "delivered", "carol@remote.example": "relayed",
+                                       "nobody@picky.example": "bounced"})
+        self.assertEqual(got[BOB]["delivered"], "yes")
+        self.assertEqual(got["carol@remote.example"]["delivered"], "unknown")
+        bounced = got["nobody@picky.example"]
+        self.assertEqual(bounced["delivered"], "no")
+        self.assertIn("550 5.1.1 no such user here", bounced["smtp_reply"])
+        self.assertEqual(bounced["details"]["dsn"], "5.1.1")
+        self.assertEqual(bounced["details"]["service"], "smtp")
+        self.assertIn("127.0.0.1", got["carol@remote.example"]["details"]["mta"])
+        self.assertEqual(got[BOB]["details"]["service"], "lmtp")
+        # one event per result, and the events carry the Message-ID cleanup logged
+        self.assertEqual(self.event_types(tid), [(BOB, 4), ("carol@remote.example", 3),
+                                                 ("nobody@picky.example", 5)])
+        mids = self.pg.psql("SELECT DISTINCT e.message_id = m.message_id FROM events e "
+                            f"JOIN messages m ON m.id = e.message WHERE m.tracking_id = '{tid}' "
+                            "AND e.source = 'postfix'")
+        self.assertEqual(mids, [["t"]])
+
+    def test_deferred_then_relayed(self):
+        qid, tid = self.send(["dora@slow.example"], "defer-1")
+        got = self.wait_statuses(tid, {"dora@slow.example": "deferred"})
+        self.assertIn("451 4.3.0 try again later", got["dora@slow.example"]["smtp_reply"])
+        self.assertEqual(got["dora@slow.example"]["delivered"], "queued")
+        self.slow.set("accept")
+        try:
+            self.postfix.flush()
+            self.wait_statuses(tid, {"dora@slow.example": "relayed"})
+        finally:
+            self.slow.set("defer", at="rcpt", reply="451 4.3.0 try again later")
+        types = [t for _, t in self.event_types(tid)]
+        self.assertGreaterEqual(types.count(2), 1)
+        self.assertEqual(types[-1], 3)
+
+    def test_expiry_applies_to_recipients_still_waiting(self):
+        # A second Postfix whose queue lifetime is zero: the first deferral expires the mail.
+        pf = self.sb.postfix(name="pf-expire", domains=["example.org"], lmtp=self.dovecot,
+                             sasl=self.dovecot, milter=self.milter,
+                             milter_macro_defaults={"msgstatus_domains": "example.org"},
+                             transports={"slow.example": self.slow},
+                             maximal_queue_lifetime="0", bounce_queue_lifetime="0")
+        logd = self.sb.logd(self.sd, postfix=pf, name="logd-expire")
+        try:
+            qid, tid = self.send([BOB, "erin@slow.example"], "expire-1", postfix=pf)
+            pf.wait_log(rf"{qid}: from=<{ALICE}>, status=expired", timeout=60)
+            got = self.wait_statuses(tid, {BOB: "delivered", "erin@slow.example": "expired"})
+            self.assertEqual(got["erin@slow.example"]["delivered"], "no")
+            self.assertEqual(got["erin@slow.example"]["details"].get("service"), "qmgr")
+            # the expiry counted for erin only, once
+            self.assertEqual([e for e in self.event_types(tid) if e[1] == 6],
+                             [("erin@slow.example", 6)])
+        finally:
+            logd.stop()
+            pf.stop()
+
+    def test_stopped_during_mail_and_rotation_loses_nothing(self):
+        self.logd.stop()
+        try:
+            first = [self.send([f"r{i}@remote.example"], f"down-{i}") for i in range(3)]
+            for qid, _ in first:
+                self.postfix.wait_status(qid, status="sent")
+            # rotate while msgstatus-logd is down: rename, and Postfix's postlogd opens a
+            # new file when it logs next, after the reload
+            os.rename(self.postfix.maillog_path, self.postfix.maillog_path + ".1")
+            self.sb.run(["postfix", "-c", self.postfix.config_dir, "reload"])
+
+            def reopened():
+                self.sb.run(["postlog", "-c", self.postfix.config_dir, "-t", "postfix/test",
+                             "rotation probe"], check=False)
+                return os.path.exists(self.postfix.maillog_path)
+            wait_for("Postfix to open a new log", reopened, timeout=20, interval=0.5)
+            second = [self.send([f"s{i}@remote.example"], f"rotated-{i}") for i in range(2)]
+            for qid, _ in second:
+                self.postfix.wait_status(qid, status="sent")
+        finally:
+            self.logd.start()
+        for i, (_, tid) in enumerate(first):
+            self.wait_statuses(tid, {f"r{i}@remote.example": "relayed"})
+        for i, (_, tid) in enumerate(second):
+            self.wait_statuses(tid, {f"s{i}@remote.example": "relayed"})
+        self.assertIn("was rotated while stopped", self.logd.child.log())
+        for _, tid in first + second:
+            self.assertEqual(len(self.event_types(tid)), 1, tid)
+
+    def test_killed_and_restarted_counts_nothing_twice(self):
+        sent = [self.send([f"k{i}@remote.example", BOB], f"kill-{i}") for i in range(4)]
+        for i, (_, tid) in enumerate(sent):
+            self.wait_statuses(tid, {f"k{i}@remote.example": "relayed", BOB: "delivered"})
+        self.logd.kill()
+        # the position may lag behind what was sent: a restart reads some lines again
+        with open(self.logd.position_file, "w") as f:
+            f.write(f"{os.stat(self.postfix.maillog_path).st_ino} 0\n")
+        self.logd.start()
+        time.sleep(2)
+        _, tid = self.send(["after-kill@remote.example"], "kill-after")
+        self.wait_statuses(tid, {"after-kill@remote.example": "relayed"})
+        for i, (_, t) in enumerate(sent):
+            self.assertEqual(self.event_types(t), [(BOB, 4), (f"k{i}@remote.example", 3)], t)
+
+    def test_postfix_logrotate_while_running(self):
+        _, before = self.send(["lr1@remote.example"], "logrotate-1")
+        self.wait_statuses(before, {"lr1@remote.example": "relayed"})
+        res = self.sb.run(["postfix", "-c", self.postfix.config_dir, "logrotate"], check=False)
+        self.assertEqual(res.returncode, 0, res.stderr + res.stdout)
+        _, after = self.send(["lr2@remote.example"], "logrotate-2")
+        self.wait_statuses(after, {"lr2@remote.example": "relayed"})
+        wait_for("the switch to be logged",
+                 lambda: "rotated: following the new file" in self.logd.child.log(), timeout=10)
+
+    def test_statusd_down_then_back(self):
+        self.sd.stop()
+        try:
+            qid = self.postfix.send(ALICE, ["sd-down@remote.example"], subject="sd-down",
+                                    auth=AUTH)
+            self.postfix.wait_status(qid, status="sent")
+            time.sleep(0.5)
+        finally:
+            self.sd.start()
+        tid = wait_for("the milter's replayed record",
+                       lambda: self.pg.scalar(f"SELECT tracking_id FROM messages "
+                                              f"WHERE queue_id = '{qid}'"), timeout=30)
+        self.wait_statuses(tid, {"sd-down@remote.example": "relayed"})
+
+    def test_untracked_mail_is_not_recorded(self):
+        before = self.pg.scalar("SELECT count(*) FROM messages")
+        qid = self.postfix.send("zed@other.example", ["u@remote.example"], subject="untracked")
+        self.postfix.wait_status(qid, status="sent")
+        time.sleep(1)
+        self.assertEqual(self.pg.scalar("SELECT count(*) FROM messages"), before)
+        # its event waits unjoined, and maintenance discards it once it is old enough
+        wait_for("the unjoined event", lambda: self.pg.scalar(
+            f"SELECT count(*) FROM events WHERE queue_id = '{qid}' AND message IS NULL") == "1",
+            timeout=20)
+        self.pg.psql("UPDATE events SET received_at = now() - interval '2 days' "
+                     f"WHERE queue_id = '{qid}'")
+        self.pg.psql("SELECT msgstatus_maintain(interval '90 days')")
+        self.assertEqual(self.pg.scalar(f"SELECT count(*) FROM events WHERE queue_id = '{qid}'"),
+                         "0")
+
+
+if __name__ == "__main__":
+    main()

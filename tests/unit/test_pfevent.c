@@ -1,0 +1,347 @@
+/*
+ * test_pfevent - unit tests for logd/pfevent (a Postfix log line -> a msgstatus event).
+ *
+ * The lines are real ones from tests/data/maillog-sample.txt (Postfix 3.7.11). Each event
+ * made is read back with msevent_parse(), the way statusd reads it, and its fields are
+ * checked: the type for every delivery service and status (delivered_services, relayed,
+ * forwarded, discard, deferred, bounced, qmgr's message-level expiry without a recipient),
+ * the details, the Message-ID from the cleanup line, foreign programs (syslog_names), and
+ * an id that is the same when the line is read again and differs for another line. The
+ * whole sample log is also run through, counting the events per type.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <json-c/json.h>
+
+#include "mbuf.h"
+#include "msevent.h"
+#include "pfevent.h"
+
+#define NOW_MS 1795354800000LL /* 2026-11-22T13:40:00Z: the sample's lines are just before */
+
+struct made {
+	struct mbuf out;
+	struct msevent ev;
+	struct json_tokener *tok;
+};
+
+/* Feed one line; parse the event it made (the test fails if it made none). */
+static void
+make(struct pfevent *pe, const char *line, struct made *m)
+{
+	const char *error = NULL;
+
+	mbuf_reset(&m->out);
+	msevent_clear(&m->ev);
+	assert_int_equal(pfevent_line(pe, line, strlen(line), NOW_MS, &m->out), 1);
+	assert_true(m->out.len > 1 && m->out.data[m->out.len - 1] == '\n');
+	if (msevent_parse(&m->ev, m->tok, m->out.data, m->out.len - 1, &error) < 0)
+		fail_msg("event does not parse: %s: %s", error, mbuf_str(&m->out));
+}
+
+static void
+none(struct pfevent *pe, const char *line)
+{
+	struct mbuf out = MBUF_INIT;
+
+	assert_int_equal(pfevent_line(pe, line, strlen(line), NOW_MS, &out), 0);
+	assert_int_equal(out.len, 0);
+	mbuf_free(&out);
+}
+
+static const char *
+detail(const struct msevent *ev, const char *key)
+{
+	struct json_object *v;
+
+	if (ev->details == NULL || !json_object_object_get_ex(ev->details, key, &v))
+		return NULL;
+	return json_object_get_string(v);
+}
+
+static int
+setup(void **state)
+{
+	struct made *m = calloc(1, sizeof(*m));
+
+	msevent_init(&m->ev);
+	m->tok = msevent_tokener_new();
+	*state = m;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct made *m = *state;
+
+	msevent_clear(&m->ev);
+	json_tokener_free(m->tok);
+	mbuf_free(&m->out);
+	free(m);
+	return 0;
+}
+
+static const char LMTP_MSGID[] = "Nov 22 13:37:02 mail postfix/cleanup[5947]: D95D0A7447E: "
+                                 "message-id=<20261122133702.005981@client.example.org>";
+static const char LMTP_SENT[] =
+        "Nov 22 13:37:02 mail postfix/lmtp[5982]: D95D0A7447E: to=<ivan@lmtp.example>, "
+        "relay=127.0.0.1[127.0.0.1]:41941, delay=0.03, delays=0/0.03/0.01/0, dsn=2.2.0, "
+        "status=sent (250 2.2.0 Ok)";
+static const char LMTP_SENT2[] =
+        "Nov 22 13:37:02 mail postfix/lmtp[5982]: D95D0A7447E: to=<judy@lmtp.example>, "
+        "relay=127.0.0.1[127.0.0.1]:41941, delay=0.03, delays=0/0.03/0.01/0, dsn=2.2.0, "
+        "status=sent (250 2.2.0 Ok)";
+
+static void
+test_delivered_and_relayed(void **state)
+{
+	struct made *m = *state;
+	struct pfevent *pe = pfevent_new("lmtp, local virtual", "postfix", 16);
+	struct pfevent_stats st;
+
+	none(pe, LMTP_MSGID);
+	make(pe, LMTP_SENT, m);
+	assert_int_equal(m->ev.type, MSEV_DELIVERED);
+	assert_string_equal(m->ev.source, "postfix");
+	assert_string_equal(m->ev.queue_id, "D95D0A7447E");
+	assert_string_equal(m->ev.recipient, "ivan@lmtp.example");
+	assert_string_equal(m->ev.message_id, "<20261122133702.005981@client.example.org>");
+	assert_null(m->ev.tracking_id);
+	assert_string_equal(detail(&m->ev, "mta"), "127.0.0.1[127.0.0.1]:41941");
+	assert_string_equal(detail(&m->ev, "dsn"), "2.2.0");
+	assert_string_equal(detail(&m->ev, "smtp_reply"), "250 2.2.0 Ok");
+	assert_string_equal(detail(&m->ev, "delays"), "0/0.03/0.01/0");
+	assert_string_equal(detail(&m->ev, "service"), "lmtp");
+	assert_int_equal(m->ev.time_ms, NOW_MS - (2 * 60 + 58) * 1000); /* 13:37:02 UTC */
+	pfevent_free(&pe);
+
+	/* the same line, with lmtp not a delivering service: a remote server took it */
+	pe = pfevent_new("local", "postfix", 16);
+	make(pe, LMTP_SENT, m);
+	assert_int_equal(m->ev.type, MSEV_RELAYED);
+	assert_null(m->ev.message_id); /* no cleanup line seen by this one */
+	make(pe,
+	     "Nov 22 13:37:02 mail postfix/smtp[5963]: 3F0E6A7447B: to=<bob@remote.example>, "
+	     "relay=127.0.0.1[127.0.0.1]:40467, delay=0.06, delays=0.01/0.01/0.02/0.02, "
+	     "dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as 4C1A2A74452)",
+	     m);
+	assert_int_equal(m->ev.type, MSEV_RELAYED);
+	assert_string_equal(detail(&m->ev, "smtp_reply"), "250 2.0.0 Ok: queued as 4C1A2A74452");
+	pfevent_stats(pe, &st);
+	assert_int_equal(st.lines, 2);
+	assert_int_equal(st.events, 2);
+	pfevent_free(&pe);
+}
+
+static void
+test_forwarded_discarded_deferred_bounced(void **state)
+{
+	struct made *m = *state;
+	struct pfevent *pe = pfevent_new("lmtp, local, virtual", "postfix", 16);
+
+	/* local(8) delivered it to a .forward: handed on under a new queue id */
+	make(pe,
+	     "Nov 22 13:37:02 mail postfix/local[5968]: 44245A74452: "
+	     "to=<info@mail.example.com>, relay=local, delay=0.05, delays=0/0.04/0/0, "
+	     "dsn=2.0.0, status=sent (forwarded as 4EEE3A7447B)",
+	     m);
+	assert_int_equal(m->ev.type, MSEV_RELAYED);
+	/* local(8) into a mailbox file */
+	make(pe,
+	     "Nov 22 13:37:02 mail postfix/local[5968]: 44245A74452: "
+	     "to=<mary@mail.example.com>, relay=local, delay=0.05, delays=0/0.04/0/0, "
+	     "dsn=2.0.0, status=sent (delivered to mailbox)",
+	     m);
+	assert_int_equal(m->ev.type, MSEV_DELIVERED);
+	make(pe,
+	     "Nov 22 13:37:03 mail postfix/discard[5985]: 0752DA74597: "
+	     "to=<oscar@discard.example>, relay=none, delay=0.02, delays=0/0.02/0/0, "
+	     "dsn=2.0.0, status=sent (silently discarded)",
+	     m);
+	assert_int_equal(m->ev.type, MSEV_BOUNCED);
+	make(pe,
+	     "Nov 22 13:37:05 mail postfix/smtp[6001]: 4jXVVh3qWBz1bck1: to=<d@slow.example>, "
+	     "relay=127.0.0.1[127.0.0.1]:40467, delay=0.1, delays=0/0/0.05/0.05, dsn=4.3.0, "
+	     "status=deferred (host 127.0.0.1[127.0.0.1] said: 451 4.3.0 try again (in reply "
+	     "to RCPT TO command))",
+	     m);
+	assert_int_equal(m->ev.type, MSEV_DEFERRED);
+	assert_string_equal(detail(&m->ev, "smtp_reply"),
+	                    "host 127.0.0.1[127.0.0.1] said: 451 4.3.0 try again (in reply to RCPT "
+	                    "TO command)");
+	make(pe,
+	     "Nov 22 13:37:05 mail postfix/smtp[6001]: 4jXVVh3qWBz1bck1: to=<x@picky.example>, "
+	     "orig_to=<X@Picky.example>, relay=127.0.0.1[127.0.0.1]:40468, delay=0.1, "
+	     "delays=0/0/0.05/0.05, dsn=5.1.1, status=bounced (host 127.0.0.1[127.0.0.1] said: "
+	     "550 5.1.1 no such user (in reply to RCPT TO command))",
+	     m);
+	assert_int_equal(m->ev.type, MSEV_BOUNCED);
+	assert_string_equal(m->ev.orig_recipient, "X@Picky.example");
+	assert_string_equal(detail(&m->ev, "dsn"), "5.1.1");
+	pfevent_free(&pe);
+}
+
+static void
+test_expiry_is_message_level(void **state)
+{
+	struct made *m = *state;
+	struct pfevent *pe = pfevent_new("lmtp", "postfix", 16);
+
+	make(pe,
+	     "Nov 22 13:38:18 mail postfix/qmgr[9462]: EBC67A7447E: "
+	     "from=<alice@mail.example.com>, status=expired, returned to sender",
+	     m);
+	assert_int_equal(m->ev.type, MSEV_EXPIRED);
+	assert_string_equal(m->ev.queue_id, "EBC67A7447E");
+	assert_null(m->ev.recipient);
+	assert_string_equal(detail(&m->ev, "service"), "qmgr");
+	/* queue active, removed, bounce notices make no event */
+	none(pe, "Nov 22 13:37:02 mail postfix/qmgr[5941]: D95D0A7447E: "
+	         "from=<alice@mail.example.com>, size=395, nrcpt=2 (queue active)");
+	none(pe, "Nov 22 13:37:02 mail postfix/qmgr[5941]: D95D0A7447E: removed");
+	none(pe,
+	     "Nov 22 13:37:02 mail postfix/smtpd[5944]: D95D0A7447E: client=localhost[127.0.0.1]");
+	pfevent_free(&pe);
+}
+
+static void
+test_foreign_programs_are_ignored(void **state)
+{
+	struct made *m = *state;
+	struct pfevent *pe = pfevent_new("lmtp", "postfix, postfix-out", 16);
+	struct pfevent_stats st;
+	char line[512];
+
+	/* a forged line from another program that looks like Postfix's */
+	snprintf(line, sizeof(line), "%s", LMTP_SENT);
+	memcpy(strstr(line, "postfix/lmtp"), "evilfix/lmtp", 12);
+	none(pe, line);
+	/* a second instance's syslog_name, and a service with its own syslog_name */
+	memcpy(strstr(line, "evilfix/lmtp"), "postfix-out/", 12);
+	none(pe, line); /* "postfix-out/" + "[pid]": no service left, not a Postfix line */
+	make(pe,
+	     "Nov 22 13:37:02 mail postfix-out/smtp[5982]: D95D0A7447E: to=<a@b.example>, "
+	     "relay=127.0.0.1[127.0.0.1]:25, delay=0.03, delays=0/0.03/0.01/0, dsn=2.0.0, "
+	     "status=sent (250 2.0.0 Ok)",
+	     m);
+	make(pe,
+	     "Nov 22 13:37:02 mail postfix/submission/smtp[5982]: D95D0A7447E: "
+	     "to=<a@b.example>, relay=127.0.0.1[127.0.0.1]:25, delay=0.03, "
+	     "delays=0/0.03/0.01/0, dsn=2.0.0, status=sent (250 2.0.0 Ok)",
+	     m);
+	pfevent_stats(pe, &st);
+	assert_int_equal(st.foreign, 1);
+	pfevent_free(&pe);
+	/* an empty list takes any program */
+	pe = pfevent_new("lmtp", "", 16);
+	snprintf(line, sizeof(line), "%s", LMTP_SENT);
+	memcpy(strstr(line, "postfix/lmtp"), "evilfix/lmtp", 12);
+	make(pe, line, m);
+	pfevent_free(&pe);
+}
+
+static void
+test_ids_are_stable_per_line(void **state)
+{
+	struct made *m = *state;
+	struct pfevent *pe = pfevent_new("lmtp", "postfix", 16);
+	char first[64], again[64];
+
+	make(pe, LMTP_SENT, m);
+	assert_int_equal(strlen(m->ev.id), 28);
+	assert_memory_equal(m->ev.id, "pf", 2);
+	snprintf(first, sizeof(first), "%s", m->ev.id);
+	make(pe, LMTP_SENT, m);
+	snprintf(again, sizeof(again), "%s", m->ev.id);
+	assert_string_equal(first, again);
+	make(pe, LMTP_SENT2, m);
+	assert_string_not_equal(first, m->ev.id);
+	pfevent_free(&pe);
+}
+
+static void
+test_message_id_cache_is_bounded(void **state)
+{
+	struct made *m = *state;
+	struct pfevent *pe = pfevent_new("lmtp", "postfix", 2);
+	char line[256];
+
+	none(pe, LMTP_MSGID);
+	for (int i = 0; i < 2; i++) {
+		snprintf(line, sizeof(line),
+		         "Nov 22 13:37:02 mail postfix/cleanup[5947]: A%dB: message-id=<%d@x>", i,
+		         i);
+		none(pe, line);
+	}
+	make(pe, LMTP_SENT, m);
+	assert_null(m->ev.message_id); /* pushed out by the two newer ones */
+	make(pe,
+	     "Nov 22 13:37:02 mail postfix/smtp[1]: A1B: to=<a@b.example>, relay=none, "
+	     "delay=0.03, delays=0/0.03/0.01/0, dsn=2.0.0, status=sent (250 Ok)",
+	     m);
+	assert_string_equal(m->ev.message_id, "<1@x>");
+	pfevent_free(&pe);
+}
+
+static void
+test_sample_log(void **state)
+{
+	struct made *m = *state;
+	struct pfevent *pe = pfevent_new("lmtp, local, virtual", "postfix", 1000);
+	int counts[MSEV_TYPE_MAX + 1] = {0};
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	FILE *fp = fopen(MSGSTATUS_SOURCE_DIR "/tests/data/maillog-sample.txt", "r");
+
+	assert_non_null(fp);
+	while ((n = getline(&line, &cap, fp)) > 0) {
+		const char *error;
+		size_t start = m->out.len;
+
+		if (line[n - 1] == '\n')
+			n--;
+		if (pfevent_line(pe, line, (size_t)n, NOW_MS, &m->out) == 0)
+			continue;
+		msevent_clear(&m->ev);
+		if (msevent_parse(&m->ev, m->tok, m->out.data + start, m->out.len - start - 1,
+		                  &error) < 0)
+			fail_msg("%s: %s", error, line);
+		counts[m->ev.type]++;
+	}
+	free(line);
+	fclose(fp);
+	/* pflog's counts (test_pflog): 90 sent, 53 deferred, 11 bounced, 5 expired */
+	assert_int_equal(counts[MSEV_DELIVERED] + counts[MSEV_RELAYED] + counts[MSEV_BOUNCED] +
+	                         counts[MSEV_DEFERRED] + counts[MSEV_EXPIRED],
+	                 90 + 53 + 11 + 5);
+	assert_int_equal(counts[MSEV_DEFERRED], 53);
+	assert_int_equal(counts[MSEV_EXPIRED], 5);
+	assert_true(counts[MSEV_DELIVERED] > 0 && counts[MSEV_RELAYED] > 0);
+	pfevent_free(&pe);
+}
+
+int
+main(void)
+{
+	setenv("TZ", "UTC", 1); /* syslog times are local time */
+	const struct CMUnitTest tests[] = {
+	        cmocka_unit_test_setup_teardown(test_delivered_and_relayed, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_forwarded_discarded_deferred_bounced, setup,
+	                                        teardown),
+	        cmocka_unit_test_setup_teardown(test_expiry_is_message_level, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_foreign_programs_are_ignored, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_ids_are_stable_per_line, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_message_id_cache_is_bounded, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_sample_log, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
