@@ -1,5 +1,12 @@
-"""Start a private msgstatus system in a local folder, send a sample message, show where to
-look, and keep it running until Ctrl-C. Run through scripts/run, which builds first."""
+"""Start a private msgstatus mail system in a local folder, send a sample message, show where
+to look, and keep it running until Ctrl-C. Run through scripts/run, which builds first.
+
+Everything is private: PostgreSQL, statusd, msgstatus-milter, msgstatus-logd, Postfix
+(SMTP on 127.0.0.1), Dovecot (IMAP on 127.0.0.1, LMTP for local delivery, with the msgstatus
+plugin when it is built) and two smtp-sinks standing in for remote mail servers: one that
+accepts (example.net) and one that greylists (example.com). The local domain is
+example.org, with the users alice@ and bob@ (passwords alice-secret and bob-secret).
+"""
 import argparse
 import os
 import shutil
@@ -14,9 +21,13 @@ sys.path.insert(0, os.path.join(SOURCE, "tests", "sandbox"))
 os.environ.setdefault("MSGSTATUS_BUILD_DIR", os.path.join(SOURCE, "build"))
 
 from msgsandbox import Sandbox  # noqa: E402
-from msgsandbox.statusd import now_rfc3339  # noqa: E402
+from msgsandbox.core import SandboxError, paths, wait_for  # noqa: E402
 
 MARKER = ".msgstatus-demo"
+ALICE, BOB = "alice@example.org", "bob@example.org"
+PASSWORDS = {ALICE: "alice-secret", BOB: "bob-secret"}
+CAROL, DAVE = "carol@example.net", "dave@example.com"
+PLUGIN = "dovecot-plugin/lib90_msgstatus_plugin.so"
 
 
 def port_or_free(port):
@@ -30,6 +41,18 @@ def port_or_free(port):
             return s.getsockname()[1]
 
 
+def reachable(path):
+    """Whether unprivileged users (postfix, dovecot, mail) can pass through every parent."""
+    path = os.path.abspath(path)
+    while True:
+        parent = os.path.dirname(path)
+        if parent == path:
+            return True
+        if os.path.exists(parent) and not os.stat(parent).st_mode & 0o001:
+            return False
+        path = parent
+
+
 def fresh_folder(path):
     if os.path.exists(path):
         if not os.path.exists(os.path.join(path, MARKER)):
@@ -37,79 +60,132 @@ def fresh_folder(path):
                      "with --folder")
         shutil.rmtree(path)
     os.makedirs(path)
+    os.chmod(path, 0o755)  # Dovecot's and Postfix's unprivileged processes pass through it
     open(os.path.join(path, MARKER), "w").close()
 
 
-def sample_events(tracking_id):
-    """The life of a sample message to three recipients, as the producers would report it."""
-    base = dict(v=1, source="demo", tracking_id=tracking_id,
-                message_id=f"<{tracking_id}@demo.example>", queue_id="4XdemoQ1")
-    evs = []
-    for i, rcpt in enumerate(["bob@demo.example", "carol@example.net", "dave@example.com"]):
-        evs.append(dict(base, id=f"{tracking_id}-q{i}", type="queued", time=now_rfc3339(-3000),
-                        recipient=rcpt, sender="alice@demo.example",
-                        sasl_user="alice@demo.example", size=2048))
-    evs.append(dict(base, id=f"{tracking_id}-d0", type="delivered", time=now_rfc3339(-2000),
-                    recipient="bob@demo.example"))
-    evs.append(dict(base, id=f"{tracking_id}-r0", type="read", time=now_rfc3339(-1000),
-                    recipient="bob@demo.example"))
-    evs.append(dict(base, id=f"{tracking_id}-s1", type="relayed", time=now_rfc3339(-2500),
-                    recipient="carol@example.net",
-                    details={"mta": "mx.example.net[192.0.2.10]:25", "dsn": "2.0.0",
-                             "smtp_reply": "250 2.0.0 Ok: queued as 9F3A1"}))
-    evs.append(dict(base, id=f"{tracking_id}-f2", type="deferred", time=now_rfc3339(-2500),
-                    recipient="dave@example.com",
-                    details={"dsn": "4.2.0", "smtp_reply": "451 4.2.0 greylisted, try later"}))
-    return evs
+def dovecot_options(sd):
+    """Dovecot with the msgstatus plugin if it is built, else plain Dovecot."""
+    so = os.path.join(paths.build, PLUGIN)
+    if not os.path.exists(so):
+        return {}, False
+    return dict(mail_plugins=["notify", "msgstatus"], plugin_paths=[so],
+                plugin={"msgstatus_socket": sd.socket_path,
+                        "msgstatus_pickup_dir": sd.pickup_dir}), True
+
+
+def statuses(sd, tracking_id):
+    code, doc = sd.status(tracking_id, user=ALICE)
+    if code != 200:
+        return {}
+    return {r["recipient"]: r for r in doc["recipients"]}
+
+
+def describe(r):
+    reply = r.get("smtp_reply") or ""
+    return f"{r['status']:<9} {reply}".rstrip()
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--folder", default=os.path.join(os.getcwd(), "demo"),
-                    help="where everything lives (recreated; default ./demo)")
-    ap.add_argument("--http-port", type=int, default=8025)
+                    help="where everything lives (recreated; default ./demo, or "
+                    "/var/tmp/msgstatus-demo if other users cannot reach ./demo)")
+    ap.add_argument("--http-port", type=int, default=8025,
+                    help="statusd's HTTP port if free (default 8025)")
     ap.add_argument("--once", action="store_true",
-                    help="start, show the sample, and stop (for a quick check)")
+                    help="start, send the sample, show it, and stop (for a quick check)")
     args = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("demo: run as root: the private Postfix and Dovecot drop privileges "
+                 "themselves (nothing system-wide is started or changed)")
     # Ctrl-C must work even when started from a script that ignores SIGINT.
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
+    if not reachable(args.folder):
+        fallback = "/var/tmp/msgstatus-demo"
+        print(f"demo: {os.path.dirname(os.path.abspath(args.folder))} is closed to other "
+              f"users, whom Postfix and Dovecot run as: using {fallback} (or choose with "
+              "--folder)", file=sys.stderr)
+        args.folder = fallback
     fresh_folder(args.folder)
+    print("demo: starting PostgreSQL, statusd, the milter, Dovecot, Postfix and the log "
+          "follower...", flush=True)
     with Sandbox(root=args.folder) as sb:
         pg = sb.postgres(fsync=True)
-        http_port = port_or_free(args.http_port)
-        sd = sb.statusd(pg, http_port=http_port)
+        sd = sb.statusd(pg, http_port=port_or_free(args.http_port))
+        milter = sb.milter(sd)
+        dc_opts, plugin = dovecot_options(sd)
+        dovecot = sb.dovecot(users=PASSWORDS, **dc_opts)
+        accept = sb.smtp_sink(name="mx-example-net")
+        greylist = sb.smtp_sink(name="mx-example-com", mode="defer", at="rcpt",
+                                reply="451 4.7.1 greylisted, please try again later")
+        postfix = sb.postfix(domains=["example.org"], lmtp=dovecot, sasl=dovecot,
+                             milter=milter, milter_macro_defaults={"msgstatus_domains":
+                                                                   "example.org"},
+                             transports={"example.net": accept, "example.com": greylist},
+                             retry=60)
+        logd = sb.logd(sd, postfix=postfix)
 
-        tracking_id = "demo" + time.strftime("%H%M%S")
-        replies = sd.send_events(sample_events(tracking_id))
-        assert all("ack" in r for r in replies), replies
-        status, doc = sd.status(tracking_id, user="alice@demo.example")
+        qid = postfix.send(ALICE, [BOB, CAROL, DAVE], subject="Hello from msgstatus",
+                           body="Did it arrive, and was it read?\n",
+                           auth=(ALICE, PASSWORDS[ALICE]))
+        tracking_id = wait_for("the milter's record of the sample message",
+                               lambda: pg.scalar("SELECT tracking_id FROM messages "
+                                                 f"WHERE queue_id = '{qid}'"), timeout=30)
+        want = {BOB: "delivered", CAROL: "relayed", DAVE: "deferred"}
+        try:
+            wait_for("the sample's delivery results", lambda: all(
+                statuses(sd, tracking_id).get(r, {}).get("status") == s
+                for r, s in want.items()), timeout=30)
+        except SandboxError as e:
+            print(f"demo: {e}; see {args.folder}/logs/", file=sys.stderr)
 
-        token = sd.token("alice@demo.example", ttl=86400)
+        token = sd.token(ALICE, ttl=86400)
+        code, _ = sd.http("/")
+        epoch = sd.http("/healthz")[1]["log"]["epoch"]
         auth = "-H \"Authorization: Bearer $TOKEN\""
         print()
         print("msgstatus is running (Ctrl-C stops everything).")
         print(f"  folder       {args.folder}  (logs in {args.folder}/logs/)")
-        print(f"  health       curl -s {sd.url}/healthz")
+        if code == 200:
+            print(f"  dashboard    {sd.url}/#token={token}")
         print(f"  token        export TOKEN={token}")
-        print("               (alice@demo.example, valid a day; more: statusctl token create)")
+        print(f"               ({ALICE}, valid a day; more: statusctl token create)")
         print(f"  status API   curl -s {auth} {sd.url}/api/v1/messages/{tracking_id}/status")
         print(f"  live feed    curl -sN {auth} '{sd.url}/api/v1/messages/events?offset=0&epoch="
-              f"{sd.http('/healthz')[1]['log']['epoch']}'")
-        print(f"  events in    {sd.socket_path}  (protocol: docs/protocol.md)")
-        print(f"  database     psql \"{pg.conninfo}\"")
+              f"{epoch}'")
+        print(f"  send mail    swaks --server 127.0.0.1:{postfix.port} --auth-user {ALICE} "
+              f"--auth-password {PASSWORDS[ALICE]} --from {ALICE} --to {BOB}")
+        print(f"  read mail    curl -s --user {BOB}:{PASSWORDS[BOB]} "
+              f"'imap://127.0.0.1:{dovecot.imap_port}/INBOX;UID=1'")
+        if plugin:
+            print("               (reading marks it \\Seen: the Dovecot plugin reports it read)")
+        else:
+            print("               (the Dovecot plugin is not built: no read receipts)")
         print(f"  statusctl    build/statusd/statusctl -c {sd.config} status {tracking_id}")
+        print(f"  database     psql \"{pg.conninfo}\"")
         print()
-        print(f"Sample message {doc['message_id']} from {doc['sender']}:")
-        for r in doc["recipients"]:
-            print(f"  {r['recipient']:<22} {r['status']:<9} {r['smtp_reply'] or ''}")
+        print(f"Sample message {tracking_id} (queue id {qid}) from {ALICE}:")
+        shown = statuses(sd, tracking_id)
+        for rcpt in (BOB, CAROL, DAVE):
+            if rcpt in shown:
+                print(f"  {rcpt:<20} {describe(shown[rcpt])}")
         print()
         sys.stdout.flush()
         if args.once:
             return
+        print("Watching the sample message; changes appear below.", flush=True)
         try:
-            while sd.child.alive() and pg.child.alive():
+            while all(c.child.alive() for c in (pg, sd, milter, dovecot, postfix, logd)):
                 time.sleep(1)
+                now = statuses(sd, tracking_id)
+                for rcpt, r in now.items():
+                    if rcpt not in shown or shown[rcpt]["status"] != r["status"]:
+                        print(f"  {time.strftime('%H:%M:%S')}  {rcpt:<20} {describe(r)}",
+                              flush=True)
+                shown = now or shown
             print("demo: a server stopped; see the logs", file=sys.stderr)
         except KeyboardInterrupt:
             print("\nstopping...")

@@ -13,12 +13,14 @@ smtp-sink as the remote MX, statusd and PostgreSQL behind it):
 import os
 import re
 import signal
+import smtplib
 import time
 import unittest
 
 from e2e import main, require_root
 from msgsandbox import Sandbox
-from msgsandbox.core import wait_for
+from msgsandbox.core import free_port, wait_for
+from msgsandbox.postfix import make_message
 
 ALICE = "alice@example.org"
 BOB = "bob@example.org"
@@ -35,7 +37,12 @@ class MilterPostfixTest(unittest.TestCase):
         cls.milter = cls.sb.milter(cls.sd)
         cls.dovecot = cls.sb.dovecot()
         cls.sink = cls.sb.smtp_sink(dump=True)
-        cls.postfix = cls.sb.postfix(
+        # a listener only trusted software reaches, set up as docs/deployment.md shows
+        cls.trusted_port = free_port()
+        trusted = (f"127.0.0.1:{cls.trusted_port} inet n - n - - smtpd\n"
+                   "  -o { milter_macro_defaults = { msgstatus_domains = example.org }, "
+                   "msgstatus_trust=any }\n")
+        cls.postfix = cls.sb.postfix(services=trusted,
             domains=["example.org"], lmtp=cls.dovecot, sasl=cls.dovecot, milter=cls.milter,
             milter_macro_defaults={"msgstatus_domains": "example.org"},
             transports={"remote.example": cls.sink})
@@ -93,6 +100,17 @@ class MilterPostfixTest(unittest.TestCase):
         self.assertEqual(self.queued(tid), [[BOB, qid, "f"], ["erin@remote.example", qid, "f"]])
         self.assertEqual(self.pg.scalar(f"SELECT message_id FROM messages "
                                         f"WHERE tracking_id = '{tid}'"), mid)
+
+    def test_trusted_listener_tracks_without_sasl(self):
+        def send(port, subject):
+            with smtplib.SMTP("127.0.0.1", port, timeout=30) as c:
+                c.sendmail(ALICE, [BOB], make_message(ALICE, [BOB], subject=subject))
+        send(self.trusted_port, "listener-trusted")
+        send(self.postfix.port, "listener-plain")  # the ordinary port: no SASL, not tracked
+        tags = self.wait_inbox(BOB, "listener-trusted")
+        self.assertEqual(len(tags), 1)
+        wait_for("the queued event", lambda: len(self.queued(tags[0].decode())) == 1)
+        self.assertEqual(self.wait_inbox(BOB, "listener-plain"), [])
 
     def test_other_mail_is_untouched(self):
         before = int(self.pg.scalar("SELECT count(*) FROM messages"))

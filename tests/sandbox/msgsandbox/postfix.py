@@ -223,6 +223,8 @@ class Postfix:
                     SMTP AUTH in smtpd (smtpd_sasl_type = dovecot).
       maximal_queue_lifetime, bounce_queue_lifetime   Postfix time values ("1d", "30s").
       retry         seconds for queue_run_delay / minimal_backoff_time (maximal: twice that).
+      services      extra master.cf text (whole entries, e.g. another smtpd listener with -o
+                    overrides), appended as written.
       settings      main.cf parameters {name: value}: replace generated ones, or are added.
       myhostname    the instance's host name (in Received:, the maillog, smtpd's greeting).
     """
@@ -230,7 +232,8 @@ class Postfix:
     def __init__(self, sb, domains=("example.org",), lmtp=None, mailboxes=None,
                  transports=None, milter=None, milter_macro_defaults=None, sasl=None,
                  maximal_queue_lifetime="1d", bounce_queue_lifetime="1d", retry=2,
-                 settings=None, myhostname="mx.sandbox.test", name="postfix", start=True):
+                 settings=None, myhostname="mx.sandbox.test", name="postfix", start=True,
+                 services=""):
         if os.geteuid() != 0:
             raise SandboxError("a private Postfix needs root (tests exit 77 when not root)")
         self.sb = sb
@@ -257,6 +260,7 @@ class Postfix:
         self.retry = retry
         self.myhostname = myhostname
         self.settings = dict(settings or {})
+        self.services = services
         self.child = None
         self.write_config()
         if start:
@@ -392,7 +396,7 @@ anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 # postlogd writes maillog_file (required when maillog_file is set).
 postlog   unix-dgram n  -       n       -       1       postlogd
-"""
+""" + self.services
 
     def write_config(self):
         """(Re)write main.cf, master.cf and the lookup tables from the current attributes."""
