@@ -11,6 +11,7 @@ reject, statusd and PostgreSQL behind it):
 - untracked mail leaves nothing behind in the message tables.
 """
 import os
+import socket
 import time
 import unittest
 
@@ -195,6 +196,62 @@ class LogdPostfixTest(unittest.TestCase):
         self.wait_statuses(after, {"lr2@remote.example": "relayed"})
         wait_for("the switch to be logged",
                  lambda: "rotated: following the new file" in self.logd.child.log(), timeout=10)
+
+    def test_copytruncate_while_running(self):
+        _, before = self.send(["ct1@remote.example"], "copytruncate-1")
+        self.wait_statuses(before, {"ct1@remote.example": "relayed"})
+        # logrotate's copytruncate: copy the file, then cut the original to nothing
+        with open(self.postfix.maillog_path, "rb") as src, \
+                open(self.postfix.maillog_path + ".ct", "wb") as dst:
+            dst.write(src.read())
+        os.truncate(self.postfix.maillog_path, 0)
+        _, after = self.send(["ct2@remote.example"], "copytruncate-2")
+        self.wait_statuses(after, {"ct2@remote.example": "relayed"})
+        wait_for("the truncation to be noticed",
+                 lambda: "was truncated: reading it again" in self.logd.child.log())
+        self.assertEqual(len(self.event_types(before)), 1)
+        self.assertEqual(len(self.event_types(after)), 1)
+
+    def test_syslog_socket_names_and_reload(self):
+        """Lines forwarded by a syslog daemon: only Postfix's program names count, and
+        SIGHUP changes which names those are."""
+        sock_path = self.sb.path("logd-syslog.sock")
+        logd = self.sb.logd(self.sd, name="logd-syslog", maillog_file="",
+                            settings={"syslog_socket": sock_path})
+        try:
+            qid, tid = self.send(["sy1@slow.example", "sy2@slow.example",
+                                  "sy3@slow.example"], "syslog-1")
+            self.wait_statuses(tid, {f"sy{i}@slow.example": "deferred" for i in (1, 2, 3)})
+
+            def line(program, rcpt, reply):
+                stamp = time.strftime("%b %e %H:%M:%S")
+                return (f"<22>{stamp} mx {program}[4242]: {qid}: to=<{rcpt}>, "
+                        f"relay=mx.slow.example[192.0.2.7]:25, delay=1.2, "
+                        f"delays=0.1/0/0.5/0.6, dsn=2.0.0, status=sent ({reply})").encode()
+
+            def send(*datagrams):
+                with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as c:
+                    for d in datagrams:
+                        c.sendto(d, sock_path)
+
+            send(line("evil/smtp", "sy1@slow.example", "250 forged"),
+                 b"\xff\xfe not a syslog line at all " * 200,
+                 line("postfix/smtp", "sy2@slow.example", "250 2.0.0 Ok: via syslog"))
+            got = self.wait_statuses(tid, {"sy2@slow.example": "relayed"})
+            self.assertIn("via syslog", got["sy2@slow.example"]["smtp_reply"])
+            self.assertEqual(got["sy1@slow.example"]["status"], "deferred",
+                             "a line from another program is not Postfix's")
+            # reload: now only "postfix-out" counts
+            with open(logd.config, "a") as f:
+                f.write("syslog_names = postfix-out\n")
+            logd.reload()
+            wait_for("the reload", lambda: "configuration reloaded" in logd.child.log())
+            send(line("postfix/smtp", "sy1@slow.example", "250 old name"),
+                 line("postfix-out/smtp", "sy3@slow.example", "250 2.0.0 Ok: new name"))
+            got = self.wait_statuses(tid, {"sy3@slow.example": "relayed"})
+            self.assertEqual(got["sy1@slow.example"]["status"], "deferred")
+        finally:
+            logd.stop()
 
     def test_statusd_down_then_back(self):
         self.sd.stop()
