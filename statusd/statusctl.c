@@ -23,6 +23,7 @@
 #include <getopt.h>
 #include <json-c/json.h>
 #include <libpq-fe.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,7 @@
 
 #include "conf.h"
 #include "mbuf.h"
+#include "msevent.h"
 #include "msg.h"
 #include "rfc3339.h"
 #include "sdconfig.h"
@@ -344,6 +346,134 @@ cmd_status(struct ctl *ctl, int argc, char **argv)
 		print_status(doc);
 	json_object_put(doc);
 	return rc;
+}
+
+/* --- tail ---------------------------------------------------------------------------- */
+
+#define TAIL_LINES_DEFAULT 10
+#define TAIL_BATCH	   500
+#define TAIL_POLL_MS	   5000 /* look at the log even without a notification */
+
+static void
+print_logged(const struct ctl *ctl, const struct store_logged *l, int64_t epoch)
+{
+	struct mbuf line = MBUF_INIT;
+
+	if (ctl->json) {
+		store_logged_json(l, epoch, &line);
+		printf("%s\n", mbuf_str(&line));
+	} else {
+		struct json_object *details = l->details ? json_tokener_parse(l->details) : NULL;
+		struct json_object *reply = NULL;
+		char when[RFC3339_BUFSIZE];
+		const char *type = msevent_type_name((enum msevent_type)l->type);
+
+		if (details != NULL)
+			json_object_object_get_ex(details, "smtp_reply", &reply);
+		printf("%-8lld %s %-9s %-32s %s%s%s\n", (long long)l->log_offset,
+		       rfc3339_format(l->time_ms, when), type ? type : "?",
+		       l->recipient ? l->recipient : "-", l->tracking_id ? l->tracking_id : "-",
+		       reply ? "  " : "", reply ? json_object_get_string(reply) : "");
+		json_object_put(details);
+	}
+	mbuf_free(&line);
+	fflush(stdout);
+}
+
+/* Print the events after offset *after up to upto; moves *after. */
+static void
+tail_range(struct ctl *ctl, int64_t *after, int64_t upto, int64_t epoch)
+{
+	while (*after < upto) {
+		struct store_logged *logged = NULL;
+		const char *error;
+		bool transient;
+		size_t n = 0;
+
+		if (store_log_range(db(ctl), *after, upto, TAIL_BATCH, NULL, NULL, 0, &logged, &n,
+				    &transient, &error) < 0)
+			msg_fatal("tail: %s", error);
+		for (size_t i = 0; i < n; i++)
+			print_logged(ctl, &logged[i], epoch);
+		/* offsets expired from the log (retention) leave nothing to print */
+		*after = n > 0 ? logged[n - 1].log_offset : upto;
+		store_logged_free(logged, n);
+	}
+}
+
+static int
+cmd_tail(struct ctl *ctl, int argc, char **argv)
+{
+	static const struct option lo[] = {{"follow", no_argument, NULL, 'f'},
+					   {"from", required_argument, NULL, 'o'},
+					   {"lines", required_argument, NULL, 'n'},
+					   {"json", no_argument, NULL, 'j'},
+					   {NULL, 0, NULL, 0}};
+	long long from = -1, lines = TAIL_LINES_DEFAULT;
+	int64_t head, epoch, after;
+	const char *error;
+	bool follow = false;
+	char *end;
+	int ch;
+
+	optind = 0;
+	while ((ch = next_opt(ctl, argc, argv, "+fn:", lo)) != -1) {
+		switch (ch) {
+		case 'f':
+			follow = true;
+			break;
+		case 'o':
+			errno = 0;
+			from = strtoll(optarg, &end, 10);
+			if (errno != 0 || end == optarg || *end != '\0' || from < 0)
+				usage_error(current, "--from wants an offset (0 or more), not \"%s\"",
+					    optarg);
+			break;
+		case 'n':
+			errno = 0;
+			lines = strtoll(optarg, &end, 10);
+			if (errno != 0 || end == optarg || *end != '\0' || lines < 0 ||
+			    lines > 1000000)
+				usage_error(current, "-n wants a number of events (0 to 1000000), "
+						     "not \"%s\"",
+					    optarg);
+			break;
+		default:
+			usage_error(current, "unknown option");
+		}
+	}
+	want_operands(argc, 0, 0);
+	if (follow) {
+		PGresult *res = PQexec(db(ctl), "LISTEN msgstatus_log");
+
+		if (PQresultStatus(res) != PGRES_COMMAND_OK)
+			msg_fatal("tail: %s", store_error(db(ctl), res));
+		PQclear(res);
+	}
+	if (store_log_head(db(ctl), &head, &epoch, &error) < 0)
+		msg_fatal("tail: %s", error);
+	after = from >= 0 ? (from < head ? from : head) : (head > lines ? head - lines : 0);
+	tail_range(ctl, &after, head, epoch);
+	while (follow) {
+		struct pollfd pfd = {PQsocket(db(ctl)), POLLIN, 0};
+		PGnotify *n;
+
+		if (poll(&pfd, 1, TAIL_POLL_MS) < 0 && errno != EINTR)
+			msg_fatal("tail: poll: %s", strerror(errno));
+		if (!PQconsumeInput(db(ctl)))
+			msg_fatal("tail: %s", store_error(db(ctl), NULL));
+		while ((n = PQnotifies(db(ctl))) != NULL)
+			PQfreemem(n);
+		if (store_log_head(db(ctl), &head, &epoch, &error) < 0)
+			msg_fatal("tail: %s", error);
+		if (head < after) {
+			msg_warn("the log was reset (head %lld, epoch %lld): following from its start",
+				 (long long)head, (long long)epoch);
+			after = 0;
+		}
+		tail_range(ctl, &after, head, epoch);
+	}
+	return 0;
 }
 
 /* --- tokens -------------------------------------------------------------------------- */
@@ -783,6 +913,7 @@ static const struct command commands[] = {
         {"migrate", NULL, "migrate", cmd_migrate},
         {"maintain", NULL, "maintain", cmd_maintain},
         {"status", NULL, "status ID", cmd_status},
+        {"tail", NULL, "tail [-f] [-n N] [--from OFFSET]", cmd_tail},
         {"token", "create", "token create USER [--label TEXT] [--expires DURATION]",
          cmd_token_create},
         {"token", "list", "token list [USER]", cmd_token_list},

@@ -392,11 +392,44 @@ class StatusctlTokensTest(unittest.TestCase):
             res = self.ctl(*args, conf=conf, want=1)
             self.assertIn("statusctl migrate", res.stderr, args)
 
+    def test_tail_and_follow(self):
+        tid = f"tail{os.getpid()}"
+        first = [event("queued", tracking_id=tid, recipient=f"t{i}@example.net",
+                       sender="tailer@tail.example") for i in range(3)]
+        self.assertTrue(all("ack" in r for r in self.sd.send_events(first)))
+        out = self.ctl("--json", "tail", "-n", "3").stdout
+        got = [json.loads(line) for line in out.splitlines()]
+        self.assertEqual([d["event_id"] for d in got], [e["id"] for e in first])
+        self.assertEqual([d["offset"] for d in got], sorted(d["offset"] for d in got))
+        human = self.ctl("tail", "-n", "1").stdout
+        self.assertIn("t2@example.net", human)
+        self.assertIn("queued", human)
+        # --from OFFSET: what came after an offset a reader saw last; -f then follows
+        start = got[0]["offset"]
+        proc = subprocess.Popen([STATUSCTL, "-c", self.conf, "tail", "--json", "-f", "--from",
+                                 str(start)], stdout=subprocess.PIPE, text=True)
+        try:
+            lines = [json.loads(proc.stdout.readline()) for _ in range(2)]
+            self.assertEqual([d["event_id"] for d in lines], [e["id"] for e in first[1:]])
+            later = event("relayed", tracking_id=tid, recipient="t0@example.net")
+            t0 = time.monotonic()
+            self.sd.send_events([later])
+            live = json.loads(proc.stdout.readline())
+            self.assertEqual(live["event_id"], later["id"])
+            self.assertEqual(live["status"], "relayed")
+            self.assertLess(time.monotonic() - t0, 3, "followed through LISTEN, not polling")
+        finally:
+            proc.terminate()
+            proc.wait(10)
+            proc.stdout.close()
+        self.usage_error("tail", "--from", "-3", says="--from wants an offset")
+        self.usage_error("tail", "-n", "many", says="-n wants a number")
+
     def test_manual_page_documents_every_command(self):
         with open(os.path.join(paths.source, "man", "statusctl.8")) as f:
             man = f.read()
         for words in ("token create", "token list", "token revoke", "token sign", "user show",
-                      "user admin", "prefs", "\\-\\-label", "\\-\\-expires", "\\-\\-ttl",
+                      "user admin", "prefs", "tail", "\\-\\-from", "\\-\\-label", "\\-\\-expires", "\\-\\-ttl",
                       "\\-\\-clear", "\\-\\-read\\-receipts", "\\-\\-presence"):
             self.assertIn(words, man)
 
