@@ -351,8 +351,8 @@ cmd_status(struct ctl *ctl, int argc, char **argv)
 /* --- tail ---------------------------------------------------------------------------- */
 
 #define TAIL_LINES_DEFAULT 10
-#define TAIL_BATCH	   500
-#define TAIL_POLL_MS	   5000 /* look at the log even without a notification */
+#define TAIL_BATCH         500
+#define TAIL_POLL_MS       5000 /* look at the log even without a notification */
 
 static void
 print_logged(const struct ctl *ctl, const struct store_logged *l, int64_t epoch)
@@ -391,7 +391,7 @@ tail_range(struct ctl *ctl, int64_t *after, int64_t upto, int64_t epoch)
 		size_t n = 0;
 
 		if (store_log_range(db(ctl), *after, upto, TAIL_BATCH, NULL, NULL, 0, &logged, &n,
-				    &transient, &error) < 0)
+		                    &transient, &error) < 0)
 			msg_fatal("tail: %s", error);
 		for (size_t i = 0; i < n; i++)
 			print_logged(ctl, &logged[i], epoch);
@@ -405,10 +405,10 @@ static int
 cmd_tail(struct ctl *ctl, int argc, char **argv)
 {
 	static const struct option lo[] = {{"follow", no_argument, NULL, 'f'},
-					   {"from", required_argument, NULL, 'o'},
-					   {"lines", required_argument, NULL, 'n'},
-					   {"json", no_argument, NULL, 'j'},
-					   {NULL, 0, NULL, 0}};
+	                                   {"from", required_argument, NULL, 'o'},
+	                                   {"lines", required_argument, NULL, 'n'},
+	                                   {"json", no_argument, NULL, 'j'},
+	                                   {NULL, 0, NULL, 0}};
 	long long from = -1, lines = TAIL_LINES_DEFAULT;
 	int64_t head, epoch, after;
 	const char *error;
@@ -426,17 +426,19 @@ cmd_tail(struct ctl *ctl, int argc, char **argv)
 			errno = 0;
 			from = strtoll(optarg, &end, 10);
 			if (errno != 0 || end == optarg || *end != '\0' || from < 0)
-				usage_error(current, "--from wants an offset (0 or more), not \"%s\"",
-					    optarg);
+				usage_error(current,
+				            "--from wants an offset (0 or more), not \"%s\"",
+				            optarg);
 			break;
 		case 'n':
 			errno = 0;
 			lines = strtoll(optarg, &end, 10);
 			if (errno != 0 || end == optarg || *end != '\0' || lines < 0 ||
 			    lines > 1000000)
-				usage_error(current, "-n wants a number of events (0 to 1000000), "
-						     "not \"%s\"",
-					    optarg);
+				usage_error(current,
+				            "-n wants a number of events (0 to 1000000), "
+				            "not \"%s\"",
+				            optarg);
 			break;
 		default:
 			usage_error(current, "unknown option");
@@ -467,8 +469,9 @@ cmd_tail(struct ctl *ctl, int argc, char **argv)
 		if (store_log_head(db(ctl), &head, &epoch, &error) < 0)
 			msg_fatal("tail: %s", error);
 		if (head < after) {
-			msg_warn("the log was reset (head %lld, epoch %lld): following from its start",
-				 (long long)head, (long long)epoch);
+			msg_warn("the log was reset (head %lld, epoch %lld): following from its "
+			         "start",
+			         (long long)head, (long long)epoch);
 			after = 0;
 		}
 		tail_range(ctl, &after, head, epoch);
