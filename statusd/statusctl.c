@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include "conf.h"
+#include "evclient.h"
 #include "mbuf.h"
 #include "msevent.h"
 #include "msg.h"
@@ -479,6 +480,116 @@ cmd_tail(struct ctl *ctl, int argc, char **argv)
 	return 0;
 }
 
+/* --- replay -------------------------------------------------------------------------- */
+
+#define REPLAY_WINDOW 1000 /* records in flight at most */
+
+struct replay {
+	const char *file;
+	unsigned long stored, rejected;
+	bool json;
+};
+
+static void
+on_replay_reply(void *ctx, uint64_t line, bool ok, const char *error)
+{
+	struct replay *r = ctx;
+	char clean[256];
+
+	if (ok) {
+		r->stored++;
+		return;
+	}
+	r->rejected++;
+	msg_clean(clean, sizeof(clean), error, strlen(error));
+	fprintf(stderr, "statusctl: %s:%llu: rejected: %s\n", r->file, (unsigned long long)line,
+	        clean);
+}
+
+/* Wait for the socket; write and read what it allows. */
+static void
+replay_io(struct evclient *c, struct replay *r, const char *sock)
+{
+	struct pollfd pfd = {evclient_fd(c), POLLIN, 0};
+	const char *error;
+
+	if (evclient_want_write(c))
+		pfd.events |= POLLOUT;
+	if (poll(&pfd, 1, 30000) == 0)
+		msg_fatal("replay: statusd at %s did not answer for 30 s", sock);
+	if (((pfd.revents & POLLOUT) && evclient_flush(c, &error) < 0) ||
+	    ((pfd.revents & (POLLIN | POLLHUP | POLLERR)) &&
+	     evclient_read(c, on_replay_reply, r, &error) < 0))
+		msg_fatal("replay: statusd at %s: %s (%lu records of %s stored before)", sock,
+		          error, r->stored, r->file);
+}
+
+static int
+cmd_replay(struct ctl *ctl, int argc, char **argv)
+{
+	static const struct option lo[] = {{"json", no_argument, NULL, 'j'}, {NULL, 0, NULL, 0}};
+	const char *sock = ctl->cfg.events_socket, *error;
+	unsigned long stored = 0, rejected = 0;
+	struct evclient *c;
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t len;
+
+	optind = 0;
+	next_opt(ctl, argc, argv, "+", lo);
+	want_operands(argc, 1, -1);
+	c = evclient_new(sock);
+	if (evclient_connect(c, &error) < 0)
+		msg_fatal("replay: cannot reach statusd at %s: %s", sock, error);
+	for (int i = optind; i < argc; i++) {
+		struct replay r = {argv[i], 0, 0, ctl->json};
+		unsigned long long lineno = 0;
+		FILE *f = strcmp(argv[i], "-") == 0 ? stdin : fopen(argv[i], "r");
+
+		if (f == NULL)
+			msg_fatal("replay: %s: %s", argv[i], strerror(errno));
+		while ((len = getline(&line, &cap, f)) >= 0) {
+			lineno++;
+			if (len == 0 || line[len - 1] != '\n') {
+				if (len == 0)
+					continue;
+				/* the last record may lack its newline */
+				if ((size_t)len + 1 >= cap &&
+				    (line = realloc(line, cap = len + 2)) == NULL)
+					msg_fatal("out of memory");
+				line[len++] = '\n';
+				line[len] = '\0';
+			}
+			if (len == 1)
+				continue;
+			if (len > ctl->cfg.ingest_record_max) {
+				on_replay_reply(&r, lineno, false,
+				                "record longer than ingest_record_max");
+				continue;
+			}
+			evclient_queue(c, line, (size_t)len, lineno);
+			while (evclient_unacked(c) >= REPLAY_WINDOW || evclient_want_write(c))
+				replay_io(c, &r, sock);
+		}
+		if (ferror(f))
+			msg_fatal("replay: %s: %s", argv[i], strerror(errno));
+		while (evclient_unacked(c) > 0)
+			replay_io(c, &r, sock);
+		if (f != stdin)
+			fclose(f);
+		if (!ctl->json)
+			printf("%s: %lu stored, %lu rejected\n", r.file, r.stored, r.rejected);
+		stored += r.stored;
+		rejected += r.rejected;
+	}
+	free(line);
+	evclient_disconnect(c, NULL, NULL);
+	evclient_free(&c);
+	if (ctl->json)
+		printf("{\"stored\":%lu,\"rejected\":%lu}\n", stored, rejected);
+	return rejected > 0 ? 1 : 0;
+}
+
 /* --- tokens -------------------------------------------------------------------------- */
 
 static int
@@ -917,6 +1028,7 @@ static const struct command commands[] = {
         {"maintain", NULL, "maintain", cmd_maintain},
         {"status", NULL, "status ID", cmd_status},
         {"tail", NULL, "tail [-f] [-n N] [--from OFFSET]", cmd_tail},
+        {"replay", NULL, "replay FILE...", cmd_replay},
         {"token", "create", "token create USER [--label TEXT] [--expires DURATION]",
          cmd_token_create},
         {"token", "list", "token list [USER]", cmd_token_list},

@@ -425,11 +425,33 @@ class StatusctlTokensTest(unittest.TestCase):
         self.usage_error("tail", "--from", "-3", says="--from wants an offset")
         self.usage_error("tail", "-n", "many", says="-n wants a number")
 
+    def test_replay(self):
+        tid = f"replay{os.getpid()}"
+        good = [event("queued", tracking_id=tid, recipient=f"p{i}@example.net",
+                      sender="replayer@replay.example") for i in range(3)]
+        path = self.sb.path("replay.events")
+        with open(path, "w") as f:
+            f.write(json.dumps(good[0]) + "\n\n")
+            f.write('{"v":1,"type":"queued", broken\n')
+            f.write(json.dumps(good[1]) + "\n" + json.dumps(good[0]) + "\n")
+            f.write(json.dumps(good[2]))  # the last record without its newline
+        res = self.ctl("replay", path, want=1)
+        self.assertIn(f"{path}: 4 stored, 1 rejected", res.stdout)
+        self.assertRegex(res.stderr, rf"{path}:3: rejected: .+")
+        count = self.pg.scalar(f"SELECT count(*) FROM events WHERE tracking_id = '{tid}'")
+        self.assertEqual(count, "3", "the repeated record is stored once")
+        again = self.ctl_json("replay", path, want=1)
+        self.assertEqual(again, {"stored": 4, "rejected": 1})
+        self.assertEqual(self.pg.scalar(f"SELECT count(*) FROM events "
+                                        f"WHERE tracking_id = '{tid}'"), "3")
+        missing = self.ctl("replay", self.sb.path("no-such.events"), want=1)
+        self.assertIn("no-such.events", missing.stderr)
+
     def test_manual_page_documents_every_command(self):
         with open(os.path.join(paths.source, "man", "statusctl.8")) as f:
             man = f.read()
         for words in ("token create", "token list", "token revoke", "token sign", "user show",
-                      "user admin", "prefs", "tail", "\\-\\-from", "\\-\\-label", "\\-\\-expires", "\\-\\-ttl",
+                      "user admin", "prefs", "tail", "replay", "\\-\\-from", "\\-\\-label", "\\-\\-expires", "\\-\\-ttl",
                       "\\-\\-clear", "\\-\\-read\\-receipts", "\\-\\-presence"):
             self.assertIn(words, man)
 
