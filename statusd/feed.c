@@ -27,6 +27,7 @@
 #include "store.h"
 
 #define PAGE_EVENTS	 2000	   /* events per catch-up read */
+#define PAGE_SPAN	 (4 * PAGE_EVENTS) /* log offsets per catch-up read, at most */
 #define CATCHUP_WATER	 262144	   /* bytes queued before a catch-up pauses */
 #define NOTIFY_DELAY_MS	 20	   /* let our own batch publish before reading others' */
 
@@ -554,8 +555,12 @@ feed_catch_up(struct feed_sub *sub)
 			}
 			continue;
 		}
-		sub->fetch = fetch_new(f, FETCH_PAGE, sub->position, f->ring_lo - 1, PAGE_EVENTS,
-				       sub->who);
+		/* Each page covers at most PAGE_SPAN offsets, so that PostgreSQL reads an index
+		   range of that size instead of all the rest of the log for every page. */
+		int64_t upto = f->ring_lo - 1;
+		if (upto - sub->position > PAGE_SPAN)
+			upto = sub->position + PAGE_SPAN;
+		sub->fetch = fetch_new(f, FETCH_PAGE, sub->position, upto, PAGE_EVENTS, sub->who);
 		sub->fetch->sub = sub;
 	}
 }

@@ -334,6 +334,41 @@ class ApiTest(unittest.TestCase):
 
 
 class TwoInstancesTest(unittest.TestCase):
+    def test_catch_up_from_the_database_in_pages(self):
+        """A statusd with nothing in memory serves a resume from PostgreSQL, page by page
+        (at most 2,000 events or 8,000 offsets a page): a user whose events are few and far
+        apart in a long log gets exactly those, and the sender of all the others gets every one
+        of hers."""
+        with Sandbox() as sb:
+            pg = sb.postgres()
+            one = sb.statusd(pg, name="writer")
+            one.send_events([event("queued", tracking_id="far", recipient=BOB, sender=ALICE,
+                                   sasl_user=ALICE)])
+            start = one.http("/healthz")[1]["log"]["head"]
+            evs = [event("queued", tracking_id="noise", recipient=f"n{i}@example.net",
+                         sender=MALLORY, sasl_user=MALLORY) for i in range(19000)]
+            for i in (0, 7999, 8000, 8001, 15999, 18999):  # page edges and the end
+                evs[i] = event("relayed", tracking_id="far", recipient=BOB)
+            for k in range(0, len(evs), 2000):
+                self.assertTrue(all("ack" in r for r in one.send_events(evs[k:k + 2000])))
+            end = one.http("/healthz")[1]["log"]["head"]
+            self.assertEqual(end - start, 19000)
+            fresh = sb.statusd(pg, name="reader", settings={
+                "auth_secret_file": one.settings["auth_secret_file"]})
+            fresh.secret = one.secret
+            epoch = fresh.http("/healthz")[1]["log"]["epoch"]
+            s = Sse(fresh, one.token(ALICE), last_event_id=f"{epoch}-{start}", timeout=30)
+            self.assertEqual(s.next()[2]["from"], start)
+            got = [s.next()[2]["offset"] for _ in range(6)]
+            s.close()
+            self.assertEqual(got, [start + 1 + i for i in (0, 7999, 8000, 8001, 15999, 18999)])
+            s = Sse(fresh, one.token(MALLORY), last_event_id=f"{epoch}-{start}", timeout=30)
+            s.next()
+            offsets = [s.next()[2]["offset"] for _ in range(19000 - 6)]
+            s.close()
+            self.assertEqual(offsets, sorted(set(range(start + 1, end + 1)) -
+                                             set(got)), "every one of mallory's, in order")
+
     def test_live_events_cross_instances(self):
         with Sandbox() as sb:
             pg = sb.postgres()
