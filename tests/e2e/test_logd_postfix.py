@@ -8,15 +8,17 @@ reject, statusd and PostgreSQL behind it):
 - nothing lost and nothing twice: msgstatus-logd stopped while mail flows and the log is
   rotated; killed (SIGKILL) and restarted; `postfix logrotate` (which compresses the old
   file) while it runs; statusd down for a while;
-- untracked mail leaves nothing behind in the message tables.
+- untracked mail leaves nothing behind in the message tables;
+- and with the Dovecot plugin, the whole chain: read over IMAP turns the recipient read.
 """
 import os
+import pwd
 import socket
 import time
 import unittest
 
 from e2e import main, require_root
-from msgsandbox import Sandbox
+from msgsandbox import Sandbox, paths
 from msgsandbox.core import wait_for
 
 ALICE = "alice@example.org"
@@ -32,7 +34,12 @@ class LogdPostfixTest(unittest.TestCase):
         cls.pg = cls.sb.postgres()
         cls.sd = cls.sb.statusd(cls.pg)
         cls.milter = cls.sb.milter(cls.sd)
-        cls.dovecot = cls.sb.dovecot()
+        # Dovecot with the msgstatus plugin: the whole chain, up to the read receipt
+        os.chown(cls.sd.pickup_dir, pwd.getpwnam("mail").pw_uid, -1)
+        cls.dovecot = cls.sb.dovecot(
+            mail_plugins=["notify", "msgstatus"],
+            plugin_paths=[paths.binary("dovecot-plugin/lib90_msgstatus_plugin.so")],
+            plugin={"msgstatus_pickup_dir": cls.sd.pickup_dir})
         cls.sink = cls.sb.smtp_sink(name="sink-accept")
         cls.slow = cls.sb.smtp_sink(name="sink-defer", mode="defer", at="rcpt",
                                     reply="451 4.3.0 try again later")
@@ -98,7 +105,12 @@ class LogdPostfixTest(unittest.TestCase):
         self.assertEqual(bounced["details"]["dsn"], "5.1.1")
         self.assertEqual(bounced["details"]["service"], "smtp")
         self.assertIn("127.0.0.1", got["carol@remote.example"]["details"]["mta"])
-        self.assertEqual(got[BOB]["details"]["service"], "lmtp")
+        # BOB's status may show the Dovecot plugin's delivered event (it can come first);
+        # Postfix's own carries the LMTP delivery's facts
+        self.assertEqual(self.pg.scalar(
+            "SELECT e.details->>'service' FROM events e JOIN messages m ON m.id = e.message "
+            f"WHERE m.tracking_id = '{tid}' AND e.source = 'postfix' AND e.recipient = '{BOB}'"),
+            "lmtp")
         # one event per result, and the events carry the Message-ID cleanup logged
         self.assertEqual(self.event_types(tid), [(BOB, 4), ("carol@remote.example", 3),
                                                  ("nobody@picky.example", 5)])
@@ -106,6 +118,21 @@ class LogdPostfixTest(unittest.TestCase):
                             f"JOIN messages m ON m.id = e.message WHERE m.tracking_id = '{tid}' "
                             "AND e.source = 'postfix'")
         self.assertEqual(mids, [["t"]])
+
+    def test_whole_chain_up_to_read(self):
+        """SMTP in through Postfix and the milter, LMTP into Dovecot, read over IMAP: the
+        status API says read for that recipient and relayed for the other."""
+        _, tid = self.send([BOB, "erin@remote.example"], "chain-read")
+        self.wait_statuses(tid, {BOB: "delivered", "erin@remote.example": "relayed"})
+        c = self.dovecot.imap(BOB)
+        try:
+            c.select("INBOX")
+            typ, data = c.uid("SEARCH", None, "SUBJECT", "chain-read")
+            c.uid("FETCH", data[0].split()[-1], "(BODY[])")
+        finally:
+            c.logout()
+        got = self.wait_statuses(tid, {BOB: "read", "erin@remote.example": "relayed"})
+        self.assertEqual((got[BOB]["delivered"], got[BOB]["displayed"]), ("yes", "yes"))
 
     def test_deferred_then_relayed(self):
         qid, tid = self.send(["dora@slow.example"], "defer-1")

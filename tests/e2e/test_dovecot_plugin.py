@@ -1,0 +1,184 @@
+"""The Dovecot plugin in a real, private Dovecot 2.3 (IMAP + LMTP) with statusd and
+PostgreSQL behind it, driven by imaplib and curl:
+
+- LMTP delivery of a tracked message -> delivered; STORE +FLAGS (\\Seen) -> read;
+  FETCH BODY[] -> read; BODY.PEEK[] -> nothing; -FLAGS (\\Seen) -> unread; EXPUNGE ->
+  deleted; APPEND -> nothing; a message without the header -> nothing;
+- a user with msgstatus_read_receipts=no (userdb field) -> no read event at all;
+- statusd stopped: IMAP goes on as before and nothing fails; statusd back: every event
+  arrives, once.
+"""
+import os
+import pwd
+import subprocess
+import time
+import unittest
+
+from e2e import event, main, require_root
+from msgsandbox import Sandbox, paths
+from msgsandbox.core import wait_for
+from msgsandbox.postfix import make_message
+
+BOB, CAROL = "bob@example.org", "carol@example.org"
+SENDER = "alice@example.net"
+PLUGIN = "dovecot-plugin/lib90_msgstatus_plugin.so"
+TYPES = {1: "queued", 4: "delivered", 7: "read", 8: "unread", 9: "deleted"}
+
+
+class DovecotPluginTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        require_root()
+        cls.sb = Sandbox()
+        cls.pg = cls.sb.postgres()
+        cls.sd = cls.sb.statusd(cls.pg)
+        # the mail user's processes write pickup files; statusd (root here) reads them
+        os.chown(cls.sd.pickup_dir, pwd.getpwnam("mail").pw_uid, -1)
+        cls.dc = cls.sb.dovecot(
+            users={BOB: "bob-secret", CAROL: "carol-secret"},
+            userdb_fields={CAROL: {"msgstatus_read_receipts": "no"}},
+            mail_plugins=["notify", "msgstatus"],
+            plugin_paths=[paths.binary(PLUGIN)],
+            plugin={"msgstatus_pickup_dir": cls.sd.pickup_dir})
+        cls.n = 0
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.sb.close()
+
+    # helpers
+    def tracked(self, user=BOB, header=True):
+        """Record a message as the milter would, deliver it over LMTP; its tracking id."""
+        DovecotPluginTest.n += 1
+        tid = f"dctest{os.getpid()}x{self.n}"
+        self.assertTrue(all("ack" in r for r in self.sd.send_events(
+            [event("queued", tracking_id=tid, recipient=user, sender=SENDER,
+                   sasl_user=SENDER, message_id=f"<{tid}@example.net>")])))
+        headers = [("Msgstatus-Id", tid)] if header else []
+        self.dc.deliver(user, make_message(SENDER, [user], subject=tid, headers=headers,
+                                           message_id=f"<{tid}@example.net>"))
+        return tid
+
+    def events(self, tid):
+        rows = self.pg.psql("SELECT type, recipient FROM events "
+                            f"WHERE tracking_id = '{tid}' AND source <> 'test' "
+                            "ORDER BY log_offset NULLS LAST, event_time")
+        return [(TYPES.get(int(t), t), r) for t, r in rows]
+
+    def wait_events(self, tid, want, timeout=15):
+        try:
+            wait_for(f"events {want}", lambda: self.events(tid) == want, timeout=timeout)
+        except Exception:
+            self.fail(f"want {want}, have {self.events(tid)}\n"
+                      f"dovecot: {self.dc.child.log()[-1500:]}")
+
+    def status(self, tid, rcpt=BOB):
+        code, doc = self.sd.status(tid, user=SENDER)
+        self.assertEqual(code, 200, doc)
+        return {r["recipient"]: r for r in doc["recipients"]}[rcpt]
+
+    def imap(self, user=BOB):
+        c = self.dc.imap(user)
+        c.select("INBOX")
+        self.addCleanup(lambda: c.logout())
+        return c
+
+    def uid_of(self, c, tid):
+        c.noop()  # let a selected mailbox see mail delivered since
+        typ, data = c.uid("SEARCH", None, "SUBJECT", tid)
+        self.assertEqual(typ, "OK")
+        return data[0].split()[-1].decode()
+
+    # tests
+    def test_delivery_store_seen_unseen_expunge(self):
+        tid = self.tracked()
+        self.wait_events(tid, [("delivered", BOB)])
+        self.assertEqual(self.status(tid)["status"], "delivered")
+        c = self.imap()
+        uid = self.uid_of(c, tid)
+        c.uid("STORE", uid, "+FLAGS", "(\\Seen)")
+        self.wait_events(tid, [("delivered", BOB), ("read", BOB)])
+        got = self.status(tid)
+        self.assertEqual((got["status"], got["displayed"]), ("read", "yes"))
+        c.uid("STORE", uid, "+FLAGS", "(\\Seen)")  # no change, no event
+        c.uid("STORE", uid, "-FLAGS", "(\\Seen)")
+        self.wait_events(tid, [("delivered", BOB), ("read", BOB), ("unread", BOB)])
+        c.uid("STORE", uid, "+FLAGS", "(\\Deleted)")
+        c.expunge()
+        self.wait_events(tid, [("delivered", BOB), ("read", BOB), ("unread", BOB),
+                               ("deleted", BOB)])
+
+    def test_fetch_body_reads_and_peek_does_not(self):
+        peeked, fetched = self.tracked(), self.tracked()
+        self.wait_events(fetched, [("delivered", BOB)])
+        c = self.imap()
+        c.uid("FETCH", self.uid_of(c, peeked), "(BODY.PEEK[])")
+        c.uid("FETCH", self.uid_of(c, fetched), "(BODY[])")
+        self.wait_events(fetched, [("delivered", BOB), ("read", BOB)])
+        self.assertEqual(self.events(peeked), [("delivered", BOB)])
+
+    def test_read_with_curl(self):
+        tid = self.tracked()
+        self.wait_events(tid, [("delivered", BOB)])
+        c = self.imap()
+        uid = self.uid_of(c, tid)
+        res = subprocess.run(["curl", "-s", "--user", f"{BOB}:bob-secret",
+                              f"imap://127.0.0.1:{self.dc.imap_port}/INBOX;UID={uid}"],
+                             capture_output=True, text=True, timeout=30)
+        self.assertEqual(res.returncode, 0, res.stderr)
+        self.assertIn(f"Msgstatus-Id: {tid}", res.stdout)
+        self.wait_events(tid, [("delivered", BOB), ("read", BOB)])
+
+    def test_untracked_and_appended_mail_are_ignored(self):
+        plain = self.tracked(header=False)
+        c = self.imap()
+        appended = f"dcappend{os.getpid()}"
+        c.append("INBOX", "(\\Seen)", None,
+                 make_message(SENDER, [BOB], subject=appended,
+                              headers=[("Msgstatus-Id", appended)]))
+        c.uid("STORE", self.uid_of(c, plain), "+FLAGS", "(\\Seen)")
+        marker = self.tracked()  # everything before it has been handed over by now
+        c.uid("STORE", self.uid_of(c, marker), "+FLAGS", "(\\Seen)")
+        self.wait_events(marker, [("delivered", BOB), ("read", BOB)])
+        self.assertEqual(self.events(plain), [])
+        self.assertEqual(self.pg.scalar(
+            f"SELECT count(*) FROM events WHERE tracking_id = '{appended}'"), "0")
+
+    def test_receipts_off_sends_no_read_event(self):
+        tid = self.tracked(user=CAROL)
+        self.wait_events(tid, [("delivered", CAROL)])
+        c = self.imap(CAROL)
+        c.uid("FETCH", self.uid_of(c, tid), "(BODY[])")
+        c.uid("STORE", self.uid_of(c, tid), "-FLAGS", "(\\Seen)")
+        marker = self.tracked()
+        b = self.imap()
+        b.uid("STORE", self.uid_of(b, marker), "+FLAGS", "(\\Seen)")
+        self.wait_events(marker, [("delivered", BOB), ("read", BOB)])
+        self.assertEqual(self.events(tid), [("delivered", CAROL)])
+        self.assertEqual(self.status(tid, CAROL)["status"], "delivered")
+
+    def test_statusd_down_then_back(self):
+        tids = [self.tracked() for _ in range(3)]
+        for tid in tids:
+            self.wait_events(tid, [("delivered", BOB)])
+        c = self.imap()
+        uids = [self.uid_of(c, t) for t in tids]
+        self.sd.stop()
+        try:
+            t0 = time.monotonic()
+            for uid in uids:
+                typ, _ = c.uid("STORE", uid, "+FLAGS", "(\\Seen)")
+                self.assertEqual(typ, "OK")
+            typ, _ = c.noop()
+            self.assertEqual(typ, "OK")
+            self.assertLess(time.monotonic() - t0, 2, "IMAP does not wait for statusd")
+            waiting = [n for n in os.listdir(self.sd.pickup_dir) if n.endswith(".events")]
+            self.assertGreaterEqual(len(waiting), 3, "the events wait in the pickup directory")
+        finally:
+            self.sd.start()
+        for tid in tids:
+            self.wait_events(tid, [("delivered", BOB), ("read", BOB)], timeout=30)
+
+
+if __name__ == "__main__":
+    main()
