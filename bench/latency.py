@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""End-to-end read-receipt latency: from an IMAP STORE +FLAGS (\\Seen) completing to the
+sender's WebSocket client receiving the "read" event.
+
+    bench/latency.py [--messages 1000]
+
+One private PostgreSQL, statusd and Dovecot with the msgstatus plugin. The messages are
+recorded as the milter would (queued, sender alice) and delivered to bob over LMTP. Alice's
+WebSocket client follows the feed live; bob's IMAP client marks the messages \\Seen one at
+a time, waiting for each read event to arrive before the next command, and the time from
+the tagged OK of the STORE to the arrival of the event is recorded. Prints p50, p90, p99
+and the maximum.
+"""
+import argparse
+import json
+import os
+import pwd
+import statistics
+import sys
+import time
+import urllib.parse
+
+import websocket
+
+SOURCE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(SOURCE, "tests", "sandbox"))
+os.environ.setdefault("MSGSTATUS_BUILD_DIR", os.path.join(SOURCE, "build"))
+
+from msgsandbox import Sandbox, paths  # noqa: E402
+from msgsandbox.postfix import make_message  # noqa: E402
+from msgsandbox.statusd import now_rfc3339  # noqa: E402
+
+ALICE, BOB = "alice@example.net", "bob@example.org"
+
+
+def percentile(values, p):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--messages", type=int, default=1000)
+    args = ap.parse_args()
+
+    with Sandbox(name="bench-latency") as sb:
+        pg = sb.postgres(fsync=True)
+        sd = sb.statusd(pg)
+        os.chown(sd.pickup_dir, pwd.getpwnam("mail").pw_uid, -1)
+        dc = sb.dovecot(users={BOB: "bob-secret"}, mail_plugins=["notify", "msgstatus"],
+                        plugin_paths=[paths.binary("dovecot-plugin/lib90_msgstatus_plugin.so")],
+                        plugin={"msgstatus_pickup_dir": sd.pickup_dir})
+        tids = [f"lat{os.getpid()}x{i}" for i in range(args.messages)]
+        sd.send_events([{"v": 1, "id": f"{t}q", "type": "queued", "time": now_rfc3339(0),
+                         "source": "bench", "tracking_id": t, "recipient": BOB,
+                         "sender": ALICE, "sasl_user": ALICE} for t in tids])
+        for t in tids:
+            dc.deliver(BOB, make_message(ALICE, [BOB], subject=t,
+                                         headers=[("Msgstatus-Id", t)]))
+        _, health = sd.http("/healthz")
+        token = urllib.parse.quote(sd.token(ALICE))
+        ws = websocket.create_connection(
+            f"ws://127.0.0.1:{sd.http_port}/api/v1/messages/stream?access_token={token}",
+            timeout=10)
+        json.loads(ws.recv())  # hello: from the head on
+        imap = dc.imap(BOB)
+        imap.select("INBOX")
+        _, data = imap.uid("SEARCH", None, "ALL")
+        uids = data[0].split()
+        lat = []
+        for uid in uids:
+            imap.uid("STORE", uid, "+FLAGS", "(\\Seen)")
+            done = time.monotonic()
+            while True:
+                ev = json.loads(ws.recv())
+                if ev.get("status") == "read":
+                    break
+            lat.append((time.monotonic() - done) * 1000)
+        imap.logout()
+        ws.close()
+        print(f"{len(lat)} read receipts, IMAP STORE OK -> WebSocket event, ms:")
+        print(f"p50 {statistics.median(lat):.2f}  p90 {percentile(lat, 90):.2f}  "
+              f"p99 {percentile(lat, 99):.2f}  max {max(lat):.2f}")
+
+
+if __name__ == "__main__":
+    main()
