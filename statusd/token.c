@@ -455,7 +455,8 @@ token_jwt_sign(const char *user, int64_t iat_s, int64_t exp_s, const unsigned ch
 /* --- the shared secret --------------------------------------------------------------- */
 
 int
-token_secret_load(const char *path, unsigned char **secret_r, size_t *len_r, const char **error_r)
+token_secret_load(const char *setting, const char *path, unsigned char **secret_r, size_t *len_r,
+                  const char **error_r)
 {
 	unsigned char *buf;
 	struct stat st;
@@ -464,18 +465,18 @@ token_secret_load(const char *path, unsigned char **secret_r, size_t *len_r, con
 	int fd;
 
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) < 0) {
-		*error_r = errfmt("auth_secret_file %s: %s", path, strerror(errno));
+		*error_r = errfmt("%s %s: %s", setting, path, strerror(errno));
 		return -1;
 	}
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		*error_r = errfmt("auth_secret_file %s: not a regular file", path);
+		*error_r = errfmt("%s %s: not a regular file", setting, path);
 		close(fd);
 		return -1;
 	}
 	if ((st.st_mode & 007) != 0) {
-		*error_r = errfmt("auth_secret_file %s is accessible to others (mode %04o): "
+		*error_r = errfmt("%s %s is accessible to others (mode %04o): "
 		                  "the secret would not be secret; chmod o-rwx it",
-		                  path, (unsigned)(st.st_mode & 07777));
+		                  setting, path, (unsigned)(st.st_mode & 07777));
 		close(fd);
 		return -1;
 	}
@@ -486,7 +487,7 @@ token_secret_load(const char *path, unsigned char **secret_r, size_t *len_r, con
 		if (got < 0 && errno == EINTR)
 			continue;
 		if (got < 0) {
-			*error_r = errfmt("auth_secret_file %s: %s", path, strerror(errno));
+			*error_r = errfmt("%s %s: %s", setting, path, strerror(errno));
 			goto fail;
 		}
 		if (got == 0)
@@ -501,14 +502,14 @@ token_secret_load(const char *path, unsigned char **secret_r, size_t *len_r, con
 			len--;
 	}
 	if (len > TOKEN_SECRET_MAX) {
-		*error_r = errfmt("auth_secret_file %s: the secret is longer than %d bytes", path,
+		*error_r = errfmt("%s %s: the secret is longer than %d bytes", setting, path,
 		                  TOKEN_SECRET_MAX);
 		goto fail;
 	}
 	if (len < TOKEN_SECRET_MIN) {
-		*error_r = errfmt("auth_secret_file %s: the secret is shorter than %d bytes "
+		*error_r = errfmt("%s %s: the secret is shorter than %d bytes "
 		                  "(make one with: openssl rand -base64 48)",
-		                  path, TOKEN_SECRET_MIN);
+		                  setting, path, TOKEN_SECRET_MIN);
 		goto fail;
 	}
 	*secret_r = buf;

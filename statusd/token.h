@@ -84,13 +84,14 @@ char *token_jwt_sign(const char *user, int64_t iat_s, int64_t exp_s, const unsig
                      size_t keylen);
 
 /*
- * Read the shared secret from path: a regular file, not accessible to others (mode & 007
+ * Read a shared secret (setting: the configuration setting that names the file, for the
+ * errors) from path: a regular file, not accessible to others (mode & 007
  * == 0), TOKEN_SECRET_MIN..TOKEN_SECRET_MAX bytes after dropping one trailing newline (or
  * CR LF). Returns 0 with *secret_r (free it with token_secret_free) and *len_r, or -1
  * with *error_r naming the file.
  */
-int token_secret_load(const char *path, unsigned char **secret_r, size_t *len_r,
-                      const char **error_r);
+int token_secret_load(const char *setting, const char *path, unsigned char **secret_r,
+                      size_t *len_r, const char **error_r);
 /* Wipe and free a secret from token_secret_load; NULL-safe. */
 void token_secret_free(unsigned char **secret, size_t len);
 

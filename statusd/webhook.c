@@ -41,7 +41,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libpq-fe.h>
-#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <poll.h>
@@ -54,7 +53,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -62,6 +60,7 @@
 #include "msg.h"
 #include "sdconfig.h"
 #include "store.h"
+#include "token.h"
 
 #define WEBHOOKS_MAX       32    /* endpoints: each is a thread and a database connection */
 #define BATCH              100   /* events read from the log at a time */
@@ -70,8 +69,6 @@
 #define DB_BACKOFF_MIN_MS  100   /* first reconnect */
 #define CONNECT_TIMEOUT_MS 15000 /* PostgreSQL */
 #define STOP_GRACE_MS      500   /* a request in flight at stop may finish within this */
-#define SECRET_MIN         32
-#define SECRET_MAX         4096
 #define CURSORS_SCHEMA     1 /* the schema version that brought webhook_cursors */
 #define USER_AGENT         "msgstatus-statusd/" MSGSTATUS_VERSION " (webhook)"
 
@@ -137,74 +134,6 @@ backoff_next(long long cur, long long min, long long max)
 }
 
 /* --- settings ------------------------------------------------------------------------- */
-
-/* Read the signing secret: a regular file no one else may access, SECRET_MIN..MAX bytes
-   after dropping one trailing newline (or CR LF). */
-static int
-secret_load(const char *path, unsigned char **secret_r, size_t *len_r, const char **error_r)
-{
-	unsigned char *buf;
-	struct stat st;
-	size_t len = 0;
-	ssize_t got;
-	int fd;
-
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) < 0) {
-		*error_r = errfmt("webhook_secret_file %s: %s", path, strerror(errno));
-		return -1;
-	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		*error_r = errfmt("webhook_secret_file %s: not a regular file", path);
-		close(fd);
-		return -1;
-	}
-	if ((st.st_mode & 007) != 0) {
-		*error_r = errfmt("webhook_secret_file %s is accessible to others (mode %04o): "
-		                  "the secret would not be secret; chmod o-rwx it",
-		                  path, (unsigned)(st.st_mode & 07777));
-		close(fd);
-		return -1;
-	}
-	if ((buf = malloc(SECRET_MAX + 3)) == NULL)
-		msg_fatal("out of memory");
-	while (len < SECRET_MAX + 3) {
-		got = read(fd, buf + len, SECRET_MAX + 3 - len);
-		if (got < 0 && errno == EINTR)
-			continue;
-		if (got < 0) {
-			*error_r = errfmt("webhook_secret_file %s: %s", path, strerror(errno));
-			goto fail;
-		}
-		if (got == 0)
-			break;
-		len += (size_t)got;
-	}
-	if (len > 0 && buf[len - 1] == '\n') {
-		len--;
-		if (len > 0 && buf[len - 1] == '\r')
-			len--;
-	}
-	if (len > SECRET_MAX) {
-		*error_r = errfmt("webhook_secret_file %s: the secret is longer than %d bytes",
-		                  path, SECRET_MAX);
-		goto fail;
-	}
-	if (len < SECRET_MIN) {
-		*error_r = errfmt("webhook_secret_file %s: the secret is shorter than %d bytes "
-		                  "(make one with: openssl rand -base64 48)",
-		                  path, SECRET_MIN);
-		goto fail;
-	}
-	close(fd);
-	*secret_r = buf;
-	*len_r = len;
-	return 0;
-fail:
-	close(fd);
-	OPENSSL_cleanse(buf, SECRET_MAX + 3);
-	free(buf);
-	return -1;
-}
 
 static char *
 xstrdup(const char *s)
@@ -755,10 +684,7 @@ webhooks_free(struct webhooks *w)
 		free(w->hooks[i].label);
 	}
 	free(w->hooks);
-	if (w->secret != NULL) {
-		OPENSSL_cleanse(w->secret, w->secret_len);
-		free(w->secret);
-	}
+	token_secret_free(&w->secret, w->secret_len);
 	if (w->wake[0] >= 0)
 		close(w->wake[0]);
 	if (w->wake[1] >= 0)
@@ -818,7 +744,8 @@ webhooks_start(const struct sd_config *cfg, const char **error_r)
 	}
 	free(list);
 	list = NULL;
-	if (secret_load(cfg->webhook_secret_file, &w->secret, &w->secret_len, error_r) < 0)
+	if (token_secret_load("webhook_secret_file", cfg->webhook_secret_file, &w->secret,
+	                      &w->secret_len, error_r) < 0)
 		goto fail;
 	if (pipe2(w->wake, O_CLOEXEC | O_NONBLOCK) < 0) {
 		*error_r = errfmt("webhook_urls: pipe: %s", strerror(errno));

@@ -709,7 +709,7 @@ test_secret(void **state)
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		char *path = secret_file(cases[i].content, strlen(cases[i].content), cases[i].mode);
-		int rc = token_secret_load(path, &secret, &len, &error);
+		int rc = token_secret_load("auth_secret_file", path, &secret, &len, &error);
 		if (cases[i].want_len < 0) {
 			CHECK_INT(cases[i].name, rc, -1);
 			if (rc < 0) {
@@ -727,10 +727,10 @@ test_secret(void **state)
 		unlink(path);
 		free(path);
 	}
-	CHECK_INT("missing file", token_secret_load("/nonexistent/secret", &secret, &len, &error),
+	CHECK_INT("missing file", token_secret_load("auth_secret_file", "/nonexistent/secret", &secret, &len, &error),
 	          -1);
 	CHECK_HAS("missing file", error, "/nonexistent/secret");
-	CHECK_INT("a directory", token_secret_load("/tmp", &secret, &len, &error), -1);
+	CHECK_INT("a directory", token_secret_load("auth_secret_file", "/tmp", &secret, &len, &error), -1);
 	CHECK_HAS("a directory", error, "regular file");
 	check_done();
 }
