@@ -313,3 +313,34 @@ conf_free(const struct conf_setting *table, void *obj)
 			*p = NULL;
 		}
 }
+
+int
+conf_check_mode(const char *where, const char *name, const char *value, unsigned *mode_r,
+		const char **error_r)
+{
+	char *end;
+	long mode = strtol(value, &end, 8);
+
+	if (*value == '\0' || *end != '\0' || mode < 0 || mode > 0777) {
+		*error_r = errfmt("%s: %s: expected an octal mode such as 0660", where, name);
+		return -1;
+	}
+	*mode_r = (unsigned)mode;
+	return 0;
+}
+
+int
+conf_check_logging(const char *where, const char *log_target, const char *syslog_facility,
+		   const char **error_r)
+{
+	if (strcmp(log_target, "stderr") != 0 && strcmp(log_target, "syslog") != 0) {
+		*error_r = errfmt("%s: log_target: expected stderr or syslog", where);
+		return -1;
+	}
+	if (msg_facility(syslog_facility) < 0) {
+		*error_r = errfmt("%s: syslog_facility: unknown facility \"%s\"", where,
+				  syslog_facility);
+		return -1;
+	}
+	return 0;
+}

@@ -65,4 +65,14 @@ int conf_parse_bool(const char *value, bool *out_r);
 int conf_parse_time(const char *value, long long *ms_r);
 int conf_parse_size(const char *value, long long *bytes_r);
 
+/*
+ * Checks the programs share, for settings after conf_load (where names the file in
+ * errors): an octal file mode such as "0660" (0 to 0777) for the setting name, stored in
+ * *mode_r; log_target (stderr or syslog) with its syslog_facility.
+ */
+int conf_check_mode(const char *where, const char *name, const char *value, unsigned *mode_r,
+		    const char **error_r);
+int conf_check_logging(const char *where, const char *log_target, const char *syslog_facility,
+		       const char **error_r);
+
 #endif

@@ -20,6 +20,8 @@ struct lconfig {
 	char *log_target;
 	char *syslog_facility;
 	bool verbose;
+
+	unsigned syslog_mode; /* syslog_socket_mode, parsed */
 };
 
 extern const struct conf_setting lconfig_table[];

@@ -163,7 +163,6 @@ open_syslog_socket(const struct lconfig *cfg)
 {
 	struct sockaddr_un sun;
 	int fd, rcvbuf = 4 * 1024 * 1024;
-	long mode = strtol(cfg->syslog_socket_mode, NULL, 8);
 
 	if (strlen(cfg->syslog_socket) >= sizeof(sun.sun_path))
 		msg_fatal("syslog_socket: path too long");
@@ -174,7 +173,7 @@ open_syslog_socket(const struct lconfig *cfg)
 	if ((fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) < 0 ||
 	    bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0)
 		msg_fatal("syslog_socket %s: %s", cfg->syslog_socket, strerror(errno));
-	if (chmod(cfg->syslog_socket, (mode_t)mode) < 0)
+	if (chmod(cfg->syslog_socket, (mode_t)cfg->syslog_mode) < 0)
 		msg_fatal("syslog_socket %s: chmod: %s", cfg->syslog_socket, strerror(errno));
 	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
 	msg_info("receiving syslog lines on %s", cfg->syslog_socket);

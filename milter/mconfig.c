@@ -36,19 +36,16 @@ mconfig_load(const char *path, const char **error_r)
 {
 	struct mconfig *cfg = calloc(1, sizeof(*cfg));
 	const char *where = path ? path : "(defaults)";
-	char *end;
-	long mode;
+	unsigned mode;
 
 	if (cfg == NULL)
 		msg_fatal("out of memory");
 	cfg->refs = 1;
 	if (conf_load(mconfig_table, cfg, path, error_r) < 0)
 		goto bad;
-	mode = strtol(cfg->milter_socket_mode, &end, 8);
-	if (*cfg->milter_socket_mode == '\0' || *end != '\0' || mode < 0 || mode > 0777) {
-		*error_r = errfmt("%s: milter_socket_mode: expected an octal mode such as 0660", where);
+	if (conf_check_mode(where, "milter_socket_mode", cfg->milter_socket_mode, &mode,
+			    error_r) < 0)
 		goto bad;
-	}
 	cfg->socket_mode = (mode_t)mode;
 	if (strncmp(cfg->milter_socket, "unix:", 5) != 0 &&
 	    strncmp(cfg->milter_socket, "local:", 6) != 0 &&
@@ -66,15 +63,8 @@ mconfig_load(const char *path, const char **error_r)
 		*error_r = errfmt("%s: spool_segment_size must not exceed spool_max_size", where);
 		goto bad;
 	}
-	if (strcmp(cfg->log_target, "stderr") != 0 && strcmp(cfg->log_target, "syslog") != 0) {
-		*error_r = errfmt("%s: log_target: expected stderr or syslog", where);
+	if (conf_check_logging(where, cfg->log_target, cfg->syslog_facility, error_r) < 0)
 		goto bad;
-	}
-	if (msg_facility(cfg->syslog_facility) < 0) {
-		*error_r = errfmt("%s: syslog_facility: unknown facility \"%s\"", where,
-				  cfg->syslog_facility);
-		goto bad;
-	}
 	return cfg;
 bad:
 	mconfig_unref(&cfg);

@@ -88,17 +88,13 @@ int
 sdconfig_load(struct sd_config *cfg, const char *path, const char **error_r)
 {
 	const char *where = path ? path : "(defaults)";
-	char *end;
-	long mode;
+	unsigned mode;
 
 	if (conf_load(sdconfig_table, cfg, path, error_r) < 0)
 		return -1;
-	mode = strtol(cfg->events_socket_mode, &end, 8);
-	if (*cfg->events_socket_mode == '\0' || *end != '\0' || mode < 0 || mode > 0777) {
-		*error_r = errfmt("%s: events_socket_mode: expected an octal mode such as 0660",
-				  where);
+	if (conf_check_mode(where, "events_socket_mode", cfg->events_socket_mode, &mode,
+			    error_r) < 0)
 		return -1;
-	}
 	cfg->socket_mode = (mode_t)mode;
 	cfg->socket_gid = (gid_t)-1;
 	if (*cfg->events_socket_group != '\0') {
@@ -133,16 +129,7 @@ sdconfig_load(struct sd_config *cfg, const char *path, const char **error_r)
 				  where);
 		return -1;
 	}
-	if (strcmp(cfg->log_target, "stderr") != 0 && strcmp(cfg->log_target, "syslog") != 0) {
-		*error_r = errfmt("%s: log_target: expected stderr or syslog", where);
-		return -1;
-	}
-	if (msg_facility(cfg->syslog_facility) < 0) {
-		*error_r = errfmt("%s: syslog_facility: unknown facility \"%s\"", where,
-				  cfg->syslog_facility);
-		return -1;
-	}
-	return 0;
+	return conf_check_logging(where, cfg->log_target, cfg->syslog_facility, error_r);
 }
 
 const char *
