@@ -31,59 +31,7 @@
 #include "mbuf.h"
 #include "msevent.h"
 
-static int failures;
-
-#define CHECK_INT(what, got, want)                                                                 \
-	check_int(__FILE__, __LINE__, (what), #got, (long long)(got), (long long)(want))
-#define CHECK_STR(what, got, want) check_str(__FILE__, __LINE__, (what), #got, (got), (want))
-#define CHECK_HAS(what, got, want) check_has(__FILE__, __LINE__, (what), #got, (got), (want))
-
-static void
-check_int(const char *file, int line, const char *what, const char *expr, long long got,
-          long long want)
-{
-	if (got != want) {
-		print_error("%s:%d: %s: %s: got %lld, want %lld\n", file, line, what, expr, got,
-		            want);
-		failures++;
-	}
-}
-
-/* want NULL means "absent". */
-static void
-check_str(const char *file, int line, const char *what, const char *expr, const char *got,
-          const char *want)
-{
-	if ((got == NULL) != (want == NULL) || (got != NULL && strcmp(got, want) != 0)) {
-		print_error("%s:%d: %s: %s: got %s%s%s, want %s%s%s\n", file, line, what, expr,
-		            got ? "\"" : "", got ? got : "NULL", got ? "\"" : "", want ? "\"" : "",
-		            want ? want : "NULL", want ? "\"" : "");
-		failures++;
-	}
-}
-
-static void
-check_has(const char *file, int line, const char *what, const char *expr, const char *got,
-          const char *want)
-{
-	if (got == NULL || strstr(got, want) == NULL) {
-		print_error("%s:%d: %s: %s: got \"%s\", want it to contain \"%s\"\n", file, line,
-		            what, expr, got ? got : "(null)", want);
-		failures++;
-	}
-}
-
-static void
-check_done(void)
-{
-	int n = failures;
-
-	failures = 0;
-	if (n != 0) {
-		print_error("%d check(s) failed\n", n);
-		fail();
-	}
-}
+#include "check.h"
 
 static struct json_tokener *tok;
 

@@ -19,33 +19,7 @@
 
 #include "randid.h"
 
-static int failures;
-
-#define CHECK_INT(what, got, want)                                                                 \
-	check_int(__FILE__, __LINE__, (what), #got, (long long)(got), (long long)(want))
-
-static void
-check_int(const char *file, int line, const char *what, const char *expr, long long got,
-          long long want)
-{
-	if (got != want) {
-		print_error("%s:%d: %s: %s: got %lld, want %lld\n", file, line, what, expr, got,
-		            want);
-		failures++;
-	}
-}
-
-static void
-check_done(void)
-{
-	int n = failures;
-
-	failures = 0;
-	if (n != 0) {
-		print_error("%d check(s) failed\n", n);
-		fail();
-	}
-}
+#include "check.h"
 
 static const char alphabet[] = "abcdefghijklmnopqrstuvwxyz234567";
 

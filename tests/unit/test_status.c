@@ -32,45 +32,7 @@
 
 #include "status.h"
 
-static int failures;
-
-#define CHECK_INT(what, got, want)                                                                 \
-	check_int(__FILE__, __LINE__, (what), #got, (long long)(got), (long long)(want))
-#define CHECK_STR(what, got, want) check_str(__FILE__, __LINE__, (what), #got, (got), (want))
-
-static void
-check_int(const char *file, int line, const char *what, const char *expr, long long got,
-          long long want)
-{
-	if (got != want) {
-		print_error("%s:%d: %s: %s: got %lld, want %lld\n", file, line, what, expr, got,
-		            want);
-		failures++;
-	}
-}
-
-static void
-check_str(const char *file, int line, const char *what, const char *expr, const char *got,
-          const char *want)
-{
-	if (got == NULL || strcmp(got, want) != 0) {
-		print_error("%s:%d: %s: %s: got \"%s\", want \"%s\"\n", file, line, what, expr,
-		            got ? got : "(null)", want);
-		failures++;
-	}
-}
-
-static void
-check_done(void)
-{
-	int n = failures;
-
-	failures = 0;
-	if (n != 0) {
-		print_error("%d check(s) failed\n", n);
-		fail();
-	}
-}
+#include "check.h"
 
 #define T0          1709164800000LL /* 2024-02-29T00:00:00Z */
 #define TIME_MAX_MS ((INT64_C(1) << 44) - 1)

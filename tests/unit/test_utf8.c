@@ -21,34 +21,7 @@
 
 #include "utf8.h"
 
-static int failures;
-
-#define CHECK_INT(what, got, want)                                                                 \
-	check_int(__FILE__, __LINE__, (what), #got, (long long)(got), (long long)(want))
-
-static void
-check_int(const char *file, int line, const char *what, const char *expr, long long got,
-          long long want)
-{
-	if (got != want) {
-		print_error("%s:%d: %s: %s: got %lld, want %lld\n", file, line, what, expr, got,
-		            want);
-		failures++;
-	}
-}
-
-/* End of a table-driven test: fail it if any row failed (all failing rows were printed). */
-static void
-check_done(void)
-{
-	int n = failures;
-
-	failures = 0;
-	if (n != 0) {
-		print_error("%d check(s) failed\n", n);
-		fail();
-	}
-}
+#include "check.h"
 
 /* A heap copy of exactly n bytes, so that reading past n is an ASan error. */
 static char *
