@@ -39,6 +39,17 @@ msg_verbose(void)
 	return msg_verbose_flag;
 }
 
+void
+msg_open_settings(const char *progname, const char *log_target, const char *syslog_facility,
+		  bool verbose)
+{
+	if (strcmp(log_target, "syslog") == 0)
+		msg_open(progname, MSG_TARGET_SYSLOG, msg_facility(syslog_facility));
+	else
+		msg_open(progname, MSG_TARGET_STDERR, 0);
+	msg_set_verbose(verbose);
+}
+
 int
 msg_facility(const char *name)
 {

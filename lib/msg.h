@@ -34,6 +34,12 @@ enum msg_target {
 void msg_open(const char *progname, enum msg_target target, int facility);
 void msg_set_verbose(bool verbose);
 bool msg_verbose(void);
+/*
+ * Open the log as the log_target ("stderr" or "syslog") and syslog_facility settings say
+ * (checked before with conf_check_logging); verbose if either argument says so.
+ */
+void msg_open_settings(const char *progname, const char *log_target,
+		       const char *syslog_facility, bool verbose);
 /* Map a syslog facility name ("mail", "daemon", "local0".."local7", ...) to LOG_*; -1 if unknown. */
 int msg_facility(const char *name);
 

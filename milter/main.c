@@ -62,11 +62,8 @@ usage(void)
 static void
 open_log(const struct mconfig *cfg, bool verbose)
 {
-	if (strcmp(cfg->log_target, "syslog") == 0)
-		msg_open("msgstatus-milter", MSG_TARGET_SYSLOG, msg_facility(cfg->syslog_facility));
-	else
-		msg_open("msgstatus-milter", MSG_TARGET_STDERR, 0);
-	msg_set_verbose(verbose || cfg->verbose);
+	msg_open_settings("msgstatus-milter", cfg->log_target, cfg->syslog_facility,
+			  verbose || cfg->verbose);
 }
 
 /* --- worker -------------------------------------------------------------------------- */

@@ -230,9 +230,8 @@ main(int argc, char **argv)
 		sdconfig_free(&sd.cfg);
 		return 0;
 	}
-	if (strcmp(sd.cfg.log_target, "syslog") == 0)
-		msg_open("statusd", MSG_TARGET_SYSLOG, msg_facility(sd.cfg.syslog_facility));
-	msg_set_verbose(verbose || sd.cfg.verbose);
+	msg_open_settings("statusd", sd.cfg.log_target, sd.cfg.syslog_facility,
+			  verbose || sd.cfg.verbose);
 	signal(SIGPIPE, SIG_IGN);
 
 	sd.loop = uv_default_loop();
