@@ -31,7 +31,7 @@ on_reply(void *ctx, uint64_t cookie, bool ok, const char *error)
 		c->acked++;
 	else if (c->errors++ == 0)
 		fprintf(stderr, "ingest_load: first error (record %llu): %s\n",
-			(unsigned long long)cookie, error);
+		        (unsigned long long)cookie, error);
 }
 
 int
@@ -72,10 +72,11 @@ main(int argc, char **argv)
 			pos += len;
 			sent++;
 		}
-		struct pollfd pfd = {evclient_fd(c), POLLIN | (evclient_want_write(c) ? POLLOUT : 0), 0};
+		struct pollfd pfd = {evclient_fd(c),
+		                     POLLIN | (evclient_want_write(c) ? POLLOUT : 0), 0};
 		if (poll(&pfd, 1, 30000) <= 0)
 			msg_fatal("no progress for 30 s (%ld of %ld answered)",
-				  counts.acked + counts.errors, total);
+			          counts.acked + counts.errors, total);
 		if ((pfd.revents & POLLOUT) && evclient_flush(c, &error) < 0)
 			msg_fatal("%s", error);
 		if ((pfd.revents & (POLLIN | POLLHUP | POLLERR)) &&

@@ -58,10 +58,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MSGSTATUS_HEADER	     "Msgstatus-Id"
-#define MSGSTATUS_PICKUP_DEFAULT     "/var/spool/msgstatus/pickup"
-#define MSGSTATUS_TRACKING_ID_MAX    64
-#define MSGSTATUS_USER_CONTEXT(obj)  MODULE_CONTEXT(obj, msgstatus_user_module)
+#define MSGSTATUS_HEADER            "Msgstatus-Id"
+#define MSGSTATUS_PICKUP_DEFAULT    "/var/spool/msgstatus/pickup"
+#define MSGSTATUS_TRACKING_ID_MAX   64
+#define MSGSTATUS_USER_CONTEXT(obj) MODULE_CONTEXT(obj, msgstatus_user_module)
 
 const char *msgstatus_plugin_version = DOVECOT_ABI_VERSION;
 const char *msgstatus_plugin_dependencies[] = {"notify", NULL};
@@ -90,7 +90,7 @@ static bool
 setting_is_no(const char *value)
 {
 	return value != NULL && (strcasecmp(value, "no") == 0 || strcasecmp(value, "false") == 0 ||
-				 strcasecmp(value, "off") == 0 || strcmp(value, "0") == 0);
+	                         strcasecmp(value, "off") == 0 || strcmp(value, "0") == 0);
 }
 
 static void
@@ -105,10 +105,10 @@ msgstatus_mail_user_created(struct mail_user *user)
 	user->vlast = &muser->module_ctx.super;
 	dir = mail_user_plugin_getenv(user, "msgstatus_pickup_dir");
 	muser->pickup_dir = dir != NULL && *dir != '\0' ? dir : MSGSTATUS_PICKUP_DEFAULT;
-	muser->read_receipts = !setting_is_no(mail_user_plugin_getenv(user,
-								      "msgstatus_read_receipts"));
-	muser->delivery = user->service != NULL && (strcmp(user->service, "lmtp") == 0 ||
-						    strcmp(user->service, "lda") == 0);
+	muser->read_receipts =
+	        !setting_is_no(mail_user_plugin_getenv(user, "msgstatus_read_receipts"));
+	muser->delivery = user->service != NULL &&
+	                  (strcmp(user->service, "lmtp") == 0 || strcmp(user->service, "lda") == 0);
 	MODULE_CONTEXT_SET(user, msgstatus_user_module, muser);
 }
 
@@ -156,13 +156,16 @@ add_event(struct msgstatus_txn *txn, struct mail *mail, const char *type)
 
 	if (is_sent_mailbox(mail->box))
 		return;
+	/* Dovecot's T_BEGIN { } T_END; data-stack frame, kept in its usual shape */
+	/* clang-format off */
 	T_BEGIN {
 		tid = tracking_id(mail);
 		if (tid != NULL) {
 			random_fill(rnd, sizeof(rnd));
 			id[0] = 'd';
 			id[1] = 'c';
-			for (size_t i = 0, o = 2, bits = 0, acc = 0; i < sizeof(rnd) && o < 28; i++) {
+			for (size_t i = 0, o = 2, bits = 0, acc = 0; i < sizeof(rnd) && o < 28;
+			     i++) {
 				acc = (acc << 8 | rnd[i]) & 0xffff;
 				for (bits += 8; bits >= 5 && o < 28; bits -= 5)
 					id[o++] = base32[(acc >> (bits - 5)) & 31];
@@ -171,20 +174,22 @@ add_event(struct msgstatus_txn *txn, struct mail *mail, const char *type)
 			if (gettimeofday(&tv, NULL) < 0)
 				tv = ioloop_timeval;
 			gmtime_r(&tv.tv_sec, &tm);
-			str_printfa(txn->records,
-				    "{\"v\":1,\"id\":\"%s\",\"type\":\"%s\",\"time\":\"%04d-%02d-%02dT"
-				    "%02d:%02d:%02d.%03dZ\",\"source\":\"dovecot\",\"tracking_id\":\"%s\","
-				    "\"recipient\":\"",
-				    id, type, tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-				    tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000), tid);
+			str_printfa(
+			        txn->records,
+			        "{\"v\":1,\"id\":\"%s\",\"type\":\"%s\",\"time\":\"%04d-%02d-%02dT"
+			        "%02d:%02d:%02d.%03dZ\",\"source\":\"dovecot\",\"tracking_id\":\"%"
+			        "s\","
+			        "\"recipient\":\"",
+			        id, type, tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+			        tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000), tid);
 			json_append_escaped(txn->records, txn->user->username);
 			str_append(txn->records, "\",\"details\":{\"mailbox\":\"");
 			json_append_escaped(txn->records, mailbox_get_vname(mail->box));
 			str_append(txn->records, "\"}}\n");
 			txn->count++;
 		}
-	}
-	T_END;
+	} T_END;
+	/* clang-format on */
 }
 
 static void *
@@ -255,15 +260,15 @@ msgstatus_write(struct msgstatus_user *muser, const string_t *records, unsigned 
 	if (gettimeofday(&tv, NULL) < 0)
 		tv = ioloop_timeval;
 	name = t_strdup_printf("%lld-%ld-%02x%02x%02x%02x%02x%02x%02x%02x.events",
-			       (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000, (long)getpid(),
-			       rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
+	                       (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000, (long)getpid(),
+	                       rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
 	tmp = t_strdup_printf("%s/.tmp-%s", muser->pickup_dir, name);
 	path = t_strdup_printf("%s/%s", muser->pickup_dir, name);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0640);
 	if (fd < 0) {
 		i_error("msgstatus: open(%s) failed: %m (%u events lost; is msgstatus_pickup_dir "
-			"writable by the mail user?)",
-			tmp, count);
+		        "writable by the mail user?)",
+		        tmp, count);
 		return;
 	}
 	if (write_full(fd, str_data(records), str_len(records)) < 0) {
@@ -286,10 +291,11 @@ msgstatus_transaction_commit(void *ctx, struct mail_transaction_commit_changes *
 
 	(void)changes;
 	if (muser != NULL && txn->count > 0) {
+		/* clang-format off */
 		T_BEGIN {
 			msgstatus_write(muser, txn->records, txn->count);
-		}
-		T_END;
+		} T_END;
+		/* clang-format on */
 	}
 	pool_unref(&txn->pool);
 }
@@ -303,17 +309,17 @@ msgstatus_transaction_rollback(void *ctx)
 }
 
 static const struct notify_vfuncs msgstatus_vfuncs = {
-	.mail_transaction_begin = msgstatus_transaction_begin,
-	.mail_save = msgstatus_mail_save,
-	.mail_copy = msgstatus_mail_copy,
-	.mail_expunge = msgstatus_mail_expunge,
-	.mail_update_flags = msgstatus_mail_update_flags,
-	.mail_transaction_commit = msgstatus_transaction_commit,
-	.mail_transaction_rollback = msgstatus_transaction_rollback,
+        .mail_transaction_begin = msgstatus_transaction_begin,
+        .mail_save = msgstatus_mail_save,
+        .mail_copy = msgstatus_mail_copy,
+        .mail_expunge = msgstatus_mail_expunge,
+        .mail_update_flags = msgstatus_mail_update_flags,
+        .mail_transaction_commit = msgstatus_transaction_commit,
+        .mail_transaction_rollback = msgstatus_transaction_rollback,
 };
 
 static struct mail_storage_hooks msgstatus_mail_storage_hooks = {
-	.mail_user_created = msgstatus_mail_user_created,
+        .mail_user_created = msgstatus_mail_user_created,
 };
 
 void

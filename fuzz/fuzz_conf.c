@@ -18,12 +18,12 @@ struct cfg {
 };
 
 static const struct conf_setting table[] = {
-	{"s", CONF_STR, "x", offsetof(struct cfg, s), 0, 0},
-	{"i", CONF_INT, "1", offsetof(struct cfg, i), -5, 1000},
-	{"t", CONF_TIME, "1s", offsetof(struct cfg, t), 0, 0},
-	{"z", CONF_SIZE, "1k", offsetof(struct cfg, z), 0, 0},
-	{"b", CONF_BOOL, "no", offsetof(struct cfg, b), 0, 0},
-	CONF_END,
+        {"s", CONF_STR, "x", offsetof(struct cfg, s), 0, 0},
+        {"i", CONF_INT, "1", offsetof(struct cfg, i), -5, 1000},
+        {"t", CONF_TIME, "1s", offsetof(struct cfg, t), 0, 0},
+        {"z", CONF_SIZE, "1k", offsetof(struct cfg, z), 0, 0},
+        {"b", CONF_BOOL, "no", offsetof(struct cfg, b), 0, 0},
+        CONF_END,
 };
 
 int

@@ -23,8 +23,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memcpy(jwt, data, size);
 	jwt[size] = '\0';
 	memset(&claims, 0, sizeof(claims));
-	if (token_jwt_verify(jwt, key, sizeof(key) - 1, INT64_C(1795348067000),
-			     INT64_C(86400000), &claims, &error) == 0) {
+	if (token_jwt_verify(jwt, key, sizeof(key) - 1, INT64_C(1795348067000), INT64_C(86400000),
+	                     &claims, &error) == 0) {
 		if (claims.user == NULL || claims.user[0] == '\0')
 			abort();
 		token_claims_free(&claims);

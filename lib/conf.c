@@ -51,7 +51,7 @@ conf_parse_bool(const char *v, bool *out_r)
 /* A non-negative integer followed by an optional unit from units[] (multipliers in mult[]). */
 static int
 parse_scaled(const char *v, const char *const units[], const long long mult[], long long def_mult,
-	     long long *out_r)
+             long long *out_r)
 {
 	char *end;
 	long long n, m = def_mult;
@@ -116,7 +116,7 @@ conf_apply(const struct conf_setting *s, void *obj, const char *value, const cha
 	case CONF_BOOL:
 		if (conf_parse_bool(value, (bool *)field) < 0) {
 			*error_r = errfmt("%s: expected yes or no, not \"%s\"", s->name,
-					  msg_clean(clean, sizeof(clean), value, strlen(value)));
+			                  msg_clean(clean, sizeof(clean), value, strlen(value)));
 			return -1;
 		}
 		return 0;
@@ -125,22 +125,24 @@ conf_apply(const struct conf_setting *s, void *obj, const char *value, const cha
 		n = strtoll(value, &end, 10);
 		if (*value == '\0' || *end != '\0' || errno != 0) {
 			*error_r = errfmt("%s: expected an integer, not \"%s\"", s->name,
-					  msg_clean(clean, sizeof(clean), value, strlen(value)));
+			                  msg_clean(clean, sizeof(clean), value, strlen(value)));
 			return -1;
 		}
 		break;
 	case CONF_TIME:
 		if (conf_parse_time(value, &n) < 0) {
 			*error_r = errfmt("%s: expected a time such as 30s, 500ms, 5m, 2h or 90d, "
-					  "not \"%s\"",
-					  s->name, msg_clean(clean, sizeof(clean), value, strlen(value)));
+			                  "not \"%s\"",
+			                  s->name,
+			                  msg_clean(clean, sizeof(clean), value, strlen(value)));
 			return -1;
 		}
 		break;
 	case CONF_SIZE:
 		if (conf_parse_size(value, &n) < 0) {
-			*error_r = errfmt("%s: expected a size such as 4096, 16k or 10m, not \"%s\"",
-					  s->name, msg_clean(clean, sizeof(clean), value, strlen(value)));
+			*error_r = errfmt(
+			        "%s: expected a size such as 4096, 16k or 10m, not \"%s\"", s->name,
+			        msg_clean(clean, sizeof(clean), value, strlen(value)));
 			return -1;
 		}
 		break;
@@ -150,11 +152,11 @@ conf_apply(const struct conf_setting *s, void *obj, const char *value, const cha
 	if (s->min != 0 || s->max != 0) {
 		if (n < s->min || n > s->max) {
 			*error_r = errfmt("%s: \"%s\" is out of range (%lld..%lld%s)", s->name,
-					  msg_clean(clean, sizeof(clean), value, strlen(value)),
-					  s->min, s->max,
-					  s->type == CONF_TIME   ? " ms"
-					  : s->type == CONF_SIZE ? " bytes"
-								 : "");
+			                  msg_clean(clean, sizeof(clean), value, strlen(value)),
+			                  s->min, s->max,
+			                  s->type == CONF_TIME   ? " ms"
+			                  : s->type == CONF_SIZE ? " bytes"
+			                                         : "");
 			return -1;
 		}
 	} else if (n < 0) {
@@ -167,14 +169,14 @@ conf_apply(const struct conf_setting *s, void *obj, const char *value, const cha
 
 int
 conf_set(const struct conf_setting *table, void *obj, const char *name, const char *value,
-	 const char **error_r)
+         const char **error_r)
 {
 	const struct conf_setting *s = conf_find(table, name);
 	char clean[128];
 
 	if (s == NULL) {
 		*error_r = errfmt("unknown setting \"%s\"",
-				  msg_clean(clean, sizeof(clean), name, strlen(name)));
+		                  msg_clean(clean, sizeof(clean), name, strlen(name)));
 		return -1;
 	}
 	return conf_apply(s, obj, value, error_r);
@@ -216,7 +218,7 @@ conf_load(const struct conf_setting *table, void *obj, const char *path, const c
 
 int
 conf_load_stream(const struct conf_setting *table, void *obj, FILE *fp, const char *path,
-		 const char **error_r)
+                 const char **error_r)
 {
 	char line[CONF_LINE_MAX + 2];
 	unsigned char *seen;
@@ -238,7 +240,7 @@ conf_load_stream(const struct conf_setting *table, void *obj, FILE *fp, const ch
 		lineno++;
 		if (strlen(line) > CONF_LINE_MAX) {
 			*error_r = errfmt("%s:%d: line too long (over %d bytes)", path, lineno,
-					  CONF_LINE_MAX);
+			                  CONF_LINE_MAX);
 			rc = -1;
 			break;
 		}
@@ -256,7 +258,7 @@ conf_load_stream(const struct conf_setting *table, void *obj, FILE *fp, const ch
 		if ((s = conf_find(table, name)) == NULL) {
 			char clean[128];
 			*error_r = errfmt("%s:%d: unknown setting \"%s\"", path, lineno,
-					  msg_clean(clean, sizeof(clean), name, strlen(name)));
+			                  msg_clean(clean, sizeof(clean), name, strlen(name)));
 			rc = -1;
 			break;
 		}
@@ -291,7 +293,7 @@ conf_dump(const struct conf_setting *table, const void *obj, struct mbuf *out)
 			break;
 		case CONF_BOOL:
 			mbuf_printf(out, "%s = %s\n", table->name,
-				    *(const bool *)field ? "yes" : "no");
+			            *(const bool *)field ? "yes" : "no");
 			break;
 		case CONF_TIME:
 			mbuf_printf(out, "%s = %lldms\n", table->name, *(const long long *)field);
@@ -316,7 +318,7 @@ conf_free(const struct conf_setting *table, void *obj)
 
 int
 conf_check_mode(const char *where, const char *name, const char *value, unsigned *mode_r,
-		const char **error_r)
+                const char **error_r)
 {
 	char *end;
 	long mode = strtol(value, &end, 8);
@@ -331,7 +333,7 @@ conf_check_mode(const char *where, const char *name, const char *value, unsigned
 
 int
 conf_check_logging(const char *where, const char *log_target, const char *syslog_facility,
-		   const char **error_r)
+                   const char **error_r)
 {
 	if (strcmp(log_target, "stderr") != 0 && strcmp(log_target, "syslog") != 0) {
 		*error_r = errfmt("%s: log_target: expected stderr or syslog", where);
@@ -339,7 +341,7 @@ conf_check_logging(const char *where, const char *log_target, const char *syslog
 	}
 	if (msg_facility(syslog_facility) < 0) {
 		*error_r = errfmt("%s: syslog_facility: unknown facility \"%s\"", where,
-				  syslog_facility);
+		                  syslog_facility);
 		return -1;
 	}
 	return 0;

@@ -39,22 +39,24 @@ enum conf_type {
 struct conf_setting {
 	const char *name;
 	enum conf_type type;
-	const char *def;   /* default, written as in a config file */
-	size_t offset;	   /* offsetof() the field in the config struct */
+	const char *def;    /* default, written as in a config file */
+	size_t offset;      /* offsetof() the field in the config struct */
 	long long min, max; /* range for numbers; 0, 0 means no limit beyond >= 0 */
 };
 
-#define CONF_END {NULL, CONF_STR, NULL, 0, 0, 0}
+#define CONF_END                                                                                   \
+	{                                                                                          \
+		NULL, CONF_STR, NULL, 0, 0, 0                                                      \
+	}
 
 /* Apply defaults to obj, then read path (NULL: defaults only). */
-int conf_load(const struct conf_setting *table, void *obj, const char *path,
-	      const char **error_r);
+int conf_load(const struct conf_setting *table, void *obj, const char *path, const char **error_r);
 /* The same for an open stream; path names it in errors. The caller closes fp. */
 int conf_load_stream(const struct conf_setting *table, void *obj, FILE *fp, const char *path,
-		     const char **error_r);
+                     const char **error_r);
 /* Set one setting by name from its text form. */
 int conf_set(const struct conf_setting *table, void *obj, const char *name, const char *value,
-	     const char **error_r);
+             const char **error_r);
 /* Append "name = value\n" for every setting to out. */
 void conf_dump(const struct conf_setting *table, const void *obj, struct mbuf *out);
 /* Free the strings conf_load/conf_set stored in obj. */
@@ -71,8 +73,8 @@ int conf_parse_size(const char *value, long long *bytes_r);
  * *mode_r; log_target (stderr or syslog) with its syslog_facility.
  */
 int conf_check_mode(const char *where, const char *name, const char *value, unsigned *mode_r,
-		    const char **error_r);
+                    const char **error_r);
 int conf_check_logging(const char *where, const char *log_target, const char *syslog_facility,
-		       const char **error_r);
+                       const char **error_r);
 
 #endif

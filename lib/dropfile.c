@@ -23,9 +23,9 @@ dropfile_write(const char *dir, const char *data, size_t len, const char **error
 	randid_new(rnd);
 	rnd[10] = '\0';
 	if (snprintf(tmp, sizeof(tmp), "%s/.tmp-%lld-%ld-%s", dir, (long long)time_now_ms(),
-		     (long)getpid(), rnd) >= (int)sizeof(tmp) ||
+	             (long)getpid(), rnd) >= (int)sizeof(tmp) ||
 	    snprintf(final, sizeof(final), "%s/%lld-%ld-%s" DROPFILE_SUFFIX, dir,
-		     (long long)time_now_ms(), (long)getpid(), rnd) >= (int)sizeof(final)) {
+	             (long long)time_now_ms(), (long)getpid(), rnd) >= (int)sizeof(final)) {
 		*error_r = "pickup directory name too long";
 		return -1;
 	}
@@ -38,7 +38,8 @@ dropfile_write(const char *dir, const char *data, size_t len, const char **error
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
-			*error_r = errfmt("write %s: %s", tmp, n < 0 ? strerror(errno) : "no progress");
+			*error_r = errfmt("write %s: %s", tmp,
+			                  n < 0 ? strerror(errno) : "no progress");
 			close(fd);
 			unlink(tmp);
 			return -1;

@@ -30,12 +30,12 @@ struct evclient {
 	char *path;
 	int fd;
 	struct mbuf out;     /* bytes not yet written */
-	struct mbuf in;	     /* reply bytes not yet parsed */
+	struct mbuf in;      /* reply bytes not yet parsed */
 	struct mbuf records; /* copies of the unanswered records, back to back */
 	struct pending *pending;
 	size_t phead, pcount, pcap;
 	size_t rec_base; /* records.data[0] is at this logical offset */
-	uint64_t seq;	 /* replies seen on this connection */
+	uint64_t seq;    /* replies seen on this connection */
 };
 
 struct evclient *
@@ -198,7 +198,7 @@ pop_pending(struct evclient *c)
 
 int
 evclient_parse_reply(const char *line, size_t len, uint64_t *seq_r, bool *ok_r,
-		     const char **error_r)
+                     const char **error_r)
 {
 	struct json_object *obj, *v;
 	struct json_tokener *tok = json_tokener_new_ex(2);
@@ -216,7 +216,7 @@ evclient_parse_reply(const char *line, size_t len, uint64_t *seq_r, bool *ok_r,
 			*error_r = NULL;
 			rc = 0;
 		} else if (json_object_object_get_ex(obj, "error", &v) &&
-			   json_object_is_type(v, json_type_string)) {
+		           json_object_is_type(v, json_type_string)) {
 			*ok_r = false;
 			snprintf(reason, sizeof(reason), "%s", json_object_get_string(v));
 			*error_r = reason;
@@ -263,7 +263,7 @@ evclient_read(struct evclient *c, evclient_reply_cb *cb, void *ctx, const char *
 			}
 			if (c->pcount == 0 || seq != c->seq + 1) {
 				*error_r = errfmt("reply %llu out of order from statusd",
-						  (unsigned long long)seq);
+				                  (unsigned long long)seq);
 				return -1;
 			}
 			c->seq = seq;

@@ -58,6 +58,6 @@ void evclient_disconnect(struct evclient *c, evclient_unacked_cb *cb, void *ctx)
 
 /* Parse one reply line: 0 with *ok_r and *error_r (rejection reason) set, -1 if malformed. */
 int evclient_parse_reply(const char *line, size_t len, uint64_t *seq_r, bool *ok_r,
-			 const char **error_r);
+                         const char **error_r);
 
 #endif

@@ -16,12 +16,15 @@
 #include <stddef.h>
 
 struct mbuf {
-	char *data;	/* NULL until the first append */
-	size_t len;	/* bytes in use, excluding the terminating NUL */
-	size_t cap;	/* bytes allocated */
+	char *data; /* NULL until the first append */
+	size_t len; /* bytes in use, excluding the terminating NUL */
+	size_t cap; /* bytes allocated */
 };
 
-#define MBUF_INIT {NULL, 0, 0}
+#define MBUF_INIT                                                                                  \
+	{                                                                                          \
+		NULL, 0, 0                                                                         \
+	}
 
 /* Make room for at least extra more bytes (plus the NUL). */
 void mbuf_reserve(struct mbuf *b, size_t extra);
@@ -30,7 +33,7 @@ void mbuf_puts(struct mbuf *b, const char *s);
 void mbuf_putc(struct mbuf *b, char c);
 void mbuf_printf(struct mbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void mbuf_vprintf(struct mbuf *b, const char *fmt, va_list ap)
-	__attribute__((format(printf, 2, 0)));
+        __attribute__((format(printf, 2, 0)));
 /* Drop the first n bytes (n <= len). */
 void mbuf_consume(struct mbuf *b, size_t n);
 /* Forget the contents, keep the allocation. */

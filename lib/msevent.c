@@ -13,16 +13,16 @@
 #include "utf8.h"
 
 #define DETAILS_MAX_KEYS  32
-#define DETAILS_KEY_MAX	  64
+#define DETAILS_KEY_MAX   64
 #define DETAILS_VALUE_MAX 2048
-#define SOURCE_MAX	  32
-#define QUEUE_ID_MAX	  32
+#define SOURCE_MAX        32
+#define QUEUE_ID_MAX      32
 
 static const char *const type_names[] = {
-	[MSEV_NONE] = NULL,	       [MSEV_QUEUED] = "queued",   [MSEV_DEFERRED] = "deferred",
-	[MSEV_RELAYED] = "relayed",    [MSEV_DELIVERED] = "delivered", [MSEV_BOUNCED] = "bounced",
-	[MSEV_EXPIRED] = "expired",    [MSEV_READ] = "read",	   [MSEV_UNREAD] = "unread",
-	[MSEV_DELETED] = "deleted",    [MSEV_ONLINE] = "online",	   [MSEV_OFFLINE] = "offline",
+        [MSEV_NONE] = NULL,         [MSEV_QUEUED] = "queued",       [MSEV_DEFERRED] = "deferred",
+        [MSEV_RELAYED] = "relayed", [MSEV_DELIVERED] = "delivered", [MSEV_BOUNCED] = "bounced",
+        [MSEV_EXPIRED] = "expired", [MSEV_READ] = "read",           [MSEV_UNREAD] = "unread",
+        [MSEV_DELETED] = "deleted", [MSEV_ONLINE] = "online",       [MSEV_OFFLINE] = "offline",
 };
 
 const char *
@@ -106,43 +106,44 @@ check_field(const char *name, const char *s, enum field_kind kind, const char **
 	switch (kind) {
 	case F_ID:
 		if (len == 0 || len > MSEVENT_ID_MAX || !token_ok(s, len, "._:@+=-")) {
-			*error_r = errfmt("%s: expected 1-%d characters of [A-Za-z0-9._:@+=-]", name,
-					  MSEVENT_ID_MAX);
+			*error_r = errfmt("%s: expected 1-%d characters of [A-Za-z0-9._:@+=-]",
+			                  name, MSEVENT_ID_MAX);
 			return -1;
 		}
 		return 0;
 	case F_TRACKING:
 		if (len == 0 || len > MSEVENT_ID_MAX || !token_ok(s, len, "._-")) {
 			*error_r = errfmt("%s: expected 1-%d characters of [A-Za-z0-9._-]", name,
-					  MSEVENT_ID_MAX);
+			                  MSEVENT_ID_MAX);
 			return -1;
 		}
 		return 0;
 	case F_SOURCE:
 		if (len == 0 || len > SOURCE_MAX || !token_ok(s, len, "._-")) {
 			*error_r = errfmt("%s: expected 1-%d characters of [A-Za-z0-9._-]", name,
-					  SOURCE_MAX);
+			                  SOURCE_MAX);
 			return -1;
 		}
 		return 0;
 	case F_QUEUE:
 		if (len == 0 || len > QUEUE_ID_MAX || !token_ok(s, len, "")) {
-			*error_r = errfmt("%s: expected 1-%d letters and digits", name, QUEUE_ID_MAX);
+			*error_r =
+			        errfmt("%s: expected 1-%d letters and digits", name, QUEUE_ID_MAX);
 			return -1;
 		}
 		return 0;
 	case F_MSGID:
 		if (len == 0 || len > MSEVENT_MSGID_MAX || !text_ok(s, len)) {
 			*error_r = errfmt("%s: expected 1-%d characters without control characters",
-					  name, MSEVENT_MSGID_MAX);
+			                  name, MSEVENT_MSGID_MAX);
 			return -1;
 		}
 		return 0;
 	case F_ADDR:
 		if (len > MSEVENT_ADDR_MAX || !text_ok(s, len)) {
 			*error_r = errfmt("%s: expected at most %d characters without control "
-					  "characters",
-					  name, MSEVENT_ADDR_MAX);
+			                  "characters",
+			                  name, MSEVENT_ADDR_MAX);
 			return -1;
 		}
 		return 0;
@@ -169,7 +170,7 @@ check_details(struct json_object *details, const char **error_r)
 		}
 		if (klen == 0 || klen > DETAILS_KEY_MAX || !token_ok(key, klen, "_")) {
 			*error_r = errfmt("details: keys must be 1-%d characters of [A-Za-z0-9_]",
-					  DETAILS_KEY_MAX);
+			                  DETAILS_KEY_MAX);
 			return -1;
 		}
 		switch (json_object_get_type(val)) {
@@ -195,7 +196,7 @@ check_details(struct json_object *details, const char **error_r)
 		}
 		default:
 			*error_r = errfmt("details.%s: expected a string, number, boolean or null",
-					  key);
+			                  key);
 			return -1;
 		}
 	}
@@ -210,15 +211,15 @@ msevent_validate(const struct msevent *ev, const char **error_r)
 		size_t off;
 		enum field_kind kind;
 	} fields[] = {
-		{"id", offsetof(struct msevent, id), F_ID},
-		{"source", offsetof(struct msevent, source), F_SOURCE},
-		{"tracking_id", offsetof(struct msevent, tracking_id), F_TRACKING},
-		{"message_id", offsetof(struct msevent, message_id), F_MSGID},
-		{"queue_id", offsetof(struct msevent, queue_id), F_QUEUE},
-		{"recipient", offsetof(struct msevent, recipient), F_ADDR},
-		{"orig_recipient", offsetof(struct msevent, orig_recipient), F_ADDR},
-		{"sender", offsetof(struct msevent, sender), F_ADDR},
-		{"sasl_user", offsetof(struct msevent, sasl_user), F_ADDR},
+	        {"id", offsetof(struct msevent, id), F_ID},
+	        {"source", offsetof(struct msevent, source), F_SOURCE},
+	        {"tracking_id", offsetof(struct msevent, tracking_id), F_TRACKING},
+	        {"message_id", offsetof(struct msevent, message_id), F_MSGID},
+	        {"queue_id", offsetof(struct msevent, queue_id), F_QUEUE},
+	        {"recipient", offsetof(struct msevent, recipient), F_ADDR},
+	        {"orig_recipient", offsetof(struct msevent, orig_recipient), F_ADDR},
+	        {"sender", offsetof(struct msevent, sender), F_ADDR},
+	        {"sasl_user", offsetof(struct msevent, sasl_user), F_ADDR},
 	};
 
 	if (ev->id == NULL) {
@@ -280,7 +281,7 @@ get_str(struct json_object *obj, const char *key, const char **out, const char *
 
 int
 msevent_parse(struct msevent *ev, struct json_tokener *tok, const char *line, size_t len,
-	      const char **error_r)
+              const char **error_r)
 {
 	struct json_object *root, *val;
 	enum json_tokener_error jerr;
@@ -290,7 +291,7 @@ msevent_parse(struct msevent *ev, struct json_tokener *tok, const char *line, si
 	/* MSEVENT_RECORD_MAX counts the newline, which len does not. */
 	if (len + 1 > MSEVENT_RECORD_MAX) {
 		*error_r = errfmt("record too long (%zu bytes with its newline, at most %d)",
-				  len + 1, MSEVENT_RECORD_MAX);
+		                  len + 1, MSEVENT_RECORD_MAX);
 		return -1;
 	}
 	/* json-c's own check lets overlong forms, surrogates and > U+10FFFF through. */
@@ -322,13 +323,14 @@ msevent_parse(struct msevent *ev, struct json_tokener *tok, const char *line, si
 		*error_r = "expected a JSON object";
 		goto bad;
 	}
-	if (!json_object_object_get_ex(root, "v", &val) || !json_object_is_type(val, json_type_int)) {
+	if (!json_object_object_get_ex(root, "v", &val) ||
+	    !json_object_is_type(val, json_type_int)) {
 		*error_r = "missing field: v (protocol version)";
 		goto bad;
 	}
 	if (json_object_get_int64(val) != MSEVENT_VERSION) {
 		*error_r = errfmt("unsupported protocol version %lld (this server speaks %d)",
-				  (long long)json_object_get_int64(val), MSEVENT_VERSION);
+		                  (long long)json_object_get_int64(val), MSEVENT_VERSION);
 		goto bad;
 	}
 	if (get_str(root, "id", &ev->id, error_r) < 0 || get_str(root, "type", &s, error_r) < 0)
@@ -339,8 +341,8 @@ msevent_parse(struct msevent *ev, struct json_tokener *tok, const char *line, si
 	}
 	if ((ev->type = msevent_type_parse(s)) == MSEV_NONE) {
 		char clean[64];
-		*error_r = errfmt("unknown event type \"%s\"", msg_clean(clean, sizeof(clean), s,
-									   strlen(s)));
+		*error_r = errfmt("unknown event type \"%s\"",
+		                  msg_clean(clean, sizeof(clean), s, strlen(s)));
 		goto bad;
 	}
 	s = NULL;
@@ -414,7 +416,7 @@ msevent_format(const struct msevent *ev, struct mbuf *out)
 	if (ev->details != NULL)
 		json_object_object_add(obj, "details", json_object_get(ev->details));
 	text = json_object_to_json_string_length(
-		obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+	        obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
 	mbuf_append(out, text, len);
 	mbuf_putc(out, '\n');
 	json_object_put(obj);

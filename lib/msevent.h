@@ -33,9 +33,9 @@ struct json_object;
 struct json_tokener;
 struct mbuf;
 
-#define MSEVENT_VERSION	   1
+#define MSEVENT_VERSION    1
 #define MSEVENT_RECORD_MAX 16384 /* default and upper bound for one record, newline included */
-#define MSEVENT_ID_MAX	   64
+#define MSEVENT_ID_MAX     64
 #define MSEVENT_ADDR_MAX   512
 #define MSEVENT_MSGID_MAX  998
 
@@ -55,27 +55,27 @@ enum msevent_type {
 	MSEV_ONLINE = 10,
 	MSEV_OFFLINE = 11,
 };
-#define MSEV_TYPE_MAX	11
+#define MSEV_TYPE_MAX   11
 #define MSEV_STATUS_MAX 9 /* types 1-9 are about a message's recipient */
 /* Whether a type is about a message's recipient rather than a user's presence. */
 #define MSEV_IS_STATUS(t) ((int)(t) >= MSEV_QUEUED && (int)(t) <= MSEV_STATUS_MAX)
 
 struct msevent {
-	const char *id;		 /* unique per event; a replay carries the same id */
+	const char *id; /* unique per event; a replay carries the same id */
 	enum msevent_type type;
-	int64_t time_ms;	 /* when it happened, ms since the epoch (UTC) */
-	const char *source;	 /* "milter", "plugin", "postfix", "api", ... */
+	int64_t time_ms;         /* when it happened, ms since the epoch (UTC) */
+	const char *source;      /* "milter", "plugin", "postfix", "api", ... */
 	const char *tracking_id; /* Msgstatus-Id */
-	const char *message_id;	 /* RFC 5322 Message-ID, with its angle brackets */
-	const char *queue_id;	 /* Postfix queue id */
-	const char *recipient;	 /* envelope recipient (or mailbox user); NULL only in a
-				    message-level expired event with a queue_id */
+	const char *message_id;  /* RFC 5322 Message-ID, with its angle brackets */
+	const char *queue_id;    /* Postfix queue id */
+	const char *recipient;   /* envelope recipient (or mailbox user); NULL only in a
+	                            message-level expired event with a queue_id */
 	const char *orig_recipient;
-	const char *sender;    /* envelope sender; "" is the null sender */
-	const char *sasl_user; /* SASL login of the submitter */
-	int64_t size;	       /* message size in bytes, -1 if unknown */
+	const char *sender;          /* envelope sender; "" is the null sender */
+	const char *sasl_user;       /* SASL login of the submitter */
+	int64_t size;                /* message size in bytes, -1 if unknown */
 	struct json_object *details; /* flat object (mta, dsn, smtp_reply, latency_ms, ...) or NULL;
-				      * the event holds a reference, dropped by msevent_clear() */
+	                              * the event holds a reference, dropped by msevent_clear() */
 	struct json_object *root;    /* the parsed record, owned; NULL for built events */
 };
 
@@ -90,7 +90,7 @@ void msevent_clear(struct msevent *ev);
  * and must msevent_clear() it; on failure ev is left empty.
  */
 int msevent_parse(struct msevent *ev, struct json_tokener *tok, const char *line, size_t len,
-		  const char **error_r);
+                  const char **error_r);
 struct json_tokener *msevent_tokener_new(void);
 
 /* Check a built event the way msevent_parse() checks a received one. */

@@ -41,7 +41,7 @@ msg_verbose(void)
 
 void
 msg_open_settings(const char *progname, const char *log_target, const char *syslog_facility,
-		  bool verbose)
+                  bool verbose)
 {
 	if (strcmp(log_target, "syslog") == 0)
 		msg_open(progname, MSG_TARGET_SYSLOG, msg_facility(syslog_facility));
@@ -57,10 +57,10 @@ msg_facility(const char *name)
 		const char *name;
 		int value;
 	} map[] = {
-		{"mail", LOG_MAIL},	{"daemon", LOG_DAEMON}, {"user", LOG_USER},
-		{"local0", LOG_LOCAL0}, {"local1", LOG_LOCAL1}, {"local2", LOG_LOCAL2},
-		{"local3", LOG_LOCAL3}, {"local4", LOG_LOCAL4}, {"local5", LOG_LOCAL5},
-		{"local6", LOG_LOCAL6}, {"local7", LOG_LOCAL7},
+	        {"mail", LOG_MAIL},     {"daemon", LOG_DAEMON}, {"user", LOG_USER},
+	        {"local0", LOG_LOCAL0}, {"local1", LOG_LOCAL1}, {"local2", LOG_LOCAL2},
+	        {"local3", LOG_LOCAL3}, {"local4", LOG_LOCAL4}, {"local5", LOG_LOCAL5},
+	        {"local6", LOG_LOCAL6}, {"local7", LOG_LOCAL7},
 	};
 	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
 		if (strcmp(map[i].name, name) == 0)
@@ -69,7 +69,7 @@ msg_facility(const char *name)
 }
 
 static void msg_emit(int prio, const char *label, const char *fmt, va_list ap)
-	__attribute__((format(printf, 3, 0)));
+        __attribute__((format(printf, 3, 0)));
 
 static void
 msg_emit(int prio, const char *label, const char *fmt, va_list ap)
@@ -86,7 +86,7 @@ msg_emit(int prio, const char *label, const char *fmt, va_list ap)
 		gmtime_r(&ts.tv_sec, &tm);
 		n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
 		rc = snprintf(line + n, sizeof(line) - n, ".%03ldZ %s[%ld]: ", ts.tv_nsec / 1000000,
-			      msg_progname, (long)getpid());
+		              msg_progname, (long)getpid());
 		n += rc > 0 ? (size_t)rc : 0;
 	}
 	if (label != NULL) {

@@ -38,9 +38,10 @@ bool msg_verbose(void);
  * Open the log as the log_target ("stderr" or "syslog") and syslog_facility settings say
  * (checked before with conf_check_logging); verbose if either argument says so.
  */
-void msg_open_settings(const char *progname, const char *log_target,
-		       const char *syslog_facility, bool verbose);
-/* Map a syslog facility name ("mail", "daemon", "local0".."local7", ...) to LOG_*; -1 if unknown. */
+void msg_open_settings(const char *progname, const char *log_target, const char *syslog_facility,
+                       bool verbose);
+/* Map a syslog facility name ("mail", "daemon", "local0".."local7", ...) to LOG_*; -1 if unknown.
+ */
 int msg_facility(const char *name);
 
 void msg_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -44,7 +44,7 @@ rfc3339_format(int64_t ms, char *buf)
 	/* gcc cannot see the fields' ranges: format wide, then copy the 24 characters. */
 	char wide[96];
 	snprintf(wide, sizeof(wide), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
+	         tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
 	snprintf(buf, RFC3339_BUFSIZE, "%.*s", RFC3339_BUFSIZE - 1, wide);
 	return buf;
 }

@@ -15,10 +15,10 @@
 #include "rfc3339.h"
 #include "spool.h"
 
-#define SHIPPER_WINDOW	 2000
-#define BACKOFF_MIN_MS	 100
-#define BACKOFF_MAX_MS	 5000
-#define POLL_IDLE_MS	 1000
+#define SHIPPER_WINDOW 2000
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+#define POLL_IDLE_MS   1000
 
 struct shipper {
 	struct spool *sp;
@@ -71,7 +71,7 @@ disconnect(struct shipper *s, const char *why)
 	spool_rewind(s->sp);
 	if (!s->down_logged)
 		msg_warn("statusd unavailable (%s): events are kept in the spool and sent later",
-			 why);
+		         why);
 	s->down_logged = true;
 	pthread_mutex_lock(&s->lock);
 	s->stats.connected = 0;
@@ -155,7 +155,7 @@ shipper_main(void *arg)
 					struct spool_stats st;
 					spool_stats(s->sp, &st);
 					msg_info("statusd is back: sending %llu spooled bytes",
-						 (unsigned long long)st.backlog);
+					         (unsigned long long)st.backlog);
 				}
 				s->down_logged = false;
 				s->backoff = 0;
@@ -167,8 +167,7 @@ shipper_main(void *arg)
 		if (evclient_connected(s->client)) {
 			if (!stopping)
 				fill(s, &rec);
-			if (evclient_want_write(s->client) &&
-			    evclient_flush(s->client, &why) < 0) {
+			if (evclient_want_write(s->client) && evclient_flush(s->client, &why) < 0) {
 				disconnect(s, why);
 				continue;
 			}

@@ -29,10 +29,10 @@
 #include "msg.h"
 #include "rfc3339.h"
 
-#define READ_CHUNK	   65536
-#define LINE_MAX_BYTES	   (1024 * 1024) /* longer is corruption */
-#define CURSOR_PERSIST_MS  100
-#define SEGMENT_NAME_FMT   "%010" PRIu64 ".spool"
+#define READ_CHUNK        65536
+#define LINE_MAX_BYTES    (1024 * 1024) /* longer is corruption */
+#define CURSOR_PERSIST_MS 100
+#define SEGMENT_NAME_FMT  "%010" PRIu64 ".spool"
 
 struct segment {
 	uint64_t seg;
@@ -59,7 +59,7 @@ struct spool {
 	/* reader state: reader thread only */
 	uint64_t rseg, roff;
 	int rfd;
-	struct mbuf rbuf;     /* file bytes [rbuf_off, rbuf_off + rbuf.len) of rseg */
+	struct mbuf rbuf; /* file bytes [rbuf_off, rbuf_off + rbuf.len) of rseg */
 	uint64_t rbuf_off;
 
 	/* cursor: set by the reader thread under lock (spool_stats reads it) */
@@ -101,10 +101,10 @@ write_cursor(struct spool *sp, const char **error_r)
 	int fd, len;
 
 	len = snprintf(buf, sizeof(buf), "%" PRIu64 " %" PRIu64 "\n", sp->cursor.segment,
-		       sp->cursor.offset);
+	               sp->cursor.offset);
 	fd = openat(sp->dirfd, "cursor.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0 || write(fd, buf, (size_t)len) != len || fdatasync(fd) < 0 ||
-	    close(fd) < 0 || renameat(sp->dirfd, "cursor.tmp", sp->dirfd, "cursor") < 0) {
+	if (fd < 0 || write(fd, buf, (size_t)len) != len || fdatasync(fd) < 0 || close(fd) < 0 ||
+	    renameat(sp->dirfd, "cursor.tmp", sp->dirfd, "cursor") < 0) {
 		*error_r = errfmt("spool %s: write cursor: %s", sp->dir, strerror(errno));
 		if (fd >= 0)
 			close(fd);
@@ -168,7 +168,7 @@ new_segment(struct spool *sp, const char **error_r)
 
 struct spool *
 spool_open(const char *dir, uint64_t segment_max, uint64_t total_max, bool sync_each,
-	   const char **error_r)
+           const char **error_r)
 {
 	struct spool *sp = calloc(1, sizeof(*sp));
 	struct dirent *de;
@@ -197,8 +197,8 @@ spool_open(const char *dir, uint64_t segment_max, uint64_t total_max, bool sync_
 	sp->lockfd = openat(sp->dirfd, "lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (sp->lockfd < 0 || flock(sp->lockfd, LOCK_EX | LOCK_NB) < 0) {
 		*error_r = errfmt("spool %s: %s", dir,
-				  errno == EWOULDBLOCK ? "in use by another process"
-						       : strerror(errno));
+		                  errno == EWOULDBLOCK ? "in use by another process"
+		                                       : strerror(errno));
 		goto fail;
 	}
 	if ((d = fdopendir(dup(sp->dirfd))) == NULL) {
@@ -276,7 +276,7 @@ spool_append(struct spool *sp, const char *rec, size_t len, const char **error_r
 	if (sp->total + len > sp->total_max) {
 		sp->rejected++;
 		*error_r = errfmt("spool %s is full (%" PRIu64 " bytes, spool_max_size)", sp->dir,
-				  sp->total);
+		                  sp->total);
 		rc = -1;
 		goto out;
 	}
@@ -294,11 +294,11 @@ spool_append(struct spool *sp, const char *rec, size_t len, const char **error_r
 			continue;
 		if (n <= 0) {
 			*error_r = errfmt("spool %s: write: %s", sp->dir,
-					  n < 0 ? strerror(errno) : "no progress");
+			                  n < 0 ? strerror(errno) : "no progress");
 			/* Never leave half a record for the next one to follow. */
 			if (ftruncate(sp->wfd, (off_t)w->size) < 0)
 				msg_warn("spool %s: cannot undo a partial write: %s", sp->dir,
-					 strerror(errno));
+				         strerror(errno));
 			rc = -1;
 			goto out;
 		}
@@ -387,9 +387,10 @@ spool_read(struct spool *sp, struct mbuf *out, struct spool_pos *pos_r, const ch
 			if (sp->rbuf.len - start > LINE_MAX_BYTES ||
 			    (!is_write && sp->rbuf_off + sp->rbuf.len >= (uint64_t)end)) {
 				/* A torn or corrupt tail in a closed segment: skip the rest. */
-				msg_warn("spool %s: segment %" PRIu64 " ends in an incomplete record "
-					 "at offset %" PRIu64 "; skipping it",
-					 sp->dir, sp->rseg, sp->roff);
+				msg_warn("spool %s: segment %" PRIu64
+				         " ends in an incomplete record "
+				         "at offset %" PRIu64 "; skipping it",
+				         sp->dir, sp->rseg, sp->roff);
 				sp->roff = (uint64_t)end;
 				continue;
 			}
@@ -401,7 +402,7 @@ spool_read(struct spool *sp, struct mbuf *out, struct spool_pos *pos_r, const ch
 			sp->rfd = openat(sp->dirfd, name, O_RDONLY | O_CLOEXEC);
 			if (sp->rfd < 0) {
 				*error_r = errfmt("spool %s: open %s: %s", sp->dir, name,
-						  strerror(errno));
+				                  strerror(errno));
 				return -1;
 			}
 		}
@@ -430,7 +431,7 @@ spool_read(struct spool *sp, struct mbuf *out, struct spool_pos *pos_r, const ch
 		if (n == 0) {
 			/* the segment is shorter than recorded (truncated by hand?) */
 			msg_warn("spool %s: segment %" PRIu64 " is shorter than expected", sp->dir,
-				 sp->rseg);
+			         sp->rseg);
 			sp->roff = (uint64_t)end;
 			continue;
 		}
@@ -555,7 +556,7 @@ spool_stats(struct spool *sp, struct spool_stats *out)
 		out->backlog += sp->segs[i].size;
 		if (sp->segs[i].seg == sp->cursor.segment)
 			out->backlog -= sp->cursor.offset < sp->segs[i].size ? sp->cursor.offset
-									     : sp->segs[i].size;
+			                                                     : sp->segs[i].size;
 	}
 	pthread_mutex_unlock(&sp->lock);
 }

@@ -38,16 +38,16 @@ struct spool_pos {
 };
 
 struct spool_stats {
-	uint64_t bytes;	   /* on disk, all segments */
-	uint64_t backlog;  /* bytes behind the write end and ahead of the cursor */
+	uint64_t bytes;   /* on disk, all segments */
+	uint64_t backlog; /* bytes behind the write end and ahead of the cursor */
 	unsigned segments;
 	uint64_t appended; /* records appended by this process */
 	uint64_t rejected; /* appends refused because the spool was full */
 };
 
 /* Open (creating dir if missing, mode 0700) and lock; start a new write segment. */
-struct spool *spool_open(const char *dir, uint64_t segment_max, uint64_t total_max,
-			 bool sync_each, const char **error_r);
+struct spool *spool_open(const char *dir, uint64_t segment_max, uint64_t total_max, bool sync_each,
+                         const char **error_r);
 void spool_close(struct spool **sp);
 
 /* Append one record (len bytes ending in '\n'). Thread-safe. */
@@ -57,8 +57,7 @@ int spool_append(struct spool *sp, const char *rec, size_t len, const char **err
  * Reader: the next record after the read position, into out (replacing its contents), and
  * the position just after it in *pos_r. Returns 1, 0 when there is nothing more now, -1.
  */
-int spool_read(struct spool *sp, struct mbuf *out, struct spool_pos *pos_r,
-	       const char **error_r);
+int spool_read(struct spool *sp, struct mbuf *out, struct spool_pos *pos_r, const char **error_r);
 /* Wait up to timeout_ms for an append; returns at once if unread records exist. */
 void spool_wait(struct spool *sp, int timeout_ms);
 /* Wake a reader blocked in spool_wait or polling spool_notify_fd (for shutdown). */

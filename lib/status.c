@@ -10,22 +10,22 @@
 
 /* Rank on its axis per type; the reading axis ranks by time alone, with code as tie-break. */
 static const int delivery_rank[MSEV_TYPE_MAX + 1] = {
-	[MSEV_QUEUED] = 0,  [MSEV_DEFERRED] = 1, [MSEV_BOUNCED] = 2,
-	[MSEV_EXPIRED] = 2, [MSEV_RELAYED] = 3,	 [MSEV_DELIVERED] = 4,
+        [MSEV_QUEUED] = 0,  [MSEV_DEFERRED] = 1, [MSEV_BOUNCED] = 2,
+        [MSEV_EXPIRED] = 2, [MSEV_RELAYED] = 3,  [MSEV_DELIVERED] = 4,
 };
 /* Tie-break at the same millisecond on the reading axis: higher wins. */
 static const int reading_tiebreak[MSEV_TYPE_MAX + 1] = {
-	[MSEV_READ] = 1,
-	[MSEV_UNREAD] = 2,
-	[MSEV_DELETED] = 3,
+        [MSEV_READ] = 1,
+        [MSEV_UNREAD] = 2,
+        [MSEV_DELETED] = 3,
 };
 
 enum status_axis
 status_axis(enum msevent_type type)
 {
 	return type == MSEV_READ || type == MSEV_UNREAD || type == MSEV_DELETED
-		       ? STATUS_AXIS_READING
-		       : STATUS_AXIS_DELIVERY;
+	               ? STATUS_AXIS_READING
+	               : STATUS_AXIS_DELIVERY;
 }
 
 int64_t
@@ -43,7 +43,7 @@ status_key(enum msevent_type type, int64_t time_ms)
 	/* The reading axis breaks ties by a 2-bit preference stored above the code. */
 	return (rank << 60) | (t << 16) |
 	       ((int64_t)(status_axis(type) == STATUS_AXIS_READING ? reading_tiebreak[type] : 0)
-		<< 4) |
+	        << 4) |
 	       (int64_t)type;
 }
 

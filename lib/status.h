@@ -30,16 +30,16 @@
 enum status_axis { STATUS_AXIS_DELIVERY, STATUS_AXIS_READING };
 
 struct status_state {
-	int64_t dkey;	/* delivery axis maximum, 0 = none */
-	int64_t rkey;	/* reading axis maximum, 0 = none */
+	int64_t dkey;   /* delivery axis maximum, 0 = none */
+	int64_t rkey;   /* reading axis maximum, 0 = none */
 	bool displayed; /* a read event was ever seen */
 };
 
 struct status_view {
 	enum msevent_type status; /* MSEV_NONE when there is no event at all */
-	int64_t time_ms;	  /* time of the event that set it */
-	const char *delivered;	  /* JMAP deliveryStatus.delivered: queued|yes|no|unknown */
-	const char *displayed;	  /* JMAP deliveryStatus.displayed: unknown|yes */
+	int64_t time_ms;          /* time of the event that set it */
+	const char *delivered;    /* JMAP deliveryStatus.delivered: queued|yes|no|unknown */
+	const char *displayed;    /* JMAP deliveryStatus.displayed: unknown|yes */
 };
 
 /* The axis an event type belongs to. */

@@ -49,8 +49,8 @@ lconfig_load(struct lconfig *cfg, const char *path, const char **error_r)
 		               where);
 		return -1;
 	}
-	if (conf_check_mode(where, "syslog_socket_mode", cfg->syslog_socket_mode,
-	                    &cfg->syslog_mode, error_r) < 0)
+	if (conf_check_mode(where, "syslog_socket_mode", cfg->syslog_socket_mode, &cfg->syslog_mode,
+	                    error_r) < 0)
 		return -1;
 	return conf_check_logging(where, cfg->log_target, cfg->syslog_facility, error_r);
 }

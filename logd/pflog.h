@@ -70,18 +70,18 @@ struct pflog_rec {
 	long pid;
 	struct pflog_str queue_id;
 	/* DELIVERY */
-	struct pflog_str to;	  /* without the angle brackets */
+	struct pflog_str to;      /* without the angle brackets */
 	struct pflog_str orig_to; /* without the angle brackets */
-	struct pflog_str relay;	  /* "mx.example.com[192.0.2.1]:25", "local", "none", ... */
-	struct pflog_str delay;	  /* "0.52" seconds, as written */
+	struct pflog_str relay;   /* "mx.example.com[192.0.2.1]:25", "local", "none", ... */
+	struct pflog_str delay;   /* "0.52" seconds, as written */
 	struct pflog_str delays;  /* "0.1/0.01/0.2/0.21" */
-	struct pflog_str dsn;	  /* "2.0.0" */
+	struct pflog_str dsn;     /* "2.0.0" */
 	enum pflog_status status;
 	struct pflog_str status_text; /* the text in parentheses after the status, unwrapped */
 	/* QUEUED / EXPIRED */
 	struct pflog_str from; /* without the angle brackets; len 0 and from.ptr != NULL: <> */
-	int64_t size;	       /* -1 if absent */
-	long nrcpt;	       /* -1 if absent */
+	int64_t size;          /* -1 if absent */
+	long nrcpt;            /* -1 if absent */
 	/* MSGID */
 	struct pflog_str message_id; /* with its angle brackets, as logged */
 	/* BOUNCE */

@@ -38,7 +38,7 @@
 struct mconn {
 	struct mconfig *cfg;
 	unsigned long nr; /* SMFIP_NR_* agreed with the MTA: stages not to reply to */
-	bool local;	  /* Postfix emulated this connection for a sendmail submission */
+	bool local;       /* Postfix emulated this connection for a sendmail submission */
 	struct tracker_msg *msg;
 };
 
@@ -60,14 +60,13 @@ conn_of(SMFICTX *ctx)
 }
 
 static sfsistat
-cb_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, unsigned long f2,
-	     unsigned long f3, unsigned long *pf0, unsigned long *pf1, unsigned long *pf2,
-	     unsigned long *pf3)
+cb_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, unsigned long f2, unsigned long f3,
+             unsigned long *pf0, unsigned long *pf1, unsigned long *pf2, unsigned long *pf3)
 {
 	/* Replies that Postfix need not wait for: everything before end of message. */
 	unsigned long want = SMFIP_NR_CONN | SMFIP_NR_HELO | SMFIP_NR_MAIL | SMFIP_NR_RCPT |
-			     SMFIP_NR_DATA | SMFIP_NR_UNKN | SMFIP_NR_HDR | SMFIP_NR_EOH |
-			     SMFIP_NR_BODY | SMFIP_NOHELO | SMFIP_NOUNKNOWN | SMFIP_NODATA;
+	                     SMFIP_NR_DATA | SMFIP_NR_UNKN | SMFIP_NR_HDR | SMFIP_NR_EOH |
+	                     SMFIP_NR_BODY | SMFIP_NOHELO | SMFIP_NOUNKNOWN | SMFIP_NODATA;
 
 	*pf0 = f0 & (SMFIF_ADDHDRS | SMFIF_CHGHDRS);
 	*pf1 = f1 & want;
@@ -116,8 +115,8 @@ cb_envfrom(SMFICTX *ctx, char **argv)
 	tracker_msg_free(&c->msg);
 	c->msg = tracker_msg_new();
 	tracker_mail(c->msg, argv[0], smfi_getsymval(ctx, "{auth_authen}"),
-		     smfi_getsymval(ctx, "{msgstatus_domains}"),
-		     smfi_getsymval(ctx, "{msgstatus_trust}"), c->local);
+	             smfi_getsymval(ctx, "{msgstatus_domains}"),
+	             smfi_getsymval(ctx, "{msgstatus_trust}"), c->local);
 	return done(c, SMFIP_NR_MAIL);
 }
 
@@ -168,7 +167,7 @@ cb_eom(SMFICTX *ctx)
 	tracker_eom(c->msg, qid, time_now_ms(), &res, &events);
 	if (res.tag && spool_append(the_spool, events.data, events.len, &why) < 0) {
 		msg_error("%s: %u events NOT recorded, message not tagged: %s", clean, res.events,
-			  why);
+		          why);
 		res.tag = false;
 	}
 	/* Delete every Msgstatus-Id that came with the message, last occurrence first. */
@@ -176,17 +175,17 @@ cb_eom(SMFICTX *ctx)
 		if (smfi_chgheader(ctx, TRACKER_HEADER, (int)i, NULL) != MI_SUCCESS)
 			msg_warn("%s: cannot delete a foreign %s header", clean, TRACKER_HEADER);
 	if (res.delete_tags > 0)
-		msg_info("%s: removed %u %s header%s the message came with", clean,
-			 res.delete_tags, TRACKER_HEADER, res.delete_tags > 1 ? "s" : "");
+		msg_info("%s: removed %u %s header%s the message came with", clean, res.delete_tags,
+		         TRACKER_HEADER, res.delete_tags > 1 ? "s" : "");
 	if (res.tag) {
 		if (smfi_insheader(ctx, 0, TRACKER_HEADER, res.tracking_id) != MI_SUCCESS)
 			msg_error("%s: cannot add the %s header", clean, TRACKER_HEADER);
 		msg_info("%s: tracked as %s, %u recipient%s%s", clean, res.tracking_id, res.events,
-			 res.events == 1 ? "" : "s",
-			 c->msg->rcpts_dropped ? " (some recipients not recorded)" : "");
+		         res.events == 1 ? "" : "s",
+		         c->msg->rcpts_dropped ? " (some recipients not recorded)" : "");
 	} else if (msg_verbose())
 		msg_debug("%s: not tracked: %s", clean,
-			  c->msg->why_not ? c->msg->why_not : "no usable recipient");
+		          c->msg->why_not ? c->msg->why_not : "no usable recipient");
 	mbuf_free(&events);
 	tracker_msg_free(&c->msg);
 	return SMFIS_CONTINUE;
@@ -220,18 +219,18 @@ void
 callbacks_register(struct spool *sp)
 {
 	static struct smfiDesc desc = {
-		.xxfi_name = "msgstatus-milter",
-		.xxfi_version = SMFI_VERSION,
-		.xxfi_flags = SMFIF_ADDHDRS | SMFIF_CHGHDRS,
-		.xxfi_connect = cb_connect,
-		.xxfi_envfrom = cb_envfrom,
-		.xxfi_envrcpt = cb_envrcpt,
-		.xxfi_header = cb_header,
-		.xxfi_body = cb_body,
-		.xxfi_eom = cb_eom,
-		.xxfi_abort = cb_abort,
-		.xxfi_close = cb_close,
-		.xxfi_negotiate = cb_negotiate,
+	        .xxfi_name = "msgstatus-milter",
+	        .xxfi_version = SMFI_VERSION,
+	        .xxfi_flags = SMFIF_ADDHDRS | SMFIF_CHGHDRS,
+	        .xxfi_connect = cb_connect,
+	        .xxfi_envfrom = cb_envfrom,
+	        .xxfi_envrcpt = cb_envrcpt,
+	        .xxfi_header = cb_header,
+	        .xxfi_body = cb_body,
+	        .xxfi_eom = cb_eom,
+	        .xxfi_abort = cb_abort,
+	        .xxfi_close = cb_close,
+	        .xxfi_negotiate = cb_negotiate,
 	};
 
 	the_spool = sp;

@@ -42,9 +42,9 @@
 #include "shipper.h"
 #include "spool.h"
 
-#define STOP_GRACE_MS	   5000
-#define RESTART_MIN_MS	   1000
-#define RESTART_MAX_MS	   30000
+#define STOP_GRACE_MS  5000
+#define RESTART_MIN_MS 1000
+#define RESTART_MAX_MS 30000
 
 static const char *config_path;
 
@@ -52,10 +52,10 @@ static void
 usage(void)
 {
 	fprintf(stderr, "usage: msgstatus-milter [-c config_file] [-n] [-v] [-F]\n"
-			"  -c FILE  read FILE instead of " MSGSTATUS_SYSCONFDIR "/milter.conf\n"
-			"  -n       check the configuration, print it and exit\n"
-			"  -v       verbose logging\n"
-			"  -F       run the milter alone in the foreground (no supervisor)\n");
+	                "  -c FILE  read FILE instead of " MSGSTATUS_SYSCONFDIR "/milter.conf\n"
+	                "  -n       check the configuration, print it and exit\n"
+	                "  -v       verbose logging\n"
+	                "  -F       run the milter alone in the foreground (no supervisor)\n");
 	exit(2);
 }
 
@@ -63,7 +63,7 @@ static void
 open_log(const struct mconfig *cfg, bool verbose)
 {
 	msg_open_settings("msgstatus-milter", cfg->log_target, cfg->syslog_facility,
-			  verbose || cfg->verbose);
+	                  verbose || cfg->verbose);
 }
 
 /* --- worker -------------------------------------------------------------------------- */
@@ -140,7 +140,7 @@ run_worker(void)
 	signal(SIGPIPE, SIG_IGN);
 
 	sp = spool_open(cfg->spool_dir, (uint64_t)cfg->spool_segment_size,
-			(uint64_t)cfg->spool_max_size, cfg->spool_sync, &error);
+	                (uint64_t)cfg->spool_max_size, cfg->spool_sync, &error);
 	if (sp == NULL)
 		msg_fatal("%s", error);
 	the_shipper = shipper_start(sp, cfg->events_socket);
@@ -154,7 +154,7 @@ run_worker(void)
 	smfi_settimeout((int)((cfg->milter_timeout + 999) / 1000));
 	if (smfi_opensocket(true) == MI_FAILURE)
 		msg_fatal("milter_socket %s: cannot listen (directory missing, or in use?)",
-			  cfg->milter_socket);
+		          cfg->milter_socket);
 	if ((path = socket_path(cfg->milter_socket)) != NULL && chmod(path, cfg->socket_mode) < 0)
 		msg_fatal("milter_socket %s: chmod: %s", path, strerror(errno));
 	msg_info("msgstatus-milter %s listening on %s", MSGSTATUS_VERSION, cfg->milter_socket);
@@ -261,20 +261,23 @@ supervise(void)
 				struct timespec ts = {backoff / 1000, (backoff % 1000) * 1000000};
 
 				if (WIFSIGNALED(status))
-					msg_error("the milter process died (signal %d); restarting it in "
-						  "%lld ms",
-						  WTERMSIG(status), backoff);
+					msg_error("the milter process died (signal %d); restarting "
+					          "it in "
+					          "%lld ms",
+					          WTERMSIG(status), backoff);
 				else
-					msg_error("the milter process exited with status %d; restarting "
-						  "it in %lld ms",
-						  WEXITSTATUS(status), backoff);
+					msg_error("the milter process exited with status %d; "
+					          "restarting "
+					          "it in %lld ms",
+					          WEXITSTATUS(status), backoff);
 				sigprocmask(SIG_SETMASK, &old, NULL);
 				while (nanosleep(&ts, &ts) < 0 && errno == EINTR && !got_term)
 					;
 				sigprocmask(SIG_BLOCK, &block, NULL);
 				if (got_term)
 					return 0;
-				backoff = backoff * 2 > RESTART_MAX_MS ? RESTART_MAX_MS : backoff * 2;
+				backoff =
+				        backoff * 2 > RESTART_MAX_MS ? RESTART_MAX_MS : backoff * 2;
 				if ((worker = spawn_worker()) < 0)
 					return 1;
 			}

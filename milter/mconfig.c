@@ -10,22 +10,25 @@
 
 #include "msg.h"
 
-#define S(name, type, def, min, max) {#name, type, def, offsetof(struct mconfig, name), min, max}
+#define S(name, type, def, min, max)                                                               \
+	{                                                                                          \
+#name, type, def, offsetof(struct mconfig, name), min, max                         \
+	}
 
 const struct conf_setting mconfig_table[] = {
-	S(milter_socket, CONF_STR, "unix:/run/msgstatus/milter.sock", 0, 0),
-	S(milter_socket_mode, CONF_STR, "0660", 0, 0),
-	S(events_socket, CONF_STR, "/run/msgstatus/events.sock", 0, 0),
-	S(spool_dir, CONF_STR, "/var/spool/msgstatus/milter", 0, 0),
-	S(spool_max_size, CONF_SIZE, "1g", 1048576, 1LL << 40),
-	S(spool_segment_size, CONF_SIZE, "16m", 65536, 1LL << 30),
-	S(spool_sync, CONF_BOOL, "no", 0, 0),
-	S(milter_timeout, CONF_TIME, "10s", 1000, 300000),
-	S(max_recipients, CONF_INT, "10000", 1, 1000000),
-	S(log_target, CONF_STR, "stderr", 0, 0),
-	S(syslog_facility, CONF_STR, "mail", 0, 0),
-	S(verbose, CONF_BOOL, "no", 0, 0),
-	CONF_END,
+        S(milter_socket, CONF_STR, "unix:/run/msgstatus/milter.sock", 0, 0),
+        S(milter_socket_mode, CONF_STR, "0660", 0, 0),
+        S(events_socket, CONF_STR, "/run/msgstatus/events.sock", 0, 0),
+        S(spool_dir, CONF_STR, "/var/spool/msgstatus/milter", 0, 0),
+        S(spool_max_size, CONF_SIZE, "1g", 1048576, 1LL << 40),
+        S(spool_segment_size, CONF_SIZE, "16m", 65536, 1LL << 30),
+        S(spool_sync, CONF_BOOL, "no", 0, 0),
+        S(milter_timeout, CONF_TIME, "10s", 1000, 300000),
+        S(max_recipients, CONF_INT, "10000", 1, 1000000),
+        S(log_target, CONF_STR, "stderr", 0, 0),
+        S(syslog_facility, CONF_STR, "mail", 0, 0),
+        S(verbose, CONF_BOOL, "no", 0, 0),
+        CONF_END,
 };
 
 static pthread_mutex_t current_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -43,8 +46,8 @@ mconfig_load(const char *path, const char **error_r)
 	cfg->refs = 1;
 	if (conf_load(mconfig_table, cfg, path, error_r) < 0)
 		goto bad;
-	if (conf_check_mode(where, "milter_socket_mode", cfg->milter_socket_mode, &mode,
-			    error_r) < 0)
+	if (conf_check_mode(where, "milter_socket_mode", cfg->milter_socket_mode, &mode, error_r) <
+	    0)
 		goto bad;
 	cfg->socket_mode = (mode_t)mode;
 	if (strncmp(cfg->milter_socket, "unix:", 5) != 0 &&
@@ -52,7 +55,7 @@ mconfig_load(const char *path, const char **error_r)
 	    strncmp(cfg->milter_socket, "inet:", 5) != 0 &&
 	    strncmp(cfg->milter_socket, "inet6:", 6) != 0) {
 		*error_r = errfmt("%s: milter_socket: expected unix:/path or inet:port@address",
-				  where);
+		                  where);
 		goto bad;
 	}
 	if (cfg->events_socket[0] != '/' || cfg->spool_dir[0] != '/') {

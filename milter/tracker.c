@@ -117,8 +117,8 @@ tracker_is_local_submission(const char *host, const char *addr, unsigned port)
 }
 
 void
-tracker_mail(struct tracker_msg *m, const char *envfrom, const char *sasl_user,
-	     const char *domains, const char *trust, bool local)
+tracker_mail(struct tracker_msg *m, const char *envfrom, const char *sasl_user, const char *domains,
+             const char *trust, bool local)
 {
 	free(m->sender);
 	free(m->sasl_user);
@@ -132,7 +132,7 @@ tracker_mail(struct tracker_msg *m, const char *envfrom, const char *sasl_user,
 		m->why_not = "null sender";
 	else if (!usable(m->sender, strlen(m->sender), MSEVENT_ADDR_MAX))
 		m->why_not = "sender address is not usable (too long, not UTF-8, or control "
-			     "characters)";
+		             "characters)";
 	else if (domains == NULL)
 		m->why_not = "Postfix sent no {msgstatus_domains} (milter_macro_defaults)";
 	else if (!tracker_domain_listed(domains, m->sender))
@@ -176,17 +176,17 @@ tracker_header(struct tracker_msg *m, const char *name, const char *value)
 	}
 	if (m->message_id == NULL && strcasecmp(name, "Message-ID") == 0 && value != NULL) {
 		/* trim folding white space */
-		while (vlen > 0 && (*value == ' ' || *value == '\t' || *value == '\r' ||
-				    *value == '\n')) {
+		while (vlen > 0 &&
+		       (*value == ' ' || *value == '\t' || *value == '\r' || *value == '\n')) {
 			value++;
 			vlen--;
 		}
 		while (vlen > 0 && (value[vlen - 1] == ' ' || value[vlen - 1] == '\t' ||
-				    value[vlen - 1] == '\r' || value[vlen - 1] == '\n'))
+		                    value[vlen - 1] == '\r' || value[vlen - 1] == '\n'))
 			vlen--;
-		if (vlen > 0 && usable(value, vlen, MSEVENT_MSGID_MAX < HEADER_VALUE_MAX
-							    ? MSEVENT_MSGID_MAX
-							    : HEADER_VALUE_MAX))
+		if (vlen > 0 && usable(value, vlen,
+		                       MSEVENT_MSGID_MAX < HEADER_VALUE_MAX ? MSEVENT_MSGID_MAX
+		                                                            : HEADER_VALUE_MAX))
 			m->message_id = xstrndup(value, vlen);
 	}
 }
@@ -198,8 +198,8 @@ tracker_body(struct tracker_msg *m, size_t len)
 }
 
 void
-tracker_eom(struct tracker_msg *m, const char *queue_id, int64_t now_ms,
-	    struct tracker_result *res, struct mbuf *events)
+tracker_eom(struct tracker_msg *m, const char *queue_id, int64_t now_ms, struct tracker_result *res,
+            struct mbuf *events)
 {
 	memset(res, 0, sizeof(*res));
 	res->delete_tags = m->foreign_tags;

@@ -38,23 +38,23 @@
 struct mbuf;
 
 struct tracker_msg {
-	char *sender;	    /* envelope sender without <>, "" for the null sender */
-	char *sasl_user;    /* {auth_authen}, NULL if none */
-	bool enabled;	    /* sender domain listed and submission trusted */
+	char *sender;        /* envelope sender without <>, "" for the null sender */
+	char *sasl_user;     /* {auth_authen}, NULL if none */
+	bool enabled;        /* sender domain listed and submission trusted */
 	const char *why_not; /* when !enabled: a reason for the log */
 	char **rcpts;
 	size_t nrcpts, rcpt_cap;
-	size_t rcpts_dropped; /* over max_recipients or unusable */
-	char *message_id;     /* first Message-ID header, trimmed; NULL if none or unusable */
+	size_t rcpts_dropped;  /* over max_recipients or unusable */
+	char *message_id;      /* first Message-ID header, trimmed; NULL if none or unusable */
 	unsigned foreign_tags; /* Msgstatus-Id headers seen */
-	uint64_t size;	       /* header and body bytes */
+	uint64_t size;         /* header and body bytes */
 };
 
 struct tracker_result {
-	bool tag;		      /* add our header */
+	bool tag; /* add our header */
 	char tracking_id[RANDID_LEN + 1];
-	unsigned delete_tags;	      /* delete Msgstatus-Id occurrences 1..delete_tags */
-	unsigned events;	      /* events appended */
+	unsigned delete_tags; /* delete Msgstatus-Id occurrences 1..delete_tags */
+	unsigned events;      /* events appended */
 };
 
 struct tracker_msg *tracker_msg_new(void);
@@ -66,7 +66,7 @@ void tracker_msg_free(struct tracker_msg **m);
  * mail was submitted with the sendmail command.
  */
 void tracker_mail(struct tracker_msg *m, const char *envfrom, const char *sasl_user,
-		  const char *domains, const char *trust, bool local);
+                  const char *domains, const char *trust, bool local);
 void tracker_rcpt(struct tracker_msg *m, const char *rcpt, size_t max_recipients);
 void tracker_header(struct tracker_msg *m, const char *name, const char *value);
 void tracker_body(struct tracker_msg *m, size_t len);
@@ -75,7 +75,7 @@ void tracker_body(struct tracker_msg *m, size_t len);
  * Postfix's {i} (NULL if unknown).
  */
 void tracker_eom(struct tracker_msg *m, const char *queue_id, int64_t now_ms,
-		 struct tracker_result *res, struct mbuf *events);
+                 struct tracker_result *res, struct mbuf *events);
 
 /* Is the domain of address listed in list (comma/space separated)? */
 bool tracker_domain_listed(const char *list, const char *address);

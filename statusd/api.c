@@ -48,8 +48,8 @@ struct api_job {
 	char *id;   /* a message reference, or a user */
 	char *text; /* J_PRESENCE_TOUCH: typing_to; J_LIST: recipient filter */
 	struct store_list_filter filter;
-	int a, b;	  /* J_PREFS_SET: read_receipts, presence; J_PRESENCE_TOUCH: online */
-	int64_t ms;	  /* J_PRESENCE_TOUCH: online for */
+	int a, b;   /* J_PREFS_SET: read_receipts, presence; J_PRESENCE_TOUCH: online */
+	int64_t ms; /* J_PRESENCE_TOUCH: online for */
 	/* results */
 	struct json_object *doc;
 	char *owner, *sender, *tracking_id;
@@ -77,18 +77,18 @@ job_run(struct dbjob *dj, PGconn *conn)
 		break;
 	case J_STATUS:
 		j->found = store_status(conn, j->id, &j->doc, &j->owner, &j->sender, &j->transient,
-					&error);
+		                        &error);
 		break;
 	case J_LIST:
 		j->filter.recipient = j->text;
 		j->found = store_list(conn, p->user, p->admin_domains, p->nadmin, &j->filter,
-				      &j->doc, &j->transient, &error) == 0
-				   ? 1
-				   : -1;
+		                      &j->doc, &j->transient, &error) == 0
+		                   ? 1
+		                   : -1;
 		break;
 	case J_RECEIPT_TARGET:
 		j->found = store_receipt_target(conn, j->id, p->user, &j->tracking_id, &j->flag,
-						&j->transient, &error);
+		                                &j->transient, &error);
 		break;
 	case J_PREFS_SET:
 		if (store_prefs_set(conn, p->user, j->a, j->b, &j->transient, &error) < 0) {
@@ -99,22 +99,22 @@ job_run(struct dbjob *dj, PGconn *conn)
 		__attribute__((fallthrough));
 	case J_PREFS_GET:
 		j->found = store_prefs_get(conn, p->user, &j->doc, &j->transient, &error) == 0 ? 1
-											      : -1;
+		                                                                               : -1;
 		break;
 	case J_PRESENCE_GET:
 		j->found = store_presence_get(conn, j->id, &j->doc, &j->transient, &error);
 		break;
 	case J_PRESENCE_TOUCH:
 		j->found = store_presence_touch(conn, p->user, "webmail", j->ms, j->text,
-						j->text ? TYPING_MS : 0, &j->transient, &error) == 0
-				   ? 1
-				   : -1;
+		                                j->text ? TYPING_MS : 0, &j->transient, &error) == 0
+		                   ? 1
+		                   : -1;
 		break;
 	}
 	if (j->found < 0)
 		snprintf(j->error, sizeof(j->error), "%s", error ? error : "database error");
 	return j->found < 0 && j->transient && PQstatus(conn) != CONNECTION_OK ? DBW_RETRY
-									       : DBW_DONE;
+	                                                                       : DBW_DONE;
 }
 
 static void
@@ -134,7 +134,7 @@ static void job_done(struct dbjob *dj);
 
 static struct api_job *
 job_new(const struct http_env *env, struct req *r, enum job_kind kind, const struct principal *p,
-	const char *id)
+        const char *id)
 {
 	struct api_job *j = calloc(1, sizeof(*j));
 
@@ -198,10 +198,10 @@ job_done(struct dbjob *dj)
 	case J_RECEIPT_TARGET:
 		if (j->found == 0)
 			req_problem(r, 404, "Not Found",
-				    "no message with that id of which you are a recipient");
+			            "no message with that id of which you are a recipient");
 		else if (!j->flag)
 			req_problem(r, 409, "Conflict",
-				    "your read receipts are turned off (preferences)");
+			            "your read receipts are turned off (preferences)");
 		else
 			receipt_store(r, j);
 		break;
@@ -262,8 +262,8 @@ health_answer(struct req *r, struct api_job *j)
 }
 
 static void
-api_health(const struct http_env *env, struct req *r, const struct principal *p,
-	   const char *param, const struct mbuf *body)
+api_health(const struct http_env *env, struct req *r, const struct principal *p, const char *param,
+           const struct mbuf *body)
 {
 	submit(job_new(env, r, J_HEALTH, NULL, NULL));
 }
@@ -272,7 +272,7 @@ static void
 metric(struct mbuf *out, const char *name, const char *type, const char *help, double value)
 {
 	mbuf_printf(out, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name,
-		    value);
+	            value);
 }
 
 /* Per-endpoint webhook counters, labelled by position and origin (never the full URL). */
@@ -300,22 +300,22 @@ metric_webhooks(struct mbuf *out, struct webhooks *w)
 		return;
 	for (size_t k = 0; k < sizeof(m) / sizeof(m[0]); k++) {
 		mbuf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", m[k].name, m[k].help, m[k].name,
-			    m[k].type);
+		            m[k].type);
 		for (size_t i = 0; i < n; i++) {
 			double v = k == 0   ? (double)st[i].delivered
-				   : k == 1 ? (double)st[i].failed
-				   : k == 2 ? (double)st[i].lag
-					    : (double)st[i].failing;
+			           : k == 1 ? (double)st[i].failed
+			           : k == 2 ? (double)st[i].lag
+			                    : (double)st[i].failing;
 
 			mbuf_printf(out, "%s{endpoint=\"%u\",origin=\"%s\"} %.17g\n", m[k].name,
-				    st[i].index, st[i].origin, v);
+			            st[i].index, st[i].origin, v);
 		}
 	}
 }
 
 static void
-api_metrics(const struct http_env *env, struct req *r, const struct principal *p,
-	    const char *param, const struct mbuf *body)
+api_metrics(const struct http_env *env, struct req *r, const struct principal *p, const char *param,
+            const struct mbuf *body)
 {
 	struct mbuf out = MBUF_INIT;
 	struct ingest_stats st;
@@ -324,11 +324,9 @@ api_metrics(const struct http_env *env, struct req *r, const struct principal *p
 	ingest_stats(env->ingest, &st);
 	feed_stats(env->feed, &fs);
 	metric(&out, "msgstatus_events_received_total", "counter",
-	       "Event records read from producers (socket and pickup files).",
-	       (double)st.received);
+	       "Event records read from producers (socket and pickup files).", (double)st.received);
 	metric(&out, "msgstatus_events_logged_total", "counter",
-	       "Events that entered the log (rate() gives events per second).",
-	       (double)st.logged);
+	       "Events that entered the log (rate() gives events per second).", (double)st.logged);
 	metric(&out, "msgstatus_events_rejected_total", "counter",
 	       "Event records answered with an error.", (double)st.rejected);
 	metric(&out, "msgstatus_ingest_pending", "gauge",
@@ -345,8 +343,8 @@ api_metrics(const struct http_env *env, struct req *r, const struct principal *p
 	       (double)st.batches);
 	metric(&out, "msgstatus_log_head", "gauge", "Offset of the newest published event.",
 	       (double)fs.head);
-	metric(&out, "msgstatus_feed_subscribers", "gauge",
-	       "Feed connections (WebSocket and SSE).", (double)fs.subscribers);
+	metric(&out, "msgstatus_feed_subscribers", "gauge", "Feed connections (WebSocket and SSE).",
+	       (double)fs.subscribers);
 	metric(&out, "msgstatus_feed_live_subscribers", "gauge",
 	       "Feed connections that are caught up.", (double)fs.live);
 	metric(&out, "msgstatus_feed_events_sent_total", "counter",
@@ -386,8 +384,8 @@ user_ok(const char *u)
 }
 
 static void
-api_status(const struct http_env *env, struct req *r, const struct principal *p,
-	   const char *param, const struct mbuf *body)
+api_status(const struct http_env *env, struct req *r, const struct principal *p, const char *param,
+           const struct mbuf *body)
 {
 	submit(job_new(env, r, J_STATUS, p, param));
 }
@@ -414,8 +412,8 @@ time_arg(struct req *r, const char *name, int64_t *ms_r)
 }
 
 static void
-api_list(const struct http_env *env, struct req *r, const struct principal *p,
-	 const char *param, const struct mbuf *body)
+api_list(const struct http_env *env, struct req *r, const struct principal *p, const char *param,
+         const struct mbuf *body)
 {
 	struct store_list_filter flt = {.limit = LIST_DEFAULT};
 	char buf[MSEVENT_ADDR_MAX + 8], *end;
@@ -425,8 +423,8 @@ api_list(const struct http_env *env, struct req *r, const struct principal *p,
 		enum msevent_type t = msevent_type_parse(buf);
 		if (!MSEV_IS_STATUS(t)) {
 			req_problem(r, 400, "Bad Request",
-				    "status must be queued, deferred, relayed, delivered, bounced, "
-				    "expired, read, unread or deleted");
+			            "status must be queued, deferred, relayed, delivered, bounced, "
+			            "expired, read, unread or deleted");
 			return;
 		}
 		flt.status = t;
@@ -483,7 +481,8 @@ on_receipt_stored(void *ctx, unsigned acked, unsigned rejected)
 	if (r != NULL) {
 		if (acked == 1) {
 			struct json_object *doc = json_object_new_object();
-			json_object_object_add(doc, "event_id", json_object_new_string(rc->event_id));
+			json_object_object_add(doc, "event_id",
+			                       json_object_new_string(rc->event_id));
 			json_object_object_add(doc, "status", json_object_new_string("read"));
 			req_json(r, 202, doc);
 			json_object_put(doc);
@@ -515,7 +514,7 @@ receipt_store(struct req *r, struct api_job *j)
 	msevent_clear(&ev);
 	rc->ticket = req_ticket(r);
 	ingest_source_start(j->env->ingest, "api receipt", line.data, line.len, on_receipt_stored,
-			    rc);
+	                    rc);
 	mbuf_free(&line);
 }
 
@@ -547,8 +546,8 @@ body_object(struct req *r, const struct mbuf *body, bool required)
 }
 
 static void
-api_receipt(const struct http_env *env, struct req *r, const struct principal *p,
-	    const char *param, const struct mbuf *body)
+api_receipt(const struct http_env *env, struct req *r, const struct principal *p, const char *param,
+            const struct mbuf *body)
 {
 	struct json_object *obj = body_object(r, body, false);
 
@@ -567,14 +566,14 @@ api_receipt(const struct http_env *env, struct req *r, const struct principal *p
 
 static void
 api_prefs_get(const struct http_env *env, struct req *r, const struct principal *p,
-	      const char *param, const struct mbuf *body)
+              const char *param, const struct mbuf *body)
 {
 	submit(job_new(env, r, J_PREFS_GET, p, NULL));
 }
 
 static void
 api_prefs_put(const struct http_env *env, struct req *r, const struct principal *p,
-	      const char *param, const struct mbuf *body)
+              const char *param, const struct mbuf *body)
 {
 	struct json_object *obj = body_object(r, body, true);
 	int rr = -1, pr = -1;
@@ -585,12 +584,13 @@ api_prefs_put(const struct http_env *env, struct req *r, const struct principal 
 	json_object_object_foreach(obj, key, val)
 	{
 		int *slot = strcmp(key, "read_receipts") == 0 ? &rr
-			    : strcmp(key, "presence") == 0    ? &pr
-							      : NULL;
+		            : strcmp(key, "presence") == 0    ? &pr
+		                                              : NULL;
 		if (slot == NULL || !json_object_is_type(val, json_type_boolean)) {
 			json_object_put(obj);
-			req_problem(r, 400, "Bad Request",
-				    "preferences are read_receipts and presence, each true or false");
+			req_problem(
+			        r, 400, "Bad Request",
+			        "preferences are read_receipts and presence, each true or false");
 			return;
 		}
 		*slot = json_object_get_boolean(val);
@@ -604,7 +604,7 @@ api_prefs_put(const struct http_env *env, struct req *r, const struct principal 
 
 static void
 api_presence_get(const struct http_env *env, struct req *r, const struct principal *p,
-		 const char *param, const struct mbuf *body)
+                 const char *param, const struct mbuf *body)
 {
 	char lower[MSEVENT_ADDR_MAX + 1];
 	size_t i;
@@ -617,7 +617,7 @@ api_presence_get(const struct http_env *env, struct req *r, const struct princip
 
 static void
 api_presence_post(const struct http_env *env, struct req *r, const struct principal *p,
-		  const char *param, const struct mbuf *body)
+                  const char *param, const struct mbuf *body)
 {
 	struct json_object *obj = body_object(r, body, true), *state = NULL, *to = NULL;
 	struct api_job *j;
@@ -628,16 +628,16 @@ api_presence_post(const struct http_env *env, struct req *r, const struct princi
 	json_object_object_get_ex(obj, "state", &state);
 	json_object_object_get_ex(obj, "to", &to);
 	s = state && json_object_is_type(state, json_type_string) ? json_object_get_string(state)
-								    : "";
+	                                                          : "";
 	if (json_object_object_length(obj) > (to ? 2 : 1) ||
 	    (strcmp(s, "online") != 0 && strcmp(s, "offline") != 0 && strcmp(s, "typing") != 0) ||
 	    (strcmp(s, "typing") == 0) != (to != NULL) ||
 	    (to && (!json_object_is_type(to, json_type_string) ||
-		    !user_ok(json_object_get_string(to))))) {
+	            !user_ok(json_object_get_string(to))))) {
 		json_object_put(obj);
 		req_problem(r, 400, "Bad Request",
-			    "expected {\"state\":\"online\"|\"offline\"} or "
-			    "{\"state\":\"typing\",\"to\":ADDRESS}");
+		            "expected {\"state\":\"online\"|\"offline\"} or "
+		            "{\"state\":\"typing\",\"to\":ADDRESS}");
 		return;
 	}
 	j = job_new(env, r, J_PRESENCE_TOUCH, p, NULL);
@@ -651,19 +651,19 @@ api_presence_post(const struct http_env *env, struct req *r, const struct princi
 /* --- the route table ----------------------------------------------------------------- */
 
 static const struct api_route routes[] = {
-	{LWSHUMETH_GET, "/healthz", NULL, false, false, api_health, NULL, NULL},
-	{LWSHUMETH_GET, "/metrics", NULL, false, false, api_metrics, NULL, NULL},
-	{LWSHUMETH_GET, "/api/v1/messages/events", NULL, true, false, NULL, NULL, NULL},
-	{LWSHUMETH_GET, "/api/v1/messages", NULL, true, false, api_list, NULL, NULL},
-	{LWSHUMETH_GET, "/api/v1/messages/", "/status", true, false, api_status, message_ref_ok,
-	 "expected a tracking id or a URL-encoded Message-ID"},
-	{LWSHUMETH_POST, "/api/v1/messages/", "/receipt", true, true, api_receipt,
-	 message_ref_ok, "expected a tracking id or a URL-encoded Message-ID"},
-	{LWSHUMETH_GET, "/api/v1/preferences", NULL, true, false, api_prefs_get, NULL, NULL},
-	{LWSHUMETH_PUT, "/api/v1/preferences", NULL, true, true, api_prefs_put, NULL, NULL},
-	{LWSHUMETH_GET, "/api/v1/presence/", "", true, false, api_presence_get, user_ok,
-	 "expected a user"},
-	{LWSHUMETH_POST, "/api/v1/presence", NULL, true, true, api_presence_post, NULL, NULL},
+        {LWSHUMETH_GET, "/healthz", NULL, false, false, api_health, NULL, NULL},
+        {LWSHUMETH_GET, "/metrics", NULL, false, false, api_metrics, NULL, NULL},
+        {LWSHUMETH_GET, "/api/v1/messages/events", NULL, true, false, NULL, NULL, NULL},
+        {LWSHUMETH_GET, "/api/v1/messages", NULL, true, false, api_list, NULL, NULL},
+        {LWSHUMETH_GET, "/api/v1/messages/", "/status", true, false, api_status, message_ref_ok,
+         "expected a tracking id or a URL-encoded Message-ID"},
+        {LWSHUMETH_POST, "/api/v1/messages/", "/receipt", true, true, api_receipt, message_ref_ok,
+         "expected a tracking id or a URL-encoded Message-ID"},
+        {LWSHUMETH_GET, "/api/v1/preferences", NULL, true, false, api_prefs_get, NULL, NULL},
+        {LWSHUMETH_PUT, "/api/v1/preferences", NULL, true, true, api_prefs_put, NULL, NULL},
+        {LWSHUMETH_GET, "/api/v1/presence/", "", true, false, api_presence_get, user_ok,
+         "expected a user"},
+        {LWSHUMETH_POST, "/api/v1/presence", NULL, true, true, api_presence_post, NULL, NULL},
 };
 
 const struct api_route *

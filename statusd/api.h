@@ -21,17 +21,17 @@ struct principal;
 struct req;
 
 typedef void api_handler(const struct http_env *env, struct req *r, const struct principal *p,
-			 const char *param, const struct mbuf *body);
+                         const char *param, const struct mbuf *body);
 
 struct api_route {
-	int method;	     /* LWSHUMETH_* */
-	const char *prefix;  /* the path, or the part before {id} */
-	const char *suffix;  /* the part after {id}; NULL: no {id} */
-	bool auth;	     /* needs a bearer token */
-	bool write;	     /* counts against the write rate limit */
-	api_handler *handler; /* NULL: the SSE stream (http.c starts it) */
+	int method;                          /* LWSHUMETH_* */
+	const char *prefix;                  /* the path, or the part before {id} */
+	const char *suffix;                  /* the part after {id}; NULL: no {id} */
+	bool auth;                           /* needs a bearer token */
+	bool write;                          /* counts against the write rate limit */
+	api_handler *handler;                /* NULL: the SSE stream (http.c starts it) */
 	bool (*param_ok)(const char *param); /* NULL: any {id} */
-	const char *param_help; /* the 400 detail for an unacceptable {id} */
+	const char *param_help;              /* the 400 detail for an unacceptable {id} */
 };
 
 /*

@@ -574,8 +574,8 @@ auth_new(const struct sd_config *cfg, struct dbworker *db, const char **error_r)
 	a->cfg = cfg;
 	a->db = db;
 	if (cfg->auth_secret_file != NULL && cfg->auth_secret_file[0] != '\0') {
-		if (token_secret_load("auth_secret_file", cfg->auth_secret_file, &a->secret, &a->secret_len, error_r) <
-		    0) {
+		if (token_secret_load("auth_secret_file", cfg->auth_secret_file, &a->secret,
+		                      &a->secret_len, error_r) < 0) {
 			free(a);
 			return NULL;
 		}

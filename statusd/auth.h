@@ -41,10 +41,10 @@ struct auth;
 #define AUTH_CACHE_MS  60000
 
 struct principal {
-	char *user;	       /* lower case */
-	char **admin_domains;  /* lower case */
+	char *user;           /* lower case */
+	char **admin_domains; /* lower case */
 	size_t nadmin;
-	int64_t expires_ms;    /* when the credential stops being valid */
+	int64_t expires_ms; /* when the credential stops being valid */
 };
 
 /* The answer: p is NULL when the token is not valid (error says why, for the log only). */

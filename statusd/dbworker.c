@@ -21,14 +21,14 @@ struct dbworker {
 	pthread_t thread;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	struct dbjob *head, *tail; /* submitted, not started */
+	struct dbjob *head, *tail;           /* submitted, not started */
 	struct dbjob *done_head, *done_tail; /* finished, not yet handed to done() */
 	bool stopping;
 	bool connected;
 	unsigned pending;
 
 	uv_async_t async; /* wakes the loop thread for finished jobs */
-	PGconn *conn;	  /* worker thread only */
+	PGconn *conn;     /* worker thread only */
 };
 
 static void
@@ -220,7 +220,7 @@ on_async(uv_async_t *handle)
 
 struct dbworker *
 dbworker_start(uv_loop_t *loop, const char *name, const char *conninfo, long long retry_max_ms,
-	       int (*on_connect)(PGconn *, void *, const char **), void *ctx)
+               int (*on_connect)(PGconn *, void *, const char **), void *ctx)
 {
 	struct dbworker *w = calloc(1, sizeof(*w));
 	int rc;

@@ -35,9 +35,9 @@ enum dbw_result {
 
 struct dbjob {
 	enum dbw_result (*run)(struct dbjob *job, PGconn *conn); /* worker thread */
-	void (*done)(struct dbjob *job);			  /* loop thread */
-	bool no_retry;	   /* fail fast: when the database is down, call done() with failed set */
-	bool failed;	   /* set by the worker when no_retry and no connection */
+	void (*done)(struct dbjob *job);                         /* loop thread */
+	bool no_retry;      /* fail fast: when the database is down, call done() with failed set */
+	bool failed;        /* set by the worker when no_retry and no connection */
 	struct dbjob *next; /* queue link, private */
 };
 
@@ -47,9 +47,9 @@ struct dbjob {
  * (a schema newer than this program) it reports with msg_fatal.
  */
 struct dbworker *dbworker_start(uv_loop_t *loop, const char *name, const char *conninfo,
-				long long retry_max_ms,
-				int (*on_connect)(PGconn *conn, void *ctx, const char **error_r),
-				void *ctx);
+                                long long retry_max_ms,
+                                int (*on_connect)(PGconn *conn, void *ctx, const char **error_r),
+                                void *ctx);
 /* Queue a job (loop thread). */
 void dbworker_submit(struct dbworker *w, struct dbjob *job);
 /* Whether the worker's connection was up after its last attempt. */

@@ -26,10 +26,10 @@
 #include "sdconfig.h"
 #include "store.h"
 
-#define PAGE_EVENTS	 2000	   /* events per catch-up read */
-#define PAGE_SPAN	 (4 * PAGE_EVENTS) /* log offsets per catch-up read, at most */
-#define CATCHUP_WATER	 262144	   /* bytes queued before a catch-up pauses */
-#define NOTIFY_DELAY_MS	 20	   /* let our own batch publish before reading others' */
+#define PAGE_EVENTS     2000              /* events per catch-up read */
+#define PAGE_SPAN       (4 * PAGE_EVENTS) /* log offsets per catch-up read, at most */
+#define CATCHUP_WATER   262144            /* bytes queued before a catch-up pauses */
+#define NOTIFY_DELAY_MS 20                /* let our own batch publish before reading others' */
 
 struct feed_link {
 	struct feed_sub *sub;
@@ -94,7 +94,7 @@ struct feed {
 	size_t npending;
 	bool gap_running;
 	int64_t gap_want; /* publish up to here */
-	unsigned jobs;	  /* fetches submitted and not done */
+	unsigned jobs;    /* fetches submitted and not done */
 	struct feed_stats stats;
 	bool freeing;
 	unsigned handles;
@@ -243,7 +243,7 @@ close_sub(struct feed_sub *sub, const char *why)
 	char reason[160];
 
 	snprintf(reason, sizeof(reason), "%s; resume from offset %lld", why,
-		 (long long)sub->position);
+	         (long long)sub->position);
 	leave_live(sub);
 	sub->state = SUB_CLOSED;
 	sub->ops->close(sub, reason);
@@ -354,7 +354,7 @@ fetch_run(struct dbjob *job, PGconn *conn)
 		if (store_log_head(conn, &x->head, &x->epoch, &error) == 0)
 			x->ok = true;
 	} else if (store_log_range(conn, x->after, x->upto, x->limit, x->user, x->domains,
-				   x->ndomains, &x->rows, &x->nrows, &transient, &error) == 0)
+	                           x->ndomains, &x->rows, &x->nrows, &transient, &error) == 0)
 		x->ok = true;
 	if (!x->ok)
 		snprintf(x->error, sizeof(x->error), "%s", error);
@@ -365,7 +365,7 @@ static void fetch_done(struct dbjob *job);
 
 static struct feed_fetch *
 fetch_new(struct feed *f, enum fetch_kind kind, int64_t after, int64_t upto, int limit,
-	  const struct principal *p)
+          const struct principal *p)
 {
 	struct feed_fetch *x = calloc(1, sizeof(*x));
 
@@ -450,7 +450,7 @@ head_done(struct feed *f, struct feed_fetch *x)
 	f->ring_lo = f->published + 1;
 	f->head_known = true;
 	msg_info("feed: the log is at offset %lld (epoch %lld)", (long long)f->published,
-		 (long long)f->epoch);
+	         (long long)f->epoch);
 	for (size_t i = 0; i < f->npending; i++)
 		start_subscription(f->pending[i].sub, f->pending[i].from, f->pending[i].epoch);
 	free(f->pending);
@@ -579,9 +579,9 @@ start_subscription(struct feed_sub *sub, int64_t from, int64_t epoch)
 		from = 0;
 	}
 	snprintf(hello, sizeof(hello),
-		 "{\"type\":\"hello\",\"epoch\":%lld,\"head\":%lld,\"from\":%lld%s}",
-		 (long long)f->epoch, (long long)f->published, (long long)from,
-		 reset ? ",\"reset\":true" : "");
+	         "{\"type\":\"hello\",\"epoch\":%lld,\"head\":%lld,\"from\":%lld%s}",
+	         (long long)f->epoch, (long long)f->published, (long long)from,
+	         reset ? ",\"reset\":true" : "");
 	sub->ops->control(sub, hello);
 	sub->position = from;
 	sub->state = SUB_CATCHUP;
@@ -590,7 +590,7 @@ start_subscription(struct feed_sub *sub, int64_t from, int64_t epoch)
 
 void
 feed_subscribe(struct feed *f, struct feed_sub *sub, const struct feed_sub_ops *ops,
-	       const struct principal *who, int64_t from, int64_t epoch)
+               const struct principal *who, int64_t from, int64_t epoch)
 {
 	memset(sub, 0, sizeof(*sub));
 	sub->ops = ops;

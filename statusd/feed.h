@@ -71,10 +71,10 @@ struct feed_fetch;
 struct feed_sub {
 	const struct feed_sub_ops *ops;
 	struct feed *feed;
-	struct principal *who;	  /* a copy, freed by feed_unsubscribe */
-	int64_t position;	  /* the last offset handled for this subscriber */
+	struct principal *who; /* a copy, freed by feed_unsubscribe */
+	int64_t position;      /* the last offset handled for this subscriber */
 	enum feed_sub_state state;
-	bool paused;		  /* catch-up waits for the transport to drain */
+	bool paused;              /* catch-up waits for the transport to drain */
 	struct feed_fetch *fetch; /* the catch-up page being read, if any */
 	struct feed_link *links;  /* its places in the live index (user, admin domains) */
 	size_t nlinks;
@@ -101,7 +101,7 @@ void feed_publish(struct feed *f, const struct store_logged *logged, size_t n);
  * "reset":true with F = 0.
  */
 void feed_subscribe(struct feed *f, struct feed_sub *sub, const struct feed_sub_ops *ops,
-		    const struct principal *who, int64_t from, int64_t epoch);
+                    const struct principal *who, int64_t from, int64_t epoch);
 /* The transport is gone: forget the subscriber (safe in any state, and twice). */
 void feed_unsubscribe(struct feed_sub *sub);
 /* The transport has sent what was queued: continue a paused catch-up. */

@@ -19,10 +19,10 @@
 #include "sdconfig.h"
 #include "stream.h"
 
-#define WRITE_CHUNK   16384
-#define PATH_MAX_LEN  2048
-#define ARG_MAX	      1024
-#define HEADER_MAX    AUTH_TOKEN_MAX
+#define WRITE_CHUNK  16384
+#define PATH_MAX_LEN 2048
+#define ARG_MAX      1024
+#define HEADER_MAX   AUTH_TOKEN_MAX
 
 struct http {
 	struct lws_context *ctx;
@@ -44,8 +44,8 @@ struct req {
 	struct http *http;
 	struct req_ticket *ticket; /* an answer is awaited */
 	int method;
-	char *path;		   /* kept while a request body arrives */
-	char *origin;		   /* the allowed Origin, for CORS headers */
+	char *path;   /* kept while a request body arrives */
+	char *origin; /* the allowed Origin, for CORS headers */
 	struct mbuf reqbody;
 	bool too_large;
 	const struct api_route *route;
@@ -61,9 +61,9 @@ struct req {
 	/* streams */
 	struct stream *stream;
 	int64_t from, epoch; /* where a stream resumes */
-	char *token;	     /* a WebSocket's credential, until it is checked */
+	char *token;         /* a WebSocket's credential, until it is checked */
 	bool bad_resume;     /* a WebSocket asked for an impossible resume point */
-	int close_code;	     /* a WebSocket refused: close with this */
+	int close_code;      /* a WebSocket refused: close with this */
 	const char *close_reason;
 };
 
@@ -131,8 +131,8 @@ req_json(struct req *r, unsigned status, struct json_object *doc)
 {
 	struct mbuf body = MBUF_INIT;
 
-	mbuf_puts(&body, json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PLAIN |
-								     JSON_C_TO_STRING_NOSLASHESCAPE));
+	mbuf_puts(&body, json_object_to_json_string_ext(
+	                         doc, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
 	mbuf_putc(&body, '\n');
 	req_text(r, status, "application/json", &body);
 }
@@ -148,8 +148,8 @@ req_problem(struct req *r, unsigned status, const char *title, const char *detai
 	json_object_object_add(doc, "status", json_object_new_int((int)status));
 	if (detail != NULL)
 		json_object_object_add(doc, "detail", json_object_new_string(detail));
-	mbuf_puts(&body, json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PLAIN |
-								     JSON_C_TO_STRING_NOSLASHESCAPE));
+	mbuf_puts(&body, json_object_to_json_string_ext(
+	                         doc, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
 	mbuf_putc(&body, '\n');
 	json_object_put(doc);
 	req_text(r, status, "application/problem+json", &body);
@@ -171,10 +171,11 @@ req_arg(struct req *r, const char *name, char *buf, size_t size)
 
 static int
 add_header(struct req *r, const char *name, const char *value, unsigned char **p,
-	   unsigned char *end)
+           unsigned char *end)
 {
 	return lws_add_http_header_by_name(r->wsi, (const unsigned char *)name,
-					   (const unsigned char *)value, (int)strlen(value), p, end);
+	                                   (const unsigned char *)value, (int)strlen(value), p,
+	                                   end);
 }
 
 /* CORS headers for an allowed origin. */
@@ -199,7 +200,8 @@ req_write(struct req *r)
 	if (!r->ready)
 		return 0;
 	if (!r->headers_sent) {
-		if (lws_add_http_common_headers(r->wsi, r->status, r->ctype, r->body.len, &p, end) ||
+		if (lws_add_http_common_headers(r->wsi, r->status, r->ctype, r->body.len, &p,
+		                                end) ||
 		    add_header(r, "cache-control:", "no-store", &p, end) ||
 		    add_header(r, "x-content-type-options:", "nosniff", &p, end) ||
 		    add_cors(r, &p, end) ||
@@ -352,8 +354,8 @@ on_auth(void *ctx, const struct principal *p, const char *error)
 		msg_info("http: refused a credential: %s", clean);
 		if (r->kind == CONN_WS) {
 			ws_refuse(r, error == auth_error_db ? 1011 : 4401,
-				  error == auth_error_db ? "the database is unavailable"
-							 : "invalid or expired token");
+			          error == auth_error_db ? "the database is unavailable"
+			                                 : "invalid or expired token");
 			return;
 		}
 		if (error == auth_error_db)
@@ -363,7 +365,8 @@ on_auth(void *ctx, const struct principal *p, const char *error)
 		return;
 	}
 	if (r->kind == CONN_WS) {
-		r->stream = stream_start(STREAM_WS, r->wsi, r->http->env.feed, p, r->from, r->epoch);
+		r->stream =
+		        stream_start(STREAM_WS, r->wsi, r->http->env.feed, p, r->from, r->epoch);
 		return;
 	}
 	if (r->route->write && !rate_ok(r->http, p->user, &retry)) {
@@ -374,7 +377,8 @@ on_auth(void *ctx, const struct principal *p, const char *error)
 		return;
 	}
 	if (r->route->handler == NULL) { /* the SSE stream */
-		r->stream = stream_start(STREAM_SSE, r->wsi, r->http->env.feed, p, r->from, r->epoch);
+		r->stream =
+		        stream_start(STREAM_SSE, r->wsi, r->http->env.feed, p, r->from, r->epoch);
 		return;
 	}
 	r->route->handler(&r->http->env, r, p, r->param, &r->reqbody);
@@ -415,7 +419,7 @@ dispatch(struct http *h, struct req *r)
 	}
 	if (route->handler == NULL && resume_point(r) < 0) {
 		req_problem(r, 400, "Bad Request",
-			    "Last-Event-ID must be EPOCH-OFFSET; offset and epoch go together");
+		            "Last-Event-ID must be EPOCH-OFFSET; offset and epoch go together");
 		return;
 	}
 	if ((token = bearer(r, route->handler == NULL)) == NULL) {
@@ -552,11 +556,12 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in
 	case LWS_CALLBACK_RECEIVE:
 		if (r->stream == NULL) {
 			stream_ws_close(wsi, LWS_CLOSE_STATUS_POLICY_VIOLATION,
-					"not authenticated yet");
+			                "not authenticated yet");
 			return -1;
 		}
 		if (!lws_is_final_fragment(wsi) || lws_is_first_fragment(wsi) == 0) {
-			stream_ws_close(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too large");
+			stream_ws_close(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
+			                "message too large");
 			return -1;
 		}
 		return stream_receive(r->stream, in, len);
@@ -571,8 +576,8 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in
 }
 
 static const struct lws_protocols protocols[] = {
-	{"msgstatus.v1", callback, sizeof(struct req), 1024, 0, NULL, 0},
-	{NULL, NULL, 0, 0, 0, NULL, 0},
+        {"msgstatus.v1", callback, sizeof(struct req), 1024, 0, NULL, 0},
+        {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
 static void
@@ -629,11 +634,11 @@ http_start(uv_loop_t *loop, const struct http_env *env)
 	info.max_http_header_data = 8192;
 	if ((h->ctx = lws_create_context(&info)) == NULL)
 		msg_fatal("http_listen %s: cannot start the HTTP server (address in use, or the "
-			  "TLS certificate or key cannot be read?)",
-			  cfg->http_listen);
+		          "TLS certificate or key cannot be read?)",
+		          cfg->http_listen);
 	stream_init(loop, cfg);
 	msg_info("http: listening on %s%s", cfg->http_listen,
-		 cfg->http_tls_cert[0] ? " (TLS)" : "");
+	         cfg->http_tls_cert[0] ? " (TLS)" : "");
 	return h;
 }
 

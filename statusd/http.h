@@ -46,7 +46,7 @@ struct http_env {
 	struct ingest *ingest;
 	struct feed *feed;
 	struct auth *auth;
-	struct webhooks *webhooks; /* NULL if none configured */
+	struct webhooks *webhooks;  /* NULL if none configured */
 	struct dbworker *ingest_db; /* for /healthz and /metrics only */
 };
 

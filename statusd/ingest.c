@@ -21,12 +21,12 @@
 #include "sdconfig.h"
 #include "store.h"
 
-#define READ_CHUNK	   65536
-#define WRITE_QUEUE_MAX	   (1024 * 1024) /* replies the client has not read: stop reading */
-#define SLOTS_MAX	   20000	 /* records awaiting their reply on one connection */
-#define REJECT_LOG_MAX	   10		 /* rejected records logged per connection */
-#define FUTURE_SLACK_MS	   86400000LL	 /* events may be dated up to a day ahead */
-#define ERROR_TEXT_MAX	   300
+#define READ_CHUNK      65536
+#define WRITE_QUEUE_MAX (1024 * 1024) /* replies the client has not read: stop reading */
+#define SLOTS_MAX       20000         /* records awaiting their reply on one connection */
+#define REJECT_LOG_MAX  10            /* rejected records logged per connection */
+#define FUTURE_SLACK_MS 86400000LL    /* events may be dated up to a day ahead */
+#define ERROR_TEXT_MAX  300
 
 enum slot_state { SLOT_WAIT, SLOT_ACK, SLOT_NAK };
 
@@ -41,13 +41,13 @@ struct slot {
 struct conn {
 	uv_pipe_t pipe;
 	struct ingest *ing;
-	struct mbuf in;		/* bytes read and not yet framed */
-	bool discarding;	/* skipping the rest of an oversized record */
-	uint64_t next_seq;	/* seq of the next record */
-	struct slot *slots;	/* reply queue: slots[head .. head + count) */
+	struct mbuf in;     /* bytes read and not yet framed */
+	bool discarding;    /* skipping the rest of an oversized record */
+	uint64_t next_seq;  /* seq of the next record */
+	struct slot *slots; /* reply queue: slots[head .. head + count) */
 	size_t head, count, cap;
-	size_t write_queue;	/* reply bytes handed to uv_write, not yet written */
-	int refs;		/* 1 while open + one per batch entry */
+	size_t write_queue; /* reply bytes handed to uv_write, not yet written */
+	int refs;           /* 1 while open + one per batch entry */
 	unsigned rejected;
 	bool eof, closed, reading, blocked;
 	char peer[64];
@@ -87,14 +87,14 @@ struct ingest {
 	uv_check_t check;
 	bool server_open;
 	struct conn *conns;
-	struct batch *filling;	/* collecting events */
+	struct batch *filling;  /* collecting events */
 	struct batch *inflight; /* in the database */
 	struct json_tokener *tok;
 	struct ingest_stats stats;
 	bool shutting_down;
 	void (*on_logged)(void *, const struct store_logged *, size_t);
 	void *on_logged_ctx;
-	bool freeing;	 /* ingest_free() called: free once every handle is closed */
+	bool freeing;     /* ingest_free() called: free once every handle is closed */
 	unsigned handles; /* open libuv handles: server, check, connections */
 	void (*shutdown_done)(void *);
 	void *shutdown_ctx;
@@ -174,7 +174,7 @@ batch_run(struct dbjob *job, PGconn *conn)
 	b->nlogged = 0;
 	b->started_ms = time_mono_ms();
 	if (store_ingest(conn, &b->copy, &logged, &nlogged, &b->head, &b->epoch, &transient,
-			 &error) == 0) {
+	                 &error) == 0) {
 		add_logged(b, logged, nlogged);
 		b->took_ms = time_mono_ms() - b->started_ms;
 		return DBW_DONE;
@@ -184,20 +184,20 @@ batch_run(struct dbjob *job, PGconn *conn)
 		return DBW_RETRY;
 	}
 	msg_warn("events: the database rejected a batch of %d: %s; storing its events one by one",
-		 b->count, error);
+	         b->count, error);
 	for (int i = 0; i < b->count; i++) {
 		struct mbuf one = MBUF_INIT;
 		int rc;
 
 		mbuf_append(&one, b->copy.data + b->refs[i].row_start, b->refs[i].row_len);
 		rc = store_ingest(conn, &one, &logged, &nlogged, &b->head, &b->epoch, &transient,
-				  &error);
+		                  &error);
 		mbuf_free(&one);
 		if (rc < 0 && transient)
 			return DBW_RETRY; /* the ones stored so far are skipped as duplicates */
 		if (rc < 0) {
-			if ((b->errors[i] = strdup(errfmt("rejected by the database: %s", error))) ==
-			    NULL)
+			if ((b->errors[i] =
+			             strdup(errfmt("rejected by the database: %s", error))) == NULL)
 				msg_fatal("out of memory");
 		} else
 			add_logged(b, logged, nlogged);
@@ -346,20 +346,22 @@ conn_flush(struct conn *c)
 			/* nobody to answer: count, and log what the database refused */
 			if (s->state == SLOT_ACK)
 				c->acked++;
-			else if (s->error != NULL && strncmp(s->error, "rejected by the database", 24) == 0)
+			else if (s->error != NULL &&
+			         strncmp(s->error, "rejected by the database", 24) == 0)
 				msg_warn("events: %s: record %llu: %s", c->peer,
-					 (unsigned long long)s->seq, s->error);
+				         (unsigned long long)s->seq, s->error);
 			free(s->error);
 			s->error = NULL;
 		} else if (s->state == SLOT_ACK) {
 			mbuf_printf(&out, "{\"seq\":%llu,\"ack\":\"%s\"}\n",
-				    (unsigned long long)s->seq, s->id);
+			            (unsigned long long)s->seq, s->id);
 		} else {
 			struct json_object *e = json_object_new_string(s->error);
 			mbuf_printf(&out, "{\"seq\":%llu,\"error\":%s}\n",
-				    (unsigned long long)s->seq,
-				    json_object_to_json_string_ext(e, JSON_C_TO_STRING_PLAIN |
-									      JSON_C_TO_STRING_NOSLASHESCAPE));
+			            (unsigned long long)s->seq,
+			            json_object_to_json_string_ext(
+			                    e, JSON_C_TO_STRING_PLAIN |
+			                               JSON_C_TO_STRING_NOSLASHESCAPE));
 			json_object_put(e);
 			free(s->error);
 			s->error = NULL;
@@ -421,9 +423,9 @@ conn_reject(struct conn *c, struct slot *s, const char *why)
 	c->ing->stats.rejected++;
 	if (++c->rejected <= REJECT_LOG_MAX)
 		msg_warn("events: %s: record %llu rejected: %s%s", c->peer,
-			 (unsigned long long)s->seq, why,
-			 c->rejected == REJECT_LOG_MAX ? " (not logging more for this client)"
-						       : "");
+		         (unsigned long long)s->seq, why,
+		         c->rejected == REJECT_LOG_MAX ? " (not logging more for this client)"
+		                                       : "");
 }
 
 /* --- reading ------------------------------------------------------------------------- */
@@ -442,18 +444,21 @@ conn_record(struct conn *c, const char *line, size_t len)
 
 	ing->stats.received++;
 	if (len + 1 > (size_t)ing->cfg->ingest_record_max) {
-		conn_reject(c, s, errfmt("record too long (%zu bytes, at most %lld)", len + 1,
-					 ing->cfg->ingest_record_max));
+		conn_reject(c, s,
+		            errfmt("record too long (%zu bytes, at most %lld)", len + 1,
+		                   ing->cfg->ingest_record_max));
 		return;
 	}
 	if (msevent_parse(&ev, ing->tok, line, len, &why) < 0) {
 		char clean[96];
-		conn_reject(c, s, errfmt("%s (record starts \"%s\")", why,
-					 msg_clean(clean, sizeof(clean), line, len)));
+		conn_reject(c, s,
+		            errfmt("%s (record starts \"%s\")", why,
+		                   msg_clean(clean, sizeof(clean), line, len)));
 		return;
 	}
 	if (ev.time_ms < now - ing->cfg->event_retention) {
-		conn_reject(c, s, "event time is older than the retention window (event_retention)");
+		conn_reject(c, s,
+		            "event time is older than the retention window (event_retention)");
 		msevent_clear(&ev);
 		return;
 	}
@@ -521,7 +526,7 @@ conn_process(struct conn *c)
 				/* Too long already: answer now, skip to the next newline. */
 				c->discarding = true;
 				conn_reject(c, conn_new_slot(c),
-					    errfmt("record too long (more than %zu bytes)", max));
+				            errfmt("record too long (more than %zu bytes)", max));
 				c->ing->stats.received++;
 			}
 			if (c->discarding)
@@ -552,7 +557,7 @@ conn_process(struct conn *c)
 		conn_flush(c);
 	}
 	conn_set_reading(c, !c->blocked && !c->ing->shutting_down && c->count < SLOTS_MAX &&
-				    c->write_queue < WRITE_QUEUE_MAX);
+	                            c->write_queue < WRITE_QUEUE_MAX);
 	conn_maybe_close(c);
 }
 
@@ -680,7 +685,7 @@ on_connection(uv_stream_t *server, int status)
 	if (uv_fileno((uv_handle_t *)&c->pipe, &fd) == 0 &&
 	    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0)
 		snprintf(c->peer, sizeof(c->peer), "client pid=%ld uid=%ld", (long)cred.pid,
-			 (long)cred.uid);
+		         (long)cred.uid);
 	c->next = ing->conns;
 	if (ing->conns)
 		ing->conns->prev = c;
@@ -830,7 +835,7 @@ ingest_free(struct ingest **ingp)
 
 void
 ingest_source_start(struct ingest *ing, const char *name, const char *data, size_t len,
-		    void (*done)(void *ctx, unsigned acked, unsigned rejected), void *ctx)
+                    void (*done)(void *ctx, unsigned acked, unsigned rejected), void *ctx)
 {
 	struct conn *c = calloc(1, sizeof(*c));
 
@@ -853,7 +858,7 @@ ingest_source_start(struct ingest *ing, const char *name, const char *data, size
 
 void
 ingest_on_logged(struct ingest *ing, void (*fn)(void *, const struct store_logged *, size_t),
-		 void *ctx)
+                 void *ctx)
 {
 	ing->on_logged = fn;
 	ing->on_logged_ctx = ctx;

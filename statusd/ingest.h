@@ -34,14 +34,14 @@ struct ingest;
 
 struct ingest_stats {
 	unsigned connections;
-	uint64_t received;  /* records read */
-	uint64_t logged;    /* events that entered the log */
-	uint64_t rejected;  /* records answered with an error */
-	unsigned pending;   /* events read and not yet acknowledged */
+	uint64_t received;   /* records read */
+	uint64_t logged;     /* events that entered the log */
+	uint64_t rejected;   /* records answered with an error */
+	unsigned pending;    /* events read and not yet acknowledged */
 	int64_t head, epoch; /* the log after the last batch (0 before the first) */
-	uint64_t batches;   /* batches stored */
-	int64_t batch_ms;   /* how long the last batch took in the database */
-	int64_t lag_ms;	    /* commit time minus the newest event's own time, last batch */
+	uint64_t batches;    /* batches stored */
+	int64_t batch_ms;    /* how long the last batch took in the database */
+	int64_t lag_ms;      /* commit time minus the newest event's own time, last batch */
 };
 
 /* Open the socket and start accepting. Fatal on a socket that cannot be set up. */
@@ -60,12 +60,13 @@ void ingest_free(struct ingest **ing);
  * never be. If statusd stops first, done() is not called (the source is read again later).
  */
 void ingest_source_start(struct ingest *ing, const char *name, const char *data, size_t len,
-			 void (*done)(void *ctx, unsigned acked, unsigned rejected), void *ctx);
+                         void (*done)(void *ctx, unsigned acked, unsigned rejected), void *ctx);
 void ingest_stats(const struct ingest *ing, struct ingest_stats *out);
 
 struct store_logged;
 /* Called on the loop thread with what each committed batch put in the log (the feeds). */
 void ingest_on_logged(struct ingest *ing,
-		      void (*fn)(void *ctx, const struct store_logged *logged, size_t n), void *ctx);
+                      void (*fn)(void *ctx, const struct store_logged *logged, size_t n),
+                      void *ctx);
 
 #endif

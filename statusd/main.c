@@ -73,9 +73,10 @@ ingest_on_connect(PGconn *conn, void *ctx, const char **error_r)
 		if ((version = store_schema_version(conn, error_r)) < 0)
 			return -1;
 		if (version != STORE_SCHEMA_VERSION) {
-			*error_r = errfmt("database schema version is %d, this statusd needs %d: run "
-					  "\"statusctl migrate\" (database_migrate = no)",
-					  version, STORE_SCHEMA_VERSION);
+			*error_r =
+			        errfmt("database schema version is %d, this statusd needs %d: run "
+			               "\"statusctl migrate\" (database_migrate = no)",
+			               version, STORE_SCHEMA_VERSION);
 			return -1;
 		}
 	}
@@ -163,7 +164,7 @@ on_grace(uv_timer_t *timer)
 	struct statusd *sd = timer->data;
 
 	msg_warn("stopping without storing the last events read (the database does not answer); "
-		 "their producers will send them again");
+	         "their producers will send them again");
 	finish_shutdown(sd);
 }
 
@@ -186,9 +187,9 @@ static void
 usage(void)
 {
 	fprintf(stderr, "usage: statusd [-c config_file] [-n] [-v]\n"
-			"  -c FILE  read FILE instead of " MSGSTATUS_SYSCONFDIR "/statusd.conf\n"
-			"  -n       check the configuration, print it and exit\n"
-			"  -v       verbose logging\n");
+	                "  -c FILE  read FILE instead of " MSGSTATUS_SYSCONFDIR "/statusd.conf\n"
+	                "  -n       check the configuration, print it and exit\n"
+	                "  -v       verbose logging\n");
 	exit(2);
 }
 
@@ -220,7 +221,8 @@ main(int argc, char **argv)
 	}
 	if (optind != argc)
 		usage();
-	if (sdconfig_load(&sd.cfg, config_given ? config : sdconfig_default_path(config), &error) < 0)
+	if (sdconfig_load(&sd.cfg, config_given ? config : sdconfig_default_path(config), &error) <
+	    0)
 		msg_fatal("%s", error);
 	if (check_only) {
 		struct mbuf out = MBUF_INIT;
@@ -231,14 +233,14 @@ main(int argc, char **argv)
 		return 0;
 	}
 	msg_open_settings("statusd", sd.cfg.log_target, sd.cfg.syslog_facility,
-			  verbose || sd.cfg.verbose);
+	                  verbose || sd.cfg.verbose);
 	signal(SIGPIPE, SIG_IGN);
 
 	sd.loop = uv_default_loop();
 	sd.ingest_db = dbworker_start(sd.loop, "database (ingest)", sd.cfg.database,
-				      sd.cfg.database_retry_max, ingest_on_connect, &sd);
+	                              sd.cfg.database_retry_max, ingest_on_connect, &sd);
 	sd.query_db = dbworker_start(sd.loop, "database (queries)", sd.cfg.database,
-				     sd.cfg.database_retry_max, NULL, NULL);
+	                             sd.cfg.database_retry_max, NULL, NULL);
 	sd.webhooks = webhooks_start(&sd.cfg, &error);
 	if (error != NULL)
 		msg_fatal("%s", error);
@@ -249,13 +251,13 @@ main(int argc, char **argv)
 	ingest_on_logged(sd.ingest, on_logged, sd.feed);
 	sd.pickup = pickup_start(sd.loop, &sd.cfg, sd.ingest);
 	struct http_env env = {
-		.cfg = &sd.cfg,
-		.db = sd.query_db,
-		.ingest = sd.ingest,
-		.feed = sd.feed,
-		.auth = sd.auth,
-		.webhooks = sd.webhooks,
-		.ingest_db = sd.ingest_db,
+	        .cfg = &sd.cfg,
+	        .db = sd.query_db,
+	        .ingest = sd.ingest,
+	        .feed = sd.feed,
+	        .auth = sd.auth,
+	        .webhooks = sd.webhooks,
+	        .ingest_db = sd.ingest_db,
 	};
 	sd.http = http_start(sd.loop, &env);
 
@@ -268,7 +270,7 @@ main(int argc, char **argv)
 	uv_timer_init(sd.loop, &sd.grace);
 	sd.maintain.data = sd.grace.data = &sd;
 	uv_timer_start(&sd.maintain, on_maintain, (uint64_t)sd.cfg.maintenance_interval,
-		       (uint64_t)sd.cfg.maintenance_interval);
+	               (uint64_t)sd.cfg.maintenance_interval);
 	/* Connect, migrate and maintain now rather than at the first event. */
 	on_maintain(&sd.maintain);
 

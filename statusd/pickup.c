@@ -32,7 +32,7 @@
 #include "sdconfig.h"
 
 #define PICKUP_FILE_MAX (64 * 1024 * 1024)
-#define NAME_MAX_LEN	255
+#define NAME_MAX_LEN    255
 
 struct pickup {
 	uv_loop_t *loop;
@@ -96,7 +96,8 @@ read_file(struct pickup *p, const char *name, struct mbuf *out)
 	}
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > PICKUP_FILE_MAX) {
 		close(fd);
-		set_aside(p, name, S_ISREG(st.st_mode) ? "larger than 64 MiB" : "not a regular file");
+		set_aside(p, name,
+		          S_ISREG(st.st_mode) ? "larger than 64 MiB" : "not a regular file");
 		return -1;
 	}
 	while ((n = read(fd, chunk, sizeof(chunk))) > 0) {
@@ -125,9 +126,10 @@ pickup_scan(struct pickup *p)
 		return;
 	if ((d = opendir(p->dir)) == NULL) {
 		if (!p->warned_missing)
-			msg_warn("pickup: %s: %s; events the Dovecot plugin could not send will wait "
-				 "there until it exists",
-				 p->dir, strerror(errno));
+			msg_warn("pickup: %s: %s; events the Dovecot plugin could not send will "
+			         "wait "
+			         "there until it exists",
+			         p->dir, strerror(errno));
 		p->warned_missing = true;
 		return;
 	}

@@ -14,42 +14,45 @@
 #include "msevent.h"
 #include "msg.h"
 
-#define S(name, type, def, min, max) {#name, type, def, offsetof(struct sd_config, name), min, max}
+#define S(name, type, def, min, max)                                                               \
+	{                                                                                          \
+#name, type, def, offsetof(struct sd_config, name), min, max                       \
+	}
 
 const struct conf_setting sdconfig_table[] = {
-	S(events_socket, CONF_STR, "/run/msgstatus/events.sock", 0, 0),
-	S(events_socket_mode, CONF_STR, "0660", 0, 0),
-	S(events_socket_group, CONF_STR, "", 0, 0),
-	S(http_listen, CONF_STR, "127.0.0.1:8025", 0, 0),
-	S(http_tls_cert, CONF_STR, "", 0, 0),
-	S(http_tls_key, CONF_STR, "", 0, 0),
-	S(http_cors_origins, CONF_STR, "", 0, 0),
-	S(http_body_max, CONF_SIZE, "64k", 1024, 16 * 1024 * 1024),
-	S(auth_secret_file, CONF_STR, "", 0, 0),
-	S(auth_token_max_lifetime, CONF_TIME, "1d", 60000, 30LL * 86400000),
-	S(write_rate, CONF_INT, "10", 1, 100000),
-	S(write_burst, CONF_INT, "20", 1, 100000),
-	S(feed_buffer_max, CONF_SIZE, "1m", 16384, 1LL << 30),
-	S(feed_ping_interval, CONF_TIME, "30s", 1000, 3600000),
-	S(presence_timeout, CONF_TIME, "5m", 10000, 86400000),
-	S(webhook_urls, CONF_STR, "", 0, 0),
-	S(webhook_secret_file, CONF_STR, "", 0, 0),
-	S(webhook_timeout, CONF_TIME, "10s", 100, 300000),
-	S(webhook_retry_max, CONF_TIME, "10m", 1000, 86400000),
-	S(database, CONF_STR, "dbname=msgstatus", 0, 0),
-	S(database_migrate, CONF_BOOL, "yes", 0, 0),
-	S(database_retry_max, CONF_TIME, "5s", 100, 3600000),
-	S(sql_dir, CONF_STR, MSGSTATUS_DATADIR "/sql", 0, 0),
-	S(event_retention, CONF_TIME, "90d", 86400000LL, 36500LL * 86400000LL),
-	S(maintenance_interval, CONF_TIME, "1h", 1000, 86400000),
-	S(ingest_record_max, CONF_SIZE, "16k", 1024, MSEVENT_RECORD_MAX),
-	S(ingest_batch_max, CONF_INT, "2000", 1, 100000),
-	S(pickup_dir, CONF_STR, "/var/spool/msgstatus/pickup", 0, 0),
-	S(pickup_interval, CONF_TIME, "5s", 100, 3600000),
-	S(log_target, CONF_STR, "stderr", 0, 0),
-	S(syslog_facility, CONF_STR, "mail", 0, 0),
-	S(verbose, CONF_BOOL, "no", 0, 0),
-	CONF_END,
+        S(events_socket, CONF_STR, "/run/msgstatus/events.sock", 0, 0),
+        S(events_socket_mode, CONF_STR, "0660", 0, 0),
+        S(events_socket_group, CONF_STR, "", 0, 0),
+        S(http_listen, CONF_STR, "127.0.0.1:8025", 0, 0),
+        S(http_tls_cert, CONF_STR, "", 0, 0),
+        S(http_tls_key, CONF_STR, "", 0, 0),
+        S(http_cors_origins, CONF_STR, "", 0, 0),
+        S(http_body_max, CONF_SIZE, "64k", 1024, 16 * 1024 * 1024),
+        S(auth_secret_file, CONF_STR, "", 0, 0),
+        S(auth_token_max_lifetime, CONF_TIME, "1d", 60000, 30LL * 86400000),
+        S(write_rate, CONF_INT, "10", 1, 100000),
+        S(write_burst, CONF_INT, "20", 1, 100000),
+        S(feed_buffer_max, CONF_SIZE, "1m", 16384, 1LL << 30),
+        S(feed_ping_interval, CONF_TIME, "30s", 1000, 3600000),
+        S(presence_timeout, CONF_TIME, "5m", 10000, 86400000),
+        S(webhook_urls, CONF_STR, "", 0, 0),
+        S(webhook_secret_file, CONF_STR, "", 0, 0),
+        S(webhook_timeout, CONF_TIME, "10s", 100, 300000),
+        S(webhook_retry_max, CONF_TIME, "10m", 1000, 86400000),
+        S(database, CONF_STR, "dbname=msgstatus", 0, 0),
+        S(database_migrate, CONF_BOOL, "yes", 0, 0),
+        S(database_retry_max, CONF_TIME, "5s", 100, 3600000),
+        S(sql_dir, CONF_STR, MSGSTATUS_DATADIR "/sql", 0, 0),
+        S(event_retention, CONF_TIME, "90d", 86400000LL, 36500LL * 86400000LL),
+        S(maintenance_interval, CONF_TIME, "1h", 1000, 86400000),
+        S(ingest_record_max, CONF_SIZE, "16k", 1024, MSEVENT_RECORD_MAX),
+        S(ingest_batch_max, CONF_INT, "2000", 1, 100000),
+        S(pickup_dir, CONF_STR, "/var/spool/msgstatus/pickup", 0, 0),
+        S(pickup_interval, CONF_TIME, "5s", 100, 3600000),
+        S(log_target, CONF_STR, "stderr", 0, 0),
+        S(syslog_facility, CONF_STR, "mail", 0, 0),
+        S(verbose, CONF_BOOL, "no", 0, 0),
+        CONF_END,
 };
 
 /* "host:port" with host an IPv4/IPv6 literal or a name; "[::1]:8025" for IPv6. */
@@ -92,8 +95,8 @@ sdconfig_load(struct sd_config *cfg, const char *path, const char **error_r)
 
 	if (conf_load(sdconfig_table, cfg, path, error_r) < 0)
 		return -1;
-	if (conf_check_mode(where, "events_socket_mode", cfg->events_socket_mode, &mode,
-			    error_r) < 0)
+	if (conf_check_mode(where, "events_socket_mode", cfg->events_socket_mode, &mode, error_r) <
+	    0)
 		return -1;
 	cfg->socket_mode = (mode_t)mode;
 	cfg->socket_gid = (gid_t)-1;
@@ -101,7 +104,7 @@ sdconfig_load(struct sd_config *cfg, const char *path, const char **error_r)
 		struct group *gr = getgrnam(cfg->events_socket_group);
 		if (gr == NULL) {
 			*error_r = errfmt("%s: events_socket_group: no group \"%s\"", where,
-					  cfg->events_socket_group);
+			                  cfg->events_socket_group);
 			return -1;
 		}
 		cfg->socket_gid = gr->gr_gid;
@@ -115,9 +118,9 @@ sdconfig_load(struct sd_config *cfg, const char *path, const char **error_r)
 		return -1;
 	}
 	if (split_hostport(cfg->http_listen, cfg->http_host, sizeof(cfg->http_host),
-			   &cfg->http_port) < 0) {
-		*error_r = errfmt("%s: http_listen: expected host:port such as 127.0.0.1:8025",
-				  where);
+	                   &cfg->http_port) < 0) {
+		*error_r =
+		        errfmt("%s: http_listen: expected host:port such as 127.0.0.1:8025", where);
 		return -1;
 	}
 	if ((cfg->http_tls_cert[0] == '\0') != (cfg->http_tls_key[0] == '\0')) {
@@ -125,8 +128,9 @@ sdconfig_load(struct sd_config *cfg, const char *path, const char **error_r)
 		return -1;
 	}
 	if (cfg->webhook_urls[0] != '\0' && cfg->webhook_secret_file[0] == '\0') {
-		*error_r = errfmt("%s: webhook_urls needs webhook_secret_file (deliveries are signed)",
-				  where);
+		*error_r =
+		        errfmt("%s: webhook_urls needs webhook_secret_file (deliveries are signed)",
+		               where);
 		return -1;
 	}
 	return conf_check_logging(where, cfg->log_target, cfg->syslog_facility, error_r);

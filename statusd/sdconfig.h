@@ -23,11 +23,11 @@ struct sd_config {
 	long long http_body_max; /* bytes */
 	char *auth_secret_file;
 	long long auth_token_max_lifetime; /* ms */
-	long long write_rate;  /* writes per second per user */
-	long long write_burst; /* writes */
-	long long feed_buffer_max;   /* bytes queued per feed connection */
-	long long feed_ping_interval; /* ms */
-	long long presence_timeout;   /* ms */
+	long long write_rate;              /* writes per second per user */
+	long long write_burst;             /* writes */
+	long long feed_buffer_max;         /* bytes queued per feed connection */
+	long long feed_ping_interval;      /* ms */
+	long long presence_timeout;        /* ms */
 	char *webhook_urls;
 	char *webhook_secret_file;
 	long long webhook_timeout;   /* ms */
@@ -36,10 +36,10 @@ struct sd_config {
 	bool database_migrate;
 	long long database_retry_max; /* ms */
 	char *sql_dir;
-	long long event_retention; /* ms */
+	long long event_retention;      /* ms */
 	long long maintenance_interval; /* ms */
-	long long ingest_record_max; /* bytes */
-	long long ingest_batch_max;  /* events */
+	long long ingest_record_max;    /* bytes */
+	long long ingest_batch_max;     /* events */
 	char *pickup_dir;
 	long long pickup_interval; /* ms */
 	char *log_target;

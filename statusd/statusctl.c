@@ -822,7 +822,8 @@ cmd_token_sign(struct ctl *ctl, int argc, char **argv)
 	if (ctl->cfg.auth_secret_file[0] == '\0')
 		msg_fatal("token sign: auth_secret_file is not set in %s",
 		          ctl->config ? ctl->config : "the configuration");
-	if (token_secret_load("auth_secret_file", ctl->cfg.auth_secret_file, &secret, &secret_len, &error) < 0)
+	if (token_secret_load("auth_secret_file", ctl->cfg.auth_secret_file, &secret, &secret_len,
+	                      &error) < 0)
 		msg_fatal("token sign: %s", error);
 	now_s = time_now_ms() / 1000;
 	jwt = token_jwt_sign(user, now_s, now_s + ttl_ms / 1000, secret, secret_len);

@@ -21,9 +21,9 @@
 #include "rfc3339.h"
 #include "status.h"
 
-#define MIGRATION_LOCK	   "7201650101" /* pg_advisory_lock key: "msgstatus migrate" */
+#define MIGRATION_LOCK     "7201650101" /* pg_advisory_lock key: "msgstatus migrate" */
 #define MIGRATION_FILE_MAX (1024 * 1024)
-#define MIGRATIONS_MAX	   999
+#define MIGRATIONS_MAX     999
 
 bool
 store_transient(PGconn *conn, const PGresult *res)
@@ -186,8 +186,8 @@ list_migrations(const char *dir, int *n_r, const char **error_r)
 	for (int i = 0; i < n; i++)
 		if (list[i].version != i + 1) {
 			*error_r = errfmt("sql_dir %s: migrations must be numbered 001, 002, ... "
-					  "without gaps; found %s",
-					  dir, list[i].name);
+			                  "without gaps; found %s",
+			                  dir, list[i].name);
 			for (int j = 0; j < n; j++)
 				free(list[j].name);
 			free(list);
@@ -214,11 +214,11 @@ store_migrate(PGconn *conn, const char *sql_dir, bool *transient_r, const char *
 	if (exec_cmd(conn, "SELECT pg_advisory_lock(" MIGRATION_LOCK ")", transient_r, error_r) < 0)
 		goto out;
 	if (exec_cmd(conn,
-		     "SET client_min_messages = warning;"
-		     "CREATE TABLE IF NOT EXISTS schema_version ("
-		     " version int PRIMARY KEY, name text NOT NULL,"
-		     " applied_at timestamptz NOT NULL DEFAULT now())",
-		     transient_r, error_r) < 0)
+	             "SET client_min_messages = warning;"
+	             "CREATE TABLE IF NOT EXISTS schema_version ("
+	             " version int PRIMARY KEY, name text NOT NULL,"
+	             " applied_at timestamptz NOT NULL DEFAULT now())",
+	             transient_r, error_r) < 0)
 		goto unlock;
 	if ((current = store_schema_version(conn, error_r)) < 0) {
 		*transient_r = true;
@@ -226,8 +226,8 @@ store_migrate(PGconn *conn, const char *sql_dir, bool *transient_r, const char *
 	}
 	if (current > n) {
 		*error_r = errfmt("the database has schema version %d, newer than this program's "
-				  "%d (sql_dir %s): upgrade msgstatus",
-				  current, n, sql_dir);
+		                  "%d (sql_dir %s): upgrade msgstatus",
+		                  current, n, sql_dir);
 		goto unlock;
 	}
 	for (int i = current; i < n; i++) {
@@ -248,9 +248,9 @@ store_migrate(PGconn *conn, const char *sql_dir, bool *transient_r, const char *
 			snprintf(vbuf, sizeof(vbuf), "%d", list[i].version);
 			params[0] = vbuf;
 			params[1] = list[i].name;
-			res = PQexecParams(conn,
-					   "INSERT INTO schema_version (version, name) VALUES ($1, $2)",
-					   2, NULL, params, NULL, NULL, 0);
+			res = PQexecParams(
+			        conn, "INSERT INTO schema_version (version, name) VALUES ($1, $2)",
+			        2, NULL, params, NULL, NULL, 0);
 			if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 				*error_r = store_error(conn, res);
 				*transient_r = store_transient(conn, res);
@@ -267,7 +267,7 @@ store_migrate(PGconn *conn, const char *sql_dir, bool *transient_r, const char *
 			goto unlock;
 		}
 		msg_info("database schema migrated to version %d (%s)", list[i].version,
-			 list[i].name);
+		         list[i].name);
 	}
 	rc = n;
 unlock:
@@ -284,11 +284,11 @@ int
 store_session_setup(PGconn *conn, const char **error_r)
 {
 	return exec_cmd(conn,
-			"SET client_min_messages = warning;"
-			"SET application_name = 'statusd';"
-			"SET TIME ZONE 'UTC';"
-			"SELECT msgstatus_session_setup()",
-			NULL, error_r);
+	                "SET client_min_messages = warning;"
+	                "SET application_name = 'statusd';"
+	                "SET TIME ZONE 'UTC';"
+	                "SELECT msgstatus_session_setup()",
+	                NULL, error_r);
 }
 
 int
@@ -301,7 +301,7 @@ store_maintain(PGconn *conn, long long retention_ms, const char **error_r)
 
 	snprintf(ms, sizeof(ms), "%lld", retention_ms);
 	res = PQexecParams(conn, "SELECT msgstatus_maintain($1::bigint * interval '1 millisecond')",
-			   1, NULL, params, NULL, NULL, 0);
+	                   1, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		*error_r = store_error(conn, res);
 		rc = -1;
@@ -354,8 +354,8 @@ store_copy_row(struct mbuf *copy, int seq, const struct msevent *ev)
 
 	mbuf_printf(copy, "%d\t", seq);
 	copy_field(copy, ev->id);
-	mbuf_printf(copy, "\t%s\t%d\t%lld\t%lld\t", rfc3339_format(ev->time_ms, when), (int)ev->type,
-		    reading ? 0LL : (long long)key, reading ? (long long)key : 0LL);
+	mbuf_printf(copy, "\t%s\t%d\t%lld\t%lld\t", rfc3339_format(ev->time_ms, when),
+	            (int)ev->type, reading ? 0LL : (long long)key, reading ? (long long)key : 0LL);
 	copy_field(copy, ev->source);
 	mbuf_putc(copy, '\t');
 	copy_field(copy, ev->tracking_id);
@@ -376,9 +376,9 @@ store_copy_row(struct mbuf *copy, int seq, const struct msevent *ev)
 	else
 		mbuf_puts(copy, "\t\\N\t");
 	copy_field(copy, ev->details ? json_object_to_json_string_ext(
-						ev->details, JSON_C_TO_STRING_PLAIN |
-								     JSON_C_TO_STRING_NOSLASHESCAPE)
-				     : NULL);
+	                                       ev->details, JSON_C_TO_STRING_PLAIN |
+	                                                            JSON_C_TO_STRING_NOSLASHESCAPE)
+	                             : NULL);
 	mbuf_putc(copy, '\n');
 }
 
@@ -413,8 +413,8 @@ store_logged_free(struct store_logged *logged, size_t n)
 
 int
 store_ingest(PGconn *conn, const struct mbuf *copy, struct store_logged **logged_r,
-	     size_t *nlogged_r, int64_t *head_r, int64_t *epoch_r, bool *transient_r,
-	     const char **error_r)
+             size_t *nlogged_r, int64_t *head_r, int64_t *epoch_r, bool *transient_r,
+             const char **error_r)
 {
 	struct store_logged *logged = NULL;
 	PGresult *res;
@@ -454,9 +454,9 @@ store_ingest(PGconn *conn, const struct mbuf *copy, struct store_logged **logged
 
 	/* the same columns as LOGGED_COLUMNS, in the same order */
 	res = PQexec(conn, "SELECT log_offset, event_id,"
-			   " (extract(epoch FROM event_time) * 1000)::bigint, type, recipient,"
-			   " details::text, message, tracking_id, message_id, owner, sender"
-			   " FROM msgstatus_ingest()");
+	                   " (extract(epoch FROM event_time) * 1000)::bigint, type, recipient,"
+	                   " details::text, message, tracking_id, message_id, owner, sender"
+	                   " FROM msgstatus_ingest()");
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		*error_r = store_error(conn, res);
 		*transient_r = store_transient(conn, res);
@@ -484,8 +484,8 @@ fail:
 }
 
 /* Fill logged[] from a result with the columns of LOGGED_COLUMNS. */
-#define LOGGED_COLUMNS                                                                           \
-	"e.log_offset, e.event_id, (extract(epoch FROM e.event_time) * 1000)::bigint, e.type,"  \
+#define LOGGED_COLUMNS                                                                             \
+	"e.log_offset, e.event_id, (extract(epoch FROM e.event_time) * 1000)::bigint, e.type,"     \
 	" e.rcpt, e.details::text, e.message, m.tracking_id, m.message_id, m.owner, m.sender"
 
 static struct store_logged *
@@ -516,8 +516,8 @@ logged_from(PGresult *res, size_t *n_r)
 
 int
 store_log_range(PGconn *conn, int64_t after, int64_t upto, int limit, const char *user,
-		char *const *domains, size_t ndomains, struct store_logged **logged_r,
-		size_t *n_r, bool *transient_r, const char **error_r)
+                char *const *domains, size_t ndomains, struct store_logged **logged_r, size_t *n_r,
+                bool *transient_r, const char **error_r)
 {
 	struct mbuf dom = MBUF_INIT;
 	char a[32], u[32], l[16];
@@ -542,13 +542,13 @@ store_log_range(PGconn *conn, int64_t after, int64_t upto, int limit, const char
 	mbuf_putc(&dom, '}');
 	params[4] = mbuf_str(&dom);
 	res = PQexecParams(conn,
-			   "SELECT " LOGGED_COLUMNS
-			   " FROM events e JOIN messages m ON m.id = e.message"
-			   " WHERE e.log_offset > $1::bigint AND e.log_offset <= $2::bigint"
-			   " AND ($4::text IS NULL OR m.owner = $4"
-			   "      OR lower(split_part(m.sender, '@', 2)) = ANY($5::text[]))"
-			   " ORDER BY e.log_offset LIMIT $3::int",
-			   5, NULL, params, NULL, NULL, 0);
+	                   "SELECT " LOGGED_COLUMNS
+	                   " FROM events e JOIN messages m ON m.id = e.message"
+	                   " WHERE e.log_offset > $1::bigint AND e.log_offset <= $2::bigint"
+	                   " AND ($4::text IS NULL OR m.owner = $4"
+	                   "      OR lower(split_part(m.sender, '@', 2)) = ANY($5::text[]))"
+	                   " ORDER BY e.log_offset LIMIT $3::int",
+	                   5, NULL, params, NULL, NULL, 0);
 	mbuf_free(&dom);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		*error_r = store_error(conn, res);
@@ -571,14 +571,14 @@ store_logged_json(const struct store_logged *l, int64_t epoch, struct mbuf *out)
 	json_object_object_add(obj, "offset", json_object_new_int64(l->log_offset));
 	json_object_object_add(obj, "epoch", json_object_new_int64(epoch));
 	json_object_object_add(obj, "message_id",
-			       l->message_id ? json_object_new_string(l->message_id) : NULL);
+	                       l->message_id ? json_object_new_string(l->message_id) : NULL);
 	json_object_object_add(obj, "tracking_id",
-			       l->tracking_id ? json_object_new_string(l->tracking_id) : NULL);
+	                       l->tracking_id ? json_object_new_string(l->tracking_id) : NULL);
 	json_object_object_add(obj, "recipient",
-			       l->recipient ? json_object_new_string(l->recipient) : NULL);
+	                       l->recipient ? json_object_new_string(l->recipient) : NULL);
 	json_object_object_add(obj, "status", type ? json_object_new_string(type) : NULL);
 	json_object_object_add(obj, "timestamp",
-			       json_object_new_string(rfc3339_format(l->time_ms, when)));
+	                       json_object_new_string(rfc3339_format(l->time_ms, when)));
 	if (l->details != NULL)
 		details = json_tokener_parse(l->details);
 	if (details == NULL || !json_object_is_type(details, json_type_object)) {
@@ -587,9 +587,9 @@ store_logged_json(const struct store_logged *l, int64_t epoch, struct mbuf *out)
 	}
 	json_object_object_add(obj, "details", details);
 	json_object_object_add(obj, "event_id",
-			       l->event_id ? json_object_new_string(l->event_id) : NULL);
+	                       l->event_id ? json_object_new_string(l->event_id) : NULL);
 	mbuf_puts(out, json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN |
-								   JSON_C_TO_STRING_NOSLASHESCAPE));
+	                                                           JSON_C_TO_STRING_NOSLASHESCAPE));
 	json_object_put(obj);
 }
 
@@ -613,9 +613,9 @@ static void
 add_str(struct json_object *obj, const char *key, PGresult *res, int row, int col)
 {
 	json_object_object_add(obj, key,
-			       PQgetisnull(res, row, col)
-				       ? NULL
-				       : json_object_new_string(PQgetvalue(res, row, col)));
+	                       PQgetisnull(res, row, col)
+	                               ? NULL
+	                               : json_object_new_string(PQgetvalue(res, row, col)));
 }
 
 static void
@@ -623,8 +623,8 @@ add_time(struct json_object *obj, const char *key, int64_t ms)
 {
 	char when[RFC3339_BUFSIZE];
 
-	json_object_object_add(obj, key, ms > 0 ? json_object_new_string(rfc3339_format(ms, when))
-						: NULL);
+	json_object_object_add(obj, key,
+	                       ms > 0 ? json_object_new_string(rfc3339_format(ms, when)) : NULL);
 }
 
 /* One recipient's entry in the status document. queued_ms is 0 if unknown. */
@@ -652,15 +652,15 @@ recipient_doc(PGresult *res, int row, int64_t queued_ms)
 	json_object_object_del(details, "latency_ms");
 	if (queued_ms > 0 && view.time_ms >= queued_ms)
 		json_object_object_add(details, "latency_ms",
-				       json_object_new_int64(view.time_ms - queued_ms));
+		                       json_object_new_int64(view.time_ms - queued_ms));
 
 	add_str(r, "recipient", res, row, 0);
 	if (!PQgetisnull(res, row, 1))
 		add_str(r, "orig_recipient", res, row, 1);
 	json_object_object_add(r, "status",
-			       view.status != MSEV_NONE
-				       ? json_object_new_string(msevent_type_name(view.status))
-				       : NULL);
+	                       view.status != MSEV_NONE
+	                               ? json_object_new_string(msevent_type_name(view.status))
+	                               : NULL);
 	json_object_object_add(r, "delivered", json_object_new_string(view.delivered));
 	json_object_object_add(r, "displayed", json_object_new_string(view.displayed));
 	json_object_object_add(r, "smtp_reply", reply);
@@ -671,7 +671,7 @@ recipient_doc(PGresult *res, int row, int64_t queued_ms)
 
 int
 store_status(PGconn *conn, const char *id, struct json_object **doc_r, char **owner_r,
-	     char **sender_r, bool *transient_r, const char **error_r)
+             char **sender_r, bool *transient_r, const char **error_r)
 {
 	struct mbuf bracketed = MBUF_INIT;
 	const char *params[2];
@@ -688,11 +688,11 @@ store_status(PGconn *conn, const char *id, struct json_object **doc_r, char **ow
 	params[0] = id;
 	params[1] = mbuf_str(&bracketed);
 	res = PQexecParams(conn,
-			   "SELECT id, tracking_id, message_id, sender, queue_id, size,"
-			   " (extract(epoch FROM queued_at) * 1000)::bigint, owner"
-			   " FROM messages WHERE tracking_id = $1 OR message_id = $2"
-			   " ORDER BY id DESC LIMIT 1",
-			   2, NULL, params, NULL, NULL, 0);
+	                   "SELECT id, tracking_id, message_id, sender, queue_id, size,"
+	                   " (extract(epoch FROM queued_at) * 1000)::bigint, owner"
+	                   " FROM messages WHERE tracking_id = $1 OR message_id = $2"
+	                   " ORDER BY id DESC LIMIT 1",
+	                   2, NULL, params, NULL, NULL, 0);
 	mbuf_free(&bracketed);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		*error_r = store_error(conn, res);
@@ -710,9 +710,9 @@ store_status(PGconn *conn, const char *id, struct json_object **doc_r, char **ow
 	add_str(doc, "sender", res, 0, 3);
 	add_str(doc, "queue_id", res, 0, 4);
 	json_object_object_add(doc, "size",
-			       PQgetisnull(res, 0, 5)
-				       ? NULL
-				       : json_object_new_int64(strtoll(PQgetvalue(res, 0, 5), NULL, 10)));
+	                       PQgetisnull(res, 0, 5) ? NULL
+	                                              : json_object_new_int64(strtoll(
+	                                                        PQgetvalue(res, 0, 5), NULL, 10)));
 	if (!PQgetisnull(res, 0, 6))
 		queued_ms = strtoll(PQgetvalue(res, 0, 6), NULL, 10);
 	add_time(doc, "queued_at", queued_ms);
@@ -725,9 +725,9 @@ store_status(PGconn *conn, const char *id, struct json_object **doc_r, char **ow
 
 	params[0] = msgid;
 	res = PQexecParams(conn,
-			   "SELECT recipient, orig_recipient, dkey, rkey, displayed, details"
-			   " FROM recipients WHERE message = $1 ORDER BY recipient",
-			   1, NULL, params, NULL, NULL, 0);
+	                   "SELECT recipient, orig_recipient, dkey, rkey, displayed, details"
+	                   " FROM recipients WHERE message = $1 ORDER BY recipient",
+	                   1, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		*error_r = store_error(conn, res);
 		*transient_r = store_transient(conn, res);
@@ -781,8 +781,8 @@ text_array(struct mbuf *out, char *const *items, size_t n)
 
 int
 store_list(PGconn *conn, const char *user, char *const *domains, size_t ndomains,
-	   const struct store_list_filter *flt, struct json_object **doc_r, bool *transient_r,
-	   const char **error_r)
+           const struct store_list_filter *flt, struct json_object **doc_r, bool *transient_r,
+           const char **error_r)
 {
 	struct mbuf dom = MBUF_INIT, ids = MBUF_INIT;
 	char status[8], since[32], until[32], cursor[32], limit[16];
@@ -807,23 +807,23 @@ store_list(PGconn *conn, const char *user, char *const *domains, size_t ndomains
 	params[6] = cursor;
 	params[7] = limit;
 	res = PQexecParams(
-		conn,
-		"SELECT m.id, m.tracking_id, m.message_id, m.sender,"
-		" (extract(epoch FROM m.queued_at) * 1000)::bigint"
-		" FROM messages m"
-		" WHERE (m.owner = $1 OR lower(split_part(m.sender, '@', 2)) = ANY($2::text[]))"
-		" AND m.queued_at IS NOT NULL"
-		/* keyset paging: after the cursor's message in (queued_at, id) order */
-		" AND ($7::bigint = 0 OR (m.queued_at, m.id) < (SELECT c.queued_at, c.id"
-		"      FROM messages c WHERE c.id = $7::bigint))"
-		" AND ($5::bigint = 0 OR m.queued_at >= to_timestamp($5::bigint / 1000.0))"
-		" AND ($6::bigint = 0 OR m.queued_at < to_timestamp($6::bigint / 1000.0))"
-		" AND ($3::int = 0 OR EXISTS (SELECT 1 FROM recipients r"
-		"      WHERE r.message = m.id AND r.status = $3::int))"
-		" AND ($4::text IS NULL OR EXISTS (SELECT 1 FROM recipients r"
-		"      WHERE r.message = m.id AND r.recipient = lower($4::text)))"
-		" ORDER BY m.queued_at DESC, m.id DESC LIMIT $8::int",
-		8, NULL, params, NULL, NULL, 0);
+	        conn,
+	        "SELECT m.id, m.tracking_id, m.message_id, m.sender,"
+	        " (extract(epoch FROM m.queued_at) * 1000)::bigint"
+	        " FROM messages m"
+	        " WHERE (m.owner = $1 OR lower(split_part(m.sender, '@', 2)) = ANY($2::text[]))"
+	        " AND m.queued_at IS NOT NULL"
+	        /* keyset paging: after the cursor's message in (queued_at, id) order */
+	        " AND ($7::bigint = 0 OR (m.queued_at, m.id) < (SELECT c.queued_at, c.id"
+	        "      FROM messages c WHERE c.id = $7::bigint))"
+	        " AND ($5::bigint = 0 OR m.queued_at >= to_timestamp($5::bigint / 1000.0))"
+	        " AND ($6::bigint = 0 OR m.queued_at < to_timestamp($6::bigint / 1000.0))"
+	        " AND ($3::int = 0 OR EXISTS (SELECT 1 FROM recipients r"
+	        "      WHERE r.message = m.id AND r.status = $3::int))"
+	        " AND ($4::text IS NULL OR EXISTS (SELECT 1 FROM recipients r"
+	        "      WHERE r.message = m.id AND r.recipient = lower($4::text)))"
+	        " ORDER BY m.queued_at DESC, m.id DESC LIMIT $8::int",
+	        8, NULL, params, NULL, NULL, 0);
 	mbuf_free(&dom);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 		return failed(conn, res, transient_r, error_r);
@@ -843,7 +843,7 @@ store_list(PGconn *conn, const char *user, char *const *domains, size_t ndomains
 		add_str(m, "message_id", res, i, 2);
 		add_str(m, "sender", res, i, 3);
 		add_time(m, "queued_at",
-			 PQgetisnull(res, i, 4) ? 0 : strtoll(PQgetvalue(res, i, 4), NULL, 10));
+		         PQgetisnull(res, i, 4) ? 0 : strtoll(PQgetvalue(res, i, 4), NULL, 10));
 		json_object_object_add(m, "recipients", json_object_new_array());
 		json_object_array_add(list, m);
 		msgs[i] = m;
@@ -853,7 +853,7 @@ store_list(PGconn *conn, const char *user, char *const *domains, size_t ndomains
 	json_object_object_add(doc, "messages", list);
 	if (more) {
 		json_object_object_add(doc, "next_cursor",
-				       json_object_new_string(PQgetvalue(res, n - 1, 0)));
+		                       json_object_new_string(PQgetvalue(res, n - 1, 0)));
 	} else
 		json_object_object_add(doc, "next_cursor", NULL);
 	/* remember each message's position by id */
@@ -865,11 +865,12 @@ store_list(PGconn *conn, const char *user, char *const *domains, size_t ndomains
 	PQclear(res);
 	if (n > 0) {
 		const char *p1[1] = {mbuf_str(&ids)};
-		res = PQexecParams(conn,
-				   "SELECT recipient, orig_recipient, dkey, rkey, displayed, details,"
-				   " message FROM recipients WHERE message = ANY($1::bigint[])"
-				   " ORDER BY message, recipient",
-				   1, NULL, p1, NULL, NULL, 0);
+		res = PQexecParams(
+		        conn,
+		        "SELECT recipient, orig_recipient, dkey, rkey, displayed, details,"
+		        " message FROM recipients WHERE message = ANY($1::bigint[])"
+		        " ORDER BY message, recipient",
+		        1, NULL, p1, NULL, NULL, 0);
 		if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 			mbuf_free(&ids);
 			free(msgs);
@@ -881,15 +882,16 @@ store_list(PGconn *conn, const char *user, char *const *domains, size_t ndomains
 			int64_t mid = strtoll(PQgetvalue(res, r, 6), NULL, 10);
 			for (int i = 0; i < n; i++)
 				if (idv[i] == mid) {
-					struct json_object *q = json_object_object_get(msgs[i], "queued_at");
+					struct json_object *q =
+					        json_object_object_get(msgs[i], "queued_at");
 					int64_t qms = 0;
 					if (q != NULL)
 						rfc3339_parse(json_object_get_string(q),
-							      strlen(json_object_get_string(q)), &qms,
-							      error_r);
+						              strlen(json_object_get_string(q)),
+						              &qms, error_r);
 					json_object_array_add(
-						json_object_object_get(msgs[i], "recipients"),
-						recipient_doc(res, r, qms));
+					        json_object_object_get(msgs[i], "recipients"),
+					        recipient_doc(res, r, qms));
 					break;
 				}
 		}
@@ -904,7 +906,7 @@ store_list(PGconn *conn, const char *user, char *const *domains, size_t ndomains
 
 int
 store_receipt_target(PGconn *conn, const char *id, const char *user, char **tracking_id_r,
-		     bool *receipts_r, bool *transient_r, const char **error_r)
+                     bool *receipts_r, bool *transient_r, const char **error_r)
 {
 	struct mbuf bracketed = MBUF_INIT;
 	const char *params[3];
@@ -920,13 +922,13 @@ store_receipt_target(PGconn *conn, const char *id, const char *user, char **trac
 	params[1] = mbuf_str(&bracketed);
 	params[2] = user;
 	res = PQexecParams(conn,
-			   "SELECT m.tracking_id, coalesce((SELECT u.read_receipts FROM users u"
-			   "  WHERE u.name = lower($3)), true)"
-			   " FROM messages m JOIN recipients r ON r.message = m.id"
-			   " WHERE (m.tracking_id = $1 OR m.message_id = $2)"
-			   " AND r.recipient = lower($3) AND m.tracking_id IS NOT NULL"
-			   " ORDER BY m.id DESC LIMIT 1",
-			   3, NULL, params, NULL, NULL, 0);
+	                   "SELECT m.tracking_id, coalesce((SELECT u.read_receipts FROM users u"
+	                   "  WHERE u.name = lower($3)), true)"
+	                   " FROM messages m JOIN recipients r ON r.message = m.id"
+	                   " WHERE (m.tracking_id = $1 OR m.message_id = $2)"
+	                   " AND r.recipient = lower($3) AND m.tracking_id IS NOT NULL"
+	                   " ORDER BY m.id DESC LIMIT 1",
+	                   3, NULL, params, NULL, NULL, 0);
 	mbuf_free(&bracketed);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 		return failed(conn, res, transient_r, error_r);
@@ -941,7 +943,7 @@ store_receipt_target(PGconn *conn, const char *id, const char *user, char **trac
 
 int
 store_prefs_get(PGconn *conn, const char *user, struct json_object **doc_r, bool *transient_r,
-		const char **error_r)
+                const char **error_r)
 {
 	const char *params[1] = {user};
 	struct json_object *doc;
@@ -949,45 +951,50 @@ store_prefs_get(PGconn *conn, const char *user, struct json_object **doc_r, bool
 
 	*transient_r = false;
 	res = PQexecParams(conn, "SELECT read_receipts, presence FROM users WHERE name = $1", 1,
-			   NULL, params, NULL, NULL, 0);
+	                   NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 		return failed(conn, res, transient_r, error_r);
 	doc = json_object_new_object();
 	json_object_object_add(doc, "user", json_object_new_string(user));
-	json_object_object_add(doc, "read_receipts",
-			       json_object_new_boolean(PQntuples(res) == 0 ||
-						       PQgetvalue(res, 0, 0)[0] == 't'));
-	json_object_object_add(doc, "presence",
-			       json_object_new_boolean(PQntuples(res) == 1 &&
-						       PQgetvalue(res, 0, 1)[0] == 't'));
+	json_object_object_add(
+	        doc, "read_receipts",
+	        json_object_new_boolean(PQntuples(res) == 0 || PQgetvalue(res, 0, 0)[0] == 't'));
+	json_object_object_add(
+	        doc, "presence",
+	        json_object_new_boolean(PQntuples(res) == 1 && PQgetvalue(res, 0, 1)[0] == 't'));
 	PQclear(res);
 	*doc_r = doc;
 	return 0;
 }
 
 int
-store_prefs_set(PGconn *conn, const char *user, int read_receipts, int presence,
-		bool *transient_r, const char **error_r)
+store_prefs_set(PGconn *conn, const char *user, int read_receipts, int presence, bool *transient_r,
+                const char **error_r)
 {
-	const char *params[3] = {user, read_receipts < 0 ? NULL : read_receipts ? "t" : "f",
-				 presence < 0 ? NULL : presence ? "t" : "f"};
+	const char *params[3] = {user,
+	                         read_receipts < 0 ? NULL
+	                         : read_receipts   ? "t"
+	                                           : "f",
+	                         presence < 0 ? NULL
+	                         : presence   ? "t"
+	                                      : "f"};
 	PGresult *res;
 
 	*transient_r = false;
 	res = PQexecParams(conn,
-			   "INSERT INTO users AS u (name, read_receipts, presence)"
-			   " VALUES ($1, coalesce($2::boolean, true), coalesce($3::boolean, false))"
-			   " ON CONFLICT (name) DO UPDATE SET"
-			   " read_receipts = coalesce($2::boolean, u.read_receipts),"
-			   " presence = coalesce($3::boolean, u.presence)",
-			   3, NULL, params, NULL, NULL, 0);
+	                   "INSERT INTO users AS u (name, read_receipts, presence)"
+	                   " VALUES ($1, coalesce($2::boolean, true), coalesce($3::boolean, false))"
+	                   " ON CONFLICT (name) DO UPDATE SET"
+	                   " read_receipts = coalesce($2::boolean, u.read_receipts),"
+	                   " presence = coalesce($3::boolean, u.presence)",
+	                   3, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK)
 		return failed(conn, res, transient_r, error_r);
 	PQclear(res);
 	if (presence == 0) {
 		/* opting out forgets what was known */
 		res = PQexecParams(conn, "DELETE FROM presence WHERE name = $1", 1, NULL, params,
-				   NULL, NULL, 0);
+		                   NULL, NULL, 0);
 		if (PQresultStatus(res) != PGRES_COMMAND_OK)
 			return failed(conn, res, transient_r, error_r);
 		PQclear(res);
@@ -996,8 +1003,8 @@ store_prefs_set(PGconn *conn, const char *user, int read_receipts, int presence,
 }
 
 int
-store_presence_get(PGconn *conn, const char *user, struct json_object **doc_r,
-		   bool *transient_r, const char **error_r)
+store_presence_get(PGconn *conn, const char *user, struct json_object **doc_r, bool *transient_r,
+                   const char **error_r)
 {
 	const char *params[1] = {user};
 	struct json_object *doc;
@@ -1005,12 +1012,12 @@ store_presence_get(PGconn *conn, const char *user, struct json_object **doc_r,
 
 	*transient_r = false;
 	res = PQexecParams(conn,
-			   "SELECT p.online_until > now(),"
-			   " (extract(epoch FROM p.last_seen) * 1000)::bigint, p.client,"
-			   " CASE WHEN p.typing_until > now() THEN p.typing_to END"
-			   " FROM users u LEFT JOIN presence p ON p.name = u.name"
-			   " WHERE u.name = $1 AND u.presence",
-			   1, NULL, params, NULL, NULL, 0);
+	                   "SELECT p.online_until > now(),"
+	                   " (extract(epoch FROM p.last_seen) * 1000)::bigint, p.client,"
+	                   " CASE WHEN p.typing_until > now() THEN p.typing_to END"
+	                   " FROM users u LEFT JOIN presence p ON p.name = u.name"
+	                   " WHERE u.name = $1 AND u.presence",
+	                   1, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 		return failed(conn, res, transient_r, error_r);
 	if (PQntuples(res) == 0) {
@@ -1020,9 +1027,9 @@ store_presence_get(PGconn *conn, const char *user, struct json_object **doc_r,
 	doc = json_object_new_object();
 	json_object_object_add(doc, "user", json_object_new_string(user));
 	json_object_object_add(doc, "online",
-			       json_object_new_boolean(PQgetvalue(res, 0, 0)[0] == 't'));
+	                       json_object_new_boolean(PQgetvalue(res, 0, 0)[0] == 't'));
 	add_time(doc, "last_seen",
-		 PQgetisnull(res, 0, 1) ? 0 : strtoll(PQgetvalue(res, 0, 1), NULL, 10));
+	         PQgetisnull(res, 0, 1) ? 0 : strtoll(PQgetvalue(res, 0, 1), NULL, 10));
 	add_str(doc, "client", res, 0, 2);
 	add_str(doc, "typing_to", res, 0, 3);
 	PQclear(res);
@@ -1032,8 +1039,8 @@ store_presence_get(PGconn *conn, const char *user, struct json_object **doc_r,
 
 int
 store_presence_touch(PGconn *conn, const char *user, const char *client, int64_t online_ms,
-		     const char *typing_to, int64_t typing_ms, bool *transient_r,
-		     const char **error_r)
+                     const char *typing_to, int64_t typing_ms, bool *transient_r,
+                     const char **error_r)
 {
 	char on[32], ty[32];
 	const char *params[5] = {user, client, on, typing_to, ty};
@@ -1042,18 +1049,19 @@ store_presence_touch(PGconn *conn, const char *user, const char *client, int64_t
 	*transient_r = false;
 	snprintf(on, sizeof(on), "%lld", (long long)online_ms);
 	snprintf(ty, sizeof(ty), "%lld", (long long)typing_ms);
-	res = PQexecParams(conn,
-			   "INSERT INTO presence AS p (name, online_until, last_seen, client,"
-			   " typing_to, typing_until)"
-			   " SELECT u.name, now() + $3::bigint * interval '1 millisecond', now(), $2,"
-			   " lower($4), CASE WHEN $4 IS NULL THEN NULL"
-			   "  ELSE now() + $5::bigint * interval '1 millisecond' END"
-			   " FROM users u WHERE u.name = $1 AND u.presence"
-			   " ON CONFLICT (name) DO UPDATE SET"
-			   " online_until = greatest(p.online_until, EXCLUDED.online_until),"
-			   " last_seen = EXCLUDED.last_seen, client = EXCLUDED.client,"
-			   " typing_to = EXCLUDED.typing_to, typing_until = EXCLUDED.typing_until",
-			   5, NULL, params, NULL, NULL, 0);
+	res = PQexecParams(
+	        conn,
+	        "INSERT INTO presence AS p (name, online_until, last_seen, client,"
+	        " typing_to, typing_until)"
+	        " SELECT u.name, now() + $3::bigint * interval '1 millisecond', now(), $2,"
+	        " lower($4), CASE WHEN $4 IS NULL THEN NULL"
+	        "  ELSE now() + $5::bigint * interval '1 millisecond' END"
+	        " FROM users u WHERE u.name = $1 AND u.presence"
+	        " ON CONFLICT (name) DO UPDATE SET"
+	        " online_until = greatest(p.online_until, EXCLUDED.online_until),"
+	        " last_seen = EXCLUDED.last_seen, client = EXCLUDED.client,"
+	        " typing_to = EXCLUDED.typing_to, typing_until = EXCLUDED.typing_until",
+	        5, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK)
 		return failed(conn, res, transient_r, error_r);
 	PQclear(res);

@@ -52,15 +52,15 @@ void store_copy_row(struct mbuf *copy, int seq, const struct msevent *ev);
 struct store_logged {
 	int64_t log_offset;
 	int64_t time_ms;
-	int type;	    /* enum msevent_type */
-	int64_t message;    /* messages.id */
+	int type;        /* enum msevent_type */
+	int64_t message; /* messages.id */
 	char *event_id;
-	char *recipient;    /* the recipient it counts for */
-	char *details;	    /* JSON object text, or NULL */
+	char *recipient; /* the recipient it counts for */
+	char *details;   /* JSON object text, or NULL */
 	char *tracking_id;
 	char *message_id;
-	char *owner;	    /* who may see it */
-	char *sender;	    /* envelope sender (for domain admins) */
+	char *owner;  /* who may see it */
+	char *sender; /* envelope sender (for domain admins) */
 };
 
 /*
@@ -70,8 +70,8 @@ struct store_logged {
  * earlier events this batch joined); *head_r and *epoch_r describe the log.
  */
 int store_ingest(PGconn *conn, const struct mbuf *copy, struct store_logged **logged_r,
-		 size_t *nlogged_r, int64_t *head_r, int64_t *epoch_r, bool *transient_r,
-		 const char **error_r);
+                 size_t *nlogged_r, int64_t *head_r, int64_t *epoch_r, bool *transient_r,
+                 const char **error_r);
 void store_logged_free(struct store_logged *logged, size_t n);
 
 /*
@@ -80,8 +80,8 @@ void store_logged_free(struct store_logged *logged, size_t n);
  * store_logged_free) and *n_r.
  */
 int store_log_range(PGconn *conn, int64_t after, int64_t upto, int limit, const char *user,
-		    char *const *domains, size_t ndomains, struct store_logged **logged_r,
-		    size_t *n_r, bool *transient_r, const char **error_r);
+                    char *const *domains, size_t ndomains, struct store_logged **logged_r,
+                    size_t *n_r, bool *transient_r, const char **error_r);
 
 /* Append the feed (and webhook) JSON form of a logged event, without a newline. */
 void store_logged_json(const struct store_logged *l, int64_t epoch, struct mbuf *out);
@@ -96,15 +96,15 @@ int store_log_head(PGconn *conn, int64_t *head_r, int64_t *epoch_r, const char *
  * message; -1 on error.
  */
 int store_status(PGconn *conn, const char *id, struct json_object **doc_r, char **owner_r,
-		 char **sender_r, bool *transient_r, const char **error_r);
+                 char **sender_r, bool *transient_r, const char **error_r);
 
 /* Filters for store_list: NULL / 0 means no filter. */
 struct store_list_filter {
-	int status;	       /* enum msevent_type of a recipient's shown status */
-	const char *recipient; /* a recipient's address */
+	int status;                 /* enum msevent_type of a recipient's shown status */
+	const char *recipient;      /* a recipient's address */
 	int64_t since_ms, until_ms; /* queued in [since, until) */
-	int64_t cursor;	       /* messages.id: list what comes after it (older) */
-	int limit;	       /* 1..200 */
+	int64_t cursor;             /* messages.id: list what comes after it (older) */
+	int limit;                  /* 1..200 */
 };
 
 /*
@@ -113,8 +113,8 @@ struct store_list_filter {
  * {"messages":[...],"next_cursor":"..."|null}. Returns 0 and *doc_r, or -1.
  */
 int store_list(PGconn *conn, const char *user, char *const *domains, size_t ndomains,
-	       const struct store_list_filter *flt, struct json_object **doc_r, bool *transient_r,
-	       const char **error_r);
+               const struct store_list_filter *flt, struct json_object **doc_r, bool *transient_r,
+               const char **error_r);
 
 /*
  * Is user a recipient of the message id (tracking id or Message-ID)? Returns 1 with
@@ -122,27 +122,27 @@ int store_list(PGconn *conn, const char *user, char *const *domains, size_t ndom
  * (or no such message), -1 on error.
  */
 int store_receipt_target(PGconn *conn, const char *id, const char *user, char **tracking_id_r,
-			 bool *receipts_r, bool *transient_r, const char **error_r);
+                         bool *receipts_r, bool *transient_r, const char **error_r);
 
 /* A user's preferences ({"read_receipts":..,"presence":..}); defaults if no row. */
-int store_prefs_get(PGconn *conn, const char *user, struct json_object **doc_r,
-		    bool *transient_r, const char **error_r);
+int store_prefs_get(PGconn *conn, const char *user, struct json_object **doc_r, bool *transient_r,
+                    const char **error_r);
 /* Set them (-1: leave as is); creates the user's row. */
 int store_prefs_set(PGconn *conn, const char *user, int read_receipts, int presence,
-		    bool *transient_r, const char **error_r);
+                    bool *transient_r, const char **error_r);
 
 /*
  * A user's presence {"user","online","last_seen","client","typing_to"} if they opted in:
  * returns 1 and *doc_r, 0 if they did not (or are unknown), -1 on error.
  */
 int store_presence_get(PGconn *conn, const char *user, struct json_object **doc_r,
-		       bool *transient_r, const char **error_r);
+                       bool *transient_r, const char **error_r);
 /*
  * Record a sign of life from webmail: online for online_ms from now, typing to typing_to
  * (NULL: not typing) for typing_ms. Ignored for users who did not opt in. 0 or -1.
  */
 int store_presence_touch(PGconn *conn, const char *user, const char *client, int64_t online_ms,
-			 const char *typing_to, int64_t typing_ms, bool *transient_r,
-			 const char **error_r);
+                         const char *typing_to, int64_t typing_ms, bool *transient_r,
+                         const char **error_r);
 
 #endif

@@ -19,8 +19,8 @@
 #include "msg.h"
 #include "sdconfig.h"
 
-#define STREAM_RX_MAX  1024
-#define WRITE_BUF      16384
+#define STREAM_RX_MAX 1024
+#define WRITE_BUF     16384
 
 struct item {
 	struct feed_msg *msg; /* an event, or NULL for a control document */
@@ -123,8 +123,8 @@ static const struct feed_sub_ops stream_ops = {op_push, op_control, op_close};
 /* --- life cycle ---------------------------------------------------------------------- */
 
 struct stream *
-stream_start(enum stream_kind kind, struct lws *wsi, struct feed *feed,
-	     const struct principal *who, int64_t from, int64_t epoch)
+stream_start(enum stream_kind kind, struct lws *wsi, struct feed *feed, const struct principal *who,
+             int64_t from, int64_t epoch)
 {
 	struct stream *s = calloc(1, sizeof(*s));
 
@@ -183,7 +183,8 @@ sse_record(struct stream *s, const struct item *it, struct mbuf *out)
 		return;
 	}
 	if (it->msg)
-		mbuf_printf(out, "id: %lld-%lld\n", (long long)s->epoch, (long long)it->msg->offset);
+		mbuf_printf(out, "id: %lld-%lld\n", (long long)s->epoch,
+		            (long long)it->msg->offset);
 	mbuf_printf(out, "event: %s\ndata: %s\n\n", it->sse_event, data);
 }
 
@@ -226,11 +227,11 @@ write_sse(struct stream *s)
 	if (!s->headers_sent) {
 		unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + sizeof(buf) - 1;
 		if (lws_add_http_common_headers(s->wsi, HTTP_STATUS_OK, "text/event-stream",
-						LWS_ILLEGAL_HTTP_CONTENT_LEN, &p, end) ||
+		                                LWS_ILLEGAL_HTTP_CONTENT_LEN, &p, end) ||
 		    lws_add_http_header_by_name(s->wsi, (const unsigned char *)"cache-control:",
-						(const unsigned char *)"no-store", 8, &p, end) ||
+		                                (const unsigned char *)"no-store", 8, &p, end) ||
 		    lws_add_http_header_by_name(s->wsi, (const unsigned char *)"x-accel-buffering:",
-						(const unsigned char *)"no", 2, &p, end) ||
+		                                (const unsigned char *)"no", 2, &p, end) ||
 		    lws_finalize_write_http_header(s->wsi, start, &p, end))
 			return -1;
 		s->headers_sent = true;
@@ -297,7 +298,7 @@ write_close(struct stream *s)
 		json_object_object_add(e, "type", json_object_new_string("closing"));
 		json_object_object_add(e, "reason", json_object_new_string(s->close_reason));
 		mbuf_printf(&out, "event: error\ndata: %s\n\n",
-			    json_object_to_json_string_ext(e, JSON_C_TO_STRING_PLAIN));
+		            json_object_to_json_string_ext(e, JSON_C_TO_STRING_PLAIN));
 		json_object_put(e);
 		if ((heap = malloc(LWS_PRE + out.len)) == NULL)
 			msg_fatal("out of memory");
@@ -386,7 +387,7 @@ stream_init(uv_loop_t *loop, const struct sd_config *cfg)
 	ping_interval_ms = cfg->feed_ping_interval;
 	uv_timer_init(loop, &ping_timer);
 	uv_timer_start(&ping_timer, on_ping, (uint64_t)ping_interval_ms,
-		       (uint64_t)ping_interval_ms);
+	               (uint64_t)ping_interval_ms);
 	ping_running = true;
 }
 

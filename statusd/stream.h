@@ -36,7 +36,7 @@ enum stream_kind { STREAM_WS, STREAM_SSE };
 
 /* Start streaming to wsi (authenticated as who) from offset `from` of `epoch`. */
 struct stream *stream_start(enum stream_kind kind, struct lws *wsi, struct feed *feed,
-			    const struct principal *who, int64_t from, int64_t epoch);
+                            const struct principal *who, int64_t from, int64_t epoch);
 /* lws says writable: write what is queued. Returns -1 when the connection must close. */
 int stream_writable(struct stream *s);
 /* A WebSocket message from the client (already reassembled by lws). -1: close. */

@@ -69,7 +69,7 @@
 #define DB_BACKOFF_MIN_MS  100   /* first reconnect */
 #define CONNECT_TIMEOUT_MS 15000 /* PostgreSQL */
 #define STOP_GRACE_MS      500   /* a request in flight at stop may finish within this */
-#define CURSORS_SCHEMA     1 /* the schema version that brought webhook_cursors */
+#define CURSORS_SCHEMA     1     /* the schema version that brought webhook_cursors */
 #define USER_AGENT         "msgstatus-statusd/" MSGSTATUS_VERSION " (webhook)"
 
 struct hook {

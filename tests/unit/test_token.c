@@ -677,10 +677,13 @@ test_secret(void **state)
 		unlink(path);
 		free(path);
 	}
-	CHECK_INT("missing file", token_secret_load("auth_secret_file", "/nonexistent/secret", &secret, &len, &error),
-	          -1);
+	CHECK_INT(
+	        "missing file",
+	        token_secret_load("auth_secret_file", "/nonexistent/secret", &secret, &len, &error),
+	        -1);
 	CHECK_HAS("missing file", error, "/nonexistent/secret");
-	CHECK_INT("a directory", token_secret_load("auth_secret_file", "/tmp", &secret, &len, &error), -1);
+	CHECK_INT("a directory",
+	          token_secret_load("auth_secret_file", "/tmp", &secret, &len, &error), -1);
 	CHECK_HAS("a directory", error, "regular file");
 	check_done();
 }

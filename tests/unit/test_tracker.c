@@ -23,20 +23,20 @@ test_domain_listed(void **state)
 		const char *list, *addr;
 		bool want;
 	} cases[] = {
-		{"example.org", "alice@example.org", true},
-		{"example.org", "alice@EXAMPLE.ORG", true},
-		{"Example.Org", "alice@example.org", true},
-		{"example.org", "alice@mail.example.org", false},
-		{".example.org", "alice@mail.example.org", true},
-		{".example.org", "alice@example.org", false},
-		{"example.org", "alice@notexample.org", false},
-		{"example.org", "alice@example.org.evil", false},
-		{"a.example, example.org  ,b.example", "x@example.org", true},
-		{"a.example\texample.net", "x@example.net", true},
-		{"", "x@example.org", false},
-		{"example.org", "no-at-sign", false},
-		{"example.org", "trailing@", false},
-		{"example.org", "weird@local@example.org", true},
+	        {"example.org", "alice@example.org", true},
+	        {"example.org", "alice@EXAMPLE.ORG", true},
+	        {"Example.Org", "alice@example.org", true},
+	        {"example.org", "alice@mail.example.org", false},
+	        {".example.org", "alice@mail.example.org", true},
+	        {".example.org", "alice@example.org", false},
+	        {"example.org", "alice@notexample.org", false},
+	        {"example.org", "alice@example.org.evil", false},
+	        {"a.example, example.org  ,b.example", "x@example.org", true},
+	        {"a.example\texample.net", "x@example.net", true},
+	        {"", "x@example.org", false},
+	        {"example.org", "no-at-sign", false},
+	        {"example.org", "trailing@", false},
+	        {"example.org", "weird@local@example.org", true},
 	};
 
 	(void)state;
@@ -45,7 +45,7 @@ test_domain_listed(void **state)
 		bool got = tracker_domain_listed(cases[i].list, cases[i].addr);
 		if (got != cases[i].want)
 			fail_msg("list \"%s\" address \"%s\": got %d, want %d", cases[i].list,
-				 cases[i].addr, got, cases[i].want);
+			         cases[i].addr, got, cases[i].want);
 	}
 }
 
@@ -69,33 +69,37 @@ test_which_mail_is_tracked(void **state)
 		bool local, want;
 		const char *why; /* substring of why_not when not tracked */
 	} cases[] = {
-		{"<alice@example.org>", "alice", "example.org", NULL, false, true, NULL},
-		{"<alice@example.org>", NULL, "example.org", NULL, true, true, NULL},
-		{"<alice@example.org>", NULL, "example.org", "any", false, true, NULL},
-		{"<alice@example.org>", NULL, "example.org", "ANY", false, true, NULL},
-		{"<alice@example.org>", NULL, "example.org", NULL, false, false, "authenticated"},
-		{"<alice@example.org>", "", "example.org", "sasl", false, false, "authenticated"},
-		{"<alice@other.example>", "alice", "example.org", NULL, false, false, "not enabled"},
-		{"<alice@example.org>", "alice", NULL, NULL, false, false, "msgstatus_domains"},
-		{"<>", "alice", "example.org", NULL, false, false, "null sender"},
-		{"<al\xff\xfeice@example.org>", "alice", "example.org", NULL, false, false,
-		 "not usable"},
-		{"<al\x01ice@example.org>", "alice", "example.org", NULL, false, false, "not usable"},
-		{"<b\xc3\xb6" "b@example.org>", "bob", "example.org", NULL, false, true, NULL},
-		{"alice@example.org", "alice", "example.org", NULL, false, true, NULL},
+	        {"<alice@example.org>", "alice", "example.org", NULL, false, true, NULL},
+	        {"<alice@example.org>", NULL, "example.org", NULL, true, true, NULL},
+	        {"<alice@example.org>", NULL, "example.org", "any", false, true, NULL},
+	        {"<alice@example.org>", NULL, "example.org", "ANY", false, true, NULL},
+	        {"<alice@example.org>", NULL, "example.org", NULL, false, false, "authenticated"},
+	        {"<alice@example.org>", "", "example.org", "sasl", false, false, "authenticated"},
+	        {"<alice@other.example>", "alice", "example.org", NULL, false, false,
+	         "not enabled"},
+	        {"<alice@example.org>", "alice", NULL, NULL, false, false, "msgstatus_domains"},
+	        {"<>", "alice", "example.org", NULL, false, false, "null sender"},
+	        {"<al\xff\xfeice@example.org>", "alice", "example.org", NULL, false, false,
+	         "not usable"},
+	        {"<al\x01ice@example.org>", "alice", "example.org", NULL, false, false,
+	         "not usable"},
+	        {"<b\xc3\xb6"
+	         "b@example.org>",
+	         "bob", "example.org", NULL, false, true, NULL},
+	        {"alice@example.org", "alice", "example.org", NULL, false, true, NULL},
 	};
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct tracker_msg *m = tracker_msg_new();
 		tracker_mail(m, cases[i].envfrom, cases[i].sasl, cases[i].domains, cases[i].trust,
-			     cases[i].local);
+		             cases[i].local);
 		if (m->enabled != cases[i].want)
 			fail_msg("case %zu (%s): got enabled=%d, want %d (%s)", i, cases[i].envfrom,
-				 m->enabled, cases[i].want, m->why_not ? m->why_not : "");
+			         m->enabled, cases[i].want, m->why_not ? m->why_not : "");
 		if (!cases[i].want && strstr(m->why_not, cases[i].why) == NULL)
 			fail_msg("case %zu: got reason \"%s\", want one with \"%s\"", i, m->why_not,
-				 cases[i].why);
+			         cases[i].why);
 		tracker_msg_free(&m);
 		assert_null(m);
 	}
@@ -263,14 +267,14 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_domain_listed),
-		cmocka_unit_test(test_local_submission),
-		cmocka_unit_test(test_which_mail_is_tracked),
-		cmocka_unit_test(test_tracked_message_events),
-		cmocka_unit_test(test_untracked_message_still_loses_forged_tags),
-		cmocka_unit_test(test_missing_message_id_and_bad_queue_id),
-		cmocka_unit_test(test_many_recipients),
-		cmocka_unit_test(test_no_recipients_no_tag),
+	        cmocka_unit_test(test_domain_listed),
+	        cmocka_unit_test(test_local_submission),
+	        cmocka_unit_test(test_which_mail_is_tracked),
+	        cmocka_unit_test(test_tracked_message_events),
+	        cmocka_unit_test(test_untracked_message_still_loses_forged_tags),
+	        cmocka_unit_test(test_missing_message_id_and_bad_queue_id),
+	        cmocka_unit_test(test_many_recipients),
+	        cmocka_unit_test(test_no_recipients_no_tag),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
