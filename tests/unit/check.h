@@ -6,6 +6,7 @@
 #ifndef CHECK_H
 #define CHECK_H
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -32,7 +33,9 @@ static inline void
 check_str(const char *file, int line, const char *what, const char *expr, const char *got,
           const char *want)
 {
-	if ((got == NULL) != (want == NULL) || (got != NULL && strcmp(got, want) != 0)) {
+	bool same = got == NULL || want == NULL ? got == want : strcmp(got, want) == 0;
+
+	if (!same) {
 		print_error("%s:%d: %s: %s: got %s%s%s, want %s%s%s\n", file, line, what, expr,
 		            got ? "\"" : "", got ? got : "NULL", got ? "\"" : "", want ? "\"" : "",
 		            want ? want : "NULL", want ? "\"" : "");
