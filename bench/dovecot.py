@@ -25,7 +25,6 @@ table per round and the medians, with ratios against "none".
 """
 import argparse
 import os
-import pwd
 import statistics
 import sys
 import time
@@ -85,7 +84,6 @@ def main():
     with Sandbox(name="bench-dovecot") as sb:
         pg = sb.postgres(fsync=True)
         sd = sb.statusd(pg)
-        os.chown(sd.pickup_dir, pwd.getpwnam("mail").pw_uid, -1)
         users = {USER: "bob-secret"}
         instances = {
             "none": sb.dovecot(users=users, name="dc-none"),
@@ -93,7 +91,7 @@ def main():
                                     mail_plugins=["notify", "msgstatus"],
                                     plugin_paths=[paths.binary(
                                         "dovecot-plugin/lib90_msgstatus_plugin.so")],
-                                    plugin={"msgstatus_pickup_dir": sd.pickup_dir}),
+                                    plugin=sd.dovecot_plugin_settings()),
             "mail_log": sb.dovecot(users=users, name="dc-maillog",
                                    mail_plugins=["notify", "mail_log"],
                                    plugin={"mail_log_events": "flag_change expunge save",

@@ -14,7 +14,6 @@ and the maximum.
 import argparse
 import json
 import os
-import pwd
 import statistics
 import sys
 import time
@@ -47,10 +46,9 @@ def main():
     with Sandbox(name="bench-latency") as sb:
         pg = sb.postgres(fsync=True)
         sd = sb.statusd(pg)
-        os.chown(sd.pickup_dir, pwd.getpwnam("mail").pw_uid, -1)
         dc = sb.dovecot(users={BOB: "bob-secret"}, mail_plugins=["notify", "msgstatus"],
                         plugin_paths=[paths.binary("dovecot-plugin/lib90_msgstatus_plugin.so")],
-                        plugin={"msgstatus_pickup_dir": sd.pickup_dir})
+                        plugin=sd.dovecot_plugin_settings())
         tids = [f"lat{os.getpid()}x{i}" for i in range(args.messages)]
         sd.send_events([{"v": 1, "id": f"{t}q", "type": "queued", "time": now_rfc3339(0),
                          "source": "bench", "tracking_id": t, "recipient": BOB,

@@ -4,10 +4,13 @@
  * For messages that carry a Msgstatus-Id header (added by msgstatus-milter), in the
  * recipient's own mailboxes, it reports to statusd:
  *
- *	delivered	saved by LMTP or LDA (the proof that the mail reached the mailbox)
+ *	delivered	saved by LMTP or LDA (the proof that the mail reached the mailbox),
+ *			with the original recipient (ORCPT) when LMTP knows it
  *	read		\Seen gained, by STORE +FLAGS or implicitly by FETCH BODY[]
  *	unread		\Seen lost
  *	deleted		expunged
+ *	online/offline	an IMAP session of the user began/ended (presence; statusd keeps it
+ *			only for users who opted in)
  *
  * Nothing for APPENDs and copies by IMAP clients, for mailboxes with the \Sent special use,
  * or for messages without the header. With msgstatus_read_receipts = no (a plugin setting,
@@ -16,52 +19,73 @@
  * DESIGN
  *	Events are collected per mailbox transaction through the notify plugin (the model is
  *	Dovecot's mail_log plugin) and handed over at commit, none on rollback. The hand-over
- *	never waits for statusd: the transaction's records are written as one file into
- *	statusd's pickup directory (docs/protocol.md, "Pickup files": a hidden temporary
- *	file, renamed when complete), which statusd notices through inotify and stores at
- *	once. An IMAP command therefore costs one small local file write when (and only
- *	when) it changes a tracked message, and no event is lost while statusd or PostgreSQL
- *	is down: the files wait. Each event has a random 130-bit id written into the file, so
- *	a file read twice stores nothing twice.
+ *	never waits for statusd: the records are written to statusd's event socket
+ *	(docs/protocol.md), a non-blocking UNIX socket the process keeps open, and stay in
+ *	memory until statusd acknowledges them. Acknowledgements are read, without waiting, at
+ *	the next hand-over; at process exit the plugin waits for them at most
+ *	MSGSTATUS_EXIT_WAIT_MSECS. Whatever statusd has not acknowledged when the connection
+ *	breaks, when it stops answering (more than MSGSTATUS_QUEUE_MAX bytes waiting), or at
+ *	exit, and every event while statusd cannot be reached, is written as one file into
+ *	statusd's pickup directory (docs/protocol.md, "Pickup files"), which statusd stores
+ *	when it runs. Every event has a random 130-bit id, so an event both sent and written
+ *	to a file is stored once.
  *
  *	The header is read only when a relevant change happens (a save by LMTP/LDA, a \Seen
- *	change, an expunge), from Dovecot's cache when it is there.
+ *	change, an expunge); with hdr.Msgstatus-Id in mail_always_cache_fields (the example
+ *	configuration) it comes from Dovecot's cache, not the message file.
  *
  * SECURITY
  *	The header value is untrusted: only ids of 1-64 characters of [A-Za-z0-9._-] are
- *	used (the milter removes foreign Msgstatus-Id headers on the way in). User names and
- *	mailbox names are JSON-escaped.
+ *	used (the milter removes foreign Msgstatus-Id headers on the way in). User names,
+ *	addresses and mailbox names are JSON-escaped; statusd's replies are sanitized before
+ *	they are logged.
  *
  * DIAGNOSTICS
- *	Logged through Dovecot's logging with a "msgstatus:" prefix; a pickup file that
- *	cannot be written is an error naming the directory (the events of that transaction are
- *	lost, and said to be).
+ *	Logged through Dovecot's logging with a "msgstatus:" prefix: statusd unreachable
+ *	(once per outage), an event statusd rejected, a pickup file that cannot be written
+ *	(an error naming the directory: the events of that hand-over are lost, and said to be).
  *
  * This file is written against Dovecot's own library (no other dependency), as Dovecot's
- * plugins are: nothing else can hook into its mail storage.
+ * plugins are: nothing else can hook into its mail storage, and lib/evclient's json-c and
+ * logging do not belong in Dovecot's processes, so the few lines of the socket protocol
+ * a producer needs (count the reply lines) are here.
  */
 #include "lib.h"
 #include "ioloop.h"
 #include "json-parser.h"
+#include "mail-deliver.h"
 #include "mail-storage-hooks.h"
 #include "mail-storage-private.h"
 #include "mail-user.h"
 #include "module-context.h"
 #include "notify-plugin.h"
 #include "randgen.h"
+#include "smtp-address.h"
 #include "str.h"
+#include "str-sanitize.h"
 #include "write-full.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
+#include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
 #define MSGSTATUS_HEADER            "Msgstatus-Id"
+#define MSGSTATUS_SOCKET_DEFAULT    "/run/msgstatus/events.sock"
 #define MSGSTATUS_PICKUP_DEFAULT    "/var/spool/msgstatus/pickup"
 #define MSGSTATUS_TRACKING_ID_MAX   64
+#define MSGSTATUS_QUEUE_MAX         (256 * 1024) /* unacknowledged bytes before giving up */
+#define MSGSTATUS_REPLY_MAX         4096         /* statusd's replies are far shorter */
+#define MSGSTATUS_RETRY_SECS        1            /* between connection attempts */
+#define MSGSTATUS_EXIT_WAIT_MSECS   100
 #define MSGSTATUS_USER_CONTEXT(obj) MODULE_CONTEXT(obj, msgstatus_user_module)
+
+/* Only LMTP and LDA link Dovecot's lib-lda: elsewhere (imap) there is no hook to set. */
+#pragma weak mail_deliver_hook_set
 
 const char *msgstatus_plugin_version = DOVECOT_ABI_VERSION;
 const char *msgstatus_plugin_dependencies[] = {"notify", NULL};
@@ -71,9 +95,12 @@ void msgstatus_plugin_deinit(void);
 
 struct msgstatus_user {
 	union mail_user_module_context module_ctx;
+	const char *socket_path; /* "" : pickup files only */
 	const char *pickup_dir;
+	const char *orig_recipient; /* of the LMTP/LDA delivery in progress, or NULL */
 	bool read_receipts;
 	bool delivery; /* an LMTP or LDA session: saves are deliveries */
+	bool presence; /* an IMAP session reported online: report offline at its end */
 };
 
 struct msgstatus_txn {
@@ -83,8 +110,27 @@ struct msgstatus_txn {
 	unsigned int count;
 };
 
+/*
+ * The process's connection to statusd. Replies come in the order of the records, one line
+ * each, so the oldest record in the queue is the one a reply is about.
+ */
+struct msgstatus_conn {
+	char *socket_path;
+	char *pickup_dir;
+	int fd;              /* -1: not connected */
+	string_t *queue;     /* records sent or being sent, not yet answered */
+	size_t written;      /* bytes of queue written to the socket */
+	unsigned int queued; /* records in queue */
+	string_t *reply;     /* a reply line being received */
+	time_t retry_at;     /* no connection attempt before this */
+	bool unreachable_logged;
+	bool unusable; /* the socket path cannot be used: pickup files only */
+};
+
 static MODULE_CONTEXT_DEFINE_INIT(msgstatus_user_module, &mail_user_module_register);
 static struct notify_context *msgstatus_notify_ctx;
+static deliver_mail_func_t *msgstatus_next_deliver_mail;
+static struct msgstatus_conn msgstatus_conn = {.fd = -1};
 
 static bool
 setting_is_no(const char *value)
@@ -93,23 +139,371 @@ setting_is_no(const char *value)
 	                         strcasecmp(value, "off") == 0 || strcmp(value, "0") == 0);
 }
 
+/* A random event id: "dc" and 26 base32 characters (130 bits). */
+static void
+event_id(char id[static 29])
+{
+	static const char base32[] = "abcdefghijklmnopqrstuvwxyz234567";
+	unsigned char rnd[17];
+
+	random_fill(rnd, sizeof(rnd));
+	id[0] = 'd';
+	id[1] = 'c';
+	for (size_t i = 0, o = 2, bits = 0, acc = 0; i < sizeof(rnd) && o < 28; i++) {
+		acc = (acc << 8 | rnd[i]) & 0xffff;
+		for (bits += 8; bits >= 5 && o < 28; bits -= 5)
+			id[o++] = base32[(acc >> (bits - 5)) & 31];
+	}
+	id[28] = '\0';
+}
+
+/* Start one record: {"v":1,"id":...,"type":...,"time":...,"source":...,"recipient":"USER" */
+static void
+record_begin(string_t *out, const char *type, const char *source, const char *user)
+{
+	char id[29];
+	struct timeval tv;
+	struct tm tm;
+
+	event_id(id);
+	if (gettimeofday(&tv, NULL) < 0)
+		tv = ioloop_timeval;
+	gmtime_r(&tv.tv_sec, &tm);
+	str_printfa(out,
+	            "{\"v\":1,\"id\":\"%s\",\"type\":\"%s\",\"time\":\"%04d-%02d-%02dT"
+	            "%02d:%02d:%02d.%03dZ\",\"source\":\"%s\",\"recipient\":\"",
+	            id, type, tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+	            tm.tm_sec, (int)(tv.tv_usec / 1000), source);
+	json_append_escaped(out, user);
+	str_append_c(out, '"');
+}
+
+/* Write records into a new file of the pickup directory (docs/protocol.md). */
+static void
+pickup_write(const char *dir, const unsigned char *data, size_t size, unsigned int count)
+{
+	unsigned char rnd[8];
+	struct timeval tv;
+	const char *name, *tmp, *path;
+	int fd;
+
+	random_fill(rnd, sizeof(rnd));
+	if (gettimeofday(&tv, NULL) < 0)
+		tv = ioloop_timeval;
+	name = t_strdup_printf("%lld-%ld-%02x%02x%02x%02x%02x%02x%02x%02x.events",
+	                       (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000, (long)getpid(),
+	                       rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
+	tmp = t_strdup_printf("%s/.tmp-%s", dir, name);
+	path = t_strdup_printf("%s/%s", dir, name);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0640);
+	if (fd < 0) {
+		i_error("msgstatus: open(%s) failed: %m (%u events lost; is msgstatus_pickup_dir "
+		        "writable by the mail user?)",
+		        tmp, count);
+		return;
+	}
+	if (write_full(fd, data, size) < 0) {
+		i_error("msgstatus: write(%s) failed: %m (%u events lost)", tmp, count);
+		i_close_fd(&fd);
+		i_unlink(tmp);
+		return;
+	}
+	if (close(fd) < 0 || rename(tmp, path) < 0) {
+		i_error("msgstatus: close/rename(%s) failed: %m (%u events lost)", tmp, count);
+		i_unlink_if_exists(tmp);
+	}
+}
+
+/* Close the connection; what statusd has not acknowledged goes into a pickup file. */
+static void
+conn_close(struct msgstatus_conn *conn, const char *why)
+{
+	if (conn->fd >= 0) {
+		if (why != NULL)
+			i_warning("msgstatus: connection to statusd (%s) closed: %s%s",
+			          conn->socket_path, why,
+			          conn->queued > 0 ? "; unacknowledged events go to pickup_dir"
+			                           : "");
+		i_close_fd(&conn->fd);
+	}
+	if (conn->queued > 0)
+		pickup_write(conn->pickup_dir, str_data(conn->queue), str_len(conn->queue),
+		             conn->queued);
+	if (conn->queue != NULL)
+		str_truncate(conn->queue, 0);
+	if (conn->reply != NULL)
+		str_truncate(conn->reply, 0);
+	conn->written = 0;
+	conn->queued = 0;
+	conn->retry_at = ioloop_time + MSGSTATUS_RETRY_SECS;
+}
+
+static int
+conn_connect(struct msgstatus_conn *conn)
+{
+	struct sockaddr_un sun;
+	int fd;
+
+	i_zero(&sun);
+	sun.sun_family = AF_UNIX;
+	if (i_strocpy(sun.sun_path, conn->socket_path, sizeof(sun.sun_path)) < 0) {
+		i_error("msgstatus: msgstatus_socket %s: path too long; using pickup_dir only",
+		        conn->socket_path);
+		conn->unusable = TRUE;
+		return -1;
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		i_error("msgstatus: socket() failed: %m");
+		conn->retry_at = ioloop_time + MSGSTATUS_RETRY_SECS;
+		return -1;
+	}
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+		/* a UNIX socket connects at once or not at all; EAGAIN is a full backlog */
+		if (!conn->unreachable_logged)
+			i_warning("msgstatus: statusd not reachable at %s: %m (events go to %s "
+			          "until it is)",
+			          conn->socket_path, conn->pickup_dir);
+		conn->unreachable_logged = TRUE;
+		i_close_fd(&fd);
+		conn->retry_at = ioloop_time + MSGSTATUS_RETRY_SECS;
+		return -1;
+	}
+	if (conn->unreachable_logged)
+		i_info("msgstatus: statusd reachable again at %s", conn->socket_path);
+	conn->unreachable_logged = FALSE;
+	conn->fd = fd;
+	return 0;
+}
+
+/* Take the answered records off the queue. 0, or -1 if the connection is gone. */
+static int
+conn_read(struct msgstatus_conn *conn)
+{
+	unsigned char buf[4096];
+	ssize_t n;
+
+	while (conn->fd >= 0) {
+		n = read(conn->fd, buf, sizeof(buf));
+		if (n == 0) {
+			conn_close(conn, "statusd closed it");
+			return -1;
+		}
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				return 0;
+			conn_close(conn, t_strdup_printf("read: %m"));
+			return -1;
+		}
+		for (ssize_t i = 0; i < n; i++) {
+			const unsigned char *data, *nl;
+			size_t len;
+
+			if (buf[i] != '\n') {
+				if (str_len(conn->reply) < MSGSTATUS_REPLY_MAX)
+					str_append_c(conn->reply, buf[i]);
+				continue;
+			}
+			if (conn->queued == 0 || conn->written == 0) {
+				conn_close(conn, "a reply to no record (not statusd?)");
+				return -1;
+			}
+			if (strstr(str_c(conn->reply), "\"error\"") != NULL)
+				i_error("msgstatus: statusd rejected an event: %s",
+				        str_sanitize(str_c(conn->reply), 512));
+			str_truncate(conn->reply, 0);
+			data = str_data(conn->queue);
+			nl = memchr(data, '\n', str_len(conn->queue));
+			len = nl == NULL ? str_len(conn->queue) : (size_t)(nl - data) + 1;
+			if (len > conn->written) {
+				conn_close(conn, "a reply to a record not yet sent (not statusd?)");
+				return -1;
+			}
+			str_delete(conn->queue, 0, len);
+			conn->written -= len;
+			conn->queued--;
+		}
+	}
+	return -1;
+}
+
+/* Write what the socket takes now. 0, or -1 if the connection is gone. */
+static int
+conn_flush(struct msgstatus_conn *conn)
+{
+	ssize_t n;
+
+	while (conn->fd >= 0 && conn->written < str_len(conn->queue)) {
+		n = send(conn->fd, str_data(conn->queue) + conn->written,
+		         str_len(conn->queue) - conn->written, MSG_NOSIGNAL);
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				return 0;
+			conn_close(conn, t_strdup_printf("write: %m"));
+			return -1;
+		}
+		conn->written += (size_t)n;
+	}
+	return conn->fd >= 0 ? 0 : -1;
+}
+
+/* Hand records over to statusd: the socket if it can be had at once, else a pickup file. */
+static void
+msgstatus_hand_over(struct msgstatus_user *muser, const string_t *records, unsigned int count)
+{
+	struct msgstatus_conn *conn = &msgstatus_conn;
+
+	if (muser->socket_path[0] == '\0') {
+		pickup_write(muser->pickup_dir, str_data(records), str_len(records), count);
+		return;
+	}
+	if (conn->socket_path == NULL || strcmp(conn->socket_path, muser->socket_path) != 0 ||
+	    strcmp(conn->pickup_dir, muser->pickup_dir) != 0) {
+		conn_close(conn, NULL);
+		i_free(conn->socket_path);
+		i_free(conn->pickup_dir);
+		conn->socket_path = i_strdup(muser->socket_path);
+		conn->pickup_dir = i_strdup(muser->pickup_dir);
+		conn->retry_at = 0;
+		conn->unusable = FALSE;
+		if (conn->queue == NULL) {
+			conn->queue = str_new(default_pool, 1024);
+			conn->reply = str_new(default_pool, 128);
+		}
+	}
+	if (conn->fd >= 0)
+		(void)conn_read(conn);
+	if (conn->fd < 0 &&
+	    (conn->unusable || ioloop_time < conn->retry_at || conn_connect(conn) < 0)) {
+		pickup_write(conn->pickup_dir, str_data(records), str_len(records), count);
+		return;
+	}
+	if (str_len(conn->queue) + str_len(records) > MSGSTATUS_QUEUE_MAX) {
+		conn_close(conn, "statusd is not answering");
+		pickup_write(conn->pickup_dir, str_data(records), str_len(records), count);
+		return;
+	}
+	str_append_data(conn->queue, str_data(records), str_len(records));
+	conn->queued += count;
+	(void)conn_flush(conn);
+}
+
+/* At process exit: give statusd a moment to acknowledge, then file the rest. */
+static void
+msgstatus_conn_deinit(struct msgstatus_conn *conn)
+{
+	struct timeval start, now;
+
+	if (conn->fd >= 0 && conn->queued > 0 && gettimeofday(&start, NULL) == 0) {
+		for (;;) {
+			struct pollfd pfd = {.fd = conn->fd, .events = POLLIN};
+			long waited;
+
+			if (conn_flush(conn) < 0 || conn_read(conn) < 0 || conn->queued == 0)
+				break;
+			if (gettimeofday(&now, NULL) < 0)
+				break;
+			waited = (now.tv_sec - start.tv_sec) * 1000 +
+			         (now.tv_usec - start.tv_usec) / 1000;
+			if (waited >= MSGSTATUS_EXIT_WAIT_MSECS)
+				break;
+			if (conn->written < str_len(conn->queue))
+				pfd.events |= POLLOUT;
+			if (poll(&pfd, 1, (int)(MSGSTATUS_EXIT_WAIT_MSECS - waited)) < 0 &&
+			    errno != EINTR)
+				break;
+		}
+	}
+	conn_close(conn, NULL);
+	if (conn->queue != NULL)
+		str_free(&conn->queue);
+	if (conn->reply != NULL)
+		str_free(&conn->reply);
+	i_free(conn->socket_path);
+	i_free(conn->pickup_dir);
+}
+
+static void
+msgstatus_presence(struct mail_user *user, struct msgstatus_user *muser, const char *type)
+{
+	string_t *rec = t_str_new(256);
+
+	record_begin(rec, type, "imap", user->username);
+	str_append(rec, "}\n");
+	msgstatus_hand_over(muser, rec, 1);
+}
+
+static void
+msgstatus_mail_user_deinit(struct mail_user *user)
+{
+	struct msgstatus_user *muser = MSGSTATUS_USER_CONTEXT(user);
+
+	if (muser->presence) {
+		/* clang-format off */
+		T_BEGIN {
+			msgstatus_presence(user, muser, "offline");
+		} T_END;
+		/* clang-format on */
+	}
+	muser->module_ctx.super.deinit(user);
+}
+
 static void
 msgstatus_mail_user_created(struct mail_user *user)
 {
 	struct mail_user_vfuncs *v = user->vlast;
 	struct msgstatus_user *muser;
-	const char *dir;
+	const char *value;
 
 	muser = p_new(user->pool, struct msgstatus_user, 1);
 	muser->module_ctx.super = *v;
 	user->vlast = &muser->module_ctx.super;
-	dir = mail_user_plugin_getenv(user, "msgstatus_pickup_dir");
-	muser->pickup_dir = dir != NULL && *dir != '\0' ? dir : MSGSTATUS_PICKUP_DEFAULT;
+	v->deinit = msgstatus_mail_user_deinit;
+	value = mail_user_plugin_getenv(user, "msgstatus_socket");
+	muser->socket_path = value != NULL ? value : MSGSTATUS_SOCKET_DEFAULT;
+	value = mail_user_plugin_getenv(user, "msgstatus_pickup_dir");
+	muser->pickup_dir = value != NULL && *value != '\0' ? value : MSGSTATUS_PICKUP_DEFAULT;
 	muser->read_receipts =
 	        !setting_is_no(mail_user_plugin_getenv(user, "msgstatus_read_receipts"));
 	muser->delivery = user->service != NULL &&
 	                  (strcmp(user->service, "lmtp") == 0 || strcmp(user->service, "lda") == 0);
 	MODULE_CONTEXT_SET(user, msgstatus_user_module, muser);
+
+	if (user->service != NULL && strcmp(user->service, "imap") == 0 &&
+	    !setting_is_no(mail_user_plugin_getenv(user, "msgstatus_presence"))) {
+		muser->presence = TRUE;
+		/* clang-format off */
+		T_BEGIN {
+			msgstatus_presence(user, muser, "online");
+		} T_END;
+		/* clang-format on */
+	}
+}
+
+/*
+ * LMTP and LDA deliver through this hook: it remembers the delivery's original recipient
+ * (the ORCPT, else the RCPT TO address when it is not the user's name) for the saves it
+ * makes, and lets the next hook (Sieve) or Dovecot's default save do the delivery.
+ */
+static int
+msgstatus_deliver_mail(struct mail_deliver_context *ctx, struct mail_storage **storage_r)
+{
+	struct msgstatus_user *muser = MSGSTATUS_USER_CONTEXT(ctx->rcpt_user);
+	const struct smtp_address *orcpt = ctx->rcpt_params.orcpt.addr;
+	const char *addr = NULL;
+
+	if (orcpt != NULL && orcpt->localpart != NULL)
+		addr = smtp_address_encode(orcpt);
+	else if (ctx->rcpt_to != NULL && ctx->rcpt_to->localpart != NULL)
+		addr = smtp_address_encode(ctx->rcpt_to);
+	if (muser != NULL)
+		muser->orig_recipient =
+		        addr == NULL || strcasecmp(addr, ctx->rcpt_user->username) == 0
+		                ? NULL
+		                : p_strdup(ctx->rcpt_user->pool, addr);
+	if (msgstatus_next_deliver_mail != NULL)
+		return msgstatus_next_deliver_mail(ctx, storage_r);
+	return 0; /* not handled here: Dovecot saves to the default mailbox */
 }
 
 /* The message's tracking id, or NULL if it has none we can use. */
@@ -145,13 +539,9 @@ is_sent_mailbox(struct mailbox *box)
 
 /* Append one event record (one line of docs/protocol.md's wire format) to the transaction. */
 static void
-add_event(struct msgstatus_txn *txn, struct mail *mail, const char *type)
+add_event(struct msgstatus_txn *txn, struct mail *mail, const char *type,
+          const char *orig_recipient)
 {
-	static const char base32[] = "abcdefghijklmnopqrstuvwxyz234567";
-	unsigned char rnd[17];
-	char id[2 + 26 + 1];
-	struct timeval tv;
-	struct tm tm;
 	const char *tid;
 
 	if (is_sent_mailbox(mail->box))
@@ -161,29 +551,14 @@ add_event(struct msgstatus_txn *txn, struct mail *mail, const char *type)
 	T_BEGIN {
 		tid = tracking_id(mail);
 		if (tid != NULL) {
-			random_fill(rnd, sizeof(rnd));
-			id[0] = 'd';
-			id[1] = 'c';
-			for (size_t i = 0, o = 2, bits = 0, acc = 0; i < sizeof(rnd) && o < 28;
-			     i++) {
-				acc = (acc << 8 | rnd[i]) & 0xffff;
-				for (bits += 8; bits >= 5 && o < 28; bits -= 5)
-					id[o++] = base32[(acc >> (bits - 5)) & 31];
+			record_begin(txn->records, type, "dovecot", txn->user->username);
+			str_printfa(txn->records, ",\"tracking_id\":\"%s\"", tid);
+			if (orig_recipient != NULL) {
+				str_append(txn->records, ",\"orig_recipient\":\"");
+				json_append_escaped(txn->records, orig_recipient);
+				str_append_c(txn->records, '"');
 			}
-			id[28] = '\0';
-			if (gettimeofday(&tv, NULL) < 0)
-				tv = ioloop_timeval;
-			gmtime_r(&tv.tv_sec, &tm);
-			str_printfa(
-			        txn->records,
-			        "{\"v\":1,\"id\":\"%s\",\"type\":\"%s\",\"time\":\"%04d-%02d-%02dT"
-			        "%02d:%02d:%02d.%03dZ\",\"source\":\"dovecot\",\"tracking_id\":\"%"
-			        "s\","
-			        "\"recipient\":\"",
-			        id, type, tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-			        tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000), tid);
-			json_append_escaped(txn->records, txn->user->username);
-			str_append(txn->records, "\",\"details\":{\"mailbox\":\"");
+			str_append(txn->records, ",\"details\":{\"mailbox\":\"");
 			json_append_escaped(txn->records, mailbox_get_vname(mail->box));
 			str_append(txn->records, "\"}}\n");
 			txn->count++;
@@ -211,7 +586,7 @@ msgstatus_mail_save(void *ctx, struct mail *mail)
 	struct msgstatus_user *muser = MSGSTATUS_USER_CONTEXT(txn->user);
 
 	if (muser != NULL && muser->delivery)
-		add_event(txn, mail, "delivered");
+		add_event(txn, mail, "delivered", muser->orig_recipient);
 }
 
 static void
@@ -223,13 +598,13 @@ msgstatus_mail_copy(void *ctx, struct mail *src, struct mail *dst)
 	/* LMTP delivers to further mailboxes (Sieve fileinto) by copying the first save */
 	(void)src;
 	if (muser != NULL && muser->delivery)
-		add_event(txn, dst, "delivered");
+		add_event(txn, dst, "delivered", muser->orig_recipient);
 }
 
 static void
 msgstatus_mail_expunge(void *ctx, struct mail *mail)
 {
-	add_event(ctx, mail, "deleted");
+	add_event(ctx, mail, "deleted", NULL);
 }
 
 static void
@@ -242,45 +617,9 @@ msgstatus_mail_update_flags(void *ctx, struct mail *mail, enum mail_flags old_fl
 	if (muser == NULL || !muser->read_receipts)
 		return;
 	if ((old_flags & MAIL_SEEN) == 0 && (new_flags & MAIL_SEEN) != 0)
-		add_event(txn, mail, "read");
+		add_event(txn, mail, "read", NULL);
 	else if ((old_flags & MAIL_SEEN) != 0 && (new_flags & MAIL_SEEN) == 0)
-		add_event(txn, mail, "unread");
-}
-
-/* Hand the records to statusd: one new file in the pickup directory. */
-static void
-msgstatus_write(struct msgstatus_user *muser, const string_t *records, unsigned int count)
-{
-	unsigned char rnd[8];
-	struct timeval tv;
-	const char *name, *tmp, *path;
-	int fd;
-
-	random_fill(rnd, sizeof(rnd));
-	if (gettimeofday(&tv, NULL) < 0)
-		tv = ioloop_timeval;
-	name = t_strdup_printf("%lld-%ld-%02x%02x%02x%02x%02x%02x%02x%02x.events",
-	                       (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000, (long)getpid(),
-	                       rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
-	tmp = t_strdup_printf("%s/.tmp-%s", muser->pickup_dir, name);
-	path = t_strdup_printf("%s/%s", muser->pickup_dir, name);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0640);
-	if (fd < 0) {
-		i_error("msgstatus: open(%s) failed: %m (%u events lost; is msgstatus_pickup_dir "
-		        "writable by the mail user?)",
-		        tmp, count);
-		return;
-	}
-	if (write_full(fd, str_data(records), str_len(records)) < 0) {
-		i_error("msgstatus: write(%s) failed: %m (%u events lost)", tmp, count);
-		i_close_fd(&fd);
-		i_unlink(tmp);
-		return;
-	}
-	if (close(fd) < 0 || rename(tmp, path) < 0) {
-		i_error("msgstatus: close/rename(%s) failed: %m (%u events lost)", tmp, count);
-		i_unlink_if_exists(tmp);
-	}
+		add_event(txn, mail, "unread", NULL);
 }
 
 static void
@@ -293,7 +632,7 @@ msgstatus_transaction_commit(void *ctx, struct mail_transaction_commit_changes *
 	if (muser != NULL && txn->count > 0) {
 		/* clang-format off */
 		T_BEGIN {
-			msgstatus_write(muser, txn->records, txn->count);
+			msgstatus_hand_over(muser, txn->records, txn->count);
 		} T_END;
 		/* clang-format on */
 	}
@@ -327,11 +666,20 @@ msgstatus_plugin_init(struct module *module)
 {
 	msgstatus_notify_ctx = notify_register(&msgstatus_vfuncs);
 	mail_storage_hooks_add(module, &msgstatus_mail_storage_hooks);
+	if (mail_deliver_hook_set != NULL)
+		msgstatus_next_deliver_mail = mail_deliver_hook_set(msgstatus_deliver_mail);
 }
 
 void
 msgstatus_plugin_deinit(void)
 {
+	/* clang-format off */
+	T_BEGIN {
+		msgstatus_conn_deinit(&msgstatus_conn);
+	} T_END;
+	/* clang-format on */
+	if (mail_deliver_hook_set != NULL)
+		(void)mail_deliver_hook_set(msgstatus_next_deliver_mail);
 	mail_storage_hooks_remove(&msgstatus_mail_storage_hooks);
 	notify_unregister(msgstatus_notify_ctx);
 }

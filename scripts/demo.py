@@ -9,7 +9,6 @@ example.org, with the users alice@ and bob@ (passwords alice-secret and bob-secr
 """
 import argparse
 import os
-import pwd
 import shutil
 import signal
 import socket
@@ -70,10 +69,8 @@ def dovecot_options(sd):
     so = os.path.join(paths.build, PLUGIN)
     if not os.path.exists(so):
         return {}, False
-    # the mail user's processes leave the events in statusd's pickup directory
-    os.chown(sd.pickup_dir, pwd.getpwnam("mail").pw_uid, -1)
     return dict(mail_plugins=["notify", "msgstatus"], plugin_paths=[so],
-                plugin={"msgstatus_pickup_dir": sd.pickup_dir}), True
+                plugin=sd.dovecot_plugin_settings()), True
 
 
 def statuses(sd, tracking_id):

@@ -5,11 +5,15 @@ PostgreSQL behind it, driven by imaplib and curl:
   FETCH BODY[] -> read; BODY.PEEK[] -> nothing; -FLAGS (\\Seen) -> unread; EXPUNGE ->
   deleted; APPEND -> nothing; a message without the header -> nothing;
 - a user with msgstatus_read_receipts=no (userdb field) -> no read event at all;
+- events go over statusd's socket (no pickup file while statusd runs);
+- LMTP's ORCPT becomes the delivered event's orig_recipient: the status, and the mailbox
+  user's read later, count for the address the sender used;
+- IMAP logins and logouts -> presence (online, then offline with last_seen) for a user who
+  opted in;
 - statusd stopped: IMAP goes on as before and nothing fails; statusd back: every event
   arrives, once.
 """
 import os
-import pwd
 import subprocess
 import time
 import unittest
@@ -20,6 +24,7 @@ from msgsandbox.core import wait_for
 from msgsandbox.postfix import make_message
 
 BOB, CAROL = "bob@example.org", "carol@example.org"
+ROBERT = "robert@example.org"  # an alias of bob's, as a sender may address him
 SENDER = "alice@example.net"
 PLUGIN = "dovecot-plugin/lib90_msgstatus_plugin.so"
 TYPES = {1: "queued", 4: "delivered", 7: "read", 8: "unread", 9: "deleted"}
@@ -32,14 +37,12 @@ class DovecotPluginTest(unittest.TestCase):
         cls.sb = Sandbox()
         cls.pg = cls.sb.postgres()
         cls.sd = cls.sb.statusd(cls.pg)
-        # the mail user's processes write pickup files; statusd (root here) reads them
-        os.chown(cls.sd.pickup_dir, pwd.getpwnam("mail").pw_uid, -1)
         cls.dc = cls.sb.dovecot(
             users={BOB: "bob-secret", CAROL: "carol-secret"},
             userdb_fields={CAROL: {"msgstatus_read_receipts": "no"}},
             mail_plugins=["notify", "msgstatus"],
             plugin_paths=[paths.binary(PLUGIN)],
-            plugin={"msgstatus_pickup_dir": cls.sd.pickup_dir})
+            plugin=cls.sd.dovecot_plugin_settings())
         cls.n = 0
 
     @classmethod
@@ -47,17 +50,23 @@ class DovecotPluginTest(unittest.TestCase):
         cls.sb.close()
 
     # helpers
-    def tracked(self, user=BOB, header=True):
-        """Record a message as the milter would, deliver it over LMTP; its tracking id."""
+    def tracked(self, user=BOB, header=True, addressed=None, rcpt_options=()):
+        """Record a message to addressed (default user) as the milter would, deliver it to
+        user over LMTP; its tracking id."""
         DovecotPluginTest.n += 1
         tid = f"dctest{os.getpid()}x{self.n}"
         self.assertTrue(all("ack" in r for r in self.sd.send_events(
-            [event("queued", tracking_id=tid, recipient=user, sender=SENDER,
+            [event("queued", tracking_id=tid, recipient=addressed or user, sender=SENDER,
                    sasl_user=SENDER, message_id=f"<{tid}@example.net>")])))
         headers = [("Msgstatus-Id", tid)] if header else []
-        self.dc.deliver(user, make_message(SENDER, [user], subject=tid, headers=headers,
-                                           message_id=f"<{tid}@example.net>"))
+        self.dc.deliver(user, make_message(SENDER, [addressed or user], subject=tid,
+                                           headers=headers, message_id=f"<{tid}@example.net>"),
+                        rcpt_options=rcpt_options)
         return tid
+
+    def pickups(self):
+        """How many pickup files statusd has stored so far."""
+        return self.sd.child.log().count(" pickup: ")
 
     def events(self, tid):
         rows = self.pg.psql("SELECT type, recipient FROM events "
@@ -80,7 +89,7 @@ class DovecotPluginTest(unittest.TestCase):
     def imap(self, user=BOB):
         c = self.dc.imap(user)
         c.select("INBOX")
-        self.addCleanup(lambda: c.logout())
+        self.addCleanup(lambda: c.state != "LOGOUT" and c.logout())
         return c
 
     def uid_of(self, c, tid):
@@ -156,6 +165,55 @@ class DovecotPluginTest(unittest.TestCase):
         self.wait_events(marker, [("delivered", BOB), ("read", BOB)])
         self.assertEqual(self.events(tid), [("delivered", CAROL)])
         self.assertEqual(self.status(tid, CAROL)["status"], "delivered")
+
+    def test_events_go_over_the_socket(self):
+        before = self.pickups()
+        tid = self.tracked()
+        self.wait_events(tid, [("delivered", BOB)])
+        c = self.imap()
+        c.uid("STORE", self.uid_of(c, tid), "+FLAGS", "(\\Seen)")
+        self.wait_events(tid, [("delivered", BOB), ("read", BOB)])
+        c.logout()
+        time.sleep(0.3)  # the imap process has exited
+        self.assertEqual(self.pickups(), before, "no pickup file while statusd runs")
+        self.assertEqual(self.files_waiting(), [])
+
+    def files_waiting(self):
+        return [n for n in os.listdir(self.sd.pickup_dir) if not n.startswith(".")]
+
+    def test_original_recipient_from_lmtp(self):
+        tid = self.tracked(addressed=ROBERT, rcpt_options=[f"ORCPT=rfc822;{ROBERT}"])
+        self.wait_events(tid, [("delivered", BOB)])
+        self.assertEqual(self.pg.scalar(
+            f"SELECT orig_recipient || ' ' || rcpt FROM events WHERE tracking_id = '{tid}' "
+            "AND source = 'dovecot'"), f"{ROBERT} {ROBERT}")
+        self.assertEqual(self.status(tid, ROBERT)["status"], "delivered")
+        # bob reads his copy: it is robert, the address the sender used, who read it
+        c = self.imap()
+        c.uid("STORE", self.uid_of(c, tid), "+FLAGS", "(\\Seen)")
+        self.wait_events(tid, [("delivered", BOB), ("read", BOB)])
+        got = self.status(tid, ROBERT)
+        self.assertEqual((got["status"], got["displayed"]), ("read", "yes"))
+        code, doc = self.sd.status(tid, user=SENDER)
+        self.assertEqual([r["recipient"] for r in doc["recipients"]], [ROBERT])
+
+    def test_presence_from_imap_sessions(self):
+        bob, alice = self.sd.token(BOB), self.sd.token(SENDER)
+        self.sd.api("/api/v1/preferences", bob, method="PUT", body={"presence": True})
+        self.addCleanup(lambda: self.sd.api("/api/v1/preferences", bob, method="PUT",
+                                            body={"presence": False}))
+        c = self.imap()
+        wait_for("bob online", lambda: self.sd.api("/api/v1/presence/" + BOB, alice)[1]
+                 .get("online") is True, timeout=10)
+        code, doc = self.sd.api("/api/v1/presence/" + BOB, alice)
+        self.assertEqual((code, doc["client"]), (200, "imap"), doc)
+        c.logout()
+        wait_for("bob offline", lambda: self.sd.api("/api/v1/presence/" + BOB, alice)[1]
+                 .get("online") is False, timeout=10)
+        self.assertIsNotNone(self.sd.api("/api/v1/presence/" + BOB, alice)[1]["last_seen"])
+        # carol did not opt in: nothing about her
+        self.imap(CAROL).noop()
+        self.assertEqual(self.sd.api("/api/v1/presence/" + CAROL, alice)[0], 404)
 
     def test_statusd_down_then_back(self):
         tids = [self.tracked() for _ in range(3)]

@@ -12,7 +12,6 @@ reject, statusd and PostgreSQL behind it):
 - and with the Dovecot plugin, the whole chain: read over IMAP turns the recipient read.
 """
 import os
-import pwd
 import socket
 import time
 import unittest
@@ -34,12 +33,10 @@ class LogdPostfixTest(unittest.TestCase):
         cls.pg = cls.sb.postgres()
         cls.sd = cls.sb.statusd(cls.pg)
         cls.milter = cls.sb.milter(cls.sd)
-        # Dovecot with the msgstatus plugin: the whole chain, up to the read receipt
-        os.chown(cls.sd.pickup_dir, pwd.getpwnam("mail").pw_uid, -1)
         cls.dovecot = cls.sb.dovecot(
             mail_plugins=["notify", "msgstatus"],
             plugin_paths=[paths.binary("dovecot-plugin/lib90_msgstatus_plugin.so")],
-            plugin={"msgstatus_pickup_dir": cls.sd.pickup_dir})
+            plugin=cls.sd.dovecot_plugin_settings())
         cls.sink = cls.sb.smtp_sink(name="sink-accept")
         cls.slow = cls.sb.smtp_sink(name="sink-defer", mode="defer", at="rcpt",
                                     reply="451 4.3.0 try again later")
@@ -50,7 +47,8 @@ class LogdPostfixTest(unittest.TestCase):
             domains=["example.org"], lmtp=cls.dovecot, sasl=cls.dovecot, milter=cls.milter,
             milter_macro_defaults=macros,
             transports={"remote.example": cls.sink, "slow.example": cls.slow,
-                        "picky.example": cls.picky})
+                        "picky.example": cls.picky},
+            settings={"virtual_alias_maps": "inline:{ robert@example.org=bob@example.org }"})
         cls.logd = cls.sb.logd(cls.sd, postfix=cls.postfix)
 
     @classmethod
@@ -133,6 +131,21 @@ class LogdPostfixTest(unittest.TestCase):
             c.logout()
         got = self.wait_statuses(tid, {BOB: "read", "erin@remote.example": "relayed"})
         self.assertEqual((got[BOB]["delivered"], got[BOB]["displayed"]), ("yes", "yes"))
+
+    def test_alias_read_counts_for_the_address_used(self):
+        """Mail to an alias (virtual_alias_maps): Postfix logs orig_to=, and bob's read in
+        his mailbox counts for robert, whom the sender addressed."""
+        _, tid = self.send(["robert@example.org"], "alias-read")
+        self.wait_statuses(tid, {"robert@example.org": "delivered"})
+        c = self.dovecot.imap(BOB)
+        try:
+            c.select("INBOX")
+            typ, data = c.uid("SEARCH", None, "SUBJECT", "alias-read")
+            c.uid("STORE", data[0].split()[-1], "+FLAGS", "(\\Seen)")
+        finally:
+            c.logout()
+        got = self.wait_statuses(tid, {"robert@example.org": "read"})
+        self.assertEqual(got["robert@example.org"]["displayed"], "yes")
 
     def test_deferred_then_relayed(self):
         qid, tid = self.send(["dora@slow.example"], "defer-1")

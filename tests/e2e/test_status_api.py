@@ -112,7 +112,7 @@ class StatusApiTest(unittest.TestCase):
         status, doc = self.sd.http("/healthz")
         self.assertEqual(status, 200)
         self.assertEqual(doc["database"], "up")
-        self.assertEqual(doc["schema_version"], 1)
+        self.assertEqual(doc["schema_version"], 2)
         self.assertGreater(doc["log"]["epoch"], 0)
         self.assertGreaterEqual(doc["log"]["head"], 0)
 

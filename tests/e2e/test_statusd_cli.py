@@ -133,7 +133,7 @@ class StatusctlTest(unittest.TestCase):
             for _ in range(2):  # idempotent
                 res = run([STATUSCTL, "-c", conf, "migrate"])
                 self.assertEqual(res.returncode, 0, res.stderr)
-                self.assertIn("version 1", res.stdout)
+                self.assertIn("version 2", res.stdout)
             sd = sb.statusd(pg)
             sd.send_events([event("queued", tracking_id="ctl1", message_id="<ctl1@example.org>",
                                   sender="alice@example.org", recipient="bob@example.net"),

@@ -162,6 +162,13 @@ class Dovecot:
             "# Plugins: the system modules plus any given .so files, symlinked into one folder.",
             f"mail_plugin_dir = {self.module_dir}",
             f"mail_plugins = $mail_plugins {plugins}".rstrip(),
+        ]
+        if "msgstatus" in self.mail_plugins + self.imap_plugins + self.lmtp_plugins:
+            lines += [
+                "# As 90-msgstatus.conf: the plugin reads the header from the cache, not the file.",
+                "mail_always_cache_fields = $mail_always_cache_fields hdr.Msgstatus-Id",
+            ]
+        lines += [
             "",
             "# Users: one passwd-file with plaintext passwords (test data); lookups are",
             "# case-insensitive.",
@@ -340,8 +347,11 @@ class Dovecot:
         client.login(user, password if password is not None else self.password(user))
         return client
 
-    def deliver(self, user, message, sender="sender@sandbox.test", timeout=30):
+    def deliver(self, user, message, sender="sender@sandbox.test", timeout=30, rcpt_options=()):
         """Deliver a message to one or more users over LMTP (the UNIX socket).
+
+        rcpt_options are RCPT TO parameters for every recipient (e.g. an ORCPT, as Postfix
+        sends one: ["ORCPT=rfc822;alias@example.org"]).
 
         Returns {recipient: (code, text)} with LMTP's final reply for each recipient (one
         reply per recipient after DATA, which smtplib.LMTP.sendmail does not read); raises
@@ -360,7 +370,7 @@ class Dovecot:
                 raise smtplib.SMTPSenderRefused(code, text, sender)
             accepted = []
             for r in rcpts:
-                replies[r] = lmtp.rcpt(r)
+                replies[r] = lmtp.rcpt(r, list(rcpt_options))
                 if replies[r][0] in (250, 251):
                     accepted.append(r)
             if accepted:

@@ -3,7 +3,9 @@ import base64
 import hashlib
 import hmac
 import json
+import grp
 import os
+import pwd
 import socket
 import time
 import urllib.error
@@ -65,6 +67,8 @@ class Statusd:
             "database_retry_max": "500ms",
             "pickup_dir": sb.mkdir(name, "pickup"),
             "pickup_interval": "1s",
+            # the Dovecot plugin runs as the mail user (see dovecot_plugin_settings)
+            "events_socket_group": "mail",
         }
         self.secret = base64.b64encode(os.urandom(36)).decode()
         secret_file = os.path.join(self.dir, "auth.secret")
@@ -92,6 +96,12 @@ class Statusd:
             f.write(data)
         os.rename(tmp, os.path.join(self.pickup_dir, name))
         return os.path.join(self.pickup_dir, name)
+
+    def dovecot_plugin_settings(self):
+        """The plugin {} settings of a Dovecot whose mail user hands events to this statusd:
+        its socket (the socket's group is mail) and its pickup directory, made writable."""
+        os.chown(self.pickup_dir, pwd.getpwnam("mail").pw_uid, grp.getgrnam("mail").gr_gid)
+        return {"msgstatus_socket": self.socket_path, "msgstatus_pickup_dir": self.pickup_dir}
 
     @property
     def socket_path(self):
