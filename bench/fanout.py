@@ -1,0 +1,251 @@
+#!/usr/bin/env python3
+"""Fan-out: one event reaching many idle WebSocket subscribers, statusd against nchan.
+
+    bench/fanout.py [--conns 10000] [--messages 20] [--interval 0.25] [--only statusd|nchan]
+
+For each server, bench/fanout_client (build/bench/fanout_client, one epoll thread) opens
+--conns WebSocket connections to it from 127.0.0.1 and waits; then --messages events are
+published one every --interval seconds and the client records when each connection
+received each one. Per server it reports:
+
+  p50, p99, max   latency from just before the publish to the arrival at a subscriber,
+                  over every (message, subscriber) pair;
+  rate            subscribers reached per second within one fan-out (subscribers / time
+                  from publish to the last arrival), median over the messages;
+  KiB/conn        the server's resident memory with all connections idle, less what it
+                  used before they connected, per connection.
+
+Servers:
+  statusd         a private PostgreSQL (fsync on) and statusd; every subscriber is alice
+                  following /api/v1/messages/stream; an event is published by sending it
+                  to statusd's event socket, so the latency includes the durable commit
+                  in PostgreSQL before the fan-out;
+  nchan N         Debian's nginx-light with libnginx-mod-nchan (bench-only packages:
+                  apt-get install nginx-light libnginx-mod-nchan), N worker processes
+                  (1, and 2 = one per CPU here), a websocket subscriber location and an
+                  HTTP POST publisher location on one in-memory channel.
+
+Everything runs on the same machine; the client competes for the same CPUs as the server.
+"""
+import argparse
+import glob
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+
+SOURCE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(SOURCE, "tests", "sandbox"))
+os.environ.setdefault("MSGSTATUS_BUILD_DIR", os.path.join(SOURCE, "build"))
+
+from msgsandbox import Sandbox, paths  # noqa: E402
+from msgsandbox.core import free_port, wait_for  # noqa: E402
+from msgsandbox.statusd import now_rfc3339  # noqa: E402
+
+ALICE = "alice@example.org"
+NCHAN_MODULE = "/usr/lib/nginx/modules/ngx_nchan_module.so"
+
+
+def rss_kib(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        except FileNotFoundError:
+            pass
+    return total
+
+
+def children(pid):
+    out = []
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            with open(stat) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                out.append(int(stat.split("/")[2]))
+        except (FileNotFoundError, IndexError, ValueError):
+            pass
+    return out
+
+
+def percentile(values, p):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+
+
+def measure(args, port, path, header, pids, publish):
+    """Connect the subscribers, publish, collect; returns a result dict."""
+    before = rss_kib(pids())
+    argv = [paths.binary("bench/fanout_client"), "-p", str(port), "-u", path,
+            "-n", str(args.conns), "-m", str(args.messages), "-k", "fanout-", "-t", "20"]
+    if header:
+        argv += ["-H", header]
+    client = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    try:
+        ready = client.stdout.readline().split()
+        if not ready or ready[0] != "READY":
+            raise RuntimeError(f"fanout_client: {ready}")
+        opened = int(ready[1].split("=")[1])
+        time.sleep(2)  # let the server settle with every connection idle
+        after = rss_kib(pids())
+        t0 = []
+        for j in range(args.messages):
+            t0.append(time.time_ns())
+            publish(j)
+            time.sleep(args.interval)
+        out, _ = client.communicate(timeout=120)
+    finally:
+        if client.poll() is None:
+            client.kill()
+    lat, rates, missing = [], [], 0
+    for line in out.splitlines():
+        parts = line.split()
+        if not parts or parts[0] != "MSG":
+            continue
+        j, count = int(parts[1]), int(parts[2])
+        times = [int(t) for t in parts[3:]]
+        missing += opened - count
+        if not times:
+            continue
+        lat += [(t - t0[j]) / 1e6 for t in times]
+        rates.append(count / ((max(times) - t0[j]) / 1e9))
+    return {"opened": opened, "missing": missing,
+            "p50": percentile(lat, 50), "p99": percentile(lat, 99), "max": max(lat),
+            "rate": statistics.median(rates),
+            "kib_per_conn": (after - before) / max(opened, 1)}
+
+
+def run_statusd(sb, args):
+    pg = sb.postgres(fsync=True)
+    sd = sb.statusd(pg, name="statusd-fanout")
+    tid = f"fanout{os.getpid()}"
+    sd.send_events([{"v": 1, "id": f"{tid}q", "type": "queued", "time": now_rfc3339(0),
+                     "source": "bench", "tracking_id": tid, "recipient": "bob@example.net",
+                     "sender": ALICE, "sasl_user": ALICE}])
+    token = urllib.parse.quote(sd.token(ALICE, ttl=3600))
+    ec = sd.client()
+
+    def publish(j):
+        ec.send([{"v": 1, "id": f"{tid}d{j}", "type": "delivered", "time": now_rfc3339(0),
+                  "source": "bench", "tracking_id": tid,
+                  "recipient": f"fanout-{j}@example.net"}])
+        ec.replies(1)
+
+    try:
+        return measure(args, sd.http_port, f"/api/v1/messages/stream?access_token={token}",
+                       None, lambda: [sd.child.pid], publish)
+    finally:
+        ec.close()
+
+
+NGINX_CONF = """\
+# bench/fanout.py: nchan doing the same fan-out as statusd
+daemon off;
+master_process on;
+worker_processes {workers};
+worker_rlimit_nofile {nofile};
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+load_module {module};
+events {{ worker_connections {nofile}; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        location = /pub {{ nchan_publisher; nchan_channel_id fanout; }}
+        location = /sub {{ nchan_subscriber websocket; nchan_channel_id fanout; }}
+    }}
+}}
+"""
+
+
+def run_nchan(sb, args, workers):
+    d = sb.mkdir(f"nchan{workers}")
+    port = free_port()
+    conf = os.path.join(d, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(NGINX_CONF.format(workers=workers, nofile=args.conns * 2 + 1024, dir=d,
+                                  module=NCHAN_MODULE, port=port))
+    child = sb.spawn(f"nginx{workers}", [shutil.which("nginx") or "/usr/sbin/nginx",
+                                          "-c", conf, "-p", d])
+
+    def up():
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/pub", timeout=1)
+        except urllib.error.HTTPError:
+            return True
+        except OSError:
+            return False
+        return True
+    wait_for("nginx", up, timeout=10)
+
+    def publish(j):
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/pub", method="POST",
+                                     data=f"fanout-{j}".encode())
+        urllib.request.urlopen(req, timeout=10).read()
+
+    try:
+        return measure(args, port, "/sub", None,
+                       lambda: [child.pid] + children(child.pid), publish)
+    finally:
+        child.popen.terminate()
+        child.popen.wait(timeout=10)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--conns", type=int, default=10000)
+    ap.add_argument("--messages", type=int, default=20)
+    ap.add_argument("--interval", type=float, default=0.25)
+    ap.add_argument("--only", choices=["statusd", "nchan"])
+    args = ap.parse_args()
+
+    # statusd (spawned by the sandbox) and the client inherit this limit
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = args.conns * 2 + 1024
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard), hard))
+
+    results = []
+    with Sandbox(name="bench-fanout") as sb:
+        if args.only in (None, "statusd"):
+            results.append(("statusd", run_statusd(sb, args)))
+        if args.only in (None, "nchan"):
+            if not os.path.exists(NCHAN_MODULE):
+                sys.exit("nchan is not installed: apt-get install nginx-light "
+                         "libnginx-mod-nchan")
+            for workers in (1, 2):
+                results.append((f"nchan, {workers} worker{'s' if workers > 1 else ''}",
+                                run_nchan(sb, args, workers)))
+
+    print(f"{args.conns} WebSocket subscribers, {args.messages} events "
+          f"{args.interval:g} s apart\n")
+    print("| server | connected | missed | p50 ms | p99 ms | max ms | "
+          "subscribers/s per fan-out | KiB per idle connection |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, r in results:
+        print(f"| {name} | {r['opened']:,} | {r['missing']} | {r['p50']:.1f} | "
+              f"{r['p99']:.1f} | {r['max']:.1f} | {r['rate']:,.0f} | "
+              f"{r['kib_per_conn']:.1f} |")
+    print()
+    print(json.dumps({name: r for name, r in results}))
+
+
+if __name__ == "__main__":
+    main()
