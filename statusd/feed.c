@@ -504,12 +504,16 @@ fetch_done(struct dbjob *job)
 	if (job->failed)
 		x->ok = false;
 	f->jobs--;
-	/* a missing schema at start-up is normal for a moment: say it once */
-	if (!x->ok && !job->failed && x->error[0] &&
-	    (x->kind != FETCH_HEAD || f->head_known || !f->head_warned)) {
-		msg_warn("feed: reading the log: %s", x->error);
-		if (x->kind == FETCH_HEAD && !f->head_known)
+	/* the head unreadable at start-up (the schema is being created) is normal for a
+	   moment: say it once, as information; any other failure is a warning */
+	if (!x->ok && !job->failed && x->error[0]) {
+		if (x->kind == FETCH_HEAD && !f->head_known) {
+			if (!f->head_warned)
+				msg_info("feed: the event log is not readable yet, retrying: %s",
+				         x->error);
 			f->head_warned = true;
+		} else
+			msg_warn("feed: reading the log: %s", x->error);
 	}
 	if (!f->freeing) {
 		switch (x->kind) {
