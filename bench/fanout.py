@@ -44,6 +44,7 @@ SOURCE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(SOURCE, "tests", "sandbox"))
 os.environ.setdefault("MSGSTATUS_BUILD_DIR", os.path.join(SOURCE, "build"))
 
+from benchutil import percentile  # noqa: E402
 from msgsandbox import Sandbox, paths  # noqa: E402
 from msgsandbox.core import free_port, wait_for  # noqa: E402
 from msgsandbox.statusd import now_rfc3339  # noqa: E402
@@ -77,10 +78,6 @@ def children(pid):
             pass
     return out
 
-
-def percentile(values, p):
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
 
 
 def measure(args, port, path, header, pids, publish):

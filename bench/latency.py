@@ -25,16 +25,13 @@ SOURCE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(SOURCE, "tests", "sandbox"))
 os.environ.setdefault("MSGSTATUS_BUILD_DIR", os.path.join(SOURCE, "build"))
 
+from benchutil import percentile  # noqa: E402
 from msgsandbox import Sandbox, paths  # noqa: E402
 from msgsandbox.postfix import make_message  # noqa: E402
 from msgsandbox.statusd import now_rfc3339  # noqa: E402
 
 ALICE, BOB = "alice@example.net", "bob@example.org"
 
-
-def percentile(values, p):
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
 
 
 def main():
