@@ -25,12 +25,14 @@
 #define LIST_DEFAULT 50
 #define LIST_MAX     200
 #define TYPING_MS    10000
+#define TIMELINE_MAX 1000 /* events in a timeline */
 
 /* --- database jobs ------------------------------------------------------------------- */
 
 enum job_kind {
 	J_HEALTH,
 	J_STATUS,
+	J_TIMELINE,
 	J_LIST,
 	J_RECEIPT_TARGET,
 	J_PREFS_GET,
@@ -76,8 +78,9 @@ job_run(struct dbjob *dj, PGconn *conn)
 		j->transient = j->found < 0;
 		break;
 	case J_STATUS:
-		j->found = store_status(conn, j->id, &j->doc, &j->owner, &j->sender, &j->transient,
-		                        &error);
+	case J_TIMELINE:
+		j->found = store_status(conn, j->id, j->kind == J_TIMELINE ? TIMELINE_MAX : 0,
+		                        &j->doc, &j->owner, &j->sender, &j->transient, &error);
 		break;
 	case J_LIST:
 		j->filter.recipient = j->text;
@@ -189,6 +192,7 @@ job_done(struct dbjob *dj)
 	}
 	switch (j->kind) {
 	case J_STATUS:
+	case J_TIMELINE:
 		/* someone else's message looks the same as none at all */
 		if (j->found == 0 || !principal_may_see(j->who, j->owner, j->sender))
 			req_problem(r, 404, "Not Found", "no message with that id among yours");
@@ -388,6 +392,13 @@ api_status(const struct http_env *env, struct req *r, const struct principal *p,
            const struct mbuf *body)
 {
 	submit(job_new(env, r, J_STATUS, p, param));
+}
+
+static void
+api_timeline(const struct http_env *env, struct req *r, const struct principal *p,
+             const char *param, const struct mbuf *body)
+{
+	submit(job_new(env, r, J_TIMELINE, p, param));
 }
 
 /* A time argument: RFC 3339 or ms since the epoch. */
@@ -656,6 +667,8 @@ static const struct api_route routes[] = {
         {LWSHUMETH_GET, "/api/v1/messages/events", NULL, true, false, NULL, NULL, NULL},
         {LWSHUMETH_GET, "/api/v1/messages", NULL, true, false, api_list, NULL, NULL},
         {LWSHUMETH_GET, "/api/v1/messages/", "/status", true, false, api_status, message_ref_ok,
+         "expected a tracking id or a URL-encoded Message-ID"},
+        {LWSHUMETH_GET, "/api/v1/messages/", "/timeline", true, false, api_timeline, message_ref_ok,
          "expected a tracking id or a URL-encoded Message-ID"},
         {LWSHUMETH_POST, "/api/v1/messages/", "/receipt", true, true, api_receipt, message_ref_ok,
          "expected a tracking id or a URL-encoded Message-ID"},

@@ -18,6 +18,7 @@
 #include "rfc3339.h"
 #include "sdconfig.h"
 #include "stream.h"
+#include "webassets.h"
 
 #define WRITE_CHUNK  16384
 #define PATH_MAX_LEN 2048
@@ -384,6 +385,29 @@ on_auth(void *ctx, const struct principal *p, const char *error)
 	r->route->handler(&r->http->env, r, p, r->param, &r->reqbody);
 }
 
+/* The dashboard's pages may load only themselves and talk only to this server. */
+#define DASHBOARD_CSP                                                                              \
+	"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:;"           \
+	" connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+
+/* A file of the dashboard, if path is one. */
+static bool
+serve_asset(struct req *r)
+{
+	struct mbuf body = MBUF_INIT;
+
+	for (const struct web_asset *a = web_assets; a->path != NULL; a++) {
+		if (strcmp(a->path, r->path) != 0)
+			continue;
+		mbuf_append(&body, a->data, a->len);
+		r->extra_name = "content-security-policy:";
+		r->extra_value = DASHBOARD_CSP;
+		req_text(r, 200, a->ctype, &body);
+		return true;
+	}
+	return false;
+}
+
 static void
 dispatch(struct http *h, struct req *r)
 {
@@ -401,6 +425,9 @@ dispatch(struct http *h, struct req *r)
 		return;
 	}
 	route = api_route_find(r->method, r->path, &r->param);
+	if (route == NULL && r->method == LWSHUMETH_GET && h->env.cfg->http_dashboard &&
+	    serve_asset(r))
+		return;
 	if (route == NULL) {
 		if (api_route_find(-1, r->path, NULL) != NULL)
 			req_problem(r, 405, "Method Not Allowed", NULL);

@@ -21,6 +21,7 @@ struct sd_config {
 	char *http_tls_key;
 	char *http_cors_origins;
 	long long http_body_max; /* bytes */
+	bool http_dashboard;
 	char *auth_secret_file;
 	long long auth_token_max_lifetime; /* ms */
 	long long write_rate;              /* writes per second per user */

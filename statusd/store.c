@@ -561,10 +561,23 @@ store_log_range(PGconn *conn, int64_t after, int64_t upto, int limit, const char
 	return 0;
 }
 
+/* A details column as a JSON object: {} when NULL or not an object. */
+static struct json_object *
+details_object(const char *text)
+{
+	struct json_object *details = text != NULL ? json_tokener_parse(text) : NULL;
+
+	if (details == NULL || !json_object_is_type(details, json_type_object)) {
+		json_object_put(details);
+		details = json_object_new_object();
+	}
+	return details;
+}
+
 void
 store_logged_json(const struct store_logged *l, int64_t epoch, struct mbuf *out)
 {
-	struct json_object *obj = json_object_new_object(), *details = NULL;
+	struct json_object *obj = json_object_new_object();
 	char when[RFC3339_BUFSIZE];
 	const char *type = msevent_type_name((enum msevent_type)l->type);
 
@@ -579,13 +592,7 @@ store_logged_json(const struct store_logged *l, int64_t epoch, struct mbuf *out)
 	json_object_object_add(obj, "status", type ? json_object_new_string(type) : NULL);
 	json_object_object_add(obj, "timestamp",
 	                       json_object_new_string(rfc3339_format(l->time_ms, when)));
-	if (l->details != NULL)
-		details = json_tokener_parse(l->details);
-	if (details == NULL || !json_object_is_type(details, json_type_object)) {
-		json_object_put(details);
-		details = json_object_new_object();
-	}
-	json_object_object_add(obj, "details", details);
+	json_object_object_add(obj, "details", details_object(l->details));
 	json_object_object_add(obj, "event_id",
 	                       l->event_id ? json_object_new_string(l->event_id) : NULL);
 	mbuf_puts(out, json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN |
@@ -631,7 +638,7 @@ add_time(struct json_object *obj, const char *key, int64_t ms)
 static struct json_object *
 recipient_doc(PGresult *res, int row, int64_t queued_ms)
 {
-	struct json_object *r = json_object_new_object(), *details = NULL, *reply = NULL;
+	struct json_object *r = json_object_new_object(), *details, *reply = NULL;
 	struct status_state st = {0};
 	struct status_view view;
 
@@ -640,12 +647,7 @@ recipient_doc(PGresult *res, int row, int64_t queued_ms)
 	st.displayed = PQgetvalue(res, row, 4)[0] == 't';
 	status_view(&st, &view);
 
-	if (!PQgetisnull(res, row, 5))
-		details = json_tokener_parse(PQgetvalue(res, row, 5));
-	if (details == NULL || !json_object_is_type(details, json_type_object)) {
-		json_object_put(details);
-		details = json_object_new_object();
-	}
+	details = details_object(PQgetisnull(res, row, 5) ? NULL : PQgetvalue(res, row, 5));
 	if (json_object_object_get_ex(details, "smtp_reply", &reply))
 		json_object_get(reply);
 	json_object_object_del(details, "smtp_reply");
@@ -669,9 +671,66 @@ recipient_doc(PGresult *res, int row, int64_t queued_ms)
 	return r;
 }
 
+/* One result as a failure of the call. */
+static int
+failed(PGconn *conn, PGresult *res, bool *transient_r, const char **error_r)
+{
+	*error_r = store_error(conn, res);
+	*transient_r = store_transient(conn, res);
+	PQclear(res);
+	return -1;
+}
+
+/* The "events" of a status document: the message's logged events in time order. */
+static int
+timeline_events(PGconn *conn, const char *msgid, int events_max, int64_t queued_ms,
+                struct json_object *doc, bool *transient_r, const char **error_r)
+{
+	char limit[16];
+	const char *params[2] = {msgid, limit};
+	struct json_object *list;
+	PGresult *res;
+
+	snprintf(limit, sizeof(limit), "%d", events_max);
+	res = PQexecParams(conn,
+	                   "SELECT log_offset, (extract(epoch FROM event_time) * 1000)::bigint,"
+	                   " type, rcpt, source, details::text, event_id"
+	                   " FROM events WHERE message = $1 AND log_offset IS NOT NULL"
+	                   " ORDER BY event_time, log_offset LIMIT $2::int",
+	                   2, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		return failed(conn, res, transient_r, error_r);
+	list = json_object_new_array_ext(PQntuples(res));
+	for (int i = 0; i < PQntuples(res); i++) {
+		struct json_object *ev = json_object_new_object();
+		int64_t t = strtoll(PQgetvalue(res, i, 1), NULL, 10);
+		const char *type =
+		        msevent_type_name((enum msevent_type)atoi(PQgetvalue(res, i, 2)));
+
+		json_object_object_add(
+		        ev, "offset",
+		        json_object_new_int64(strtoll(PQgetvalue(res, i, 0), NULL, 10)));
+		add_str(ev, "recipient", res, i, 3);
+		json_object_object_add(ev, "status", type ? json_object_new_string(type) : NULL);
+		add_time(ev, "timestamp", t);
+		if (queued_ms > 0 && t >= queued_ms)
+			json_object_object_add(ev, "latency_ms",
+			                       json_object_new_int64(t - queued_ms));
+		add_str(ev, "source", res, i, 4);
+		json_object_object_add(
+		        ev, "details",
+		        details_object(PQgetisnull(res, i, 5) ? NULL : PQgetvalue(res, i, 5)));
+		add_str(ev, "event_id", res, i, 6);
+		json_object_array_add(list, ev);
+	}
+	PQclear(res);
+	json_object_object_add(doc, "events", list);
+	return 0;
+}
+
 int
-store_status(PGconn *conn, const char *id, struct json_object **doc_r, char **owner_r,
-             char **sender_r, bool *transient_r, const char **error_r)
+store_status(PGconn *conn, const char *id, int events_max, struct json_object **doc_r,
+             char **owner_r, char **sender_r, bool *transient_r, const char **error_r)
 {
 	struct mbuf bracketed = MBUF_INIT;
 	const char *params[2];
@@ -729,36 +788,29 @@ store_status(PGconn *conn, const char *id, struct json_object **doc_r, char **ow
 	                   " FROM recipients WHERE message = $1 ORDER BY recipient",
 	                   1, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		*error_r = store_error(conn, res);
-		*transient_r = store_transient(conn, res);
-		PQclear(res);
-		json_object_put(doc);
-		if (owner_r != NULL) {
-			free(*owner_r);
-			*owner_r = NULL;
-		}
-		if (sender_r != NULL) {
-			free(*sender_r);
-			*sender_r = NULL;
-		}
-		return -1;
+		failed(conn, res, transient_r, error_r);
+		goto fail;
 	}
 	rcpts = json_object_new_array_ext(PQntuples(res));
 	for (int i = 0; i < PQntuples(res); i++)
 		json_object_array_add(rcpts, recipient_doc(res, i, queued_ms));
 	PQclear(res);
 	json_object_object_add(doc, "recipients", rcpts);
+	if (events_max > 0 &&
+	    timeline_events(conn, msgid, events_max, queued_ms, doc, transient_r, error_r) < 0)
+		goto fail;
 	*doc_r = doc;
 	return 1;
-}
-
-/* One result as a failure of the call. */
-static int
-failed(PGconn *conn, PGresult *res, bool *transient_r, const char **error_r)
-{
-	*error_r = store_error(conn, res);
-	*transient_r = store_transient(conn, res);
-	PQclear(res);
+fail:
+	json_object_put(doc);
+	if (owner_r != NULL) {
+		free(*owner_r);
+		*owner_r = NULL;
+	}
+	if (sender_r != NULL) {
+		free(*sender_r);
+		*sender_r = NULL;
+	}
 	return -1;
 }
 

@@ -1,0 +1,250 @@
+"""The dashboard statusd serves at "/", in a real headless Chromium (Debian's chromium and
+chromedriver), against the whole private chain: Postfix with the milter, LMTP into Dovecot
+with the plugin, msgstatus-logd, statusd and PostgreSQL.
+
+- mail sent through Postfix appears in the sender's open page by itself, its recipients go
+  delivered; read over IMAP, the recipient shows read in the page within a second, without
+  a reload;
+- a recipient who turned read receipts off in their own page never shows read, and no read
+  event for them is stored;
+- a user who is not the sender sees nothing of the message (page and API);
+- statusd killed (SIGKILL) while the page is open: the page says it is reconnecting; mail
+  sent and read meanwhile shows once statusd is back, and the open timeline holds exactly
+  the message's events (none missing, none twice), all through the feed;
+- keyboard and screen-reader basics: rows are buttons with aria-expanded, the connection
+  indicator is a live status region; the page fits a phone's width.
+"""
+import os
+import time
+import unittest
+
+from e2e import main, require_root
+from msgsandbox import Sandbox, paths
+from msgsandbox import browser as browser_mod
+from msgsandbox.core import wait_for
+
+
+ALICE, BOB, CAROL = "alice@example.org", "bob@example.org", "carol@example.org"
+USERS = {ALICE: "alice-secret", BOB: "bob-secret", CAROL: "carol-secret"}
+PLUGIN = "dovecot-plugin/lib90_msgstatus_plugin.so"
+
+# The page's view of things, read through the DOM the user sees.
+RCPT_STATUS = """
+const li = document.querySelector(`li.msg[data-id="${arguments[0]}"] li.rcpt[data-recipient="${arguments[1]}"]`);
+return li ? li.dataset.status : null;"""
+MSG_IDS = "return [...document.querySelectorAll('li.msg')].map((li) => li.dataset.id);"
+TIMELINE = """
+return [...document.querySelectorAll(`li.msg[data-id="${arguments[0]}"] ol.timeline > li`)]
+  .map((li) => [Number(li.dataset.offset), li.dataset.recipient, li.dataset.status]);"""
+
+
+class DashboardTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        require_root()
+        why = browser_mod.available()
+        if why:
+            raise unittest.SkipTest(why)
+        cls.sb = Sandbox()
+        cls.pg = cls.sb.postgres()
+        cls.sd = cls.sb.statusd(cls.pg)
+        cls.milter = cls.sb.milter(cls.sd)
+        cls.dovecot = cls.sb.dovecot(users=USERS, mail_plugins=["notify", "msgstatus"],
+                                     plugin_paths=[paths.binary(PLUGIN)],
+                                     plugin=cls.sd.dovecot_plugin_settings())
+        cls.postfix = cls.sb.postfix(domains=["example.org"], lmtp=cls.dovecot,
+                                     sasl=cls.dovecot, milter=cls.milter,
+                                     milter_macro_defaults={"msgstatus_domains": "example.org"})
+        cls.logd = cls.sb.logd(cls.sd, postfix=cls.postfix)
+        cls.n = 0
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.sb.close()
+
+    # helpers
+    def page(self, user, name=None):
+        """A browser signed in as user through a sign-in link, showing the live list."""
+        b = browser_mod.Browser(self.sb, name=name or f"browser-{user.split('@')[0]}-{self.n}")
+        DashboardTest.n += 1
+        b.open(f"{self.sd.url}/#token={self.sd.token(user)}")
+        b.wait("the page to go live",
+               lambda: b.js("return document.getElementById('conn').dataset.state") == "live")
+        self.assertEqual(b.js("return location.hash"), "", "the token stays in the address bar")
+        return b
+
+    def send(self, rcpts, subject):
+        """Alice sends through Postfix (SASL); the message's tracking id."""
+        qid = self.postfix.send(ALICE, rcpts, subject=subject, auth=(ALICE, USERS[ALICE]))
+        return wait_for(f"the milter's record of {qid}",
+                        lambda: self.pg.scalar("SELECT tracking_id FROM messages "
+                                               f"WHERE queue_id = '{qid}'"), timeout=20)
+
+    def imap_read(self, user, subject):
+        """user reads the message with that subject (STORE +FLAGS \\Seen); when it completed."""
+        c = self.dovecot.imap(user)
+        try:
+            c.select("INBOX")
+            _, data = c.uid("SEARCH", None, "SUBJECT", subject)
+            uid = data[0].split()[-1]
+            typ, _ = c.uid("STORE", uid, "+FLAGS", "(\\Seen)")
+            done = time.monotonic()
+            self.assertEqual(typ, "OK")
+        finally:
+            c.logout()
+        return done
+
+    def expand(self, b, tid):
+        b.wait(f"message {tid} in the list", lambda: tid in b.js(MSG_IDS))
+        b.js(f"document.querySelector('li.msg[data-id=\"{tid}\"] > button').click()")
+        b.wait("its timeline", lambda: b.js(TIMELINE, tid))
+
+    def rcpt_status(self, b, tid, rcpt):
+        return b.js(RCPT_STATUS, tid, rcpt)
+
+    def api_timeline(self, tid, user=ALICE):
+        code, doc = self.sd.api(f"/api/v1/messages/{tid}/timeline", self.sd.token(user))
+        self.assertEqual(code, 200, doc)
+        return doc
+
+    # tests
+    def test_live_delivery_then_read_within_a_second(self):
+        alice = self.page(ALICE)
+        carol = self.page(CAROL)
+        # carol turns read receipts off in her own page
+        carol.js("document.getElementById('pref-receipts').click()")
+        carol.wait("the preference to be saved", lambda: carol.js(
+            "return document.getElementById('prefs-status').textContent") == "Saved.")
+        code, prefs = self.sd.api("/api/v1/preferences", self.sd.token(CAROL))
+        self.assertEqual((code, prefs["read_receipts"]), (200, False))
+
+        tid = self.send([BOB, CAROL], "dash-live")
+        self.expand(alice, tid)
+        for rcpt in (BOB, CAROL):
+            alice.wait(f"{rcpt} delivered in the page",
+                       lambda r=rcpt: self.rcpt_status(alice, tid, r) == "delivered", timeout=30)
+
+        done = self.imap_read(BOB, "dash-live")
+        alice.wait("bob read in the page", lambda: self.rcpt_status(alice, tid, BOB) == "read",
+                   timeout=5)
+        latency = time.monotonic() - done
+        self.assertLess(latency, 1.0, f"read appeared {latency:.3f} s after STORE")
+        print(f"\n  IMAP STORE -> 'read' in the page: {latency * 1000:.0f} ms")
+        self.assertEqual(alice.js(f"""return document.querySelector(
+            'li.msg[data-id="{tid}"]').dataset.status"""), "delivered",
+            "the message as a whole: carol has not been seen reading")
+
+        self.imap_read(CAROL, "dash-live")
+        time.sleep(1.5)  # what would come, would come well within this
+        self.assertEqual(self.rcpt_status(alice, tid, CAROL), "delivered")
+        self.assertEqual(self.pg.scalar(
+            "SELECT count(*) FROM events e JOIN messages m ON m.id = e.message "
+            f"WHERE m.tracking_id = '{tid}' AND e.recipient = '{CAROL}' AND e.type = 7"), "0")
+        self.assertNotIn("read", [s for _, r, s in alice.js(TIMELINE, tid) if r == CAROL])
+
+    def test_someone_else_sees_nothing(self):
+        tid = self.send([BOB], "dash-private")
+        wait_for("delivered", lambda: self.sd.status(tid)[1]["recipients"][0]["status"]
+                 == "delivered", timeout=30)
+        bob = self.page(BOB)
+        bob.wait("bob's list to load", lambda: bob.js(
+            "return !document.getElementById('empty').hidden || "
+            "document.querySelectorAll('li.msg').length > 0"))
+        time.sleep(0.5)
+        self.assertNotIn(tid, bob.js(MSG_IDS))
+        self.assertNotIn("dash-private", bob.js("return document.body.innerText"))
+        code, _ = self.sd.api(f"/api/v1/messages/{tid}/timeline", self.sd.token(BOB))
+        self.assertEqual(code, 404)
+        # and the page's own files carry a policy that keeps other code out
+        code, _ = self.sd.http("/")
+        self.assertEqual(code, 200)
+
+    def test_reconnects_and_catches_up_after_statusd_dies(self):
+        alice = self.page(ALICE)
+        tid = self.send([BOB], "dash-outage-1")
+        self.expand(alice, tid)
+        alice.wait("delivered", lambda: self.rcpt_status(alice, tid, BOB) == "delivered",
+                   timeout=30)
+
+        self.sd.kill()
+        alice.wait("the page to notice", lambda: alice.js(
+            "return document.getElementById('conn').dataset.state") == "reconnecting")
+        self.assertIn("reconnecting", alice.js(
+            "return document.getElementById('conn-text').textContent").lower())
+        # while statusd is down: the open message is read, and another one is sent; and the
+        # page stays away until statusd has stored all that, so only resuming from its
+        # offset can bring it
+        alice.offline(True)
+        self.imap_read(BOB, "dash-outage-1")
+        tid2 = self.send_during_outage([BOB], "dash-outage-2")
+        self.sd.start()
+        wait_for("the outage's events stored", lambda: self.pg.scalar(
+            "SELECT count(*) FROM events e JOIN messages m ON m.id = e.message WHERE "
+            f"(m.tracking_id = '{tid}' AND e.type = 7) OR (m.tracking_id = '{tid2}' "
+            "AND e.type = 4)") not in (None, "0", "1"), timeout=30)
+        time.sleep(0.5)
+        alice.offline(False)
+
+        alice.wait("the page to be live again", lambda: alice.js(
+            "return document.getElementById('conn').dataset.state") == "live", timeout=30)
+        alice.wait("bob read, through the feed",
+                   lambda: self.rcpt_status(alice, tid, BOB) == "read", timeout=30)
+        alice.wait("the message sent meanwhile", lambda: tid2 in alice.js(MSG_IDS), timeout=30)
+        # the timeline open since before the outage has exactly the stored events
+        want = sorted((e["offset"], e["recipient"], e["status"])
+                      for e in self.api_timeline(tid)["events"])
+        alice.wait("the timeline to hold every event",
+                   lambda: sorted(map(tuple, alice.js(TIMELINE, tid))) == want, timeout=10)
+        got = [tuple(e) for e in alice.js(TIMELINE, tid)]
+        self.assertEqual(len(got), len(set(got)), "an event shown twice")
+        self.assertIn("read", [s for _, _, s in got])
+
+    def send_during_outage(self, rcpts, subject):
+        """Send while statusd is down: the milter spools its record, so there is no tracking
+        id to read from the database yet; take it from the delivered copy's header."""
+        qid = self.postfix.send(ALICE, rcpts, subject=subject, auth=(ALICE, USERS[ALICE]))
+        self.assertTrue(qid)
+        c = self.dovecot.imap(rcpts[0])
+        try:
+            c.select("INBOX")
+
+            def header():
+                _, data = c.uid("SEARCH", None, "SUBJECT", subject)
+                if not data[0]:
+                    return None
+                _, msg = c.uid("FETCH", data[0].split()[-1],
+                               "(BODY.PEEK[HEADER.FIELDS (MSGSTATUS-ID)])")
+                return msg[0][1].decode().split(":", 1)[1].strip()
+            return wait_for(f"{subject} delivered", header, timeout=30)
+        finally:
+            c.logout()
+
+    def test_accessible_and_fits_a_phone(self):
+        tid = self.send([BOB], "dash-a11y")
+        b = browser_mod.Browser(self.sb, name="browser-phone", width=375, height=740)
+        b.open(f"{self.sd.url}/#token={self.sd.token(ALICE)}")
+        b.wait("live", lambda: b.js("return document.getElementById('conn').dataset.state")
+               == "live")
+        b.wait("the message", lambda: tid in b.js(MSG_IDS), timeout=30)
+        self.assertEqual(b.js("return document.getElementById('conn').getAttribute('role')"),
+                         "status")
+        button = f"document.querySelector('li.msg[data-id=\"{tid}\"] > button')"
+        self.assertEqual(b.js(f"return {button}.getAttribute('aria-expanded')"), "false")
+        # keyboard: focus the row and press Enter
+        from selenium.webdriver.common.keys import Keys
+        el = b.js(f"return {button}")
+        el.send_keys(Keys.ENTER)
+        b.wait("expanded", lambda: b.js(f"return {button}.getAttribute('aria-expanded')")
+               == "true")
+        b.wait("its recipients", lambda: b.js(RCPT_STATUS, tid, BOB))
+        # nothing wider than the phone's screen
+        self.assertLessEqual(b.js("return document.documentElement.scrollWidth"),
+                             b.js("return window.innerWidth"))
+        if os.environ.get("MSGSTATUS_SCREENSHOTS"):
+            b.screenshot(os.path.join(os.environ["MSGSTATUS_SCREENSHOTS"], "dashboard-phone.png"))
+        errors = [m for m in b.console() if "SEVERE" in m or "Error" in m]
+        self.assertEqual(errors, [])
+
+
+if __name__ == "__main__":
+    main()

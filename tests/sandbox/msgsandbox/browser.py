@@ -1,0 +1,95 @@
+"""A real headless browser for the page tests: Debian's chromium, driven through Debian's
+chromedriver by Debian's python3-selenium (nothing is downloaded).
+
+    with Browser(sb) as b:
+        b.open(url)
+        b.wait("the list", lambda: b.js("return document.querySelectorAll('li.msg').length"))
+"""
+import os
+import shutil
+import time
+
+from .core import SandboxError
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+def available():
+    """Why a browser cannot run here, or None."""
+    for p in (CHROMIUM, CHROMEDRIVER):
+        if not os.access(p, os.X_OK):
+            return f"{p} is not installed"
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "python3-selenium is not installed"
+    return None
+
+
+class Browser:
+    def __init__(self, sb, name="browser", width=1100, height=900):
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+
+        self.dir = sb.mkdir(name)
+        opts = webdriver.ChromeOptions()
+        opts.binary_location = CHROMIUM
+        for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                  "--no-first-run", "--disable-extensions", "--disable-background-networking",
+                  f"--window-size={width},{height}",
+                  f"--user-data-dir={os.path.join(self.dir, 'profile')}"):
+            opts.add_argument(a)
+        opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+        log = os.path.join(self.dir, "chromedriver.log")
+        try:
+            service = Service(CHROMEDRIVER, log_output=log)  # selenium >= 4.11
+        except TypeError:
+            service = Service(CHROMEDRIVER, log_path=log)  # Debian 12's 4.8
+        self.driver = webdriver.Chrome(service=service, options=opts)
+        self.driver.set_script_timeout(10)
+        sb.add_service(self)
+
+    def open(self, url):
+        self.driver.get(url)
+
+    def js(self, script, *args):
+        return self.driver.execute_script(script, *args)
+
+    def wait(self, what, fn, timeout=15.0, interval=0.02):
+        """Poll fn until it returns something true; that value. SandboxError on timeout."""
+        end = time.monotonic() + timeout
+        while True:
+            v = fn()
+            if v:
+                return v
+            if time.monotonic() > end:
+                raise SandboxError(f"timed out waiting for {what}")
+            time.sleep(interval)
+
+    def offline(self, yes):
+        """Cut the page off the network (Chromium's network emulation), or connect it again."""
+        self.driver.set_network_conditions(offline=yes, latency=0, download_throughput=-1,
+                                           upload_throughput=-1)
+
+    def console(self):
+        """The page's console messages since the last call."""
+        return [e["message"] for e in self.driver.get_log("browser")]
+
+    def screenshot(self, path):
+        self.driver.save_screenshot(path)
+
+    def close(self):
+        if self.driver is not None:
+            try:
+                self.driver.quit()
+            except Exception:
+                pass
+            self.driver = None
+            shutil.rmtree(os.path.join(self.dir, "profile"), ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

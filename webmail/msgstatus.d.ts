@@ -1,0 +1,165 @@
+// Type declarations for msgstatus.js (the browser client of statusd's API and feeds).
+
+export type StatusName =
+  | "queued" | "deferred" | "relayed" | "delivered" | "read" | "unread" | "deleted"
+  | "bounced" | "expired";
+
+/** A message's overall state: its least advanced recipient; "partial" if some failed. */
+export type SummaryStatus = StatusName | "partial";
+
+export const STATUSES: readonly StatusName[];
+
+/** One event of the feed or of a timeline (docs/api.md). */
+export interface FeedEvent {
+  type?: "event";
+  offset: number;
+  epoch?: number;
+  message_id?: string | null;
+  tracking_id?: string | null;
+  recipient: string;
+  status: StatusName;
+  timestamp: string;
+  latency_ms?: number;
+  source?: string;
+  details: Record<string, unknown>;
+  event_id?: string;
+}
+
+export function timelineOrder(events: FeedEvent[]): FeedEvent[];
+
+export class Recipient {
+  readonly recipient: string;
+  origRecipient?: string;
+  /** null until an event is known */
+  readonly status: StatusName | null;
+  /** RFC 3339 time of the event that set the status */
+  readonly timestamp: string | null;
+  /** the reply of the delivery attempt that set the delivery status */
+  readonly smtpReply: string | null;
+  readonly details: Record<string, unknown>;
+  /** a read was ever seen */
+  readonly displayed: boolean;
+  /** JMAP deliveryStatus.delivered */
+  readonly delivered: "queued" | "yes" | "no" | "unknown";
+}
+
+export interface Summary {
+  status: SummaryStatus;
+  counts: Partial<Record<StatusName, number>>;
+  failed: number;
+  total: number;
+}
+
+export class Message {
+  readonly trackingId: string | null;
+  readonly messageId: string | null;
+  readonly sender: string | null;
+  readonly queueId: string | null;
+  readonly size: number | null;
+  readonly queuedAt: string | null;
+  readonly recipients: Map<string, Recipient>;
+  /** events seen for it (from timeline() and the feed), in the order they happened */
+  readonly events: FeedEvent[];
+  /** the id to ask statusd with: the tracking id, else the Message-ID */
+  readonly id: string;
+  readonly summary: Summary;
+}
+
+export type ConnectionState = "stopped" | "connecting" | "live" | "reconnecting" | "unauthorized";
+
+export interface StateDetail {
+  state: ConnectionState;
+  attempt: number;
+  transport?: "websocket" | "sse";
+  /** ms until the next attempt */
+  retryIn?: number;
+  reason?: string;
+  head?: number;
+}
+
+export interface ClientOptions {
+  /** statusd's base URL; default: the page's origin */
+  url?: string;
+  /**
+   * The bearer token, or a function returning one (called again with fresh = true after
+   * the server refused the last one: mint a new short-lived token there).
+   */
+  token: string | ((fresh: boolean) => string | Promise<string>);
+  /** default "auto": WebSocket, falling back to Server-Sent Events */
+  transport?: "auto" | "websocket" | "sse";
+  /** reconnect backoff bounds, ms (defaults 500 and 30000) */
+  minDelay?: number;
+  maxDelay?: number;
+  /** WebSocket application ping, ms (default 25000) */
+  pingInterval?: number;
+  /** resume point remembered from an earlier session */
+  offset?: number;
+  epoch?: number;
+}
+
+export interface ListFilter {
+  status?: StatusName;
+  recipient?: string;
+  since?: string;
+  until?: string;
+  limit?: number;
+  cursor?: string | null;
+}
+
+export interface Preferences {
+  user: string;
+  read_receipts: boolean;
+  presence: boolean;
+}
+
+export interface Presence {
+  user: string;
+  online: boolean;
+  last_seen: string | null;
+  client: string | null;
+  typing_to: string | null;
+}
+
+export class ProblemError extends Error {
+  readonly status: number;
+  readonly problem: { type?: string; title?: string; status?: number; detail?: string } | null;
+}
+
+export interface MsgStatusEventMap {
+  state: CustomEvent<StateDetail>;
+  event: CustomEvent<{ event: FeedEvent; message: Message }>;
+  change: CustomEvent<{ message: Message; recipient: Recipient | null }>;
+  reset: CustomEvent<Record<string, never>>;
+}
+
+export class MsgStatusClient extends EventTarget {
+  constructor(options: ClientOptions);
+  readonly url: string;
+  readonly messages: Map<string, Message>;
+  /** the offset and epoch of the last event received: where the feed resumes */
+  readonly offset: number | null;
+  readonly epoch: number | null;
+  readonly head: number | null;
+  readonly state: ConnectionState;
+
+  /** Open the feed (and keep it open); resolves when it is live. */
+  start(): Promise<void>;
+  stop(): void;
+  get(id: string): Message | null;
+
+  load(filter?: ListFilter): Promise<{ messages: Message[]; nextCursor: string | null }>;
+  fetchStatus(id: string): Promise<Message>;
+  timeline(id: string): Promise<Message>;
+  receipt(id: string): Promise<{ event_id: string; status: "read" }>;
+  preferences(): Promise<Preferences>;
+  setPreferences(prefs: Partial<Pick<Preferences, "read_receipts" | "presence">>): Promise<Preferences>;
+  presence(user: string): Promise<Presence>;
+  setPresence(state: "online" | "offline" | "typing", to?: string): Promise<unknown>;
+
+  addEventListener<K extends keyof MsgStatusEventMap>(
+    type: K, listener: (ev: MsgStatusEventMap[K]) => void, options?: boolean | AddEventListenerOptions): void;
+  addEventListener(type: string, listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | AddEventListenerOptions): void;
+}
+
+export default MsgStatusClient;
