@@ -3,8 +3,9 @@ to look, and keep it running until Ctrl-C. Run through scripts/run, which builds
 
 Everything is private: PostgreSQL, statusd, msgstatus-milter, msgstatus-logd, Postfix
 (SMTP on 127.0.0.1), Dovecot (IMAP on 127.0.0.1, LMTP for local delivery, with the msgstatus
-plugin when it is built) and two smtp-sinks standing in for remote mail servers: one that
-accepts (example.net) and one that greylists (example.com). The local domain is
+plugin when it is built), Roundcube with the msgstatus plugin (where it is installed) and
+two smtp-sinks standing in for remote mail servers: one that accepts (example.net) and one
+that greylists (example.com). The local domain is
 example.org, with the users alice@ and bob@ (passwords alice-secret and bob-secret).
 """
 import argparse
@@ -20,8 +21,9 @@ SOURCE = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(SOURCE, "tests", "sandbox"))
 os.environ.setdefault("MSGSTATUS_BUILD_DIR", os.path.join(SOURCE, "build"))
 
-from msgsandbox import Sandbox  # noqa: E402
+from msgsandbox import Sandbox, roundcube  # noqa: E402
 from msgsandbox.core import SandboxError, paths, wait_for  # noqa: E402
+from msgsandbox.postfix import make_message  # noqa: E402
 
 MARKER = ".msgstatus-demo"
 ALICE, BOB = "alice@example.org", "bob@example.org"
@@ -73,6 +75,17 @@ def dovecot_options(sd):
                 plugin=sd.dovecot_plugin_settings()), True
 
 
+def keep_in_sent(dovecot, message):
+    """File the sender's copy in alice's Sent folder, as her mail client would."""
+    import imaplib
+    c = dovecot.imap(ALICE)
+    try:
+        c.create("Sent")
+        c.append("Sent", "(\\Seen)", imaplib.Time2Internaldate(time.time()), message)
+    finally:
+        c.logout()
+
+
 def statuses(sd, tracking_id):
     code, doc = sd.status(tracking_id, user=ALICE)
     if code != 200:
@@ -93,6 +106,9 @@ def main():
                     "/var/tmp/msgstatus-demo if other users cannot reach ./demo)")
     ap.add_argument("--http-port", type=int, default=8025,
                     help="statusd's HTTP port if free (default 8025)")
+    ap.add_argument("--webmail-port", type=int, default=8026,
+                    help="Roundcube's HTTP port if free (default 8026), where Roundcube is "
+                    "installed")
     ap.add_argument("--once", action="store_true",
                     help="start, send the sample, show it, and stop (for a quick check)")
     args = ap.parse_args()
@@ -113,7 +129,11 @@ def main():
           "follower...", flush=True)
     with Sandbox(root=args.folder) as sb:
         pg = sb.postgres(fsync=True)
-        sd = sb.statusd(pg, http_port=port_or_free(args.http_port))
+        webmail = roundcube.available() is None
+        rc_port = port_or_free(args.webmail_port) if webmail else None
+        sd = sb.statusd(pg, http_port=port_or_free(args.http_port),
+                        settings={"http_cors_origins": f"http://127.0.0.1:{rc_port}"}
+                        if webmail else None)
         milter = sb.milter(sd)
         dc_opts, plugin = dovecot_options(sd)
         dovecot = sb.dovecot(users=PASSWORDS, **dc_opts)
@@ -126,10 +146,13 @@ def main():
                              transports={"example.net": accept, "example.com": greylist},
                              retry=60)
         logd = sb.logd(sd, postfix=postfix)
+        rc = sb.roundcube(sd, dovecot, postfix, port=rc_port) if webmail else None
 
-        qid = postfix.send(ALICE, [BOB, CAROL, DAVE], subject="Hello from msgstatus",
-                           body="Did it arrive, and was it read?\n",
+        sample = make_message(ALICE, [BOB, CAROL, DAVE], subject="Hello from msgstatus",
+                              body="Did it arrive, and was it read?\n")
+        qid = postfix.send(ALICE, [BOB, CAROL, DAVE], message=sample,
                            auth=(ALICE, PASSWORDS[ALICE]))
+        keep_in_sent(dovecot, sample)
         tracking_id = wait_for("the milter's record of the sample message",
                                lambda: pg.scalar("SELECT tracking_id FROM messages "
                                                  f"WHERE queue_id = '{qid}'"), timeout=30)
@@ -150,6 +173,9 @@ def main():
         print(f"  folder       {args.folder}  (logs in {args.folder}/logs/)")
         if code == 200:
             print(f"  dashboard    {sd.url}/#token={token}")
+        if rc is not None:
+            print(f"  webmail      {rc.url}/  (Roundcube with the msgstatus plugin; log in as "
+                  f"{ALICE} / {PASSWORDS[ALICE]}, or {BOB} / {PASSWORDS[BOB]})")
         print(f"  token        export TOKEN={token}")
         print(f"               ({ALICE}, valid a day; more: statusctl token create)")
         print(f"  status API   curl -s {auth} {sd.url}/api/v1/messages/{tracking_id}/status")
@@ -177,7 +203,8 @@ def main():
             return
         print("Watching the sample message; changes appear below.", flush=True)
         try:
-            while all(c.child.alive() for c in (pg, sd, milter, dovecot, postfix, logd)):
+            while all(c.child.alive() for c in (pg, sd, milter, dovecot, postfix, logd)
+                      + ((rc,) if rc else ())):
                 time.sleep(1)
                 now = statuses(sd, tracking_id)
                 for rcpt, r in now.items():

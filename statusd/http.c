@@ -179,15 +179,22 @@ add_header(struct req *r, const char *name, const char *value, unsigned char **p
 	                                   end);
 }
 
-/* CORS headers for an allowed origin. */
+/* CORS headers for an allowed origin; a preflight also learns what it may send. */
 static int
 add_cors(struct req *r, unsigned char **p, unsigned char *end)
 {
 	if (r->origin == NULL)
 		return 0;
-	return add_header(r, "access-control-allow-origin:", r->origin, p, end) ||
-	       add_header(r, "vary:", "Origin", p, end) ||
-	       add_header(r, "access-control-expose-headers:", "Retry-After", p, end);
+	if (add_header(r, "access-control-allow-origin:", r->origin, p, end) ||
+	    add_header(r, "vary:", "Origin", p, end) ||
+	    add_header(r, "access-control-expose-headers:", "Retry-After", p, end))
+		return -1;
+	if (r->method != LWSHUMETH_OPTIONS)
+		return 0;
+	return add_header(r, "access-control-allow-methods:", "GET, POST, PUT", p, end) ||
+	       add_header(r, "access-control-allow-headers:", "Authorization, Content-Type", p,
+	                  end) ||
+	       add_header(r, "access-control-max-age:", "600", p, end);
 }
 
 static int
@@ -390,15 +397,17 @@ on_auth(void *ctx, const struct principal *p, const char *error)
 	"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:;"           \
 	" connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
-/* A file of the dashboard, if path is one. */
+/* A file of the dashboard, if path is one; the JavaScript client is served without it too. */
 static bool
-serve_asset(struct req *r)
+serve_asset(struct req *r, bool dashboard)
 {
 	struct mbuf body = MBUF_INIT;
 
 	for (const struct web_asset *a = web_assets; a->path != NULL; a++) {
 		if (strcmp(a->path, r->path) != 0)
 			continue;
+		if (!dashboard && strcmp(a->path, "/msgstatus.js") != 0)
+			return false;
 		mbuf_append(&body, a->data, a->len);
 		r->extra_name = "content-security-policy:";
 		r->extra_value = DASHBOARD_CSP;
@@ -415,18 +424,14 @@ dispatch(struct http *h, struct req *r)
 	char *token;
 
 	if (r->method == LWSHUMETH_OPTIONS) {
-		/* CORS preflight */
-		if (r->origin != NULL) {
-			r->extra_name = "access-control-allow-methods:";
-			r->extra_value = "GET, POST, PUT";
-		}
+		/* CORS preflight: the headers go out in req_write */
 		struct mbuf empty = MBUF_INIT;
 		req_text(r, 204, "text/plain", &empty);
 		return;
 	}
 	route = api_route_find(r->method, r->path, &r->param);
-	if (route == NULL && r->method == LWSHUMETH_GET && h->env.cfg->http_dashboard &&
-	    serve_asset(r))
+	if (route == NULL && r->method == LWSHUMETH_GET &&
+	    serve_asset(r, h->env.cfg->http_dashboard))
 		return;
 	if (route == NULL) {
 		if (api_route_find(-1, r->path, NULL) != NULL)
@@ -477,6 +482,25 @@ allowed_origin(struct http *h, struct lws *wsi)
 		p += n;
 	}
 	return NULL;
+}
+
+/* A page of this server itself (the dashboard): Origin is http(s):// and the Host header. */
+static bool
+same_origin(struct lws *wsi)
+{
+	char origin[512], host[256];
+	const char *rest;
+
+	if (lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN) <= 0 ||
+	    lws_hdr_copy(wsi, host, sizeof(host), WSI_TOKEN_HOST) <= 0)
+		return false;
+	if (strncasecmp(origin, "http://", 7) == 0)
+		rest = origin + 7;
+	else if (strncasecmp(origin, "https://", 8) == 0)
+		rest = origin + 8;
+	else
+		return false;
+	return strcasecmp(rest, host) == 0;
 }
 
 /* --- lws glue ------------------------------------------------------------------------ */
@@ -553,7 +577,7 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in
 		if (n <= 0 || strcmp(path, "/api/v1/messages/stream") != 0)
 			return 1;
 		if (h->env.cfg->http_cors_origins[0] != '\0' &&
-		    lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN) > 0 &&
+		    lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN) > 0 && !same_origin(wsi) &&
 		    (r->origin = allowed_origin(h, wsi)) == NULL)
 			return 1; /* a browser page from an origin we do not serve */
 		/* problems with the request are told after the upgrade, with a close reason */

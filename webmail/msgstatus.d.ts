@@ -8,6 +8,8 @@ export type StatusName =
 export type SummaryStatus = StatusName | "partial";
 
 export const STATUSES: readonly StatusName[];
+/** The chat-style mark of each status: ◷ ✓ ✓✓ ✕ */
+export const MARKS: Readonly<Record<SummaryStatus, string>>;
 
 /** One event of the feed or of a timeline (docs/api.md). */
 export interface FeedEvent {

@@ -20,6 +20,12 @@ export const STATUSES = Object.freeze([
   "queued", "deferred", "relayed", "delivered", "read", "unread", "deleted", "bounced", "expired",
 ]);
 
+/** The chat-style mark of each status (and of a message's "partial" summary). */
+export const MARKS = Object.freeze({
+  queued: "◷", deferred: "◷", relayed: "✓", delivered: "✓✓", read: "✓✓", unread: "✓✓",
+  deleted: "✓✓", bounced: "✕", expired: "✕", partial: "✓✕",
+});
+
 // delivery axis: queued < deferred < bounced = expired < relayed < delivered
 const DELIVERY_RANK = { queued: 1, deferred: 2, bounced: 3, expired: 3, relayed: 4, delivered: 5 };
 // reading axis: the latest wins; in the same millisecond deleted > unread > read

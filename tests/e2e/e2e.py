@@ -29,3 +29,21 @@ def require_root():
     if os.geteuid() != 0:
         print("skipped: needs root (private Postfix/Dovecot instances)")
         sys.exit(77)
+
+
+def mail_chain(cls, users, statusd_settings=None):
+    """Start the whole private chain on a test class: cls.sb, .pg, .sd (statusd), .milter,
+    .dovecot (IMAP, LMTP, the msgstatus plugin), .postfix (SASL through Dovecot, the milter
+    for example.org, LMTP to Dovecot) and .logd."""
+    from msgsandbox import Sandbox, paths
+    cls.sb = Sandbox()
+    cls.pg = cls.sb.postgres()
+    cls.sd = cls.sb.statusd(cls.pg, settings=statusd_settings)
+    cls.milter = cls.sb.milter(cls.sd)
+    cls.dovecot = cls.sb.dovecot(users=users, mail_plugins=["notify", "msgstatus"],
+                                 plugin_paths=[paths.binary("dovecot-plugin/lib90_msgstatus_plugin.so")],
+                                 plugin=cls.sd.dovecot_plugin_settings())
+    cls.postfix = cls.sb.postfix(domains=["example.org"], lmtp=cls.dovecot, sasl=cls.dovecot,
+                                 milter=cls.milter,
+                                 milter_macro_defaults={"msgstatus_domains": "example.org"})
+    cls.logd = cls.sb.logd(cls.sd, postfix=cls.postfix)

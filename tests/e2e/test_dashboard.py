@@ -18,15 +18,13 @@ import os
 import time
 import unittest
 
-from e2e import main, require_root
-from msgsandbox import Sandbox, paths
+from e2e import mail_chain, main, require_root
 from msgsandbox import browser as browser_mod
 from msgsandbox.core import wait_for
 
 
 ALICE, BOB, CAROL = "alice@example.org", "bob@example.org", "carol@example.org"
 USERS = {ALICE: "alice-secret", BOB: "bob-secret", CAROL: "carol-secret"}
-PLUGIN = "dovecot-plugin/lib90_msgstatus_plugin.so"
 
 # The page's view of things, read through the DOM the user sees.
 RCPT_STATUS = """
@@ -45,17 +43,7 @@ class DashboardTest(unittest.TestCase):
         why = browser_mod.available()
         if why:
             raise unittest.SkipTest(why)
-        cls.sb = Sandbox()
-        cls.pg = cls.sb.postgres()
-        cls.sd = cls.sb.statusd(cls.pg)
-        cls.milter = cls.sb.milter(cls.sd)
-        cls.dovecot = cls.sb.dovecot(users=USERS, mail_plugins=["notify", "msgstatus"],
-                                     plugin_paths=[paths.binary(PLUGIN)],
-                                     plugin=cls.sd.dovecot_plugin_settings())
-        cls.postfix = cls.sb.postfix(domains=["example.org"], lmtp=cls.dovecot,
-                                     sasl=cls.dovecot, milter=cls.milter,
-                                     milter_macro_defaults={"msgstatus_domains": "example.org"})
-        cls.logd = cls.sb.logd(cls.sd, postfix=cls.postfix)
+        mail_chain(cls, USERS)
         cls.n = 0
 
     @classmethod

@@ -2,7 +2,7 @@
 // everything it shows comes from the API through msgstatus.js, with the user's own token.
 // Text from the mail system (addresses, SMTP replies) is untrusted: it only ever goes into
 // the page as text nodes, never as HTML.
-import { MsgStatusClient } from "./msgstatus.js";
+import { MARKS, MsgStatusClient } from "./msgstatus.js";
 
 const LABELS = {
   queued: "Queued",
@@ -28,10 +28,6 @@ const MEANING = {
   bounced: "refused: it will not be delivered",
   expired: "not delivered: the server stopped trying",
   partial: "some recipients got it, some did not",
-};
-const MARKS = {
-  queued: "◷", deferred: "◷", relayed: "✓", delivered: "✓✓", read: "✓✓", unread: "✓✓",
-  deleted: "✓✓", bounced: "✕", expired: "✕", partial: "✓✕",
 };
 const TOKEN_KEY = "msgstatus.token";
 

@@ -289,3 +289,7 @@ class Sandbox:
     def dovecot(self, **kw):
         from .dovecot import Dovecot
         return self.add_service(Dovecot(self, **kw))
+
+    def roundcube(self, statusd, dovecot, postfix, **kw):
+        from .roundcube import Roundcube
+        return self.add_service(Roundcube(self, statusd, dovecot, postfix, **kw))
