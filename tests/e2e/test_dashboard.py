@@ -11,6 +11,7 @@ with the plugin, msgstatus-logd, statusd and PostgreSQL.
 - statusd killed (SIGKILL) while the page is open: the page says it is reconnecting; mail
   sent and read meanwhile shows once statusd is back, and the open timeline holds exactly
   the message's events (none missing, none twice), all through the feed;
+- where WebSocket is blocked, the page falls back to Server-Sent Events;
 - keyboard and screen-reader basics: rows are buttons with aria-expanded, the connection
   indicator is a live status region; the page fits a phone's width.
 """
@@ -144,8 +145,14 @@ class DashboardTest(unittest.TestCase):
         code, _ = self.sd.api(f"/api/v1/messages/{tid}/timeline", self.sd.token(BOB))
         self.assertEqual(code, 404)
         # and the page's own files carry a policy that keeps other code out
-        code, _ = self.sd.http("/")
-        self.assertEqual(code, 200)
+        import urllib.request
+        for path in ("/", "/app.js", "/msgstatus.js"):
+            with urllib.request.urlopen(self.sd.url + path, timeout=5) as r:
+                self.assertEqual(r.status, 200)
+                csp = r.headers.get("content-security-policy", "")
+                self.assertIn("default-src 'none'", csp)
+                self.assertIn("script-src 'self'", csp)
+                self.assertIn("frame-ancestors 'none'", csp)
 
     def test_reconnects_and_catches_up_after_statusd_dies(self):
         alice = self.page(ALICE)
@@ -186,6 +193,35 @@ class DashboardTest(unittest.TestCase):
         got = [tuple(e) for e in alice.js(TIMELINE, tid)]
         self.assertEqual(len(got), len(set(got)), "an event shown twice")
         self.assertIn("read", [s for _, _, s in got])
+
+    def test_falls_back_to_sse_where_websocket_is_blocked(self):
+        """A proxy that does not pass WebSocket upgrades (here: every WebSocket the page
+        opens closes with 1006 before it opens, as a refused upgrade does): the page goes live
+        over Server-Sent Events and stays live."""
+        b = browser_mod.Browser(self.sb, name="browser-sse")
+        b.driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": """
+            window.WebSocket = class {
+              constructor() {
+                this.readyState = 0;
+                setTimeout(() => {
+                  this.readyState = 3;
+                  if (this.onerror) this.onerror(new Event("error"));
+                  if (this.onclose) this.onclose({ code: 1006, reason: "" });
+                }, 20);
+              }
+              send() {}
+              close() {}
+            };"""})
+        b.open(f"{self.sd.url}/#token={self.sd.token(ALICE)}")
+        b.wait("the page to go live", lambda: b.js(
+            "return document.getElementById('conn').dataset.state") == "live", timeout=20)
+        self.assertEqual(b.js("return document.getElementById('conn').dataset.transport"), "sse")
+        tid = self.send([BOB], "dash-sse")
+        self.expand(b, tid)
+        b.wait("delivered over SSE", lambda: self.rcpt_status(b, tid, BOB) == "delivered",
+               timeout=30)
+        self.imap_read(BOB, "dash-sse")
+        b.wait("read over SSE", lambda: self.rcpt_status(b, tid, BOB) == "read", timeout=5)
 
     def send_during_outage(self, rcpts, subject):
         """Send while statusd is down: the milter spools its record, so there is no tracking

@@ -106,6 +106,7 @@ function forgetToken() {
 function showState(d) {
   const el = $("conn");
   el.dataset.state = d.state;
+  if (d.transport) el.dataset.transport = d.transport;
   let text = "Not connected";
   if (d.state === "live") text = "Live";
   else if (d.state === "connecting") text = "Connecting…";
