@@ -261,6 +261,18 @@ class DashboardTest(unittest.TestCase):
         b.wait("expanded", lambda: b.js(f"return {button}.getAttribute('aria-expanded')")
                == "true")
         b.wait("its recipients", lambda: b.js(RCPT_STATUS, tid, BOB))
+        # the search box and the filter narrow the list
+        search = "document.getElementById('search')"
+        b.js(f"{search}.value = 'no-such-recipient'; {search}.dispatchEvent(new Event('input'))")
+        b.wait("nothing matches", lambda: b.js(MSG_IDS) == [])
+        b.js(f"{search}.value = '{BOB}'; {search}.dispatchEvent(new Event('input'))")
+        b.wait("bob's messages", lambda: tid in b.js(MSG_IDS))
+        b.js("const f = document.getElementById('filter'); f.value = 'failed';"
+             "f.dispatchEvent(new Event('change'))")
+        b.wait("no failed message", lambda: b.js(MSG_IDS) == [])
+        b.js("const f = document.getElementById('filter'); f.value = '';"
+             "f.dispatchEvent(new Event('change'))")
+        b.wait("all again", lambda: tid in b.js(MSG_IDS))
         # nothing wider than the phone's screen
         self.assertLessEqual(b.js("return document.documentElement.scrollWidth"),
                              b.js("return window.innerWidth"))

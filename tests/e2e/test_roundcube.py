@@ -120,6 +120,20 @@ class RoundcubeTest(unittest.TestCase):
             "return li && [li.dataset.recipient, li.dataset.status].join(' ')") == f"{BOB} read",
             timeout=20)
 
+    def test_page_gets_fresh_tokens_from_roundcube(self):
+        """The page asks Roundcube's server for a new signed token (when statusd refused the
+        old one): it is for the logged-in user and statusd takes it."""
+        b = self.login(ALICE)
+        b.open(self.rc.url + "/?_task=mail&_mbox=Sent")
+        b.wait("the plugin", lambda: b.js("return !!rcmail.env.msgstatus_token"), timeout=20)
+        token = b.driver.execute_async_script("""
+            const done = arguments[arguments.length - 1];
+            rcmail.addEventListener('plugin.msgstatus_token', (d) => done(d.token));
+            rcmail.http_post('plugin.msgstatus-token', {}, false);""")
+        self.assertTrue(token)
+        code, prefs = self.sd.api("/api/v1/preferences", token)
+        self.assertEqual((code, prefs["user"]), (200, ALICE))
+
     def test_settings_switch_read_receipts(self):
         b = self.login(BOB)
         page = self.rc.url + "/?_task=settings&_action=edit-prefs&_section=msgstatus&_framed=1"
