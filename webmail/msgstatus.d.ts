@@ -94,6 +94,8 @@ export interface ClientOptions {
   maxDelay?: number;
   /** WebSocket application ping, ms (default 25000) */
   pingInterval?: number;
+  /** a connection not live (no hello) after this many ms is given up and retried (10000) */
+  connectTimeout?: number;
   /** resume point remembered from an earlier session */
   offset?: number;
   epoch?: number;

@@ -223,6 +223,7 @@ export class MsgStatusClient extends EventTarget {
     this.minDelay = options.minDelay ?? 500;
     this.maxDelay = options.maxDelay ?? 30000;
     this.pingInterval = options.pingInterval ?? 25000;
+    this.connectTimeout = options.connectTimeout ?? 10000;
     /** @type {Map<string, Message>} by tracking id (or Message-ID) */
     this.messages = new Map();
     this._byMessageId = new Map();
@@ -465,6 +466,7 @@ export class MsgStatusClient extends EventTarget {
         done = true;
         if (this._conn === conn) this._conn = null;
         clearInterval(pinger);
+        clearTimeout(helloTimer);
         try {
           conn.close();
         } catch (_) { /* already closed */ }
@@ -481,6 +483,10 @@ export class MsgStatusClient extends EventTarget {
       };
       let conn;
       let pinger = null;
+      // a connection that neither opens nor fails (a proxy holding it) counts as failed
+      const helloTimer = setTimeout(() => {
+        if (!opened) finish(false, "no answer from the server");
+      }, this.connectTimeout);
       if (sse) {
         conn = new EventSource(this._feedUrl(true, token));
         conn.addEventListener("hello", (e) => onDoc(JSON.parse(e.data)));
@@ -505,6 +511,7 @@ export class MsgStatusClient extends EventTarget {
         try {
           conn = new WebSocket(this._feedUrl(false, token), "msgstatus.v1");
         } catch (e) {
+          clearTimeout(helloTimer);
           resolve({ opened: false, unauthorized: false, reason: String(e) });
           return;
         }
