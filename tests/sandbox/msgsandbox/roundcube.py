@@ -10,6 +10,7 @@ the system's Roundcube is changed.
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 
@@ -143,5 +144,14 @@ class Roundcube:
             return ""
 
     def close(self):
-        if self.child is not None and self.child.alive():
-            self.child.stop()
+        if self.child is None:
+            return
+        pid = self.child.popen.pid
+        self.child.stop()
+        # PHP's server forks its PHP_CLI_SERVER_WORKERS into its own process group (the
+        # session spawn started): end them too, or they keep the port
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        wait_for(f"{self.name}'s workers to exit", lambda: not self._listening(), timeout=10)
