@@ -12,6 +12,7 @@ with the plugin, msgstatus-logd, statusd and PostgreSQL.
   sent and read meanwhile shows once statusd is back, and the open timeline holds exactly
   the message's events (none missing, none twice), all through the feed;
 - where WebSocket is blocked, the page falls back to Server-Sent Events;
+- opened while PostgreSQL is down, the page waits and goes live when it is back;
 - keyboard and screen-reader basics: rows are buttons with aria-expanded, the connection
   indicator is a live status region; the page fits a phone's width.
 """
@@ -193,6 +194,22 @@ class DashboardTest(unittest.TestCase):
         got = [tuple(e) for e in alice.js(TIMELINE, tid)]
         self.assertEqual(len(got), len(set(got)), "an event shown twice")
         self.assertIn("read", [s for _, _, s in got])
+
+    def test_waits_for_the_database_instead_of_signing_out(self):
+        """Opened while PostgreSQL is down (statusd answers 503): the page says it is
+        reconnecting, keeps the sign-in, and goes live when the database is back."""
+        self.pg.stop()
+        try:
+            b = browser_mod.Browser(self.sb, name="browser-nodb")
+            b.open(f"{self.sd.url}/#token={self.sd.token(ALICE)}")
+            b.wait("reconnecting", lambda: b.js(
+                "return document.getElementById('conn').dataset.state") == "reconnecting")
+            self.assertTrue(b.js("return document.getElementById('signin').hidden"))
+        finally:
+            self.pg.start()
+        b.wait("live once the database is back", lambda: b.js(
+            "return document.getElementById('conn').dataset.state") == "live", timeout=40)
+        self.assertTrue(b.js("return !document.getElementById('app').hidden"))
 
     def test_falls_back_to_sse_where_websocket_is_blocked(self):
         """A proxy that does not pass WebSocket upgrades (here: every WebSocket the page

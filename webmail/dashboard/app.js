@@ -312,16 +312,22 @@ async function start(token) {
     nextCursor = null;
     loadPage(null).catch(() => {});
   });
-  try {
-    await loadPrefs();
-  } catch (e) {
-    if (e.status === 401) {
-      forgetToken();
-      showSignIn("That token was refused: it is wrong, revoked or expired.");
-      return;
+  // statusd without its database (503), or away: wait for it rather than ask to sign in again
+  for (let delay = 1000; ; delay = Math.min(delay * 2, 15000)) {
+    try {
+      await loadPrefs();
+      break;
+    } catch (e) {
+      if (e.status === 401) {
+        forgetToken();
+        showSignIn("That token was refused: it is wrong, revoked or expired.");
+        return;
+      }
+      showState({ state: "reconnecting", retryIn: delay });
+      $("conn-text").textContent += ` (${e.message})`;
+      await new Promise((resolve) => setTimeout(resolve, delay));
+      if (client === null) return; // signed out meanwhile
     }
-    showSignIn(`statusd did not answer: ${e.message}`);
-    return;
   }
   $("signin").hidden = true;
   $("app").hidden = false;
