@@ -30,21 +30,12 @@
 
 #include <cmocka.h>
 
+#include "check.h"
 #include "pflog.h"
 
-static int failures;
-
-static void
-check_done(void)
-{
-	int n = failures;
-
-	failures = 0;
-	if (n != 0) {
-		print_error("%d check(s) failed\n", n);
-		fail();
-	}
-}
+/* check.h's check_int, labelled with the case and the field rather than the expression */
+#define CHECK_NUM(name, field, got, want)                                                          \
+	check_int(__FILE__, __LINE__, (name), (field), (long long)(got), (long long)(want))
 
 static const char *const kind_names[] = {"OTHER",   "DELIVERY", "QUEUED", "EXPIRED",
                                          "REMOVED", "MSGID",    "BOUNCE"};
@@ -141,7 +132,7 @@ check_bounds(const char *name, const struct parsed *p)
 
 /* want NULL: absent (len 0); otherwise exactly these bytes. */
 static void
-check_str(const char *name, const char *field, const struct pflog_str *got, const char *want)
+check_field(const char *name, const char *field, const struct pflog_str *got, const char *want)
 {
 	if (want == NULL) {
 		if (got->len != 0) {
@@ -154,15 +145,6 @@ check_str(const char *name, const char *field, const struct pflog_str *got, cons
 	if (got->ptr == NULL || got->len != strlen(want) || memcmp(got->ptr, want, got->len) != 0) {
 		print_error("%s: %s: got \"%.*s\"%s, want \"%s\"\n", name, field, (int)got->len,
 		            got->ptr ? got->ptr : "", got->ptr ? "" : " (NULL)", want);
-		failures++;
-	}
-}
-
-static void
-check_int(const char *name, const char *field, long long got, long long want)
-{
-	if (got != want) {
-		print_error("%s: %s: got %lld, want %lld\n", name, field, got, want);
 		failures++;
 	}
 }
@@ -197,25 +179,25 @@ check_rec(const char *name, const struct parsed *p, const struct want *w)
 		            kind_name(w->kind));
 		failures++;
 	}
-	check_str(name, "service", &r->service, w->service);
-	check_str(name, "queue_id", &r->queue_id, w->queue_id);
-	check_str(name, "to", &r->to, w->to);
-	check_str(name, "orig_to", &r->orig_to, w->orig_to);
-	check_str(name, "relay", &r->relay, w->relay);
-	check_str(name, "delay", &r->delay, w->delay);
-	check_str(name, "delays", &r->delays, w->delays);
-	check_str(name, "dsn", &r->dsn, w->dsn);
-	check_int(name, "status", r->status, w->status);
-	check_str(name, "status_text", &r->status_text, w->status_text);
-	check_str(name, "from", &r->from, w->from);
+	check_field(name, "service", &r->service, w->service);
+	check_field(name, "queue_id", &r->queue_id, w->queue_id);
+	check_field(name, "to", &r->to, w->to);
+	check_field(name, "orig_to", &r->orig_to, w->orig_to);
+	check_field(name, "relay", &r->relay, w->relay);
+	check_field(name, "delay", &r->delay, w->delay);
+	check_field(name, "delays", &r->delays, w->delays);
+	check_field(name, "dsn", &r->dsn, w->dsn);
+	CHECK_NUM(name, "status", r->status, w->status);
+	check_field(name, "status_text", &r->status_text, w->status_text);
+	check_field(name, "from", &r->from, w->from);
 	if (w->from != NULL && r->from.ptr == NULL) {
 		print_error("%s: from: NULL ptr, want <> (ptr set, len 0)\n", name);
 		failures++;
 	}
-	check_int(name, "size", r->size, w->kind == PFLOG_QUEUED ? w->size : -1);
-	check_int(name, "nrcpt", r->nrcpt, w->kind == PFLOG_QUEUED ? w->nrcpt : -1);
-	check_str(name, "message_id", &r->message_id, w->message_id);
-	check_str(name, "bounce_queue_id", &r->bounce_queue_id, w->bounce_queue_id);
+	CHECK_NUM(name, "size", r->size, w->kind == PFLOG_QUEUED ? w->size : -1);
+	CHECK_NUM(name, "nrcpt", r->nrcpt, w->kind == PFLOG_QUEUED ? w->nrcpt : -1);
+	check_field(name, "message_id", &r->message_id, w->message_id);
+	check_field(name, "bounce_queue_id", &r->bounce_queue_id, w->bounce_queue_id);
 }
 
 /* ---- real lines, one per shape ---------------------------------------------------------- */
@@ -605,14 +587,14 @@ test_headers(void **state)
 		snprintf(line, sizeof(line), "%s%s", header_cases[i].prefix, base_text);
 		parse_copy(line, strlen(line), &p);
 		check_bounds(name, &p);
-		check_int(name, "kind", p.kind, PFLOG_DELIVERY);
-		check_str(name, "timestamp", &p.rec.timestamp, header_cases[i].timestamp);
-		check_str(name, "host", &p.rec.host, header_cases[i].host);
-		check_str(name, "program", &p.rec.program, header_cases[i].program);
-		check_str(name, "service", &p.rec.service, header_cases[i].service);
-		check_int(name, "pid", p.rec.pid, header_cases[i].pid);
-		check_str(name, "to", &p.rec.to, "bob@remote.example");
-		check_str(name, "status_text", &p.rec.status_text, "250 2.0.0 Ok");
+		CHECK_NUM(name, "kind", p.kind, PFLOG_DELIVERY);
+		check_field(name, "timestamp", &p.rec.timestamp, header_cases[i].timestamp);
+		check_field(name, "host", &p.rec.host, header_cases[i].host);
+		check_field(name, "program", &p.rec.program, header_cases[i].program);
+		check_field(name, "service", &p.rec.service, header_cases[i].service);
+		CHECK_NUM(name, "pid", p.rec.pid, header_cases[i].pid);
+		check_field(name, "to", &p.rec.to, "bob@remote.example");
+		check_field(name, "status_text", &p.rec.status_text, "250 2.0.0 Ok");
 		parsed_free(&p);
 	}
 	check_done();
@@ -628,7 +610,7 @@ check_same(const char *name, const struct parsed *a, const struct parsed *b)
 	const char *names[NSTRS];
 
 	check_bounds(name, b);
-	check_int(name, "kind", b->kind, a->kind);
+	CHECK_NUM(name, "kind", b->kind, a->kind);
 	rec_strs(&a->rec, sa, names);
 	rec_strs(&b->rec, sb, names);
 	for (int i = 2; i < NSTRS; i++) { /* not timestamp and host */
@@ -640,10 +622,10 @@ check_same(const char *name, const struct parsed *a, const struct parsed *b)
 			failures++;
 		}
 	}
-	check_int(name, "status", b->rec.status, a->rec.status);
-	check_int(name, "size", b->rec.size, a->rec.size);
-	check_int(name, "nrcpt", b->rec.nrcpt, a->rec.nrcpt);
-	check_int(name, "pid", b->rec.pid, a->rec.pid);
+	CHECK_NUM(name, "status", b->rec.status, a->rec.status);
+	CHECK_NUM(name, "size", b->rec.size, a->rec.size);
+	CHECK_NUM(name, "nrcpt", b->rec.nrcpt, a->rec.nrcpt);
+	CHECK_NUM(name, "pid", b->rec.pid, a->rec.pid);
 }
 
 static void
@@ -676,7 +658,7 @@ test_variants(void **state)
 		snprintf(name, sizeof(name), "%s (raw datagram)", real_cases[i].name);
 		parse_copy(buf, (size_t)n, &b);
 		check_same(name, &a, &b);
-		check_str(name, "host", &b.rec.host, NULL);
+		check_field(name, "host", &b.rec.host, NULL);
 		parsed_free(&b);
 
 		n = snprintf(buf, sizeof(buf), "2026-11-22T%.8s.004211+01:00 mail.example.com %s",
@@ -684,7 +666,7 @@ test_variants(void **state)
 		snprintf(name, sizeof(name), "%s (RFC 3339)", real_cases[i].name);
 		parse_copy(buf, (size_t)n, &b);
 		check_same(name, &a, &b);
-		check_str(name, "host", &b.rec.host, "mail.example.com");
+		check_field(name, "host", &b.rec.host, "mail.example.com");
 		parsed_free(&b);
 		parsed_free(&a);
 	}
@@ -878,18 +860,18 @@ test_other_lines(void **state)
 
 		parse_copy(other_cases[i].line, strlen(other_cases[i].line), &p);
 		check_bounds(other_cases[i].name, &p);
-		check_int(other_cases[i].name, "kind", p.kind, PFLOG_OTHER);
+		CHECK_NUM(other_cases[i].name, "kind", p.kind, PFLOG_OTHER);
 		/* nothing of a message shape is left behind in an OTHER record */
-		check_str(other_cases[i].name, "to", &p.rec.to, NULL);
-		check_str(other_cases[i].name, "relay", &p.rec.relay, NULL);
-		check_str(other_cases[i].name, "from", &p.rec.from, NULL);
-		check_int(other_cases[i].name, "status", p.rec.status, PFLOG_STATUS_NONE);
-		check_int(other_cases[i].name, "size", p.rec.size, -1);
+		check_field(other_cases[i].name, "to", &p.rec.to, NULL);
+		check_field(other_cases[i].name, "relay", &p.rec.relay, NULL);
+		check_field(other_cases[i].name, "from", &p.rec.from, NULL);
+		CHECK_NUM(other_cases[i].name, "status", p.rec.status, PFLOG_STATUS_NONE);
+		CHECK_NUM(other_cases[i].name, "size", p.rec.size, -1);
 		parsed_free(&p);
 	}
 	{
 		struct pflog_rec rec;
-		check_int("NULL line", "kind", pflog_parse(NULL, 0, &rec), PFLOG_OTHER);
+		CHECK_NUM("NULL line", "kind", pflog_parse(NULL, 0, &rec), PFLOG_OTHER);
 	}
 	check_done();
 }
@@ -927,7 +909,7 @@ test_every_cut(void **state)
 				parsed_free(&p);
 				continue;
 			}
-			check_int(name, "kind", p.kind, PFLOG_OTHER);
+			CHECK_NUM(name, "kind", p.kind, PFLOG_OTHER);
 			parsed_free(&p);
 		}
 		parsed_free(&full);
@@ -959,12 +941,12 @@ test_long_replies(void **state)
 	        "status=bounced (host 127.0.0.1[127.0.0.1] said: %s (in reply to RCPT TO "
 	        "command))",
 	        reply);
-	check_int("long reply", "line length", n, 1612);
+	CHECK_NUM("long reply", "line length", n, 1612);
 	parse_copy(line, (size_t)n, &p);
 	check_bounds("long reply", &p);
-	check_int("long reply", "kind", p.kind, PFLOG_DELIVERY);
-	check_int("long reply", "status", p.rec.status, PFLOG_BOUNCED);
-	check_int("long reply", "status_text length", (long long)p.rec.status_text.len,
+	CHECK_NUM("long reply", "kind", p.kind, PFLOG_DELIVERY);
+	CHECK_NUM("long reply", "status", p.rec.status, PFLOG_BOUNCED);
+	CHECK_NUM("long reply", "status_text length", (long long)p.rec.status_text.len,
 	          (long long)(strlen("host 127.0.0.1[127.0.0.1] said: ") + r +
 	                      strlen(" (in reply to RCPT TO command)")));
 	parsed_free(&p);
@@ -987,25 +969,25 @@ test_long_replies(void **state)
 		memset(line + h + t, 'x', 2000 - t);
 		parse_copy(line, h + 2000, &p);
 		check_bounds("cut at 2000", &p);
-		check_int("cut at 2000", "kind", p.kind, PFLOG_DELIVERY);
-		check_int("cut at 2000", "status", p.rec.status, PFLOG_BOUNCED);
-		check_str("cut at 2000", "to", &p.rec.to, "huge@huge.example");
-		check_int("cut at 2000", "status_text length", (long long)p.rec.status_text.len,
+		CHECK_NUM("cut at 2000", "kind", p.kind, PFLOG_DELIVERY);
+		CHECK_NUM("cut at 2000", "status", p.rec.status, PFLOG_BOUNCED);
+		check_field("cut at 2000", "to", &p.rec.to, "huge@huge.example");
+		CHECK_NUM("cut at 2000", "status_text length", (long long)p.rec.status_text.len,
 		          (long long)(2000 - t +
 		                      strlen("host 127.0.0.1[127.0.0.1] said: 550 5.7.1 ")));
 		parsed_free(&p);
 		/* one byte less or more is not Postfix's cut: a broken line */
 		parse_copy(line, h + 1999, &p);
-		check_int("cut at 1999", "kind", p.kind, PFLOG_OTHER);
+		CHECK_NUM("cut at 1999", "kind", p.kind, PFLOG_OTHER);
 		parsed_free(&p);
 		line[h + 2000] = 'x';
 		parse_copy(line, h + 2001, &p);
-		check_int("2001 bytes, unclosed", "kind", p.kind, PFLOG_OTHER);
+		CHECK_NUM("2001 bytes, unclosed", "kind", p.kind, PFLOG_OTHER);
 		parsed_free(&p);
 		/* with a CR after it (a CRLF log) it is still Postfix's cut */
 		line[h + 2000] = '\r';
 		parse_copy(line, h + 2001, &p);
-		check_int("cut at 2000 + CR", "kind", p.kind, PFLOG_DELIVERY);
+		CHECK_NUM("cut at 2000 + CR", "kind", p.kind, PFLOG_DELIVERY);
 		parsed_free(&p);
 	}
 	check_done();
@@ -1076,11 +1058,11 @@ test_sample_log(void **state)
 		if (p.kind == PFLOG_DELIVERY)
 			got_status[p.rec.status]++;
 		if (p.kind == PFLOG_DELIVERY || p.kind == PFLOG_EXPIRED) {
-			check_int(name, "time", pflog_time(&p.rec.timestamp, 1795351200000) > 0, 1);
+			CHECK_NUM(name, "time", pflog_time(&p.rec.timestamp, 1795351200000) > 0, 1);
 		}
 		/* cut in half: nothing */
 		parse_copy(buf, len / 2, &q);
-		check_int(name, "kind of the first half", q.kind, PFLOG_OTHER);
+		CHECK_NUM(name, "kind of the first half", q.kind, PFLOG_OTHER);
 		parsed_free(&q);
 		/* with the whole line still there plus CRLF: the same */
 		memcpy(buf + len, "\r\n", 2);
@@ -1091,13 +1073,13 @@ test_sample_log(void **state)
 	}
 	fclose(fp);
 	free(path);
-	check_int("sample", "lines", lines, 827);
+	CHECK_NUM("sample", "lines", lines, 827);
 	for (int k = 0; k < 7; k++)
-		check_int("sample", kind_names[k], got[k], want[k]);
-	check_int("sample", "sent", got_status[PFLOG_SENT], want_status[PFLOG_SENT]);
-	check_int("sample", "deferred (incl. SOFTBOUNCE)", got_status[PFLOG_DEFERRED],
+		CHECK_NUM("sample", kind_names[k], got[k], want[k]);
+	CHECK_NUM("sample", "sent", got_status[PFLOG_SENT], want_status[PFLOG_SENT]);
+	CHECK_NUM("sample", "deferred (incl. SOFTBOUNCE)", got_status[PFLOG_DEFERRED],
 	          want_status[PFLOG_DEFERRED]);
-	check_int("sample", "bounced", got_status[PFLOG_BOUNCED], want_status[PFLOG_BOUNCED]);
+	CHECK_NUM("sample", "bounced", got_status[PFLOG_BOUNCED], want_status[PFLOG_BOUNCED]);
 	check_done();
 }
 
@@ -1163,19 +1145,19 @@ test_time(void **state)
 	setenv("TZ", "Europe/Berlin", 1);
 	tzset();
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
-		check_int(cases[i].name, cases[i].ts, time_of(cases[i].ts, cases[i].now),
+		CHECK_NUM(cases[i].name, cases[i].ts, time_of(cases[i].ts, cases[i].now),
 		          cases[i].want);
 	{
 		struct pflog_str none = {NULL, 0};
-		check_int("NULL timestamp", "pflog_time", pflog_time(&none, 0), -1);
-		check_int("NULL pointer", "pflog_time", pflog_time(NULL, 0), -1);
+		CHECK_NUM("NULL timestamp", "pflog_time", pflog_time(&none, 0), -1);
+		CHECK_NUM("NULL pointer", "pflog_time", pflog_time(NULL, 0), -1);
 	}
 	/* The timestamp a parse returns is what pflog_time reads. */
 	{
 		struct parsed p;
 		const char *line = real_cases[0].line;
 		parse_copy(line, strlen(line), &p);
-		check_int("parsed timestamp", "pflog_time",
+		CHECK_NUM("parsed timestamp", "pflog_time",
 		          pflog_time(&p.rec.timestamp, 1795351200000), 1795351021000);
 		parsed_free(&p);
 	}
