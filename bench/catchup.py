@@ -28,13 +28,10 @@ import subprocess
 import sys
 import time
 
-SOURCE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(SOURCE, "tests", "sandbox"))
-sys.path.insert(0, os.path.join(SOURCE, "bench"))
-os.environ.setdefault("MSGSTATUS_BUILD_DIR", os.path.join(SOURCE, "build"))
+import benchutil  # noqa: F401  (first: it puts the sandbox on sys.path)
 
-from ingest import make_events  # noqa: E402
-from msgsandbox import Sandbox, paths  # noqa: E402
+from ingest import make_events
+from msgsandbox import Sandbox, paths
 
 USER = "alice@bench.example"
 

@@ -24,17 +24,14 @@ and the rate is commands/s. Instances are measured in rotated order. Prints a Ma
 table per round and the medians, with ratios against "none".
 """
 import argparse
-import os
 import statistics
 import sys
 import time
 
-SOURCE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(SOURCE, "tests", "sandbox"))
-os.environ.setdefault("MSGSTATUS_BUILD_DIR", os.path.join(SOURCE, "build"))
+import benchutil  # noqa: F401  (first: it puts the sandbox on sys.path)
 
-from msgsandbox import Sandbox, paths  # noqa: E402
-from msgsandbox.postfix import make_message  # noqa: E402
+from msgsandbox import Sandbox, paths
+from msgsandbox.postfix import make_message
 
 USER = "bob@example.org"
 

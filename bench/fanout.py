@@ -40,14 +40,11 @@ import time
 import urllib.parse
 import urllib.request
 
-SOURCE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(SOURCE, "tests", "sandbox"))
-os.environ.setdefault("MSGSTATUS_BUILD_DIR", os.path.join(SOURCE, "build"))
 
-from benchutil import percentile  # noqa: E402
-from msgsandbox import Sandbox, paths  # noqa: E402
-from msgsandbox.core import free_port, wait_for  # noqa: E402
-from msgsandbox.statusd import now_rfc3339  # noqa: E402
+from benchutil import percentile  # first: it puts the sandbox on sys.path
+from msgsandbox import Sandbox, paths
+from msgsandbox.core import free_port, wait_for
+from msgsandbox.statusd import now_rfc3339
 
 ALICE = "alice@example.org"
 NCHAN_MODULE = "/usr/lib/nginx/modules/ngx_nchan_module.so"

@@ -20,11 +20,9 @@ import subprocess
 import sys
 import time
 
-SOURCE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(SOURCE, "tests", "sandbox"))
-os.environ.setdefault("MSGSTATUS_BUILD_DIR", os.path.join(SOURCE, "build"))
+import benchutil  # noqa: F401  (first: it puts the sandbox on sys.path)
 
-from msgsandbox import Sandbox, paths  # noqa: E402
+from msgsandbox import Sandbox, paths
 
 
 def rfc3339(t):

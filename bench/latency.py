@@ -21,14 +21,11 @@ import urllib.parse
 
 import websocket
 
-SOURCE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(SOURCE, "tests", "sandbox"))
-os.environ.setdefault("MSGSTATUS_BUILD_DIR", os.path.join(SOURCE, "build"))
 
-from benchutil import percentile  # noqa: E402
-from msgsandbox import Sandbox, paths  # noqa: E402
-from msgsandbox.postfix import make_message  # noqa: E402
-from msgsandbox.statusd import now_rfc3339  # noqa: E402
+from benchutil import percentile  # first: it puts the sandbox on sys.path
+from msgsandbox import Sandbox, paths
+from msgsandbox.postfix import make_message
+from msgsandbox.statusd import now_rfc3339
 
 ALICE, BOB = "alice@example.net", "bob@example.org"
 

@@ -24,12 +24,10 @@ import subprocess
 import sys
 import time
 
-SOURCE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(SOURCE, "tests", "sandbox"))
-os.environ.setdefault("MSGSTATUS_BUILD_DIR", os.path.join(SOURCE, "build"))
+import benchutil  # noqa: F401  (first: it puts the sandbox on sys.path)
 
-from msgsandbox import Sandbox  # noqa: E402
-from msgsandbox.core import wait_for  # noqa: E402
+from msgsandbox import Sandbox
+from msgsandbox.core import wait_for
 
 SMTP_SOURCE = "/usr/sbin/smtp-source"
 OPENDKIM = "/usr/sbin/opendkim"
