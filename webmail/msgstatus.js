@@ -396,8 +396,8 @@ export class MsgStatusClient extends EventTarget {
   }
 
   _useSse() {
-    if (this.transport === "sse") return true;
-    if (this.transport === "websocket" || typeof WebSocket === "undefined") return typeof WebSocket === "undefined";
+    if (this.transport === "sse" || typeof WebSocket === "undefined") return true;
+    if (this.transport === "websocket") return false;
     // auto: WebSocket, unless it never opened in two tries and SSE exists
     return !this._wsWorked && this._wsFailures >= 2 && typeof EventSource !== "undefined";
   }

@@ -76,7 +76,6 @@ function duration(ms) {
 let client = null;
 let nextCursor = null;
 const open = new Set(); // ids of messages shown expanded
-const items = new Map(); // id -> <li>
 let renderQueued = false;
 
 function tokenFromLocation() {
@@ -148,7 +147,7 @@ function recipientRow(r, queuedAt) {
   return h("li", { class: `rcpt s-${r.status}`, "data-recipient": r.recipient, "data-status": r.status },
     mark(r.status),
     h("span", { class: "addr" }, r.recipient),
-    h("span", { class: "state" }, `${LABELS[r.status] || r.status}`,
+    h("span", { class: "state" }, LABELS[r.status] || r.status,
       h("span", { class: "sr" }, `: ${MEANING[r.status] || ""}`)),
     h("span", { class: "time muted" }, r.timestamp ? when(r.timestamp) : "", took ? ` (after ${took})` : ""),
     reason ? h("span", { class: "reply" }, reason) : null);
@@ -211,11 +210,7 @@ function render() {
   const shown = all.filter((m) => matches(m, text, filter));
   const focused = document.activeElement && document.activeElement.closest("li.msg");
   const focusId = focused ? focused.dataset.id : null;
-  list.replaceChildren(...shown.map((m) => {
-    const li = messageItem(m);
-    items.set(m.id, li);
-    return li;
-  }));
+  list.replaceChildren(...shown.map(messageItem));
   if (focusId) {
     const again = list.querySelector(`li.msg[data-id="${CSS.escape(focusId)}"] > button`);
     if (again) again.focus();

@@ -7,9 +7,8 @@ chromedriver by Debian's python3-selenium (nothing is downloaded).
 """
 import os
 import shutil
-import time
 
-from .core import SandboxError
+from .core import wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -56,16 +55,9 @@ class Browser:
     def js(self, script, *args):
         return self.driver.execute_script(script, *args)
 
-    def wait(self, what, fn, timeout=15.0, interval=0.02):
-        """Poll fn until it returns something true; that value. SandboxError on timeout."""
-        end = time.monotonic() + timeout
-        while True:
-            v = fn()
-            if v:
-                return v
-            if time.monotonic() > end:
-                raise SandboxError(f"timed out waiting for {what}")
-            time.sleep(interval)
+    def wait(self, what, fn, timeout=15.0):
+        """wait_for, polling the page more often."""
+        return wait_for(what, fn, timeout=timeout, interval=0.02)
 
     def offline(self, yes):
         """Cut the page off the network (Chromium's network emulation), or connect it again."""

@@ -87,7 +87,6 @@ class msgstatus extends rcube_plugin
     public function token_action()
     {
         $rcmail = rcmail::get_instance();
-        $rcmail->output->set_env('msgstatus_token', null);
         $rcmail->output->command('plugin.msgstatus_token', ['token' => $this->token()]);
         $rcmail->output->send();
     }
