@@ -226,6 +226,15 @@ spool_open(const char *dir, uint64_t segment_max, uint64_t total_max, bool sync_
 	read_cursor(sp);
 	if (new_segment(sp, error_r) < 0)
 		goto fail;
+	if (sp->cursor.segment >= sp->segs[sp->nsegs - 1].seg) {
+		/* past every segment there is (segments removed by hand, a cursor from elsewhere):
+		   resend all rather than skip what is written next; ids make resending harmless */
+		msg_warn("spool %s: the cursor (segment %" PRIu64 ") is past the last segment; "
+		         "resending the whole spool",
+		         dir, sp->cursor.segment);
+		sp->cursor.segment = sp->segs[0].seg;
+		sp->cursor.offset = 0;
+	}
 	sp->rseg = sp->cursor.segment;
 	sp->roff = sp->cursor.offset;
 	return sp;

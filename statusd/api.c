@@ -16,14 +16,14 @@
 #include "mbuf.h"
 #include "msevent.h"
 #include "msg.h"
+#include "params.h"
 #include "randid.h"
 #include "rfc3339.h"
 #include "sdconfig.h"
 #include "store.h"
 #include "webhook.h"
 
-#define LIST_DEFAULT 50
-#define LIST_MAX     200
+#define ARG_BUF      (MSEVENT_ADDR_MAX + 8)
 #define TYPING_MS    10000
 #define TIMELINE_MAX 1000 /* events in a timeline */
 
@@ -361,32 +361,6 @@ api_metrics(const struct http_env *env, struct req *r, const struct principal *p
 
 /* --- messages ------------------------------------------------------------------------ */
 
-static bool
-message_ref_ok(const char *id)
-{
-	size_t len = strlen(id);
-
-	if (len == 0 || len > MSEVENT_MSGID_MAX)
-		return false;
-	for (size_t i = 0; i < len; i++)
-		if ((unsigned char)id[i] < 0x21 || id[i] == 0x7f)
-			return false;
-	return true;
-}
-
-static bool
-user_ok(const char *u)
-{
-	size_t len = strlen(u);
-
-	if (len == 0 || len > MSEVENT_ADDR_MAX)
-		return false;
-	for (size_t i = 0; i < len; i++)
-		if ((unsigned char)u[i] < 0x21 || u[i] == 0x7f)
-			return false;
-	return true;
-}
-
 static void
 api_status(const struct http_env *env, struct req *r, const struct principal *p, const char *param,
            const struct mbuf *body)
@@ -401,77 +375,39 @@ api_timeline(const struct http_env *env, struct req *r, const struct principal *
 	submit(job_new(env, r, J_TIMELINE, p, param));
 }
 
-/* A time argument: RFC 3339 or ms since the epoch. */
-static int
-time_arg(struct req *r, const char *name, int64_t *ms_r)
+/* An argument or NULL; buf holds it. */
+static const char *
+arg(struct req *r, const char *name, char *buf, size_t size)
 {
-	char buf[64];
-	const char *error;
-	char *end;
-
-	*ms_r = 0;
-	if (!req_arg(r, name, buf, sizeof(buf)))
-		return 0;
-	if (buf[0] >= '0' && buf[0] <= '9' && strlen(buf) > 0) {
-		long long v = strtoll(buf, &end, 10);
-		if (*end == '\0' && v > 0) {
-			*ms_r = v;
-			return 0;
-		}
-	}
-	return rfc3339_parse(buf, strlen(buf), ms_r, &error) < 0 ? -1 : 0;
+	return req_arg(r, name, buf, size) ? buf : NULL;
 }
 
 static void
 api_list(const struct http_env *env, struct req *r, const struct principal *p, const char *param,
          const struct mbuf *body)
 {
-	struct store_list_filter flt = {.limit = LIST_DEFAULT};
-	char buf[MSEVENT_ADDR_MAX + 8], *end;
+	/* each as large as the largest valid one, plus room to tell "too long" */
+	char status[ARG_BUF], since[ARG_BUF], until[ARG_BUF], limit[ARG_BUF], cursor[ARG_BUF],
+	        rcpt[ARG_BUF];
+	struct params_list_args args = {
+	        .status = arg(r, "status", status, sizeof(status)),
+	        .since = arg(r, "since", since, sizeof(since)),
+	        .until = arg(r, "until", until, sizeof(until)),
+	        .limit = arg(r, "limit", limit, sizeof(limit)),
+	        .cursor = arg(r, "cursor", cursor, sizeof(cursor)),
+	        .recipient = arg(r, "recipient", rcpt, sizeof(rcpt)),
+	};
+	struct store_list_filter flt;
+	const char *error;
 	struct api_job *j;
 
-	if (req_arg(r, "status", buf, sizeof(buf))) {
-		enum msevent_type t = msevent_type_parse(buf);
-		if (!MSEV_IS_STATUS(t)) {
-			req_problem(r, 400, "Bad Request",
-			            "status must be queued, deferred, relayed, delivered, bounced, "
-			            "expired, read, unread or deleted");
-			return;
-		}
-		flt.status = t;
-	}
-	if (time_arg(r, "since", &flt.since_ms) < 0 || time_arg(r, "until", &flt.until_ms) < 0) {
-		req_problem(r, 400, "Bad Request", "since and until are RFC 3339 times");
+	if (params_list(&args, &flt, &error) < 0) {
+		req_problem(r, 400, "Bad Request", error);
 		return;
 	}
-	if (req_arg(r, "limit", buf, sizeof(buf))) {
-		long v = strtol(buf, &end, 10);
-		if (buf[0] == '\0' || *end != '\0' || v < 1 || v > LIST_MAX) {
-			req_problem(r, 400, "Bad Request", "limit must be 1 to 200");
-			return;
-		}
-		flt.limit = (int)v;
-	}
-	if (req_arg(r, "cursor", buf, sizeof(buf))) {
-		long long v = strtoll(buf, &end, 10);
-		if (buf[0] == '\0' || *end != '\0' || v < 1) {
-			req_problem(r, 400, "Bad Request", "cursor is the next_cursor of a page");
-			return;
-		}
-		flt.cursor = v;
-	}
 	j = job_new(env, r, J_LIST, p, NULL);
-	if (req_arg(r, "recipient", buf, sizeof(buf))) {
-		if (!user_ok(buf)) {
-			req_redeem(j->ticket);
-			j->ticket = NULL;
-			job_free(j);
-			req_problem(r, 400, "Bad Request", "recipient is a mail address");
-			return;
-		}
-		if ((j->text = strdup(buf)) == NULL)
-			msg_fatal("out of memory");
-	}
+	if (flt.recipient != NULL && (j->text = strdup(flt.recipient)) == NULL)
+		msg_fatal("out of memory");
 	j->filter = flt;
 	submit(j);
 }
@@ -529,30 +465,16 @@ receipt_store(struct req *r, struct api_job *j)
 	mbuf_free(&line);
 }
 
-/* An optional JSON object body with only the given boolean/string fields. */
+/* The request's JSON object body (params_body), or NULL after answering 400. */
 static struct json_object *
 body_object(struct req *r, const struct mbuf *body, bool required)
 {
-	struct json_tokener *tok;
-	struct json_object *obj;
+	const char *error = "the body must be a JSON object";
+	struct json_object *obj =
+	        params_body(body ? body->data : NULL, body ? body->len : 0, required, &error);
 
-	if (body == NULL || body->len == 0) {
-		if (required) {
-			req_problem(r, 400, "Bad Request", "a JSON object body is required");
-			return NULL;
-		}
-		return json_object_new_object();
-	}
-	tok = json_tokener_new_ex(3);
-	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
-	obj = json_tokener_parse_ex(tok, body->data, (int)body->len);
-	if (json_tokener_get_error(tok) != json_tokener_success || obj == NULL ||
-	    !json_object_is_type(obj, json_type_object)) {
-		json_object_put(obj);
-		obj = NULL;
-		req_problem(r, 400, "Bad Request", "the body must be a JSON object");
-	}
-	json_tokener_free(tok);
+	if (obj == NULL)
+		req_problem(r, 400, "Bad Request", error);
 	return obj;
 }
 
@@ -561,12 +483,13 @@ api_receipt(const struct http_env *env, struct req *r, const struct principal *p
             const struct mbuf *body)
 {
 	struct json_object *obj = body_object(r, body, false);
+	const char *error;
 
 	if (obj == NULL)
 		return;
-	if (json_object_object_length(obj) != 0) {
+	if (params_receipt(obj, &error) < 0) {
 		json_object_put(obj);
-		req_problem(r, 400, "Bad Request", "a receipt takes no fields");
+		req_problem(r, 400, "Bad Request", error);
 		return;
 	}
 	json_object_put(obj);
@@ -587,24 +510,16 @@ api_prefs_put(const struct http_env *env, struct req *r, const struct principal 
               const char *param, const struct mbuf *body)
 {
 	struct json_object *obj = body_object(r, body, true);
-	int rr = -1, pr = -1;
+	int rr, pr;
+	const char *error;
 	struct api_job *j;
 
 	if (obj == NULL)
 		return;
-	json_object_object_foreach(obj, key, val)
-	{
-		int *slot = strcmp(key, "read_receipts") == 0 ? &rr
-		            : strcmp(key, "presence") == 0    ? &pr
-		                                              : NULL;
-		if (slot == NULL || !json_object_is_type(val, json_type_boolean)) {
-			json_object_put(obj);
-			req_problem(
-			        r, 400, "Bad Request",
-			        "preferences are read_receipts and presence, each true or false");
-			return;
-		}
-		*slot = json_object_get_boolean(val);
+	if (params_prefs(obj, &rr, &pr, &error) < 0) {
+		json_object_put(obj);
+		req_problem(r, 400, "Bad Request", error);
+		return;
 	}
 	json_object_put(obj);
 	j = job_new(env, r, J_PREFS_SET, p, NULL);
@@ -630,30 +545,20 @@ static void
 api_presence_post(const struct http_env *env, struct req *r, const struct principal *p,
                   const char *param, const struct mbuf *body)
 {
-	struct json_object *obj = body_object(r, body, true), *state = NULL, *to = NULL;
+	struct json_object *obj = body_object(r, body, true);
+	const char *state, *to, *error;
 	struct api_job *j;
-	const char *s;
 
 	if (obj == NULL)
 		return;
-	json_object_object_get_ex(obj, "state", &state);
-	json_object_object_get_ex(obj, "to", &to);
-	s = state && json_object_is_type(state, json_type_string) ? json_object_get_string(state)
-	                                                          : "";
-	if (json_object_object_length(obj) > (to ? 2 : 1) ||
-	    (strcmp(s, "online") != 0 && strcmp(s, "offline") != 0 && strcmp(s, "typing") != 0) ||
-	    (strcmp(s, "typing") == 0) != (to != NULL) ||
-	    (to && (!json_object_is_type(to, json_type_string) ||
-	            !user_ok(json_object_get_string(to))))) {
+	if (params_presence(obj, &state, &to, &error) < 0) {
 		json_object_put(obj);
-		req_problem(r, 400, "Bad Request",
-		            "expected {\"state\":\"online\"|\"offline\"} or "
-		            "{\"state\":\"typing\",\"to\":ADDRESS}");
+		req_problem(r, 400, "Bad Request", error);
 		return;
 	}
 	j = job_new(env, r, J_PRESENCE_TOUCH, p, NULL);
-	j->ms = strcmp(s, "offline") == 0 ? 0 : env->cfg->presence_timeout;
-	if (to != NULL && (j->text = strdup(json_object_get_string(to))) == NULL)
+	j->ms = strcmp(state, "offline") == 0 ? 0 : env->cfg->presence_timeout;
+	if (to != NULL && (j->text = strdup(to)) == NULL)
 		msg_fatal("out of memory");
 	json_object_put(obj);
 	submit(j);
@@ -666,15 +571,15 @@ static const struct api_route routes[] = {
         {LWSHUMETH_GET, "/metrics", NULL, false, false, api_metrics, NULL, NULL},
         {LWSHUMETH_GET, "/api/v1/messages/events", NULL, true, false, NULL, NULL, NULL},
         {LWSHUMETH_GET, "/api/v1/messages", NULL, true, false, api_list, NULL, NULL},
-        {LWSHUMETH_GET, "/api/v1/messages/", "/status", true, false, api_status, message_ref_ok,
+        {LWSHUMETH_GET, "/api/v1/messages/", "/status", true, false, api_status, params_ref_ok,
          "expected a tracking id or a URL-encoded Message-ID"},
-        {LWSHUMETH_GET, "/api/v1/messages/", "/timeline", true, false, api_timeline, message_ref_ok,
+        {LWSHUMETH_GET, "/api/v1/messages/", "/timeline", true, false, api_timeline, params_ref_ok,
          "expected a tracking id or a URL-encoded Message-ID"},
-        {LWSHUMETH_POST, "/api/v1/messages/", "/receipt", true, true, api_receipt, message_ref_ok,
+        {LWSHUMETH_POST, "/api/v1/messages/", "/receipt", true, true, api_receipt, params_ref_ok,
          "expected a tracking id or a URL-encoded Message-ID"},
         {LWSHUMETH_GET, "/api/v1/preferences", NULL, true, false, api_prefs_get, NULL, NULL},
         {LWSHUMETH_PUT, "/api/v1/preferences", NULL, true, true, api_prefs_put, NULL, NULL},
-        {LWSHUMETH_GET, "/api/v1/presence/", "", true, false, api_presence_get, user_ok,
+        {LWSHUMETH_GET, "/api/v1/presence/", "", true, false, api_presence_get, params_user_ok,
          "expected a user"},
         {LWSHUMETH_POST, "/api/v1/presence", NULL, true, true, api_presence_post, NULL, NULL},
 };

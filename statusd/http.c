@@ -15,6 +15,7 @@
 #include "auth.h"
 #include "mbuf.h"
 #include "msg.h"
+#include "params.h"
 #include "rfc3339.h"
 #include "sdconfig.h"
 #include "stream.h"
@@ -61,10 +62,10 @@ struct req {
 	bool ready, headers_sent;
 	/* streams */
 	struct stream *stream;
-	int64_t from, epoch; /* where a stream resumes */
-	char *token;         /* a WebSocket's credential, until it is checked */
-	bool bad_resume;     /* a WebSocket asked for an impossible resume point */
-	int close_code;      /* a WebSocket refused: close with this */
+	int64_t from, epoch;    /* where a stream resumes */
+	char *token;            /* a WebSocket's credential, until it is checked */
+	const char *bad_resume; /* why a WebSocket's resume point is impossible, or NULL */
+	int close_code;         /* a WebSocket refused: close with this */
 	const char *close_reason;
 };
 
@@ -310,31 +311,15 @@ unauthorized(struct req *r, const char *detail)
 
 /* Where a stream resumes: Last-Event-ID "EPOCH-OFFSET", or ?offset=&epoch=. */
 static int
-resume_point(struct req *r)
+resume_point(struct req *r, const char **error_r)
 {
-	char buf[ARG_MAX];
+	char id[ARG_MAX], offset[ARG_MAX], epoch[ARG_MAX];
+	bool has_id = lws_hdr_custom_copy(r->wsi, id, sizeof(id), "last-event-id:", 14) > 0;
 
-	r->from = -1;
-	r->epoch = 0;
-	if (lws_hdr_custom_copy(r->wsi, buf, sizeof(buf), "last-event-id:", 14) > 0) {
-		if (stream_parse_event_id(buf, &r->epoch, &r->from) < 0)
-			return -1;
-		return 0;
-	}
-	if (req_arg(r, "offset", buf, sizeof(buf))) {
-		char *end;
-		long long v = strtoll(buf, &end, 10);
-		if (buf[0] == '\0' || *end != '\0' || v < 0)
-			return -1;
-		r->from = v;
-		if (!req_arg(r, "epoch", buf, sizeof(buf)))
-			return -1;
-		v = strtoll(buf, &end, 10);
-		if (buf[0] == '\0' || *end != '\0' || v <= 0)
-			return -1;
-		r->epoch = v;
-	}
-	return 0;
+	return params_resume(has_id ? id : NULL,
+	                     req_arg(r, "offset", offset, sizeof(offset)) ? offset : NULL,
+	                     req_arg(r, "epoch", epoch, sizeof(epoch)) ? epoch : NULL, &r->epoch,
+	                     &r->from, error_r);
 }
 
 /* Close a WebSocket with a code and reason on its next writable turn (lws sends the close
@@ -421,6 +406,7 @@ static void
 dispatch(struct http *h, struct req *r)
 {
 	const struct api_route *route;
+	const char *error;
 	char *token;
 
 	if (r->method == LWSHUMETH_OPTIONS) {
@@ -449,9 +435,8 @@ dispatch(struct http *h, struct req *r)
 		route->handler(&h->env, r, NULL, r->param, &r->reqbody);
 		return;
 	}
-	if (route->handler == NULL && resume_point(r) < 0) {
-		req_problem(r, 400, "Bad Request",
-		            "Last-Event-ID must be EPOCH-OFFSET; offset and epoch go together");
+	if (route->handler == NULL && resume_point(r, &error) < 0) {
+		req_problem(r, 400, "Bad Request", error);
 		return;
 	}
 	if ((token = bearer(r, route->handler == NULL)) == NULL) {
@@ -569,6 +554,7 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in
 		/* a WebSocket upgrade: only on the stream path; keep what auth needs */
 		char path[64];
 		int n = lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI);
+		const char *error;
 
 		memset(r, 0, sizeof(*r));
 		r->kind = CONN_WS;
@@ -581,15 +567,16 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in
 		    (r->origin = allowed_origin(h, wsi)) == NULL)
 			return 1; /* a browser page from an origin we do not serve */
 		/* problems with the request are told after the upgrade, with a close reason */
-		r->bad_resume = resume_point(r) < 0;
+		if (resume_point(r, &error) < 0)
+			r->bad_resume = error;
 		r->token = bearer(r, true);
 		return 0;
 	}
 	case LWS_CALLBACK_ESTABLISHED: {
 		char *token = r->token;
 		r->token = NULL;
-		if (r->bad_resume)
-			ws_refuse(r, 4400, "offset and epoch go together, as non-negative numbers");
+		if (r->bad_resume != NULL)
+			ws_refuse(r, 4400, r->bad_resume);
 		else if (token == NULL)
 			ws_refuse(r, 4401, "a bearer token is required (?access_token=)");
 		else

@@ -2,8 +2,8 @@
  * stream - WebSocket and SSE transports of the live feed. See stream.h.
  *
  * SECURITY
- *	Client messages on the WebSocket are bounded by lws (rx buffer) and here
- *	(STREAM_RX_MAX), must be UTF-8 JSON objects (lws validates UTF-8 of text frames) and
+ *	Client messages on the WebSocket are bounded by lws (rx buffer) and params.c
+ *	(PARAMS_WS_MAX), must be UTF-8 JSON objects (lws validates UTF-8 of text frames) and
  *	are answered or rejected without touching anything else.
  */
 #include "stream.h"
@@ -17,10 +17,10 @@
 #include "feed.h"
 #include "mbuf.h"
 #include "msg.h"
+#include "params.h"
 #include "sdconfig.h"
 
-#define STREAM_RX_MAX 1024
-#define WRITE_BUF     16384
+#define WRITE_BUF 16384
 
 struct item {
 	struct feed_msg *msg; /* an event, or NULL for a control document */
@@ -337,32 +337,15 @@ stream_writable(struct stream *s)
 int
 stream_receive(struct stream *s, const void *data, size_t len)
 {
-	struct json_object *doc, *type = NULL;
-	static const char bad[] = "expected {\"type\":\"ping\"}";
+	const char *error;
 
-	if (len > STREAM_RX_MAX) {
-		stream_ws_close(s->wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too large");
+	if (params_ws_message(data, len, &error) < 0) {
+		stream_ws_close(s->wsi,
+		                len > PARAMS_WS_MAX ? LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE
+		                                    : LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE,
+		                error);
 		return -1;
 	}
-	{
-		struct json_tokener *tok = json_tokener_new_ex(4);
-		if (tok == NULL)
-			msg_fatal("out of memory");
-		doc = json_tokener_parse_ex(tok, data, (int)len);
-		if (json_tokener_get_error(tok) != json_tokener_success) {
-			json_object_put(doc);
-			doc = NULL;
-		}
-		json_tokener_free(tok);
-	}
-	if (doc == NULL || !json_object_is_type(doc, json_type_object) ||
-	    !json_object_object_get_ex(doc, "type", &type) ||
-	    strcmp(json_object_get_string(type), "ping") != 0) {
-		json_object_put(doc);
-		stream_ws_close(s->wsi, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE, bad);
-		return -1;
-	}
-	json_object_put(doc);
 	s->want_pong = true;
 	lws_callback_on_writable(s->wsi);
 	return 0;
@@ -397,23 +380,4 @@ stream_done(void)
 	if (ping_running)
 		uv_close((uv_handle_t *)&ping_timer, NULL);
 	ping_running = false;
-}
-
-int
-stream_parse_event_id(const char *s, int64_t *epoch_r, int64_t *offset_r)
-{
-	char *end;
-	long long e, o;
-
-	if (*s < '0' || *s > '9')
-		return -1;
-	e = strtoll(s, &end, 10);
-	if (*end != '-' || end[1] < '0' || end[1] > '9')
-		return -1;
-	o = strtoll(end + 1, &end, 10);
-	if (*end != '\0' || e <= 0 || o < 0)
-		return -1;
-	*epoch_r = e;
-	*offset_r = o;
-	return 0;
 }

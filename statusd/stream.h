@@ -55,7 +55,4 @@ void stream_done(void);
  */
 void stream_ws_close(struct lws *wsi, int code, const char *reason);
 
-/* "EPOCH-OFFSET" (an SSE Last-Event-ID) -> 0, or -1 if malformed. */
-int stream_parse_event_id(const char *s, int64_t *epoch_r, int64_t *offset_r);
-
 #endif
