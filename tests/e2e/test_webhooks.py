@@ -247,7 +247,8 @@ class WebhookTest(unittest.TestCase):
         elapsed = time.monotonic() - t0
         print(f"\n  2000 events: {elapsed:.2f} s with a stuck webhook, "
               f"{baseline:.2f} s without", flush=True)
-        self.assertLess(elapsed, 2.0)
+        # relative to the same load without the webhook: an absolute bound fails on a
+        # busy machine (2.2 s against 2.1 s seen), not because ingest waited for the hook
         self.assertLess(elapsed, 2 * baseline + 0.5)
         wait_for("retries", lambda: len(rcv.arrivals) >= 3, timeout=10)
         keys = {k for k, _ in rcv.arrivals}
