@@ -202,6 +202,9 @@ pickup_write(const char *dir, const unsigned char *data, size_t size, unsigned i
 		        tmp, count);
 		return;
 	}
+	/* statusd reads it through the directory's group, whatever Dovecot's umask (0077) */
+	if (fchmod(fd, 0640) < 0)
+		i_error("msgstatus: fchmod(%s) failed: %m", tmp);
 	if (write_full(fd, data, size) < 0) {
 		i_error("msgstatus: write(%s) failed: %m (%u events lost)", tmp, count);
 		i_close_fd(&fd);

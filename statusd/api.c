@@ -7,6 +7,7 @@
 #include <libwebsockets.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "auth.h"
 #include "dbworker.h"
@@ -79,8 +80,9 @@ job_run(struct dbjob *dj, PGconn *conn)
 		break;
 	case J_STATUS:
 	case J_TIMELINE:
-		j->found = store_status(conn, j->id, j->kind == J_TIMELINE ? TIMELINE_MAX : 0,
-		                        &j->doc, &j->owner, &j->sender, &j->transient, &error);
+		j->found = store_status(conn, j->id, p->user, p->admin_domains, p->nadmin,
+		                        j->kind == J_TIMELINE ? TIMELINE_MAX : 0, &j->doc,
+		                        &j->owner, &j->sender, &j->transient, &error);
 		break;
 	case J_LIST:
 		j->filter.recipient = j->text;
@@ -209,12 +211,21 @@ job_done(struct dbjob *dj)
 		else
 			receipt_store(r, j);
 		break;
-	case J_PRESENCE_GET:
-		if (j->found == 0)
+	case J_PRESENCE_GET: {
+		struct json_object *to = NULL;
+
+		if (j->found == 0) {
 			req_problem(r, 404, "Not Found", "that user shares no presence");
-		else
-			req_json(r, 200, j->doc);
+			break;
+		}
+		/* whom someone is writing to is only for that person (and the writer) to know */
+		if (json_object_object_get_ex(j->doc, "typing_to", &to) && to != NULL &&
+		    strcasecmp(json_object_get_string(to), j->who->user) != 0 &&
+		    strcasecmp(j->id, j->who->user) != 0)
+			json_object_object_add(j->doc, "typing_to", NULL);
+		req_json(r, 200, j->doc);
 		break;
+	}
 	case J_PRESENCE_TOUCH: {
 		struct json_object *doc = json_object_new_object();
 		json_object_object_add(doc, "ok", json_object_new_boolean(1));

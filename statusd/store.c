@@ -728,12 +728,15 @@ timeline_events(PGconn *conn, const char *msgid, int events_max, int64_t queued_
 	return 0;
 }
 
+static void text_array(struct mbuf *out, char *const *items, size_t n);
+
 int
-store_status(PGconn *conn, const char *id, int events_max, struct json_object **doc_r,
-             char **owner_r, char **sender_r, bool *transient_r, const char **error_r)
+store_status(PGconn *conn, const char *id, const char *user, char *const *domains, size_t ndomains,
+             int events_max, struct json_object **doc_r, char **owner_r, char **sender_r,
+             bool *transient_r, const char **error_r)
 {
-	struct mbuf bracketed = MBUF_INIT;
-	const char *params[2];
+	struct mbuf bracketed = MBUF_INIT, dom = MBUF_INIT;
+	const char *params[4];
 	struct json_object *doc, *rcpts;
 	char msgid[32];
 	PGresult *res;
@@ -744,15 +747,22 @@ store_status(PGconn *conn, const char *id, int events_max, struct json_object **
 		mbuf_puts(&bracketed, id);
 	else
 		mbuf_printf(&bracketed, "<%s>", id);
+	text_array(&dom, domains, ndomains);
 	params[0] = id;
 	params[1] = mbuf_str(&bracketed);
+	params[2] = user;
+	params[3] = mbuf_str(&dom);
+	/* the newest of the caller's: a Message-ID is chosen by whoever sends the mail */
 	res = PQexecParams(conn,
 	                   "SELECT id, tracking_id, message_id, sender, queue_id, size,"
 	                   " (extract(epoch FROM queued_at) * 1000)::bigint, owner"
-	                   " FROM messages WHERE tracking_id = $1 OR message_id = $2"
+	                   " FROM messages WHERE (tracking_id = $1 OR message_id = $2)"
+	                   " AND ($3::text IS NULL OR owner = $3"
+	                   "      OR lower(split_part(sender, '@', 2)) = ANY($4::text[]))"
 	                   " ORDER BY id DESC LIMIT 1",
-	                   2, NULL, params, NULL, NULL, 0);
+	                   4, NULL, params, NULL, NULL, 0);
 	mbuf_free(&bracketed);
+	mbuf_free(&dom);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		*error_r = store_error(conn, res);
 		*transient_r = store_transient(conn, res);

@@ -91,13 +91,17 @@ int store_log_head(PGconn *conn, int64_t *head_r, int64_t *epoch_r, const char *
 
 /*
  * Look up a message by tracking id or Message-ID (with or without angle brackets) and
- * build its status document (docs/api.md). Returns 1 and *doc_r (caller puts it) and, if
- * not NULL, *owner_r and *sender_r (caller frees) for authorization; 0 if there is no such
- * message; -1 on error. With events_max > 0 the document also has "events": the message's
- * logged events in time order (the first events_max of them), for a timeline.
+ * build its status document (docs/api.md). With user not NULL, only messages user owns or
+ * sent from one of domains count: anyone can send mail with a Message-ID copied from
+ * someone else's, and that must not hide the other's message from its owner. Returns 1
+ * and *doc_r (caller puts it) and, if not NULL, *owner_r and *sender_r (caller frees) for
+ * authorization; 0 if there is no such message; -1 on error. With events_max > 0 the
+ * document also has "events": the message's logged events in time order (the first
+ * events_max of them), for a timeline.
  */
-int store_status(PGconn *conn, const char *id, int events_max, struct json_object **doc_r,
-                 char **owner_r, char **sender_r, bool *transient_r, const char **error_r);
+int store_status(PGconn *conn, const char *id, const char *user, char *const *domains,
+                 size_t ndomains, int events_max, struct json_object **doc_r, char **owner_r,
+                 char **sender_r, bool *transient_r, const char **error_r);
 
 /* Filters for store_list: NULL / 0 means no filter. */
 struct store_list_filter {

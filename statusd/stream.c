@@ -4,7 +4,9 @@
  * SECURITY
  *	Client messages on the WebSocket are bounded by lws (rx buffer) and params.c
  *	(PARAMS_WS_MAX), must be UTF-8 JSON objects (lws validates UTF-8 of text frames) and
- *	are answered or rejected without touching anything else.
+ *	are answered or rejected without touching anything else. A stream ends when the
+ *	credential it was opened with expires (WebSocket close 4401, SSE "event: error"), so a
+ *	short-lived token does not become a feed for as long as the connection lasts.
  */
 #include "stream.h"
 
@@ -14,10 +16,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth.h"
 #include "feed.h"
 #include "mbuf.h"
 #include "msg.h"
 #include "params.h"
+#include "rfc3339.h"
 #include "sdconfig.h"
 
 #define WRITE_BUF 16384
@@ -39,6 +43,8 @@ struct stream {
 	bool headers_sent;
 	bool closing;
 	char *close_reason;
+	int close_code;                /* WebSocket: 4000 unless the token expired */
+	lws_sorted_usec_list_t expiry; /* scheduled when the credential expires */
 	bool want_pong;
 	uint64_t last_write_ms;
 	struct stream *sse_next, *sse_prev;
@@ -113,12 +119,24 @@ op_close(struct feed_sub *sub, const char *reason)
 	if (s->closing)
 		return;
 	s->closing = true;
+	s->close_code = 4000;
 	if ((s->close_reason = strdup(reason)) == NULL)
 		msg_fatal("out of memory");
 	lws_callback_on_writable(s->wsi);
 }
 
 static const struct feed_sub_ops stream_ops = {op_push, op_control, op_close};
+
+static void
+on_expired(lws_sorted_usec_list_t *sul)
+{
+	struct stream *s = lws_container_of(sul, struct stream, expiry);
+
+	if (s->closing)
+		return;
+	op_close(&s->sub, "the token has expired");
+	s->close_code = 4401;
+}
 
 /* --- life cycle ---------------------------------------------------------------------- */
 
@@ -140,6 +158,11 @@ stream_start(enum stream_kind kind, struct lws *wsi, struct feed *feed, const st
 		/* a stream has no end: lws must not time the transaction out */
 		lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
 	}
+	if (who->expires_ms > 0 && who->expires_ms < INT64_MAX) {
+		int64_t left_ms = who->expires_ms - time_now_ms();
+		lws_sul_schedule(lws_get_context(wsi), 0, &s->expiry, on_expired,
+		                 left_ms > 0 ? (lws_usec_t)left_ms * 1000 : 1);
+	}
 	feed_subscribe(feed, &s->sub, &stream_ops, who, from, epoch);
 	return s;
 }
@@ -152,6 +175,7 @@ stream_closed(struct stream **sp)
 	if (s == NULL)
 		return;
 	*sp = NULL;
+	lws_sul_cancel(&s->expiry);
 	feed_unsubscribe(&s->sub);
 	if (s->kind == STREAM_SSE) {
 		if (s->sse_prev)
@@ -287,7 +311,7 @@ static int
 write_close(struct stream *s)
 {
 	if (s->kind == STREAM_WS) {
-		stream_ws_close(s->wsi, 4000, s->close_reason);
+		stream_ws_close(s->wsi, s->close_code, s->close_reason);
 		return -1;
 	}
 	if (s->headers_sent) {
