@@ -6,8 +6,9 @@
  *	Two processes. The supervisor (this main) owns the signals an administrator sends:
  *	SIGHUP checks the configuration file and, if it is good, tells the worker to reload
  *	(SIGUSR1); SIGTERM and SIGINT stop the worker and then exit; if the worker dies it is
- *	started again (with backoff), while Postfix, configured with default_action = accept,
- *	passes mail untagged meanwhile. The supervisor exists because libmilter's own signal
+ *	started again after 100 ms, doubling while it keeps dying within a minute of its start
+ *	(up to 30 s), while Postfix, configured with default_action = accept, passes mail
+ *	untagged meanwhile. The supervisor exists because libmilter's own signal
  *	thread stops the milter on SIGHUP; the worker therefore never sees SIGHUP.
  *
  *	The worker runs libmilter (one thread per Postfix connection, callbacks.c), a thread
@@ -39,12 +40,14 @@
 #include "mbuf.h"
 #include "mconfig.h"
 #include "msg.h"
+#include "rfc3339.h"
 #include "shipper.h"
 #include "spool.h"
 
-#define STOP_GRACE_MS  5000
-#define RESTART_MIN_MS 1000
-#define RESTART_MAX_MS 30000
+#define STOP_GRACE_MS    5000
+#define RESTART_MIN_MS   100   /* first restart: mail passes untagged meanwhile */
+#define RESTART_MAX_MS   30000 /* a worker that keeps dying: at most this often */
+#define RESTART_RESET_MS 60000 /* a worker that lived this long: back to the minimum */
 
 static const char *config_path;
 
@@ -216,6 +219,7 @@ supervise(void)
 	sigset_t block, old;
 	pid_t worker;
 	long long backoff = RESTART_MIN_MS;
+	int64_t started;
 	int status;
 
 	memset(&sa, 0, sizeof(sa));
@@ -234,6 +238,7 @@ supervise(void)
 
 	if ((worker = spawn_worker()) < 0)
 		return 1;
+	started = time_mono_ms();
 	for (;;) {
 		while (!got_hup && !got_term && !got_chld)
 			sigsuspend(&old);
@@ -258,17 +263,20 @@ supervise(void)
 		if (got_chld) {
 			got_chld = 0;
 			if (waitpid(worker, &status, WNOHANG) == worker) {
-				struct timespec ts = {backoff / 1000, (backoff % 1000) * 1000000};
+				struct timespec ts;
 
+				/* Only a worker that dies again soon is restarted ever later. */
+				if (time_mono_ms() - started >= RESTART_RESET_MS)
+					backoff = RESTART_MIN_MS;
+				ts.tv_sec = backoff / 1000;
+				ts.tv_nsec = (backoff % 1000) * 1000000;
 				if (WIFSIGNALED(status))
 					msg_error("the milter process died (signal %d); restarting "
-					          "it in "
-					          "%lld ms",
+					          "it in %lld ms",
 					          WTERMSIG(status), backoff);
 				else
 					msg_error("the milter process exited with status %d; "
-					          "restarting "
-					          "it in %lld ms",
+					          "restarting it in %lld ms",
 					          WEXITSTATUS(status), backoff);
 				sigprocmask(SIG_SETMASK, &old, NULL);
 				while (nanosleep(&ts, &ts) < 0 && errno == EINTR && !got_term)
@@ -280,6 +288,7 @@ supervise(void)
 				        backoff * 2 > RESTART_MAX_MS ? RESTART_MAX_MS : backoff * 2;
 				if ((worker = spawn_worker()) < 0)
 					return 1;
+				started = time_mono_ms();
 			}
 		}
 	}
