@@ -223,9 +223,10 @@ batch_done(struct dbjob *job)
 {
 	struct batch *b = (struct batch *)job;
 	struct ingest *ing = b->ing;
+	bool failed = job->failed; /* the job is part of the batch, freed below */
 	struct conn *c;
 
-	if (!job->failed) {
+	if (!failed) {
 		int64_t newest = 0;
 		ing->stats.logged += (uint64_t)b->nlogged;
 		ing->stats.batches++;
@@ -248,7 +249,7 @@ batch_done(struct dbjob *job)
 		struct batch_ref *r = &b->refs[i];
 		c = r->conn;
 		ing->stats.pending--;
-		if (job->failed || c->closed)
+		if (failed || c->closed)
 			continue;
 		struct slot *s = conn_slot(c, r->seq);
 		if (b->errors[i] != NULL) {
@@ -274,7 +275,9 @@ batch_done(struct dbjob *job)
 			c->blocked = false;
 			conn_process(c);
 		}
-	if (ing->shutting_down) {
+	/* A batch fails only when the worker is stopping (it retries otherwise): then nothing
+	   more goes to the database, and the shutdown is already being forced. */
+	if (ing->shutting_down && !failed) {
 		batch_submit(ing);
 		if (ing->inflight == NULL && ing->shutdown_done != NULL) {
 			void (*done)(void *) = ing->shutdown_done;
@@ -813,7 +816,21 @@ ingest_free(struct ingest **ingp)
 		unlink(ing->cfg->events_socket);
 		ing->server_open = false;
 	}
-	/* Close what is left; an unacknowledged event will be resent by its producer. */
+	/* Close what is left; an unacknowledged event will be resent by its producer. A batch
+	   never stored lets go of its connections first, so that they can be freed. */
+	if (ing->filling != NULL) {
+		struct batch *b = ing->filling;
+
+		ing->filling = NULL;
+		for (int i = 0; i < b->count; i++) {
+			struct conn *c = b->refs[i].conn;
+
+			c->refs--;
+			if (c->closed && c->refs == 0)
+				conn_maybe_close(c);
+		}
+		batch_free(b);
+	}
 	for (struct conn *c = ing->conns, *next; c != NULL; c = next) {
 		next = c->next;
 		if (c->is_source) {
