@@ -85,14 +85,17 @@ token_ok(const char *s, size_t len, const char *extra)
 	return true;
 }
 
-/* No ASCII control characters (the text is known to be UTF-8 without NUL already). */
+/*
+ * Well-formed UTF-8 without ASCII control characters. A parsed record was checked for
+ * UTF-8 as a whole already, but a producer validates the event it is about to write.
+ */
 static bool
 text_ok(const char *s, size_t len)
 {
 	for (size_t i = 0; i < len; i++)
 		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
 			return false;
-	return true;
+	return utf8_valid(s, len);
 }
 
 enum field_kind { F_ID, F_SOURCE, F_TRACKING, F_QUEUE, F_MSGID, F_ADDR };
@@ -190,6 +193,10 @@ check_details(struct json_object *details, const char **error_r)
 			if (vlen > DETAILS_VALUE_MAX ||
 			    memchr(json_object_get_string(val), '\0', vlen) != NULL) {
 				*error_r = errfmt("details.%s: string too long or with a NUL", key);
+				return -1;
+			}
+			if (!utf8_valid(json_object_get_string(val), vlen)) {
+				*error_r = errfmt("details.%s: not valid UTF-8", key);
 				return -1;
 			}
 			break;

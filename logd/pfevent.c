@@ -4,6 +4,8 @@
  * SECURITY
  *	The line is untrusted: every field copied into an event is bounded and checked by
  *	msevent_validate(); a line that would make an invalid event makes none (counted).
+ *	Details texts (the reply, relay, ...) are cleaned instead (dup_text), so that a
+ *	broken byte in a remote server's reply does not cost the delivery result.
  */
 #include "pfevent.h"
 
@@ -202,6 +204,23 @@ dup_str(const struct pflog_str *s, size_t max)
 	return p;
 }
 
+/*
+ * A details text: at most max bytes, and valid UTF-8 without control characters whatever
+ * the line held (msg_clean: '?' for a broken byte, "..." where it is cut), so that a remote
+ * server's odd reply still makes an event statusd accepts.
+ */
+static char *
+dup_text(const struct pflog_str *s, size_t max)
+{
+	char *p;
+
+	if (s->ptr == NULL || s->len == 0)
+		return NULL;
+	if ((p = malloc(max + 1)) == NULL)
+		msg_fatal("out of memory");
+	return msg_clean(p, max + 1, s->ptr, s->len);
+}
+
 int
 pfevent_line(struct pfevent *pe, const char *line, size_t len, int64_t now_ms, struct mbuf *out)
 {
@@ -263,12 +282,12 @@ pfevent_line(struct pfevent *pe, const char *line, size_t len, int64_t now_ms, s
 	qid = dup_str(&rec.queue_id, QID_MAX);
 	to = dup_str(&rec.to, MSEVENT_ADDR_MAX + 1);
 	orig = dup_str(&rec.orig_to, MSEVENT_ADDR_MAX + 1);
-	relay = dup_str(&rec.relay, 512);
-	dsn = dup_str(&rec.dsn, 16);
-	reply = dup_str(&rec.status_text, TEXT_MAX);
-	delay = dup_str(&rec.delay, 32);
-	delays = dup_str(&rec.delays, 64);
-	service = dup_str(&rec.service, 32);
+	relay = dup_text(&rec.relay, 512);
+	dsn = dup_text(&rec.dsn, 16);
+	reply = dup_text(&rec.status_text, TEXT_MAX);
+	delay = dup_text(&rec.delay, 32);
+	delays = dup_text(&rec.delays, 64);
+	service = dup_text(&rec.service, 32);
 	ev.id = id;
 	ev.source = "postfix";
 	ev.queue_id = qid;

@@ -291,6 +291,36 @@ test_message_id_cache_is_bounded(void **state)
 	pfevent_free(&pe);
 }
 
+/* A reply with broken UTF-8 and control bytes still makes an event statusd accepts (make()
+   parses it), with '?' for each bad byte; a reply cut at TEXT_MAX is marked "...". */
+static void
+test_odd_bytes_in_details(void **state)
+{
+	struct made *m = *state;
+	struct pfevent *pe = pfevent_new("lmtp", "postfix", 16);
+	char line[3000];
+
+	make(pe,
+	     "Nov 22 13:37:02 mail postfix/smtp[5948]: 8FDCBA74452: to=<frank@defer.example>, "
+	     "relay=mx\xe9[192.0.2.1]:25, delay=0.03, delays=0/0/0/0.02, dsn=4.7.1, "
+	     "status=deferred (451 4.7.1 Grau\xdf"
+	     "er \x01"
+	     "Fehler \xe2\x9c\x93)",
+	     m);
+	assert_int_equal(m->ev.type, MSEV_DEFERRED);
+	assert_string_equal(detail(&m->ev, "mta"), "mx?[192.0.2.1]:25");
+	assert_string_equal(detail(&m->ev, "smtp_reply"), "451 4.7.1 Grau?er ?Fehler \u2713");
+
+	snprintf(line, sizeof(line),
+	         "Nov 22 13:37:02 mail postfix/smtp[5948]: 8FDCBA74452: to=<frank@defer.example>, "
+	         "relay=none, delay=0, delays=0/0/0/0, dsn=4.4.1, status=deferred (%.2500d)",
+	         0);
+	make(pe, line, m);
+	assert_int_equal(strlen(detail(&m->ev, "smtp_reply")), 2000);
+	assert_string_equal(detail(&m->ev, "smtp_reply") + 1997, "...");
+	pfevent_free(&pe);
+}
+
 static void
 test_sample_log(void **state)
 {
@@ -341,6 +371,7 @@ main(void)
 	        cmocka_unit_test_setup_teardown(test_foreign_programs_are_ignored, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_ids_are_stable_per_line, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_message_id_cache_is_bounded, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_odd_bytes_in_details, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_sample_log, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
