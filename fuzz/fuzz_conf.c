@@ -29,6 +29,7 @@ static const struct conf_setting table[] = {
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+	static char iobuf[BUFSIZ];
 	struct cfg cfg = {0};
 	const char *error;
 	FILE *fp = fmemopen((void *)data, size, "r");
@@ -38,6 +39,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			fclose(fp);
 		return 0;
 	}
+	setvbuf(fp, iobuf, _IOFBF, sizeof(iobuf)); /* not a fresh stdio buffer every run */
 	(void)conf_load_stream(table, &cfg, fp, "fuzz", &error);
 	fclose(fp);
 	conf_free(table, &cfg);

@@ -3,10 +3,10 @@
  * or a hand edit (lib/spool.c): the cursor file and closed segments are untrusted.
  *
  * The input's first line is the cursor file; the rest is split at "\0\0" into up to three
- * segments (0000000001.spool ...). The spool is opened in a fresh directory under TMPDIR (or
- * /dev/shm), every record is read and committed, one record is appended and must be read
- * back exactly, and the spool is reopened (the cursor written by the commit must be
- * accepted).
+ * segments (0000000001.spool ...). The spool is opened in a directory under TMPDIR (or
+ * /dev/shm, in memory) that is emptied for each input, every record is read and committed,
+ * one record is appended and must be read back exactly, and the spool is reopened (the
+ * cursor written by the commit must be accepted).
  *
  * Invariants: every record read ends in a newline and holds no other; reading ends (no
  * endless loop over a cursor past the end); what was appended is read back after everything
@@ -56,7 +56,8 @@ empty_dir(void)
 	if (d == NULL)
 		abort();
 	while ((de = readdir(d)) != NULL) {
-		if (de->d_name[0] == '.')
+		/* the lock file holds nothing: keep it rather than make it anew */
+		if (de->d_name[0] == '.' || strcmp(de->d_name, "lock") == 0)
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
 		unlink(path);
@@ -101,6 +102,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (dir[0] == '\0') {
 		const char *tmp = getenv("TMPDIR");
 		msg_open("fuzz_spool", MSG_TARGET_SYSLOG, LOG_LOCAL7); /* warnings are expected */
+		setenv("TZ", "UTC", 0); /* syslog(3) need not read /etc/localtime per warning */
 		snprintf(dir, sizeof(dir), "%s/fuzz_spool.XXXXXX",
 		         tmp ? tmp : (access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp"));
 		if (mkdtemp(dir) == NULL)
