@@ -1,19 +1,28 @@
 #!/usr/bin/env python3
 """Fan-out: one event reaching many idle WebSocket subscribers, statusd against nchan.
 
-    bench/fanout.py [--conns 10000] [--messages 20] [--interval 0.25] [--only statusd|nchan]
+    bench/fanout.py [--conns 10000] [--messages 20] [--interval 0.25] [--rounds 1]
+                    [--only statusd|nchan] [--verbose]
 
 For each server, bench/fanout_client (build/bench/fanout_client, one epoll thread) opens
 --conns WebSocket connections to it from 127.0.0.1 and waits; then --messages events are
 published one every --interval seconds and the client records when each connection
 received each one. Per server it reports:
 
+  publish         how long a publish takes to be acknowledged, median: for statusd the
+                  event's durable commit, for nchan the HTTP POST;
   p50, p99, max   latency from just before the publish to the arrival at a subscriber,
                   over every (message, subscriber) pair;
   rate            subscribers reached per second within one fan-out (subscribers / time
                   from publish to the last arrival), median over the messages;
   KiB/conn        the server's resident memory with all connections idle, less what it
-                  used before they connected, per connection.
+                  used before they connected, per connection;
+  CPU/delivery    the CPU time the server (all its processes) and the client used from the
+                  first publish to the last arrival, per (message, subscriber) delivered:
+                  what a fan-out costs, whatever else runs on the machine.
+
+With --rounds N every server is measured N times, in an order that rotates, each time
+freshly started; the medians and statusd's ratios to nchan close the report.
 
 Servers:
   statusd         a private PostgreSQL (fsync on) and statusd; every subscriber is alice
@@ -77,11 +86,26 @@ def children(pid):
 
 
 
-def measure(args, port, path, header, pids, publish):
-    """Connect the subscribers, publish, collect; returns a result dict."""
+def cpu_s(pids):
+    """CPU seconds (user and system) the processes have used."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (FileNotFoundError, IndexError, ValueError):
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def measure(args, port, path, header, pids, publish, subscribed=None):
+    """Connect the subscribers, publish, collect; returns a result dict. subscribed(n),
+    if given, waits until the server has subscribed n connections (statusd checks each
+    one's token after the upgrade, so a connection can be open before it follows)."""
     before = rss_kib(pids())
     argv = [paths.binary("bench/fanout_client"), "-p", str(port), "-u", path,
-            "-n", str(args.conns), "-m", str(args.messages), "-k", "fanout-", "-t", "20"]
+            "-n", str(args.conns), "-m", str(args.messages), "-k", "fanout-", "-t", "60"]
     if header:
         argv += ["-H", header]
     client = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
@@ -90,20 +114,31 @@ def measure(args, port, path, header, pids, publish):
         if not ready or ready[0] != "READY":
             raise RuntimeError(f"fanout_client: {ready}")
         opened = int(ready[1].split("=")[1])
+        started = time.monotonic()
+        if subscribed:
+            subscribed(opened)
+        if args.verbose:
+            print(f"  subscribed {time.monotonic() - started:.1f} s after the last upgrade",
+                  file=sys.stderr)
         time.sleep(2)  # let the server settle with every connection idle
         after = rss_kib(pids())
-        t0 = []
+        cpu0 = cpu_s(pids())
+        t0, acked = [], []
         for j in range(args.messages):
             t0.append(time.time_ns())
             publish(j)
+            acked.append((time.time_ns() - t0[-1]) / 1e6)
             time.sleep(args.interval)
-        out, _ = client.communicate(timeout=120)
+        out, _ = client.communicate(timeout=180)
+        server_cpu = cpu_s(pids()) - cpu0
     finally:
         if client.poll() is None:
             client.kill()
-    lat, rates, missing = [], [], 0
+    lat, rates, missing, client_cpu = [], [], 0, 0.0
     for line in out.splitlines():
         parts = line.split()
+        if parts and parts[0] == "DONE":
+            client_cpu = float(parts[2].split("=")[1])
         if not parts or parts[0] != "MSG":
             continue
         j, count = int(parts[1]), int(parts[2])
@@ -113,16 +148,22 @@ def measure(args, port, path, header, pids, publish):
             continue
         lat += [(t - t0[j]) / 1e6 for t in times]
         rates.append(count / ((max(times) - t0[j]) / 1e9))
+        if args.verbose:
+            ms = sorted((t - t0[j]) / 1e6 for t in times)
+            print(f"  event {j}: {count} received, first {ms[0]:.1f} ms, "
+                  f"median {ms[len(ms) // 2]:.1f} ms, last {ms[-1]:.1f} ms", file=sys.stderr)
     return {"opened": opened, "missing": missing,
+            "publish": statistics.median(acked),
             "p50": percentile(lat, 50), "p99": percentile(lat, 99), "max": max(lat),
             "rate": statistics.median(rates),
-            "kib_per_conn": (after - before) / max(opened, 1)}
+            "kib_per_conn": (after - before) / max(opened, 1),
+            "server_us": server_cpu * 1e6 / max(len(lat), 1),
+            "client_us": client_cpu * 1e6 / max(len(lat), 1)}
 
 
-def run_statusd(sb, args):
-    pg = sb.postgres(fsync=True)
-    sd = sb.statusd(pg, name="statusd-fanout")
-    tid = f"fanout{os.getpid()}"
+def run_statusd(sb, pg, args, rnd):
+    sd = sb.statusd(pg, name=f"statusd-fanout{rnd}")
+    tid = f"fanout{os.getpid()}r{rnd}"
     sd.send_events([{"v": 1, "id": f"{tid}q", "type": "queued", "time": now_rfc3339(0),
                      "source": "bench", "tracking_id": tid, "recipient": "bob@example.net",
                      "sender": ALICE, "sasl_user": ALICE}])
@@ -135,11 +176,20 @@ def run_statusd(sb, args):
                   "recipient": f"fanout-{j}@example.net"}])
         ec.replies(1)
 
+    def subscribed(n):
+        def live():
+            for line in sd.http("/metrics")[1].splitlines():
+                if line.startswith("msgstatus_feed_live_subscribers "):
+                    return float(line.split()[1]) >= n
+            return False
+        wait_for("statusd's subscriptions", live, timeout=120, interval=0.2)
+
     try:
         return measure(args, sd.http_port, f"/api/v1/messages/stream?access_token={token}",
-                       None, lambda: [sd.child.pid], publish)
+                       None, lambda: [sd.child.pid], publish, subscribed)
     finally:
         ec.close()
+        sd.close()
 
 
 NGINX_CONF = """\
@@ -168,14 +218,14 @@ http {{
 """
 
 
-def run_nchan(sb, args, workers):
-    d = sb.mkdir(f"nchan{workers}")
+def run_nchan(sb, args, workers, rnd):
+    d = sb.mkdir(f"nchan{workers}-{rnd}")
     port = free_port()
     conf = os.path.join(d, "nginx.conf")
     with open(conf, "w") as f:
         f.write(NGINX_CONF.format(workers=workers, nofile=args.conns * 2 + 1024, dir=d,
                                   module=NCHAN_MODULE, port=port))
-    child = sb.spawn(f"nginx{workers}", [shutil.which("nginx") or "/usr/sbin/nginx",
+    child = sb.spawn(f"nginx{workers}-{rnd}", [shutil.which("nginx") or "/usr/sbin/nginx",
                                           "-c", conf, "-p", d])
 
     def up():
@@ -207,7 +257,9 @@ def main():
     ap.add_argument("--conns", type=int, default=10000)
     ap.add_argument("--messages", type=int, default=20)
     ap.add_argument("--interval", type=float, default=0.25)
+    ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--only", choices=["statusd", "nchan"])
+    ap.add_argument("--verbose", action="store_true", help="each event's arrivals, on stderr")
     args = ap.parse_args()
 
     # statusd (spawned by the sandbox) and the client inherit this limit
@@ -216,29 +268,59 @@ def main():
     if soft < want:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard), hard))
 
-    results = []
+    servers = []
+    if args.only in (None, "statusd"):
+        servers.append("statusd")
+    if args.only in (None, "nchan"):
+        if not os.path.exists(NCHAN_MODULE):
+            sys.exit("nchan is not installed: apt-get install nginx-light libnginx-mod-nchan")
+        servers += ["nchan, 1 worker", "nchan, 2 workers"]
+    results = []  # (round, server, result)
     with Sandbox(name="bench-fanout") as sb:
-        if args.only in (None, "statusd"):
-            results.append(("statusd", run_statusd(sb, args)))
-        if args.only in (None, "nchan"):
-            if not os.path.exists(NCHAN_MODULE):
-                sys.exit("nchan is not installed: apt-get install nginx-light "
-                         "libnginx-mod-nchan")
-            for workers in (1, 2):
-                results.append((f"nchan, {workers} worker{'s' if workers > 1 else ''}",
-                                run_nchan(sb, args, workers)))
+        pg = sb.postgres(fsync=True) if "statusd" in servers else None
+        for rnd in range(1, args.rounds + 1):
+            k = (rnd - 1) % len(servers)
+            for name in servers[k:] + servers[:k]:
+                if args.verbose:
+                    print(f"round {rnd}: {name}", file=sys.stderr)
+                if name == "statusd":
+                    r = run_statusd(sb, pg, args, rnd)
+                else:
+                    r = run_nchan(sb, args, 1 if name.endswith(" 1 worker") else 2, rnd)
+                results.append((rnd, name, r))
 
     print(f"{args.conns} WebSocket subscribers, {args.messages} events "
-          f"{args.interval:g} s apart\n")
-    print("| server | connected | missed | p50 ms | p99 ms | max ms | "
-          "subscribers/s per fan-out | KiB per idle connection |")
-    print("|---|---|---|---|---|---|---|---|")
-    for name, r in results:
-        print(f"| {name} | {r['opened']:,} | {r['missing']} | {r['p50']:.1f} | "
+          f"{args.interval:g} s apart, {args.rounds} round{'s' if args.rounds > 1 else ''}\n")
+    print("| round | server | connected | missed | publish ms | p50 ms | p99 ms | max ms | "
+          "subscribers/s per fan-out | KiB per idle connection | server CPU µs per delivery "
+          "| client CPU µs per delivery |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+
+    def row(rnd, name, r):
+        print(f"| {rnd} | {name} | {r['opened']:,} | {r['missing']} | {r['publish']:.1f} | "
+              f"{r['p50']:.1f} | "
               f"{r['p99']:.1f} | {r['max']:.1f} | {r['rate']:,.0f} | "
-              f"{r['kib_per_conn']:.1f} |")
+              f"{r['kib_per_conn']:.1f} | {r['server_us']:.1f} | {r['client_us']:.1f} |")
+    for rnd, name, r in results:
+        row(rnd, name, r)
+    medians = {}
+    for name in servers:
+        rs = [r for _, n, r in results if n == name]
+        medians[name] = {key: statistics.median(r[key] for r in rs) for key in rs[0]}
+        medians[name].update(opened=min(r["opened"] for r in rs),  # in every round
+                             missing=sum(r["missing"] for r in rs))  # over all rounds
+        if args.rounds > 1:
+            row("median", name, medians[name])
+    if "statusd" in medians and len(medians) > 1:
+        sd = medians["statusd"]
+        print()
+        for name in servers[1:]:
+            nc = medians[name]
+            print(f"statusd / {name}: rate {sd['rate'] / nc['rate']:.2f}, "
+                  f"p50 {sd['p50'] / nc['p50']:.2f}, p99 {sd['p99'] / nc['p99']:.2f}, "
+                  f"server CPU per delivery {sd['server_us'] / nc['server_us']:.2f}")
     print()
-    print(json.dumps({name: r for name, r in results}))
+    print(json.dumps([{"round": rnd, "server": name, **r} for rnd, name, r in results]))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@
  *	lws), so the event socket, database completions and HTTP share one thread. One lws
  *	protocol handles every connection: plain requests are routed to the handlers in
  *	api.c; GET /api/v1/messages/events becomes an SSE stream and a WebSocket upgrade on
- *	/api/v1/messages/stream a WebSocket stream (stream.c).
+ *	/api/v1/messages/stream a WebSocket stream (stream.c). lws's own keep-alive (its retry
+ *	and idle policy) is off; stream.c pings WebSockets.
  *
  *	A request that needs to wait (authentication, PostgreSQL, a receipt being stored)
  *	holds a ticket: lws owns the request state and frees it when the client goes away;

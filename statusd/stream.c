@@ -46,12 +46,19 @@ struct stream {
 	int close_code;                /* WebSocket: 4000 unless the token expired */
 	lws_sorted_usec_list_t expiry; /* scheduled when the credential expires */
 	bool want_pong;
+	bool peer_closed; /* WebSocket: the client sent its close frame */
+	bool failed;      /* a write outside the writable callback failed: lws closes it */
 	uint64_t last_write_ms;
 	struct stream *sse_next, *sse_prev;
+	/* WebSocket keep-alive: the list of streams by the time they last showed life */
+	uint64_t alive_ms, pinged_ms;
+	bool want_ping;
+	struct stream *ws_older, *ws_newer;
 };
 
 static struct stream *sse_streams;
-static uv_timer_t ping_timer;
+static struct stream *ws_oldest, *ws_newest;
+static uv_timer_t ping_timer, ws_timer;
 static bool ping_running;
 static long long ping_interval_ms;
 
@@ -85,6 +92,8 @@ item_free(struct item *it)
 	free(it);
 }
 
+static bool ws_write_now(struct stream *s, const struct feed_msg *msg);
+
 /* --- the feed's subscriber interface --------------------------------------------------- */
 
 static size_t
@@ -92,7 +101,7 @@ op_push(struct feed_sub *sub, struct feed_msg *msg)
 {
 	struct stream *s = (struct stream *)sub;
 
-	if (!s->closing)
+	if (!s->closing && !s->failed && !ws_write_now(s, msg))
 		enqueue(s, msg, NULL, "status");
 	return s->queued;
 }
@@ -138,6 +147,68 @@ on_expired(lws_sorted_usec_list_t *sul)
 	s->close_code = 4401;
 }
 
+/* --- WebSocket keep-alive ------------------------------------------------------------- */
+
+static void
+ws_unlink(struct stream *s)
+{
+	if (s->ws_older)
+		s->ws_older->ws_newer = s->ws_newer;
+	else if (ws_oldest == s)
+		ws_oldest = s->ws_newer;
+	if (s->ws_newer)
+		s->ws_newer->ws_older = s->ws_older;
+	else if (ws_newest == s)
+		ws_newest = s->ws_older;
+	s->ws_older = s->ws_newer = NULL;
+}
+
+/* The client showed life (the upgrade, a message, a pong): it goes to the newest end. */
+static void
+ws_alive(struct stream *s)
+{
+	ws_unlink(s);
+	s->alive_ms = uv_now(uv_default_loop());
+	s->pinged_ms = 0;
+	s->ws_older = ws_newest;
+	if (ws_newest)
+		ws_newest->ws_newer = s;
+	else
+		ws_oldest = s;
+	ws_newest = s;
+}
+
+/*
+ * Ping the WebSocket streams that have been silent for feed_ping_interval, again after
+ * another interval without an answer, and hang up on those silent for three. The list is
+ * in the order they last showed life, so a turn looks only at those that are due.
+ */
+static void
+on_ws_tick(uv_timer_t *t)
+{
+	uint64_t now = uv_now(t->loop), every = (uint64_t)ping_interval_ms;
+
+	for (struct stream *s = ws_oldest, *next; s && now - s->alive_ms >= every; s = next) {
+		next = s->ws_newer;
+		if (s->closing || s->failed || s->peer_closed)
+			continue;
+		if (now - s->alive_ms >= 3 * every) {
+			s->failed = true; /* the client is gone: no close frame, as lws did */
+			lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+		} else if (s->pinged_ms == 0 || now - s->pinged_ms >= every) {
+			s->pinged_ms = now;
+			s->want_ping = true;
+			lws_callback_on_writable(s->wsi);
+		}
+	}
+}
+
+void
+stream_pong(struct stream *s)
+{
+	ws_alive(s);
+}
+
 /* --- life cycle ---------------------------------------------------------------------- */
 
 struct stream *
@@ -157,7 +228,8 @@ stream_start(enum stream_kind kind, struct lws *wsi, struct feed *feed, const st
 		sse_streams = s;
 		/* a stream has no end: lws must not time the transaction out */
 		lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
-	}
+	} else
+		ws_alive(s);
 	if (who->expires_ms > 0 && who->expires_ms < INT64_MAX) {
 		int64_t left_ms = who->expires_ms - time_now_ms();
 		lws_sul_schedule(lws_get_context(wsi), 0, &s->expiry, on_expired,
@@ -184,7 +256,8 @@ stream_closed(struct stream **sp)
 			sse_streams = s->sse_next;
 		if (s->sse_next)
 			s->sse_next->sse_prev = s->sse_prev;
-	}
+	} else
+		ws_unlink(s);
 	while (s->head) {
 		struct item *it = s->head;
 		s->head = it->next;
@@ -212,26 +285,59 @@ sse_record(struct stream *s, const struct item *it, struct mbuf *out)
 	mbuf_printf(out, "event: %s\ndata: %s\n\n", it->sse_event, data);
 }
 
+/* One WebSocket text message; lws needs LWS_PRE bytes of room before it. 0 or -1. */
+static int
+ws_text(struct lws *wsi, const char *data, size_t len)
+{
+	unsigned char buf[LWS_PRE + WRITE_BUF], *p = buf + LWS_PRE, *heap = NULL;
+	int n;
+
+	if (len > WRITE_BUF) {
+		if ((heap = malloc(LWS_PRE + len)) == NULL)
+			msg_fatal("out of memory");
+		p = heap + LWS_PRE;
+	}
+	memcpy(p, data, len);
+	n = lws_write(wsi, p, len, LWS_WRITE_TEXT);
+	free(heap);
+	return n < (int)len ? -1 : 0;
+}
+
+/*
+ * Send an event at once, from the fan-out, instead of queueing it and asking lws for a
+ * writable callback: that round trip costs two epoll_ctl() (POLLOUT on, then off), a
+ * wakeup and a callback per subscriber and event; this costs one send(). Only where
+ * nothing can be ahead of it — nothing queued here, nothing lws holds back from a short
+ * write (lws_partial_buffered), no close under way — and only on an HTTP/1 connection,
+ * where the WebSocket has the socket to itself (on HTTP/2 the network connection is
+ * shared and lws must schedule the writes). lws 4.1 does the framing and the short
+ * write the same in and out of the callback: what the socket does not take it keeps
+ * and sends when the socket is writable, and what follows is queued behind it here.
+ * A failed write cannot return -1 to lws from here, so lws is told to close the
+ * connection on its next turn. True if the message is dealt with.
+ */
+static bool
+ws_write_now(struct stream *s, const struct feed_msg *msg)
+{
+	if (s->kind != STREAM_WS || s->head != NULL || s->peer_closed ||
+	    lws_get_network_wsi(s->wsi) != s->wsi || lws_partial_buffered(s->wsi))
+		return false;
+	if (ws_text(s->wsi, msg->data, msg->len) < 0) {
+		s->failed = true;
+		lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+	}
+	return true;
+}
+
 static int
 write_ws(struct stream *s)
 {
-	unsigned char buf[LWS_PRE + WRITE_BUF];
-
 	while (s->head != NULL && !lws_send_pipe_choked(s->wsi)) {
 		struct item *it = s->head;
 		const char *data = it->msg ? it->msg->data : it->control;
 		size_t len = it->msg ? it->msg->len : strlen(it->control);
-		unsigned char *p = buf + LWS_PRE, *heap = NULL;
 
-		if (len > WRITE_BUF) {
-			if ((heap = malloc(LWS_PRE + len)) == NULL)
-				msg_fatal("out of memory");
-			p = heap + LWS_PRE;
-		}
-		memcpy(p, data, len);
-		int n = lws_write(s->wsi, p, len, LWS_WRITE_TEXT);
-		free(heap);
-		if (n < (int)len)
+		if (ws_text(s->wsi, data, len) < 0)
 			return -1;
 		s->head = it->next;
 		if (s->head == NULL)
@@ -337,12 +443,20 @@ write_close(struct stream *s)
 int
 stream_writable(struct stream *s)
 {
+	static const char pong[] = "{\"type\":\"pong\"}";
 	int rc;
 
+	if (s->failed)
+		return -1;
+	if (s->want_ping && !s->closing) {
+		/* with a payload: lws 4.1 does not report a pong without one */
+		unsigned char buf[LWS_PRE + 2] = {[LWS_PRE] = 'k', 'a'};
+		if (lws_write(s->wsi, buf + LWS_PRE, 2, LWS_WRITE_PING) < 0)
+			return -1;
+		s->want_ping = false;
+	}
 	if (s->want_pong && s->kind == STREAM_WS && !s->closing) {
-		unsigned char buf[LWS_PRE + 16];
-		memcpy(buf + LWS_PRE, "{\"type\":\"pong\"}", 15);
-		if (lws_write(s->wsi, buf + LWS_PRE, 15, LWS_WRITE_TEXT) < 15)
+		if (ws_text(s->wsi, pong, sizeof(pong) - 1) < 0)
 			return -1;
 		s->want_pong = false;
 	}
@@ -358,6 +472,12 @@ stream_writable(struct stream *s)
 	return 0;
 }
 
+void
+stream_peer_closed(struct stream *s)
+{
+	s->peer_closed = true; /* lws answers the close frame; nothing more goes out */
+}
+
 int
 stream_receive(struct stream *s, const void *data, size_t len)
 {
@@ -370,6 +490,7 @@ stream_receive(struct stream *s, const void *data, size_t len)
 		                error);
 		return -1;
 	}
+	ws_alive(s);
 	s->want_pong = true;
 	lws_callback_on_writable(s->wsi);
 	return 0;
@@ -395,13 +516,17 @@ stream_init(uv_loop_t *loop, const struct sd_config *cfg)
 	uv_timer_init(loop, &ping_timer);
 	uv_timer_start(&ping_timer, on_ping, (uint64_t)ping_interval_ms,
 	               (uint64_t)ping_interval_ms);
+	uv_timer_init(loop, &ws_timer);
+	uv_timer_start(&ws_timer, on_ws_tick, 1000, 1000);
 	ping_running = true;
 }
 
 void
 stream_done(void)
 {
-	if (ping_running)
+	if (ping_running) {
 		uv_close((uv_handle_t *)&ping_timer, NULL);
+		uv_close((uv_handle_t *)&ws_timer, NULL);
+	}
 	ping_running = false;
 }

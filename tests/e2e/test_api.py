@@ -395,5 +395,151 @@ class TwoInstancesTest(unittest.TestCase):
             ws1.close()
 
 
+class RawWebSocket:
+    """A WebSocket client on a plain socket that reads only when told to (a slow consumer)
+    and answers nothing (no pongs), with a small receive buffer."""
+
+    def __init__(self, sd, token, query="", rcvbuf=4096):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.settimeout(10)
+        self.sock.connect(("127.0.0.1", sd.http_port))
+        path = "/api/v1/messages/stream?access_token=" + urllib.parse.quote(token) + query
+        self.sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                          "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                          "Sec-WebSocket-Version: 13\r\n\r\n".encode())
+        self.buf = b""
+        while b"\r\n\r\n" not in self.buf:
+            self.buf += self.recv()
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        assert head.startswith(b"HTTP/1.1 101"), head
+
+    def recv(self):
+        data = self.sock.recv(65536)
+        if not data:
+            raise EOFError("the server closed the connection")
+        return data
+
+    def frame(self):
+        """The next frame from the server as (opcode, payload)."""
+        while True:
+            n, hdr = (self.buf[1] & 0x7f, 2) if len(self.buf) >= 2 else (0, 2)
+            if n == 126:
+                n, hdr = (struct.unpack("!H", self.buf[2:4])[0], 4) if len(self.buf) >= 4 \
+                    else (0, 4)
+            elif n == 127:
+                n, hdr = (struct.unpack("!Q", self.buf[2:10])[0], 10) if len(self.buf) >= 10 \
+                    else (0, 10)
+            if len(self.buf) >= hdr + n:
+                opcode, payload = self.buf[0] & 0x0f, self.buf[hdr:hdr + n]
+                self.buf = self.buf[hdr + n:]
+                return opcode, payload
+            self.buf += self.recv()
+
+    def close(self):
+        self.sock.close()
+
+
+class FeedFlowTest(unittest.TestCase):
+    """The live feed under load: a consumer that falls behind is closed with the offset to
+    resume from while the others go on, and idle WebSockets are pinged and silent ones
+    hung up (statusd does both itself, not lws)."""
+
+    def test_slow_websocket_consumer_is_closed_with_a_reason(self):
+        closed = "msgstatus_feed_slow_closed_total 1\n"
+        with Sandbox() as sb:
+            pg = sb.postgres()
+            sd = sb.statusd(pg, settings={"feed_buffer_max": "16k"})
+            token = sd.token(ALICE)
+            epoch = sd.http("/healthz")[1]["log"]["epoch"]
+            fast = ws_connect(sd, token)
+            start = json.loads(fast.recv())["head"]
+            slow = RawWebSocket(sd, token)
+            self.assertEqual(json.loads(slow.frame()[1])["type"], "hello")
+            got = []
+
+            def read_fast():
+                try:
+                    while True:
+                        got.append(json.loads(fast.recv())["offset"])
+                except (websocket.WebSocketException, OSError, ValueError):
+                    pass  # closed below
+            reader = threading.Thread(target=read_fast, daemon=True)
+            reader.start()
+            # until the slow one is closed: the kernel takes megabytes first (its send
+            # buffer grows), then statusd queues up to feed_buffer_max
+            sent = 0
+            while closed not in sd.http("/metrics")[1] and sent < 40000:
+                replies = sd.send_events([event("relayed", tracking_id=f"slow{sent}",
+                                                recipient=f"r{i}@example.net", sender=ALICE,
+                                                sasl_user=ALICE) for i in range(1000)])
+                self.assertTrue(all("ack" in r for r in replies))
+                sent += 1000
+            self.assertIn(closed, sd.http("/metrics")[1])
+            wait_for("the fast consumer", lambda: len(got) >= sent, timeout=60)
+            self.assertEqual(got[:sent], list(range(start + 1, start + sent + 1)),
+                             "the fast one goes on: everything, in order")
+            fast.close()
+            reader.join()
+            # the slow one reads now: what was queued for it, then the close with a reason
+            offsets = []
+            while True:
+                opcode, payload = slow.frame()
+                if opcode == 8:
+                    break
+                if opcode == 1:
+                    offsets.append(json.loads(payload)["offset"])
+            code, reason = struct.unpack("!H", payload[:2])[0], payload[2:].decode()
+            slow.close()
+            self.assertEqual(code, 4000, reason)
+            self.assertIn("slow consumer", reason)
+            resume = int(reason.rsplit(" ", 1)[1])
+            self.assertLess(resume, start + sent, "closed before the end")
+            self.assertEqual(offsets, list(range(start + 1, resume + 1)),
+                             "everything up to the offset it names, in order")
+            # resuming from there gives the rest, with no gap and nothing twice
+            again = ws_connect(sd, token, f"?offset={resume}&epoch={epoch}")
+            self.assertEqual(json.loads(again.recv())["from"], resume)
+            rest = [json.loads(again.recv())["offset"] for _ in range(start + sent - resume)]
+            again.close()
+            self.assertEqual(rest, list(range(resume + 1, start + sent + 1)))
+
+    def test_idle_websockets_are_pinged_and_silent_ones_hung_up(self):
+        with Sandbox() as sb:
+            pg = sb.postgres()
+            sd = sb.statusd(pg, settings={"feed_ping_interval": "1s"})
+            token = sd.token(ALICE)
+            live = ws_connect(sd, token)
+            json.loads(live.recv())
+            silent = RawWebSocket(sd, token)
+            self.assertEqual(json.loads(silent.frame()[1])["type"], "hello")
+            t0 = time.monotonic()
+            pings = 0
+            while time.monotonic() - t0 < 5:  # the live one answers every ping
+                opcode, frame = live.recv_data_frame(control_frame=True)
+                if opcode == websocket.ABNF.OPCODE_PING:
+                    pings += 1
+                    live.pong(frame.data)
+            self.assertGreaterEqual(pings, 3)
+            # the silent one was pinged too, and hung up on after three intervals
+            silent_pings = 0
+            with self.assertRaises((EOFError, ConnectionResetError)):
+                while True:
+                    if silent.frame()[0] == 9:
+                        silent_pings += 1
+            silent.close()
+            self.assertGreaterEqual(silent_pings, 1)
+            # the one that answered still follows the feed
+            sd.send_events([event("queued", tracking_id="ka", recipient=BOB, sender=ALICE,
+                                  sasl_user=ALICE)])
+            while True:
+                opcode, frame = live.recv_data_frame(control_frame=True)
+                if opcode == websocket.ABNF.OPCODE_TEXT:
+                    break
+                live.pong(frame.data)
+            self.assertEqual(json.loads(frame.data)["tracking_id"], "ka")
+            live.close()
+
+
 if __name__ == "__main__":
     main()
