@@ -13,7 +13,8 @@ queued x2, relayed, delivered, read), all of it sent by one user. Then, per roun
                 token; timed from the request until the record with the head's offset has
                 arrived. The client reads raw bytes and counts records, so it is not the
                 bottleneck. This is the whole path: authorization filter, JSON per event,
-                the per-connection buffer limit (feed_buffer_max) and lws.
+                the per-connection buffer limit (CATCHUP_WATER) and lws. Also the CPU time
+                statusd and its PostgreSQL backend used per event.
   psql COPY     COPY (SELECT the same columns FROM events ORDER BY log_offset) TO STDOUT
                 into /dev/null: the floor of reading these rows out of PostgreSQL.
 
@@ -36,8 +37,11 @@ from msgsandbox import Sandbox, paths
 USER = "alice@bench.example"
 
 
-def sse_catchup(sd, token, epoch, head):
-    """Seconds until the record with offset head has arrived; and the records counted."""
+def sse_catchup(sd, token, epoch, head, keep):
+    """Seconds until the record with offset head has arrived; and the records counted. The
+    connection is left open, in keep: libwebsockets 4.1 does not read an HTTP/1 connection
+    while a response is under way, so statusd's loop would spin on a hung-up SSE client
+    until the next ping's write fails (up to feed_ping_interval), slowing the next round."""
     want = f"id: {epoch}-{head}\n".encode()
     req = (f"GET /api/v1/messages/events?offset=0&epoch={epoch}&access_token={token} "
            f"HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n").encode()
@@ -45,18 +49,36 @@ def sse_catchup(sd, token, epoch, head):
     tail = b""   # enough of the previous chunk to find want across a boundary
     ctail = b""  # 4 bytes: a record mark split by a boundary is counted once
     start = time.monotonic()
-    with socket.create_connection(("127.0.0.1", sd.http_port)) as s:
-        s.sendall(req)
-        while True:
-            chunk = s.recv(1 << 20)
-            if not chunk:
-                raise RuntimeError("statusd closed the stream: " + tail.decode(errors="replace"))
-            data = tail + chunk
-            records += (ctail + chunk).count(b"\nid: ")
-            ctail = chunk[-4:]
-            if want in data:
-                return time.monotonic() - start, records
-            tail = data[-len(want):]
+    s = socket.create_connection(("127.0.0.1", sd.http_port))
+    keep.append(s)
+    s.sendall(req)
+    while True:
+        chunk = s.recv(1 << 20)
+        if not chunk:
+            raise RuntimeError("statusd closed the stream: " + tail.decode(errors="replace"))
+        data = tail + chunk
+        records += (ctail + chunk).count(b"\nid: ")
+        ctail = chunk[-4:]
+        if want in data:
+            return time.monotonic() - start, records
+        tail = data[-len(want):]
+
+
+def cpu_seconds(pid):
+    """User and system CPU time a process has used so far (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def backends(pg):
+    """CPU seconds of each of PostgreSQL's processes."""
+    kids = subprocess.run(["pgrep", "-P", str(pg.child.popen.pid)], capture_output=True,
+                          text=True).stdout.split()
+    return {int(k): cpu_seconds(int(k)) for k in kids}
 
 
 def copy_out(pg):
@@ -90,22 +112,31 @@ def main():
         head, epoch = health["log"]["head"], health["log"]["epoch"]
         print(f"backlog: {head:,} events in the log (loaded in {time.monotonic() - t0:.0f} s)\n")
         token = sd.token(USER, ttl=3600)
-        sse_catchup(sd, token, epoch, head)  # warm up caches
+        keep = []
+        sse_catchup(sd, token, epoch, head, keep)  # warm up caches
         copy_out(pg)
         sse, cp = [], []
-        print("| round | statusd SSE events/s | psql COPY rows/s | ratio |")
-        print("|---|---|---|---|")
+        # CPU per event: statusd (all its threads) and the busiest PostgreSQL backend during
+        # the catch-up (its query connection), which say more than rates on a shared machine
+        print("| round | statusd SSE events/s | psql COPY rows/s | ratio "
+              "| statusd CPU µs/event | PostgreSQL CPU µs/event |")
+        print("|---|---|---|---|---|---|")
         for r in range(args.rounds):
-            secs, records = sse_catchup(sd, token, epoch, head)
+            sd0, pg0 = cpu_seconds(sd.child.popen.pid), backends(pg)
+            secs, records = sse_catchup(sd, token, epoch, head, keep)
+            sd1, pg1 = cpu_seconds(sd.child.popen.pid), backends(pg)
             if records < head:
                 raise RuntimeError(f"only {records} of {head} records arrived")
+            pg_cpu = max((pg1.get(k, t) - t for k, t in pg0.items()), default=0.0)
             c = copy_out(pg)
             sse.append(head / secs)
             cp.append(head / c)
-            print(f"| {r + 1} | {sse[-1]:,.0f} | {cp[-1]:,.0f} | {sse[-1] / cp[-1]:.2f} |",
-                  flush=True)
+            print(f"| {r + 1} | {sse[-1]:,.0f} | {cp[-1]:,.0f} | {sse[-1] / cp[-1]:.2f} "
+                  f"| {1e6 * (sd1 - sd0) / head:.2f} | {1e6 * pg_cpu / head:.2f} |", flush=True)
         s, c = statistics.median(sse), statistics.median(cp)
-        print(f"| median | {s:,.0f} | {c:,.0f} | {s / c:.2f} |")
+        print(f"| median | {s:,.0f} | {c:,.0f} | {s / c:.2f} | | |")
+        for sock in keep:
+            sock.close()
 
 
 if __name__ == "__main__":

@@ -53,6 +53,20 @@ mbuf_putc(struct mbuf *b, char c)
 }
 
 void
+mbuf_putll(struct mbuf *b, long long v)
+{
+	char digits[24], *p = digits + sizeof(digits);
+	unsigned long long u = v < 0 ? 0 - (unsigned long long)v : (unsigned long long)v;
+
+	do
+		*--p = (char)('0' + u % 10);
+	while ((u /= 10) != 0);
+	if (v < 0)
+		*--p = '-';
+	mbuf_append(b, p, (size_t)(digits + sizeof(digits) - p));
+}
+
+void
 mbuf_vprintf(struct mbuf *b, const char *fmt, va_list ap)
 {
 	va_list ap2;

@@ -7,7 +7,7 @@
 #include "rfc3339.h"
 
 #include <stdbool.h>
-#include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 #include "msg.h"
@@ -30,22 +30,65 @@ time_mono_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+#define DAY_MS       86400000LL
+#define YEAR0_MS     (-62167219200000LL) /* 0000-01-01T00:00:00Z */
+#define YEAR10000_MS 253402300800000LL   /* 10000-01-01T00:00:00Z */
+
+static char *
+put_digits(char *p, int v, int n)
+{
+	for (int i = n - 1; i >= 0; i--, v /= 10)
+		p[i] = (char)('0' + v % 10);
+	return p + n;
+}
+
+/*
+ * Written out by hand rather than with gmtime_r() and snprintf(): the feeds format one
+ * timestamp per event. The date is H. Hinnant's civil_from_days (days since 1970-01-01 to
+ * the proleptic Gregorian calendar), on eras of 400 years.
+ */
 char *
 rfc3339_format(int64_t ms, char *buf)
 {
-	time_t sec = (time_t)(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
-	int frac = (int)(ms - (int64_t)sec * 1000);
-	struct tm tm;
+	int64_t days, rem, z, era;
+	int doe, yoe, doy, mp, year, month, day;
+	char *p = buf;
 
-	if (gmtime_r(&sec, &tm) == NULL || tm.tm_year + 1900 > 9999 || tm.tm_year + 1900 < 0) {
-		snprintf(buf, RFC3339_BUFSIZE, "0000-00-00T00:00:00.000Z");
+	if (ms < YEAR0_MS || ms >= YEAR10000_MS) {
+		memcpy(buf, "0000-00-00T00:00:00.000Z", 25);
 		return buf;
 	}
-	/* gcc cannot see the fields' ranges: format wide, then copy the 24 characters. */
-	char wide[96];
-	snprintf(wide, sizeof(wide), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-	         tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
-	snprintf(buf, RFC3339_BUFSIZE, "%.*s", RFC3339_BUFSIZE - 1, wide);
+	days = ms / DAY_MS;
+	rem = ms % DAY_MS;
+	if (rem < 0) {
+		rem += DAY_MS;
+		days--;
+	}
+	z = days + 719468; /* days since 0000-03-01 */
+	era = (z >= 0 ? z : z - 146096) / 146097;
+	doe = (int)(z - era * 146097);
+	yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+	doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+	mp = (5 * doy + 2) / 153;
+	day = doy - (153 * mp + 2) / 5 + 1;
+	month = mp < 10 ? mp + 3 : mp - 9;
+	year = (int)(era * 400) + yoe + (month <= 2);
+
+	p = put_digits(p, year, 4);
+	*p++ = '-';
+	p = put_digits(p, month, 2);
+	*p++ = '-';
+	p = put_digits(p, day, 2);
+	*p++ = 'T';
+	p = put_digits(p, (int)(rem / 3600000), 2);
+	*p++ = ':';
+	p = put_digits(p, (int)(rem / 60000 % 60), 2);
+	*p++ = ':';
+	p = put_digits(p, (int)(rem / 1000 % 60), 2);
+	*p++ = '.';
+	p = put_digits(p, (int)(rem % 1000), 3);
+	*p++ = 'Z';
+	*p = '\0';
 	return buf;
 }
 

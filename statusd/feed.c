@@ -64,12 +64,16 @@ struct feed_fetch {
 	struct feed_sub *sub; /* FETCH_PAGE; cleared if the subscriber goes away */
 	int64_t after, upto;  /* fixed once submitted (the worker reads them) */
 	int limit;
+	int64_t epoch_in; /* FETCH_PAGE: the log's epoch, for the records */
 	char *user;
 	char **domains;
 	size_t ndomains;
 	/* results */
-	struct store_logged *rows;
+	struct store_logged *rows; /* FETCH_HEAD, FETCH_GAP */
 	size_t nrows;
+	struct feed_msg **msgs; /* FETCH_PAGE: the records, formatted by the worker */
+	size_t nmsgs, msgs_cap;
+	struct mbuf scratch; /* the worker's formatting buffer */
 	int64_t head, epoch;
 	bool ok;
 	char error[300];
@@ -93,8 +97,9 @@ struct feed {
 	struct pending_sub *pending; /* subscribed before the head was known */
 	size_t npending;
 	bool gap_running;
-	int64_t gap_want; /* publish up to here */
-	unsigned jobs;    /* fetches submitted and not done */
+	int64_t gap_want;    /* publish up to here */
+	unsigned jobs;       /* fetches submitted and not done */
+	struct mbuf scratch; /* formatting buffer for published events (loop thread) */
 	struct feed_stats stats;
 	bool freeing;
 	unsigned handles;
@@ -133,24 +138,24 @@ feed_msg_unref(struct feed_msg **mp)
 		free(m);
 }
 
-/* The event as the feeds send it: store_logged_json's document with "type":"event". */
+/* The event as the feeds send it: store_logged_json's document with "type":"event".
+   scratch is the caller's buffer for formatting (one per thread). */
 static struct feed_msg *
-msg_from(const struct store_logged *l, int64_t epoch)
+msg_from(const struct store_logged *l, int64_t epoch, struct mbuf *scratch)
 {
 	static const char prefix[] = "{\"type\":\"event\",";
-	struct mbuf json = MBUF_INIT;
 	struct feed_msg *m;
 
-	store_logged_json(l, epoch, &json);
-	if ((m = malloc(sizeof(*m) + json.len + sizeof(prefix))) == NULL)
+	mbuf_reset(scratch);
+	store_logged_json(l, epoch, scratch);
+	if ((m = malloc(sizeof(*m) + scratch->len + sizeof(prefix))) == NULL)
 		msg_fatal("out of memory");
 	m->refs = 1;
 	m->offset = l->log_offset;
 	memcpy(m->data, prefix, sizeof(prefix) - 1);
-	memcpy(m->data + sizeof(prefix) - 1, json.data + 1, json.len - 1); /* skip its "{" */
-	m->len = sizeof(prefix) - 1 + json.len - 1;
+	memcpy(m->data + sizeof(prefix) - 1, scratch->data + 1, scratch->len - 1); /* its "{" */
+	m->len = sizeof(prefix) - 1 + scratch->len - 1;
 	m->data[m->len] = '\0';
-	mbuf_free(&json);
 	return m;
 }
 
@@ -313,7 +318,7 @@ publish_rows(struct feed *f, const struct store_logged *rows, size_t n)
 			want_up_to(f, rows[n - 1].log_offset);
 			return;
 		}
-		m = msg_from(l, f->epoch);
+		m = msg_from(l, f->epoch, &f->scratch);
 		e = &f->ring[l->log_offset % FEED_RING];
 		feed_msg_unref(&e->msg);
 		free(e->owner);
@@ -343,15 +348,43 @@ feed_publish(struct feed *f, const struct store_logged *logged, size_t n)
 
 /* --- reading the log from PostgreSQL -------------------------------------------------- */
 
+/* One row of a catch-up page, formatted here on the worker thread (store_log_scan). */
+static void
+page_row(void *ctx, const struct store_logged *l)
+{
+	struct feed_fetch *x = ctx;
+
+	if (x->nmsgs == x->msgs_cap) {
+		x->msgs_cap = x->msgs_cap ? 2 * x->msgs_cap : (size_t)x->limit;
+		if ((x->msgs = realloc(x->msgs, x->msgs_cap * sizeof(*x->msgs))) == NULL)
+			msg_fatal("out of memory");
+	}
+	x->msgs[x->nmsgs++] = msg_from(l, x->epoch_in, &x->scratch);
+}
+
+static void
+page_clear(struct feed_fetch *x)
+{
+	for (size_t i = 0; i < x->nmsgs; i++)
+		feed_msg_unref(&x->msgs[i]);
+	x->nmsgs = 0;
+}
+
 static enum dbw_result
 fetch_run(struct dbjob *job, PGconn *conn)
 {
 	struct feed_fetch *x = (struct feed_fetch *)job;
 	const char *error;
 	bool transient = false;
+	size_t n;
 
 	if (x->kind == FETCH_HEAD) {
 		if (store_log_head(conn, &x->head, &x->epoch, &error) == 0)
+			x->ok = true;
+	} else if (x->kind == FETCH_PAGE) {
+		page_clear(x); /* from a run that failed */
+		if (store_log_scan(conn, x->after, x->upto, x->limit, x->user, x->domains,
+		                   x->ndomains, page_row, x, &n, &transient, &error) == 0)
 			x->ok = true;
 	} else if (store_log_range(conn, x->after, x->upto, x->limit, x->user, x->domains,
 	                           x->ndomains, &x->rows, &x->nrows, &transient, &error) == 0)
@@ -376,6 +409,7 @@ fetch_new(struct feed *f, enum fetch_kind kind, int64_t after, int64_t upto, int
 	x->after = after;
 	x->upto = upto;
 	x->limit = limit;
+	x->epoch_in = f->epoch;
 	if (p != NULL) {
 		if ((x->user = strdup(p->user)) == NULL ||
 		    (p->nadmin && (x->domains = calloc(p->nadmin, sizeof(char *))) == NULL))
@@ -398,6 +432,11 @@ fetch_new(struct feed *f, enum fetch_kind kind, int64_t after, int64_t upto, int
 static void
 fetch_free(struct feed_fetch *x)
 {
+	if (x == NULL)
+		return;
+	page_clear(x);
+	free(x->msgs);
+	mbuf_free(&x->scratch);
 	store_logged_free(x->rows, x->nrows);
 	for (size_t i = 0; i < x->ndomains; i++)
 		free(x->domains[i]);
@@ -472,27 +511,22 @@ gap_done(struct feed *f, struct feed_fetch *x)
 	want_up_to(f, f->gap_want);
 }
 
-static void
+/* A catch-up page has been read: the subscriber keeps it (true) until it can take it. */
+static bool
 page_done(struct feed *f, struct feed_fetch *x)
 {
 	struct feed_sub *sub = x->sub;
 
 	if (sub == NULL)
-		return; /* the subscriber left */
+		return false; /* the subscriber left */
 	sub->fetch = NULL;
 	if (!x->ok) {
 		close_sub(sub, "cannot read the log now (database unavailable)");
-		return;
+		return false;
 	}
-	for (size_t i = 0; i < x->nrows && sub->state == SUB_CATCHUP; i++) {
-		struct feed_msg *m = msg_from(&x->rows[i], f->epoch);
-		deliver(sub, m);
-		feed_msg_unref(&m);
-	}
-	/* A short page means every visible event up to its bound was in it. */
-	if (sub->state == SUB_CATCHUP && x->nrows < (size_t)x->limit && sub->position < x->upto)
-		sub->position = x->upto;
+	sub->ready = x;
 	feed_catch_up(sub);
+	return true;
 }
 
 static void
@@ -524,7 +558,8 @@ fetch_done(struct dbjob *job)
 			gap_done(f, x);
 			break;
 		case FETCH_PAGE:
-			page_done(f, x);
+			if (page_done(f, x))
+				x = NULL; /* the subscriber's until delivered */
 			break;
 		}
 	}
@@ -535,37 +570,68 @@ fetch_done(struct dbjob *job)
 
 /* --- subscribers --------------------------------------------------------------------- */
 
-/* Bring a subscriber up to the head — from the ring if it reaches back far enough, else a
-   page from the database — then make it live. */
+/* Hand a page that was read ahead to its subscriber. */
+static void
+deliver_page(struct feed_sub *sub)
+{
+	struct feed_fetch *x = sub->ready;
+
+	sub->ready = NULL;
+	for (size_t i = 0; i < x->nmsgs && sub->state == SUB_CATCHUP; i++)
+		deliver(sub, x->msgs[i]);
+	/* A short page means every visible event up to its bound was in it. */
+	if (sub->state == SUB_CATCHUP && x->nmsgs < (size_t)x->limit && sub->position < x->upto)
+		sub->position = x->upto;
+	fetch_free(x);
+}
+
+/*
+ * Bring a subscriber up to the head — from the ring if it reaches back far enough, else a
+ * page at a time from the database — then make it live. One page is read ahead: the next
+ * page is asked for as soon as the previous one has been handed to the transport, so
+ * PostgreSQL reads it while the transport sends; it waits in sub->ready until the
+ * transport has drained (not paused).
+ */
 static void
 feed_catch_up(struct feed_sub *sub)
 {
 	struct feed *f = sub->feed;
 
-	while (sub->state == SUB_CATCHUP && sub->fetch == NULL && !sub->paused) {
+	while (sub->state == SUB_CATCHUP) {
+		if (sub->ready != NULL) {
+			if (sub->paused)
+				return;
+			deliver_page(sub);
+			continue;
+		}
+		if (sub->fetch != NULL)
+			return; /* the next page is being read */
+		if (sub->position + 1 < f->ring_lo) {
+			/* Each page covers at most PAGE_SPAN offsets, so that PostgreSQL reads an
+			   index range of that size instead of all the rest of the log for every
+			   page. */
+			int64_t upto = f->ring_lo - 1;
+			if (upto - sub->position > PAGE_SPAN)
+				upto = sub->position + PAGE_SPAN;
+			sub->fetch = fetch_new(f, FETCH_PAGE, sub->position, upto, PAGE_EVENTS,
+			                       sub->who);
+			sub->fetch->sub = sub;
+			return;
+		}
+		if (sub->paused)
+			return;
 		if (sub->position >= f->published) {
 			go_live(sub);
 			return;
 		}
-		if (sub->position + 1 >= f->ring_lo) {
-			/* the rest is in memory */
-			while (sub->position < f->published && sub->state == SUB_CATCHUP &&
-			       !sub->paused) {
-				struct ring_entry *e = &f->ring[(sub->position + 1) % FEED_RING];
-				if (principal_may_see(sub->who, e->owner, e->sender))
-					deliver(sub, e->msg);
-				else
-					sub->position++;
-			}
-			continue;
+		/* the rest is in memory */
+		while (sub->position < f->published && sub->state == SUB_CATCHUP && !sub->paused) {
+			struct ring_entry *e = &f->ring[(sub->position + 1) % FEED_RING];
+			if (principal_may_see(sub->who, e->owner, e->sender))
+				deliver(sub, e->msg);
+			else
+				sub->position++;
 		}
-		/* Each page covers at most PAGE_SPAN offsets, so that PostgreSQL reads an index
-		   range of that size instead of all the rest of the log for every page. */
-		int64_t upto = f->ring_lo - 1;
-		if (upto - sub->position > PAGE_SPAN)
-			upto = sub->position + PAGE_SPAN;
-		sub->fetch = fetch_new(f, FETCH_PAGE, sub->position, upto, PAGE_EVENTS, sub->who);
-		sub->fetch->sub = sub;
 	}
 }
 
@@ -626,6 +692,8 @@ feed_unsubscribe(struct feed_sub *sub)
 	leave_live(sub);
 	if (sub->fetch != NULL)
 		sub->fetch->sub = NULL;
+	fetch_free(sub->ready);
+	sub->ready = NULL;
 	for (size_t i = 0; i < f->npending; i++)
 		if (f->pending[i].sub == sub)
 			f->pending[i--] = f->pending[--f->npending];
@@ -770,6 +838,7 @@ feed_release(struct feed *f)
 	}
 	lh_table_free(f->by_user);
 	lh_table_free(f->by_domain);
+	mbuf_free(&f->scratch);
 	free(f->pending);
 	free(f->conninfo);
 	free(f);

@@ -16,7 +16,11 @@
  *	authenticated as and by the domains they administer, so an event costs work only for
  *	the subscribers who may see it. The newest FEED_RING events are kept, so a subscriber
  *	that resumes near the head is served from memory; an older offset is read from
- *	PostgreSQL a page at a time, each page when the subscriber has sent the last one.
+ *	PostgreSQL a page at a time (store_log_scan, filtered there by what the subscriber may
+ *	see). The database thread formats a page's records as it reads them, and one page is
+ *	read ahead: while the transport sends a page, the next is read and waits until the
+ *	transport has drained. A catching-up subscriber thus holds at most CATCHUP_WATER
+ *	bytes and a page queued on its transport, and one page read ahead.
  *
  *	Subscribers are transports (WebSocket, SSE: stream.c) behind one interface, struct
  *	feed_sub_ops (after nchan). A live subscriber whose transport has feed_buffer_max bytes
@@ -76,6 +80,7 @@ struct feed_sub {
 	enum feed_sub_state state;
 	bool paused;              /* catch-up waits for the transport to drain */
 	struct feed_fetch *fetch; /* the catch-up page being read, if any */
+	struct feed_fetch *ready; /* a page read ahead, waiting for the transport to drain */
 	struct feed_link *links;  /* its places in the live index (user, admin domains) */
 	size_t nlinks;
 	struct feed_sub *next, *prev; /* all subscribers */

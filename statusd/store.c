@@ -4,7 +4,9 @@
  * SECURITY
  *	Event data reaches SQL only through COPY (escaped in store_copy_row, the one place
  *	that does it) or as query parameters. Migration files come from sql_dir, which is
- *	trusted like the configuration.
+ *	trusted like the configuration. Event text read back for the feeds is escaped by
+ *	jsonstr_append; a details object is copied only if jsonstr_compact finds it in the
+ *	form json-c would print, and goes through json-c otherwise.
  */
 #include "store.h"
 
@@ -15,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jsonstr.h"
 #include "mbuf.h"
 #include "msevent.h"
 #include "msg.h"
@@ -452,7 +455,7 @@ store_ingest(PGconn *conn, const struct mbuf *copy, struct store_logged **logged
 	while ((res = PQgetResult(conn)) != NULL)
 		PQclear(res);
 
-	/* the same columns as LOGGED_COLUMNS, in the same order */
+	/* the columns of LOGGED_COLUMNS, in the same order, as text */
 	res = PQexec(conn, "SELECT log_offset, event_id,"
 	                   " (extract(epoch FROM event_time) * 1000)::bigint, type, recipient,"
 	                   " details::text, message, tracking_id, message_id, owner, sender"
@@ -483,11 +486,108 @@ fail:
 	return -1;
 }
 
-/* Fill logged[] from a result with the columns of LOGGED_COLUMNS. */
+/*
+ * The columns a struct store_logged is read from, in this order (see logged_row). The
+ * ingest's result has them as text ((extract(epoch FROM event_time) * 1000)::bigint,
+ * details::text); the log range query asks for them in binary, which spares PostgreSQL
+ * the numeric arithmetic and the output functions of every row.
+ */
 #define LOGGED_COLUMNS                                                                             \
-	"e.log_offset, e.event_id, (extract(epoch FROM e.event_time) * 1000)::bigint, e.type,"     \
-	" e.rcpt, e.details::text, e.message, m.tracking_id, m.message_id, m.owner, m.sender"
+	"e.log_offset, e.event_id, e.event_time, e.type, e.rcpt, e.details, e.message,"            \
+	" m.tracking_id, m.message_id, m.owner, m.sender"
 
+#define PG_EPOCH_US  946684800000000LL /* 2000-01-01, where PostgreSQL's timestamps count from */
+#define JSONB_FORMAT 1                 /* the version byte of jsonb's binary form */
+
+static char *
+borrow_str(PGresult *res, int row, int col)
+{
+	return PQgetisnull(res, row, col) ? NULL : PQgetvalue(res, row, col);
+}
+
+/* A binary integer column of size bytes (2 or 8), big-endian and signed. */
+static int64_t
+binary_int(PGresult *res, int row, int col, int size)
+{
+	const unsigned char *p = (const unsigned char *)PQgetvalue(res, row, col);
+	uint64_t v = 0;
+
+	if (PQgetisnull(res, row, col) || PQgetlength(res, row, col) != size)
+		msg_panic("store: column %d of the log is not a %d-byte integer", col, size);
+	for (int i = 0; i < size; i++)
+		v = v << 8 | p[i];
+	if (size < 8 && (v >> (8 * size - 1)) != 0)
+		v |= ~(uint64_t)0 << (8 * size); /* sign extension */
+	return (int64_t)v;
+}
+
+/* A binary timestamptz as ms since 1970, rounded as (extract(epoch ...) * 1000)::bigint. */
+static int64_t
+binary_time_ms(PGresult *res, int row, int col)
+{
+	int64_t us, ms, rem;
+
+	if (__builtin_add_overflow(binary_int(res, row, col, 8), PG_EPOCH_US, &us))
+		us = INT64_MAX; /* 'infinity': no event has it (msevent checks the year) */
+	ms = us / 1000;
+	rem = us % 1000;
+	if (rem >= 500)
+		ms++;
+	else if (rem <= -500)
+		ms--;
+	return ms;
+}
+
+/* A binary jsonb: its text follows the version byte (NULL for a version we do not know). */
+static char *
+binary_jsonb(PGresult *res, int row, int col)
+{
+	char *p = borrow_str(res, row, col);
+
+	return p != NULL && PQgetlength(res, row, col) >= 1 && p[0] == JSONB_FORMAT ? p + 1 : NULL;
+}
+
+/*
+ * Row i of a result with the columns of LOGGED_COLUMNS, as text or in binary (libpq ends
+ * binary values with a NUL too, so text columns read the same); the strings point into res.
+ */
+static void
+logged_row(PGresult *res, int i, struct store_logged *l)
+{
+	if (PQfformat(res, 0) == 1) {
+		l->log_offset = binary_int(res, i, 0, 8);
+		l->time_ms = binary_time_ms(res, i, 2);
+		l->type = (int)binary_int(res, i, 3, 2);
+		l->details = binary_jsonb(res, i, 5);
+		l->message = binary_int(res, i, 6, 8);
+	} else {
+		l->log_offset = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+		l->time_ms = strtoll(PQgetvalue(res, i, 2), NULL, 10);
+		l->type = atoi(PQgetvalue(res, i, 3));
+		l->details = borrow_str(res, i, 5);
+		l->message = strtoll(PQgetvalue(res, i, 6), NULL, 10);
+	}
+	l->event_id = borrow_str(res, i, 1);
+	l->recipient = borrow_str(res, i, 4);
+	l->tracking_id = borrow_str(res, i, 7);
+	l->message_id = borrow_str(res, i, 8);
+	l->owner = borrow_str(res, i, 9);
+	l->sender = borrow_str(res, i, 10);
+}
+
+static char *
+dup_str(const char *s)
+{
+	char *d;
+
+	if (s == NULL)
+		return NULL;
+	if ((d = strdup(s)) == NULL)
+		msg_fatal("out of memory");
+	return d;
+}
+
+/* The rows of a result with the columns of LOGGED_COLUMNS, as malloc'd copies. */
 static struct store_logged *
 logged_from(PGresult *res, size_t *n_r)
 {
@@ -498,20 +598,91 @@ logged_from(PGresult *res, size_t *n_r)
 		msg_fatal("out of memory");
 	for (int i = 0; i < n; i++) {
 		struct store_logged *l = &logged[i];
-		l->log_offset = strtoll(PQgetvalue(res, i, 0), NULL, 10);
-		l->event_id = get_str(res, i, 1);
-		l->time_ms = strtoll(PQgetvalue(res, i, 2), NULL, 10);
-		l->type = atoi(PQgetvalue(res, i, 3));
-		l->recipient = get_str(res, i, 4);
-		l->details = get_str(res, i, 5);
-		l->message = strtoll(PQgetvalue(res, i, 6), NULL, 10);
-		l->tracking_id = get_str(res, i, 7);
-		l->message_id = get_str(res, i, 8);
-		l->owner = get_str(res, i, 9);
-		l->sender = get_str(res, i, 10);
+		logged_row(res, i, l);
+		l->event_id = dup_str(l->event_id);
+		l->recipient = dup_str(l->recipient);
+		l->details = dup_str(l->details);
+		l->tracking_id = dup_str(l->tracking_id);
+		l->message_id = dup_str(l->message_id);
+		l->owner = dup_str(l->owner);
+		l->sender = dup_str(l->sender);
 	}
 	*n_r = (size_t)n;
 	return logged;
+}
+
+/* A text[] literal of domain names. */
+static void
+text_array(struct mbuf *out, char *const *items, size_t n)
+{
+	mbuf_putc(out, '{');
+	for (size_t i = 0; i < n; i++) {
+		mbuf_printf(out, "%s\"", i ? "," : "");
+		for (const char *p = items[i]; *p; p++) {
+			if (*p == '"' || *p == '\\')
+				mbuf_putc(out, '\\');
+			mbuf_putc(out, *p);
+		}
+		mbuf_putc(out, '"');
+	}
+	mbuf_putc(out, '}');
+}
+
+#define LOG_RANGE_STMT "msgstatus_log_range"
+#define LOG_RANGE_SQL                                                                              \
+	"SELECT " LOGGED_COLUMNS " FROM events e JOIN messages m ON m.id = e.message"              \
+	" WHERE e.log_offset > $1::bigint AND e.log_offset <= $2::bigint"                          \
+	" AND ($4::text IS NULL OR m.owner = $4"                                                   \
+	"      OR lower(split_part(m.sender, '@', 2)) = ANY($5::text[]))"                          \
+	" ORDER BY e.log_offset LIMIT $3::int"
+
+/* Whether a failed result is "no such prepared statement" (SQLSTATE 26000). */
+static bool
+no_such_statement(const PGresult *res)
+{
+	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+	return PQresultStatus(res) == PGRES_FATAL_ERROR && state != NULL &&
+	       strcmp(state, "26000") == 0;
+}
+
+/*
+ * The query of store_log_range and store_log_scan; the caller checks and clears it. A
+ * catch-up asks it once per page, and planning it (the events partitions and their
+ * indexes) cost as much as running it, so outside a transaction it is a prepared
+ * statement of the connection, prepared the first time it is missing (a new connection).
+ */
+static PGresult *
+log_range_query(PGconn *conn, int64_t after, int64_t upto, int limit, const char *user,
+                char *const *domains, size_t ndomains)
+{
+	struct mbuf dom = MBUF_INIT;
+	char a[32], u[32], l[16];
+	const char *params[5] = {a, u, l, user, NULL};
+	PGresult *res;
+
+	snprintf(a, sizeof(a), "%lld", (long long)after);
+	snprintf(u, sizeof(u), "%lld", (long long)upto);
+	snprintf(l, sizeof(l), "%d", limit);
+	/* the domains as a PostgreSQL text[] literal; domain names need no quoting beyond this */
+	text_array(&dom, domains, ndomains);
+	params[4] = mbuf_str(&dom);
+	if (PQtransactionStatus(conn) != PQTRANS_IDLE)
+		res = PQexecParams(conn, LOG_RANGE_SQL, 5, NULL, params, NULL, NULL, 1);
+	else {
+		res = PQexecPrepared(conn, LOG_RANGE_STMT, 5, params, NULL, NULL, 1);
+		if (no_such_statement(res)) {
+			PQclear(res);
+			res = PQprepare(conn, LOG_RANGE_STMT, LOG_RANGE_SQL, 5, NULL);
+			if (PQresultStatus(res) == PGRES_COMMAND_OK) {
+				PQclear(res);
+				res = PQexecPrepared(conn, LOG_RANGE_STMT, 5, params, NULL, NULL,
+				                     1);
+			}
+		}
+	}
+	mbuf_free(&dom);
+	return res;
 }
 
 int
@@ -519,37 +690,9 @@ store_log_range(PGconn *conn, int64_t after, int64_t upto, int limit, const char
                 char *const *domains, size_t ndomains, struct store_logged **logged_r, size_t *n_r,
                 bool *transient_r, const char **error_r)
 {
-	struct mbuf dom = MBUF_INIT;
-	char a[32], u[32], l[16];
-	const char *params[5] = {a, u, l, user, NULL};
-	PGresult *res;
+	PGresult *res = log_range_query(conn, after, upto, limit, user, domains, ndomains);
 
 	*transient_r = false;
-	snprintf(a, sizeof(a), "%lld", (long long)after);
-	snprintf(u, sizeof(u), "%lld", (long long)upto);
-	snprintf(l, sizeof(l), "%d", limit);
-	/* the domains as a PostgreSQL text[] literal; domain names need no quoting beyond this */
-	mbuf_putc(&dom, '{');
-	for (size_t i = 0; i < ndomains; i++) {
-		mbuf_printf(&dom, "%s\"", i ? "," : "");
-		for (const char *p = domains[i]; *p; p++) {
-			if (*p == '"' || *p == '\\')
-				mbuf_putc(&dom, '\\');
-			mbuf_putc(&dom, *p);
-		}
-		mbuf_putc(&dom, '"');
-	}
-	mbuf_putc(&dom, '}');
-	params[4] = mbuf_str(&dom);
-	res = PQexecParams(conn,
-	                   "SELECT " LOGGED_COLUMNS
-	                   " FROM events e JOIN messages m ON m.id = e.message"
-	                   " WHERE e.log_offset > $1::bigint AND e.log_offset <= $2::bigint"
-	                   " AND ($4::text IS NULL OR m.owner = $4"
-	                   "      OR lower(split_part(m.sender, '@', 2)) = ANY($5::text[]))"
-	                   " ORDER BY e.log_offset LIMIT $3::int",
-	                   5, NULL, params, NULL, NULL, 0);
-	mbuf_free(&dom);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		*error_r = store_error(conn, res);
 		*transient_r = store_transient(conn, res);
@@ -557,6 +700,33 @@ store_log_range(PGconn *conn, int64_t after, int64_t upto, int limit, const char
 		return -1;
 	}
 	*logged_r = logged_from(res, n_r);
+	PQclear(res);
+	return 0;
+}
+
+int
+store_log_scan(PGconn *conn, int64_t after, int64_t upto, int limit, const char *user,
+               char *const *domains, size_t ndomains,
+               void (*fn)(void *ctx, const struct store_logged *l), void *ctx, size_t *n_r,
+               bool *transient_r, const char **error_r)
+{
+	PGresult *res = log_range_query(conn, after, upto, limit, user, domains, ndomains);
+	struct store_logged l;
+	int n;
+
+	*transient_r = false;
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		*error_r = store_error(conn, res);
+		*transient_r = store_transient(conn, res);
+		PQclear(res);
+		return -1;
+	}
+	n = PQntuples(res);
+	for (int i = 0; i < n; i++) {
+		logged_row(res, i, &l);
+		fn(ctx, &l);
+	}
+	*n_r = (size_t)n;
 	PQclear(res);
 	return 0;
 }
@@ -574,30 +744,63 @@ details_object(const char *text)
 	return details;
 }
 
+/* A string member's value: the string or null. */
+static void
+put_json_str(struct mbuf *out, const char *s)
+{
+	if (s == NULL)
+		mbuf_append(out, "null", 4);
+	else
+		jsonstr_append(out, s, strlen(s));
+}
+
+#define PUT_LIT(out, s) mbuf_append((out), (s), sizeof(s) - 1)
+
+/* The details column as a JSON object: {} when NULL or not an object. */
+static void
+put_json_details(struct mbuf *out, const char *text)
+{
+	struct json_object *details;
+
+	if (text == NULL) {
+		PUT_LIT(out, "{}");
+		return;
+	}
+	/* jsonb's text of a flat object needs only its spaces removed; anything else (which
+	   the ingest does not store) is printed the way json-c prints it */
+	if (jsonstr_compact(out, text, strlen(text)) == 0)
+		return;
+	details = details_object(text);
+	mbuf_puts(out, json_object_to_json_string_ext(
+	                       details, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(details);
+}
+
 void
 store_logged_json(const struct store_logged *l, int64_t epoch, struct mbuf *out)
 {
-	struct json_object *obj = json_object_new_object();
 	char when[RFC3339_BUFSIZE];
-	const char *type = msevent_type_name((enum msevent_type)l->type);
 
-	json_object_object_add(obj, "offset", json_object_new_int64(l->log_offset));
-	json_object_object_add(obj, "epoch", json_object_new_int64(epoch));
-	json_object_object_add(obj, "message_id",
-	                       l->message_id ? json_object_new_string(l->message_id) : NULL);
-	json_object_object_add(obj, "tracking_id",
-	                       l->tracking_id ? json_object_new_string(l->tracking_id) : NULL);
-	json_object_object_add(obj, "recipient",
-	                       l->recipient ? json_object_new_string(l->recipient) : NULL);
-	json_object_object_add(obj, "status", type ? json_object_new_string(type) : NULL);
-	json_object_object_add(obj, "timestamp",
-	                       json_object_new_string(rfc3339_format(l->time_ms, when)));
-	json_object_object_add(obj, "details", details_object(l->details));
-	json_object_object_add(obj, "event_id",
-	                       l->event_id ? json_object_new_string(l->event_id) : NULL);
-	mbuf_puts(out, json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN |
-	                                                           JSON_C_TO_STRING_NOSLASHESCAPE));
-	json_object_put(obj);
+	/* written directly, member for member as a json-c tree of them was printed */
+	PUT_LIT(out, "{\"offset\":");
+	mbuf_putll(out, l->log_offset);
+	PUT_LIT(out, ",\"epoch\":");
+	mbuf_putll(out, epoch);
+	PUT_LIT(out, ",\"message_id\":");
+	put_json_str(out, l->message_id);
+	PUT_LIT(out, ",\"tracking_id\":");
+	put_json_str(out, l->tracking_id);
+	PUT_LIT(out, ",\"recipient\":");
+	put_json_str(out, l->recipient);
+	PUT_LIT(out, ",\"status\":");
+	put_json_str(out, msevent_type_name((enum msevent_type)l->type));
+	PUT_LIT(out, ",\"timestamp\":");
+	put_json_str(out, rfc3339_format(l->time_ms, when));
+	PUT_LIT(out, ",\"details\":");
+	put_json_details(out, l->details);
+	PUT_LIT(out, ",\"event_id\":");
+	put_json_str(out, l->event_id);
+	PUT_LIT(out, "}");
 }
 
 int
@@ -728,8 +931,6 @@ timeline_events(PGconn *conn, const char *msgid, int events_max, int64_t queued_
 	return 0;
 }
 
-static void text_array(struct mbuf *out, char *const *items, size_t n);
-
 int
 store_status(PGconn *conn, const char *id, const char *user, char *const *domains, size_t ndomains,
              int events_max, struct json_object **doc_r, char **owner_r, char **sender_r,
@@ -822,23 +1023,6 @@ fail:
 		*sender_r = NULL;
 	}
 	return -1;
-}
-
-/* A text[] literal of domain names. */
-static void
-text_array(struct mbuf *out, char *const *items, size_t n)
-{
-	mbuf_putc(out, '{');
-	for (size_t i = 0; i < n; i++) {
-		mbuf_printf(out, "%s\"", i ? "," : "");
-		for (const char *p = items[i]; *p; p++) {
-			if (*p == '"' || *p == '\\')
-				mbuf_putc(out, '\\');
-			mbuf_putc(out, *p);
-		}
-		mbuf_putc(out, '"');
-	}
-	mbuf_putc(out, '}');
 }
 
 int

@@ -6,6 +6,8 @@
  *	Every function takes a connected PGconn and blocks on it; statusd calls them from its
  *	database threads (dbworker.h), statusctl directly. All SQL with data in it is
  *	parameterized or goes through COPY with escaping in one place (store_copy_row).
+ *	The feeds' JSON of an event (store_logged_json) is written directly from the row,
+ *	without a json-c tree (jsonstr.h).
  *
  * DIAGNOSTICS
  *	Functions return 0 (or a count) on success and -1 with a one-line *error_r on failure;
@@ -77,13 +79,27 @@ void store_logged_free(struct store_logged *logged, size_t n);
 /*
  * Events of the log with after < log_offset <= upto, in order, at most limit; when user is
  * not NULL only those the principal (user, domains) may see. Fills *logged_r (free with
- * store_logged_free) and *n_r.
+ * store_logged_free) and *n_r. Outside a transaction the query is a prepared statement of
+ * the connection (prepared on first use), with its results in binary.
  */
 int store_log_range(PGconn *conn, int64_t after, int64_t upto, int limit, const char *user,
                     char *const *domains, size_t ndomains, struct store_logged **logged_r,
                     size_t *n_r, bool *transient_r, const char **error_r);
 
-/* Append the feed (and webhook) JSON form of a logged event, without a newline. */
+/*
+ * The same events as store_log_range, handed to fn one at a time (on this thread, in
+ * order) instead of copied: the strings of *l belong to the query's result and are valid
+ * only during the call. *n_r is the number of events.
+ */
+int store_log_scan(PGconn *conn, int64_t after, int64_t upto, int limit, const char *user,
+                   char *const *domains, size_t ndomains,
+                   void (*fn)(void *ctx, const struct store_logged *l), void *ctx, size_t *n_r,
+                   bool *transient_r, const char **error_r);
+
+/*
+ * Append the feed (and webhook) JSON form of a logged event, without a newline: written
+ * directly (jsonstr.h), byte for byte what json-c printed of a tree of the same members.
+ */
 void store_logged_json(const struct store_logged *l, int64_t epoch, struct mbuf *out);
 
 /* The log's head and epoch. */

@@ -48,7 +48,8 @@ class Sse:
                 continue
             if line == "":
                 if data or ev:
-                    return ev, eid, json.loads("\n".join(data)) if data else None
+                    self.text = "\n".join(data)  # the data as sent, for byte comparisons
+                    return ev, eid, json.loads(self.text) if data else None
                 continue
             key, _, value = line.partition(": ")
             if key == "event":
@@ -368,6 +369,65 @@ class TwoInstancesTest(unittest.TestCase):
             s.close()
             self.assertEqual(offsets, sorted(set(range(start + 1, end + 1)) -
                                              set(got)), "every one of mallory's, in order")
+
+    def test_catch_up_and_live_write_the_same_bytes(self):
+        """Quotes, backslashes, control characters and non-ASCII UTF-8 in recipients,
+        Message-IDs and details arrive byte for byte the same live, catching up from memory
+        and catching up from PostgreSQL (WebSocket and SSE), as compact JSON with json-c's
+        escaping and the values that were sent."""
+        rcpts = ['quo"te\\back\\"@example.net', "j\u00f6rg.\u65e5\u672c@example.net",
+                 "emoji\U0001F600/slash@example.net"]
+        msgid = '<"q\\u0041"/\u00e4\U0001F600@example.org>'
+        details = {"smtp_reply": '550 5.1.1 "no" \\ \\u00e9 \t\n\r\b\f \x01\x1f\x7f '
+                                 "\u00e9\u20ac\U0001F600 </a>",
+                   "mta": "mx.example.net[192.0.2.1]:25", "latency_ms": 12, "neg": -7,
+                   "ratio": 0.25, "ok": True, "no": False, "none": None, "empty": ""}
+        keys = ["type", "offset", "epoch", "message_id", "tracking_id", "recipient", "status",
+                "timestamp", "details", "event_id"]
+        with Sandbox() as sb:
+            pg = sb.postgres()
+            one = sb.statusd(pg, name="writer")
+            token = one.token(ALICE)
+            live = ws_connect(one, token)
+            start = json.loads(live.recv())["head"]
+            evs = [event("queued", tracking_id="odd", recipient=r, sender=ALICE,
+                         sasl_user=ALICE, message_id=msgid) for r in rcpts]
+            evs += [event("relayed", tracking_id="odd", recipient=r, details=details)
+                    for r in rcpts]
+            self.assertTrue(all("ack" in r for r in one.send_events(evs)))
+            n = len(evs)
+            want = [live.recv() for _ in range(n)]
+            live.close()
+            fresh = sb.statusd(pg, name="reader", settings={
+                "auth_secret_file": one.settings["auth_secret_file"]})
+            epoch = fresh.http("/healthz")[1]["log"]["epoch"]
+            streams = {}
+            for name, sd in (("memory", one), ("database", fresh)):
+                ws = ws_connect(sd, token, f"?offset={start}&epoch={epoch}")
+                self.assertEqual(json.loads(ws.recv())["from"], start)
+                streams[f"WebSocket from {name}"] = [ws.recv() for _ in range(n)]
+                ws.close()
+                s = Sse(sd, token, last_event_id=f"{epoch}-{start}")
+                s.next()
+                sse = []
+                for _ in range(n):
+                    _, eid, data = s.next()
+                    self.assertEqual(eid, f"{epoch}-{data['offset']}")
+                    sse.append(s.text)
+                s.close()
+                streams[f"SSE from {name}"] = sse
+            for name, got in streams.items():
+                self.assertEqual(got, want, name)
+            for text in want:
+                doc = json.loads(text)
+                self.assertEqual(list(doc), keys)
+                # compact, json-c's escaping (which Python's json module shares), key order
+                self.assertEqual(text, json.dumps(doc, separators=(",", ":"),
+                                                  ensure_ascii=False))
+                self.assertEqual(doc["message_id"], msgid)
+            docs = [json.loads(t) for t in want]
+            self.assertEqual([d["recipient"] for d in docs], rcpts * 2)
+            self.assertEqual([d["details"] for d in docs], [{}] * 3 + [details] * 3)
 
     def test_live_events_cross_instances(self):
         with Sandbox() as sb:

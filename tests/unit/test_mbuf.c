@@ -6,9 +6,10 @@
  * powers of two around the doubling points up to 1 MiB), mbuf_printf()/mbuf_vprintf()
  * output of every length from 0 to 600 after prefixes that put it just below, at and above
  * the spare room, mbuf_puts()/mbuf_putc(), binary data with NUL bytes, mbuf_consume(),
- * mbuf_truncate(), mbuf_reset() (keeps the allocation), mbuf_reserve(), reuse after
- * mbuf_free(), and that misuse panics (consume or truncate past the end) and that a size
- * overflow is fatal. Every check compares against a plain reference array.
+ * mbuf_putll() against printf's %lld, mbuf_truncate(), mbuf_reset() (keeps the
+ * allocation), mbuf_reserve(), reuse after mbuf_free(), and that misuse panics (consume or
+ * truncate past the end) and that a size overflow is fatal. Every check compares against a plain
+ * reference array.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -297,6 +298,40 @@ test_printf_formats(void **state)
 	check_done();
 }
 
+/* mbuf_putll() writes what printf's %lld writes, at the ends of the range and between. */
+static void
+test_putll(void **state)
+{
+	static const long long values[] = {
+	        0,   1,         -1,        9,         10,        -10,           99,
+	        100, 123456789, -98765432, INT64_MAX, INT64_MIN, INT64_MAX - 1, INT64_MIN + 1};
+	struct mbuf b = MBUF_INIT;
+	uint64_t x = 88172645463325252ull;
+
+	for (int i = 0; i < 10000; i++) {
+		char want[32], what[48];
+		long long v;
+
+		if (i < (int)(sizeof(values) / sizeof(values[0])))
+			v = values[i];
+		else {
+			x ^= x << 13, x ^= x >> 7, x ^= x << 17; /* xorshift64 */
+			v = (long long)(x >> (1 + i % 63));      /* below 2^63: -v is defined */
+			if (i % 2)
+				v = -v;
+		}
+		snprintf(want, sizeof(want), "<%lld>", v);
+		snprintf(what, sizeof(what), "%lld", v);
+		mbuf_reset(&b);
+		mbuf_putc(&b, '<');
+		mbuf_putll(&b, v);
+		mbuf_putc(&b, '>');
+		CHECK_STR(what, mbuf_str(&b), want);
+	}
+	mbuf_free(&b);
+	check_done();
+}
+
 static const struct {
 	const char *name;
 	const char *initial;
@@ -513,6 +548,7 @@ main(void)
 	        cmocka_unit_test(test_append_byte_by_byte),
 	        cmocka_unit_test(test_append_chunks),
 	        cmocka_unit_test(test_puts_putc),
+	        cmocka_unit_test(test_putll),
 	        cmocka_unit_test(test_binary_with_nul),
 	        cmocka_unit_test(test_printf_every_length),
 	        cmocka_unit_test(test_printf_formats),

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -319,6 +320,47 @@ test_round_trip(void **state)
 	check_done();
 }
 
+/* What rfc3339_format wrote with gmtime_r() and snprintf(), before it did it by hand. */
+static void
+reference_format(int64_t ms, char *buf, size_t size)
+{
+	time_t sec = (time_t)(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
+	struct tm tm;
+
+	assert_non_null(gmtime_r(&sec, &tm));
+	snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+	         tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms - (int64_t)sec * 1000));
+}
+
+/* The formatter agrees with gmtime_r() over years 0000..9999 and at every day boundary. */
+static void
+test_format_matches_gmtime(void **state)
+{
+	const int64_t lo = -62167219200000, hi = 253402300799999;
+	uint64_t seed = 1970;
+
+	for (int i = 0; i < 200000; i++) {
+		int64_t ms = lo + (int64_t)(next_rand(&seed) % (uint64_t)(hi - lo + 1));
+		char got[RFC3339_BUFSIZE], want[64], what[32];
+
+		if (i < 2)
+			ms = i == 0 ? lo : hi;
+		snprintf(what, sizeof(what), "%lld", (long long)ms);
+		reference_format(ms, want, sizeof(want));
+		CHECK_STR(what, rfc3339_format(ms, got), want);
+	}
+	for (int64_t d = -1000; d <= 60000; d++)
+		for (int64_t delta = -1; delta <= 1; delta++) {
+			int64_t ms = d * 86400000 + delta;
+			char got[RFC3339_BUFSIZE], want[64], what[32];
+
+			snprintf(what, sizeof(what), "%lld", (long long)ms);
+			reference_format(ms, want, sizeof(want));
+			CHECK_STR(what, rfc3339_format(ms, got), want);
+		}
+	check_done();
+}
+
 /* format(parse(s)) == s for strings already in the canonical form. */
 static void
 test_canonical_round_trip(void **state)
@@ -362,6 +404,7 @@ main(void)
 	        cmocka_unit_test(test_parse_honours_len),
 	        cmocka_unit_test(test_round_trip),
 	        cmocka_unit_test(test_canonical_round_trip),
+	        cmocka_unit_test(test_format_matches_gmtime),
 	        cmocka_unit_test(test_clocks),
 	};
 
