@@ -621,8 +621,11 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in
 	return lws_callback_http_dummy(wsi, reason, user, in, len);
 }
 
+/* tx_packet_size: without it lws 4.1 sends at most rx_buffer_size (1 KiB) per send() and
+   keeps the rest for later POLLOUT turns: a poll turn and three epoll_ctl() per KiB of an
+   SSE backlog. Now a send() takes up to 64 KiB. */
 static const struct lws_protocols protocols[] = {
-        {"msgstatus.v1", callback, sizeof(struct req), 1024, 0, NULL, 0},
+        {"msgstatus.v1", callback, sizeof(struct req), 1024, 0, NULL, 65536},
         {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
