@@ -1,4 +1,5 @@
 """Shared helpers for the end-to-end tests (imported by the test_*.py scripts)."""
+import glob
 import itertools
 import os
 import sys
@@ -7,6 +8,13 @@ import unittest
 from msgsandbox.statusd import now_rfc3339
 
 _ids = itertools.count(1)
+
+
+def schema_version():
+    """The version a migrated database is at: the number of the newest sql/NNN_*.sql."""
+    from msgsandbox import paths
+    names = glob.glob(os.path.join(paths.source, "sql", "[0-9][0-9][0-9]_*.sql"))
+    return max(int(os.path.basename(n)[:3]) for n in names)
 
 
 def event(type_="queued", tracking_id="trk", recipient="bob@example.net", offset_ms=0, **kw):

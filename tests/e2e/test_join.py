@@ -1,8 +1,13 @@
 """How statusd joins events that carry no tracking id (Postfix's log) to messages: by queue
 id within a time window (short queue ids are reused), else by Message-ID; a log line that
-arrives before the milter's record waits and is folded in when the record comes; an
-alias's expansion counts for the address the sender used; addresses compare case-blind."""
+arrives before the milter's record waits and is folded in when the record comes, and so
+does a Dovecot plugin event that names a message whose sender is not known yet (it must
+reach the sender's live feed); an alias's expansion counts for the address the sender
+used; addresses compare case-blind."""
+import json
 import unittest
+
+import websocket  # Debian's python3-websocket
 
 from e2e import event, main
 from msgsandbox import Sandbox
@@ -47,6 +52,35 @@ class JoinTest(unittest.TestCase):
         self.assertEqual((bob["status"], bob["smtp_reply"]), ("relayed", "250 2.0.0 Ok"))
         self.assertEqual(self.pg.scalar(
             "SELECT count(*) FROM events WHERE queue_id = '4XjoinA1' AND message IS NULL"), "0")
+
+    def test_plugin_event_before_the_milter_record(self):
+        """delivered and read from the plugin, then (statusd was away, the milter's spool
+        comes later) the milter's queued: the sender's live feed gets all three, and no
+        offset went by while nobody could be told whose event it was."""
+        url = (f"ws://127.0.0.1:{self.sd.http_port}/api/v1/messages/stream?access_token="
+               + self.sd.token(SENDER))
+        ws = websocket.create_connection(url, timeout=10)
+        try:
+            self.assertEqual(json.loads(ws.recv())["type"], "hello")
+            head = int(self.pg.scalar("SELECT head FROM log_head"))
+            self.send([event("delivered", tracking_id="early1", recipient="bob@example.org",
+                             offset_ms=-1000, source="dovecot"),
+                       event("read", tracking_id="early1", recipient="bob@example.org",
+                             source="dovecot")])
+            self.assertEqual(self.pg.scalar("SELECT head FROM log_head"), str(head),
+                             "an event of a message without an owner entered the log")
+            self.assertEqual(self.sd.status("early1")[0], 404)
+            self.send([event("queued", tracking_id="early1", queue_id="EARLY1",
+                             recipient="bob@example.org", offset_ms=-2000, sender=SENDER)])
+            got = [json.loads(ws.recv()) for _ in range(3)]
+        finally:
+            ws.close()
+        self.assertEqual([(g["status"], g["offset"]) for g in got],
+                         [("queued", head + 1), ("delivered", head + 2), ("read", head + 3)])
+        self.assertEqual(self.status("early1")["bob@example.org"]["status"], "read")
+        self.assertEqual(self.pg.scalar(
+            "SELECT count(*) FROM events e JOIN messages m ON m.id = e.message "
+            "WHERE m.tracking_id = 'early1' AND e.log_offset IS NULL"), "0")
 
     def test_queue_id_reuse(self):
         old, new = -70 * DAY, -60000
