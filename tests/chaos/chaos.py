@@ -40,7 +40,8 @@ from msgsandbox.core import wait_for  # noqa: E402
 
 import faults  # noqa: E402
 import reconcile  # noqa: E402
-from traffic import LOCAL, REMOTE, SENDER, Clock, Reader, Sender, percentile  # noqa: E402
+from traffic import (LOCAL, REMOTE, SENDER, Clock, Follower, Reader, Sender,  # noqa: E402
+                     percentile)
 
 USERS = {SENDER: "alice-pw", LOCAL: "bob-pw"}
 # Faults after which mail may legitimately go untracked: the milter was not there, or
@@ -142,7 +143,7 @@ def run_faults(chain, plan, clock, rng, log):
     return notes
 
 
-def settle(chain, sender, reader, log, timeout):
+def settle(chain, sender, reader, follower, log, timeout):
     """After the faults: let the queue empty, everything be read and every event arrive."""
     deadline = time.monotonic() + timeout
     accepted = [r for r in sender.records() if r.qid]
@@ -168,11 +169,31 @@ def settle(chain, sender, reader, log, timeout):
             total.add(t)
         state = (total.missing, total.stored)
         if total.missing == 0 or time.monotonic() > deadline:
-            return result
+            break
         if state != last:
             log(f"  {total.missing} events still missing")
             last = state
         time.sleep(2.0)
+    want = result["store"].log_offsets_of(SENDER)
+    try:
+        wait_for("the sender's feed to reach the head", lambda: follower.received()[-1:] ==
+                 want[-1:], timeout=max(10, deadline - time.monotonic()), interval=0.5)
+    except SandboxError as e:
+        log(str(e))
+    follower.stop()
+    result["feed"] = feed_check(want, follower)
+    return result
+
+
+def feed_check(want, follower):
+    """The live feed against the log: every offset the sender may see, once, in order."""
+    got = follower.received()
+    seen = set(got)
+    return {"want": len(want), "got": len(got), "missing": len(set(want) - seen),
+            "duplicated": len(got) - len(seen), "foreign": len(seen - set(want)),
+            "out_of_order": sum(1 for a, b in zip(got, got[1:]) if b <= a),
+            "reconnects": len(follower.breaks), "resets": follower.resets,
+            "missing_offsets": sorted(set(want) - seen)[:20]}
 
 
 def collect(chain, sent):
@@ -241,12 +262,18 @@ def report(args, plan, notes, result, lat, extra):
                      f"{added(sp99, base[1] if base else None)} | {ms(ip50)} | {ms(ip99)} | "
                      f"{ms(imax)} | {added(ip99, base[4] if base else None)} | {len(fails)} |")
     log = store.log
+    feed = result["feed"]
     lines += ["", "What was done, and the rest of the checks:", ""]
     for name, ns in notes.items():
         lines.append(f"- {name}: " + "; ".join(dict.fromkeys(ns)))
     lines += [
         f"- event log: {log['events']} events at offsets {log['first']}–{log['last']}, "
         f"{log['distinct']} distinct ({'no gap, no duplicate' if extra['log_ok'] else 'GAP OR DUPLICATE'})",
+        "- the sender's live feed (one WebSocket, resuming from its last offset after each "
+        f"break): {feed['got']} events received of {feed['want']} in the log, "
+        f"{feed['missing']} missing, {feed['duplicated']} twice, {feed['out_of_order']} out "
+        f"of order, {feed['foreign']} not the sender's; {feed['reconnects']} reconnects, "
+        f"{feed['resets']} resets",
         f"- timelines out of causal order: {total.out_of_order}; derived statuses wrong: "
         f"{total.wrong_status}",
         f"- recorded but not tagged (the milter died between its record and the header): "
@@ -268,6 +295,10 @@ def verdict(args, total, lat, phases, extra):
             bad.append(f"{f}: {getattr(total, f)}")
     if not extra["log_ok"]:
         bad.append("the event log has a gap or a duplicate offset")
+    feed = extra["feed"]
+    for f in ("missing", "duplicated", "out_of_order", "foreign", "resets"):
+        if feed[f]:
+            bad.append(f"the sender's feed: {f}: {feed[f]}")
     for name, t in phases.items():
         if t.untracked and name not in UNTRACKED_OK:
             bad.append(f"{name}: {t.untracked} messages untracked with no fault to explain it")
@@ -301,9 +332,9 @@ def main():
     ap.add_argument("--only", nargs="*", help="only these faults (CI run)")
     ap.add_argument("--rate", type=float, default=8.0, help="messages per second (default 8)")
     ap.add_argument("--seed", type=int, default=None, help="random seed (default: random)")
-    ap.add_argument("--max-command", type=float, default=5.0,
+    ap.add_argument("--max-command", type=float, default=10.0,
                     help="the longest an SMTP or IMAP command may take during a fault of "
-                    "msgstatus, in seconds (default 5)")
+                    "msgstatus, in seconds (default 10)")
     ap.add_argument("--settle", type=float, default=240.0,
                     help="seconds to wait for the queue, reads and events after the faults")
     ap.add_argument("--report", help="also write the report (Markdown) to this file")
@@ -331,19 +362,22 @@ def main():
         clock = Clock()
         sender = Sender(chain.postfix, clock, args.rate, (SENDER, USERS[SENDER]))
         reader = Reader(chain.dovecot, clock)
+        follower = Follower(chain.sd, chain.sd.token(SENDER, ttl=24 * 3600), clock)
         sender.start()
         reader.start()
+        follower.start()
         try:
             notes = run_faults(chain, plan, clock, rng, log)
         finally:
             sender.stop()
         log(f"faults done: {len(sender.records())} messages submitted")
-        result = settle(chain, sender, reader, log, args.settle)
+        result = settle(chain, sender, reader, follower, log, args.settle)
         sent = sender.records()
         lat = latency_rows(plan, sent, reader.records())
         log_ = result["store"].log
         extra = {
             "log_ok": log_["events"] == log_["distinct"] == log_["last"] - log_["first"] + 1,
+            "feed": result["feed"],
             # every run of the milter logs to the same file
             "unrecorded": reconcile.milter_unrecorded(chain.milter.child.log()),
             "retries": [r for rec in sent for r in rec.retries],
@@ -351,6 +385,9 @@ def main():
         lines, total = report(args, plan, notes, result, lat, extra)
         bad = verdict(args, total, lat, result["phases"], extra)
         problems = [p for t in result["phases"].values() for p in t.problems]
+        if result["feed"]["missing_offsets"]:
+            problems.append("offsets the sender's feed did not deliver: " +
+                            " ".join(map(str, result["feed"]["missing_offsets"])))
         print("\n".join(lines))
         if problems:
             print("\nFirst problems found:\n  " + "\n  ".join(problems[:30]))

@@ -114,6 +114,14 @@ class Store:
         self.log = {"events": int(n), "distinct": int(distinct), "first": int(lo),
                     "last": int(hi)}
         self.unjoined = int(pg.scalar("SELECT count(*) FROM events WHERE message IS NULL"))
+        self.pg = pg
+
+    def log_offsets_of(self, owner):
+        """The log offsets of the events of owner's messages, in order: what owner's feed
+        must deliver."""
+        return [int(r[0]) for r in self.pg.psql(
+            "SELECT e.log_offset FROM events e JOIN messages m ON m.id = e.message "
+            f"WHERE m.owner = '{owner}' AND e.log_offset IS NOT NULL ORDER BY e.log_offset")]
 
 
 class Tally:

@@ -13,11 +13,14 @@ happened, so the report can say what a fault cost the mail system.
 """
 import email.utils
 import imaplib
+import json
 import random
 import smtplib
 import socket
 import threading
 import time
+
+import websocket  # Debian's python3-websocket
 
 from msgsandbox.postfix import make_message
 
@@ -199,6 +202,68 @@ class Reader(threading.Thread):
     def records(self):
         with self.lock:
             return list(self.samples)
+
+
+class Follower(threading.Thread):
+    """The sender's live feed over WebSocket, resumed from its last offset and epoch after
+    every break (statusd killed, stopped, or closing a slow consumer)."""
+
+    def __init__(self, statusd, token, clock):
+        super().__init__(name="chaos-follower", daemon=True)
+        self.statusd = statusd
+        self.token = token
+        self.clock = clock
+        self.stopping = threading.Event()
+        self.lock = threading.Lock()
+        self.offsets = []  # every event's offset, in the order received
+        self.epoch = None
+        self.breaks = []  # (phase, why) of each reconnect
+        self.resets = 0
+
+    def _url(self):
+        url = (f"ws://127.0.0.1:{self.statusd.http_port}/api/v1/messages/stream"
+               f"?access_token={self.token}")
+        with self.lock:
+            if self.epoch is None:  # from the log's start: epoch unknown, so a reset
+                return url + "&offset=0&epoch=1"
+            last = self.offsets[-1] if self.offsets else 0
+        return url + f"&offset={last}&epoch={self.epoch}"
+
+    def run(self):
+        while not self.stopping.is_set():
+            ws = None
+            try:
+                ws = websocket.create_connection(self._url(), timeout=2)
+                while not self.stopping.is_set():
+                    try:
+                        data = ws.recv()
+                    except websocket.WebSocketTimeoutException:
+                        continue
+                    if not data:
+                        raise ConnectionError("closed by statusd")
+                    doc = json.loads(data)
+                    with self.lock:
+                        if doc.get("type") == "hello":
+                            if doc.get("reset") and self.epoch is not None:
+                                self.resets += 1
+                            self.epoch = doc["epoch"]
+                        elif doc.get("type") == "event":
+                            self.offsets.append(doc["offset"])
+            except (websocket.WebSocketException, OSError, ConnectionError, ValueError) as e:
+                with self.lock:
+                    self.breaks.append((self.clock.get(), f"{type(e).__name__}: {e}"[:200]))
+                self.stopping.wait(0.3)
+            finally:
+                if ws is not None:
+                    ws.close()
+
+    def stop(self):
+        self.stopping.set()
+        self.join(30)
+
+    def received(self):
+        with self.lock:
+            return list(self.offsets)
 
 
 def percentile(values, p):
