@@ -4,7 +4,7 @@
  * SECURITY
  *	What a subscriber may see is decided here, once per event, with principal_may_see();
  *	the transports only carry what the feed hands them. Catch-up reads from PostgreSQL
- *	are filtered by the same rule in SQL (store_log_range).
+ *	are filtered by the same rule in SQL (store_log_scan, store_log_range).
  */
 #include "feed.h"
 
