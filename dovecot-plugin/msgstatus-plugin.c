@@ -28,7 +28,9 @@
  *	exit, and every event while statusd cannot be reached, is written as one file into
  *	statusd's pickup directory (docs/protocol.md, "Pickup files"), which statusd stores
  *	when it runs. Every event has a random 130-bit id, so an event both sent and written
- *	to a file is stored once.
+ *	to a file is stored once. What can be neither sent nor filed (statusd away and the
+ *	pickup directory's disk full) is kept in memory, up to MSGSTATUS_HELD_MAX bytes, and
+ *	goes with the next hand-over; only beyond that, or at exit, is it lost, and said to be.
  *
  *	The header is read only when a relevant change happens (a save by LMTP/LDA, a \Seen
  *	change, an expunge); with hdr.Msgstatus-Id in mail_always_cache_fields (the example
@@ -43,7 +45,8 @@
  * DIAGNOSTICS
  *	Logged through Dovecot's logging with a "msgstatus:" prefix: statusd unreachable
  *	(once per outage), an event statusd rejected, a pickup file that cannot be written
- *	(an error naming the directory: the events of that hand-over are lost, and said to be).
+ *	(an error naming the directory; the events wait in memory), events lost (an error
+ *	with their number: more waiting than MSGSTATUS_HELD_MAX, or at exit).
  *
  * This file is written against Dovecot's own library (no other dependency), as Dovecot's
  * plugins are: nothing else can hook into its mail storage, and lib/evclient's json-c and
@@ -82,6 +85,7 @@
 #define MSGSTATUS_REPLY_MAX         4096         /* statusd's replies are far shorter */
 #define MSGSTATUS_RETRY_SECS        1            /* between connection attempts */
 #define MSGSTATUS_EXIT_WAIT_MSECS   100
+#define MSGSTATUS_HELD_MAX          (1024 * 1024) /* bytes kept while nothing takes them */
 #define MSGSTATUS_USER_CONTEXT(obj) MODULE_CONTEXT(obj, msgstatus_user_module)
 
 /* Only LMTP and LDA link Dovecot's lib-lda: elsewhere (imap) there is no hook to set. */
@@ -123,6 +127,8 @@ struct msgstatus_conn {
 	unsigned int queued; /* records in queue */
 	string_t *reply;     /* a reply line being received */
 	time_t retry_at;     /* no connection attempt before this */
+	string_t *held;      /* records neither sent nor filed: they go with the next */
+	unsigned int nheld;  /* records in held */
 	bool unreachable_logged;
 	bool unusable; /* the socket path cannot be used: pickup files only */
 };
@@ -178,8 +184,9 @@ record_begin(string_t *out, const char *type, const char *source, const char *us
 	str_append_c(out, '"');
 }
 
-/* Write records into a new file of the pickup directory (docs/protocol.md). */
-static void
+/* Write records into a new file of the pickup directory (docs/protocol.md). 0, or -1
+   (logged) if the file could not be written. */
+static int
 pickup_write(const char *dir, const unsigned char *data, size_t size, unsigned int count)
 {
 	unsigned char rnd[8];
@@ -197,24 +204,47 @@ pickup_write(const char *dir, const unsigned char *data, size_t size, unsigned i
 	path = t_strdup_printf("%s/%s", dir, name);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0640);
 	if (fd < 0) {
-		i_error("msgstatus: open(%s) failed: %m (%u events lost; is msgstatus_pickup_dir "
+		i_error("msgstatus: open(%s) failed: %m (%u events; is msgstatus_pickup_dir "
 		        "writable by the mail user?)",
 		        tmp, count);
-		return;
+		return -1;
 	}
 	/* statusd reads it through the directory's group, whatever Dovecot's umask (0077) */
 	if (fchmod(fd, 0640) < 0)
 		i_error("msgstatus: fchmod(%s) failed: %m", tmp);
 	if (write_full(fd, data, size) < 0) {
-		i_error("msgstatus: write(%s) failed: %m (%u events lost)", tmp, count);
+		i_error("msgstatus: write(%s) failed: %m (%u events)", tmp, count);
 		i_close_fd(&fd);
 		i_unlink(tmp);
-		return;
+		return -1;
 	}
 	if (close(fd) < 0 || rename(tmp, path) < 0) {
-		i_error("msgstatus: close/rename(%s) failed: %m (%u events lost)", tmp, count);
+		i_error("msgstatus: close/rename(%s) failed: %m (%u events)", tmp, count);
 		i_unlink_if_exists(tmp);
+		return -1;
 	}
+	return 0;
+}
+
+/* File records in the pickup directory; if that fails, keep them for the next hand-over. */
+static void
+file_or_hold(struct msgstatus_conn *conn, const char *dir, const unsigned char *data, size_t size,
+             unsigned int count)
+{
+	if (pickup_write(dir, data, size, count) == 0)
+		return;
+	if (conn->held == NULL)
+		conn->held = str_new(default_pool, size);
+	if (str_len(conn->held) + size > MSGSTATUS_HELD_MAX) {
+		i_error("msgstatus: %u events lost: statusd does not take them, the pickup "
+		        "directory neither, and %zu bytes already wait in memory",
+		        count, str_len(conn->held));
+		return;
+	}
+	str_append_data(conn->held, data, size);
+	conn->nheld += count;
+	i_warning("msgstatus: %u events wait in memory for statusd or the pickup directory",
+	          conn->nheld);
 }
 
 /* Close the connection; what statusd has not acknowledged goes into a pickup file. */
@@ -230,7 +260,7 @@ conn_close(struct msgstatus_conn *conn, const char *why)
 		i_close_fd(&conn->fd);
 	}
 	if (conn->queued > 0)
-		pickup_write(conn->pickup_dir, str_data(conn->queue), str_len(conn->queue),
+		file_or_hold(conn, conn->pickup_dir, str_data(conn->queue), str_len(conn->queue),
 		             conn->queued);
 	if (conn->queue != NULL)
 		str_truncate(conn->queue, 0);
@@ -356,8 +386,19 @@ msgstatus_hand_over(struct msgstatus_user *muser, const string_t *records, unsig
 {
 	struct msgstatus_conn *conn = &msgstatus_conn;
 
+	if (conn->nheld > 0) {
+		/* what waits in memory goes first, the same way */
+		string_t *all = t_str_new(str_len(conn->held) + str_len(records));
+
+		str_append_str(all, conn->held);
+		str_append_str(all, records);
+		count += conn->nheld;
+		records = all;
+		str_truncate(conn->held, 0);
+		conn->nheld = 0;
+	}
 	if (muser->socket_path[0] == '\0') {
-		pickup_write(muser->pickup_dir, str_data(records), str_len(records), count);
+		file_or_hold(conn, muser->pickup_dir, str_data(records), str_len(records), count);
 		return;
 	}
 	if (conn->socket_path == NULL || strcmp(conn->socket_path, muser->socket_path) != 0 ||
@@ -378,12 +419,12 @@ msgstatus_hand_over(struct msgstatus_user *muser, const string_t *records, unsig
 		(void)conn_read(conn);
 	if (conn->fd < 0 &&
 	    (conn->unusable || ioloop_time < conn->retry_at || conn_connect(conn) < 0)) {
-		pickup_write(conn->pickup_dir, str_data(records), str_len(records), count);
+		file_or_hold(conn, conn->pickup_dir, str_data(records), str_len(records), count);
 		return;
 	}
 	if (str_len(conn->queue) + str_len(records) > MSGSTATUS_QUEUE_MAX) {
 		conn_close(conn, "statusd is not answering");
-		pickup_write(conn->pickup_dir, str_data(records), str_len(records), count);
+		file_or_hold(conn, conn->pickup_dir, str_data(records), str_len(records), count);
 		return;
 	}
 	str_append_data(conn->queue, str_data(records), str_len(records));
@@ -397,6 +438,14 @@ msgstatus_conn_deinit(struct msgstatus_conn *conn)
 {
 	struct timeval start, now;
 
+	/* what waits in memory: one more try to send it, with the rest */
+	if (conn->nheld > 0 && conn->socket_path != NULL && !conn->unusable &&
+	    (conn->fd >= 0 || conn_connect(conn) == 0)) {
+		str_append_str(conn->queue, conn->held);
+		conn->queued += conn->nheld;
+		str_truncate(conn->held, 0);
+		conn->nheld = 0;
+	}
 	if (conn->fd >= 0 && conn->queued > 0 && gettimeofday(&start, NULL) == 0) {
 		for (;;) {
 			struct pollfd pfd = {.fd = conn->fd, .events = POLLIN};
@@ -418,6 +467,13 @@ msgstatus_conn_deinit(struct msgstatus_conn *conn)
 		}
 	}
 	conn_close(conn, NULL);
+	if (conn->nheld > 0)
+		i_error("msgstatus: %u events lost: the process ends, and neither statusd nor the "
+		        "pickup directory took them",
+		        conn->nheld);
+	if (conn->held != NULL)
+		str_free(&conn->held);
+	conn->nheld = 0;
 	if (conn->queue != NULL)
 		str_free(&conn->queue);
 	if (conn->reply != NULL)

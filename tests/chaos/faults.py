@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 
 
@@ -146,6 +147,21 @@ def spool_disk_full(chain, seconds, rng, stop):
     return f"full for {seconds:.0f} s ({written // 1024} KiB of filler)"
 
 
+def spool_disk_full_statusd_kill9(chain, seconds, rng, stop):
+    """Both at once: the spools' file system full, and statusd killed (SIGKILL) and started
+    again while it is full, so that a producer can neither send nor file its events."""
+    fill = threading.Thread(target=spool_disk_full, args=(chain, seconds, rng, stop))
+    fill.start()
+    try:
+        stop.wait(seconds * 0.2)
+        chain.sd.kill()
+        stop.wait(seconds * 0.4)
+        chain.sd.start(wait_db=False)
+    finally:
+        fill.join()
+    return "statusd SIGKILLed and restarted while the spools' disk was full"
+
+
 def logrotate_statusd_down(chain, seconds, rng, stop):
     """statusd stopped; `postfix logrotate` while it is down (the old log is compressed);
     statusd started again."""
@@ -178,6 +194,7 @@ FAULTS = [
     ("milter-kill9", milter_kill9),
     ("statusd-socket-full", statusd_socket_full),
     ("spool-disk-full", spool_disk_full),
+    ("spool-disk-full+statusd-kill9", spool_disk_full_statusd_kill9),
     ("logrotate-statusd-down", logrotate_statusd_down),
     ("dovecot-restart", dovecot_restart),
 ]

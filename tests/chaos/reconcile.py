@@ -247,3 +247,8 @@ def _status_faults(rec, row, store, copies, problems):
 def milter_unrecorded(milter_log):
     """Messages the milter said it could not record (and so did not tag)."""
     return len(re.findall(r"events NOT recorded, message not tagged", milter_log))
+
+
+def plugin_lost(dovecot_log):
+    """Events the Dovecot plugin said it lost."""
+    return sum(int(n) for n in re.findall(r"msgstatus: (\d+) events lost", dovecot_log))

@@ -237,6 +237,38 @@ class DovecotPluginTest(unittest.TestCase):
         for tid in tids:
             self.wait_events(tid, [("delivered", BOB), ("read", BOB)], timeout=30)
 
+    def test_statusd_down_and_pickup_unwritable(self):
+        """statusd away and the pickup directory not writable (as on a full disk): the
+        events wait in the IMAP process's memory and go to statusd with the next hand-over
+        once it is back; nothing is lost and IMAP never waits."""
+        tids = [self.tracked() for _ in range(3)]
+        for tid in tids:
+            self.wait_events(tid, [("delivered", BOB)])
+        c = self.imap()
+        uids = [self.uid_of(c, t) for t in tids]
+        mark = self.dc.log_mark()
+        self.sd.stop()
+        mode = os.stat(self.sd.pickup_dir).st_mode & 0o7777
+        os.chmod(self.sd.pickup_dir, 0o555)
+        try:
+            t0 = time.monotonic()
+            for uid in uids[:2]:
+                typ, _ = c.uid("STORE", uid, "+FLAGS", "(\\Seen)")
+                self.assertEqual(typ, "OK")
+            self.assertLess(time.monotonic() - t0, 2, "IMAP does not wait for statusd")
+            self.dc.wait_log(r"msgstatus: \d+ events wait in memory", since=mark)
+            self.sd.start()
+            time.sleep(1.1)  # the plugin tries statusd again a second after a failure
+            typ, _ = c.uid("STORE", uids[2], "+FLAGS", "(\\Seen)")  # the next hand-over
+            self.assertEqual(typ, "OK")
+        finally:
+            os.chmod(self.sd.pickup_dir, mode)
+            if not self.sd.child.alive():
+                self.sd.start()
+        for tid in tids:
+            self.wait_events(tid, [("delivered", BOB), ("read", BOB)], timeout=30)
+        self.assertNotIn("events lost", self.dc.log(since=mark))
+
 
 if __name__ == "__main__":
     main()
