@@ -394,6 +394,8 @@ def main():
         }
         lines, total = report(args, plan, notes, result, lat, extra)
         bad = verdict(args, total, lat, result["phases"], extra)
+        if bad:
+            sb.keep = True  # the logs, the maillog and the database, to look into
         problems = [p for t in result["phases"].values() for p in t.problems]
         if result["feed"]["missing_offsets"]:
             problems.append("offsets the sender's feed did not deliver: " +
