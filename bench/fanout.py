@@ -2,7 +2,7 @@
 """Fan-out: one event reaching many idle WebSocket subscribers, statusd against nchan.
 
     bench/fanout.py [--conns 10000] [--messages 20] [--interval 0.25] [--rounds 1]
-                    [--only statusd|nchan] [--verbose]
+                    [--idle SECONDS] [--only statusd|nchan] [--verbose]
 
 For each server, bench/fanout_client (build/bench/fanout_client, one epoll thread) opens
 --conns WebSocket connections to it from 127.0.0.1 and waits; then --messages events are
@@ -19,7 +19,10 @@ received each one. Per server it reports:
                   used before they connected, per connection;
   CPU/delivery    the CPU time the server (all its processes) and the client used from the
                   first publish to the last arrival, per (message, subscriber) delivered:
-                  what a fan-out costs, whatever else runs on the machine.
+                  what a fan-out costs, whatever else runs on the machine;
+  idle CPU        with --idle S: the server's CPU use (% of one CPU) over S seconds with
+                  every connection idle, before the first publish (keep-alive pings:
+                  statusd pings every 30 s, nchan's websocket subscriber by default not).
 
 With --rounds N every server is measured N times, in an order that rotates, each time
 freshly started; the medians and statusd's ratios to nchan close the report.
@@ -105,7 +108,8 @@ def measure(args, port, path, header, pids, publish, subscribed=None):
     one's token after the upgrade, so a connection can be open before it follows)."""
     before = rss_kib(pids())
     argv = [paths.binary("bench/fanout_client"), "-p", str(port), "-u", path,
-            "-n", str(args.conns), "-m", str(args.messages), "-k", "fanout-", "-t", "60"]
+            "-n", str(args.conns), "-m", str(args.messages), "-k", "fanout-",
+            "-t", str(60 + int(args.idle))]
     if header:
         argv += ["-H", header]
     client = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
@@ -122,6 +126,9 @@ def measure(args, port, path, header, pids, publish, subscribed=None):
                   file=sys.stderr)
         time.sleep(2)  # let the server settle with every connection idle
         after = rss_kib(pids())
+        idle_cpu = cpu_s(pids())
+        time.sleep(args.idle)
+        idle_cpu = (cpu_s(pids()) - idle_cpu) * 100 / args.idle if args.idle else 0.0
         cpu0 = cpu_s(pids())
         t0, acked = [], []
         for j in range(args.messages):
@@ -157,6 +164,7 @@ def measure(args, port, path, header, pids, publish, subscribed=None):
             "p50": percentile(lat, 50), "p99": percentile(lat, 99), "max": max(lat),
             "rate": statistics.median(rates),
             "kib_per_conn": (after - before) / max(opened, 1),
+            "idle_cpu": idle_cpu,
             "server_us": server_cpu * 1e6 / max(len(lat), 1),
             "client_us": client_cpu * 1e6 / max(len(lat), 1)}
 
@@ -258,6 +266,8 @@ def main():
     ap.add_argument("--messages", type=int, default=20)
     ap.add_argument("--interval", type=float, default=0.25)
     ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--idle", type=float, default=0,
+                    help="measure the server's CPU use with all connections idle this long")
     ap.add_argument("--only", choices=["statusd", "nchan"])
     ap.add_argument("--verbose", action="store_true", help="each event's arrivals, on stderr")
     args = ap.parse_args()
@@ -293,14 +303,15 @@ def main():
           f"{args.interval:g} s apart, {args.rounds} round{'s' if args.rounds > 1 else ''}\n")
     print("| round | server | connected | missed | publish ms | p50 ms | p99 ms | max ms | "
           "subscribers/s per fan-out | KiB per idle connection | server CPU µs per delivery "
-          "| client CPU µs per delivery |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| client CPU µs per delivery |" + (" idle CPU % |" if args.idle else ""))
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if args.idle else ""))
 
     def row(rnd, name, r):
         print(f"| {rnd} | {name} | {r['opened']:,} | {r['missing']} | {r['publish']:.1f} | "
               f"{r['p50']:.1f} | "
               f"{r['p99']:.1f} | {r['max']:.1f} | {r['rate']:,.0f} | "
-              f"{r['kib_per_conn']:.1f} | {r['server_us']:.1f} | {r['client_us']:.1f} |")
+              f"{r['kib_per_conn']:.1f} | {r['server_us']:.1f} | {r['client_us']:.1f} |" +
+              (f" {r['idle_cpu']:.1f} |" if args.idle else ""))
     for rnd, name, r in results:
         row(rnd, name, r)
     medians = {}
