@@ -43,8 +43,9 @@ struct stream {
 	bool headers_sent;
 	bool closing;
 	char *close_reason;
-	int close_code;                /* WebSocket: 4000 unless the token expired */
-	lws_sorted_usec_list_t expiry; /* scheduled when the credential expires */
+	int close_code;     /* WebSocket: 4000 unless the token expired */
+	int64_t expires_ms; /* when the credential expires (wall clock), or 0 */
+	size_t expiring_at; /* its place in the expiring heap + 1, or 0 */
 	bool want_pong;
 	bool peer_closed; /* WebSocket: the client sent its close frame */
 	bool failed;      /* a write outside the writable callback failed: lws closes it */
@@ -58,7 +59,11 @@ struct stream {
 
 static struct stream *sse_streams;
 static struct stream *ws_oldest, *ws_newest;
-static uv_timer_t ping_timer, ws_timer;
+static uv_timer_t ping_timer, tick_timer;
+/* The streams whose credential expires: a binary heap by expires_ms, soonest first (one
+   lws_sul per stream would cost O(streams) per insert in lws 4.1's sorted list). */
+static struct stream **expiring;
+static size_t nexpiring, expiring_cap;
 static bool ping_running;
 static long long ping_interval_ms;
 
@@ -140,11 +145,82 @@ op_close(struct feed_sub *sub, const char *reason)
 
 static const struct feed_sub_ops stream_ops = {op_push, op_control, op_close};
 
-static void
-on_expired(lws_sorted_usec_list_t *sul)
-{
-	struct stream *s = lws_container_of(sul, struct stream, expiry);
+/* --- credential expiry ------------------------------------------------------------- */
 
+static void
+expiring_set(size_t i, struct stream *s)
+{
+	expiring[i] = s;
+	s->expiring_at = i + 1;
+}
+
+static void
+expiring_up(size_t i)
+{
+	struct stream *s = expiring[i];
+
+	while (i > 0 && expiring[(i - 1) / 2]->expires_ms > s->expires_ms) {
+		expiring_set(i, expiring[(i - 1) / 2]);
+		i = (i - 1) / 2;
+	}
+	expiring_set(i, s);
+}
+
+static void
+expiring_down(size_t i)
+{
+	struct stream *s = expiring[i];
+
+	for (;;) {
+		size_t c = 2 * i + 1;
+		if (c >= nexpiring)
+			break;
+		if (c + 1 < nexpiring && expiring[c + 1]->expires_ms < expiring[c]->expires_ms)
+			c++;
+		if (expiring[c]->expires_ms >= s->expires_ms)
+			break;
+		expiring_set(i, expiring[c]);
+		i = c;
+	}
+	expiring_set(i, s);
+}
+
+static void
+expiring_add(struct stream *s)
+{
+	if (nexpiring == expiring_cap) {
+		expiring_cap = expiring_cap ? 2 * expiring_cap : 64;
+		if ((expiring = realloc(expiring, expiring_cap * sizeof(*expiring))) == NULL)
+			msg_fatal("out of memory");
+	}
+	expiring_set(nexpiring++, s);
+	expiring_up(nexpiring - 1);
+}
+
+static void
+expiring_remove(struct stream *s)
+{
+	size_t i = s->expiring_at - 1;
+	struct stream *last;
+
+	if (s->expiring_at == 0)
+		return;
+	s->expiring_at = 0;
+	last = expiring[--nexpiring];
+	if (nexpiring == 0) {
+		free(expiring);
+		expiring = NULL;
+		expiring_cap = 0;
+	} else if (last != s) {
+		expiring_set(i, last); /* the last one takes its place, and moves up or down */
+		expiring_up(i);
+		expiring_down(last->expiring_at - 1);
+	}
+}
+
+static void
+on_expired(struct stream *s)
+{
 	if (s->closing)
 		return;
 	op_close(&s->sub, "the token has expired");
@@ -188,9 +264,9 @@ ws_alive(struct stream *s)
  * in the order they last showed life, so a turn looks only at those that are due.
  */
 static void
-on_ws_tick(uv_timer_t *t)
+ws_keep_alive(uint64_t now)
 {
-	uint64_t now = uv_now(t->loop), every = (uint64_t)ping_interval_ms;
+	uint64_t every = (uint64_t)ping_interval_ms;
 
 	for (struct stream *s = ws_oldest, *next; s && now - s->alive_ms >= every; s = next) {
 		next = s->ws_newer;
@@ -204,6 +280,20 @@ on_ws_tick(uv_timer_t *t)
 			s->want_ping = true;
 			lws_callback_on_writable(s->wsi);
 		}
+	}
+}
+
+/* Once a second: keep-alive, and the end of the streams whose credential has expired. */
+static void
+on_tick(uv_timer_t *t)
+{
+	int64_t wall = time_now_ms();
+
+	ws_keep_alive(uv_now(t->loop));
+	while (nexpiring > 0 && expiring[0]->expires_ms <= wall) {
+		struct stream *s = expiring[0];
+		expiring_remove(s);
+		on_expired(s);
 	}
 }
 
@@ -235,9 +325,8 @@ stream_start(enum stream_kind kind, struct lws *wsi, struct feed *feed, const st
 	} else
 		ws_alive(s);
 	if (who->expires_ms > 0 && who->expires_ms < INT64_MAX) {
-		int64_t left_ms = who->expires_ms - time_now_ms();
-		lws_sul_schedule(lws_get_context(wsi), 0, &s->expiry, on_expired,
-		                 left_ms > 0 ? (lws_usec_t)left_ms * 1000 : 1);
+		s->expires_ms = who->expires_ms;
+		expiring_add(s);
 	}
 	feed_subscribe(feed, &s->sub, &stream_ops, who, from, epoch);
 	return s;
@@ -251,7 +340,7 @@ stream_closed(struct stream **sp)
 	if (s == NULL)
 		return;
 	*sp = NULL;
-	lws_sul_cancel(&s->expiry);
+	expiring_remove(s);
 	feed_unsubscribe(&s->sub);
 	if (s->kind == STREAM_SSE) {
 		if (s->sse_prev)
@@ -537,8 +626,8 @@ stream_init(uv_loop_t *loop, const struct sd_config *cfg)
 	uv_timer_init(loop, &ping_timer);
 	uv_timer_start(&ping_timer, on_ping, (uint64_t)ping_interval_ms,
 	               (uint64_t)ping_interval_ms);
-	uv_timer_init(loop, &ws_timer);
-	uv_timer_start(&ws_timer, on_ws_tick, 1000, 1000);
+	uv_timer_init(loop, &tick_timer);
+	uv_timer_start(&tick_timer, on_tick, 1000, 1000);
 	ping_running = true;
 }
 
@@ -547,7 +636,7 @@ stream_done(void)
 {
 	if (ping_running) {
 		uv_close((uv_handle_t *)&ping_timer, NULL);
-		uv_close((uv_handle_t *)&ws_timer, NULL);
+		uv_close((uv_handle_t *)&tick_timer, NULL);
 	}
 	ping_running = false;
 }

@@ -19,7 +19,8 @@
  *	one silent for three intervals is hung up on: one timer walks the WebSocket streams in
  *	the order they last showed life, so a turn touches only those that are due (lws 4.1's
  *	own keep-alive keeps a timer per connection in one sorted list that every re-arm walks,
- *	a quarter of a CPU at 10,000 idle connections).
+ *	a quarter of a CPU at 10,000 idle connections). The same once-a-second timer ends the
+ *	streams whose credential has expired, kept in a heap by expiry time.
  *	SSE: "id: EPOCH-OFFSET", "event: status|hello|error", "data: ..." records; a comment
  *	line every feed_ping_interval keeps proxies from dropping an idle stream.
  *
