@@ -15,6 +15,8 @@ received each one. Per server it reports:
                   over every (message, subscriber) pair;
   rate            subscribers reached per second within one fan-out (subscribers / time
                   from publish to the last arrival), median over the messages;
+  connect         (JSON, and --verbose) seconds from starting the client until every
+                  connection is open and subscribed;
   KiB/conn        the server's resident memory with all connections idle, less what it
                   used before they connected, per connection;
   CPU/delivery    the CPU time the server (all its processes) and the client used from the
@@ -112,6 +114,7 @@ def measure(args, port, path, header, pids, publish, subscribed=None):
             "-t", str(60 + int(args.idle))]
     if header:
         argv += ["-H", header]
+    connecting = time.monotonic()
     client = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
     try:
         ready = client.stdout.readline().split()
@@ -121,8 +124,10 @@ def measure(args, port, path, header, pids, publish, subscribed=None):
         started = time.monotonic()
         if subscribed:
             subscribed(opened)
+        connect_s = time.monotonic() - connecting
         if args.verbose:
-            print(f"  subscribed {time.monotonic() - started:.1f} s after the last upgrade",
+            print(f"  {opened} connected and subscribed in {connect_s:.1f} s, "
+                  f"{time.monotonic() - started:.1f} s of it after the last upgrade",
                   file=sys.stderr)
         time.sleep(2)  # let the server settle with every connection idle
         after = rss_kib(pids())
@@ -159,7 +164,7 @@ def measure(args, port, path, header, pids, publish, subscribed=None):
             ms = sorted((t - t0[j]) / 1e6 for t in times)
             print(f"  event {j}: {count} received, first {ms[0]:.1f} ms, "
                   f"median {ms[len(ms) // 2]:.1f} ms, last {ms[-1]:.1f} ms", file=sys.stderr)
-    return {"opened": opened, "missing": missing,
+    return {"opened": opened, "missing": missing, "connect_s": connect_s,
             "publish": statistics.median(acked),
             "p50": percentile(lat, 50), "p99": percentile(lat, 99), "max": max(lat),
             "rate": statistics.median(rates),
