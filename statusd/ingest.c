@@ -240,8 +240,6 @@ batch_done(struct dbjob *job)
 				newest = b->logged[i].time_ms;
 		if (newest > 0)
 			ing->stats.lag_ms = time_now_ms() - newest;
-		if (ing->on_logged != NULL && b->nlogged > 0)
-			ing->on_logged(ing->on_logged_ctx, b->logged, b->nlogged);
 	}
 	/* States first, then replies, then references: a connection is freed only when its
 	   last reference goes, so nothing below touches a freed connection. */
@@ -264,6 +262,10 @@ batch_done(struct dbjob *job)
 	for (int i = 0; i < b->count; i++)
 		if (!b->refs[i].conn->closed)
 			conn_flush(b->refs[i].conn);
+	/* The feeds after the acknowledgements: a fan-out to many subscribers takes a while,
+	   and the producers need not wait for it. */
+	if (!failed && ing->on_logged != NULL && b->nlogged > 0)
+		ing->on_logged(ing->on_logged_ctx, b->logged, b->nlogged);
 	for (int i = 0; i < b->count; i++) {
 		c = b->refs[i].conn;
 		c->refs--;
