@@ -126,7 +126,7 @@ params_resume(const char *last_event_id, const char *offset, const char *epoch, 
 		return 0;
 	if (number(offset, 0, INT64_MAX - 1, &o) < 0 || epoch == NULL ||
 	    number(epoch, 1, INT64_MAX - 1, &e) < 0) {
-		*error_r = "offset and epoch go together, as non-negative numbers";
+		*error_r = "offset and epoch go together: offset 0 or more, epoch 1 or more";
 		return -1;
 	}
 	*from_r = o;
