@@ -8,9 +8,23 @@
 
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int failures;
+
+/* A heap copy of exactly n bytes (no NUL after it), so that reading past n is an ASan
+   error. The caller frees it. */
+static inline char *
+exact(const char *s, size_t n)
+{
+	char *p = malloc(n ? n : 1);
+
+	assert_non_null(p);
+	if (n)
+		memcpy(p, s, n);
+	return p;
+}
 
 #define CHECK_INT(what, got, want)                                                                 \
 	check_int(__FILE__, __LINE__, (what), #got, (long long)(got), (long long)(want))

@@ -28,18 +28,6 @@
 
 #define FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
 
-/* A heap copy of exactly n bytes, so that reading past n is an ASan error. */
-static char *
-exact(const char *s, size_t n)
-{
-	char *p = malloc(n ? n : 1);
-
-	assert_non_null(p);
-	if (n)
-		memcpy(p, s, n);
-	return p;
-}
-
 /* What json-c writes for the string s (n bytes). */
 static void
 reference_string(const char *s, size_t n, struct mbuf *out)

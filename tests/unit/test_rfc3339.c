@@ -28,11 +28,9 @@
 static int
 parse_exact(const char *s, size_t len, int64_t *ms_r, const char **error_r)
 {
-	char *p = malloc(len ? len : 1);
+	char *p = exact(s, len);
 	int rc;
 
-	assert_non_null(p);
-	memcpy(p, s, len);
 	rc = rfc3339_parse(p, len, ms_r, error_r);
 	free(p);
 	return rc;

@@ -23,18 +23,6 @@
 
 #include "check.h"
 
-/* A heap copy of exactly n bytes, so that reading past n is an ASan error. */
-static char *
-exact(const char *s, size_t n)
-{
-	char *p = malloc(n ? n : 1);
-
-	assert_non_null(p);
-	if (n)
-		memcpy(p, s, n);
-	return p;
-}
-
 struct seq_case {
 	const char *name;
 	const char *bytes;
