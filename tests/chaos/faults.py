@@ -112,11 +112,6 @@ def statusd_socket_full(chain, seconds, rng, stop):
             except BlockingIOError:  # EAGAIN: the listen queue is full
                 s.close()
                 break
-            except OSError as e:
-                s.close()
-                if e.errno == errno.EAGAIN:
-                    break
-                raise
             fillers.append(s)
         stop.wait(seconds)
     finally:
