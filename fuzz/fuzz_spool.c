@@ -11,6 +11,9 @@
  * Invariants: every record read ends in a newline and holds no other; reading ends (no
  * endless loop over a cursor past the end); what was appended is read back after everything
  * the segments held.
+ *
+ * The directory is removed at exit (a crash leaves it, with the spool of the input that
+ * crashed).
  */
 #include <dirent.h>
 #include <fcntl.h>
@@ -65,6 +68,18 @@ empty_dir(void)
 	closedir(d);
 }
 
+/* At exit, the directory goes: fork mode (fuzz/run -j) starts a process per job. */
+static void
+remove_dir(void)
+{
+	char path[600];
+
+	empty_dir();
+	snprintf(path, sizeof(path), "%s/lock", dir);
+	unlink(path);
+	rmdir(dir);
+}
+
 /* Read everything there is; the last record read into last (if any). Returns the count. */
 static long
 drain(struct spool *sp, struct mbuf *last)
@@ -107,6 +122,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		         tmp ? tmp : (access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp"));
 		if (mkdtemp(dir) == NULL)
 			abort();
+		atexit(remove_dir);
 	}
 	empty_dir();
 	nl = memchr(p, '\n', size);
