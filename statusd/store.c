@@ -628,12 +628,20 @@ text_array(struct mbuf *out, char *const *items, size_t n)
 	mbuf_putc(out, '}');
 }
 
+/*
+ * The domain of a sender, lowercased, as domain administrators are matched against it: what
+ * follows the last '@', as principal_may_see() and the feeds take it (NULL without an '@').
+ * The first '@' would give "example.com" for "x@example.com@example.net".
+ */
+#define SENDER_DOMAIN   "lower(substring(sender from '@([^@]*)$'))"
+#define M_SENDER_DOMAIN "lower(substring(m.sender from '@([^@]*)$'))"
+
 #define LOG_RANGE_STMT "msgstatus_log_range"
 #define LOG_RANGE_SQL                                                                              \
 	"SELECT " LOGGED_COLUMNS " FROM events e JOIN messages m ON m.id = e.message"              \
 	" WHERE e.log_offset > $1::bigint AND e.log_offset <= $2::bigint"                          \
 	" AND ($4::text IS NULL OR m.owner = $4"                                                   \
-	"      OR lower(split_part(m.sender, '@', 2)) = ANY($5::text[]))"                          \
+	"      OR " M_SENDER_DOMAIN " = ANY($5::text[]))"                                          \
 	" ORDER BY e.log_offset LIMIT $3::int"
 
 /* Whether a failed result is "no such prepared statement" (SQLSTATE 26000). */
@@ -959,7 +967,7 @@ store_status(PGconn *conn, const char *id, const char *user, char *const *domain
 	                   " (extract(epoch FROM queued_at) * 1000)::bigint, owner"
 	                   " FROM messages WHERE (tracking_id = $1 OR message_id = $2)"
 	                   " AND ($3::text IS NULL OR owner = $3"
-	                   "      OR lower(split_part(sender, '@', 2)) = ANY($4::text[]))"
+	                   "      OR " SENDER_DOMAIN " = ANY($4::text[]))"
 	                   " ORDER BY id DESC LIMIT 1",
 	                   4, NULL, params, NULL, NULL, 0);
 	mbuf_free(&bracketed);
@@ -1057,7 +1065,7 @@ store_list(PGconn *conn, const char *user, char *const *domains, size_t ndomains
 	        "SELECT m.id, m.tracking_id, m.message_id, m.sender,"
 	        " (extract(epoch FROM m.queued_at) * 1000)::bigint"
 	        " FROM messages m"
-	        " WHERE (m.owner = $1 OR lower(split_part(m.sender, '@', 2)) = ANY($2::text[]))"
+	        " WHERE (m.owner = $1 OR " M_SENDER_DOMAIN " = ANY($2::text[]))"
 	        " AND m.queued_at IS NOT NULL"
 	        /* keyset paging: after the cursor's message in (queued_at, id) order */
 	        " AND ($7::bigint = 0 OR (m.queued_at, m.id) < (SELECT c.queued_at, c.id"

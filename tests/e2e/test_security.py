@@ -442,7 +442,7 @@ class StatusdSecurityTest(unittest.TestCase):
         self.send([event("queued", tracking_id=t, recipient=BOB, sender=s, sasl_user=s,
                          offset_ms=-4000)
                    for t, s in (("sec-d-org", MALLORY), ("sec-d-com", CAROL.upper()),
-                                ("sec-d-sub", DAVE))])
+                                ("sec-d-sub", DAVE), ("sec-d-two", "x@example.com@example.net"))])
         res = self.ctl("user", "admin", "postmaster@example.com", "example.com")
         self.assertEqual(res.returncode, 0, res.stderr)
         res = self.ctl("--json", "token", "create", "postmaster@example.com")
@@ -452,7 +452,7 @@ class StatusdSecurityTest(unittest.TestCase):
             self.assertEqual([m["tracking_id"] for m in doc["messages"]], ["sec-d-com"],
                              "not example.org, not sub.example.com")
             for tid, want in (("sec-d-com", 200), ("sec-d-org", 404), ("sec-d-sub", 404),
-                              ("sec-a1", 404)):
+                              ("sec-d-two", 404), ("sec-a1", 404)):
                 code, doc = self.sd.api(f"/api/v1/messages/{tid}/status", token)
                 self.assertEqual(code, want, f"{tid}: {doc}")
         # an administrator of a domain is not one of its parent or of its subdomains
@@ -460,6 +460,14 @@ class StatusdSecurityTest(unittest.TestCase):
         self.assertEqual(res.returncode, 0, res.stderr)
         code, doc = self.sd.api("/api/v1/messages", self.sd.token("hostmaster@example.com"))
         self.assertEqual(doc["messages"], [])
+        # a sender's domain is what follows the last '@', in the list as in the status
+        res = self.ctl("user", "admin", "postmaster@example.net", "example.net")
+        self.assertEqual(res.returncode, 0, res.stderr)
+        net = self.sd.token("postmaster@example.net")
+        code, doc = self.sd.api("/api/v1/messages", net)
+        self.assertEqual([m["tracking_id"] for m in doc["messages"]], ["sec-d-two"])
+        code, doc = self.sd.api("/api/v1/messages/sec-d-two/status", net)
+        self.assertEqual(code, 200, doc)
         # the feeds: the domain's events, and nobody else's
         admin = self.sd.token("postmaster@example.com")
         ws = ws_connect(self.sd, admin)
