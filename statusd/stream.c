@@ -12,6 +12,7 @@
 
 #include <json-c/json.h>
 #include <libwebsockets.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +66,10 @@ static uv_timer_t ping_timer, tick_timer;
 static struct stream **expiring;
 static size_t nexpiring, expiring_cap;
 static bool ping_running;
+/* sse_reap()'s arrays, kept from one turn to the next */
+static struct pollfd *reap_fds;
+static struct stream **reap_of;
+static size_t reap_cap;
 static long long ping_interval_ms;
 
 static void
@@ -283,13 +288,58 @@ ws_keep_alive(uint64_t now)
 	}
 }
 
-/* Once a second: keep-alive, and the end of the streams whose credential has expired. */
+/*
+ * End the SSE streams whose client has hung up. An SSE client sends nothing after its
+ * request, and lws 4.1 does not read an HTTP/1 connection while a response is under way:
+ * a hang-up would keep the event loop waking for the readable socket, at a whole CPU,
+ * until a write failed (up to feed_ping_interval). Looked at once a second. Ended too: a
+ * plain-HTTP client that sends anything more (no answer can follow an endless response).
+ * Not looked at: HTTP/2 streams, whose connection lws reads and which others share.
+ */
+static void
+sse_reap(void)
+{
+	struct pollfd *fds = reap_fds;
+	struct stream **of = reap_of;
+	size_t n = 0;
+
+	for (struct stream *s = sse_streams; s != NULL; s = s->sse_next) {
+		if (!s->headers_sent || s->closing || s->failed ||
+		    lws_get_network_wsi(s->wsi) != s->wsi)
+			continue;
+		if (n == reap_cap) {
+			reap_cap = reap_cap ? 2 * reap_cap : 64;
+			if ((fds = reap_fds = realloc(reap_fds, reap_cap * sizeof(*fds))) == NULL ||
+			    (of = reap_of = realloc(reap_of, reap_cap * sizeof(*of))) == NULL)
+				msg_fatal("out of memory");
+		}
+		fds[n] = (struct pollfd){.fd = lws_get_socket_fd(s->wsi),
+		                         .events = POLLIN | POLLRDHUP};
+		of[n++] = s;
+	}
+	/* one system call for them all */
+	if (n == 0 || poll(fds, (nfds_t)n, 0) <= 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		if (fds[i].revents == 0)
+			continue;
+		if (!(fds[i].revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) &&
+		    lws_is_ssl(of[i]->wsi))
+			continue; /* a TLS record: lws's TLS layer may want it */
+		of[i]->failed = true;
+		lws_set_timeout(of[i]->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+	}
+}
+
+/* Once a second: keep-alive, hung-up SSE clients, and the end of the streams whose
+   credential has expired. */
 static void
 on_tick(uv_timer_t *t)
 {
 	int64_t wall = time_now_ms();
 
 	ws_keep_alive(uv_now(t->loop));
+	sse_reap();
 	while (nexpiring > 0 && expiring[0]->expires_ms <= wall) {
 		struct stream *s = expiring[0];
 		expiring_remove(s);
@@ -639,4 +689,9 @@ stream_done(void)
 		uv_close((uv_handle_t *)&tick_timer, NULL);
 	}
 	ping_running = false;
+	free(reap_fds);
+	free(reap_of);
+	reap_fds = NULL;
+	reap_of = NULL;
+	reap_cap = 0;
 }

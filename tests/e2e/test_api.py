@@ -6,6 +6,7 @@ presence only for users who opted in; malformed requests and frames get clear er
 the server goes on (docs/api.md)."""
 import http.client
 import json
+import os
 import socket
 import struct
 import threading
@@ -237,6 +238,41 @@ class ApiTest(unittest.TestCase):
                 got.append(data["offset"])
             s.close()
             self.assertEqual(got, want, f"resume from {resume}")
+
+    def test_sse_client_that_hangs_up_costs_no_cpu(self):
+        """An SSE client that goes away while its stream is open: statusd does not wake
+        for the closed connection again and again until its next ping."""
+        def cpu():  # statusd's user and system time, in seconds
+            with open(f"/proc/{self.sd.child.popen.pid}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+        who = "hangup@example.org"
+        rcpts = [f"h{i}@example.net" for i in range(100)]
+        self.send([event("queued", tracking_id="hang1", recipient=r, sender=who, sasl_user=who,
+                         offset_ms=-9000) for r in rcpts])
+        for k in range(10):
+            self.send([event("deferred", tracking_id="hang1", recipient=r,
+                             offset_ms=-8000 + k) for r in rcpts])
+        epoch = self.sd.http("/healthz")[1]["log"]["epoch"]
+        live = Sse(self.sd, self.sd.token(who))  # stays, and is not taken for hung up
+        self.assertEqual(live.next()[0], "hello")
+        # one that hangs up after its hello, one during its catch-up
+        for resume in (None, f"{epoch}-0"):
+            s = Sse(self.sd, self.sd.token(who), last_event_id=resume)
+            self.assertEqual(s.next()[0], "hello")
+            if resume:
+                self.assertEqual(s.next()[0], "status")
+            s.close()
+        time.sleep(1.5)  # statusd looks for hung-up clients once a second
+        before = cpu()
+        time.sleep(2)
+        used = cpu() - before
+        self.assertLess(used, 0.2, f"statusd used {used:.2f} s of CPU in 2 s with nothing to do")
+        self.send([event("delivered", tracking_id="hang1", recipient=rcpts[0])])
+        ev, _, data = live.next()
+        self.assertEqual((ev, data["status"]), ("status", "delivered"))
+        live.close()
 
     def test_websocket_catch_up_then_live(self):
         before = self.head()
