@@ -114,7 +114,8 @@ write_cursor(struct spool *sp, const char **error_r)
 	return 0;
 }
 
-static void
+/* Read the cursor file; false if there is none to read (a new spool). */
+static bool
 read_cursor(struct spool *sp)
 {
 	char buf[64];
@@ -125,16 +126,17 @@ read_cursor(struct spool *sp)
 	sp->cursor.segment = sp->nsegs > 0 ? sp->segs[0].seg : 1;
 	sp->cursor.offset = 0;
 	if (fd < 0)
-		return;
+		return false;
 	n = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
 	if (n <= 0)
-		return;
+		return true;
 	buf[n] = '\0';
 	if (sscanf(buf, "%" SCNu64 " %" SCNu64, &seg, &off) == 2 && seg >= sp->cursor.segment) {
 		sp->cursor.segment = seg;
 		sp->cursor.offset = off;
 	}
+	return true;
 }
 
 /* Create the next write segment. Lock held (or single-threaded at open). */
@@ -172,6 +174,7 @@ spool_open(const char *dir, uint64_t segment_max, uint64_t total_max, bool sync_
 {
 	struct spool *sp = calloc(1, sizeof(*sp));
 	struct dirent *de;
+	bool had_cursor;
 	DIR *d;
 
 	if (sp == NULL || (sp->dir = strdup(dir)) == NULL)
@@ -223,10 +226,11 @@ spool_open(const char *dir, uint64_t segment_max, uint64_t total_max, bool sync_
 	closedir(d);
 	if (sp->nsegs > 1)
 		qsort(sp->segs, sp->nsegs, sizeof(*sp->segs), seg_cmp);
-	read_cursor(sp);
+	had_cursor = read_cursor(sp);
 	if (new_segment(sp, error_r) < 0)
 		goto fail;
-	if (sp->cursor.segment >= sp->segs[sp->nsegs - 1].seg) {
+	/* (without a cursor file it is the first segment's start already: a new spool) */
+	if (had_cursor && sp->cursor.segment >= sp->segs[sp->nsegs - 1].seg) {
 		/* past every segment there is (segments removed by hand, a cursor from elsewhere):
 		   resend all rather than skip what is written next; ids make resending harmless */
 		msg_warn("spool %s: the cursor (segment %" PRIu64 ") is past the last segment; "
