@@ -19,6 +19,13 @@
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 #define POLL_IDLE_MS   1000
+#define HELD_MAX       (1024 * 1024) /* bytes of records held in memory (shipper_hold) */
+
+/* A record sent and not answered yet: where it is in the spool, or its length in sending. */
+struct inflight {
+	struct spool_pos pos;
+	size_t held_len; /* > 0: a record of s->sending, not of the spool */
+};
 
 struct shipper {
 	struct spool *sp;
@@ -29,12 +36,15 @@ struct shipper {
 	struct shipper_stats stats; /* under lock */
 
 	char *wanted_socket; /* under lock: set by shipper_set_socket */
+	struct mbuf held;    /* under lock: records the spool could not take (shipper_hold) */
 
 	/* thread only */
 	struct evclient *client;
 	char *socket_path;
-	struct spool_pos *positions; /* ring, parallel to the client's unanswered records */
+	struct inflight *positions; /* ring, parallel to the client's unanswered records */
 	size_t phead, pcount;
+	struct mbuf sending; /* held records taken for sending: answered up to sent, queued */
+	size_t sent, queued; /* up to queued */
 	int64_t next_attempt;
 	long long backoff;
 	bool down_logged;
@@ -44,7 +54,7 @@ static void
 on_reply(void *ctx, uint64_t cookie, bool ok, const char *error)
 {
 	struct shipper *s = ctx;
-	struct spool_pos pos = s->positions[s->phead];
+	struct inflight in = s->positions[s->phead];
 	const char *why;
 
 	(void)cookie;
@@ -57,9 +67,32 @@ on_reply(void *ctx, uint64_t cookie, bool ok, const char *error)
 		s->stats.rejected++;
 	pthread_mutex_unlock(&s->lock);
 	if (!ok)
-		msg_error("statusd rejected a spooled event for good: %s", error);
-	if (spool_commit(s->sp, &pos, &why) < 0)
+		msg_error("statusd rejected a%s event for good: %s",
+		          in.held_len ? "n in-memory" : " spooled", error);
+	if (in.held_len > 0) {
+		if ((s->sent += in.held_len) == s->sending.len) {
+			mbuf_reset(&s->sending);
+			s->sent = s->queued = 0;
+		}
+	} else if (spool_commit(s->sp, &in.pos, &why) < 0)
 		msg_warn("%s", why);
+}
+
+/* The held records taken for sending and not answered go back in front of the held. */
+static void
+unsend(struct shipper *s)
+{
+	if (s->sent < s->sending.len) {
+		struct mbuf back = MBUF_INIT;
+		mbuf_append(&back, s->sending.data + s->sent, s->sending.len - s->sent);
+		pthread_mutex_lock(&s->lock);
+		mbuf_append(&back, s->held.data, s->held.len);
+		mbuf_free(&s->held);
+		s->held = back;
+		pthread_mutex_unlock(&s->lock);
+	}
+	mbuf_reset(&s->sending);
+	s->sent = s->queued = 0;
 }
 
 static void
@@ -69,6 +102,7 @@ disconnect(struct shipper *s, const char *why)
 	s->pcount = 0;
 	s->phead = 0;
 	spool_rewind(s->sp);
+	unsend(s);
 	if (!s->down_logged)
 		msg_warn("statusd unavailable (%s): events are kept in the spool and sent later",
 		         why);
@@ -100,6 +134,7 @@ check_socket(struct shipper *s)
 		evclient_free(&s->client);
 		s->pcount = s->phead = 0;
 		spool_rewind(s->sp);
+		unsend(s);
 	}
 	free(s->socket_path);
 	s->socket_path = wanted;
@@ -107,7 +142,35 @@ check_socket(struct shipper *s)
 	s->next_attempt = 0;
 }
 
-/* Queue spooled records while the window has room. */
+/* Queue held records while the window has room, after everything spooled before them. */
+static void
+fill_held(struct shipper *s)
+{
+	if (s->sending.len == 0) {
+		/* swapped: the held take the emptied buffer, to fill again */
+		pthread_mutex_lock(&s->lock);
+		if (s->held.len > 0) {
+			struct mbuf empty = s->sending;
+			s->sending = s->held;
+			s->held = empty;
+		}
+		pthread_mutex_unlock(&s->lock);
+		s->sent = s->queued = 0;
+	}
+	while (s->pcount < SHIPPER_WINDOW && s->queued < s->sending.len) {
+		const char *p = s->sending.data + s->queued;
+		const char *nl = memchr(p, '\n', s->sending.len - s->queued);
+		size_t len = (size_t)(nl - p + 1); /* shipper_hold takes whole lines only */
+
+		s->positions[(s->phead + s->pcount) % SHIPPER_WINDOW] =
+		        (struct inflight){.held_len = len};
+		s->pcount++;
+		s->queued += len;
+		evclient_queue(s->client, p, len, 0);
+	}
+}
+
+/* Queue spooled records while the window has room, then the held ones. */
 static void
 fill(struct shipper *s, struct mbuf *rec)
 {
@@ -120,12 +183,56 @@ fill(struct shipper *s, struct mbuf *rec)
 		if ((rc = spool_read(s->sp, rec, &pos, &why)) <= 0) {
 			if (rc < 0)
 				msg_error("%s", why);
+			else
+				fill_held(s);
 			return;
 		}
-		s->positions[(s->phead + s->pcount) % SHIPPER_WINDOW] = pos;
+		s->positions[(s->phead + s->pcount) % SHIPPER_WINDOW] =
+		        (struct inflight){.pos = pos};
 		s->pcount++;
 		evclient_queue(s->client, rec->data, rec->len, 0);
 	}
+}
+
+/* At the end: what is still held goes to the spool if it takes it now, or is lost, loudly. */
+static void
+save_held(struct shipper *s)
+{
+	struct mbuf left;
+	const char *why;
+	size_t n = 0;
+
+	unsend(s);
+	pthread_mutex_lock(&s->lock);
+	left = s->held;
+	s->held = (struct mbuf)MBUF_INIT;
+	pthread_mutex_unlock(&s->lock);
+	for (size_t i = 0; i < left.len; i++)
+		n += left.data[i] == '\n';
+	if (n > 0) {
+		if (spool_append(s->sp, left.data, left.len, &why) == 0)
+			msg_info("stopping: %zu event%s held in memory went to the spool", n,
+			         n == 1 ? "" : "s");
+		else
+			msg_error("stopping: %zu event%s held in memory LOST: %s", n,
+			          n == 1 ? "" : "s", why);
+	}
+	mbuf_free(&left);
+	mbuf_free(&s->sending);
+}
+
+static void
+log_back(struct shipper *s)
+{
+	struct spool_stats st;
+	size_t held;
+
+	spool_stats(s->sp, &st);
+	pthread_mutex_lock(&s->lock);
+	held = s->held.len + s->sending.len;
+	pthread_mutex_unlock(&s->lock);
+	msg_info("statusd is back: sending %llu spooled bytes, %zu in memory",
+	         (unsigned long long)st.backlog, held);
 }
 
 static void *
@@ -139,24 +246,22 @@ shipper_main(void *arg)
 		struct pollfd pfd[2];
 		int64_t now = time_mono_ms();
 		int timeout = POLL_IDLE_MS, n = 0, stopping;
+		bool idle;
 
 		pthread_mutex_lock(&s->lock);
 		stopping = s->stopping;
+		idle = s->pcount == 0 && s->sending.len == 0 && s->held.len == 0;
 		pthread_mutex_unlock(&s->lock);
 		check_socket(s);
-		if (stopping && (s->pcount == 0 || now >= s->stop_deadline))
+		if (stopping && (idle || now >= s->stop_deadline))
 			break;
 
 		if (!evclient_connected(s->client) && now >= s->next_attempt) {
 			if (evclient_connect(s->client, &why) < 0)
 				disconnect(s, why);
 			else {
-				if (s->down_logged) {
-					struct spool_stats st;
-					spool_stats(s->sp, &st);
-					msg_info("statusd is back: sending %llu spooled bytes",
-					         (unsigned long long)st.backlog);
-				}
+				if (s->down_logged)
+					log_back(s);
 				s->down_logged = false;
 				s->backoff = 0;
 				pthread_mutex_lock(&s->lock);
@@ -167,6 +272,8 @@ shipper_main(void *arg)
 		if (evclient_connected(s->client)) {
 			if (!stopping)
 				fill(s, &rec);
+			else
+				fill_held(s); /* the spool keeps its records; memory does not */
 			if (evclient_want_write(s->client) && evclient_flush(s->client, &why) < 0) {
 				disconnect(s, why);
 				continue;
@@ -197,6 +304,7 @@ shipper_main(void *arg)
 	}
 	evclient_free(&s->client);
 	mbuf_free(&rec);
+	save_held(s);
 	return NULL;
 }
 
@@ -250,6 +358,25 @@ shipper_stop(struct shipper **sp, int grace_ms)
 	free(s->socket_path);
 	free(s->positions);
 	free(s);
+}
+
+int
+shipper_hold(struct shipper *s, const char *recs, size_t len, size_t *held_r)
+{
+	int rc = -1;
+
+	if (len == 0 || recs[len - 1] != '\n')
+		return -1;
+	pthread_mutex_lock(&s->lock);
+	if (!s->stopping && s->held.len + len <= HELD_MAX) {
+		mbuf_append(&s->held, recs, len);
+		rc = 0;
+	}
+	*held_r = s->held.len;
+	pthread_mutex_unlock(&s->lock);
+	if (rc == 0)
+		spool_wakeup(s->sp);
+	return rc;
 }
 
 void

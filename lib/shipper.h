@@ -10,12 +10,15 @@
  *	When statusd is away the shipper retries with backoff (100 ms to 5 s) and the spool
  *	grows; when it is back, sending resumes from the cursor. What was sent but not
  *	answered when a connection broke is sent again; statusd recognizes the duplicates by
- *	their ids. A record statusd rejects for good is logged and passed. Threads: the
- *	shipper's own; shipper_set_socket and shipper_stats may be called from any thread.
+ *	their ids. A record statusd rejects for good is logged and passed. Records the spool
+ *	refused wait in memory (shipper_hold) and are sent once the spool has nothing more
+ *	to send; they are not durable. Threads: the shipper's own; shipper_set_socket,
+ *	shipper_hold and shipper_stats may be called from any thread.
  */
 #ifndef SHIPPER_H
 #define SHIPPER_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct spool;
@@ -30,6 +33,14 @@ struct shipper_stats {
 struct shipper *shipper_start(struct spool *sp, const char *socket_path);
 /* Ship to another socket from the next turn on (after a configuration reload). */
 void shipper_set_socket(struct shipper *s, const char *socket_path);
+/*
+ * Hold records (whole lines) that the spool could not take (its disk full, spool_max_size
+ * reached) in memory, up to HELD_MAX (1 MiB), and send them after what the spool holds,
+ * as long as statusd is there. 0, or -1 when they do not fit. *held_r: the bytes held.
+ * Any thread. What is still held at shipper_stop() is put in the spool if it takes it
+ * then, and lost otherwise (logged with the count).
+ */
+int shipper_hold(struct shipper *s, const char *recs, size_t len, size_t *held_r);
 /* Stop: finish what is in flight for at most grace_ms, then join the thread. */
 void shipper_stop(struct shipper **s, int grace_ms);
 void shipper_stats(struct shipper *s, struct shipper_stats *out);

@@ -16,9 +16,10 @@
  *	them. Log lines quote client data only through msg_clean().
  *
  * DIAGNOSTICS
- *	Nothing here rejects or delays mail: every callback continues. A failure to record
- *	(spool full, disk error) is logged as an error with the queue id, and the message then
- *	goes untagged.
+ *	Nothing here rejects or delays mail: every callback continues. Events the spool cannot
+ *	take (its disk full, spool_max_size reached, a disk error) wait in the shipper's memory
+ *	(up to 1 MiB; a warning with the queue id for each message); only when that is full
+ *	too is a message left untagged, with an error ("NOT recorded").
  */
 #include "callbacks.h"
 
@@ -32,6 +33,7 @@
 #include "mconfig.h"
 #include "msg.h"
 #include "rfc3339.h"
+#include "shipper.h"
 #include "spool.h"
 #include "tracker.h"
 
@@ -43,6 +45,7 @@ struct mconn {
 };
 
 static struct spool *the_spool;
+static struct shipper *the_shipper;
 
 /* The connection's state, created at option negotiation (or connect, if there was none). */
 static struct mconn *
@@ -166,9 +169,17 @@ cb_eom(SMFICTX *ctx)
 	msg_clean(clean, sizeof(clean), qid ? qid : "NOQUEUE", strlen(qid ? qid : "NOQUEUE"));
 	tracker_eom(c->msg, qid, time_now_ms(), &res, &events);
 	if (res.tag && spool_append(the_spool, events.data, events.len, &why) < 0) {
-		msg_error("%s: %u events NOT recorded, message not tagged: %s", clean, res.events,
-		          why);
-		res.tag = false;
+		size_t held;
+		if (shipper_hold(the_shipper, events.data, events.len, &held) == 0)
+			msg_warn("%s: %u events held in memory (%zu bytes in all) until statusd "
+			         "takes them: %s",
+			         clean, res.events, held, why);
+		else {
+			msg_error("%s: %u events NOT recorded, message not tagged: %s "
+			          "(and %zu bytes already held in memory)",
+			          clean, res.events, why, held);
+			res.tag = false;
+		}
 	}
 	/* Delete every Msgstatus-Id that came with the message, last occurrence first. */
 	for (unsigned i = res.delete_tags; i > 0; i--)
@@ -216,7 +227,7 @@ cb_close(SMFICTX *ctx)
 }
 
 void
-callbacks_register(struct spool *sp)
+callbacks_register(struct spool *sp, struct shipper *sh)
 {
 	static struct smfiDesc desc = {
 	        .xxfi_name = "msgstatus-milter",
@@ -234,6 +245,7 @@ callbacks_register(struct spool *sp)
 	};
 
 	the_spool = sp;
+	the_shipper = sh;
 	if (smfi_register(desc) == MI_FAILURE)
 		msg_fatal("smfi_register failed");
 }

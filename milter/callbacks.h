@@ -4,9 +4,11 @@
 #ifndef CALLBACKS_H
 #define CALLBACKS_H
 
+struct shipper;
 struct spool;
 
-/* Register the milter with libmilter; tracked messages' events go to sp. */
-void callbacks_register(struct spool *sp);
+/* Register the milter with libmilter; tracked messages' events go to sp, or to sh's memory
+   when sp cannot take them. */
+void callbacks_register(struct spool *sp, struct shipper *sh);
 
 #endif

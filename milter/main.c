@@ -151,7 +151,7 @@ run_worker(void)
 		msg_fatal("cannot start the reload thread: %s", strerror(rc));
 	pthread_detach(reloader);
 
-	callbacks_register(sp);
+	callbacks_register(sp, the_shipper);
 	if (smfi_setconn(cfg->milter_socket) == MI_FAILURE)
 		msg_fatal("milter_socket %s: cannot use it", cfg->milter_socket);
 	smfi_settimeout((int)((cfg->milter_timeout + 999) / 1000));

@@ -51,24 +51,13 @@ UNTRACKED_OK = {"milter-kill9", "spool-disk-full", "spool-disk-full+statusd-kill
 MAIL_FAULTS = {"dovecot-restart"}
 
 
-class Spoolfs:
-    """A small tmpfs for the spools, so a test can fill it."""
-
-    def __init__(self, sb, size):
-        self.path = sb.mkdir("spoolfs")
-        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "chaos-spool",
-                        self.path], check=True, capture_output=True)
-
-    def close(self):
-        subprocess.run(["umount", "-l", self.path], capture_output=True)
-
-
 class Chain:
     """The whole private mail system with msgstatus in it."""
 
     def __init__(self, sb, spool_size):
         self.sb = sb
-        self.spoolfs = sb.add_service(Spoolfs(sb, spool_size)).path
+        self.spoolfs_fs = sb.tmpfs("spoolfs", spool_size)
+        self.spoolfs = self.spoolfs_fs.path
         for d, owner in (("milter", None), ("logd", None), ("pickup", "mail")):
             os.makedirs(os.path.join(self.spoolfs, d))
             if owner:

@@ -9,7 +9,6 @@ note of what it did, for the report.
 Processes are signalled by the PIDs the sandbox started them with (or their children),
 never by name.
 """
-import errno
 import os
 import signal
 import socket
@@ -124,21 +123,11 @@ def statusd_socket_full(chain, seconds, rng, stop):
 def spool_disk_full(chain, seconds, rng, stop):
     """The file system holding the spools (the milter's, msgstatus-logd's, statusd's
     pickup directory) filled to the last byte, then emptied."""
-    filler = os.path.join(chain.spoolfs, "filler")
-    written = 0
-    with open(filler, "wb", buffering=0) as f:
-        for size in (65536, 4096, 512, 1):  # then the last partial blocks
-            block = b"\0" * size
-            try:
-                while True:
-                    written += f.write(block)
-            except OSError as e:
-                if e.errno != errno.ENOSPC:
-                    raise
+    written = chain.spoolfs_fs.fill()
     try:
         stop.wait(seconds)
     finally:
-        os.unlink(filler)
+        chain.spoolfs_fs.empty()
     return f"full for {seconds:.0f} s ({written // 1024} KiB of filler)"
 
 

@@ -33,6 +33,16 @@ def main():
     unittest.main(verbosity=2)
 
 
+def tsan_build():
+    """Whether the programs under test are the ThreadSanitizer build (scripts/test --tsan)."""
+    from msgsandbox import paths
+    try:
+        with open(os.path.join(paths.build, "CMakeCache.txt")) as f:
+            return "MSGSTATUS_TSAN:BOOL=ON\n" in f.read()
+    except OSError:
+        return False
+
+
 def require_root():
     if os.geteuid() != 0:
         print("skipped: needs root (private Postfix/Dovecot instances)")

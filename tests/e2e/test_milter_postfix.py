@@ -17,7 +17,7 @@ import smtplib
 import time
 import unittest
 
-from e2e import main, require_root
+from e2e import main, require_root, tsan_build
 from msgsandbox import Sandbox
 from msgsandbox.core import free_port, wait_for
 from msgsandbox.postfix import make_message
@@ -223,6 +223,105 @@ class MilterPostfixTest(unittest.TestCase):
         s.close()
         return out
 
+
+@unittest.skipIf(tsan_build(), "libmilter's worker pool races when it stops after a burst of "
+                 "connections (in libmilter alone); test_shipper covers the holding under TSan")
+class MilterSpoolDiskFullTest(unittest.TestCase):
+    """The milter's spool on a file system that is full: mail is still tagged, and its
+    events reach statusd from memory, whether statusd is there at the time or comes later."""
+
+    @classmethod
+    def setUpClass(cls):
+        require_root()
+        cls.sb = Sandbox()
+        cls.pg = cls.sb.postgres()
+        cls.sd = cls.sb.statusd(cls.pg)
+        cls.fs = cls.sb.tmpfs("spoolfs", "4m")
+        cls.milter = cls.sb.milter(cls.sd, settings={
+            "spool_dir": os.path.join(cls.fs.path, "milter")})
+        cls.dovecot = cls.sb.dovecot()
+        cls.sink = cls.sb.smtp_sink()
+        cls.postfix = cls.sb.postfix(
+            domains=["example.org"], lmtp=cls.dovecot, sasl=cls.dovecot, milter=cls.milter,
+            milter_macro_defaults={"msgstatus_domains": "example.org"},
+            transports={"remote.example": cls.sink})
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.sb.close()
+
+    inbox_tags = MilterPostfixTest.inbox_tags
+    wait_inbox = MilterPostfixTest.wait_inbox
+
+    def queued_events(self, tid):
+        return self.pg.scalar(f"SELECT count(*) FROM events WHERE tracking_id = '{tid}' "
+                              "AND type = 1")
+
+    def test_disk_full(self):
+        self.fs.fill()
+        try:
+            # statusd there: the events go from memory at once
+            self.postfix.send(ALICE, [BOB, "x@remote.example"], subject="full-up",
+                              auth=(ALICE, "alice-secret"))
+            tags = self.wait_inbox(BOB, "full-up")
+            self.assertEqual(len(tags), 1, "tagged although the spool could not record it")
+            wait_for("its events", lambda: self.queued_events(tags[0].decode()) == "2",
+                     timeout=20)
+            # statusd away as well: they wait in memory until it is back
+            self.sd.stop()
+            try:
+                for i in range(3):
+                    self.postfix.send(ALICE, [BOB], subject=f"full-down-{i}",
+                                      auth=(ALICE, "alice-secret"))
+                down = [self.wait_inbox(BOB, f"full-down-{i}") for i in range(3)]
+                self.assertEqual([len(t) for t in down], [1, 1, 1])
+            finally:
+                self.sd.start()
+            for t in down:
+                wait_for("the held events", lambda t=t: self.queued_events(t[0].decode()) == "1",
+                         timeout=30)
+        finally:
+            self.fs.empty()
+        log = self.milter.child.log()
+        self.assertIn("events held in memory", log)
+        self.assertNotIn("NOT recorded", log)
+        self.assertNotIn("past the last segment", log, "a new spool is not a lost cursor")
+        # the disk has room again: the spool takes events as before
+        self.postfix.send(ALICE, [BOB], subject="room-again", auth=(ALICE, "alice-secret"))
+        tags = self.wait_inbox(BOB, "room-again")
+        wait_for("its event", lambda: self.queued_events(tags[0].decode()) == "1")
+        self.assertEqual(log.count("events held in memory"),
+                         self.milter.child.log().count("events held in memory"))
+        dup = self.pg.psql("SELECT event_id FROM events GROUP BY event_id HAVING count(*) > 1")
+        self.assertEqual(dup, [])
+
+    def test_stopped_while_holding(self):
+        """The milter stopped with events in memory: they go to the spool if it has room
+        by then, and from there to statusd after the restart."""
+        held = re.compile(r": (\d+) events held in memory \(")
+        self.fs.fill()
+        self.sd.stop()
+        try:
+            # the spool's last page may still take a record or two: send until one is held
+            before, tids = len(held.findall(self.milter.child.log())), []
+            for i in range(20):  # a page holds about ten
+                self.postfix.send(ALICE, [BOB], subject=f"held-at-stop-{i}",
+                                  auth=(ALICE, "alice-secret"))
+                tids.append(self.wait_inbox(BOB, f"held-at-stop-{i}")[0].decode())
+                if len(held.findall(self.milter.child.log())) > before:
+                    break
+            n = sum(map(int, held.findall(self.milter.child.log())[before:]))
+            self.assertEqual(n, 1, "the last message's event is held")
+            self.fs.empty()
+            self.milter.stop()
+            self.assertIn("stopping: 1 event held in memory went to the spool",
+                          self.milter.child.log())
+            self.milter.start()
+        finally:
+            self.fs.empty()
+            self.sd.start()
+        for tid in tids:
+            wait_for("the event", lambda t=tid: self.queued_events(t) == "1", timeout=30)
 
 if __name__ == "__main__":
     main()

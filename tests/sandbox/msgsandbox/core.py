@@ -1,6 +1,7 @@
 """Sandbox core: the folder, child processes, ports, clean-up."""
 import atexit
 import contextlib
+import errno
 import os
 import pwd
 import shutil
@@ -261,6 +262,10 @@ class Sandbox:
             tail = "\n    ".join(child.log().splitlines()[-10:])
             self.findings.append(f"{child.name} exited with status {rc}, not {want}:\n    {tail}")
 
+    def tmpfs(self, name, size):
+        """A small tmpfs of its own (root only), so that a test can fill it."""
+        return self.add_service(Tmpfs(self, name, size))
+
     # Services, defined in their own modules.
     def postgres(self, **kw):
         from .pg import Postgres
@@ -293,3 +298,34 @@ class Sandbox:
     def roundcube(self, statusd, dovecot, postfix, **kw):
         from .roundcube import Roundcube
         return self.add_service(Roundcube(self, statusd, dovecot, postfix, **kw))
+
+
+class Tmpfs:
+    """A tmpfs mounted in the sandbox folder; fill() fills it to the last byte."""
+
+    def __init__(self, sb, name, size):
+        self.path = sb.mkdir(name)
+        self.filler = os.path.join(self.path, ".filler")
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755",
+                        f"msgsandbox-{name}", self.path], check=True, capture_output=True)
+
+    def fill(self):
+        """Fill the file system; the bytes written."""
+        written = 0
+        with open(self.filler, "ab", buffering=0) as f:
+            for size in (65536, 4096, 512, 1):  # then the last partial blocks
+                block = b"\0" * size
+                try:
+                    while True:
+                        written += f.write(block)
+                except OSError as e:
+                    if e.errno != errno.ENOSPC:
+                        raise
+        return written
+
+    def empty(self):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.filler)
+
+    def close(self):
+        subprocess.run(["umount", "-l", self.path], capture_output=True)
