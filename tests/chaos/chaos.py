@@ -227,7 +227,9 @@ def report(args, plan, notes, result, lat, extra):
              "| untracked | events expected | stored | missing | duplicated |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     total = reconcile.Tally()
-    for name in dict.fromkeys(n for n, _ in plan):
+    # "start" (mail sent before the first phase began), then the plan's phases
+    for name in dict.fromkeys(["start"] * ("start" in phases) + [n for n, _ in plan] +
+                              list(phases)):
         t = phases.get(name, reconcile.Tally())
         total.add(t)
         lines.append(f"| {name} | {len(notes.get(name, []))} | {t.sent} | {t.accepted} | "
