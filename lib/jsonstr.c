@@ -82,6 +82,27 @@ skip_ws(struct scan *sc)
 		sc->pos++;
 }
 
+/* Whether the next byte is c; if so, past it. */
+static bool
+take(struct scan *sc, char c)
+{
+	if (sc->pos >= sc->len || sc->s[sc->pos] != c)
+		return false;
+	sc->pos++;
+	return true;
+}
+
+/* Take the punctuation c, copy it to out and skip the white space after it. */
+static bool
+take_copy(struct scan *sc, char c, struct mbuf *out)
+{
+	if (!take(sc, c))
+		return false;
+	mbuf_putc(out, c);
+	skip_ws(sc);
+	return true;
+}
+
 static bool
 is_hex_lower(char c)
 {
@@ -232,14 +253,9 @@ jsonstr_compact(struct mbuf *out, const char *text, size_t len)
 
 	mbuf_reserve(out, len);
 	skip_ws(&sc);
-	if (sc.pos >= len || text[sc.pos] != '{')
+	if (!take_copy(&sc, '{', out))
 		goto refuse;
-	sc.pos++;
-	mbuf_putc(out, '{');
-	skip_ws(&sc);
-	if (sc.pos < len && text[sc.pos] == '}')
-		sc.pos++;
-	else
+	if (!take(&sc, '}'))
 		for (;;) {
 			if (sc.pos >= len || text[sc.pos] != '"' || !scan_string(&sc, &n) ||
 			    nkeys == KEYS_MAX)
@@ -254,26 +270,15 @@ jsonstr_compact(struct mbuf *out, const char *text, size_t len)
 			mbuf_append(out, text + sc.pos, n);
 			sc.pos += n;
 			skip_ws(&sc);
-			if (sc.pos >= len || text[sc.pos] != ':')
-				goto refuse;
-			sc.pos++;
-			mbuf_putc(out, ':');
-			skip_ws(&sc);
-			if (sc.pos >= len || !scan_value(&sc, &n))
+			if (!take_copy(&sc, ':', out) || sc.pos >= len || !scan_value(&sc, &n))
 				goto refuse;
 			mbuf_append(out, text + sc.pos, n);
 			sc.pos += n;
 			skip_ws(&sc);
-			if (sc.pos < len && text[sc.pos] == ',') {
-				sc.pos++;
-				mbuf_putc(out, ',');
-				skip_ws(&sc);
+			if (take_copy(&sc, ',', out))
 				continue;
-			}
-			if (sc.pos < len && text[sc.pos] == '}') {
-				sc.pos++;
+			if (take(&sc, '}'))
 				break;
-			}
 			goto refuse;
 		}
 	mbuf_putc(out, '}');
