@@ -299,8 +299,6 @@ ws_keep_alive(uint64_t now)
 static void
 sse_reap(void)
 {
-	struct pollfd *fds = reap_fds;
-	struct stream **of = reap_of;
 	size_t n = 0;
 
 	for (struct stream *s = sse_streams; s != NULL; s = s->sse_next) {
@@ -309,25 +307,26 @@ sse_reap(void)
 			continue;
 		if (n == reap_cap) {
 			reap_cap = reap_cap ? 2 * reap_cap : 64;
-			if ((fds = reap_fds = realloc(reap_fds, reap_cap * sizeof(*fds))) == NULL ||
-			    (of = reap_of = realloc(reap_of, reap_cap * sizeof(*of))) == NULL)
+			if ((reap_fds = realloc(reap_fds, reap_cap * sizeof(*reap_fds))) == NULL ||
+			    (reap_of = realloc(reap_of, reap_cap * sizeof(*reap_of))) == NULL)
 				msg_fatal("out of memory");
 		}
-		fds[n] = (struct pollfd){.fd = lws_get_socket_fd(s->wsi),
-		                         .events = POLLIN | POLLRDHUP};
-		of[n++] = s;
+		reap_fds[n] = (struct pollfd){.fd = lws_get_socket_fd(s->wsi),
+		                              .events = POLLIN | POLLRDHUP};
+		reap_of[n++] = s;
 	}
 	/* one system call for them all */
-	if (n == 0 || poll(fds, (nfds_t)n, 0) <= 0)
+	if (n == 0 || poll(reap_fds, (nfds_t)n, 0) <= 0)
 		return;
 	for (size_t i = 0; i < n; i++) {
-		if (fds[i].revents == 0)
-			continue;
-		if (!(fds[i].revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) &&
-		    lws_is_ssl(of[i]->wsi))
-			continue; /* a TLS record: lws's TLS layer may want it */
-		of[i]->failed = true;
-		lws_set_timeout(of[i]->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+		struct stream *s = reap_of[i];
+		short ev = reap_fds[i].revents;
+
+		if (ev == 0 ||
+		    (!(ev & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) && lws_is_ssl(s->wsi)))
+			continue; /* quiet, or a TLS record lws's TLS layer may want */
+		s->failed = true;
+		lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
 	}
 }
 
