@@ -56,20 +56,37 @@ class Sent:
         self.retries = []  # (phase, error) of each attempt that was tried again
 
 
-class Sender(threading.Thread):
+class Traffic(threading.Thread):
+    """A traffic thread: runs until stop(); what it recorded is read under its lock."""
+
+    JOIN_SECONDS = 90
+
+    def __init__(self, name):
+        super().__init__(name=name, daemon=True)
+        self.stopping = threading.Event()
+        self.lock = threading.Lock()
+
+    def stop(self):
+        self.stopping.set()
+        self.join(self.JOIN_SECONDS)
+
+    def copy(self, items):
+        with self.lock:
+            return list(items)
+
+
+class Sender(Traffic):
     """Submit mail at `rate` messages/s until stopped."""
 
     RETRIES = 120  # a second apart: a client's retries while SMTP AUTH (Dovecot) is away
 
     def __init__(self, postfix, clock, rate, auth):
-        super().__init__(name="chaos-sender", daemon=True)
+        super().__init__("chaos-sender")
         self.postfix = postfix
         self.clock = clock
         self.interval = 1.0 / rate
         self.auth = auth
-        self.stopping = threading.Event()
         self.sent = []
-        self.lock = threading.Lock()
         self.n = 0
 
     def submit_one(self):
@@ -111,13 +128,8 @@ class Sender(threading.Thread):
             else:
                 next_at = time.monotonic()
 
-    def stop(self):
-        self.stopping.set()
-        self.join(90)
-
     def records(self):
-        with self.lock:
-            return list(self.sent)
+        return self.copy(self.sent)
 
 
 class Sample:
@@ -127,17 +139,15 @@ class Sample:
         self.phase, self.at, self.seconds, self.error = phase, at, seconds, error
 
 
-class Reader(threading.Thread):
+class Reader(Traffic):
     """Read the local recipient's new mail over IMAP until stopped."""
 
     def __init__(self, dovecot, clock, poll=0.2):
-        super().__init__(name="chaos-reader", daemon=True)
+        super().__init__("chaos-reader")
         self.dovecot = dovecot
         self.clock = clock
         self.poll = poll
-        self.stopping = threading.Event()
         self.samples = []  # one per FETCH, and one per failed session or command
-        self.lock = threading.Lock()
         self.imap = None
         self.idle = threading.Event()  # set after a pass that found nothing unseen
 
@@ -195,26 +205,21 @@ class Reader(threading.Thread):
             self.stopping.wait(self.poll)
         self._drop_session()
 
-    def stop(self):
-        self.stopping.set()
-        self.join(90)
-
     def records(self):
-        with self.lock:
-            return list(self.samples)
+        return self.copy(self.samples)
 
 
-class Follower(threading.Thread):
+class Follower(Traffic):
     """The sender's live feed over WebSocket, resumed from its last offset and epoch after
     every break (statusd killed, stopped, or closing a slow consumer)."""
 
+    JOIN_SECONDS = 30
+
     def __init__(self, statusd, token, clock):
-        super().__init__(name="chaos-follower", daemon=True)
+        super().__init__("chaos-follower")
         self.statusd = statusd
         self.token = token
         self.clock = clock
-        self.stopping = threading.Event()
-        self.lock = threading.Lock()
         self.offsets = []  # every event's offset, in the order received
         self.epoch = None
         self.breaks = []  # (phase, why) of each reconnect
@@ -257,13 +262,8 @@ class Follower(threading.Thread):
                 if ws is not None:
                     ws.close()
 
-    def stop(self):
-        self.stopping.set()
-        self.join(30)
-
     def received(self):
-        with self.lock:
-            return list(self.offsets)
+        return self.copy(self.offsets)
 
 
 def percentile(values, p):
