@@ -27,6 +27,18 @@ BOB = "bob@example.org"
 TAG = re.compile(rb"^Msgstatus-Id: ([a-z2-7]{26})\r?$", re.M | re.I)
 
 
+def start_mail_system(cls, milter_settings=None, **postfix_kw):
+    """On cls (whose .sb and .sd are up): the milter, Dovecot for LMTP and SASL, an
+    smtp-sink for remote.example, and Postfix with the milter for example.org."""
+    cls.milter = cls.sb.milter(cls.sd, settings=milter_settings)
+    cls.dovecot = cls.sb.dovecot()
+    cls.sink = cls.sb.smtp_sink(dump=True)
+    cls.postfix = cls.sb.postfix(
+        domains=["example.org"], lmtp=cls.dovecot, sasl=cls.dovecot, milter=cls.milter,
+        milter_macro_defaults={"msgstatus_domains": "example.org"},
+        transports={"remote.example": cls.sink}, **postfix_kw)
+
+
 class MilterPostfixTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -34,18 +46,12 @@ class MilterPostfixTest(unittest.TestCase):
         cls.sb = Sandbox()
         cls.pg = cls.sb.postgres()
         cls.sd = cls.sb.statusd(cls.pg)
-        cls.milter = cls.sb.milter(cls.sd)
-        cls.dovecot = cls.sb.dovecot()
-        cls.sink = cls.sb.smtp_sink(dump=True)
         # a listener only trusted software reaches, set up as docs/deployment.md shows
         cls.trusted_port = free_port()
         trusted = (f"127.0.0.1:{cls.trusted_port} inet n - n - - smtpd\n"
                    "  -o { milter_macro_defaults = { msgstatus_domains = example.org }, "
                    "msgstatus_trust=any }\n")
-        cls.postfix = cls.sb.postfix(services=trusted,
-            domains=["example.org"], lmtp=cls.dovecot, sasl=cls.dovecot, milter=cls.milter,
-            milter_macro_defaults={"msgstatus_domains": "example.org"},
-            transports={"remote.example": cls.sink})
+        start_mail_system(cls, services=trusted)
 
     @classmethod
     def tearDownClass(cls):
@@ -237,14 +243,7 @@ class MilterSpoolDiskFullTest(unittest.TestCase):
         cls.pg = cls.sb.postgres()
         cls.sd = cls.sb.statusd(cls.pg)
         cls.fs = cls.sb.tmpfs("spoolfs", "4m")
-        cls.milter = cls.sb.milter(cls.sd, settings={
-            "spool_dir": os.path.join(cls.fs.path, "milter")})
-        cls.dovecot = cls.sb.dovecot()
-        cls.sink = cls.sb.smtp_sink()
-        cls.postfix = cls.sb.postfix(
-            domains=["example.org"], lmtp=cls.dovecot, sasl=cls.dovecot, milter=cls.milter,
-            milter_macro_defaults={"msgstatus_domains": "example.org"},
-            transports={"remote.example": cls.sink})
+        start_mail_system(cls, {"spool_dir": os.path.join(cls.fs.path, "milter")})
 
     @classmethod
     def tearDownClass(cls):
