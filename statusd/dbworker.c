@@ -24,6 +24,7 @@ struct dbworker {
 	struct dbjob *head, *tail;           /* submitted, not started */
 	struct dbjob *done_head, *done_tail; /* finished, not yet handed to done() */
 	bool stopping;
+	bool held; /* dbworker_hold() until dbworker_release() */
 	bool connected;
 	unsigned pending;
 
@@ -151,6 +152,15 @@ worker_main(void *arg)
 		pthread_mutex_unlock(&w->lock);
 
 		for (;;) {
+			pthread_mutex_lock(&w->lock);
+			while (w->held && !w->stopping && !job->no_retry)
+				pthread_cond_wait(&w->cond, &w->lock);
+			bool held = w->held;
+			pthread_mutex_unlock(&w->lock);
+			if (held) {
+				job->failed = true; /* a no_retry job, or stopping while held */
+				break;
+			}
 			if (ensure_conn(w, &first_failure)) {
 				backoff = 0;
 				if (job->run(job, w->conn) == DBW_DONE)
@@ -239,6 +249,23 @@ dbworker_start(uv_loop_t *loop, const char *name, const char *conninfo, long lon
 	if ((rc = pthread_create(&w->thread, NULL, worker_main, w)) != 0)
 		msg_fatal("cannot start database thread: %s", strerror(rc));
 	return w;
+}
+
+void
+dbworker_hold(struct dbworker *w)
+{
+	pthread_mutex_lock(&w->lock);
+	w->held = true;
+	pthread_mutex_unlock(&w->lock);
+}
+
+void
+dbworker_release(struct dbworker *w)
+{
+	pthread_mutex_lock(&w->lock);
+	w->held = false;
+	pthread_cond_broadcast(&w->cond);
+	pthread_mutex_unlock(&w->lock);
 }
 
 void

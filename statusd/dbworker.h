@@ -14,6 +14,9 @@
  *	Connections: a worker connects lazily, runs the queue's on_connect hook (session set-up,
  *	migrations) and reconnects with exponential backoff; job->run() reports a lost
  *	connection with DBW_RETRY and is run again once the connection is back.
+ *	A worker can be held until another one is ready (statusd holds its query worker until
+ *	the ingest worker has the schema in place): a held worker does not connect; its
+ *	no_retry jobs fail at once and the others wait for the release.
  *
  * DIAGNOSTICS
  *	Connection trouble is logged once per outage, not once per attempt.
@@ -50,6 +53,10 @@ struct dbworker *dbworker_start(uv_loop_t *loop, const char *name, const char *c
                                 long long retry_max_ms,
                                 int (*on_connect)(PGconn *conn, void *ctx, const char **error_r),
                                 void *ctx);
+/* Hold a worker that has no jobs yet (loop thread): see DESIGN. */
+void dbworker_hold(struct dbworker *w);
+/* Let a held worker connect and run its jobs. Any thread, any number of times. */
+void dbworker_release(struct dbworker *w);
 /* Queue a job (loop thread). */
 void dbworker_submit(struct dbworker *w, struct dbjob *job);
 /* Whether the worker's connection was up after its last attempt. */

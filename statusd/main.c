@@ -80,6 +80,8 @@ ingest_on_connect(PGconn *conn, void *ctx, const char **error_r)
 			return -1;
 		}
 	}
+	/* The schema is in place: the query worker may read it now (see main()). */
+	dbworker_release(sd->query_db);
 	if (store_maintain(conn, sd->cfg.event_retention, error_r) < 0)
 		return -1;
 	return store_session_setup(conn, error_r);
@@ -237,10 +239,14 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	sd.loop = uv_default_loop();
-	sd.ingest_db = dbworker_start(sd.loop, "database (ingest)", sd.cfg.database,
-	                              sd.cfg.database_retry_max, ingest_on_connect, &sd);
+	/* Migrations first: on a new database, nothing may read the tables before the ingest
+	   worker has created them, so the query worker waits for it (ingest_on_connect). */
 	sd.query_db = dbworker_start(sd.loop, "database (queries)", sd.cfg.database,
 	                             sd.cfg.database_retry_max, NULL, NULL);
+	if (sd.cfg.database_migrate)
+		dbworker_hold(sd.query_db);
+	sd.ingest_db = dbworker_start(sd.loop, "database (ingest)", sd.cfg.database,
+	                              sd.cfg.database_retry_max, ingest_on_connect, &sd);
 	sd.webhooks = webhooks_start(&sd.cfg, &error);
 	if (error != NULL)
 		msg_fatal("%s", error);

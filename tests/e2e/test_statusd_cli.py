@@ -5,6 +5,7 @@ import os
 import re
 import subprocess
 import tempfile
+import time
 import unittest
 
 from e2e import event, main, schema_version
@@ -146,6 +147,32 @@ class StatusctlTest(unittest.TestCase):
             self.assertEqual(json.loads(res.stdout)["recipients"][0]["status"], "delivered")
             res = run([STATUSCTL, "-c", conf, "status", "nope"])
             self.assertEqual(res.returncode, 3)
+
+
+class FirstStartTest(unittest.TestCase):
+    def test_first_start_on_an_empty_database_migrates_before_reading(self):
+        """statusd migrates a new database before anything reads it: the log of a first
+        start holds the migrations and no error about missing tables (issue 16)."""
+        for attempt in range(3):  # the race it had was won most times by the reader
+            with Sandbox() as sb:
+                pg = sb.postgres()
+                sd = sb.statusd(pg)
+                wait = "feed: the log is at offset 0"
+                deadline = time.monotonic() + 20
+                while wait not in sd.child.log() and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                log = sd.child.log()
+                self.assertIn(wait, log)
+                self.assertIn(f"database schema migrated to version {schema_version()}", log)
+                for bad in ("does not exist", "ERROR", "not readable yet", "warning",
+                            "set-up failed"):
+                    self.assertNotIn(bad, log, f"attempt {attempt}: {log}")
+                lines = log.splitlines()
+                first_read = next(i for i, line in enumerate(lines)
+                                  if "database (queries): connected" in line)
+                last_migration = max(i for i, line in enumerate(lines)
+                                     if "database schema migrated" in line)
+                self.assertLess(last_migration, first_read, log)
 
 
 if __name__ == "__main__":
