@@ -1046,6 +1046,8 @@ static _Noreturn void
 usage(void)
 {
 	fprintf(stderr, "usage: statusctl [-c config_file] [--json] command [args]\n"
+	                "  -c FILE  read FILE instead of " MSGSTATUS_SYSCONFDIR "/statusd.conf\n"
+	                "           (the built-in defaults when that does not exist)\n"
 	                "commands:\n");
 	for (const struct command *c = commands; c->name != NULL; c++)
 		fprintf(stderr, "  %s\n", c->synopsis);
