@@ -7,12 +7,21 @@ plugin when it is built), Roundcube with the msgstatus plugin (where it is insta
 two smtp-sinks standing in for remote mail servers: one that accepts (example.net) and one
 that greylists (example.com). The local domain is
 example.org, with the users alice@ and bob@ (passwords alice-secret and bob-secret).
+
+With the least privilege docs/deployment.md and docs/security.md describe: statusd, the
+milter and the log follower run as the system user msgstatus (created if missing, the one
+change outside the folder), the log follower with CAP_DAC_READ_SEARCH only; PostgreSQL
+authenticates by peer and msgstatus's role owns its database and nothing more; the milter's
+socket is for Postfix only (0660, group postfix), Dovecot's LMTP socket too (0600, postfix),
+statusd's event socket for msgstatus and the mail user (0660, group mail).
 """
 import argparse
 import os
 import shutil
 import signal
+import pwd
 import socket
+import subprocess
 import sys
 import time
 
@@ -26,6 +35,7 @@ from msgsandbox.core import SandboxError, paths, wait_for  # noqa: E402
 from msgsandbox.postfix import make_message  # noqa: E402
 
 MARKER = ".msgstatus-demo"
+USER = "msgstatus"  # the system user statusd, the milter and logd run as
 ALICE, BOB = "alice@example.org", "bob@example.org"
 PASSWORDS = {ALICE: "alice-secret", BOB: "bob-secret"}
 CAROL, DAVE = "carol@example.net", "dave@example.com"
@@ -53,6 +63,20 @@ def reachable(path):
         if os.path.exists(parent) and not os.stat(parent).st_mode & 0o001:
             return False
         path = parent
+
+
+def system_user(name):
+    """Create the system user (and its group) the daemons run as, if it is missing."""
+    try:
+        pwd.getpwnam(name)
+        return
+    except KeyError:
+        pass
+    subprocess.run(["useradd", "--system", "--user-group", "--no-create-home", "--home-dir",
+                    "/nonexistent", "--shell", "/usr/sbin/nologin", "--comment",
+                    "msgstatus daemons", name], check=True)
+    print(f"demo: created the system user {name} for statusd, the milter and the log "
+          "follower (docs/deployment.md, section 2)", file=sys.stderr)
 
 
 def fresh_folder(path):
@@ -114,7 +138,8 @@ def main():
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("demo: run as root: the private Postfix and Dovecot drop privileges "
-                 "themselves (nothing system-wide is started or changed)")
+                 "themselves, and the daemons run as the user msgstatus (nothing system-wide is "
+                 "started or changed but that user)")
     # Ctrl-C must work even when started from a script that ignores SIGINT.
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
@@ -124,19 +149,20 @@ def main():
               f"users, whom Postfix and Dovecot run as: using {fallback} (or choose with "
               "--folder)", file=sys.stderr)
         args.folder = fallback
+    system_user(USER)
     fresh_folder(args.folder)
     print("demo: starting PostgreSQL, statusd, the milter, Dovecot, Postfix and the log "
           "follower...", flush=True)
     with Sandbox(root=args.folder) as sb:
-        pg = sb.postgres(fsync=True)
+        pg = sb.postgres(fsync=True, app_user=USER)
         webmail = roundcube.available() is None
         rc_port = port_or_free(args.webmail_port) if webmail else None
         sd = sb.statusd(pg, http_port=port_or_free(args.http_port),
                         settings={"http_cors_origins": f"http://127.0.0.1:{rc_port}"}
-                        if webmail else None)
-        milter = sb.milter(sd)
+                        if webmail else None, user=USER)
+        milter = sb.milter(sd, user=USER)
         dc_opts, plugin = dovecot_options(sd)
-        dovecot = sb.dovecot(users=PASSWORDS, **dc_opts)
+        dovecot = sb.dovecot(users=PASSWORDS, lmtp_user="postfix", **dc_opts)
         accept = sb.smtp_sink(name="mx-example-net")
         greylist = sb.smtp_sink(name="mx-example-com", mode="defer", at="rcpt",
                                 reply="451 4.7.1 greylisted, please try again later")
@@ -145,7 +171,7 @@ def main():
                                                                    "example.org"},
                              transports={"example.net": accept, "example.com": greylist},
                              retry=60)
-        logd = sb.logd(sd, postfix=postfix)
+        logd = sb.logd(sd, postfix=postfix, user=USER)
         rc = sb.roundcube(sd, dovecot, postfix, port=rc_port) if webmail else None
 
         sample = make_message(ALICE, [BOB, CAROL, DAVE], subject="Hello from msgstatus",
@@ -191,6 +217,10 @@ def main():
             print("               (the Dovecot plugin is not built: no read receipts)")
         print(f"  statusctl    build/statusd/statusctl -c {sd.config} status {tracking_id}")
         print(f"  database     psql \"{pg.conninfo}\"")
+        print(f"  privileges   statusd, the milter and the log follower run as {USER}; "
+              "PostgreSQL: peer authentication,")
+        print(f"               the role {USER} owns its database only (see "
+              f"{args.folder}/pg/data/pg_hba.conf)")
         print()
         print(f"Sample message {tracking_id} (queue id {qid}) from {ALICE}:")
         shown = statuses(sd, tracking_id)

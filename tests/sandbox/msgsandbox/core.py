@@ -2,6 +2,7 @@
 import atexit
 import contextlib
 import errno
+import grp
 import os
 import pwd
 import shutil
@@ -166,27 +167,33 @@ class Sandbox:
     def path(self, *parts):
         return os.path.join(self.root, *parts)
 
-    def mkdir(self, *parts, mode=0o755, owner=None):
+    def mkdir(self, *parts, mode=0o755, owner=None, group=None):
+        """A folder in the sandbox; owner (and its group, or group) when given."""
         p = self.path(*parts)
         os.makedirs(p, exist_ok=True)
-        os.chmod(p, mode)
         if owner is not None:
             pw = pwd.getpwnam(owner)
-            os.chown(p, pw.pw_uid, pw.pw_gid)
+            gid = grp.getgrnam(group).gr_gid if group is not None else pw.pw_gid
+            os.chown(p, pw.pw_uid, gid)
+        os.chmod(p, mode)  # after chown, which clears the setgid bit
         return p
 
-    def spawn(self, name, argv, env=None, user=None, cwd=None):
-        """Start argv in the background, output to <root>/logs/<name>.log."""
+    def spawn(self, name, argv, env=None, user=None, cwd=None, groups=()):
+        """Start argv in the background, output to <root>/logs/<name>.log; as user (when
+        root), with the extra supplementary groups named in groups."""
         logdir = self.mkdir("logs")
         log_path = os.path.join(logdir, name + ".log")
         logf = open(log_path, "ab")
         preexec = None
         if user is not None and os.geteuid() == 0:
             pw = pwd.getpwnam(user)
+            extra = [grp.getgrnam(g).gr_gid for g in groups]
 
             def preexec():
                 os.setgid(pw.pw_gid)
                 os.initgroups(user, pw.pw_gid)
+                if extra:
+                    os.setgroups(os.getgroups() + extra)
                 os.setuid(pw.pw_uid)
         full_env = dict(os.environ)
         if env:

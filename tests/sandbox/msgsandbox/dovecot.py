@@ -64,12 +64,14 @@ class Dovecot:
                      sandbox folder with symlinks to all of /usr/lib/dovecot/modules plus these.
       extra_config   raw dovecot.conf text appended at the end (for anything else).
       mail_user      the existing system user that owns all mail (default "mail").
+      lmtp_user      the only user who may use the LMTP socket (mode 0600), e.g. "postfix"
+                     (Postfix's lmtp client); default: everyone (0666).
       debug          mail_debug and auth_debug (to the log).
     """
 
     def __init__(self, sb, users=None, userdb_fields=None, mail_plugins=(), imap_plugins=(),
                  lmtp_plugins=(), plugin=None, plugin_paths=(), extra_config="",
-                 mail_user="mail", debug=False, name="dovecot", start=True):
+                 mail_user="mail", debug=False, name="dovecot", start=True, lmtp_user=None):
         if os.geteuid() != 0:
             raise SandboxError("a private Dovecot needs root (tests exit 77 when not root)")
         self.sb = sb
@@ -92,6 +94,7 @@ class Dovecot:
         self.plugin_paths = [os.path.abspath(p) for p in plugin_paths]
         self.extra_config = extra_config
         self.mail_user = mail_user
+        self.lmtp_user = lmtp_user
         self.debug = debug
         self.child = None
         if start:
@@ -202,7 +205,13 @@ class Dovecot:
             "service lmtp {",
             "  # In base_dir; Postfix's lmtp client (user postfix) and tests (root) connect.",
             "  unix_listener lmtp {",
-            "    mode = 0666",
+        ]
+        if self.lmtp_user:
+            lines += ["    mode = 0600", f"    user = {self.lmtp_user}",
+                      f"    group = {self.lmtp_user}"]
+        else:
+            lines += ["    mode = 0666"]
+        lines += [
             "  }",
             "}",
             "service auth {",

@@ -7,17 +7,29 @@ from .core import paths, wait_for
 
 
 class Milter:
-    def __init__(self, sb, statusd, settings=None, name="milter", start=True):
+    """msgstatus-milter, as root with a socket for everyone (0666) by default.
+
+    With user (root only), as docs/deployment.md runs it: the milter runs as that system
+    user; its socket is 0660 in a folder user:postfix 2750, so the socket gets the group
+    postfix (the setgid bit) and only Postfix (and the milter's user) can reach it; the spool
+    is the user's own (0700).
+    """
+
+    def __init__(self, sb, statusd, settings=None, name="milter", start=True, user=None):
         self.sb = sb
         self.name = name
-        self.dir = sb.mkdir(name)
+        self.user = user
+        self.dir = sb.mkdir(name, owner=user, group="postfix", mode=0o2750) if user \
+            else sb.mkdir(name)
         self.socket_path = os.path.join(self.dir, "milter.sock")
         self.settings = {
             "milter_socket": "unix:" + self.socket_path,
-            "milter_socket_mode": "0666",
+            "milter_socket_mode": "0660" if user else "0666",
             "events_socket": statusd.socket_path,
             "spool_dir": os.path.join(self.dir, "spool"),
         }
+        if user is not None:
+            sb.mkdir(name, "spool", owner=user, mode=0o700)
         self.settings.update(settings or {})
         self.config = os.path.join(self.dir, "milter.conf")
         self.child = None
@@ -43,7 +55,7 @@ class Milter:
         if os.path.exists(self.socket_path):
             os.unlink(self.socket_path)
         self.child = self.sb.spawn(self.name, [paths.binary("milter/msgstatus-milter"),
-                                               "-c", self.config])
+                                               "-c", self.config], user=self.user)
         wait_for("the milter to listen", lambda: os.path.exists(self.socket_path),
                  proc=self.child.popen)
 

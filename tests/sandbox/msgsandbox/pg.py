@@ -15,17 +15,28 @@ def pg_bindir():
 
 
 class Postgres:
-    """initdb + postgres as a child of the sandbox (as user 'postgres' when run as root)."""
+    """initdb + postgres as a child of the sandbox (as user 'postgres' when run as root).
 
-    def __init__(self, sb, dbname="msgstatus", fsync=False, settings=None):
+    By default every local user may connect as any role (trust) and msgstatus's role is the
+    superuser: simple for tests. With app_user (root only), as docs/deployment.md sets it
+    up: the superuser is postgres, app_user is an ordinary role that owns the database and
+    nothing else, and every connection is checked with peer authentication: the system
+    users postgres and app_user may connect as their own roles, root (who runs the sandbox)
+    as either; nobody else at all.
+    """
+
+    def __init__(self, sb, dbname="msgstatus", fsync=False, settings=None, app_user=None):
         self.sb = sb
         self.bindir = pg_bindir()
         self.user = "postgres" if os.geteuid() == 0 else None
+        if app_user is not None and self.user is None:
+            raise SandboxError("PostgreSQL with peer authentication needs root")
         self.dir = sb.mkdir("pg", owner=self.user)
         self.data = os.path.join(self.dir, "data")
         self.port = free_port()
         self.dbname = dbname
-        self.superuser = "msgstatus"
+        self.superuser = "postgres" if app_user else "msgstatus"
+        self.app_user = app_user or self.superuser
         self.settings = {
             "listen_addresses": "''",
             "unix_socket_directories": f"'{self.dir}'",
@@ -37,17 +48,40 @@ class Postgres:
         }
         self.settings.update(settings or {})
         self.child = None
-        sb.run([os.path.join(self.bindir, "initdb"), "-D", self.data, "-A", "trust", "-U",
+        auth = ["-A", "trust"] if app_user is None else ["--auth-local=peer",
+                                                         "--auth-host=reject"]
+        sb.run([os.path.join(self.bindir, "initdb"), "-D", self.data, *auth, "-U",
                 self.superuser, "-E", "UTF8", "--locale=C", "--no-sync"], user=self.user)
         with open(os.path.join(self.data, "postgresql.auto.conf"), "a") as f:
             for k, v in self.settings.items():
                 f.write(f"{k} = {v}\n")
+        if app_user is not None:
+            self._peer_only(app_user)
         self.start()
-        self.psql(f"CREATE DATABASE {dbname}", db="postgres")
+        if app_user is None:
+            self.psql(f"CREATE DATABASE {dbname}", db="postgres")
+        else:
+            self.psql(f"CREATE ROLE {app_user} LOGIN", db="postgres")
+            self.psql(f"CREATE DATABASE {dbname} OWNER {app_user}", db="postgres")
+
+    def _peer_only(self, app_user):
+        """pg_hba.conf: the UNIX socket only, peer authentication, through one user map."""
+        with open(os.path.join(self.data, "pg_hba.conf"), "w") as f:
+            f.write("# Written by msgsandbox: peer authentication on the UNIX socket only, with\n"
+                    "# the map msgsandbox (pg_ident.conf); no TCP (listen_addresses is empty).\n"
+                    "# TYPE  DATABASE  USER  METHOD\n"
+                    "local   all       all   peer map=msgsandbox\n")
+        with open(os.path.join(self.data, "pg_ident.conf"), "w") as f:
+            f.write("# MAPNAME   SYSTEM-USER  PG-USER\n"
+                    f"msgsandbox  postgres     postgres\n"
+                    f"msgsandbox  {app_user:<12} {app_user}\n"
+                    "# root runs the sandbox (and the demo's psql and statusctl commands)\n"
+                    f"msgsandbox  root         postgres\n"
+                    f"msgsandbox  root         {app_user}\n")
 
     @property
     def conninfo(self):
-        return f"host={self.dir} port={self.port} user={self.superuser} dbname={self.dbname}"
+        return f"host={self.dir} port={self.port} user={self.app_user} dbname={self.dbname}"
 
     def start(self):
         if self.child is not None and self.child.alive():
@@ -58,7 +92,8 @@ class Postgres:
 
     def ready(self):
         res = subprocess.run([os.path.join(self.bindir, "pg_isready"), "-q", "-h", self.dir, "-p",
-                              str(self.port)], capture_output=True)
+                              str(self.port), "-U", self.superuser, "-d", "postgres"],
+                             capture_output=True)
         return res.returncode == 0
 
     def stop(self, mode="fast"):

@@ -53,12 +53,23 @@ class EventClient:
 
 
 class Statusd:
-    def __init__(self, sb, pg, settings=None, start=True, name="statusd", http_port=None):
+    """statusd with its config, secret, socket folder and pickup folder in <sandbox>/<name>.
+
+    As root by default. With user (root only), as docs/deployment.md runs it: statusd runs
+    as that system user, with the mail user's group ("mail", the Dovecot plugin's) as a
+    supplementary group; the socket folder is user:mail 0750, the pickup folder
+    user:mail 2770 (set by dovecot_plugin_settings), the secret user's own 0600.
+    """
+
+    def __init__(self, sb, pg, settings=None, start=True, name="statusd", http_port=None,
+                 user=None):
         self.sb = sb
         self.pg = pg
         self.name = name
+        self.user = user
         self.dir = sb.mkdir(name)
-        self.run_dir = sb.mkdir(name, "run")
+        self.run_dir = sb.mkdir(name, "run", owner=user, group="mail", mode=0o750) if user \
+            else sb.mkdir(name, "run")
         self.http_port = http_port or free_port()
         self.settings = {
             "events_socket": os.path.join(self.run_dir, "events.sock"),
@@ -75,6 +86,9 @@ class Statusd:
         with open(secret_file, "w") as f:
             f.write(self.secret + "\n")
         os.chmod(secret_file, 0o600)
+        if user is not None:
+            pw = pwd.getpwnam(user)
+            os.chown(secret_file, pw.pw_uid, pw.pw_gid)
         self.settings["auth_secret_file"] = secret_file
         self.settings.update(settings or {})
         self.config = os.path.join(self.dir, "statusd.conf")
@@ -100,7 +114,12 @@ class Statusd:
     def dovecot_plugin_settings(self):
         """The plugin {} settings of a Dovecot whose mail user hands events to this statusd:
         its socket (the socket's group is mail) and its pickup directory, made writable."""
-        os.chown(self.pickup_dir, pwd.getpwnam("mail").pw_uid, grp.getgrnam("mail").gr_gid)
+        if self.user is None:
+            os.chown(self.pickup_dir, pwd.getpwnam("mail").pw_uid, grp.getgrnam("mail").gr_gid)
+        else:  # statusd's, writable by the mail group; the files keep the group (setgid)
+            os.chown(self.pickup_dir, pwd.getpwnam(self.user).pw_uid,
+                     grp.getgrnam("mail").gr_gid)
+            os.chmod(self.pickup_dir, 0o2770)
         return {"msgstatus_socket": self.socket_path, "msgstatus_pickup_dir": self.pickup_dir}
 
     @property
@@ -119,7 +138,8 @@ class Statusd:
 
     def start(self, wait_db=True):
         self.write_config()
-        self.child = self.sb.spawn(self.name, [paths.binary("statusd/statusd"), "-c", self.config])
+        self.child = self.sb.spawn(self.name, [paths.binary("statusd/statusd"), "-c", self.config],
+                                   user=self.user, groups=("mail",) if self.user else ())
         wait_for(f"{self.name} to listen", lambda: os.path.exists(self.socket_path)
                  and self.http_status("/healthz")[0] in (200, 503), proc=self.child.popen)
         if wait_db:
