@@ -27,15 +27,16 @@ BOB = "bob@example.org"
 TAG = re.compile(rb"^Msgstatus-Id: ([a-z2-7]{26})\r?$", re.M | re.I)
 
 
-def start_mail_system(cls, milter_settings=None, **postfix_kw):
+def start_mail_system(cls, milter_settings=None, macros=None, **postfix_kw):
     """On cls (whose .sb and .sd are up): the milter, Dovecot for LMTP and SASL, an
-    smtp-sink for remote.example, and Postfix with the milter for example.org."""
+    smtp-sink for remote.example, and Postfix with the milter for example.org (main.cf's
+    milter_macro_defaults: macros, by default msgstatus_domains = example.org)."""
     cls.milter = cls.sb.milter(cls.sd, settings=milter_settings)
     cls.dovecot = cls.sb.dovecot()
     cls.sink = cls.sb.smtp_sink(dump=True)
     cls.postfix = cls.sb.postfix(
         domains=["example.org"], lmtp=cls.dovecot, sasl=cls.dovecot, milter=cls.milter,
-        milter_macro_defaults={"msgstatus_domains": "example.org"},
+        milter_macro_defaults=macros or {"msgstatus_domains": "example.org"},
         transports={"remote.example": cls.sink}, **postfix_kw)
 
 
@@ -321,6 +322,41 @@ class MilterSpoolDiskFullTest(unittest.TestCase):
             self.sd.start()
         for tid in tids:
             wait_for("the event", lambda t=tid: self.queued_events(t) == "1", timeout=30)
+
+class MainCfTrustTest(unittest.TestCase):
+    """docs/deployment.md section 5: on a host no untrusted client reaches, main.cf's
+    milter_macro_defaults with msgstatus_trust=any tracks mail submitted without SASL."""
+
+    @classmethod
+    def setUpClass(cls):
+        require_root()
+        cls.sb = Sandbox()
+        cls.pg = cls.sb.postgres()
+        cls.sd = cls.sb.statusd(cls.pg)
+        # the main.cf line of the guide:
+        # { msgstatus_domains = example.org, .example.org }, msgstatus_trust=any
+        start_mail_system(cls, macros={"msgstatus_domains": "example.org, .example.org",
+                                       "msgstatus_trust": "any"})
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.sb.close()
+
+    def test_main_cf_trust_tracks_without_sasl(self):
+        self.assertIn("msgstatus_domains = example.org, .example.org }, msgstatus_trust=any",
+                      self.sb.run(["postconf", "-c", self.postfix.config_dir, "-h",
+                                   "milter_macro_defaults"]).stdout)
+        for sender, subject in ((ALICE, "main-cf-1"), ("carol@sub.example.org", "main-cf-2")):
+            qid = self.postfix.send(sender, [BOB], subject=subject)  # no SASL
+            owner = wait_for(f"{subject} recorded", lambda: self.pg.scalar(
+                f"SELECT owner FROM messages WHERE queue_id = '{qid}'"), timeout=30)
+            self.assertEqual(owner, sender)
+        # a domain that is not enabled is still left alone
+        qid = self.postfix.send("dan@other.example", [BOB], subject="main-cf-3")
+        wait_for("main-cf-3 delivered", lambda: "main-cf-3".encode() in b"".join(
+            self.dovecot.messages(BOB)), timeout=30)
+        self.assertIsNone(self.pg.scalar(f"SELECT owner FROM messages WHERE queue_id = '{qid}'"))
+
 
 if __name__ == "__main__":
     main()
