@@ -4,8 +4,12 @@
  * SECURITY
  *	Every input here comes from an unauthenticated or untrusted HTTP client (query
  *	arguments are checked before the token is). Lengths are bounded by the callers' buffers
- *	and rechecked here; numbers must be whole decimal strings in range; bodies are parsed
- *	by json-c in strict mode with UTF-8 validation and a small depth limit.
+ *	and rechecked here; numbers must be whole decimal strings in range, and times within
+ *	what RFC 3339 can write (PostgreSQL would refuse more); ids, users and bodies must be
+ *	well-formed UTF-8 (utf8_valid: no overlong forms, surrogates or code points above
+ *	U+10FFFF), checked here rather than left to PostgreSQL, which would fail the query;
+ *	bodies are parsed by json-c in strict mode with a small depth limit, and the strings
+ *	in them are checked again after json-c has decoded their \u escapes.
  */
 #include "params.h"
 
@@ -17,6 +21,7 @@
 
 #include "msevent.h"
 #include "rfc3339.h"
+#include "utf8.h"
 
 /* Nothing but JSON whitespace from data[from] to data[len]. */
 static bool
@@ -40,7 +45,7 @@ printable(const char *s, size_t max)
 	for (size_t i = 0; i < len; i++)
 		if ((unsigned char)s[i] < 0x21 || s[i] == 0x7f)
 			return false;
-	return true;
+	return utf8_valid(s, len);
 }
 
 bool
@@ -79,7 +84,7 @@ params_time(const char *value, int64_t *ms_r)
 	long long v;
 
 	*ms_r = 0;
-	if (number(value, 1, INT64_MAX, &v) == 0) {
+	if (number(value, 1, PARAMS_TIME_MAX, &v) == 0) {
 		*ms_r = v;
 		return 0;
 	}
@@ -197,6 +202,10 @@ params_body(const void *data, size_t len, bool required, const char **error_r)
 		*error_r = "the body must be a JSON object";
 		return NULL;
 	}
+	if (!utf8_valid(data, len)) {
+		*error_r = "the body must be UTF-8";
+		return NULL;
+	}
 	tok = json_tokener_new_ex(3);
 	if (tok == NULL)
 		return NULL;
@@ -247,6 +256,8 @@ params_presence(struct json_object *obj, const char **state_r, const char **to_r
 	    (strcmp(s, "online") != 0 && strcmp(s, "offline") != 0 && strcmp(s, "typing") != 0) ||
 	    (strcmp(s, "typing") == 0) != (to != NULL) ||
 	    (to && (!json_object_is_type(to, json_type_string) ||
+	            /* a \u0000 would cut the address short */
+	            (size_t)json_object_get_string_len(to) != strlen(json_object_get_string(to)) ||
 	            !params_user_ok(json_object_get_string(to))))) {
 		*error_r = "expected {\"state\":\"online\"|\"offline\"} or "
 		           "{\"state\":\"typing\",\"to\":ADDRESS}";

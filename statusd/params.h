@@ -23,13 +23,16 @@ struct json_object;
 
 #define PARAMS_WS_MAX 1024 /* bytes in a WebSocket client message */
 
-/* A message reference ({id}: tracking id or Message-ID): 1..MSEVENT_MSGID_MAX printable
-   non-space characters. */
+/* A message reference ({id}: tracking id or Message-ID, percent-decoded): 1..MSEVENT_MSGID_MAX
+   bytes of well-formed UTF-8 (utf8_valid), no controls or spaces. */
 bool params_ref_ok(const char *id);
-/* A user or address: 1..MSEVENT_ADDR_MAX printable non-space characters. */
+/* A user or address: 1..MSEVENT_ADDR_MAX bytes, the same characters. */
 bool params_user_ok(const char *user);
 
-/* A time: RFC 3339, or milliseconds since the epoch (a positive integer). */
+/* The latest time a client may give: 9999-12-31T23:59:59.999Z, the last RFC 3339 can write
+   (PostgreSQL's timestamps end later, in 294276). */
+#define PARAMS_TIME_MAX 253402300799999LL
+/* A time: RFC 3339, or milliseconds since the epoch (1 to PARAMS_TIME_MAX). */
 int params_time(const char *value, int64_t *ms_r);
 
 /* Where a feed resumes: Last-Event-ID "EPOCH-OFFSET" wins over ?offset=&epoch= (both or
@@ -48,8 +51,8 @@ struct params_list_args {
 int params_list(const struct params_list_args *args, struct store_list_filter *flt,
                 const char **error_r);
 
-/* A request body: a JSON object (strict, UTF-8, nesting depth 3); no body is an empty
-   object unless required. The caller puts the object. */
+/* A request body: a JSON object (strict, well-formed UTF-8 by utf8_valid, nesting depth 3);
+   no body is an empty object unless required. The caller puts the object. */
 struct json_object *params_body(const void *data, size_t len, bool required, const char **error_r);
 /* PUT /api/v1/preferences: {"read_receipts":BOOL,"presence":BOOL}, each optional;
    -1 in *rr_r / *pr_r for "leave as it is". */

@@ -310,6 +310,40 @@ class StatusdSecurityTest(unittest.TestCase):
         self.assertEqual(code, 401, doc)
         self.assert_intact()
 
+    def test_invalid_utf8_and_times_out_of_range_get_400(self):
+        """Ill-formed UTF-8 (overlong, surrogate, beyond U+10FFFF, cut short), percent-encoded
+        in a path or query or raw in a JSON body, and times no timestamp can hold, get a 400
+        with a detail, not a 500 and a database error in the log."""
+        token = self.sd.token(ALICE)
+        bad = ["%C0%AF", "%E0%80%AF", "%ED%A0%80", "%ED%BF%BF", "%F4%90%80%80", "%F5%80%80%80",
+               "%FF", "a%C3"]
+        cases = []  # (method, path, body)
+        for b in bad:
+            cases += [("GET", f"/api/v1/messages/{b}/status", None),
+                      ("GET", f"/api/v1/messages/%3C{b}%40example.org%3E/timeline", None),
+                      ("POST", f"/api/v1/messages/{b}/receipt", None),
+                      ("GET", f"/api/v1/messages?recipient={b}%40example.org", None),
+                      ("GET", f"/api/v1/presence/{b}%40example.org", None),
+                      ("POST", "/api/v1/presence",
+                       b'{"state":"typing","to":"' + urllib.parse.unquote_to_bytes(b) +
+                       b'@example.org"}'),
+                      ("PUT", "/api/v1/preferences",
+                       b'{"presence":true,"' + urllib.parse.unquote_to_bytes(b) + b'":1}')]
+        for t in ("9223372036854775807", "253402300800000", "99999999999999999999"):
+            cases += [("GET", f"/api/v1/messages?since={t}", None),
+                      ("GET", f"/api/v1/messages?until={t}", None)]
+        for method, path, body in cases:
+            code, doc = self.sd.api(path, token, method=method, body=body)
+            self.assertEqual(code, 400, f"{method} {path} {body!r}: {doc}")
+            self.assertTrue(doc.get("detail"), f"{method} {path}: a detail says why: {doc}")
+        # the last time RFC 3339 can write is still a time, and UTF-8 is taken
+        code, doc = self.sd.api("/api/v1/messages?until=253402300799999", token)
+        self.assertEqual(code, 200, doc)
+        code, doc = self.sd.api("/api/v1/messages?recipient=j%C3%B6rg%40example.org", token)
+        self.assertEqual(code, 200, doc)
+        self.assertNotIn("database query failed", self.sd.child.log())
+        self.assert_intact()
+
     def test_websocket_hostile_input(self):
         alice = self.sd.token(ALICE)
         # an upgrade anywhere but the stream path is refused

@@ -105,6 +105,17 @@ test_list(void **state)
 	        {{.recipient = ""}, -1, 0, 0, 0, 0, "mail address"},
 	        {{.recipient = "bob @example.org"}, -1, 0, 0, 0, 0, "mail address"},
 	        {{.recipient = "bob\x7f"}, -1, 0, 0, 0, 0, "mail address"},
+	        /* well-formed UTF-8 only: PostgreSQL fails the query on anything else */
+	        {{.recipient = "\xc3\xb6@example.org"}, 0, 0, 50, 0, 0, NULL},
+	        {{.recipient = "\xc0\xaf@example.org"}, -1, 0, 0, 0, 0, "mail address"},
+	        {{.recipient = "\xed\xa0\x80@example.org"}, -1, 0, 0, 0, 0, "mail address"},
+	        {{.recipient = "\xf4\x90\x80\x80@example.org"}, -1, 0, 0, 0, 0, "mail address"},
+	        {{.recipient = "b\xc3"}, -1, 0, 0, 0, 0, "mail address"},
+	        /* times a timestamp can hold, up to the end of year 9999 */
+	        {{.until = "253402300799999"}, 0, 0, 50, 0, 0, NULL},
+	        {{.until = "253402300800000"}, -1, 0, 0, 0, 0, "RFC 3339"},
+	        {{.since = "9223372036854775807"}, -1, 0, 0, 0, 0, "RFC 3339"},
+	        {{.since = "99999999999999999999"}, -1, 0, 0, 0, 0, "RFC 3339"},
 	};
 	(void)state;
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
@@ -123,6 +134,42 @@ test_list(void **state)
 			CHECK_STR(what, flt.recipient, rows[i].args.recipient);
 		} else
 			CHECK_HAS(what, error, rows[i].error);
+	}
+	check_done();
+}
+
+static void
+test_refs(void **state)
+{
+	static const struct {
+		const char *s;
+		bool ok;
+	} rows[] = {
+	        {"trk-1", true},
+	        {"<a.b@example.org>", true},
+	        {"<\xc3\xa9t\xc3\xa9@example.org>", true},
+	        {"\xf0\x9f\x98\x80", true},
+	        {"\xf4\x8f\xbf\xbf", true}, /* U+10FFFF */
+	        {"", false},
+	        {"a b", false},
+	        {"a\x01", false},
+	        {"\xc0\xaf", false},         /* overlong '/' */
+	        {"\xe0\x80\xaf", false},     /* overlong, three bytes */
+	        {"\xed\xa0\x80", false},     /* U+D800, a surrogate */
+	        {"\xed\xbf\xbf", false},     /* U+DFFF */
+	        {"\xf4\x90\x80\x80", false}, /* U+110000 */
+	        {"\xf5\x80\x80\x80", false},
+	        {"\xff", false},
+	        {"a\xc3", false}, /* cut short */
+	        {"\x80", false},  /* a continuation byte alone */
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		char what[64];
+
+		snprintf(what, sizeof(what), "ref row %zu", i);
+		CHECK_INT(what, params_ref_ok(rows[i].s), rows[i].ok);
+		CHECK_INT(what, params_user_ok(rows[i].s), rows[i].ok);
 	}
 	check_done();
 }
@@ -149,7 +196,17 @@ test_bodies(void **state)
 	        {"[true]", true, "prefs", -1, "must be a JSON object"},
 	        {"{} {}", true, "prefs", -1, "must be a JSON object"},
 	        {"{\"a\":", true, "prefs", -1, "must be a JSON object"},
-	        {"{\"a\":\"\xff\"}", true, "prefs", -1, "must be a JSON object"},
+	        {"{\"a\":\"\xff\"}", true, "prefs", -1, "must be UTF-8"},
+	        {"{\"state\":\"typing\",\"to\":\"\xc0\xaf@x\"}", true, "presence", -1, "UTF-8"},
+	        {"{\"state\":\"typing\",\"to\":\"\xed\xa0\x80@x\"}", true, "presence", -1, "UTF-8"},
+	        {"{\"state\":\"typing\",\"to\":\"\xf4\x90\x80\x80@x\"}", true, "presence", -1,
+	         "UTF-8"},
+	        {"{\"state\":\"typing\",\"to\":\"\xc3\xb6@x\"}", true, "presence", 0, NULL},
+	        /* json-c turns a lone surrogate escape into U+FFFD: well-formed, taken */
+	        {"{\"state\":\"typing\",\"to\":\"b\\ud800b@example.org\"}", true, "presence", 0,
+	         NULL},
+	        {"{\"state\":\"typing\",\"to\":\"bob\\u0000@example.org\"}", true, "presence", -1,
+	         "expected"},
 	        {"{'a':1}", true, "prefs", -1, "read_receipts and presence"}, /* json-c takes '' */
 	        {"{\"a\":{\"b\":{\"c\":{}}}}", true, "prefs", -1, "must be a JSON object"},
 	        {"{\"state\":\"online\"}", true, "presence", 0, NULL},
@@ -223,9 +280,8 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	        cmocka_unit_test(test_resume),
-	        cmocka_unit_test(test_list),
-	        cmocka_unit_test(test_bodies),
+	        cmocka_unit_test(test_resume),     cmocka_unit_test(test_refs),
+	        cmocka_unit_test(test_list),       cmocka_unit_test(test_bodies),
 	        cmocka_unit_test(test_ws_message),
 	};
 
