@@ -67,6 +67,7 @@ struct req {
 	const char *bad_resume; /* why a WebSocket's resume point is impossible, or NULL */
 	int close_code;         /* a WebSocket refused: close with this */
 	const char *close_reason;
+	bool close_after; /* where the next request starts is unknown: close after the answer */
 };
 
 static struct http *the_http; /* for lws callbacks that have no user pointer */
@@ -215,6 +216,7 @@ req_write(struct req *r)
 		    add_header(r, "x-content-type-options:", "nosniff", &p, end) ||
 		    add_cors(r, &p, end) ||
 		    (r->extra_name && add_header(r, r->extra_name, r->extra_value, &p, end)) ||
+		    (r->close_after && add_header(r, "connection:", "close", &p, end)) ||
 		    lws_finalize_write_http_header(r->wsi, start, &p, end))
 			return -1;
 		r->headers_sent = true;
@@ -237,6 +239,8 @@ req_write(struct req *r)
 	}
 complete:
 	req_release(r);
+	if (r->close_after)
+		return -1; /* lws sends what it still holds, then closes */
 	return lws_http_transaction_completed(r->wsi) ? -1 : 0;
 }
 
@@ -488,6 +492,92 @@ same_origin(struct lws *wsi)
 	return strcasecmp(rest, host) == 0;
 }
 
+/* --- request framing (RFC 9112 §6) ---------------------------------------------------- */
+
+/* Whitespace lws may have kept between a header name and its colon ("Transfer-Encoding :"):
+   lws 4.1 takes such a line for an unknown header named with the blanks and the colon. */
+static bool
+blank_before_colon(struct lws *wsi, const char *name)
+{
+	static const char *const blanks[] = {" ", "\t", "  ", " \t", "\t ", "\t\t"};
+	char buf[64];
+
+	for (size_t i = 0; i < sizeof(blanks) / sizeof(blanks[0]); i++) {
+		int n = snprintf(buf, sizeof(buf), "%s%s:", name, blanks[i]);
+		if (lws_hdr_custom_length(wsi, buf, n) >= 0)
+			return true;
+	}
+	return false;
+}
+
+/* A Content-Length: 1*DIGIT, at most 18 digits. */
+static bool
+content_length_parse(const char *s, long long *len_r)
+{
+	size_t n = strspn(s, "0123456789");
+
+	if (n == 0 || n > 18 || s[n] != '\0')
+		return false;
+	*len_r = strtoll(s, NULL, 10);
+	return true;
+}
+
+/*
+ * Where the request's body ends, told the same way by every reader of it, or an error
+ * status (RFC 9112 §6.1, §6.3 and §5.1: a proxy in front that reads the request otherwise
+ * than lws would let a second request hide in the body):
+ *   - a blank between Content-Length or Transfer-Encoding and its colon: 400;
+ *   - Transfer-Encoding and Content-Length together: 400;
+ *   - Content-Length not a number, or given twice: 400 (lws would use the first);
+ *   - Transfer-Encoding alone: 411 if it ends with chunked (lws 4.1 cannot read a chunked
+ *     request body; send a Content-Length), 400 otherwise (the length cannot be known).
+ * 0 and *len_r (-1: no Content-Length), or the status and *error_r.
+ */
+static unsigned
+framing_check(struct lws *wsi, long long *len_r, const char **error_r)
+{
+	char value[64];
+	int te = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING);
+	int n;
+
+	*len_r = -1;
+	if (blank_before_colon(wsi, "content-length") ||
+	    blank_before_colon(wsi, "transfer-encoding")) {
+		*error_r = "no whitespace is allowed between a header name and its colon";
+		return 400;
+	}
+	if (te > 0 && lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0) {
+		*error_r = "Content-Length and Transfer-Encoding must not come together";
+		return 400;
+	}
+	if (te > 0) {
+		n = lws_hdr_copy(wsi, value, sizeof(value), WSI_TOKEN_HTTP_TRANSFER_ENCODING);
+		while (n > 0 && (value[n - 1] == ' ' || value[n - 1] == '\t'))
+			value[--n] = '\0';
+		if (n >= 7 && strcasecmp(value + n - 7, "chunked") == 0 &&
+		    (n == 7 || value[n - 8] == ',' || value[n - 8] == ' ' ||
+		     value[n - 8] == '\t')) {
+			*error_r = "a request body needs a Content-Length (chunked bodies are not "
+			           "supported)";
+			return 411;
+		}
+		*error_r = "a Transfer-Encoding that does not end with chunked has no length";
+		return 400;
+	}
+	if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) == 0)
+		return 0;
+	/* lws keeps each Content-Length line as a fragment of the header */
+	if (lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH, 1) > 0 ||
+	    lws_hdr_copy_fragment(wsi, value, sizeof(value), WSI_TOKEN_HTTP_CONTENT_LENGTH, 0) <=
+	            0 ||
+	    !content_length_parse(value, len_r)) {
+		*len_r = -1;
+		*error_r = "Content-Length must be one number, given once";
+		return 400;
+	}
+	return 0;
+}
+
 /* --- lws glue ------------------------------------------------------------------------ */
 
 static int
@@ -500,28 +590,38 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in
 
 	switch (reason) {
 	case LWS_CALLBACK_HTTP: {
+		const char *error;
+		long long clen;
+		unsigned status;
+
 		req_release(r);
 		memset(r, 0, sizeof(*r));
 		r->wsi = wsi;
 		r->http = h;
 		r->method = lws_http_get_uri_and_method(wsi, &uri, &urilen);
 		r->origin = allowed_origin(h, wsi);
+		if ((status = framing_check(wsi, &clen, &error)) != 0) {
+			r->close_after = true;
+			req_problem(r, status, status == 411 ? "Length Required" : "Bad Request",
+			            error);
+			return 0;
+		}
 		if (len > PATH_MAX_LEN) {
 			req_problem(r, 414, "URI Too Long", NULL);
 			return 0;
 		}
 		if ((r->path = strndup(in, len)) == NULL)
 			msg_fatal("out of memory");
-		if (r->method == LWSHUMETH_POST || r->method == LWSHUMETH_PUT ||
-		    r->method == LWSHUMETH_PATCH) {
-			if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) == 0 &&
-			    lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) == 0) {
-				dispatch(h, r); /* no body to wait for */
-				return 0;
-			}
-			return 0; /* route once the body is in */
+		if ((r->method == LWSHUMETH_POST || r->method == LWSHUMETH_PUT ||
+		     r->method == LWSHUMETH_PATCH) &&
+		    clen != 0) {
+			if (clen > 0)
+				return 0; /* route once the body is in */
+			/* No length: no body (RFC 9112 §6.3), but lws 4.1 would read the rest
+			   of the connection as one, so it ends with this answer. */
+			r->close_after = true;
 		}
-		dispatch(h, r);
+		dispatch(h, r); /* no body to wait for */
 		return 0;
 	}
 	case LWS_CALLBACK_HTTP_BODY:
@@ -562,6 +662,11 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in
 		r->http = h;
 		if (n <= 0 || strcmp(path, "/api/v1/messages/stream") != 0)
 			return 1;
+		{
+			long long clen;
+			if (framing_check(wsi, &clen, &error) != 0)
+				return 1; /* a body lws would not read the same way */
+		}
 		if (h->env.cfg->http_cors_origins[0] != '\0' &&
 		    lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN) > 0 && !same_origin(wsi) &&
 		    (r->origin = allowed_origin(h, wsi)) == NULL)

@@ -84,6 +84,49 @@ def raw_http(port, data, timeout=10):
         s.close()
 
 
+def raw_exchange(port, data, timeout=5):
+    """Send bytes and read one answer: (status, lower-cased headers, body, closed, seconds).
+    status is None if the server closed without answering or sent nothing within timeout;
+    closed says whether the server then ended the connection."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    start = time.monotonic()
+    try:
+        try:
+            s.sendall(data)
+        except OSError:
+            pass
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            try:
+                chunk = s.recv(65536)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                return None, {}, buf, True, time.monotonic() - start
+            buf += chunk
+        head, body = buf.split(b"\r\n\r\n", 1)
+        lines = head.decode("latin-1").split("\r\n")
+        headers = dict((k.strip().lower(), v.strip()) for k, _, v in
+                       (line.partition(":") for line in lines[1:]))
+        while len(body) < int(headers.get("content-length", 0)):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            body += chunk
+        elapsed = time.monotonic() - start
+        s.settimeout(1)
+        try:
+            rest = s.recv(65536)
+            closed = rest == b""
+        except socket.timeout:
+            rest, closed = b"", False
+        except OSError:
+            rest, closed = b"", True
+        return int(lines[0].split(" ")[1]), headers, body + rest, closed, elapsed
+    finally:
+        s.close()
+
+
 class StatusdSecurityTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -342,6 +385,77 @@ class StatusdSecurityTest(unittest.TestCase):
         code, doc = self.sd.api("/api/v1/messages?recipient=j%C3%B6rg%40example.org", token)
         self.assertEqual(code, 200, doc)
         self.assertNotIn("database query failed", self.sd.child.log())
+        self.assert_intact()
+
+    def test_request_framing(self):
+        """Every request gets an answer at once, and one whose body a proxy in front could
+        read otherwise than statusd (request smuggling, RFC 9112 §6.3, §5.1) gets a 400,
+        411 for a chunked body, and the connection closes after it, so nothing after it
+        is taken for a request."""
+        port = self.sd.http_port
+        auth = b"Host: x\r\nAuthorization: Bearer " + self.sd.token(ALICE).encode() + b"\r\n"
+        prefs = b"PUT /api/v1/preferences HTTP/1.1\r\n" + auth
+        presence = b"POST /api/v1/presence HTTP/1.1\r\n" + auth
+        smuggled = b"GET /api/v1/presence/alice%40example.org HTTP/1.1\r\nHost: x\r\n\r\n"
+        chunked = b'19\r\n{"state":"online"}\r\n0\r\n\r\n'
+        cases = [  # (name, raw request, status, the connection closes after the answer)
+            ("PUT with Content-Length: 0", prefs + b"Content-Length: 0\r\n\r\n", 400, False),
+            ("POST with Content-Length: 0", presence + b"Content-Length: 0\r\n\r\n", 400,
+             False),
+            ("a chunked PUT", prefs + b"Transfer-Encoding: chunked\r\n\r\n" + chunked, 411,
+             True),
+            ("a chunked POST", presence + b"Transfer-Encoding: chunked\r\n\r\n" + chunked,
+             411, True),
+            ("a chunked GET", b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+             b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled, 411, True),
+            ("gzip, chunked", prefs + b"Transfer-Encoding: gzip, chunked\r\n\r\n" + chunked,
+             411, True),
+            ("a coding without chunked", prefs + b"Transfer-Encoding: gzip\r\n\r\n", 400, True),
+            ("Content-Length and Transfer-Encoding", presence + b"Content-Length: 4\r\n"
+             b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled, 400, True),
+            ("Transfer-Encoding and Content-Length", presence + b"Transfer-Encoding: chunked"
+             b"\r\nContent-Length: 4\r\n\r\n0\r\n\r\n" + smuggled, 400, True),
+            ("two different Content-Lengths", presence + b"Content-Length: 2\r\n"
+             b"Content-Length: " + str(2 + len(smuggled)).encode() + b"\r\n\r\n{}" + smuggled,
+             400, True),
+            ("the same Content-Length twice", presence + b"Content-Length: 2\r\n"
+             b"Content-Length: 2\r\n\r\n{}", 400, True),
+            ("a list as Content-Length", presence + b"Content-Length: 2, 2\r\n\r\n{}", 400,
+             True),
+            ("Content-Length +2", presence + b"Content-Length: +2\r\n\r\n{}", 400, True),
+            ("Transfer-Encoding :", presence + b"Content-Length: 5\r\n"
+             b"Transfer-Encoding : chunked\r\n\r\n0\r\n\r\n" + smuggled, 400, True),
+            ("Transfer-Encoding\\t:", prefs + b"Transfer-Encoding\t: chunked\r\n\r\n" + chunked,
+             400, True),
+            ("Content-Length :", presence + b"Content-Length : 2\r\n\r\n{}" + smuggled, 400,
+             True),
+        ]
+        for name, raw, want, closes in cases:
+            with self.subTest(name):
+                code, headers, body, closed, took = raw_exchange(port, raw)
+                self.assertEqual(code, want, f"{name}: {body[:200]!r}")
+                self.assertLess(took, 2, f"{name}: answered at once")
+                doc = json.loads(body.split(b"\n", 1)[0])
+                self.assertTrue(doc.get("detail"), f"{name}: {doc}")
+                self.assertEqual(closed, closes, f"{name}: closed after the answer")
+                if closes:
+                    self.assertEqual(headers.get("connection"), "close", name)
+                    self.assertEqual(body.count(b"HTTP/1.1"), 0, f"{name}: one answer only")
+        # a request without a body, and one with a body of 0 bytes, keep the connection
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        s.sendall(b"POST /api/v1/messages/none/receipt HTTP/1.1\r\n" + auth +
+                  b"Content-Length: 0\r\n\r\n" + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        got = b""
+        while got.count(b"HTTP/1.1 ") < 2:
+            chunk = s.recv(65536)
+            self.assertTrue(chunk, f"both answered on one connection: {got!r}")
+            got += chunk
+        self.assertTrue(got.startswith(b"HTTP/1.1 404"), got[:100])
+        s.close()
+        code, _, body, closed, took = raw_exchange(port, b"POST /api/v1/presence HTTP/1.1\r\n" +
+                                                   auth + b"\r\n")
+        self.assertEqual((code, closed), (400, True), body)
+        self.assertLess(took, 2)
         self.assert_intact()
 
     def test_websocket_hostile_input(self):
