@@ -175,7 +175,9 @@ def measure(args, port, path, header, pids, publish, subscribed=None):
 
 
 def run_statusd(sb, pg, args, rnd):
-    sd = sb.statusd(pg, name=f"statusd-fanout{rnd}")
+    # every subscriber is alice: let her have them all (feed_max_per_user)
+    sd = sb.statusd(pg, name=f"statusd-fanout{rnd}",
+                    settings={"feed_max_per_user": str(max(64, args.conns))})
     tid = f"fanout{os.getpid()}r{rnd}"
     sd.send_events([{"v": 1, "id": f"{tid}q", "type": "queued", "time": now_rfc3339(0),
                      "source": "bench", "tracking_id": tid, "recipient": "bob@example.net",

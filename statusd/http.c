@@ -31,6 +31,7 @@ struct http {
 	struct http_env env;
 	struct lws_retry_bo retry; /* none: stream.c keeps WebSockets alive */
 	struct lh_table *buckets;  /* user -> write rate bucket */
+	struct lh_table *feeds;    /* user -> feed connections open (only while not 0) */
 };
 
 struct req_ticket {
@@ -65,6 +66,7 @@ struct req {
 	int64_t from, epoch;    /* where a stream resumes */
 	char *token;            /* a WebSocket's credential, until it is checked */
 	const char *bad_resume; /* why a WebSocket's resume point is impossible, or NULL */
+	char *feed_user;        /* counted in http->feeds while its stream lasts */
 	int close_code;         /* a WebSocket refused: close with this */
 	const char *close_reason;
 	bool close_after; /* where the next request starts is unknown: close after the answer */
@@ -96,6 +98,55 @@ req_redeem(struct req_ticket *t)
 	return r;
 }
 
+/* --- feed connections per user -------------------------------------------------------- */
+
+/* Count a feed connection for user, unless the user has feed_max_per_user already. */
+static bool
+feed_count_take(struct req *r, const char *user)
+{
+	struct http *h = r->http;
+	struct lh_entry *e = lh_table_lookup_entry(h->feeds, user);
+	intptr_t n = e ? (intptr_t)lh_entry_v(e) : 0;
+
+	if (n >= h->env.cfg->feed_max_per_user)
+		return false;
+	if ((r->feed_user = strdup(user)) == NULL)
+		msg_fatal("out of memory");
+	if (e != NULL)
+		lh_entry_set_val(e, (void *)(n + 1));
+	else {
+		char *key = strdup(user);
+		if (key == NULL)
+			msg_fatal("out of memory");
+		lh_table_insert(h->feeds, key, (const void *)(intptr_t)1);
+	}
+	return true;
+}
+
+static void
+feed_count_put(struct req *r)
+{
+	struct lh_entry *e;
+
+	if (r->feed_user == NULL)
+		return;
+	if ((e = lh_table_lookup_entry(r->http->feeds, r->feed_user)) != NULL) {
+		intptr_t n = (intptr_t)lh_entry_v(e) - 1;
+		if (n > 0)
+			lh_entry_set_val(e, (void *)n);
+		else
+			lh_table_delete_entry(r->http->feeds, e);
+	}
+	free(r->feed_user);
+	r->feed_user = NULL;
+}
+
+static void
+feed_key_free(struct lh_entry *e)
+{
+	free((void *)lh_entry_k(e));
+}
+
 /* The connection goes: a pending answer finds no request any more. */
 static void
 req_release(struct req *r)
@@ -105,6 +156,7 @@ req_release(struct req *r)
 		r->ticket = NULL;
 	}
 	stream_closed(&r->stream);
+	feed_count_put(r);
 	mbuf_free(&r->body);
 	mbuf_free(&r->reqbody);
 	free(r->path);
@@ -337,6 +389,8 @@ ws_refuse(struct req *r, int code, const char *reason)
 	lws_callback_on_writable(r->wsi);
 }
 
+#define FEED_LIMIT_TEXT "too many feed connections for this user; close one first"
+
 static void
 on_auth(void *ctx, const struct principal *p, const char *error)
 {
@@ -359,6 +413,17 @@ on_auth(void *ctx, const struct principal *p, const char *error)
 			req_problem(r, 503, "Service Unavailable", "cannot check the token now");
 		else
 			unauthorized(r, "invalid or expired token");
+		return;
+	}
+	if ((r->kind == CONN_WS || r->route->handler == NULL) && !feed_count_take(r, p->user)) {
+		msg_clean(clean, sizeof(clean), p->user, strlen(p->user));
+		msg_info("http: refused a feed connection for %s: it has feed_max_per_user (%lld) "
+		         "open",
+		         clean, r->http->env.cfg->feed_max_per_user);
+		if (r->kind == CONN_WS)
+			ws_refuse(r, 4429, FEED_LIMIT_TEXT);
+		else
+			req_problem(r, 429, "Too Many Requests", FEED_LIMIT_TEXT);
 		return;
 	}
 	if (r->kind == CONN_WS) {
@@ -763,6 +828,7 @@ http_start(uv_loop_t *loop, const struct http_env *env)
 		msg_fatal("out of memory");
 	h->env = *env;
 	h->buckets = lh_kchar_table_new(256, bucket_free);
+	h->feeds = lh_kchar_table_new(256, feed_key_free);
 	the_http = h;
 	/* No lws validity timers (secs_since_valid_hangup 0): lws 4.1 keeps them in one
 	   sorted list that each re-arm walks, a quarter of a CPU at 10,000 idle WebSockets.
@@ -825,6 +891,7 @@ http_free(struct http **hp, uv_loop_t *loop)
 	if (h->ctx != NULL)
 		msg_warn("http: the HTTP library did not finish its teardown");
 	lh_table_free(h->buckets);
+	lh_table_free(h->feeds);
 	the_http = NULL;
 	free(h);
 }

@@ -19,9 +19,11 @@
  *	a request's framing is checked (RFC 9112 §6.3: one Content-Length or none, no
  *	Transfer-Encoding, no blank before either's colon), and the connection closes after
  *	an answer to a request whose end lws might have read otherwise than a proxy in front
- *	(no request smuggling); bodies are bounded by http_body_max; every /api/ route except the preflight needs a bearer token (auth.h),
- *	checked before the handler runs; writes are rate-limited per user; CORS headers are
- *	sent only to the origins in http_cors_origins.
+ *	(no request smuggling); bodies are bounded by http_body_max; every /api/ route except
+ *	the preflight needs a bearer token (auth.h), checked before the handler runs; writes
+ *	are rate-limited per user, and feed connections are counted per user
+ *	(feed_max_per_user, checked once the token is); CORS headers are sent only to the
+ *	origins in http_cors_origins.
  */
 #ifndef HTTP_H
 #define HTTP_H

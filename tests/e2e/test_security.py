@@ -458,6 +458,68 @@ class StatusdSecurityTest(unittest.TestCase):
         self.assertLess(took, 2)
         self.assert_intact()
 
+    def test_feed_connections_per_user(self):
+        """One user's feed connections (WebSocket and SSE together) stop at
+        feed_max_per_user: one more is refused with close 4429 or a 429 and a log line,
+        while another user is served, and a connection that ends frees its place."""
+        # a statusd of its own, on the same database; a user no other test follows
+        sd = self.sb.statusd(self.pg, name="statusd-feedcap",
+                             settings={"feed_max_per_user": "3"})
+        capped = "capped@example.org"
+        token, bob = sd.token(capped), sd.token(BOB)
+        open_ = [ws_connect(sd, token), ws_connect(sd, token)]
+        sse = Sse(sd, token)
+        for ws in open_:
+            self.assertEqual(json.loads(ws.recv())["type"], "hello")
+        self.assertEqual(sse.resp.status, 200)
+        self.assertEqual(sse.next()[0], "hello")
+        # a fourth, either way, is refused
+        ws = ws_connect(sd, token)
+        frame = ws.frame_buffer.recv_frame()
+        ws.close()
+        self.assertEqual(frame.opcode, websocket.ABNF.OPCODE_CLOSE,
+                         f"the fourth is refused, not served: {frame.data[:60]!r}")
+        code, reason = struct.unpack("!H", frame.data[:2])[0], frame.data[2:].decode()
+        self.assertEqual(code, 4429, reason)
+        self.assertIn("too many feed connections", reason)
+        extra = Sse(sd, token)
+        self.assertEqual(extra.resp.status, 429)
+        doc = json.loads(extra.resp.read())
+        extra.close()
+        self.assertIn("too many feed connections", doc["detail"])
+        wait_for("the log line", lambda: f"refused a feed connection for {capped}"
+                 in sd.child.log(), timeout=10)
+        # bob is served all the while, on both feeds
+        ws = ws_connect(sd, bob)
+        self.assertEqual(json.loads(ws.recv())["type"], "hello")
+        s = Sse(sd, bob)
+        self.assertEqual((s.resp.status, s.next()[0]), (200, "hello"))
+        # and the open feeds go on: an event of the user's reaches them
+        sd.send_events([event("queued", tracking_id="sec-cap", recipient=BOB, sender=capped,
+                              sasl_user=capped, message_id="<sec-cap@example.org>")])
+        for w in open_:
+            while json.loads(w.recv())["type"] != "event":
+                pass
+        ev, _, data = sse.next()
+        self.assertEqual((ev, data["tracking_id"]), ("status", "sec-cap"))
+        # one of them ends: its place is free again
+        open_.pop().close()
+
+        def fourth_accepted():
+            w = ws_connect(sd, token)
+            try:
+                return json.loads(w.recv()).get("type") == "hello"
+            except (websocket.WebSocketException, ValueError):  # closed: 4429 still
+                return False
+            finally:
+                w.close()
+        wait_for("a place freed", fourth_accepted, timeout=10, interval=0.2)
+        for w in open_ + [ws]:
+            w.close()
+        sse.close()
+        s.close()
+        sd.stop()
+
     def test_websocket_hostile_input(self):
         alice = self.sd.token(ALICE)
         # an upgrade anywhere but the stream path is refused
