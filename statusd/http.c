@@ -25,6 +25,12 @@
 #define PATH_MAX_LEN 2048
 #define ARG_MAX      1024
 #define HEADER_MAX   AUTH_TOKEN_MAX
+/* The most lws keeps of one header or query argument (its token_limits), well within its
+   header buffer (max_http_header_data): a longer one is cut there and answered 431 or 414,
+   where overflowing the buffer would only close the connection. Room for a bearer token
+   of AUTH_TOKEN_MAX, in the header or as ?access_token=. */
+#define HEADER_VALUE_MAX 6144
+#define HEADER_DATA_MAX  8192
 
 struct http {
 	struct lws_context *ctx;
@@ -72,7 +78,8 @@ struct req {
 	bool close_after; /* where the next request starts is unknown: close after the answer */
 };
 
-static struct http *the_http; /* for lws callbacks that have no user pointer */
+static struct http *the_http;                /* for lws callbacks that have no user pointer */
+static struct lws_token_limits token_limits; /* HEADER_VALUE_MAX for each */
 
 /* --- tickets ------------------------------------------------------------------------- */
 
@@ -643,6 +650,41 @@ framing_check(struct lws *wsi, long long *len_r, const char **error_r)
 	return 0;
 }
 
+/* The request line's URI, or one of its query arguments. */
+static bool
+uri_token(int t)
+{
+	switch (t) {
+	case WSI_TOKEN_GET_URI:
+	case WSI_TOKEN_POST_URI:
+	case WSI_TOKEN_PUT_URI:
+	case WSI_TOKEN_PATCH_URI:
+	case WSI_TOKEN_DELETE_URI:
+	case WSI_TOKEN_OPTIONS_URI:
+	case WSI_TOKEN_HEAD_URI:
+	case WSI_TOKEN_HTTP_URI_ARGS:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* A header or query argument that lws cut at HEADER_VALUE_MAX: 431, or 414 for the URI;
+   0 if none was. */
+static unsigned
+header_cut(struct lws *wsi)
+{
+	for (int t = 0; t < WSI_TOKEN_COUNT; t++)
+		for (int i = 0;; i++) {
+			int n = lws_hdr_fragment_length(wsi, (enum lws_token_indexes)t, i);
+			if (n <= 0)
+				break;
+			if (n >= HEADER_VALUE_MAX)
+				return uri_token(t) ? 414 : 431;
+		}
+	return 0;
+}
+
 /* --- lws glue ------------------------------------------------------------------------ */
 
 static int
@@ -671,8 +713,13 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in
 			            error);
 			return 0;
 		}
-		if (len > PATH_MAX_LEN) {
+		if (len > PATH_MAX_LEN || (status = header_cut(wsi)) == 414) {
 			req_problem(r, 414, "URI Too Long", NULL);
+			return 0;
+		}
+		if (status == 431) {
+			req_problem(r, 431, "Request Header Fields Too Large",
+			            "a header is longer than the server takes");
 			return 0;
 		}
 		if ((r->path = strndup(in, len)) == NULL)
@@ -729,8 +776,8 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in
 			return 1;
 		{
 			long long clen;
-			if (framing_check(wsi, &clen, &error) != 0)
-				return 1; /* a body lws would not read the same way */
+			if (framing_check(wsi, &clen, &error) != 0 || header_cut(wsi) != 0)
+				return 1; /* a body lws would not read the same way, a cut header */
 		}
 		if (h->env.cfg->http_cors_origins[0] != '\0' &&
 		    lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN) > 0 && !same_origin(wsi) &&
@@ -852,7 +899,10 @@ http_start(uv_loop_t *loop, const struct http_env *env)
 	info.pcontext = &h->ctx; /* lws clears it when the context is finally freed */
 	info.server_string = "statusd";
 	info.timeout_secs = 30;
-	info.max_http_header_data = 8192;
+	info.max_http_header_data = HEADER_DATA_MAX;
+	for (int t = 0; t < WSI_TOKEN_COUNT; t++)
+		token_limits.token_limit[t] = HEADER_VALUE_MAX;
+	info.token_limits = &token_limits;
 	if ((h->ctx = lws_create_context(&info)) == NULL)
 		msg_fatal("http_listen %s: cannot start the HTTP server (address in use, or the "
 		          "TLS certificate or key cannot be read?)",

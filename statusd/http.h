@@ -15,7 +15,8 @@
  *	the ticket outlives it, so the answer that comes too late is simply dropped.
  *
  * SECURITY
- *	lws parses the request line and headers (bounded by its limits); before anything else
+ *	lws parses the request line and headers (bounded by its limits: a header's value is
+ *	cut at 6 KiB, and answered 431, the head at 8 KiB, which closes); before anything else
  *	a request's framing is checked (RFC 9112 §6.3: one Content-Length or none, no
  *	Transfer-Encoding, no blank before either's colon), and the connection closes after
  *	an answer to a request whose end lws might have read otherwise than a proxy in front

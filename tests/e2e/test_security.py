@@ -387,6 +387,40 @@ class StatusdSecurityTest(unittest.TestCase):
         self.assertNotIn("database query failed", self.sd.child.log())
         self.assert_intact()
 
+    def test_oversized_headers_get_431(self):
+        """A header or query argument longer than statusd takes (6 KiB) gets 431 or 414 with
+        a problem document at once (a WebSocket upgrade with one is refused), and statusd
+        goes on serving. (A header lws does not know, longer than its 8 KiB header buffer,
+        still only closes the connection: test_http_hostile_input.)"""
+        port = self.sd.http_port
+        get = b"GET /api/v1/messages HTTP/1.1\r\nHost: x\r\n"
+        token = self.sd.token(ALICE).encode()
+        cases = [  # (name, raw request, status)
+            ("a 20 kB Authorization", get + b"Authorization: Bearer " + b"a" * 20000 +
+             b"\r\n\r\n", 431),
+            ("a 7 kB Cookie", get + b"Authorization: Bearer " + token + b"\r\nCookie: " +
+             b"c=" + b"a" * 7000 + b"\r\n\r\n", 431),
+            ("a 7 kB Origin", get + b"Origin: http://" + b"a" * 7000 + b"\r\n\r\n", 431),
+            ("a WebSocket upgrade with a 7 kB header", b"GET /api/v1/messages/stream?"
+             b"access_token=" + token + b" HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+             b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+             b"Sec-WebSocket-Version: 13\r\nUser-Agent: " + b"a" * 7000 + b"\r\n\r\n", None),
+            ("a 7 kB query argument", b"GET /api/v1/messages?recipient=" + b"a" * 7000 +
+             b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+        ]
+        for name, raw, want in cases:
+            with self.subTest(name):
+                code, headers, body, closed, took = raw_exchange(port, raw)
+                self.assertEqual(code, want, f"{name}: {body[:200]!r}")
+                if want is not None:  # None: an upgrade refused, the connection closed
+                    self.assertEqual(json.loads(body.split(b"\n", 1)[0])["status"], want)
+                self.assertLess(took, 2, name)
+        # a 5 kB token is still read whole (and refused as a token)
+        code, _, body, _, _ = raw_exchange(port, get + b"Authorization: Bearer " +
+                                           b"a.b" * 1700 + b"\r\n\r\n")
+        self.assertEqual(code, 401, body)
+        self.assert_intact()
+
     def test_request_framing(self):
         """Every request gets an answer at once, and one whose body a proxy in front could
         read otherwise than statusd (request smuggling, RFC 9112 §6.3, §5.1) gets a 400,
