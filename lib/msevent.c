@@ -7,6 +7,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "jsonparse.h"
 #include "mbuf.h"
 #include "msg.h"
 #include "rfc3339.h"
@@ -293,6 +294,7 @@ msevent_parse(struct msevent *ev, struct json_tokener *tok, const char *line, si
 	struct json_object *root, *val;
 	enum json_tokener_error jerr;
 	const char *s = NULL;
+	size_t end;
 
 	msevent_init(ev);
 	/* MSEVENT_RECORD_MAX counts the newline, which len does not. */
@@ -309,7 +311,7 @@ msevent_parse(struct msevent *ev, struct json_tokener *tok, const char *line, si
 	while (len > 0 && (line[len - 1] == '\r' || line[len - 1] == ' ' || line[len - 1] == '\t'))
 		len--;
 	json_tokener_reset(tok);
-	root = json_tokener_parse_ex(tok, line, (int)len);
+	root = jsonparse_strict(tok, line, len, &end);
 	jerr = json_tokener_get_error(tok);
 	if (root == NULL || jerr != json_tokener_success) {
 		if (root != NULL)
@@ -320,7 +322,7 @@ msevent_parse(struct msevent *ev, struct json_tokener *tok, const char *line, si
 			*error_r = errfmt("bad JSON: %s", json_tokener_error_desc(jerr));
 		return -1;
 	}
-	if (json_tokener_get_parse_end(tok) != len) {
+	if (end != len) {
 		json_object_put(root);
 		*error_r = "bad JSON: trailing characters after the object";
 		return -1;

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jsonparse.h"
 #include "msevent.h"
 #include "rfc3339.h"
 #include "utf8.h"
@@ -190,6 +191,7 @@ params_body(const void *data, size_t len, bool required, const char **error_r)
 {
 	struct json_tokener *tok;
 	struct json_object *obj;
+	size_t end;
 
 	if (len == 0) {
 		if (required) {
@@ -198,7 +200,7 @@ params_body(const void *data, size_t len, bool required, const char **error_r)
 		}
 		return json_object_new_object();
 	}
-	if (len > INT32_MAX) {
+	if (len > INT32_MAX / 6) { /* jsonparse_strict() */
 		*error_r = "the body must be a JSON object";
 		return NULL;
 	}
@@ -210,11 +212,10 @@ params_body(const void *data, size_t len, bool required, const char **error_r)
 	if (tok == NULL)
 		return NULL;
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
-	obj = json_tokener_parse_ex(tok, data, (int)len);
+	obj = jsonparse_strict(tok, data, len, &end);
 	/* all of it: anything but whitespace after the object is an error too */
 	if (json_tokener_get_error(tok) != json_tokener_success || obj == NULL ||
-	    !json_object_is_type(obj, json_type_object) ||
-	    !rest_blank(data, json_tokener_get_parse_end(tok), len)) {
+	    !json_object_is_type(obj, json_type_object) || !rest_blank(data, end, len)) {
 		json_object_put(obj);
 		obj = NULL;
 		*error_r = "the body must be a JSON object";
@@ -283,6 +284,7 @@ params_ws_message(const void *data, size_t len, const char **error_r)
 {
 	struct json_tokener *tok;
 	struct json_object *doc, *type = NULL;
+	size_t end;
 	int ret = -1;
 
 	*error_r = "expected {\"type\":\"ping\"}";
@@ -293,10 +295,9 @@ params_ws_message(const void *data, size_t len, const char **error_r)
 	if ((tok = json_tokener_new_ex(4)) == NULL)
 		return -1;
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
-	doc = json_tokener_parse_ex(tok, data, (int)len);
+	doc = jsonparse_strict(tok, data, len, &end);
 	if (json_tokener_get_error(tok) == json_tokener_success && doc != NULL &&
-	    rest_blank(data, json_tokener_get_parse_end(tok), len) &&
-	    json_object_is_type(doc, json_type_object) &&
+	    rest_blank(data, end, len) && json_object_is_type(doc, json_type_object) &&
 	    json_object_object_get_ex(doc, "type", &type) &&
 	    json_object_is_type(type, json_type_string) &&
 	    strcmp(json_object_get_string(type), "ping") == 0)

@@ -4,7 +4,8 @@
  * SECURITY
  *	A signed token is checked in this order: size and shape (three non-empty base64url
  *	parts), the header (alg HS256 only), the signature (constant time), and only then the
- *	claims. Decoded JSON is parsed strictly, with bounded depth, and must be an object.
+ *	claims. Decoded JSON is parsed strictly, with bounded depth, and must be an object;
+ *	the claims must be valid UTF-8.
  */
 #include "token.h"
 
@@ -23,6 +24,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "jsonparse.h"
 #include "msg.h"
 #include "randid.h"
 #include "utf8.h"
@@ -195,14 +197,14 @@ parse_object(const unsigned char *data, size_t len)
 {
 	struct json_tokener *tok;
 	struct json_object *obj;
+	size_t end;
 
 	if (len == 0 || memchr(data, '\0', len) != NULL ||
 	    (tok = json_tokener_new_ex(JSON_DEPTH)) == NULL)
 		return NULL;
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-	obj = json_tokener_parse_ex(tok, (const char *)data, (int)len);
+	obj = jsonparse_strict(tok, (const char *)data, len, &end);
 	if (obj != NULL) {
-		size_t end = json_tokener_get_parse_end(tok);
 		while (end < len && strchr(" \t\r\n", data[end]) != NULL)
 			end++; /* whitespace may follow */
 		if (json_tokener_get_error(tok) != json_tokener_success || end != len ||
@@ -389,6 +391,12 @@ token_jwt_verify(const char *jwt, const unsigned char *key, size_t keylen, int64
 	/* the claims */
 	if ((len = token_b64url_decode(payload, plen, buf, n)) < 0) {
 		*error_r = "the payload is not base64url";
+		goto out;
+	}
+	/* checked here, not left to json-c: 0.16 lets malformed UTF-8 through, 0.18 refuses it
+	   as "not JSON" */
+	if (!utf8_valid((const char *)buf, (size_t)len)) {
+		*error_r = "the payload is not valid UTF-8";
 		goto out;
 	}
 	if ((claims = parse_object(buf, (size_t)len)) == NULL) {

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <json-c/json.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
@@ -34,6 +35,14 @@ static const unsigned char KEY[] = "0123456789abcdef0123456789abcdef";
 #define KEYLEN (sizeof(KEY) - 1)
 
 #include "check.h"
+
+/* json-c 0.18's strict mode refuses a number beyond 64 bits itself: the payload does not
+   parse, before its "exp" is looked at. Rejected either way. */
+#if JSON_C_VERSION_NUM >= 0x001200
+#define EXP_HUGE_ERROR "the payload is not a JSON object"
+#else
+#define EXP_HUGE_ERROR "\"exp\" is not a date"
+#endif
 
 static char *
 b64(const void *data, size_t n)
@@ -412,7 +421,7 @@ test_jwt_invalid(void **state)
 	         NULL, "\"exp\" is not a date"},
 	        {"exp huge", HS256,
 	         strdup("{\"sub\":\"a\",\"iat\":1795341845,\"exp\":99999999999999999999}"), NULL,
-	         "\"exp\" is not a date"},
+	         EXP_HUGE_ERROR},
 	        {"exp 1e300", HS256, strdup("{\"sub\":\"a\",\"iat\":1795341845,\"exp\":1e300}"),
 	         NULL, "\"exp\" is not a date"},
 	        {"iat boolean", HS256, strdup("{\"sub\":\"a\",\"iat\":true,\"exp\":1795345445}"),
