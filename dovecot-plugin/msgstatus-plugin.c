@@ -1,5 +1,5 @@
 /*
- * msgstatus - Dovecot 2.3 plugin: server-side delivery and read receipts for msgstatus.
+ * msgstatus - Dovecot 2.3 and 2.4 plugin: server-side delivery and read receipts for msgstatus.
  *
  * For messages that carry a Msgstatus-Id header (added by msgstatus-milter), in the
  * recipient's own mailboxes, it reports to statusd:
@@ -15,6 +15,9 @@
  * Nothing for APPENDs and copies by IMAP clients, for mailboxes with the \Sent special use,
  * or for messages without the header. With msgstatus_read_receipts = no (a plugin setting,
  * or a userdb field for one user) no read or unread event leaves the server.
+ *
+ * What differs between Dovecot 2.3 and 2.4 (the settings API and two calls) is in
+ * msgstatus-settings.c and its header; this file is the same for both.
  *
  * DESIGN
  *	Events are collected per mailbox transaction through the notify plugin (the model is
@@ -55,7 +58,6 @@
  */
 #include "lib.h"
 #include "ioloop.h"
-#include "json-parser.h"
 #include "mail-deliver.h"
 #include "mail-storage-hooks.h"
 #include "mail-storage-private.h"
@@ -67,7 +69,9 @@
 #include "str.h"
 #include "str-sanitize.h"
 #include "write-full.h"
+#include "msgstatus-settings.h"
 
+#include <ctype.h> /* i_isalnum() on 2.4 */
 #include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
@@ -78,8 +82,6 @@
 #include <unistd.h>
 
 #define MSGSTATUS_HEADER            "Msgstatus-Id"
-#define MSGSTATUS_SOCKET_DEFAULT    "/run/msgstatus/events.sock"
-#define MSGSTATUS_PICKUP_DEFAULT    "/var/spool/msgstatus/pickup"
 #define MSGSTATUS_TRACKING_ID_MAX   64
 #define MSGSTATUS_QUEUE_MAX         (256 * 1024) /* unacknowledged bytes before giving up */
 #define MSGSTATUS_REPLY_MAX         4096         /* statusd's replies are far shorter */
@@ -137,13 +139,6 @@ static MODULE_CONTEXT_DEFINE_INIT(msgstatus_user_module, &mail_user_module_regis
 static struct notify_context *msgstatus_notify_ctx;
 static deliver_mail_func_t *msgstatus_next_deliver_mail;
 static struct msgstatus_conn msgstatus_conn = {.fd = -1};
-
-static bool
-setting_is_no(const char *value)
-{
-	return value != NULL && (strcasecmp(value, "no") == 0 || strcasecmp(value, "false") == 0 ||
-	                         strcasecmp(value, "off") == 0 || strcmp(value, "0") == 0);
-}
 
 /* A random event id: "dc" and 26 base32 characters (130 bits). */
 static void
@@ -512,24 +507,29 @@ msgstatus_mail_user_created(struct mail_user *user)
 {
 	struct mail_user_vfuncs *v = user->vlast;
 	struct msgstatus_user *muser;
-	const char *value;
+	const struct msgstatus_settings *set;
+	const char *error;
+	bool presence;
 
+	/* a broken setting must not fail the user's login or delivery: no events for them */
+	if (msgstatus_settings_get(user, &set, &error) < 0) {
+		i_error("msgstatus: %s: no events for %s", error, user->username);
+		return;
+	}
 	muser = p_new(user->pool, struct msgstatus_user, 1);
 	muser->module_ctx.super = *v;
 	user->vlast = &muser->module_ctx.super;
 	v->deinit = msgstatus_mail_user_deinit;
-	value = mail_user_plugin_getenv(user, "msgstatus_socket");
-	muser->socket_path = value != NULL ? value : MSGSTATUS_SOCKET_DEFAULT;
-	value = mail_user_plugin_getenv(user, "msgstatus_pickup_dir");
-	muser->pickup_dir = value != NULL && *value != '\0' ? value : MSGSTATUS_PICKUP_DEFAULT;
-	muser->read_receipts =
-	        !setting_is_no(mail_user_plugin_getenv(user, "msgstatus_read_receipts"));
+	muser->socket_path = p_strdup(user->pool, set->msgstatus_socket);
+	muser->pickup_dir = p_strdup(user->pool, set->msgstatus_pickup_dir);
+	muser->read_receipts = set->msgstatus_read_receipts;
+	presence = set->msgstatus_presence;
+	msgstatus_settings_free(&set);
 	muser->delivery = user->service != NULL &&
 	                  (strcmp(user->service, "lmtp") == 0 || strcmp(user->service, "lda") == 0);
 	MODULE_CONTEXT_SET(user, msgstatus_user_module, muser);
 
-	if (user->service != NULL && strcmp(user->service, "imap") == 0 &&
-	    !setting_is_no(mail_user_plugin_getenv(user, "msgstatus_presence"))) {
+	if (user->service != NULL && strcmp(user->service, "imap") == 0 && presence) {
 		muser->presence = TRUE;
 		/* clang-format off */
 		T_BEGIN {
@@ -590,10 +590,7 @@ tracking_id(struct mail *mail)
 static bool
 is_sent_mailbox(struct mailbox *box)
 {
-	const struct mailbox_settings *set = box->set; /* NULL: no mailbox {} section */
-
-	return set != NULL && set->special_use != NULL &&
-	       strstr(set->special_use, "\\Sent") != NULL;
+	return mailbox_has_special_use(box, "\\Sent");
 }
 
 /* Append one event record (one line of docs/protocol.md's wire format) to the transaction. */
@@ -740,5 +737,5 @@ msgstatus_plugin_deinit(void)
 	if (mail_deliver_hook_set != NULL)
 		(void)mail_deliver_hook_set(msgstatus_next_deliver_mail);
 	mail_storage_hooks_remove(&msgstatus_mail_storage_hooks);
-	notify_unregister(msgstatus_notify_ctx);
+	msgstatus_notify_unregister(&msgstatus_notify_ctx);
 }

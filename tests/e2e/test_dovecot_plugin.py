@@ -1,4 +1,4 @@
-"""The Dovecot plugin in a real, private Dovecot 2.3 (IMAP + LMTP) with statusd and
+"""The Dovecot plugin in a real, private Dovecot 2.3 or 2.4 (IMAP + LMTP) with statusd and
 PostgreSQL behind it, driven by imaplib and curl:
 
 - LMTP delivery of a tracked message -> delivered; STORE +FLAGS (\\Seen) -> read;
