@@ -34,7 +34,8 @@ Pitfalls:
   only extra fields named userdb_<field> (others are silently dropped): the users file
   writes them with that prefix.
 - Userdb fields Dovecot does not know become plugin settings for that user: that is how
-  a per-user plugin {} override works.
+  a per-user plugin {} override works (2.4: a userdb field overrides the setting of its
+  name, which must be a known one, as a plugin's are once its settings module is in place).
 - Dovecot 2.4 learns a plugin's settings only from a settings module in its fixed
   modules/settings directory: for the msgstatus plugin (a plugin_paths entry named
   lib90_msgstatus_plugin.so), lib90_msgstatus_settings.so beside it must be installed there
