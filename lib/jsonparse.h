@@ -11,6 +11,10 @@
  * byte those of the input. Malformed UTF-8 is passed on as it is, for json-c to reject.
  * Other json-c versions get the text itself.
  *
+ * DESIGN
+ *	No state of its own: the copy is allocated and freed within the call, the tokener is
+ *	the caller's. Safe from any thread that owns its tokener.
+ *
  * SECURITY
  *	The text is untrusted. The copy is at most 6 times its length (a 2-byte sequence
  *	becomes 6 bytes, a 4-byte one 12) and made only when the text has a byte above 0x7f.
