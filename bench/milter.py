@@ -61,6 +61,40 @@ def start_opendkim(sb):
     return child, "unix:" + sock
 
 
+def mail_system(sb, sd, opendkim=False):
+    """msgstatus-milter for sd, smtp-sink and a Postfix that relays to it, with OpenDKIM
+    if asked for and installed. Returns the Postfix, the sink, configure(name) that switches
+    Postfix (and statusd) to one of the configurations the docstring lists, and whether
+    OpenDKIM runs."""
+    milter = sb.milter(sd)
+    sink = sb.smtp_sink(dump=True)
+    pf = sb.postfix(domains=["example.org"], transports={"remote.example": sink},
+                    milter_macro_defaults={"msgstatus_domains": "example.org",
+                                           "msgstatus_trust": "any"},
+                    settings={"default_process_limit": "100",
+                              "smtpd_client_connection_count_limit": "0",
+                              "smtpd_client_message_rate_limit": "0"})
+    spec = "{ %s, default_action=accept }" % milter.spec
+    odk = opendkim and os.path.exists(OPENDKIM)
+    odk_spec = "{ %s, default_action=accept }" % start_opendkim(sb)[1] if odk else None
+
+    def configure(name):
+        if name == "none":
+            pf.postconf("-e", "smtpd_milters=", "non_smtpd_milters=")
+        elif name == "opendkim":
+            pf.postconf("-e", f"smtpd_milters={odk_spec}", f"non_smtpd_milters={odk_spec}")
+        else:
+            pf.postconf("-e", f"smtpd_milters={spec}", f"non_smtpd_milters={spec}")
+        pf.reload()
+        if name == "down" and sd.child.alive():
+            sd.stop()
+        if name != "down" and not sd.child.alive():
+            sd.start()
+        time.sleep(1)
+
+    return pf, sink, configure, odk
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -73,31 +107,7 @@ def main():
     with Sandbox(name="bench-milter") as sb:
         pg = sb.postgres(fsync=True)
         sd = sb.statusd(pg)
-        milter = sb.milter(sd)
-        sink = sb.smtp_sink(dump=True)
-        pf = sb.postfix(domains=["example.org"], transports={"remote.example": sink},
-                        milter_macro_defaults={"msgstatus_domains": "example.org",
-                                               "msgstatus_trust": "any"},
-                        settings={"default_process_limit": "100",
-                                  "smtpd_client_connection_count_limit": "0",
-                                  "smtpd_client_message_rate_limit": "0"})
-        spec = "{ %s, default_action=accept }" % milter.spec
-        odk, odk_sock = start_opendkim(sb) if os.path.exists(OPENDKIM) else (None, None)
-        odk_spec = "{ %s, default_action=accept }" % odk_sock
-
-        def configure(name):
-            if name == "none":
-                pf.postconf("-e", "smtpd_milters=", "non_smtpd_milters=")
-            elif name == "opendkim":
-                pf.postconf("-e", f"smtpd_milters={odk_spec}", f"non_smtpd_milters={odk_spec}")
-            else:
-                pf.postconf("-e", f"smtpd_milters={spec}", f"non_smtpd_milters={spec}")
-            pf.reload()
-            if name == "down" and sd.child.alive():
-                sd.stop()
-            if name != "down" and not sd.child.alive():
-                sd.start()
-            time.sleep(1)
+        pf, sink, configure, odk = mail_system(sb, sd, opendkim=True)
 
         # warm up every path once
         for name in ("none", "milter"):
