@@ -2,6 +2,7 @@
 sys.path and points it at the optimized build (build/, unless MSGSTATUS_BUILD_DIR says
 otherwise). bench/ is on sys.path already, as the folder of the script that runs."""
 import os
+import subprocess
 import sys
 
 SOURCE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -13,3 +14,29 @@ def percentile(values, p):
     """The p-th percentile of values, nearest rank."""
     values = sorted(values)
     return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+
+
+def cpu_seconds(pid):
+    """User and system CPU time a process has used so far (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def backends(pg):
+    """CPU seconds of each of PostgreSQL's processes."""
+    kids = subprocess.run(["pgrep", "-P", str(pg.child.popen.pid)], capture_output=True,
+                          text=True).stdout.split()
+    return {int(k): cpu_seconds(int(k)) for k in kids}
+
+
+def pg_cpu(pg):
+    """CPU seconds all of PostgreSQL has used: the postmaster, its live children, and the
+    children it has reaped (a psql's backend ends with it)."""
+    with open(f"/proc/{pg.child.popen.pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    own = sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # incl. cutime cstime
+    return own + sum(backends(pg).values())

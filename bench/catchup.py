@@ -30,6 +30,7 @@ import sys
 import time
 
 import benchutil  # noqa: F401  (first: it puts the sandbox on sys.path)
+from benchutil import backends, cpu_seconds
 
 from ingest import make_events
 from msgsandbox import Sandbox, paths
@@ -62,23 +63,6 @@ def sse_catchup(sd, token, epoch, head, keep):
         if want in data:
             return time.monotonic() - start, records
         tail = data[-len(want):]
-
-
-def cpu_seconds(pid):
-    """User and system CPU time a process has used so far (0 once it is gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def backends(pg):
-    """CPU seconds of each of PostgreSQL's processes."""
-    kids = subprocess.run(["pgrep", "-P", str(pg.child.popen.pid)], capture_output=True,
-                          text=True).stdout.split()
-    return {int(k): cpu_seconds(int(k)) for k in kids}
 
 
 def copy_out(pg):

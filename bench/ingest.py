@@ -10,7 +10,8 @@ sent to the last acknowledgement (acknowledged = committed), through its socket,
 load generator bench/ingest_load (the producers' client). The COPY run is psql's \\copy of
 the already formatted event rows into the events table: no validation, no deduplication, no
 log offsets, no message or recipient rows, no status derivation — the lower bound of what
-storing these events can cost. Prints a Markdown table row per round and the medians.
+storing these events can cost. Prints a Markdown table row per round and the medians, with
+the CPU time all of PostgreSQL's processes used per row and per event.
 """
 import argparse
 import json
@@ -21,6 +22,7 @@ import sys
 import time
 
 import benchutil  # noqa: F401  (first: it puts the sandbox on sys.path)
+from benchutil import pg_cpu
 
 from msgsandbox import Sandbox, paths
 
@@ -120,16 +122,24 @@ def main():
         run_copy(pg, rows, len(events))
         run_statusd(pg, sd, ndjson, len(events))
         copies, ingests = [], []
-        print("| round | COPY rows/s | statusd events/s | ratio |")
-        print("|---|---|---|---|")
+        # and the CPU all of PostgreSQL used per row COPYed and per event statusd stored:
+        # what storing costs, whatever else the machine is doing
+        print("| round | COPY rows/s | statusd events/s | ratio "
+              "| PostgreSQL CPU µs/row, COPY | µs/event, statusd | ratio |")
+        print("|---|---|---|---|---|---|---|")
+        n = len(events)
         for r in range(args.rounds):
-            c = run_copy(pg, rows, len(events))
-            s = run_statusd(pg, sd, ndjson, len(events))
+            t0 = pg_cpu(pg)
+            c = run_copy(pg, rows, n)
+            t1 = pg_cpu(pg)
+            s = run_statusd(pg, sd, ndjson, n)
+            t2 = pg_cpu(pg)
             copies.append(c)
             ingests.append(s)
-            print(f"| {r + 1} | {c:,.0f} | {s:,.0f} | {s / c:.2f} |")
+            print(f"| {r + 1} | {c:,.0f} | {s:,.0f} | {s / c:.2f} | {1e6 * (t1 - t0) / n:.1f} "
+                  f"| {1e6 * (t2 - t1) / n:.1f} | {(t2 - t1) / (t1 - t0):.1f} |", flush=True)
         c, s = statistics.median(copies), statistics.median(ingests)
-        print(f"| median | {c:,.0f} | {s:,.0f} | {s / c:.2f} |")
+        print(f"| median | {c:,.0f} | {s:,.0f} | {s / c:.2f} | | | |")
 
 
 if __name__ == "__main__":

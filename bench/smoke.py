@@ -29,6 +29,7 @@ import sys
 import time
 
 import benchutil  # noqa: F401  (first: it puts the sandbox on sys.path)
+from benchutil import pg_cpu
 
 import catchup
 import ingest
@@ -49,17 +50,6 @@ def sanitized():
     except OSError:
         return False
     return any(f"{opt}:BOOL=ON" in cache for opt in ("MSGSTATUS_SANITIZE", "MSGSTATUS_TSAN"))
-
-
-def pg_cpu(pg):
-    """CPU seconds all of PostgreSQL has used: the postmaster, its live children, and the
-    children it has reaped (a psql's backend ends with it)."""
-    pid = pg.child.popen.pid
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    tick = os.sysconf("SC_CLK_TCK")
-    own = sum(int(x) for x in fields[11:15]) / tick  # utime stime cutime cstime
-    return own + sum(catchup.backends(pg).values())
 
 
 def bench_ingest(sb, pg, sd, events, rounds):
