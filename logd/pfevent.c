@@ -14,6 +14,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "htable.h"
 #include "mbuf.h"
 #include "msevent.h"
 #include "msg.h"
@@ -22,8 +23,10 @@
 #define QID_MAX  32
 #define TEXT_MAX 2000 /* bytes of a reply kept in details */
 
-struct cache_entry {
-	char qid[QID_MAX + 1];
+/* A queue id's Message-ID; the table's entry has the queue id as its key. */
+struct cache_item {
+	struct cache_item *older, *newer; /* in the order they were logged */
+	struct htable_entry *entry;
 	char *message_id;
 };
 
@@ -32,8 +35,9 @@ struct pfevent {
 	size_t ndelivered;
 	char **names; /* syslog_name values whose lines are Postfix's */
 	size_t nnames;
-	struct cache_entry *cache; /* ring: the newest overwrites the oldest */
-	size_t cache_size, cache_next;
+	struct htable *cache;               /* queue id -> struct cache_item */
+	struct cache_item *oldest, *newest; /* the oldest goes first when the cache is full */
+	size_t cache_size;
 	struct pfevent_stats stats;
 };
 
@@ -67,13 +71,32 @@ pfevent_new(const char *services, const char *syslog_names, size_t cache_size)
 {
 	struct pfevent *pe = calloc(1, sizeof(*pe));
 
-	if (pe == NULL ||
-	    (pe->cache = calloc(cache_size ? cache_size : 1, sizeof(*pe->cache))) == NULL)
+	if (pe == NULL)
 		msg_fatal("out of memory");
 	pe->cache_size = cache_size ? cache_size : 1;
+	pe->cache = htable_create(pe->cache_size);
+	pfevent_configure(pe, services, syslog_names);
+	return pe;
+}
+
+void
+pfevent_configure(struct pfevent *pe, const char *services, const char *syslog_names)
+{
+	free_words(pe->delivered, pe->ndelivered);
+	free_words(pe->names, pe->nnames);
+	pe->delivered = pe->names = NULL;
+	pe->ndelivered = pe->nnames = 0;
 	split_words(services, &pe->delivered, &pe->ndelivered);
 	split_words(syslog_names, &pe->names, &pe->nnames);
-	return pe;
+}
+
+static void
+cache_item_free(void *value)
+{
+	struct cache_item *item = value;
+
+	free(item->message_id);
+	free(item);
 }
 
 void
@@ -86,9 +109,7 @@ pfevent_free(struct pfevent **pep)
 	*pep = NULL;
 	free_words(pe->delivered, pe->ndelivered);
 	free_words(pe->names, pe->nnames);
-	for (size_t i = 0; i < pe->cache_size; i++)
-		free(pe->cache[i].message_id);
-	free(pe->cache);
+	htable_free(&pe->cache, cache_item_free);
 	free(pe);
 }
 
@@ -138,35 +159,74 @@ forwarded(const struct pflog_rec *rec)
 }
 
 static void
+order_unlink(struct pfevent *pe, struct cache_item *item)
+{
+	if (item->older)
+		item->older->newer = item->newer;
+	else
+		pe->oldest = item->newer;
+	if (item->newer)
+		item->newer->older = item->older;
+	else
+		pe->newest = item->older;
+	item->older = item->newer = NULL;
+}
+
+static void
+order_append(struct pfevent *pe, struct cache_item *item)
+{
+	item->older = pe->newest;
+	item->newer = NULL;
+	if (pe->newest)
+		pe->newest->newer = item;
+	else
+		pe->oldest = item;
+	pe->newest = item;
+}
+
+/*
+ * Remember the Message-ID logged for a queue id. A queue id logged again takes the newer
+ * Message-ID and counts as the newest; when the cache is full, the oldest goes.
+ */
+static void
 cache_put(struct pfevent *pe, const struct pflog_str *qid, const struct pflog_str *msgid)
 {
-	struct cache_entry *e;
+	struct htable_entry *e;
+	struct cache_item *item;
+	char *copy;
 
 	if (qid->len == 0 || qid->len > QID_MAX || msgid->len == 0 ||
 	    msgid->len > MSEVENT_MSGID_MAX)
 		return;
-	e = &pe->cache[pe->cache_next];
-	pe->cache_next = (pe->cache_next + 1) % pe->cache_size;
-	free(e->message_id);
-	memcpy(e->qid, qid->ptr, qid->len);
-	e->qid[qid->len] = '\0';
-	if ((e->message_id = strndup(msgid->ptr, msgid->len)) == NULL)
+	if ((copy = strndup(msgid->ptr, msgid->len)) == NULL)
 		msg_fatal("out of memory");
+	if ((e = htable_locate(pe->cache, qid->ptr, qid->len)) != NULL) {
+		item = e->value;
+		free(item->message_id);
+		item->message_id = copy;
+		order_unlink(pe, item);
+		order_append(pe, item);
+		return;
+	}
+	if (htable_used(pe->cache) >= pe->cache_size) {
+		item = pe->oldest;
+		order_unlink(pe, item);
+		htable_remove(pe->cache, item->entry, cache_item_free);
+	}
+	if ((item = calloc(1, sizeof(*item))) == NULL)
+		msg_fatal("out of memory");
+	item->message_id = copy;
+	item->entry = htable_enter(pe->cache, qid->ptr, qid->len, item);
+	order_append(pe, item);
 }
 
 /* The newest Message-ID logged for a queue id, or NULL. */
 static const char *
 cache_get(const struct pfevent *pe, const char *qid)
 {
-	for (size_t k = 1; k <= pe->cache_size; k++) {
-		const struct cache_entry *e =
-		        &pe->cache[(pe->cache_next + pe->cache_size - k) % pe->cache_size];
-		if (e->message_id == NULL)
-			return NULL;
-		if (strcmp(e->qid, qid) == 0)
-			return e->message_id;
-	}
-	return NULL;
+	const struct cache_item *item = htable_find(pe->cache, qid, strlen(qid));
+
+	return item != NULL ? item->message_id : NULL;
 }
 
 /* "pf" + 26 base32 characters of SHA-256(line): stable across re-reads of the line. */
