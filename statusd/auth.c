@@ -2,12 +2,12 @@
  * auth - who is calling statusd's API. See auth.h; token.c has the pure parts.
  *
  * DESIGN
- *	One cache, on the loop thread, of what PostgreSQL said: for API tokens, keyed by the
- *	token's SHA-256 (the token itself is not kept), the principal it names or "no such
- *	token"; for users of signed tokens, keyed by the SHA-256 of the user name, the domains
- *	they administer. Answers are kept AUTH_CACHE_MS (an API token's no longer than it is
- *	valid), "no such token" NEGATIVE_MS; a failed lookup is not kept at all. A revoked
- *	token therefore works for at most AUTH_CACHE_MS more.
+ *	One cache, on the loop thread, of what PostgreSQL said: a hash table (lib/htable) of
+ *	entries for API tokens, keyed by the token's SHA-256 (the token itself is not kept),
+ *	with the principal it names or "no such token"; and for users of signed tokens, keyed
+ *	by the SHA-256 of the user name, with the domains they administer. Answers are kept
+ *AUTH_CACHE_MS (an API token's no longer than it is valid), "no such token" NEGATIVE_MS; a failed
+ *lookup is not kept at all. A revoked token therefore works for at most AUTH_CACHE_MS more.
  *
  *	An entry is pending while its query runs on the query worker; further checks of the
  *	same token (or user) wait on it instead of asking again. Answered entries are kept in
@@ -38,6 +38,7 @@
 #include <time.h>
 
 #include "dbworker.h"
+#include "htable.h"
 #include "mbuf.h"
 #include "msg.h"
 #include "sdconfig.h"
@@ -47,7 +48,6 @@ const char auth_error_db[] = "the database is unavailable";
 
 #define NEGATIVE_MS 5000  /* how long "no such token" is believed */
 #define CACHE_MAX   10000 /* answered entries */
-#define BUCKETS     4096  /* a power of two */
 #define ADMIN_MAX   1000  /* domains per user */
 #define BYTEAOID    17
 
@@ -73,12 +73,13 @@ struct waiter {
 	struct waiter *next;
 };
 
+/* An entry's key in the table: the kind, then the SHA-256. */
+#define KEY_LEN (1 + TOKEN_HASH_LEN)
+
 struct entry {
-	struct entry *hnext;         /* hash chain */
+	struct htable_entry *hent;   /* the table's entry (its key: kind and hash) */
 	struct entry *older, *newer; /* answered entries, oldest first */
-	enum entry_kind kind;
 	enum entry_state state;
-	unsigned char key[TOKEN_HASH_LEN];
 	int64_t until_ms;                       /* monotonic; answered entries */
 	struct principal *p;                    /* E_YES */
 	struct waiter *waiters, **waiters_tail; /* E_PENDING */
@@ -102,7 +103,7 @@ struct auth {
 	struct dbworker *db;
 	unsigned char *secret; /* NULL: signed tokens are not accepted */
 	size_t secret_len;
-	struct entry *buckets[BUCKETS];
+	struct htable *cache; /* KEY_LEN bytes -> struct entry */
 	struct entry *oldest, *newest;
 	size_t nanswered;
 	struct lookup_job *jobs; /* submitted, not yet done */
@@ -335,13 +336,11 @@ lookup_run(struct dbjob *dj, PGconn *conn)
 
 /* --- the cache (loop thread) --------------------------------------------------------- */
 
-static struct entry **
-bucket(struct auth *a, const unsigned char *key)
+static void
+table_key(unsigned char out[KEY_LEN], enum entry_kind kind, const unsigned char *key)
 {
-	size_t h = 0;
-
-	memcpy(&h, key, sizeof(h)); /* a SHA-256: already well spread */
-	return &a->buckets[h & (BUCKETS - 1)];
+	out[0] = (unsigned char)kind;
+	memcpy(out + 1, key, TOKEN_HASH_LEN);
 }
 
 static void
@@ -363,11 +362,7 @@ order_unlink(struct auth *a, struct entry *e)
 static void
 entry_remove(struct auth *a, struct entry *e)
 {
-	struct entry **pp = bucket(a, e->key);
-
-	while (*pp != e)
-		pp = &(*pp)->hnext;
-	*pp = e->hnext;
+	htable_remove(a->cache, e->hent, NULL);
 	if (e->state != E_PENDING)
 		order_unlink(a, e);
 	principal_free(&e->p);
@@ -378,16 +373,17 @@ entry_remove(struct auth *a, struct entry *e)
 static struct entry *
 entry_find(struct auth *a, enum entry_kind kind, const unsigned char *key)
 {
-	for (struct entry *e = *bucket(a, key); e != NULL; e = e->hnext) {
-		if (e->kind != kind || memcmp(e->key, key, TOKEN_HASH_LEN) != 0)
-			continue;
-		if (e->state != E_PENDING && e->until_ms <= clock_ms(CLOCK_MONOTONIC)) {
-			entry_remove(a, e);
-			return NULL;
-		}
-		return e;
+	unsigned char k[KEY_LEN];
+	struct entry *e;
+
+	table_key(k, kind, key);
+	if ((e = htable_find(a->cache, k, sizeof(k))) == NULL)
+		return NULL;
+	if (e->state != E_PENDING && e->until_ms <= clock_ms(CLOCK_MONOTONIC)) {
+		entry_remove(a, e);
+		return NULL;
 	}
-	return NULL;
+	return e;
 }
 
 /* A pending entry has been answered: keep it for ttl_ms, or drop it (ttl_ms <= 0). */
@@ -426,6 +422,7 @@ lookup(struct auth *a, enum entry_kind kind, const unsigned char *key, const cha
        int64_t expires_ms, auth_done_cb *done, void *ctx)
 {
 	struct entry *e = entry_find(a, kind, key);
+	unsigned char k[KEY_LEN];
 	struct waiter *w;
 	struct lookup_job *j;
 	struct principal *p;
@@ -454,13 +451,11 @@ lookup(struct auth *a, enum entry_kind kind, const unsigned char *key, const cha
 	}
 	if ((e = calloc(1, sizeof(*e))) == NULL || (j = calloc(1, sizeof(*j))) == NULL)
 		msg_fatal("out of memory");
-	e->kind = kind;
 	e->state = E_PENDING;
-	memcpy(e->key, key, TOKEN_HASH_LEN);
 	e->waiters = w;
 	e->waiters_tail = &w->next;
-	e->hnext = *bucket(a, key);
-	*bucket(a, key) = e;
+	table_key(k, kind, key);
+	e->hent = htable_enter(a->cache, k, sizeof(k), e);
 
 	j->job.run = lookup_run;
 	j->job.done = lookup_done;
@@ -506,6 +501,7 @@ lookup_done(struct dbjob *dj)
 	struct waiter *waiters;
 	struct principal *p = NULL;
 	struct entry *e;
+	unsigned char k[KEY_LEN];
 	const char *error = NULL;
 	int64_t ttl;
 
@@ -519,11 +515,8 @@ lookup_done(struct dbjob *dj)
 		a->jobs = j->next;
 	if (j->next)
 		j->next->prev = j->prev;
-	for (e = *bucket(a, j->key); e != NULL; e = e->hnext)
-		if (e->state == E_PENDING && e->kind == j->kind &&
-		    memcmp(e->key, j->key, TOKEN_HASH_LEN) == 0)
-			break;
-	if (e == NULL)
+	table_key(k, j->kind, j->key);
+	if ((e = htable_find(a->cache, k, sizeof(k))) == NULL || e->state != E_PENDING)
 		msg_panic("auth: a finished lookup has no pending entry");
 	waiters = e->waiters;
 	e->waiters = NULL;
@@ -564,6 +557,19 @@ lookup_done(struct dbjob *dj)
 
 /* --- the API ------------------------------------------------------------------------- */
 
+/* auth_free(): tell a pending entry's waiters, and free the entry. */
+static void
+entry_stopping(void *value)
+{
+	struct entry *e = value;
+	struct waiter *waiters = e->waiters;
+
+	e->waiters = NULL;
+	notify(waiters, NULL, "statusd is stopping");
+	principal_free(&e->p);
+	free(e);
+}
+
 struct auth *
 auth_new(const struct sd_config *cfg, struct dbworker *db, const char **error_r)
 {
@@ -573,9 +579,11 @@ auth_new(const struct sd_config *cfg, struct dbworker *db, const char **error_r)
 		msg_fatal("out of memory");
 	a->cfg = cfg;
 	a->db = db;
+	a->cache = htable_create(CACHE_MAX);
 	if (cfg->auth_secret_file != NULL && cfg->auth_secret_file[0] != '\0') {
 		if (token_secret_load("auth_secret_file", cfg->auth_secret_file, &a->secret,
 		                      &a->secret_len, error_r) < 0) {
+			htable_free(&a->cache, NULL);
 			free(a);
 			return NULL;
 		}
@@ -594,17 +602,7 @@ auth_free(struct auth **ap)
 	*ap = NULL;
 	for (struct lookup_job *j = a->jobs; j != NULL; j = j->next)
 		j->a = NULL; /* their done() only frees them now */
-	for (size_t i = 0; i < BUCKETS; i++) {
-		while (a->buckets[i] != NULL) {
-			struct entry *e = a->buckets[i];
-			struct waiter *waiters = e->waiters;
-			a->buckets[i] = e->hnext;
-			e->waiters = NULL;
-			notify(waiters, NULL, "statusd is stopping");
-			principal_free(&e->p);
-			free(e);
-		}
-	}
+	htable_free(&a->cache, entry_stopping);
 	token_secret_free(&a->secret, a->secret_len);
 	free(a);
 }
