@@ -23,11 +23,11 @@
 #define QID_MAX  32
 #define TEXT_MAX 2000 /* bytes of a reply kept in details */
 
-/* A queue id's Message-ID; the table's entry has the queue id as its key. */
+/* A queue id's Message-ID (one allocation); the table's entry has the queue id as its key. */
 struct cache_item {
 	struct cache_item *older, *newer; /* in the order they were logged */
 	struct htable_entry *entry;
-	char *message_id;
+	char message_id[];
 };
 
 struct pfevent {
@@ -93,10 +93,7 @@ pfevent_configure(struct pfevent *pe, const char *services, const char *syslog_n
 static void
 cache_item_free(void *value)
 {
-	struct cache_item *item = value;
-
-	free(item->message_id);
-	free(item);
+	free(value);
 }
 
 void
@@ -192,31 +189,29 @@ static void
 cache_put(struct pfevent *pe, const struct pflog_str *qid, const struct pflog_str *msgid)
 {
 	struct htable_entry *e;
-	struct cache_item *item;
-	char *copy;
+	struct cache_item *item, *old;
 
 	if (qid->len == 0 || qid->len > QID_MAX || msgid->len == 0 ||
 	    msgid->len > MSEVENT_MSGID_MAX)
 		return;
-	if ((copy = strndup(msgid->ptr, msgid->len)) == NULL)
+	if ((item = malloc(sizeof(*item) + msgid->len + 1)) == NULL)
 		msg_fatal("out of memory");
+	memcpy(item->message_id, msgid->ptr, msgid->len);
+	item->message_id[msgid->len] = '\0';
 	if ((e = htable_locate(pe->cache, qid->ptr, qid->len)) != NULL) {
-		item = e->value;
-		free(item->message_id);
-		item->message_id = copy;
-		order_unlink(pe, item);
-		order_append(pe, item);
-		return;
+		old = e->value;
+		order_unlink(pe, old);
+		free(old);
+	} else {
+		if (htable_used(pe->cache) >= pe->cache_size) {
+			old = pe->oldest;
+			order_unlink(pe, old);
+			htable_remove(pe->cache, old->entry, cache_item_free);
+		}
+		e = htable_enter(pe->cache, qid->ptr, qid->len, NULL);
 	}
-	if (htable_used(pe->cache) >= pe->cache_size) {
-		item = pe->oldest;
-		order_unlink(pe, item);
-		htable_remove(pe->cache, item->entry, cache_item_free);
-	}
-	if ((item = calloc(1, sizeof(*item))) == NULL)
-		msg_fatal("out of memory");
-	item->message_id = copy;
-	item->entry = htable_enter(pe->cache, qid->ptr, qid->len, item);
+	e->value = item;
+	item->entry = e;
 	order_append(pe, item);
 }
 
@@ -274,11 +269,15 @@ dup_text(const struct pflog_str *s, size_t max)
 {
 	char *p;
 
+	size_t size = s->len < max ? s->len + 1 : max + 1; /* msg_clean keeps the length */
+
 	if (s->ptr == NULL || s->len == 0)
 		return NULL;
-	if ((p = malloc(max + 1)) == NULL)
+	if (size < 5)
+		size = 5; /* msg_clean's least */
+	if ((p = malloc(size)) == NULL)
 		msg_fatal("out of memory");
-	return msg_clean(p, max + 1, s->ptr, s->len);
+	return msg_clean(p, size, s->ptr, s->len);
 }
 
 int
