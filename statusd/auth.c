@@ -136,59 +136,6 @@ xstrdup(const char *s)
 	return c;
 }
 
-/* --- principals ---------------------------------------------------------------------- */
-
-bool
-principal_may_see(const struct principal *p, const char *owner, const char *sender)
-{
-	const char *at;
-
-	if (p == NULL)
-		return false;
-	if (owner != NULL && strcasecmp(owner, p->user) == 0)
-		return true;
-	if (p->nadmin == 0 || sender == NULL || (at = strrchr(sender, '@')) == NULL ||
-	    at[1] == '\0')
-		return false;
-	for (size_t i = 0; i < p->nadmin; i++)
-		if (strcasecmp(at + 1, p->admin_domains[i]) == 0)
-			return true;
-	return false;
-}
-
-struct principal *
-principal_dup(const struct principal *p)
-{
-	struct principal *c;
-
-	if (p == NULL)
-		return NULL;
-	if ((c = calloc(1, sizeof(*c))) == NULL ||
-	    (p->nadmin > 0 && (c->admin_domains = calloc(p->nadmin, sizeof(char *))) == NULL))
-		msg_fatal("out of memory");
-	c->user = xstrdup(p->user);
-	for (size_t i = 0; i < p->nadmin; i++)
-		c->admin_domains[i] = xstrdup(p->admin_domains[i]);
-	c->nadmin = p->nadmin;
-	c->expires_ms = p->expires_ms;
-	return c;
-}
-
-void
-principal_free(struct principal **pp)
-{
-	struct principal *p = *pp;
-
-	if (p == NULL)
-		return;
-	*pp = NULL;
-	for (size_t i = 0; i < p->nadmin; i++)
-		free(p->admin_domains[i]);
-	free(p->admin_domains);
-	free(p->user);
-	free(p);
-}
-
 /* --- API tokens for statusctl and tests ---------------------------------------------- */
 
 void
@@ -538,14 +485,15 @@ lookup_done(struct dbjob *dj)
 		entry_answered(a, e, E_NO, NEGATIVE_MS);
 		error = "unknown, expired or revoked API token";
 	} else {
+		int64_t now = clock_ms(CLOCK_REALTIME);
 		ttl = AUTH_CACHE_MS;
-		if (j->kind == E_TOKEN && j->p->expires_ms - clock_ms(CLOCK_REALTIME) < ttl)
-			ttl = j->p->expires_ms - clock_ms(CLOCK_REALTIME);
+		if (j->kind == E_TOKEN && j->p->expires_ms - now < ttl)
+			ttl = j->p->expires_ms - now;
 		p = principal_dup(j->p);
 		e->p = j->p;
 		j->p = NULL;
 		entry_answered(a, e, E_YES, ttl);
-		if (ttl <= 0 && j->kind == E_TOKEN) {
+		if (j->kind == E_TOKEN && principal_expired(p, now)) {
 			principal_free(&p);
 			error = "the API token has expired";
 		}
