@@ -5,13 +5,13 @@
  *					parse every line, ROUNDS times (default 5)
  *	pflog_bench -s FILE		read FILE in 1 MiB chunks and parse it once, as a log
  *					follower does (the whole process is what is timed)
- *	pflog_bench -e FILE [ROUNDS [N]]	what msgstatus-logd does per line (pfevent_line():
- *					parse, Message-ID cache, event): the CPU time per
- *					delivery line, timed one by one (the cost of reading the
- *					clock, measured first, taken off), (1) with every line of FILE
- *in order, so that a delivery's queue id was cached by its cleanup line, and (2) uncached: the
- *first N (default 2000) delivery lines alone, after 100,000 Message-IDs of other queue ids have
- *filled the cache as in a busy logd
+ *	pflog_bench -e FILE [ROUNDS [N]]
+ *		what msgstatus-logd does per line (pfevent_line(): parse, the Message-ID
+ *		cache, the event): the CPU time of each delivery line (the cost of reading
+ *		the clock, measured first, taken off), (1) with every line of FILE in order,
+ *		so that a delivery's queue id was cached by its cleanup line, and (2)
+ *		uncached: the first N (default 2000) delivery lines alone, after 100,000
+ *		Message-IDs of other queue ids have filled the cache as in a busy logd
  *
  * A round is what a log follower does with a buffer it has read: find each newline
  * (memchr) and call pflog_parse() on the line. Prints each round's rate, the best and the
