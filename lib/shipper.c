@@ -33,7 +33,6 @@ struct shipper {
 	pthread_mutex_t lock;
 	int stopping; /* under lock */
 	int64_t stop_deadline;
-	struct shipper_stats stats; /* under lock */
 
 	char *wanted_socket; /* under lock: set by shipper_set_socket */
 	struct mbuf held;    /* under lock: records the spool could not take (shipper_hold) */
@@ -60,12 +59,6 @@ on_reply(void *ctx, uint64_t cookie, bool ok, const char *error)
 	(void)cookie;
 	s->phead = (s->phead + 1) % SHIPPER_WINDOW;
 	s->pcount--;
-	pthread_mutex_lock(&s->lock);
-	if (ok)
-		s->stats.acked++;
-	else
-		s->stats.rejected++;
-	pthread_mutex_unlock(&s->lock);
 	if (!ok)
 		msg_error("statusd rejected a%s event for good: %s",
 		          in.held_len ? "n in-memory" : " spooled", error);
@@ -107,9 +100,6 @@ disconnect(struct shipper *s, const char *why)
 		msg_warn("statusd unavailable (%s): events are kept in the spool and sent later",
 		         why);
 	s->down_logged = true;
-	pthread_mutex_lock(&s->lock);
-	s->stats.connected = 0;
-	pthread_mutex_unlock(&s->lock);
 	s->backoff = s->backoff ? s->backoff * 2 : BACKOFF_MIN_MS;
 	if (s->backoff > BACKOFF_MAX_MS)
 		s->backoff = BACKOFF_MAX_MS;
@@ -264,9 +254,6 @@ shipper_main(void *arg)
 					log_back(s);
 				s->down_logged = false;
 				s->backoff = 0;
-				pthread_mutex_lock(&s->lock);
-				s->stats.connected = 1;
-				pthread_mutex_unlock(&s->lock);
 			}
 		}
 		if (evclient_connected(s->client)) {
@@ -377,12 +364,4 @@ shipper_hold(struct shipper *s, const char *recs, size_t len, size_t *held_r)
 	if (rc == 0)
 		spool_wakeup(s->sp);
 	return rc;
-}
-
-void
-shipper_stats(struct shipper *s, struct shipper_stats *out)
-{
-	pthread_mutex_lock(&s->lock);
-	*out = s->stats;
-	pthread_mutex_unlock(&s->lock);
 }

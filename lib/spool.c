@@ -45,8 +45,6 @@ struct spool {
 	uint64_t segment_max, total_max;
 	bool sync_each;
 	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	bool wake;
 	int notify_fd; /* eventfd, readable after an append */
 
 	/* writer state, under lock */
@@ -188,7 +186,6 @@ spool_open(const char *dir, uint64_t segment_max, uint64_t total_max, bool sync_
 		goto fail;
 	}
 	pthread_mutex_init(&sp->lock, NULL);
-	pthread_cond_init(&sp->cond, NULL);
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
 		*error_r = errfmt("spool %s: mkdir: %s", dir, strerror(errno));
 		goto fail;
@@ -271,7 +268,6 @@ spool_close(struct spool **spp)
 	if (sp->notify_fd >= 0)
 		close(sp->notify_fd);
 	pthread_mutex_destroy(&sp->lock);
-	pthread_cond_destroy(&sp->cond);
 	mbuf_free(&sp->rbuf);
 	free(sp->segs);
 	free(sp->dir);
@@ -324,7 +320,6 @@ spool_append(struct spool *sp, const char *rec, size_t len, const char **error_r
 	w->size += len;
 	sp->total += len;
 	sp->appended++;
-	pthread_cond_broadcast(&sp->cond);
 	if (write(sp->notify_fd, &(uint64_t){1}, sizeof(uint64_t)) < 0) {
 		/* EAGAIN: the counter is already non-zero, the reader will wake */
 	}
@@ -453,32 +448,6 @@ spool_read(struct spool *sp, struct mbuf *out, struct spool_pos *pos_r, const ch
 	}
 }
 
-void
-spool_wait(struct spool *sp, int timeout_ms)
-{
-	struct timespec ts;
-	bool is_write;
-	int64_t end;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += timeout_ms / 1000;
-	ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
-	pthread_mutex_lock(&sp->lock);
-	for (;;) {
-		end = segment_end(sp, sp->rseg, &is_write);
-		if (sp->wake || end < 0 || !is_write || sp->roff < (uint64_t)end)
-			break;
-		if (pthread_cond_timedwait(&sp->cond, &sp->lock, &ts) != 0)
-			break;
-	}
-	sp->wake = false;
-	pthread_mutex_unlock(&sp->lock);
-}
-
 int
 spool_notify_fd(struct spool *sp)
 {
@@ -498,10 +467,6 @@ spool_notify_clear(struct spool *sp)
 void
 spool_wakeup(struct spool *sp)
 {
-	pthread_mutex_lock(&sp->lock);
-	sp->wake = true;
-	pthread_cond_broadcast(&sp->cond);
-	pthread_mutex_unlock(&sp->lock);
 	if (write(sp->notify_fd, &(uint64_t){1}, sizeof(uint64_t)) < 0) {
 		/* EAGAIN: already readable */
 	}

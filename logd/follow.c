@@ -302,13 +302,3 @@ follow_save(struct follow *f, const char **error_r)
 	}
 	return 0;
 }
-
-long long
-follow_lag(const struct follow *f)
-{
-	struct stat st;
-
-	if (f->fd < 0 || fstat(f->fd, &st) < 0)
-		return 0;
-	return (long long)(st.st_size - f->pos);
-}

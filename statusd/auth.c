@@ -51,7 +51,7 @@ const char auth_error_db[] = "the database is unavailable";
 #define ADMIN_MAX   1000  /* domains per user */
 #define BYTEAOID    17
 
-#if AUTH_TOKEN_MAX != TOKEN_MAX || AUTH_TOKEN_LEN != TOKEN_API_LEN
+#if AUTH_TOKEN_MAX != TOKEN_MAX
 #error "auth.h and token.h disagree"
 #endif
 
@@ -134,21 +134,6 @@ xstrdup(const char *s)
 	if (c == NULL)
 		msg_fatal("out of memory");
 	return c;
-}
-
-/* --- API tokens for statusctl and tests ---------------------------------------------- */
-
-void
-auth_token_new(char *buf, unsigned char hash[32])
-{
-	token_api_new(buf);
-	token_sha256(buf, AUTH_TOKEN_LEN, hash);
-}
-
-void
-auth_token_hash(const char *token, unsigned char hash[32])
-{
-	token_sha256(token, strlen(token), hash);
 }
 
 /* --- database (worker thread) -------------------------------------------------------- */

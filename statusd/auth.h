@@ -54,13 +54,4 @@ void auth_free(struct auth **a);
 /* Check a bearer token; done is called exactly once (possibly before this returns). */
 void auth_check(struct auth *a, const char *token, auth_done_cb *done, void *ctx);
 
-/*
- * For statusctl and tests: make a new API token for user into buf (AUTH_TOKEN_LEN + 1) and
- * its SHA-256 into hash (32 bytes).
- */
-#define AUTH_TOKEN_LEN 36
-void auth_token_new(char *buf, unsigned char hash[32]);
-/* SHA-256 of a token. */
-void auth_token_hash(const char *token, unsigned char hash[32]);
-
 #endif

@@ -26,7 +26,6 @@ struct dbworker {
 	bool stopping;
 	bool held; /* dbworker_hold() until dbworker_release() */
 	bool connected;
-	unsigned pending;
 
 	uv_async_t async; /* wakes the loop thread for finished jobs */
 	PGconn *conn;     /* worker thread only */
@@ -217,7 +216,6 @@ drain_done(struct dbworker *w)
 	while (list != NULL) {
 		struct dbjob *job = list;
 		list = job->next;
-		w->pending--;
 		job->done(job);
 	}
 }
@@ -274,26 +272,8 @@ dbworker_submit(struct dbworker *w, struct dbjob *job)
 	job->failed = false;
 	pthread_mutex_lock(&w->lock);
 	push(&w->head, &w->tail, job);
-	w->pending++;
 	pthread_cond_signal(&w->cond);
 	pthread_mutex_unlock(&w->lock);
-}
-
-bool
-dbworker_connected(const struct dbworker *w)
-{
-	bool up;
-
-	pthread_mutex_lock((pthread_mutex_t *)&w->lock);
-	up = w->connected;
-	pthread_mutex_unlock((pthread_mutex_t *)&w->lock);
-	return up;
-}
-
-unsigned
-dbworker_pending(const struct dbworker *w)
-{
-	return w->pending;
 }
 
 static void
