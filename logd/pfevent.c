@@ -14,6 +14,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "base32.h"
 #include "htable.h"
 #include "mbuf.h"
 #include "msevent.h"
@@ -228,23 +229,12 @@ cache_get(const struct pfevent *pe, const char *qid)
 static void
 line_id(const char *line, size_t len, char *out)
 {
-	static const char alphabet[] = "abcdefghijklmnopqrstuvwxyz234567";
 	unsigned char digest[SHA256_DIGEST_LENGTH];
-	unsigned acc = 0, bits = 0;
-	size_t o = 2;
 
 	SHA256((const unsigned char *)line, len, digest);
 	out[0] = 'p';
 	out[1] = 'f';
-	for (size_t i = 0; i < sizeof(digest) && o < 28; i++) {
-		acc = (acc << 8) | digest[i];
-		bits += 8;
-		while (bits >= 5 && o < 28) {
-			out[o++] = alphabet[(acc >> (bits - 5)) & 31];
-			bits -= 5;
-		}
-	}
-	out[o] = '\0';
+	base32_encode(out + 2, 26, digest, sizeof(digest));
 }
 
 static char *

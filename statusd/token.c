@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base32.h"
 #include "msg.h"
 #include "randid.h"
 #include "utf8.h"
@@ -32,7 +33,6 @@
 #define SIG_B64_LEN   43             /* base64url of 32 bytes */
 #define API_RAW_BYTES 20             /* 160 bits: 32 base32 characters */
 
-static const char b32[] = "abcdefghijklmnopqrstuvwxyz234567";
 static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 /* --- API tokens ---------------------------------------------------------------------- */
@@ -41,23 +41,12 @@ void
 token_api_new(char *buf)
 {
 	unsigned char raw[API_RAW_BYTES];
-	unsigned acc = 0, bits = 0;
 	size_t o = sizeof(TOKEN_API_PREFIX) - 1;
 
 	randid_bytes(raw, sizeof(raw));
 	memcpy(buf, TOKEN_API_PREFIX, o);
-	for (size_t i = 0; i < sizeof(raw); i++) {
-		acc = ((acc << 8) | raw[i]) & 0xfff;
-		bits += 8;
-		while (bits >= 5) {
-			buf[o++] = b32[(acc >> (bits - 5)) & 31];
-			bits -= 5;
-		}
-	}
-	buf[o] = '\0';
+	base32_encode(buf + o, TOKEN_API_LEN - o, raw, sizeof(raw));
 	OPENSSL_cleanse(raw, sizeof(raw));
-	if (o != TOKEN_API_LEN)
-		msg_panic("token_api_new: made %zu characters", o);
 }
 
 bool
