@@ -35,12 +35,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 #include "dbworker.h"
 #include "htable.h"
 #include "mbuf.h"
 #include "msg.h"
+#include "rfc3339.h"
 #include "sdconfig.h"
 #include "token.h"
 
@@ -108,15 +108,6 @@ struct auth {
 	size_t nanswered;
 	struct lookup_job *jobs; /* submitted, not yet done */
 };
-
-static int64_t
-clock_ms(clockid_t clock)
-{
-	struct timespec ts;
-
-	clock_gettime(clock, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void
 lower(char *s)
@@ -311,7 +302,7 @@ entry_find(struct auth *a, enum entry_kind kind, const unsigned char *key)
 	table_key(k, kind, key);
 	if ((e = htable_find(a->cache, k, sizeof(k))) == NULL)
 		return NULL;
-	if (e->state != E_PENDING && e->until_ms <= clock_ms(CLOCK_MONOTONIC)) {
+	if (e->state != E_PENDING && e->until_ms <= time_mono_ms()) {
 		entry_remove(a, e);
 		return NULL;
 	}
@@ -328,7 +319,7 @@ entry_answered(struct auth *a, struct entry *e, enum entry_state state, int64_t 
 		entry_remove(a, e);
 		return;
 	}
-	e->until_ms = clock_ms(CLOCK_MONOTONIC) + ttl_ms;
+	e->until_ms = time_mono_ms() + ttl_ms;
 	e->older = a->newest;
 	e->newer = NULL;
 	if (a->newest)
@@ -470,7 +461,7 @@ lookup_done(struct dbjob *dj)
 		entry_answered(a, e, E_NO, NEGATIVE_MS);
 		error = "unknown, expired or revoked API token";
 	} else {
-		int64_t now = clock_ms(CLOCK_REALTIME);
+		int64_t now = time_now_ms();
 		ttl = AUTH_CACHE_MS;
 		if (j->kind == E_TOKEN && j->p->expires_ms - now < ttl)
 			ttl = j->p->expires_ms - now;
@@ -574,7 +565,7 @@ auth_check(struct auth *a, const char *token, auth_done_cb *done, void *ctx)
 		       "signed tokens are not accepted (auth_secret_file is empty)");
 		return;
 	}
-	if (token_jwt_verify(token, a->secret, a->secret_len, clock_ms(CLOCK_REALTIME),
+	if (token_jwt_verify(token, a->secret, a->secret_len, time_now_ms(),
 	                     a->cfg->auth_token_max_lifetime, &claims, &error) < 0) {
 		answer(done, ctx, NULL, errfmt("signed token: %s", error));
 		return;

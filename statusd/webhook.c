@@ -58,6 +58,7 @@
 
 #include "mbuf.h"
 #include "msg.h"
+#include "rfc3339.h"
 #include "sdconfig.h"
 #include "store.h"
 #include "token.h"
@@ -109,15 +110,6 @@ struct webhooks {
 	size_t n;
 	struct hook *hooks;
 };
-
-static int64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static bool
 stopping(const struct webhooks *w)
@@ -225,7 +217,7 @@ hook_drain(struct hook *h, bool *news_r)
 static int
 hook_wait(struct hook *h, long long ms, bool wake_on_news)
 {
-	int64_t deadline = now_ms() + ms, left;
+	int64_t deadline = time_mono_ms() + ms, left;
 	struct pollfd pfd[2];
 	bool news = false;
 	nfds_t nfd;
@@ -237,7 +229,7 @@ hook_wait(struct hook *h, long long ms, bool wake_on_news)
 			if (news && wake_on_news)
 				return 1;
 		}
-		if (stopping(h->w) || (left = deadline - now_ms()) <= 0)
+		if (stopping(h->w) || (left = deadline - time_mono_ms()) <= 0)
 			return 0;
 		pfd[0].fd = h->w->wake[0];
 		pfd[0].events = POLLIN;
@@ -294,7 +286,7 @@ static int
 hook_db_open(struct hook *h, const char **error_r)
 {
 	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
-	int64_t deadline = now_ms() + CONNECT_TIMEOUT_MS, left;
+	int64_t deadline = time_mono_ms() + CONNECT_TIMEOUT_MS, left;
 	PGresult *res;
 
 	if ((h->conn = PQconnectStart(h->w->cfg->database)) == NULL)
@@ -316,7 +308,7 @@ hook_db_open(struct hook *h, const char **error_r)
 			*error_r = "stopping";
 			return -1;
 		}
-		if ((left = deadline - now_ms()) <= 0) {
+		if ((left = deadline - time_mono_ms()) <= 0) {
 			*error_r = "timed out connecting";
 			return -1;
 		}
@@ -456,7 +448,7 @@ on_progress(void *ctx, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
 	(void)ulnow;
 	if (!stopping(h->w))
 		return 0;
-	return now_ms() - atomic_load(&h->w->stop_ms) >= STOP_GRACE_MS; /* non-zero: abort */
+	return time_mono_ms() - atomic_load(&h->w->stop_ms) >= STOP_GRACE_MS; /* non-zero: abort */
 }
 
 static CURL *
@@ -777,7 +769,7 @@ webhooks_stop(struct webhooks **wp)
 	if (w == NULL)
 		return;
 	*wp = NULL;
-	atomic_store(&w->stop_ms, now_ms());
+	atomic_store(&w->stop_ms, time_mono_ms());
 	atomic_store(&w->stopping, true);
 	do
 		wr = write(w->wake[1], "x", 1);
