@@ -7,7 +7,8 @@
  * inside, the empty key and a NULL value; growth from the smallest table to 100,000
  * entries with every key found, entry pointers unchanged and the count right, then half of
  * them deleted by key or by entry; walk visiting each entry once; free calling free_value
- * once per value; and two tables hashing the same key differently (a seed per table).
+ * once per value; two tables hashing the same key differently (a seed per table); and
+ * panics for a key entered twice and an entry removed from a table it is not in.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -19,11 +20,13 @@
 
 #include <cmocka.h>
 #include <openssl/evp.h>
+#include <signal.h>
 #include <openssl/params.h>
 
 #include "htable.h"
 
 #include "check.h"
+#include "child.h"
 
 static const unsigned char key16[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
 
@@ -238,6 +241,45 @@ test_seed_per_table(void **state)
 	check_done();
 }
 
+static void
+enter_twice(void)
+{
+	struct htable *ht = htable_create(0);
+
+	htable_enter(ht, "q", 1, NULL);
+	htable_enter(ht, "q", 1, NULL);
+}
+
+static void
+remove_foreign(void)
+{
+	struct htable *a = htable_create(0), *b = htable_create(0);
+
+	htable_remove(b, htable_enter(a, "q", 1, NULL), NULL);
+}
+
+/* The caller's broken invariants are panics (abort, with a message). */
+static void
+test_panics(void **state)
+{
+	static const struct {
+		const char *name;
+		void (*fn)(void);
+		const char *log;
+	} cases[] = {
+	        {"a key entered twice", enter_twice, "already in the table"},
+	        {"an entry of another table removed", remove_foreign, "not in this table"},
+	};
+	char log[2048];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int status = run_child(cases[i].fn, log, sizeof(log));
+		CHECK_INT(cases[i].name, WIFSIGNALED(status) ? WTERMSIG(status) : -1, SIGABRT);
+		CHECK_HAS(cases[i].name, log, cases[i].log);
+	}
+	check_done();
+}
+
 int
 main(void)
 {
@@ -247,6 +289,7 @@ main(void)
 	        cmocka_unit_test(test_growth_and_deletion),
 	        cmocka_unit_test(test_walk_and_free),
 	        cmocka_unit_test(test_seed_per_table),
+	        cmocka_unit_test(test_panics),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
