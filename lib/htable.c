@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "msg.h"
+#include "mymalloc.h"
 #include "randid.h"
 
 #define MIN_BUCKETS 16
@@ -86,20 +87,14 @@ htable_siphash(const unsigned char key[16], const void *in, size_t len)
 static struct htable_entry **
 new_buckets(size_t n)
 {
-	struct htable_entry **b = calloc(n, sizeof(*b));
-
-	if (b == NULL)
-		msg_fatal("out of memory");
-	return b;
+	return mycalloc(n, sizeof(struct htable_entry *));
 }
 
 struct htable *
 htable_create(size_t size)
 {
-	struct htable *ht = calloc(1, sizeof(*ht));
+	struct htable *ht = mycalloc(1, sizeof(*ht));
 
-	if (ht == NULL)
-		msg_fatal("out of memory");
 	ht->size = MIN_BUCKETS;
 	while (ht->size < size && ht->size <= SIZE_MAX / 2 / sizeof(*ht->buckets))
 		ht->size *= 2;
@@ -169,8 +164,9 @@ htable_enter(struct htable *ht, const void *key, size_t len, void *value)
 
 	if (locate(ht, hash, key, len) != NULL)
 		msg_panic("htable_enter: the key is already in the table");
-	if (len > SIZE_MAX - sizeof(*e) - 1 || (e = malloc(sizeof(*e) + len + 1)) == NULL)
+	if (len > SIZE_MAX - sizeof(*e) - 1)
 		msg_fatal("out of memory");
+	e = mymalloc(sizeof(*e) + len + 1);
 	e->value = value;
 	e->key_len = len;
 	e->hash = hash;

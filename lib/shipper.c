@@ -12,6 +12,7 @@
 #include "evclient.h"
 #include "mbuf.h"
 #include "msg.h"
+#include "mymalloc.h"
 #include "rfc3339.h"
 #include "spool.h"
 
@@ -114,7 +115,7 @@ check_socket(struct shipper *s)
 
 	pthread_mutex_lock(&s->lock);
 	if (s->socket_path == NULL || strcmp(s->socket_path, s->wanted_socket) != 0)
-		wanted = strdup(s->wanted_socket);
+		wanted = mystrdup(s->wanted_socket);
 	pthread_mutex_unlock(&s->lock);
 	if (wanted == NULL)
 		return;
@@ -298,14 +299,12 @@ shipper_main(void *arg)
 struct shipper *
 shipper_start(struct spool *sp, const char *socket_path)
 {
-	struct shipper *s = calloc(1, sizeof(*s));
+	struct shipper *s = mycalloc(1, sizeof(*s));
 	int rc;
 
-	if (s == NULL || (s->positions = calloc(SHIPPER_WINDOW, sizeof(*s->positions))) == NULL)
-		msg_fatal("out of memory");
+	s->positions = mycalloc(SHIPPER_WINDOW, sizeof(*s->positions));
 	s->sp = sp;
-	if ((s->wanted_socket = strdup(socket_path)) == NULL)
-		msg_fatal("out of memory");
+	s->wanted_socket = mystrdup(socket_path);
 	pthread_mutex_init(&s->lock, NULL);
 	if ((rc = pthread_create(&s->thread, NULL, shipper_main, s)) != 0)
 		msg_fatal("cannot start the shipper thread: %s", strerror(rc));
@@ -315,10 +314,8 @@ shipper_start(struct spool *sp, const char *socket_path)
 void
 shipper_set_socket(struct shipper *s, const char *socket_path)
 {
-	char *copy = strdup(socket_path);
+	char *copy = mystrdup(socket_path);
 
-	if (copy == NULL)
-		msg_fatal("out of memory");
 	pthread_mutex_lock(&s->lock);
 	free(s->wanted_socket);
 	s->wanted_socket = copy;

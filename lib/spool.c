@@ -27,6 +27,7 @@
 
 #include "mbuf.h"
 #include "msg.h"
+#include "mymalloc.h"
 #include "rfc3339.h"
 
 #define READ_CHUNK        65536
@@ -156,9 +157,7 @@ new_segment(struct spool *sp, const char **error_r)
 		close(sp->wfd);
 	}
 	sp->wfd = fd;
-	sp->segs = realloc(sp->segs, (sp->nsegs + 1) * sizeof(*sp->segs));
-	if (sp->segs == NULL)
-		msg_fatal("out of memory");
+	sp->segs = myreallocarray(sp->segs, sp->nsegs + 1, sizeof(*sp->segs));
 	sp->segs[sp->nsegs].seg = seg;
 	sp->segs[sp->nsegs].size = 0;
 	sp->nsegs++;
@@ -170,13 +169,12 @@ struct spool *
 spool_open(const char *dir, uint64_t segment_max, uint64_t total_max, bool sync_each,
            const char **error_r)
 {
-	struct spool *sp = calloc(1, sizeof(*sp));
+	struct spool *sp = mycalloc(1, sizeof(*sp));
 	struct dirent *de;
 	bool had_cursor;
 	DIR *d;
 
-	if (sp == NULL || (sp->dir = strdup(dir)) == NULL)
-		msg_fatal("out of memory");
+	sp->dir = mystrdup(dir);
 	sp->segment_max = segment_max;
 	sp->total_max = total_max;
 	sp->sync_each = sync_each;
@@ -212,9 +210,7 @@ spool_open(const char *dir, uint64_t segment_max, uint64_t total_max, bool sync_
 		if (parse_segment_name(de->d_name, &seg) < 0 ||
 		    fstatat(sp->dirfd, de->d_name, &st, 0) < 0)
 			continue;
-		sp->segs = realloc(sp->segs, (sp->nsegs + 1) * sizeof(*sp->segs));
-		if (sp->segs == NULL)
-			msg_fatal("out of memory");
+		sp->segs = myreallocarray(sp->segs, sp->nsegs + 1, sizeof(*sp->segs));
 		sp->segs[sp->nsegs].seg = seg;
 		sp->segs[sp->nsegs].size = (uint64_t)st.st_size;
 		sp->total += (uint64_t)st.st_size;

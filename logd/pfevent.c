@@ -19,6 +19,7 @@
 #include "mbuf.h"
 #include "msevent.h"
 #include "msg.h"
+#include "mymalloc.h"
 #include "pflog.h"
 
 #define QID_MAX  32
@@ -52,9 +53,8 @@ split_words(const char *p, char ***words, size_t *n)
 			p++;
 		if ((len = strcspn(p, " ,\t")) == 0)
 			break;
-		*words = realloc(*words, (*n + 1) * sizeof(char *));
-		if (*words == NULL || ((*words)[(*n)++] = strndup(p, len)) == NULL)
-			msg_fatal("out of memory");
+		*words = myreallocarray(*words, *n + 1, sizeof(char *));
+		(*words)[(*n)++] = mystrndup(p, len);
 		p += len;
 	}
 }
@@ -70,10 +70,8 @@ free_words(char **words, size_t n)
 struct pfevent *
 pfevent_new(const char *services, const char *syslog_names, size_t cache_size)
 {
-	struct pfevent *pe = calloc(1, sizeof(*pe));
+	struct pfevent *pe = mycalloc(1, sizeof(*pe));
 
-	if (pe == NULL)
-		msg_fatal("out of memory");
 	pe->cache_size = cache_size ? cache_size : 1;
 	pe->cache = htable_create(pe->cache_size);
 	pfevent_configure(pe, services, syslog_names);
@@ -195,8 +193,7 @@ cache_put(struct pfevent *pe, const struct pflog_str *qid, const struct pflog_st
 	if (qid->len == 0 || qid->len > QID_MAX || msgid->len == 0 ||
 	    msgid->len > MSEVENT_MSGID_MAX)
 		return;
-	if ((item = malloc(sizeof(*item) + msgid->len + 1)) == NULL)
-		msg_fatal("out of memory");
+	item = mymalloc(sizeof(*item) + msgid->len + 1);
 	memcpy(item->message_id, msgid->ptr, msgid->len);
 	item->message_id[msgid->len] = '\0';
 	if ((e = htable_locate(pe->cache, qid->ptr, qid->len)) != NULL) {
@@ -240,13 +237,9 @@ line_id(const char *line, size_t len, char *out)
 static char *
 dup_str(const struct pflog_str *s, size_t max)
 {
-	char *p;
-
 	if (s->ptr == NULL || s->len == 0)
 		return NULL;
-	if ((p = strndup(s->ptr, s->len < max ? s->len : max)) == NULL)
-		msg_fatal("out of memory");
-	return p;
+	return mystrndup(s->ptr, s->len < max ? s->len : max);
 }
 
 /*
@@ -257,17 +250,13 @@ dup_str(const struct pflog_str *s, size_t max)
 static char *
 dup_text(const struct pflog_str *s, size_t max)
 {
-	char *p;
-
 	size_t size = s->len < max ? s->len + 1 : max + 1; /* msg_clean keeps the length */
 
 	if (s->ptr == NULL || s->len == 0)
 		return NULL;
 	if (size < 5)
 		size = 5; /* msg_clean's least */
-	if ((p = malloc(size)) == NULL)
-		msg_fatal("out of memory");
-	return msg_clean(p, size, s->ptr, s->len);
+	return msg_clean(mymalloc(size), size, s->ptr, s->len);
 }
 
 int

@@ -40,6 +40,7 @@
 #include "htable.h"
 #include "mbuf.h"
 #include "msg.h"
+#include "mymalloc.h"
 #include "rfc3339.h"
 #include "sdconfig.h"
 #include "token.h"
@@ -117,16 +118,6 @@ lower(char *s)
 			*s = (char)(*s - 'A' + 'a');
 }
 
-static char *
-xstrdup(const char *s)
-{
-	char *c = strdup(s);
-
-	if (c == NULL)
-		msg_fatal("out of memory");
-	return c;
-}
-
 /* --- database (worker thread) -------------------------------------------------------- */
 
 /*
@@ -161,11 +152,9 @@ parse_text_array(const char *s, struct principal *p)
 		}
 		if (item.len > 0 && (quoted || strcasecmp(mbuf_str(&item), "NULL") != 0) &&
 		    p->nadmin < ADMIN_MAX) {
-			char **grown = realloc(p->admin_domains, (p->nadmin + 1) * sizeof(char *));
-			if (grown == NULL)
-				msg_fatal("out of memory");
-			p->admin_domains = grown;
-			p->admin_domains[p->nadmin] = xstrdup(mbuf_str(&item));
+			p->admin_domains =
+			        myreallocarray(p->admin_domains, p->nadmin + 1, sizeof(char *));
+			p->admin_domains[p->nadmin] = mystrdup(mbuf_str(&item));
 			lower(p->admin_domains[p->nadmin++]);
 		}
 		if (*s == ',') {
@@ -231,9 +220,8 @@ lookup_run(struct dbjob *dj, PGconn *conn)
 	j->found = PQntuples(res) > 0;
 	if (j->kind == E_USER) {
 		/* no row: a user with no privileges beyond their own mail */
-		if ((j->p = calloc(1, sizeof(*j->p))) == NULL)
-			msg_fatal("out of memory");
-		j->p->user = xstrdup(j->user);
+		j->p = mycalloc(1, sizeof(*j->p));
+		j->p->user = mystrdup(j->user);
 		if (j->found && parse_text_array(PQgetvalue(res, 0, 1), j->p) < 0)
 			job_error(j, conn, NULL, "users.domain_admin is not a text[]");
 		j->found = j->found < 0 ? -1 : 1;
@@ -243,8 +231,7 @@ lookup_run(struct dbjob *dj, PGconn *conn)
 			snprintf(j->error, sizeof(j->error), "users.name of a token: %s", error);
 			j->found = -1;
 		} else {
-			if ((j->p = calloc(1, sizeof(*j->p))) == NULL)
-				msg_fatal("out of memory");
+			j->p = mycalloc(1, sizeof(*j->p));
 			j->p->user = user;
 			j->p->expires_ms = PQgetisnull(res, 0, 2)
 			                           ? INT64_MAX
@@ -362,8 +349,7 @@ lookup(struct auth *a, enum entry_kind kind, const unsigned char *key, const cha
 		principal_free(&p);
 		return;
 	}
-	if ((w = calloc(1, sizeof(*w))) == NULL)
-		msg_fatal("out of memory");
+	w = mycalloc(1, sizeof(*w));
 	w->done = done;
 	w->ctx = ctx;
 	w->expires_ms = expires_ms;
@@ -372,8 +358,8 @@ lookup(struct auth *a, enum entry_kind kind, const unsigned char *key, const cha
 		e->waiters_tail = &w->next;
 		return;
 	}
-	if ((e = calloc(1, sizeof(*e))) == NULL || (j = calloc(1, sizeof(*j))) == NULL)
-		msg_fatal("out of memory");
+	e = mycalloc(1, sizeof(*e));
+	j = mycalloc(1, sizeof(*j));
 	e->state = E_PENDING;
 	e->waiters = w;
 	e->waiters_tail = &w->next;
@@ -386,7 +372,7 @@ lookup(struct auth *a, enum entry_kind kind, const unsigned char *key, const cha
 	j->a = a;
 	j->kind = kind;
 	memcpy(j->key, key, TOKEN_HASH_LEN);
-	j->user = user ? xstrdup(user) : NULL;
+	j->user = user ? mystrdup(user) : NULL;
 	j->next = a->jobs;
 	if (a->jobs)
 		a->jobs->prev = j;
@@ -451,9 +437,8 @@ lookup_done(struct dbjob *dj)
 		if (j->kind == E_USER) {
 			/* no admin domains then: less than the user may have, never more */
 			principal_free(&j->p);
-			if ((j->p = calloc(1, sizeof(*j->p))) == NULL)
-				msg_fatal("out of memory");
-			j->p->user = xstrdup(j->user);
+			j->p = mycalloc(1, sizeof(*j->p));
+			j->p->user = mystrdup(j->user);
 			p = principal_dup(j->p);
 		} else
 			error = auth_error_db;
@@ -497,10 +482,8 @@ entry_stopping(void *value)
 struct auth *
 auth_new(const struct sd_config *cfg, struct dbworker *db, const char **error_r)
 {
-	struct auth *a = calloc(1, sizeof(*a));
+	struct auth *a = mycalloc(1, sizeof(*a));
 
-	if (a == NULL)
-		msg_fatal("out of memory");
 	a->cfg = cfg;
 	a->db = db;
 	a->cache = htable_create(CACHE_MAX);

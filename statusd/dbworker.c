@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "msg.h"
+#include "mymalloc.h"
 #include "store.h"
 
 struct dbworker {
@@ -230,12 +231,11 @@ struct dbworker *
 dbworker_start(uv_loop_t *loop, const char *name, const char *conninfo, long long retry_max_ms,
                int (*on_connect)(PGconn *, void *, const char **), void *ctx)
 {
-	struct dbworker *w = calloc(1, sizeof(*w));
+	struct dbworker *w = mycalloc(1, sizeof(*w));
 	int rc;
 
-	if (w == NULL || (w->name = strdup(name)) == NULL ||
-	    (w->conninfo = strdup(conninfo)) == NULL)
-		msg_fatal("out of memory");
+	w->name = mystrdup(name);
+	w->conninfo = mystrdup(conninfo);
 	w->retry_max_ms = retry_max_ms > 0 ? retry_max_ms : 5000;
 	w->on_connect = on_connect;
 	w->ctx = ctx;

@@ -8,16 +8,7 @@
 #include <strings.h>
 
 #include "msg.h"
-
-static char *
-xstrdup(const char *s)
-{
-	char *c = strdup(s);
-
-	if (c == NULL)
-		msg_fatal("out of memory");
-	return c;
-}
+#include "mymalloc.h"
 
 bool
 principal_may_see(const struct principal *p, const char *owner, const char *sender)
@@ -50,12 +41,12 @@ principal_dup(const struct principal *p)
 
 	if (p == NULL)
 		return NULL;
-	if ((c = calloc(1, sizeof(*c))) == NULL ||
-	    (p->nadmin > 0 && (c->admin_domains = calloc(p->nadmin, sizeof(char *))) == NULL))
-		msg_fatal("out of memory");
-	c->user = xstrdup(p->user);
+	c = mycalloc(1, sizeof(*c));
+	if (p->nadmin > 0)
+		c->admin_domains = mycalloc(p->nadmin, sizeof(char *));
+	c->user = mystrdup(p->user);
 	for (size_t i = 0; i < p->nadmin; i++)
-		c->admin_domains[i] = xstrdup(p->admin_domains[i]);
+		c->admin_domains[i] = mystrdup(p->admin_domains[i]);
 	c->nadmin = p->nadmin;
 	c->expires_ms = p->expires_ms;
 	return c;

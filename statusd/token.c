@@ -25,6 +25,7 @@
 
 #include "base32.h"
 #include "msg.h"
+#include "mymalloc.h"
 #include "randid.h"
 #include "utf8.h"
 
@@ -168,8 +169,7 @@ token_user(const char *s, size_t len, const char **error_r)
 		}
 		i += n;
 	}
-	if ((user = malloc(len + 1)) == NULL)
-		msg_fatal("out of memory");
+	user = mymalloc(len + 1);
 	for (size_t i = 0; i < len; i++)
 		user[i] = s[i] >= 'A' && s[i] <= 'Z' ? (char)(s[i] - 'A' + 'a') : s[i];
 	user[len] = '\0';
@@ -344,8 +344,7 @@ token_jwt_verify(const char *jwt, const unsigned char *key, size_t keylen, int64
 		*error_r = "a part of the token is empty";
 		return -1;
 	}
-	if ((buf = malloc(n)) == NULL)
-		msg_fatal("out of memory");
+	buf = mymalloc(n);
 
 	/* the header: which algorithm */
 	if ((len = token_b64url_decode(jwt, hlen, buf, n)) < 0) {
@@ -420,8 +419,7 @@ token_jwt_sign(const char *user, int64_t iat_s, int64_t exp_s, const unsigned ch
 	                                                      JSON_C_TO_STRING_NOSLASHESCAPE);
 	bodylen = strlen(body);
 	size = (sizeof(head) + bodylen + TOKEN_HASH_LEN) / 3 * 4 + 16;
-	if ((out = malloc(size)) == NULL)
-		msg_fatal("out of memory");
+	out = mymalloc(size);
 	if ((o = token_b64url_encode(head, sizeof(head) - 1, out, size)) < 0)
 		msg_panic("token_jwt_sign: buffer too small");
 	out[o++] = '.';
@@ -469,8 +467,7 @@ token_secret_load(const char *setting, const char *path, unsigned char **secret_
 		close(fd);
 		return -1;
 	}
-	if ((buf = malloc(TOKEN_SECRET_MAX + 3)) == NULL)
-		msg_fatal("out of memory");
+	buf = mymalloc(TOKEN_SECRET_MAX + 3);
 	while (len < TOKEN_SECRET_MAX + 3) {
 		got = read(fd, buf + len, TOKEN_SECRET_MAX + 3 - len);
 		if (got < 0 && errno == EINTR)

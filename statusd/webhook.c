@@ -58,6 +58,7 @@
 
 #include "mbuf.h"
 #include "msg.h"
+#include "mymalloc.h"
 #include "rfc3339.h"
 #include "sdconfig.h"
 #include "store.h"
@@ -127,16 +128,6 @@ backoff_next(long long cur, long long min, long long max)
 
 /* --- settings ------------------------------------------------------------------------- */
 
-static char *
-xstrdup(const char *s)
-{
-	char *p = strdup(s);
-
-	if (p == NULL)
-		msg_fatal("out of memory");
-	return p;
-}
-
 /* Check one URL of webhook_urls and make its names for the log and for metrics. */
 static int
 hook_init(struct hook *h, const char *url, const char **error_r)
@@ -173,8 +164,8 @@ hook_init(struct hook *h, const char *url, const char **error_r)
 	mbuf_printf(&label, "%s://%s%s%s", scheme, host, port ? ":" : "", port ? port : "");
 	snprintf(h->origin, sizeof(h->origin), "%s", mbuf_str(&label));
 	mbuf_printf(&label, "%s%s", path ? path : "/", query ? "?..." : "");
-	h->url = xstrdup(url);
-	h->label = xstrdup(mbuf_str(&label));
+	h->url = mystrdup(url);
+	h->label = mystrdup(mbuf_str(&label));
 	rc = 0;
 out:
 	mbuf_free(&label);
@@ -689,7 +680,7 @@ struct webhooks *
 webhooks_start(const struct sd_config *cfg, const char **error_r)
 {
 	static const char sep[] = ", \t";
-	char *list = xstrdup(cfg->webhook_urls), *save = NULL, *url;
+	char *list = mystrdup(cfg->webhook_urls), *save = NULL, *url;
 	struct webhooks *w;
 	sigset_t all, old;
 	size_t n = 0;
@@ -711,12 +702,11 @@ webhooks_start(const struct sd_config *cfg, const char **error_r)
 		                  curl_easy_strerror(cc));
 		return NULL;
 	}
-	if ((w = calloc(1, sizeof(*w))) == NULL ||
-	    (w->hooks = calloc(n, sizeof(*w->hooks))) == NULL)
-		msg_fatal("out of memory");
+	w = mycalloc(1, sizeof(*w));
+	w->hooks = mycalloc(n, sizeof(*w->hooks));
 	w->cfg = cfg;
 	w->wake[0] = w->wake[1] = -1;
-	list = xstrdup(cfg->webhook_urls);
+	list = mystrdup(cfg->webhook_urls);
 	for (url = strtok_r(list, sep, &save); url != NULL; url = strtok_r(NULL, sep, &save)) {
 		struct hook *h = &w->hooks[w->n];
 
