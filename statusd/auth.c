@@ -2,12 +2,13 @@
  * auth - who is calling statusd's API. See auth.h; token.c has the pure parts.
  *
  * DESIGN
- *	One cache, on the loop thread, of what PostgreSQL said: a hash table (lib/htable) of
- *	entries for API tokens, keyed by the token's SHA-256 (the token itself is not kept),
- *	with the principal it names or "no such token"; and for users of signed tokens, keyed
- *	by the SHA-256 of the user name, with the domains they administer. Answers are kept
- *AUTH_CACHE_MS (an API token's no longer than it is valid), "no such token" NEGATIVE_MS; a failed
- *lookup is not kept at all. A revoked token therefore works for at most AUTH_CACHE_MS more.
+ *	One cache, on the loop thread, of what PostgreSQL said, in a hash table
+ *	(lib/htable): for API tokens, keyed by the token's SHA-256 (the token itself is not
+ *	kept), the principal it names or "no such token"; for users of signed tokens, keyed
+ *	by the SHA-256 of the user name, the domains they administer. Answers are kept
+ *	AUTH_CACHE_MS (an API token's no longer than it is valid), "no such token"
+ *	NEGATIVE_MS; a failed lookup is not kept at all. A revoked token therefore works for
+ *	at most AUTH_CACHE_MS more.
  *
  *	An entry is pending while its query runs on the query worker; further checks of the
  *	same token (or user) wait on it instead of asking again. Answered entries are kept in
