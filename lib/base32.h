@@ -7,6 +7,13 @@
  * the ids of Postfix log lines (logd/pfevent.c). The Dovecot plugin keeps a copy of its
  * own (it does not link lib/).
  *
+ * DESIGN
+ *	A pure function; the caller owns both buffers.
+ *
+ * SECURITY
+ *	Encodes only: nothing here reads base32 from outside (the validators of ids and
+ *	tokens check their alphabet themselves).
+ *
  * DIAGNOSTICS
  *	None: the caller sizes the buffers (a panic if in is too short for n characters).
  */

@@ -6,6 +6,14 @@
  * functions end the program instead of returning NULL, and callers need no check of their
  * own. free() as usual.
  *
+ * DESIGN
+ *	Thread-safe as malloc(3) is. Sizes of zero are made one byte, so that a NULL return
+ *	always means failure.
+ *
+ * SECURITY
+ *	Element counts that come from outside go through mycalloc or myreallocarray, which
+ *	check n * size for overflow.
+ *
  * DIAGNOSTICS
  *	Allocation failure and size overflow are fatal: msg_fatal("out of memory").
  */

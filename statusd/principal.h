@@ -3,9 +3,8 @@
  *
  * A principal is a user name (lower case: the SASL login or mail address mail is sent
  * with) plus the domains it administers (users.domain_admin), and when the credential it
- * came with stops being valid. auth.c makes principals from tokens; the API, the feeds and
- * the streams ask these functions. They are pure (no I/O, no clock of their own), so that
- * tests/unit/test_principal.c can check every rule directly.
+ * came with stops being valid. auth.c makes principals from tokens; the API (api.c) and the
+ * feeds (feed.c, for each event, also when a feed resumes from memory) ask these functions.
  *
  * The rules:
  *	- a user sees the messages it owns (messages.owner: the SASL login, or the envelope
@@ -16,9 +15,17 @@
  *	- nobody else: not a recipient of the message, not another user of the domain;
  *	- a credential is expired from its expiry time on (0: it does not expire).
  *
+ * DESIGN
+ *	Pure functions: no I/O and no clock of their own (the caller passes the time), so
+ *	that tests/unit/test_principal.c checks every rule directly. A principal is not
+ *	changed once made; whoever keeps one keeps a copy (principal_dup).
+ *
  * SECURITY
  *	owner and sender come from the database (validated events); the principal from a
  *	checked token. A missing principal, owner or sender grants nothing.
+ *
+ * DIAGNOSTICS
+ *	None; out of memory in principal_dup is fatal.
  */
 #ifndef PRINCIPAL_H
 #define PRINCIPAL_H
