@@ -4,6 +4,7 @@ pflogsumm on the same generated maillog.
 
     bench/pflog.py [--lines 2000000] [--rounds 5] [--build-dir build-pflog-rel]
                    [--log /tmp/pflog-bench/maillog] [--keep] [--seed 1]
+                   [--baseline-build-dir DIR] [--uncached 2000] [--events-only]
 
 The log is generated from templates of the lines a private Postfix 3.7.11 wrote (see
 tests/data/maillog-sample.txt) plus the few shapes that need a real MX on the Internet
@@ -22,6 +23,13 @@ Measured:
                  as a log follower does, parse every line once (best of 3 runs);
   pflogsumm      pflogsumm FILE > /dev/null as a process (it parses every line with Perl
                  regular expressions and also builds its report: more work, not the same).
+  events         pflog_bench -e FILE: what msgstatus-logd does per line (pfevent_line():
+                 parse, Message-ID cache, validate, format the event), CPU time per delivery
+                 line: with the file's lines in order (the queue id was cached by its
+                 cleanup line) and uncached (the first --uncached delivery lines alone,
+                 after 100,000 other Message-IDs filled the cache). With
+                 --baseline-build-dir, the same with that build's pflog_bench (e.g. of an
+                 earlier commit), rounds alternating, on the same file.
 Needs: Debian's pflogsumm (apt-get install pflogsumm) and a Release build of pflog_bench:
   cmake -S . -B build-pflog-rel -DCMAKE_BUILD_TYPE=Release && cmake --build build-pflog-rel
       --target pflog_bench
@@ -318,14 +326,24 @@ def main():
     ap.add_argument("--log", default="/tmp/pflog-bench/maillog")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--keep", action="store_true", help="keep the generated log")
+    ap.add_argument("--baseline-build-dir", help="another build to compare the events with")
+    ap.add_argument("--uncached", type=int, default=2000,
+                    help="uncached delivery lines timed per round")
+    ap.add_argument("--events-only", action="store_true",
+                    help="measure only the events (no pflogsumm)")
     args = ap.parse_args()
 
     bench = os.path.join(args.build_dir, "bench", "pflog_bench")
     pflogsumm = shutil.which("pflogsumm") or "/usr/sbin/pflogsumm"
     if not os.access(bench, os.X_OK):
         sys.exit(f"{bench}: not built (see the usage at the top of {__file__})")
-    if not os.access(pflogsumm, os.X_OK):
+    if not args.events_only and not os.access(pflogsumm, os.X_OK):
         sys.exit("pflogsumm not found: apt-get install pflogsumm")
+    base = None
+    if args.baseline_build_dir:
+        base = os.path.join(args.baseline_build_dir, "bench", "pflog_bench")
+        if not os.access(base, os.X_OK):
+            sys.exit(f"{base}: not built")
 
     os.makedirs(os.path.dirname(args.log), exist_ok=True)
     t = time.perf_counter()
@@ -337,6 +355,41 @@ def main():
     print(f"generated {len(lines)} lines, {size / 1e6:.1f} MB in {time.perf_counter() - t:.1f} s: {args.log}")
     del lines
 
+    if not args.events_only:
+        parse_vs_pflogsumm(args, bench, pflogsumm, size)
+    events(args, bench, base)
+    if not args.keep:
+        os.unlink(args.log)
+
+
+EVENTS_RE = re.compile(r"RESULT_EVENTS delivery_lines=(\d+) cached_ns=(\d+) cached_hits=(\d+) "
+                       r"uncached_lines=(\d+) uncached_ns=(\d+)")
+
+
+def events(args, bench, base):
+    """pfevent_line() per delivery line, cached and uncached; base's build alternating."""
+    runs = [("this build", bench)] + ([("baseline", base)] if base else [])
+    got = {name: [] for name, _ in runs}
+    for r in range(args.rounds):
+        for name, exe in (runs if r % 2 == 0 else runs[::-1]):
+            res, _ = run([exe, "-e", args.log, "1", str(args.uncached)], capture_output=True,
+                         text=True, check=True)
+            m = EVENTS_RE.search(res.stdout)
+            got[name].append(tuple(int(g) for g in m.groups()))
+            print(f"round {r + 1} {name}: cached {got[name][-1][1] / 1000:.2f} us, "
+                  f"uncached {got[name][-1][4] / 1000:.2f} us per delivery line")
+    print()
+    print(f"events: pfevent_line(), CPU time per delivery line, median of {args.rounds} rounds")
+    print("| build | cached µs | uncached µs | delivery lines (with a Message-ID) | uncached lines |")
+    print("|---|---:|---:|---:|---:|")
+    for name, exe in runs:
+        rows = got[name]
+        med = lambda i: sorted(x[i] for x in rows)[len(rows) // 2]
+        print(f"| {name} ({exe}) | {med(1) / 1000:.2f} | {med(4) / 1000:.2f} | "
+              f"{rows[0][0]:,} ({rows[0][2]:,}) | {rows[0][3]:,} |")
+
+
+def parse_vs_pflogsumm(args, bench, pflogsumm, size):
     res, _ = run([bench, "-t", args.log, str(args.rounds)], capture_output=True, text=True,
                  check=True)
     print(res.stdout, end="")
@@ -367,8 +420,6 @@ def main():
     print()
     print(f"ratio, wall time (pflogsumm / pflog_bench process): {psum / wall:.1f}x")
     print(f"ratio, lines/s (pflog parse median / pflogsumm): {median / (n / psum):.1f}x")
-    if not args.keep:
-        os.unlink(args.log)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@
 
 #include "mbuf.h"
 #include "msg.h"
+#include "mymalloc.h"
 
 #define CONF_LINE_MAX 4096
 
@@ -106,9 +107,7 @@ conf_apply(const struct conf_setting *s, void *obj, const char *value, const cha
 	switch (s->type) {
 	case CONF_STR: {
 		char **p = (char **)field;
-		char *copy = strdup(value);
-		if (copy == NULL)
-			msg_fatal("out of memory");
+		char *copy = mystrdup(value);
 		free(*p);
 		*p = copy;
 		return 0;
@@ -230,8 +229,7 @@ conf_load_stream(const struct conf_setting *table, void *obj, FILE *fp, const ch
 			msg_panic("conf_load: bad default for %s: %s", s->name, *error_r);
 	if (fp == NULL)
 		return 0;
-	if ((seen = calloc(count ? count : 1, 1)) == NULL)
-		msg_fatal("out of memory");
+	seen = mycalloc(count ? count : 1, 1);
 	while (fgets(line, sizeof(line), fp) != NULL) {
 		char *name, *value, *eq;
 		const struct conf_setting *s;

@@ -1,18 +1,17 @@
 /*
- * dropfile - hand events to statusd through a directory (Postfix's maildrop/pickup pattern).
+ * dropfile - the files producers hand events to statusd in, through a directory (Postfix's
+ * maildrop/pickup pattern): which names statusd reads.
  *
  * Producers that live in short-lived processes (the Dovecot plugin) cannot wait for
  * statusd to come back. They write the records statusd did not acknowledge into a new file
  * in a pickup directory, and statusd reads, stores and deletes such files. A file appears
  * under its final name only when complete (written as ".tmp-*", then renamed), so statusd
- * never reads half a file.
+ * never reads half a file. The Dovecot plugin writes them with code of its own (it does
+ * not link lib/); statusd's pickup.c reads them.
  *
  * File names: "<ms since epoch>-<pid>-<random>.events", so that sorting by name is
  * roughly oldest first. Mode 0640: give the directory the group statusd reads with and the
  * setgid bit (see docs/deployment.md).
- *
- * DIAGNOSTICS
- *	0 or -1 with *error_r; a failed write leaves no file behind.
  */
 #ifndef DROPFILE_H
 #define DROPFILE_H
@@ -22,8 +21,6 @@
 
 #define DROPFILE_SUFFIX ".events"
 
-/* Write len bytes of records (each ending in '\n') as one new file in dir. */
-int dropfile_write(const char *dir, const char *data, size_t len, const char **error_r);
 /* True if name is a complete drop file (not a temporary one, not hidden). */
 bool dropfile_name_ok(const char *name);
 

@@ -18,6 +18,7 @@
 
 #include "mbuf.h"
 #include "msg.h"
+#include "mymalloc.h"
 
 #define REPLY_MAX 4096
 
@@ -41,10 +42,9 @@ struct evclient {
 struct evclient *
 evclient_new(const char *socket_path)
 {
-	struct evclient *c = calloc(1, sizeof(*c));
+	struct evclient *c = mycalloc(1, sizeof(*c));
 
-	if (c == NULL || (c->path = strdup(socket_path)) == NULL)
-		msg_fatal("out of memory");
+	c->path = mystrdup(socket_path);
 	c->fd = -1;
 	return c;
 }
@@ -126,8 +126,7 @@ evclient_queue(struct evclient *c, const char *rec, size_t len, uint64_t cookie)
 			c->phead = 0;
 		} else {
 			c->pcap = c->pcap ? c->pcap * 2 : 64;
-			if ((c->pending = realloc(c->pending, c->pcap * sizeof(*p))) == NULL)
-				msg_fatal("out of memory");
+			c->pending = myreallocarray(c->pending, c->pcap, sizeof(*p));
 		}
 	}
 	p = &c->pending[c->phead + c->pcount++];

@@ -8,9 +8,8 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "base32.h"
 #include "msg.h"
-
-static const char alphabet[] = "abcdefghijklmnopqrstuvwxyz234567";
 
 void
 randid_bytes(void *buf, size_t n)
@@ -33,20 +32,9 @@ char *
 randid_new(char *buf)
 {
 	unsigned char raw[17]; /* 26 * 5 = 130 bits */
-	unsigned acc = 0, bits = 0;
-	size_t o = 0;
 
 	randid_bytes(raw, sizeof(raw));
-	for (size_t i = 0; i < sizeof(raw) && o < RANDID_LEN; i++) {
-		acc = (acc << 8) | raw[i];
-		bits += 8;
-		while (bits >= 5 && o < RANDID_LEN) {
-			buf[o++] = alphabet[(acc >> (bits - 5)) & 31];
-			bits -= 5;
-		}
-	}
-	buf[RANDID_LEN] = '\0';
-	return buf;
+	return base32_encode(buf, RANDID_LEN, raw, sizeof(raw));
 }
 
 bool

@@ -12,6 +12,7 @@
 #include "evclient.h"
 #include "mbuf.h"
 #include "msg.h"
+#include "mymalloc.h"
 #include "rfc3339.h"
 #include "spool.h"
 
@@ -33,7 +34,6 @@ struct shipper {
 	pthread_mutex_t lock;
 	int stopping; /* under lock */
 	int64_t stop_deadline;
-	struct shipper_stats stats; /* under lock */
 
 	char *wanted_socket; /* under lock: set by shipper_set_socket */
 	struct mbuf held;    /* under lock: records the spool could not take (shipper_hold) */
@@ -60,12 +60,6 @@ on_reply(void *ctx, uint64_t cookie, bool ok, const char *error)
 	(void)cookie;
 	s->phead = (s->phead + 1) % SHIPPER_WINDOW;
 	s->pcount--;
-	pthread_mutex_lock(&s->lock);
-	if (ok)
-		s->stats.acked++;
-	else
-		s->stats.rejected++;
-	pthread_mutex_unlock(&s->lock);
 	if (!ok)
 		msg_error("statusd rejected a%s event for good: %s",
 		          in.held_len ? "n in-memory" : " spooled", error);
@@ -107,9 +101,6 @@ disconnect(struct shipper *s, const char *why)
 		msg_warn("statusd unavailable (%s): events are kept in the spool and sent later",
 		         why);
 	s->down_logged = true;
-	pthread_mutex_lock(&s->lock);
-	s->stats.connected = 0;
-	pthread_mutex_unlock(&s->lock);
 	s->backoff = s->backoff ? s->backoff * 2 : BACKOFF_MIN_MS;
 	if (s->backoff > BACKOFF_MAX_MS)
 		s->backoff = BACKOFF_MAX_MS;
@@ -124,7 +115,7 @@ check_socket(struct shipper *s)
 
 	pthread_mutex_lock(&s->lock);
 	if (s->socket_path == NULL || strcmp(s->socket_path, s->wanted_socket) != 0)
-		wanted = strdup(s->wanted_socket);
+		wanted = mystrdup(s->wanted_socket);
 	pthread_mutex_unlock(&s->lock);
 	if (wanted == NULL)
 		return;
@@ -264,9 +255,6 @@ shipper_main(void *arg)
 					log_back(s);
 				s->down_logged = false;
 				s->backoff = 0;
-				pthread_mutex_lock(&s->lock);
-				s->stats.connected = 1;
-				pthread_mutex_unlock(&s->lock);
 			}
 		}
 		if (evclient_connected(s->client)) {
@@ -311,14 +299,12 @@ shipper_main(void *arg)
 struct shipper *
 shipper_start(struct spool *sp, const char *socket_path)
 {
-	struct shipper *s = calloc(1, sizeof(*s));
+	struct shipper *s = mycalloc(1, sizeof(*s));
 	int rc;
 
-	if (s == NULL || (s->positions = calloc(SHIPPER_WINDOW, sizeof(*s->positions))) == NULL)
-		msg_fatal("out of memory");
+	s->positions = mycalloc(SHIPPER_WINDOW, sizeof(*s->positions));
 	s->sp = sp;
-	if ((s->wanted_socket = strdup(socket_path)) == NULL)
-		msg_fatal("out of memory");
+	s->wanted_socket = mystrdup(socket_path);
 	pthread_mutex_init(&s->lock, NULL);
 	if ((rc = pthread_create(&s->thread, NULL, shipper_main, s)) != 0)
 		msg_fatal("cannot start the shipper thread: %s", strerror(rc));
@@ -328,10 +314,8 @@ shipper_start(struct spool *sp, const char *socket_path)
 void
 shipper_set_socket(struct shipper *s, const char *socket_path)
 {
-	char *copy = strdup(socket_path);
+	char *copy = mystrdup(socket_path);
 
-	if (copy == NULL)
-		msg_fatal("out of memory");
 	pthread_mutex_lock(&s->lock);
 	free(s->wanted_socket);
 	s->wanted_socket = copy;
@@ -377,12 +361,4 @@ shipper_hold(struct shipper *s, const char *recs, size_t len, size_t *held_r)
 	if (rc == 0)
 		spool_wakeup(s->sp);
 	return rc;
-}
-
-void
-shipper_stats(struct shipper *s, struct shipper_stats *out)
-{
-	pthread_mutex_lock(&s->lock);
-	*out = s->stats;
-	pthread_mutex_unlock(&s->lock);
 }

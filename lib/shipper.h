@@ -12,8 +12,8 @@
  *	answered when a connection broke is sent again; statusd recognizes the duplicates by
  *	their ids. A record statusd rejects for good is logged and passed. Records the spool
  *	refused wait in memory (shipper_hold) and are sent once the spool has nothing more
- *	to send; they are not durable. Threads: the shipper's own; shipper_set_socket,
- *	shipper_hold and shipper_stats may be called from any thread.
+ *	to send; they are not durable. Threads: the shipper's own; shipper_set_socket and
+ *	shipper_hold may be called from any thread.
  */
 #ifndef SHIPPER_H
 #define SHIPPER_H
@@ -23,11 +23,6 @@
 
 struct spool;
 struct shipper;
-
-struct shipper_stats {
-	uint64_t acked, rejected;
-	unsigned connected;
-};
 
 /* Start shipping sp to the event socket at socket_path. */
 struct shipper *shipper_start(struct spool *sp, const char *socket_path);
@@ -43,6 +38,5 @@ void shipper_set_socket(struct shipper *s, const char *socket_path);
 int shipper_hold(struct shipper *s, const char *recs, size_t len, size_t *held_r);
 /* Stop: finish what is in flight for at most grace_ms, then join the thread. */
 void shipper_stop(struct shipper **s, int grace_ms);
-void shipper_stats(struct shipper *s, struct shipper_stats *out);
 
 #endif

@@ -27,6 +27,7 @@
 
 #include "mbuf.h"
 #include "msg.h"
+#include "mymalloc.h"
 #include "rfc3339.h"
 
 #define READ_CHUNK        65536
@@ -45,8 +46,6 @@ struct spool {
 	uint64_t segment_max, total_max;
 	bool sync_each;
 	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	bool wake;
 	int notify_fd; /* eventfd, readable after an append */
 
 	/* writer state, under lock */
@@ -158,9 +157,7 @@ new_segment(struct spool *sp, const char **error_r)
 		close(sp->wfd);
 	}
 	sp->wfd = fd;
-	sp->segs = realloc(sp->segs, (sp->nsegs + 1) * sizeof(*sp->segs));
-	if (sp->segs == NULL)
-		msg_fatal("out of memory");
+	sp->segs = myreallocarray(sp->segs, sp->nsegs + 1, sizeof(*sp->segs));
 	sp->segs[sp->nsegs].seg = seg;
 	sp->segs[sp->nsegs].size = 0;
 	sp->nsegs++;
@@ -172,13 +169,12 @@ struct spool *
 spool_open(const char *dir, uint64_t segment_max, uint64_t total_max, bool sync_each,
            const char **error_r)
 {
-	struct spool *sp = calloc(1, sizeof(*sp));
+	struct spool *sp = mycalloc(1, sizeof(*sp));
 	struct dirent *de;
 	bool had_cursor;
 	DIR *d;
 
-	if (sp == NULL || (sp->dir = strdup(dir)) == NULL)
-		msg_fatal("out of memory");
+	sp->dir = mystrdup(dir);
 	sp->segment_max = segment_max;
 	sp->total_max = total_max;
 	sp->sync_each = sync_each;
@@ -188,7 +184,6 @@ spool_open(const char *dir, uint64_t segment_max, uint64_t total_max, bool sync_
 		goto fail;
 	}
 	pthread_mutex_init(&sp->lock, NULL);
-	pthread_cond_init(&sp->cond, NULL);
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
 		*error_r = errfmt("spool %s: mkdir: %s", dir, strerror(errno));
 		goto fail;
@@ -215,9 +210,7 @@ spool_open(const char *dir, uint64_t segment_max, uint64_t total_max, bool sync_
 		if (parse_segment_name(de->d_name, &seg) < 0 ||
 		    fstatat(sp->dirfd, de->d_name, &st, 0) < 0)
 			continue;
-		sp->segs = realloc(sp->segs, (sp->nsegs + 1) * sizeof(*sp->segs));
-		if (sp->segs == NULL)
-			msg_fatal("out of memory");
+		sp->segs = myreallocarray(sp->segs, sp->nsegs + 1, sizeof(*sp->segs));
 		sp->segs[sp->nsegs].seg = seg;
 		sp->segs[sp->nsegs].size = (uint64_t)st.st_size;
 		sp->total += (uint64_t)st.st_size;
@@ -271,7 +264,6 @@ spool_close(struct spool **spp)
 	if (sp->notify_fd >= 0)
 		close(sp->notify_fd);
 	pthread_mutex_destroy(&sp->lock);
-	pthread_cond_destroy(&sp->cond);
 	mbuf_free(&sp->rbuf);
 	free(sp->segs);
 	free(sp->dir);
@@ -324,7 +316,6 @@ spool_append(struct spool *sp, const char *rec, size_t len, const char **error_r
 	w->size += len;
 	sp->total += len;
 	sp->appended++;
-	pthread_cond_broadcast(&sp->cond);
 	if (write(sp->notify_fd, &(uint64_t){1}, sizeof(uint64_t)) < 0) {
 		/* EAGAIN: the counter is already non-zero, the reader will wake */
 	}
@@ -453,32 +444,6 @@ spool_read(struct spool *sp, struct mbuf *out, struct spool_pos *pos_r, const ch
 	}
 }
 
-void
-spool_wait(struct spool *sp, int timeout_ms)
-{
-	struct timespec ts;
-	bool is_write;
-	int64_t end;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += timeout_ms / 1000;
-	ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
-	pthread_mutex_lock(&sp->lock);
-	for (;;) {
-		end = segment_end(sp, sp->rseg, &is_write);
-		if (sp->wake || end < 0 || !is_write || sp->roff < (uint64_t)end)
-			break;
-		if (pthread_cond_timedwait(&sp->cond, &sp->lock, &ts) != 0)
-			break;
-	}
-	sp->wake = false;
-	pthread_mutex_unlock(&sp->lock);
-}
-
 int
 spool_notify_fd(struct spool *sp)
 {
@@ -498,10 +463,6 @@ spool_notify_clear(struct spool *sp)
 void
 spool_wakeup(struct spool *sp)
 {
-	pthread_mutex_lock(&sp->lock);
-	sp->wake = true;
-	pthread_cond_broadcast(&sp->cond);
-	pthread_mutex_unlock(&sp->lock);
 	if (write(sp->notify_fd, &(uint64_t){1}, sizeof(uint64_t)) < 0) {
 		/* EAGAIN: already readable */
 	}

@@ -13,8 +13,8 @@
  * segment, where the reader skips it with a warning.
  *
  * DESIGN
- *	Threads: any number of writers (spool_append, under the spool's mutex), one reader.
- *	spool_wait() sleeps until something is appended. Durability: by default a record is
+ *	Threads: any number of writers (spool_append, under the spool's mutex), one reader,
+ *	which polls spool_notify_fd() to learn of appends. Durability: by default a record is
  *	in the kernel when spool_append() returns (it survives the process); fsync happens
  *	in spool_commit() and at rotation, or on every append with sync_each.
  *
@@ -58,9 +58,7 @@ int spool_append(struct spool *sp, const char *rec, size_t len, const char **err
  * the position just after it in *pos_r. Returns 1, 0 when there is nothing more now, -1.
  */
 int spool_read(struct spool *sp, struct mbuf *out, struct spool_pos *pos_r, const char **error_r);
-/* Wait up to timeout_ms for an append; returns at once if unread records exist. */
-void spool_wait(struct spool *sp, int timeout_ms);
-/* Wake a reader blocked in spool_wait or polling spool_notify_fd (for shutdown). */
+/* Wake a reader polling spool_notify_fd (for shutdown). */
 void spool_wakeup(struct spool *sp);
 /*
  * An eventfd that becomes readable after each append (and on spool_wakeup), for a reader

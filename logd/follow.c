@@ -24,6 +24,7 @@
 
 #include "mbuf.h"
 #include "msg.h"
+#include "mymalloc.h"
 
 #define READ_CHUNK  (256 * 1024)
 #define READ_BUDGET (4 * 1024 * 1024) /* bytes per follow_read(): bounds the caller's batch */
@@ -94,21 +95,19 @@ find_rotated(struct follow *f, ino_t ino)
 struct follow *
 follow_open(const char *path, const char *state_file, const char **error_r)
 {
-	struct follow *f = calloc(1, sizeof(*f));
+	struct follow *f = mycalloc(1, sizeof(*f));
 	unsigned long long ino = 0, pos = 0;
 	char *tmp;
 	FILE *fp;
 
-	if (f == NULL || (f->path = strdup(path)) == NULL ||
-	    (f->state_file = strdup(state_file)) == NULL || (tmp = strdup(path)) == NULL)
-		msg_fatal("out of memory");
-	f->dir = strdup(dirname(tmp));
+	f->path = mystrdup(path);
+	f->state_file = mystrdup(state_file);
+	tmp = mystrdup(path);
+	f->dir = mystrdup(dirname(tmp));
 	free(tmp);
-	tmp = strdup(path);
-	f->base = strdup(basename(tmp));
+	tmp = mystrdup(path);
+	f->base = mystrdup(basename(tmp));
 	free(tmp);
-	if (f->dir == NULL || f->base == NULL)
-		msg_fatal("out of memory");
 	f->fd = -1;
 	if ((f->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) < 0 ||
 	    inotify_add_watch(f->ifd, f->dir,
@@ -301,14 +300,4 @@ follow_save(struct follow *f, const char **error_r)
 		return -1;
 	}
 	return 0;
-}
-
-long long
-follow_lag(const struct follow *f)
-{
-	struct stat st;
-
-	if (f->fd < 0 || fstat(f->fd, &st) < 0)
-		return 0;
-	return (long long)(st.st_size - f->pos);
 }

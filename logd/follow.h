@@ -47,7 +47,5 @@ int follow_fd(const struct follow *f);
 int follow_read(struct follow *f, follow_line_cb *cb, void *ctx, const char **error_r);
 /* Persist the position after the last line handed out. 0 or -1. */
 int follow_save(struct follow *f, const char **error_r);
-/* Bytes of the current file not yet read (for stats). */
-long long follow_lag(const struct follow *f);
 
 #endif

@@ -18,8 +18,9 @@
  *	lines. Lines that arrive on the syslog socket while msgstatus-logd is down are lost
  *	(syslog over datagrams has no acknowledgement): the log file is the durable input.
  *
- *	SIGHUP reloads delivered_services, syslog_names, events_socket and logging; SIGTERM/SIGINT
- *save the position, send what is in flight (at most 5 seconds) and exit 0.
+ *	SIGHUP reloads delivered_services, syslog_names, events_socket and logging, and keeps
+ *	the Message-IDs remembered for queue ids; SIGTERM/SIGINT save the position, send what
+ *	is in flight (at most 5 seconds) and exit 0.
  *
  * SECURITY
  *	Log lines are untrusted (anyone who can write to syslog can forge one): pflog.c bounds
@@ -196,8 +197,7 @@ reload(struct logd *ld)
 		        "SIGHUP: maillog_file, syslog_socket and state_dir change only at restart");
 	if (strcmp(cfg.events_socket, ld->cfg.events_socket) != 0)
 		shipper_set_socket(ld->shipper, cfg.events_socket);
-	pfevent_free(&ld->pfevent);
-	ld->pfevent = pfevent_new(cfg.delivered_services, cfg.syslog_names, MSGID_CACHE);
+	pfevent_configure(ld->pfevent, cfg.delivered_services, cfg.syslog_names);
 	open_log(&cfg, ld->cmdline_verbose);
 	/* keep the inputs that cannot change, take the rest */
 	char *keep_file = ld->cfg.maillog_file, *keep_sock = ld->cfg.syslog_socket,

@@ -14,17 +14,22 @@
 #include <string.h>
 #include <strings.h>
 
+#include "base32.h"
+#include "htable.h"
 #include "mbuf.h"
 #include "msevent.h"
 #include "msg.h"
+#include "mymalloc.h"
 #include "pflog.h"
 
 #define QID_MAX  32
 #define TEXT_MAX 2000 /* bytes of a reply kept in details */
 
-struct cache_entry {
-	char qid[QID_MAX + 1];
-	char *message_id;
+/* A queue id's Message-ID (one allocation); the table's entry has the queue id as its key. */
+struct cache_item {
+	struct cache_item *older, *newer; /* in the order they were logged */
+	struct htable_entry *entry;
+	char message_id[];
 };
 
 struct pfevent {
@@ -32,8 +37,9 @@ struct pfevent {
 	size_t ndelivered;
 	char **names; /* syslog_name values whose lines are Postfix's */
 	size_t nnames;
-	struct cache_entry *cache; /* ring: the newest overwrites the oldest */
-	size_t cache_size, cache_next;
+	struct htable *cache;               /* queue id -> struct cache_item */
+	struct cache_item *oldest, *newest; /* the oldest goes first when the cache is full */
+	size_t cache_size;
 	struct pfevent_stats stats;
 };
 
@@ -47,9 +53,8 @@ split_words(const char *p, char ***words, size_t *n)
 			p++;
 		if ((len = strcspn(p, " ,\t")) == 0)
 			break;
-		*words = realloc(*words, (*n + 1) * sizeof(char *));
-		if (*words == NULL || ((*words)[(*n)++] = strndup(p, len)) == NULL)
-			msg_fatal("out of memory");
+		*words = myreallocarray(*words, *n + 1, sizeof(char *));
+		(*words)[(*n)++] = mystrndup(p, len);
 		p += len;
 	}
 }
@@ -65,15 +70,29 @@ free_words(char **words, size_t n)
 struct pfevent *
 pfevent_new(const char *services, const char *syslog_names, size_t cache_size)
 {
-	struct pfevent *pe = calloc(1, sizeof(*pe));
+	struct pfevent *pe = mycalloc(1, sizeof(*pe));
 
-	if (pe == NULL ||
-	    (pe->cache = calloc(cache_size ? cache_size : 1, sizeof(*pe->cache))) == NULL)
-		msg_fatal("out of memory");
 	pe->cache_size = cache_size ? cache_size : 1;
+	pe->cache = htable_create(pe->cache_size);
+	pfevent_configure(pe, services, syslog_names);
+	return pe;
+}
+
+void
+pfevent_configure(struct pfevent *pe, const char *services, const char *syslog_names)
+{
+	free_words(pe->delivered, pe->ndelivered);
+	free_words(pe->names, pe->nnames);
+	pe->delivered = pe->names = NULL;
+	pe->ndelivered = pe->nnames = 0;
 	split_words(services, &pe->delivered, &pe->ndelivered);
 	split_words(syslog_names, &pe->names, &pe->nnames);
-	return pe;
+}
+
+static void
+cache_item_free(void *value)
+{
+	free(value);
 }
 
 void
@@ -86,9 +105,7 @@ pfevent_free(struct pfevent **pep)
 	*pep = NULL;
 	free_words(pe->delivered, pe->ndelivered);
 	free_words(pe->names, pe->nnames);
-	for (size_t i = 0; i < pe->cache_size; i++)
-		free(pe->cache[i].message_id);
-	free(pe->cache);
+	htable_free(&pe->cache, cache_item_free);
 	free(pe);
 }
 
@@ -138,70 +155,91 @@ forwarded(const struct pflog_rec *rec)
 }
 
 static void
+order_unlink(struct pfevent *pe, struct cache_item *item)
+{
+	if (item->older)
+		item->older->newer = item->newer;
+	else
+		pe->oldest = item->newer;
+	if (item->newer)
+		item->newer->older = item->older;
+	else
+		pe->newest = item->older;
+	item->older = item->newer = NULL;
+}
+
+static void
+order_append(struct pfevent *pe, struct cache_item *item)
+{
+	item->older = pe->newest;
+	item->newer = NULL;
+	if (pe->newest)
+		pe->newest->newer = item;
+	else
+		pe->oldest = item;
+	pe->newest = item;
+}
+
+/*
+ * Remember the Message-ID logged for a queue id. A queue id logged again takes the newer
+ * Message-ID and counts as the newest; when the cache is full, the oldest goes.
+ */
+static void
 cache_put(struct pfevent *pe, const struct pflog_str *qid, const struct pflog_str *msgid)
 {
-	struct cache_entry *e;
+	struct htable_entry *e;
+	struct cache_item *item, *old;
 
 	if (qid->len == 0 || qid->len > QID_MAX || msgid->len == 0 ||
 	    msgid->len > MSEVENT_MSGID_MAX)
 		return;
-	e = &pe->cache[pe->cache_next];
-	pe->cache_next = (pe->cache_next + 1) % pe->cache_size;
-	free(e->message_id);
-	memcpy(e->qid, qid->ptr, qid->len);
-	e->qid[qid->len] = '\0';
-	if ((e->message_id = strndup(msgid->ptr, msgid->len)) == NULL)
-		msg_fatal("out of memory");
+	item = mymalloc(sizeof(*item) + msgid->len + 1);
+	memcpy(item->message_id, msgid->ptr, msgid->len);
+	item->message_id[msgid->len] = '\0';
+	if ((e = htable_locate(pe->cache, qid->ptr, qid->len)) != NULL) {
+		old = e->value;
+		order_unlink(pe, old);
+		free(old);
+	} else {
+		if (htable_used(pe->cache) >= pe->cache_size) {
+			old = pe->oldest;
+			order_unlink(pe, old);
+			htable_remove(pe->cache, old->entry, cache_item_free);
+		}
+		e = htable_enter(pe->cache, qid->ptr, qid->len, NULL);
+	}
+	e->value = item;
+	item->entry = e;
+	order_append(pe, item);
 }
 
 /* The newest Message-ID logged for a queue id, or NULL. */
 static const char *
 cache_get(const struct pfevent *pe, const char *qid)
 {
-	for (size_t k = 1; k <= pe->cache_size; k++) {
-		const struct cache_entry *e =
-		        &pe->cache[(pe->cache_next + pe->cache_size - k) % pe->cache_size];
-		if (e->message_id == NULL)
-			return NULL;
-		if (strcmp(e->qid, qid) == 0)
-			return e->message_id;
-	}
-	return NULL;
+	const struct cache_item *item = htable_find(pe->cache, qid, strlen(qid));
+
+	return item != NULL ? item->message_id : NULL;
 }
 
 /* "pf" + 26 base32 characters of SHA-256(line): stable across re-reads of the line. */
 static void
 line_id(const char *line, size_t len, char *out)
 {
-	static const char alphabet[] = "abcdefghijklmnopqrstuvwxyz234567";
 	unsigned char digest[SHA256_DIGEST_LENGTH];
-	unsigned acc = 0, bits = 0;
-	size_t o = 2;
 
 	SHA256((const unsigned char *)line, len, digest);
 	out[0] = 'p';
 	out[1] = 'f';
-	for (size_t i = 0; i < sizeof(digest) && o < 28; i++) {
-		acc = (acc << 8) | digest[i];
-		bits += 8;
-		while (bits >= 5 && o < 28) {
-			out[o++] = alphabet[(acc >> (bits - 5)) & 31];
-			bits -= 5;
-		}
-	}
-	out[o] = '\0';
+	base32_encode(out + 2, 26, digest, sizeof(digest));
 }
 
 static char *
 dup_str(const struct pflog_str *s, size_t max)
 {
-	char *p;
-
 	if (s->ptr == NULL || s->len == 0)
 		return NULL;
-	if ((p = strndup(s->ptr, s->len < max ? s->len : max)) == NULL)
-		msg_fatal("out of memory");
-	return p;
+	return mystrndup(s->ptr, s->len < max ? s->len : max);
 }
 
 /*
@@ -212,13 +250,13 @@ dup_str(const struct pflog_str *s, size_t max)
 static char *
 dup_text(const struct pflog_str *s, size_t max)
 {
-	char *p;
+	size_t size = s->len < max ? s->len + 1 : max + 1; /* msg_clean keeps the length */
 
 	if (s->ptr == NULL || s->len == 0)
 		return NULL;
-	if ((p = malloc(max + 1)) == NULL)
-		msg_fatal("out of memory");
-	return msg_clean(p, max + 1, s->ptr, s->len);
+	if (size < 5)
+		size = 5; /* msg_clean's least */
+	return msg_clean(mymalloc(size), size, s->ptr, s->len);
 }
 
 int

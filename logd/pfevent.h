@@ -20,8 +20,11 @@
  *which statusd stores once.
  *
  * DESIGN
- *	A small cache remembers the Message-ID cleanup(8) logged for each queue id (bounded,
- *	oldest out first), so that delivery events carry it for statusd's Message-ID join.
+ *	A cache remembers the Message-ID cleanup(8) logged for each queue id, so that delivery
+ *	events carry it for statusd's Message-ID join: a hash table (lib/htable), so a lookup
+ *	costs the same whether the queue id is there or not, bounded to msgid_cache_size queue
+ *	ids, the oldest logged out first. It outlives a reload (pfevent_configure), so that
+ *	mail whose cleanup(8) line came before a SIGHUP keeps its Message-ID.
  *	Not thread-safe: the follower's thread owns it.
  */
 #ifndef PFEVENT_H
@@ -42,6 +45,9 @@ struct pfevent;
 struct pfevent *pfevent_new(const char *delivered_services, const char *syslog_names,
                             size_t msgid_cache_size);
 void pfevent_free(struct pfevent **pe);
+/* Take new delivered_services and syslog_names (a reload); the cache stays as it is. */
+void pfevent_configure(struct pfevent *pe, const char *delivered_services,
+                       const char *syslog_names);
 
 /*
  * Handle one line (len bytes, without newline): if it makes an event, append the record to

@@ -32,6 +32,7 @@
 #include "mbuf.h"
 #include "mconfig.h"
 #include "msg.h"
+#include "mymalloc.h"
 #include "rfc3339.h"
 #include "shipper.h"
 #include "spool.h"
@@ -54,8 +55,7 @@ conn_of(SMFICTX *ctx)
 	struct mconn *c = smfi_getpriv(ctx);
 
 	if (c == NULL) {
-		if ((c = calloc(1, sizeof(*c))) == NULL)
-			msg_fatal("out of memory");
+		c = mycalloc(1, sizeof(*c));
 		c->cfg = mconfig_get();
 		smfi_setpriv(ctx, c);
 	}

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "msg.h"
+#include "mymalloc.h"
 
 #define S(name, type, def, min, max)                                                               \
 	{                                                                                          \
@@ -37,12 +38,10 @@ static struct mconfig *current;
 struct mconfig *
 mconfig_load(const char *path, const char **error_r)
 {
-	struct mconfig *cfg = calloc(1, sizeof(*cfg));
+	struct mconfig *cfg = mycalloc(1, sizeof(*cfg));
 	const char *where = path ? path : "(defaults)";
 	unsigned mode;
 
-	if (cfg == NULL)
-		msg_fatal("out of memory");
 	cfg->refs = 1;
 	if (conf_load(mconfig_table, cfg, path, error_r) < 0)
 		goto bad;

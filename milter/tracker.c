@@ -10,28 +10,15 @@
 #include "mbuf.h"
 #include "msevent.h"
 #include "msg.h"
+#include "mymalloc.h"
 #include "utf8.h"
 
 #define HEADER_VALUE_MAX 998
 
-static char *
-xstrndup(const char *s, size_t n)
-{
-	char *p = strndup(s, n);
-
-	if (p == NULL)
-		msg_fatal("out of memory");
-	return p;
-}
-
 struct tracker_msg *
 tracker_msg_new(void)
 {
-	struct tracker_msg *m = calloc(1, sizeof(*m));
-
-	if (m == NULL)
-		msg_fatal("out of memory");
-	return m;
+	return mycalloc(1, sizeof(struct tracker_msg));
 }
 
 void
@@ -75,8 +62,8 @@ strip_brackets(const char *arg)
 	while (len > 0 && arg[len - 1] == ' ')
 		len--;
 	if (len >= 2 && arg[0] == '<' && arg[len - 1] == '>')
-		return xstrndup(arg + 1, len - 2);
-	return xstrndup(arg, len); /* Postfix always brackets; tolerate bare addresses */
+		return mystrndup(arg + 1, len - 2);
+	return mystrndup(arg, len); /* Postfix always brackets; tolerate bare addresses */
 }
 
 bool
@@ -126,7 +113,7 @@ tracker_mail(struct tracker_msg *m, const char *envfrom, const char *sasl_user, 
 	m->sasl_user = NULL;
 	if (sasl_user != NULL && *sasl_user != '\0' &&
 	    usable(sasl_user, strlen(sasl_user), MSEVENT_ADDR_MAX))
-		m->sasl_user = xstrndup(sasl_user, strlen(sasl_user));
+		m->sasl_user = mystrndup(sasl_user, strlen(sasl_user));
 	m->enabled = false;
 	if (m->sender[0] == '\0')
 		m->why_not = "null sender";
@@ -158,8 +145,7 @@ tracker_rcpt(struct tracker_msg *m, const char *rcpt, size_t max_recipients)
 	}
 	if (m->nrcpts == m->rcpt_cap) {
 		m->rcpt_cap = m->rcpt_cap ? m->rcpt_cap * 2 : 8;
-		if ((m->rcpts = realloc(m->rcpts, m->rcpt_cap * sizeof(*m->rcpts))) == NULL)
-			msg_fatal("out of memory");
+		m->rcpts = myreallocarray(m->rcpts, m->rcpt_cap, sizeof(*m->rcpts));
 	}
 	m->rcpts[m->nrcpts++] = addr;
 }
@@ -187,7 +173,7 @@ tracker_header(struct tracker_msg *m, const char *name, const char *value)
 		if (vlen > 0 && usable(value, vlen,
 		                       MSEVENT_MSGID_MAX < HEADER_VALUE_MAX ? MSEVENT_MSGID_MAX
 		                                                            : HEADER_VALUE_MAX))
-			m->message_id = xstrndup(value, vlen);
+			m->message_id = mystrndup(value, vlen);
 	}
 }
 

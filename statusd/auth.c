@@ -2,12 +2,13 @@
  * auth - who is calling statusd's API. See auth.h; token.c has the pure parts.
  *
  * DESIGN
- *	One cache, on the loop thread, of what PostgreSQL said: for API tokens, keyed by the
- *	token's SHA-256 (the token itself is not kept), the principal it names or "no such
- *	token"; for users of signed tokens, keyed by the SHA-256 of the user name, the domains
- *	they administer. Answers are kept AUTH_CACHE_MS (an API token's no longer than it is
- *	valid), "no such token" NEGATIVE_MS; a failed lookup is not kept at all. A revoked
- *	token therefore works for at most AUTH_CACHE_MS more.
+ *	One cache, on the loop thread, of what PostgreSQL said, in a hash table
+ *	(lib/htable): for API tokens, keyed by the token's SHA-256 (the token itself is not
+ *	kept), the principal it names or "no such token"; for users of signed tokens, keyed
+ *	by the SHA-256 of the user name, the domains they administer. Answers are kept
+ *	AUTH_CACHE_MS (an API token's no longer than it is valid), "no such token"
+ *	NEGATIVE_MS; a failed lookup is not kept at all. A revoked token therefore works for
+ *	at most AUTH_CACHE_MS more.
  *
  *	An entry is pending while its query runs on the query worker; further checks of the
  *	same token (or user) wait on it instead of asking again. Answered entries are kept in
@@ -35,11 +36,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 #include "dbworker.h"
+#include "htable.h"
 #include "mbuf.h"
 #include "msg.h"
+#include "mymalloc.h"
+#include "rfc3339.h"
 #include "sdconfig.h"
 #include "token.h"
 
@@ -47,11 +50,10 @@ const char auth_error_db[] = "the database is unavailable";
 
 #define NEGATIVE_MS 5000  /* how long "no such token" is believed */
 #define CACHE_MAX   10000 /* answered entries */
-#define BUCKETS     4096  /* a power of two */
 #define ADMIN_MAX   1000  /* domains per user */
 #define BYTEAOID    17
 
-#if AUTH_TOKEN_MAX != TOKEN_MAX || AUTH_TOKEN_LEN != TOKEN_API_LEN
+#if AUTH_TOKEN_MAX != TOKEN_MAX
 #error "auth.h and token.h disagree"
 #endif
 
@@ -73,12 +75,13 @@ struct waiter {
 	struct waiter *next;
 };
 
+/* An entry's key in the table: the kind, then the SHA-256. */
+#define KEY_LEN (1 + TOKEN_HASH_LEN)
+
 struct entry {
-	struct entry *hnext;         /* hash chain */
+	struct htable_entry *hent;   /* the table's entry (its key: kind and hash) */
 	struct entry *older, *newer; /* answered entries, oldest first */
-	enum entry_kind kind;
 	enum entry_state state;
-	unsigned char key[TOKEN_HASH_LEN];
 	int64_t until_ms;                       /* monotonic; answered entries */
 	struct principal *p;                    /* E_YES */
 	struct waiter *waiters, **waiters_tail; /* E_PENDING */
@@ -102,20 +105,11 @@ struct auth {
 	struct dbworker *db;
 	unsigned char *secret; /* NULL: signed tokens are not accepted */
 	size_t secret_len;
-	struct entry *buckets[BUCKETS];
+	struct htable *cache; /* KEY_LEN bytes -> struct entry */
 	struct entry *oldest, *newest;
 	size_t nanswered;
 	struct lookup_job *jobs; /* submitted, not yet done */
 };
-
-static int64_t
-clock_ms(clockid_t clock)
-{
-	struct timespec ts;
-
-	clock_gettime(clock, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void
 lower(char *s)
@@ -123,84 +117,6 @@ lower(char *s)
 	for (; *s; s++)
 		if (*s >= 'A' && *s <= 'Z')
 			*s = (char)(*s - 'A' + 'a');
-}
-
-static char *
-xstrdup(const char *s)
-{
-	char *c = strdup(s);
-
-	if (c == NULL)
-		msg_fatal("out of memory");
-	return c;
-}
-
-/* --- principals ---------------------------------------------------------------------- */
-
-bool
-principal_may_see(const struct principal *p, const char *owner, const char *sender)
-{
-	const char *at;
-
-	if (p == NULL)
-		return false;
-	if (owner != NULL && strcasecmp(owner, p->user) == 0)
-		return true;
-	if (p->nadmin == 0 || sender == NULL || (at = strrchr(sender, '@')) == NULL ||
-	    at[1] == '\0')
-		return false;
-	for (size_t i = 0; i < p->nadmin; i++)
-		if (strcasecmp(at + 1, p->admin_domains[i]) == 0)
-			return true;
-	return false;
-}
-
-struct principal *
-principal_dup(const struct principal *p)
-{
-	struct principal *c;
-
-	if (p == NULL)
-		return NULL;
-	if ((c = calloc(1, sizeof(*c))) == NULL ||
-	    (p->nadmin > 0 && (c->admin_domains = calloc(p->nadmin, sizeof(char *))) == NULL))
-		msg_fatal("out of memory");
-	c->user = xstrdup(p->user);
-	for (size_t i = 0; i < p->nadmin; i++)
-		c->admin_domains[i] = xstrdup(p->admin_domains[i]);
-	c->nadmin = p->nadmin;
-	c->expires_ms = p->expires_ms;
-	return c;
-}
-
-void
-principal_free(struct principal **pp)
-{
-	struct principal *p = *pp;
-
-	if (p == NULL)
-		return;
-	*pp = NULL;
-	for (size_t i = 0; i < p->nadmin; i++)
-		free(p->admin_domains[i]);
-	free(p->admin_domains);
-	free(p->user);
-	free(p);
-}
-
-/* --- API tokens for statusctl and tests ---------------------------------------------- */
-
-void
-auth_token_new(char *buf, unsigned char hash[32])
-{
-	token_api_new(buf);
-	token_sha256(buf, AUTH_TOKEN_LEN, hash);
-}
-
-void
-auth_token_hash(const char *token, unsigned char hash[32])
-{
-	token_sha256(token, strlen(token), hash);
 }
 
 /* --- database (worker thread) -------------------------------------------------------- */
@@ -237,11 +153,9 @@ parse_text_array(const char *s, struct principal *p)
 		}
 		if (item.len > 0 && (quoted || strcasecmp(mbuf_str(&item), "NULL") != 0) &&
 		    p->nadmin < ADMIN_MAX) {
-			char **grown = realloc(p->admin_domains, (p->nadmin + 1) * sizeof(char *));
-			if (grown == NULL)
-				msg_fatal("out of memory");
-			p->admin_domains = grown;
-			p->admin_domains[p->nadmin] = xstrdup(mbuf_str(&item));
+			p->admin_domains =
+			        myreallocarray(p->admin_domains, p->nadmin + 1, sizeof(char *));
+			p->admin_domains[p->nadmin] = mystrdup(mbuf_str(&item));
 			lower(p->admin_domains[p->nadmin++]);
 		}
 		if (*s == ',') {
@@ -307,9 +221,8 @@ lookup_run(struct dbjob *dj, PGconn *conn)
 	j->found = PQntuples(res) > 0;
 	if (j->kind == E_USER) {
 		/* no row: a user with no privileges beyond their own mail */
-		if ((j->p = calloc(1, sizeof(*j->p))) == NULL)
-			msg_fatal("out of memory");
-		j->p->user = xstrdup(j->user);
+		j->p = mycalloc(1, sizeof(*j->p));
+		j->p->user = mystrdup(j->user);
 		if (j->found && parse_text_array(PQgetvalue(res, 0, 1), j->p) < 0)
 			job_error(j, conn, NULL, "users.domain_admin is not a text[]");
 		j->found = j->found < 0 ? -1 : 1;
@@ -319,8 +232,7 @@ lookup_run(struct dbjob *dj, PGconn *conn)
 			snprintf(j->error, sizeof(j->error), "users.name of a token: %s", error);
 			j->found = -1;
 		} else {
-			if ((j->p = calloc(1, sizeof(*j->p))) == NULL)
-				msg_fatal("out of memory");
+			j->p = mycalloc(1, sizeof(*j->p));
 			j->p->user = user;
 			j->p->expires_ms = PQgetisnull(res, 0, 2)
 			                           ? INT64_MAX
@@ -335,13 +247,11 @@ lookup_run(struct dbjob *dj, PGconn *conn)
 
 /* --- the cache (loop thread) --------------------------------------------------------- */
 
-static struct entry **
-bucket(struct auth *a, const unsigned char *key)
+static void
+table_key(unsigned char out[KEY_LEN], enum entry_kind kind, const unsigned char *key)
 {
-	size_t h = 0;
-
-	memcpy(&h, key, sizeof(h)); /* a SHA-256: already well spread */
-	return &a->buckets[h & (BUCKETS - 1)];
+	out[0] = (unsigned char)kind;
+	memcpy(out + 1, key, TOKEN_HASH_LEN);
 }
 
 static void
@@ -363,11 +273,7 @@ order_unlink(struct auth *a, struct entry *e)
 static void
 entry_remove(struct auth *a, struct entry *e)
 {
-	struct entry **pp = bucket(a, e->key);
-
-	while (*pp != e)
-		pp = &(*pp)->hnext;
-	*pp = e->hnext;
+	htable_remove(a->cache, e->hent, NULL);
 	if (e->state != E_PENDING)
 		order_unlink(a, e);
 	principal_free(&e->p);
@@ -378,16 +284,17 @@ entry_remove(struct auth *a, struct entry *e)
 static struct entry *
 entry_find(struct auth *a, enum entry_kind kind, const unsigned char *key)
 {
-	for (struct entry *e = *bucket(a, key); e != NULL; e = e->hnext) {
-		if (e->kind != kind || memcmp(e->key, key, TOKEN_HASH_LEN) != 0)
-			continue;
-		if (e->state != E_PENDING && e->until_ms <= clock_ms(CLOCK_MONOTONIC)) {
-			entry_remove(a, e);
-			return NULL;
-		}
-		return e;
+	unsigned char k[KEY_LEN];
+	struct entry *e;
+
+	table_key(k, kind, key);
+	if ((e = htable_find(a->cache, k, sizeof(k))) == NULL)
+		return NULL;
+	if (e->state != E_PENDING && e->until_ms <= time_mono_ms()) {
+		entry_remove(a, e);
+		return NULL;
 	}
-	return NULL;
+	return e;
 }
 
 /* A pending entry has been answered: keep it for ttl_ms, or drop it (ttl_ms <= 0). */
@@ -400,7 +307,7 @@ entry_answered(struct auth *a, struct entry *e, enum entry_state state, int64_t 
 		entry_remove(a, e);
 		return;
 	}
-	e->until_ms = clock_ms(CLOCK_MONOTONIC) + ttl_ms;
+	e->until_ms = time_mono_ms() + ttl_ms;
 	e->older = a->newest;
 	e->newer = NULL;
 	if (a->newest)
@@ -426,6 +333,7 @@ lookup(struct auth *a, enum entry_kind kind, const unsigned char *key, const cha
        int64_t expires_ms, auth_done_cb *done, void *ctx)
 {
 	struct entry *e = entry_find(a, kind, key);
+	unsigned char k[KEY_LEN];
 	struct waiter *w;
 	struct lookup_job *j;
 	struct principal *p;
@@ -442,8 +350,7 @@ lookup(struct auth *a, enum entry_kind kind, const unsigned char *key, const cha
 		principal_free(&p);
 		return;
 	}
-	if ((w = calloc(1, sizeof(*w))) == NULL)
-		msg_fatal("out of memory");
+	w = mycalloc(1, sizeof(*w));
 	w->done = done;
 	w->ctx = ctx;
 	w->expires_ms = expires_ms;
@@ -452,15 +359,13 @@ lookup(struct auth *a, enum entry_kind kind, const unsigned char *key, const cha
 		e->waiters_tail = &w->next;
 		return;
 	}
-	if ((e = calloc(1, sizeof(*e))) == NULL || (j = calloc(1, sizeof(*j))) == NULL)
-		msg_fatal("out of memory");
-	e->kind = kind;
+	e = mycalloc(1, sizeof(*e));
+	j = mycalloc(1, sizeof(*j));
 	e->state = E_PENDING;
-	memcpy(e->key, key, TOKEN_HASH_LEN);
 	e->waiters = w;
 	e->waiters_tail = &w->next;
-	e->hnext = *bucket(a, key);
-	*bucket(a, key) = e;
+	table_key(k, kind, key);
+	e->hent = htable_enter(a->cache, k, sizeof(k), e);
 
 	j->job.run = lookup_run;
 	j->job.done = lookup_done;
@@ -468,7 +373,7 @@ lookup(struct auth *a, enum entry_kind kind, const unsigned char *key, const cha
 	j->a = a;
 	j->kind = kind;
 	memcpy(j->key, key, TOKEN_HASH_LEN);
-	j->user = user ? xstrdup(user) : NULL;
+	j->user = user ? mystrdup(user) : NULL;
 	j->next = a->jobs;
 	if (a->jobs)
 		a->jobs->prev = j;
@@ -506,6 +411,7 @@ lookup_done(struct dbjob *dj)
 	struct waiter *waiters;
 	struct principal *p = NULL;
 	struct entry *e;
+	unsigned char k[KEY_LEN];
 	const char *error = NULL;
 	int64_t ttl;
 
@@ -519,11 +425,8 @@ lookup_done(struct dbjob *dj)
 		a->jobs = j->next;
 	if (j->next)
 		j->next->prev = j->prev;
-	for (e = *bucket(a, j->key); e != NULL; e = e->hnext)
-		if (e->state == E_PENDING && e->kind == j->kind &&
-		    memcmp(e->key, j->key, TOKEN_HASH_LEN) == 0)
-			break;
-	if (e == NULL)
+	table_key(k, j->kind, j->key);
+	if ((e = htable_find(a->cache, k, sizeof(k))) == NULL || e->state != E_PENDING)
 		msg_panic("auth: a finished lookup has no pending entry");
 	waiters = e->waiters;
 	e->waiters = NULL;
@@ -535,9 +438,8 @@ lookup_done(struct dbjob *dj)
 		if (j->kind == E_USER) {
 			/* no admin domains then: less than the user may have, never more */
 			principal_free(&j->p);
-			if ((j->p = calloc(1, sizeof(*j->p))) == NULL)
-				msg_fatal("out of memory");
-			j->p->user = xstrdup(j->user);
+			j->p = mycalloc(1, sizeof(*j->p));
+			j->p->user = mystrdup(j->user);
 			p = principal_dup(j->p);
 		} else
 			error = auth_error_db;
@@ -545,14 +447,15 @@ lookup_done(struct dbjob *dj)
 		entry_answered(a, e, E_NO, NEGATIVE_MS);
 		error = "unknown, expired or revoked API token";
 	} else {
+		int64_t now = time_now_ms();
 		ttl = AUTH_CACHE_MS;
-		if (j->kind == E_TOKEN && j->p->expires_ms - clock_ms(CLOCK_REALTIME) < ttl)
-			ttl = j->p->expires_ms - clock_ms(CLOCK_REALTIME);
+		if (j->kind == E_TOKEN && j->p->expires_ms - now < ttl)
+			ttl = j->p->expires_ms - now;
 		p = principal_dup(j->p);
 		e->p = j->p;
 		j->p = NULL;
 		entry_answered(a, e, E_YES, ttl);
-		if (ttl <= 0 && j->kind == E_TOKEN) {
+		if (j->kind == E_TOKEN && principal_expired(p, now)) {
 			principal_free(&p);
 			error = "the API token has expired";
 		}
@@ -564,18 +467,31 @@ lookup_done(struct dbjob *dj)
 
 /* --- the API ------------------------------------------------------------------------- */
 
+/* auth_free(): tell a pending entry's waiters, and free the entry. */
+static void
+entry_stopping(void *value)
+{
+	struct entry *e = value;
+	struct waiter *waiters = e->waiters;
+
+	e->waiters = NULL;
+	notify(waiters, NULL, "statusd is stopping");
+	principal_free(&e->p);
+	free(e);
+}
+
 struct auth *
 auth_new(const struct sd_config *cfg, struct dbworker *db, const char **error_r)
 {
-	struct auth *a = calloc(1, sizeof(*a));
+	struct auth *a = mycalloc(1, sizeof(*a));
 
-	if (a == NULL)
-		msg_fatal("out of memory");
 	a->cfg = cfg;
 	a->db = db;
+	a->cache = htable_create(CACHE_MAX);
 	if (cfg->auth_secret_file != NULL && cfg->auth_secret_file[0] != '\0') {
 		if (token_secret_load("auth_secret_file", cfg->auth_secret_file, &a->secret,
 		                      &a->secret_len, error_r) < 0) {
+			htable_free(&a->cache, NULL);
 			free(a);
 			return NULL;
 		}
@@ -594,17 +510,7 @@ auth_free(struct auth **ap)
 	*ap = NULL;
 	for (struct lookup_job *j = a->jobs; j != NULL; j = j->next)
 		j->a = NULL; /* their done() only frees them now */
-	for (size_t i = 0; i < BUCKETS; i++) {
-		while (a->buckets[i] != NULL) {
-			struct entry *e = a->buckets[i];
-			struct waiter *waiters = e->waiters;
-			a->buckets[i] = e->hnext;
-			e->waiters = NULL;
-			notify(waiters, NULL, "statusd is stopping");
-			principal_free(&e->p);
-			free(e);
-		}
-	}
+	htable_free(&a->cache, entry_stopping);
 	token_secret_free(&a->secret, a->secret_len);
 	free(a);
 }
@@ -643,7 +549,7 @@ auth_check(struct auth *a, const char *token, auth_done_cb *done, void *ctx)
 		       "signed tokens are not accepted (auth_secret_file is empty)");
 		return;
 	}
-	if (token_jwt_verify(token, a->secret, a->secret_len, clock_ms(CLOCK_REALTIME),
+	if (token_jwt_verify(token, a->secret, a->secret_len, time_now_ms(),
 	                     a->cfg->auth_token_max_lifetime, &claims, &error) < 0) {
 		answer(done, ctx, NULL, errfmt("signed token: %s", error));
 		return;

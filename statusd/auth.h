@@ -11,10 +11,8 @@
  *    JSON Web Tokens, HS256 only, with claims "sub" (the user), "exp" and "iat"; lifetime
  *    at most auth_token_max_lifetime; no database needed to check them.
  *
- * A principal is a user name (lower case: the SASL login or mail address mail is sent
- * with) plus the domains it administers (users.domain_admin). A user sees the messages it
- * owns (messages.owner, the SASL login or envelope sender); an administrator of a domain
- * also sees every message whose envelope sender is in that domain.
+ * A token names a principal (principal.h, which has the rules of what it may see): a user
+ * name plus the domains it administers (users.domain_admin).
  *
  * DESIGN
  *	Loop thread. auth_check() answers at once for signed tokens and cached API tokens and
@@ -33,19 +31,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "principal.h"
+
 struct dbworker;
 struct sd_config;
 struct auth;
 
 #define AUTH_TOKEN_MAX 4096
 #define AUTH_CACHE_MS  60000
-
-struct principal {
-	char *user;           /* lower case */
-	char **admin_domains; /* lower case */
-	size_t nadmin;
-	int64_t expires_ms; /* when the credential stops being valid */
-};
 
 /* The answer: p is NULL when the token is not valid (error says why, for the log only). */
 typedef void auth_done_cb(void *ctx, const struct principal *p, const char *error);
@@ -60,20 +53,5 @@ void auth_free(struct auth **a);
 
 /* Check a bearer token; done is called exactly once (possibly before this returns). */
 void auth_check(struct auth *a, const char *token, auth_done_cb *done, void *ctx);
-
-/* May p see a message with this owner and envelope sender? */
-bool principal_may_see(const struct principal *p, const char *owner, const char *sender);
-/* A copy of p (NULL-safe); principal_free frees a copy. */
-struct principal *principal_dup(const struct principal *p);
-void principal_free(struct principal **p);
-
-/*
- * For statusctl and tests: make a new API token for user into buf (AUTH_TOKEN_LEN + 1) and
- * its SHA-256 into hash (32 bytes).
- */
-#define AUTH_TOKEN_LEN 36
-void auth_token_new(char *buf, unsigned char hash[32]);
-/* SHA-256 of a token. */
-void auth_token_hash(const char *token, unsigned char hash[32]);
 
 #endif

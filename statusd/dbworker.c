@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "msg.h"
+#include "mymalloc.h"
 #include "store.h"
 
 struct dbworker {
@@ -26,7 +27,6 @@ struct dbworker {
 	bool stopping;
 	bool held; /* dbworker_hold() until dbworker_release() */
 	bool connected;
-	unsigned pending;
 
 	uv_async_t async; /* wakes the loop thread for finished jobs */
 	PGconn *conn;     /* worker thread only */
@@ -217,7 +217,6 @@ drain_done(struct dbworker *w)
 	while (list != NULL) {
 		struct dbjob *job = list;
 		list = job->next;
-		w->pending--;
 		job->done(job);
 	}
 }
@@ -232,12 +231,11 @@ struct dbworker *
 dbworker_start(uv_loop_t *loop, const char *name, const char *conninfo, long long retry_max_ms,
                int (*on_connect)(PGconn *, void *, const char **), void *ctx)
 {
-	struct dbworker *w = calloc(1, sizeof(*w));
+	struct dbworker *w = mycalloc(1, sizeof(*w));
 	int rc;
 
-	if (w == NULL || (w->name = strdup(name)) == NULL ||
-	    (w->conninfo = strdup(conninfo)) == NULL)
-		msg_fatal("out of memory");
+	w->name = mystrdup(name);
+	w->conninfo = mystrdup(conninfo);
 	w->retry_max_ms = retry_max_ms > 0 ? retry_max_ms : 5000;
 	w->on_connect = on_connect;
 	w->ctx = ctx;
@@ -274,26 +272,8 @@ dbworker_submit(struct dbworker *w, struct dbjob *job)
 	job->failed = false;
 	pthread_mutex_lock(&w->lock);
 	push(&w->head, &w->tail, job);
-	w->pending++;
 	pthread_cond_signal(&w->cond);
 	pthread_mutex_unlock(&w->lock);
-}
-
-bool
-dbworker_connected(const struct dbworker *w)
-{
-	bool up;
-
-	pthread_mutex_lock((pthread_mutex_t *)&w->lock);
-	up = w->connected;
-	pthread_mutex_unlock((pthread_mutex_t *)&w->lock);
-	return up;
-}
-
-unsigned
-dbworker_pending(const struct dbworker *w)
-{
-	return w->pending;
 }
 
 static void

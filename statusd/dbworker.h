@@ -59,10 +59,6 @@ void dbworker_hold(struct dbworker *w);
 void dbworker_release(struct dbworker *w);
 /* Queue a job (loop thread). */
 void dbworker_submit(struct dbworker *w, struct dbjob *job);
-/* Whether the worker's connection was up after its last attempt. */
-bool dbworker_connected(const struct dbworker *w);
-/* Jobs submitted and not yet done. */
-unsigned dbworker_pending(const struct dbworker *w);
 /*
  * Stop: jobs not yet started are completed with failed set, a running job is asked to
  * stop retrying; the thread is joined and the worker freed. Call from the loop thread

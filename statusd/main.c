@@ -33,6 +33,7 @@
 #include "pickup.h"
 #include "mbuf.h"
 #include "msg.h"
+#include "mymalloc.h"
 #include "sdconfig.h"
 #include "store.h"
 #include "webhook.h"
@@ -116,10 +117,8 @@ static void
 on_maintain(uv_timer_t *timer)
 {
 	struct statusd *sd = timer->data;
-	struct maintain_job *m = calloc(1, sizeof(*m));
+	struct maintain_job *m = mycalloc(1, sizeof(*m));
 
-	if (m == NULL)
-		msg_fatal("out of memory");
 	m->sd = sd;
 	m->job.run = maintain_run;
 	m->job.done = maintain_done;

@@ -29,6 +29,7 @@
 #include "ingest.h"
 #include "mbuf.h"
 #include "msg.h"
+#include "mymalloc.h"
 #include "sdconfig.h"
 
 #define PICKUP_FILE_MAX (64 * 1024 * 1024)
@@ -186,8 +187,8 @@ pickup_start(uv_loop_t *loop, const struct sd_config *cfg, struct ingest *ing)
 
 	if (cfg->pickup_dir[0] == '\0')
 		return NULL;
-	if ((p = calloc(1, sizeof(*p))) == NULL || (p->dir = strdup(cfg->pickup_dir)) == NULL)
-		msg_fatal("out of memory");
+	p = mycalloc(1, sizeof(*p));
+	p->dir = mystrdup(cfg->pickup_dir);
 	p->loop = loop;
 	p->ing = ing;
 	uv_timer_init(loop, &p->timer);

@@ -34,6 +34,7 @@
 #include "mbuf.h"
 #include "msevent.h"
 #include "msg.h"
+#include "mymalloc.h"
 #include "rfc3339.h"
 #include "sdconfig.h"
 #include "store.h"
@@ -215,8 +216,7 @@ arg_domain(const char *s)
 	    strspn(s, "abcdefghijklmnopqrstuvwxyz"
 	              "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.") != len)
 		usage_error(current, "\"%s\" is not a domain name", s);
-	if ((d = strdup(s)) == NULL)
-		msg_fatal("out of memory");
+	d = mystrdup(s);
 	for (char *p = d; *p; p++)
 		if (*p >= 'A' && *p <= 'Z')
 			*p = (char)(*p - 'A' + 'a');
@@ -555,9 +555,8 @@ cmd_replay(struct ctl *ctl, int argc, char **argv)
 				if (len == 0)
 					continue;
 				/* the last record may lack its newline */
-				if ((size_t)len + 1 >= cap &&
-				    (line = realloc(line, cap = len + 2)) == NULL)
-					msg_fatal("out of memory");
+				if ((size_t)len + 1 >= cap)
+					line = myrealloc(line, cap = len + 2);
 				line[len++] = '\n';
 				line[len] = '\0';
 			}

@@ -24,8 +24,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base32.h"
 #include "jsonparse.h"
 #include "msg.h"
+#include "mymalloc.h"
 #include "randid.h"
 #include "utf8.h"
 
@@ -34,7 +36,6 @@
 #define SIG_B64_LEN   43             /* base64url of 32 bytes */
 #define API_RAW_BYTES 20             /* 160 bits: 32 base32 characters */
 
-static const char b32[] = "abcdefghijklmnopqrstuvwxyz234567";
 static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 /* --- API tokens ---------------------------------------------------------------------- */
@@ -43,23 +44,12 @@ void
 token_api_new(char *buf)
 {
 	unsigned char raw[API_RAW_BYTES];
-	unsigned acc = 0, bits = 0;
 	size_t o = sizeof(TOKEN_API_PREFIX) - 1;
 
 	randid_bytes(raw, sizeof(raw));
 	memcpy(buf, TOKEN_API_PREFIX, o);
-	for (size_t i = 0; i < sizeof(raw); i++) {
-		acc = ((acc << 8) | raw[i]) & 0xfff;
-		bits += 8;
-		while (bits >= 5) {
-			buf[o++] = b32[(acc >> (bits - 5)) & 31];
-			bits -= 5;
-		}
-	}
-	buf[o] = '\0';
+	base32_encode(buf + o, TOKEN_API_LEN - o, raw, sizeof(raw));
 	OPENSSL_cleanse(raw, sizeof(raw));
-	if (o != TOKEN_API_LEN)
-		msg_panic("token_api_new: made %zu characters", o);
 }
 
 bool
@@ -181,8 +171,7 @@ token_user(const char *s, size_t len, const char **error_r)
 		}
 		i += n;
 	}
-	if ((user = malloc(len + 1)) == NULL)
-		msg_fatal("out of memory");
+	user = mymalloc(len + 1);
 	for (size_t i = 0; i < len; i++)
 		user[i] = s[i] >= 'A' && s[i] <= 'Z' ? (char)(s[i] - 'A' + 'a') : s[i];
 	user[len] = '\0';
@@ -357,8 +346,7 @@ token_jwt_verify(const char *jwt, const unsigned char *key, size_t keylen, int64
 		*error_r = "a part of the token is empty";
 		return -1;
 	}
-	if ((buf = malloc(n)) == NULL)
-		msg_fatal("out of memory");
+	buf = mymalloc(n);
 
 	/* the header: which algorithm */
 	if ((len = token_b64url_decode(jwt, hlen, buf, n)) < 0) {
@@ -439,8 +427,7 @@ token_jwt_sign(const char *user, int64_t iat_s, int64_t exp_s, const unsigned ch
 	                                                      JSON_C_TO_STRING_NOSLASHESCAPE);
 	bodylen = strlen(body);
 	size = (sizeof(head) + bodylen + TOKEN_HASH_LEN) / 3 * 4 + 16;
-	if ((out = malloc(size)) == NULL)
-		msg_fatal("out of memory");
+	out = mymalloc(size);
 	if ((o = token_b64url_encode(head, sizeof(head) - 1, out, size)) < 0)
 		msg_panic("token_jwt_sign: buffer too small");
 	out[o++] = '.';
@@ -488,8 +475,7 @@ token_secret_load(const char *setting, const char *path, unsigned char **secret_
 		close(fd);
 		return -1;
 	}
-	if ((buf = malloc(TOKEN_SECRET_MAX + 3)) == NULL)
-		msg_fatal("out of memory");
+	buf = mymalloc(TOKEN_SECRET_MAX + 3);
 	while (len < TOKEN_SECRET_MAX + 3) {
 		got = read(fd, buf + len, TOKEN_SECRET_MAX + 3 - len);
 		if (got < 0 && errno == EINTR)

@@ -58,6 +58,8 @@
 
 #include "mbuf.h"
 #include "msg.h"
+#include "mymalloc.h"
+#include "rfc3339.h"
 #include "sdconfig.h"
 #include "store.h"
 #include "token.h"
@@ -110,15 +112,6 @@ struct webhooks {
 	struct hook *hooks;
 };
 
-static int64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static bool
 stopping(const struct webhooks *w)
 {
@@ -134,16 +127,6 @@ backoff_next(long long cur, long long min, long long max)
 }
 
 /* --- settings ------------------------------------------------------------------------- */
-
-static char *
-xstrdup(const char *s)
-{
-	char *p = strdup(s);
-
-	if (p == NULL)
-		msg_fatal("out of memory");
-	return p;
-}
 
 /* Check one URL of webhook_urls and make its names for the log and for metrics. */
 static int
@@ -181,8 +164,8 @@ hook_init(struct hook *h, const char *url, const char **error_r)
 	mbuf_printf(&label, "%s://%s%s%s", scheme, host, port ? ":" : "", port ? port : "");
 	snprintf(h->origin, sizeof(h->origin), "%s", mbuf_str(&label));
 	mbuf_printf(&label, "%s%s", path ? path : "/", query ? "?..." : "");
-	h->url = xstrdup(url);
-	h->label = xstrdup(mbuf_str(&label));
+	h->url = mystrdup(url);
+	h->label = mystrdup(mbuf_str(&label));
 	rc = 0;
 out:
 	mbuf_free(&label);
@@ -225,7 +208,7 @@ hook_drain(struct hook *h, bool *news_r)
 static int
 hook_wait(struct hook *h, long long ms, bool wake_on_news)
 {
-	int64_t deadline = now_ms() + ms, left;
+	int64_t deadline = time_mono_ms() + ms, left;
 	struct pollfd pfd[2];
 	bool news = false;
 	nfds_t nfd;
@@ -237,7 +220,7 @@ hook_wait(struct hook *h, long long ms, bool wake_on_news)
 			if (news && wake_on_news)
 				return 1;
 		}
-		if (stopping(h->w) || (left = deadline - now_ms()) <= 0)
+		if (stopping(h->w) || (left = deadline - time_mono_ms()) <= 0)
 			return 0;
 		pfd[0].fd = h->w->wake[0];
 		pfd[0].events = POLLIN;
@@ -294,7 +277,7 @@ static int
 hook_db_open(struct hook *h, const char **error_r)
 {
 	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
-	int64_t deadline = now_ms() + CONNECT_TIMEOUT_MS, left;
+	int64_t deadline = time_mono_ms() + CONNECT_TIMEOUT_MS, left;
 	PGresult *res;
 
 	if ((h->conn = PQconnectStart(h->w->cfg->database)) == NULL)
@@ -316,7 +299,7 @@ hook_db_open(struct hook *h, const char **error_r)
 			*error_r = "stopping";
 			return -1;
 		}
-		if ((left = deadline - now_ms()) <= 0) {
+		if ((left = deadline - time_mono_ms()) <= 0) {
 			*error_r = "timed out connecting";
 			return -1;
 		}
@@ -456,7 +439,7 @@ on_progress(void *ctx, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
 	(void)ulnow;
 	if (!stopping(h->w))
 		return 0;
-	return now_ms() - atomic_load(&h->w->stop_ms) >= STOP_GRACE_MS; /* non-zero: abort */
+	return time_mono_ms() - atomic_load(&h->w->stop_ms) >= STOP_GRACE_MS; /* non-zero: abort */
 }
 
 static CURL *
@@ -697,7 +680,7 @@ struct webhooks *
 webhooks_start(const struct sd_config *cfg, const char **error_r)
 {
 	static const char sep[] = ", \t";
-	char *list = xstrdup(cfg->webhook_urls), *save = NULL, *url;
+	char *list = mystrdup(cfg->webhook_urls), *save = NULL, *url;
 	struct webhooks *w;
 	sigset_t all, old;
 	size_t n = 0;
@@ -719,12 +702,11 @@ webhooks_start(const struct sd_config *cfg, const char **error_r)
 		                  curl_easy_strerror(cc));
 		return NULL;
 	}
-	if ((w = calloc(1, sizeof(*w))) == NULL ||
-	    (w->hooks = calloc(n, sizeof(*w->hooks))) == NULL)
-		msg_fatal("out of memory");
+	w = mycalloc(1, sizeof(*w));
+	w->hooks = mycalloc(n, sizeof(*w->hooks));
 	w->cfg = cfg;
 	w->wake[0] = w->wake[1] = -1;
-	list = xstrdup(cfg->webhook_urls);
+	list = mystrdup(cfg->webhook_urls);
 	for (url = strtok_r(list, sep, &save); url != NULL; url = strtok_r(NULL, sep, &save)) {
 		struct hook *h = &w->hooks[w->n];
 
@@ -777,7 +759,7 @@ webhooks_stop(struct webhooks **wp)
 	if (w == NULL)
 		return;
 	*wp = NULL;
-	atomic_store(&w->stop_ms, now_ms());
+	atomic_store(&w->stop_ms, time_mono_ms());
 	atomic_store(&w->stopping, true);
 	do
 		wr = write(w->wake[1], "x", 1);

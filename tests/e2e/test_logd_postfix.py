@@ -7,7 +7,8 @@ reject, statusd and PostgreSQL behind it):
   message-level expiry line applies to the recipients still waiting, not to one delivered);
 - nothing lost and nothing twice: msgstatus-logd stopped while mail flows and the log is
   rotated; killed (SIGKILL) and restarted; `postfix logrotate` (which compresses the old
-  file) while it runs; statusd down for a while;
+  file) while it runs; statusd down for a while; the Message-IDs it remembers per queue id
+  kept across a reload (SIGHUP);
 - untracked mail leaves nothing behind in the message tables;
 - and with the Dovecot plugin, the whole chain: read over IMAP turns the recipient read.
 """
@@ -290,6 +291,35 @@ class LogdPostfixTest(unittest.TestCase):
                  line("postfix-out/smtp", "sy3@slow.example", "250 2.0.0 Ok: new name"))
             got = self.wait_statuses(tid, {"sy3@slow.example": "relayed"})
             self.assertEqual(got["sy1@slow.example"]["status"], "deferred")
+        finally:
+            logd.stop()
+
+    def test_message_ids_outlive_a_reload(self):
+        """The Message-ID cleanup(8) logged before a SIGHUP goes with the delivery results
+        logged after it: a reload keeps what msgstatus-logd remembers per queue id."""
+        sock_path = self.sb.path("logd-reload.sock")
+        logd = self.sb.logd(self.sd, name="logd-reload", maillog_file="",
+                            settings={"syslog_socket": sock_path})
+        try:
+            qid, tid = self.send(["re1@slow.example"], "reload-1")
+            self.wait_statuses(tid, {"re1@slow.example": "deferred"})
+            mid = self.pg.scalar(f"SELECT message_id FROM messages WHERE tracking_id = '{tid}'")
+            self.assertTrue(mid)
+            stamp = time.strftime("%b %e %H:%M:%S")
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as c:
+                c.sendto(f"<22>{stamp} mx postfix/cleanup[4243]: {qid}: "
+                         f"message-id={mid}".encode(), sock_path)
+                logd.reload()
+                wait_for("the reload", lambda: "configuration reloaded" in logd.child.log())
+                c.sendto(f"<22>{stamp} mx postfix/smtp[4242]: {qid}: to=<re1@slow.example>, "
+                         f"relay=mx.slow.example[192.0.2.7]:25, delay=1.2, "
+                         f"delays=0.1/0/0.5/0.6, dsn=2.0.0, status=sent (250 2.0.0 Ok: "
+                         f"after the reload)".encode(), sock_path)
+            self.wait_statuses(tid, {"re1@slow.example": "relayed"})
+            self.assertEqual(self.pg.scalar(
+                "SELECT message_id FROM events WHERE source = 'postfix' "
+                f"AND queue_id = '{qid}' AND details->>'smtp_reply' LIKE '%after the reload'"),
+                mid)
         finally:
             logd.stop()
 

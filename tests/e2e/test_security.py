@@ -9,8 +9,10 @@ statusd, msgstatus-milter, msgstatus-logd and (as root) Dovecot with the plugin:
 - signed tokens signed otherwise or altered are refused over HTTP; a refused token is not
   written to the log; a feed ends when the token it was opened with expires;
 - a replayed event changes nothing, a second queued event cannot take a message over;
-- domain administrators see their domain and no other; a copied Message-ID does not hide
-  a sender's message from her; whom a user is typing to is told only to that person;
+- domain administrators see their domain and no other; a feed resumed from statusd's
+  memory shows another user (or a recipient) none of the sender's events; a copied
+  Message-ID does not hide a sender's message from her; whom a user is typing to is told
+  only to that person;
 - the modes of the sockets, spools, state and pickup files the programs create.
 """
 import base64
@@ -724,6 +726,54 @@ class StatusdSecurityTest(unittest.TestCase):
         # and a message of their domain is not one they can receipt: only recipients can
         code, doc = self.sd.api("/api/v1/messages/sec-d-com/receipt", admin, method="POST")
         self.assertEqual(code, 404, doc)
+
+    def test_resume_from_memory_shows_only_ones_own(self):
+        """A feed resumed near the head is served from statusd's memory, where only the
+        subscriber's rights keep others' events out (no SQL filters them there): Mallory,
+        and Bob, a recipient of Alice's mail, resuming over WebSocket and SSE get their
+        own events and none of Alice's in between; Alice gets hers and none of theirs."""
+        rcpt = {"sec-r-a": BOB, "sec-r-m": CAROL, "sec-r-b": CAROL}
+        # a feed says hello once statusd knows the log's head; from then on what is
+        # logged is also kept in memory (before, a resume reads PostgreSQL)
+        ws = ws_connect(self.sd, self.sd.token(ALICE))
+        self.assertEqual(json.loads(ws.recv())["type"], "hello")
+        ws.close()
+        for tid, who in (("sec-r-a", ALICE), ("sec-r-m", MALLORY), ("sec-r-b", BOB)):
+            self.send([event("queued", tracking_id=tid, recipient=rcpt[tid], sender=who,
+                             sasl_user=who, offset_ms=-3000)])
+        log = self.sd.http("/healthz")[1]["log"]
+        epoch, start = log["epoch"], log["head"]
+        # Alice's events before, between and after the others'
+        order = ["sec-r-a", "sec-r-m", "sec-r-a", "sec-r-b", "sec-r-a", "sec-r-m", "sec-r-a"]
+        for i, tid in enumerate(order):
+            self.send([event("deferred", tracking_id=tid, recipient=rcpt[tid],
+                             offset_ms=-2000 + i)])
+        rows = self.pg.psql("SELECT e.log_offset, m.tracking_id FROM events e JOIN messages m "
+                            f"ON m.id = e.message WHERE e.log_offset > {start} "
+                            "ORDER BY e.log_offset")
+        self.assertEqual([t for _, t in rows], order)
+        for user, tid in ((MALLORY, "sec-r-m"), (BOB, "sec-r-b"), (ALICE, "sec-r-a")):
+            want = [(int(o), t) for o, t in rows if t == tid]
+            token = self.sd.token(user)
+            ws = ws_connect(self.sd, token, f"?offset={start}&epoch={epoch}")
+            hello = json.loads(ws.recv())
+            self.assertEqual((hello["type"], hello["from"]), ("hello", start))
+            got = []
+            for _ in want:
+                ev = json.loads(ws.recv())
+                got.append((ev["offset"], ev["tracking_id"]))
+            ws.close()
+            self.assertEqual(got, want, f"{user} over WebSocket")
+            sse = Sse(self.sd, token, last_event_id=f"{epoch}-{start}")
+            kind, _, hello = sse.next()
+            self.assertEqual((kind, hello["from"]), ("hello", start))
+            got = []
+            for _ in want:
+                kind, _, ev = sse.next()
+                self.assertEqual(kind, "status")
+                got.append((ev["offset"], ev["tracking_id"]))
+            sse.close()
+            self.assertEqual(got, want, f"{user} over SSE")
 
     def test_a_copied_message_id_does_not_hide_a_message(self):
         """Mallory sends mail with the Message-ID of Alice's (she got a copy): Alice still

@@ -28,6 +28,7 @@
 #include "mbuf.h"
 
 #include "check.h"
+#include "child.h"
 
 /* The buffer holds exactly want[0..n) followed by a NUL, within its capacity. */
 static int
@@ -450,35 +451,6 @@ test_reserve_and_free(void **state)
 	mbuf_free(&b); /* twice is harmless */
 	CHECK_INT("double free", b.data == NULL, 1);
 	check_done();
-}
-
-/*
- * Run fn in a child process with its stderr in a temporary file; return the wait status
- * and what it wrote in out (NUL-terminated, truncated to outsize).
- */
-static int
-run_child(void (*fn)(void), char *out, size_t outsize)
-{
-	char path[] = "/tmp/test_mbuf.XXXXXX";
-	int fd = mkstemp(path), status = 0;
-	pid_t pid;
-	ssize_t n;
-
-	assert_true(fd >= 0);
-	unlink(path);
-	fflush(NULL);
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		dup2(fd, STDERR_FILENO);
-		fn();
-		_exit(0);
-	}
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	n = pread(fd, out, outsize - 1, 0);
-	out[n > 0 ? n : 0] = '\0';
-	close(fd);
-	return status;
 }
 
 static void

@@ -32,6 +32,7 @@
 #include "utf8.h"
 
 #include "check.h"
+#include "child.h"
 
 #define S(s) s, sizeof(s) - 1
 
@@ -414,32 +415,6 @@ test_facility(void **state)
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
 		CHECK_INT(cases[i].name, msg_facility(cases[i].name), cases[i].want);
 	check_done();
-}
-
-/* Run fn in a child with stderr in a temporary file; return the wait status and the log. */
-static int
-run_child(void (*fn)(void), char *out, size_t outsize)
-{
-	char path[] = "/tmp/test_msg.XXXXXX";
-	int fd = mkstemp(path), status = 0;
-	pid_t pid;
-	ssize_t n;
-
-	assert_true(fd >= 0);
-	unlink(path);
-	fflush(NULL);
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		dup2(fd, STDERR_FILENO);
-		fn();
-		_exit(0);
-	}
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	n = pread(fd, out, outsize - 1, 0);
-	out[n > 0 ? n : 0] = '\0';
-	close(fd);
-	return status;
 }
 
 static void

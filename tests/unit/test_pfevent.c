@@ -5,9 +5,10 @@
  * made is read back with msevent_parse(), the way statusd reads it, and its fields are
  * checked: the type for every delivery service and status (delivered_services, relayed,
  * forwarded, discard, deferred, bounced, qmgr's message-level expiry without a recipient),
- * the details, the Message-ID from the cleanup line, foreign programs (syslog_names), and
- * an id that is the same when the line is read again and differs for another line. The
- * whole sample log is also run through, counting the events per type.
+ * the details, the Message-ID from the cleanup line, foreign programs (syslog_names), an id
+ * that is the same when the line is read again and differs for another line, and the
+ * Message-ID cache row by row (eviction, a queue id logged again, kept across a reload).
+ * The whole sample log is also run through, counting the events per type.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -23,6 +24,8 @@
 #include "mbuf.h"
 #include "msevent.h"
 #include "pfevent.h"
+
+#include "check.h"
 
 #define NOW_MS 1795354800000LL /* 2026-11-22T13:40:00Z: the sample's lines are just before */
 
@@ -291,6 +294,81 @@ test_message_id_cache_is_bounded(void **state)
 	pfevent_free(&pe);
 }
 
+/*
+ * The cache, row by row, with room for three queue ids: a queue id logged again takes the
+ * newer Message-ID and becomes the newest (so another goes first), the oldest goes when a
+ * fourth comes, and a reload (pfevent_configure) keeps what is cached.
+ */
+static const struct {
+	char op; /* 'p': cleanup logs msgid for qid; 'g': a delivery of qid; 'r': reload */
+	const char *qid, *msgid; /* 'g': the Message-ID the event must carry, NULL: none */
+} cache_rows[] = {
+        {'g', "A1", NULL},     {'p', "A1", "<1@x>"},  {'g', "A1", "<1@x>"},
+        {'p', "A2", "<2@x>"},  {'p', "A3", "<3@x>"},  {'g', "A2", "<2@x>"},
+        {'p', "A1", "<1b@x>"},                       /* A1 again: the newest now, A2 the oldest */
+        {'g', "A1", "<1b@x>"}, {'p', "A4", "<4@x>"}, /* a fourth: A2 goes */
+        {'g', "A2", NULL},     {'g', "A1", "<1b@x>"}, {'g', "A3", "<3@x>"},
+        {'g', "A4", "<4@x>"},  {'r', NULL, NULL}, /* SIGHUP */
+        {'g', "A1", "<1b@x>"}, {'g', "A3", "<3@x>"},  {'g', "A4", "<4@x>"},
+        {'p', "A5", "<5@x>"}, /* the cache still holds three: A3 goes */
+        {'g', "A3", NULL},     {'g', "A5", "<5@x>"},
+};
+
+static void
+test_message_id_cache_rows(void **state)
+{
+	struct made *m = *state;
+	struct pfevent *pe = pfevent_new("lmtp", "postfix", 3);
+	char line[300], what[64];
+
+	for (size_t i = 0; i < sizeof(cache_rows) / sizeof(cache_rows[0]); i++) {
+		snprintf(what, sizeof(what), "row %zu: %c %s", i, cache_rows[i].op,
+		         cache_rows[i].qid ? cache_rows[i].qid : "");
+		switch (cache_rows[i].op) {
+		case 'p':
+			snprintf(line, sizeof(line),
+			         "Nov 22 13:37:02 mail postfix/cleanup[5947]: %s: message-id=%s",
+			         cache_rows[i].qid, cache_rows[i].msgid);
+			none(pe, line);
+			break;
+		case 'g':
+			snprintf(line, sizeof(line),
+			         "Nov 22 13:37:02 mail postfix/lmtp[5982]: %s: "
+			         "to=<ivan@lmtp.example>, "
+			         "relay=127.0.0.1[127.0.0.1]:41941, delay=0.03, "
+			         "delays=0/0.03/0.01/0, dsn=2.2.0, status=sent (250 2.2.0 Ok %zu)",
+			         cache_rows[i].qid, i);
+			make(pe, line, m);
+			CHECK_STR(what, m->ev.message_id, cache_rows[i].msgid);
+			break;
+		case 'r':
+			pfevent_configure(pe, "lmtp", "postfix");
+			break;
+		}
+	}
+	pfevent_free(&pe);
+	check_done();
+}
+
+/* A reload takes the new names: a program no longer listed is foreign. */
+static void
+test_configure_takes_new_names(void **state)
+{
+	struct made *m = *state;
+	struct pfevent *pe = pfevent_new("lmtp", "postfix", 16);
+
+	none(pe, LMTP_MSGID);
+	make(pe, LMTP_SENT, m);
+	assert_int_equal(m->ev.type, MSEV_DELIVERED);
+	pfevent_configure(pe, "local", "postfix");
+	make(pe, LMTP_SENT2, m);
+	assert_int_equal(m->ev.type, MSEV_RELAYED); /* lmtp no longer delivers here */
+	assert_string_equal(m->ev.message_id, "<20261122133702.005981@client.example.org>");
+	pfevent_configure(pe, "local", "postfix-out");
+	none(pe, LMTP_SENT);
+	pfevent_free(&pe);
+}
+
 /* A reply with broken UTF-8 and control bytes still makes an event statusd accepts (make()
    parses it), with '?' for each bad byte; a reply cut at TEXT_MAX is marked "...". */
 static void
@@ -371,6 +449,8 @@ main(void)
 	        cmocka_unit_test_setup_teardown(test_foreign_programs_are_ignored, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_ids_are_stable_per_line, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_message_id_cache_is_bounded, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_message_id_cache_rows, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_configure_takes_new_names, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_odd_bytes_in_details, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_sample_log, setup, teardown),
 	};

@@ -33,6 +33,7 @@
 #include "status.h"
 
 #include "check.h"
+#include "child.h"
 
 #define T0          1709164800000LL /* 2024-02-29T00:00:00Z */
 #define TIME_MAX_MS ((INT64_C(1) << 44) - 1)
@@ -724,31 +725,6 @@ test_random_multisets(void **state)
 	}
 	CHECK_INT("iterations run", iters, 5000);
 	check_done();
-}
-
-static int
-run_child(void (*fn)(void), char *out, size_t outsize)
-{
-	char path[] = "/tmp/test_status.XXXXXX";
-	int fd = mkstemp(path), status = 0;
-	pid_t pid;
-	ssize_t n;
-
-	assert_true(fd >= 0);
-	unlink(path);
-	fflush(NULL);
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		dup2(fd, STDERR_FILENO);
-		fn();
-		_exit(0);
-	}
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	n = pread(fd, out, outsize - 1, 0);
-	out[n > 0 ? n : 0] = '\0';
-	close(fd);
-	return status;
 }
 
 static void

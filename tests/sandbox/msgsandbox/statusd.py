@@ -101,7 +101,7 @@ class Statusd:
         return self.settings["pickup_dir"]
 
     def drop(self, events, raw=None):
-        """Leave events in the pickup directory the way lib/dropfile does (tmp + rename)."""
+        """Leave events in the pickup directory the way the Dovecot plugin does (tmp + rename)."""
         data = raw if raw is not None else b"".join(json.dumps(e).encode() + b"\n"
                                                       for e in events)
         name = "%d-%d-%s.events" % (time.time() * 1000, os.getpid(), os.urandom(4).hex())
