@@ -76,7 +76,7 @@ def system_user(name):
                     "/nonexistent", "--shell", "/usr/sbin/nologin", "--comment",
                     "msgstatus daemons", name], check=True)
     print(f"demo: created the system user {name} for statusd, the milter and the log "
-          "follower (docs/deployment.md, section 2)", file=sys.stderr)
+          "follower (docs/deployment.md, section 3)", file=sys.stderr)
 
 
 def fresh_folder(path):

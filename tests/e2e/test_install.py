@@ -1,4 +1,4 @@
-"""Installation as docs/deployment.md §1 does it: configure with the prefix /usr, build, install
+"""Installation as docs/deployment.md §2 does it without the packages: configure with the prefix /usr, build, install
 into a DESTDIR, and check that the installed programs look for their configuration and
 migrations where the installation put them (/etc/msgstatus, /usr/share/msgstatus/sql), that
 an edited configuration survives a reinstall, and that installing with another --prefix than
