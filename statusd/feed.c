@@ -88,7 +88,7 @@ struct feed {
 	uv_loop_t *loop;
 	const struct sd_config *cfg;
 	struct dbworker *db;
-	struct dbworker *page_db[FEED_PAGES]; /* catch-up pages, in turn */
+	struct dbworker *page_db[2]; /* catch-up pages, in turn */
 	unsigned next_page_db;
 	bool head_known;
 	int64_t published, epoch;
@@ -618,8 +618,8 @@ ask_pages(struct feed_sub *sub)
 
 		if (upto - sub->asked > PAGE_SPAN)
 			upto = sub->asked + PAGE_SPAN;
-		x = fetch_new(f, f->page_db[f->next_page_db++ % FEED_PAGES], FETCH_PAGE, sub->asked,
-		              upto, PAGE_SPAN, sub->who);
+		x = fetch_new(f, f->page_db[f->next_page_db++ % 2], FETCH_PAGE, sub->asked, upto,
+		              PAGE_SPAN, sub->who);
 		x->sub = sub;
 		sub->pages[sub->npages++] = x;
 		sub->asked = upto;

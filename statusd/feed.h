@@ -44,7 +44,7 @@ struct feed;
 struct feed_sub;
 
 #define FEED_RING  16384
-#define FEED_PAGES 2 /* catch-up pages read ahead per subscriber, one per page worker */
+#define FEED_PAGES 2 /* catch-up pages read ahead per subscriber, on two connections */
 
 /* One serialized event (the JSON document of docs/api.md), shared by reference. */
 struct feed_msg {
