@@ -26,7 +26,7 @@
 #include "sdconfig.h"
 #include "store.h"
 
-#define PAGE_SPAN       4000   /* log offsets per catch-up page, so at most that many events */
+#define PAGE_SPAN       2000   /* log offsets per catch-up page, so at most that many events */
 #define CATCHUP_WATER   262144 /* bytes queued before a catch-up pauses */
 #define NOTIFY_DELAY_MS 20     /* let our own batch publish before reading others' */
 
@@ -628,11 +628,10 @@ ask_pages(struct feed_sub *sub)
 
 /*
  * Bring a subscriber up to the head — from the ring if it reaches back far enough, else a
- * page at a time from the database — then make it live. FEED_PAGES pages are read ahead,
- * at once on as many connections: a page is asked for as soon as the one before the
- * previous has been handed to the transport, so PostgreSQL reads while the transport
- * sends; the pages are handed over in order, each once the transport has drained (not
- * paused).
+ * page at a time from the database — then make it live. Up to FEED_PAGES pages are asked
+ * for ahead, in turn on two connections, and a new one as soon as one has been handed to
+ * the transport, so both PostgreSQL backends read while the transport sends; the pages
+ * are handed over in order, each once the transport has drained (not paused).
  */
 static void
 feed_catch_up(struct feed_sub *sub)

@@ -18,9 +18,9 @@
  *	that resumes near the head is served from memory; an older offset is read from
  *	PostgreSQL a page at a time (store_log_scan, filtered there by what the subscriber may
  *	see). A page is a range of log offsets known before it is read, so consecutive pages
- *	are read at once on two database connections (the query worker and the feed's own):
- *	the database threads format the records as they read them, and the pages go to the
- *	transport in log order, each when the transport has drained the one before. A
+ *	are read at once, in turn on two database connections (the query worker and the
+ *	feed's own); the database threads format the records as they read them, and the
+ *	pages go to the transport in log order, each when it has drained the one before. A
  *	catching-up subscriber thus holds at most CATCHUP_WATER bytes and a page queued on
  *	its transport, and FEED_PAGES pages read or being read.
  *
@@ -44,7 +44,7 @@ struct feed;
 struct feed_sub;
 
 #define FEED_RING  16384
-#define FEED_PAGES 2 /* catch-up pages read ahead per subscriber, on two connections */
+#define FEED_PAGES 4 /* catch-up pages read ahead per subscriber, on two connections */
 
 /* One serialized event (the JSON document of docs/api.md), shared by reference. */
 struct feed_msg {
