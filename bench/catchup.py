@@ -3,7 +3,7 @@
 backlog over Server-Sent Events, side by side with reading the same rows straight out of
 PostgreSQL.
 
-    bench/catchup.py [--events 1000000] [--rounds 3]
+    bench/catchup.py [--events 1000000] [--rounds 3] [--baseline BUILD_DIR]
 
 One private PostgreSQL and statusd. The backlog is loaded once through statusd's socket
 (bench/ingest_load, the same realistic mix as bench/ingest.py: per message two recipients,
@@ -14,7 +14,10 @@ queued x2, relayed, delivered, read), all of it sent by one user. Then, per roun
                 arrived. The client reads raw bytes and counts records, so it is not the
                 bottleneck. This is the whole path: authorization filter, JSON per event,
                 the per-connection buffer limit (CATCHUP_WATER) and lws. Also the CPU time
-                statusd and its PostgreSQL backend used per event.
+                statusd and its PostgreSQL backends used per event.
+  baseline      with --baseline: the same for the statusd of another build tree (e.g. an
+                older commit's), a second instance on the same PostgreSQL, timed in the
+                same rounds; the order of the three runs rotates from round to round.
   psql COPY     COPY (SELECT the same columns FROM events ORDER BY log_offset) TO STDOUT
                 into /dev/null: the floor of reading these rows out of PostgreSQL.
 
@@ -65,6 +68,11 @@ def sse_catchup(sd, token, epoch, head, keep):
         tail = data[-len(want):]
 
 
+def pg_cpu_between(before, after):
+    """CPU seconds PostgreSQL's backends used between two backends() readings."""
+    return sum(after.get(k, t) - t for k, t in before.items())
+
+
 def copy_out(pg):
     start = time.monotonic()
     pg.psql("\\copy (SELECT log_offset, event_time, type, recipient, tracking_id, message_id, "
@@ -78,12 +86,19 @@ def main():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=1000000)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--baseline", metavar="BUILD_DIR",
+                    help="also time the statusd of this build tree, in the same rounds")
     args = ap.parse_args()
 
     with Sandbox(name="bench-catchup") as sb:
         pg = sb.postgres(fsync=True, settings={"shared_buffers": "512MB",
                                                "max_wal_size": "4GB"})
         sd = sb.statusd(pg)
+        servers = [("statusd", sd)]
+        if args.baseline:
+            ours, paths.build = paths.build, os.path.abspath(args.baseline)
+            servers.append(("baseline", sb.statusd(pg, name="statusd-base")))
+            paths.build = ours
         ndjson = sb.path("events.ndjson")
         with open(ndjson, "w") as f:
             f.writelines(json.dumps(e) + "\n" for e in make_events(args.events))
@@ -95,30 +110,45 @@ def main():
         _, health = sd.http("/healthz")
         head, epoch = health["log"]["head"], health["log"]["epoch"]
         print(f"backlog: {head:,} events in the log (loaded in {time.monotonic() - t0:.0f} s)\n")
-        token = sd.token(USER, ttl=3600)
         keep = []
-        sse_catchup(sd, token, epoch, head, keep)  # warm up caches
+        tokens = {}
+        for name, srv in servers:
+            tokens[name] = srv.token(USER, ttl=3600)
+            srv.http("/healthz")
+            sse_catchup(srv, tokens[name], epoch, head, keep)  # warm up caches
         copy_out(pg)
-        sse, cp = [], []
-        # CPU per event: statusd (all its threads) and the busiest PostgreSQL backend during
-        # the catch-up (its query connection), which say more than rates on a shared machine
-        print("| round | statusd SSE events/s | psql COPY rows/s | ratio "
-              "| statusd CPU µs/event | PostgreSQL CPU µs/event |")
-        print("|---|---|---|---|---|---|")
+        rates = {name: [] for name, _ in servers}
+        cp = []
+        # CPU per event: statusd (all its threads) and PostgreSQL's backends during the
+        # catch-up (its query connections), which say more than rates on a shared machine
+        cols = " | ".join(f"{n} SSE events/s | ratio | {n} CPU µs/event | its PostgreSQL "
+                          f"CPU µs/event" for n, _ in servers)
+        print(f"| round | psql COPY rows/s | {cols} |")
+        print("|---|---|" + "---|---|---|---|" * len(servers))
+        runs = [("copy", None)] + servers
         for r in range(args.rounds):
-            sd0, pg0 = cpu_seconds(sd.child.popen.pid), backends(pg)
-            secs, records = sse_catchup(sd, token, epoch, head, keep)
-            sd1, pg1 = cpu_seconds(sd.child.popen.pid), backends(pg)
-            if records < head:
-                raise RuntimeError(f"only {records} of {head} records arrived")
-            pg_cpu = max((pg1.get(k, t) - t for k, t in pg0.items()), default=0.0)
-            c = copy_out(pg)
-            sse.append(head / secs)
-            cp.append(head / c)
-            print(f"| {r + 1} | {sse[-1]:,.0f} | {cp[-1]:,.0f} | {sse[-1] / cp[-1]:.2f} "
-                  f"| {1e6 * (sd1 - sd0) / head:.2f} | {1e6 * pg_cpu / head:.2f} |", flush=True)
-        s, c = statistics.median(sse), statistics.median(cp)
-        print(f"| median | {s:,.0f} | {c:,.0f} | {s / c:.2f} | | |")
+            row = {}
+            for name, srv in runs[r % len(runs):] + runs[:r % len(runs)]:
+                if srv is None:
+                    cp.append(head / copy_out(pg))
+                    continue
+                sd0, pg0 = cpu_seconds(srv.child.popen.pid), backends(pg)
+                secs, records = sse_catchup(srv, tokens[name], epoch, head, keep)
+                sd1, pg1 = cpu_seconds(srv.child.popen.pid), backends(pg)
+                if records < head:
+                    raise RuntimeError(f"{name}: only {records} of {head} records arrived")
+                rates[name].append(head / secs)
+                row[name] = (1e6 * (sd1 - sd0) / head, 1e6 * pg_cpu_between(pg0, pg1) / head)
+            cells = " | ".join(f"{rates[n][-1]:,.0f} | {rates[n][-1] / cp[-1]:.2f} | "
+                               f"{row[n][0]:.2f} | {row[n][1]:.2f}" for n, _ in servers)
+            print(f"| {r + 1} | {cp[-1]:,.0f} | {cells} |", flush=True)
+        c = statistics.median(cp)
+        cells = " | ".join(f"{statistics.median(rates[n]):,.0f} | "
+                           f"{statistics.median(rates[n]) / c:.2f} | | " for n, _ in servers)
+        print(f"| median | {c:,.0f} | {cells} |")
+        for n, _ in servers:
+            ratios = sorted(a / b for a, b in zip(rates[n], cp))
+            print(f"{n}: ratio to COPY per round {', '.join(f'{x:.2f}' for x in ratios)}")
         for sock in keep:
             sock.close()
 

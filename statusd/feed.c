@@ -26,10 +26,9 @@
 #include "sdconfig.h"
 #include "store.h"
 
-#define PAGE_EVENTS     2000              /* events per catch-up read */
-#define PAGE_SPAN       (4 * PAGE_EVENTS) /* log offsets per catch-up read, at most */
-#define CATCHUP_WATER   262144            /* bytes queued before a catch-up pauses */
-#define NOTIFY_DELAY_MS 20                /* let our own batch publish before reading others' */
+#define PAGE_SPAN       2000   /* log offsets per catch-up page, so at most that many events */
+#define CATCHUP_WATER   262144 /* bytes queued before a catch-up pauses */
+#define NOTIFY_DELAY_MS 20     /* let our own batch publish before reading others' */
 
 struct feed_link {
 	struct feed_sub *sub;
@@ -62,6 +61,7 @@ struct feed_fetch {
 	enum fetch_kind kind;
 	struct feed *feed;
 	struct feed_sub *sub; /* FETCH_PAGE; cleared if the subscriber goes away */
+	bool read;            /* FETCH_PAGE: done, waiting in sub->pages */
 	int64_t after, upto;  /* fixed once submitted (the worker reads them) */
 	int limit;
 	int64_t epoch_in; /* FETCH_PAGE: the log's epoch, for the records */
@@ -88,6 +88,8 @@ struct feed {
 	uv_loop_t *loop;
 	const struct sd_config *cfg;
 	struct dbworker *db;
+	struct dbworker *page_db[2]; /* catch-up pages, in turn */
+	unsigned next_page_db;
 	bool head_known;
 	int64_t published, epoch;
 	struct ring_entry ring[FEED_RING];
@@ -397,8 +399,8 @@ fetch_run(struct dbjob *job, PGconn *conn)
 static void fetch_done(struct dbjob *job);
 
 static struct feed_fetch *
-fetch_new(struct feed *f, enum fetch_kind kind, int64_t after, int64_t upto, int limit,
-          const struct principal *p)
+fetch_new(struct feed *f, struct dbworker *db, enum fetch_kind kind, int64_t after, int64_t upto,
+          int limit, const struct principal *p)
 {
 	struct feed_fetch *x = calloc(1, sizeof(*x));
 
@@ -425,7 +427,7 @@ fetch_new(struct feed *f, enum fetch_kind kind, int64_t after, int64_t upto, int
 	   the API); the feed tries again on its own timer */
 	x->job.no_retry = true;
 	f->jobs++;
-	dbworker_submit(f->db, &x->job);
+	dbworker_submit(db, &x->job);
 	return x;
 }
 
@@ -454,7 +456,7 @@ want_up_to(struct feed *f, int64_t upto)
 	if (f->gap_running || f->freeing || f->gap_want <= f->published)
 		return;
 	f->gap_running = true;
-	fetch_new(f, FETCH_GAP, f->published, f->gap_want, 10000, NULL);
+	fetch_new(f, f->db, FETCH_GAP, f->published, f->gap_want, 10000, NULL);
 }
 
 static void start_subscription(struct feed_sub *sub, int64_t from, int64_t epoch);
@@ -467,7 +469,7 @@ on_retry(uv_timer_t *t)
 	if (f->freeing)
 		return;
 	if (!f->head_known)
-		fetch_new(f, FETCH_HEAD, 0, 0, 0, NULL);
+		fetch_new(f, f->db, FETCH_HEAD, 0, 0, 0, NULL);
 	else
 		want_up_to(f, f->gap_want);
 }
@@ -511,6 +513,16 @@ gap_done(struct feed *f, struct feed_fetch *x)
 	want_up_to(f, f->gap_want);
 }
 
+/* A page the subscriber no longer wants: free it, or have it freed when its read ends. */
+static void
+page_forget(struct feed_fetch *x)
+{
+	if (x->read)
+		fetch_free(x);
+	else
+		x->sub = NULL;
+}
+
 /* A catch-up page has been read: the subscriber keeps it (true) until it can take it. */
 static bool
 page_done(struct feed *f, struct feed_fetch *x)
@@ -519,12 +531,16 @@ page_done(struct feed *f, struct feed_fetch *x)
 
 	if (sub == NULL)
 		return false; /* the subscriber left */
-	sub->fetch = NULL;
 	if (!x->ok) {
+		/* forget every page: none of them will be delivered */
+		for (unsigned i = 0; i < sub->npages; i++)
+			if (sub->pages[i] != x)
+				page_forget(sub->pages[i]);
+		sub->npages = 0;
 		close_sub(sub, "cannot read the log now (database unavailable)");
 		return false;
 	}
-	sub->ready = x;
+	x->read = true;
 	feed_catch_up(sub);
 	return true;
 }
@@ -570,27 +586,52 @@ fetch_done(struct dbjob *job)
 
 /* --- subscribers --------------------------------------------------------------------- */
 
-/* Hand a page that was read ahead to its subscriber. */
+/* Hand the first page read ahead to its subscriber. */
 static void
 deliver_page(struct feed_sub *sub)
 {
-	struct feed_fetch *x = sub->ready;
+	struct feed_fetch *x = sub->pages[0];
 
-	sub->ready = NULL;
+	memmove(&sub->pages[0], &sub->pages[1], --sub->npages * sizeof(sub->pages[0]));
 	for (size_t i = 0; i < x->nmsgs && sub->state == SUB_CATCHUP; i++)
 		deliver(sub, x->msgs[i]);
-	/* A short page means every visible event up to its bound was in it. */
-	if (sub->state == SUB_CATCHUP && x->nmsgs < (size_t)x->limit && sub->position < x->upto)
+	/* A page holds every visible event of its range (at most PAGE_SPAN of them). */
+	if (sub->state == SUB_CATCHUP && sub->position < x->upto)
 		sub->position = x->upto;
 	fetch_free(x);
 }
 
+/* Ask for the next pages up to the ring, while there is room for them. */
+static void
+ask_pages(struct feed_sub *sub)
+{
+	struct feed *f = sub->feed;
+
+	if (sub->npages == 0)
+		sub->asked = sub->position;
+	/* Each page covers at most PAGE_SPAN offsets, so that PostgreSQL reads an index range
+	   of that size instead of all the rest of the log for every page; its bounds are known
+	   before it is read, so the next page can be read at the same time. */
+	while (sub->npages < FEED_PAGES && sub->asked + 1 < f->ring_lo) {
+		int64_t upto = f->ring_lo - 1;
+		struct feed_fetch *x;
+
+		if (upto - sub->asked > PAGE_SPAN)
+			upto = sub->asked + PAGE_SPAN;
+		x = fetch_new(f, f->page_db[f->next_page_db++ % 2], FETCH_PAGE, sub->asked, upto,
+		              PAGE_SPAN, sub->who);
+		x->sub = sub;
+		sub->pages[sub->npages++] = x;
+		sub->asked = upto;
+	}
+}
+
 /*
  * Bring a subscriber up to the head — from the ring if it reaches back far enough, else a
- * page at a time from the database — then make it live. One page is read ahead: the next
- * page is asked for as soon as the previous one has been handed to the transport, so
- * PostgreSQL reads it while the transport sends; it waits in sub->ready until the
- * transport has drained (not paused).
+ * page at a time from the database — then make it live. Up to FEED_PAGES pages are asked
+ * for ahead, in turn on two connections, and a new one as soon as one has been handed to
+ * the transport, so both PostgreSQL backends read while the transport sends; the pages
+ * are handed over in order, each once the transport has drained (not paused).
  */
 static void
 feed_catch_up(struct feed_sub *sub)
@@ -598,25 +639,12 @@ feed_catch_up(struct feed_sub *sub)
 	struct feed *f = sub->feed;
 
 	while (sub->state == SUB_CATCHUP) {
-		if (sub->ready != NULL) {
-			if (sub->paused)
-				return;
+		ask_pages(sub);
+		if (sub->npages > 0) {
+			if (!sub->pages[0]->read || sub->paused)
+				return; /* being read, or waiting for the transport */
 			deliver_page(sub);
 			continue;
-		}
-		if (sub->fetch != NULL)
-			return; /* the next page is being read */
-		if (sub->position + 1 < f->ring_lo) {
-			/* Each page covers at most PAGE_SPAN offsets, so that PostgreSQL reads an
-			   index range of that size instead of all the rest of the log for every
-			   page. */
-			int64_t upto = f->ring_lo - 1;
-			if (upto - sub->position > PAGE_SPAN)
-				upto = sub->position + PAGE_SPAN;
-			sub->fetch = fetch_new(f, FETCH_PAGE, sub->position, upto, PAGE_EVENTS,
-			                       sub->who);
-			sub->fetch->sub = sub;
-			return;
 		}
 		if (sub->paused)
 			return;
@@ -690,10 +718,9 @@ feed_unsubscribe(struct feed_sub *sub)
 	if (f == NULL)
 		return;
 	leave_live(sub);
-	if (sub->fetch != NULL)
-		sub->fetch->sub = NULL;
-	fetch_free(sub->ready);
-	sub->ready = NULL;
+	for (unsigned i = 0; i < sub->npages; i++)
+		page_forget(sub->pages[i]);
+	sub->npages = 0;
 	for (size_t i = 0; i < f->npending; i++)
 		if (f->pending[i].sub == sub)
 			f->pending[i--] = f->pending[--f->npending];
@@ -784,7 +811,7 @@ on_notify_timer(uv_timer_t *t)
 	if (!f->head_known || f->freeing)
 		return;
 	if (head < 0)
-		fetch_new(f, FETCH_HEAD, 0, 0, 0, NULL);
+		fetch_new(f, f->db, FETCH_HEAD, 0, 0, 0, NULL);
 	else if (head > f->published)
 		want_up_to(f, head);
 }
@@ -802,7 +829,8 @@ on_async(uv_async_t *a)
 /* --- life cycle ---------------------------------------------------------------------- */
 
 struct feed *
-feed_new(uv_loop_t *loop, const struct sd_config *cfg, struct dbworker *db)
+feed_new(uv_loop_t *loop, const struct sd_config *cfg, struct dbworker *db,
+         struct dbworker *page_db)
 {
 	struct feed *f = calloc(1, sizeof(*f));
 	int rc;
@@ -812,6 +840,8 @@ feed_new(uv_loop_t *loop, const struct sd_config *cfg, struct dbworker *db)
 	f->loop = loop;
 	f->cfg = cfg;
 	f->db = db;
+	f->page_db[0] = db;
+	f->page_db[1] = page_db;
 	f->by_user = lh_kchar_table_new(1024, bucket_free);
 	f->by_domain = lh_kchar_table_new(64, bucket_free);
 	uv_async_init(loop, &f->async, on_async);
@@ -821,7 +851,7 @@ feed_new(uv_loop_t *loop, const struct sd_config *cfg, struct dbworker *db)
 	f->handles = 3;
 	if ((rc = pthread_create(&f->listener, NULL, listener_main, f)) != 0)
 		msg_fatal("cannot start the feed listener: %s", strerror(rc));
-	fetch_new(f, FETCH_HEAD, 0, 0, 0, NULL); /* where the log is now */
+	fetch_new(f, f->db, FETCH_HEAD, 0, 0, 0, NULL); /* where the log is now */
 	return f;
 }
 

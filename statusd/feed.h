@@ -17,10 +17,12 @@
  *	the subscribers who may see it. The newest FEED_RING events are kept, so a subscriber
  *	that resumes near the head is served from memory; an older offset is read from
  *	PostgreSQL a page at a time (store_log_scan, filtered there by what the subscriber may
- *	see). The database thread formats a page's records as it reads them, and one page is
- *	read ahead: while the transport sends a page, the next is read and waits until the
- *	transport has drained. A catching-up subscriber thus holds at most CATCHUP_WATER
- *	bytes and a page queued on its transport, and one page read ahead.
+ *	see). A page is a range of log offsets known before it is read, so consecutive pages
+ *	are read at once, in turn on two database connections (the query worker and the
+ *	feed's own); the database threads format the records as they read them, and the
+ *	pages go to the transport in log order, each when it has drained the one before. A
+ *	catching-up subscriber thus holds at most CATCHUP_WATER bytes and a page queued on
+ *	its transport, and FEED_PAGES pages read or being read.
  *
  *	Subscribers are transports (WebSocket, SSE: stream.c) behind one interface, struct
  *	feed_sub_ops (after nchan). A live subscriber whose transport has feed_buffer_max bytes
@@ -41,7 +43,8 @@ struct store_logged;
 struct feed;
 struct feed_sub;
 
-#define FEED_RING 16384
+#define FEED_RING  16384
+#define FEED_PAGES 4 /* catch-up pages read ahead per subscriber, on two connections */
 
 /* One serialized event (the JSON document of docs/api.md), shared by reference. */
 struct feed_msg {
@@ -78,10 +81,13 @@ struct feed_sub {
 	struct principal *who; /* a copy, freed by feed_unsubscribe */
 	int64_t position;      /* the last offset handled for this subscriber */
 	enum feed_sub_state state;
-	bool paused;              /* catch-up waits for the transport to drain */
-	struct feed_fetch *fetch; /* the catch-up page being read, if any */
-	struct feed_fetch *ready; /* a page read ahead, waiting for the transport to drain */
-	struct feed_link *links;  /* its places in the live index (user, admin domains) */
+	bool paused; /* catch-up waits for the transport to drain */
+	/* catch-up pages asked for, in log order: being read, or read and waiting for the
+	   transport to drain; the last one ends at offset asked */
+	struct feed_fetch *pages[FEED_PAGES];
+	unsigned npages;
+	int64_t asked;
+	struct feed_link *links; /* its places in the live index (user, admin domains) */
 	size_t nlinks;
 	struct feed_sub *next, *prev; /* all subscribers */
 };
@@ -92,7 +98,12 @@ struct feed_stats {
 	int64_t head, epoch;
 };
 
-struct feed *feed_new(uv_loop_t *loop, const struct sd_config *cfg, struct dbworker *db);
+/*
+ * db: the worker for the feed's own reads (the head, gaps) and every other catch-up page;
+ * page_db: a second worker (its own connection) for the pages in between.
+ */
+struct feed *feed_new(uv_loop_t *loop, const struct sd_config *cfg, struct dbworker *db,
+                      struct dbworker *page_db);
 /* Stop listening and close every subscriber; free once the loop has run. */
 void feed_free(struct feed **f);
 

@@ -5,9 +5,10 @@
  * DESIGN
  *	One libuv loop runs the event socket (ingest.c), the pickup directory (pickup.c),
  *	HTTP and the live feeds (http.c, api.c, stream.c, feed.c: libwebsockets on the same
- *	loop) and signal handling. PostgreSQL is reached only from two dbworker threads:
+ *	loop) and signal handling. PostgreSQL is reached only from three dbworker threads:
  *	"ingest" (stores batches in order, applies migrations and partition maintenance when
- *	it connects) and "query" (reads for HTTP). statusd starts and serves even while
+ *	it connects), "query" (reads for HTTP) and "feed" (every other page of a feed's
+ *	catch-up, read while "query" reads the one before). statusd starts and serves even while
  *	PostgreSQL is down: events then wait unacknowledged and producers keep them.
  *
  *	SIGTERM/SIGINT: stop accepting, store and acknowledge what was read (at most
@@ -43,7 +44,7 @@
 struct statusd {
 	uv_loop_t *loop;
 	struct sd_config cfg;
-	struct dbworker *ingest_db, *query_db;
+	struct dbworker *ingest_db, *query_db, *feed_db;
 	struct ingest *ingest;
 	struct pickup *pickup;
 	struct auth *auth;
@@ -83,6 +84,7 @@ ingest_on_connect(PGconn *conn, void *ctx, const char **error_r)
 	}
 	/* The schema is in place: the query worker may read it now (see main()). */
 	dbworker_release(sd->query_db);
+	dbworker_release(sd->feed_db);
 	if (store_maintain(conn, sd->cfg.event_retention, error_r) < 0)
 		return -1;
 	return store_session_setup(conn, error_r);
@@ -145,6 +147,7 @@ finish_shutdown(struct statusd *sd)
 	webhooks_stop(&sd->webhooks);
 	dbworker_stop(&sd->ingest_db);
 	dbworker_stop(&sd->query_db);
+	dbworker_stop(&sd->feed_db);
 	pickup_free(&sd->pickup);
 	ingest_free(&sd->ingest);
 	auth_free(&sd->auth);
@@ -242,8 +245,13 @@ main(int argc, char **argv)
 	   worker has created them, so the query worker waits for it (ingest_on_connect). */
 	sd.query_db = dbworker_start(sd.loop, "database (queries)", sd.cfg.database,
 	                             sd.cfg.database_retry_max, NULL, NULL);
-	if (sd.cfg.database_migrate)
+	/* the second connection for feed catch-up pages (feed.h) */
+	sd.feed_db = dbworker_start(sd.loop, "database (feed)", sd.cfg.database,
+	                            sd.cfg.database_retry_max, NULL, NULL);
+	if (sd.cfg.database_migrate) {
 		dbworker_hold(sd.query_db);
+		dbworker_hold(sd.feed_db);
+	}
 	sd.ingest_db = dbworker_start(sd.loop, "database (ingest)", sd.cfg.database,
 	                              sd.cfg.database_retry_max, ingest_on_connect, &sd);
 	sd.webhooks = webhooks_start(&sd.cfg, &error);
@@ -251,7 +259,7 @@ main(int argc, char **argv)
 		msg_fatal("%s", error);
 	if ((sd.auth = auth_new(&sd.cfg, sd.query_db, &error)) == NULL)
 		msg_fatal("%s", error);
-	sd.feed = feed_new(sd.loop, &sd.cfg, sd.query_db);
+	sd.feed = feed_new(sd.loop, &sd.cfg, sd.query_db, sd.feed_db);
 	sd.ingest = ingest_start(sd.loop, &sd.cfg, sd.ingest_db);
 	ingest_on_logged(sd.ingest, on_logged, sd.feed);
 	sd.pickup = pickup_start(sd.loop, &sd.cfg, sd.ingest);
