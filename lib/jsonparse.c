@@ -3,7 +3,7 @@
  */
 #include "jsonparse.h"
 
-#include "msg.h"
+#include "mymalloc.h"
 #include "utf8.h"
 
 #include <json-c/json.h>
@@ -74,11 +74,9 @@ jsonparse_strict_escaped(struct json_tokener *tok, const char *data, size_t len,
 {
 	struct json_object *obj;
 	char *copy, *out;
-	size_t i, n, run, end, mapped;
+	size_t i, n = 1, run, end, mapped;
 
-	if ((copy = malloc(len * 6 + 1)) == NULL)
-		msg_fatal("out of memory");
-	out = copy;
+	out = copy = mymalloc(len * 6 + 1);
 	for (i = 0, run = 0; i < len; i += n) {
 		uint32_t cp;
 
