@@ -892,27 +892,44 @@ failed(PGconn *conn, PGresult *res, bool *transient_r, const char **error_r)
 	return -1;
 }
 
-/* The "events" of a status document: the message's logged events in time order. */
+/*
+ * The "events" of a status document: the message's logged events in time order, from after
+ * the cursor (a log offset of this message, 0 for the start), at most events_max, and
+ * "next_cursor": where the next page starts, null on the last. A read, unread or deleted
+ * that repeats its recipient's previous event changes nothing and is left out (a
+ * recipient posting receipts in a loop adds one entry, not one per request); the test is
+ * over the whole message, so pages do not change it.
+ */
 static int
-timeline_events(PGconn *conn, const char *msgid, int events_max, int64_t queued_ms,
+timeline_events(PGconn *conn, const char *msgid, int events_max, int64_t after, int64_t queued_ms,
                 struct json_object *doc, bool *transient_r, const char **error_r)
 {
-	char limit[16];
-	const char *params[2] = {msgid, limit};
+	char limit[16], cursor[32];
+	const char *params[3] = {msgid, limit, cursor};
 	struct json_object *list;
 	PGresult *res;
+	int n;
 
-	snprintf(limit, sizeof(limit), "%d", events_max);
+	snprintf(limit, sizeof(limit), "%d", events_max + 1);
+	snprintf(cursor, sizeof(cursor), "%lld", (long long)after);
 	res = PQexecParams(conn,
-	                   "SELECT log_offset, (extract(epoch FROM event_time) * 1000)::bigint,"
-	                   " type, rcpt, source, details::text, event_id"
-	                   " FROM events WHERE message = $1 AND log_offset IS NOT NULL"
+	                   "WITH t AS (SELECT log_offset, event_time, type, rcpt, source, details,"
+	                   "  event_id, lag(type) OVER (PARTITION BY rcpt"
+	                   "   ORDER BY event_time, log_offset) AS prev"
+	                   "  FROM events WHERE message = $1 AND log_offset IS NOT NULL)"
+	                   " SELECT log_offset, (extract(epoch FROM event_time) * 1000)::bigint,"
+	                   " type, rcpt, source, details::text, event_id FROM t"
+	                   " WHERE (type NOT IN (7, 8, 9) OR prev IS DISTINCT FROM type)"
+	                   " AND ($3::bigint = 0 OR (event_time, log_offset) >"
+	                   "  (SELECT c.event_time, c.log_offset FROM events c"
+	                   "   WHERE c.message = $1 AND c.log_offset = $3::bigint))"
 	                   " ORDER BY event_time, log_offset LIMIT $2::int",
-	                   2, NULL, params, NULL, NULL, 0);
+	                   3, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 		return failed(conn, res, transient_r, error_r);
-	list = json_object_new_array_ext(PQntuples(res));
-	for (int i = 0; i < PQntuples(res); i++) {
+	n = PQntuples(res) > events_max ? events_max : PQntuples(res);
+	list = json_object_new_array_ext(n);
+	for (int i = 0; i < n; i++) {
 		struct json_object *ev = json_object_new_object();
 		int64_t t = strtoll(PQgetvalue(res, i, 1), NULL, 10);
 		const char *type =
@@ -934,15 +951,19 @@ timeline_events(PGconn *conn, const char *msgid, int events_max, int64_t queued_
 		add_str(ev, "event_id", res, i, 6);
 		json_object_array_add(list, ev);
 	}
-	PQclear(res);
 	json_object_object_add(doc, "events", list);
+	json_object_object_add(doc, "next_cursor",
+	                       PQntuples(res) > events_max
+	                               ? json_object_new_string(PQgetvalue(res, n - 1, 0))
+	                               : NULL);
+	PQclear(res);
 	return 0;
 }
 
 int
 store_status(PGconn *conn, const char *id, const char *user, char *const *domains, size_t ndomains,
-             int events_max, struct json_object **doc_r, char **owner_r, char **sender_r,
-             bool *transient_r, const char **error_r)
+             int events_max, int64_t events_after, struct json_object **doc_r, char **owner_r,
+             char **sender_r, bool *transient_r, const char **error_r)
 {
 	struct mbuf bracketed = MBUF_INIT, dom = MBUF_INIT;
 	const char *params[4];
@@ -1015,8 +1036,8 @@ store_status(PGconn *conn, const char *id, const char *user, char *const *domain
 		json_object_array_add(rcpts, recipient_doc(res, i, queued_ms));
 	PQclear(res);
 	json_object_object_add(doc, "recipients", rcpts);
-	if (events_max > 0 &&
-	    timeline_events(conn, msgid, events_max, queued_ms, doc, transient_r, error_r) < 0)
+	if (events_max > 0 && timeline_events(conn, msgid, events_max, events_after, queued_ms, doc,
+	                                      transient_r, error_r) < 0)
 		goto fail;
 	*doc_r = doc;
 	return 1;

@@ -153,6 +153,7 @@ export class MsgStatusClient extends EventTarget {
 
   load(filter?: ListFilter): Promise<{ messages: Message[]; nextCursor: string | null }>;
   fetchStatus(id: string): Promise<Message>;
+  /** GET …/timeline, every page (it follows the server's next_cursor until null). */
   timeline(id: string): Promise<Message>;
   receipt(id: string): Promise<{ event_id: string; status: "read" }>;
   preferences(): Promise<Preferences>;

@@ -290,11 +290,16 @@ export class MsgStatusClient extends EventTarget {
     return this._mergeStatus(await this._request("GET", `/api/v1/messages/${encodeURIComponent(id)}/status`));
   }
 
-  /** GET …/timeline: one message with every event it had, merged. */
+  /** GET …/timeline: one message with every event it had, merged; every page (next_cursor). */
   async timeline(id) {
-    const doc = await this._request("GET", `/api/v1/messages/${encodeURIComponent(id)}/timeline`);
+    const path = `/api/v1/messages/${encodeURIComponent(id)}/timeline`;
+    let doc = await this._request("GET", path);
     const m = this._mergeStatus(doc);
-    for (const ev of doc.events || []) this._fold(m, ev, false);
+    for (;;) {
+      for (const ev of doc.events || []) this._fold(m, ev, false);
+      if (doc.next_cursor == null) break;
+      doc = await this._request("GET", `${path}?cursor=${encodeURIComponent(doc.next_cursor)}`);
+    }
     this._changed(m, null);
     return m;
   }
