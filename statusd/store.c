@@ -352,13 +352,14 @@ void
 store_copy_row(struct mbuf *copy, int seq, const struct msevent *ev)
 {
 	char when[RFC3339_BUFSIZE];
-	int64_t key = MSEV_IS_STATUS(ev->type) ? status_key(ev->type, ev->time_ms) : 0;
-	bool reading = MSEV_IS_STATUS(ev->type) && status_axis(ev->type) == STATUS_AXIS_READING;
+	int64_t key = MSEV_IS_RECIPIENT(ev->type) ? status_event_key(ev->type, ev->time_ms) : 0;
+	enum status_axis axis = status_axis(ev->type);
 
 	mbuf_printf(copy, "%d\t", seq);
 	copy_field(copy, ev->id);
 	mbuf_printf(copy, "\t%s\t%d\t%lld\t%lld\t", rfc3339_format(ev->time_ms, when),
-	            (int)ev->type, reading ? 0LL : (long long)key, reading ? (long long)key : 0LL);
+	            (int)ev->type, axis == STATUS_AXIS_DELIVERY ? (long long)key : 0LL,
+	            axis == STATUS_AXIS_READING ? (long long)key : 0LL);
 	copy_field(copy, ev->source);
 	mbuf_putc(copy, '\t');
 	copy_field(copy, ev->tracking_id);
@@ -382,7 +383,9 @@ store_copy_row(struct mbuf *copy, int seq, const struct msevent *ev)
 	                                       ev->details, JSON_C_TO_STRING_PLAIN |
 	                                                            JSON_C_TO_STRING_NOSLASHESCAPE)
 	                             : NULL);
-	mbuf_putc(copy, '\n');
+	/* the mailbox axis (schema 005): the expunge's key and the copies it counts */
+	mbuf_printf(copy, "\t%lld\t%d\n", axis == STATUS_AXIS_MAILBOX ? (long long)key : 0LL,
+	            MSEV_IS_RECIPIENT(ev->type) ? status_copies(ev->type, ev->source) : 0);
 }
 
 static char *
@@ -845,7 +848,8 @@ add_time(struct json_object *obj, const char *key, int64_t ms)
 	                       ms > 0 ? json_object_new_string(rfc3339_format(ms, when)) : NULL);
 }
 
-/* One recipient's entry in the status document. queued_ms is 0 if unknown. */
+/* One recipient's entry in the status document, from a row of recipient, orig_recipient,
+   dkey, rkey, displayed, details, xkey, copies. queued_ms is 0 if unknown. */
 static struct json_object *
 recipient_doc(PGresult *res, int row, int64_t queued_ms)
 {
@@ -856,6 +860,8 @@ recipient_doc(PGresult *res, int row, int64_t queued_ms)
 	st.dkey = strtoll(PQgetvalue(res, row, 2), NULL, 10);
 	st.rkey = strtoll(PQgetvalue(res, row, 3), NULL, 10);
 	st.displayed = PQgetvalue(res, row, 4)[0] == 't';
+	st.xkey = strtoll(PQgetvalue(res, row, 6), NULL, 10);
+	st.copies = strtoll(PQgetvalue(res, row, 7), NULL, 10);
 	status_view(&st, &view);
 
 	details = details_object(PQgetisnull(res, row, 5) ? NULL : PQgetvalue(res, row, 5));
@@ -1024,8 +1030,8 @@ store_status(PGconn *conn, const char *id, const char *user, char *const *domain
 
 	params[0] = msgid;
 	res = PQexecParams(conn,
-	                   "SELECT recipient, orig_recipient, dkey, rkey, displayed, details"
-	                   " FROM recipients WHERE message = $1 ORDER BY recipient",
+	                   "SELECT recipient, orig_recipient, dkey, rkey, displayed, details,"
+	                   " xkey, copies FROM recipients WHERE message = $1 ORDER BY recipient",
 	                   1, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		failed(conn, res, transient_r, error_r);
@@ -1143,7 +1149,7 @@ store_list(PGconn *conn, const char *user, char *const *domains, size_t ndomains
 		res = PQexecParams(
 		        conn,
 		        "SELECT recipient, orig_recipient, dkey, rkey, displayed, details,"
-		        " message FROM recipients WHERE message = ANY($1::bigint[])"
+		        " xkey, copies, message FROM recipients WHERE message = ANY($1::bigint[])"
 		        " ORDER BY message, recipient",
 		        1, NULL, p1, NULL, NULL, 0);
 		if (PQresultStatus(res) != PGRES_TUPLES_OK) {
@@ -1154,7 +1160,7 @@ store_list(PGconn *conn, const char *user, char *const *domains, size_t ndomains
 			return failed(conn, res, transient_r, error_r);
 		}
 		for (int r = 0; r < PQntuples(res); r++) {
-			int64_t mid = strtoll(PQgetvalue(res, r, 6), NULL, 10);
+			int64_t mid = strtoll(PQgetvalue(res, r, 8), NULL, 10);
 			for (int i = 0; i < n; i++)
 				if (idv[i] == mid) {
 					struct json_object *q =

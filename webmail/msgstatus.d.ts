@@ -4,6 +4,10 @@ export type StatusName =
   | "queued" | "deferred" | "relayed" | "delivered" | "read" | "unread" | "deleted"
   | "bounced" | "expired";
 
+/** What a feed or timeline event says happened: a status, or one of the recipient's
+ * copies of the message entered a mailbox (copied) or was expunged (expunged). */
+export type EventName = StatusName | "copied" | "expunged";
+
 /** A message's overall state: its least advanced recipient; "partial" if some failed. */
 export type SummaryStatus = StatusName | "partial";
 
@@ -19,7 +23,7 @@ export interface FeedEvent {
   message_id?: string | null;
   tracking_id?: string | null;
   recipient: string;
-  status: StatusName;
+  status: EventName;
   timestamp: string;
   latency_ms?: number;
   source?: string;
