@@ -95,11 +95,14 @@ END $$;
 -- appends the new events and folds them into their recipients.
 -- A batch is always small next to the tables, and the staging table has no statistics:
 -- hash and merge joins would scan whole tables per batch, so only index lookups are allowed.
+-- No JIT: the plan's estimated cost (the held events' rules are subqueries per event) can
+-- pass jit_above_cost, and compiling it took 1.5 s of a batch of one event that runs in
+-- milliseconds.
 CREATE OR REPLACE FUNCTION msgstatus_ingest()
 RETURNS TABLE (log_offset bigint, event_id text, event_time timestamptz, type smallint,
 	       recipient text, details jsonb, message bigint, tracking_id text,
 	       message_id text, owner text, sender text)
-LANGUAGE plpgsql SET enable_hashjoin = off SET enable_mergejoin = off AS $$
+LANGUAGE plpgsql SET enable_hashjoin = off SET enable_mergejoin = off SET jit = off AS $$
 #variable_conflict use_column
 DECLARE
 	h bigint;
@@ -268,49 +271,46 @@ BEGIN
 		SELECT m.id, lower(st.recipient)
 		FROM ingest_stage st JOIN messages m ON m.tracking_id = st.tracking_id
 		WHERE st.type = 1 AND st.recipient IS NOT NULL
-	), direct AS MATERIALIZED (
-		-- The address the sender used that an event names itself: a queued event's
-		-- recipient; else its original recipient (Postfix's orig_to=, LMTP's ORCPT) when
-		-- the sender used that; else its recipient when the sender used that; else none.
-		SELECT nb.*,
-		       CASE WHEN nb.type = 1 THEN lower(nb.recipient)
-			    WHEN nb.orig_recipient IS NOT NULL
-			     AND (nb.message, lower(nb.orig_recipient)) IN
-				 (SELECT q.message, q.rcpt FROM queued q)
-			    THEN lower(nb.orig_recipient)
-			    WHEN (nb.message, lower(nb.recipient)) IN
-				 (SELECT q.message, q.rcpt FROM queued q)
-			    THEN lower(nb.recipient) END AS used
-		FROM numbered nb
-	), addressed AS MATERIALIZED (
-		-- The recipient each event counts for: the address it names itself, else the one
-		-- the mail system tied its recipient to, for this message: an event that counted
-		-- for its original recipient (an alias's expansion Postfix logged with orig_to=,
-		-- the plugin's delivery with LMTP's ORCPT), stored or in this batch; the smallest,
-		-- so that arrival order does not choose. Else none: the event is stored without an
-		-- offset (held), is in no status, list, timeline, feed or webhook, and is looked
-		-- at again when its message gets a queued recipient or such a tie.
-		SELECT d.*,
-		       coalesce(d.used,
-				(SELECT min(t.rcpt) FROM events t
-				 WHERE t.message = d.message
-				   AND lower(t.recipient) = lower(d.recipient)
-				   AND t.orig_recipient IS NOT NULL
-				   AND t.rcpt = lower(t.orig_recipient)),
-				(SELECT min(t.used) FROM direct t
-				 WHERE t.message = d.message
-				   AND lower(t.recipient) = lower(d.recipient)
-				   AND t.used = lower(t.orig_recipient))) AS rcpt
-		FROM direct d
 	), keyed AS MATERIALIZED (
-		-- offsets for those that enter the log now (a recipient): new events in batch
-		-- order, then the waiting ones in their time order; the held ones get none
+		-- The recipient each event counts for, and offsets for those that enter the log
+		-- now: new events in batch order, then the waiting ones in their time order.
+		-- The recipient is the address the sender used that the event names itself: a
+		-- queued event's recipient; else its original recipient (Postfix's orig_to=,
+		-- LMTP's ORCPT) when the sender used that; else its recipient when the sender used
+		-- that. Else the address the mail system tied its recipient to, for this message:
+		-- the original recipient, used by the sender, of another event of that recipient
+		-- (an alias's expansion Postfix logged, the plugin's delivery with ORCPT), stored or
+		-- in this batch; the smallest, so that arrival order does not choose. Else none:
+		-- the event is held, stored without an offset, in no status, list, timeline, feed
+		-- or webhook, and looked at again when its message gets a queued recipient or such
+		-- a tie.
 		SELECT a.*,
 		       CASE WHEN a.rcpt IS NOT NULL
 			    THEN h + row_number() OVER (PARTITION BY a.rcpt IS NULL
 							ORDER BY a.late, a.ord, a.event_time,
 								 a.event_id) END AS log_offset
-		FROM addressed a
+		FROM (SELECT nb.*,
+			     CASE WHEN nb.type = 1 THEN lower(nb.recipient)
+				  WHEN nb.orig_recipient IS NOT NULL
+				   AND (nb.message, lower(nb.orig_recipient)) IN
+				       (SELECT q.message, q.rcpt FROM queued q)
+				  THEN lower(nb.orig_recipient)
+				  WHEN (nb.message, lower(nb.recipient)) IN
+				       (SELECT q.message, q.rcpt FROM queued q)
+				  THEN lower(nb.recipient)
+				  ELSE coalesce(
+					(SELECT min(t.rcpt) FROM events t
+					 WHERE t.message = nb.message
+					   AND lower(t.recipient) = lower(nb.recipient)
+					   AND t.orig_recipient IS NOT NULL
+					   AND t.rcpt = lower(t.orig_recipient)),
+					(SELECT min(lower(t.orig_recipient)) FROM numbered t
+					 WHERE t.message = nb.message
+					   AND lower(t.recipient) = lower(nb.recipient)
+					   AND t.orig_recipient IS NOT NULL
+					   AND (t.message, lower(t.orig_recipient)) IN
+					       (SELECT q.message, q.rcpt FROM queued q))) END AS rcpt
+		      FROM numbered nb) a
 	), appended AS (
 		-- the new events: those of a message with an owner, with their offset and
 		-- recipient (none if held); the rest (no message yet, or a message without an
