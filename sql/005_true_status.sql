@@ -284,11 +284,13 @@ BEGIN
 		-- the event is held, stored without an offset, in no status, list, timeline, feed
 		-- or webhook, and looked at again when its message gets a queued recipient or such
 		-- a tie.
+		-- (the running count of those with a recipient numbers them without a sort of its
+		-- own; OFFSET 0 keeps the recipient a column, computed once per event)
 		SELECT a.*,
 		       CASE WHEN a.rcpt IS NOT NULL
-			    THEN h + row_number() OVER (PARTITION BY a.rcpt IS NULL
-							ORDER BY a.late, a.ord, a.event_time,
-								 a.event_id) END AS log_offset
+			    THEN h + count(a.rcpt) OVER (ORDER BY a.late, a.ord, a.event_time,
+							      a.event_id
+							      ROWS UNBOUNDED PRECEDING) END AS log_offset
 		FROM (SELECT nb.*,
 			     CASE WHEN nb.type = 1 THEN lower(nb.recipient)
 				  WHEN nb.orig_recipient IS NOT NULL
@@ -310,7 +312,7 @@ BEGIN
 					   AND t.orig_recipient IS NOT NULL
 					   AND (t.message, lower(t.orig_recipient)) IN
 					       (SELECT q.message, q.rcpt FROM queued q))) END AS rcpt
-		      FROM numbered nb) a
+		      FROM numbered nb OFFSET 0) a
 	), appended AS (
 		-- the new events: those of a message with an owner, with their offset and
 		-- recipient (none if held); the rest (no message yet, or a message without an
