@@ -16,7 +16,7 @@ import os
 import pwd
 import unittest
 
-from e2e import main, require_root
+from e2e import main, require_root, with_sieve
 from msgsandbox import Sandbox, paths
 from msgsandbox.core import free_port, wait_for
 from msgsandbox.postfix import make_message
@@ -43,17 +43,16 @@ class AddressesTest(unittest.TestCase):
         cls.pg = cls.sb.postgres()
         cls.sd = cls.sb.statusd(cls.pg)
         cls.milter = cls.sb.milter(cls.sd)
-        settings = cls.sd.dovecot_plugin_settings()
-        settings["sieve"] = "file:~/sieve;active=~/.dovecot.sieve"
         # Sieve's redirect goes out through a Postfix listener without the milter (a
         # re-injection path that keeps the header); its port is set before Postfix starts
         cls.reinject_port = free_port()
+        settings, extra = with_sieve(cls.sd.dovecot_plugin_settings(),
+                                     f"submission_host = 127.0.0.1:{cls.reinject_port}\n")
         cls.dovecot = cls.sb.dovecot(
             users={ALICE: "alice-secret", BOB: "bob-secret", CAROL: "carol-secret",
                    DAVE: "dave-secret", FRED: "fred-secret"},
             mail_plugins=["notify", "msgstatus"], lmtp_plugins=["sieve"],
-            plugin_paths=[paths.binary(PLUGIN)], plugin=settings,
-            extra_config=f"submission_host = 127.0.0.1:{cls.reinject_port}\n")
+            plugin_paths=[paths.binary(PLUGIN)], plugin=settings, extra_config=extra)
         home = os.path.dirname(cls.dovecot.mailbox_dir(BOB))
         os.makedirs(home, exist_ok=True)
         script = os.path.join(home, ".dovecot.sieve")

@@ -15,7 +15,7 @@ import os
 import pwd
 import unittest
 
-from e2e import event, main, require_root
+from e2e import event, main, require_root, with_sieve
 from msgsandbox import Sandbox, paths
 from msgsandbox.core import wait_for
 from msgsandbox.postfix import make_message
@@ -53,12 +53,11 @@ class MovesTest(unittest.TestCase):
         cls.sb = Sandbox()
         cls.pg = cls.sb.postgres()
         cls.sd = cls.sb.statusd(cls.pg)
-        settings = cls.sd.dovecot_plugin_settings()
-        settings["sieve"] = "file:~/sieve;active=~/.dovecot.sieve"
+        settings, extra = with_sieve(cls.sd.dovecot_plugin_settings(), MAILBOXES)
         cls.dc = cls.sb.dovecot(
             users={BOB: "bob-secret"}, mail_plugins=["notify", "msgstatus"],
             lmtp_plugins=["sieve"], plugin_paths=[paths.binary(PLUGIN)], plugin=settings,
-            extra_config=MAILBOXES)
+            extra_config=extra)
         # bob's Sieve script, in his home (where Dovecot's userdb puts it)
         home = os.path.dirname(cls.dc.mailbox_dir(BOB))
         os.makedirs(home, exist_ok=True)
