@@ -5,15 +5,20 @@
  * recipient's own mailboxes, it reports to statusd:
  *
  *	delivered	saved by LMTP or LDA (the proof that the mail reached the mailbox),
- *			with the original recipient (ORCPT) when LMTP knows it
+ *			with the original recipient (ORCPT) when LMTP knows it; one for each
+ *			mailbox a delivery saves to (Sieve fileinto, keep)
  *	read		\Seen gained, by STORE +FLAGS or implicitly by FETCH BODY[]
  *	unread		\Seen lost
- *	deleted		expunged
+ *	copied		one more copy in a mailbox of the user: IMAP COPY or MOVE (a MOVE is
+ *			a copy and an expunge)
+ *	expunged	one copy expunged (IMAP EXPUNGE, doveadm expunge, a MOVE's source)
  *	online/offline	an IMAP session of the user began/ended (presence; statusd keeps it
  *			only for users who opted in)
  *
- * Nothing for APPENDs and copies by IMAP clients, for mailboxes with the \Sent special use,
- * or for messages without the header. With msgstatus_read_receipts = no (a plugin setting,
+ * statusd counts the copies (delivered, copied) and the expunges: a message is deleted for
+ * its sender only when no copy is left (docs/protocol.md). Nothing for APPENDs by IMAP
+ * clients, for mailboxes with the \Sent special use (nor for copies out of one), or for
+ * messages without the header. With msgstatus_read_receipts = no (a plugin setting,
  * or a userdb field for one user) no read or unread event leaves the server.
  *
  * What differs between Dovecot 2.3 and 2.4 (the settings API and two calls) is in
@@ -35,8 +40,8 @@
  *	pickup directory's disk full) is kept in memory, up to MSGSTATUS_HELD_MAX bytes, and
  *	goes with the next hand-over; only beyond that, or at exit, is it lost, and said to be.
  *
- *	The header is read only when a relevant change happens (a save by LMTP/LDA, a \Seen
- *	change, an expunge); with hdr.Msgstatus-Id in mail_always_cache_fields (the example
+ *	The header is read only when a relevant change happens (a save by LMTP/LDA, a copy,
+ *	a \Seen change, an expunge); with hdr.Msgstatus-Id in mail_always_cache_fields (the example
  *	configuration) it comes from Dovecot's cache, not the message file.
  *
  * SECURITY
@@ -593,14 +598,15 @@ is_sent_mailbox(struct mailbox *box)
 	return mailbox_has_special_use(box, "\\Sent");
 }
 
-/* Append one event record (one line of docs/protocol.md's wire format) to the transaction. */
+/* Append one event record (one line of docs/protocol.md's wire format) to the transaction:
+   about mail (its header), in mailbox box. */
 static void
-add_event(struct msgstatus_txn *txn, struct mail *mail, const char *type,
+add_event(struct msgstatus_txn *txn, struct mailbox *box, struct mail *mail, const char *type,
           const char *orig_recipient)
 {
 	const char *tid;
 
-	if (is_sent_mailbox(mail->box))
+	if (is_sent_mailbox(box))
 		return;
 	/* Dovecot's T_BEGIN { } T_END; data-stack frame, kept in its usual shape */
 	/* clang-format off */
@@ -615,7 +621,7 @@ add_event(struct msgstatus_txn *txn, struct mail *mail, const char *type,
 				str_append_c(txn->records, '"');
 			}
 			str_append(txn->records, ",\"details\":{\"mailbox\":\"");
-			json_append_escaped(txn->records, mailbox_get_vname(mail->box));
+			json_append_escaped(txn->records, mailbox_get_vname(box));
 			str_append(txn->records, "\"}}\n");
 			txn->count++;
 		}
@@ -642,7 +648,7 @@ msgstatus_mail_save(void *ctx, struct mail *mail)
 	struct msgstatus_user *muser = MSGSTATUS_USER_CONTEXT(txn->user);
 
 	if (muser != NULL && muser->delivery)
-		add_event(txn, mail, "delivered", muser->orig_recipient);
+		add_event(txn, mail->box, mail, "delivered", muser->orig_recipient);
 }
 
 static void
@@ -651,16 +657,19 @@ msgstatus_mail_copy(void *ctx, struct mail *src, struct mail *dst)
 	struct msgstatus_txn *txn = ctx;
 	struct msgstatus_user *muser = MSGSTATUS_USER_CONTEXT(txn->user);
 
+	if (muser == NULL)
+		return;
 	/* LMTP delivers to further mailboxes (Sieve fileinto) by copying the first save */
-	(void)src;
-	if (muser != NULL && muser->delivery)
-		add_event(txn, dst, "delivered", muser->orig_recipient);
+	if (muser->delivery)
+		add_event(txn, dst->box, dst, "delivered", muser->orig_recipient);
+	else if (!is_sent_mailbox(src->box))
+		add_event(txn, dst->box, src, "copied", NULL);
 }
 
 static void
 msgstatus_mail_expunge(void *ctx, struct mail *mail)
 {
-	add_event(ctx, mail, "deleted", NULL);
+	add_event(ctx, mail->box, mail, "expunged", NULL);
 }
 
 static void
@@ -673,9 +682,9 @@ msgstatus_mail_update_flags(void *ctx, struct mail *mail, enum mail_flags old_fl
 	if (muser == NULL || !muser->read_receipts)
 		return;
 	if ((old_flags & MAIL_SEEN) == 0 && (new_flags & MAIL_SEEN) != 0)
-		add_event(txn, mail, "read", NULL);
+		add_event(txn, mail->box, mail, "read", NULL);
 	else if ((old_flags & MAIL_SEEN) != 0 && (new_flags & MAIL_SEEN) == 0)
-		add_event(txn, mail, "unread", NULL);
+		add_event(txn, mail->box, mail, "unread", NULL);
 }
 
 static void

@@ -24,6 +24,7 @@ static const char *const type_names[] = {
         [MSEV_RELAYED] = "relayed", [MSEV_DELIVERED] = "delivered", [MSEV_BOUNCED] = "bounced",
         [MSEV_EXPIRED] = "expired", [MSEV_READ] = "read",           [MSEV_UNREAD] = "unread",
         [MSEV_DELETED] = "deleted", [MSEV_ONLINE] = "online",       [MSEV_OFFLINE] = "offline",
+        [MSEV_COPIED] = "copied",   [MSEV_EXPUNGED] = "expunged",
 };
 
 const char *
@@ -248,7 +249,7 @@ msevent_validate(const struct msevent *ev, const char **error_r)
 		*error_r = "missing field: recipient";
 		return -1;
 	}
-	if (MSEV_IS_STATUS(ev->type) && ev->tracking_id == NULL && ev->queue_id == NULL &&
+	if (MSEV_IS_RECIPIENT(ev->type) && ev->tracking_id == NULL && ev->queue_id == NULL &&
 	    ev->message_id == NULL) {
 		*error_r = "missing field: one of tracking_id, queue_id, message_id";
 		return -1;
@@ -354,6 +355,9 @@ msevent_parse(struct msevent *ev, struct json_tokener *tok, const char *line, si
 		                  msg_clean(clean, sizeof(clean), s, strlen(s)));
 		goto bad;
 	}
+	/* an older plugin's name for an expunge: deleted is a status now, not an event */
+	if (ev->type == MSEV_DELETED)
+		ev->type = MSEV_EXPUNGED;
 	s = NULL;
 	if (get_str(root, "time", &s, error_r) < 0)
 		goto bad;

@@ -2,9 +2,12 @@
  * msevent - the event model and its wire codec (protocol version 1, docs/protocol.md).
  *
  * An event says that one thing happened to one recipient of one message: it was queued,
- * deferred, relayed, delivered, bounced, expired, read, marked unread or deleted. Events
- * come from the milter (queued), Postfix's log (deferred, relayed, delivered, bounced,
- * expired), the Dovecot plugin (delivered, read, unread, deleted) and the API (read).
+ * deferred, relayed, delivered, bounced, expired, read, marked unread, copied into another
+ * of the recipient's mailboxes, or one copy of it was expunged. Events come from the milter
+ * (queued), Postfix's log (deferred, relayed, delivered, bounced, expired), the Dovecot
+ * plugin (delivered, read, unread, copied, expunged) and the API (read). "deleted" is a
+ * status (status.h: no copy left), not an event; on the wire it is still accepted as the
+ * name older plugins gave an expunge, and parsed as MSEV_EXPUNGED.
  * On the wire and in spool files an event is one line of JSON, at most MSEVENT_RECORD_MAX
  * bytes with its newline.
  *
@@ -50,15 +53,22 @@ enum msevent_type {
 	MSEV_EXPIRED = 6,
 	MSEV_READ = 7,
 	MSEV_UNREAD = 8,
-	MSEV_DELETED = 9,
+	MSEV_DELETED = 9, /* a status only; events stored before schema 005 were expunges */
 	/* presence (users who opted in): an IMAP or webmail session began or ended */
 	MSEV_ONLINE = 10,
 	MSEV_OFFLINE = 11,
+	/* the recipient's copies of a message (status.h): one more in a mailbox (IMAP COPY or
+	   MOVE), one expunged */
+	MSEV_COPIED = 12,
+	MSEV_EXPUNGED = 13,
 };
-#define MSEV_TYPE_MAX   11
-#define MSEV_STATUS_MAX 9 /* types 1-9 are about a message's recipient */
-/* Whether a type is about a message's recipient rather than a user's presence. */
+#define MSEV_TYPE_MAX   13
+#define MSEV_STATUS_MAX 9 /* types 1-9 are statuses a recipient can have */
+/* Whether a type is a status a recipient can have. */
 #define MSEV_IS_STATUS(t) ((int)(t) >= MSEV_QUEUED && (int)(t) <= MSEV_STATUS_MAX)
+/* Whether a type is about a message's recipient rather than a user's presence. */
+#define MSEV_IS_RECIPIENT(t)                                                                       \
+	(MSEV_IS_STATUS(t) || (int)(t) == MSEV_COPIED || (int)(t) == MSEV_EXPUNGED)
 
 struct msevent {
 	const char *id; /* unique per event; a replay carries the same id */
@@ -101,7 +111,8 @@ void msevent_format(const struct msevent *ev, struct mbuf *out);
 
 /* "queued" etc.; NULL for a bad code. */
 const char *msevent_type_name(enum msevent_type type);
-/* The code for a name, MSEV_NONE if unknown. */
+/* The code for a name, MSEV_NONE if unknown ("deleted" is MSEV_DELETED here, the status;
+   msevent_parse() reads an event type "deleted" as MSEV_EXPUNGED). */
 enum msevent_type msevent_type_parse(const char *name);
 
 /* Details helpers for producers: set key to a string or an integer (creating details). */

@@ -3,6 +3,8 @@
  */
 #include "status.h"
 
+#include <string.h>
+
 #include "msg.h"
 
 #define TIME_BITS 44
@@ -13,7 +15,8 @@ static const int delivery_rank[MSEV_TYPE_MAX + 1] = {
         [MSEV_QUEUED] = 0,  [MSEV_DEFERRED] = 1, [MSEV_BOUNCED] = 2,
         [MSEV_EXPIRED] = 2, [MSEV_RELAYED] = 3,  [MSEV_DELIVERED] = 4,
 };
-/* Tie-break at the same millisecond on the reading axis: higher wins. */
+/* Tie-break at the same millisecond on the reading axis: higher wins. (Deleted's 3 is
+   from when it shared the axis; keys stored since keep it.) */
 static const int reading_tiebreak[MSEV_TYPE_MAX + 1] = {
         [MSEV_READ] = 1,
         [MSEV_UNREAD] = 2,
@@ -23,9 +26,17 @@ static const int reading_tiebreak[MSEV_TYPE_MAX + 1] = {
 enum status_axis
 status_axis(enum msevent_type type)
 {
-	return type == MSEV_READ || type == MSEV_UNREAD || type == MSEV_DELETED
-	               ? STATUS_AXIS_READING
-	               : STATUS_AXIS_DELIVERY;
+	switch (type) {
+	case MSEV_READ:
+	case MSEV_UNREAD:
+		return STATUS_AXIS_READING;
+	case MSEV_DELETED:
+	case MSEV_COPIED:
+	case MSEV_EXPUNGED:
+		return STATUS_AXIS_MAILBOX;
+	default:
+		return STATUS_AXIS_DELIVERY;
+	}
 }
 
 int64_t
@@ -41,10 +52,34 @@ status_key(enum msevent_type type, int64_t time_ms)
 	else
 		rank = 0;
 	/* The reading axis breaks ties by a 2-bit preference stored above the code. */
-	return (rank << 60) | (t << 16) |
-	       ((int64_t)(status_axis(type) == STATUS_AXIS_READING ? reading_tiebreak[type] : 0)
-	        << 4) |
-	       (int64_t)type;
+	return (rank << 60) | (t << 16) | ((int64_t)reading_tiebreak[type] << 4) | (int64_t)type;
+}
+
+int64_t
+status_event_key(enum msevent_type type, int64_t time_ms)
+{
+	if (type == MSEV_COPIED)
+		return 0;
+	if (type == MSEV_EXPUNGED)
+		return status_key(MSEV_DELETED, time_ms);
+	return status_key(type, time_ms);
+}
+
+int
+status_copies(enum msevent_type type, const char *source)
+{
+	switch (type) {
+	case MSEV_DELIVERED:
+		/* saved into a mailbox: the plugin's; Postfix's says that LMTP took it */
+		return source != NULL && strcmp(source, "dovecot") == 0 ? 1 : 0;
+	case MSEV_COPIED:
+		return 1;
+	case MSEV_EXPUNGED:
+	case MSEV_DELETED: /* an expunge, as stored before schema 005 */
+		return -1;
+	default:
+		return 0;
+	}
 }
 
 enum msevent_type
@@ -62,17 +97,30 @@ status_key_time(int64_t key)
 void
 status_apply(struct status_state *st, enum msevent_type type, int64_t time_ms)
 {
-	int64_t key = status_key(type, time_ms);
+	int64_t key = status_event_key(type, time_ms);
+	int64_t *axis;
 
-	if (status_axis(type) == STATUS_AXIS_DELIVERY) {
-		if (key > st->dkey)
-			st->dkey = key;
-	} else {
-		if (key > st->rkey)
-			st->rkey = key;
+	switch (status_axis(type)) {
+	case STATUS_AXIS_DELIVERY:
+		axis = &st->dkey;
+		break;
+	case STATUS_AXIS_READING:
+		axis = &st->rkey;
 		if (type == MSEV_READ)
 			st->displayed = true;
+		break;
+	default:
+		axis = &st->xkey;
+		break;
 	}
+	if (key > *axis)
+		*axis = key;
+}
+
+void
+status_count(struct status_state *st, int copies)
+{
+	st->copies += copies;
 }
 
 void
@@ -82,21 +130,28 @@ status_merge(struct status_state *a, const struct status_state *b)
 		a->dkey = b->dkey;
 	if (b->rkey > a->rkey)
 		a->rkey = b->rkey;
+	if (b->xkey > a->xkey)
+		a->xkey = b->xkey;
+	a->copies += b->copies;
 	a->displayed = a->displayed || b->displayed;
 }
 
 void
 status_view(const struct status_state *st, struct status_view *out)
 {
-	int64_t key = st->rkey != 0 ? st->rkey : st->dkey;
+	int64_t key = st->xkey != 0 && st->copies <= 0 ? st->xkey
+	              : st->rkey != 0                  ? st->rkey
+	                                               : st->dkey;
 
 	out->status = key != 0 ? status_key_type(key) : MSEV_NONE;
 	out->time_ms = key != 0 ? status_key_time(key) : 0;
 	out->displayed = st->displayed ? "yes" : "unknown";
 	switch (out->status) {
 	case MSEV_NONE:
-	case MSEV_ONLINE: /* presence types never make a key: listed for completeness */
+	case MSEV_ONLINE: /* presence, copied and expunged never show: listed for completeness */
 	case MSEV_OFFLINE:
+	case MSEV_COPIED:
+	case MSEV_EXPUNGED:
 	case MSEV_QUEUED:
 	case MSEV_DEFERRED:
 		out->delivered = "queued";

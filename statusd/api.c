@@ -26,7 +26,7 @@
 
 #define ARG_BUF      (MSEVENT_ADDR_MAX + 8)
 #define TYPING_MS    10000
-#define TIMELINE_MAX 1000 /* events in a timeline */
+#define TIMELINE_MAX 1000 /* events in a page of a timeline */
 
 /* --- database jobs ------------------------------------------------------------------- */
 
@@ -51,8 +51,9 @@ struct api_job {
 	char *id;   /* a message reference, or a user */
 	char *text; /* J_PRESENCE_TOUCH: typing_to; J_LIST: recipient filter */
 	struct store_list_filter filter;
-	int a, b;   /* J_PREFS_SET: read_receipts, presence; J_PRESENCE_TOUCH: online */
-	int64_t ms; /* J_PRESENCE_TOUCH: online for */
+	int a, b;      /* J_PREFS_SET: read_receipts, presence; J_PRESENCE_TOUCH: online */
+	int64_t ms;    /* J_PRESENCE_TOUCH: online for */
+	int64_t after; /* J_TIMELINE: the cursor, a log offset (0: from the start) */
 	/* results */
 	struct json_object *doc;
 	char *owner, *sender, *tracking_id;
@@ -81,7 +82,7 @@ job_run(struct dbjob *dj, PGconn *conn)
 	case J_STATUS:
 	case J_TIMELINE:
 		j->found = store_status(conn, j->id, p->user, p->admin_domains, p->nadmin,
-		                        j->kind == J_TIMELINE ? TIMELINE_MAX : 0, &j->doc,
+		                        j->kind == J_TIMELINE ? TIMELINE_MAX : 0, j->after, &j->doc,
 		                        &j->owner, &j->sender, &j->transient, &error);
 		break;
 	case J_LIST:
@@ -372,6 +373,13 @@ api_metrics(const struct http_env *env, struct req *r, const struct principal *p
 
 /* --- messages ------------------------------------------------------------------------ */
 
+/* An argument or NULL; buf holds it. */
+static const char *
+arg(struct req *r, const char *name, char *buf, size_t size)
+{
+	return req_arg(r, name, buf, size) ? buf : NULL;
+}
+
 static void
 api_status(const struct http_env *env, struct req *r, const struct principal *p, const char *param,
            const struct mbuf *body)
@@ -383,14 +391,18 @@ static void
 api_timeline(const struct http_env *env, struct req *r, const struct principal *p,
              const char *param, const struct mbuf *body)
 {
-	submit(job_new(env, r, J_TIMELINE, p, param));
-}
+	char cursor[ARG_BUF];
+	const char *error;
+	int64_t after;
+	struct api_job *j;
 
-/* An argument or NULL; buf holds it. */
-static const char *
-arg(struct req *r, const char *name, char *buf, size_t size)
-{
-	return req_arg(r, name, buf, size) ? buf : NULL;
+	if (params_timeline(arg(r, "cursor", cursor, sizeof(cursor)), &after, &error) < 0) {
+		req_problem(r, 400, "Bad Request", error);
+		return;
+	}
+	j = job_new(env, r, J_TIMELINE, p, param);
+	j->after = after;
+	submit(j);
 }
 
 static void

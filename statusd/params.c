@@ -186,6 +186,22 @@ params_list(const struct params_list_args *args, struct store_list_filter *flt,
 	return 0;
 }
 
+int
+params_timeline(const char *cursor, int64_t *after_r, const char **error_r)
+{
+	long long v;
+
+	*after_r = 0;
+	if (cursor == NULL)
+		return 0;
+	if (number(cursor, 1, INT64_MAX, &v) < 0) {
+		*error_r = "cursor is the next_cursor of a page";
+		return -1;
+	}
+	*after_r = v;
+	return 0;
+}
+
 struct json_object *
 params_body(const void *data, size_t len, bool required, const char **error_r)
 {

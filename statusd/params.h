@@ -51,6 +51,10 @@ struct params_list_args {
 int params_list(const struct params_list_args *args, struct store_list_filter *flt,
                 const char **error_r);
 
+/* The timeline's cursor (GET .../timeline?cursor=): the next_cursor of a page, a log
+   offset; absent is 0, the start. */
+int params_timeline(const char *cursor, int64_t *after_r, const char **error_r);
+
 /* A request body: a JSON object (strict, well-formed UTF-8 by utf8_valid, nesting depth 3);
    no body is an empty object unless required. The caller puts the object. */
 struct json_object *params_body(const void *data, size_t len, bool required, const char **error_r);

@@ -335,8 +335,8 @@ cmd_status(struct ctl *ctl, int argc, char **argv)
 	optind = 0;
 	next_opt(ctl, argc, argv, "+", lo);
 	want_operands(argc, 1, 1);
-	found = store_status(db(ctl), argv[optind], NULL, NULL, 0, 0, &doc, NULL, NULL, &transient,
-	                     &error);
+	found = store_status(db(ctl), argv[optind], NULL, NULL, 0, 0, 0, &doc, NULL, NULL,
+	                     &transient, &error);
 	if (found < 0)
 		msg_fatal("status: %s", error);
 	if (found == 0) {

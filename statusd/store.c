@@ -352,13 +352,14 @@ void
 store_copy_row(struct mbuf *copy, int seq, const struct msevent *ev)
 {
 	char when[RFC3339_BUFSIZE];
-	int64_t key = MSEV_IS_STATUS(ev->type) ? status_key(ev->type, ev->time_ms) : 0;
-	bool reading = MSEV_IS_STATUS(ev->type) && status_axis(ev->type) == STATUS_AXIS_READING;
+	int64_t key = MSEV_IS_RECIPIENT(ev->type) ? status_event_key(ev->type, ev->time_ms) : 0;
+	enum status_axis axis = status_axis(ev->type);
 
 	mbuf_printf(copy, "%d\t", seq);
 	copy_field(copy, ev->id);
 	mbuf_printf(copy, "\t%s\t%d\t%lld\t%lld\t", rfc3339_format(ev->time_ms, when),
-	            (int)ev->type, reading ? 0LL : (long long)key, reading ? (long long)key : 0LL);
+	            (int)ev->type, axis == STATUS_AXIS_DELIVERY ? (long long)key : 0LL,
+	            axis == STATUS_AXIS_READING ? (long long)key : 0LL);
 	copy_field(copy, ev->source);
 	mbuf_putc(copy, '\t');
 	copy_field(copy, ev->tracking_id);
@@ -382,7 +383,9 @@ store_copy_row(struct mbuf *copy, int seq, const struct msevent *ev)
 	                                       ev->details, JSON_C_TO_STRING_PLAIN |
 	                                                            JSON_C_TO_STRING_NOSLASHESCAPE)
 	                             : NULL);
-	mbuf_putc(copy, '\n');
+	/* the mailbox axis (schema 005): the expunge's key and the copies it counts */
+	mbuf_printf(copy, "\t%lld\t%d\n", axis == STATUS_AXIS_MAILBOX ? (long long)key : 0LL,
+	            MSEV_IS_RECIPIENT(ev->type) ? status_copies(ev->type, ev->source) : 0);
 }
 
 static char *
@@ -845,7 +848,8 @@ add_time(struct json_object *obj, const char *key, int64_t ms)
 	                       ms > 0 ? json_object_new_string(rfc3339_format(ms, when)) : NULL);
 }
 
-/* One recipient's entry in the status document. queued_ms is 0 if unknown. */
+/* One recipient's entry in the status document, from a row of recipient, orig_recipient,
+   dkey, rkey, displayed, details, xkey, copies. queued_ms is 0 if unknown. */
 static struct json_object *
 recipient_doc(PGresult *res, int row, int64_t queued_ms)
 {
@@ -856,6 +860,8 @@ recipient_doc(PGresult *res, int row, int64_t queued_ms)
 	st.dkey = strtoll(PQgetvalue(res, row, 2), NULL, 10);
 	st.rkey = strtoll(PQgetvalue(res, row, 3), NULL, 10);
 	st.displayed = PQgetvalue(res, row, 4)[0] == 't';
+	st.xkey = strtoll(PQgetvalue(res, row, 6), NULL, 10);
+	st.copies = strtoll(PQgetvalue(res, row, 7), NULL, 10);
 	status_view(&st, &view);
 
 	details = details_object(PQgetisnull(res, row, 5) ? NULL : PQgetvalue(res, row, 5));
@@ -892,27 +898,44 @@ failed(PGconn *conn, PGresult *res, bool *transient_r, const char **error_r)
 	return -1;
 }
 
-/* The "events" of a status document: the message's logged events in time order. */
+/*
+ * The "events" of a status document: the message's logged events in time order, from after
+ * the cursor (a log offset of this message, 0 for the start), at most events_max, and
+ * "next_cursor": where the next page starts, null on the last. A read, unread or deleted
+ * that repeats its recipient's previous event changes nothing and is left out (a
+ * recipient posting receipts in a loop adds one entry, not one per request); the test is
+ * over the whole message, so pages do not change it.
+ */
 static int
-timeline_events(PGconn *conn, const char *msgid, int events_max, int64_t queued_ms,
+timeline_events(PGconn *conn, const char *msgid, int events_max, int64_t after, int64_t queued_ms,
                 struct json_object *doc, bool *transient_r, const char **error_r)
 {
-	char limit[16];
-	const char *params[2] = {msgid, limit};
+	char limit[16], cursor[32];
+	const char *params[3] = {msgid, limit, cursor};
 	struct json_object *list;
 	PGresult *res;
+	int n;
 
-	snprintf(limit, sizeof(limit), "%d", events_max);
+	snprintf(limit, sizeof(limit), "%d", events_max + 1);
+	snprintf(cursor, sizeof(cursor), "%lld", (long long)after);
 	res = PQexecParams(conn,
-	                   "SELECT log_offset, (extract(epoch FROM event_time) * 1000)::bigint,"
-	                   " type, rcpt, source, details::text, event_id"
-	                   " FROM events WHERE message = $1 AND log_offset IS NOT NULL"
+	                   "WITH t AS (SELECT log_offset, event_time, type, rcpt, source, details,"
+	                   "  event_id, lag(type) OVER (PARTITION BY rcpt"
+	                   "   ORDER BY event_time, log_offset) AS prev"
+	                   "  FROM events WHERE message = $1 AND log_offset IS NOT NULL)"
+	                   " SELECT log_offset, (extract(epoch FROM event_time) * 1000)::bigint,"
+	                   " type, rcpt, source, details::text, event_id FROM t"
+	                   " WHERE (type NOT IN (7, 8, 9) OR prev IS DISTINCT FROM type)"
+	                   " AND ($3::bigint = 0 OR (event_time, log_offset) >"
+	                   "  (SELECT c.event_time, c.log_offset FROM events c"
+	                   "   WHERE c.message = $1 AND c.log_offset = $3::bigint))"
 	                   " ORDER BY event_time, log_offset LIMIT $2::int",
-	                   2, NULL, params, NULL, NULL, 0);
+	                   3, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 		return failed(conn, res, transient_r, error_r);
-	list = json_object_new_array_ext(PQntuples(res));
-	for (int i = 0; i < PQntuples(res); i++) {
+	n = PQntuples(res) > events_max ? events_max : PQntuples(res);
+	list = json_object_new_array_ext(n);
+	for (int i = 0; i < n; i++) {
 		struct json_object *ev = json_object_new_object();
 		int64_t t = strtoll(PQgetvalue(res, i, 1), NULL, 10);
 		const char *type =
@@ -934,15 +957,19 @@ timeline_events(PGconn *conn, const char *msgid, int events_max, int64_t queued_
 		add_str(ev, "event_id", res, i, 6);
 		json_object_array_add(list, ev);
 	}
-	PQclear(res);
 	json_object_object_add(doc, "events", list);
+	json_object_object_add(doc, "next_cursor",
+	                       PQntuples(res) > events_max
+	                               ? json_object_new_string(PQgetvalue(res, n - 1, 0))
+	                               : NULL);
+	PQclear(res);
 	return 0;
 }
 
 int
 store_status(PGconn *conn, const char *id, const char *user, char *const *domains, size_t ndomains,
-             int events_max, struct json_object **doc_r, char **owner_r, char **sender_r,
-             bool *transient_r, const char **error_r)
+             int events_max, int64_t events_after, struct json_object **doc_r, char **owner_r,
+             char **sender_r, bool *transient_r, const char **error_r)
 {
 	struct mbuf bracketed = MBUF_INIT, dom = MBUF_INIT;
 	const char *params[4];
@@ -1003,8 +1030,8 @@ store_status(PGconn *conn, const char *id, const char *user, char *const *domain
 
 	params[0] = msgid;
 	res = PQexecParams(conn,
-	                   "SELECT recipient, orig_recipient, dkey, rkey, displayed, details"
-	                   " FROM recipients WHERE message = $1 ORDER BY recipient",
+	                   "SELECT recipient, orig_recipient, dkey, rkey, displayed, details,"
+	                   " xkey, copies FROM recipients WHERE message = $1 ORDER BY recipient",
 	                   1, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		failed(conn, res, transient_r, error_r);
@@ -1015,8 +1042,8 @@ store_status(PGconn *conn, const char *id, const char *user, char *const *domain
 		json_object_array_add(rcpts, recipient_doc(res, i, queued_ms));
 	PQclear(res);
 	json_object_object_add(doc, "recipients", rcpts);
-	if (events_max > 0 &&
-	    timeline_events(conn, msgid, events_max, queued_ms, doc, transient_r, error_r) < 0)
+	if (events_max > 0 && timeline_events(conn, msgid, events_max, events_after, queued_ms, doc,
+	                                      transient_r, error_r) < 0)
 		goto fail;
 	*doc_r = doc;
 	return 1;
@@ -1122,7 +1149,7 @@ store_list(PGconn *conn, const char *user, char *const *domains, size_t ndomains
 		res = PQexecParams(
 		        conn,
 		        "SELECT recipient, orig_recipient, dkey, rkey, displayed, details,"
-		        " message FROM recipients WHERE message = ANY($1::bigint[])"
+		        " xkey, copies, message FROM recipients WHERE message = ANY($1::bigint[])"
 		        " ORDER BY message, recipient",
 		        1, NULL, p1, NULL, NULL, 0);
 		if (PQresultStatus(res) != PGRES_TUPLES_OK) {
@@ -1133,7 +1160,7 @@ store_list(PGconn *conn, const char *user, char *const *domains, size_t ndomains
 			return failed(conn, res, transient_r, error_r);
 		}
 		for (int r = 0; r < PQntuples(res); r++) {
-			int64_t mid = strtoll(PQgetvalue(res, r, 6), NULL, 10);
+			int64_t mid = strtoll(PQgetvalue(res, r, 8), NULL, 10);
 			for (int i = 0; i < n; i++)
 				if (idv[i] == mid) {
 					struct json_object *q =

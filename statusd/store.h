@@ -32,7 +32,7 @@ bool store_transient(PGconn *conn, const PGresult *res);
 const char *store_error(PGconn *conn, const PGresult *res);
 
 /* Schema version this program knows (the highest migration it ships). */
-#define STORE_SCHEMA_VERSION 4
+#define STORE_SCHEMA_VERSION 5
 
 /*
  * Apply the migrations in sql_dir that the database lacks. Returns the schema version
@@ -112,12 +112,14 @@ int store_log_head(PGconn *conn, int64_t *head_r, int64_t *epoch_r, const char *
  * someone else's, and that must not hide the other's message from its owner. Returns 1
  * and *doc_r (caller puts it) and, if not NULL, *owner_r and *sender_r (caller frees) for
  * authorization; 0 if there is no such message; -1 on error. With events_max > 0 the
- * document also has "events": the message's logged events in time order (the first
- * events_max of them), for a timeline.
+ * document also has "events": the message's logged events in time order, a page of at
+ * most events_max from after the cursor events_after (a log offset, 0 for the start), and
+ * "next_cursor" (null on the last page), for a timeline; a read, unread or deleted that
+ * repeats its recipient's previous one is left out.
  */
 int store_status(PGconn *conn, const char *id, const char *user, char *const *domains,
-                 size_t ndomains, int events_max, struct json_object **doc_r, char **owner_r,
-                 char **sender_r, bool *transient_r, const char **error_r);
+                 size_t ndomains, int events_max, int64_t events_after, struct json_object **doc_r,
+                 char **owner_r, char **sender_r, bool *transient_r, const char **error_r);
 
 /* Filters for store_list: NULL / 0 means no filter. */
 struct store_list_filter {

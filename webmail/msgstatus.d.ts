@@ -4,6 +4,10 @@ export type StatusName =
   | "queued" | "deferred" | "relayed" | "delivered" | "read" | "unread" | "deleted"
   | "bounced" | "expired";
 
+/** What a feed or timeline event says happened: a status, or one of the recipient's
+ * copies of the message entered a mailbox (copied) or was expunged (expunged). */
+export type EventName = StatusName | "copied" | "expunged";
+
 /** A message's overall state: its least advanced recipient; "partial" if some failed. */
 export type SummaryStatus = StatusName | "partial";
 
@@ -19,7 +23,7 @@ export interface FeedEvent {
   message_id?: string | null;
   tracking_id?: string | null;
   recipient: string;
-  status: StatusName;
+  status: EventName;
   timestamp: string;
   latency_ms?: number;
   source?: string;
@@ -153,6 +157,7 @@ export class MsgStatusClient extends EventTarget {
 
   load(filter?: ListFilter): Promise<{ messages: Message[]; nextCursor: string | null }>;
   fetchStatus(id: string): Promise<Message>;
+  /** GET …/timeline, every page (it follows the server's next_cursor until null). */
   timeline(id: string): Promise<Message>;
   receipt(id: string): Promise<{ event_id: string; status: "read" }>;
   preferences(): Promise<Preferences>;

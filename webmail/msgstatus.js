@@ -13,7 +13,10 @@
 //
 // A recipient's status is folded the way statusd folds it (lib/status.h): the furthest
 // delivery step, and the latest of read / unread / deleted, whichever order events arrive
-// in, so an event seen twice (the list and the feed overlap) changes nothing.
+// in, so an event seen twice (the list and the feed overlap) changes nothing. Whether a
+// message is deleted depends on how many copies the recipient has left, which the feed's
+// copied and expunged events change but do not carry: after one, the client asks statusd
+// for the message's status again.
 
 /** Every status a recipient can have, in the order a list shows progress. */
 export const STATUSES = Object.freeze([
@@ -57,8 +60,11 @@ function greater(a, b) {
 // the steps of a recipient's journey, for ordering a timeline
 const PHASE = {
   queued: 0, deferred: 1, relayed: 2, delivered: 2, bounced: 2, expired: 2, read: 3, unread: 3,
-  deleted: 3,
+  deleted: 3, copied: 3, expunged: 3,
 };
+
+// events about the recipient's copies: they change a status only statusd can count
+const MAILBOX_EVENTS = new Set(["copied", "expunged"]);
 
 /**
  * Events in the order they happened. Times come from different clocks and precisions
@@ -290,11 +296,16 @@ export class MsgStatusClient extends EventTarget {
     return this._mergeStatus(await this._request("GET", `/api/v1/messages/${encodeURIComponent(id)}/status`));
   }
 
-  /** GET …/timeline: one message with every event it had, merged. */
+  /** GET …/timeline: one message with every event it had, merged; every page (next_cursor). */
   async timeline(id) {
-    const doc = await this._request("GET", `/api/v1/messages/${encodeURIComponent(id)}/timeline`);
+    const path = `/api/v1/messages/${encodeURIComponent(id)}/timeline`;
+    let doc = await this._request("GET", path);
     const m = this._mergeStatus(doc);
-    for (const ev of doc.events || []) this._fold(m, ev, false);
+    for (;;) {
+      for (const ev of doc.events || []) this._fold(m, ev, false);
+      if (doc.next_cursor == null) break;
+      doc = await this._request("GET", `${path}?cursor=${encodeURIComponent(doc.next_cursor)}`);
+    }
     this._changed(m, null);
     return m;
   }
@@ -356,9 +367,21 @@ export class MsgStatusClient extends EventTarget {
     return m;
   }
 
+  /** The status of a message from statusd, replacing what was folded for its recipients. */
+  async _refresh(m) {
+    const doc = await this._request("GET", `/api/v1/messages/${encodeURIComponent(m.id)}/status`);
+    for (const r of doc.recipients || []) m.recipients.delete(r.recipient);
+    this._mergeStatus(doc);
+    this._changed(m, null);
+  }
+
   _fold(m, ev, notify) {
     const isNew = m._addEvent(ev);
     if (!ev.recipient || !ev.status) return false;
+    if (MAILBOX_EVENTS.has(ev.status)) {
+      if (notify && isNew && m.id) this._refresh(m).catch(() => {});
+      return false;
+    }
     const rc = m._recipient(ev.recipient);
     const changed = rc._apply(ev.status, ev.timestamp, ev.details, null);
     if (notify && (changed || isNew)) this._changed(m, rc);

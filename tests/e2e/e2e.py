@@ -65,3 +65,17 @@ def mail_chain(cls, users, statusd_settings=None):
                                  milter=cls.milter,
                                  milter_macro_defaults={"msgstatus_domains": "example.org"})
     cls.logd = cls.sb.logd(cls.sd, postfix=cls.postfix)
+
+
+def with_sieve(plugin, extra_config=""):
+    """Per-user Sieve scripts (Pigeonhole) at ~/.dovecot.sieve, in the installed Dovecot's
+    syntax: (plugin settings, dovecot.conf text) for Dovecot(plugin=, extra_config=), with
+    plugin and extra_config as given plus what Sieve needs."""
+    from msgsandbox.dovecot import version
+    plugin = dict(plugin)
+    if version() >= (2, 4):
+        extra_config += ("sieve_script personal {\n  driver = file\n  path = ~/sieve\n"
+                         "  active_path = ~/.dovecot.sieve\n}\n")
+    else:
+        plugin["sieve"] = "file:~/sieve;active=~/.dovecot.sieve"
+    return plugin, extra_config

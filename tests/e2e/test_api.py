@@ -566,7 +566,7 @@ class FeedFlowTest(unittest.TestCase):
             # buffer grows), then statusd queues up to feed_buffer_max
             sent = 0
             while closed not in sd.http("/metrics")[1] and sent < 40000:
-                replies = sd.send_events([event("relayed", tracking_id=f"slow{sent}",
+                replies = sd.send_events([event("queued", tracking_id=f"slow{sent}",
                                                 recipient=f"r{i}@example.net", sender=ALICE,
                                                 sasl_user=ALICE) for i in range(1000)])
                 self.assertTrue(all("ack" in r for r in replies))

@@ -3,7 +3,7 @@ PostgreSQL behind it, driven by imaplib and curl:
 
 - LMTP delivery of a tracked message -> delivered; STORE +FLAGS (\\Seen) -> read;
   FETCH BODY[] -> read; BODY.PEEK[] -> nothing; -FLAGS (\\Seen) -> unread; EXPUNGE ->
-  deleted; APPEND -> nothing; a message without the header -> nothing;
+  expunged (the only copy: deleted); APPEND -> nothing (moves: test_moves.py); a message without the header -> nothing;
 - a user with msgstatus_read_receipts=no (userdb field) -> no read event at all;
 - events go over statusd's socket (no pickup file while statusd runs);
 - LMTP's ORCPT becomes the delivered event's orig_recipient: the status, and the mailbox
@@ -27,7 +27,8 @@ BOB, CAROL = "bob@example.org", "carol@example.org"
 ROBERT = "robert@example.org"  # an alias of bob's, as a sender may address him
 SENDER = "alice@example.net"
 PLUGIN = "dovecot-plugin/lib90_msgstatus_plugin.so"
-TYPES = {1: "queued", 4: "delivered", 7: "read", 8: "unread", 9: "deleted"}
+TYPES = {1: "queued", 4: "delivered", 7: "read", 8: "unread", 9: "deleted", 12: "copied",
+         13: "expunged"}
 
 
 class DovecotPluginTest(unittest.TestCase):
@@ -115,7 +116,9 @@ class DovecotPluginTest(unittest.TestCase):
         c.uid("STORE", uid, "+FLAGS", "(\\Deleted)")
         c.expunge()
         self.wait_events(tid, [("delivered", BOB), ("read", BOB), ("unread", BOB),
-                               ("deleted", BOB)])
+                               ("expunged", BOB)])
+        # the only copy is gone: deleted
+        self.assertEqual(self.status(tid)["status"], "deleted")
 
     def test_fetch_body_reads_and_peek_does_not(self):
         peeked, fetched = self.tracked(), self.tracked()

@@ -154,12 +154,13 @@ test_type_names(void **state)
 		enum msevent_type type;
 		const char *name;
 	} types[] = {
-	        {MSEV_QUEUED, "queued"},   {MSEV_DEFERRED, "deferred"},
-	        {MSEV_RELAYED, "relayed"}, {MSEV_DELIVERED, "delivered"},
-	        {MSEV_BOUNCED, "bounced"}, {MSEV_EXPIRED, "expired"},
-	        {MSEV_READ, "read"},       {MSEV_UNREAD, "unread"},
-	        {MSEV_DELETED, "deleted"}, {MSEV_ONLINE, "online"},
-	        {MSEV_OFFLINE, "offline"},
+	        {MSEV_QUEUED, "queued"},     {MSEV_DEFERRED, "deferred"},
+	        {MSEV_RELAYED, "relayed"},   {MSEV_DELIVERED, "delivered"},
+	        {MSEV_BOUNCED, "bounced"},   {MSEV_EXPIRED, "expired"},
+	        {MSEV_READ, "read"},         {MSEV_UNREAD, "unread"},
+	        {MSEV_DELETED, "deleted"},   {MSEV_ONLINE, "online"},
+	        {MSEV_OFFLINE, "offline"},   {MSEV_COPIED, "copied"},
+	        {MSEV_EXPUNGED, "expunged"},
 	};
 	static const char *const bad_names[] = {"",        "none",    "QUEUED", "Read",
 	                                        "queued ", " queued", "queue",  "deletedx",
@@ -169,7 +170,9 @@ test_type_names(void **state)
 	CHECK_INT("MSEV_QUEUED", MSEV_QUEUED, 1);
 	CHECK_INT("MSEV_DELETED", MSEV_DELETED, 9);
 	CHECK_INT("MSEV_STATUS_MAX", MSEV_STATUS_MAX, 9);
-	CHECK_INT("MSEV_TYPE_MAX", MSEV_TYPE_MAX, 11);
+	CHECK_INT("MSEV_COPIED", MSEV_COPIED, 12);
+	CHECK_INT("MSEV_EXPUNGED", MSEV_EXPUNGED, 13);
+	CHECK_INT("MSEV_TYPE_MAX", MSEV_TYPE_MAX, 13);
 	CHECK_INT("table covers every type", sizeof(types) / sizeof(types[0]), MSEV_TYPE_MAX);
 	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
 		CHECK_INT(types[i].name, types[i].type, (int)i + 1);
@@ -177,7 +180,11 @@ test_type_names(void **state)
 		CHECK_INT(types[i].name, msevent_type_parse(types[i].name), types[i].type);
 	}
 	CHECK_STR("name of MSEV_NONE", msevent_type_name(MSEV_NONE), NULL);
-	CHECK_STR("name of 12", msevent_type_name((enum msevent_type)12), NULL);
+	CHECK_STR("name of 14", msevent_type_name((enum msevent_type)14), NULL);
+	CHECK_INT("copied is about a recipient", MSEV_IS_RECIPIENT(MSEV_COPIED), 1);
+	CHECK_INT("expunged is about a recipient", MSEV_IS_RECIPIENT(MSEV_EXPUNGED), 1);
+	CHECK_INT("copied is no status", MSEV_IS_STATUS(MSEV_COPIED), 0);
+	CHECK_INT("online is not about a recipient", MSEV_IS_RECIPIENT(MSEV_ONLINE), 0);
 	CHECK_STR("name of -1", msevent_type_name((enum msevent_type) - 1), NULL);
 	for (size_t i = 0; i < sizeof(bad_names) / sizeof(bad_names[0]); i++)
 		CHECK_INT(bad_names[i], msevent_type_parse(bad_names[i]), MSEV_NONE);
@@ -309,7 +316,9 @@ static const struct ok_case ok_cases[] = {
         {"every type: expired", {{"type", "\"expired\""}}, "type", "expired"},
         {"every type: read", {{"type", "\"read\""}}, "type", "read"},
         {"every type: unread", {{"type", "\"unread\""}}, "type", "unread"},
-        {"every type: deleted", {{"type", "\"deleted\""}}, "type", "deleted"},
+        {"every type: copied", {{"type", "\"copied\""}}, "type", "copied"},
+        {"every type: expunged", {{"type", "\"expunged\""}}, "type", "expunged"},
+        {"an older plugin's deleted is an expunge", {{"type", "\"deleted\""}}, "type", "expunged"},
         {"id with every allowed character", {{"id", "\"AZaz09._:@+=-\""}}, "id", "AZaz09._:@+=-"},
         {"tracking_id allowed characters",
          {{"tracking_id", "\"AZaz09._-\""}},
@@ -1133,8 +1142,10 @@ test_round_trip(void **state)
 	         1},
 	        {"unread", MSEV_UNREAD, 2147483648000LL, "t", NULL, NULL, "r", NULL, NULL, NULL, -1,
 	         0},
-	        {"deleted", MSEV_DELETED, 1709210096789LL, "t", NULL, NULL, "r", NULL, NULL, NULL,
+	        {"expunged", MSEV_EXPUNGED, 1709210096789LL, "t", NULL, NULL, "r", NULL, NULL, NULL,
 	         -1, 1},
+	        {"copied", MSEV_COPIED, 1709210096789LL, "t", NULL, NULL, "r", NULL, NULL, NULL, -1,
+	         0},
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {

@@ -3,9 +3,11 @@
  *
  * The rules under test (status.h): a recipient's status is a function of the set of its
  * events. Delivery axis: queued < deferred < bounced = expired < relayed < delivered, equal
- * ranks won by the later event; reading axis (read, unread, deleted): latest wins, at the
- * same millisecond deleted > unread > read; the reading axis, when present, is shown
- * (reading implies delivery); "displayed" is yes once any read was seen.
+ * ranks won by the later event; reading axis (read, unread): latest wins, at the same
+ * millisecond unread > read; mailbox axis: the latest expunge, and a count of copies (+1 per
+ * copy that enters a mailbox, -1 per expunge); deleted is shown when an expunge was seen and
+ * no copy is left, else the reading axis when present (reading implies delivery), else the
+ * delivery axis; "displayed" is yes once any read was seen.
  *
  * The expected results come from an independent reference model written from those rules
  * (it compares events, not keys). Covers: status_axis() for every type; status_key()
@@ -15,7 +17,10 @@
  * nothing; named scenarios (deferred/relayed, two deferrals, read before delivered,
  * unread after read, deleted, bounced/expired ties); the JMAP delivered/displayed mapping
  * for every status; status_merge(); a randomized check of random multisets in random
- * orders, with replays and split-and-merge, against the model; bad types panic.
+ * orders, with replays and split-and-merge, against the model; moves, copies and expunges
+ * (IMAP MOVE, COPY + EXPUNGE, the Trash and its emptying, Sieve fileinto, an older plugin's
+ * deleted) in every order of their events; status_copies() per type and source; bad types
+ * panic.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -35,16 +40,19 @@
 #include "check.h"
 #include "child.h"
 
+/* The tables of events leave out copies where they count none (0). */
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+
 #define T0          1709164800000LL /* 2024-02-29T00:00:00Z */
 #define TIME_MAX_MS ((INT64_C(1) << 44) - 1)
 
 static const char *
 tname(enum msevent_type t)
 {
-	static const char *const names[] = {"none",      "queued",  "deferred", "relayed",
-	                                    "delivered", "bounced", "expired",  "read",
-	                                    "unread",    "deleted"};
-	return (int)t >= 0 && (int)t <= MSEV_STATUS_MAX ? names[t] : "?";
+	static const char *const names[] = {
+	        "none", "queued", "deferred", "relayed", "delivered", "bounced", "expired",
+	        "read", "unread", "deleted",  "online",  "offline",   "copied",  "expunged"};
+	return (int)t >= 0 && (int)t <= MSEV_TYPE_MAX ? names[t] : "?";
 }
 
 /* ---- the reference model, from the rules in status.h ---- */
@@ -52,6 +60,7 @@ tname(enum msevent_type t)
 struct ev {
 	enum msevent_type type;
 	int64_t time;
+	int copies; /* what it counts (status_copies); 0 for a replay, which is not counted */
 };
 
 static int
@@ -70,14 +79,20 @@ model_rank(enum msevent_type t)
 	case MSEV_DELIVERED:
 		return 4;
 	default:
-		return -1; /* reading axis */
+		return -1; /* reading or mailbox axis */
 	}
+}
+
+static int
+model_is_expunge(enum msevent_type t)
+{
+	return t == MSEV_DELETED || t == MSEV_EXPUNGED;
 }
 
 static int
 model_reading_pref(enum msevent_type t)
 {
-	return t == MSEV_READ ? 1 : t == MSEV_UNREAD ? 2 : t == MSEV_DELETED ? 3 : 0;
+	return t == MSEV_READ ? 1 : t == MSEV_UNREAD ? 2 : 0;
 }
 
 static int64_t
@@ -97,7 +112,7 @@ model_delivery_beats(const struct ev *a, const struct ev *b)
 	return a->type > b->type;
 }
 
-/* True if a beats b on the reading axis: later, then deleted > unread > read. */
+/* True if a beats b on the reading axis: later, then unread > read. */
 static int
 model_reading_beats(const struct ev *a, const struct ev *b)
 {
@@ -127,22 +142,27 @@ model_delivered(enum msevent_type t)
 static void
 model_view(const struct ev *evs, size_t n, struct status_view *out)
 {
-	const struct ev *d = NULL, *r = NULL, *win;
+	const struct ev *d = NULL, *r = NULL, *x = NULL, *win;
 	int displayed = 0;
+	long copies = 0;
 
 	for (size_t i = 0; i < n; i++) {
+		copies += evs[i].copies;
 		if (model_rank(evs[i].type) >= 0) {
 			if (d == NULL || model_delivery_beats(&evs[i], d))
 				d = &evs[i];
-		} else {
+		} else if (model_is_expunge(evs[i].type)) {
+			if (x == NULL || model_clamp(evs[i].time) > model_clamp(x->time))
+				x = &evs[i];
+		} else if (evs[i].type != MSEV_COPIED) {
 			if (r == NULL || model_reading_beats(&evs[i], r))
 				r = &evs[i];
 			if (evs[i].type == MSEV_READ)
 				displayed = 1;
 		}
 	}
-	win = r != NULL ? r : d;
-	out->status = win ? win->type : MSEV_NONE;
+	win = x != NULL && copies <= 0 ? x : r != NULL ? r : d;
+	out->status = win == NULL ? MSEV_NONE : win == x ? MSEV_DELETED : win->type;
 	out->time_ms = win ? model_clamp(win->time) : 0;
 	out->delivered = model_delivered(out->status);
 	out->displayed = displayed ? "yes" : "unknown";
@@ -153,8 +173,10 @@ model_view(const struct ev *evs, size_t n, struct status_view *out)
 static void
 apply_all(struct status_state *st, const struct ev *evs, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		status_apply(st, evs[i].type, evs[i].time);
+		status_count(st, evs[i].copies);
+	}
 }
 
 static void
@@ -188,13 +210,16 @@ view_is(const char *what, const struct status_view *got, const struct status_vie
 static int
 state_is(const char *what, const struct status_state *got, const struct status_state *want)
 {
-	if (got->dkey == want->dkey && got->rkey == want->rkey && got->displayed == want->displayed)
+	if (got->dkey == want->dkey && got->rkey == want->rkey && got->xkey == want->xkey &&
+	    got->copies == want->copies && got->displayed == want->displayed)
 		return 1;
-	print_error("%s: got state {dkey=%#llx, rkey=%#llx, displayed=%d}, want {dkey=%#llx, "
-	            "rkey=%#llx, displayed=%d}\n",
+	print_error("%s: got state {dkey=%#llx, rkey=%#llx, xkey=%#llx, copies=%lld, "
+	            "displayed=%d}, want {dkey=%#llx, rkey=%#llx, xkey=%#llx, copies=%lld, "
+	            "displayed=%d}\n",
 	            what, (unsigned long long)got->dkey, (unsigned long long)got->rkey,
-	            got->displayed, (unsigned long long)want->dkey, (unsigned long long)want->rkey,
-	            want->displayed);
+	            (unsigned long long)got->xkey, (long long)got->copies, got->displayed,
+	            (unsigned long long)want->dkey, (unsigned long long)want->rkey,
+	            (unsigned long long)want->xkey, (long long)want->copies, want->displayed);
 	failures++;
 	return 0;
 }
@@ -212,7 +237,8 @@ test_axis(void **state)
 	        {MSEV_RELAYED, STATUS_AXIS_DELIVERY}, {MSEV_DELIVERED, STATUS_AXIS_DELIVERY},
 	        {MSEV_BOUNCED, STATUS_AXIS_DELIVERY}, {MSEV_EXPIRED, STATUS_AXIS_DELIVERY},
 	        {MSEV_READ, STATUS_AXIS_READING},     {MSEV_UNREAD, STATUS_AXIS_READING},
-	        {MSEV_DELETED, STATUS_AXIS_READING},
+	        {MSEV_DELETED, STATUS_AXIS_MAILBOX},  {MSEV_COPIED, STATUS_AXIS_MAILBOX},
+	        {MSEV_EXPUNGED, STATUS_AXIS_MAILBOX},
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
@@ -272,12 +298,11 @@ test_key_order(void **state)
 	          status_key(MSEV_EXPIRED, T0) < status_key(MSEV_BOUNCED, T0 + 1), 1);
 	CHECK_INT("bounced ranks with expired: later wins",
 	          status_key(MSEV_BOUNCED, T0) < status_key(MSEV_EXPIRED, T0 + 1), 1);
-	CHECK_INT("read 1 ms later beats deleted",
-	          status_key(MSEV_READ, T0 + 1) > status_key(MSEV_DELETED, T0), 1);
+	CHECK_INT("an expunge's key is deleted's",
+	          status_event_key(MSEV_EXPUNGED, T0) == status_key(MSEV_DELETED, T0), 1);
+	CHECK_INT("copied has no key", status_event_key(MSEV_COPIED, T0) == 0, 1);
 	CHECK_INT("same ms: unread beats read",
 	          status_key(MSEV_UNREAD, T0) > status_key(MSEV_READ, T0), 1);
-	CHECK_INT("same ms: deleted beats unread",
-	          status_key(MSEV_DELETED, T0) > status_key(MSEV_UNREAD, T0), 1);
 	check_done();
 }
 
@@ -562,8 +587,10 @@ test_scenarios(void **state)
 		model_view(sc->evs, sc->n, &model);
 		view_is(sc->name, &model, &want);
 		/* and the reverse order gives the same */
-		for (size_t j = sc->n; j-- > 0;)
+		for (size_t j = sc->n; j-- > 0;) {
 			status_apply(&rev, sc->evs[j].type, sc->evs[j].time);
+			status_count(&rev, sc->evs[j].copies);
+		}
 		state_is(sc->name, &rev, &st);
 	}
 	check_done();
@@ -697,12 +724,22 @@ test_random_multisets(void **state)
 		char what[512];
 
 		for (size_t i = 0; i < n; i++) {
-			evs[i].type = (enum msevent_type)(1 + next_rand(&seed) % MSEV_STATUS_MAX);
+			/* the nine statuses, copied and expunged */
+			int t = 1 + (int)(next_rand(&seed) % (MSEV_STATUS_MAX + 2));
+
+			evs[i].type = t <= MSEV_STATUS_MAX       ? (enum msevent_type)t
+			              : t == MSEV_STATUS_MAX + 1 ? MSEV_COPIED
+			                                         : MSEV_EXPUNGED;
 			evs[i].time = pool[next_rand(&seed) % (sizeof(pool) / sizeof(pool[0]))];
+			evs[i].copies = status_copies(evs[i].type,
+			                              next_rand(&seed) % 2 ? "dovecot" : "postfix");
 		}
-		/* duplicate some events: a replay carries the same type and time */
-		for (size_t i = 0; i < n; i++)
+		/* duplicate some events: a replay carries the same type and time, and statusd
+		   recognizes its id, so it is not counted again */
+		for (size_t i = 0; i < n; i++) {
 			evs[n + i] = evs[next_rand(&seed) % n];
+			evs[n + i].copies = 0;
+		}
 		describe(what, sizeof(what), evs, n);
 		model_view(evs, n, &want);
 
@@ -724,6 +761,183 @@ test_random_multisets(void **state)
 		state_is(what, &s3, &s1);
 	}
 	CHECK_INT("iterations run", iters, 5000);
+	check_done();
+}
+
+/* What each event counts: copies into a mailbox the plugin saw, and expunges. */
+static void
+test_copies(void **state)
+{
+	static const struct {
+		enum msevent_type type;
+		const char *source;
+		int want;
+	} cases[] = {
+	        {MSEV_DELIVERED, "dovecot", 1}, {MSEV_DELIVERED, "postfix", 0},
+	        {MSEV_DELIVERED, "api", 0},     {MSEV_DELIVERED, NULL, 0},
+	        {MSEV_COPIED, "dovecot", 1},    {MSEV_EXPUNGED, "dovecot", -1},
+	        {MSEV_DELETED, "dovecot", -1},  {MSEV_READ, "dovecot", 0},
+	        {MSEV_UNREAD, "dovecot", 0},    {MSEV_QUEUED, "milter", 0},
+	        {MSEV_RELAYED, "postfix", 0},
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char what[64];
+
+		snprintf(what, sizeof(what), "%s from %s", tname(cases[i].type),
+		         cases[i].source ? cases[i].source : "(null)");
+		CHECK_INT(what, status_copies(cases[i].type, cases[i].source), cases[i].want);
+	}
+	check_done();
+}
+
+/* One event of a mailbox scenario: what the plugin (or Postfix) reports. */
+struct mev {
+	enum msevent_type type;
+	int64_t time;
+	const char *source;
+};
+
+static const struct mailbox_case {
+	const char *name;
+	size_t n;
+	struct mev evs[MAXEV];
+	enum msevent_type want;
+	int64_t want_time;
+} mailbox_cases[] = {
+        {"UID MOVE to Archive: copied, then the INBOX copy expunged",
+         4,
+         {{MSEV_QUEUED, T0, "milter"},
+          {MSEV_DELIVERED, T0 + 1, "dovecot"},
+          {MSEV_COPIED, T0 + 10, "dovecot"},
+          {MSEV_EXPUNGED, T0 + 10, "dovecot"}},
+         MSEV_DELIVERED,
+         T0 + 1},
+        {"read, then COPY + \\Deleted + EXPUNGE: still read",
+         5,
+         {{MSEV_DELIVERED, T0, "postfix"},
+          {MSEV_DELIVERED, T0 + 1, "dovecot"},
+          {MSEV_READ, T0 + 5, "dovecot"},
+          {MSEV_COPIED, T0 + 10, "dovecot"},
+          {MSEV_EXPUNGED, T0 + 20, "dovecot"}},
+         MSEV_READ,
+         T0 + 5},
+        {"moved to the Trash, then the Trash emptied: deleted",
+         5,
+         {{MSEV_DELIVERED, T0, "postfix"},
+          {MSEV_DELIVERED, T0 + 1, "dovecot"},
+          {MSEV_COPIED, T0 + 10, "dovecot"},
+          {MSEV_EXPUNGED, T0 + 11, "dovecot"},
+          {MSEV_EXPUNGED, T0 + 30, "dovecot"}},
+         MSEV_DELETED,
+         T0 + 30},
+        {"Sieve fileinto and keep: two copies, one expunged",
+         4,
+         {{MSEV_DELIVERED, T0, "postfix"},
+          {MSEV_DELIVERED, T0 + 1, "dovecot"},
+          {MSEV_DELIVERED, T0 + 1, "dovecot"},
+          {MSEV_EXPUNGED, T0 + 30, "dovecot"}},
+         MSEV_DELIVERED,
+         T0 + 1},
+        {"Postfix's delivered is no copy: one expunge deletes",
+         3,
+         {{MSEV_DELIVERED, T0, "postfix"},
+          {MSEV_DELIVERED, T0 + 1, "dovecot"},
+          {MSEV_EXPUNGED, T0 + 30, "dovecot"}},
+         MSEV_DELETED,
+         T0 + 30},
+        {"an older plugin's deleted is an expunge",
+         3,
+         {{MSEV_DELIVERED, T0 + 1, "dovecot"},
+          {MSEV_READ, T0 + 2, "dovecot"},
+          {MSEV_DELETED, T0 + 30, "dovecot"}},
+         MSEV_DELETED,
+         T0 + 30},
+        {"copied back out of the Trash after an expunge: not deleted",
+         5,
+         {{MSEV_DELIVERED, T0 + 1, "dovecot"},
+          {MSEV_COPIED, T0 + 10, "dovecot"},
+          {MSEV_EXPUNGED, T0 + 11, "dovecot"},
+          {MSEV_COPIED, T0 + 20, "dovecot"},
+          {MSEV_EXPUNGED, T0 + 21, "dovecot"}},
+         MSEV_DELIVERED,
+         T0 + 1},
+        {"an expunge without the delivery seen: deleted",
+         2,
+         {{MSEV_RELAYED, T0, "postfix"}, {MSEV_EXPUNGED, T0 + 30, "dovecot"}},
+         MSEV_DELETED,
+         T0 + 30},
+};
+
+/* Next permutation of idx[0..n) in lexicographic order; 0 after the last. */
+static int
+next_perm(size_t *idx, size_t n)
+{
+	size_t i = n - 1, j = n - 1;
+
+	while (i > 0 && idx[i - 1] >= idx[i])
+		i--;
+	if (i == 0)
+		return 0;
+	while (idx[j] <= idx[i - 1])
+		j--;
+	size_t t = idx[i - 1];
+	idx[i - 1] = idx[j];
+	idx[j] = t;
+	for (size_t a = i, b = n - 1; a < b; a++, b--) {
+		t = idx[a];
+		idx[a] = idx[b];
+		idx[b] = t;
+	}
+	return 1;
+}
+
+/* Each mailbox scenario in every order of its events: the same state and the same status,
+   the one written down and the model's. */
+static void
+test_mailbox_every_order(void **state)
+{
+	size_t orders = 0;
+
+	for (size_t c = 0; c < sizeof(mailbox_cases) / sizeof(mailbox_cases[0]); c++) {
+		const struct mailbox_case *mc = &mailbox_cases[c];
+		struct ev evs[MAXEV];
+		size_t idx[MAXEV];
+		struct status_state first = {0};
+		struct status_view want = {mc->want, mc->want_time, "yes", "unknown"}, model;
+		int perm = 0;
+
+		for (size_t i = 0; i < mc->n; i++) {
+			evs[i].type = mc->evs[i].type;
+			evs[i].time = mc->evs[i].time;
+			evs[i].copies = status_copies(mc->evs[i].type, mc->evs[i].source);
+			idx[i] = i;
+			if (evs[i].type == MSEV_READ)
+				want.displayed = "yes";
+		}
+		model_view(evs, mc->n, &model);
+		view_is(mc->name, &model, &want);
+		do {
+			struct status_state st = {0};
+			struct status_view got;
+			char what[160];
+
+			for (size_t i = 0; i < mc->n; i++) {
+				status_apply(&st, evs[idx[i]].type, evs[idx[i]].time);
+				status_count(&st, evs[idx[i]].copies);
+			}
+			snprintf(what, sizeof(what), "%s, order %d", mc->name, perm);
+			status_view(&st, &got);
+			view_is(what, &got, &want);
+			if (perm == 0)
+				first = st;
+			else
+				state_is(what, &st, &first);
+			perm++;
+			orders++;
+		} while (next_perm(idx, mc->n));
+	}
+	CHECK_INT("orders tried", (int)orders, 24 + 120 + 120 + 24 + 6 + 6 + 120 + 2);
 	check_done();
 }
 
@@ -767,6 +981,8 @@ main(void)
 	        cmocka_unit_test(test_jmap_mapping),
 	        cmocka_unit_test(test_merge),
 	        cmocka_unit_test(test_random_multisets),
+	        cmocka_unit_test(test_copies),
+	        cmocka_unit_test(test_mailbox_every_order),
 	        cmocka_unit_test(test_bad_type_panics),
 	};
 
