@@ -2,6 +2,7 @@
 """Milter benchmark: what msgstatus-milter costs Postfix's throughput.
 
     bench/milter.py [--messages 5000] [--sessions 20] [--size 4096] [--rounds 3]
+                    [--only milter,dsn]
 
 One private Postfix relays everything to smtp-sink; Postfix's own smtp-source sends the
 messages. Each round runs three configurations back to back (order rotated per round):
@@ -109,6 +110,8 @@ def main():
     ap.add_argument("--sessions", type=int, default=20)
     ap.add_argument("--size", type=int, default=4096)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--only", help="comma-separated configurations to run (none is always "
+                    "run, for the ratios), e.g. --only milter,dsn")
     args = ap.parse_args()
 
     with Sandbox(name="bench-milter") as sb:
@@ -121,6 +124,8 @@ def main():
             configure(name)
             run_once(pf, sink, min(500, args.messages), args.sessions, args.size, "warm")
         names = ["none", "milter", "dsn", "down"] + (["opendkim"] if odk else [])
+        if args.only:
+            names = ["none"] + [n for n in names[1:] if n in args.only.split(",")]
         results = {n: [] for n in names}
         print(f"{args.messages} messages of {args.size} bytes, {args.sessions} sessions\n")
         print("| round | " + " | ".join(f"{n} msg/s" for n in names) + " |")
