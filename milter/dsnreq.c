@@ -146,9 +146,16 @@ dsnreq_mail(struct dsnreq *d, const char *from, const char *const *params, bool 
 {
 	const char *ret = dsnreq_param(params, "RET"), *envid = dsnreq_param(params, "ENVID");
 
+	/* a new transaction: nothing of the last one stays */
 	free(d->from);
 	free(d->ret);
 	free(d->envid);
+	for (size_t i = 0; i < d->nrcpts; i++) {
+		free(d->rcpts[i].arg);
+		free(d->rcpts[i].addr);
+		free(d->rcpts[i].orcpt);
+	}
+	d->nrcpts = 0;
 	d->from = xstrdup(from != NULL ? from : "");
 	d->ret = ret != NULL ? xstrdup(ret) : NULL;
 	d->envid = envid != NULL ? xstrdup(envid) : NULL;

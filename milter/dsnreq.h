@@ -66,9 +66,9 @@ struct dsnreq *dsnreq_new(void);
 void dsnreq_free(struct dsnreq **d);
 
 /*
- * MAIL FROM: from is libmilter's argv[0], params the ESMTP parameters after it
- * (NULL-terminated, NULL for none); enabled says that the message is tracked and its
- * sender domain asks for DSNs.
+ * MAIL FROM, a new transaction (the recipients of the last one are forgotten): from is
+ * libmilter's argv[0], params the ESMTP parameters after it (NULL-terminated, NULL for
+ * none); enabled says that the message is tracked and its sender domain asks for DSNs.
  */
 void dsnreq_mail(struct dsnreq *d, const char *from, const char *const *params, bool enabled);
 /*

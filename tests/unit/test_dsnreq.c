@@ -324,9 +324,17 @@ test_bounds(void **state)
 	assert_int_equal(plan.kept, 1);
 	assert_true(plan.chgfrom);
 	dsnreq_plan_clear(&plan);
-	/* a new MAIL FROM on the same object replaces the old sender */
+	/* a new MAIL FROM on the same object starts a new transaction */
 	dsnreq_mail(d, "<other@example.org>", NULL, false);
 	assert_false(dsnreq_plan(d, "TID", &plan));
+	dsnreq_plan_clear(&plan);
+	dsnreq_mail(d, "<other@example.org>", NULL, true);
+	dsnreq_rcpt(d, "<e@r.example>", NULL, "smtp", T, 5);
+	assert_true(dsnreq_plan(d, "TID", &plan));
+	assert_int_equal(plan.remote, 1); /* not the recipient of the last transaction */
+	assert_int_equal(plan.nrcpts, 1);
+	assert_string_equal(plan.rcpts[0].rcpt, "<e@r.example>");
+	assert_string_equal(plan.from, "<other@example.org>");
 	dsnreq_plan_clear(&plan);
 	dsnreq_free(&d);
 }
