@@ -2,12 +2,16 @@
 """Milter benchmark: what msgstatus-milter costs Postfix's throughput.
 
     bench/milter.py [--messages 5000] [--sessions 20] [--size 4096] [--rounds 3]
+                    [--only milter,dsn]
 
 One private Postfix relays everything to smtp-sink; Postfix's own smtp-source sends the
 messages. Each round runs three configurations back to back (order rotated per round):
 
   none       no milter
   milter     msgstatus-milter tracking every message (statusd and PostgreSQL up)
+  dsn        the same, and asking for DSNs for every message ({msgstatus_dsn_domains}:
+             smfi_chgfrom with RET and ENVID, smfi_delrcpt and smfi_addrcpt_par with
+             NOTIFY and ORCPT for its remote recipient)
   down       msgstatus-milter tracking every message, statusd stopped (events spooled)
   opendkim   a peer for scale: Debian's OpenDKIM verifying (it reads headers and body
              and finds no signature), the most common milter in front of Postfix
@@ -78,7 +82,11 @@ def mail_system(sb, sd, opendkim=False):
     odk = opendkim and os.path.exists(OPENDKIM)
     odk_spec = "{ %s, default_action=accept }" % start_opendkim(sb)[1] if odk else None
 
+    macros = "{ msgstatus_domains = example.org }, msgstatus_trust=any"
+
     def configure(name):
+        dsn = ", msgstatus_dsn_domains=example.org" if name == "dsn" else ""
+        pf.postconf("-e", f"milter_macro_defaults={macros}{dsn}")
         if name == "none":
             pf.postconf("-e", "smtpd_milters=", "non_smtpd_milters=")
         elif name == "opendkim":
@@ -102,6 +110,8 @@ def main():
     ap.add_argument("--sessions", type=int, default=20)
     ap.add_argument("--size", type=int, default=4096)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--only", help="comma-separated configurations to run (none is always "
+                    "run, for the ratios), e.g. --only milter,dsn")
     args = ap.parse_args()
 
     with Sandbox(name="bench-milter") as sb:
@@ -113,7 +123,9 @@ def main():
         for name in ("none", "milter"):
             configure(name)
             run_once(pf, sink, min(500, args.messages), args.sessions, args.size, "warm")
-        names = ["none", "milter", "down"] + (["opendkim"] if odk else [])
+        names = ["none", "milter", "dsn", "down"] + (["opendkim"] if odk else [])
+        if args.only:
+            names = ["none"] + [n for n in names[1:] if n in args.only.split(",")]
         results = {n: [] for n in names}
         print(f"{args.messages} messages of {args.size} bytes, {args.sessions} sessions\n")
         print("| round | " + " | ".join(f"{n} msg/s" for n in names) + " |")

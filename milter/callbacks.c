@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include "mbuf.h"
+#include "dsnreq.h"
 #include "mconfig.h"
 #include "msg.h"
 #include "mymalloc.h"
@@ -40,10 +41,15 @@
 
 struct mconn {
 	struct mconfig *cfg;
-	unsigned long nr; /* SMFIP_NR_* agreed with the MTA: stages not to reply to */
-	bool local;       /* Postfix emulated this connection for a sendmail submission */
+	unsigned long nr;      /* SMFIP_NR_* agreed with the MTA: stages not to reply to */
+	unsigned long actions; /* SMFIF_* agreed with the MTA */
+	bool local;            /* Postfix emulated this connection for a sendmail submission */
 	struct tracker_msg *msg;
+	struct dsnreq *dsn; /* lives with msg */
 };
+
+/* What asking for DSNs needs the MTA to allow. */
+#define DSN_ACTIONS (SMFIF_CHGFROM | SMFIF_DELRCPT | SMFIF_ADDRCPT_PAR)
 
 static struct spool *the_spool;
 static struct shipper *the_shipper;
@@ -71,14 +77,18 @@ cb_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, unsigned long f2,
 	                     SMFIP_NR_DATA | SMFIP_NR_UNKN | SMFIP_NR_HDR | SMFIP_NR_EOH |
 	                     SMFIP_NR_BODY | SMFIP_NOHELO | SMFIP_NOUNKNOWN | SMFIP_NODATA;
 
-	*pf0 = f0 & (SMFIF_ADDHDRS | SMFIF_CHGHDRS);
+	*pf0 = f0 & (SMFIF_ADDHDRS | SMFIF_CHGHDRS | DSN_ACTIONS);
 	*pf1 = f1 & want;
 	*pf2 = *pf3 = 0;
 	conn_of(ctx)->nr = *pf1;
+	conn_of(ctx)->actions = *pf0;
 	(void)f2;
 	(void)f3;
 	/* Ask for the macros tracking needs, whatever milter_*_macros say. */
-	smfi_setsymlist(ctx, SMFIM_ENVFROM, "{auth_authen} {msgstatus_domains} {msgstatus_trust}");
+	smfi_setsymlist(ctx, SMFIM_ENVFROM,
+	                "{auth_authen} {msgstatus_domains} {msgstatus_trust} "
+	                "{msgstatus_dsn_domains}");
+	smfi_setsymlist(ctx, SMFIM_ENVRCPT, "{rcpt_mailer}");
 	smfi_setsymlist(ctx, SMFIM_EOM, "i");
 	return SMFIS_CONTINUE;
 }
@@ -116,10 +126,17 @@ cb_envfrom(SMFICTX *ctx, char **argv)
 	struct mconn *c = conn_of(ctx);
 
 	tracker_msg_free(&c->msg);
+	dsnreq_free(&c->dsn);
 	c->msg = tracker_msg_new();
 	tracker_mail(c->msg, argv[0], smfi_getsymval(ctx, "{auth_authen}"),
 	             smfi_getsymval(ctx, "{msgstatus_domains}"),
 	             smfi_getsymval(ctx, "{msgstatus_trust}"), c->local);
+	/* DSNs: for tracked SMTP submissions of listed domains, if Postfix lets us. */
+	c->dsn = dsnreq_new();
+	dsnreq_mail(c->dsn, argv[0], (const char *const *)argv + 1,
+	            c->msg->enabled && !c->local && (c->actions & DSN_ACTIONS) == DSN_ACTIONS &&
+	                    tracker_domain_listed(smfi_getsymval(ctx, "{msgstatus_dsn_domains}"),
+	                                          c->msg->sender));
 	return done(c, SMFIP_NR_MAIL);
 }
 
@@ -130,6 +147,10 @@ cb_envrcpt(SMFICTX *ctx, char **argv)
 
 	if (c->msg != NULL)
 		tracker_rcpt(c->msg, argv[0], (size_t)c->cfg->max_recipients);
+	if (c->dsn != NULL)
+		dsnreq_rcpt(c->dsn, argv[0], (const char *const *)argv + 1,
+		            smfi_getsymval(ctx, "{rcpt_mailer}"), c->cfg->dsn_transports,
+		            (size_t)c->cfg->max_recipients);
 	return done(c, SMFIP_NR_RCPT);
 }
 
@@ -152,6 +173,34 @@ cb_body(SMFICTX *ctx, unsigned char *chunk, size_t len)
 	if (c->msg != NULL)
 		tracker_body(c->msg, len);
 	return done(c, SMFIP_NR_BODY);
+}
+
+/* Carry out dsnreq's plan for a tagged message (docs/deployment.md, "Asking for DSNs"). */
+static void
+ask_for_dsns(SMFICTX *ctx, struct dsnreq *d, const char *tracking_id, const char *clean)
+{
+	struct dsnreq_plan plan;
+	size_t failed = 0;
+
+	if (!dsnreq_plan(d, tracking_id, &plan)) {
+		if (plan.remote > 0 && msg_verbose())
+			msg_debug("%s: no DSNs asked for: the submitter's own DSN options", clean);
+		dsnreq_plan_clear(&plan);
+		return;
+	}
+	if (plan.chgfrom && smfi_chgfrom(ctx, (char *)plan.from, plan.from_args) != MI_SUCCESS)
+		failed++;
+	for (size_t i = 0; i < plan.nrcpts; i++)
+		if (smfi_delrcpt(ctx, (char *)plan.rcpts[i].rcpt) != MI_SUCCESS ||
+		    smfi_addrcpt_par(ctx, (char *)plan.rcpts[i].rcpt, plan.rcpts[i].args) !=
+		            MI_SUCCESS)
+			failed++;
+	if (failed > 0)
+		msg_warn("%s: %zu DSN request%s failed", clean, failed, failed == 1 ? "" : "s");
+	msg_info("%s: DSNs asked for %zu of %zu remote recipient%s%s", clean, plan.nrcpts,
+	         plan.remote, plan.remote == 1 ? "" : "s",
+	         plan.kept ? " (the others chose their own)" : "");
+	dsnreq_plan_clear(&plan);
 }
 
 static sfsistat
@@ -194,11 +243,14 @@ cb_eom(SMFICTX *ctx)
 		msg_info("%s: tracked as %s, %u recipient%s%s", clean, res.tracking_id, res.events,
 		         res.events == 1 ? "" : "s",
 		         c->msg->rcpts_dropped ? " (some recipients not recorded)" : "");
+		if (c->dsn != NULL)
+			ask_for_dsns(ctx, c->dsn, res.tracking_id, clean);
 	} else if (msg_verbose())
 		msg_debug("%s: not tracked: %s", clean,
 		          c->msg->why_not ? c->msg->why_not : "no usable recipient");
 	mbuf_free(&events);
 	tracker_msg_free(&c->msg);
+	dsnreq_free(&c->dsn);
 	return SMFIS_CONTINUE;
 }
 
@@ -207,8 +259,10 @@ cb_abort(SMFICTX *ctx)
 {
 	struct mconn *c = smfi_getpriv(ctx);
 
-	if (c != NULL)
+	if (c != NULL) {
 		tracker_msg_free(&c->msg);
+		dsnreq_free(&c->dsn);
+	}
 	return SMFIS_CONTINUE;
 }
 
@@ -219,6 +273,7 @@ cb_close(SMFICTX *ctx)
 
 	if (c != NULL) {
 		tracker_msg_free(&c->msg);
+		dsnreq_free(&c->dsn);
 		mconfig_unref(&c->cfg);
 		free(c);
 		smfi_setpriv(ctx, NULL);
@@ -232,7 +287,7 @@ callbacks_register(struct spool *sp, struct shipper *sh)
 	static struct smfiDesc desc = {
 	        .xxfi_name = "msgstatus-milter",
 	        .xxfi_version = SMFI_VERSION,
-	        .xxfi_flags = SMFIF_ADDHDRS | SMFIF_CHGHDRS,
+	        .xxfi_flags = SMFIF_ADDHDRS | SMFIF_CHGHDRS | DSN_ACTIONS,
 	        .xxfi_connect = cb_connect,
 	        .xxfi_envfrom = cb_envfrom,
 	        .xxfi_envrcpt = cb_envrcpt,

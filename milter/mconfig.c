@@ -26,6 +26,7 @@ const struct conf_setting mconfig_table[] = {
         S(spool_sync, CONF_BOOL, "no", 0, 0),
         S(milter_timeout, CONF_TIME, "10s", 1000, 300000),
         S(max_recipients, CONF_INT, "10000", 1, 1000000),
+        S(dsn_transports, CONF_STR, "smtp relay", 0, 0),
         S(log_target, CONF_STR, "stderr", 0, 0),
         S(syslog_facility, CONF_STR, "mail", 0, 0),
         S(verbose, CONF_BOOL, "no", 0, 0),

@@ -26,6 +26,7 @@ struct mconfig {
 	bool spool_sync;
 	long long milter_timeout; /* ms */
 	long long max_recipients;
+	char *dsn_transports; /* {rcpt_mailer} values that mean "not delivered here" */
 	char *log_target;
 	char *syslog_facility;
 	bool verbose;
