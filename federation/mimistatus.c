@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fedrec.h"
 #include "mymalloc.h"
 #include "utf8.h"
 
@@ -135,30 +136,10 @@ valid_text(const char *s, size_t len, size_t max)
 	return true;
 }
 
-/* A domain as the federation report carries it: lowercase LDH labels (A-labels). */
 static bool
 valid_domain(const char *s, size_t len)
 {
-	size_t label = 0;
-
-	if (len == 0 || len > MIMISTATUS_DOMAIN_MAX)
-		return false;
-	for (size_t i = 0; i < len; i++) {
-		char c = s[i];
-
-		if (c == '.') {
-			if (label == 0 || s[i - 1] == '-')
-				return false;
-			label = 0;
-		} else if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-		           (c == '-' && label > 0)) {
-			if (++label > 63)
-				return false;
-		} else {
-			return false;
-		}
-	}
-	return label > 0 && s[len - 1] != '-';
+	return fedrec_domain_valid(s, len);
 }
 
 static cbor_item_t *
