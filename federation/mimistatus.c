@@ -306,12 +306,15 @@ fail:
 struct scan {
 	size_t remaining[MIMISTATUS_NEST_MAX]; /* items still to come in each open container */
 	size_t depth;
+	size_t items;
 	const char *error;
 };
 
 static void
 scan_item(struct scan *s)
 {
+	if (++s->items > MIMISTATUS_ITEMS_MAX && s->error == NULL)
+		s->error = "cbor: more than 8016 items";
 	while (s->depth > 0 && s->remaining[s->depth - 1] == 0)
 		s->depth--;
 	if (s->depth > 0)

@@ -18,10 +18,11 @@
  *	1. size: at most MIMISTATUS_BODY_MAX bytes;
  *	2. a streaming pre-scan of the CBOR (libcbor's cbor_stream_decode), before any tree is
  *	   built: well-formed, definite lengths only, at most MIMISTATUS_NEST_MAX open
- *	   containers, at most MIMISTATUS_ENTRIES_MAX entries per array, only unsigned
- *	   integers, byte strings, text strings, arrays and maps (no tags, negative integers,
- *	   floats or simple values), and nothing after the one top-level item. This bounds the
- *	   recursion in libcbor's tree builder and destructor;
+ *	   containers, at most MIMISTATUS_ENTRIES_MAX entries per array and
+ *	   MIMISTATUS_ITEMS_MAX items in all (so the tree libcbor builds stays under a megabyte),
+ *only unsigned integers, byte strings, text strings, arrays and maps (no tags, negative integers,
+ *floats or simple values), and nothing after the one top-level item. This bounds the recursion in
+ *libcbor's tree builder and destructor;
  *	3. cbor_load() builds the tree, and the shape is checked field by field: types, sizes
  *	   (message id exactly 32 bytes, status <= 255, text lengths), map keys 1..4 each
  *	   present exactly once (an unknown or repeated key is refused), counts of 3 and 4
@@ -40,10 +41,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MIMISTATUS_MSGID_LEN     32
-#define MIMISTATUS_BODY_MAX      (256 * 1024)
-#define MIMISTATUS_ENTRIES_MAX   1000
-#define MIMISTATUS_NEST_MAX      3
+#define MIMISTATUS_MSGID_LEN   32
+#define MIMISTATUS_BODY_MAX    (256 * 1024)
+#define MIMISTATUS_ENTRIES_MAX 1000
+#define MIMISTATUS_NEST_MAX    3
+/* CBOR items in one report: a full federation report of 1000 entries has 7011. */
+#define MIMISTATUS_ITEMS_MAX     (8 * MIMISTATUS_ENTRIES_MAX + 16)
 #define MIMISTATUS_DOMAIN_MAX    253
 #define MIMISTATUS_EVENT_ID_MAX  64
 #define MIMISTATUS_RECIPIENT_MAX 512

@@ -285,6 +285,17 @@ test_too_large(void **state)
 	CHECK_INT("too large", mimistatus_decode(in, MIMISTATUS_BODY_MAX + 1, &r, &error), -1);
 	CHECK_STR("too large: error", error, "cbor: longer than 256 KiB");
 	mimistatus_report_free(&r);
+	/* 1000 arrays of 9 zeros: 10001 items in 10003 bytes, nested only 2 deep */
+	in[0] = 0x99;
+	in[1] = 0x03;
+	in[2] = 0xe8;
+	for (size_t i = 0; i < 1000; i++) {
+		in[3 + i * 10] = 0x89;
+		memset(in + 3 + i * 10 + 1, 0, 9);
+	}
+	CHECK_INT("too many items", mimistatus_decode_mimi(in, 10003, &r, &error), -1);
+	CHECK_STR("too many items: error", error, "cbor: more than 8016 items");
+	mimistatus_report_free(&r);
 	free(in);
 	check_done();
 }
