@@ -9,7 +9,6 @@
 #include "feed.h"
 
 #include <json-c/json.h>
-#include <json-c/linkhash.h>
 #include <libpq-fe.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -21,8 +20,10 @@
 
 #include "auth.h"
 #include "dbworker.h"
+#include "htable.h"
 #include "mbuf.h"
 #include "msg.h"
+#include "mymalloc.h"
 #include "sdconfig.h"
 #include "store.h"
 
@@ -38,8 +39,8 @@ struct feed_link {
 
 /* The live subscribers of one user, or the admins of one domain. */
 struct feed_bucket {
-	struct lh_table *table;
-	char *key;
+	struct htable *table;
+	struct htable_entry *entry; /* in table, holding the key */
 	struct feed_link *head;
 };
 
@@ -94,7 +95,7 @@ struct feed {
 	int64_t published, epoch;
 	struct ring_entry ring[FEED_RING];
 	int64_t ring_lo; /* the oldest offset in the ring (published + 1 when empty) */
-	struct lh_table *by_user, *by_domain;
+	struct htable *by_user, *by_domain; /* key -> struct feed_bucket */
 	struct feed_sub *subs;
 	struct pending_sub *pending; /* subscribed before the head was known */
 	size_t npending;
@@ -164,27 +165,15 @@ msg_from(const struct store_logged *l, int64_t epoch, struct mbuf *scratch)
 /* --- the index of live subscribers ------------------------------------------------------ */
 
 static void
-bucket_free(struct lh_entry *e)
+index_add(struct htable *table, const char *key, struct feed_sub *sub, struct feed_link *link)
 {
-	struct feed_bucket *b = (struct feed_bucket *)lh_entry_v(e);
-
-	free(b->key);
-	free(b);
-}
-
-static void
-index_add(struct lh_table *table, const char *key, struct feed_sub *sub, struct feed_link *link)
-{
+	size_t len = strlen(key);
 	struct feed_bucket *b;
-	void *found;
 
-	if (lh_table_lookup_ex(table, key, &found))
-		b = found;
-	else {
-		if ((b = calloc(1, sizeof(*b))) == NULL || (b->key = strdup(key)) == NULL)
-			msg_fatal("out of memory");
+	if ((b = htable_find(table, key, len)) == NULL) {
+		b = mycalloc(1, sizeof(*b));
 		b->table = table;
-		lh_table_insert(table, b->key, b);
+		b->entry = htable_enter(table, key, len, b);
 	}
 	link->sub = sub;
 	link->bucket = b;
@@ -210,7 +199,7 @@ index_remove(struct feed_link *link)
 		link->next->prev = link->prev;
 	link->bucket = NULL;
 	if (b->head == NULL)
-		lh_table_delete(b->table, b->key); /* frees the bucket */
+		htable_remove(b->table, b->entry, free); /* frees the bucket */
 }
 
 static void
@@ -276,13 +265,13 @@ deliver(struct feed_sub *sub, struct feed_msg *m)
 }
 
 static void
-fan_bucket(struct lh_table *table, const char *key, struct feed_msg *m)
+fan_bucket(struct htable *table, const char *key, struct feed_msg *m)
 {
-	void *found;
+	struct feed_bucket *b;
 
-	if (key == NULL || !lh_table_lookup_ex(table, key, &found))
+	if (key == NULL || (b = htable_find(table, key, strlen(key))) == NULL)
 		return;
-	for (struct feed_link *l = ((struct feed_bucket *)found)->head, *next; l; l = next) {
+	for (struct feed_link *l = b->head, *next; l; l = next) {
 		next = l->next; /* deliver() may unlink l */
 		deliver(l->sub, m);
 	}
@@ -842,8 +831,8 @@ feed_new(uv_loop_t *loop, const struct sd_config *cfg, struct dbworker *db,
 	f->db = db;
 	f->page_db[0] = db;
 	f->page_db[1] = page_db;
-	f->by_user = lh_kchar_table_new(1024, bucket_free);
-	f->by_domain = lh_kchar_table_new(64, bucket_free);
+	f->by_user = htable_create(1024);
+	f->by_domain = htable_create(64);
 	uv_async_init(loop, &f->async, on_async);
 	uv_timer_init(loop, &f->notify_timer);
 	uv_timer_init(loop, &f->retry_timer);
@@ -866,8 +855,8 @@ feed_release(struct feed *f)
 		free(f->ring[i].owner);
 		free(f->ring[i].sender);
 	}
-	lh_table_free(f->by_user);
-	lh_table_free(f->by_domain);
+	htable_free(&f->by_user, free);
+	htable_free(&f->by_domain, free);
 	mbuf_free(&f->scratch);
 	free(f->pending);
 	free(f->conninfo);
