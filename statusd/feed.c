@@ -151,8 +151,7 @@ msg_from(const struct store_logged *l, int64_t epoch, struct mbuf *scratch)
 
 	mbuf_reset(scratch);
 	store_logged_json(l, epoch, scratch);
-	if ((m = malloc(sizeof(*m) + scratch->len + sizeof(prefix))) == NULL)
-		msg_fatal("out of memory");
+	m = mymalloc(sizeof(*m) + scratch->len + sizeof(prefix));
 	m->refs = 1;
 	m->offset = l->log_offset;
 	memcpy(m->data, prefix, sizeof(prefix) - 1);
@@ -210,8 +209,7 @@ go_live(struct feed_sub *sub)
 
 	sub->state = SUB_LIVE;
 	sub->nlinks = 1 + p->nadmin;
-	if ((sub->links = calloc(sub->nlinks, sizeof(*sub->links))) == NULL)
-		msg_fatal("out of memory");
+	sub->links = mycalloc(sub->nlinks, sizeof(*sub->links));
 	index_add(f->by_user, p->user, sub, &sub->links[0]);
 	for (size_t i = 0; i < p->nadmin; i++)
 		index_add(f->by_domain, p->admin_domains[i], sub, &sub->links[1 + i]);
@@ -347,8 +345,7 @@ page_row(void *ctx, const struct store_logged *l)
 
 	if (x->nmsgs == x->msgs_cap) {
 		x->msgs_cap = x->msgs_cap ? 2 * x->msgs_cap : (size_t)x->limit;
-		if ((x->msgs = realloc(x->msgs, x->msgs_cap * sizeof(*x->msgs))) == NULL)
-			msg_fatal("out of memory");
+		x->msgs = myreallocarray(x->msgs, x->msgs_cap, sizeof(*x->msgs));
 	}
 	x->msgs[x->nmsgs++] = msg_from(l, x->epoch_in, &x->scratch);
 }
@@ -391,10 +388,8 @@ static struct feed_fetch *
 fetch_new(struct feed *f, struct dbworker *db, enum fetch_kind kind, int64_t after, int64_t upto,
           int limit, const struct principal *p)
 {
-	struct feed_fetch *x = calloc(1, sizeof(*x));
+	struct feed_fetch *x = mycalloc(1, sizeof(*x));
 
-	if (x == NULL)
-		msg_fatal("out of memory");
 	x->kind = kind;
 	x->feed = f;
 	x->after = after;
@@ -402,12 +397,11 @@ fetch_new(struct feed *f, struct dbworker *db, enum fetch_kind kind, int64_t aft
 	x->limit = limit;
 	x->epoch_in = f->epoch;
 	if (p != NULL) {
-		if ((x->user = strdup(p->user)) == NULL ||
-		    (p->nadmin && (x->domains = calloc(p->nadmin, sizeof(char *))) == NULL))
-			msg_fatal("out of memory");
+		x->user = mystrdup(p->user);
+		if (p->nadmin)
+			x->domains = mycalloc(p->nadmin, sizeof(char *));
 		for (size_t i = 0; i < p->nadmin; i++)
-			if ((x->domains[i] = strdup(p->admin_domains[i])) == NULL)
-				msg_fatal("out of memory");
+			x->domains[i] = mystrdup(p->admin_domains[i]);
 		x->ndomains = p->nadmin;
 	}
 	x->job.run = fetch_run;
@@ -690,9 +684,7 @@ feed_subscribe(struct feed *f, struct feed_sub *sub, const struct feed_sub_ops *
 	f->subs = sub;
 	f->stats.subscribers++;
 	if (!f->head_known) {
-		f->pending = realloc(f->pending, (f->npending + 1) * sizeof(*f->pending));
-		if (f->pending == NULL)
-			msg_fatal("out of memory");
+		f->pending = myreallocarray(f->pending, f->npending + 1, sizeof(*f->pending));
 		f->pending[f->npending++] = (struct pending_sub){sub, from, epoch};
 		return;
 	}
@@ -821,11 +813,10 @@ struct feed *
 feed_new(uv_loop_t *loop, const struct sd_config *cfg, struct dbworker *db,
          struct dbworker *page_db)
 {
-	struct feed *f = calloc(1, sizeof(*f));
+	struct feed *f = mycalloc(1, sizeof(*f));
 	int rc;
 
-	if (f == NULL || (f->conninfo = strdup(cfg->database)) == NULL)
-		msg_fatal("out of memory");
+	f->conninfo = mystrdup(cfg->database);
 	f->loop = loop;
 	f->cfg = cfg;
 	f->db = db;

@@ -88,8 +88,7 @@ struct req_ticket *
 req_ticket(struct req *r)
 {
 	if (r->ticket == NULL) {
-		if ((r->ticket = calloc(1, sizeof(*r->ticket))) == NULL)
-			msg_fatal("out of memory");
+		r->ticket = mycalloc(1, sizeof(*r->ticket));
 		r->ticket->r = r;
 	}
 	return r->ticket;
@@ -702,8 +701,7 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in
 			            "a header is longer than the server takes");
 			return 0;
 		}
-		if ((r->path = strndup(in, len)) == NULL)
-			msg_fatal("out of memory");
+		r->path = mystrndup(in, len);
 		if ((r->method == LWSHUMETH_POST || r->method == LWSHUMETH_PUT ||
 		     r->method == LWSHUMETH_PATCH) &&
 		    clen != 0) {
@@ -848,11 +846,9 @@ http_start(uv_loop_t *loop, const struct http_env *env)
 {
 	const struct sd_config *cfg = env->cfg;
 	struct lws_context_creation_info info;
-	struct http *h = calloc(1, sizeof(*h));
+	struct http *h = mycalloc(1, sizeof(*h));
 	void *loops[1] = {loop};
 
-	if (h == NULL)
-		msg_fatal("out of memory");
 	h->env = *env;
 	h->buckets = htable_create(256);
 	h->feeds = htable_create(256);
