@@ -93,6 +93,40 @@ class DovecotPluginTest(unittest.TestCase):
         self.addCleanup(lambda: c.state != "LOGOUT" and c.logout())
         return c
 
+    def imap_pid(self, c):
+        """The imap process serving the IMAP client c: the process of Dovecot's service imap
+        that holds the server end of c's TCP connection (the tests run as root)."""
+        port = c.sock.getsockname()[1]
+        inodes = set()
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with open(table) as f:
+                for line in f.readlines()[1:]:
+                    fields = line.split()
+                    if (int(fields[1].rsplit(":", 1)[1], 16) == self.dc.imap_port
+                            and int(fields[2].rsplit(":", 1)[1], 16) == port):
+                        inodes.add(f"socket:[{fields[9]}]")
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/comm") as f:
+                    if f.read().strip() != "imap":
+                        continue
+                fds = os.listdir(f"/proc/{pid}/fd")
+                if any(os.readlink(f"/proc/{pid}/fd/{fd}") in inodes for fd in fds):
+                    return int(pid)
+            except OSError:
+                continue  # gone meanwhile
+        self.fail(f"no imap process holds the connection from port {port}")
+
+    def wait_exited(self, pid):
+        """Wait until process pid has ended (a zombie counts: it has run its exit code)."""
+        def gone():
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+            except OSError:
+                return True
+        wait_for(f"imap process {pid} to exit", gone, timeout=15)
+
     def uid_of(self, c, tid):
         c.noop()  # let a selected mailbox see mail delivered since
         typ, data = c.uid("SEARCH", None, "SUBJECT", tid)
@@ -174,10 +208,11 @@ class DovecotPluginTest(unittest.TestCase):
         tid = self.tracked()
         self.wait_events(tid, [("delivered", BOB)])
         c = self.imap()
+        pid = self.imap_pid(c)
         c.uid("STORE", self.uid_of(c, tid), "+FLAGS", "(\\Seen)")
         self.wait_events(tid, [("delivered", BOB), ("read", BOB)])
         c.logout()
-        time.sleep(0.3)  # the imap process has exited
+        self.wait_exited(pid)  # the plugin has ended: whatever was unacknowledged is filed
         self.assertEqual(self.pickups(), before, "no pickup file while statusd runs")
         self.assertEqual(self.files_waiting(), [])
 
