@@ -6,6 +6,8 @@ PostgreSQL behind it, driven by imaplib and curl:
   expunged (the only copy: deleted); APPEND -> nothing (moves: test_moves.py); a message without the header -> nothing;
 - a user with msgstatus_read_receipts=no (userdb field) -> no read event at all;
 - events go over statusd's socket (no pickup file while statusd runs);
+- a record statusd rejects: logged with the record the reply answers, and the connection
+  kept;
 - LMTP's ORCPT becomes the delivered event's orig_recipient: the status, and the mailbox
   user's read later, count for the address the sender used;
 - IMAP logins and logouts -> presence (online, then offline with last_seen) for a user who
@@ -218,6 +220,25 @@ class DovecotPluginTest(unittest.TestCase):
 
     def files_waiting(self):
         return [n for n in os.listdir(self.sd.pickup_dir) if not n.startswith(".")]
+
+    def test_rejected_record_is_logged_with_its_record(self):
+        """statusd rejects a record (an ORCPT longer than an address may be): the plugin
+        logs statusd's reason with the record the reply is about, keeps the connection, and
+        what follows goes over it as before."""
+        before, mark = self.pickups(), self.dc.log_mark()
+        addressed = "r" * 600 + "@example.org"
+        tid = self.tracked(rcpt_options=[f"ORCPT=rfc822;{addressed}"])
+        # the LMTP process reads the reply when it next hands records over
+        marker = self.tracked()
+        self.wait_events(marker, [("delivered", BOB)])
+        m = self.dc.wait_log(r"msgstatus: statusd rejected record (\d+) \((.*)\): (.*)$",
+                             since=mark)
+        self.assertIn('"type":"delivered"', m.group(2))
+        self.assertIn(f'"recipient":"{BOB}"', m.group(2))
+        self.assertIn("orig_recipient: expected at most 512 characters", m.group(3))
+        self.assertEqual(self.events(tid), [])
+        self.assertEqual(self.pickups(), before, "the connection was kept")
+        self.assertNotIn("closed", self.dc.log(mark))
 
     def test_original_recipient_from_lmtp(self):
         tid = self.tracked(addressed=ROBERT, rcpt_options=[f"ORCPT=rfc822;{ROBERT}"])
