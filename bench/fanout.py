@@ -179,9 +179,11 @@ def run_statusd(sb, pg, args, rnd):
     sd = sb.statusd(pg, name=f"statusd-fanout{rnd}",
                     settings={"feed_max_per_user": str(max(64, args.conns))})
     tid = f"fanout{os.getpid()}r{rnd}"
-    sd.send_events([{"v": 1, "id": f"{tid}q", "type": "queued", "time": now_rfc3339(0),
-                     "source": "bench", "tracking_id": tid, "recipient": "bob@example.net",
-                     "sender": ALICE, "sasl_user": ALICE}])
+    # one recipient per published event: only the addresses the sender used count
+    sd.send_events([{"v": 1, "id": f"{tid}q{j}", "type": "queued", "time": now_rfc3339(0),
+                     "source": "bench", "tracking_id": tid,
+                     "recipient": f"fanout-{j}@example.net",
+                     "sender": ALICE, "sasl_user": ALICE} for j in range(args.messages)])
     token = urllib.parse.quote(sd.token(ALICE, ttl=3600))
     ec = sd.client()
 

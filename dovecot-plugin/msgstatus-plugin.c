@@ -47,19 +47,24 @@
  * SECURITY
  *	The header value is untrusted: only ids of 1-64 characters of [A-Za-z0-9._-] are
  *	used (the milter removes foreign Msgstatus-Id headers on the way in). User names,
- *	addresses and mailbox names are JSON-escaped; statusd's replies are sanitized before
- *	they are logged.
+ *	addresses and mailbox names are JSON-escaped; statusd's replies are parsed with
+ *	Dovecot's JSON parser (msgstatus_reply_parse), checked for the seq of the oldest
+ *	unanswered record, and sanitized before they are logged. A reply that is not one, or
+ *	comes out of order, closes the connection: what was not acknowledged is filed as a
+ *	pickup file (storing is idempotent).
  *
  * DIAGNOSTICS
  *	Logged through Dovecot's logging with a "msgstatus:" prefix: statusd unreachable
- *	(once per outage), an event statusd rejected, a pickup file that cannot be written
+ *	(once per outage), an event statusd rejected (its record number, the start of the
+ *	record and statusd's reason), a reply that is not statusd's or out of order (a
+ *	warning: the connection is closed), a pickup file that cannot be written
  *	(an error naming the directory; the events wait in memory), events lost (an error
  *	with their number: more waiting than MSGSTATUS_HELD_MAX, or at exit).
  *
  * This file is written against Dovecot's own library (no other dependency), as Dovecot's
  * plugins are: nothing else can hook into its mail storage, and lib/evclient's json-c and
  * logging do not belong in Dovecot's processes, so the few lines of the socket protocol
- * a producer needs (count the reply lines) are here.
+ * a producer needs (match each reply to its record) are here.
  */
 #include "lib.h"
 #include "ioloop.h"
@@ -123,7 +128,8 @@ struct msgstatus_txn {
 
 /*
  * The process's connection to statusd. Replies come in the order of the records, one line
- * each, so the oldest record in the queue is the one a reply is about.
+ * each, so the oldest record in the queue is the one a reply is about; its seq says so
+ * (records are numbered from 1 on each connection).
  */
 struct msgstatus_conn {
 	char *socket_path;
@@ -132,6 +138,7 @@ struct msgstatus_conn {
 	string_t *queue;     /* records sent or being sent, not yet answered */
 	size_t written;      /* bytes of queue written to the socket */
 	unsigned int queued; /* records in queue */
+	uintmax_t answered;  /* replies on this connection (the next one's seq is this + 1) */
 	string_t *reply;     /* a reply line being received */
 	time_t retry_at;     /* no connection attempt before this */
 	string_t *held;      /* records neither sent nor filed: they go with the next */
@@ -268,6 +275,7 @@ conn_close(struct msgstatus_conn *conn, const char *why)
 		str_truncate(conn->reply, 0);
 	conn->written = 0;
 	conn->queued = 0;
+	conn->answered = 0;
 	conn->retry_at = ioloop_time + MSGSTATUS_RETRY_SECS;
 }
 
@@ -330,6 +338,8 @@ conn_read(struct msgstatus_conn *conn)
 		}
 		for (ssize_t i = 0; i < n; i++) {
 			const unsigned char *data, *nl;
+			const char *rejected, *error;
+			uintmax_t seq;
 			size_t len;
 
 			if (buf[i] != '\n') {
@@ -341,10 +351,26 @@ conn_read(struct msgstatus_conn *conn)
 				conn_close(conn, "a reply to no record (not statusd?)");
 				return -1;
 			}
-			if (strstr(str_c(conn->reply), "\"error\"") != NULL)
-				i_error("msgstatus: statusd rejected an event: %s",
-				        str_sanitize(str_c(conn->reply), 512));
+			if (str_len(conn->reply) > 0 &&
+			    str_data(conn->reply)[str_len(conn->reply) - 1] == '\r')
+				str_truncate(conn->reply, str_len(conn->reply) - 1);
+			if (msgstatus_reply_parse(str_c(conn->reply), str_len(conn->reply), &seq,
+			                          &rejected, &error) < 0) {
+				conn_close(conn,
+				           t_strdup_printf("a reply that is not statusd's (%s): %s",
+				                           error,
+				                           str_sanitize(str_c(conn->reply), 128)));
+				return -1;
+			}
 			str_truncate(conn->reply, 0);
+			if (seq != conn->answered + 1) {
+				conn_close(conn,
+				           t_strdup_printf(
+				                   "the reply to record %ju came where the one "
+				                   "to record %ju was due (not statusd?)",
+				                   seq, conn->answered + 1));
+				return -1;
+			}
 			data = str_data(conn->queue);
 			nl = memchr(data, '\n', str_len(conn->queue));
 			len = nl == NULL ? str_len(conn->queue) : (size_t)(nl - data) + 1;
@@ -352,6 +378,11 @@ conn_read(struct msgstatus_conn *conn)
 				conn_close(conn, "a reply to a record not yet sent (not statusd?)");
 				return -1;
 			}
+			conn->answered++;
+			if (rejected != NULL)
+				i_error("msgstatus: statusd rejected record %ju (%s): %s", seq,
+				        str_sanitize(t_strndup(data, len - 1), 160),
+				        str_sanitize(rejected, 512));
 			str_delete(conn->queue, 0, len);
 			conn->written -= len;
 			conn->queued--;

@@ -15,8 +15,63 @@
 #include "settings-parser.h"
 #endif
 #ifndef MSGSTATUS_SETTINGS_MODULE
+#include "istream.h"
 #include "mail-user.h"
 #include "notify-plugin.h"
+#include "strnum.h"
+#ifdef MSGSTATUS_DOVECOT_2_4
+#include "json-istream.h"
+#endif
+
+/* --- statusd's replies: what both versions' parsers hand over ---------------------- */
+
+enum reply_kind { REPLY_STRING, REPLY_NUMBER, REPLY_OTHER };
+
+struct reply {
+	bool have_seq, ack;
+	uintmax_t seq;
+	const char *error; /* statusd's reason, or NULL */
+	const char *bad;   /* why this is no reply, or NULL */
+};
+
+/* One member of the reply object; value is its text (string or number), or NULL. */
+static void
+reply_member(struct reply *r, const char *name, enum reply_kind kind, const char *value)
+{
+	if (name == NULL || r->bad != NULL)
+		return;
+	if (strcmp(name, "seq") == 0) {
+		if (kind != REPLY_NUMBER || str_to_uintmax(value, &r->seq) < 0 || r->seq == 0)
+			r->bad = "seq is not a record number";
+		r->have_seq = TRUE;
+	} else if (strcmp(name, "ack") == 0) {
+		if (kind != REPLY_STRING)
+			r->bad = "ack is not an event id";
+		r->ack = TRUE;
+	} else if (strcmp(name, "error") == 0) {
+		if (kind != REPLY_STRING)
+			r->bad = "error is not a text";
+		else
+			r->error = t_strdup(value);
+	}
+}
+
+static int
+reply_result(const struct reply *r, uintmax_t *seq_r, const char **rejected_r, const char **error_r)
+{
+	if (r->bad != NULL)
+		*error_r = r->bad;
+	else if (!r->have_seq)
+		*error_r = "no seq";
+	else if (r->ack == (r->error != NULL))
+		*error_r = "neither ack nor error, or both";
+	else {
+		*seq_r = r->seq;
+		*rejected_r = r->error;
+		return 0;
+	}
+	return -1;
+}
 #endif
 
 #ifdef MSGSTATUS_DOVECOT_2_4
@@ -93,6 +148,41 @@ msgstatus_notify_unregister(struct notify_context **ctx)
 {
 	notify_unregister(ctx);
 }
+int
+msgstatus_reply_parse(const char *line, size_t len, uintmax_t *seq_r, const char **rejected_r,
+                      const char **error_r)
+{
+	struct istream *input = i_stream_create_from_data(line, len);
+	struct json_istream *jinput = json_istream_create_object(input, NULL, 0);
+	struct reply r = {0};
+	struct json_node node;
+	const char *error;
+	int ret;
+
+	while ((ret = json_istream_read_next(jinput, &node)) > 0 && !json_node_is_end(&node)) {
+		intmax_t num;
+
+		if (json_node_is_string(&node))
+			reply_member(&r, node.name, REPLY_STRING, json_node_get_str(&node));
+		else if (json_node_is_number(&node) && json_node_get_intmax(&node, &num) == 0 &&
+		         num >= 0)
+			reply_member(&r, node.name, REPLY_NUMBER, dec2str((uintmax_t)num));
+		else
+			reply_member(&r, node.name, REPLY_OTHER, NULL);
+	}
+	ret = json_istream_finish(&jinput, &error);
+	if (ret == 0) {
+		json_istream_unref(&jinput);
+		error = "the line ends within the object";
+	}
+	i_stream_unref(&input);
+	if (ret <= 0) {
+		*error_r = t_strdup_printf("not JSON: %s", error);
+		return -1;
+	}
+	return reply_result(&r, seq_r, rejected_r, error_r);
+}
+
 #endif /* MSGSTATUS_SETTINGS_MODULE */
 
 #else /* Dovecot 2.3 */
@@ -138,6 +228,43 @@ msgstatus_notify_unregister(struct notify_context **ctx)
 {
 	notify_unregister(*ctx);
 	*ctx = NULL;
+}
+
+int
+msgstatus_reply_parse(const char *line, size_t len, uintmax_t *seq_r, const char **rejected_r,
+                      const char **error_r)
+{
+	struct istream *input = i_stream_create_from_data(line, len);
+	struct json_parser *parser = json_parser_init(input);
+	struct reply r = {0};
+	enum json_type type;
+	const char *value, *name = NULL, *error;
+	int ret;
+
+	while (json_parse_next(parser, &type, &value) > 0) {
+		if (type == JSON_TYPE_OBJECT_KEY) {
+			name = t_strdup(value);
+			continue;
+		}
+		if (type == JSON_TYPE_OBJECT || type == JSON_TYPE_ARRAY) {
+			/* statusd's replies are flat */
+			r.bad = "a nested value";
+			break;
+		}
+		reply_member(&r, name,
+		             type == JSON_TYPE_STRING   ? REPLY_STRING
+		             : type == JSON_TYPE_NUMBER ? REPLY_NUMBER
+		                                        : REPLY_OTHER,
+		             value);
+		name = NULL;
+	}
+	ret = json_parser_deinit(&parser, &error);
+	i_stream_unref(&input);
+	if (ret < 0 && r.bad == NULL) {
+		*error_r = t_strdup_printf("not JSON: %s", error);
+		return -1;
+	}
+	return reply_result(&r, seq_r, rejected_r, error_r);
 }
 
 #endif

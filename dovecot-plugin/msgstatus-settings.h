@@ -14,6 +14,9 @@
  *		built from msgstatus-settings.c alone; the plugin reads them with
  *		settings_get(). userdb fields override them as any setting.
  *
+ * And the JSON parser that reads statusd's replies: 2.3's json_parser (json-parser.h),
+ * 2.4's json_istream (json-istream.h), behind msgstatus_reply_parse().
+ *
  * DESIGN
  *	msgstatus_settings_get() returns the same struct on both: the plugin copies what it
  *	keeps into the user's pool and frees the struct at once.
@@ -62,5 +65,14 @@ void msgstatus_settings_free(const struct msgstatus_settings **set);
 
 /* notify_unregister() (2.4 takes the context's address and clears it); *ctx is NULL after. */
 void msgstatus_notify_unregister(struct notify_context **ctx);
+
+/*
+ * One reply line of statusd (docs/protocol.md, "Replies"), without its newline:
+ * {"seq":N,"ack":"ID"} or {"seq":N,"error":"TEXT"}; other members are ignored. Returns 0
+ * with the record's number in *seq_r and *rejected_r NULL (an ack) or statusd's reason (an
+ * error; on the data stack), or -1 with *error_r saying why the line is no such reply.
+ */
+int msgstatus_reply_parse(const char *line, size_t len, uintmax_t *seq_r, const char **rejected_r,
+                          const char **error_r);
 
 #endif

@@ -3,6 +3,7 @@
  */
 #include "jsonparse.h"
 
+#include "msg.h"
 #include "mymalloc.h"
 #include "utf8.h"
 
@@ -100,5 +101,55 @@ jsonparse_strict_escaped(struct json_tokener *tok, const char *data, size_t len,
 		mapped += piece(data, len, i, &run, &n);
 	*end_r = i;
 	free(copy);
+	return obj;
+}
+
+struct json_tokener *
+jsonparse_tokener_new(int depth, bool validate_utf8)
+{
+	struct json_tokener *tok = json_tokener_new_ex(depth);
+
+	if (tok == NULL)
+		msg_fatal("out of memory");
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT |
+	                                    (validate_utf8 ? JSON_TOKENER_VALIDATE_UTF8 : 0));
+	return tok;
+}
+
+struct json_object *
+jsonparse_object(const char *data, size_t len, int depth, bool validate_utf8, const char **error_r)
+{
+	struct json_tokener *tok;
+	struct json_object *obj;
+	enum json_tokener_error jerr;
+	size_t end;
+
+	if (len > INT32_MAX / 6) {
+		*error_r = "too long";
+		return NULL;
+	}
+	tok = jsonparse_tokener_new(depth, validate_utf8);
+	obj = jsonparse_strict(tok, data, len, &end);
+	jerr = json_tokener_get_error(tok);
+	json_tokener_free(tok);
+	if (obj == NULL || jerr != json_tokener_success) {
+		json_object_put(obj);
+		*error_r = jerr == json_tokener_continue  ? "incomplete JSON"
+		           : jerr != json_tokener_success ? json_tokener_error_desc(jerr)
+		                                          : "not a JSON object";
+		return NULL;
+	}
+	if (!json_object_is_type(obj, json_type_object)) {
+		json_object_put(obj);
+		*error_r = "not a JSON object";
+		return NULL;
+	}
+	for (; end < len; end++)
+		if (data[end] != ' ' && data[end] != '\t' && data[end] != '\r' &&
+		    data[end] != '\n') {
+			json_object_put(obj);
+			*error_r = "text after the JSON object";
+			return NULL;
+		}
 	return obj;
 }

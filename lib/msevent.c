@@ -65,12 +65,7 @@ struct json_tokener *
 msevent_tokener_new(void)
 {
 	/* depth 3: the record, its details object, and nothing deeper. */
-	struct json_tokener *tok = json_tokener_new_ex(3);
-
-	if (tok == NULL)
-		msg_fatal("out of memory");
-	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
-	return tok;
+	return jsonparse_tokener_new(3, true);
 }
 
 /* Character classes for the token-like fields. */

@@ -17,6 +17,7 @@
 #include "mbuf.h"
 #include "msevent.h"
 #include "msg.h"
+#include "mymalloc.h"
 #include "params.h"
 #include "randid.h"
 #include "rfc3339.h"
@@ -142,10 +143,10 @@ static struct api_job *
 job_new(const struct http_env *env, struct req *r, enum job_kind kind, const struct principal *p,
         const char *id)
 {
-	struct api_job *j = calloc(1, sizeof(*j));
+	struct api_job *j = mycalloc(1, sizeof(*j));
 
-	if (j == NULL || (id != NULL && (j->id = strdup(id)) == NULL))
-		msg_fatal("out of memory");
+	if (id != NULL)
+		j->id = mystrdup(id);
 	j->job.run = job_run;
 	j->job.done = job_done;
 	j->job.no_retry = true; /* a client waits: fail fast when the database is down */
@@ -429,8 +430,8 @@ api_list(const struct http_env *env, struct req *r, const struct principal *p, c
 		return;
 	}
 	j = job_new(env, r, J_LIST, p, NULL);
-	if (flt.recipient != NULL && (j->text = strdup(flt.recipient)) == NULL)
-		msg_fatal("out of memory");
+	if (flt.recipient != NULL)
+		j->text = mystrdup(flt.recipient);
 	j->filter = flt;
 	submit(j);
 }
@@ -466,12 +467,10 @@ on_receipt_stored(void *ctx, unsigned acked, unsigned rejected)
 static void
 receipt_store(struct req *r, struct api_job *j)
 {
-	struct receipt *rc = calloc(1, sizeof(*rc));
+	struct receipt *rc = mycalloc(1, sizeof(*rc));
 	struct mbuf line = MBUF_INIT;
 	struct msevent ev;
 
-	if (rc == NULL)
-		msg_fatal("out of memory");
 	msevent_init(&ev);
 	ev.id = randid_new(rc->event_id);
 	ev.type = MSEV_READ;
@@ -581,8 +580,8 @@ api_presence_post(const struct http_env *env, struct req *r, const struct princi
 	}
 	j = job_new(env, r, J_PRESENCE_TOUCH, p, NULL);
 	j->ms = strcmp(state, "offline") == 0 ? 0 : env->cfg->presence_timeout;
-	if (to != NULL && (j->text = strdup(to)) == NULL)
-		msg_fatal("out of memory");
+	if (to != NULL)
+		j->text = mystrdup(to);
 	json_object_put(obj);
 	submit(j);
 }
@@ -630,8 +629,7 @@ api_route_find(int method, const char *path, char **param_r)
 			continue;
 		if (param_r != NULL && rt->suffix != NULL) {
 			size_t n = plen - pre - strlen(rt->suffix);
-			if ((*param_r = strndup(path + pre, n)) == NULL)
-				msg_fatal("out of memory");
+			*param_r = mystrndup(path + pre, n);
 		}
 		return rt;
 	}

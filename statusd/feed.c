@@ -9,7 +9,6 @@
 #include "feed.h"
 
 #include <json-c/json.h>
-#include <json-c/linkhash.h>
 #include <libpq-fe.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -21,8 +20,10 @@
 
 #include "auth.h"
 #include "dbworker.h"
+#include "htable.h"
 #include "mbuf.h"
 #include "msg.h"
+#include "mymalloc.h"
 #include "sdconfig.h"
 #include "store.h"
 
@@ -38,8 +39,8 @@ struct feed_link {
 
 /* The live subscribers of one user, or the admins of one domain. */
 struct feed_bucket {
-	struct lh_table *table;
-	char *key;
+	struct htable *table;
+	struct htable_entry *entry; /* in table, holding the key */
 	struct feed_link *head;
 };
 
@@ -94,7 +95,7 @@ struct feed {
 	int64_t published, epoch;
 	struct ring_entry ring[FEED_RING];
 	int64_t ring_lo; /* the oldest offset in the ring (published + 1 when empty) */
-	struct lh_table *by_user, *by_domain;
+	struct htable *by_user, *by_domain; /* key -> struct feed_bucket */
 	struct feed_sub *subs;
 	struct pending_sub *pending; /* subscribed before the head was known */
 	size_t npending;
@@ -150,8 +151,7 @@ msg_from(const struct store_logged *l, int64_t epoch, struct mbuf *scratch)
 
 	mbuf_reset(scratch);
 	store_logged_json(l, epoch, scratch);
-	if ((m = malloc(sizeof(*m) + scratch->len + sizeof(prefix))) == NULL)
-		msg_fatal("out of memory");
+	m = mymalloc(sizeof(*m) + scratch->len + sizeof(prefix));
 	m->refs = 1;
 	m->offset = l->log_offset;
 	memcpy(m->data, prefix, sizeof(prefix) - 1);
@@ -164,27 +164,15 @@ msg_from(const struct store_logged *l, int64_t epoch, struct mbuf *scratch)
 /* --- the index of live subscribers ------------------------------------------------------ */
 
 static void
-bucket_free(struct lh_entry *e)
+index_add(struct htable *table, const char *key, struct feed_sub *sub, struct feed_link *link)
 {
-	struct feed_bucket *b = (struct feed_bucket *)lh_entry_v(e);
-
-	free(b->key);
-	free(b);
-}
-
-static void
-index_add(struct lh_table *table, const char *key, struct feed_sub *sub, struct feed_link *link)
-{
+	size_t len = strlen(key);
 	struct feed_bucket *b;
-	void *found;
 
-	if (lh_table_lookup_ex(table, key, &found))
-		b = found;
-	else {
-		if ((b = calloc(1, sizeof(*b))) == NULL || (b->key = strdup(key)) == NULL)
-			msg_fatal("out of memory");
+	if ((b = htable_find(table, key, len)) == NULL) {
+		b = mycalloc(1, sizeof(*b));
 		b->table = table;
-		lh_table_insert(table, b->key, b);
+		b->entry = htable_enter(table, key, len, b);
 	}
 	link->sub = sub;
 	link->bucket = b;
@@ -210,7 +198,7 @@ index_remove(struct feed_link *link)
 		link->next->prev = link->prev;
 	link->bucket = NULL;
 	if (b->head == NULL)
-		lh_table_delete(b->table, b->key); /* frees the bucket */
+		htable_remove(b->table, b->entry, free); /* frees the bucket */
 }
 
 static void
@@ -221,8 +209,7 @@ go_live(struct feed_sub *sub)
 
 	sub->state = SUB_LIVE;
 	sub->nlinks = 1 + p->nadmin;
-	if ((sub->links = calloc(sub->nlinks, sizeof(*sub->links))) == NULL)
-		msg_fatal("out of memory");
+	sub->links = mycalloc(sub->nlinks, sizeof(*sub->links));
 	index_add(f->by_user, p->user, sub, &sub->links[0]);
 	for (size_t i = 0; i < p->nadmin; i++)
 		index_add(f->by_domain, p->admin_domains[i], sub, &sub->links[1 + i]);
@@ -276,13 +263,13 @@ deliver(struct feed_sub *sub, struct feed_msg *m)
 }
 
 static void
-fan_bucket(struct lh_table *table, const char *key, struct feed_msg *m)
+fan_bucket(struct htable *table, const char *key, struct feed_msg *m)
 {
-	void *found;
+	struct feed_bucket *b;
 
-	if (key == NULL || !lh_table_lookup_ex(table, key, &found))
+	if (key == NULL || (b = htable_find(table, key, strlen(key))) == NULL)
 		return;
-	for (struct feed_link *l = ((struct feed_bucket *)found)->head, *next; l; l = next) {
+	for (struct feed_link *l = b->head, *next; l; l = next) {
 		next = l->next; /* deliver() may unlink l */
 		deliver(l->sub, m);
 	}
@@ -358,8 +345,7 @@ page_row(void *ctx, const struct store_logged *l)
 
 	if (x->nmsgs == x->msgs_cap) {
 		x->msgs_cap = x->msgs_cap ? 2 * x->msgs_cap : (size_t)x->limit;
-		if ((x->msgs = realloc(x->msgs, x->msgs_cap * sizeof(*x->msgs))) == NULL)
-			msg_fatal("out of memory");
+		x->msgs = myreallocarray(x->msgs, x->msgs_cap, sizeof(*x->msgs));
 	}
 	x->msgs[x->nmsgs++] = msg_from(l, x->epoch_in, &x->scratch);
 }
@@ -402,10 +388,8 @@ static struct feed_fetch *
 fetch_new(struct feed *f, struct dbworker *db, enum fetch_kind kind, int64_t after, int64_t upto,
           int limit, const struct principal *p)
 {
-	struct feed_fetch *x = calloc(1, sizeof(*x));
+	struct feed_fetch *x = mycalloc(1, sizeof(*x));
 
-	if (x == NULL)
-		msg_fatal("out of memory");
 	x->kind = kind;
 	x->feed = f;
 	x->after = after;
@@ -413,12 +397,11 @@ fetch_new(struct feed *f, struct dbworker *db, enum fetch_kind kind, int64_t aft
 	x->limit = limit;
 	x->epoch_in = f->epoch;
 	if (p != NULL) {
-		if ((x->user = strdup(p->user)) == NULL ||
-		    (p->nadmin && (x->domains = calloc(p->nadmin, sizeof(char *))) == NULL))
-			msg_fatal("out of memory");
+		x->user = mystrdup(p->user);
+		if (p->nadmin)
+			x->domains = mycalloc(p->nadmin, sizeof(char *));
 		for (size_t i = 0; i < p->nadmin; i++)
-			if ((x->domains[i] = strdup(p->admin_domains[i])) == NULL)
-				msg_fatal("out of memory");
+			x->domains[i] = mystrdup(p->admin_domains[i]);
 		x->ndomains = p->nadmin;
 	}
 	x->job.run = fetch_run;
@@ -701,9 +684,7 @@ feed_subscribe(struct feed *f, struct feed_sub *sub, const struct feed_sub_ops *
 	f->subs = sub;
 	f->stats.subscribers++;
 	if (!f->head_known) {
-		f->pending = realloc(f->pending, (f->npending + 1) * sizeof(*f->pending));
-		if (f->pending == NULL)
-			msg_fatal("out of memory");
+		f->pending = myreallocarray(f->pending, f->npending + 1, sizeof(*f->pending));
 		f->pending[f->npending++] = (struct pending_sub){sub, from, epoch};
 		return;
 	}
@@ -832,18 +813,17 @@ struct feed *
 feed_new(uv_loop_t *loop, const struct sd_config *cfg, struct dbworker *db,
          struct dbworker *page_db)
 {
-	struct feed *f = calloc(1, sizeof(*f));
+	struct feed *f = mycalloc(1, sizeof(*f));
 	int rc;
 
-	if (f == NULL || (f->conninfo = strdup(cfg->database)) == NULL)
-		msg_fatal("out of memory");
+	f->conninfo = mystrdup(cfg->database);
 	f->loop = loop;
 	f->cfg = cfg;
 	f->db = db;
 	f->page_db[0] = db;
 	f->page_db[1] = page_db;
-	f->by_user = lh_kchar_table_new(1024, bucket_free);
-	f->by_domain = lh_kchar_table_new(64, bucket_free);
+	f->by_user = htable_create(1024);
+	f->by_domain = htable_create(64);
 	uv_async_init(loop, &f->async, on_async);
 	uv_timer_init(loop, &f->notify_timer);
 	uv_timer_init(loop, &f->retry_timer);
@@ -866,8 +846,8 @@ feed_release(struct feed *f)
 		free(f->ring[i].owner);
 		free(f->ring[i].sender);
 	}
-	lh_table_free(f->by_user);
-	lh_table_free(f->by_domain);
+	htable_free(&f->by_user, free);
+	htable_free(&f->by_domain, free);
 	mbuf_free(&f->scratch);
 	free(f->pending);
 	free(f->conninfo);

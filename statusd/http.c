@@ -5,7 +5,6 @@
 #include "http.h"
 
 #include <json-c/json.h>
-#include <json-c/linkhash.h>
 #include <libwebsockets.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,8 +12,10 @@
 
 #include "api.h"
 #include "auth.h"
+#include "htable.h"
 #include "mbuf.h"
 #include "msg.h"
+#include "mymalloc.h"
 #include "params.h"
 #include "rfc3339.h"
 #include "sdconfig.h"
@@ -36,8 +37,8 @@ struct http {
 	struct lws_context *ctx;
 	struct http_env env;
 	struct lws_retry_bo retry; /* none: stream.c keeps WebSockets alive */
-	struct lh_table *buckets;  /* user -> write rate bucket */
-	struct lh_table *feeds;    /* user -> feed connections open (only while not 0) */
+	struct htable *buckets;    /* user -> write rate bucket */
+	struct htable *feeds;      /* user -> feed connections open (only while not 0) */
 };
 
 struct req_ticket {
@@ -87,8 +88,7 @@ struct req_ticket *
 req_ticket(struct req *r)
 {
 	if (r->ticket == NULL) {
-		if ((r->ticket = calloc(1, sizeof(*r->ticket))) == NULL)
-			msg_fatal("out of memory");
+		r->ticket = mycalloc(1, sizeof(*r->ticket));
 		r->ticket->r = r;
 	}
 	return r->ticket;
@@ -112,46 +112,36 @@ static bool
 feed_count_take(struct req *r, const char *user)
 {
 	struct http *h = r->http;
-	struct lh_entry *e = lh_table_lookup_entry(h->feeds, user);
-	intptr_t n = e ? (intptr_t)lh_entry_v(e) : 0;
+	size_t len = strlen(user);
+	struct htable_entry *e = htable_locate(h->feeds, user, len);
+	intptr_t n = e ? (intptr_t)e->value : 0;
 
 	if (n >= h->env.cfg->feed_max_per_user)
 		return false;
-	if ((r->feed_user = strdup(user)) == NULL)
-		msg_fatal("out of memory");
+	r->feed_user = mystrdup(user);
 	if (e != NULL)
-		lh_entry_set_val(e, (void *)(n + 1));
-	else {
-		char *key = strdup(user);
-		if (key == NULL)
-			msg_fatal("out of memory");
-		lh_table_insert(h->feeds, key, (const void *)(intptr_t)1);
-	}
+		e->value = (void *)(n + 1);
+	else
+		htable_enter(h->feeds, user, len, (void *)(intptr_t)1);
 	return true;
 }
 
 static void
 feed_count_put(struct req *r)
 {
-	struct lh_entry *e;
+	struct htable_entry *e;
 
 	if (r->feed_user == NULL)
 		return;
-	if ((e = lh_table_lookup_entry(r->http->feeds, r->feed_user)) != NULL) {
-		intptr_t n = (intptr_t)lh_entry_v(e) - 1;
+	if ((e = htable_locate(r->http->feeds, r->feed_user, strlen(r->feed_user))) != NULL) {
+		intptr_t n = (intptr_t)e->value - 1;
 		if (n > 0)
-			lh_entry_set_val(e, (void *)n);
+			e->value = (void *)n;
 		else
-			lh_table_delete_entry(r->http->feeds, e);
+			htable_remove(r->http->feeds, e, NULL);
 	}
 	free(r->feed_user);
 	r->feed_user = NULL;
-}
-
-static void
-feed_key_free(struct lh_entry *e)
-{
-	free((void *)lh_entry_k(e));
 }
 
 /* The connection goes: a pending answer finds no request any more. */
@@ -310,31 +300,20 @@ struct bucket {
 	int64_t at_ms;
 };
 
-static void
-bucket_free(struct lh_entry *e)
-{
-	free((void *)lh_entry_k(e));
-	free(lh_entry_v(e));
-}
-
 /* May user write now? If not, *retry_s says when. */
 static bool
 rate_ok(struct http *h, const char *user, int *retry_s)
 {
 	const struct sd_config *cfg = h->env.cfg;
 	int64_t now = time_mono_ms();
+	size_t len = strlen(user);
 	struct bucket *b;
-	void *found;
 
-	if (lh_table_lookup_ex(h->buckets, user, &found))
-		b = found;
-	else {
-		char *key = strdup(user);
-		if (key == NULL || (b = calloc(1, sizeof(*b))) == NULL)
-			msg_fatal("out of memory");
+	if ((b = htable_find(h->buckets, user, len)) == NULL) {
+		b = mycalloc(1, sizeof(*b));
 		b->tokens = (double)cfg->write_burst;
 		b->at_ms = now;
-		lh_table_insert(h->buckets, key, b);
+		htable_enter(h->buckets, user, len, b);
 	}
 	b->tokens += (double)(now - b->at_ms) * (double)cfg->write_rate / 1000.0;
 	if (b->tokens > (double)cfg->write_burst)
@@ -722,8 +701,7 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in
 			            "a header is longer than the server takes");
 			return 0;
 		}
-		if ((r->path = strndup(in, len)) == NULL)
-			msg_fatal("out of memory");
+		r->path = mystrndup(in, len);
 		if ((r->method == LWSHUMETH_POST || r->method == LWSHUMETH_PUT ||
 		     r->method == LWSHUMETH_PATCH) &&
 		    clen != 0) {
@@ -868,14 +846,12 @@ http_start(uv_loop_t *loop, const struct http_env *env)
 {
 	const struct sd_config *cfg = env->cfg;
 	struct lws_context_creation_info info;
-	struct http *h = calloc(1, sizeof(*h));
+	struct http *h = mycalloc(1, sizeof(*h));
 	void *loops[1] = {loop};
 
-	if (h == NULL)
-		msg_fatal("out of memory");
 	h->env = *env;
-	h->buckets = lh_kchar_table_new(256, bucket_free);
-	h->feeds = lh_kchar_table_new(256, feed_key_free);
+	h->buckets = htable_create(256);
+	h->feeds = htable_create(256);
 	the_http = h;
 	/* No lws validity timers (secs_since_valid_hangup 0): lws 4.1 keeps them in one
 	   sorted list that each re-arm walks, a quarter of a CPU at 10,000 idle WebSockets.
@@ -940,8 +916,8 @@ http_free(struct http **hp, uv_loop_t *loop)
 	}
 	if (h->ctx != NULL)
 		msg_warn("http: the HTTP library did not finish its teardown");
-	lh_table_free(h->buckets);
-	lh_table_free(h->feeds);
+	htable_free(&h->buckets, free);
+	htable_free(&h->feeds, NULL);
 	the_http = NULL;
 	free(h);
 }

@@ -17,6 +17,7 @@
 #include "mbuf.h"
 #include "msevent.h"
 #include "msg.h"
+#include "mymalloc.h"
 #include "rfc3339.h"
 #include "sdconfig.h"
 #include "store.h"
@@ -111,12 +112,11 @@ static void batch_submit(struct ingest *ing);
 static struct batch *
 batch_new(struct ingest *ing)
 {
-	struct batch *b = calloc(1, sizeof(*b));
+	struct batch *b = mycalloc(1, sizeof(*b));
 	size_t n = (size_t)ing->cfg->ingest_batch_max;
 
-	if (b == NULL || (b->refs = calloc(n, sizeof(*b->refs))) == NULL ||
-	    (b->errors = calloc(n, sizeof(*b->errors))) == NULL)
-		msg_fatal("out of memory");
+	b->refs = mycalloc(n, sizeof(*b->refs));
+	b->errors = mycalloc(n, sizeof(*b->errors));
 	b->ing = ing;
 	return b;
 }
@@ -147,9 +147,7 @@ add_logged(struct batch *b, struct store_logged *more, size_t n)
 		free(more);
 		return;
 	}
-	b->logged = realloc(b->logged, (b->nlogged + n) * sizeof(*b->logged));
-	if (b->logged == NULL)
-		msg_fatal("out of memory");
+	b->logged = myreallocarray(b->logged, b->nlogged + n, sizeof(*b->logged));
 	memcpy(b->logged + b->nlogged, more, n * sizeof(*more));
 	b->nlogged += n;
 	free(more);
@@ -196,9 +194,7 @@ batch_run(struct dbjob *job, PGconn *conn)
 		if (rc < 0 && transient)
 			return DBW_RETRY; /* the ones stored so far are skipped as duplicates */
 		if (rc < 0) {
-			if ((b->errors[i] =
-			             strdup(errfmt("rejected by the database: %s", error))) == NULL)
-				msg_fatal("out of memory");
+			b->errors[i] = mystrdup(errfmt("rejected by the database: %s", error));
 		} else
 			add_logged(b, logged, nlogged);
 	}
@@ -380,8 +376,7 @@ conn_flush(struct conn *c)
 		mbuf_free(&out);
 		return;
 	}
-	if ((w = malloc(sizeof(*w) + out.len)) == NULL)
-		msg_fatal("out of memory");
+	w = mymalloc(sizeof(*w) + out.len);
 	memcpy(w->data, out.data, out.len);
 	w->len = out.len;
 	w->conn = c;
@@ -409,8 +404,7 @@ conn_new_slot(struct conn *c)
 			c->head = 0;
 		} else {
 			c->cap = c->cap ? c->cap * 2 : 64;
-			if ((c->slots = realloc(c->slots, c->cap * sizeof(*c->slots))) == NULL)
-				msg_fatal("out of memory");
+			c->slots = myreallocarray(c->slots, c->cap, sizeof(*c->slots));
 		}
 	}
 	s = &c->slots[c->head + c->count++];
@@ -423,8 +417,7 @@ static void
 conn_reject(struct conn *c, struct slot *s, const char *why)
 {
 	s->state = SLOT_NAK;
-	if ((s->error = strndup(why, ERROR_TEXT_MAX)) == NULL)
-		msg_fatal("out of memory");
+	s->error = mystrndup(why, ERROR_TEXT_MAX);
 	c->ing->stats.rejected++;
 	if (++c->rejected <= REJECT_LOG_MAX)
 		msg_warn("events: %s: record %llu rejected: %s%s", c->peer,
@@ -675,8 +668,7 @@ on_connection(uv_stream_t *server, int status)
 		msg_warn("events: accept: %s", uv_strerror(status));
 		return;
 	}
-	if ((c = calloc(1, sizeof(*c))) == NULL)
-		msg_fatal("out of memory");
+	c = mycalloc(1, sizeof(*c));
 	c->ing = ing;
 	uv_pipe_init(ing->loop, &c->pipe, 0);
 	c->pipe.data = c;
@@ -747,10 +739,8 @@ listen_socket(struct ingest *ing)
 struct ingest *
 ingest_start(uv_loop_t *loop, const struct sd_config *cfg, struct dbworker *db)
 {
-	struct ingest *ing = calloc(1, sizeof(*ing));
+	struct ingest *ing = mycalloc(1, sizeof(*ing));
 
-	if (ing == NULL)
-		msg_fatal("out of memory");
 	ing->loop = loop;
 	ing->cfg = cfg;
 	ing->db = db;
@@ -856,10 +846,8 @@ void
 ingest_source_start(struct ingest *ing, const char *name, const char *data, size_t len,
                     void (*done)(void *ctx, unsigned acked, unsigned rejected), void *ctx)
 {
-	struct conn *c = calloc(1, sizeof(*c));
+	struct conn *c = mycalloc(1, sizeof(*c));
 
-	if (c == NULL)
-		msg_fatal("out of memory");
 	c->ing = ing;
 	c->is_source = true;
 	c->eof = true;

@@ -24,18 +24,6 @@
 #include "rfc3339.h"
 #include "utf8.h"
 
-/* Nothing but JSON whitespace from data[from] to data[len]. */
-static bool
-rest_blank(const void *data, size_t from, size_t len)
-{
-	const char *p = data;
-
-	for (size_t i = from; i < len; i++)
-		if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r' && p[i] != '\n')
-			return false;
-	return true;
-}
-
 static bool
 printable(const char *s, size_t max)
 {
@@ -205,9 +193,8 @@ params_timeline(const char *cursor, int64_t *after_r, const char **error_r)
 struct json_object *
 params_body(const void *data, size_t len, bool required, const char **error_r)
 {
-	struct json_tokener *tok;
 	struct json_object *obj;
-	size_t end;
+	const char *error;
 
 	if (len == 0) {
 		if (required) {
@@ -216,27 +203,13 @@ params_body(const void *data, size_t len, bool required, const char **error_r)
 		}
 		return json_object_new_object();
 	}
-	if (len > INT32_MAX / 6) { /* jsonparse_strict() */
-		*error_r = "the body must be a JSON object";
-		return NULL;
-	}
-	if (!utf8_valid(data, len)) {
+	if (len <= INT32_MAX / 6 && !utf8_valid(data, len)) {
 		*error_r = "the body must be UTF-8";
 		return NULL;
 	}
-	tok = json_tokener_new_ex(3);
-	if (tok == NULL)
-		return NULL;
-	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
-	obj = jsonparse_strict(tok, data, len, &end);
 	/* all of it: anything but whitespace after the object is an error too */
-	if (json_tokener_get_error(tok) != json_tokener_success || obj == NULL ||
-	    !json_object_is_type(obj, json_type_object) || !rest_blank(data, end, len)) {
-		json_object_put(obj);
-		obj = NULL;
+	if ((obj = jsonparse_object(data, len, 3, true, &error)) == NULL)
 		*error_r = "the body must be a JSON object";
-	}
-	json_tokener_free(tok);
 	return obj;
 }
 
@@ -298,9 +271,8 @@ params_receipt(struct json_object *obj, const char **error_r)
 int
 params_ws_message(const void *data, size_t len, const char **error_r)
 {
-	struct json_tokener *tok;
 	struct json_object *doc, *type = NULL;
-	size_t end;
+	const char *error;
 	int ret = -1;
 
 	*error_r = "expected {\"type\":\"ping\"}";
@@ -308,17 +280,11 @@ params_ws_message(const void *data, size_t len, const char **error_r)
 		*error_r = "message too large";
 		return -1;
 	}
-	if ((tok = json_tokener_new_ex(4)) == NULL)
-		return -1;
-	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
-	doc = jsonparse_strict(tok, data, len, &end);
-	if (json_tokener_get_error(tok) == json_tokener_success && doc != NULL &&
-	    rest_blank(data, end, len) && json_object_is_type(doc, json_type_object) &&
-	    json_object_object_get_ex(doc, "type", &type) &&
+	doc = jsonparse_object(data, len, 4, true, &error);
+	if (doc != NULL && json_object_object_get_ex(doc, "type", &type) &&
 	    json_object_is_type(type, json_type_string) &&
 	    strcmp(json_object_get_string(type), "ping") == 0)
 		ret = 0;
 	json_object_put(doc);
-	json_tokener_free(tok);
 	return ret;
 }

@@ -21,6 +21,7 @@
 #include "mbuf.h"
 #include "msevent.h"
 #include "msg.h"
+#include "mymalloc.h"
 #include "rfc3339.h"
 #include "status.h"
 
@@ -178,9 +179,8 @@ list_migrations(const char *dir, int *n_r, const char **error_r)
 			continue;
 		if (n >= MIGRATIONS_MAX)
 			break;
-		list = realloc(list, sizeof(*list) * (size_t)(n + 1));
-		if (list == NULL || (list[n].name = strdup(de->d_name)) == NULL)
-			msg_fatal("out of memory");
+		list = myreallocarray(list, (size_t)n + 1, sizeof(*list));
+		list[n].name = mystrdup(de->d_name);
 		list[n++].version = v;
 	}
 	closedir(d);
@@ -395,8 +395,7 @@ get_str(PGresult *res, int row, int col)
 
 	if (PQgetisnull(res, row, col))
 		return NULL;
-	if ((s = strdup(PQgetvalue(res, row, col))) == NULL)
-		msg_fatal("out of memory");
+	s = mystrdup(PQgetvalue(res, row, col));
 	return s;
 }
 
@@ -585,8 +584,7 @@ dup_str(const char *s)
 
 	if (s == NULL)
 		return NULL;
-	if ((d = strdup(s)) == NULL)
-		msg_fatal("out of memory");
+	d = mystrdup(s);
 	return d;
 }
 
@@ -597,8 +595,8 @@ logged_from(PGresult *res, size_t *n_r)
 	struct store_logged *logged = NULL;
 	int n = PQntuples(res);
 
-	if (n > 0 && (logged = calloc((size_t)n, sizeof(*logged))) == NULL)
-		msg_fatal("out of memory");
+	if (n > 0)
+		logged = mycalloc((size_t)n, sizeof(*logged));
 	for (int i = 0; i < n; i++) {
 		struct store_logged *l = &logged[i];
 		logged_row(res, i, l);
@@ -1114,9 +1112,7 @@ store_list(PGconn *conn, const char *user, char *const *domains, size_t ndomains
 		n = flt->limit;
 	doc = json_object_new_object();
 	list = json_object_new_array_ext(n);
-	msgs = calloc((size_t)n + 1, sizeof(*msgs));
-	if (msgs == NULL)
-		msg_fatal("out of memory");
+	msgs = mycalloc((size_t)n + 1, sizeof(*msgs));
 	mbuf_putc(&ids, '{');
 	for (int i = 0; i < n; i++) {
 		struct json_object *m = json_object_new_object();
@@ -1138,9 +1134,7 @@ store_list(PGconn *conn, const char *user, char *const *domains, size_t ndomains
 	} else
 		json_object_object_add(doc, "next_cursor", NULL);
 	/* remember each message's position by id */
-	int64_t *idv = calloc((size_t)n + 1, sizeof(*idv));
-	if (idv == NULL)
-		msg_fatal("out of memory");
+	int64_t *idv = mycalloc((size_t)n + 1, sizeof(*idv));
 	for (int i = 0; i < n; i++)
 		idv[i] = strtoll(PQgetvalue(res, i, 0), NULL, 10);
 	PQclear(res);

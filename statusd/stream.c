@@ -21,6 +21,7 @@
 #include "feed.h"
 #include "mbuf.h"
 #include "msg.h"
+#include "mymalloc.h"
 #include "params.h"
 #include "rfc3339.h"
 #include "sdconfig.h"
@@ -75,10 +76,10 @@ static long long ping_interval_ms;
 static void
 enqueue(struct stream *s, struct feed_msg *msg, const char *control, const char *event)
 {
-	struct item *it = calloc(1, sizeof(*it));
+	struct item *it = mycalloc(1, sizeof(*it));
 
-	if (it == NULL || (control != NULL && (it->control = strdup(control)) == NULL))
-		msg_fatal("out of memory");
+	if (control != NULL)
+		it->control = mystrdup(control);
 	if (msg != NULL) {
 		feed_msg_ref(msg);
 		it->msg = msg;
@@ -143,8 +144,7 @@ op_close(struct feed_sub *sub, const char *reason)
 		return;
 	s->closing = true;
 	s->close_code = 4000;
-	if ((s->close_reason = strdup(reason)) == NULL)
-		msg_fatal("out of memory");
+	s->close_reason = mystrdup(reason);
 	lws_callback_on_writable(s->wsi);
 }
 
@@ -195,8 +195,7 @@ expiring_add(struct stream *s)
 {
 	if (nexpiring == expiring_cap) {
 		expiring_cap = expiring_cap ? 2 * expiring_cap : 64;
-		if ((expiring = realloc(expiring, expiring_cap * sizeof(*expiring))) == NULL)
-			msg_fatal("out of memory");
+		expiring = myreallocarray(expiring, expiring_cap, sizeof(*expiring));
 	}
 	expiring_set(nexpiring++, s);
 	expiring_up(nexpiring - 1);
@@ -307,9 +306,8 @@ sse_reap(void)
 			continue;
 		if (n == reap_cap) {
 			reap_cap = reap_cap ? 2 * reap_cap : 64;
-			if ((reap_fds = realloc(reap_fds, reap_cap * sizeof(*reap_fds))) == NULL ||
-			    (reap_of = realloc(reap_of, reap_cap * sizeof(*reap_of))) == NULL)
-				msg_fatal("out of memory");
+			reap_fds = myreallocarray(reap_fds, reap_cap, sizeof(*reap_fds));
+			reap_of = myreallocarray(reap_of, reap_cap, sizeof(*reap_of));
 		}
 		reap_fds[n] = (struct pollfd){.fd = lws_get_socket_fd(s->wsi),
 		                              .events = POLLIN | POLLRDHUP};
@@ -358,10 +356,8 @@ struct stream *
 stream_start(enum stream_kind kind, struct lws *wsi, struct feed *feed, const struct principal *who,
              int64_t from, int64_t epoch)
 {
-	struct stream *s = calloc(1, sizeof(*s));
+	struct stream *s = mycalloc(1, sizeof(*s));
 
-	if (s == NULL)
-		msg_fatal("out of memory");
 	s->kind = kind;
 	s->wsi = wsi;
 	if (kind == STREAM_SSE) {
@@ -447,8 +443,7 @@ ws_text(struct lws *wsi, const char *data, size_t len)
 	int n;
 
 	if (len > WRITE_BUF) {
-		if ((heap = malloc(LWS_PRE + len)) == NULL)
-			msg_fatal("out of memory");
+		heap = mymalloc(LWS_PRE + len);
 		p = heap + LWS_PRE;
 	}
 	memcpy(p, data, len);
@@ -536,9 +531,7 @@ write_sse(struct stream *s)
 			item_free(it);
 		}
 		if (out.len > 0) {
-			unsigned char *heap = malloc(LWS_PRE + out.len);
-			if (heap == NULL)
-				msg_fatal("out of memory");
+			unsigned char *heap = mymalloc(LWS_PRE + out.len);
 			memcpy(heap + LWS_PRE, out.data, out.len);
 			int n = lws_write(s->wsi, heap + LWS_PRE, out.len, LWS_WRITE_HTTP);
 			free(heap);
@@ -589,8 +582,7 @@ write_close(struct stream *s)
 		mbuf_printf(&out, "event: error\ndata: %s\n\n",
 		            json_object_to_json_string_ext(e, JSON_C_TO_STRING_PLAIN));
 		json_object_put(e);
-		if ((heap = malloc(LWS_PRE + out.len)) == NULL)
-			msg_fatal("out of memory");
+		heap = mymalloc(LWS_PRE + out.len);
 		memcpy(heap + LWS_PRE, out.data, out.len);
 		(void)lws_write(s->wsi, heap + LWS_PRE, out.len, LWS_WRITE_HTTP);
 		free(heap);

@@ -184,26 +184,12 @@ token_user(const char *s, size_t len, const char **error_r)
 static struct json_object *
 parse_object(const unsigned char *data, size_t len)
 {
-	struct json_tokener *tok;
-	struct json_object *obj;
-	size_t end;
+	const char *error;
 
-	if (len == 0 || memchr(data, '\0', len) != NULL ||
-	    (tok = json_tokener_new_ex(JSON_DEPTH)) == NULL)
+	if (len == 0 || memchr(data, '\0', len) != NULL)
 		return NULL;
-	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-	obj = jsonparse_strict(tok, (const char *)data, len, &end);
-	if (obj != NULL) {
-		while (end < len && strchr(" \t\r\n", data[end]) != NULL)
-			end++; /* whitespace may follow */
-		if (json_tokener_get_error(tok) != json_tokener_success || end != len ||
-		    !json_object_is_type(obj, json_type_object)) {
-			json_object_put(obj);
-			obj = NULL;
-		}
-	}
-	json_tokener_free(tok);
-	return obj;
+	/* whitespace may follow */
+	return jsonparse_object((const char *)data, len, JSON_DEPTH, false, &error);
 }
 
 /* A NumericDate claim in ms: 0 if present and valid, 1 if absent, -1 if not a date. */

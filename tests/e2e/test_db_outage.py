@@ -2,11 +2,11 @@
 recovery every event sent is stored exactly once (producers resend what was not acked)."""
 import json
 import select
-import time
 import unittest
 
 from e2e import event, main
 from msgsandbox import Sandbox
+from msgsandbox.core import wait_for
 
 
 class OutageTest(unittest.TestCase):
@@ -17,6 +17,17 @@ class OutageTest(unittest.TestCase):
 
     def tearDown(self):
         self.sb.close()
+
+    def pending(self):
+        """statusd's msgstatus_ingest_pending: events read and not yet stored and acked."""
+        for line in self.sd.http("/metrics")[1].splitlines():
+            if line.startswith("msgstatus_ingest_pending "):
+                return int(float(line.split()[1]))
+        self.fail("no msgstatus_ingest_pending in /metrics")
+
+    def wait_pending(self, n):
+        """Wait until statusd has read n events that it cannot store yet."""
+        wait_for(f"{n} events read and not stored", lambda: self.pending() == n, timeout=30)
 
     def stored_ids(self, tracking_id):
         return sorted(r[0] for r in self.pg.psql(
@@ -30,6 +41,7 @@ class OutageTest(unittest.TestCase):
         during = [event(tracking_id="pgdown") for _ in range(200)]
         c = self.sd.client()
         c.send(during)
+        self.wait_pending(len(during))  # statusd has read them all
         readable, _, _ = select.select([c.sock], [], [], 3.0)
         self.assertEqual(readable, [], "no reply may come while PostgreSQL is down")
         status, health = self.sd.http("/healthz")
@@ -74,9 +86,9 @@ class OutageTest(unittest.TestCase):
         evs = [event(tracking_id="stopped") for _ in range(50)]
         c = self.sd.client()
         c.send(evs[:25])
-        time.sleep(0.5)  # the first batch is in the database worker, retrying
+        self.wait_pending(25)  # the first batch, which the database worker cannot store
         c.send(evs[25:])  # these wait in the next batch
-        time.sleep(0.5)
+        self.wait_pending(50)
         self.sd.stop(timeout=30)
         self.assertIn("stopping without storing the last events read", self.sd.child.log())
         self.assertEqual(c.rfile.read(), b"", "nothing may be acknowledged")
@@ -94,7 +106,7 @@ class OutageTest(unittest.TestCase):
         evs = [event(tracking_id="late") for _ in range(5)]
         c = self.sd.client()
         c.send(evs)
-        time.sleep(1.0)
+        self.wait_pending(len(evs))  # read before PostgreSQL is there
         self.pg.start()
         replies = c.replies(len(evs))
         c.close()

@@ -6,6 +6,8 @@ PostgreSQL behind it, driven by imaplib and curl:
   expunged (the only copy: deleted); APPEND -> nothing (moves: test_moves.py); a message without the header -> nothing;
 - a user with msgstatus_read_receipts=no (userdb field) -> no read event at all;
 - events go over statusd's socket (no pickup file while statusd runs);
+- a record statusd rejects: logged with the record the reply answers, and the connection
+  kept;
 - LMTP's ORCPT becomes the delivered event's orig_recipient: the status, and the mailbox
   user's read later, count for the address the sender used;
 - IMAP logins and logouts -> presence (online, then offline with last_seen) for a user who
@@ -93,6 +95,40 @@ class DovecotPluginTest(unittest.TestCase):
         self.addCleanup(lambda: c.state != "LOGOUT" and c.logout())
         return c
 
+    def imap_pid(self, c):
+        """The imap process serving the IMAP client c: the process of Dovecot's service imap
+        that holds the server end of c's TCP connection (the tests run as root)."""
+        port = c.sock.getsockname()[1]
+        inodes = set()
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with open(table) as f:
+                for line in f.readlines()[1:]:
+                    fields = line.split()
+                    if (int(fields[1].rsplit(":", 1)[1], 16) == self.dc.imap_port
+                            and int(fields[2].rsplit(":", 1)[1], 16) == port):
+                        inodes.add(f"socket:[{fields[9]}]")
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/comm") as f:
+                    if f.read().strip() != "imap":
+                        continue
+                fds = os.listdir(f"/proc/{pid}/fd")
+                if any(os.readlink(f"/proc/{pid}/fd/{fd}") in inodes for fd in fds):
+                    return int(pid)
+            except OSError:
+                continue  # gone meanwhile
+        self.fail(f"no imap process holds the connection from port {port}")
+
+    def wait_exited(self, pid):
+        """Wait until process pid has ended (a zombie counts: it has run its exit code)."""
+        def gone():
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+            except OSError:
+                return True
+        wait_for(f"imap process {pid} to exit", gone, timeout=15)
+
     def uid_of(self, c, tid):
         c.noop()  # let a selected mailbox see mail delivered since
         typ, data = c.uid("SEARCH", None, "SUBJECT", tid)
@@ -174,15 +210,35 @@ class DovecotPluginTest(unittest.TestCase):
         tid = self.tracked()
         self.wait_events(tid, [("delivered", BOB)])
         c = self.imap()
+        pid = self.imap_pid(c)
         c.uid("STORE", self.uid_of(c, tid), "+FLAGS", "(\\Seen)")
         self.wait_events(tid, [("delivered", BOB), ("read", BOB)])
         c.logout()
-        time.sleep(0.3)  # the imap process has exited
+        self.wait_exited(pid)  # the plugin has ended: whatever was unacknowledged is filed
         self.assertEqual(self.pickups(), before, "no pickup file while statusd runs")
         self.assertEqual(self.files_waiting(), [])
 
     def files_waiting(self):
         return [n for n in os.listdir(self.sd.pickup_dir) if not n.startswith(".")]
+
+    def test_rejected_record_is_logged_with_its_record(self):
+        """statusd rejects a record (an ORCPT longer than an address may be): the plugin
+        logs statusd's reason with the record the reply is about, keeps the connection, and
+        what follows goes over it as before."""
+        before, mark = self.pickups(), self.dc.log_mark()
+        addressed = "r" * 600 + "@example.org"
+        tid = self.tracked(rcpt_options=[f"ORCPT=rfc822;{addressed}"])
+        # the LMTP process reads the reply when it next hands records over
+        marker = self.tracked()
+        self.wait_events(marker, [("delivered", BOB)])
+        m = self.dc.wait_log(r"msgstatus: statusd rejected record (\d+) \((.*)\): (.*)$",
+                             since=mark)
+        self.assertIn('"type":"delivered"', m.group(2))
+        self.assertIn(f'"recipient":"{BOB}"', m.group(2))
+        self.assertIn("orig_recipient: expected at most 512 characters", m.group(3))
+        self.assertEqual(self.events(tid), [])
+        self.assertEqual(self.pickups(), before, "the connection was kept")
+        self.assertNotIn("closed", self.dc.log(mark))
 
     def test_original_recipient_from_lmtp(self):
         tid = self.tracked(addressed=ROBERT, rcpt_options=[f"ORCPT=rfc822;{ROBERT}"])

@@ -222,7 +222,8 @@ class LogdPostfixTest(unittest.TestCase):
         with open(self.logd.position_file, "w") as f:
             f.write(f"{os.stat(self.postfix.maillog_path).st_ino} 0\n")
         self.logd.start()
-        time.sleep(2)
+        # logd reads the maillog in order and statusd stores one producer's events in
+        # order: once this later delivery is in, every line read again before it is too
         _, tid = self.send(["after-kill@remote.example"], "kill-after")
         self.wait_statuses(tid, {"after-kill@remote.example": "relayed"})
         for i, (_, t) in enumerate(sent):
@@ -324,12 +325,16 @@ class LogdPostfixTest(unittest.TestCase):
             logd.stop()
 
     def test_statusd_down_then_back(self):
+        marks = {p: len(p.child.log()) for p in (self.milter, self.logd)}
         self.sd.stop()
         try:
             qid = self.postfix.send(ALICE, ["sd-down@remote.example"], subject="sd-down",
                                     auth=AUTH)
             self.postfix.wait_status(qid, status="sent")
-            time.sleep(0.5)
+            # both producers found statusd gone, and keep what they have in their spools
+            for p, mark in marks.items():
+                wait_for(f"{p.name}: statusd unavailable",
+                         lambda: "statusd unavailable" in p.child.log()[mark:], timeout=30)
         finally:
             self.sd.start()
         tid = wait_for("the milter's replayed record",
@@ -341,12 +346,12 @@ class LogdPostfixTest(unittest.TestCase):
         before = self.pg.scalar("SELECT count(*) FROM messages")
         qid = self.postfix.send("zed@other.example", ["u@remote.example"], subject="untracked")
         self.postfix.wait_status(qid, status="sent")
-        time.sleep(1)
-        self.assertEqual(self.pg.scalar("SELECT count(*) FROM messages"), before)
-        # its event waits unjoined, and maintenance discards it once it is old enough
+        # its event waits unjoined (so its delivery was processed, after the milter saw the
+        # message), and maintenance discards it once it is old enough
         wait_for("the unjoined event", lambda: self.pg.scalar(
             f"SELECT count(*) FROM events WHERE queue_id = '{qid}' AND message IS NULL") == "1",
             timeout=20)
+        self.assertEqual(self.pg.scalar("SELECT count(*) FROM messages"), before)
         self.pg.psql("UPDATE events SET received_at = now() - interval '2 days' "
                      f"WHERE queue_id = '{qid}'")
         self.pg.psql("SELECT msgstatus_maintain(interval '90 days')")

@@ -71,13 +71,11 @@ static void
 check_case(const struct parse_case *c, parse_fn *parse, const char *how)
 {
 	char *text = exact(c->text, c->len);
-	struct json_tokener *tok = json_tokener_new_ex(4);
+	struct json_tokener *tok = jsonparse_tokener_new(4, true);
 	struct json_object *obj, *v;
 	size_t end = (size_t)-1;
 	char what[160];
 
-	assert_non_null(tok);
-	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
 	snprintf(what, sizeof(what), "%s (%s)", c->name, how);
 	obj = parse(tok, text, c->len, &end);
 	if (c->key == NULL) {
@@ -110,11 +108,60 @@ test_parse(void **state)
 	check_done();
 }
 
+/* jsonparse_object(): one object, all of the text, or a reason. */
+static const struct object_case {
+	const char *name;
+	const char *text;
+	size_t len;
+	int depth;
+	bool validate_utf8;
+	const char *error; /* NULL: parsed */
+} object_cases[] = {
+        {"object", S("{\"a\":\"\xc3\xa9\"}"), 2, true, NULL},
+        {"whitespace after", S("{\"a\":1} \t\r\n"), 2, true, NULL},
+        {"text after", S("{\"a\":1} x"), 2, true, "unexpected character"},
+        {"a second object", S("{}{}"), 2, true, "unexpected character"},
+        {"an array", S("[1]"), 2, true, "not a JSON object"},
+        {"null", S("null"), 2, true, "incomplete JSON"},
+        {"a string", S("\"a\""), 2, true, "not a JSON object"},
+        {"null and a space", S("null "), 2, true, "not a JSON object"},
+        {"empty", S(""), 2, true, "incomplete JSON"},
+        {"unterminated", S("{\"a\":1"), 2, true, "incomplete JSON"},
+        {"too deep", S("{\"a\":{\"b\":{}}}"), 2, true, "nesting too deep"},
+        {"deep enough", S("{\"a\":{\"b\":{}}}"), 3, true, NULL},
+        {"malformed UTF-8, validated", S("{\"a\":\"\xc3\"}"), 2, true, "invalid utf-8 string"},
+};
+
+static void
+test_object(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(object_cases) / sizeof(object_cases[0]); i++) {
+		const struct object_case *c = &object_cases[i];
+		char *text = exact(c->text, c->len);
+		const char *error = "(unset)";
+		struct json_object *obj =
+		        jsonparse_object(text, c->len, c->depth, c->validate_utf8, &error);
+
+		if (c->error == NULL) {
+			CHECK_INT(c->name, obj != NULL, 1);
+		} else {
+			CHECK_INT(c->name, obj == NULL, 1);
+			if (obj == NULL)
+				CHECK_STR(c->name, error, c->error);
+		}
+		json_object_put(obj);
+		free(text);
+	}
+	check_done();
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_parse),
+	        cmocka_unit_test(test_object),
 	};
 	return cmocka_run_group_tests_name("jsonparse", tests, NULL, NULL);
 }

@@ -330,16 +330,66 @@ test_held_and_spooled_arrive_once(void **state)
 	finish(f, &sp);
 }
 
+/* The log (stderr) goes to a file while a test waits for a line of it. */
+struct captured {
+	FILE *file;
+	int saved;
+};
+
+static void
+capture_begin(struct captured *c)
+{
+	assert_non_null(c->file = tmpfile());
+	assert_true((c->saved = dup(STDERR_FILENO)) >= 0);
+	assert_true(dup2(fileno(c->file), STDERR_FILENO) >= 0);
+}
+
+/* Has the log said text since capture_begin? */
+static bool
+captured_has(struct captured *c, const char *text)
+{
+	char buf[4096];
+	ssize_t n = pread(fileno(c->file), buf, sizeof(buf) - 1, 0);
+
+	if (n < 0)
+		return false;
+	buf[n] = '\0';
+	return strstr(buf, text) != NULL;
+}
+
+/* Log to stderr again, with what was captured. */
+static void
+capture_end(struct captured *c)
+{
+	char buf[4096];
+	ssize_t n = pread(fileno(c->file), buf, sizeof(buf), 0);
+
+	dup2(c->saved, STDERR_FILENO);
+	close(c->saved);
+	if (n > 0)
+		(void)!write(STDERR_FILENO, buf, (size_t)n);
+	fclose(c->file);
+}
+
 static void
 test_held_wait_for_statusd(void **state)
 {
 	struct fake *f = fake_new();
 	struct spool *sp = open_spool();
-	struct shipper *sh = shipper_start(sp, f->path); /* nobody listens yet */
+	struct captured log;
+	struct shipper *sh;
+	bool noticed = false;
 
 	(void)state;
+	capture_begin(&log);
+	sh = shipper_start(sp, f->path); /* nobody listens yet */
 	CHECK_INT("refused", hold_lines(sh, "early", 50), 0);
-	usleep(300000);
+	/* the shipper tried statusd, found nobody, and keeps the lines */
+	for (int i = 0; i < 2000 && !(noticed = captured_has(&log, "statusd unavailable")); i++)
+		usleep(10000);
+	capture_end(&log);
+	if (!noticed)
+		fail_msg("the shipper did not find statusd unavailable");
 	fake_start(f);
 	wait_acked(f, 50);
 	check_once(f, "early", 50);
