@@ -2,7 +2,7 @@
 """Fan-out: one event reaching many idle WebSocket subscribers, statusd against nchan.
 
     bench/fanout.py [--conns 10000] [--messages 20] [--interval 0.25] [--rounds 1]
-                    [--idle SECONDS] [--only statusd|nchan] [--verbose]
+                    [--idle SECONDS] [--only statusd|nchan] [--loops] [--verbose]
 
 For each server, bench/fanout_client (build/bench/fanout_client, one epoll thread) opens
 --conns WebSocket connections to it from 127.0.0.1 and waits; then --messages events are
@@ -37,7 +37,11 @@ Servers:
   nchan N         Debian's nginx-light with libnginx-mod-nchan (bench-only packages:
                   apt-get install nginx-light libnginx-mod-nchan), N worker processes
                   (1, and 2 = one per CPU here), a websocket subscriber location and an
-                  HTTP POST publisher location on one in-memory channel.
+                  HTTP POST publisher location on one in-memory channel;
+  lws alone N     with --loops: bench/fanout_loops on 1 and on 2 event loops, each with
+                  its own lws context and SO_REUSEPORT socket, sending each line it is
+                  given to every connection: what the event loops of the design in
+                  docs/performance.md cost and gain, without statusd's feed or database.
 
 Everything runs on the same machine; the client competes for the same CPUs as the server.
 """
@@ -268,6 +272,28 @@ def run_nchan(sb, args, workers, rnd):
         child.popen.wait(timeout=10)
 
 
+def run_loops(args, loops, rnd):
+    """bench/fanout_loops: lws alone on `loops` event loops (no feed, no database)."""
+    port = free_port()
+    child = subprocess.Popen([paths.binary("bench/fanout_loops"), "-p", str(port),
+                              "-n", str(loops)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        if child.stdout.readline().strip() != "READY":
+            raise RuntimeError("fanout_loops did not start")
+        pad = "x" * 300  # about the size of statusd's event document
+
+        def publish(j):
+            child.stdin.write(f'{{"type":"event","offset":{j},"recipient":"fanout-{j}",'
+                              f'"pad":"{pad}"}}\n')
+            child.stdin.flush()
+
+        return measure(args, port, "/", None, lambda: [child.pid], publish)
+    finally:
+        child.stdin.close()
+        child.wait(timeout=30)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -278,6 +304,8 @@ def main():
     ap.add_argument("--idle", type=float, default=0,
                     help="measure the server's CPU use with all connections idle this long")
     ap.add_argument("--only", choices=["statusd", "nchan"])
+    ap.add_argument("--loops", action="store_true",
+                    help="also bench/fanout_loops, lws alone on 1 and on 2 event loops")
     ap.add_argument("--verbose", action="store_true", help="each event's arrivals, on stderr")
     args = ap.parse_args()
 
@@ -294,6 +322,8 @@ def main():
         if not os.path.exists(NCHAN_MODULE):
             sys.exit("nchan is not installed: apt-get install nginx-light libnginx-mod-nchan")
         servers += ["nchan, 1 worker", "nchan, 2 workers"]
+    if args.loops:
+        servers += ["lws alone, 1 loop", "lws alone, 2 loops"]
     results = []  # (round, server, result)
     with Sandbox(name="bench-fanout") as sb:
         pg = sb.postgres(fsync=True) if "statusd" in servers else None
@@ -304,6 +334,8 @@ def main():
                     print(f"round {rnd}: {name}", file=sys.stderr)
                 if name == "statusd":
                     r = run_statusd(sb, pg, args, rnd)
+                elif name.startswith("lws alone"):
+                    r = run_loops(args, 1 if name.endswith(" 1 loop") else 2, rnd)
                 else:
                     r = run_nchan(sb, args, 1 if name.endswith(" 1 worker") else 2, rnd)
                 results.append((rnd, name, r))
@@ -338,7 +370,8 @@ def main():
             nc = medians[name]
             print(f"statusd / {name}: rate {sd['rate'] / nc['rate']:.2f}, "
                   f"p50 {sd['p50'] / nc['p50']:.2f}, p99 {sd['p99'] / nc['p99']:.2f}, "
-                  f"server CPU per delivery {sd['server_us'] / nc['server_us']:.2f}")
+                  "server CPU per delivery " +
+                  (f"{sd['server_us'] / nc['server_us']:.2f}" if nc["server_us"] else "n/a"))
     print()
     print(json.dumps([{"round": rnd, "server": name, **r} for rnd, name, r in results]))
 
