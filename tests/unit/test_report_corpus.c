@@ -32,7 +32,7 @@ slurp(const char *path, size_t *len_r)
 {
 	FILE *fp = fopen(path, "rb");
 	char *buf;
-	long n;
+	long n = -1;
 
 	if (fp == NULL || fseek(fp, 0, SEEK_END) != 0 || (n = ftell(fp)) < 0 ||
 	    fseek(fp, 0, SEEK_SET) != 0)
