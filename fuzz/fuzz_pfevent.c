@@ -13,7 +13,8 @@
  * Invariants: pfevent_line returns 1 exactly when it appended something, and then one
  * record ending in a newline; that record parses as statusd parses it (msevent_parse), comes
  * from "postfix", is one of the delivery-result types and has a "pf" id; a line fed again
- * makes the same record (the id is derived from the line, so a re-read is stored once).
+ * makes the same record (the id is derived from the line, so a re-read is stored once); a
+ * details.smtp_reply starts with a reply code and comes with details.postfix_reply.
  */
 #include <json-c/json.h>
 #include <stdint.h>
@@ -34,7 +35,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static void
 check_record(struct json_tokener *tok, const struct mbuf *out, size_t from)
 {
-	const char *rec = out->data + from, *error;
+	const char *rec = out->data + from, *error, *reply;
 	size_t len = out->len - from;
 	struct msevent ev;
 
@@ -45,6 +46,11 @@ check_record(struct json_tokener *tok, const struct mbuf *out, size_t from)
 	if (strcmp(ev.source, "postfix") != 0 || strncmp(ev.id, "pf", 2) != 0 ||
 	    !(ev.type == MSEV_DELIVERED || ev.type == MSEV_RELAYED || ev.type == MSEV_DEFERRED ||
 	      ev.type == MSEV_BOUNCED || ev.type == MSEV_EXPIRED))
+		abort();
+	/* smtp_reply in RFC 8621's form ("code ..."), only with Postfix's text beside it */
+	if ((reply = msevent_detail_get(&ev, "smtp_reply")) != NULL &&
+	    (reply[0] < '2' || reply[0] > '5' || strlen(reply) < 3 ||
+	     msevent_detail_get(&ev, "postfix_reply") == NULL || strstr(reply, " said: ") == reply))
 		abort();
 	msevent_clear(&ev);
 }

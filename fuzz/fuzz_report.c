@@ -4,7 +4,7 @@
  *
  * Invariants: a parsed report is a DSN or an MDN with at least one recipient (kept or
  * dropped), at most REPORT_RCPTS_MAX kept; every string it holds is valid UTF-8 without
- * control characters and at most REPORT_FIELD_MAX bytes; report_smtp_reply() of every
+ * control characters and at most REPORT_FIELD_MAX bytes; smtpreply_form() of every
  * Diagnostic-Code either fails or gives a reply that starts with a 2xx-5xx code and holds no
  * control character; a failed parse leaves nothing behind.
  */
@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "report.h"
+#include "smtpreply.h"
 #include "utf8.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -63,7 +64,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check(rc->diagnostic_code);
 		check(rc->remote_mta);
 		(void)report_event(r.kind, rc->action);
-		if (report_smtp_reply(rc->diagnostic_code, rc->status, reply, sizeof(reply)) == 0) {
+		if (smtpreply_form(rc->diagnostic_code, rc->status, reply, sizeof(reply)) == 0) {
 			if (reply[0] < '2' || reply[0] > '5')
 				abort();
 			for (const char *c = reply; *c; c++)

@@ -21,6 +21,7 @@
 #include "msg.h"
 #include "mymalloc.h"
 #include "pflog.h"
+#include "smtpreply.h"
 
 #define QID_MAX  32
 #define TEXT_MAX 2000 /* bytes of a reply kept in details */
@@ -264,8 +265,9 @@ pfevent_line(struct pfevent *pe, const char *line, size_t len, int64_t now_ms, s
 {
 	struct pflog_rec rec;
 	struct msevent ev;
-	char id[32], *qid = NULL, *to = NULL, *orig = NULL, *relay = NULL, *dsn = NULL,
-	             *reply = NULL, *delay = NULL, *delays = NULL, *service = NULL;
+	char id[32], form[TEXT_MAX + 1], *qid = NULL, *to = NULL, *orig = NULL, *relay = NULL,
+	                                 *dsn = NULL, *reply = NULL, *delay = NULL, *delays = NULL,
+	                                 *service = NULL;
 	const char *why;
 	int made = 0;
 
@@ -336,8 +338,12 @@ pfevent_line(struct pfevent *pe, const char *line, size_t len, int64_t now_ms, s
 		msevent_detail_str(&ev, "mta", relay);
 	if (dsn)
 		msevent_detail_str(&ev, "dsn", dsn);
-	if (reply)
-		msevent_detail_str(&ev, "smtp_reply", reply);
+	if (reply) {
+		/* RFC 8621's form when the text holds a reply; Postfix's own text always */
+		if (smtpreply_form(reply, dsn, form, sizeof(form)) == 0)
+			msevent_detail_str(&ev, "smtp_reply", form);
+		msevent_detail_str(&ev, "postfix_reply", reply);
+	}
 	if (delay)
 		msevent_detail_str(&ev, "delay", delay);
 	if (delays)

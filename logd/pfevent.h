@@ -13,11 +13,13 @@
  *	   Postfix logs no per-recipient line for an expiry; statusd applies a recipient-less
  *	   expired event to every recipient of the message still queued or deferred
  *	status=sent with "(forwarded as QID)" (local(8), .forward)	-> relayed
- * Details: mta (relay=), dsn, smtp_reply (the text in parentheses), delay and delays as
- * logged, service. Only lines whose program's first component is one of syslog_names
- * count (others are foreign: anyone can write to syslog). The event id is derived from the line's
- *bytes (SHA-256), and the time from its timestamp, so reading a line again gives the same event,
- *which statusd stores once.
+ * Details: mta (relay=), dsn, postfix_reply (the text in parentheses, as logged),
+ * smtp_reply (the SMTP reply in it in RFC 8621's form, "550 5.1.1 text", without "host X
+ * said:" and "(in reply to ...)": lib/smtpreply.h; absent when the text holds none, as
+ * for "connect to ...: Connection refused"), delay and delays as logged, service. Only lines whose
+ *program's first component is one of syslog_names count (others are foreign: anyone can write to
+ *syslog). The event id is derived from the line's bytes (SHA-256), and the time from its timestamp,
+ *so reading a line again gives the same event, which statusd stores once.
  *
  * DESIGN
  *	A cache remembers the Message-ID cleanup(8) logged for each queue id, so that delivery

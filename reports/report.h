@@ -8,8 +8,8 @@
  * fills a struct report: the per-message fields, one entry per recipient, and the
  * Msgstatus-Id and Message-ID of the returned headers (a text/rfc822-headers or
  * message/rfc822 part). report_event() maps a DSN Action or an MDN disposition to a
- * msgstatus event type, report_smtp_reply() turns a Diagnostic-Code (Postfix's "host ...
- * said: ... (in reply to ...)" included) into RFC 8621's smtpReply form "code x.y.z text".
+ * msgstatus event type; a recipient's Diagnostic-Code becomes RFC 8621's smtpReply form
+ * "code x.y.z text" with smtpreply_form() (lib/smtpreply.h, shared with msgstatus-logd).
  *
  * DESIGN
  *	MIME is GMime 3's: the message, its parts and their transfer encodings, and every
@@ -78,13 +78,5 @@ void report_clear(struct report *r);
  * MSEV_NONE for anything else (expanded, processed, dispatched, unknown).
  */
 enum msevent_type report_event(enum report_kind kind, const char *action_or_disposition);
-
-/*
- * RFC 8621 smtpReply from a Diagnostic-Code: without an "smtp;" type, Postfix's "host X
- * said: " (or "refused to talk to me: ") and " (in reply to ... command)", with the
- * enhanced status code after the reply code (status, if the reply has none and status is
- * given). out gets at most outlen-1 bytes. -1 if there is no SMTP reply code in it.
- */
-int report_smtp_reply(const char *diag, const char *status, char *out, size_t outlen);
 
 #endif

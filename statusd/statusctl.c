@@ -315,6 +315,9 @@ print_status(struct json_object *doc)
 	for (size_t i = 0; i < json_object_array_length(rcpts); i++) {
 		struct json_object *r = json_object_array_get_idx(rcpts, i);
 		const char *reply = json_object_get_string(json_object_object_get(r, "smtp_reply"));
+		if (reply == NULL) /* no SMTP reply: what Postfix said instead */
+			reply = json_object_get_string(json_object_object_get(
+			        json_object_object_get(r, "details"), "postfix_reply"));
 		printf("  %-32s %-9s %s%s%s\n",
 		       json_object_get_string(json_object_object_get(r, "recipient")),
 		       json_object_get_string(json_object_object_get(r, "status")),
@@ -370,8 +373,8 @@ print_logged(const struct ctl *ctl, const struct store_logged *l, int64_t epoch)
 		char when[RFC3339_BUFSIZE];
 		const char *type = msevent_type_name((enum msevent_type)l->type);
 
-		if (details != NULL)
-			json_object_object_get_ex(details, "smtp_reply", &reply);
+		if (details != NULL && !json_object_object_get_ex(details, "smtp_reply", &reply))
+			json_object_object_get_ex(details, "postfix_reply", &reply);
 		printf("%-8lld %s %-9s %-32s %s%s%s\n", (long long)l->log_offset,
 		       rfc3339_format(l->time_ms, when), type ? type : "?",
 		       l->recipient ? l->recipient : "-", l->tracking_id ? l->tracking_id : "-",

@@ -40,7 +40,11 @@ export class Recipient {
   readonly status: StatusName | null;
   /** RFC 3339 time of the event that set the status */
   readonly timestamp: string | null;
-  /** the reply of the delivery attempt that set the delivery status */
+  /**
+   * the SMTP reply of the delivery attempt that set the delivery status, in RFC 8621's
+   * smtpReply form ("550 5.1.1 <bob@example.net>: Recipient address rejected"); null when
+   * it got none (details.postfix_reply then says why, in Postfix's words)
+   */
   readonly smtpReply: string | null;
   readonly details: Record<string, unknown>;
   /** a read was ever seen */

@@ -43,12 +43,18 @@ class LogdPostfixTest(unittest.TestCase):
                                     reply="451 4.3.0 try again later")
         cls.picky = cls.sb.smtp_sink(name="sink-reject", mode="reject", at="rcpt",
                                      reply="550 5.1.1 no such user here")
+        cls.grey = cls.sb.smtp_sink(name="sink-grey", mode="defer", at="rcpt",
+                                    reply="450 4.7.1 Recipient address rejected: Greylisted")
+        with socket.socket() as s:  # a port where nothing listens: connection refused
+            s.bind(("127.0.0.1", 0))
+            closed = s.getsockname()[1]
         macros = {"msgstatus_domains": "example.org"}
         cls.postfix = cls.sb.postfix(
             domains=["example.org"], lmtp=cls.dovecot, sasl=cls.dovecot, milter=cls.milter,
             milter_macro_defaults=macros,
             transports={"remote.example": cls.sink, "slow.example": cls.slow,
-                        "picky.example": cls.picky},
+                        "picky.example": cls.picky, "grey.example": cls.grey,
+                        "refused.example": f"smtp:[127.0.0.1]:{closed}"},
             settings={"virtual_alias_maps": "inline:{ robert@example.org=bob@example.org }"})
         cls.logd = cls.sb.logd(cls.sd, postfix=cls.postfix)
 
@@ -100,7 +106,7 @@ class LogdPostfixTest(unittest.TestCase):
         self.assertEqual(got["carol@remote.example"]["delivered"], "unknown")
         bounced = got["nobody@picky.example"]
         self.assertEqual(bounced["delivered"], "no")
-        self.assertIn("550 5.1.1 no such user here", bounced["smtp_reply"])
+        self.assertEqual(bounced["smtp_reply"], "550 5.1.1 no such user here")
         self.assertEqual(bounced["details"]["dsn"], "5.1.1")
         self.assertEqual(bounced["details"]["service"], "smtp")
         self.assertIn("127.0.0.1", got["carol@remote.example"]["details"]["mta"])
@@ -151,7 +157,7 @@ class LogdPostfixTest(unittest.TestCase):
     def test_deferred_then_relayed(self):
         qid, tid = self.send(["dora@slow.example"], "defer-1")
         got = self.wait_statuses(tid, {"dora@slow.example": "deferred"})
-        self.assertIn("451 4.3.0 try again later", got["dora@slow.example"]["smtp_reply"])
+        self.assertEqual(got["dora@slow.example"]["smtp_reply"], "451 4.3.0 try again later")
         self.assertEqual(got["dora@slow.example"]["delivered"], "queued")
         self.slow.set("accept")
         try:
@@ -162,6 +168,36 @@ class LogdPostfixTest(unittest.TestCase):
         types = [t for _, t in self.event_types(tid)]
         self.assertGreaterEqual(types.count(2), 1)
         self.assertEqual(types[-1], 3)
+
+    def test_smtp_reply_in_rfc8621_form(self):
+        """smtp_reply is RFC 8621's "code x.y.z text" through Postfix, logd, statusd and
+        the API: a rejected recipient, a greylisting deferral and a refused connection (no
+        reply: null), with Postfix's own words in details.postfix_reply; the same in the
+        timeline's events."""
+        rcpts = ["nobody2@picky.example", "greg@grey.example", "rita@refused.example"]
+        _, tid = self.send(rcpts, "rfc8621-reply")
+        got = self.wait_statuses(tid, {"nobody2@picky.example": "bounced",
+                                       "greg@grey.example": "deferred",
+                                       "rita@refused.example": "deferred"})
+        bounced, grey, refused = (got[r] for r in rcpts)
+        self.assertEqual(bounced["smtp_reply"], "550 5.1.1 no such user here")
+        self.assertRegex(bounced["details"]["postfix_reply"],
+                         r"^host \S+ said: 550 5\.1\.1 no such user here "
+                         r"\(in reply to RCPT TO command\)$")
+        self.assertEqual(grey["smtp_reply"],
+                         "450 4.7.1 Recipient address rejected: Greylisted")
+        self.assertEqual(grey["delivered"], "queued")
+        self.assertRegex(grey["details"]["postfix_reply"], r"^host \S+ said: 450 4\.7\.1 ")
+        self.assertIsNone(refused["smtp_reply"])
+        self.assertRegex(refused["details"]["postfix_reply"],
+                         r"connect to \S+: Connection refused")
+        code, doc = self.sd.api(f"/api/v1/messages/{tid}/timeline", self.sd.token(ALICE))
+        self.assertEqual(code, 200, doc)
+        replies = {(e["recipient"], (e.get("details") or {}).get("smtp_reply"))
+                   for e in doc["events"] if e.get("source") == "postfix"}
+        self.assertIn(("greg@grey.example", "450 4.7.1 Recipient address rejected: Greylisted"),
+                      replies)
+        self.assertIn(("rita@refused.example", None), replies)
 
     def test_expiry_applies_to_recipients_still_waiting(self):
         # A second Postfix whose queue lifetime is zero: the first deferral expires the mail.

@@ -392,6 +392,26 @@ class StatusctlTokensTest(unittest.TestCase):
             res = self.ctl(*args, conf=conf, want=1)
             self.assertIn("statusctl migrate", res.stderr, args)
 
+    def test_tail_and_status_show_the_reply(self):
+        """The SMTP reply (RFC 8621's form) where there is one, else what Postfix logged."""
+        tid = f"reply{os.getpid()}"
+        refused = "connect to mx.r.example[192.0.2.1]:25: Connection refused"
+        evs = [event("queued", tracking_id=tid, recipient=r, sender="replier@reply.example")
+               for r in ("g@r.example", "c@r.example")]
+        evs += [event("deferred", tracking_id=tid, recipient="g@r.example", offset_ms=1,
+                      details={"smtp_reply": "450 4.7.1 Greylisted",
+                               "postfix_reply": "host mx said: 450 4.7.1 Greylisted (in "
+                                                "reply to RCPT TO command)"}),
+                event("deferred", tracking_id=tid, recipient="c@r.example", offset_ms=2,
+                      details={"postfix_reply": refused})]
+        self.assertTrue(all("ack" in r for r in self.sd.send_events(evs)))
+        tail = self.ctl("tail", "-n", "2").stdout.splitlines()
+        self.assertTrue(tail[0].endswith("  450 4.7.1 Greylisted"), tail)
+        self.assertTrue(tail[1].endswith("  " + refused), tail)
+        status = self.ctl("status", tid).stdout
+        self.assertRegex(status, r"g@r\.example +deferred .*  450 4\.7\.1 Greylisted\n")
+        self.assertRegex(status, r"c@r\.example +deferred .*  connect to .*Connection refused\n")
+
     def test_tail_and_follow(self):
         tid = f"tail{os.getpid()}"
         first = [event("queued", tracking_id=tid, recipient=f"t{i}@example.net",

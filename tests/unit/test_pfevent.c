@@ -177,7 +177,8 @@ test_forwarded_discarded_deferred_bounced(void **state)
 	     "to RCPT TO command))",
 	     m);
 	assert_int_equal(m->ev.type, MSEV_DEFERRED);
-	assert_string_equal(detail(&m->ev, "smtp_reply"),
+	assert_string_equal(detail(&m->ev, "smtp_reply"), "451 4.3.0 try again");
+	assert_string_equal(detail(&m->ev, "postfix_reply"),
 	                    "host 127.0.0.1[127.0.0.1] said: 451 4.3.0 try again (in reply to RCPT "
 	                    "TO command)");
 	make(pe,
@@ -394,8 +395,105 @@ test_odd_bytes_in_details(void **state)
 	         "relay=none, delay=0, delays=0/0/0/0, dsn=4.4.1, status=deferred (%.2500d)",
 	         0);
 	make(pe, line, m);
-	assert_int_equal(strlen(detail(&m->ev, "smtp_reply")), 2000);
-	assert_string_equal(detail(&m->ev, "smtp_reply") + 1997, "...");
+	assert_null(detail(&m->ev, "smtp_reply")); /* "000...": no reply code */
+	assert_int_equal(strlen(detail(&m->ev, "postfix_reply")), 2000);
+	assert_string_equal(detail(&m->ev, "postfix_reply") + 1997, "...");
+	pfevent_free(&pe);
+}
+
+/*
+ * smtp_reply in RFC 8621's form, postfix_reply as logged: the shapes Postfix 3.7 and 3.10
+ * log for smtp(8) and lmtp(8). want NULL: no smtp_reply in the details.
+ */
+static void
+test_reply_forms(void **state)
+{
+#define LINE(svc, rcpt, dsn, status, text)                                                         \
+	"Nov 22 13:37:05 mail postfix/" svc "[6001]: 4jXVVh3qWBz1bck1: to=<" rcpt ">, "            \
+	"relay=mx.remote.example[192.0.2.1]:25, delay=0.1, delays=0/0/0.05/0.05, dsn=" dsn         \
+	", status=" status " (" text ")"
+	static const struct {
+		const char *line, *postfix, *want;
+	} cases[] = {
+	        {LINE("smtp", "a@remote.example", "5.1.1", "bounced",
+	              "host mx.remote.example[192.0.2.1] said: 550 5.1.1 <a@remote.example>: "
+	              "Recipient address rejected: User unknown in virtual mailbox table (in reply "
+	              "to RCPT TO command)"),
+	         "host mx.remote.example[192.0.2.1] said: 550 5.1.1 <a@remote.example>: Recipient "
+	         "address rejected: User unknown in virtual mailbox table (in reply to RCPT TO "
+	         "command)",
+	         "550 5.1.1 <a@remote.example>: Recipient address rejected: User unknown in "
+	         "virtual "
+	         "mailbox table"},
+	        {LINE("smtp", "g@remote.example", "4.7.1", "deferred",
+	              "host mx.remote.example[192.0.2.1] said: 450 4.7.1 <g@remote.example>: "
+	              "Recipient address rejected: Greylisted for 300 seconds (in reply to RCPT TO "
+	              "command)"),
+	         NULL,
+	         "450 4.7.1 <g@remote.example>: Recipient address rejected: Greylisted for 300 "
+	         "seconds"},
+	        {LINE("smtp", "c@remote.example", "4.4.1", "deferred",
+	              "connect to mx.remote.example[192.0.2.1]:25: Connection refused"),
+	         "connect to mx.remote.example[192.0.2.1]:25: Connection refused", NULL},
+	        {LINE("smtp", "l@remote.example", "4.4.2", "deferred",
+	              "lost connection with mx.remote.example[192.0.2.1] while receiving the "
+	              "initial server greeting"),
+	         "lost connection with mx.remote.example[192.0.2.1] while receiving the initial "
+	         "server greeting",
+	         NULL},
+	        {LINE("smtp", "s@remote.example", "4.4.1", "deferred",
+	              "delivery temporarily suspended: connect to mx.remote.example[192.0.2.1]:25: "
+	              "Connection refused"),
+	         NULL, NULL},
+	        {LINE("lmtp", "x@example.com", "5.1.1", "bounced",
+	              "host mail.example.com[private/dovecot-lmtp] said: 550 5.1.1 <x@example.com> "
+	              "User doesn't exist: x@example.com (in reply to RCPT TO command)"),
+	         NULL, "550 5.1.1 <x@example.com> User doesn't exist: x@example.com"},
+	        {LINE("lmtp", "b@example.com", "2.0.0", "sent",
+	              "250 2.0.0 <b@example.com> 3B4cJm5yR2VpBgAAGDd0ZQ Saved"),
+	         "250 2.0.0 <b@example.com> 3B4cJm5yR2VpBgAAGDd0ZQ Saved",
+	         "250 2.0.0 <b@example.com> 3B4cJm5yR2VpBgAAGDd0ZQ Saved"},
+	        {LINE("smtp", "q@remote.example", "2.0.0", "sent",
+	              "250 2.0.0 Ok: queued as 4C1A2A7"),
+	         NULL, "250 2.0.0 Ok: queued as 4C1A2A7"},
+	        {LINE("smtp", "m@gmail.example", "5.1.1", "bounced",
+	              "host mx.remote.example[192.0.2.1] said: 550-5.1.1 The email account that "
+	              "you "
+	              "tried to reach does not exist. Please try 550-5.1.1 double-checking the "
+	              "recipient's email address for typos or 550-5.1.1 unnecessary spaces. 550 "
+	              "5.1.1  https://support.example/?p=NoSuchUser x1 - gsmtp (in reply to RCPT "
+	              "TO "
+	              "command)"),
+	         NULL,
+	         "550 5.1.1 The email account that you tried to reach does not exist. Please try "
+	         "double-checking the recipient's email address for typos or unnecessary spaces. "
+	         "https://support.example/?p=NoSuchUser x1 - gsmtp"},
+	        {LINE("smtp", "n@remote.example", "5.0.0", "bounced",
+	              "host mx.remote.example[192.0.2.1] said: 554 Transaction failed (in reply to "
+	              "end of DATA command)"),
+	         NULL, "554 5.0.0 Transaction failed"},
+	        {LINE("local", "u@mail.example.com", "5.1.1", "bounced", "unknown user: \"u\""),
+	         "unknown user: \"u\"", NULL},
+	};
+#undef LINE
+	struct made *m = *state;
+	struct pfevent *pe = pfevent_new("lmtp, local", "postfix", 16);
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *got, *postfix;
+
+		make(pe, cases[i].line, m);
+		got = detail(&m->ev, "smtp_reply");
+		postfix = detail(&m->ev, "postfix_reply");
+		if (got == NULL ? cases[i].want != NULL
+		                : cases[i].want == NULL || strcmp(got, cases[i].want) != 0)
+			fail_msg("case %zu: smtp_reply got \"%s\", want \"%s\"", i,
+			         got ? got : "(none)", cases[i].want ? cases[i].want : "(none)");
+		if (postfix == NULL || (cases[i].postfix && strcmp(postfix, cases[i].postfix) != 0))
+			fail_msg("case %zu: postfix_reply got \"%s\", want \"%s\"", i,
+			         postfix ? postfix : "(none)",
+			         cases[i].postfix ? cases[i].postfix : "(the logged text)");
+	}
 	pfevent_free(&pe);
 }
 
@@ -452,6 +550,7 @@ main(void)
 	        cmocka_unit_test_setup_teardown(test_message_id_cache_rows, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_configure_takes_new_names, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_odd_bytes_in_details, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_reply_forms, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_sample_log, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

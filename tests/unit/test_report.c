@@ -1,7 +1,7 @@
 /*
  * test_report - the DSN/MDN parser (reports/report.c): what it extracts from
  * multipart/report messages of Postfix, other MTAs and mail clients, what it refuses, its
- * bounds, and the two mappings (report_event, report_smtp_reply).
+ * bounds, and the mapping to events (report_event; the reply form is test_smtpreply.c's).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -348,46 +348,6 @@ test_event(void **state)
 	}
 }
 
-static void
-test_smtp_reply(void **state)
-{
-	static const struct {
-		const char *diag, *status, *want; /* want NULL: -1 */
-	} cases[] = {
-	        {"host mx.remote.example[192.0.2.1] said: 550 5.1.1 <d@remote.example>: "
-	         "Recipient address rejected: User unknown (in reply to RCPT TO command)",
-	         NULL, "550 5.1.1 <d@remote.example>: Recipient address rejected: User unknown"},
-	        {"smtp; 550 5.7.1 Message rejected", "5.7.1", "550 5.7.1 Message rejected"},
-	        {"host mx.r.example[192.0.2.1] said: 450 Greylisted, try later (in reply to "
-	         "end of DATA command)",
-	         "4.7.1", "450 4.7.1 Greylisted, try later"},
-	        {"550 User unknown", NULL, "550 User unknown"},
-	        {"250 2.0.0 Ok: queued as 4XyZ", NULL, "250 2.0.0 Ok: queued as 4XyZ"},
-	        {"host a.example[192.0.2.2] refused to talk to me: 554 5.7.1 No thanks", NULL,
-	         "554 5.7.1 No thanks"},
-	        {"550", NULL, "550"},
-	        {"550", "5.1.1", "550 5.1.1"},
-	        {"X-Postfix; delivery via local: delivered to mailbox", NULL, NULL},
-	        {"connect to mx.remote.example[192.0.2.1]:25: Connection timed out", "4.4.1", NULL},
-	        {"host x said: hello", NULL, NULL},
-	        {"", NULL, NULL},
-	        {"650 bad class", NULL, NULL},
-	        {"550 5.1.1\x01text", NULL, "550 5.1.1 text"},
-	};
-	char out[256], small[8];
-
-	(void)state;
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		int rc = report_smtp_reply(cases[i].diag, cases[i].status, out, sizeof(out));
-		if (cases[i].want == NULL ? rc != -1 : rc != 0 || strcmp(out, cases[i].want) != 0)
-			fail_msg("\"%s\": got %d \"%s\", want \"%s\"", cases[i].diag, rc,
-			         rc == 0 ? out : "", cases[i].want ? cases[i].want : "-1");
-	}
-	assert_int_equal(report_smtp_reply("550 5.1.1 long text", NULL, small, sizeof(small)), 0);
-	assert_string_equal(small, "550 5.1");
-	assert_int_equal(report_smtp_reply(NULL, NULL, out, sizeof(out)), -1);
-}
-
 int
 main(void)
 {
@@ -395,7 +355,6 @@ main(void)
 	        cmocka_unit_test(test_parse),
 	        cmocka_unit_test(test_bounds),
 	        cmocka_unit_test(test_event),
-	        cmocka_unit_test(test_smtp_reply),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -147,7 +147,8 @@ function recipientRow(r, queuedAt) {
   const q = queuedAt ? Date.parse(queuedAt) : NaN;
   const t = r.timestamp ? Date.parse(r.timestamp) : NaN;
   const took = Number.isFinite(q) && Number.isFinite(t) ? duration(t - q) : "";
-  const reason = r.status === "deferred" || r.status === "bounced" || r.status === "expired" ? r.smtpReply : null;
+  const reason = r.status === "deferred" || r.status === "bounced" || r.status === "expired"
+    ? r.smtpReply ?? (r.details && r.details.postfix_reply) ?? null : null;
   return h("li", { class: `rcpt s-${r.status}`, "data-recipient": r.recipient, "data-status": r.status },
     mark(r.status),
     h("span", { class: "addr" }, r.recipient),
@@ -163,7 +164,7 @@ function timeline(m) {
   return h("ol", { class: "timeline", "aria-label": "Timeline" },
     m.events.map((ev) => {
       const t = Date.parse(ev.timestamp);
-      const reply = ev.details && (ev.details.smtp_reply || ev.details.reason);
+      const reply = ev.details && (ev.details.smtp_reply || ev.details.postfix_reply || ev.details.reason);
       return h("li", { class: `s-${ev.status}`, "data-offset": ev.offset, "data-recipient": ev.recipient,
         "data-status": ev.status },
         h("time", { datetime: ev.timestamp }, when(ev.timestamp)),

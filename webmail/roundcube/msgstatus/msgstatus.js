@@ -119,7 +119,8 @@
       li.append(mark, " ", el("strong", null, r.recipient), " ",
         el("span", "msgstatus-state", label(r.status || "queued")), " ",
         el("time", "msgstatus-time", r.timestamp ? new Date(r.timestamp).toLocaleString() : ""));
-      if (r.smtpReply && /^(deferred|bounced|expired)$/.test(r.status)) li.append(el("div", "msgstatus-reply", r.smtpReply));
+      var reply = r.smtpReply || (r.details && r.details.postfix_reply);
+      if (reply && /^(deferred|bounced|expired)$/.test(r.status)) li.append(el("div", "msgstatus-reply", reply));
       list.append(li);
     });
     panel.append(list);
