@@ -172,7 +172,7 @@ test_no_overwrite(void **state)
 	CHECK_HAS("refused", error, "exists already: not overwriting it");
 	fd = open(t->path, O_RDONLY);
 	assert_true(fd >= 0);
-	assert_int_equal(read(fd, buf, sizeof(buf) - 1), 9);
+	CHECK_INT("read back", read(fd, buf, sizeof(buf) - 1), 9);
 	close(fd);
 	CHECK_STR("file untouched", buf, "precious\n");
 	CHECK_INT("not in the index", state_of(t->dir, "example.net", "s2"), -1);
