@@ -101,7 +101,13 @@ dir_open(struct store *st, const char *dir, bool create, const char **error_r)
 		*error_r = errfmt("federation_key_dir %s: %s", dir, strerror(errno));
 		return -1;
 	}
-	if (fstat(st->dirfd, &sb) < 0 || (sb.st_mode & 022) != 0) {
+	if (fstat(st->dirfd, &sb) < 0) {
+		*error_r = errfmt("federation_key_dir %s: %s", dir, strerror(errno));
+		close(st->dirfd);
+		st->dirfd = -1;
+		return -1;
+	}
+	if ((sb.st_mode & 022) != 0) {
 		*error_r = errfmt("federation_key_dir %s may be written by group or others "
 		                  "(mode %04o): chmod go-w it",
 		                  dir, (unsigned)(sb.st_mode & 07777));
@@ -449,9 +455,10 @@ static const char *
 ssl_error(void)
 {
 	unsigned long e = ERR_get_error();
+	const char *reason = e ? ERR_reason_error_string(e) : NULL;
 
 	ERR_clear_error();
-	return e ? ERR_reason_error_string(e) : "unknown error";
+	return reason ? reason : "unknown error";
 }
 
 /* Generate a key and give it its file (never replacing one); appended to st->keys. */

@@ -1055,6 +1055,20 @@ arg_selector(const char *domain, const char *s, char *buf)
 	return buf;
 }
 
+/* A domain as the federation writes it (see arg_domain), lower-cased; usage error if not. */
+static char *
+arg_fed_domain(const char *s)
+{
+	char *d = arg_domain(s);
+
+	if (!fedrec_domain_valid(d, strlen(d)))
+		usage_error(current,
+		            "\"%s\" is not a domain name: LDH labels of 1 to 63 bytes, not "
+		            "starting or ending with a hyphen",
+		            s);
+	return d;
+}
+
 /* DOMAIN SELECTOR operands, checked. */
 static char *
 key_operands(int argc, char **argv, char *selector)
@@ -1062,7 +1076,7 @@ key_operands(int argc, char **argv, char *selector)
 	char *domain;
 
 	want_operands(argc, 2, 2);
-	domain = arg_domain(argv[optind]);
+	domain = arg_fed_domain(argv[optind]);
 	arg_selector(domain, argv[optind + 1], selector);
 	return domain;
 }
@@ -1235,7 +1249,7 @@ cmd_key_list(struct ctl *ctl, int argc, char **argv)
 	next_opt(ctl, argc, argv, "", lo);
 	want_operands(argc, 0, 1);
 	if (optind < argc)
-		domain = arg_domain(argv[optind]);
+		domain = arg_fed_domain(argv[optind]);
 	if (fedkeys_list(ctl->cfg.federation_key_dir, domain, &keys, &n, &error) < 0)
 		msg_fatal("key list: %s", error);
 	if (ctl->json) {
@@ -1309,7 +1323,7 @@ cmd_key_records(struct ctl *ctl, int argc, char **argv)
 		usage_error(current, "--ttl: from one second to 68 years");
 	want_operands(argc, 0, 1);
 	if (optind < argc)
-		domain = arg_domain(argv[optind]);
+		domain = arg_fed_domain(argv[optind]);
 	if (fedkeys_list(ctl->cfg.federation_key_dir, domain, &keys, &n, &error) < 0)
 		msg_fatal("key records: %s", error);
 	if (endpoint[0] != '\0' &&

@@ -223,6 +223,10 @@ class StatusctlKeysTest(unittest.TestCase):
                 res = self.ctl("key", cmd, *args, want=2)
                 self.assertIn("usage:", res.stderr, f"{cmd} {args}")
                 self.assertEqual(res.stdout, "")
+        for cmd in ("list", "records"):
+            for bad in ("a-.example.net", "x" * 64 + ".example.net", "a/b", "a.-b.net"):
+                res = self.ctl("key", cmd, bad, want=2)
+                self.assertIn("is not a domain name", res.stderr, f"{cmd} {bad}")
         self.ctl("key", "make", "example.net", want=2)
         self.ctl("key", "make", "example.net", "s1", "extra", want=2)
         self.assertEqual(os.listdir(self.tmp), ["statusd.conf"])  # nothing was made
