@@ -1149,11 +1149,11 @@ cmd_key_make(struct ctl *ctl, int argc, char **argv)
 	} else {
 		printf("made key %s of %s (%s); private key in %s\n", selector, domain,
 		       fedkeys_state_name(key.state), path);
-		printf("publish this record in DNS%s:\n%s",
-		       key.state == FEDKEYS_SIGNING
-		               ? " before reports are sent"
-		               : ", then, once its TTL has passed, statusctl key rotate",
+		printf("publish this record in DNS before reports are signed with it:\n%s",
 		       mbuf_str(&rec));
+		if (key.state == FEDKEYS_PUBLISHED)
+			printf("then, once its TTL has passed: statusctl key rotate %s %s\n",
+			       domain, selector);
 	}
 	mbuf_free(&rec);
 	free(domain);
