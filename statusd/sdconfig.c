@@ -51,6 +51,8 @@ const struct conf_setting sdconfig_table[] = {
         S(ingest_batch_max, CONF_INT, "2000", 1, 100000),
         S(pickup_dir, CONF_STR, "/var/spool/msgstatus/pickup", 0, 0),
         S(pickup_interval, CONF_TIME, "5s", 100, 3600000),
+        S(federation_key_dir, CONF_STR, "/var/lib/msgstatus/federation-keys", 0, 0),
+        S(federation_endpoint, CONF_STR, "", 0, 0),
         S(log_target, CONF_STR, "stderr", 0, 0),
         S(syslog_facility, CONF_STR, "mail", 0, 0),
         S(verbose, CONF_BOOL, "no", 0, 0),
@@ -113,6 +115,10 @@ sdconfig_load(struct sd_config *cfg, const char *path, const char **error_r)
 	}
 	if (cfg->pickup_dir[0] != '\0' && cfg->pickup_dir[0] != '/') {
 		*error_r = errfmt("%s: pickup_dir: expected an absolute path or nothing", where);
+		return -1;
+	}
+	if (cfg->federation_key_dir[0] != '/') {
+		*error_r = errfmt("%s: federation_key_dir: expected an absolute path", where);
 		return -1;
 	}
 	if (cfg->events_socket[0] != '/') {

@@ -44,6 +44,8 @@ struct sd_config {
 	long long ingest_batch_max;     /* events */
 	char *pickup_dir;
 	long long pickup_interval; /* ms */
+	char *federation_key_dir;
+	char *federation_endpoint;
 	char *log_target;
 	char *syslog_facility;
 	bool verbose;
