@@ -74,7 +74,7 @@ struct msevent {
 	const char *id; /* unique per event; a replay carries the same id */
 	enum msevent_type type;
 	int64_t time_ms;         /* when it happened, ms since the epoch (UTC) */
-	const char *source;      /* "milter", "plugin", "postfix", "api", ... */
+	const char *source;      /* "milter", "dovecot", "imap", "postfix", "api", ... */
 	const char *tracking_id; /* Msgstatus-Id */
 	const char *message_id;  /* RFC 5322 Message-ID, with its angle brackets */
 	const char *queue_id;    /* Postfix queue id */
