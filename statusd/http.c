@@ -497,7 +497,8 @@ same_origin(struct lws *wsi)
 static int
 callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
 {
-	struct http *h = lws_context_user(lws_get_context(wsi));
+	/* the server, through the context's user pointer (info.user in http_start) */
+	struct http *h = wsi != NULL ? lws_context_user(lws_get_context(wsi)) : NULL;
 	struct req *r = user;
 	char *uri;
 	int urilen;
