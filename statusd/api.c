@@ -278,7 +278,7 @@ health_answer(struct req *r, struct api_job *j)
 	json_object_put(doc);
 }
 
-static void
+void
 api_health(const struct http_env *env, struct req *r, const struct principal *p, const char *param,
            const struct mbuf *body)
 {
@@ -330,7 +330,7 @@ metric_webhooks(struct mbuf *out, struct webhooks *w)
 	}
 }
 
-static void
+void
 api_metrics(const struct http_env *env, struct req *r, const struct principal *p, const char *param,
             const struct mbuf *body)
 {
@@ -381,14 +381,14 @@ arg(struct req *r, const char *name, char *buf, size_t size)
 	return req_arg(r, name, buf, size) ? buf : NULL;
 }
 
-static void
+void
 api_status(const struct http_env *env, struct req *r, const struct principal *p, const char *param,
            const struct mbuf *body)
 {
 	submit(job_new(env, r, J_STATUS, p, param));
 }
 
-static void
+void
 api_timeline(const struct http_env *env, struct req *r, const struct principal *p,
              const char *param, const struct mbuf *body)
 {
@@ -406,7 +406,7 @@ api_timeline(const struct http_env *env, struct req *r, const struct principal *
 	submit(j);
 }
 
-static void
+void
 api_list(const struct http_env *env, struct req *r, const struct principal *p, const char *param,
          const struct mbuf *body)
 {
@@ -500,7 +500,7 @@ body_object(struct req *r, const struct mbuf *body, bool required)
 	return obj;
 }
 
-static void
+void
 api_receipt(const struct http_env *env, struct req *r, const struct principal *p, const char *param,
             const struct mbuf *body)
 {
@@ -520,14 +520,14 @@ api_receipt(const struct http_env *env, struct req *r, const struct principal *p
 
 /* --- preferences and presence -------------------------------------------------------- */
 
-static void
+void
 api_prefs_get(const struct http_env *env, struct req *r, const struct principal *p,
               const char *param, const struct mbuf *body)
 {
 	submit(job_new(env, r, J_PREFS_GET, p, NULL));
 }
 
-static void
+void
 api_prefs_put(const struct http_env *env, struct req *r, const struct principal *p,
               const char *param, const struct mbuf *body)
 {
@@ -550,7 +550,7 @@ api_prefs_put(const struct http_env *env, struct req *r, const struct principal 
 	submit(j);
 }
 
-static void
+void
 api_presence_get(const struct http_env *env, struct req *r, const struct principal *p,
                  const char *param, const struct mbuf *body)
 {
@@ -563,7 +563,7 @@ api_presence_get(const struct http_env *env, struct req *r, const struct princip
 	submit(job_new(env, r, J_PRESENCE_GET, p, lower));
 }
 
-static void
+void
 api_presence_post(const struct http_env *env, struct req *r, const struct principal *p,
                   const char *param, const struct mbuf *body)
 {
@@ -584,54 +584,4 @@ api_presence_post(const struct http_env *env, struct req *r, const struct princi
 		j->text = mystrdup(to);
 	json_object_put(obj);
 	submit(j);
-}
-
-/* --- the route table ----------------------------------------------------------------- */
-
-static const struct api_route routes[] = {
-        {LWSHUMETH_GET, "/healthz", NULL, false, false, api_health, NULL, NULL},
-        {LWSHUMETH_GET, "/metrics", NULL, false, false, api_metrics, NULL, NULL},
-        {LWSHUMETH_GET, "/api/v1/messages/events", NULL, true, false, NULL, NULL, NULL},
-        {LWSHUMETH_GET, "/api/v1/messages", NULL, true, false, api_list, NULL, NULL},
-        {LWSHUMETH_GET, "/api/v1/messages/", "/status", true, false, api_status, params_ref_ok,
-         "expected a tracking id or a URL-encoded Message-ID"},
-        {LWSHUMETH_GET, "/api/v1/messages/", "/timeline", true, false, api_timeline, params_ref_ok,
-         "expected a tracking id or a URL-encoded Message-ID"},
-        {LWSHUMETH_POST, "/api/v1/messages/", "/receipt", true, true, api_receipt, params_ref_ok,
-         "expected a tracking id or a URL-encoded Message-ID"},
-        {LWSHUMETH_GET, "/api/v1/preferences", NULL, true, false, api_prefs_get, NULL, NULL},
-        {LWSHUMETH_PUT, "/api/v1/preferences", NULL, true, true, api_prefs_put, NULL, NULL},
-        {LWSHUMETH_GET, "/api/v1/presence/", "", true, false, api_presence_get, params_user_ok,
-         "expected a user"},
-        {LWSHUMETH_POST, "/api/v1/presence", NULL, true, true, api_presence_post, NULL, NULL},
-};
-
-const struct api_route *
-api_route_find(int method, const char *path, char **param_r)
-{
-	size_t plen = strlen(path);
-
-	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
-		const struct api_route *rt = &routes[i];
-		size_t pre = strlen(rt->prefix), suf;
-
-		if (rt->suffix == NULL) {
-			if (strcmp(path, rt->prefix) != 0)
-				continue;
-		} else {
-			suf = strlen(rt->suffix);
-			if (plen <= pre + suf || strncmp(path, rt->prefix, pre) != 0 ||
-			    strcmp(path + plen - suf, rt->suffix) != 0)
-				continue;
-			/* an {id} with a slash belongs to a longer route unless no other matches */
-		}
-		if (method != -1 && rt->method != method)
-			continue;
-		if (param_r != NULL && rt->suffix != NULL) {
-			size_t n = plen - pre - strlen(rt->suffix);
-			*param_r = mystrndup(path + pre, n);
-		}
-		return rt;
-	}
-	return NULL;
 }

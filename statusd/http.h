@@ -5,10 +5,12 @@
  * DESIGN
  *	libwebsockets serves HTTP(S) and WebSocket on statusd's libuv loop (a foreign loop to
  *	lws), so the event socket, database completions and HTTP share one thread. One lws
- *	protocol handles every connection: plain requests are routed to the handlers in
- *	api.c; GET /api/v1/messages/events becomes an SSE stream and a WebSocket upgrade on
- *	/api/v1/messages/stream a WebSocket stream (stream.c). lws's own keep-alive (its retry
- *	and idle policy) is off; stream.c pings WebSockets.
+ *	protocol handles every connection, dispatched from one route table (routes.h): plain
+ *	requests go to the handlers in api.c or the dashboard's files; GET
+ *	/api/v1/messages/events becomes an SSE stream and a WebSocket upgrade on
+ *	/api/v1/messages/stream a WebSocket stream (stream.c). The server's state (struct
+ *	http, with its copy of the shared context, env.h) is the lws context's user pointer. lws's
+ *own keep-alive (its retry and idle policy) is off; stream.c pings WebSockets.
  *
  *	A request that needs to wait (authentication, PostgreSQL, a receipt being stored)
  *	holds a ticket: lws owns the request state and frees it when the client goes away;
@@ -33,29 +35,13 @@
 #include <stddef.h>
 #include <uv.h>
 
-struct auth;
-struct dbworker;
-struct feed;
-struct ingest;
+#include "env.h"
+
 struct json_object;
 struct mbuf;
-struct principal;
-struct sd_config;
-struct webhooks;
 struct http;
 struct req;
 struct req_ticket;
-
-/* What the handlers can reach. */
-struct http_env {
-	const struct sd_config *cfg;
-	struct dbworker *db; /* the query worker */
-	struct ingest *ingest;
-	struct feed *feed;
-	struct auth *auth;
-	struct webhooks *webhooks;  /* NULL if none configured */
-	struct dbworker *ingest_db; /* for /healthz and /metrics only */
-};
 
 /* Start listening on cfg->http_listen. Fatal if the address cannot be bound. */
 struct http *http_start(uv_loop_t *loop, const struct http_env *env);
