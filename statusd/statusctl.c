@@ -42,6 +42,7 @@
 #include "msevent.h"
 #include "msg.h"
 #include "mymalloc.h"
+#include "render.h"
 #include "rfc3339.h"
 #include "sdconfig.h"
 #include "store.h"
@@ -337,27 +338,30 @@ static int
 cmd_status(struct ctl *ctl, int argc, char **argv)
 {
 	static const struct option lo[] = {{"json", no_argument, NULL, 'j'}, {NULL, 0, NULL, 0}};
-	struct json_object *doc = NULL;
+	struct store_message *msg = NULL;
+	struct json_object *doc;
 	const char *error;
 	bool transient;
-	int found, rc = 0;
+	int found;
 
 	optind = 0;
 	next_opt(ctl, argc, argv, "+", lo);
 	want_operands(argc, 1, 1);
-	found = store_status(db(ctl), argv[optind], NULL, NULL, 0, 0, 0, &doc, NULL, NULL,
-	                     &transient, &error);
+	found = store_status(db(ctl), argv[optind], NULL, NULL, 0, 0, 0, &msg, &transient, &error);
 	if (found < 0)
 		msg_fatal("status: %s", error);
 	if (found == 0) {
 		fprintf(stderr, "statusctl: no message with id %s\n", argv[optind]);
-		rc = EXIT_NOTFOUND;
-	} else if (ctl->json)
+		return EXIT_NOTFOUND;
+	}
+	doc = render_status(msg, false);
+	if (ctl->json)
 		print_json(doc);
 	else
 		print_status(doc);
 	json_object_put(doc);
-	return rc;
+	store_messages_free(msg, 1);
+	return 0;
 }
 
 /* --- tail ---------------------------------------------------------------------------- */
@@ -998,7 +1002,7 @@ cmd_prefs(struct ctl *ctl, int argc, char **argv)
 	                                   {"json", no_argument, NULL, 'j'},
 	                                   {NULL, 0, NULL, 0}};
 	int receipts = -1, presence = -1, ch;
-	struct json_object *doc = NULL;
+	struct store_prefs prefs;
 	const char *error;
 	bool transient;
 	char *user;
@@ -1015,21 +1019,17 @@ cmd_prefs(struct ctl *ctl, int argc, char **argv)
 	if ((receipts >= 0 || presence >= 0) &&
 	    store_prefs_set(db(ctl), user, receipts, presence, &transient, &error) < 0)
 		msg_fatal("prefs: %s", error);
-	if (store_prefs_get(db(ctl), user, &doc, &transient, &error) < 0)
+	if (store_prefs_get(db(ctl), user, &prefs, &transient, &error) < 0)
 		msg_fatal("prefs: %s", error);
-	if (ctl->json)
+	if (ctl->json) {
+		struct json_object *doc = render_prefs(user, &prefs);
 		print_json(doc);
-	else {
+		json_object_put(doc);
+	} else {
 		printf("user           %s\n", user);
-		printf("read receipts  %s\n",
-		       json_object_get_boolean(json_object_object_get(doc, "read_receipts"))
-		               ? "yes"
-		               : "no");
-		printf("presence       %s\n",
-		       json_object_get_boolean(json_object_object_get(doc, "presence")) ? "yes"
-		                                                                        : "no");
+		printf("read receipts  %s\n", prefs.read_receipts ? "yes" : "no");
+		printf("presence       %s\n", prefs.presence ? "yes" : "no");
 	}
-	json_object_put(doc);
 	free(user);
 	return 0;
 }

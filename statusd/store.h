@@ -1,6 +1,13 @@
 /*
- * store - what statusd and statusctl do in PostgreSQL: schema migrations, partition
- * maintenance, storing a batch of events, and reading a message's status.
+ * store - the storage layer: everything statusd and statusctl do in PostgreSQL, and the
+ * only place with SQL outside sql/. By concern:
+ *	store.c          the event log: storing a batch of events, reading the log back
+ *	store_schema.c   schema migrations, the schema version, session set-up, partitions
+ *	store_message.c  messages and their recipients' status, the receipt check
+ *	store_user.c     users, their domains and their API tokens
+ *	store_prefs.c    preferences and presence
+ *	store_webhook.c  webhook endpoints' locks and cursors
+ * It returns C structs (or rows); render.h makes the API's JSON documents of them.
  *
  * DESIGN
  *	Every function takes a connected PGconn and blocks on it; statusd calls them from its
@@ -21,6 +28,7 @@
 #include <stdint.h>
 
 #include "msevent.h"
+#include "status.h"
 
 struct json_object;
 struct mbuf;
@@ -30,6 +38,8 @@ struct mbuf;
 bool store_transient(PGconn *conn, const PGresult *res);
 /* The error of a failed result (or of the connection if res is NULL), on one line. */
 const char *store_error(PGconn *conn, const PGresult *res);
+
+/* --- schema and maintenance (store_schema.c) ---------------------------------------- */
 
 /* Schema version this program knows (the highest migration it ships). */
 #define STORE_SCHEMA_VERSION 5
@@ -46,6 +56,8 @@ int store_schema_version(PGconn *conn, const char **error_r);
 int store_session_setup(PGconn *conn, const char **error_r);
 /* Create and drop event partitions for a retention window of retention_ms. */
 int store_maintain(PGconn *conn, long long retention_ms, const char **error_r);
+
+/* --- the event log (store.c) ----------------------------------------------------------- */
 
 /* Append one event as a COPY text row for the staging table; seq numbers it in its batch. */
 void store_copy_row(struct mbuf *copy, int seq, const struct msevent *ev);
@@ -105,21 +117,56 @@ void store_logged_json(const struct store_logged *l, int64_t epoch, struct mbuf 
 /* The log's head and epoch. */
 int store_log_head(PGconn *conn, int64_t *head_r, int64_t *epoch_r, const char **error_r);
 
+/* --- messages and status (store_message.c) ------------------------------------------- */
+
+/* A recipient of a message as stored: its status is status_view() of state. */
+struct store_recipient {
+	char *recipient;
+	char *orig_recipient; /* the address before rewriting, or NULL */
+	struct status_state state;
+	char *details; /* JSON object text, or NULL */
+};
+
+/* An event of a message's timeline. */
+struct store_event {
+	int64_t log_offset;
+	int64_t time_ms;
+	int type; /* enum msevent_type */
+	char *recipient, *source, *event_id;
+	char *details; /* JSON object text, or NULL */
+};
+
+/* A message and its recipients (by address), with a page of its timeline if asked for. */
+struct store_message {
+	int64_t id; /* messages.id */
+	char *tracking_id, *message_id, *sender, *queue_id;
+	char *owner;       /* who may see it; NULL in store_list's messages */
+	int64_t size;      /* bytes, -1 when unknown (and in store_list's messages) */
+	int64_t queued_ms; /* 0 when unknown */
+	struct store_recipient *rcpts;
+	size_t nrcpts;
+	struct store_event *events; /* the timeline's page, in time order */
+	size_t nevents;
+	bool more_events; /* a page follows, after the last event's offset */
+};
+
+/* Free n messages (NULL-safe). */
+void store_messages_free(struct store_message *msgs, size_t n);
+
 /*
- * Look up a message by tracking id or Message-ID (with or without angle brackets) and
- * build its status document (docs/api.md). With user not NULL, only messages user owns or
- * sent from one of domains count: anyone can send mail with a Message-ID copied from
- * someone else's, and that must not hide the other's message from its owner. Returns 1
- * and *doc_r (caller puts it) and, if not NULL, *owner_r and *sender_r (caller frees) for
- * authorization; 0 if there is no such message; -1 on error. With events_max > 0 the
- * document also has "events": the message's logged events in time order, a page of at
- * most events_max from after the cursor events_after (a log offset, 0 for the start), and
- * "next_cursor" (null on the last page), for a timeline; a read, unread or deleted that
- * repeats its recipient's previous one is left out.
+ * Look up a message by tracking id or Message-ID (with or without angle brackets). With
+ * user not NULL, only messages user owns or sent from one of domains count: anyone can
+ * send mail with a Message-ID copied from someone else's, and that must not hide the
+ * other's message from its owner. Returns 1 and *msg_r (free with store_messages_free(m,
+ * 1)); its owner and sender are for authorization; 0 if there is no such message; -1 on
+ * error. With events_max > 0 the message also has a page of its logged events in time
+ * order, at most events_max from after the cursor events_after (a log offset, 0 for the
+ * start), for a timeline; a read, unread or deleted that repeats its recipient's previous
+ * one is left out.
  */
 int store_status(PGconn *conn, const char *id, const char *user, char *const *domains,
-                 size_t ndomains, int events_max, int64_t events_after, struct json_object **doc_r,
-                 char **owner_r, char **sender_r, bool *transient_r, const char **error_r);
+                 size_t ndomains, int events_max, int64_t events_after,
+                 struct store_message **msg_r, bool *transient_r, const char **error_r);
 
 /* Filters for store_list: NULL / 0 means no filter. */
 struct store_list_filter {
@@ -131,13 +178,13 @@ struct store_list_filter {
 };
 
 /*
- * The messages a principal may see, newest first (by queued time), with their recipients'
- * statuses:
- * {"messages":[...],"next_cursor":"..."|null}. Returns 0 and *doc_r, or -1.
+ * The messages a principal may see, newest first (by queued time), with their recipients:
+ * returns 0 with *msgs_r (free with store_messages_free), *n_r of them and *more_r when a
+ * page follows (after the last message's id); or -1.
  */
 int store_list(PGconn *conn, const char *user, char *const *domains, size_t ndomains,
-               const struct store_list_filter *flt, struct json_object **doc_r, bool *transient_r,
-               const char **error_r);
+               const struct store_list_filter *flt, struct store_message **msgs_r, size_t *n_r,
+               bool *more_r, bool *transient_r, const char **error_r);
 
 /*
  * Is user a recipient of the message id (tracking id or Message-ID)? Returns 1 with
@@ -147,19 +194,34 @@ int store_list(PGconn *conn, const char *user, char *const *domains, size_t ndom
 int store_receipt_target(PGconn *conn, const char *id, const char *user, char **tracking_id_r,
                          bool *receipts_r, bool *transient_r, const char **error_r);
 
-/* A user's preferences ({"read_receipts":..,"presence":..}); defaults if no row. */
-int store_prefs_get(PGconn *conn, const char *user, struct json_object **doc_r, bool *transient_r,
+/* --- preferences and presence (store_prefs.c) ---------------------------------------- */
+
+struct store_prefs {
+	bool read_receipts; /* default on */
+	bool presence;      /* default off */
+};
+
+/* A user's preferences; the defaults if the user has no row. */
+int store_prefs_get(PGconn *conn, const char *user, struct store_prefs *prefs_r, bool *transient_r,
                     const char **error_r);
 /* Set them (-1: leave as is); creates the user's row. */
 int store_prefs_set(PGconn *conn, const char *user, int read_receipts, int presence,
                     bool *transient_r, const char **error_r);
 
+struct store_presence {
+	bool online;
+	int64_t last_seen_ms; /* 0: never */
+	char *client;         /* or NULL */
+	char *typing_to;      /* whom the user is writing to now, or NULL */
+};
+
 /*
- * A user's presence {"user","online","last_seen","client","typing_to"} if they opted in:
- * returns 1 and *doc_r, 0 if they did not (or are unknown), -1 on error.
+ * A user's presence if they opted in: returns 1 and *pr_r (free its strings with
+ * store_presence_clear), 0 if they did not (or are unknown), -1 on error.
  */
-int store_presence_get(PGconn *conn, const char *user, struct json_object **doc_r,
+int store_presence_get(PGconn *conn, const char *user, struct store_presence *pr_r,
                        bool *transient_r, const char **error_r);
+void store_presence_clear(struct store_presence *pr);
 /*
  * Record a sign of life from webmail: online for online_ms from now, typing to typing_to
  * (NULL: not typing) for typing_ms. Ignored for users who did not opt in. 0 or -1.
