@@ -606,3 +606,9 @@ store_log_head(PGconn *conn, int64_t *head_r, int64_t *epoch_r, const char **err
 	PQclear(res);
 	return rc;
 }
+
+int
+store_log_listen(PGconn *conn, const char **error_r)
+{
+	return store_exec(conn, "LISTEN msgstatus_log", NULL, error_r);
+}

@@ -56,6 +56,8 @@ int store_schema_version(PGconn *conn, const char **error_r);
 int store_session_setup(PGconn *conn, const char **error_r);
 /* Create and drop event partitions for a retention window of retention_ms. */
 int store_maintain(PGconn *conn, long long retention_ms, const char **error_r);
+/* A tool's session: the server's notices only from warnings up (errors ignored). */
+void store_session_quiet(PGconn *conn);
 
 /* --- the event log (store.c) ----------------------------------------------------------- */
 
@@ -116,6 +118,11 @@ void store_logged_json(const struct store_logged *l, int64_t epoch, struct mbuf 
 
 /* The log's head and epoch. */
 int store_log_head(PGconn *conn, int64_t *head_r, int64_t *epoch_r, const char **error_r);
+/*
+ * Have the connection told of new events: LISTEN msgstatus_log, whose notifications carry
+ * the new head (PQnotifies). 0 or -1.
+ */
+int store_log_listen(PGconn *conn, const char **error_r);
 
 /* --- messages and status (store_message.c) ------------------------------------------- */
 
@@ -194,6 +201,72 @@ int store_list(PGconn *conn, const char *user, char *const *domains, size_t ndom
 int store_receipt_target(PGconn *conn, const char *id, const char *user, char **tracking_id_r,
                          bool *receipts_r, bool *transient_r, const char **error_r);
 
+/* --- users and API tokens (store_user.c) --------------------------------------------- */
+
+/* Free n strings and their array (NULL-safe). */
+void store_strings_free(char **v, size_t n);
+
+/*
+ * The valid (not revoked, not expired) API token whose SHA-256 is hash: returns 1 with
+ * *name_r (users.name as stored; caller frees), the domains its user administers (lower
+ * case; free with store_strings_free) and *expires_ms_r (INT64_MAX: never); 0 if there is
+ * none; -1 on error.
+ */
+int store_token_find(PGconn *conn, const unsigned char *hash, size_t hash_len, char **name_r,
+                     char ***domains_r, size_t *ndomains_r, int64_t *expires_ms_r,
+                     bool *transient_r, const char **error_r);
+/* The domains user administers (lower case): 1 as above, 0 if there is no such user, -1. */
+int store_user_domains(PGconn *conn, const char *user, char ***domains_r, size_t *ndomains_r,
+                       bool *transient_r, const char **error_r);
+
+/* A user as statusctl shows it. */
+struct store_user {
+	bool read_receipts, presence;
+	char **domains; /* administered, as stored (free with store_strings_free) */
+	size_t ndomains;
+	int64_t api_tokens; /* valid ones */
+	int64_t created_ms;
+};
+
+/* A user: 1 and *u_r, 0 if there is no such user, -1. */
+int store_user_get(PGconn *conn, const char *user, struct store_user *u_r, const char **error_r);
+/* Make user the administrator of exactly these domains (creates the user). 0 or -1. */
+int store_user_admin_set(PGconn *conn, const char *user, char *const *domains, size_t n,
+                         const char **error_r);
+/* user administers no domain any more. 0 or -1. */
+int store_user_admin_clear(PGconn *conn, const char *user, const char **error_r);
+
+/* An API token as stored (never the token itself). */
+struct store_token {
+	int64_t id;
+	char *user;
+	char *label; /* or NULL */
+	int64_t created_ms;
+	int64_t expires_ms; /* 0: never */
+	int64_t revoked_ms; /* 0: not revoked */
+	const char *state;  /* "valid", "expired" or "revoked" (static) */
+};
+
+/*
+ * Store a new token of user (creating the user) by its SHA-256, valid for lifetime_ms (0:
+ * no expiry), in one transaction: 0 and *tok_r (the caller frees its user and label), or
+ * -1.
+ */
+int store_token_create(PGconn *conn, const char *user, const unsigned char *hash, size_t hash_len,
+                       const char *label, int64_t lifetime_ms, struct store_token *tok_r,
+                       const char **error_r);
+/* The tokens of user (NULL: everyone's) by id: 0 with *toks_r and *n_r, or -1. */
+int store_token_list(PGconn *conn, const char *user, struct store_token **toks_r, size_t *n_r,
+                     const char **error_r);
+/* Free n tokens and their array. */
+void store_tokens_free(struct store_token *toks, size_t n);
+/*
+ * Revoke token id: 1 with *user_r (caller frees) and *already_r (it was revoked before),
+ * 0 if there is no such token, -1.
+ */
+int store_token_revoke(PGconn *conn, int64_t id, char **user_r, bool *already_r,
+                       const char **error_r);
+
 /* --- preferences and presence (store_prefs.c) ---------------------------------------- */
 
 struct store_prefs {
@@ -229,5 +302,20 @@ void store_presence_clear(struct store_presence *pr);
 int store_presence_touch(PGconn *conn, const char *user, const char *client, int64_t online_ms,
                          const char *typing_to, int64_t typing_ms, bool *transient_r,
                          const char **error_r);
+
+/* --- webhooks' cursors (store_webhook.c) --------------------------------------------- */
+
+/* A webhook thread's session: asynchronous commits, its name, LISTEN msgstatus_log. */
+int store_webhook_session(PGconn *conn, const char **error_r);
+/* Take the endpoint url's advisory lock for this session: 1, 0 if another holds it, -1. */
+int store_webhook_lock(PGconn *conn, const char *url, const char **error_r);
+/*
+ * The endpoint's cursor, made at the log's head the first time (*created_r): 0 and
+ * *cursor_r, or -1.
+ */
+int store_webhook_cursor_load(PGconn *conn, const char *url, int64_t *cursor_r, bool *created_r,
+                              const char **error_r);
+/* Save the endpoint's cursor. 0 or -1. */
+int store_webhook_cursor_save(PGconn *conn, const char *url, int64_t cursor, const char **error_r);
 
 #endif

@@ -256,3 +256,9 @@ store_maintain(PGconn *conn, long long retention_ms, const char **error_r)
 	PQclear(res);
 	return rc;
 }
+
+void
+store_session_quiet(PGconn *conn)
+{
+	PQclear(PQexec(conn, "SET client_min_messages = warning"));
+}
