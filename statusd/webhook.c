@@ -135,12 +135,10 @@ hook_init(struct hook *h, const char *url, const char **error_r)
 	char *scheme = NULL, *host = NULL, *port = NULL, *path = NULL, *query = NULL;
 	char shown[200];
 	struct mbuf label = MBUF_INIT;
-	CURLU *u = curl_url();
+	CURLU *u = mynonnull(curl_url());
 	CURLUcode uc;
 	int rc = -1;
 
-	if (u == NULL)
-		msg_fatal("out of memory");
 	msg_clean(shown, sizeof(shown), url, strlen(url));
 	if ((uc = curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME)) != CURLUE_OK) {
 		*error_r = errfmt("webhook_urls: \"%s\" is not a URL (%s)", shown,
@@ -269,8 +267,7 @@ hook_db_open(struct hook *h, const char **error_r)
 	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
 	int64_t deadline = time_mono_ms() + CONNECT_TIMEOUT_MS, left;
 
-	if ((h->conn = PQconnectStart(h->w->cfg->database)) == NULL)
-		msg_fatal("out of memory");
+	h->conn = mynonnull(PQconnectStart(h->w->cfg->database));
 	if (PQstatus(h->conn) == CONNECTION_BAD)
 		st = PGRES_POLLING_FAILED;
 	while (st != PGRES_POLLING_OK) {
@@ -421,8 +418,7 @@ header(struct curl_slist *list, const char *fmt, ...)
 	va_start(ap, fmt);
 	mbuf_vprintf(&line, fmt, ap);
 	va_end(ap);
-	if ((l = curl_slist_append(list, mbuf_str(&line))) == NULL)
-		msg_fatal("out of memory");
+	l = mynonnull(curl_slist_append(list, mbuf_str(&line)));
 	mbuf_free(&line);
 	return l;
 }
