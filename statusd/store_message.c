@@ -49,6 +49,16 @@ recipient_from(PGresult *res, int row, struct store_recipient *r)
 	r->state.copies = get_ll(res, row, 7);
 }
 
+/* A message reference as a Message-ID in angle brackets, as messages.message_id has it. */
+static void
+bracket(struct mbuf *out, const char *id)
+{
+	if (id[0] == '<')
+		mbuf_puts(out, id);
+	else
+		mbuf_printf(out, "<%s>", id);
+}
+
 static void
 message_clear(struct store_message *m)
 {
@@ -144,10 +154,7 @@ store_status(PGconn *conn, const char *id, const char *user, char *const *domain
 	PGresult *res;
 
 	*transient_r = false;
-	if (id[0] == '<')
-		mbuf_puts(&bracketed, id);
-	else
-		mbuf_printf(&bracketed, "<%s>", id);
+	bracket(&bracketed, id);
 	store_text_array(&dom, domains, ndomains);
 	params[0] = id;
 	params[1] = mbuf_str(&bracketed);
@@ -316,10 +323,7 @@ store_receipt_target(PGconn *conn, const char *id, const char *user, char **trac
 	int found;
 
 	*transient_r = false;
-	if (id[0] == '<')
-		mbuf_puts(&bracketed, id);
-	else
-		mbuf_printf(&bracketed, "<%s>", id);
+	bracket(&bracketed, id);
 	params[0] = id;
 	params[1] = mbuf_str(&bracketed);
 	params[2] = user;
