@@ -30,7 +30,6 @@
 #include "msevent.h"
 #include "status.h"
 
-struct json_object;
 struct mbuf;
 
 /* Whether a failed result is worth retrying on a fresh connection: the connection is gone,
