@@ -623,6 +623,7 @@ listener_main(void *arg)
 {
 	struct feed *f = arg;
 	PGconn *conn = NULL;
+	const char *error;
 
 	while (!atomic_load(&f->listener_stop)) {
 		struct timeval tv = {0, 200000};
@@ -642,7 +643,7 @@ listener_main(void *arg)
 					usleep(100000);
 				continue;
 			}
-			PQclear(PQexec(conn, "LISTEN msgstatus_log"));
+			(void)store_log_listen(conn, &error);
 			/* (re)connected: what was announced meanwhile is read from the log */
 			atomic_store(&f->notified_head, -1);
 			uv_async_send(&f->async);
