@@ -242,7 +242,8 @@ oldest_sent(const struct evclient *c)
 	const struct pending *p = &c->pending[c->phead];
 	size_t queued = c->rec_base + c->records.len - p->off;
 
-	return queued - c->out.len >= p->len;
+	/* c->out may still hold the tail of a record answered early (see evclient_read) */
+	return queued >= c->out.len && queued - c->out.len >= p->len;
 }
 
 int
@@ -283,7 +284,9 @@ evclient_read(struct evclient *c, evclient_reply_cb *cb, void *ctx, const char *
 				                  (unsigned long long)seq);
 				return -1;
 			}
-			if (!oldest_sent(c)) {
+			/* statusd refuses a record over ingest_record_max before all of it has
+			   arrived, and skips its tail; only an ack needs the whole record sent */
+			if (ok && !oldest_sent(c)) {
 				*error_r = errfmt("reply %llu to a record not yet sent",
 				                  (unsigned long long)seq);
 				return -1;

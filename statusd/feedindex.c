@@ -4,6 +4,7 @@
 #include "feedindex.h"
 
 #include <stdlib.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "feed.h"
@@ -91,8 +92,16 @@ feed_index_enter(struct feed_index *x, struct feed_sub *sub)
 	sub->nlinks = 1 + p->nadmin;
 	sub->links = mycalloc(sub->nlinks, sizeof(*sub->links));
 	link_add(x->by_user, p->user, sub, &sub->links[0]);
-	for (size_t i = 0; i < p->nadmin; i++)
-		link_add(x->by_domain, p->admin_domains[i], sub, &sub->links[1 + i]);
+	for (size_t i = 0; i < p->nadmin; i++) {
+		bool again = false;
+
+		/* a domain named twice gets one link: two links of one subscriber side by side
+		   in a bucket would let the fan-out step onto a link freed with the subscriber */
+		for (size_t j = 0; j < i && !again; j++)
+			again = strcmp(p->admin_domains[j], p->admin_domains[i]) == 0;
+		if (!again)
+			link_add(x->by_domain, p->admin_domains[i], sub, &sub->links[1 + i]);
+	}
 }
 
 void

@@ -394,6 +394,11 @@ serve_asset(struct req *r)
 	const struct web_asset *a = route_asset(r->path);
 	struct mbuf body = MBUF_INIT;
 
+	if (a == NULL) { /* a route of a file this build does not embed */
+		req_problem(r, 404, "Not Found", "no such resource");
+		return;
+	}
+
 	mbuf_append(&body, a->data, a->len);
 	r->extra_name = "content-security-policy:";
 	r->extra_value = DASHBOARD_CSP;

@@ -9,8 +9,8 @@
  *	requests go to the handlers in api.c or the dashboard's files; GET
  *	/api/v1/messages/events becomes an SSE stream and a WebSocket upgrade on
  *	/api/v1/messages/stream a WebSocket stream (stream.c). The server's state (struct
- *	http, with its copy of the shared context, env.h) is the lws context's user pointer. lws's
- *own keep-alive (its retry and idle policy) is off; stream.c pings WebSockets.
+ *	http, with its copy of the shared context, env.h) is the lws context's user pointer.
+ *	lws's own keep-alive (its retry and idle policy) is off; stream.c pings WebSockets.
  *
  *	A request that needs to wait (authentication, PostgreSQL, a receipt being stored)
  *	holds a ticket: lws owns the request state and frees it when the client goes away;

@@ -6,8 +6,9 @@
  * record number "seq" from 1 and exactly one of "ack" (the event id) or "error" (statusd's
  * reason), both strings; other members are ignored, as the Dovecot plugin's parser does.
  * The connection tests drive a client against a UNIX socket the test listens on: replies
- * in order are reported; one out of order, about a record not yet sent, or malformed breaks
- * the connection and hands the record back.
+ * in order are reported; a refusal may come before its record has all gone out (statusd's
+ * "record too long"); one out of order, an ack for a record not yet sent, or a malformed
+ * reply breaks the connection and hands the record back.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -211,6 +212,58 @@ test_replies_in_order(void **state)
 	check_done();
 }
 
+/* statusd refuses a record over its size limit before the record has all arrived: the
+   refusal is taken, the rest of that record still goes out (statusd skips it), and the
+   next record is answered as usual on the same connection. */
+static void
+test_early_refusal(void **state)
+{
+	struct peer p;
+	struct seen s = {0};
+	const char *error = NULL;
+
+	(void)state;
+	peer_open(&p);
+	evclient_queue(p.c, REC, strlen(REC), 7);
+	evclient_queue(p.c, REC, strlen(REC), 8);
+	peer_say(&p, "{\"seq\":1,\"error\":\"record too long\"}\n");
+	CHECK_INT("early refusal taken", evclient_read(p.c, on_reply, &s, &error), 0);
+	CHECK_INT("replies", s.n, 1);
+	CHECK_INT("refused", s.cookies[0], 7);
+	CHECK_INT("refused ok", s.ok[0], false);
+	/* the second record is not sent yet: an ack for it now is still refused later */
+	assert_int_equal(evclient_flush(p.c, &error), 0);
+	peer_hear(&p, 2 * strlen(REC));
+	peer_say(&p, "{\"seq\":2,\"ack\":\"b\"}\n");
+	CHECK_INT("next record answered", evclient_read(p.c, on_reply, &s, &error), 0);
+	CHECK_INT("replies", s.n, 2);
+	CHECK_INT("second", s.cookies[1], 8);
+	CHECK_INT("second ok", s.ok[1], true);
+	CHECK_INT("unacked", evclient_unacked(p.c), 0);
+	peer_close(&p);
+	check_done();
+}
+
+/* An ack for the record after an early-refused one, before that record has gone out. */
+static void
+test_ack_after_early_refusal(void **state)
+{
+	struct peer p;
+	struct seen s = {0};
+	const char *error = NULL;
+
+	(void)state;
+	peer_open(&p);
+	evclient_queue(p.c, REC, strlen(REC), 7);
+	evclient_queue(p.c, REC, strlen(REC), 8);
+	peer_say(&p, "{\"seq\":1,\"error\":\"record too long\"}\n{\"seq\":2,\"ack\":\"b\"}\n");
+	CHECK_INT("ack too early", evclient_read(p.c, on_reply, &s, &error), -1);
+	CHECK_HAS("ack too early", error, "not yet sent");
+	CHECK_INT("refusal still reported", s.n, 1);
+	peer_close(&p);
+	check_done();
+}
+
 /* Replies that are not statusd's: each breaks the connection, and the record comes back
    unacknowledged. */
 struct broken_case {
@@ -222,7 +275,7 @@ struct broken_case {
 
 static const struct broken_case broken_cases[] = {
         {"out of order", true, "{\"seq\":2,\"ack\":\"a\"}\n", "out of order"},
-        {"about a record not yet sent", false, "{\"seq\":1,\"ack\":\"a\"}\n", "not yet sent"},
+        {"an ack for a record not yet sent", false, "{\"seq\":1,\"ack\":\"a\"}\n", "not yet sent"},
         {"not strict JSON", true, "{\"seq\":1,\"ack\":\"a\"} trailing\n", "malformed"},
         {"both ack and error", true, "{\"seq\":1,\"ack\":\"a\",\"error\":\"b\"}\n", "malformed"},
 };
@@ -262,6 +315,8 @@ main(void)
 	        cmocka_unit_test(test_parse_reply),
 	        cmocka_unit_test(test_replies_in_order),
 	        cmocka_unit_test(test_reply_broken),
+	        cmocka_unit_test(test_early_refusal),
+	        cmocka_unit_test(test_ack_after_early_refusal),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
