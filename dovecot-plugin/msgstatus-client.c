@@ -6,9 +6,9 @@
  * so that one both sent and written to a file is stored once.
  *
  * DESIGN
- *	One connection per process (imap, lmtp and lda processes are short-lived and serve
- *	one user at a time; a new socket path or pickup directory, from another user's
- *	settings, closes it and opens the next). A hand-over never waits for statusd: the
+ *	One connection per process, shared by the users it serves (an LMTP process delivers
+ *	to several); a user whose settings name another socket path or pickup directory
+ *	closes it and opens the next. A hand-over never waits for statusd: the
  *	records are written to statusd's event socket, a non-blocking UNIX socket the process
  *	keeps open, and stay in memory until statusd acknowledges them. Acknowledgements are
  *	read, without waiting, at the next hand-over; at process exit the plugin waits for
