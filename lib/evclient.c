@@ -24,6 +24,7 @@
 #include "mbuf.h"
 #include "msg.h"
 #include "mymalloc.h"
+#include "utf8.h"
 
 #define REPLY_MAX   4096
 #define REPLY_DEPTH 4 /* a flat object; members added later may nest a little */
@@ -210,7 +211,9 @@ evclient_parse_reply(const char *line, size_t len, uint64_t *seq_r, bool *ok_r,
 	const char *why;
 	int64_t n;
 
-	if ((obj = jsonparse_object(line, len, REPLY_DEPTH, false, &why)) == NULL)
+	/* JSON text is UTF-8 (RFC 8259); json-c's strict mode checks that on 0.18 only */
+	if (!utf8_valid(line, len) ||
+	    (obj = jsonparse_object(line, len, REPLY_DEPTH, false, &why)) == NULL)
 		return -1;
 	json_object_object_get_ex(obj, "ack", &ack);
 	json_object_object_get_ex(obj, "error", &err);
