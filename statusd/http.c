@@ -12,11 +12,13 @@
 
 #include "api.h"
 #include "auth.h"
+#include "front.h"
 #include "htable.h"
 #include "mbuf.h"
 #include "msg.h"
 #include "mymalloc.h"
 #include "params.h"
+#include "reqhead.h"
 #include "rfc3339.h"
 #include "sdconfig.h"
 #include "stream.h"
@@ -35,6 +37,7 @@
 
 struct http {
 	struct lws_context *ctx;
+	struct front *front; /* the listening socket: reads and checks request heads */
 	struct http_env env;
 	struct lws_retry_bo retry; /* none: stream.c keeps WebSockets alive */
 	struct htable *buckets;    /* user -> write rate bucket */
@@ -545,6 +548,9 @@ same_origin(struct lws *wsi)
 
 /* --- request framing (RFC 9112 §6) ---------------------------------------------------- */
 
+/* front.c refuses all of this before lws sees a plain connection's head; these checks are
+   for the heads lws reads itself, over statusd's own TLS. */
+
 /* Whitespace lws may have kept between a header name and its colon ("Transfer-Encoding :"):
    lws 4.1 takes such a line for an unknown header named with the blanks and the colon. */
 static bool
@@ -559,18 +565,6 @@ blank_before_colon(struct lws *wsi, const char *name)
 			return true;
 	}
 	return false;
-}
-
-/* A Content-Length: 1*DIGIT, at most 18 digits. */
-static bool
-content_length_parse(const char *s, long long *len_r)
-{
-	size_t n = strspn(s, "0123456789");
-
-	if (n == 0 || n > 18 || s[n] != '\0')
-		return false;
-	*len_r = strtoll(s, NULL, 10);
-	return true;
 }
 
 /*
@@ -605,9 +599,7 @@ framing_check(struct lws *wsi, long long *len_r, const char **error_r)
 		n = lws_hdr_copy(wsi, value, sizeof(value), WSI_TOKEN_HTTP_TRANSFER_ENCODING);
 		while (n > 0 && (value[n - 1] == ' ' || value[n - 1] == '\t'))
 			value[--n] = '\0';
-		if (n >= 7 && strcasecmp(value + n - 7, "chunked") == 0 &&
-		    (n == 7 || value[n - 8] == ',' || value[n - 8] == ' ' ||
-		     value[n - 8] == '\t')) {
+		if (n > 0 && reqhead_chunked(value, (size_t)n)) {
 			*error_r = "a request body needs a Content-Length (chunked bodies are not "
 			           "supported)";
 			return 411;
@@ -621,7 +613,7 @@ framing_check(struct lws *wsi, long long *len_r, const char **error_r)
 	if (lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH, 1) > 0 ||
 	    lws_hdr_copy_fragment(wsi, value, sizeof(value), WSI_TOKEN_HTTP_CONTENT_LENGTH, 0) <=
 	            0 ||
-	    !content_length_parse(value, len_r)) {
+	    !reqhead_content_length(value, strlen(value), len_r)) {
 		*len_r = -1;
 		*error_r = "Content-Length must be one number, given once";
 		return 400;
@@ -684,6 +676,10 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in
 		memset(r, 0, sizeof(*r));
 		r->wsi = wsi;
 		r->http = h;
+		/* One request per plain connection: front.c checked its head, and lws must
+		   not read a next one unchecked. */
+		r->close_after = !lws_is_ssl(wsi);
+		front_body_take(h->front, lws_get_socket_fd(wsi), &r->reqbody);
 		r->method = lws_http_get_uri_and_method(wsi, &uri, &urilen);
 		r->origin = allowed_origin(h, wsi);
 		if ((status = framing_check(wsi, &clen, &error)) != 0) {
@@ -833,6 +829,9 @@ lws_log(int level, const char *line)
 	while (len > 0 && line[len - 1] == '\n')
 		len--;
 	msg_clean(clean, sizeof(clean), line, len);
+	/* lws 4.1 logs how it takes each connection front.c hands it as an error */
+	if (strncmp(clean, "adopt_socket_readbuf: ", 22) == 0)
+		level = LLL_DEBUG;
 	if (level & LLL_ERR)
 		msg_error("http: %s", clean);
 	else if (level & LLL_WARN)
@@ -859,8 +858,7 @@ http_start(uv_loop_t *loop, const struct http_env *env)
 	memset(&h->retry, 0, sizeof(h->retry));
 	lws_set_log_level(LLL_ERR | LLL_WARN | (msg_verbose() ? LLL_NOTICE : 0), lws_log);
 	memset(&info, 0, sizeof(info));
-	info.port = cfg->http_port;
-	info.iface = cfg->http_host;
+	info.port = CONTEXT_PORT_NO_LISTEN_SERVER; /* front.c listens */
 	info.protocols = protocols;
 	info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8;
 	if (strchr(cfg->http_host, ':') == NULL)
@@ -883,6 +881,7 @@ http_start(uv_loop_t *loop, const struct http_env *env)
 		msg_fatal("http_listen %s: cannot start the HTTP server (address in use, or the "
 		          "TLS certificate or key cannot be read?)",
 		          cfg->http_listen);
+	h->front = front_start(loop, cfg, lws_get_vhost_by_name(h->ctx, "default"));
 	stream_init(loop, cfg);
 	msg_info("http: listening on %s%s", cfg->http_listen,
 	         cfg->http_tls_cert[0] ? " (TLS)" : "");
@@ -892,6 +891,7 @@ http_start(uv_loop_t *loop, const struct http_env *env)
 void
 http_stop(struct http *h)
 {
+	front_stop(&h->front);
 	stream_done();
 	/* Starts closing lws's connections and handles; they finish as the loop runs. */
 	if (h->ctx != NULL)
