@@ -35,6 +35,7 @@ struct front {
 	struct fbody *bodies;      /* read, not taken yet */
 	long long waiting;
 	int handles; /* open uv handles; the front is freed when the last closes */
+	bool paused; /* out of file descriptors: accepting again on the next tick */
 	bool stopping;
 };
 
@@ -98,7 +99,7 @@ list_remove(struct fconn *c)
 	else
 		f->tail = c->prev;
 	c->prev = c->next = NULL;
-	if (--f->waiting == 0)
+	if (--f->waiting == 0 && !f->paused)
 		uv_timer_stop(&f->tick);
 }
 
@@ -360,16 +361,22 @@ on_accept(uv_poll_t *handle, int status, int events)
 	for (int i = 0; i < ACCEPT_BURST; i++) {
 		int fd = accept4(f->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
-			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
-			    errno != ECONNABORTED)
-				msg_warn("http: accept: %s", strerror(errno));
+			if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ||
+			    errno == ECONNABORTED)
+				return;
+			msg_warn("http: accept: %s; accepting again in a second", strerror(errno));
+			/* out of descriptors (EMFILE): the socket stays readable, so wait */
+			uv_poll_stop(&f->listen);
+			f->paused = true;
+			uv_timer_start(&f->tick, on_tick, 1000, 1000);
 			return;
 		}
 		conn_new(f, fd);
 	}
 }
 
-/* Each second: close the connections whose head or lingering time is up. */
+/* Each second: close the connections whose head or lingering time is up; accept again
+   after a pause. */
 static void
 on_tick(uv_timer_t *timer)
 {
@@ -377,6 +384,12 @@ on_tick(uv_timer_t *timer)
 	int64_t now = time_mono_ms();
 	struct fconn *c, *next;
 
+	if (f->paused) {
+		f->paused = false;
+		uv_poll_start(&f->listen, UV_READABLE, on_accept);
+		if (f->waiting == 0)
+			uv_timer_stop(&f->tick);
+	}
 	for (c = f->head; c != NULL; c = next) {
 		next = c->next;
 		if (c->deadline > now)

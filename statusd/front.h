@@ -27,6 +27,9 @@
  *	then the front reads and drops what the client still sends for up to 2 s, so that
  *	the answer is not lost to a reset, and closes.
  *
+ *	Out of file descriptors (EMFILE), the listening socket stays readable: the front
+ *	stops watching it and tries again on the next tick, with one warning a second.
+ *
  * DIAGNOSTICS
  *	front_start() is fatal on a listening socket that cannot be made. Refused heads are
  *	logged (msg_info) with their status and reason, never their bytes; a connection that

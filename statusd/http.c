@@ -829,8 +829,8 @@ lws_log(int level, const char *line)
 	while (len > 0 && line[len - 1] == '\n')
 		len--;
 	msg_clean(clean, sizeof(clean), line, len);
-	/* lws 4.1 logs how it takes each connection front.c hands it as an error */
-	if (strncmp(clean, "adopt_socket_readbuf: ", 22) == 0)
+	/* lws (4.1 and 4.3) logs how it takes each connection front.c hands it as an error */
+	if (strstr(clean, "adopt_socket_readbuf: ") != NULL)
 		level = LLL_DEBUG;
 	if (level & LLL_ERR)
 		msg_error("http: %s", clean);

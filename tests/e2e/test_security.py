@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import json
 import os
+import resource
 import socket
 import stat
 import struct
@@ -573,6 +574,28 @@ class StatusdSecurityTest(unittest.TestCase):
             time.sleep(0.01)
         self.assertTrue(c.recv(100).startswith(b"HTTP/1.1 200"))
         c.close()
+        sd.stop()
+
+    def test_out_of_descriptors(self):
+        """statusd out of file descriptors stops accepting for a second at a time (one
+        warning each) instead of spinning on its readable listening socket, and serves
+        again once descriptors are free."""
+        sd = self.sb.statusd(self.pg, name="statusd-emfile")
+        pid = sd.child.pid
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        subprocess.run(["prlimit", f"--pid={pid}",
+                        f"--nofile={len(os.listdir(f'/proc/{pid}/fd')) + 3}:{hard}"], check=True)
+        conns = [socket.create_connection(("127.0.0.1", sd.http_port), timeout=5)
+                 for _ in range(20)]
+        time.sleep(3)
+        warnings = sd.child.log().count("accepting again in a second")
+        self.assertGreaterEqual(warnings, 1)
+        self.assertLessEqual(warnings, 5, "one try and one warning a second, no busy loop")
+        for c in conns:
+            c.close()
+        subprocess.run(["prlimit", f"--pid={pid}", f"--nofile={soft}:{hard}"], check=True)
+        time.sleep(1.5)
+        self.assertEqual(sd.http("/healthz")[0], 200)
         sd.stop()
 
     def test_feed_connections_per_user(self):
