@@ -10,6 +10,11 @@
 #include <string.h>
 #include <strings.h>
 
+#include "reqhead.h"
+
+/* front.c refuses all of this before lws sees a plain connection's head; these checks are
+   for the heads lws reads itself, over statusd's own TLS. */
+
 /* Whitespace lws may have kept between a header name and its colon ("Transfer-Encoding :"):
    lws 4.1 takes such a line for an unknown header named with the blanks and the colon. */
 static bool
@@ -24,18 +29,6 @@ blank_before_colon(struct lws *wsi, const char *name)
 			return true;
 	}
 	return false;
-}
-
-/* A Content-Length: 1*DIGIT, at most 18 digits. */
-static bool
-content_length_parse(const char *s, long long *len_r)
-{
-	size_t n = strspn(s, "0123456789");
-
-	if (n == 0 || n > 18 || s[n] != '\0')
-		return false;
-	*len_r = strtoll(s, NULL, 10);
-	return true;
 }
 
 unsigned
@@ -59,9 +52,7 @@ framing_check(struct lws *wsi, long long *len_r, const char **error_r)
 		n = lws_hdr_copy(wsi, value, sizeof(value), WSI_TOKEN_HTTP_TRANSFER_ENCODING);
 		while (n > 0 && (value[n - 1] == ' ' || value[n - 1] == '\t'))
 			value[--n] = '\0';
-		if (n >= 7 && strcasecmp(value + n - 7, "chunked") == 0 &&
-		    (n == 7 || value[n - 8] == ',' || value[n - 8] == ' ' ||
-		     value[n - 8] == '\t')) {
+		if (n > 0 && reqhead_chunked(value, (size_t)n)) {
 			*error_r = "a request body needs a Content-Length (chunked bodies are not "
 			           "supported)";
 			return 411;
@@ -75,7 +66,7 @@ framing_check(struct lws *wsi, long long *len_r, const char **error_r)
 	if (lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH, 1) > 0 ||
 	    lws_hdr_copy_fragment(wsi, value, sizeof(value), WSI_TOKEN_HTTP_CONTENT_LENGTH, 0) <=
 	            0 ||
-	    !content_length_parse(value, len_r)) {
+	    !reqhead_content_length(value, strlen(value), len_r)) {
 		*len_r = -1;
 		*error_r = "Content-Length must be one number, given once";
 		return 400;

@@ -17,12 +17,15 @@
  *	the ticket outlives it, so the answer that comes too late is simply dropped.
  *
  * SECURITY
+ *	front.c accepts the connections and reads and checks each request head, and its
+ *	body, before lws sees them (RFC 9112; reqhead.h says what is refused), and lws serves
+ *	one request on each such connection: the answer closes it. With statusd's own TLS,
  *	lws parses the request line and headers (bounded by its limits: a header's value is
- *	cut at 6 KiB, and answered 431, the head at 8 KiB, which closes); before anything else
- *	a request's framing is checked (RFC 9112 §6.3: one Content-Length or none, no
- *	Transfer-Encoding, no blank before either's colon), and the connection closes after
- *	an answer to a request whose end lws might have read otherwise than a proxy in front
- *	(no request smuggling); bodies are bounded by http_body_max; every /api/ route except
+ *	cut at 6 KiB, and answered 431, the head at 8 KiB, which closes), and the request's
+ *	framing is checked here before anything else (RFC 9112 §6.3: one Content-Length or
+ *	none, no Transfer-Encoding, no blank before either's colon), and the connection closes
+ *	after an answer to a request whose end lws might have read otherwise than a proxy in
+ *	front (no request smuggling); bodies are bounded by http_body_max; every /api/ route except
  *	the preflight needs a bearer token (auth.h), checked before the handler runs; writes
  *	are rate-limited per user, and feed connections are counted per user
  *	(feed_max_per_user, checked once the token is); CORS headers are sent only to the
