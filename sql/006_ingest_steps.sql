@@ -21,10 +21,12 @@
 --   of that address was folded in), one lookup in recipients' primary key;
 -- - held events (no offset yet) have an index of their own, small on every partition.
 -- And each new event looks its message up once, with the columns the rest asks of it,
--- where it took four lookups (to join, for the owner, for the held ones, for the result).
+-- where it took four lookups (to join, for the owner, for the held ones, for the result);
+-- the batch's messages are created and completed in one statement, from one aggregate.
 
 -- recipients.queued: whether a queued event of this recipient was folded in, i.e. whether
--- the sender used this address (schema 005's rule). From the log for existing rows.
+-- the sender used this address (schema 005's rule). For existing rows, from the log: one
+-- pass over its queued events.
 ALTER TABLE recipients ADD COLUMN queued boolean NOT NULL DEFAULT false;
 UPDATE recipients r SET queued = true
 FROM (SELECT DISTINCT e.message, e.rcpt FROM events e
