@@ -16,7 +16,9 @@
 -- events that tie an address). Now:
 -- - a message created by this batch has no stored events: those lookups are skipped for
 --   it (known: the highest message id before the batch; only ingest creates messages,
---   and it holds the lock on log_head while it does);
+--   and it holds the lock on log_head while it does). known gates the lookups in events
+--   and never filters a scan of messages: a generic plan made when messages was small
+--   took "id <= known" for a cheap filter and scanned all of messages per batch;
 -- - the addresses the sender used, stored, come from recipients (queued: a queued event
 --   of that address was folded in), one lookup in recipients' primary key;
 -- - held events (no offset yet) have an index of their own, small on every partition.
@@ -192,15 +194,19 @@ BEGIN
 					     AND m.queued_at + interval '60 days'
 		      UNION ALL
 		      SELECT e.event_time, e.event_id, e.message
-		      FROM messages m JOIN events e ON e.message = m.id
-		      WHERE m.tracking_id IN (SELECT st.tracking_id FROM ingest_stage st
-					      WHERE st.type = 1)
-			AND m.id <= known AND m.owner IS NOT NULL AND e.log_offset IS NULL
+		      FROM (SELECT DISTINCT st.tracking_id FROM ingest_stage st
+			    WHERE st.type = 1) t
+		      CROSS JOIN LATERAL (SELECT m.id FROM messages m
+					  WHERE m.tracking_id = t.tracking_id
+					    AND m.owner IS NOT NULL OFFSET 0) m
+		      CROSS JOIN LATERAL (SELECT e.event_time, e.event_id, e.message FROM events e
+					  WHERE m.id <= known AND e.message = m.id
+					    AND e.log_offset IS NULL OFFSET 0) e
 		      UNION ALL
 		      SELECT e.event_time, e.event_id, e.message
-		      FROM (SELECT DISTINCT l.message FROM located l JOIN messages m
-			    ON m.id = l.message AND m.owner IS NOT NULL
-			    WHERE l.orig_recipient IS NOT NULL AND l.message <= known) t
+		      FROM (SELECT DISTINCT l.message FROM located l
+			    WHERE l.orig_recipient IS NOT NULL AND l.m_owner IS NOT NULL
+			      AND l.message <= known) t
 		      CROSS JOIN LATERAL (SELECT e.event_time, e.event_id, e.message FROM events e
 					  WHERE e.message = t.message AND e.log_offset IS NULL
 					  OFFSET 0) e) w
