@@ -1,7 +1,7 @@
 /*
  * ingest - statusd's event socket. See ingest.h and docs/protocol.md.
  */
-#include "ingest.h"
+#include "ingest_int.h"
 
 #include <errno.h>
 #include <json-c/json.h>
@@ -30,282 +30,8 @@
 #define FUTURE_SLACK_MS 86400000LL    /* events may be dated up to a day ahead */
 #define ERROR_TEXT_MAX  300
 
-enum slot_state { SLOT_WAIT, SLOT_ACK, SLOT_NAK };
-
-/* One record's place in its connection's reply queue. */
-struct slot {
-	uint64_t seq;
-	uint8_t state;
-	char id[MSEVENT_ID_MAX + 1];
-	char *error; /* SLOT_NAK */
-};
-
-struct conn {
-	uv_pipe_t pipe;
-	struct ingest *ing;
-	struct mbuf in;     /* bytes read and not yet framed */
-	bool discarding;    /* skipping the rest of an oversized record */
-	uint64_t next_seq;  /* seq of the next record */
-	struct slot *slots; /* reply queue: slots[head .. head + count) */
-	size_t head, count, cap;
-	size_t write_queue; /* reply bytes handed to uv_write, not yet written */
-	int refs;           /* 1 while open + one per batch entry */
-	unsigned rejected;
-	bool eof, closed, reading, blocked;
-	char peer[64];
-	struct conn *next, *prev;
-	/* an in-process source (ingest_source_start) instead of a socket */
-	bool is_source;
-	unsigned acked;
-	void (*source_done)(void *ctx, unsigned acked, unsigned rejected);
-	void *source_ctx;
-};
-
-struct batch_ref {
-	struct conn *conn;
-	uint64_t seq;
-	size_t row_start, row_len; /* the event's COPY row in copy */
-};
-
-struct batch {
-	struct dbjob job;
-	struct ingest *ing;
-	struct mbuf copy;
-	int count;
-	struct batch_ref *refs;
-	/* results, filled by the worker */
-	struct store_logged *logged; /* what entered the log, for the feeds */
-	size_t nlogged;
-	char **errors; /* per entry, NULL or a permanent error */
-	int64_t head, epoch;
-	int64_t started_ms, took_ms;
-};
-
-struct ingest {
-	uv_loop_t *loop;
-	const struct sd_config *cfg;
-	struct dbworker *db;
-	uv_pipe_t server;
-	uv_check_t check;
-	bool server_open;
-	struct conn *conns;
-	struct batch *filling;  /* collecting events */
-	struct batch *inflight; /* in the database */
-	struct json_tokener *tok;
-	struct ingest_stats stats;
-	bool shutting_down;
-	void (*on_logged)(void *, const struct store_logged *, size_t);
-	void *on_logged_ctx;
-	bool freeing;     /* ingest_free() called: free once every handle is closed */
-	unsigned handles; /* open libuv handles: server, check, connections */
-	void (*shutdown_done)(void *);
-	void *shutdown_ctx;
-};
-
-static void conn_process(struct conn *c);
 static void ingest_release(struct ingest *ing);
 static void on_handle_closed(uv_handle_t *handle);
-static void conn_maybe_close(struct conn *c);
-static void batch_submit(struct ingest *ing);
-
-/* --- batches ------------------------------------------------------------------------- */
-
-static struct batch *
-batch_new(struct ingest *ing)
-{
-	struct batch *b = mycalloc(1, sizeof(*b));
-	size_t n = (size_t)ing->cfg->ingest_batch_max;
-
-	b->refs = mycalloc(n, sizeof(*b->refs));
-	b->errors = mycalloc(n, sizeof(*b->errors));
-	b->ing = ing;
-	return b;
-}
-
-static void
-batch_free(struct batch *b)
-{
-	for (int i = 0; i < b->count; i++)
-		free(b->errors[i]);
-	free(b->errors);
-	store_logged_free(b->logged, b->nlogged);
-	free(b->refs);
-	mbuf_free(&b->copy);
-	free(b);
-}
-
-static bool
-batch_full(const struct ingest *ing)
-{
-	return ing->filling != NULL && ing->filling->count >= ing->cfg->ingest_batch_max;
-}
-
-/* Keep what a part of the batch logged. */
-static void
-add_logged(struct batch *b, struct store_logged *more, size_t n)
-{
-	if (n == 0) {
-		free(more);
-		return;
-	}
-	b->logged = myreallocarray(b->logged, b->nlogged + n, sizeof(*b->logged));
-	memcpy(b->logged + b->nlogged, more, n * sizeof(*more));
-	b->nlogged += n;
-	free(more);
-}
-
-/* Worker thread: store the batch; on a permanent failure, store its events one by one. */
-static enum dbw_result
-batch_run(struct dbjob *job, PGconn *conn)
-{
-	struct batch *b = (struct batch *)job;
-	struct store_logged *logged;
-	size_t nlogged;
-	const char *error;
-	bool transient;
-
-	for (int i = 0; i < b->count; i++) {
-		free(b->errors[i]);
-		b->errors[i] = NULL;
-	}
-	store_logged_free(b->logged, b->nlogged);
-	b->logged = NULL;
-	b->nlogged = 0;
-	b->started_ms = time_mono_ms();
-	if (store_ingest(conn, &b->copy, &logged, &nlogged, &b->head, &b->epoch, &transient,
-	                 &error) == 0) {
-		add_logged(b, logged, nlogged);
-		b->took_ms = time_mono_ms() - b->started_ms;
-		return DBW_DONE;
-	}
-	if (transient) {
-		msg_warn("events: storing a batch of %d failed, will retry: %s", b->count, error);
-		return DBW_RETRY;
-	}
-	msg_warn("events: the database rejected a batch of %d: %s; storing its events one by one",
-	         b->count, error);
-	for (int i = 0; i < b->count; i++) {
-		struct mbuf one = MBUF_INIT;
-		int rc;
-
-		mbuf_append(&one, b->copy.data + b->refs[i].row_start, b->refs[i].row_len);
-		rc = store_ingest(conn, &one, &logged, &nlogged, &b->head, &b->epoch, &transient,
-		                  &error);
-		mbuf_free(&one);
-		if (rc < 0 && transient)
-			return DBW_RETRY; /* the ones stored so far are skipped as duplicates */
-		if (rc < 0) {
-			b->errors[i] = mystrdup(errfmt("rejected by the database: %s", error));
-		} else
-			add_logged(b, logged, nlogged);
-	}
-	return DBW_DONE;
-}
-
-static struct slot *
-conn_slot(struct conn *c, uint64_t seq)
-{
-	uint64_t first = c->slots[c->head].seq;
-
-	if (c->count == 0 || seq < first || seq - first >= c->count)
-		msg_panic("ingest: no reply slot for record %llu", (unsigned long long)seq);
-	return &c->slots[c->head + (size_t)(seq - first)];
-}
-
-static void conn_flush(struct conn *c);
-
-/* Loop thread: acknowledge what the batch stored, resume reading. */
-static void
-batch_done(struct dbjob *job)
-{
-	struct batch *b = (struct batch *)job;
-	struct ingest *ing = b->ing;
-	bool failed = job->failed; /* the job is part of the batch, freed below */
-	struct conn *c;
-
-	if (!failed) {
-		int64_t newest = 0;
-		ing->stats.logged += (uint64_t)b->nlogged;
-		ing->stats.batches++;
-		ing->stats.batch_ms = b->took_ms;
-		if (b->head > 0 || b->epoch > 0) {
-			ing->stats.head = b->head;
-			ing->stats.epoch = b->epoch;
-		}
-		for (size_t i = 0; i < b->nlogged; i++)
-			if (b->logged[i].time_ms > newest)
-				newest = b->logged[i].time_ms;
-		if (newest > 0)
-			ing->stats.lag_ms = time_now_ms() - newest;
-	}
-	/* States first, then replies, then references: a connection is freed only when its
-	   last reference goes, so nothing below touches a freed connection. */
-	for (int i = 0; i < b->count; i++) {
-		struct batch_ref *r = &b->refs[i];
-		c = r->conn;
-		ing->stats.pending--;
-		if (failed || c->closed)
-			continue;
-		struct slot *s = conn_slot(c, r->seq);
-		if (b->errors[i] != NULL) {
-			s->state = SLOT_NAK;
-			s->error = b->errors[i];
-			b->errors[i] = NULL;
-			ing->stats.rejected++;
-		} else
-			s->state = SLOT_ACK;
-	}
-	ing->inflight = NULL;
-	for (int i = 0; i < b->count; i++)
-		if (!b->refs[i].conn->closed)
-			conn_flush(b->refs[i].conn);
-	/* The feeds after the acknowledgements: a fan-out to many subscribers takes a while,
-	   and the producers need not wait for it. */
-	if (!failed && ing->on_logged != NULL && b->nlogged > 0)
-		ing->on_logged(ing->on_logged_ctx, b->logged, b->nlogged);
-	for (int i = 0; i < b->count; i++) {
-		c = b->refs[i].conn;
-		c->refs--;
-		conn_maybe_close(c);
-	}
-	batch_free(b);
-	for (c = ing->conns; c != NULL; c = c->next)
-		if (c->blocked && !ing->shutting_down) {
-			c->blocked = false;
-			conn_process(c);
-		}
-	/* A batch fails only when the worker is stopping (it retries otherwise): then nothing
-	   more goes to the database, and the shutdown is already being forced. */
-	if (ing->shutting_down && !failed) {
-		batch_submit(ing);
-		if (ing->inflight == NULL && ing->shutdown_done != NULL) {
-			void (*done)(void *) = ing->shutdown_done;
-			ing->shutdown_done = NULL;
-			done(ing->shutdown_ctx);
-		}
-	}
-}
-
-static void
-batch_submit(struct ingest *ing)
-{
-	struct batch *b = ing->filling;
-
-	if (ing->inflight != NULL || b == NULL || b->count == 0)
-		return;
-	ing->filling = NULL;
-	ing->inflight = b;
-	b->job.run = batch_run;
-	b->job.done = batch_done;
-	dbworker_submit(ing->db, &b->job);
-}
-
-/* After each loop iteration's I/O: hand the collected events to the database. */
-static void
-on_check(uv_check_t *handle)
-{
-	batch_submit(handle->data);
-}
 
 /* --- replies ------------------------------------------------------------------------- */
 
@@ -330,13 +56,13 @@ on_written(uv_write_t *req, int status)
 		c->eof = true;
 	}
 	if (!c->closed && !c->blocked && !c->reading && !c->eof && c->write_queue < WRITE_QUEUE_MAX)
-		conn_process(c);
-	conn_maybe_close(c);
+		ingest_conn_process(c);
+	ingest_conn_maybe_close(c);
 }
 
 /* Send the replies that are ready, in order. */
-static void
-conn_flush(struct conn *c)
+void
+ingest_conn_flush(struct conn *c)
 {
 	struct mbuf out = MBUF_INIT;
 	struct write_req *w;
@@ -483,7 +209,7 @@ conn_record(struct conn *c, const char *line, size_t len)
 	}
 	snprintf(s->id, sizeof(s->id), "%s", ev.id);
 	if (ing->filling == NULL)
-		ing->filling = batch_new(ing);
+		ing->filling = ingest_batch_new(ing);
 	b = ing->filling;
 	r = &b->refs[b->count];
 	r->conn = c;
@@ -501,9 +227,9 @@ conn_record(struct conn *c, const char *line, size_t len)
 static bool
 conn_has_room(struct conn *c)
 {
-	if (batch_full(c->ing)) {
-		batch_submit(c->ing);
-		if (batch_full(c->ing))
+	if (ingest_batch_full(c->ing)) {
+		ingest_batch_submit(c->ing);
+		if (ingest_batch_full(c->ing))
 			return false;
 	}
 	return c->count < SLOTS_MAX && c->write_queue < WRITE_QUEUE_MAX;
@@ -525,8 +251,8 @@ conn_set_reading(struct conn *c, bool on)
 }
 
 /* Frame and handle buffered input as far as there is room, then read more if we may. */
-static void
-conn_process(struct conn *c)
+void
+ingest_conn_process(struct conn *c)
 {
 	size_t max = (size_t)c->ing->cfg->ingest_record_max;
 	size_t pos = 0;
@@ -561,18 +287,18 @@ conn_process(struct conn *c)
 		pos += len + 1;
 	}
 	mbuf_consume(&c->in, pos);
-	conn_flush(c);
+	ingest_conn_flush(c);
 	if (c->eof && c->in.len > 0 && !c->blocked && !c->discarding) {
 		/* the last record had no newline: it is incomplete */
 		struct slot *s = conn_new_slot(c);
 		c->ing->stats.received++;
 		conn_reject(c, s, "incomplete record at end of stream (no newline)");
 		mbuf_reset(&c->in);
-		conn_flush(c);
+		ingest_conn_flush(c);
 	}
 	conn_set_reading(c, !c->blocked && !c->ing->shutting_down && c->count < SLOTS_MAX &&
 	                            c->write_queue < WRITE_QUEUE_MAX);
-	conn_maybe_close(c);
+	ingest_conn_maybe_close(c);
 }
 
 static void
@@ -599,7 +325,7 @@ on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 		c->eof = true;
 	} else
 		return;
-	conn_process(c);
+	ingest_conn_process(c);
 }
 
 /* --- connections --------------------------------------------------------------------- */
@@ -610,7 +336,7 @@ on_closed(uv_handle_t *handle)
 	struct conn *c = handle->data;
 
 	c->refs--;
-	conn_maybe_close(c);
+	ingest_conn_maybe_close(c);
 }
 
 /*
@@ -618,8 +344,8 @@ on_closed(uv_handle_t *handle)
  * the connection. A connection that broke is closed at once; its unacknowledged events
  * are still stored, and the producer will resend them (duplicates are harmless).
  */
-static void
-conn_maybe_close(struct conn *c)
+void
+ingest_conn_maybe_close(struct conn *c)
 {
 	struct ingest *ing = c->ing;
 
@@ -764,7 +490,7 @@ ingest_start(uv_loop_t *loop, const struct sd_config *cfg, struct dbworker *db)
 	uv_check_init(loop, &ing->check);
 	ing->check.data = ing;
 	ing->handles++;
-	uv_check_start(&ing->check, on_check);
+	uv_check_start(&ing->check, ingest_on_check);
 	listen_socket(ing);
 	return ing;
 }
@@ -780,7 +506,7 @@ ingest_shutdown(struct ingest *ing, void (*done)(void *), void *ctx)
 	}
 	for (struct conn *c = ing->conns; c != NULL; c = c->next)
 		conn_set_reading(c, false);
-	batch_submit(ing);
+	ingest_batch_submit(ing);
 	if (ing->inflight == NULL) {
 		done(ctx);
 		return;
@@ -795,7 +521,7 @@ ingest_release(struct ingest *ing)
 	if (!ing->freeing || ing->handles > 0)
 		return;
 	if (ing->filling)
-		batch_free(ing->filling);
+		ingest_batch_free(ing->filling);
 	json_tokener_free(ing->tok);
 	free(ing);
 }
@@ -835,9 +561,9 @@ ingest_free(struct ingest **ingp)
 
 			c->refs--;
 			if (c->closed && c->refs == 0)
-				conn_maybe_close(c);
+				ingest_conn_maybe_close(c);
 		}
-		batch_free(b);
+		ingest_batch_free(b);
 	}
 	for (struct conn *c = ing->conns, *next; c != NULL; c = next) {
 		next = c->next;
@@ -848,7 +574,7 @@ ingest_free(struct ingest **ingp)
 			c->count = 0;
 			c->closed = true;
 			c->refs = 0;
-			conn_maybe_close(c);
+			ingest_conn_maybe_close(c);
 		} else if (!c->closed) {
 			c->closed = true;
 			uv_close((uv_handle_t *)&c->pipe, on_closed);
@@ -876,7 +602,7 @@ ingest_source_start(struct ingest *ing, const char *name, const char *data, size
 	if (ing->conns)
 		ing->conns->prev = c;
 	ing->conns = c;
-	conn_process(c);
+	ingest_conn_process(c);
 }
 
 void

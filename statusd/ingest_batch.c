@@ -1,0 +1,211 @@
+/*
+ * ingest_batch - the batches of statusd's event socket: events collected from every
+ * connection go to PostgreSQL together (store_ingest), on the query worker's thread, one
+ * batch at a time; their replies and the feeds follow on the loop thread. See ingest.h.
+ */
+#include "ingest_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "msg.h"
+#include "mymalloc.h"
+#include "rfc3339.h"
+#include "sdconfig.h"
+
+/* --- batches ------------------------------------------------------------------------- */
+
+struct batch *
+ingest_batch_new(struct ingest *ing)
+{
+	struct batch *b = mycalloc(1, sizeof(*b));
+	size_t n = (size_t)ing->cfg->ingest_batch_max;
+
+	b->refs = mycalloc(n, sizeof(*b->refs));
+	b->errors = mycalloc(n, sizeof(*b->errors));
+	b->ing = ing;
+	return b;
+}
+
+void
+ingest_batch_free(struct batch *b)
+{
+	for (int i = 0; i < b->count; i++)
+		free(b->errors[i]);
+	free(b->errors);
+	store_logged_free(b->logged, b->nlogged);
+	free(b->refs);
+	mbuf_free(&b->copy);
+	free(b);
+}
+
+bool
+ingest_batch_full(const struct ingest *ing)
+{
+	return ing->filling != NULL && ing->filling->count >= ing->cfg->ingest_batch_max;
+}
+
+/* Keep what a part of the batch logged. */
+static void
+add_logged(struct batch *b, struct store_logged *more, size_t n)
+{
+	if (n == 0) {
+		free(more);
+		return;
+	}
+	b->logged = myreallocarray(b->logged, b->nlogged + n, sizeof(*b->logged));
+	memcpy(b->logged + b->nlogged, more, n * sizeof(*more));
+	b->nlogged += n;
+	free(more);
+}
+
+/* Worker thread: store the batch; on a permanent failure, store its events one by one. */
+static enum dbw_result
+batch_run(struct dbjob *job, PGconn *conn)
+{
+	struct batch *b = (struct batch *)job;
+	struct store_logged *logged;
+	size_t nlogged;
+	const char *error;
+	bool transient;
+
+	for (int i = 0; i < b->count; i++) {
+		free(b->errors[i]);
+		b->errors[i] = NULL;
+	}
+	store_logged_free(b->logged, b->nlogged);
+	b->logged = NULL;
+	b->nlogged = 0;
+	b->started_ms = time_mono_ms();
+	if (store_ingest(conn, &b->copy, &logged, &nlogged, &b->head, &b->epoch, &transient,
+	                 &error) == 0) {
+		add_logged(b, logged, nlogged);
+		b->took_ms = time_mono_ms() - b->started_ms;
+		return DBW_DONE;
+	}
+	if (transient) {
+		msg_warn("events: storing a batch of %d failed, will retry: %s", b->count, error);
+		return DBW_RETRY;
+	}
+	msg_warn("events: the database rejected a batch of %d: %s; storing its events one by one",
+	         b->count, error);
+	for (int i = 0; i < b->count; i++) {
+		struct mbuf one = MBUF_INIT;
+		int rc;
+
+		mbuf_append(&one, b->copy.data + b->refs[i].row_start, b->refs[i].row_len);
+		rc = store_ingest(conn, &one, &logged, &nlogged, &b->head, &b->epoch, &transient,
+		                  &error);
+		mbuf_free(&one);
+		if (rc < 0 && transient)
+			return DBW_RETRY; /* the ones stored so far are skipped as duplicates */
+		if (rc < 0) {
+			b->errors[i] = mystrdup(errfmt("rejected by the database: %s", error));
+		} else
+			add_logged(b, logged, nlogged);
+	}
+	return DBW_DONE;
+}
+
+static struct slot *
+conn_slot(struct conn *c, uint64_t seq)
+{
+	uint64_t first = c->slots[c->head].seq;
+
+	if (c->count == 0 || seq < first || seq - first >= c->count)
+		msg_panic("ingest: no reply slot for record %llu", (unsigned long long)seq);
+	return &c->slots[c->head + (size_t)(seq - first)];
+}
+
+/* Loop thread: acknowledge what the batch stored, resume reading. */
+static void
+batch_done(struct dbjob *job)
+{
+	struct batch *b = (struct batch *)job;
+	struct ingest *ing = b->ing;
+	bool failed = job->failed; /* the job is part of the batch, freed below */
+	struct conn *c;
+
+	if (!failed) {
+		int64_t newest = 0;
+		ing->stats.logged += (uint64_t)b->nlogged;
+		ing->stats.batches++;
+		ing->stats.batch_ms = b->took_ms;
+		if (b->head > 0 || b->epoch > 0) {
+			ing->stats.head = b->head;
+			ing->stats.epoch = b->epoch;
+		}
+		for (size_t i = 0; i < b->nlogged; i++)
+			if (b->logged[i].time_ms > newest)
+				newest = b->logged[i].time_ms;
+		if (newest > 0)
+			ing->stats.lag_ms = time_now_ms() - newest;
+	}
+	/* States first, then replies, then references: a connection is freed only when its
+	   last reference goes, so nothing below touches a freed connection. */
+	for (int i = 0; i < b->count; i++) {
+		struct batch_ref *r = &b->refs[i];
+		c = r->conn;
+		ing->stats.pending--;
+		if (failed || c->closed)
+			continue;
+		struct slot *s = conn_slot(c, r->seq);
+		if (b->errors[i] != NULL) {
+			s->state = SLOT_NAK;
+			s->error = b->errors[i];
+			b->errors[i] = NULL;
+			ing->stats.rejected++;
+		} else
+			s->state = SLOT_ACK;
+	}
+	ing->inflight = NULL;
+	for (int i = 0; i < b->count; i++)
+		if (!b->refs[i].conn->closed)
+			ingest_conn_flush(b->refs[i].conn);
+	/* The feeds after the acknowledgements: a fan-out to many subscribers takes a while,
+	   and the producers need not wait for it. */
+	if (!failed && ing->on_logged != NULL && b->nlogged > 0)
+		ing->on_logged(ing->on_logged_ctx, b->logged, b->nlogged);
+	for (int i = 0; i < b->count; i++) {
+		c = b->refs[i].conn;
+		c->refs--;
+		ingest_conn_maybe_close(c);
+	}
+	ingest_batch_free(b);
+	for (c = ing->conns; c != NULL; c = c->next)
+		if (c->blocked && !ing->shutting_down) {
+			c->blocked = false;
+			ingest_conn_process(c);
+		}
+	/* A batch fails only when the worker is stopping (it retries otherwise): then nothing
+	   more goes to the database, and the shutdown is already being forced. */
+	if (ing->shutting_down && !failed) {
+		ingest_batch_submit(ing);
+		if (ing->inflight == NULL && ing->shutdown_done != NULL) {
+			void (*done)(void *) = ing->shutdown_done;
+			ing->shutdown_done = NULL;
+			done(ing->shutdown_ctx);
+		}
+	}
+}
+
+void
+ingest_batch_submit(struct ingest *ing)
+{
+	struct batch *b = ing->filling;
+
+	if (ing->inflight != NULL || b == NULL || b->count == 0)
+		return;
+	ing->filling = NULL;
+	ing->inflight = b;
+	b->job.run = batch_run;
+	b->job.done = batch_done;
+	dbworker_submit(ing->db, &b->job);
+}
+
+/* After each loop iteration's I/O: hand the collected events to the database. */
+void
+ingest_on_check(uv_check_t *handle)
+{
+	ingest_batch_submit(handle->data);
+}
