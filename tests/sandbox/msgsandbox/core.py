@@ -302,6 +302,10 @@ class Sandbox:
         from .dovecot import Dovecot
         return self.add_service(Dovecot(self, **kw))
 
+    def knot(self, zones, **kw):
+        from .knot import Knot
+        return self.add_service(Knot(self, zones, **kw))
+
     def roundcube(self, statusd, dovecot, postfix, **kw):
         from .roundcube import Roundcube
         return self.add_service(Roundcube(self, statusd, dovecot, postfix, **kw))
