@@ -206,16 +206,16 @@ tracker_body(struct tracker_msg *m, size_t len)
 	m->size += len;
 }
 
-void
-tracker_eom(struct tracker_msg *m, const char *queue_id, int64_t now_ms, struct tracker_result *res,
-            struct mbuf *events)
+/*
+ * One event of type per recipient, under res->tracking_id, appended to events and counted
+ * in res->events. An inbound event carries the authenticating signature's facts (sig, dkim)
+ * in its details, and no SASL login.
+ */
+static void
+append_events(const struct tracker_msg *m, enum msevent_type type, const char *queue_id,
+              int64_t now_ms, const struct dkimverify_sig *sig,
+              const struct dkimverify_result *dkim, struct tracker_result *res, struct mbuf *events)
 {
-	memset(res, 0, sizeof(*res));
-	res->delete_tags = m->foreign_tags;
-	if (!m->enabled || m->nrcpts == 0)
-		return;
-	res->tag = true;
-	randid_new(res->tracking_id);
 	for (size_t i = 0; i < m->nrcpts; i++) {
 		char evid[RANDID_LEN + 1];
 		struct msevent ev;
@@ -223,7 +223,7 @@ tracker_eom(struct tracker_msg *m, const char *queue_id, int64_t now_ms, struct 
 
 		msevent_init(&ev);
 		ev.id = randid_new(evid);
-		ev.type = MSEV_QUEUED;
+		ev.type = type;
 		ev.time_ms = now_ms;
 		ev.source = "milter";
 		ev.tracking_id = res->tracking_id;
@@ -231,8 +231,19 @@ tracker_eom(struct tracker_msg *m, const char *queue_id, int64_t now_ms, struct 
 		ev.queue_id = queue_id && *queue_id ? queue_id : NULL;
 		ev.recipient = m->rcpts[i];
 		ev.sender = m->sender;
-		ev.sasl_user = m->sasl_user;
 		ev.size = (int64_t)m->size;
+		if (sig != NULL) {
+			msevent_detail_str(&ev, "origin_tracking_id", m->foreign_id);
+			msevent_detail_str(&ev, "dkim_domain", sig->domain);
+			if (dkim->from_domain[0] != '\0')
+				msevent_detail_str(&ev, "from_domain", dkim->from_domain);
+			msevent_detail_str(&ev, "aligned",
+			                   sig->envelope_aligned && sig->from_aligned
+			                           ? "envelope,from"
+			                   : sig->envelope_aligned ? "envelope"
+			                                           : "from");
+		} else
+			ev.sasl_user = m->sasl_user;
 		if (ev.queue_id != NULL && msevent_validate(&ev, &why) < 0)
 			ev.queue_id = NULL; /* not a Postfix queue id: leave it out */
 		if (msevent_validate(&ev, &why) < 0) {
@@ -244,6 +255,19 @@ tracker_eom(struct tracker_msg *m, const char *queue_id, int64_t now_ms, struct 
 		msevent_clear(&ev);
 		res->events++;
 	}
+}
+
+void
+tracker_eom(struct tracker_msg *m, const char *queue_id, int64_t now_ms, struct tracker_result *res,
+            struct mbuf *events)
+{
+	memset(res, 0, sizeof(*res));
+	res->delete_tags = m->foreign_tags;
+	if (!m->enabled || m->nrcpts == 0)
+		return;
+	res->tag = true;
+	randid_new(res->tracking_id);
+	append_events(m, MSEV_QUEUED, queue_id, now_ms, NULL, NULL, res, events);
 	if (res->events == 0)
 		res->tag = false; /* nothing could be recorded: do not pretend */
 }
@@ -283,40 +307,6 @@ tracker_inbound(struct tracker_msg *m, const struct dkimverify_result *dkim, con
 	if (sig == NULL)
 		return;
 	randid_new(res->tracking_id);
-	for (size_t i = 0; i < m->nrcpts; i++) {
-		char evid[RANDID_LEN + 1];
-		struct msevent ev;
-		const char *why;
-
-		msevent_init(&ev);
-		ev.id = randid_new(evid);
-		ev.type = MSEV_INBOUND;
-		ev.time_ms = now_ms;
-		ev.source = "milter";
-		ev.tracking_id = res->tracking_id;
-		ev.message_id = m->message_id;
-		ev.queue_id = queue_id && *queue_id ? queue_id : NULL;
-		ev.recipient = m->rcpts[i];
-		ev.sender = m->sender;
-		ev.size = (int64_t)m->size;
-		msevent_detail_str(&ev, "origin_tracking_id", m->foreign_id);
-		msevent_detail_str(&ev, "dkim_domain", sig->domain);
-		if (dkim->from_domain[0] != '\0')
-			msevent_detail_str(&ev, "from_domain", dkim->from_domain);
-		msevent_detail_str(&ev, "aligned",
-		                   sig->envelope_aligned && sig->from_aligned ? "envelope,from"
-		                   : sig->envelope_aligned                    ? "envelope"
-		                                                              : "from");
-		if (ev.queue_id != NULL && msevent_validate(&ev, &why) < 0)
-			ev.queue_id = NULL; /* not a Postfix queue id: leave it out */
-		if (msevent_validate(&ev, &why) < 0) {
-			msg_warn("not remembering recipient %zu: %s", i + 1, why);
-			msevent_clear(&ev);
-			continue;
-		}
-		msevent_format(&ev, events);
-		msevent_clear(&ev);
-		res->events++;
-	}
+	append_events(m, MSEV_INBOUND, queue_id, now_ms, sig, dkim, res, events);
 	res->tag = res->inbound = res->events > 0;
 }
