@@ -456,11 +456,12 @@ store_ingest(PGconn *conn, const struct mbuf *copy, struct store_logged **logged
 	PQclear(res);
 	while ((res = PQgetResult(conn)) != NULL)
 		PQclear(res);
+	/* the inbound events (not statuses) leave the batch for their table (sql/007) */
+	if (exec_cmd(conn, "SELECT msgstatus_inbound()", transient_r, error_r) < 0)
+		goto fail;
 
-	/* the columns of LOGGED_COLUMNS, in the same order, as text; first the inbound events
-	   (not statuses) leave the batch for their table (sql/007_inbound.sql) */
-	res = PQexec(conn, "SELECT msgstatus_inbound();"
-	                   " SELECT log_offset, event_id,"
+	/* the columns of LOGGED_COLUMNS, in the same order, as text */
+	res = PQexec(conn, "SELECT log_offset, event_id,"
 	                   " (extract(epoch FROM event_time) * 1000)::bigint, type, recipient,"
 	                   " details::text, message, tracking_id, message_id, owner, sender"
 	                   " FROM msgstatus_ingest()");
