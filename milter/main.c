@@ -193,8 +193,8 @@ run_worker(void)
 	msg_info("stopping: sending what is in flight");
 	shipper_stop(&the_shipper, STOP_GRACE_MS);
 	spool_close(&sp);
-	dkimverify_free(&dkim);
-	resolver_free(&resolver);
+	/* dkim and resolver are left to the process's exit: smfi_main() returns without
+	   joining libmilter's session threads, so one could still be using them. */
 	msg_info("stopped");
 	return rc == MI_SUCCESS ? 0 : 1;
 }
