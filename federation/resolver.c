@@ -118,8 +118,9 @@ resolver_new(const struct resolver_settings *s, const char **error_r)
 			goto bad;
 		}
 	} else if ((rc = ub_ctx_resolvconf(r->ub, NULL)) != 0) {
-		*error_r = errfmt("/etc/resolv.conf: %s", ub_strerror(rc));
-		goto bad;
+		/* no resolv.conf (a container, a chroot): libunbound resolves from the root */
+		msg_warn("resolver: /etc/resolv.conf: %s; resolving from the root servers",
+		         ub_strerror(rc));
 	}
 	if (s->trust_anchor_file != NULL && *s->trust_anchor_file != '\0' &&
 	    (rc = ub_ctx_add_ta_file(r->ub, s->trust_anchor_file)) != 0) {

@@ -22,7 +22,8 @@
  *	min(TTL, cache_max_ttl); a temporary failure is not cached.
  *	Settings: server ("ADDRESS" or "ADDRESS@PORT"): send every query to that server (a
  *	forwarder, or in tests a private authoritative server on loopback) instead of the
- *	servers of /etc/resolv.conf; trust_anchor_file: DNSSEC validation with that anchor.
+ *	servers of /etc/resolv.conf (without one, libunbound resolves from the root servers
+ *	itself, with a warning); trust_anchor_file: DNSSEC validation with that anchor.
  *
  * SECURITY
  *	Names are checked (printable ASCII, at most 253 bytes without the final dot) before
