@@ -32,7 +32,7 @@ bool store_transient(PGconn *conn, const PGresult *res);
 const char *store_error(PGconn *conn, const PGresult *res);
 
 /* Schema version this program knows (the highest migration it ships). */
-#define STORE_SCHEMA_VERSION 5
+#define STORE_SCHEMA_VERSION 7
 
 /*
  * Apply the migrations in sql_dir that the database lacks. Returns the schema version
