@@ -2,30 +2,55 @@
 """Dovecot plugin benchmark: what the msgstatus plugin costs IMAP, side by side with no
 plugin and with Dovecot's own mail_log plugin logging flag changes.
 
-    bench/dovecot.py [--messages 2000] [--rounds 3]
+    bench/dovecot.py [--messages 2000] [--commands 2000] [--block 100] [--rounds 5]
+                     [--seed 1] [--pickup-tmpfs]
 
-Three private Dovecot 2.3 instances in one sandbox, identical but for their mail plugins:
+Four private Dovecot instances in one sandbox, identical but for their mail plugins:
 
   none       no mail plugin
-  msgstatus  notify + msgstatus (events written to statusd's pickup directory; statusd and
-             PostgreSQL running and storing them)
-  down       the msgstatus instance again, with statusd stopped (the files wait): the
-             plugin's own cost, without statusd and PostgreSQL on the same CPUs
   mail_log   notify + mail_log with mail_log_events = flag_change expunge save
+  msgstatus  notify + msgstatus, handing events to statusd's socket; statusd and PostgreSQL
+             running and storing them (on the same CPUs)
+  down       notify + msgstatus whose socket has no statusd behind it: every transaction
+             becomes a pickup file in a folder nobody reads, as with statusd stopped: the
+             plugin's own cost. The files stay until the end, as in an outage. The folder
+             is on the sandbox's file system, or with --pickup-tmpfs on a tmpfs of its
+             own: an ext4 without a journal, as on the machine of docs/performance.md,
+             passes over every inode freed in the last 5 seconds (by anyone: Dovecot
+             rewriting its indexes) each time it allocates one, and a pickup file is one
+             inode per transaction.
 
 Each gets the same --messages tracked messages (a Msgstatus-Id header each) delivered over
-LMTP. Per round and instance, one IMAP client (imaplib) runs, one command per message:
+LMTP, and one IMAP session (imaplib) that stays logged in. Every command changes \\Seen, so
+every command makes an event:
 
-  STORE      UID STORE n +FLAGS (\\Seen) for every message (each one a read event)
-  FETCH      UID FETCH n (BODY[]) for every message after clearing \\Seen in one command
-             (each an implicit \\Seen: a read event)
+  STORE      UID STORE n +FLAGS (\\Seen)
+  FETCH      UID FETCH n (BODY[])   (an implicit \\Seen)
 
-and the rate is commands/s. Instances are measured in rotated order. Prints a Markdown
-table per round and the medians, with ratios against "none".
+A round runs --commands commands of each kind on each instance, in blocks of --block: the
+instances take turns block by block, in a random order (--seed) drawn for each block, so
+that a machine whose load changes from second to second slows all four alike and no
+instance always follows the same other. Before each block, one untimed
+UID STORE -FLAGS.SILENT (\\Seen) clears the block's messages; for msgstatus the benchmark
+then waits (untimed) until statusd has stored every event so far, and again after the
+block, so that statusd's work on one block does not fall into another instance's time. A
+first round warms up (page cache, Dovecot's indexes) and is not counted.
+
+Two figures per round, instance and kind: the rate (commands over the time of its
+blocks), and the CPU time of the instance's Dovecot processes (imap, log, ...: schedstat)
+per command, which a loaded machine moves much less than the rate. Each is divided by
+none's in the same round. Prints each round, then the median of the rounds' ratios with
+their spread (min-max, and the interquartile range from 4 rounds), and the plugin's cost:
+its CPU per command above none's. For msgstatus, also statusd's and PostgreSQL's CPU per
+event, from the start of a block until its last event is stored.
 """
 import argparse
+import gc
+import glob
+import os
+import pwd
+import random
 import statistics
-import sys
 import time
 
 import benchutil  # noqa: F401  (first: it puts the sandbox on sys.path)
@@ -34,6 +59,9 @@ from msgsandbox import Sandbox, paths
 from msgsandbox.postfix import make_message
 
 USER = "bob@example.org"
+PLUGIN = "dovecot-plugin/lib90_msgstatus_plugin.so"
+NAMES = ["none", "mail_log", "msgstatus", "down"]
+KINDS = ["STORE", "FETCH"]
 
 
 def fill(dc, n):
@@ -43,92 +71,247 @@ def fill(dc, n):
                                       headers=[("Msgstatus-Id", f"bench{i:06d}")]))
 
 
-def run(dc, what, sd=None):
-    if sd is not None:
-        sd.stop()
-    try:
-        return run_client(dc, what)
-    finally:
-        if sd is not None:
-            sd.start()
+class Instance:
+    """One Dovecot and its IMAP session, with what the benchmark knows of its \\Seen flags."""
+
+    def __init__(self, name, dc, messages):
+        self.name = name
+        self.dc = dc
+        self.imap = dc.imap(USER)
+        self.imap.select("INBOX")
+        _, data = self.imap.uid("SEARCH", None, "ALL")
+        self.uids = data[0].split()
+        if len(self.uids) != messages:
+            raise SystemExit(f"{name}: {len(self.uids)} messages, not {messages}")
+        self.seen = set()  # indexes into uids
+
+    def clear(self, idx):
+        """Clear \\Seen on the messages idx (a contiguous range), untimed. Returns how many
+        lost it (each an unread event for msgstatus)."""
+        first, last = self.uids[idx[0]].decode(), self.uids[idx[-1]].decode()
+        self.imap.uid("STORE", f"{first}:{last}", "-FLAGS.SILENT", "(\\Seen)")
+        lost = sum(1 for i in idx if i in self.seen)
+        self.seen.difference_update(idx)
+        return lost
+
+    def block(self, kind, idx):
+        """Run one command of kind per message of idx; returns the seconds it took."""
+        imap, uids = self.imap, self.uids
+        start = time.perf_counter()
+        if kind == "STORE":
+            for i in idx:
+                imap.uid("STORE", uids[i], "+FLAGS", "(\\Seen)")
+        else:
+            for i in idx:
+                imap.uid("FETCH", uids[i], "(BODY[])")
+        took = time.perf_counter() - start
+        self.seen.update(idx)
+        return took
+
+    def close(self):
+        self.imap.logout()
 
 
-def run_client(dc, what):
-    c = dc.imap(USER)
-    try:
-        c.select("INBOX")
-        c.uid("STORE", "1:*", "-FLAGS", "(\\Seen)")
-        _, data = c.uid("SEARCH", None, "ALL")
-        uids = data[0].split()
-        start = time.monotonic()
-        for uid in uids:
-            if what == "STORE":
-                c.uid("STORE", uid, "+FLAGS", "(\\Seen)")
-            else:
-                c.uid("FETCH", uid, "(BODY[])")
-        return len(uids) / (time.monotonic() - start)
-    finally:
-        c.logout()
+def tree(root):
+    """Process root and its descendants alive now. A Dovecot's are its master's children:
+    imap (the benchmark's session), log, auth, config, anvil, stats..."""
+    children = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d))
+    pids, todo = [], [root]
+    while todo:
+        pids.append(todo.pop())
+        todo += children.get(pids[-1], [])
+    return pids
+
+
+def cpu_ns(pids):
+    """{pid: nanoseconds it has run on a CPU} for the processes pids alive now (schedstat:
+    exact, where /proc/PID/stat counts clock ticks)."""
+    ns = {}
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/schedstat") as f:
+                ns[pid] = int(f.read().split()[0])
+        except (OSError, ValueError):
+            pass
+    return ns
+
+
+def cpu_since(before, pids):
+    """Nanoseconds the processes of snapshot before have run since, those alive still."""
+    now = cpu_ns(pids)
+    return sum(now[p] - before[p] for p in before if p in now)
+
+
+def quartiles(values):
+    values = sorted(values)
+    if len(values) < 4:
+        return None
+    q = statistics.quantiles(values, n=4, method="inclusive")
+    return q[0], q[2]
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--messages", type=int, default=2000)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--messages", type=int, default=2000, help="tracked messages per instance")
+    ap.add_argument("--commands", type=int, default=2000,
+                    help="commands of each kind per instance and round")
+    ap.add_argument("--block", type=int, default=100, help="commands per turn")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--seed", type=int, default=1, help="of the instances' order per block")
+    ap.add_argument("--pickup-tmpfs", action="store_true",
+                    help="down's pickup folder on a tmpfs of its own, not the sandbox's disk")
     args = ap.parse_args()
+    if args.block > args.messages:
+        ap.error("--block cannot exceed --messages")
 
     with Sandbox(name="bench-dovecot") as sb:
         pg = sb.postgres(fsync=True)
         sd = sb.statusd(pg)
         users = {USER: "bob-secret"}
-        instances = {
+        if args.pickup_tmpfs:
+            down_pickup = sb.tmpfs("down-pickup", "1g").path
+            os.chown(down_pickup, pwd.getpwnam("mail").pw_uid, pwd.getpwnam("mail").pw_gid)
+            os.chmod(down_pickup, 0o770)
+        else:
+            down_pickup = sb.mkdir("down-pickup", mode=0o770, owner="mail")
+        down_socket = os.path.join(sb.mkdir("down-run"), "events.sock")  # never created
+        dovecots = {
             "none": sb.dovecot(users=users, name="dc-none"),
-            "msgstatus": sb.dovecot(users=users, name="dc-msgstatus",
-                                    mail_plugins=["notify", "msgstatus"],
-                                    plugin_paths=[paths.binary(
-                                        "dovecot-plugin/lib90_msgstatus_plugin.so")],
-                                    plugin=sd.dovecot_plugin_settings()),
             "mail_log": sb.dovecot(users=users, name="dc-maillog",
                                    mail_plugins=["notify", "mail_log"],
                                    plugin={"mail_log_events": "flag_change expunge save",
                                            "mail_log_fields": "uid box msgid flags"}),
+            "msgstatus": sb.dovecot(users=users, name="dc-msgstatus",
+                                    mail_plugins=["notify", "msgstatus"],
+                                    plugin_paths=[paths.binary(PLUGIN)],
+                                    plugin=sd.dovecot_plugin_settings()),
+            "down": sb.dovecot(users=users, name="dc-down",
+                               mail_plugins=["notify", "msgstatus"],
+                               plugin_paths=[paths.binary(PLUGIN)],
+                               plugin={"msgstatus_socket": down_socket,
+                                       "msgstatus_pickup_dir": down_pickup}),
         }
         t0 = time.monotonic()
-        for name in ("none", "msgstatus", "mail_log"):
-            fill(instances[name], args.messages)
-        print(f"{args.messages} tracked messages in each of 3 Dovecots "
-              f"(delivered in {time.monotonic() - t0:.0f} s)\n")
-        names = ["none", "msgstatus", "down", "mail_log"]
-        instances["down"] = instances["msgstatus"]
-        for what in ("STORE", "FETCH"):
-            run(instances["none"], what)  # warm up
-        results = {(w, n): [] for w in ("STORE", "FETCH") for n in names}
-        print("| round | command | " + " | ".join(f"{n} cmd/s" for n in names) + " |")
-        print("|---|---|" + "---|" * len(names))
-        for r in range(args.rounds):
-            order = names[r % len(names):] + names[:r % len(names)]
-            for what in ("STORE", "FETCH"):
-                for name in order:
-                    results[(what, name)].append(
-                        run(instances[name], what, sd if name == "down" else None))
-                print(f"| {r + 1} | {what} | " + " | ".join(
-                    f"{results[(what, n)][-1]:,.0f}" for n in names) + " |", flush=True)
-        for what in ("STORE", "FETCH"):
-            med = {n: statistics.median(results[(what, n)]) for n in names}
-            print(f"| median | {what} | " + " | ".join(
-                f"{med[n]:,.0f} ({med[n] / med['none']:.3f})" for n in names) + " |")
-        # per message: delivered; in the msgstatus mailbox 4 runs a round each read it once,
-        # and each run but the first starts by clearing \Seen (an unread event)
-        want = args.messages * 8 * args.rounds
-        stored = 0
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            stored = int(pg.scalar("SELECT count(*) FROM events WHERE source = 'dovecot'"))
-            if stored >= want:
-                break
-            time.sleep(1)
-        print(f"\nevents from the plugin stored by statusd: {stored} of {want}")
+        for name in NAMES:
+            fill(dovecots[name], args.messages)
+        print(f"{args.messages} tracked messages in each of {len(NAMES)} Dovecots "
+              f"(delivered in {time.monotonic() - t0:.0f} s); {args.commands} commands of "
+              f"each kind per instance and round, in blocks of {args.block}\n")
+
+        def empty_down_pickup():
+            for f in glob.glob(os.path.join(down_pickup, "*")):
+                os.unlink(f)
+
+        def stored():
+            return int(pg.scalar("SELECT count(*) FROM events WHERE source = 'dovecot'"))
+
+        want = args.messages  # msgstatus's events: delivered, then read and unread
+
+        def wait_stored():
+            deadline = time.monotonic() + 120
+            while stored() < want:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"statusd stored {stored()} of {want} events")
+                time.sleep(0.01)
+
+        wait_stored()
+        inst = {name: Instance(name, dovecots[name], args.messages) for name in NAMES}
+        empty_down_pickup()
+        time.sleep(6)  # ext4 passes over inodes freed in the last 5 s when it allocates one
+
+        blocks = (args.commands + args.block - 1) // args.block
+        rng = random.Random(args.seed)
+        # per (kind, name): each round's commands/s and Dovecot's CPU µs per command, and
+        # their ratios to none's in the same round
+        rate = {(k, n): [] for k in KINDS for n in NAMES}
+        cpu = {(k, n): [] for k in KINDS for n in NAMES}
+        server_cpu = {k: [] for k in KINDS}  # statusd's and PostgreSQL's, µs per event
+        rate_ratio = {(k, n): [] for k in KINDS for n in NAMES}
+        cpu_ratio = {(k, n): [] for k in KINDS for n in NAMES}
+        print("| round | command | " + " | ".join(f"{n} cmd/s, µs CPU/cmd" for n in NAMES)
+              + " |")
+        print("|---|---|" + "---|" * len(NAMES))
+        for r in range(args.rounds + 1):  # round 0 warms up (caches, indexes) and is not kept
+            procs = {name: tree(dovecots[name].child.pid) for name in NAMES}
+            servers = tree(sd.child.pid) + tree(pg.child.popen.pid)
+            for kind in KINDS:
+                took = dict.fromkeys(NAMES, 0.0)
+                ran = dict.fromkeys(NAMES, 0)
+                count = dict.fromkeys(NAMES, 0)
+                served = 0
+                for b in range(blocks):
+                    n = min(args.block, args.commands - b * args.block)
+                    first = (b * args.block) % (args.messages - n + 1)
+                    idx = list(range(first, first + n))
+                    order = rng.sample(NAMES, len(NAMES))
+                    for name in order:
+                        i = inst[name]
+                        if name == "msgstatus":
+                            want += i.clear(idx)
+                            wait_stored()
+                        else:
+                            i.clear(idx)
+                        gc.disable()
+                        before = cpu_ns(procs[name])
+                        before_servers = cpu_ns(servers) if name == "msgstatus" else None
+                        took[name] += i.block(kind, idx)
+                        ran[name] += cpu_since(before, procs[name])
+                        gc.enable()
+                        count[name] += n
+                        if name == "msgstatus":
+                            want += n
+                            wait_stored()
+                            served += cpu_since(before_servers, servers)
+                if r == 0:
+                    continue
+                for name in NAMES:
+                    rate[(kind, name)].append(count[name] / took[name])
+                    cpu[(kind, name)].append(ran[name] / 1000 / count[name])
+                server_cpu[kind].append(served / 1000 / count["msgstatus"])
+                for name in NAMES:
+                    rate_ratio[(kind, name)].append(rate[(kind, name)][-1] /
+                                                    rate[(kind, "none")][-1])
+                    cpu_ratio[(kind, name)].append(cpu[(kind, name)][-1] /
+                                                   cpu[(kind, "none")][-1])
+                print(f"| {r} | {kind} | " + " | ".join(
+                    f"{rate[(kind, n)][-1]:,.0f} ({rate_ratio[(kind, n)][-1]:.2f}), "
+                    f"{cpu[(kind, n)][-1]:.0f}" for n in NAMES) + " |", flush=True)
+
+        def spread(values):
+            q = quartiles(values)
+            return (f"{min(values):.2f}-{max(values):.2f} | "
+                    + (f"{q[0]:.2f}-{q[1]:.2f}" if q else "-"))
+
+        print(f"\nMedians of the {args.rounds} rounds, with the spread of the rounds' ratios "
+              "to none (min-max, interquartile range). CPU: Dovecot's processes (imap, log, "
+              "...), µs per command; the cost is the CPU above none's in the same round.\n")
+        print("| command | instance | cmd/s | ratio | min-max | IQR "
+              "| µs CPU/cmd | ratio | min-max | IQR | cost µs/cmd |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        for kind in KINDS:
+            for name in NAMES:
+                cost = [c - z for c, z in zip(cpu[(kind, name)], cpu[(kind, "none")])]
+                print(f"| {kind} | {name} | {statistics.median(rate[(kind, name)]):,.0f} | "
+                      f"{statistics.median(rate_ratio[(kind, name)]):.3f} | "
+                      f"{spread(rate_ratio[(kind, name)])} | "
+                      f"{statistics.median(cpu[(kind, name)]):.0f} | "
+                      f"{statistics.median(cpu_ratio[(kind, name)]):.3f} | "
+                      f"{spread(cpu_ratio[(kind, name)])} | {statistics.median(cost):.1f} |")
+        print("\nstatusd and PostgreSQL, for msgstatus's events (from the start of a block to "
+              "the last event stored): " + ", ".join(
+                  f"{k} {statistics.median(server_cpu[k]):.0f} µs CPU per event" for k in KINDS))
+        for i in inst.values():
+            i.close()
+        print(f"\nevents from the plugin stored by statusd: {stored()} (expected {want})")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,11 @@
  *
  * SECURITY
  *	Replies come from statusd, a trusted local peer, but they are still parsed with
- *	bounds: a reply line longer than REPLY_MAX breaks the connection.
+ *	bounds and strictly (lib/jsonparse): a reply line longer than REPLY_MAX, one that is
+ *	not one JSON object with a record number and exactly one of "ack" or "error", one whose
+ *	number is not the next, and one about a record not wholly sent yet break the
+ *	connection (as the Dovecot plugin's reader does). UTF-8 is not validated: statusd cuts
+ *	a long reason at a byte count, and the reason is only logged.
  */
 #include "evclient.h"
 
@@ -16,11 +20,14 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "jsonparse.h"
 #include "mbuf.h"
 #include "msg.h"
 #include "mymalloc.h"
+#include "utf8.h"
 
-#define REPLY_MAX 4096
+#define REPLY_MAX   4096
+#define REPLY_DEPTH 4 /* a flat object; members added later may nest a little */
 
 struct pending {
 	uint64_t cookie;
@@ -199,32 +206,47 @@ int
 evclient_parse_reply(const char *line, size_t len, uint64_t *seq_r, bool *ok_r,
                      const char **error_r)
 {
-	struct json_object *obj, *v;
-	struct json_tokener *tok = json_tokener_new_ex(2);
 	static _Thread_local char reason[512];
-	int rc = -1;
+	struct json_object *obj, *seq, *ack = NULL, *err = NULL;
+	const char *why;
+	int64_t n;
 
-	if (tok == NULL)
-		msg_fatal("out of memory");
-	obj = json_tokener_parse_ex(tok, line, (int)len);
-	if (obj != NULL && json_object_is_type(obj, json_type_object) &&
-	    json_object_object_get_ex(obj, "seq", &v) && json_object_is_type(v, json_type_int)) {
-		*seq_r = (uint64_t)json_object_get_int64(v);
-		if (json_object_object_get_ex(obj, "ack", &v)) {
-			*ok_r = true;
-			*error_r = NULL;
-			rc = 0;
-		} else if (json_object_object_get_ex(obj, "error", &v) &&
-		           json_object_is_type(v, json_type_string)) {
-			*ok_r = false;
-			snprintf(reason, sizeof(reason), "%s", json_object_get_string(v));
-			*error_r = reason;
-			rc = 0;
-		}
+	/* JSON text is UTF-8 (RFC 8259); json-c's strict mode checks that on 0.18 only */
+	if (!utf8_valid(line, len) ||
+	    (obj = jsonparse_object(line, len, REPLY_DEPTH, false, &why)) == NULL)
+		return -1;
+	json_object_object_get_ex(obj, "ack", &ack);
+	json_object_object_get_ex(obj, "error", &err);
+	/* a record number from 1, and either an event id or statusd's reason, not both */
+	if (!json_object_object_get_ex(obj, "seq", &seq) ||
+	    !json_object_is_type(seq, json_type_int) || (n = json_object_get_int64(seq)) < 1 ||
+	    n == INT64_MAX || (ack == NULL) == (err == NULL) ||
+	    (ack != NULL && !json_object_is_type(ack, json_type_string)) ||
+	    (err != NULL && !json_object_is_type(err, json_type_string))) {
+		json_object_put(obj);
+		return -1;
+	}
+	*seq_r = (uint64_t)n;
+	*ok_r = ack != NULL;
+	*error_r = NULL;
+	if (err != NULL) {
+		snprintf(reason, sizeof(reason), "%s", json_object_get_string(err));
+		*error_r = reason;
 	}
 	json_object_put(obj);
-	json_tokener_free(tok);
-	return rc;
+	return 0;
+}
+
+/* Bytes of the oldest unanswered record that have gone out: all of it, before statusd can
+   have answered it. c->out holds the unsent end of the unanswered records. */
+static bool
+oldest_sent(const struct evclient *c)
+{
+	const struct pending *p = &c->pending[c->phead];
+	size_t queued = c->rec_base + c->records.len - p->off;
+
+	/* c->out may still hold the tail of a record answered early (see evclient_read) */
+	return queued >= c->out.len && queued - c->out.len >= p->len;
 }
 
 int
@@ -262,6 +284,13 @@ evclient_read(struct evclient *c, evclient_reply_cb *cb, void *ctx, const char *
 			}
 			if (c->pcount == 0 || seq != c->seq + 1) {
 				*error_r = errfmt("reply %llu out of order from statusd",
+				                  (unsigned long long)seq);
+				return -1;
+			}
+			/* statusd refuses a record over ingest_record_max before all of it has
+			   arrived, and skips its tail; only an ack needs the whole record sent */
+			if (ok && !oldest_sent(c)) {
+				*error_r = errfmt("reply %llu to a record not yet sent",
 				                  (unsigned long long)seq);
 				return -1;
 			}

@@ -56,7 +56,12 @@ size_t evclient_unacked(const struct evclient *c);
  */
 void evclient_disconnect(struct evclient *c, evclient_unacked_cb *cb, void *ctx);
 
-/* Parse one reply line: 0 with *ok_r and *error_r (rejection reason) set, -1 if malformed. */
+/*
+ * Parse one reply line strictly: one JSON object with "seq" (a record number from 1) and
+ * exactly one of "ack" or "error" (strings); other members are ignored. 0 with *seq_r,
+ * *ok_r and *error_r (the rejection reason, in a thread-local buffer, or NULL) set; -1 if
+ * it is not such a reply.
+ */
 int evclient_parse_reply(const char *line, size_t len, uint64_t *seq_r, bool *ok_r,
                          const char **error_r);
 

@@ -72,3 +72,11 @@ mystrndup(const char *s, size_t len)
 		out_of_memory();
 	return p;
 }
+
+void *
+mynonnull(void *p)
+{
+	if (p == NULL)
+		out_of_memory();
+	return p;
+}

@@ -34,5 +34,10 @@ void *myreallocarray(void *ptr, size_t n, size_t size);
 char *mystrdup(const char *s);
 /* A copy of at most len bytes of s, NUL-terminated. */
 char *mystrndup(const char *s, size_t len);
+/*
+ * p, what a library's own allocator returned (libcurl's curl_url(), libpq's
+ * PQconnectStart(), ...): NULL there means out of memory, and ends the program here too.
+ */
+void *mynonnull(void *p);
 
 #endif

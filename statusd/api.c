@@ -1,5 +1,11 @@
 /*
  * api - statusd's REST endpoints. See api.h and docs/api.md.
+ *
+ * DESIGN
+ *	An endpoint that needs the database has a job type of its own (struct api_job and
+ *	what follows it): its run function calls the storage layer on the query worker's
+ *	thread, its done function answers on the loop thread, with the JSON made by
+ *	render.h. /metrics is written by metrics.c.
  */
 #include "api.h"
 
@@ -15,11 +21,13 @@
 #include "http.h"
 #include "ingest.h"
 #include "mbuf.h"
+#include "metrics.h"
 #include "msevent.h"
 #include "msg.h"
 #include "mymalloc.h"
 #include "params.h"
 #include "randid.h"
+#include "render.h"
 #include "rfc3339.h"
 #include "sdconfig.h"
 #include "store.h"
@@ -31,126 +39,31 @@
 
 /* --- database jobs ------------------------------------------------------------------- */
 
-enum job_kind {
-	J_HEALTH,
-	J_STATUS,
-	J_TIMELINE,
-	J_LIST,
-	J_RECEIPT_TARGET,
-	J_PREFS_GET,
-	J_PREFS_SET,
-	J_PRESENCE_GET,
-	J_PRESENCE_TOUCH,
-};
-
+/*
+ * Each endpoint that needs the database has a job type of its own: a struct that starts
+ * with this one, a run function (the query worker's thread) and a done function (the loop
+ * thread), on the dbjob's pointers.
+ */
 struct api_job {
 	struct dbjob job;
-	enum job_kind kind;
 	const struct http_env *env;
 	struct req_ticket *ticket;
-	struct principal *who;
-	char *id;   /* a message reference, or a user */
-	char *text; /* J_PRESENCE_TOUCH: typing_to; J_LIST: recipient filter */
-	struct store_list_filter filter;
-	int a, b;      /* J_PREFS_SET: read_receipts, presence; J_PRESENCE_TOUCH: online */
-	int64_t ms;    /* J_PRESENCE_TOUCH: online for */
-	int64_t after; /* J_TIMELINE: the cursor, a log offset (0: from the start) */
-	/* results */
-	struct json_object *doc;
-	char *owner, *sender, *tracking_id;
-	bool flag;
-	int found;
-	bool transient;
+	struct principal *who; /* NULL for the open routes */
+	int rc;                /* what the store function returned: -1 on error */
+	bool transient;        /* the error may go away on a new connection */
 	char error[300];
-	int64_t head, epoch;
-	int version;
 };
 
-static enum dbw_result
-job_run(struct dbjob *dj, PGconn *conn)
+/* A zeroed job of size bytes (a struct that starts with struct api_job). */
+static void *
+job_new(size_t size, const struct http_env *env, struct req *r, const struct principal *p,
+        enum dbw_result (*run)(struct dbjob *, PGconn *), void (*done)(struct dbjob *))
 {
-	struct api_job *j = (struct api_job *)dj;
-	const char *error = NULL;
-	const struct principal *p = j->who;
+	struct api_job *j = mycalloc(1, size);
 
-	switch (j->kind) {
-	case J_HEALTH:
-		j->found = store_log_head(conn, &j->head, &j->epoch, &error) == 0 ? 1 : -1;
-		if (j->found > 0 && (j->version = store_schema_version(conn, &error)) < 0)
-			j->found = -1;
-		j->transient = j->found < 0;
-		break;
-	case J_STATUS:
-	case J_TIMELINE:
-		j->found = store_status(conn, j->id, p->user, p->admin_domains, p->nadmin,
-		                        j->kind == J_TIMELINE ? TIMELINE_MAX : 0, j->after, &j->doc,
-		                        &j->owner, &j->sender, &j->transient, &error);
-		break;
-	case J_LIST:
-		j->filter.recipient = j->text;
-		j->found = store_list(conn, p->user, p->admin_domains, p->nadmin, &j->filter,
-		                      &j->doc, &j->transient, &error) == 0
-		                   ? 1
-		                   : -1;
-		break;
-	case J_RECEIPT_TARGET:
-		j->found = store_receipt_target(conn, j->id, p->user, &j->tracking_id, &j->flag,
-		                                &j->transient, &error);
-		break;
-	case J_PREFS_SET:
-		if (store_prefs_set(conn, p->user, j->a, j->b, &j->transient, &error) < 0) {
-			j->found = -1;
-			break;
-		}
-		/* answer with the preferences as they are now */
-		__attribute__((fallthrough));
-	case J_PREFS_GET:
-		j->found = store_prefs_get(conn, p->user, &j->doc, &j->transient, &error) == 0 ? 1
-		                                                                               : -1;
-		break;
-	case J_PRESENCE_GET:
-		j->found = store_presence_get(conn, j->id, &j->doc, &j->transient, &error);
-		break;
-	case J_PRESENCE_TOUCH:
-		j->found = store_presence_touch(conn, p->user, "webmail", j->ms, j->text,
-		                                j->text ? TYPING_MS : 0, &j->transient, &error) == 0
-		                   ? 1
-		                   : -1;
-		break;
-	}
-	if (j->found < 0)
-		snprintf(j->error, sizeof(j->error), "%s", error ? error : "database error");
-	return j->found < 0 && j->transient && PQstatus(conn) != CONNECTION_OK ? DBW_RETRY
-	                                                                       : DBW_DONE;
-}
-
-static void
-job_free(struct api_job *j)
-{
-	json_object_put(j->doc);
-	principal_free(&j->who);
-	free(j->id);
-	free(j->text);
-	free(j->owner);
-	free(j->sender);
-	free(j->tracking_id);
-	free(j);
-}
-
-static void job_done(struct dbjob *dj);
-
-static struct api_job *
-job_new(const struct http_env *env, struct req *r, enum job_kind kind, const struct principal *p,
-        const char *id)
-{
-	struct api_job *j = mycalloc(1, sizeof(*j));
-
-	if (id != NULL)
-		j->id = mystrdup(id);
-	j->job.run = job_run;
-	j->job.done = job_done;
+	j->job.run = run;
+	j->job.done = done;
 	j->job.no_retry = true; /* a client waits: fail fast when the database is down */
-	j->kind = kind;
 	j->env = env;
 	j->who = principal_dup(p);
 	j->ticket = req_ticket(r);
@@ -161,6 +74,15 @@ static void
 submit(struct api_job *j)
 {
 	dbworker_submit(j->env->db, &j->job);
+}
+
+/* The end of a run: keep the error, and ask for a retry when the connection went away. */
+static enum dbw_result
+job_ran(struct api_job *j, PGconn *conn, const char *error)
+{
+	if (j->rc < 0)
+		snprintf(j->error, sizeof(j->error), "%s", error ? error : "database error");
+	return j->rc < 0 && j->transient && PQstatus(conn) != CONNECTION_OK ? DBW_RETRY : DBW_DONE;
 }
 
 /* The answer when the database failed. */
@@ -175,86 +97,66 @@ db_trouble(struct req *r, struct api_job *j)
 	}
 }
 
-static void health_answer(struct req *r, struct api_job *j);
-static void receipt_store(struct req *r, struct api_job *j);
-
-static void
-job_done(struct dbjob *dj)
+/*
+ * The start of a done function: the request to answer, or NULL when the client went away
+ * or the database failed (answered here).
+ */
+static struct req *
+job_request(struct api_job *j)
 {
-	struct api_job *j = (struct api_job *)dj;
 	struct req *r = req_redeem(j->ticket);
 
-	if (r == NULL)
-		goto out; /* the client went away */
-	if (j->kind == J_HEALTH) {
-		health_answer(r, j);
-		goto out;
-	}
-	if (j->job.failed || j->found < 0) {
+	if (r != NULL && (j->job.failed || j->rc < 0)) {
 		db_trouble(r, j);
-		goto out;
+		return NULL;
 	}
-	switch (j->kind) {
-	case J_STATUS:
-	case J_TIMELINE:
-		/* someone else's message looks the same as none at all */
-		if (j->found == 0 || !principal_may_see(j->who, j->owner, j->sender))
-			req_problem(r, 404, "Not Found", "no message with that id among yours");
-		else
-			req_json(r, 200, j->doc);
-		break;
-	case J_RECEIPT_TARGET:
-		if (j->found == 0)
-			req_problem(r, 404, "Not Found",
-			            "no message with that id of which you are a recipient");
-		else if (!j->flag)
-			req_problem(r, 409, "Conflict",
-			            "your read receipts are turned off (preferences)");
-		else
-			receipt_store(r, j);
-		break;
-	case J_PRESENCE_GET: {
-		struct json_object *to = NULL;
+	return r;
+}
 
-		if (j->found == 0) {
-			req_problem(r, 404, "Not Found", "that user shares no presence");
-			break;
-		}
-		/* whom someone is writing to is only for that person (and the writer) to know */
-		if (json_object_object_get_ex(j->doc, "typing_to", &to) && to != NULL &&
-		    strcasecmp(json_object_get_string(to), j->who->user) != 0 &&
-		    strcasecmp(j->id, j->who->user) != 0)
-			json_object_object_add(j->doc, "typing_to", NULL);
-		req_json(r, 200, j->doc);
-		break;
-	}
-	case J_PRESENCE_TOUCH: {
-		struct json_object *doc = json_object_new_object();
-		json_object_object_add(doc, "ok", json_object_new_boolean(1));
-		req_json(r, 200, doc);
-		json_object_put(doc);
-		break;
-	}
-	default:
-		req_json(r, 200, j->doc);
-		break;
-	}
-out:
-	job_free(j);
+static void
+job_free(struct api_job *j)
+{
+	principal_free(&j->who);
+	free(j);
 }
 
 /* --- health and metrics (no authentication) ------------------------------------------- */
 
-static void
-health_answer(struct req *r, struct api_job *j)
+struct health_job {
+	struct api_job base;
+	int64_t head, epoch; /* of the log */
+	int version;         /* the schema's */
+};
+
+static enum dbw_result
+health_run(struct dbjob *dj, PGconn *conn)
 {
-	struct json_object *doc = json_object_new_object(), *log, *ing;
+	struct health_job *j = (struct health_job *)dj;
+	const char *error = NULL;
+
+	j->base.rc = store_log_head(conn, &j->head, &j->epoch, &error) == 0 ? 1 : -1;
+	if (j->base.rc > 0 && (j->version = store_schema_version(conn, &error)) < 0)
+		j->base.rc = -1;
+	j->base.transient = j->base.rc < 0;
+	return job_ran(&j->base, conn, error);
+}
+
+/* Answered also when the database is down: that is what it tells. */
+static void
+health_done(struct dbjob *dj)
+{
+	struct health_job *j = (struct health_job *)dj;
+	struct req *r = req_redeem(j->base.ticket);
+	struct json_object *doc, *log, *ing;
 	struct ingest_stats st;
 	struct feed_stats fs;
-	bool up = !j->job.failed && j->found > 0;
+	bool up = !j->base.job.failed && j->base.rc > 0;
 
-	ingest_stats(j->env->ingest, &st);
-	feed_stats(j->env->feed, &fs);
+	if (r == NULL)
+		goto out; /* the client went away */
+	doc = json_object_new_object();
+	ingest_stats(j->base.env->ingest, &st);
+	feed_stats(j->base.env->feed, &fs);
 	json_object_object_add(doc, "status", json_object_new_string(up ? "ok" : "unavailable"));
 	json_object_object_add(doc, "version", json_object_new_string(MSGSTATUS_VERSION));
 	json_object_object_add(doc, "database", json_object_new_string(up ? "up" : "down"));
@@ -264,8 +166,8 @@ health_answer(struct req *r, struct api_job *j)
 		json_object_object_add(log, "epoch", json_object_new_int64(j->epoch));
 		json_object_object_add(log, "head", json_object_new_int64(j->head));
 		json_object_object_add(doc, "log", log);
-	} else if (j->error[0] != '\0')
-		json_object_object_add(doc, "error", json_object_new_string(j->error));
+	} else if (j->base.error[0] != '\0')
+		json_object_object_add(doc, "error", json_object_new_string(j->base.error));
 	ing = json_object_new_object();
 	json_object_object_add(ing, "connections", json_object_new_int64(st.connections));
 	json_object_object_add(ing, "received", json_object_new_int64((int64_t)st.received));
@@ -276,99 +178,24 @@ health_answer(struct req *r, struct api_job *j)
 	json_object_object_add(doc, "feed_subscribers", json_object_new_int64(fs.subscribers));
 	req_json(r, up ? 200 : 503, doc);
 	json_object_put(doc);
+out:
+	job_free(&j->base);
 }
 
-static void
+void
 api_health(const struct http_env *env, struct req *r, const struct principal *p, const char *param,
            const struct mbuf *body)
 {
-	submit(job_new(env, r, J_HEALTH, NULL, NULL));
+	submit(job_new(sizeof(struct health_job), env, r, NULL, health_run, health_done));
 }
 
-static void
-metric(struct mbuf *out, const char *name, const char *type, const char *help, double value)
-{
-	mbuf_printf(out, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name,
-	            value);
-}
-
-/* Per-endpoint webhook counters, labelled by position and origin (never the full URL). */
-static void
-metric_webhooks(struct mbuf *out, struct webhooks *w)
-{
-	static const struct {
-		const char *name, *type, *help;
-	} m[] = {
-	        {"msgstatus_webhook_delivered_total", "counter",
-	         "Events a webhook endpoint acknowledged with a 2xx."},
-	        {"msgstatus_webhook_failed_total", "counter",
-	         "Webhook requests that got no 2xx (each retry counts)."},
-	        {"msgstatus_webhook_lag_events", "gauge",
-	         "Events in the log not yet acknowledged by the endpoint (-1: not known yet)."},
-	        {"msgstatus_webhook_failing", "gauge",
-	         "1 while the endpoint's deliveries are failing."},
-	};
-	struct webhook_stats st[32];
-	size_t n = webhooks_stats(w, st, sizeof(st) / sizeof(st[0]));
-
-	if (n > sizeof(st) / sizeof(st[0]))
-		n = sizeof(st) / sizeof(st[0]);
-	if (n == 0)
-		return;
-	for (size_t k = 0; k < sizeof(m) / sizeof(m[0]); k++) {
-		mbuf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", m[k].name, m[k].help, m[k].name,
-		            m[k].type);
-		for (size_t i = 0; i < n; i++) {
-			double v = k == 0   ? (double)st[i].delivered
-			           : k == 1 ? (double)st[i].failed
-			           : k == 2 ? (double)st[i].lag
-			                    : (double)st[i].failing;
-
-			mbuf_printf(out, "%s{endpoint=\"%u\",origin=\"%s\"} %.17g\n", m[k].name,
-			            st[i].index, st[i].origin, v);
-		}
-	}
-}
-
-static void
+void
 api_metrics(const struct http_env *env, struct req *r, const struct principal *p, const char *param,
             const struct mbuf *body)
 {
 	struct mbuf out = MBUF_INIT;
-	struct ingest_stats st;
-	struct feed_stats fs;
 
-	ingest_stats(env->ingest, &st);
-	feed_stats(env->feed, &fs);
-	metric(&out, "msgstatus_events_received_total", "counter",
-	       "Event records read from producers (socket and pickup files).", (double)st.received);
-	metric(&out, "msgstatus_events_logged_total", "counter",
-	       "Events that entered the log (rate() gives events per second).", (double)st.logged);
-	metric(&out, "msgstatus_events_rejected_total", "counter",
-	       "Event records answered with an error.", (double)st.rejected);
-	metric(&out, "msgstatus_ingest_pending", "gauge",
-	       "Events read and not yet stored and acknowledged.", (double)st.pending);
-	metric(&out, "msgstatus_ingest_connections", "gauge", "Producer connections.",
-	       (double)st.connections);
-	metric(&out, "msgstatus_ingest_lag_seconds", "gauge",
-	       "Time from the newest stored event's own time to its commit.",
-	       (double)st.lag_ms / 1000.0);
-	metric(&out, "msgstatus_db_batch_seconds", "gauge",
-	       "Duration of the last stored batch (PostgreSQL latency).",
-	       (double)st.batch_ms / 1000.0);
-	metric(&out, "msgstatus_db_batches_total", "counter", "Batches stored.",
-	       (double)st.batches);
-	metric(&out, "msgstatus_log_head", "gauge", "Offset of the newest published event.",
-	       (double)fs.head);
-	metric(&out, "msgstatus_feed_subscribers", "gauge", "Feed connections (WebSocket and SSE).",
-	       (double)fs.subscribers);
-	metric(&out, "msgstatus_feed_live_subscribers", "gauge",
-	       "Feed connections that are caught up.", (double)fs.live);
-	metric(&out, "msgstatus_feed_events_sent_total", "counter",
-	       "Events handed to feed connections.", (double)fs.sent);
-	metric(&out, "msgstatus_feed_slow_closed_total", "counter",
-	       "Feed connections closed for falling too far behind.", (double)fs.slow_closed);
-	metric_webhooks(&out, env->webhooks);
+	metrics_text(env->ingest, env->feed, env->webhooks, &out);
 	req_text(r, 200, "text/plain; version=0.0.4", &out);
 }
 
@@ -381,32 +208,137 @@ arg(struct req *r, const char *name, char *buf, size_t size)
 	return req_arg(r, name, buf, size) ? buf : NULL;
 }
 
-static void
-api_status(const struct http_env *env, struct req *r, const struct principal *p, const char *param,
-           const struct mbuf *body)
+/* A message's status (GET .../status) or its timeline too (GET .../timeline). */
+struct status_job {
+	struct api_job base;
+	char *id;      /* the message: tracking id or Message-ID */
+	int64_t after; /* the timeline's cursor, a log offset (0: from the start) */
+	struct store_message *msg;
+};
+
+static enum dbw_result
+status_lookup(struct status_job *j, PGconn *conn, int events_max)
 {
-	submit(job_new(env, r, J_STATUS, p, param));
+	const struct principal *p = j->base.who;
+	const char *error = NULL;
+
+	j->base.rc = store_status(conn, j->id, p->user, p->admin_domains, p->nadmin, events_max,
+	                          j->after, &j->msg, &j->base.transient, &error);
+	return job_ran(&j->base, conn, error);
+}
+
+static enum dbw_result
+status_run(struct dbjob *dj, PGconn *conn)
+{
+	return status_lookup((struct status_job *)dj, conn, 0);
+}
+
+static enum dbw_result
+timeline_run(struct dbjob *dj, PGconn *conn)
+{
+	return status_lookup((struct status_job *)dj, conn, TIMELINE_MAX);
 }
 
 static void
+status_answer(struct status_job *j, bool timeline)
+{
+	struct req *r = job_request(&j->base);
+
+	if (r == NULL)
+		;
+	/* someone else's message looks the same as none at all */
+	else if (j->base.rc == 0 || !principal_may_see(j->base.who, j->msg->owner, j->msg->sender))
+		req_problem(r, 404, "Not Found", "no message with that id among yours");
+	else {
+		struct json_object *doc = render_status(j->msg, timeline);
+		req_json(r, 200, doc);
+		json_object_put(doc);
+	}
+	store_messages_free(j->msg, j->msg ? 1 : 0);
+	free(j->id);
+	job_free(&j->base);
+}
+
+static void
+status_done(struct dbjob *dj)
+{
+	status_answer((struct status_job *)dj, false);
+}
+
+static void
+timeline_done(struct dbjob *dj)
+{
+	status_answer((struct status_job *)dj, true);
+}
+
+void
+api_status(const struct http_env *env, struct req *r, const struct principal *p, const char *param,
+           const struct mbuf *body)
+{
+	struct status_job *j = job_new(sizeof(*j), env, r, p, status_run, status_done);
+
+	j->id = mystrdup(param);
+	submit(&j->base);
+}
+
+void
 api_timeline(const struct http_env *env, struct req *r, const struct principal *p,
              const char *param, const struct mbuf *body)
 {
 	char cursor[ARG_BUF];
 	const char *error;
 	int64_t after;
-	struct api_job *j;
+	struct status_job *j;
 
 	if (params_timeline(arg(r, "cursor", cursor, sizeof(cursor)), &after, &error) < 0) {
 		req_problem(r, 400, "Bad Request", error);
 		return;
 	}
-	j = job_new(env, r, J_TIMELINE, p, param);
+	j = job_new(sizeof(*j), env, r, p, timeline_run, timeline_done);
+	j->id = mystrdup(param);
 	j->after = after;
-	submit(j);
+	submit(&j->base);
+}
+
+/* The messages a principal may see (GET /api/v1/messages). */
+struct list_job {
+	struct api_job base;
+	struct store_list_filter filter; /* its recipient is the job's */
+	char *recipient;
+	struct store_message *msgs;
+	size_t n;
+	bool more;
+};
+
+static enum dbw_result
+list_run(struct dbjob *dj, PGconn *conn)
+{
+	struct list_job *j = (struct list_job *)dj;
+	const struct principal *p = j->base.who;
+	const char *error = NULL;
+
+	j->base.rc = store_list(conn, p->user, p->admin_domains, p->nadmin, &j->filter, &j->msgs,
+	                        &j->n, &j->more, &j->base.transient, &error);
+	return job_ran(&j->base, conn, error);
 }
 
 static void
+list_done(struct dbjob *dj)
+{
+	struct list_job *j = (struct list_job *)dj;
+	struct req *r = job_request(&j->base);
+
+	if (r != NULL) {
+		struct json_object *doc = render_list(j->msgs, j->n, j->more);
+		req_json(r, 200, doc);
+		json_object_put(doc);
+	}
+	store_messages_free(j->msgs, j->n);
+	free(j->recipient);
+	job_free(&j->base);
+}
+
+void
 api_list(const struct http_env *env, struct req *r, const struct principal *p, const char *param,
          const struct mbuf *body)
 {
@@ -423,17 +355,17 @@ api_list(const struct http_env *env, struct req *r, const struct principal *p, c
 	};
 	struct store_list_filter flt;
 	const char *error;
-	struct api_job *j;
+	struct list_job *j;
 
 	if (params_list(&args, &flt, &error) < 0) {
 		req_problem(r, 400, "Bad Request", error);
 		return;
 	}
-	j = job_new(env, r, J_LIST, p, NULL);
-	if (flt.recipient != NULL)
-		j->text = mystrdup(flt.recipient);
+	j = job_new(sizeof(*j), env, r, p, list_run, list_done);
 	j->filter = flt;
-	submit(j);
+	j->recipient = flt.recipient != NULL ? mystrdup(flt.recipient) : NULL;
+	j->filter.recipient = j->recipient;
+	submit(&j->base);
 }
 
 /* --- receipts ------------------------------------------------------------------------ */
@@ -463,9 +395,28 @@ on_receipt_stored(void *ctx, unsigned acked, unsigned rejected)
 	free(rc);
 }
 
+/* A manual read receipt (POST .../receipt): first whether the user may give one. */
+struct receipt_job {
+	struct api_job base;
+	char *id; /* the message: tracking id or Message-ID */
+	char *tracking_id;
+	bool receipts; /* the user has read receipts on */
+};
+
+static enum dbw_result
+receipt_run(struct dbjob *dj, PGconn *conn)
+{
+	struct receipt_job *j = (struct receipt_job *)dj;
+	const char *error = NULL;
+
+	j->base.rc = store_receipt_target(conn, j->id, j->base.who->user, &j->tracking_id,
+	                                  &j->receipts, &j->base.transient, &error);
+	return job_ran(&j->base, conn, error);
+}
+
 /* The user is a recipient with receipts on: store a read event through the ingest path. */
 static void
-receipt_store(struct req *r, struct api_job *j)
+receipt_store(struct req *r, struct receipt_job *j)
 {
 	struct receipt *rc = mycalloc(1, sizeof(*rc));
 	struct mbuf line = MBUF_INIT;
@@ -477,14 +428,34 @@ receipt_store(struct req *r, struct api_job *j)
 	ev.time_ms = time_now_ms();
 	ev.source = "api";
 	ev.tracking_id = j->tracking_id;
-	ev.recipient = j->who->user;
+	ev.recipient = j->base.who->user;
 	msevent_detail_str(&ev, "via", "api");
 	msevent_format(&ev, &line);
 	msevent_clear(&ev);
 	rc->ticket = req_ticket(r);
-	ingest_source_start(j->env->ingest, "api receipt", line.data, line.len, on_receipt_stored,
-	                    rc);
+	ingest_source_start(j->base.env->ingest, "api receipt", line.data, line.len,
+	                    on_receipt_stored, rc);
 	mbuf_free(&line);
+}
+
+static void
+receipt_done(struct dbjob *dj)
+{
+	struct receipt_job *j = (struct receipt_job *)dj;
+	struct req *r = job_request(&j->base);
+
+	if (r == NULL)
+		;
+	else if (j->base.rc == 0)
+		req_problem(r, 404, "Not Found",
+		            "no message with that id of which you are a recipient");
+	else if (!j->receipts)
+		req_problem(r, 409, "Conflict", "your read receipts are turned off (preferences)");
+	else
+		receipt_store(r, j);
+	free(j->id);
+	free(j->tracking_id);
+	job_free(&j->base);
 }
 
 /* The request's JSON object body (params_body), or NULL after answering 400. */
@@ -500,11 +471,12 @@ body_object(struct req *r, const struct mbuf *body, bool required)
 	return obj;
 }
 
-static void
+void
 api_receipt(const struct http_env *env, struct req *r, const struct principal *p, const char *param,
             const struct mbuf *body)
 {
 	struct json_object *obj = body_object(r, body, false);
+	struct receipt_job *j;
 	const char *error;
 
 	if (obj == NULL)
@@ -515,26 +487,85 @@ api_receipt(const struct http_env *env, struct req *r, const struct principal *p
 		return;
 	}
 	json_object_put(obj);
-	submit(job_new(env, r, J_RECEIPT_TARGET, p, param));
+	j = job_new(sizeof(*j), env, r, p, receipt_run, receipt_done);
+	j->id = mystrdup(param);
+	submit(&j->base);
 }
 
 /* --- preferences and presence -------------------------------------------------------- */
 
+/* The caller's preferences (GET /api/v1/preferences). */
+struct prefs_job {
+	struct api_job base;
+	struct store_prefs prefs;
+};
+
+static enum dbw_result
+prefs_get_run(struct dbjob *dj, PGconn *conn)
+{
+	struct prefs_job *j = (struct prefs_job *)dj;
+	const char *error = NULL;
+
+	j->base.rc =
+	        store_prefs_get(conn, j->base.who->user, &j->prefs, &j->base.transient, &error) == 0
+	                ? 1
+	                : -1;
+	return job_ran(&j->base, conn, error);
+}
+
+/* Answers GET and PUT alike: with the preferences as they are now. */
 static void
+prefs_done(struct dbjob *dj)
+{
+	struct prefs_job *j = (struct prefs_job *)dj;
+	struct req *r = job_request(&j->base);
+
+	if (r != NULL) {
+		struct json_object *doc = render_prefs(j->base.who->user, &j->prefs);
+		req_json(r, 200, doc);
+		json_object_put(doc);
+	}
+	job_free(&j->base);
+}
+
+void
 api_prefs_get(const struct http_env *env, struct req *r, const struct principal *p,
               const char *param, const struct mbuf *body)
 {
-	submit(job_new(env, r, J_PREFS_GET, p, NULL));
+	struct prefs_job *j = job_new(sizeof(*j), env, r, p, prefs_get_run, prefs_done);
+
+	submit(&j->base);
 }
 
-static void
+/* Set the caller's preferences (PUT /api/v1/preferences), then read them back. */
+struct prefs_put_job {
+	struct prefs_job get; /* the answer */
+	int read_receipts;    /* 1, 0 or -1: leave as is */
+	int presence;         /* likewise */
+};
+
+static enum dbw_result
+prefs_put_run(struct dbjob *dj, PGconn *conn)
+{
+	struct prefs_put_job *j = (struct prefs_put_job *)dj;
+	const char *error = NULL;
+
+	if (store_prefs_set(conn, j->get.base.who->user, j->read_receipts, j->presence,
+	                    &j->get.base.transient, &error) < 0) {
+		j->get.base.rc = -1;
+		return job_ran(&j->get.base, conn, error);
+	}
+	return prefs_get_run(dj, conn);
+}
+
+void
 api_prefs_put(const struct http_env *env, struct req *r, const struct principal *p,
               const char *param, const struct mbuf *body)
 {
 	struct json_object *obj = body_object(r, body, true);
 	int rr, pr;
 	const char *error;
-	struct api_job *j;
+	struct prefs_put_job *j;
 
 	if (obj == NULL)
 		return;
@@ -544,32 +575,118 @@ api_prefs_put(const struct http_env *env, struct req *r, const struct principal 
 		return;
 	}
 	json_object_put(obj);
-	j = job_new(env, r, J_PREFS_SET, p, NULL);
-	j->a = rr;
-	j->b = pr;
-	submit(j);
+	j = job_new(sizeof(*j), env, r, p, prefs_put_run, prefs_done);
+	j->read_receipts = rr;
+	j->presence = pr;
+	submit(&j->get.base);
+}
+
+/* A user's presence (GET /api/v1/presence/{user}). */
+struct presence_job {
+	struct api_job base;
+	char *user; /* whose, lower case */
+	struct store_presence presence;
+};
+
+static enum dbw_result
+presence_get_run(struct dbjob *dj, PGconn *conn)
+{
+	struct presence_job *j = (struct presence_job *)dj;
+	const char *error = NULL;
+
+	j->base.rc = store_presence_get(conn, j->user, &j->presence, &j->base.transient, &error);
+	return job_ran(&j->base, conn, error);
 }
 
 static void
+presence_get_done(struct dbjob *dj)
+{
+	struct presence_job *j = (struct presence_job *)dj;
+	struct req *r = job_request(&j->base);
+	struct store_presence *pr = &j->presence;
+
+	if (r == NULL)
+		;
+	else if (j->base.rc == 0)
+		req_problem(r, 404, "Not Found", "that user shares no presence");
+	else {
+		struct json_object *doc;
+
+		/* whom someone is writing to is only for that person (and the writer) to know */
+		if (pr->typing_to != NULL && strcasecmp(pr->typing_to, j->base.who->user) != 0 &&
+		    strcasecmp(j->user, j->base.who->user) != 0) {
+			free(pr->typing_to);
+			pr->typing_to = NULL;
+		}
+		doc = render_presence(j->user, pr);
+		req_json(r, 200, doc);
+		json_object_put(doc);
+	}
+	store_presence_clear(pr);
+	free(j->user);
+	job_free(&j->base);
+}
+
+void
 api_presence_get(const struct http_env *env, struct req *r, const struct principal *p,
                  const char *param, const struct mbuf *body)
 {
 	char lower[MSEVENT_ADDR_MAX + 1];
+	struct presence_job *j;
 	size_t i;
 
 	for (i = 0; param[i] && i < MSEVENT_ADDR_MAX; i++)
 		lower[i] = (char)((param[i] >= 'A' && param[i] <= 'Z') ? param[i] + 32 : param[i]);
 	lower[i] = '\0';
-	submit(job_new(env, r, J_PRESENCE_GET, p, lower));
+	j = job_new(sizeof(*j), env, r, p, presence_get_run, presence_get_done);
+	j->user = mystrdup(lower);
+	submit(&j->base);
+}
+
+/* A sign of life from webmail (POST /api/v1/presence). */
+struct presence_post_job {
+	struct api_job base;
+	int64_t online_ms; /* online for this long from now (0: offline) */
+	char *typing_to;   /* NULL: not typing */
+};
+
+static enum dbw_result
+presence_post_run(struct dbjob *dj, PGconn *conn)
+{
+	struct presence_post_job *j = (struct presence_post_job *)dj;
+	const char *error = NULL;
+
+	j->base.rc =
+	        store_presence_touch(conn, j->base.who->user, "webmail", j->online_ms, j->typing_to,
+	                             j->typing_to ? TYPING_MS : 0, &j->base.transient, &error) == 0
+	                ? 1
+	                : -1;
+	return job_ran(&j->base, conn, error);
 }
 
 static void
+presence_post_done(struct dbjob *dj)
+{
+	struct presence_post_job *j = (struct presence_post_job *)dj;
+	struct req *r = job_request(&j->base);
+
+	if (r != NULL) {
+		struct json_object *doc = json_object_new_object();
+		json_object_object_add(doc, "ok", json_object_new_boolean(1));
+		req_json(r, 200, doc);
+		json_object_put(doc);
+	}
+	free(j->typing_to);
+	job_free(&j->base);
+}
+
+void
 api_presence_post(const struct http_env *env, struct req *r, const struct principal *p,
                   const char *param, const struct mbuf *body)
 {
 	struct json_object *obj = body_object(r, body, true);
 	const char *state, *to, *error;
-	struct api_job *j;
+	struct presence_post_job *j;
 
 	if (obj == NULL)
 		return;
@@ -578,60 +695,10 @@ api_presence_post(const struct http_env *env, struct req *r, const struct princi
 		req_problem(r, 400, "Bad Request", error);
 		return;
 	}
-	j = job_new(env, r, J_PRESENCE_TOUCH, p, NULL);
-	j->ms = strcmp(state, "offline") == 0 ? 0 : env->cfg->presence_timeout;
+	j = job_new(sizeof(*j), env, r, p, presence_post_run, presence_post_done);
+	j->online_ms = strcmp(state, "offline") == 0 ? 0 : env->cfg->presence_timeout;
 	if (to != NULL)
-		j->text = mystrdup(to);
+		j->typing_to = mystrdup(to);
 	json_object_put(obj);
-	submit(j);
-}
-
-/* --- the route table ----------------------------------------------------------------- */
-
-static const struct api_route routes[] = {
-        {LWSHUMETH_GET, "/healthz", NULL, false, false, api_health, NULL, NULL},
-        {LWSHUMETH_GET, "/metrics", NULL, false, false, api_metrics, NULL, NULL},
-        {LWSHUMETH_GET, "/api/v1/messages/events", NULL, true, false, NULL, NULL, NULL},
-        {LWSHUMETH_GET, "/api/v1/messages", NULL, true, false, api_list, NULL, NULL},
-        {LWSHUMETH_GET, "/api/v1/messages/", "/status", true, false, api_status, params_ref_ok,
-         "expected a tracking id or a URL-encoded Message-ID"},
-        {LWSHUMETH_GET, "/api/v1/messages/", "/timeline", true, false, api_timeline, params_ref_ok,
-         "expected a tracking id or a URL-encoded Message-ID"},
-        {LWSHUMETH_POST, "/api/v1/messages/", "/receipt", true, true, api_receipt, params_ref_ok,
-         "expected a tracking id or a URL-encoded Message-ID"},
-        {LWSHUMETH_GET, "/api/v1/preferences", NULL, true, false, api_prefs_get, NULL, NULL},
-        {LWSHUMETH_PUT, "/api/v1/preferences", NULL, true, true, api_prefs_put, NULL, NULL},
-        {LWSHUMETH_GET, "/api/v1/presence/", "", true, false, api_presence_get, params_user_ok,
-         "expected a user"},
-        {LWSHUMETH_POST, "/api/v1/presence", NULL, true, true, api_presence_post, NULL, NULL},
-};
-
-const struct api_route *
-api_route_find(int method, const char *path, char **param_r)
-{
-	size_t plen = strlen(path);
-
-	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
-		const struct api_route *rt = &routes[i];
-		size_t pre = strlen(rt->prefix), suf;
-
-		if (rt->suffix == NULL) {
-			if (strcmp(path, rt->prefix) != 0)
-				continue;
-		} else {
-			suf = strlen(rt->suffix);
-			if (plen <= pre + suf || strncmp(path, rt->prefix, pre) != 0 ||
-			    strcmp(path + plen - suf, rt->suffix) != 0)
-				continue;
-			/* an {id} with a slash belongs to a longer route unless no other matches */
-		}
-		if (method != -1 && rt->method != method)
-			continue;
-		if (param_r != NULL && rt->suffix != NULL) {
-			size_t n = plen - pre - strlen(rt->suffix);
-			*param_r = mystrndup(path + pre, n);
-		}
-		return rt;
-	}
-	return NULL;
+	submit(&j->base);
 }

@@ -1,8 +1,8 @@
 /*
- * api - statusd's REST endpoints (docs/api.md, docs/openapi.yaml): the route table and the
- * handlers behind it. http.c does the transport, authentication and rate limits; a handler
- * gets an authenticated principal (NULL for the open routes), the route's {id} and the
- * request body, and answers now or later through the request's ticket.
+ * api - statusd's REST endpoints (docs/api.md, docs/openapi.yaml): the handlers that the
+ * route table (routes.h) names. http.c does the transport, authentication and rate limits;
+ * a handler gets an authenticated principal (NULL for the open routes), the route's {id}
+ * and the request body, and answers now or later through the request's ticket.
  *
  * SECURITY
  *	Handlers check what a principal may do before they touch anything: a message's status
@@ -23,21 +23,8 @@ struct req;
 typedef void api_handler(const struct http_env *env, struct req *r, const struct principal *p,
                          const char *param, const struct mbuf *body);
 
-struct api_route {
-	int method;                          /* LWSHUMETH_* */
-	const char *prefix;                  /* the path, or the part before {id} */
-	const char *suffix;                  /* the part after {id}; NULL: no {id} */
-	bool auth;                           /* needs a bearer token */
-	bool write;                          /* counts against the write rate limit */
-	api_handler *handler;                /* NULL: the SSE stream (http.c starts it) */
-	bool (*param_ok)(const char *param); /* NULL: any {id} */
-	const char *param_help;              /* the 400 detail for an unacceptable {id} */
-};
-
-/*
- * The route for method (-1: any method) and path; *param_r gets a copy of the {id} (caller
- * frees) when param_r is not NULL. NULL if none matches.
- */
-const struct api_route *api_route_find(int method, const char *path, char **param_r);
+/* The endpoints, for the route table (routes.c). */
+api_handler api_health, api_metrics, api_list, api_status, api_timeline, api_receipt, api_prefs_get,
+        api_prefs_put, api_presence_get, api_presence_post;
 
 #endif

@@ -44,14 +44,13 @@
 #include "mymalloc.h"
 #include "rfc3339.h"
 #include "sdconfig.h"
+#include "store.h"
 #include "token.h"
 
 const char auth_error_db[] = "the database is unavailable";
 
 #define NEGATIVE_MS 5000  /* how long "no such token" is believed */
 #define CACHE_MAX   10000 /* answered entries */
-#define ADMIN_MAX   1000  /* domains per user */
-#define BYTEAOID    17
 
 #if AUTH_TOKEN_MAX != TOKEN_MAX
 #error "auth.h and token.h disagree"
@@ -111,137 +110,50 @@ struct auth {
 	struct lookup_job *jobs; /* submitted, not yet done */
 };
 
-static void
-lower(char *s)
-{
-	for (; *s; s++)
-		if (*s >= 'A' && *s <= 'Z')
-			*s = (char)(*s - 'A' + 'a');
-}
-
 /* --- database (worker thread) -------------------------------------------------------- */
-
-/*
- * A one-dimensional text[] in PostgreSQL's text output ("{a.org,\"b c\",NULL}") into
- * lower-cased strings, NULLs and empty strings left out. 0 or -1 if it is not one.
- */
-static int
-parse_text_array(const char *s, struct principal *p)
-{
-	struct mbuf item = MBUF_INIT;
-	int rc = -1;
-
-	if (*s++ != '{')
-		return -1;
-	if (s[0] == '}')
-		return s[1] == '\0' ? 0 : -1;
-	for (;;) {
-		bool quoted = *s == '"';
-		mbuf_reset(&item);
-		if (quoted) {
-			for (s++; *s != '"'; s++) {
-				if (*s == '\\')
-					s++;
-				if (*s == '\0')
-					goto out;
-				mbuf_putc(&item, *s);
-			}
-			s++;
-		} else {
-			while (*s != '\0' && *s != ',' && *s != '}')
-				mbuf_putc(&item, *s++);
-		}
-		if (item.len > 0 && (quoted || strcasecmp(mbuf_str(&item), "NULL") != 0) &&
-		    p->nadmin < ADMIN_MAX) {
-			p->admin_domains =
-			        myreallocarray(p->admin_domains, p->nadmin + 1, sizeof(char *));
-			p->admin_domains[p->nadmin] = mystrdup(mbuf_str(&item));
-			lower(p->admin_domains[p->nadmin++]);
-		}
-		if (*s == ',') {
-			s++;
-			continue;
-		}
-		if (s[0] == '}' && s[1] == '\0')
-			rc = 0;
-		break;
-	}
-out:
-	mbuf_free(&item);
-	return rc;
-}
-
-static void
-job_error(struct lookup_job *j, PGconn *conn, const PGresult *res, const char *what)
-{
-	const char *e = res ? PQresultErrorMessage(res) : PQerrorMessage(conn);
-	size_t n;
-
-	snprintf(j->error, sizeof(j->error), "%s: %s", what, e && *e ? e : "database error");
-	n = strlen(j->error);
-	while (n > 0 && (j->error[n - 1] == '\n' || j->error[n - 1] == ' '))
-		j->error[--n] = '\0';
-	for (char *c = j->error; *c; c++)
-		if (*c == '\n' || *c == '\t')
-			*c = ' ';
-	j->found = -1;
-}
 
 static enum dbw_result
 lookup_run(struct dbjob *dj, PGconn *conn)
 {
 	struct lookup_job *j = (struct lookup_job *)dj;
-	const char *values[1];
-	int lengths[1] = {0}, formats[1] = {0};
-	Oid types[1] = {0};
-	const char *sql, *error = NULL;
-	PGresult *res;
-	char *user;
+	const char *error = NULL;
+	char **domains = NULL, *name = NULL, *user;
+	size_t ndomains = 0;
+	int64_t expires_ms = 0;
+	bool transient;
 
-	if (j->kind == E_TOKEN) {
-		sql = "SELECT u.name, u.domain_admin, (extract(epoch FROM t.expires_at) * "
-		      "1000)::bigint"
-		      " FROM api_tokens t JOIN users u ON u.name = t.username"
-		      " WHERE t.token_hash = $1 AND t.revoked_at IS NULL"
-		      " AND (t.expires_at IS NULL OR t.expires_at > now())";
-		values[0] = (const char *)j->key;
-		lengths[0] = TOKEN_HASH_LEN;
-		formats[0] = 1;
-		types[0] = BYTEAOID;
-	} else {
-		sql = "SELECT name, domain_admin FROM users WHERE name = $1";
-		values[0] = j->user;
-	}
-	res = PQexecParams(conn, sql, 1, types, values, lengths, formats, 0);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		job_error(j, conn, res, "looking up a token");
-		PQclear(res);
+	if (j->kind == E_TOKEN)
+		j->found = store_token_find(conn, j->key, TOKEN_HASH_LEN, &name, &domains,
+		                            &ndomains, &expires_ms, &transient, &error);
+	else
+		j->found =
+		        store_user_domains(conn, j->user, &domains, &ndomains, &transient, &error);
+	if (j->found < 0) {
+		snprintf(j->error, sizeof(j->error), "looking up a token: %s",
+		         error ? error : "database error");
 		return PQstatus(conn) != CONNECTION_OK ? DBW_RETRY : DBW_DONE;
 	}
-	j->found = PQntuples(res) > 0;
 	if (j->kind == E_USER) {
 		/* no row: a user with no privileges beyond their own mail */
 		j->p = mycalloc(1, sizeof(*j->p));
 		j->p->user = mystrdup(j->user);
-		if (j->found && parse_text_array(PQgetvalue(res, 0, 1), j->p) < 0)
-			job_error(j, conn, NULL, "users.domain_admin is not a text[]");
-		j->found = j->found < 0 ? -1 : 1;
+		j->p->admin_domains = domains;
+		j->p->nadmin = ndomains;
+		j->found = 1;
 	} else if (j->found) {
-		const char *name = PQgetvalue(res, 0, 0);
 		if ((user = token_user(name, strlen(name), &error)) == NULL) {
 			snprintf(j->error, sizeof(j->error), "users.name of a token: %s", error);
 			j->found = -1;
+			store_strings_free(domains, ndomains);
 		} else {
 			j->p = mycalloc(1, sizeof(*j->p));
 			j->p->user = user;
-			j->p->expires_ms = PQgetisnull(res, 0, 2)
-			                           ? INT64_MAX
-			                           : strtoll(PQgetvalue(res, 0, 2), NULL, 10);
-			if (parse_text_array(PQgetvalue(res, 0, 1), j->p) < 0)
-				job_error(j, conn, NULL, "users.domain_admin is not a text[]");
+			j->p->expires_ms = expires_ms;
+			j->p->admin_domains = domains;
+			j->p->nadmin = ndomains;
 		}
 	}
-	PQclear(res);
+	free(name);
 	return DBW_DONE;
 }
 

@@ -20,7 +20,8 @@
 
 #include "auth.h"
 #include "dbworker.h"
-#include "htable.h"
+#include "feedindex.h"
+#include "feedmsg.h"
 #include "mbuf.h"
 #include "msg.h"
 #include "mymalloc.h"
@@ -30,19 +31,6 @@
 #define PAGE_SPAN       2000   /* log offsets per catch-up page, so at most that many events */
 #define CATCHUP_WATER   262144 /* bytes queued before a catch-up pauses */
 #define NOTIFY_DELAY_MS 20     /* let our own batch publish before reading others' */
-
-struct feed_link {
-	struct feed_sub *sub;
-	struct feed_bucket *bucket;
-	struct feed_link *next, *prev;
-};
-
-/* The live subscribers of one user, or the admins of one domain. */
-struct feed_bucket {
-	struct htable *table;
-	struct htable_entry *entry; /* in table, holding the key */
-	struct feed_link *head;
-};
 
 struct ring_entry {
 	struct feed_msg *msg;
@@ -94,8 +82,8 @@ struct feed {
 	bool head_known;
 	int64_t published, epoch;
 	struct ring_entry ring[FEED_RING];
-	int64_t ring_lo; /* the oldest offset in the ring (published + 1 when empty) */
-	struct htable *by_user, *by_domain; /* key -> struct feed_bucket */
+	int64_t ring_lo;         /* the oldest offset in the ring (published + 1 when empty) */
+	struct feed_index *live; /* the live subscribers */
 	struct feed_sub *subs;
 	struct pending_sub *pending; /* subscribed before the head was known */
 	size_t npending;
@@ -123,96 +111,15 @@ static void want_up_to(struct feed *f, int64_t upto);
 static void on_retry(uv_timer_t *t);
 static void feed_release(struct feed *f);
 
-/* --- messages ------------------------------------------------------------------------ */
-
-void
-feed_msg_ref(struct feed_msg *m)
-{
-	m->refs++;
-}
-
-void
-feed_msg_unref(struct feed_msg **mp)
-{
-	struct feed_msg *m = *mp;
-
-	*mp = NULL;
-	if (m != NULL && --m->refs == 0)
-		free(m);
-}
-
-/* The event as the feeds send it: store_logged_json's document with "type":"event".
-   scratch is the caller's buffer for formatting (one per thread). */
-static struct feed_msg *
-msg_from(const struct store_logged *l, int64_t epoch, struct mbuf *scratch)
-{
-	static const char prefix[] = "{\"type\":\"event\",";
-	struct feed_msg *m;
-
-	mbuf_reset(scratch);
-	store_logged_json(l, epoch, scratch);
-	m = mymalloc(sizeof(*m) + scratch->len + sizeof(prefix));
-	m->refs = 1;
-	m->offset = l->log_offset;
-	memcpy(m->data, prefix, sizeof(prefix) - 1);
-	memcpy(m->data + sizeof(prefix) - 1, scratch->data + 1, scratch->len - 1); /* its "{" */
-	m->len = sizeof(prefix) - 1 + scratch->len - 1;
-	m->data[m->len] = '\0';
-	return m;
-}
-
-/* --- the index of live subscribers ------------------------------------------------------ */
-
-static void
-index_add(struct htable *table, const char *key, struct feed_sub *sub, struct feed_link *link)
-{
-	size_t len = strlen(key);
-	struct feed_bucket *b;
-
-	if ((b = htable_find(table, key, len)) == NULL) {
-		b = mycalloc(1, sizeof(*b));
-		b->table = table;
-		b->entry = htable_enter(table, key, len, b);
-	}
-	link->sub = sub;
-	link->bucket = b;
-	link->prev = NULL;
-	link->next = b->head;
-	if (b->head)
-		b->head->prev = link;
-	b->head = link;
-}
-
-static void
-index_remove(struct feed_link *link)
-{
-	struct feed_bucket *b = link->bucket;
-
-	if (b == NULL)
-		return;
-	if (link->prev)
-		link->prev->next = link->next;
-	else
-		b->head = link->next;
-	if (link->next)
-		link->next->prev = link->prev;
-	link->bucket = NULL;
-	if (b->head == NULL)
-		htable_remove(b->table, b->entry, free); /* frees the bucket */
-}
+/* --- live subscribers ------------------------------------------------------------------ */
 
 static void
 go_live(struct feed_sub *sub)
 {
 	struct feed *f = sub->feed;
-	const struct principal *p = sub->who;
 
 	sub->state = SUB_LIVE;
-	sub->nlinks = 1 + p->nadmin;
-	sub->links = mycalloc(sub->nlinks, sizeof(*sub->links));
-	index_add(f->by_user, p->user, sub, &sub->links[0]);
-	for (size_t i = 0; i < p->nadmin; i++)
-		index_add(f->by_domain, p->admin_domains[i], sub, &sub->links[1 + i]);
+	feed_index_enter(f->live, sub);
 	f->stats.live++;
 }
 
@@ -221,11 +128,7 @@ leave_live(struct feed_sub *sub)
 {
 	if (sub->state != SUB_LIVE)
 		return;
-	for (size_t i = 0; i < sub->nlinks; i++)
-		index_remove(&sub->links[i]);
-	free(sub->links);
-	sub->links = NULL;
-	sub->nlinks = 0;
+	feed_index_leave(sub);
 	sub->feed->stats.live--;
 }
 
@@ -263,13 +166,9 @@ deliver(struct feed_sub *sub, struct feed_msg *m)
 }
 
 static void
-fan_bucket(struct htable *table, const char *key, struct feed_msg *m)
+fan_list(struct feed_link *l, struct feed_msg *m)
 {
-	struct feed_bucket *b;
-
-	if (key == NULL || (b = htable_find(table, key, strlen(key))) == NULL)
-		return;
-	for (struct feed_link *l = b->head, *next; l; l = next) {
+	for (struct feed_link *next; l; l = next) {
 		next = l->next; /* deliver() may unlink l */
 		deliver(l->sub, m);
 	}
@@ -279,17 +178,8 @@ fan_bucket(struct htable *table, const char *key, struct feed_msg *m)
 static void
 fan_out(struct feed *f, struct feed_msg *m, const char *owner, const char *sender)
 {
-	const char *at = sender ? strrchr(sender, '@') : NULL;
-	char domain[256];
-
-	fan_bucket(f->by_user, owner, m);
-	if (at != NULL && strlen(at + 1) < sizeof(domain)) {
-		size_t i = 0;
-		for (const char *p = at + 1; *p; p++)
-			domain[i++] = (char)((*p >= 'A' && *p <= 'Z') ? *p + 32 : *p);
-		domain[i] = '\0';
-		fan_bucket(f->by_domain, domain, m);
-	}
+	fan_list(feed_index_user(f->live, owner), m);
+	fan_list(feed_index_domain(f->live, sender), m);
 }
 
 /* Publish events that follow `published` without a gap; on a gap, read it first. */
@@ -307,7 +197,7 @@ publish_rows(struct feed *f, const struct store_logged *rows, size_t n)
 			want_up_to(f, rows[n - 1].log_offset);
 			return;
 		}
-		m = msg_from(l, f->epoch, &f->scratch);
+		m = feed_msg_new(l, f->epoch, &f->scratch);
 		e = &f->ring[l->log_offset % FEED_RING];
 		feed_msg_unref(&e->msg);
 		free(e->owner);
@@ -347,7 +237,7 @@ page_row(void *ctx, const struct store_logged *l)
 		x->msgs_cap = x->msgs_cap ? 2 * x->msgs_cap : (size_t)x->limit;
 		x->msgs = myreallocarray(x->msgs, x->msgs_cap, sizeof(*x->msgs));
 	}
-	x->msgs[x->nmsgs++] = msg_from(l, x->epoch_in, &x->scratch);
+	x->msgs[x->nmsgs++] = feed_msg_new(l, x->epoch_in, &x->scratch);
 }
 
 static void
@@ -733,6 +623,7 @@ listener_main(void *arg)
 {
 	struct feed *f = arg;
 	PGconn *conn = NULL;
+	const char *error;
 
 	while (!atomic_load(&f->listener_stop)) {
 		struct timeval tv = {0, 200000};
@@ -752,7 +643,7 @@ listener_main(void *arg)
 					usleep(100000);
 				continue;
 			}
-			PQclear(PQexec(conn, "LISTEN msgstatus_log"));
+			(void)store_log_listen(conn, &error);
 			/* (re)connected: what was announced meanwhile is read from the log */
 			atomic_store(&f->notified_head, -1);
 			uv_async_send(&f->async);
@@ -822,8 +713,7 @@ feed_new(uv_loop_t *loop, const struct sd_config *cfg, struct dbworker *db,
 	f->db = db;
 	f->page_db[0] = db;
 	f->page_db[1] = page_db;
-	f->by_user = htable_create(1024);
-	f->by_domain = htable_create(64);
+	f->live = feed_index_new();
 	uv_async_init(loop, &f->async, on_async);
 	uv_timer_init(loop, &f->notify_timer);
 	uv_timer_init(loop, &f->retry_timer);
@@ -846,8 +736,7 @@ feed_release(struct feed *f)
 		free(f->ring[i].owner);
 		free(f->ring[i].sender);
 	}
-	htable_free(&f->by_user, free);
-	htable_free(&f->by_domain, free);
+	feed_index_free(&f->live);
 	mbuf_free(&f->scratch);
 	free(f->pending);
 	free(f->conninfo);

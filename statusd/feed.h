@@ -12,17 +12,17 @@
  *	before anything after it goes out.
  *
  *	Each event is serialized once into an immutable, reference-counted message shared by
- *	every subscriber that gets it. Live subscribers are indexed by the user they
- *	authenticated as and by the domains they administer, so an event costs work only for
- *	the subscribers who may see it. The newest FEED_RING events are kept, so a subscriber
- *	that resumes near the head is served from memory; an older offset is read from
- *	PostgreSQL a page at a time (store_log_scan, filtered there by what the subscriber may
- *	see). A page is a range of log offsets known before it is read, so consecutive pages
- *	are read at once, in turn on two database connections (the query worker and the
- *	feed's own); the database threads format the records as they read them, and the
- *	pages go to the transport in log order, each when it has drained the one before. A
- *	catching-up subscriber thus holds at most CATCHUP_WATER bytes and a page queued on
- *	its transport, and FEED_PAGES pages read or being read.
+ *	every subscriber that gets it (feedmsg.h). Live subscribers are indexed by the user
+ *	they authenticated as and by the domains they administer (feedindex.h), so an event
+ *	costs work only for the subscribers who may see it. The newest FEED_RING events are
+ *	kept, so a subscriber that resumes near the head is served from memory; an older
+ *	offset is read from PostgreSQL a page at a time (store_log_scan, filtered there by
+ *	what the subscriber may see). A page is a range of log offsets known before it is
+ *	read, so consecutive pages are read at once, in turn on two database connections (the
+ *	query worker and the feed's own); the database threads format the records as they read
+ *	them, and the pages go to the transport in log order, each when it has drained the one
+ *	before. A catching-up subscriber thus holds at most CATCHUP_WATER bytes and a page
+ *	queued on its transport, and FEED_PAGES pages read or being read.
  *
  *	Subscribers are transports (WebSocket, SSE: stream.c) behind one interface, struct
  *	feed_sub_ops (after nchan). A live subscriber whose transport has feed_buffer_max bytes
@@ -36,6 +36,8 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "feedmsg.h"
+
 struct dbworker;
 struct principal;
 struct sd_config;
@@ -45,17 +47,6 @@ struct feed_sub;
 
 #define FEED_RING  16384
 #define FEED_PAGES 4 /* catch-up pages read ahead per subscriber, on two connections */
-
-/* One serialized event (the JSON document of docs/api.md), shared by reference. */
-struct feed_msg {
-	int refs;
-	int64_t offset;
-	size_t len;
-	char data[]; /* len bytes of JSON, NUL-terminated */
-};
-
-void feed_msg_ref(struct feed_msg *m);
-void feed_msg_unref(struct feed_msg **m);
 
 struct feed_sub_ops {
 	/*

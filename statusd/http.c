@@ -1,6 +1,7 @@
 /*
  * http - statusd's HTTP interface: lws glue, routing, authentication step, CORS, rate
- * limits. See http.h; the handlers are in api.c, the streams in stream.c.
+ * limits. See http.h; the routes are in routes.c, the handlers in api.c, the streams in
+ * stream.c, the checks of a request's framing in framing.c.
  */
 #include "http.h"
 
@@ -10,14 +11,16 @@
 #include <string.h>
 #include <strings.h>
 
-#include "api.h"
 #include "auth.h"
-#include "htable.h"
+#include "framing.h"
+#include "front.h"
 #include "mbuf.h"
 #include "msg.h"
 #include "mymalloc.h"
 #include "params.h"
+#include "quota.h"
 #include "rfc3339.h"
+#include "routes.h"
 #include "sdconfig.h"
 #include "stream.h"
 #include "webassets.h"
@@ -35,10 +38,10 @@
 
 struct http {
 	struct lws_context *ctx;
+	struct front *front; /* the listening socket: reads and checks request heads */
 	struct http_env env;
 	struct lws_retry_bo retry; /* none: stream.c keeps WebSockets alive */
-	struct htable *buckets;    /* user -> write rate bucket */
-	struct htable *feeds;      /* user -> feed connections open (only while not 0) */
+	struct quota *quota;       /* write rate and feed connections per user */
 };
 
 struct req_ticket {
@@ -58,8 +61,8 @@ struct req {
 	char *origin; /* the allowed Origin, for CORS headers */
 	struct mbuf reqbody;
 	bool too_large;
-	const struct api_route *route;
-	char *param; /* the route's {id} */
+	const struct route *route; /* a WebSocket's too */
+	char *param;               /* the route's {id} */
 	/* the answer */
 	struct mbuf body;
 	unsigned status;
@@ -73,13 +76,12 @@ struct req {
 	int64_t from, epoch;    /* where a stream resumes */
 	char *token;            /* a WebSocket's credential, until it is checked */
 	const char *bad_resume; /* why a WebSocket's resume point is impossible, or NULL */
-	char *feed_user;        /* counted in http->feeds while its stream lasts */
+	char *feed_user;        /* counted in http->quota while its stream lasts */
 	int close_code;         /* a WebSocket refused: close with this */
 	const char *close_reason;
 	bool close_after; /* where the next request starts is unknown: close after the answer */
 };
 
-static struct http *the_http;                /* for lws callbacks that have no user pointer */
 static struct lws_token_limits token_limits; /* HEADER_VALUE_MAX for each */
 
 /* --- tickets ------------------------------------------------------------------------- */
@@ -111,35 +113,18 @@ req_redeem(struct req_ticket *t)
 static bool
 feed_count_take(struct req *r, const char *user)
 {
-	struct http *h = r->http;
-	size_t len = strlen(user);
-	struct htable_entry *e = htable_locate(h->feeds, user, len);
-	intptr_t n = e ? (intptr_t)e->value : 0;
-
-	if (n >= h->env.cfg->feed_max_per_user)
+	if (!quota_feed_take(r->http->quota, user))
 		return false;
 	r->feed_user = mystrdup(user);
-	if (e != NULL)
-		e->value = (void *)(n + 1);
-	else
-		htable_enter(h->feeds, user, len, (void *)(intptr_t)1);
 	return true;
 }
 
 static void
 feed_count_put(struct req *r)
 {
-	struct htable_entry *e;
-
 	if (r->feed_user == NULL)
 		return;
-	if ((e = htable_locate(r->http->feeds, r->feed_user, strlen(r->feed_user))) != NULL) {
-		intptr_t n = (intptr_t)e->value - 1;
-		if (n > 0)
-			e->value = (void *)n;
-		else
-			htable_remove(r->http->feeds, e, NULL);
-	}
+	quota_feed_put(r->http->quota, r->feed_user);
 	free(r->feed_user);
 	r->feed_user = NULL;
 }
@@ -293,40 +278,6 @@ complete:
 	return lws_http_transaction_completed(r->wsi) ? -1 : 0;
 }
 
-/* --- rate limits --------------------------------------------------------------------- */
-
-struct bucket {
-	double tokens;
-	int64_t at_ms;
-};
-
-/* May user write now? If not, *retry_s says when. */
-static bool
-rate_ok(struct http *h, const char *user, int *retry_s)
-{
-	const struct sd_config *cfg = h->env.cfg;
-	int64_t now = time_mono_ms();
-	size_t len = strlen(user);
-	struct bucket *b;
-
-	if ((b = htable_find(h->buckets, user, len)) == NULL) {
-		b = mycalloc(1, sizeof(*b));
-		b->tokens = (double)cfg->write_burst;
-		b->at_ms = now;
-		htable_enter(h->buckets, user, len, b);
-	}
-	b->tokens += (double)(now - b->at_ms) * (double)cfg->write_rate / 1000.0;
-	if (b->tokens > (double)cfg->write_burst)
-		b->tokens = (double)cfg->write_burst;
-	b->at_ms = now;
-	if (b->tokens < 1.0) {
-		*retry_s = (int)((1.0 - b->tokens) / (double)cfg->write_rate) + 1;
-		return false;
-	}
-	b->tokens -= 1.0;
-	return true;
-}
-
 /* --- routing ------------------------------------------------------------------------- */
 
 /* The bearer token: the Authorization header, or ?access_token= where allowed. */
@@ -401,7 +352,7 @@ on_auth(void *ctx, const struct principal *p, const char *error)
 			unauthorized(r, "invalid or expired token");
 		return;
 	}
-	if ((r->kind == CONN_WS || r->route->handler == NULL) && !feed_count_take(r, p->user)) {
+	if (r->route->kind != ROUTE_REST && !feed_count_take(r, p->user)) {
 		msg_clean(clean, sizeof(clean), p->user, strlen(p->user));
 		msg_info("http: refused a feed connection for %s: it has feed_max_per_user (%lld) "
 		         "open",
@@ -417,14 +368,15 @@ on_auth(void *ctx, const struct principal *p, const char *error)
 		        stream_start(STREAM_WS, r->wsi, r->http->env.feed, p, r->from, r->epoch);
 		return;
 	}
-	if (r->route->write && !rate_ok(r->http, p->user, &retry)) {
+	if ((r->route->flags & ROUTE_WRITE) &&
+	    !quota_write_ok(r->http->quota, p->user, time_mono_ms(), &retry)) {
 		snprintf(r->extra_buf, sizeof(r->extra_buf), "%d", retry);
 		r->extra_name = "retry-after:";
 		r->extra_value = r->extra_buf;
 		req_problem(r, 429, "Too Many Requests", "slow down");
 		return;
 	}
-	if (r->route->handler == NULL) { /* the SSE stream */
+	if (r->route->kind == ROUTE_SSE) {
 		r->stream =
 		        stream_start(STREAM_SSE, r->wsi, r->http->env.feed, p, r->from, r->epoch);
 		return;
@@ -437,30 +389,28 @@ on_auth(void *ctx, const struct principal *p, const char *error)
 	"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:;"           \
 	" connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
-/* A file of the dashboard, if path is one; the JavaScript client is served without it too. */
-static bool
-serve_asset(struct req *r, bool dashboard)
+/* A file of the dashboard (or the JavaScript client). */
+static void
+serve_asset(struct req *r)
 {
+	const struct web_asset *a = route_asset(r->path);
 	struct mbuf body = MBUF_INIT;
 
-	for (const struct web_asset *a = web_assets; a->path != NULL; a++) {
-		if (strcmp(a->path, r->path) != 0)
-			continue;
-		if (!dashboard && strcmp(a->path, "/msgstatus.js") != 0)
-			return false;
-		mbuf_append(&body, a->data, a->len);
-		r->extra_name = "content-security-policy:";
-		r->extra_value = DASHBOARD_CSP;
-		req_text(r, 200, a->ctype, &body);
-		return true;
+	if (a == NULL) { /* a route of a file this build does not embed */
+		req_problem(r, 404, "Not Found", "no such resource");
+		return;
 	}
-	return false;
+
+	mbuf_append(&body, a->data, a->len);
+	r->extra_name = "content-security-policy:";
+	r->extra_value = DASHBOARD_CSP;
+	req_text(r, 200, a->ctype, &body);
 }
 
 static void
 dispatch(struct http *h, struct req *r)
 {
-	const struct api_route *route;
+	const struct route *route;
 	const char *error;
 	char *token;
 
@@ -470,12 +420,18 @@ dispatch(struct http *h, struct req *r)
 		req_text(r, 204, "text/plain", &empty);
 		return;
 	}
-	route = api_route_find(r->method, r->path, &r->param);
-	if (route == NULL && r->method == LWSHUMETH_GET &&
-	    serve_asset(r, h->env.cfg->http_dashboard))
+	route = route_find(r->method, r->path, &r->param);
+	if (route != NULL && (route->flags & ROUTE_DASHBOARD) && !h->env.cfg->http_dashboard)
+		route = NULL;
+	if (route != NULL && route->kind == ROUTE_STATIC) {
+		serve_asset(r);
 		return;
-	if (route == NULL) {
-		if (api_route_find(-1, r->path, NULL) != NULL)
+	}
+	if (route == NULL || route->kind == ROUTE_WS) {
+		/* another method of a plain request's path; a WebSocket's path takes only an
+		   upgrade, a file only GET */
+		const struct route *other = route_find(-1, r->path, NULL);
+		if (other != NULL && (other->kind == ROUTE_REST || other->kind == ROUTE_SSE))
 			req_problem(r, 405, "Method Not Allowed", NULL);
 		else
 			req_problem(r, 404, "Not Found", "no such resource");
@@ -486,15 +442,15 @@ dispatch(struct http *h, struct req *r)
 		return;
 	}
 	r->route = route;
-	if (!route->auth) {
+	if (!(route->flags & ROUTE_AUTH)) {
 		route->handler(&h->env, r, NULL, r->param, &r->reqbody);
 		return;
 	}
-	if (route->handler == NULL && resume_point(r, &error) < 0) {
+	if (route->kind == ROUTE_SSE && resume_point(r, &error) < 0) {
 		req_problem(r, 400, "Bad Request", error);
 		return;
 	}
-	if ((token = bearer(r, route->handler == NULL)) == NULL) {
+	if ((token = bearer(r, route->kind == ROUTE_SSE)) == NULL) {
 		unauthorized(r, "a bearer token is required");
 		return;
 	}
@@ -543,133 +499,13 @@ same_origin(struct lws *wsi)
 	return strcasecmp(rest, host) == 0;
 }
 
-/* --- request framing (RFC 9112 §6) ---------------------------------------------------- */
-
-/* Whitespace lws may have kept between a header name and its colon ("Transfer-Encoding :"):
-   lws 4.1 takes such a line for an unknown header named with the blanks and the colon. */
-static bool
-blank_before_colon(struct lws *wsi, const char *name)
-{
-	static const char *const blanks[] = {" ", "\t", "  ", " \t", "\t ", "\t\t"};
-	char buf[64];
-
-	for (size_t i = 0; i < sizeof(blanks) / sizeof(blanks[0]); i++) {
-		int n = snprintf(buf, sizeof(buf), "%s%s:", name, blanks[i]);
-		if (lws_hdr_custom_length(wsi, buf, n) >= 0)
-			return true;
-	}
-	return false;
-}
-
-/* A Content-Length: 1*DIGIT, at most 18 digits. */
-static bool
-content_length_parse(const char *s, long long *len_r)
-{
-	size_t n = strspn(s, "0123456789");
-
-	if (n == 0 || n > 18 || s[n] != '\0')
-		return false;
-	*len_r = strtoll(s, NULL, 10);
-	return true;
-}
-
-/*
- * Where the request's body ends, told the same way by every reader of it, or an error
- * status (RFC 9112 §6.1, §6.3 and §5.1: a proxy in front that reads the request otherwise
- * than lws would let a second request hide in the body):
- *   - a blank between Content-Length or Transfer-Encoding and its colon: 400;
- *   - Transfer-Encoding and Content-Length together: 400;
- *   - Content-Length not a number, or given twice: 400 (lws would use the first);
- *   - Transfer-Encoding alone: 411 if it ends with chunked (lws 4.1 cannot read a chunked
- *     request body; send a Content-Length), 400 otherwise (the length cannot be known).
- * 0 and *len_r (-1: no Content-Length), or the status and *error_r.
- */
-static unsigned
-framing_check(struct lws *wsi, long long *len_r, const char **error_r)
-{
-	char value[64];
-	int te = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING);
-	int n;
-
-	*len_r = -1;
-	if (blank_before_colon(wsi, "content-length") ||
-	    blank_before_colon(wsi, "transfer-encoding")) {
-		*error_r = "no whitespace is allowed between a header name and its colon";
-		return 400;
-	}
-	if (te > 0 && lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0) {
-		*error_r = "Content-Length and Transfer-Encoding must not come together";
-		return 400;
-	}
-	if (te > 0) {
-		n = lws_hdr_copy(wsi, value, sizeof(value), WSI_TOKEN_HTTP_TRANSFER_ENCODING);
-		while (n > 0 && (value[n - 1] == ' ' || value[n - 1] == '\t'))
-			value[--n] = '\0';
-		if (n >= 7 && strcasecmp(value + n - 7, "chunked") == 0 &&
-		    (n == 7 || value[n - 8] == ',' || value[n - 8] == ' ' ||
-		     value[n - 8] == '\t')) {
-			*error_r = "a request body needs a Content-Length (chunked bodies are not "
-			           "supported)";
-			return 411;
-		}
-		*error_r = "a Transfer-Encoding that does not end with chunked has no length";
-		return 400;
-	}
-	if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) == 0)
-		return 0;
-	/* lws keeps each Content-Length line as a fragment of the header */
-	if (lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH, 1) > 0 ||
-	    lws_hdr_copy_fragment(wsi, value, sizeof(value), WSI_TOKEN_HTTP_CONTENT_LENGTH, 0) <=
-	            0 ||
-	    !content_length_parse(value, len_r)) {
-		*len_r = -1;
-		*error_r = "Content-Length must be one number, given once";
-		return 400;
-	}
-	return 0;
-}
-
-/* The request line's URI, or one of its query arguments. */
-static bool
-uri_token(int t)
-{
-	switch (t) {
-	case WSI_TOKEN_GET_URI:
-	case WSI_TOKEN_POST_URI:
-	case WSI_TOKEN_PUT_URI:
-	case WSI_TOKEN_PATCH_URI:
-	case WSI_TOKEN_DELETE_URI:
-	case WSI_TOKEN_OPTIONS_URI:
-	case WSI_TOKEN_HEAD_URI:
-	case WSI_TOKEN_HTTP_URI_ARGS:
-		return true;
-	default:
-		return false;
-	}
-}
-
-/* A header or query argument that lws cut at HEADER_VALUE_MAX: 431, or 414 for the URI;
-   0 if none was. */
-static unsigned
-header_cut(struct lws *wsi)
-{
-	for (int t = 0; t < WSI_TOKEN_COUNT; t++)
-		for (int i = 0;; i++) {
-			int n = lws_hdr_fragment_length(wsi, (enum lws_token_indexes)t, i);
-			if (n <= 0)
-				break;
-			if (n >= HEADER_VALUE_MAX)
-				return uri_token(t) ? 414 : 431;
-		}
-	return 0;
-}
-
 /* --- lws glue ------------------------------------------------------------------------ */
 
 static int
 callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
 {
-	struct http *h = the_http;
+	/* the server, through the context's user pointer (info.user in http_start) */
+	struct http *h = wsi != NULL ? lws_context_user(lws_get_context(wsi)) : NULL;
 	struct req *r = user;
 	char *uri;
 	int urilen;
@@ -684,6 +520,10 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in
 		memset(r, 0, sizeof(*r));
 		r->wsi = wsi;
 		r->http = h;
+		/* One request per plain connection: front.c checked its head, and lws must
+		   not read a next one unchecked. */
+		r->close_after = !lws_is_ssl(wsi);
+		front_body_take(h->front, lws_get_socket_fd(wsi), &r->reqbody);
 		r->method = lws_http_get_uri_and_method(wsi, &uri, &urilen);
 		r->origin = allowed_origin(h, wsi);
 		if ((status = framing_check(wsi, &clen, &error)) != 0) {
@@ -692,7 +532,7 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in
 			            error);
 			return 0;
 		}
-		if (len > PATH_MAX_LEN || (status = header_cut(wsi)) == 414) {
+		if (len > PATH_MAX_LEN || (status = framing_cut(wsi, HEADER_VALUE_MAX)) == 414) {
 			req_problem(r, 414, "URI Too Long", NULL);
 			return 0;
 		}
@@ -750,11 +590,13 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in
 		r->kind = CONN_WS;
 		r->wsi = wsi;
 		r->http = h;
-		if (n <= 0 || strcmp(path, "/api/v1/messages/stream") != 0)
+		if (n <= 0 || (r->route = route_find(LWSHUMETH_GET, path, NULL)) == NULL ||
+		    r->route->kind != ROUTE_WS)
 			return 1;
 		{
 			long long clen;
-			if (framing_check(wsi, &clen, &error) != 0 || header_cut(wsi) != 0)
+			if (framing_check(wsi, &clen, &error) != 0 ||
+			    framing_cut(wsi, HEADER_VALUE_MAX) != 0)
 				return 1; /* a body lws would not read the same way, a cut header */
 		}
 		if (h->env.cfg->http_cors_origins[0] != '\0' &&
@@ -833,6 +675,9 @@ lws_log(int level, const char *line)
 	while (len > 0 && line[len - 1] == '\n')
 		len--;
 	msg_clean(clean, sizeof(clean), line, len);
+	/* lws (4.1 and 4.3) logs how it takes each connection front.c hands it as an error */
+	if (strstr(clean, "adopt_socket_readbuf: ") != NULL)
+		level = LLL_DEBUG;
 	if (level & LLL_ERR)
 		msg_error("http: %s", clean);
 	else if (level & LLL_WARN)
@@ -850,17 +695,14 @@ http_start(uv_loop_t *loop, const struct http_env *env)
 	void *loops[1] = {loop};
 
 	h->env = *env;
-	h->buckets = htable_create(256);
-	h->feeds = htable_create(256);
-	the_http = h;
+	h->quota = quota_new(cfg);
 	/* No lws validity timers (secs_since_valid_hangup 0): lws 4.1 keeps them in one
 	   sorted list that each re-arm walks, a quarter of a CPU at 10,000 idle WebSockets.
 	   stream.c pings idle WebSockets and hangs up on silent ones itself. */
 	memset(&h->retry, 0, sizeof(h->retry));
 	lws_set_log_level(LLL_ERR | LLL_WARN | (msg_verbose() ? LLL_NOTICE : 0), lws_log);
 	memset(&info, 0, sizeof(info));
-	info.port = cfg->http_port;
-	info.iface = cfg->http_host;
+	info.port = CONTEXT_PORT_NO_LISTEN_SERVER; /* front.c listens */
 	info.protocols = protocols;
 	info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8;
 	if (strchr(cfg->http_host, ':') == NULL)
@@ -873,6 +715,7 @@ http_start(uv_loop_t *loop, const struct http_env *env)
 	info.retry_and_idle_policy = &h->retry;
 	info.foreign_loops = loops;
 	info.pcontext = &h->ctx; /* lws clears it when the context is finally freed */
+	info.user = h;           /* lws_context_user(): the callback's way to the server */
 	info.server_string = "statusd";
 	info.timeout_secs = 30;
 	info.max_http_header_data = HEADER_DATA_MAX;
@@ -883,6 +726,7 @@ http_start(uv_loop_t *loop, const struct http_env *env)
 		msg_fatal("http_listen %s: cannot start the HTTP server (address in use, or the "
 		          "TLS certificate or key cannot be read?)",
 		          cfg->http_listen);
+	h->front = front_start(loop, cfg, lws_get_vhost_by_name(h->ctx, "default"));
 	stream_init(loop, cfg);
 	msg_info("http: listening on %s%s", cfg->http_listen,
 	         cfg->http_tls_cert[0] ? " (TLS)" : "");
@@ -892,6 +736,7 @@ http_start(uv_loop_t *loop, const struct http_env *env)
 void
 http_stop(struct http *h)
 {
+	front_stop(&h->front);
 	stream_done();
 	/* Starts closing lws's connections and handles; they finish as the loop runs. */
 	if (h->ctx != NULL)
@@ -916,8 +761,6 @@ http_free(struct http **hp, uv_loop_t *loop)
 	}
 	if (h->ctx != NULL)
 		msg_warn("http: the HTTP library did not finish its teardown");
-	htable_free(&h->buckets, free);
-	htable_free(&h->feeds, NULL);
-	the_http = NULL;
+	quota_free(&h->quota);
 	free(h);
 }

@@ -5,22 +5,27 @@
  * DESIGN
  *	libwebsockets serves HTTP(S) and WebSocket on statusd's libuv loop (a foreign loop to
  *	lws), so the event socket, database completions and HTTP share one thread. One lws
- *	protocol handles every connection: plain requests are routed to the handlers in
- *	api.c; GET /api/v1/messages/events becomes an SSE stream and a WebSocket upgrade on
- *	/api/v1/messages/stream a WebSocket stream (stream.c). lws's own keep-alive (its retry
- *	and idle policy) is off; stream.c pings WebSockets.
+ *	protocol handles every connection, dispatched from one route table (routes.h): plain
+ *	requests go to the handlers in api.c or the dashboard's files; GET
+ *	/api/v1/messages/events becomes an SSE stream and a WebSocket upgrade on
+ *	/api/v1/messages/stream a WebSocket stream (stream.c). The server's state (struct
+ *	http, with its copy of the shared context, env.h) is the lws context's user pointer.
+ *	lws's own keep-alive (its retry and idle policy) is off; stream.c pings WebSockets.
  *
  *	A request that needs to wait (authentication, PostgreSQL, a receipt being stored)
  *	holds a ticket: lws owns the request state and frees it when the client goes away;
  *	the ticket outlives it, so the answer that comes too late is simply dropped.
  *
  * SECURITY
+ *	front.c accepts the connections and reads and checks each request head, and its
+ *	body, before lws sees them (RFC 9112; reqhead.h says what is refused), and lws serves
+ *	one request on each such connection: the answer closes it. With statusd's own TLS,
  *	lws parses the request line and headers (bounded by its limits: a header's value is
- *	cut at 6 KiB, and answered 431, the head at 8 KiB, which closes); before anything else
- *	a request's framing is checked (RFC 9112 §6.3: one Content-Length or none, no
- *	Transfer-Encoding, no blank before either's colon), and the connection closes after
- *	an answer to a request whose end lws might have read otherwise than a proxy in front
- *	(no request smuggling); bodies are bounded by http_body_max; every /api/ route except
+ *	cut at 6 KiB, and answered 431, the head at 8 KiB, which closes), and the request's
+ *	framing is checked here before anything else (RFC 9112 §6.3: one Content-Length or
+ *	none, no Transfer-Encoding, no blank before either's colon), and the connection closes
+ *	after an answer to a request whose end lws might have read otherwise than a proxy in
+ *	front (no request smuggling); bodies are bounded by http_body_max; every /api/ route except
  *	the preflight needs a bearer token (auth.h), checked before the handler runs; writes
  *	are rate-limited per user, and feed connections are counted per user
  *	(feed_max_per_user, checked once the token is); CORS headers are sent only to the
@@ -33,29 +38,13 @@
 #include <stddef.h>
 #include <uv.h>
 
-struct auth;
-struct dbworker;
-struct feed;
-struct ingest;
+#include "env.h"
+
 struct json_object;
 struct mbuf;
-struct principal;
-struct sd_config;
-struct webhooks;
 struct http;
 struct req;
 struct req_ticket;
-
-/* What the handlers can reach. */
-struct http_env {
-	const struct sd_config *cfg;
-	struct dbworker *db; /* the query worker */
-	struct ingest *ingest;
-	struct feed *feed;
-	struct auth *auth;
-	struct webhooks *webhooks;  /* NULL if none configured */
-	struct dbworker *ingest_db; /* for /healthz and /metrics only */
-};
 
 /* Start listening on cfg->http_listen. Fatal if the address cannot be bound. */
 struct http *http_start(uv_loop_t *loop, const struct http_env *env);

@@ -21,6 +21,7 @@
 #include "rfc3339.h"
 #include "sdconfig.h"
 #include "store.h"
+#include "utf8.h"
 
 #define READ_CHUNK      65536
 #define WRITE_QUEUE_MAX (1024 * 1024) /* replies the client has not read: stop reading */
@@ -413,11 +414,26 @@ conn_new_slot(struct conn *c)
 	return s;
 }
 
+/* Make s well-formed UTF-8 in place, each broken byte a '?': the reply is JSON, and a
+   reason cut at ERROR_TEXT_MAX bytes may end inside a character. */
+static void
+utf8_mend(char *s)
+{
+	size_t n = strlen(s);
+
+	for (size_t i = 0, k; i < n; i += k)
+		if ((k = utf8_seq_len(s + i, n - i)) == 0) {
+			s[i] = '?';
+			k = 1;
+		}
+}
+
 static void
 conn_reject(struct conn *c, struct slot *s, const char *why)
 {
 	s->state = SLOT_NAK;
 	s->error = mystrndup(why, ERROR_TEXT_MAX);
+	utf8_mend(s->error);
 	c->ing->stats.rejected++;
 	if (++c->rejected <= REJECT_LOG_MAX)
 		msg_warn("events: %s: record %llu rejected: %s%s", c->peer,

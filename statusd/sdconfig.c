@@ -29,6 +29,8 @@ const struct conf_setting sdconfig_table[] = {
         S(http_cors_origins, CONF_STR, "", 0, 0),
         S(http_body_max, CONF_SIZE, "64k", 1024, 16 * 1024 * 1024),
         S(http_dashboard, CONF_BOOL, "yes", 0, 0),
+        S(http_head_timeout, CONF_TIME, "10s", 1000, 300000),
+        S(http_head_pending_max, CONF_INT, "1024", 1, 1000000),
         S(auth_secret_file, CONF_STR, "", 0, 0),
         S(auth_token_max_lifetime, CONF_TIME, "1d", 60000, 30LL * 86400000),
         S(write_rate, CONF_INT, "10", 1, 100000),

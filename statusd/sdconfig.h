@@ -22,6 +22,8 @@ struct sd_config {
 	char *http_cors_origins;
 	long long http_body_max; /* bytes */
 	bool http_dashboard;
+	long long http_head_timeout;     /* ms for a request head to arrive */
+	long long http_head_pending_max; /* connections waiting for their request heads */
 	char *auth_secret_file;
 	long long auth_token_max_lifetime; /* ms */
 	long long write_rate;              /* writes per second per user */

@@ -1,6 +1,13 @@
 /*
- * store - what statusd and statusctl do in PostgreSQL: schema migrations, partition
- * maintenance, storing a batch of events, and reading a message's status.
+ * store - the storage layer: everything statusd and statusctl do in PostgreSQL, and the
+ * only place with SQL outside sql/. By concern:
+ *	store.c          the event log: storing a batch of events, reading the log back
+ *	store_schema.c   schema migrations, the schema version, session set-up, partitions
+ *	store_message.c  messages and their recipients' status, the receipt check
+ *	store_user.c     users, their domains and their API tokens
+ *	store_prefs.c    preferences and presence
+ *	store_webhook.c  webhook endpoints' locks and cursors
+ * It returns C structs (or rows); render.h makes the API's JSON documents of them.
  *
  * DESIGN
  *	Every function takes a connected PGconn and blocks on it; statusd calls them from its
@@ -21,8 +28,8 @@
 #include <stdint.h>
 
 #include "msevent.h"
+#include "status.h"
 
-struct json_object;
 struct mbuf;
 
 /* Whether a failed result is worth retrying on a fresh connection: the connection is gone,
@@ -30,6 +37,8 @@ struct mbuf;
 bool store_transient(PGconn *conn, const PGresult *res);
 /* The error of a failed result (or of the connection if res is NULL), on one line. */
 const char *store_error(PGconn *conn, const PGresult *res);
+
+/* --- schema and maintenance (store_schema.c) ---------------------------------------- */
 
 /* Schema version this program knows (the highest migration it ships). */
 #define STORE_SCHEMA_VERSION 7
@@ -46,6 +55,10 @@ int store_schema_version(PGconn *conn, const char **error_r);
 int store_session_setup(PGconn *conn, const char **error_r);
 /* Create and drop event partitions for a retention window of retention_ms. */
 int store_maintain(PGconn *conn, long long retention_ms, const char **error_r);
+/* A tool's session: the server's notices only from warnings up (errors ignored). */
+void store_session_quiet(PGconn *conn);
+
+/* --- the event log (store.c) ----------------------------------------------------------- */
 
 /* Append one event as a COPY text row for the staging table; seq numbers it in its batch. */
 void store_copy_row(struct mbuf *copy, int seq, const struct msevent *ev);
@@ -104,22 +117,62 @@ void store_logged_json(const struct store_logged *l, int64_t epoch, struct mbuf 
 
 /* The log's head and epoch. */
 int store_log_head(PGconn *conn, int64_t *head_r, int64_t *epoch_r, const char **error_r);
+/*
+ * Have the connection told of new events: LISTEN msgstatus_log, whose notifications carry
+ * the new head (PQnotifies). 0 or -1.
+ */
+int store_log_listen(PGconn *conn, const char **error_r);
+
+/* --- messages and status (store_message.c) ------------------------------------------- */
+
+/* A recipient of a message as stored: its status is status_view() of state. */
+struct store_recipient {
+	char *recipient;
+	char *orig_recipient; /* the address before rewriting, or NULL */
+	struct status_state state;
+	char *details; /* JSON object text, or NULL */
+};
+
+/* An event of a message's timeline. */
+struct store_event {
+	int64_t log_offset;
+	int64_t time_ms;
+	int type; /* enum msevent_type */
+	char *recipient, *source, *event_id;
+	char *details; /* JSON object text, or NULL */
+};
+
+/* A message and its recipients (by address), with a page of its timeline if asked for. */
+struct store_message {
+	int64_t id; /* messages.id */
+	char *tracking_id, *message_id, *sender, *queue_id;
+	char *owner;       /* who may see it; NULL in store_list's messages */
+	int64_t size;      /* bytes, -1 when unknown (and in store_list's messages) */
+	int64_t queued_ms; /* 0 when unknown */
+	struct store_recipient *rcpts;
+	size_t nrcpts;
+	struct store_event *events; /* the timeline's page, in time order */
+	size_t nevents;
+	bool more_events; /* a page follows, after the last event's offset */
+};
+
+/* Free n messages (NULL-safe). */
+void store_messages_free(struct store_message *msgs, size_t n);
 
 /*
- * Look up a message by tracking id or Message-ID (with or without angle brackets) and
- * build its status document (docs/api.md). With user not NULL, only messages user owns or
- * sent from one of domains count: anyone can send mail with a Message-ID copied from
- * someone else's, and that must not hide the other's message from its owner. Returns 1
- * and *doc_r (caller puts it) and, if not NULL, *owner_r and *sender_r (caller frees) for
- * authorization; 0 if there is no such message; -1 on error. With events_max > 0 the
- * document also has "events": the message's logged events in time order, a page of at
- * most events_max from after the cursor events_after (a log offset, 0 for the start), and
- * "next_cursor" (null on the last page), for a timeline; a read, unread or deleted that
- * repeats its recipient's previous one is left out.
+ * Look up a message by tracking id or Message-ID (with or without angle brackets). With
+ * user not NULL, only messages user owns or sent from one of domains count: anyone can
+ * send mail with a Message-ID copied from someone else's, and that must not hide the
+ * other's message from its owner. Returns 1 and *msg_r (free with store_messages_free(m,
+ * 1)); its owner and sender are for authorization; 0 if there is no such message; -1 on
+ * error. With events_max > 0 the message also has a page of its logged events in time
+ * order, at most events_max from after the cursor events_after (a log offset, 0 for the
+ * start), for a timeline; a read, unread or deleted that repeats its recipient's previous
+ * one is left out.
  */
 int store_status(PGconn *conn, const char *id, const char *user, char *const *domains,
-                 size_t ndomains, int events_max, int64_t events_after, struct json_object **doc_r,
-                 char **owner_r, char **sender_r, bool *transient_r, const char **error_r);
+                 size_t ndomains, int events_max, int64_t events_after,
+                 struct store_message **msg_r, bool *transient_r, const char **error_r);
 
 /* Filters for store_list: NULL / 0 means no filter. */
 struct store_list_filter {
@@ -131,13 +184,13 @@ struct store_list_filter {
 };
 
 /*
- * The messages a principal may see, newest first (by queued time), with their recipients'
- * statuses:
- * {"messages":[...],"next_cursor":"..."|null}. Returns 0 and *doc_r, or -1.
+ * The messages a principal may see, newest first (by queued time), with their recipients:
+ * returns 0 with *msgs_r (free with store_messages_free), *n_r of them and *more_r when a
+ * page follows (after the last message's id); or -1.
  */
 int store_list(PGconn *conn, const char *user, char *const *domains, size_t ndomains,
-               const struct store_list_filter *flt, struct json_object **doc_r, bool *transient_r,
-               const char **error_r);
+               const struct store_list_filter *flt, struct store_message **msgs_r, size_t *n_r,
+               bool *more_r, bool *transient_r, const char **error_r);
 
 /*
  * Is user a recipient of the message id (tracking id or Message-ID)? Returns 1 with
@@ -147,19 +200,100 @@ int store_list(PGconn *conn, const char *user, char *const *domains, size_t ndom
 int store_receipt_target(PGconn *conn, const char *id, const char *user, char **tracking_id_r,
                          bool *receipts_r, bool *transient_r, const char **error_r);
 
-/* A user's preferences ({"read_receipts":..,"presence":..}); defaults if no row. */
-int store_prefs_get(PGconn *conn, const char *user, struct json_object **doc_r, bool *transient_r,
+/* --- users and API tokens (store_user.c) --------------------------------------------- */
+
+/* Free n strings and their array (NULL-safe). */
+void store_strings_free(char **v, size_t n);
+
+/*
+ * The valid (not revoked, not expired) API token whose SHA-256 is hash: returns 1 with
+ * *name_r (users.name as stored; caller frees), the domains its user administers (lower
+ * case; free with store_strings_free) and *expires_ms_r (INT64_MAX: never); 0 if there is
+ * none; -1 on error.
+ */
+int store_token_find(PGconn *conn, const unsigned char *hash, size_t hash_len, char **name_r,
+                     char ***domains_r, size_t *ndomains_r, int64_t *expires_ms_r,
+                     bool *transient_r, const char **error_r);
+/* The domains user administers (lower case): 1 as above, 0 if there is no such user, -1. */
+int store_user_domains(PGconn *conn, const char *user, char ***domains_r, size_t *ndomains_r,
+                       bool *transient_r, const char **error_r);
+
+/* A user as statusctl shows it. */
+struct store_user {
+	bool read_receipts, presence;
+	char **domains; /* administered, as stored (free with store_strings_free) */
+	size_t ndomains;
+	int64_t api_tokens; /* valid ones */
+	int64_t created_ms;
+};
+
+/* A user: 1 and *u_r, 0 if there is no such user, -1. */
+int store_user_get(PGconn *conn, const char *user, struct store_user *u_r, const char **error_r);
+/* Make user the administrator of exactly these domains (creates the user). 0 or -1. */
+int store_user_admin_set(PGconn *conn, const char *user, char *const *domains, size_t n,
+                         const char **error_r);
+/* user administers no domain any more. 0 or -1. */
+int store_user_admin_clear(PGconn *conn, const char *user, const char **error_r);
+
+/* An API token as stored (never the token itself). */
+struct store_token {
+	int64_t id;
+	char *user;
+	char *label; /* or NULL */
+	int64_t created_ms;
+	int64_t expires_ms; /* 0: never */
+	int64_t revoked_ms; /* 0: not revoked */
+	const char *state;  /* "valid", "expired" or "revoked" (static) */
+};
+
+/*
+ * Store a new token of user (creating the user) by its SHA-256, valid for lifetime_ms (0:
+ * no expiry), in one transaction: 0 and *tok_r (the caller frees its user and label), or
+ * -1.
+ */
+int store_token_create(PGconn *conn, const char *user, const unsigned char *hash, size_t hash_len,
+                       const char *label, int64_t lifetime_ms, struct store_token *tok_r,
+                       const char **error_r);
+/* The tokens of user (NULL: everyone's) by id: 0 with *toks_r and *n_r, or -1. */
+int store_token_list(PGconn *conn, const char *user, struct store_token **toks_r, size_t *n_r,
+                     const char **error_r);
+/* Free n tokens and their array. */
+void store_tokens_free(struct store_token *toks, size_t n);
+/*
+ * Revoke token id: 1 with *user_r (caller frees) and *already_r (it was revoked before),
+ * 0 if there is no such token, -1.
+ */
+int store_token_revoke(PGconn *conn, int64_t id, char **user_r, bool *already_r,
+                       const char **error_r);
+
+/* --- preferences and presence (store_prefs.c) ---------------------------------------- */
+
+struct store_prefs {
+	bool read_receipts; /* default on */
+	bool presence;      /* default off */
+};
+
+/* A user's preferences; the defaults if the user has no row. */
+int store_prefs_get(PGconn *conn, const char *user, struct store_prefs *prefs_r, bool *transient_r,
                     const char **error_r);
 /* Set them (-1: leave as is); creates the user's row. */
 int store_prefs_set(PGconn *conn, const char *user, int read_receipts, int presence,
                     bool *transient_r, const char **error_r);
 
+struct store_presence {
+	bool online;
+	int64_t last_seen_ms; /* 0: never */
+	char *client;         /* or NULL */
+	char *typing_to;      /* whom the user is writing to now, or NULL */
+};
+
 /*
- * A user's presence {"user","online","last_seen","client","typing_to"} if they opted in:
- * returns 1 and *doc_r, 0 if they did not (or are unknown), -1 on error.
+ * A user's presence if they opted in: returns 1 and *pr_r (free its strings with
+ * store_presence_clear), 0 if they did not (or are unknown), -1 on error.
  */
-int store_presence_get(PGconn *conn, const char *user, struct json_object **doc_r,
+int store_presence_get(PGconn *conn, const char *user, struct store_presence *pr_r,
                        bool *transient_r, const char **error_r);
+void store_presence_clear(struct store_presence *pr);
 /*
  * Record a sign of life from webmail: online for online_ms from now, typing to typing_to
  * (NULL: not typing) for typing_ms. Ignored for users who did not opt in. 0 or -1.
@@ -167,5 +301,20 @@ int store_presence_get(PGconn *conn, const char *user, struct json_object **doc_
 int store_presence_touch(PGconn *conn, const char *user, const char *client, int64_t online_ms,
                          const char *typing_to, int64_t typing_ms, bool *transient_r,
                          const char **error_r);
+
+/* --- webhooks' cursors (store_webhook.c) --------------------------------------------- */
+
+/* A webhook thread's session: asynchronous commits, its name, LISTEN msgstatus_log. */
+int store_webhook_session(PGconn *conn, const char **error_r);
+/* Take the endpoint url's advisory lock for this session: 1, 0 if another holds it, -1. */
+int store_webhook_lock(PGconn *conn, const char *url, const char **error_r);
+/*
+ * The endpoint's cursor, made at the log's head the first time (*created_r): 0 and
+ * *cursor_r, or -1.
+ */
+int store_webhook_cursor_load(PGconn *conn, const char *url, int64_t *cursor_r, bool *created_r,
+                              const char **error_r);
+/* Save the endpoint's cursor. 0 or -1. */
+int store_webhook_cursor_save(PGconn *conn, const char *url, int64_t cursor, const char **error_r);
 
 #endif

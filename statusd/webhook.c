@@ -135,12 +135,10 @@ hook_init(struct hook *h, const char *url, const char **error_r)
 	char *scheme = NULL, *host = NULL, *port = NULL, *path = NULL, *query = NULL;
 	char shown[200];
 	struct mbuf label = MBUF_INIT;
-	CURLU *u = curl_url();
+	CURLU *u = mynonnull(curl_url());
 	CURLUcode uc;
 	int rc = -1;
 
-	if (u == NULL)
-		msg_fatal("out of memory");
 	msg_clean(shown, sizeof(shown), url, strlen(url));
 	if ((uc = curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME)) != CURLUE_OK) {
 		*error_r = errfmt("webhook_urls: \"%s\" is not a URL (%s)", shown,
@@ -262,26 +260,14 @@ hook_db_trouble(struct hook *h, const char *error, bool quiet)
 	(void)hook_wait(h, h->db_backoff, false);
 }
 
-static int
-exec_ok(struct hook *h, PGresult *res, ExecStatusType want, const char **error_r)
-{
-	if (PQresultStatus(res) == want)
-		return 0;
-	*error_r = store_error(h->conn, res);
-	PQclear(res);
-	return -1;
-}
-
 /* Connect without blocking past a stop, and set the session up. */
 static int
 hook_db_open(struct hook *h, const char **error_r)
 {
 	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
 	int64_t deadline = time_mono_ms() + CONNECT_TIMEOUT_MS, left;
-	PGresult *res;
 
-	if ((h->conn = PQconnectStart(h->w->cfg->database)) == NULL)
-		msg_fatal("out of memory");
+	h->conn = mynonnull(PQconnectStart(h->w->cfg->database));
 	if (PQstatus(h->conn) == CONNECTION_BAD)
 		st = PGRES_POLLING_FAILED;
 	while (st != PGRES_POLLING_OK) {
@@ -308,37 +294,18 @@ hook_db_open(struct hook *h, const char **error_r)
 		if (ready > 0 && pfd[1].revents != 0)
 			st = PQconnectPoll(h->conn);
 	}
-	res = PQexec(h->conn, "SET synchronous_commit = off;"
-	                      " SET application_name = 'statusd webhook';"
-	                      " LISTEN msgstatus_log");
-	if (exec_ok(h, res, PGRES_COMMAND_OK, error_r) < 0)
-		return -1;
-	PQclear(res);
-	return 0;
+	return store_webhook_session(h->conn, error_r);
 }
 
 /* Save the cursor (only ever to an acknowledged offset). */
 static int
 cursor_save(struct hook *h, const char **error_r)
 {
-	char off[32];
-	const char *params[2] = {h->url, off};
-	PGresult *res;
-
 	if (h->conn == NULL) {
 		*error_r = "connection lost";
 		return -1;
 	}
-	snprintf(off, sizeof(off), "%lld", (long long)h->cursor);
-	res = PQexecParams(h->conn,
-	                   "INSERT INTO webhook_cursors (url, log_offset) VALUES ($1, $2::bigint)"
-	                   " ON CONFLICT (url) DO UPDATE"
-	                   " SET log_offset = EXCLUDED.log_offset, updated_at = now()",
-	                   2, NULL, params, NULL, NULL, 0);
-	if (exec_ok(h, res, PGRES_COMMAND_OK, error_r) < 0)
-		return -1;
-	PQclear(res);
-	return 0;
+	return store_webhook_cursor_save(h->conn, h->url, h->cursor, error_r);
 }
 
 /*
@@ -349,9 +316,7 @@ cursor_save(struct hook *h, const char **error_r)
 static int
 hook_take(struct hook *h, const char **error_r)
 {
-	const char *params[1] = {h->url};
-	PGresult *res;
-	int version;
+	int version, locked;
 	bool created;
 	int64_t saved;
 
@@ -361,14 +326,9 @@ hook_take(struct hook *h, const char **error_r)
 		*error_r = "waiting for the database schema";
 		return -2;
 	}
-	res = PQexecParams(h->conn,
-	                   "SELECT pg_try_advisory_lock(('x' || substr(md5('msgstatus webhook '"
-	                   " || $1), 1, 16))::bit(64)::bigint)",
-	                   1, NULL, params, NULL, NULL, 0);
-	if (exec_ok(h, res, PGRES_TUPLES_OK, error_r) < 0)
+	if ((locked = store_webhook_lock(h->conn, h->url, error_r)) < 0)
 		return -1;
-	h->locked = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
-	PQclear(res);
+	h->locked = locked == 1;
 	if (!h->locked) {
 		if (!h->standby_logged)
 			msg_info("webhook %s: another statusd delivers to this endpoint; standing "
@@ -377,25 +337,8 @@ hook_take(struct hook *h, const char **error_r)
 		h->standby_logged = true;
 		return 0;
 	}
-	res = PQexecParams(h->conn,
-	                   "INSERT INTO webhook_cursors (url, log_offset)"
-	                   " SELECT $1, head FROM log_head ON CONFLICT (url) DO NOTHING",
-	                   1, NULL, params, NULL, NULL, 0);
-	if (exec_ok(h, res, PGRES_COMMAND_OK, error_r) < 0)
+	if (store_webhook_cursor_load(h->conn, h->url, &saved, &created, error_r) < 0)
 		return -1;
-	created = strcmp(PQcmdTuples(res), "1") == 0;
-	PQclear(res);
-	res = PQexecParams(h->conn, "SELECT log_offset FROM webhook_cursors WHERE url = $1", 1,
-	                   NULL, params, NULL, NULL, 0);
-	if (exec_ok(h, res, PGRES_TUPLES_OK, error_r) < 0)
-		return -1;
-	if (PQntuples(res) != 1) {
-		PQclear(res);
-		*error_r = "the endpoint's row in webhook_cursors vanished";
-		return -1;
-	}
-	saved = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-	PQclear(res);
 	if (h->cursor > saved) {
 		/* acknowledged before the connection broke, not saved then */
 		if (cursor_save(h, error_r) < 0)
@@ -475,8 +418,7 @@ header(struct curl_slist *list, const char *fmt, ...)
 	va_start(ap, fmt);
 	mbuf_vprintf(&line, fmt, ap);
 	va_end(ap);
-	if ((l = curl_slist_append(list, mbuf_str(&line))) == NULL)
-		msg_fatal("out of memory");
+	l = mynonnull(curl_slist_append(list, mbuf_str(&line)));
 	mbuf_free(&line);
 	return l;
 }

@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import json
 import os
+import resource
 import socket
 import stat
 import struct
@@ -391,9 +392,8 @@ class StatusdSecurityTest(unittest.TestCase):
 
     def test_oversized_headers_get_431(self):
         """A header or query argument longer than statusd takes (6 KiB) gets 431 or 414 with
-        a problem document at once (a WebSocket upgrade with one is refused), and statusd
-        goes on serving. (A header lws does not know, longer than its 8 KiB header buffer,
-        still only closes the connection: test_http_hostile_input.)"""
+        a problem document at once (a WebSocket upgrade too), and statusd goes on
+        serving."""
         port = self.sd.http_port
         get = b"GET /api/v1/messages HTTP/1.1\r\nHost: x\r\n"
         token = self.sd.token(ALICE).encode()
@@ -406,7 +406,7 @@ class StatusdSecurityTest(unittest.TestCase):
             ("a WebSocket upgrade with a 7 kB header", b"GET /api/v1/messages/stream?"
              b"access_token=" + token + b" HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
              b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-             b"Sec-WebSocket-Version: 13\r\nUser-Agent: " + b"a" * 7000 + b"\r\n\r\n", None),
+             b"Sec-WebSocket-Version: 13\r\nUser-Agent: " + b"a" * 7000 + b"\r\n\r\n", 431),
             ("a 7 kB query argument", b"GET /api/v1/messages?recipient=" + b"a" * 7000 +
              b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
         ]
@@ -414,8 +414,7 @@ class StatusdSecurityTest(unittest.TestCase):
             with self.subTest(name):
                 code, headers, body, closed, took = raw_exchange(port, raw)
                 self.assertEqual(code, want, f"{name}: {body[:200]!r}")
-                if want is not None:  # None: an upgrade refused, the connection closed
-                    self.assertEqual(json.loads(body.split(b"\n", 1)[0])["status"], want)
+                self.assertEqual(json.loads(body.split(b"\n", 1)[0])["status"], want)
                 self.assertLess(took, 2, name)
         # a 5 kB token is still read whole (and refused as a token)
         code, _, body, _, _ = raw_exchange(port, get + b"Authorization: Bearer " +
@@ -426,8 +425,8 @@ class StatusdSecurityTest(unittest.TestCase):
     def test_request_framing(self):
         """Every request gets an answer at once, and one whose body a proxy in front could
         read otherwise than statusd (request smuggling, RFC 9112 §6.3, §5.1) gets a 400,
-        411 for a chunked body, and the connection closes after it, so nothing after it
-        is taken for a request."""
+        411 for a chunked body. The connection closes after every answer, so nothing after
+        it is taken for a request."""
         port = self.sd.http_port
         auth = b"Host: x\r\nAuthorization: Bearer " + self.sd.token(ALICE).encode() + b"\r\n"
         prefs = b"PUT /api/v1/preferences HTTP/1.1\r\n" + auth
@@ -435,9 +434,9 @@ class StatusdSecurityTest(unittest.TestCase):
         smuggled = b"GET /api/v1/presence/alice%40example.org HTTP/1.1\r\nHost: x\r\n\r\n"
         chunked = b'19\r\n{"state":"online"}\r\n0\r\n\r\n'
         cases = [  # (name, raw request, status, the connection closes after the answer)
-            ("PUT with Content-Length: 0", prefs + b"Content-Length: 0\r\n\r\n", 400, False),
+            ("PUT with Content-Length: 0", prefs + b"Content-Length: 0\r\n\r\n", 400, True),
             ("POST with Content-Length: 0", presence + b"Content-Length: 0\r\n\r\n", 400,
-             False),
+             True),
             ("a chunked PUT", prefs + b"Transfer-Encoding: chunked\r\n\r\n" + chunked, 411,
              True),
             ("a chunked POST", presence + b"Transfer-Encoding: chunked\r\n\r\n" + chunked,
@@ -477,22 +476,127 @@ class StatusdSecurityTest(unittest.TestCase):
                 if closes:
                     self.assertEqual(headers.get("connection"), "close", name)
                     self.assertEqual(body.count(b"HTTP/1.1"), 0, f"{name}: one answer only")
-        # a request without a body, and one with a body of 0 bytes, keep the connection
+        # a request sent right behind another on one connection is not read: the first is
+        # answered, and the connection closes
         s = socket.create_connection(("127.0.0.1", port), timeout=5)
         s.sendall(b"POST /api/v1/messages/none/receipt HTTP/1.1\r\n" + auth +
                   b"Content-Length: 0\r\n\r\n" + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         got = b""
-        while got.count(b"HTTP/1.1 ") < 2:
-            chunk = s.recv(65536)
-            self.assertTrue(chunk, f"both answered on one connection: {got!r}")
+        while chunk := s.recv(65536):
             got += chunk
         self.assertTrue(got.startswith(b"HTTP/1.1 404"), got[:100])
+        self.assertEqual(got.count(b"HTTP/1.1 "), 1, got)
         s.close()
         code, _, body, closed, took = raw_exchange(port, b"POST /api/v1/presence HTTP/1.1\r\n" +
                                                    auth + b"\r\n")
         self.assertEqual((code, closed), (400, True), body)
         self.assertLess(took, 2)
         self.assert_intact()
+
+    def test_request_heads_checked_before_lws(self):
+        """statusd reads and checks each request head itself (statusd/front.c) before
+        libwebsockets sees it: a header name that is the start of one lws knows (A:,
+        Origi:) is answered at once, last or not, and hides no header after it; a head
+        over 8 KiB gets 431; what RFC 9112 forbids gets 400 (a blank before any colon,
+        obs-fold, a CR or LF alone, a control byte), an unknown method 501, another HTTP
+        version 505 -- each with a problem document, at once, and Connection: close."""
+        port = self.sd.http_port
+        token = self.sd.token(ALICE).encode()
+        get = b"GET /api/v1/messages HTTP/1.1\r\nHost: x\r\n"
+        auth = b"Authorization: Bearer " + token + b"\r\n"
+        cases = [  # (name, raw request, status)
+            ("A: last", b"GET /healthz HTTP/1.1\r\nHost: x\r\nA:\r\n\r\n", 200),
+            ("A: 1 last", b"GET /healthz HTTP/1.1\r\nHost: x\r\nA: 1\r\n\r\n", 200),
+            ("Origi: last", b"GET /healthz HTTP/1.1\r\nHost: x\r\nOrigi: y\r\n\r\n", 200),
+            ("A: before Authorization", get + b"A: 1\r\n" + auth + b"\r\n", 200),
+            ("Origi: before Authorization", get + b"Origi:\r\n" + auth + b"\r\n", 200),
+            ("a 9 KiB head of small headers", get + auth +
+             b"".join(b"X-%03d: %s\r\n" % (i, b"v" * 80) for i in range(100)) + b"\r\n", 431),
+            ("a 9 KiB head of three headers", get +
+             b"".join(b"X-%d: %s\r\n" % (i, b"v" * 3000) for i in range(3)) + b"\r\n", 431),
+            ("a 9 KiB request line", b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n", 414),
+            ("three blanks before a colon", get + b"Transfer-Encoding   : chunked\r\n\r\n", 400),
+            ("a blank before another colon", get + b"X-Forwarded-For : 1.2.3.4\r\n\r\n", 400),
+            ("obs-fold", get + auth + b"X-A: b\r\n c\r\n\r\n", 400),
+            ("obs-fold in Content-Length", b"POST /api/v1/presence HTTP/1.1\r\nHost: x\r\n" +
+             auth + b"Content-Length: 1\r\n 9\r\n\r\n{}", 400),
+            ("a LF alone", b"GET /healthz HTTP/1.1\nHost: x\n\n", 400),
+            ("a CR alone", b"GET /healthz HTTP/1.1\r\nHost: x\rY: z\r\n\r\n", 400),
+            ("a NUL in a value", get + b"X-A: a\x00b\r\n\r\n", 400),
+            ("an unknown method", b"BREW /healthz HTTP/1.1\r\nHost: x\r\n\r\n", 501),
+            ("HTTP/2.0", b"GET /healthz HTTP/2.0\r\nHost: x\r\n\r\n", 505),
+            ("two Authorization", get + auth + auth + b"\r\n", 400),
+        ]
+        for name, raw, want in cases:
+            with self.subTest(name):
+                code, headers, body, closed, took = raw_exchange(port, raw)
+                self.assertEqual(code, want, f"{name}: {body[:200]!r}")
+                self.assertLess(took, 2, f"{name}: answered at once")
+                self.assertTrue(closed, f"{name}: closed after the answer")
+                self.assertEqual(headers.get("connection"), "close", name)
+                if want != 200:
+                    doc = json.loads(body.split(b"\n", 1)[0])
+                    self.assertEqual(doc["status"], want, name)
+                    self.assertTrue(doc.get("detail"), f"{name}: {doc}")
+        self.assertRegex(self.sd.child.log(), r"http: refused a request: 431 ")
+        self.assert_intact()
+
+    def test_slow_request_heads(self):
+        """A client that sends no complete head within http_head_timeout is closed; of
+        more than http_head_pending_max such clients the oldest are closed; others are
+        served all the while, at once."""
+        sd = self.sb.statusd(self.pg, name="statusd-slow",
+                             settings={"http_head_timeout": "2s", "http_head_pending_max": "4"})
+        stalled = []
+        for i in range(6):
+            c = socket.create_connection(("127.0.0.1", sd.http_port), timeout=10)
+            c.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: %d" % i)
+            stalled.append(c)
+        start = time.monotonic()
+        self.assertEqual(sd.http("/healthz")[0], 200)
+        self.assertLess(time.monotonic() - start, 1, "served beside the slow clients")
+        # the two oldest were pushed out at once
+        for c in stalled[:2]:
+            self.assertEqual(c.recv(100), b"", "the oldest are closed")
+        # the others, after the timeout
+        for c in stalled[2:]:
+            self.assertEqual(c.recv(100), b"", "closed after http_head_timeout")
+        self.assertLess(time.monotonic() - start, 5)
+        for c in stalled:
+            c.close()
+        log = sd.child.log()
+        self.assertIn("(http_head_pending_max): closed the oldest", log)
+        self.assertIn("no complete request head within http_head_timeout", log)
+        # a head that arrives a byte at a time, in time, is served
+        c = socket.create_connection(("127.0.0.1", sd.http_port), timeout=10)
+        for b in b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n":
+            c.send(bytes([b]))
+            time.sleep(0.01)
+        self.assertTrue(c.recv(100).startswith(b"HTTP/1.1 200"))
+        c.close()
+        sd.stop()
+
+    def test_out_of_descriptors(self):
+        """statusd out of file descriptors stops accepting for a second at a time (one
+        warning each) instead of spinning on its readable listening socket, and serves
+        again once descriptors are free."""
+        sd = self.sb.statusd(self.pg, name="statusd-emfile")
+        pid = sd.child.pid
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        subprocess.run(["prlimit", f"--pid={pid}",
+                        f"--nofile={len(os.listdir(f'/proc/{pid}/fd')) + 3}:{hard}"], check=True)
+        conns = [socket.create_connection(("127.0.0.1", sd.http_port), timeout=5)
+                 for _ in range(20)]
+        time.sleep(3)
+        warnings = sd.child.log().count("accepting again in a second")
+        self.assertGreaterEqual(warnings, 1)
+        self.assertLessEqual(warnings, 5, "one try and one warning a second, no busy loop")
+        for c in conns:
+            c.close()
+        subprocess.run(["prlimit", f"--pid={pid}", f"--nofile={soft}:{hard}"], check=True)
+        time.sleep(1.5)
+        self.assertEqual(sd.http("/healthz")[0], 200)
+        sd.stop()
 
     def test_feed_connections_per_user(self):
         """One user's feed connections (WebSocket and SSE together) stop at

@@ -100,6 +100,10 @@ class StatusApiTest(unittest.TestCase):
             ("/api/v1/messages/x/status", "DELETE", 405),
             ("/api/v1/nothing", "GET", 404),
             ("/healthz", "POST", 405),
+            ("/api/v1/messages/events", "POST", 405),
+            # the WebSocket feed's path takes only an upgrade, a dashboard file only GET
+            ("/api/v1/messages/stream", "GET", 404),
+            ("/app.js", "POST", 404),
         ]
         token = self.sd.token("alice@example.org")
         for path, method, want in cases:

@@ -5,7 +5,8 @@
  * Covers: each function returns writable memory of the size asked, also for zero sizes;
  * mycalloc zeroes; myrealloc and myreallocarray keep the contents; mystrdup and
  * mystrndup copy, cut and terminate (a table of strings and lengths); and an element count
- * whose size overflows is fatal ("out of memory", exit status 1) in a child process.
+ * whose size overflows is fatal ("out of memory", exit status 1) in a child process, as
+ * is a NULL passed to mynonnull, which hands any other pointer back.
  * Allocation failure itself is not provoked: under ASan a huge malloc() is reported and
  * aborts instead of returning NULL.
  */
@@ -94,6 +95,26 @@ test_overflow_is_fatal(void **state)
 	check_done();
 }
 
+static void
+library_failed(void)
+{
+	mynonnull(NULL);
+}
+
+/* What a library allocated passes through; its NULL is fatal as mymalloc's is. */
+static void
+test_nonnull(void **state)
+{
+	char log[1024], buf[1];
+	int status;
+
+	CHECK_INT("passes a pointer on", mynonnull(buf) == buf, 1);
+	status = run_child(library_failed, log, sizeof(log));
+	CHECK_INT("NULL exits", WIFEXITED(status) ? WEXITSTATUS(status) : -1, 1);
+	CHECK_HAS("says why", log, "out of memory");
+	check_done();
+}
+
 int
 main(void)
 {
@@ -101,6 +122,7 @@ main(void)
 	        cmocka_unit_test(test_sizes),
 	        cmocka_unit_test(test_strings),
 	        cmocka_unit_test(test_overflow_is_fatal),
+	        cmocka_unit_test(test_nonnull),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

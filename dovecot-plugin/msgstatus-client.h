@@ -1,0 +1,38 @@
+/*
+ * msgstatus - the plugin's side of statusd's event socket and pickup directory: event
+ * records in docs/protocol.md's wire format, handed over without waiting.
+ *
+ * The hooks (msgstatus-plugin.c) build records with msgstatus_client_record_begin() and
+ * hand each mailbox transaction's records over at commit. Everything about where they go
+ * is here: the process's one connection to statusd's event socket, the replies that
+ * acknowledge records, and the pickup files for what statusd did not acknowledge.
+ * msgstatus-client.c's header comment says how.
+ *
+ * Like the hooks, this is written against Dovecot's own library only.
+ */
+#ifndef MSGSTATUS_CLIENT_H
+#define MSGSTATUS_CLIENT_H
+
+#include "lib.h"
+
+/* Append the start of one record to out: {"v":1,"id":...,"type":TYPE,"time":...,
+   "source":SOURCE,"recipient":"USER" with a new random event id and the time now. The
+   caller adds its members and ends the record with "}\n". type and source are written as
+   they are (constants); user is JSON-escaped. */
+void msgstatus_client_record_begin(string_t *out, const char *type, const char *source,
+                                   const char *user);
+
+/* Hand count records (whole lines) over to statusd: to socket_path's connection if it can
+   be had at once, else (or with socket_path "") as a file in pickup_dir. Never waits;
+   never fails (what cannot go anywhere is held in memory for the next hand-over, or lost
+   and logged). The records are copied; the caller keeps them. Uses the data stack: call
+   it inside a T_BEGIN frame. */
+void msgstatus_client_hand_over(const char *socket_path, const char *pickup_dir,
+                                const string_t *records, unsigned int count);
+
+/* At process exit: give statusd a moment (MSGSTATUS_EXIT_WAIT_MSECS) to acknowledge,
+   file the rest in the pickup directory, close the connection and free its memory. Uses
+   the data stack, as msgstatus_client_hand_over() does. */
+void msgstatus_client_deinit(void);
+
+#endif

@@ -1,0 +1,104 @@
+/*
+ * metrics - statusd's counters and gauges in the Prometheus text format, for GET /metrics
+ * (docs/api.md): ingest, the database batches, the feeds and each webhook endpoint.
+ *
+ * DESIGN
+ *	Called on the loop thread; reads the modules' stats functions, which are cheap and
+ *	take no database round trip.
+ *
+ * SECURITY
+ *	Webhook endpoints are labelled by position and origin, never by the full URL, which
+ *	may hold credentials.
+ *
+ * DIAGNOSTICS
+ *	None.
+ */
+#include "metrics.h"
+
+#include "feed.h"
+#include "ingest.h"
+#include "mbuf.h"
+#include "webhook.h"
+
+static void
+metric(struct mbuf *out, const char *name, const char *type, const char *help, double value)
+{
+	mbuf_printf(out, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name,
+	            value);
+}
+
+/* Per-endpoint webhook counters, labelled by position and origin (never the full URL). */
+static void
+metric_webhooks(struct mbuf *out, struct webhooks *w)
+{
+	static const struct {
+		const char *name, *type, *help;
+	} m[] = {
+	        {"msgstatus_webhook_delivered_total", "counter",
+	         "Events a webhook endpoint acknowledged with a 2xx."},
+	        {"msgstatus_webhook_failed_total", "counter",
+	         "Webhook requests that got no 2xx (each retry counts)."},
+	        {"msgstatus_webhook_lag_events", "gauge",
+	         "Events in the log not yet acknowledged by the endpoint (-1: not known yet)."},
+	        {"msgstatus_webhook_failing", "gauge",
+	         "1 while the endpoint's deliveries are failing."},
+	};
+	struct webhook_stats st[32];
+	size_t n = webhooks_stats(w, st, sizeof(st) / sizeof(st[0]));
+
+	if (n > sizeof(st) / sizeof(st[0]))
+		n = sizeof(st) / sizeof(st[0]);
+	if (n == 0)
+		return;
+	for (size_t k = 0; k < sizeof(m) / sizeof(m[0]); k++) {
+		mbuf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", m[k].name, m[k].help, m[k].name,
+		            m[k].type);
+		for (size_t i = 0; i < n; i++) {
+			double v = k == 0   ? (double)st[i].delivered
+			           : k == 1 ? (double)st[i].failed
+			           : k == 2 ? (double)st[i].lag
+			                    : (double)st[i].failing;
+
+			mbuf_printf(out, "%s{endpoint=\"%u\",origin=\"%s\"} %.17g\n", m[k].name,
+			            st[i].index, st[i].origin, v);
+		}
+	}
+}
+
+void
+metrics_text(struct ingest *ingest, struct feed *feed, struct webhooks *webhooks, struct mbuf *out)
+{
+	struct ingest_stats st;
+	struct feed_stats fs;
+
+	ingest_stats(ingest, &st);
+	feed_stats(feed, &fs);
+	metric(out, "msgstatus_events_received_total", "counter",
+	       "Event records read from producers (socket and pickup files).", (double)st.received);
+	metric(out, "msgstatus_events_logged_total", "counter",
+	       "Events that entered the log (rate() gives events per second).", (double)st.logged);
+	metric(out, "msgstatus_events_rejected_total", "counter",
+	       "Event records answered with an error.", (double)st.rejected);
+	metric(out, "msgstatus_ingest_pending", "gauge",
+	       "Events read and not yet stored and acknowledged.", (double)st.pending);
+	metric(out, "msgstatus_ingest_connections", "gauge", "Producer connections.",
+	       (double)st.connections);
+	metric(out, "msgstatus_ingest_lag_seconds", "gauge",
+	       "Time from the newest stored event's own time to its commit.",
+	       (double)st.lag_ms / 1000.0);
+	metric(out, "msgstatus_db_batch_seconds", "gauge",
+	       "Duration of the last stored batch (PostgreSQL latency).",
+	       (double)st.batch_ms / 1000.0);
+	metric(out, "msgstatus_db_batches_total", "counter", "Batches stored.", (double)st.batches);
+	metric(out, "msgstatus_log_head", "gauge", "Offset of the newest published event.",
+	       (double)fs.head);
+	metric(out, "msgstatus_feed_subscribers", "gauge", "Feed connections (WebSocket and SSE).",
+	       (double)fs.subscribers);
+	metric(out, "msgstatus_feed_live_subscribers", "gauge",
+	       "Feed connections that are caught up.", (double)fs.live);
+	metric(out, "msgstatus_feed_events_sent_total", "counter",
+	       "Events handed to feed connections.", (double)fs.sent);
+	metric(out, "msgstatus_feed_slow_closed_total", "counter",
+	       "Feed connections closed for falling too far behind.", (double)fs.slow_closed);
+	metric_webhooks(out, webhooks);
+}

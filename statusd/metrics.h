@@ -1,0 +1,16 @@
+/*
+ * metrics - statusd's metrics in the Prometheus text format (GET /metrics). See metrics.c.
+ */
+#ifndef METRICS_H
+#define METRICS_H
+
+struct feed;
+struct ingest;
+struct mbuf;
+struct webhooks;
+
+/* Append the metrics of ingest, feed and webhooks (may be NULL) to out. */
+void metrics_text(struct ingest *ingest, struct feed *feed, struct webhooks *webhooks,
+                  struct mbuf *out);
+
+#endif

@@ -1,0 +1,175 @@
+/*
+ * render - the API's JSON documents from storage's structs. See render.h and docs/api.md.
+ */
+#include "render.h"
+
+#include <inttypes.h>
+#include <json-c/json.h>
+#include <stdio.h>
+
+#include "msevent.h"
+#include "rfc3339.h"
+#include "status.h"
+
+static void
+add_str(struct json_object *obj, const char *key, const char *s)
+{
+	json_object_object_add(obj, key, s != NULL ? json_object_new_string(s) : NULL);
+}
+
+static void
+add_time(struct json_object *obj, const char *key, int64_t ms)
+{
+	char when[RFC3339_BUFSIZE];
+
+	json_object_object_add(obj, key,
+	                       ms > 0 ? json_object_new_string(rfc3339_format(ms, when)) : NULL);
+}
+
+static void
+add_cursor(struct json_object *obj, bool more, int64_t cursor)
+{
+	char buf[32];
+
+	snprintf(buf, sizeof(buf), "%" PRId64, cursor);
+	json_object_object_add(obj, "next_cursor", more ? json_object_new_string(buf) : NULL);
+}
+
+/* A details column as a JSON object: {} when NULL or not an object. */
+static struct json_object *
+details_object(const char *text)
+{
+	struct json_object *details = text != NULL ? json_tokener_parse(text) : NULL;
+
+	if (details == NULL || !json_object_is_type(details, json_type_object)) {
+		json_object_put(details);
+		details = json_object_new_object();
+	}
+	return details;
+}
+
+/* One recipient's entry in a status document. queued_ms is 0 if unknown. */
+static struct json_object *
+recipient_doc(const struct store_recipient *rc, int64_t queued_ms)
+{
+	struct json_object *r = json_object_new_object(), *details, *reply = NULL;
+	struct status_view view;
+
+	status_view(&rc->state, &view);
+	details = details_object(rc->details);
+	if (json_object_object_get_ex(details, "smtp_reply", &reply))
+		json_object_get(reply);
+	json_object_object_del(details, "smtp_reply");
+	json_object_object_del(details, "latency_ms");
+	if (queued_ms > 0 && view.time_ms >= queued_ms)
+		json_object_object_add(details, "latency_ms",
+		                       json_object_new_int64(view.time_ms - queued_ms));
+
+	add_str(r, "recipient", rc->recipient);
+	if (rc->orig_recipient != NULL)
+		add_str(r, "orig_recipient", rc->orig_recipient);
+	add_str(r, "status", view.status != MSEV_NONE ? msevent_type_name(view.status) : NULL);
+	json_object_object_add(r, "delivered", json_object_new_string(view.delivered));
+	json_object_object_add(r, "displayed", json_object_new_string(view.displayed));
+	json_object_object_add(r, "smtp_reply", reply);
+	add_time(r, "timestamp", view.time_ms);
+	json_object_object_add(r, "details", details);
+	return r;
+}
+
+static struct json_object *
+recipients_doc(const struct store_message *m)
+{
+	struct json_object *list = json_object_new_array_ext((int)m->nrcpts);
+
+	for (size_t i = 0; i < m->nrcpts; i++)
+		json_object_array_add(list, recipient_doc(&m->rcpts[i], m->queued_ms));
+	return list;
+}
+
+/* One event of a timeline. */
+static struct json_object *
+event_doc(const struct store_event *e, int64_t queued_ms)
+{
+	struct json_object *ev = json_object_new_object();
+
+	json_object_object_add(ev, "offset", json_object_new_int64(e->log_offset));
+	add_str(ev, "recipient", e->recipient);
+	add_str(ev, "status", msevent_type_name((enum msevent_type)e->type));
+	add_time(ev, "timestamp", e->time_ms);
+	if (queued_ms > 0 && e->time_ms >= queued_ms)
+		json_object_object_add(ev, "latency_ms",
+		                       json_object_new_int64(e->time_ms - queued_ms));
+	add_str(ev, "source", e->source);
+	json_object_object_add(ev, "details", details_object(e->details));
+	add_str(ev, "event_id", e->event_id);
+	return ev;
+}
+
+struct json_object *
+render_status(const struct store_message *m, bool timeline)
+{
+	struct json_object *doc = json_object_new_object(), *list;
+
+	add_str(doc, "message_id", m->message_id);
+	add_str(doc, "tracking_id", m->tracking_id);
+	add_str(doc, "sender", m->sender);
+	add_str(doc, "queue_id", m->queue_id);
+	json_object_object_add(doc, "size", m->size >= 0 ? json_object_new_int64(m->size) : NULL);
+	add_time(doc, "queued_at", m->queued_ms);
+	json_object_object_add(doc, "recipients", recipients_doc(m));
+	if (!timeline)
+		return doc;
+	list = json_object_new_array_ext((int)m->nevents);
+	for (size_t i = 0; i < m->nevents; i++)
+		json_object_array_add(list, event_doc(&m->events[i], m->queued_ms));
+	json_object_object_add(doc, "events", list);
+	add_cursor(doc, m->more_events && m->nevents > 0,
+	           m->nevents > 0 ? m->events[m->nevents - 1].log_offset : 0);
+	return doc;
+}
+
+struct json_object *
+render_list(const struct store_message *msgs, size_t n, bool more)
+{
+	struct json_object *doc = json_object_new_object(),
+	                   *list = json_object_new_array_ext((int)n);
+
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *m = json_object_new_object();
+
+		add_str(m, "tracking_id", msgs[i].tracking_id);
+		add_str(m, "message_id", msgs[i].message_id);
+		add_str(m, "sender", msgs[i].sender);
+		add_time(m, "queued_at", msgs[i].queued_ms);
+		json_object_object_add(m, "recipients", recipients_doc(&msgs[i]));
+		json_object_array_add(list, m);
+	}
+	json_object_object_add(doc, "messages", list);
+	add_cursor(doc, more && n > 0, n > 0 ? msgs[n - 1].id : 0);
+	return doc;
+}
+
+struct json_object *
+render_prefs(const char *user, const struct store_prefs *prefs)
+{
+	struct json_object *doc = json_object_new_object();
+
+	json_object_object_add(doc, "user", json_object_new_string(user));
+	json_object_object_add(doc, "read_receipts", json_object_new_boolean(prefs->read_receipts));
+	json_object_object_add(doc, "presence", json_object_new_boolean(prefs->presence));
+	return doc;
+}
+
+struct json_object *
+render_presence(const char *user, const struct store_presence *pr)
+{
+	struct json_object *doc = json_object_new_object();
+
+	json_object_object_add(doc, "user", json_object_new_string(user));
+	json_object_object_add(doc, "online", json_object_new_boolean(pr->online));
+	add_time(doc, "last_seen", pr->last_seen_ms);
+	add_str(doc, "client", pr->client);
+	add_str(doc, "typing_to", pr->typing_to);
+	return doc;
+}
