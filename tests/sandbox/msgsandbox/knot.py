@@ -1,18 +1,28 @@
 """Knot DNS (knotd) as a private authoritative server on 127.0.0.1, for the federation's
 DNS records and DKIM keys: its own configuration, zone files, database and control socket
-in the sandbox, a free UDP/TCP port, no privileges needed.
+in the sandbox, a free UDP/TCP port, no privileges needed (run as the knot user, that
+Debian's package makes, when the tests run as root).
 
     dns = sb.knot({"example.org": ["s1._domainkey 300 IN TXT \\"v=DKIM1; k=rsa; p=...\\""]})
     dns.server        # "127.0.0.1@PORT": what msgstatus's dns_server setting takes
     dns.set_zone("example.org", records)   # rewrite a zone and reload it
 """
 import os
+import pwd
 import subprocess
 
 from .core import free_port, paths, wait_for
 
 KNOTD = "/usr/sbin/knotd"
 KNOTC = "/usr/sbin/knotc"
+
+
+def _has_user(name):
+    try:
+        pwd.getpwnam(name)
+        return True
+    except KeyError:
+        return False
 
 
 def available():
@@ -23,9 +33,10 @@ class Knot:
     def __init__(self, sb, zones, name="knot", port=None):
         self.sb = sb
         self.name = name
+        self.user = "knot" if os.geteuid() == 0 and _has_user("knot") else None
         self.dir = sb.mkdir(name)
         for sub in ("zones", "db", "run"):
-            sb.mkdir(name, sub)
+            sb.mkdir(name, sub, owner=self.user)
         self.port = port or free_port()
         self.config = os.path.join(self.dir, "knot.conf")
         self.control = os.path.join(self.dir, "run", "knot.sock")
@@ -33,7 +44,7 @@ class Knot:
         for zone, records in self.zones.items():
             self._write_zone(zone, records, serial=1)
         self._write_config()
-        self.child = sb.spawn(name, [KNOTD, "-c", self.config])
+        self.child = sb.spawn(name, [KNOTD, "-c", self.config], user=self.user)
         wait_for("knotd to answer", self._answers, proc=self.child.popen)
 
     @property
