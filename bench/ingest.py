@@ -2,7 +2,7 @@
 """Ingest benchmark: events/s that statusd stores in PostgreSQL, side by side with a plain
 COPY of the same rows into the same table on the same server.
 
-    bench/ingest.py [--events 200000] [--rounds 3]
+    bench/ingest.py [--events 200000] [--rounds 3] [--baseline SOURCE_DIR]
 
 Both runs use one private PostgreSQL 15 with durable settings (fsync on, synchronous_commit
 on). Between runs the tables are emptied. statusd's run is measured from the first record
@@ -12,6 +12,10 @@ the already formatted event rows into the events table: no validation, no dedupl
 log offsets, no message or recipient rows, no status derivation — the lower bound of what
 storing these events can cost. Prints a Markdown table row per round and the medians, with
 the CPU time all of PostgreSQL's processes used per row and per event.
+
+With --baseline, each round also stores the events with the statusd of another source tree
+(its build/, or MSGSTATUS_BASELINE_BUILD_DIR) and its sql/, in a database of its own on the
+same server: a before and after under the same load, each against the same COPY.
 """
 import argparse
 import json
@@ -72,9 +76,9 @@ def copy_rows(events):
     return "\n".join(out) + "\n"
 
 
-def empty(pg):
+def empty(pg, db=None):
     pg.psql("TRUNCATE events, recipients, messages; UPDATE log_head SET head = 0; "
-            "CHECKPOINT")
+            "CHECKPOINT", db=db)
 
 
 def run_copy(pg, path, n):
@@ -88,14 +92,27 @@ def run_copy(pg, path, n):
     return n / secs
 
 
-def run_statusd(pg, sd, path, n):
-    empty(pg)
+def run_statusd(pg, sd, path, n, db=None):
+    empty(pg, db)
     res = subprocess.run([paths.binary("bench/ingest_load"), sd.socket_path, path],
                          capture_output=True, text=True, check=True)
     fields = res.stdout.split()
     rate = float(fields[fields.index("rate") + 1])
-    assert int(pg.scalar("SELECT count(*) FROM events")) == n
+    assert int(pg.psql("SELECT count(*) FROM events", db=db)[0][0]) == n
     return rate
+
+
+def baseline_statusd(sb, pg, source, batch):
+    """The statusd of another source tree, on a database of its own migrated by it."""
+    pg.psql("CREATE DATABASE baseline", db="postgres")
+    ours, paths.build = paths.build, os.environ.get("MSGSTATUS_BASELINE_BUILD_DIR") or \
+        os.path.join(source, "build")
+    try:
+        return sb.statusd(pg, name="statusd-base", settings={
+            "ingest_batch_max": batch, "sql_dir": os.path.join(source, "sql"),
+            "database": pg.conninfo.replace(f"dbname={pg.dbname}", "dbname=baseline")})
+    finally:
+        paths.build = ours
 
 
 def main():
@@ -104,6 +121,8 @@ def main():
     ap.add_argument("--events", type=int, default=200000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--batch", default="2000", help="statusd ingest_batch_max")
+    ap.add_argument("--baseline", metavar="SOURCE_DIR",
+                    help="also store the events with this tree's statusd and schema")
     args = ap.parse_args()
 
     events = make_events(args.events)
@@ -111,6 +130,8 @@ def main():
         pg = sb.postgres(fsync=True, settings={"shared_buffers": "512MB",
                                                "max_wal_size": "4GB"})
         sd = sb.statusd(pg, settings={"ingest_batch_max": args.batch})
+        base = baseline_statusd(sb, pg, os.path.abspath(args.baseline), args.batch) \
+            if args.baseline else None
         ndjson = sb.path("events.ndjson")
         with open(ndjson, "w") as f:
             f.writelines(json.dumps(e) + "\n" for e in events)
@@ -120,13 +141,17 @@ def main():
         os.chmod(sb.root, 0o755)
         # warm up both paths once
         run_copy(pg, rows, len(events))
-        run_statusd(pg, sd, ndjson, len(events))
-        copies, ingests = [], []
+        if base:
+            run_statusd(pg, base, ndjson, len(events), db="baseline")
+        copies, ingests, bases = [], [], []
         # and the CPU all of PostgreSQL used per row COPYed and per event statusd stored:
         # what storing costs, whatever else the machine is doing
-        print("| round | COPY rows/s | statusd events/s | ratio "
-              "| PostgreSQL CPU µs/row, COPY | µs/event, statusd | ratio |")
-        print("|---|---|---|---|---|---|---|")
+        cols = ["round", "COPY rows/s", "statusd events/s", "ratio",
+                "PostgreSQL CPU µs/row, COPY", "µs/event, statusd", "ratio"]
+        if base:
+            cols += ["baseline events/s", "ratio", "µs/event, baseline", "ratio"]
+        print("| " + " | ".join(cols) + " |")
+        print("|" + "---|" * len(cols))
         n = len(events)
         for r in range(args.rounds):
             t0 = pg_cpu(pg)
@@ -136,10 +161,21 @@ def main():
             t2 = pg_cpu(pg)
             copies.append(c)
             ingests.append(s)
-            print(f"| {r + 1} | {c:,.0f} | {s:,.0f} | {s / c:.2f} | {1e6 * (t1 - t0) / n:.1f} "
-                  f"| {1e6 * (t2 - t1) / n:.1f} | {(t2 - t1) / (t1 - t0):.1f} |", flush=True)
+            row = [r + 1, f"{c:,.0f}", f"{s:,.0f}", f"{s / c:.2f}", f"{1e6 * (t1 - t0) / n:.1f}",
+                   f"{1e6 * (t2 - t1) / n:.1f}", f"{(t2 - t1) / (t1 - t0):.1f}"]
+            if base:
+                b = run_statusd(pg, base, ndjson, n, db="baseline")
+                t3 = pg_cpu(pg)
+                bases.append(b)
+                row += [f"{b:,.0f}", f"{b / c:.2f}", f"{1e6 * (t3 - t2) / n:.1f}",
+                        f"{(t3 - t2) / (t1 - t0):.1f}"]
+            print("| " + " | ".join(str(x) for x in row) + " |", flush=True)
         c, s = statistics.median(copies), statistics.median(ingests)
-        print(f"| median | {c:,.0f} | {s:,.0f} | {s / c:.2f} | | | |")
+        row = ["median", f"{c:,.0f}", f"{s:,.0f}", f"{s / c:.2f}", "", "", ""]
+        if base:
+            b = statistics.median(bases)
+            row += [f"{b:,.0f}", f"{b / c:.2f}", "", ""]
+        print("| " + " | ".join(row) + " |")
 
 
 if __name__ == "__main__":

@@ -241,11 +241,8 @@ store_ingest(PGconn *conn, const struct mbuf *copy, struct store_logged **logged
 	    exec_cmd(conn, "SELECT msgstatus_inbound()", transient_r, error_r) < 0)
 		goto fail;
 
-	/* the columns of LOGGED_COLUMNS, in the same order, as text */
-	res = PQexec(conn, "SELECT log_offset, event_id,"
-	                   " (extract(epoch FROM event_time) * 1000)::bigint, type, recipient,"
-	                   " details::text, message, tracking_id, message_id, owner, sender"
-	                   " FROM msgstatus_ingest()");
+	/* the columns of LOGGED_COLUMNS, in the same order, in binary (see logged_row) */
+	res = PQexecParams(conn, "SELECT * FROM msgstatus_ingest()", 0, NULL, NULL, NULL, NULL, 1);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		*error_r = store_error(conn, res);
 		*transient_r = store_transient(conn, res);
@@ -273,10 +270,10 @@ fail:
 }
 
 /*
- * The columns a struct store_logged is read from, in this order (see logged_row). The
- * ingest's result has them as text ((extract(epoch FROM event_time) * 1000)::bigint,
- * details::text); the log range query asks for them in binary, which spares PostgreSQL
- * the numeric arithmetic and the output functions of every row.
+ * The columns a struct store_logged is read from, in this order (see logged_row), as
+ * msgstatus_ingest() returns them. The ingest and the log range query ask for them in
+ * binary, which spares PostgreSQL the numeric arithmetic and the output functions of
+ * every row.
  */
 #define LOGGED_COLUMNS                                                                             \
 	"e.log_offset, e.event_id, e.event_time, e.type, e.rcpt, e.details, e.message,"            \

@@ -49,10 +49,11 @@ def require_root():
         sys.exit(77)
 
 
-def mail_chain(cls, users, statusd_settings=None):
+def mail_chain(cls, users, statusd_settings=None, macros=None, **postfix_kw):
     """Start the whole private chain on a test class: cls.sb, .pg, .sd (statusd), .milter,
     .dovecot (IMAP, LMTP, the msgstatus plugin), .postfix (SASL through Dovecot, the milter
-    for example.org, LMTP to Dovecot) and .logd."""
+    for example.org, LMTP to Dovecot) and .logd. macros: main.cf's milter_macro_defaults
+    (default msgstatus_domains = example.org); postfix_kw: more Postfix arguments."""
     from msgsandbox import Sandbox, paths
     cls.sb = Sandbox()
     cls.pg = cls.sb.postgres()
@@ -63,7 +64,8 @@ def mail_chain(cls, users, statusd_settings=None):
                                  plugin=cls.sd.dovecot_plugin_settings())
     cls.postfix = cls.sb.postfix(domains=["example.org"], lmtp=cls.dovecot, sasl=cls.dovecot,
                                  milter=cls.milter,
-                                 milter_macro_defaults={"msgstatus_domains": "example.org"})
+                                 milter_macro_defaults=macros or
+                                 {"msgstatus_domains": "example.org"}, **postfix_kw)
     cls.logd = cls.sb.logd(cls.sd, postfix=cls.postfix)
 
 

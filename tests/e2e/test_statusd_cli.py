@@ -1,8 +1,10 @@
 """statusd and statusctl on the command line: configuration errors name the file, line and
-setting; usage on bad flags; every setting is documented; statusctl migrate and status."""
+setting; usage on bad flags; every setting is documented; statusctl migrate and status; an
+upgrade of a database with data."""
 import json
 import os
 import re
+import shutil
 import subprocess
 import tempfile
 import time
@@ -147,6 +149,82 @@ class StatusctlTest(unittest.TestCase):
             self.assertEqual(json.loads(res.stdout)["recipients"][0]["status"], "delivered")
             res = run([STATUSCTL, "-c", conf, "status", "nope"])
             self.assertEqual(res.returncode, 3)
+
+
+class UpgradeTest(unittest.TestCase):
+    # what an upgrade must keep: every column the ingest and the status read
+    RECIPIENTS = ("SELECT m.tracking_id, r.recipient, r.orig_recipient, r.dkey, r.rkey, r.xkey,"
+                  " r.copies, r.displayed, r.status, r.details FROM recipients r"
+                  " JOIN messages m ON m.id = r.message ORDER BY 1, 2")
+    EVENTS = ("SELECT event_id, log_offset, type, message, rcpt, dkey, rkey, xkey, copies"
+              " FROM events ORDER BY event_id")
+
+    def statuses(self, sd, tid):
+        code, doc = sd.status(tid, user="alice@example.org")
+        self.assertEqual(code, 200, doc)
+        return {r["recipient"]: r["status"] for r in doc["recipients"]}
+
+    def test_upgrade_from_005_keeps_data_and_goes_on(self):
+        """A database at schema 005 with events in each state (in the log; held for an
+        address the sender did not use; held for a message without an owner; stored
+        without a message) migrates to the newest schema, keeps what it stored, and goes on:
+        later events count as they would have, those held are released when they would
+        have been."""
+        with Sandbox() as sb:
+            pg = sb.postgres()
+            old = sb.mkdir("sql-005")
+            for name in sorted(os.listdir(os.path.join(paths.source, "sql"))):
+                if re.match(r"00[1-5]_.*\.sql$", name):
+                    shutil.copy(os.path.join(paths.source, "sql", name), old)
+            sd = sb.statusd(pg, settings={"sql_dir": old})
+            self.assertEqual(pg.scalar("SELECT max(version) FROM schema_version"), "5")
+            alice = dict(sender="alice@example.org")
+            sd.send_events([
+                event("queued", tracking_id="up1", recipient="bob@example.net", **alice),
+                event("queued", tracking_id="up1", recipient="carol@example.net", **alice),
+                event("delivered", tracking_id="up1", recipient="bob@example.net"),
+                # an address alice did not use: held
+                event("delivered", tracking_id="up1", recipient="erin@example.net"),
+                # a read ahead of its queued: its message has no owner yet
+                event("read", tracking_id="up2", recipient="dave@example.net"),
+                # a log line ahead of the milter's record: no message yet
+                event("relayed", tracking_id=None, queue_id="4UPQ3",
+                      recipient="fred@example.net")])
+            self.assertEqual(self.statuses(sd, "up1"),
+                             {"bob@example.net": "delivered", "carol@example.net": "queued"})
+            recipients, events = pg.psql(self.RECIPIENTS), pg.psql(self.EVENTS)
+            self.assertEqual(len(events), 6)
+            sd.stop()
+
+            conf = sb.path("statusctl.conf")
+            with open(conf, "w") as f:
+                f.write(f"database = {pg.conninfo}\nsql_dir = {paths.source}/sql\n")
+            res = run([STATUSCTL, "-c", conf, "migrate"])
+            self.assertEqual(res.returncode, 0, res.stderr)
+            self.assertIn(f"version {schema_version()}", res.stdout)
+            self.assertEqual(pg.psql(self.RECIPIENTS), recipients)
+            self.assertEqual(pg.psql(self.EVENTS), events)
+
+            sd.settings["sql_dir"] = os.path.join(paths.source, "sql")
+            sd.start()
+            self.assertEqual(self.statuses(sd, "up1"),
+                             {"bob@example.net": "delivered", "carol@example.net": "queued"})
+            sd.send_events([
+                # carol was queued before the upgrade: her relay counts
+                event("relayed", tracking_id="up1", recipient="carol@example.net"),
+                # the owner of up2 arrives: the read held since before the upgrade counts
+                event("queued", tracking_id="up2", recipient="dave@example.net", **alice),
+                # the milter's record of 4UPQ3: the log line stored before joins it
+                event("queued", tracking_id="up3", queue_id="4UPQ3",
+                      recipient="fred@example.net", **alice)])
+            self.assertEqual(self.statuses(sd, "up1"),
+                             {"bob@example.net": "delivered", "carol@example.net": "relayed"})
+            self.assertEqual(self.statuses(sd, "up2"), {"dave@example.net": "read"})
+            self.assertEqual(self.statuses(sd, "up3"), {"fred@example.net": "relayed"})
+            # erin's delivery stays held; every other event is in the log, once
+            self.assertEqual(pg.psql("SELECT rcpt, log_offset FROM events"
+                                     " WHERE recipient = 'erin@example.net'"), [["", ""]])
+            self.assertEqual(pg.scalar("SELECT count(DISTINCT log_offset) FROM events"), "8")
 
 
 class FirstStartTest(unittest.TestCase):

@@ -306,6 +306,11 @@ class Sandbox:
         from .knot import Knot
         return self.add_service(Knot(self, zones, **kw))
 
+    def mail_site(self, domain, users, **kw):
+        """A plain Postfix + Dovecot site for domain, without msgstatus (site.py)."""
+        from .site import MailSite
+        return MailSite(self, domain, users, **kw)
+
     def roundcube(self, statusd, dovecot, postfix, **kw):
         from .roundcube import Roundcube
         return self.add_service(Roundcube(self, statusd, dovecot, postfix, **kw))

@@ -215,7 +215,8 @@ class Postfix:
       mailboxes     if given, the only addresses smtpd accepts in the local domains (others
                     get 550 at RCPT); by default every address is accepted and the LMTP server
                     decides (an unknown user then bounces).
-      transports    {domain: next hop or SmtpSink}, e.g. {"remote.example": sink}.
+      transports    {domain: next hop, SmtpSink or another Postfix}, e.g.
+                    {"remote.example": sink}: mail for domain goes to its SMTP port.
       milter        a milter socket ("unix:/path", "inet:127.0.0.1:port") or an object with
                     .spec: used for smtpd_milters and non_smtpd_milters, default_action=accept.
       milter_macro_defaults  {macro: value}, e.g. {"msgstatus_domains": "example.org"}.
@@ -227,6 +228,8 @@ class Postfix:
                     overrides), appended as written.
       settings      main.cf parameters {name: value}: replace generated ones, or are added.
       myhostname    the instance's host name (in Received:, the maillog, smtpd's greeting).
+                    Two instances that send each other mail need different ones: Postfix's
+                    smtp client refuses a server that greets it with its own name.
     """
 
     def __init__(self, sb, domains=("example.org",), lmtp=None, mailboxes=None,
@@ -265,6 +268,11 @@ class Postfix:
         self.write_config()
         if start:
             self.start()
+
+    @property
+    def nexthop(self):
+        """What another Postfix's transport map points at to send here: its smtpd port."""
+        return f"smtp:[{self.host}]:{self.port}"
 
     # ---- configuration -------------------------------------------------------------------
 
@@ -414,7 +422,8 @@ postlog   unix-dgram n  -       n       -       1       postlogd
         _write(self.mailbox_file, "".join(f"{a} ok\n" for a in self.mailboxes or ()))
 
     def set_transport(self, domain, target, reload=True):
-        """Route domain to target (a next hop or an SmtpSink); None removes the route."""
+        """Route domain to target (a next hop, an SmtpSink or another Postfix); None
+        removes the route."""
         if target is None:
             self.transports.pop(domain, None)
         else:
