@@ -24,7 +24,7 @@ static const char *const type_names[] = {
         [MSEV_RELAYED] = "relayed", [MSEV_DELIVERED] = "delivered", [MSEV_BOUNCED] = "bounced",
         [MSEV_EXPIRED] = "expired", [MSEV_READ] = "read",           [MSEV_UNREAD] = "unread",
         [MSEV_DELETED] = "deleted", [MSEV_ONLINE] = "online",       [MSEV_OFFLINE] = "offline",
-        [MSEV_COPIED] = "copied",   [MSEV_EXPUNGED] = "expunged",
+        [MSEV_COPIED] = "copied",   [MSEV_EXPUNGED] = "expunged",   [MSEV_INBOUND] = "inbound",
 };
 
 const char *

@@ -3,13 +3,14 @@
  *
  * An event says that one thing happened to one recipient of one message: it was queued,
  * deferred, relayed, delivered, bounced, expired, read, marked unread, copied into another
- * of the recipient's mailboxes, or one copy of it was expunged. Events come from the milter
- * (queued), Postfix's log (deferred, relayed, delivered, bounced, expired), the Dovecot
- * plugin (delivered, read, unread, copied, expunged) and the API (read). "deleted" is a
- * status (status.h: no copy left), not an event; on the wire it is still accepted as the
- * name older plugins gave an expunge, and parsed as MSEV_EXPUNGED.
- * On the wire and in spool files an event is one line of JSON, at most MSEVENT_RECORD_MAX
- * bytes with its newline.
+ * of the recipient's mailboxes, or one copy of it was expunged; or that mail from another
+ * site, authenticated for its sender's domain, arrived with that site's tracking id
+ * (inbound). Events come from the milter (queued, inbound), Postfix's log (deferred, relayed,
+ *delivered, bounced, expired), the Dovecot plugin (delivered, read, unread, copied, expunged) and
+ *the API (read). "deleted" is a status (status.h: no copy left), not an event; on the wire it is
+ *still accepted as the name older plugins gave an expunge, and parsed as MSEV_EXPUNGED. On the wire
+ *and in spool files an event is one line of JSON, at most MSEVENT_RECORD_MAX bytes with its
+ *newline.
  *
  * DESIGN
  *	A parsed event borrows its strings from the json-c tree it keeps in ev->root; they
@@ -61,8 +62,11 @@ enum msevent_type {
 	   MOVE), one expunged */
 	MSEV_COPIED = 12,
 	MSEV_EXPUNGED = 13,
+	/* mail from another site, DKIM-authenticated for its sender's domain, that carried that
+	   site's tracking id: the milter remembers it (docs/federation.md, "Correlation") */
+	MSEV_INBOUND = 14,
 };
-#define MSEV_TYPE_MAX   13
+#define MSEV_TYPE_MAX   14
 #define MSEV_STATUS_MAX 9 /* types 1-9 are statuses a recipient can have */
 /* Whether a type is a status a recipient can have. */
 #define MSEV_IS_STATUS(t) ((int)(t) >= MSEV_QUEUED && (int)(t) <= MSEV_STATUS_MAX)

@@ -148,10 +148,11 @@ status_view(const struct status_state *st, struct status_view *out)
 	out->displayed = st->displayed ? "yes" : "unknown";
 	switch (out->status) {
 	case MSEV_NONE:
-	case MSEV_ONLINE: /* presence, copied and expunged never show: listed for completeness */
-	case MSEV_OFFLINE:
+	case MSEV_ONLINE:  /* presence, copied, expunged and inbound never show: listed for */
+	case MSEV_OFFLINE: /* completeness */
 	case MSEV_COPIED:
 	case MSEV_EXPUNGED:
+	case MSEV_INBOUND:
 	case MSEV_QUEUED:
 	case MSEV_DEFERRED:
 		out->delivered = "queued";

@@ -10,6 +10,11 @@
  *	tracked message are appended to the local spool (one write) and the sender thread
  *	ships them. Protocol options ask Postfix not to wait for replies to anything but end
  *	of message, so the milter adds one round trip per message.
+ *	Mail that is not tracked has its headers kept (one buffer, up to HEADERS_KEEP_MAX
+ *	bytes) until the end of headers; only if it carries a foreign Msgstatus-Id
+ *	(tracker_wants_dkim) are they, and then the body, fed to a DKIM check (dkimverify.h),
+ *	whose key lookups may wait for the DNS at end of message, at most dns_timeout.
+ *	Everything else drops the buffer at the end of headers: no DKIM work, no DNS.
  *
  * SECURITY
  *	All arguments come from the SMTP client through Postfix; tracker.c bounds and checks
@@ -29,8 +34,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mbuf.h"
+#include "dkimverify.h"
 #include "dsnreq.h"
+#include "mbuf.h"
 #include "mconfig.h"
 #include "msg.h"
 #include "mymalloc.h"
@@ -46,13 +52,32 @@ struct mconn {
 	bool local;            /* Postfix emulated this connection for a sendmail submission */
 	struct tracker_msg *msg;
 	struct dsnreq *dsn; /* lives with msg */
+	/* mail from elsewhere: its headers until the end of headers, then its DKIM check */
+	struct mbuf headers; /* "name\0value\0" pairs */
+	bool headers_dropped;
+	struct dkimverify_msg *dkim; /* lives with msg */
 };
+
+/* Headers kept for a DKIM check; a message with more is not checked. */
+#define HEADERS_KEEP_MAX (256 * 1024)
 
 /* What asking for DSNs needs the MTA to allow. */
 #define DSN_ACTIONS (SMFIF_CHGFROM | SMFIF_DELRCPT | SMFIF_ADDRCPT_PAR)
 
 static struct spool *the_spool;
 static struct shipper *the_shipper;
+static struct dkimverify *the_dkim; /* NULL: dkim_verify = no */
+
+/* Drop what lives with the message. */
+static void
+message_done(struct mconn *c)
+{
+	tracker_msg_free(&c->msg);
+	dsnreq_free(&c->dsn);
+	dkimverify_msg_free(&c->dkim);
+	mbuf_free(&c->headers);
+	c->headers_dropped = false;
+}
 
 /* The connection's state, created at option negotiation (or connect, if there was none). */
 static struct mconn *
@@ -125,8 +150,7 @@ cb_envfrom(SMFICTX *ctx, char **argv)
 {
 	struct mconn *c = conn_of(ctx);
 
-	tracker_msg_free(&c->msg);
-	dsnreq_free(&c->dsn);
+	message_done(c);
 	c->msg = tracker_msg_new();
 	tracker_mail(c->msg, argv[0], smfi_getsymval(ctx, "{auth_authen}"),
 	             smfi_getsymval(ctx, "{msgstatus_domains}"),
@@ -159,9 +183,47 @@ cb_header(SMFICTX *ctx, char *name, char *value)
 {
 	struct mconn *c = conn_of(ctx);
 
-	if (c->msg != NULL)
+	if (c->msg != NULL) {
 		tracker_header(c->msg, name, value);
+		/* kept for a DKIM check in case the message turns out to need one */
+		if (the_dkim != NULL && !c->msg->enabled && !c->headers_dropped) {
+			size_t vlen = value ? strlen(value) : 0;
+
+			if (c->headers.len + strlen(name) + vlen + 2 > HEADERS_KEEP_MAX) {
+				c->headers_dropped = true;
+				mbuf_free(&c->headers);
+			} else {
+				mbuf_append(&c->headers, name, strlen(name) + 1);
+				mbuf_append(&c->headers, value ? value : "", vlen + 1);
+			}
+		}
+	}
 	return done(c, SMFIP_NR_HDR);
+}
+
+static sfsistat
+cb_eoh(SMFICTX *ctx)
+{
+	struct mconn *c = conn_of(ctx);
+
+	if (c->msg != NULL && the_dkim != NULL && !c->headers_dropped &&
+	    tracker_wants_dkim(c->msg)) {
+		const char *p = c->headers.data, *end = p + c->headers.len;
+
+		c->dkim = dkimverify_start(the_dkim, "msgstatus");
+		while (p != NULL && p < end) {
+			const char *value = p + strlen(p) + 1;
+
+			dkimverify_header(c->dkim, p, value);
+			p = value + strlen(value) + 1;
+		}
+		dkimverify_eoh(c->dkim);
+	} else if (c->msg != NULL && c->headers_dropped && tracker_wants_dkim(c->msg))
+		msg_info("a message with a Msgstatus-Id and over %d KiB of headers: not checked, "
+		         "not remembered",
+		         HEADERS_KEEP_MAX / 1024);
+	mbuf_free(&c->headers);
+	return done(c, SMFIP_NR_EOH);
 }
 
 static sfsistat
@@ -169,9 +231,10 @@ cb_body(SMFICTX *ctx, unsigned char *chunk, size_t len)
 {
 	struct mconn *c = conn_of(ctx);
 
-	(void)chunk;
 	if (c->msg != NULL)
 		tracker_body(c->msg, len);
+	if (c->dkim != NULL)
+		dkimverify_body(c->dkim, chunk, len);
 	return done(c, SMFIP_NR_BODY);
 }
 
@@ -203,6 +266,30 @@ ask_for_dsns(SMFICTX *ctx, struct dsnreq *d, const char *tracking_id, const char
 	dsnreq_plan_clear(&plan);
 }
 
+/* A message from elsewhere with a foreign tag: remember it if DKIM authenticates it. */
+static void
+check_inbound(struct mconn *c, const char *clean, const char *qid, struct tracker_result *res,
+              struct mbuf *events)
+{
+	struct dkimverify_result dr;
+	char origin[80];
+
+	dkimverify_eom(c->dkim, tracker_sender_domain(c->msg), &dr);
+	tracker_inbound(c->msg, &dr, qid, time_now_ms(), res, events);
+	msg_clean(origin, sizeof(origin), c->msg->foreign_id, strlen(c->msg->foreign_id));
+	if (res->tag)
+		msg_info("%s: remembered as %s: tracking id %s, DKIM-authenticated, %u "
+		         "recipient%s",
+		         clean, res->tracking_id, origin, res->events, res->events == 1 ? "" : "s");
+	else if (dr.nsigs == 0)
+		msg_info("%s: not remembered (tracking id %s): %s", clean, origin,
+		         dr.why ? dr.why : "no valid DKIM signature");
+	else
+		msg_info("%s: not remembered (tracking id %s): DKIM signature of %s, not aligned "
+		         "with the From or envelope sender domain",
+		         clean, origin, dr.sigs[0].domain);
+}
+
 static sfsistat
 cb_eom(SMFICTX *ctx)
 {
@@ -217,6 +304,8 @@ cb_eom(SMFICTX *ctx)
 	qid = smfi_getsymval(ctx, "i");
 	msg_clean(clean, sizeof(clean), qid ? qid : "NOQUEUE", strlen(qid ? qid : "NOQUEUE"));
 	tracker_eom(c->msg, qid, time_now_ms(), &res, &events);
+	if (!res.tag && c->dkim != NULL)
+		check_inbound(c, clean, qid, &res, &events);
 	if (res.tag && spool_append(the_spool, events.data, events.len, &why) < 0) {
 		size_t held;
 		if (shipper_hold(the_shipper, events.data, events.len, &held) == 0)
@@ -237,20 +326,19 @@ cb_eom(SMFICTX *ctx)
 	if (res.delete_tags > 0)
 		msg_info("%s: removed %u %s header%s the message came with", clean, res.delete_tags,
 		         TRACKER_HEADER, res.delete_tags > 1 ? "s" : "");
-	if (res.tag) {
-		if (smfi_insheader(ctx, 0, TRACKER_HEADER, res.tracking_id) != MI_SUCCESS)
-			msg_error("%s: cannot add the %s header", clean, TRACKER_HEADER);
+	if (res.tag && smfi_insheader(ctx, 0, TRACKER_HEADER, res.tracking_id) != MI_SUCCESS)
+		msg_error("%s: cannot add the %s header", clean, TRACKER_HEADER);
+	if (res.tag && !res.inbound) {
 		msg_info("%s: tracked as %s, %u recipient%s%s", clean, res.tracking_id, res.events,
 		         res.events == 1 ? "" : "s",
 		         c->msg->rcpts_dropped ? " (some recipients not recorded)" : "");
 		if (c->dsn != NULL)
 			ask_for_dsns(ctx, c->dsn, res.tracking_id, clean);
-	} else if (msg_verbose())
+	} else if (!res.tag && msg_verbose())
 		msg_debug("%s: not tracked: %s", clean,
 		          c->msg->why_not ? c->msg->why_not : "no usable recipient");
 	mbuf_free(&events);
-	tracker_msg_free(&c->msg);
-	dsnreq_free(&c->dsn);
+	message_done(c);
 	return SMFIS_CONTINUE;
 }
 
@@ -259,10 +347,8 @@ cb_abort(SMFICTX *ctx)
 {
 	struct mconn *c = smfi_getpriv(ctx);
 
-	if (c != NULL) {
-		tracker_msg_free(&c->msg);
-		dsnreq_free(&c->dsn);
-	}
+	if (c != NULL)
+		message_done(c);
 	return SMFIS_CONTINUE;
 }
 
@@ -272,8 +358,7 @@ cb_close(SMFICTX *ctx)
 	struct mconn *c = smfi_getpriv(ctx);
 
 	if (c != NULL) {
-		tracker_msg_free(&c->msg);
-		dsnreq_free(&c->dsn);
+		message_done(c);
 		mconfig_unref(&c->cfg);
 		free(c);
 		smfi_setpriv(ctx, NULL);
@@ -282,7 +367,7 @@ cb_close(SMFICTX *ctx)
 }
 
 void
-callbacks_register(struct spool *sp, struct shipper *sh)
+callbacks_register(struct spool *sp, struct shipper *sh, struct dkimverify *dkim)
 {
 	static struct smfiDesc desc = {
 	        .xxfi_name = "msgstatus-milter",
@@ -292,6 +377,7 @@ callbacks_register(struct spool *sp, struct shipper *sh)
 	        .xxfi_envfrom = cb_envfrom,
 	        .xxfi_envrcpt = cb_envrcpt,
 	        .xxfi_header = cb_header,
+	        .xxfi_eoh = cb_eoh,
 	        .xxfi_body = cb_body,
 	        .xxfi_eom = cb_eom,
 	        .xxfi_abort = cb_abort,
@@ -301,6 +387,7 @@ callbacks_register(struct spool *sp, struct shipper *sh)
 
 	the_spool = sp;
 	the_shipper = sh;
+	the_dkim = dkim;
 	if (smfi_register(desc) == MI_FAILURE)
 		msg_fatal("smfi_register failed");
 }

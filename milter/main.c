@@ -37,9 +37,11 @@
 
 #include "callbacks.h"
 #include "conf.h"
+#include "dkimverify.h"
 #include "mbuf.h"
 #include "mconfig.h"
 #include "msg.h"
+#include "resolver.h"
 #include "rfc3339.h"
 #include "shipper.h"
 #include "spool.h"
@@ -98,6 +100,14 @@ reload_main(void *arg)
 		if (strcmp(old->milter_socket, cfg->milter_socket) != 0 ||
 		    strcmp(old->spool_dir, cfg->spool_dir) != 0)
 			msg_warn("reload: milter_socket and spool_dir change only at restart");
+		if (old->dkim_verify != cfg->dkim_verify ||
+		    strcmp(old->dns_server, cfg->dns_server) != 0 ||
+		    strcmp(old->dns_trust_anchor_file, cfg->dns_trust_anchor_file) != 0 ||
+		    old->dns_timeout != cfg->dns_timeout ||
+		    old->dns_cache_size != cfg->dns_cache_size ||
+		    old->dns_cache_max_ttl != cfg->dns_cache_max_ttl)
+			msg_warn("reload: dkim_verify and the dns_* settings change only at "
+			         "restart");
 		if (strcmp(old->log_target, cfg->log_target) != 0)
 			open_log(cfg, cmdline_verbose);
 		msg_set_verbose(cmdline_verbose || cfg->verbose);
@@ -125,6 +135,8 @@ run_worker(void)
 {
 	struct mconfig *cfg = mconfig_get();
 	struct spool *sp;
+	struct resolver *resolver = NULL;
+	struct dkimverify *dkim = NULL;
 	pthread_t reloader;
 	const char *error, *path;
 	sigset_t set;
@@ -151,7 +163,21 @@ run_worker(void)
 		msg_fatal("cannot start the reload thread: %s", strerror(rc));
 	pthread_detach(reloader);
 
-	callbacks_register(sp, the_shipper);
+	if (cfg->dkim_verify) {
+		struct resolver_settings rs = {
+		        .server = cfg->dns_server,
+		        .trust_anchor_file = cfg->dns_trust_anchor_file,
+		        .timeout_ms = cfg->dns_timeout,
+		        .cache_max_ttl_ms = cfg->dns_cache_max_ttl,
+		        .negative_ttl_ms = 60000,
+		        .cache_max_entries = (size_t)cfg->dns_cache_size,
+		};
+		if ((resolver = resolver_new(&rs, &error)) == NULL)
+			msg_fatal("%s (dns_server, dns_trust_anchor_file)", error);
+		if ((dkim = dkimverify_new(resolver, cfg->dns_timeout, &error)) == NULL)
+			msg_fatal("dkim_verify: %s", error);
+	}
+	callbacks_register(sp, the_shipper, dkim);
 	if (smfi_setconn(cfg->milter_socket) == MI_FAILURE)
 		msg_fatal("milter_socket %s: cannot use it", cfg->milter_socket);
 	smfi_settimeout((int)((cfg->milter_timeout + 999) / 1000));
@@ -167,6 +193,8 @@ run_worker(void)
 	msg_info("stopping: sending what is in flight");
 	shipper_stop(&the_shipper, STOP_GRACE_MS);
 	spool_close(&sp);
+	/* dkim and resolver are left to the process's exit: smfi_main() returns without
+	   joining libmilter's session threads, so one could still be using them. */
 	msg_info("stopped");
 	return rc == MI_SUCCESS ? 0 : 1;
 }

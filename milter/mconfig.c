@@ -27,6 +27,12 @@ const struct conf_setting mconfig_table[] = {
         S(milter_timeout, CONF_TIME, "10s", 1000, 300000),
         S(max_recipients, CONF_INT, "10000", 1, 1000000),
         S(dsn_transports, CONF_STR, "smtp relay", 0, 0),
+        S(dkim_verify, CONF_BOOL, "yes", 0, 0),
+        S(dns_server, CONF_STR, "", 0, 0),
+        S(dns_trust_anchor_file, CONF_STR, "", 0, 0),
+        S(dns_timeout, CONF_TIME, "3s", 100, 60000),
+        S(dns_cache_size, CONF_INT, "10000", 0, 10000000),
+        S(dns_cache_max_ttl, CONF_TIME, "1h", 0, 86400000),
         S(log_target, CONF_STR, "stderr", 0, 0),
         S(syslog_facility, CONF_STR, "mail", 0, 0),
         S(verbose, CONF_BOOL, "no", 0, 0),
@@ -64,6 +70,10 @@ mconfig_load(const char *path, const char **error_r)
 	}
 	if (cfg->spool_segment_size > cfg->spool_max_size) {
 		*error_r = errfmt("%s: spool_segment_size must not exceed spool_max_size", where);
+		goto bad;
+	}
+	if (cfg->dns_timeout >= cfg->milter_timeout) {
+		*error_r = errfmt("%s: dns_timeout must be shorter than milter_timeout", where);
 		goto bad;
 	}
 	if (conf_check_logging(where, cfg->log_target, cfg->syslog_facility, error_r) < 0)

@@ -27,6 +27,12 @@ struct mconfig {
 	long long milter_timeout; /* ms */
 	long long max_recipients;
 	char *dsn_transports; /* {rcpt_mailer} values that mean "not delivered here" */
+	bool dkim_verify;     /* check mail with a foreign Msgstatus-Id (dkimverify.h) */
+	char *dns_server;     /* "" : /etc/resolv.conf; else ADDRESS[@PORT] */
+	char *dns_trust_anchor_file;
+	long long dns_timeout;       /* ms: the DNS budget of one message */
+	long long dns_cache_size;    /* answers */
+	long long dns_cache_max_ttl; /* ms */
 	char *log_target;
 	char *syslog_facility;
 	bool verbose;

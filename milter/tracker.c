@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "dkimverify.h"
 #include "mbuf.h"
 #include "msevent.h"
 #include "msg.h"
@@ -35,6 +36,7 @@ tracker_msg_free(struct tracker_msg **mp)
 	free(m->sender);
 	free(m->sasl_user);
 	free(m->message_id);
+	free(m->foreign_id);
 	free(m);
 }
 
@@ -46,6 +48,19 @@ usable(const char *s, size_t len, size_t max)
 		return false;
 	for (size_t i = 0; i < len; i++)
 		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+			return false;
+	return true;
+}
+
+/* A tracking id as the Dovecot plugin takes one: 1-64 of [A-Za-z0-9._-]. */
+static bool
+id_usable(const char *s, size_t len)
+{
+	if (len == 0 || len > MSEVENT_ID_MAX)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+		      (s[i] >= '0' && s[i] <= '9') || s[i] == '.' || s[i] == '_' || s[i] == '-'))
 			return false;
 	return true;
 }
@@ -157,7 +172,15 @@ tracker_header(struct tracker_msg *m, const char *name, const char *value)
 
 	m->size += strlen(name) + 2 + vlen + 2;
 	if (strcasecmp(name, TRACKER_HEADER) == 0) {
-		m->foreign_tags++;
+		if (m->foreign_tags++ == 0 && value != NULL) {
+			const char *v = value;
+
+			while (*v == ' ' || *v == '\t')
+				v++;
+			vlen = strcspn(v, " \t\r\n");
+			if (id_usable(v, vlen) && v[vlen + strspn(v + vlen, " \t\r\n")] == '\0')
+				m->foreign_id = mystrndup(v, vlen);
+		}
 		return;
 	}
 	if (m->message_id == NULL && strcasecmp(name, "Message-ID") == 0 && value != NULL) {
@@ -183,16 +206,16 @@ tracker_body(struct tracker_msg *m, size_t len)
 	m->size += len;
 }
 
-void
-tracker_eom(struct tracker_msg *m, const char *queue_id, int64_t now_ms, struct tracker_result *res,
-            struct mbuf *events)
+/*
+ * One event of type per recipient, under res->tracking_id, appended to events and counted
+ * in res->events. An inbound event carries the authenticating signature's facts (sig, dkim)
+ * in its details, and no SASL login.
+ */
+static void
+append_events(const struct tracker_msg *m, enum msevent_type type, const char *queue_id,
+              int64_t now_ms, const struct dkimverify_sig *sig,
+              const struct dkimverify_result *dkim, struct tracker_result *res, struct mbuf *events)
 {
-	memset(res, 0, sizeof(*res));
-	res->delete_tags = m->foreign_tags;
-	if (!m->enabled || m->nrcpts == 0)
-		return;
-	res->tag = true;
-	randid_new(res->tracking_id);
 	for (size_t i = 0; i < m->nrcpts; i++) {
 		char evid[RANDID_LEN + 1];
 		struct msevent ev;
@@ -200,7 +223,7 @@ tracker_eom(struct tracker_msg *m, const char *queue_id, int64_t now_ms, struct 
 
 		msevent_init(&ev);
 		ev.id = randid_new(evid);
-		ev.type = MSEV_QUEUED;
+		ev.type = type;
 		ev.time_ms = now_ms;
 		ev.source = "milter";
 		ev.tracking_id = res->tracking_id;
@@ -208,8 +231,19 @@ tracker_eom(struct tracker_msg *m, const char *queue_id, int64_t now_ms, struct 
 		ev.queue_id = queue_id && *queue_id ? queue_id : NULL;
 		ev.recipient = m->rcpts[i];
 		ev.sender = m->sender;
-		ev.sasl_user = m->sasl_user;
 		ev.size = (int64_t)m->size;
+		if (sig != NULL) {
+			msevent_detail_str(&ev, "origin_tracking_id", m->foreign_id);
+			msevent_detail_str(&ev, "dkim_domain", sig->domain);
+			if (dkim->from_domain[0] != '\0')
+				msevent_detail_str(&ev, "from_domain", dkim->from_domain);
+			msevent_detail_str(&ev, "aligned",
+			                   sig->envelope_aligned && sig->from_aligned
+			                           ? "envelope,from"
+			                   : sig->envelope_aligned ? "envelope"
+			                                           : "from");
+		} else
+			ev.sasl_user = m->sasl_user;
 		if (ev.queue_id != NULL && msevent_validate(&ev, &why) < 0)
 			ev.queue_id = NULL; /* not a Postfix queue id: leave it out */
 		if (msevent_validate(&ev, &why) < 0) {
@@ -221,6 +255,58 @@ tracker_eom(struct tracker_msg *m, const char *queue_id, int64_t now_ms, struct 
 		msevent_clear(&ev);
 		res->events++;
 	}
+}
+
+void
+tracker_eom(struct tracker_msg *m, const char *queue_id, int64_t now_ms, struct tracker_result *res,
+            struct mbuf *events)
+{
+	memset(res, 0, sizeof(*res));
+	res->delete_tags = m->foreign_tags;
+	if (!m->enabled || m->nrcpts == 0)
+		return;
+	res->tag = true;
+	randid_new(res->tracking_id);
+	append_events(m, MSEV_QUEUED, queue_id, now_ms, NULL, NULL, res, events);
 	if (res->events == 0)
 		res->tag = false; /* nothing could be recorded: do not pretend */
+}
+
+bool
+tracker_wants_dkim(const struct tracker_msg *m)
+{
+	return !m->enabled && m->foreign_tags == 1 && m->foreign_id != NULL && m->nrcpts > 0;
+}
+
+const char *
+tracker_sender_domain(const struct tracker_msg *m)
+{
+	const char *at = m->sender ? strrchr(m->sender, '@') : NULL;
+
+	return at != NULL ? at + 1 : "";
+}
+
+void
+tracker_inbound(struct tracker_msg *m, const struct dkimverify_result *dkim, const char *queue_id,
+                int64_t now_ms, struct tracker_result *res, struct mbuf *events)
+{
+	const struct dkimverify_sig *sig = NULL;
+
+	memset(res, 0, sizeof(*res));
+	res->delete_tags = m->foreign_tags;
+	if (!tracker_wants_dkim(m))
+		return;
+	/* the signature for the envelope sender's domain (whose site issued the id), else
+	   the one for the From domain */
+	for (size_t i = 0; i < dkim->nsigs && sig == NULL; i++)
+		if (dkim->sigs[i].envelope_aligned)
+			sig = &dkim->sigs[i];
+	for (size_t i = 0; i < dkim->nsigs && sig == NULL; i++)
+		if (dkim->sigs[i].from_aligned)
+			sig = &dkim->sigs[i];
+	if (sig == NULL)
+		return;
+	randid_new(res->tracking_id);
+	append_events(m, MSEV_INBOUND, queue_id, now_ms, sig, dkim, res, events);
+	res->tag = res->inbound = res->events > 0;
 }

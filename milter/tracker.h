@@ -17,6 +17,13 @@
  *    envelope sender (statusd derives it from the event's sasl_user and sender).
  *  - Every Msgstatus-Id header already in a message is deleted, tracked or not: only the
  *    milter's own tag may attach events to a message.
+ *  - Mail from elsewhere (not tracked) that carries exactly one Msgstatus-Id, a usable id,
+ *    is DKIM-checked (dkimverify.h; tracker_wants_dkim). Only if a valid signature aligns
+ *    with the From or envelope sender domain is it remembered (tracker_inbound): it gets a
+ *    tag of ours, so that the Dovecot plugin reports its delivered and read as for any
+ *    tagged message, and one "inbound" event per recipient ties our tag to the sender
+ *    site's id and the authenticated domain (docs/federation.md, "Correlation"). Otherwise
+ *    nothing is remembered and no tag is added.
  *
  * SECURITY
  *	Everything here comes from the SMTP client: addresses and header values are bounded,
@@ -47,11 +54,13 @@ struct tracker_msg {
 	size_t rcpts_dropped;  /* over max_recipients or unusable */
 	char *message_id;      /* first Message-ID header, trimmed; NULL if none or unusable */
 	unsigned foreign_tags; /* Msgstatus-Id headers seen */
+	char *foreign_id;      /* the first one's value, trimmed, if a usable id; else NULL */
 	uint64_t size;         /* header and body bytes */
 };
 
 struct tracker_result {
-	bool tag; /* add our header */
+	bool tag;     /* add our header */
+	bool inbound; /* the tag is for remembered mail from elsewhere (tracker_inbound) */
 	char tracking_id[RANDID_LEN + 1];
 	unsigned delete_tags; /* delete Msgstatus-Id occurrences 1..delete_tags */
 	unsigned events;      /* events appended */
@@ -76,6 +85,21 @@ void tracker_body(struct tracker_msg *m, size_t len);
  */
 void tracker_eom(struct tracker_msg *m, const char *queue_id, int64_t now_ms,
                  struct tracker_result *res, struct mbuf *events);
+
+/* Should the message be DKIM-checked, to be remembered? Known at the end of headers: not
+   tracked, exactly one foreign Msgstatus-Id with a usable value, a recipient. */
+bool tracker_wants_dkim(const struct tracker_msg *m);
+/*
+ * End of a DKIM-checked message (instead of tracker_eom): remember it if dkim has a valid
+ * signature aligned with the envelope sender's domain or else the From domain; res and
+ * events as for tracker_eom (res->inbound set). Nothing is appended otherwise.
+ */
+struct dkimverify_result;
+void tracker_inbound(struct tracker_msg *m, const struct dkimverify_result *dkim,
+                     const char *queue_id, int64_t now_ms, struct tracker_result *res,
+                     struct mbuf *events);
+/* The domain of the envelope sender ("" for the null sender or none). */
+const char *tracker_sender_domain(const struct tracker_msg *m);
 
 /* Is the domain of address listed in list (comma/space separated)? */
 bool tracker_domain_listed(const char *list, const char *address);

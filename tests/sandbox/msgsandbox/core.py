@@ -302,6 +302,10 @@ class Sandbox:
         from .dovecot import Dovecot
         return self.add_service(Dovecot(self, **kw))
 
+    def knot(self, zones, **kw):
+        from .knot import Knot
+        return self.add_service(Knot(self, zones, **kw))
+
     def mail_site(self, domain, users, **kw):
         """A plain Postfix + Dovecot site for domain, without msgstatus (site.py)."""
         from .site import MailSite
