@@ -47,3 +47,15 @@ BEGIN
 	DELETE FROM ingest_stage s WHERE s.type = 14;
 	RETURN n;
 END $$;
+
+-- Maintenance (statusd's, and statusctl maintain): an inbound row goes when its mail is
+-- older than event_retention, like the events of that time. Returns the rows removed.
+CREATE FUNCTION msgstatus_maintain_inbound(retention interval) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+	n bigint;
+BEGIN
+	DELETE FROM inbound WHERE received_at < now() - retention;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END $$;

@@ -247,8 +247,20 @@ store_maintain(PGconn *conn, long long retention_ms, const char **error_r)
 	int rc = 0;
 
 	snprintf(ms, sizeof(ms), "%lld", retention_ms);
-	res = PQexecParams(conn, "SELECT msgstatus_maintain($1::bigint * interval '1 millisecond')",
+	/* the events' partitions and unjoined lines (sql/001); other sites' ids (sql/007),
+	   once the database has them (statusd also runs on a database not migrated yet) */
+	res = PQexecParams(conn,
+	                   "SELECT msgstatus_maintain($1::bigint * interval '1 millisecond'),"
+	                   " to_regproc('msgstatus_maintain_inbound') IS NOT NULL",
 	                   1, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+	    strcmp(PQgetvalue(res, 0, 1), "t") == 0) {
+		PQclear(res);
+		res = PQexecParams(conn,
+		                   "SELECT msgstatus_maintain_inbound($1::bigint * interval '1 "
+		                   "millisecond')",
+		                   1, NULL, params, NULL, NULL, 0);
+	}
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		*error_r = store_error(conn, res);
 		rc = -1;

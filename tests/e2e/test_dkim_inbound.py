@@ -13,6 +13,7 @@ tracking id (Msgstatus-Id) and are signed by OpenDKIM (opendkim-testmsg, libopen
 - in every case the origin's Msgstatus-Id is gone from what bob sees.
 """
 import re
+import subprocess
 import unittest
 
 from e2e import main, require_root
@@ -20,6 +21,8 @@ from msgsandbox import Sandbox, paths
 from msgsandbox.core import wait_for
 from msgsandbox.knot import available, dkim_key, dkim_sign
 from msgsandbox.postfix import make_message
+
+STATUSCTL = paths.binary("statusd/statusctl")
 
 ALICE = "alice@example.org"
 BOB = "bob@example.net"
@@ -104,6 +107,22 @@ class DkimInboundTest(unittest.TestCase):
         wait_for("the plugin's delivered event for our tag", lambda: self.pg.scalar(
             f"SELECT count(*) FROM events WHERE tracking_id = '{tags[0]}' AND type = 4") == "1",
             timeout=20)
+
+    def test_maintenance_expires_old_rows(self):
+        """An inbound row goes with the events of its time (event_retention), by statusctl
+        maintain as by statusd's own maintenance; a newer one stays."""
+        old, new = "orgExpired0000000000000001", "orgKept00000000000000000001"
+        for subject, origin in (("expire-1", old), ("expire-2", new)):
+            msg = dkim_sign(self.message(subject, origin), "example.org", "s1", self.org_key)
+            self.deliver(subject, msg)
+            wait_for("the inbound row", lambda: len(self.inbound(origin)) == 1, timeout=20)
+        self.pg.psql("UPDATE inbound SET received_at = now() - interval '3650 days' "
+                     f"WHERE origin_tracking_id = '{old}'")
+        out = subprocess.run([STATUSCTL, "-c", self.sd.config, "maintain"],
+                             capture_output=True, text=True, timeout=60)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertEqual(self.inbound(old), [], "older than event_retention: gone")
+        self.assertEqual(len(self.inbound(new)), 1, "within event_retention: kept")
 
     def test_from_subdomain_aligns(self):
         origin = "orgSubdomain00000000000001"
