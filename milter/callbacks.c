@@ -13,7 +13,7 @@
  *	Mail that is not tracked has its headers kept (one buffer, up to HEADERS_KEEP_MAX
  *	bytes) until the end of headers; only if it carries a foreign Msgstatus-Id
  *	(tracker_wants_dkim) are they, and then the body, fed to a DKIM check (dkimverify.h),
- *	whose key lookups may wait for the DNS at end of message, at most dns_timeout.
+ *	whose key lookups may wait for the DNS at end of message, at most 2 x dns_timeout.
  *	Everything else drops the buffer at the end of headers: no DKIM work, no DNS.
  *
  * SECURITY

@@ -5,6 +5,7 @@
 #include "dkimverify.h"
 
 #include <opendkim/dkim.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,7 @@ struct dkimverify_msg {
 	const char *why;    /* the first failure, static text */
 	unsigned lookups;   /* key lookups made */
 	int64_t deadline;   /* monotonic ms: no lookup starts after it */
+	unsigned ignored;   /* signatures left unchecked (prescreen) */
 	struct mbuf header; /* one header being put together */
 };
 
@@ -105,6 +107,36 @@ key_lookup(DKIM *dkim, DKIM_SIGINFO *sig, u_char *buf, size_t buflen)
 	return rc;
 }
 
+/* libopendkim's prescreen, after the headers: at most DKIMVERIFY_LOOKUPS_MAX signatures
+   are checked, those whose d= aligns with the From domain first, then the others in header
+   order. libopendkim itself checks every one, each with its own body hash (l=, c=): a
+   message with hundreds would cost hundreds of times the work, and signatures a relay or
+   list added in front would use up the lookups before the sender's own. */
+static DKIM_CBSTAT
+prescreen(DKIM *dkim, DKIM_SIGINFO **sigs, int nsigs)
+{
+	struct dkimverify_msg *m = dkim_get_user_context(dkim);
+	const char *from = (const char *)dkim_getdomain(dkim);
+	int kept = 0;
+
+	for (int pass = 0; pass < 2; pass++)
+		for (int i = 0; i < nsigs; i++) {
+			const char *d = (const char *)dkim_sig_getdomain(sigs[i]);
+			bool aligned = d != NULL && from != NULL && dkimverify_aligned(d, from);
+
+			if (aligned != (pass == 0))
+				continue;
+			if (kept < DKIMVERIFY_LOOKUPS_MAX)
+				kept++;
+			else {
+				dkim_sig_ignore(sigs[i]);
+				if (m != NULL)
+					m->ignored++;
+			}
+		}
+	return DKIM_CBSTAT_CONTINUE;
+}
+
 struct dkimverify *
 dkimverify_new(struct resolver *r, int64_t lookup_budget_ms, const char **error_r)
 {
@@ -120,7 +152,8 @@ dkimverify_new(struct resolver *r, int64_t lookup_budget_ms, const char **error_
 	}
 	if (dkim_options(v->lib, DKIM_OP_SETOPT, DKIM_OPTS_FLAGS, &flags, sizeof(flags)) !=
 	            DKIM_STAT_OK ||
-	    dkim_set_key_lookup(v->lib, key_lookup) != DKIM_STAT_OK) {
+	    dkim_set_key_lookup(v->lib, key_lookup) != DKIM_STAT_OK ||
+	    dkim_set_prescreen(v->lib, prescreen) != DKIM_STAT_OK) {
 		*error_r = "libopendkim: cannot set its options";
 		dkim_close(v->lib);
 		free(v);
@@ -148,7 +181,7 @@ dkimverify_start(struct dkimverify *v, const char *id)
 	DKIM_STAT st = DKIM_STAT_OK;
 
 	m->v = v;
-	m->deadline = time_mono_ms() + v->budget_ms;
+	m->deadline = time_mono_ms() + v->budget_ms; /* again at the end of the message */
 	m->header = (struct mbuf)MBUF_INIT;
 	m->dkim =
 	        dkim_verify(v->lib, (const unsigned char *)(id && *id ? id : "NOQUEUE"), NULL, &st);
@@ -247,7 +280,11 @@ dkimverify_eom(struct dkimverify_msg *m, const char *envelope_domain, struct dki
 		res->why = m->why ? m->why : "not verified";
 		return;
 	}
+	/* the lookups left for dkim_eom(): their budget starts now, however long the body
+	   took to arrive */
+	m->deadline = time_mono_ms() + m->v->budget_ms;
 	st = dkim_eom(m->dkim, &testkey);
+	res->ignored = m->ignored;
 	from = (const char *)dkim_getdomain(m->dkim);
 	if (from == NULL || !domain_copy(from, res->from_domain))
 		res->from_domain[0] = '\0';

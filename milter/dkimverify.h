@@ -21,8 +21,10 @@
  * SECURITY
  *	The message is untrusted: libopendkim parses it. What we take from its results is
  *	bounded and checked (d= must be a DNS name; a signature counts only if libopendkim says
- *	it passed and its body hash matched). At most DKIMVERIFY_LOOKUPS_MAX key lookups are
- *	made per message, and none after the message's DNS budget (lookup_budget_ms) is spent,
+ *	it passed and its body hash matched). At most DKIMVERIFY_LOOKUPS_MAX signatures are
+ *	checked per message (those aligned with the From domain first; libopendkim's prescreen
+ *	hook ignores the rest, body hashes included), and no key lookup starts after the
+ *	message's DNS budget (lookup_budget_ms, counted from the end of the message) is spent,
  *	so a message with many signatures cannot hold a milter thread for long.
  *	The alignment rule is conservative: the From (or envelope) domain must equal d= or be
  *	a subdomain of it, and d= must have at least two labels. Without a public suffix list
@@ -59,6 +61,7 @@ struct dkimverify_sig {
 struct dkimverify_result {
 	char from_domain[DKIMVERIFY_DOMAIN_MAX + 1]; /* "" if libopendkim found none */
 	size_t nsigs;                                /* valid signatures */
+	unsigned ignored; /* signatures left unchecked: over DKIMVERIFY_LOOKUPS_MAX */
 	struct dkimverify_sig sigs[DKIMVERIFY_SIGS_MAX];
 	const char *why; /* when nsigs == 0: a reason for the log (static or in why_buf) */
 	char why_buf[DKIMVERIFY_DOMAIN_MAX + 128];

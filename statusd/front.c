@@ -120,15 +120,18 @@ conn_closed(uv_handle_t *handle)
 static void
 conn_free(struct fconn *c, bool close_fd)
 {
+	bool polling = c->polling;
+	int fd = c->fd;
+
 	list_remove(c);
 	mbuf_free(&c->head.out);
 	mbuf_free(&c->body);
-	if (close_fd)
-		close(c->fd);
-	if (c->polling)
-		uv_close((uv_handle_t *)&c->poll, conn_closed); /* stops watching c->fd now */
+	if (polling)
+		uv_close((uv_handle_t *)&c->poll, conn_closed); /* stops watching fd now */
 	else
 		free(c);
+	if (close_fd) /* after libuv has stopped watching it */
+		close(fd);
 }
 
 static void on_conn_readable(uv_poll_t *handle, int status, int events);
@@ -218,7 +221,7 @@ conn_adopt(struct fconn *c)
 static bool
 conn_head(struct fconn *c, size_t end)
 {
-	const char *error;
+	const char *error, *line;
 	unsigned status;
 
 	if ((status = reqhead_check(c->buf, end, &c->head, &error)) != 0) {
@@ -227,6 +230,15 @@ conn_head(struct fconn *c, size_t end)
 	}
 	if (c->head.content_length > c->f->cfg->http_body_max) {
 		conn_refuse(c, 413, "the request body is too large");
+		return false;
+	}
+	/* Only POST and PUT carry a body here, and http.c takes it when lws reports the
+	   request; another request's body would wait for nobody (a WebSocket handshake's
+	   until the descriptor is reused). */
+	line = c->buf + strspn(c->buf, "\r\n"); /* blank lines may come first */
+	if (c->head.content_length > 0 && (c->head.upgrade || (strncmp(line, "POST ", 5) != 0 &&
+	                                                       strncmp(line, "PUT ", 4) != 0))) {
+		conn_refuse(c, 400, "only POST and PUT requests have a body here");
 		return false;
 	}
 	c->body_left = c->head.content_length > 0 ? c->head.content_length : 0;
@@ -336,6 +348,8 @@ conn_new(struct front *f, int fd)
 bool
 front_body_take(struct front *f, int fd, struct mbuf *body)
 {
+	if (f == NULL) /* stopping */
+		return false;
 	for (struct fbody **p = &f->bodies; *p != NULL; p = &(*p)->next)
 		if ((*p)->fd == fd) {
 			struct fbody *b = *p;
@@ -361,9 +375,9 @@ on_accept(uv_poll_t *handle, int status, int events)
 	for (int i = 0; i < ACCEPT_BURST; i++) {
 		int fd = accept4(f->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
-			if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ||
-			    errno == ECONNABORTED)
-				return;
+			if (errno != EMFILE && errno != ENFILE && errno != ENOBUFS &&
+			    errno != ENOMEM)
+				return; /* EAGAIN, or this connection's error (accept(2)): go on */
 			msg_warn("http: accept: %s; accepting again in a second", strerror(errno));
 			/* out of descriptors (EMFILE): the socket stays readable, so wait */
 			uv_poll_stop(&f->listen);

@@ -498,8 +498,9 @@ class StatusdSecurityTest(unittest.TestCase):
         libwebsockets sees it: a header name that is the start of one lws knows (A:,
         Origi:) is answered at once, last or not, and hides no header after it; a head
         over 8 KiB gets 431; what RFC 9112 forbids gets 400 (a blank before any colon,
-        obs-fold, a CR or LF alone, a control byte), an unknown method 501, another HTTP
-        version 505 -- each with a problem document, at once, and Connection: close."""
+        obs-fold, a CR or LF alone, a control byte, a body on a request other than POST or
+        PUT), an unknown method 501, another HTTP version 505 -- each with a problem
+        document, at once, and Connection: close."""
         port = self.sd.http_port
         token = self.sd.token(ALICE).encode()
         get = b"GET /api/v1/messages HTTP/1.1\r\nHost: x\r\n"
@@ -526,6 +527,12 @@ class StatusdSecurityTest(unittest.TestCase):
             ("an unknown method", b"BREW /healthz HTTP/1.1\r\nHost: x\r\n\r\n", 501),
             ("HTTP/2.0", b"GET /healthz HTTP/2.0\r\nHost: x\r\n\r\n", 505),
             ("two Authorization", get + auth + auth + b"\r\n", 400),
+            # a body goes with POST and PUT only: another request's would wait for nobody
+            ("a GET with a body", get + auth + b"Content-Length: 5\r\n\r\nhello", 400),
+            ("a WebSocket handshake with a body",
+             b"GET /api/v1/messages/stream HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+             b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+             b"Sec-WebSocket-Version: 13\r\nContent-Length: 5\r\n\r\nhello", 400),
         ]
         for name, raw, want in cases:
             with self.subTest(name):

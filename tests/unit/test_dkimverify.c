@@ -2,7 +2,8 @@
  * test_dkimverify - the alignment rule (milter/dkimverify.c) and what the milter decides
  * for mail from elsewhere with a Msgstatus-Id (milter/tracker.c, tracker_wants_dkim and
  * tracker_inbound): remembered only with a valid aligned signature, with an "inbound"
- * event per recipient that ties our tag to the origin's id.
+ * event per recipient that ties our tag to the origin's id; and that no more than
+ * DKIMVERIFY_LOOKUPS_MAX signatures of one message are checked.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -222,6 +223,40 @@ test_envelope_alignment_is_preferred(void **state)
 	tracker_msg_free(&m);
 }
 
+/* A message with ten signatures: four are checked, the other six ignored (each would cost
+   a body hash of its own and a key lookup). */
+static void
+test_signatures_capped(void **state)
+{
+	static const char body[] = "Hello from A.\r\n";
+	const char *error = NULL;
+	struct dkimverify *v = dkimverify_new(NULL, 1000, &error);
+	struct dkimverify_msg *m;
+	struct dkimverify_result res;
+	char sig[300];
+
+	(void)state;
+	assert_non_null(v);
+	m = dkimverify_start(v, "4XqQ5h2kLmz7");
+	for (int i = 0; i < 10; i++) {
+		snprintf(sig, sizeof(sig),
+		         "v=1; a=rsa-sha256; c=relaxed/relaxed; d=relay%d.example; s=s1; h=from;"
+		         " l=%d; bh=AAAA; b=AAAA",
+		         i, i);
+		dkimverify_header(m, "DKIM-Signature", sig);
+	}
+	dkimverify_header(m, "From", "alice@example.org");
+	dkimverify_header(m, "Subject", "ten signatures");
+	dkimverify_eoh(m);
+	dkimverify_body(m, (const unsigned char *)body, strlen(body));
+	dkimverify_eom(m, "example.org", &res);
+	CHECK_INT("signatures ignored", res.ignored, 10 - DKIMVERIFY_LOOKUPS_MAX);
+	CHECK_INT("none valid", res.nsigs, 0);
+	dkimverify_msg_free(&m);
+	dkimverify_free(&v);
+	check_done();
+}
+
 int
 main(void)
 {
@@ -231,6 +266,7 @@ main(void)
 	        cmocka_unit_test(test_not_remembered),
 	        cmocka_unit_test(test_tracked_mail_is_never_checked),
 	        cmocka_unit_test(test_envelope_alignment_is_preferred),
+	        cmocka_unit_test(test_signatures_capped),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
