@@ -241,6 +241,10 @@ conn_head(struct fconn *c, size_t end)
 		conn_refuse(c, 400, "only POST and PUT requests have a body here");
 		return false;
 	}
+	/* a client that waits for leave to send the body: a few bytes into an empty send
+	   buffer; a client that does not wait gets the 100 all the same (RFC 9110 §15.2.1) */
+	if (c->head.expect_continue && c->head.content_length > 0)
+		(void)send(c->fd, "HTTP/1.1 100 Continue\r\n\r\n", 25, MSG_NOSIGNAL | MSG_DONTWAIT);
 	c->body_left = c->head.content_length > 0 ? c->head.content_length : 0;
 	return true;
 }

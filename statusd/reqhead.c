@@ -135,7 +135,8 @@ request_line(const char *line, size_t n, struct reqhead *h, const char **error_r
 		*error_r = "a request line ends with the HTTP version, such as HTTP/1.1";
 		return 400;
 	}
-	if (memcmp(version, "HTTP/1.1", 8) != 0 && memcmp(version, "HTTP/1.0", 8) != 0) {
+	h->http11 = memcmp(version, "HTTP/1.1", 8) == 0;
+	if (!h->http11 && memcmp(version, "HTTP/1.0", 8) != 0) {
 		*error_r = "only HTTP/1.1 and HTTP/1.0 are served";
 		return 505;
 	}
@@ -199,6 +200,8 @@ reqhead_check(const char *buf, size_t len, struct reqhead *h, const char **error
 	h->len = len;
 	h->content_length = -1;
 	h->upgrade = false;
+	h->http11 = false;
+	h->expect_continue = false;
 	while (end - p >= 2 && p[0] == '\r' && p[1] == '\n')
 		p += 2; /* blank lines before the request line */
 	if ((eol = memchr(p, '\r', (size_t)(end - p))) == NULL || eol + 1 >= end ||
@@ -257,6 +260,15 @@ reqhead_check(const char *buf, size_t len, struct reqhead *h, const char **error
 			te_chunked = reqhead_chunked(v, vn);
 			continue;
 		}
+		if (n == 6 && strncasecmp(p, "expect", 6) == 0) {
+			/* RFC 9110 §10.1.1: front.c sends the 100 before it reads the body */
+			if (vn != 12 || strncasecmp(v, "100-continue", 12) != 0) {
+				*error_r = "the only expectation served is 100-continue";
+				return 417;
+			}
+			h->expect_continue = true;
+			continue;
+		}
 		for (k = 0; k < NKEPT; k++)
 			if (strlen(kept[k].name) == n && strncasecmp(kept[k].name, p, n) == 0)
 				break;
@@ -295,6 +307,10 @@ reqhead_check(const char *buf, size_t len, struct reqhead *h, const char **error
 		*error_r = "a Transfer-Encoding that does not end with chunked has no length";
 		return 400;
 	}
+	if (h->http11 && seen[0] == 0) { /* kept[0]: host */
+		*error_r = "an HTTP/1.1 request needs a Host header field";
+		return 400;
+	}
 	/* the body goes apart: lws reads none (without a length, lws 4.1 would take the
 	   rest of the connection for the body of a POST or PUT) */
 	mbuf_puts(&h->out, "content-length: 0\r\n\r\n");
@@ -313,6 +329,8 @@ reqhead_reason(unsigned status)
 		return "Content Too Large";
 	case 414:
 		return "URI Too Long";
+	case 417:
+		return "Expectation Failed";
 	case 431:
 		return "Request Header Fields Too Large";
 	case 501:

@@ -34,7 +34,9 @@
  *	     Transfer-Encoding ending with chunked: 411 (statusd reads no chunked bodies),
  *	     any other: 400; Content-Length not 1*DIGIT (at most 18) or given twice: 400;
  *	  6. a second Host, Authorization, Origin, Content-Type, Upgrade, Last-Event-ID or
- *	     Sec-WebSocket-Key/-Version: 400.
+ *	     Sec-WebSocket-Key/-Version: 400;
+ *	  7. an HTTP/1.1 request without Host: 400 (RFC 9112 §3.2); an Expect other than
+ *	     100-continue: 417 (RFC 9110 §10.1.1; front.c sends the 100 for a body).
  *
  * DIAGNOSTICS
  *	reqhead_check() returns 0, or the HTTP status to answer with *error_r set to the
@@ -58,6 +60,8 @@ struct reqhead {
 	size_t len;               /* bytes of the head as it came, its blank line included */
 	long long content_length; /* -1: none */
 	bool upgrade;             /* it has an Upgrade field (a WebSocket handshake) */
+	bool http11;              /* HTTP/1.1 (else HTTP/1.0) */
+	bool expect_continue;     /* Expect: 100-continue: the client waits for a 100 */
 	struct mbuf out;          /* the head for lws; the caller frees it */
 };
 

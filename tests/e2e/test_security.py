@@ -499,8 +499,9 @@ class StatusdSecurityTest(unittest.TestCase):
         Origi:) is answered at once, last or not, and hides no header after it; a head
         over 8 KiB gets 431; what RFC 9112 forbids gets 400 (a blank before any colon,
         obs-fold, a CR or LF alone, a control byte, a body on a request other than POST or
-        PUT), an unknown method 501, another HTTP version 505 -- each with a problem
-        document, at once, and Connection: close."""
+        PUT, HTTP/1.1 without Host), an expectation other than 100-continue 417, an unknown
+        method 501, another HTTP version 505 -- each with a problem document, at once, and
+        Connection: close."""
         port = self.sd.http_port
         token = self.sd.token(ALICE).encode()
         get = b"GET /api/v1/messages HTTP/1.1\r\nHost: x\r\n"
@@ -529,6 +530,9 @@ class StatusdSecurityTest(unittest.TestCase):
             ("two Authorization", get + auth + auth + b"\r\n", 400),
             # a body goes with POST and PUT only: another request's would wait for nobody
             ("a GET with a body", get + auth + b"Content-Length: 5\r\n\r\nhello", 400),
+            ("HTTP/1.1 without Host", b"GET /healthz HTTP/1.1\r\n\r\n", 400),
+            ("an expectation other than 100-continue", get + auth + b"Expect: 200-ok\r\n\r\n",
+             417),
             ("a WebSocket handshake with a body",
              b"GET /api/v1/messages/stream HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
              b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
@@ -547,6 +551,32 @@ class StatusdSecurityTest(unittest.TestCase):
                     self.assertTrue(doc.get("detail"), f"{name}: {doc}")
         self.assertRegex(self.sd.child.log(), r"http: refused a request: 431 ")
         self.assert_intact()
+
+    def test_expect_100_continue(self):
+        """A client that sends Expect: 100-continue and waits gets the 100 before it sends
+        the body, then the answer to the request."""
+        token = self.sd.token(ALICE).encode()
+        body = b'{"read_receipts": true}'
+        s = socket.create_connection(("127.0.0.1", self.sd.http_port), timeout=5)
+        try:
+            s.sendall(b"PUT /api/v1/preferences HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
+                      token + b"\r\nContent-Type: application/json\r\nExpect: 100-continue"
+                      b"\r\nContent-Length: %d\r\n\r\n" % len(body))
+            got = b""
+            while b"\r\n\r\n" not in got:
+                chunk = s.recv(4096)
+                self.assertTrue(chunk, "closed before the 100")
+                got += chunk
+            self.assertTrue(got.startswith(b"HTTP/1.1 100 Continue\r\n\r\n"), got[:100])
+            s.sendall(body)
+            got = got[len(b"HTTP/1.1 100 Continue\r\n\r\n"):]
+            while b"\r\n\r\n" not in got:
+                chunk = s.recv(4096)
+                self.assertTrue(chunk, "closed before the answer")
+                got += chunk
+            self.assertTrue(got.startswith(b"HTTP/1.1 200"), got[:200])
+        finally:
+            s.close()
 
     def test_slow_request_heads(self):
         """A client that sends no complete head within http_head_timeout is closed; of

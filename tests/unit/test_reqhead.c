@@ -98,26 +98,43 @@ test_check(void **state)
 	        {GET "Host: x\r\n\r\n", 0, GET "host: x\r\ncontent-length: 0\r\n\r\n", -1, false},
 	        {GET "HOST:   x  \r\nX-Other: y\r\n\r\n", 0,
 	         GET "host: x\r\ncontent-length: 0\r\n\r\n", -1, false},
-	        {GET "A: 1\r\nOrigi: 2\r\nX: 3\r\n\r\n", 0, GET "content-length: 0\r\n\r\n", -1,
+	        {GET "A: 1\r\nOrigi: 2\r\nX: 3\r\nHost: x\r\n\r\n", 0,
+	         GET "host: x\r\ncontent-length: 0\r\n\r\n", -1, false},
+	        {GET "Origi:\r\nHost: x\r\n\r\n", 0, GET "host: x\r\ncontent-length: 0\r\n\r\n", -1,
 	         false},
-	        {GET "Origi:\r\n\r\n", 0, GET "content-length: 0\r\n\r\n", -1, false},
-	        {GET "A:\r\n\r\n", 0, GET "content-length: 0\r\n\r\n", -1, false},
-	        {"\r\n" GET "\r\n", 0, GET "content-length: 0\r\n\r\n", -1, false},
+	        {GET "A:\r\nHost: x\r\n\r\n", 0, GET "host: x\r\ncontent-length: 0\r\n\r\n", -1,
+	         false},
+	        {GET "Host: x\r\nA:\r\n\r\n", 0, GET "host: x\r\ncontent-length: 0\r\n\r\n", -1,
+	         false},
+	        {"\r\n" GET "Host: x\r\n\r\n", 0, GET "host: x\r\ncontent-length: 0\r\n\r\n", -1,
+	         false},
+	        {"GET / HTTP/1.0\r\n\r\n", 0, "GET / HTTP/1.0\r\ncontent-length: 0\r\n\r\n", -1,
+	         false}, /* HTTP/1.0 needs no Host */
 	        {"PUT /p HTTP/1.0\r\nContent-Length: 12\r\nAuthorization: Bearer t\r\n\r\n", 0,
 	         "PUT /p HTTP/1.0\r\nauthorization: Bearer t\r\ncontent-length: 0\r\n\r\n", 12,
 	         false},
-	        {"GET /api/v1/messages/stream HTTP/1.1\r\nUpgrade: websocket\r\nConnection: "
+	        {"GET /api/v1/messages/stream HTTP/1.1\r\nHost: x\r\nUpgrade: "
+	         "websocket\r\nConnection: "
 	         "Upgrade\r\nSec-WebSocket-Key: k\r\nSec-WebSocket-Version: 13\r\nUser-Agent: "
 	         "u\r\n\r\n",
 	         0,
-	         "GET /api/v1/messages/stream HTTP/1.1\r\nupgrade: websocket\r\nconnection: "
+	         "GET /api/v1/messages/stream HTTP/1.1\r\nhost: x\r\nupgrade: "
+	         "websocket\r\nconnection: "
 	         "Upgrade\r\nsec-websocket-key: k\r\nsec-websocket-version: 13\r\ncontent-length: "
 	         "0\r\n\r\n",
 	         -1, true},
-	        {GET "Accept: a\r\nAccept: b\r\nObs: \x80\xff\r\n\r\n", 0,
-	         GET "accept: a\r\naccept: b\r\ncontent-length: 0\r\n\r\n", -1, false},
-	        {"GET /?q=%C3%A9 HTTP/1.1\r\n\r\n", 0,
-	         "GET /?q=%C3%A9 HTTP/1.1\r\ncontent-length: 0\r\n\r\n", -1, false},
+	        {GET "Host: x\r\nAccept: a\r\nAccept: b\r\nObs: \x80\xff\r\n\r\n", 0,
+	         GET "host: x\r\naccept: a\r\naccept: b\r\ncontent-length: 0\r\n\r\n", -1, false},
+	        {"GET /?q=%C3%A9 HTTP/1.1\r\nHost: x\r\n\r\n", 0,
+	         "GET /?q=%C3%A9 HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n", -1, false},
+	        /* Host and Expect */
+	        {GET "\r\n", 400, "needs a Host", -1, false},
+	        {GET "X-Host: x\r\n\r\n", 400, "needs a Host", -1, false},
+	        {GET "Host: x\r\nExpect: 100-continue\r\n\r\n", 0,
+	         GET "host: x\r\ncontent-length: 0\r\n\r\n", -1, false},
+	        {GET "Host: x\r\nExpect: 100-Continue \r\n\r\n", 0,
+	         GET "host: x\r\ncontent-length: 0\r\n\r\n", -1, false},
+	        {GET "Host: x\r\nExpect: 200-ok\r\n\r\n", 417, "only expectation", -1, false},
 	        /* the request line */
 	        {"GET /api/v1/messages\r\n\r\n", 400, "HTTP/1.1, one space apart", -1, false},
 	        {"GET  / HTTP/1.1\r\n\r\n", 400, "one space apart", -1, false},
@@ -205,7 +222,7 @@ test_limits(void **state)
 
 	(void)state;
 	/* a field line of REQHEAD_LINE_MAX passes, one byte more gets 431 */
-	n = (size_t)snprintf(buf, sizeof(buf), GET "Authorization: %0*d\r\n\r\n",
+	n = (size_t)snprintf(buf, sizeof(buf), GET "Host: x\r\nAuthorization: %0*d\r\n\r\n",
 	                     REQHEAD_LINE_MAX - 15, 0);
 	CHECK_INT("line max", reqhead_check(buf, n, &h, &error), 0);
 	mbuf_free(&h.out);
@@ -215,8 +232,8 @@ test_limits(void **state)
 	CHECK_HAS("line max + 1", error, "longer than the server takes");
 	mbuf_free(&h.out);
 	/* a path of REQHEAD_PATH_MAX passes, one more gets 414; so does a long target */
-	n = (size_t)snprintf(buf, sizeof(buf), "GET /%0*d HTTP/1.1\r\n\r\n", REQHEAD_PATH_MAX - 1,
-	                     0);
+	n = (size_t)snprintf(buf, sizeof(buf), "GET /%0*d HTTP/1.1\r\nHost: x\r\n\r\n",
+	                     REQHEAD_PATH_MAX - 1, 0);
 	CHECK_INT("path max", reqhead_check(buf, n, &h, &error), 0);
 	mbuf_free(&h.out);
 	n = (size_t)snprintf(buf, sizeof(buf), "GET /%0*d HTTP/1.1\r\n\r\n", REQHEAD_PATH_MAX, 0);
@@ -228,8 +245,8 @@ test_limits(void **state)
 	CHECK_HAS("target", error, "request target is longer");
 	mbuf_free(&h.out);
 	/* REQHEAD_FIELDS_MAX fields pass, one more gets 431 */
-	n = (size_t)snprintf(buf, sizeof(buf), GET);
-	for (int i = 0; i < REQHEAD_FIELDS_MAX; i++)
+	n = (size_t)snprintf(buf, sizeof(buf), GET "Host: x\r\n");
+	for (int i = 1; i < REQHEAD_FIELDS_MAX; i++)
 		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "X-%d: y\r\n", i);
 	memcpy(buf + n, "\r\n", 2);
 	CHECK_INT("fields max", reqhead_check(buf, n + 2, &h, &error), 0);
