@@ -137,7 +137,7 @@ print_logged(const struct ctl *ctl, const struct store_logged *l, int64_t epoch)
 	struct mbuf line = MBUF_INIT;
 
 	if (ctl->json) {
-		store_logged_json(l, epoch, &line);
+		render_logged(l, epoch, &line);
 		printf("%s\n", mbuf_str(&line));
 	} else {
 		struct json_object *details = l->details ? json_tokener_parse(l->details) : NULL;

@@ -8,6 +8,7 @@
 
 #include "mbuf.h"
 #include "mymalloc.h"
+#include "render.h"
 #include "store.h"
 
 void
@@ -33,7 +34,7 @@ feed_msg_new(const struct store_logged *l, int64_t epoch, struct mbuf *scratch)
 	struct feed_msg *m;
 
 	mbuf_reset(scratch);
-	store_logged_json(l, epoch, scratch);
+	render_logged(l, epoch, scratch);
 	m = mymalloc(sizeof(*m) + scratch->len + sizeof(prefix));
 	m->refs = 1;
 	m->offset = l->log_offset;

@@ -10,7 +10,7 @@
  *	references.
  *
  * SECURITY
- *	The document is built from a stored event (store_logged_json); who may receive it is
+ *	The document is built from a stored event (render_logged); who may receive it is
  *	the feed's decision, not this module's.
  *
  * DIAGNOSTICS
@@ -33,7 +33,7 @@ struct feed_msg {
 	char data[]; /* len bytes of JSON, NUL-terminated */
 };
 
-/* The event as the feeds send it: store_logged_json's document with "type":"event",
+/* The event as the feeds send it: render_logged's document with "type":"event",
    offset l->log_offset, one reference. scratch is the caller's buffer for formatting (one
    per thread). */
 struct feed_msg *feed_msg_new(const struct store_logged *l, int64_t epoch, struct mbuf *scratch);

@@ -6,7 +6,10 @@
 #include <inttypes.h>
 #include <json-c/json.h>
 #include <stdio.h>
+#include <string.h>
 
+#include "jsonstr.h"
+#include "mbuf.h"
 #include "msevent.h"
 #include "rfc3339.h"
 #include "status.h"
@@ -172,4 +175,65 @@ render_presence(const char *user, const struct store_presence *pr)
 	add_str(doc, "client", pr->client);
 	add_str(doc, "typing_to", pr->typing_to);
 	return doc;
+}
+
+/* --- the feeds' (and webhooks') JSON of a logged event ------------------------------ */
+
+/* A string member's value: the string or null. */
+static void
+put_json_str(struct mbuf *out, const char *s)
+{
+	if (s == NULL)
+		mbuf_append(out, "null", 4);
+	else
+		jsonstr_append(out, s, strlen(s));
+}
+
+#define PUT_LIT(out, s) mbuf_append((out), (s), sizeof(s) - 1)
+
+/* The details column as a JSON object: {} when NULL or not an object. */
+static void
+put_json_details(struct mbuf *out, const char *text)
+{
+	struct json_object *details;
+
+	if (text == NULL) {
+		PUT_LIT(out, "{}");
+		return;
+	}
+	/* jsonb's text of a flat object needs only its spaces removed; anything else (which
+	   the ingest does not store) is printed the way json-c prints it */
+	if (jsonstr_compact(out, text, strlen(text)) == 0)
+		return;
+	details = details_object(text);
+	mbuf_puts(out, json_object_to_json_string_ext(
+	                       details, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(details);
+}
+
+void
+render_logged(const struct store_logged *l, int64_t epoch, struct mbuf *out)
+{
+	char when[RFC3339_BUFSIZE];
+
+	/* written directly, member for member as a json-c tree of them was printed */
+	PUT_LIT(out, "{\"offset\":");
+	mbuf_putll(out, l->log_offset);
+	PUT_LIT(out, ",\"epoch\":");
+	mbuf_putll(out, epoch);
+	PUT_LIT(out, ",\"message_id\":");
+	put_json_str(out, l->message_id);
+	PUT_LIT(out, ",\"tracking_id\":");
+	put_json_str(out, l->tracking_id);
+	PUT_LIT(out, ",\"recipient\":");
+	put_json_str(out, l->recipient);
+	PUT_LIT(out, ",\"status\":");
+	put_json_str(out, msevent_type_name((enum msevent_type)l->type));
+	PUT_LIT(out, ",\"timestamp\":");
+	put_json_str(out, rfc3339_format(l->time_ms, when));
+	PUT_LIT(out, ",\"details\":");
+	put_json_details(out, l->details);
+	PUT_LIT(out, ",\"event_id\":");
+	put_json_str(out, l->event_id);
+	PUT_LIT(out, "}");
 }

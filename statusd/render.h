@@ -1,6 +1,7 @@
 /*
  * render - the JSON documents of statusd's API (docs/api.md) from what storage returns:
- * a message's status and timeline, a list of messages, preferences and presence. api.c
+ * a message's status and timeline, a list of messages, preferences and presence; and the
+ * JSON of one logged event, as the feeds, webhooks and statusctl tail send it. api.c
  * answers with them and statusctl prints them with --json, so both show the same thing.
  *
  * DESIGN
@@ -21,10 +22,12 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "store.h"
 
 struct json_object;
+struct mbuf;
 
 /*
  * A message's status document: message_id, tracking_id, sender, queue_id, size,
@@ -37,5 +40,14 @@ struct json_object *render_list(const struct store_message *msgs, size_t n, bool
 struct json_object *render_prefs(const char *user, const struct store_prefs *prefs);
 /* {"user","online","last_seen","client","typing_to"}. */
 struct json_object *render_presence(const char *user, const struct store_presence *pr);
+
+/*
+ * Append the feed (and webhook) JSON form of a logged event, without a newline: written
+ * directly (jsonstr.h), byte for byte what json-c printed of a tree of the same members.
+ * Event text is escaped by jsonstr_append; a details object is copied only if
+ * jsonstr_compact finds it in the form json-c would print, and goes through json-c
+ * otherwise.
+ */
+void render_logged(const struct store_logged *l, int64_t epoch, struct mbuf *out);
 
 #endif

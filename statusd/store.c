@@ -5,9 +5,7 @@
  * SECURITY
  *	Event data reaches SQL only through COPY (escaped in store_copy_row, the one place
  *	that does it) or as query parameters. Migration files come from sql_dir, which is
- *	trusted like the configuration. Event text read back for the feeds is escaped by
- *	jsonstr_append; a details object is copied only if jsonstr_compact finds it in the
- *	form json-c would print, and goes through json-c otherwise.
+ *	trusted like the configuration.
  */
 #include "store.h"
 
@@ -539,78 +537,6 @@ store_log_scan(PGconn *conn, int64_t after, int64_t upto, int limit, const char 
 	*n_r = (size_t)n;
 	PQclear(res);
 	return 0;
-}
-
-/* A details column as a JSON object: {} when NULL or not an object. */
-static struct json_object *
-details_object(const char *text)
-{
-	struct json_object *details = text != NULL ? json_tokener_parse(text) : NULL;
-
-	if (details == NULL || !json_object_is_type(details, json_type_object)) {
-		json_object_put(details);
-		details = json_object_new_object();
-	}
-	return details;
-}
-
-/* A string member's value: the string or null. */
-static void
-put_json_str(struct mbuf *out, const char *s)
-{
-	if (s == NULL)
-		mbuf_append(out, "null", 4);
-	else
-		jsonstr_append(out, s, strlen(s));
-}
-
-#define PUT_LIT(out, s) mbuf_append((out), (s), sizeof(s) - 1)
-
-/* The details column as a JSON object: {} when NULL or not an object. */
-static void
-put_json_details(struct mbuf *out, const char *text)
-{
-	struct json_object *details;
-
-	if (text == NULL) {
-		PUT_LIT(out, "{}");
-		return;
-	}
-	/* jsonb's text of a flat object needs only its spaces removed; anything else (which
-	   the ingest does not store) is printed the way json-c prints it */
-	if (jsonstr_compact(out, text, strlen(text)) == 0)
-		return;
-	details = details_object(text);
-	mbuf_puts(out, json_object_to_json_string_ext(
-	                       details, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
-	json_object_put(details);
-}
-
-void
-store_logged_json(const struct store_logged *l, int64_t epoch, struct mbuf *out)
-{
-	char when[RFC3339_BUFSIZE];
-
-	/* written directly, member for member as a json-c tree of them was printed */
-	PUT_LIT(out, "{\"offset\":");
-	mbuf_putll(out, l->log_offset);
-	PUT_LIT(out, ",\"epoch\":");
-	mbuf_putll(out, epoch);
-	PUT_LIT(out, ",\"message_id\":");
-	put_json_str(out, l->message_id);
-	PUT_LIT(out, ",\"tracking_id\":");
-	put_json_str(out, l->tracking_id);
-	PUT_LIT(out, ",\"recipient\":");
-	put_json_str(out, l->recipient);
-	PUT_LIT(out, ",\"status\":");
-	put_json_str(out, msevent_type_name((enum msevent_type)l->type));
-	PUT_LIT(out, ",\"timestamp\":");
-	put_json_str(out, rfc3339_format(l->time_ms, when));
-	PUT_LIT(out, ",\"details\":");
-	put_json_details(out, l->details);
-	PUT_LIT(out, ",\"event_id\":");
-	put_json_str(out, l->event_id);
-	PUT_LIT(out, "}");
 }
 
 int

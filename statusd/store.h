@@ -13,8 +13,6 @@
  *	Every function takes a connected PGconn and blocks on it; statusd calls them from its
  *	database threads (dbworker.h), statusctl directly. All SQL with data in it is
  *	parameterized or goes through COPY with escaping in one place (store_copy_row).
- *	The feeds' JSON of an event (store_logged_json) is written directly from the row,
- *	without a json-c tree (jsonstr.h).
  *
  * DIAGNOSTICS
  *	Functions return 0 (or a count) on success and -1 with a one-line *error_r on failure;
@@ -108,12 +106,6 @@ int store_log_scan(PGconn *conn, int64_t after, int64_t upto, int limit, const c
                    char *const *domains, size_t ndomains,
                    void (*fn)(void *ctx, const struct store_logged *l), void *ctx, size_t *n_r,
                    bool *transient_r, const char **error_r);
-
-/*
- * Append the feed (and webhook) JSON form of a logged event, without a newline: written
- * directly (jsonstr.h), byte for byte what json-c printed of a tree of the same members.
- */
-void store_logged_json(const struct store_logged *l, int64_t epoch, struct mbuf *out);
 
 /* The log's head and epoch. */
 int store_log_head(PGconn *conn, int64_t *head_r, int64_t *epoch_r, const char **error_r);

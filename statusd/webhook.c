@@ -61,6 +61,7 @@
 #include "mymalloc.h"
 #include "rfc3339.h"
 #include "sdconfig.h"
+#include "render.h"
 #include "store.h"
 #include "token.h"
 
@@ -480,7 +481,7 @@ hook_deliver(struct hook *h, const struct store_logged *l)
 	char key[48], why[CURL_ERROR_SIZE + 32];
 	int rc = -1;
 
-	store_logged_json(l, h->epoch, &body);
+	render_logged(l, h->epoch, &body);
 	snprintf(key, sizeof(key), "%lld-%lld", (long long)h->epoch, (long long)l->log_offset);
 	while (!stopping(h->w)) {
 		if (hook_post(h, key, &body, why, sizeof(why)) == 0) {
