@@ -216,6 +216,7 @@ conn_record(struct conn *c, const char *line, size_t len)
 	r->seq = s->seq;
 	r->row_start = b->copy.len;
 	store_copy_row(&b->copy, b->count, &ev);
+	b->inbound |= ev.type == MSEV_INBOUND;
 	r->row_len = b->copy.len - r->row_start;
 	b->count++;
 	c->refs++;

@@ -58,6 +58,7 @@ struct batch {
 	struct ingest *ing;
 	struct mbuf copy;
 	int count;
+	bool inbound; /* some of its events are inbound ones (MSEV_INBOUND) */
 	struct batch_ref *refs;
 	/* results, filled by the worker */
 	struct store_logged *logged; /* what entered the log, for the feeds */

@@ -173,29 +173,8 @@ store_logged_free(struct store_logged *logged, size_t n)
 	free(logged);
 }
 
-/* Whether a batch of store_copy_row() rows holds an event of type (its fourth field). */
-static bool
-copy_has_type(const struct mbuf *copy, enum msevent_type type)
-{
-	const char *p = copy->data, *end = p + copy->len;
-
-	while (p != NULL && p < end) {
-		const char *nl = memchr(p, '\n', (size_t)(end - p)), *f = p;
-
-		if (nl == NULL)
-			nl = end;
-		for (int i = 0; i < 3 && f != NULL; i++)
-			if ((f = memchr(f, '\t', (size_t)(nl - f))) != NULL)
-				f++;
-		if (f != NULL && atoi(f) == (int)type)
-			return true;
-		p = nl + 1;
-	}
-	return false;
-}
-
 int
-store_ingest(PGconn *conn, const struct mbuf *copy, struct store_logged **logged_r,
+store_ingest(PGconn *conn, const struct mbuf *copy, bool inbound, struct store_logged **logged_r,
              size_t *nlogged_r, int64_t *head_r, int64_t *epoch_r, bool *transient_r,
              const char **error_r)
 {
@@ -235,8 +214,7 @@ store_ingest(PGconn *conn, const struct mbuf *copy, struct store_logged **logged
 	while ((res = PQgetResult(conn)) != NULL)
 		PQclear(res);
 	/* the inbound events (not statuses) leave the batch for their table (sql/007) */
-	if (copy_has_type(copy, MSEV_INBOUND) &&
-	    exec_cmd(conn, "SELECT msgstatus_inbound()", transient_r, error_r) < 0)
+	if (inbound && exec_cmd(conn, "SELECT msgstatus_inbound()", transient_r, error_r) < 0)
 		goto fail;
 
 	/* the columns of LOGGED_COLUMNS, in the same order, in binary (see logged_row) */

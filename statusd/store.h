@@ -80,11 +80,12 @@ struct store_logged {
  * Store a batch in one transaction: COPY the rows (from store_copy_row) and fold them in.
  * On success returns 0; *logged_r (caller frees with store_logged_free) and *nlogged_r are
  * the events that entered the log, in offset order (new events joined to a message, and
- * earlier events this batch joined); *head_r and *epoch_r describe the log.
+ * earlier events this batch joined); *head_r and *epoch_r describe the log. inbound says
+ * that the rows may hold inbound events, which go to their own table (sql/007).
  */
-int store_ingest(PGconn *conn, const struct mbuf *copy, struct store_logged **logged_r,
-                 size_t *nlogged_r, int64_t *head_r, int64_t *epoch_r, bool *transient_r,
-                 const char **error_r);
+int store_ingest(PGconn *conn, const struct mbuf *copy, bool inbound,
+                 struct store_logged **logged_r, size_t *nlogged_r, int64_t *head_r,
+                 int64_t *epoch_r, bool *transient_r, const char **error_r);
 void store_logged_free(struct store_logged *logged, size_t n);
 
 /*
