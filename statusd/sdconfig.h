@@ -48,6 +48,11 @@ struct sd_config {
 	long long pickup_interval; /* ms */
 	char *federation_key_dir;
 	char *federation_endpoint;
+	char *dns_server;            /* resolver.h: "" = /etc/resolv.conf */
+	char *dns_trust_anchor_file; /* "" = no DNSSEC validation */
+	long long dns_timeout;       /* ms: the longest one lookup may take */
+	long long dns_cache_size;    /* answers kept */
+	long long dns_cache_max_ttl; /* ms */
 	char *log_target;
 	char *syslog_facility;
 	bool verbose;
