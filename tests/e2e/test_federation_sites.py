@@ -13,7 +13,8 @@ What works today, and is guarded here:
 - correlation: alice@A mails bob@B through A's Postfix (SMTP AUTH); OpenDKIM signs it at A
   (the tracking id included); B's milter verifies the signature and B's statusd keeps an
   inbound row linking B's tag to A's tracking id; bob's delivered and read (an IMAP FETCH)
-  are in B's event log under B's tag; A logged relayed for bob;
+  are in B's event log under B's tag; alice's live feed at A (WebSocket over TLS) shows
+  relayed for bob;
 - the same mail without a valid DKIM signature (A's OpenDKIM down: unsigned; signed under
   a selector whose published key is another: broken) leaves no inbound row and no tag;
 - a forged Msgstatus-Id (A's real tracking id, sent by a third party straight to B's smtpd,
@@ -165,7 +166,23 @@ class FederationSitesTest(unittest.TestCase):
                              capture_output=True, text=True, timeout=TIMEOUT)
         self.assertNotEqual(res.returncode, 0, "HTTPS only")
 
+    def feed_until(self, ws, tid, status, timeout=TIMEOUT):
+        """Read alice's live feed until bob's status of tid; returns the statuses seen."""
+        seen = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ws.settimeout(max(0.1, deadline - time.monotonic()))
+            doc = json.loads(ws.recv())
+            if doc.get("tracking_id") == tid and doc.get("recipient") == BOB:
+                seen.append(doc["status"])
+                if doc["status"] == status:
+                    return seen
+        self.fail(f"no {status} for {BOB} on alice's feed at A; seen {seen}")
+
     def test_signed_mail_is_correlated(self):
+        ws = self.a.statusd.stream(self.a.statusd.token(ALICE))  # over wss://, the CA's
+        self.addCleanup(ws.close)
+        self.assertEqual(json.loads(ws.recv())["type"], "hello")
         qid, tid = self.a.send(ALICE, [BOB], subject="fed-signed", body="Hello from A.\n")
         raw, tags = self.bob_copy("fed-signed")
         self.assertEqual(len(tags), 1, "exactly one Msgstatus-Id: B's")
@@ -191,9 +208,9 @@ class FederationSitesTest(unittest.TestCase):
         wait_for("bob's delivered and read in B's log",
                  lambda: self.events(self.b, tag).get(READ), timeout=TIMEOUT)
         self.assertEqual(self.events(self.b, tag), {DELIVERED: 1, READ: 1})
-        # A: its own record of the message, relayed to B (logd)
-        wait_for("relayed for bob in A's log",
-                 lambda: self.events(self.a, tid).get(RELAYED), timeout=TIMEOUT)
+        # A: its own record of the message, relayed to B (logd), live on alice's feed
+        self.assertIn("relayed", self.feed_until(ws, tid, "relayed"))
+        self.assertEqual(self.events(self.a, tid).get(RELAYED), 1)
         self.assertEqual(self.inbound(tag), [], "B's own tag is no origin id")
 
     def test_unsigned_mail_is_not_correlated(self):

@@ -105,19 +105,27 @@ class MsgstatusSite(MailSite):
     endpoint, <selector>._msgstatus-key MSK1). publish() writes them again, with
     .extra_records, after a test changed .dkim.records or the keys.
 
+    Other parameters: pg, dns (the shared server and Knot: given by sb.msgstatus_site());
+    routes (Postfix transports: {domain: site or next hop}); name; key_selector (default
+    k1); statusd, dovecot, postfix (more settings or keyword arguments for each); user (the
+    system user statusd, the milter, logd and statusctl run as, as docs/deployment.md runs
+    them; root only); http_port (statusd's, default a free one).
+
     How another site reaches the endpoint by name: endpoint_host is by default
     status.<domain>.localhost. libcurl (7.85 and later; Debian 12 has 7.88) resolves every
     name under .localhost to the loopback address itself, without asking the system's
     resolver (RFC 6761, section 6.3), so a report sender built on libcurl reaches this
     statusd by the very URL of the MSR1 record, with no resolver override and nothing
     changed on the machine. Python's urllib (glibc's resolver) does not: clients in the
-    tests use .statusd.url, https://127.0.0.1:PORT, which the certificate names too. A
-    sender must trust the sandbox's CA: .ca_file.
+    tests use .statusd.url, https://127.0.0.1:PORT, which the certificate names too, and
+    .statusd.stream() for the live feed over wss://. A report sender must trust the
+    sandbox's CA: .ca_file, the same file for every site of a sandbox (sb.ca().cert), so
+    a site can be given it before it starts, in statusd= under the sender's setting.
     """
 
     def __init__(self, sb, domain, users, dns, pg, routes=None, name=None,
                  endpoint_host=None, key_selector="k1", dkim_signers=None, statusd=None,
-                 dovecot=None, postfix=None, user=None):
+                 dovecot=None, postfix=None, user=None, http_port=None):
         from .logd import Logd
         from .milter import Milter
         from .opendkim import OpenDkim
@@ -134,7 +142,7 @@ class MsgstatusSite(MailSite):
         cert = sb.ca().issue(self.name + "-statusd", [self.endpoint_host, "127.0.0.1"],
                              owner=user)
         self.ca_file = cert.ca.cert
-        port = free_port()
+        port = http_port or free_port()
         self.endpoint = f"https://{self.endpoint_host}:{port}/api/v1/federation/reports"
         settings = {"dns_server": dns.server, "federation_endpoint": self.endpoint,
                     "federation_key_dir": sb.mkdir(self.name + "-statusd", "federation-keys",

@@ -204,6 +204,19 @@ class Statusd:
             return status, json.loads(data)
         return status, data.decode(errors="replace")
 
+    def stream(self, token, query=""):
+        """A WebSocket to the live feed (/api/v1/messages/stream) as the token's user: ws://,
+        or wss:// trusting the sandbox's CA with tls (python3-websocket's connection)."""
+        import ssl
+        from urllib.parse import quote
+
+        import websocket
+        url = self.url.replace("http", "ws", 1) + "/api/v1/messages/stream"
+        query += ("&" if query else "?") + "access_token=" + quote(token)
+        sslopt = {"cert_reqs": ssl.CERT_REQUIRED, "ca_certs": self.tls.ca.cert} \
+            if self.tls is not None else None
+        return websocket.create_connection(url + query, timeout=10, sslopt=sslopt)
+
     def http_status(self, path):
         try:
             return self.http(path)
