@@ -109,7 +109,8 @@ class MsgstatusSite(MailSite):
     routes (Postfix transports: {domain: site or next hop}); name; key_selector (default
     k1); statusd, dovecot, postfix (more settings or keyword arguments for each); user (the
     system user statusd, the milter, logd and statusctl run as, as docs/deployment.md runs
-    them; root only); http_port (statusd's, default a free one).
+    them; root only); http_port (statusd's, default a free one); record_ttl (of the
+    _msgstatus and MSK1 records, default 5m: resolvers cache them that long).
 
     How another site reaches the endpoint by name: endpoint_host is by default
     status.<domain>.localhost. libcurl (7.85 and later; Debian 12 has 7.88) resolves every
@@ -125,7 +126,7 @@ class MsgstatusSite(MailSite):
 
     def __init__(self, sb, domain, users, dns, pg, routes=None, name=None,
                  endpoint_host=None, key_selector="k1", dkim_signers=None, statusd=None,
-                 dovecot=None, postfix=None, user=None, http_port=None):
+                 dovecot=None, postfix=None, user=None, http_port=None, record_ttl="5m"):
         from .logd import Logd
         from .milter import Milter
         from .opendkim import OpenDkim
@@ -137,6 +138,7 @@ class MsgstatusSite(MailSite):
         self.dns = dns
         self.user = user
         self.extra_records = []
+        self.record_ttl = record_ttl
         self.pg = pg.database("msgstatus_" + re.sub(r"[^a-z0-9]", "_", domain.lower()))
         self.endpoint_host = endpoint_host or f"status.{domain}.localhost"
         cert = sb.ca().issue(self.name + "-statusd", [self.endpoint_host, "127.0.0.1"],
@@ -200,7 +202,8 @@ class MsgstatusSite(MailSite):
     def records(self):
         """The records of the site's zone: DKIM keys, then `statusctl key records`."""
         out = [rec for _, rec in sorted(self.dkim.records.items())]
-        out += self.statusctl("key", "records", self.domain).stdout.splitlines()
+        out += self.statusctl("key", "records", self.domain, "--ttl",
+                              self.record_ttl).stdout.splitlines()
         return out + list(self.extra_records)
 
     def publish(self):
