@@ -147,10 +147,6 @@ class Database:
         s = self.server
         return f"host={s.dir} port={s.port} user={s.app_user} dbname={self.dbname}"
 
-    @property
-    def child(self):
-        return self.server.child
-
     def psql(self, sql, db=None, check=True):
         return self.server.psql(sql, db=db or self.dbname, check=check)
 

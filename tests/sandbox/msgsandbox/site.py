@@ -30,8 +30,13 @@ others at RCPT TO instead.
 import re
 import signal
 
+from .core import free_port, paths, wait_for
 from .dovecot import Dovecot
+from .logd import Logd
+from .milter import Milter
+from .opendkim import OpenDkim
 from .postfix import Postfix
+from .statusd import Statusd
 
 
 class MailSite:
@@ -127,11 +132,6 @@ class MsgstatusSite(MailSite):
     def __init__(self, sb, domain, users, dns, pg, routes=None, name=None,
                  endpoint_host=None, key_selector="k1", dkim_signers=None, statusd=None,
                  dovecot=None, postfix=None, user=None, http_port=None, record_ttl="5m"):
-        from .logd import Logd
-        from .milter import Milter
-        from .opendkim import OpenDkim
-        from .statusd import Statusd
-        from .core import free_port, paths
         self.sb = sb
         self.domain = domain
         self.name = name or domain
@@ -183,7 +183,7 @@ class MsgstatusSite(MailSite):
     def begin_close(self):
         """At the start of the sandbox's close: no more mail (Postfix stops), and the
         milter and Dovecot are told to stop at once (SIGTERM). libmilter takes up to 5 s to
-        notice a SIGTERM, Dovecot a second: with this, all sites' wait their time together
+        notice a SIGTERM, Dovecot a second: with this, all sites wait their time together
         rather than one after the other. The services then close as usual, in reverse
         order, each waiting for its own process."""
         self.postfix.stop()
@@ -213,7 +213,6 @@ class MsgstatusSite(MailSite):
     def send(self, sender, recipients, password=None, **kw):
         """Submit a message as sender with SMTP AUTH (the password from the site's users);
         returns (queue id, tracking id) once the milter recorded it."""
-        from .core import wait_for
         qid = self.postfix.send(sender, recipients,
                                 auth=(sender, password or self.dovecot.password(sender)),
                                 **kw)
