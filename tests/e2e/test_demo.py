@@ -56,7 +56,12 @@ def proc_status(pid):
         return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
 
 
-class DemoTest(unittest.TestCase):
+class DemoRun:
+    """Runs the demo with ARGS in a folder of its own until it printed a line matching
+    READY; stops it with SIGINT (Ctrl-C) at the end."""
+    ARGS = []
+    READY = None
+
     @classmethod
     def setUpClass(cls):
         require_root()
@@ -64,16 +69,16 @@ class DemoTest(unittest.TestCase):
         os.chmod(cls.tmp, 0o755)
         cls.folder = os.path.join(cls.tmp, "demo")
         env = dict(os.environ, MSGSTATUS_BUILD_DIR=paths.build)
-        cls.proc = subprocess.Popen(
+        cls.proc = subprocess.Popen(  # --two-sites: B's statusd takes the next port if free
             [sys.executable, DEMO, "--folder", cls.folder, "--http-port", str(free_port()),
-             "--webmail-port", str(free_port())],
+             "--webmail-port", str(free_port()), *cls.ARGS],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
             start_new_session=True)
         cls.lines = queue.Queue()
         cls.output = []
         threading.Thread(target=cls._read, daemon=True).start()
         try:
-            cls.wait_line(r"^  dave@example\.com\s", timeout=240)
+            cls.wait_line(cls.READY, timeout=240)
         except Exception:
             cls.stop_demo()
             raise
@@ -119,7 +124,7 @@ class DemoTest(unittest.TestCase):
         self.assertIsNotNone(m, f"{regex!r} not in the demo's output")
         return m
 
-    def test_1_daemons_run_as_msgstatus(self):
+    def check_daemons_run_as_msgstatus(self):
         pw = pwd.getpwnam("msgstatus")
         found = {name: [] for name in DAEMONS}
         for pid in filter(str.isdigit, os.listdir("/proc")):
@@ -140,6 +145,25 @@ class DemoTest(unittest.TestCase):
                 caps = int(st["CapEff"], 16)
                 want = CAP_DAC_READ_SEARCH if name == "msgstatus-logd" else 0
                 self.assertEqual(caps, want, f"{name}: capabilities {st['CapEff']}")
+
+    def check_ctrl_c_stops_everything(self):
+        self.stop_demo()
+        self.assertEqual(self.proc.returncode, 0, "".join(self.output[-20:]))
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    argv = f.read().decode(errors="replace").split("\0")
+            except OSError:
+                continue
+            self.assertFalse(any(a.startswith(self.folder + "/") for a in argv),
+                             f"still running: {argv}")
+
+
+class DemoTest(DemoRun, unittest.TestCase):
+    READY = r"^  dave@example\.com\s"
+
+    def test_1_daemons_run_as_msgstatus(self):
+        self.check_daemons_run_as_msgstatus()
 
     def test_2_sockets_are_for_their_users_only(self):
         milter = os.path.join(self.folder, "milter", "milter.sock")
@@ -214,16 +238,49 @@ class DemoTest(unittest.TestCase):
             time.sleep(0.2)
 
     def test_5_ctrl_c_stops_everything(self):
-        self.stop_demo()
-        self.assertEqual(self.proc.returncode, 0, "".join(self.output[-20:]))
-        for pid in filter(str.isdigit, os.listdir("/proc")):
-            try:
-                with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    argv = f.read().decode(errors="replace").split("\0")
-            except OSError:
-                continue
-            self.assertFalse(any(a.startswith(self.folder + "/") for a in argv),
-                             f"still running: {argv}")
+        self.check_ctrl_c_stops_everything()
+
+
+class TwoSitesDemoTest(DemoRun, unittest.TestCase):
+    """scripts/run --two-sites: sites A (example.org) and B (example.net); the sample from
+    alice@A to bob@B is relayed at A and authenticated and tracked at B; both dashboards
+    answer over HTTPS (the demo's private CA); Ctrl-C stops both sites."""
+    ARGS = ["--two-sites"]
+    READY = r"^  cross-site "
+
+    def test_1_daemons_run_as_msgstatus(self):
+        self.check_daemons_run_as_msgstatus()
+        for name in ("example.org", "example.net"):  # both sites' statusd
+            self.assertTrue(os.path.exists(os.path.join(self.folder, name + "-statusd",
+                                                        "statusd.conf")))
+
+    def test_2_sample_is_correlated_at_b(self):
+        tid = self.printed(r"^Sample message (\S+) from alice@example\.org to "
+                           r"bob@example\.net:").group(1)
+        self.printed(r"^  at A\s+relayed ")
+        tag = self.printed(r"^  at B\s+delivered to bob, DKIM-authenticated for example\.org "
+                           r"\(aligned: envelope,from\): B tracks it as (\S+)$").group(1)
+        self.assertNotEqual(tag, tid)
+        conninfo = self.printed(r'database\s+psql "(\S+ \S+ \S+ dbname=msgstatus_example_net)"')
+        res = subprocess.run(["psql", "-X", "-A", "-t", "-d", conninfo.group(1).replace(
+            "user=msgstatus", "user=postgres"), "-c", "SELECT tracking_id FROM inbound "
+            f"WHERE origin_tracking_id = '{tid}'"], capture_output=True, text=True, timeout=30)
+        self.assertEqual(res.stdout.split(), [tag], res.stderr)
+
+    def test_3_dashboards_over_https(self):
+        import ssl
+        ca = self.printed(r"private CA (\S+):").group(1)
+        ctx = ssl.create_default_context(cafile=ca)
+        urls = re.findall(r"(?m)^    dashboard  (https://127\.0\.0\.1:\d+)/#token=",
+                          "".join(self.output))
+        self.assertEqual(len(urls), 2, "one dashboard per site")
+        for url in urls:
+            with urllib.request.urlopen(url + "/", timeout=10, context=ctx) as r:
+                self.assertEqual(r.status, 200)
+                self.assertIn(b"<html", r.read().lower())
+
+    def test_5_ctrl_c_stops_everything(self):
+        self.check_ctrl_c_stops_everything()
 
 
 if __name__ == "__main__":

@@ -243,6 +243,11 @@ class Sandbox:
             self._close()
 
     def _close(self):
+        for svc in reversed(self.services):  # what can start stopping before its turn
+            try:
+                getattr(svc, "begin_close", lambda: None)()
+            except Exception as e:
+                print(f"msgsandbox: closing {svc}: {e}", file=sys.stderr)
         for svc in reversed(self.services):
             try:
                 svc.close()
@@ -305,6 +310,29 @@ class Sandbox:
     def knot(self, zones, **kw):
         from .knot import Knot
         return self.add_service(Knot(self, zones, **kw))
+
+    def ca(self):
+        """The sandbox's private certificate authority (tls.py), made on first use."""
+        if getattr(self, "_ca", None) is None:
+            from .tls import PrivateCA
+            self._ca = self.add_service(PrivateCA(self))
+        return self._ca
+
+    def msgstatus_site(self, domain, users, **kw):
+        """A complete msgstatus site for domain (site.py): its own database, statusd over
+        HTTPS, the milter, OpenDKIM, Dovecot, Postfix, logd and its zone in DNS. All sites
+        of a sandbox share one PostgreSQL server and one Knot (made by the first site
+        unless given as pg= and dns=)."""
+        from .site import MsgstatusSite
+        if kw.get("pg") is None:
+            if getattr(self, "_site_pg", None) is None:
+                self._site_pg = self.postgres()
+            kw["pg"] = self._site_pg
+        if kw.get("dns") is None:
+            if getattr(self, "_site_dns", None) is None:
+                self._site_dns = self.knot({})
+            kw["dns"] = self._site_dns
+        return MsgstatusSite(self, domain, users, **kw)
 
     def mail_site(self, domain, users, **kw):
         """A plain Postfix + Dovecot site for domain, without msgstatus (site.py)."""

@@ -5,7 +5,7 @@ Debian's package makes, when the tests run as root).
 
     dns = sb.knot({"example.org": ["s1._domainkey 300 IN TXT \\"v=DKIM1; k=rsa; p=...\\""]})
     dns.server        # "127.0.0.1@PORT": what msgstatus's dns_server setting takes
-    dns.set_zone("example.org", records)   # rewrite a zone and reload it
+    dns.set_zone("example.org", records)   # rewrite a zone (or add one) and reload it
 """
 import os
 import pwd
@@ -41,7 +41,9 @@ class Knot:
         self.config = os.path.join(self.dir, "knot.conf")
         self.control = os.path.join(self.dir, "run", "knot.sock")
         self.zones = dict(zones)
+        self.serials = {}
         for zone, records in self.zones.items():
+            self.serials[zone] = 1
             self._write_zone(zone, records, serial=1)
         self._write_config()
         self.child = sb.spawn(name, [KNOTD, "-c", self.config], user=self.user)
@@ -61,6 +63,7 @@ class Knot:
 
     def _write_config(self):
         zones = "".join(f"  - domain: {z}\n" for z in self.zones)
+        zones = "zone:\n" + zones if zones else ""  # knotd may start with none
         with open(self.config, "w") as f:
             f.write(f"""server:
     rundir: "{self.dir}/run"
@@ -79,7 +82,6 @@ template:
     zonefile-sync: -1
     zonefile-load: whole
     journal-content: none
-zone:
 {zones}""")
 
     def _answers(self):
@@ -87,12 +89,23 @@ zone:
                              capture_output=True, text=True)
         return res.returncode == 0 and all(z in res.stdout for z in self.zones)
 
-    def set_zone(self, zone, records, serial):
-        """Rewrite zone (serial must grow) and have knotd load it."""
+    def set_zone(self, zone, records, serial=None):
+        """Rewrite zone and have knotd load it; serial must grow (default: the last one
+        + 1). A zone knotd does not serve yet is added to its configuration (reload)."""
+        new = zone not in self.zones
+        self.serials[zone] = serial = serial or self.serials.get(zone, 0) + 1
         self.zones[zone] = records
         self._write_zone(zone, records, serial)
-        subprocess.run([KNOTC, "-c", self.config, "-s", self.control, "zone-reload", zone],
-                       check=True, capture_output=True)
+        if new:
+            self._write_config()
+            self._knotc("reload")
+            wait_for(f"knotd to serve {zone}", self._answers, proc=self.child.popen)
+        else:
+            self._knotc("zone-reload", zone)
+
+    def _knotc(self, *args):
+        subprocess.run([KNOTC, "-c", self.config, "-s", self.control, *args], check=True,
+                       capture_output=True)
 
     def close(self):
         self.child.stop()

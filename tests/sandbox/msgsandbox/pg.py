@@ -83,6 +83,15 @@ class Postgres:
     def conninfo(self):
         return f"host={self.dir} port={self.port} user={self.app_user} dbname={self.dbname}"
 
+    def database(self, dbname):
+        """Another database on this server, owned by msgstatus's role (a second site's):
+        a Database with the same conninfo, psql() and scalar() as this object."""
+        if self.app_user == self.superuser:
+            self.psql(f"CREATE DATABASE {dbname}", db="postgres")
+        else:
+            self.psql(f"CREATE DATABASE {dbname} OWNER {self.app_user}", db="postgres")
+        return Database(self, dbname)
+
     def start(self):
         if self.child is not None and self.child.alive():
             return
@@ -123,3 +132,24 @@ class Postgres:
 
     def close(self):
         self.stop()
+
+
+class Database:
+    """One database of a Postgres server (Postgres.database()): what statusd and the tests
+    use of a Postgres object, for that database; starting and stopping is the server's."""
+
+    def __init__(self, server, dbname):
+        self.server = server
+        self.dbname = dbname
+
+    @property
+    def conninfo(self):
+        s = self.server
+        return f"host={s.dir} port={s.port} user={s.app_user} dbname={self.dbname}"
+
+    def psql(self, sql, db=None, check=True):
+        return self.server.psql(sql, db=db or self.dbname, check=check)
+
+    def scalar(self, sql):
+        rows = self.psql(sql)
+        return rows[0][0] if rows else None

@@ -218,7 +218,8 @@ class Postfix:
       transports    {domain: next hop, SmtpSink or another Postfix}, e.g.
                     {"remote.example": sink}: mail for domain goes to its SMTP port.
       milter        a milter socket ("unix:/path", "inet:127.0.0.1:port") or an object with
-                    .spec: used for smtpd_milters and non_smtpd_milters, default_action=accept.
+                    .spec, or a list of them (in the order Postfix calls them): used for
+                    smtpd_milters and non_smtpd_milters, default_action=accept.
       milter_macro_defaults  {macro: value}, e.g. {"msgstatus_domains": "example.org"}.
       sasl          Dovecot (uses .auth_socket) or the path of a Dovecot auth socket: enables
                     SMTP AUTH in smtpd (smtpd_sasl_type = dovecot).
@@ -283,7 +284,8 @@ class Postfix:
         return target if target.startswith("lmtp:") else "lmtp:unix:" + target
 
     def _milter_value(self):
-        return "{ %s, default_action=accept }" % _spec(self.milter)
+        milters = self.milter if isinstance(self.milter, (list, tuple)) else [self.milter]
+        return ", ".join("{ %s, default_action=accept }" % _spec(m) for m in milters)
 
     def main_cf(self):
         """main.cf as (comment, [(name, value), ...]) groups; every line has its reason."""

@@ -55,6 +55,9 @@ class EventClient:
 class Statusd:
     """statusd with its config, secret, socket folder and pickup folder in <sandbox>/<name>.
 
+    With tls (a msgsandbox.tls.ServerCert): statusd serves HTTPS only (http_tls_cert,
+    http_tls_key), url is https://127.0.0.1:PORT and http() trusts the sandbox's CA.
+
     As root by default. With user (root only), as docs/deployment.md runs it: statusd runs
     as that system user, with the mail user's group ("mail", the Dovecot plugin's) as a
     supplementary group; the socket folder is user:mail 0750, the pickup folder
@@ -62,11 +65,12 @@ class Statusd:
     """
 
     def __init__(self, sb, pg, settings=None, start=True, name="statusd", http_port=None,
-                 user=None):
+                 user=None, tls=None):
         self.sb = sb
         self.pg = pg
         self.name = name
         self.user = user
+        self.tls = tls
         self.dir = sb.mkdir(name)
         self.run_dir = sb.mkdir(name, "run", owner=user, group="mail", mode=0o750) if user \
             else sb.mkdir(name, "run")
@@ -90,6 +94,9 @@ class Statusd:
             pw = pwd.getpwnam(user)
             os.chown(secret_file, pw.pw_uid, pw.pw_gid)
         self.settings["auth_secret_file"] = secret_file
+        if tls is not None:
+            self.settings["http_tls_cert"] = tls.cert
+            self.settings["http_tls_key"] = tls.key
         self.settings.update(settings or {})
         self.config = os.path.join(self.dir, "statusd.conf")
         self.child = None
@@ -128,7 +135,14 @@ class Statusd:
 
     @property
     def url(self):
-        return f"http://127.0.0.1:{self.http_port}"
+        """The base URL on 127.0.0.1: https:// with tls (its certificate names 127.0.0.1)."""
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.http_port}"
+
+    @property
+    def ssl_context(self):
+        """With tls: a client context that trusts the sandbox's CA; else None."""
+        return self.tls.ca.context() if self.tls is not None else None
 
     def write_config(self):
         self.settings["http_listen"] = f"127.0.0.1:{self.http_port}"
@@ -178,7 +192,7 @@ class Statusd:
         req = urllib.request.Request(self.url + path, method=method, data=body,
                                      headers=headers or {})
         try:
-            with urllib.request.urlopen(req, timeout=10) as r:
+            with urllib.request.urlopen(req, timeout=10, context=self.ssl_context) as r:
                 data = r.read()
                 status = r.status
                 ctype = r.headers.get("content-type", "")
@@ -189,6 +203,19 @@ class Statusd:
         if "json" in ctype:
             return status, json.loads(data)
         return status, data.decode(errors="replace")
+
+    def stream(self, token, query=""):
+        """A WebSocket to the live feed (/api/v1/messages/stream) as the token's user: ws://,
+        or wss:// trusting the sandbox's CA with tls (python3-websocket's connection)."""
+        import ssl
+        from urllib.parse import quote
+
+        import websocket
+        url = self.url.replace("http", "ws", 1) + "/api/v1/messages/stream"
+        query += ("&" if query else "?") + "access_token=" + quote(token)
+        sslopt = {"cert_reqs": ssl.CERT_REQUIRED, "ca_certs": self.tls.ca.cert} \
+            if self.tls is not None else None
+        return websocket.create_connection(url + query, timeout=10, sslopt=sslopt)
 
     def http_status(self, path):
         try:
