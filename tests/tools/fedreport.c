@@ -117,7 +117,8 @@ main(int argc, char **argv)
 	rep.entries = calloc(rep.count + 1, sizeof(*rep.entries));
 	rep.events = calloc(rep.count + 1, sizeof(*rep.events));
 	for (size_t i = 0; i < rep.count; i++) {
-		char *spec = strdup(argv[optind + (int)i]), *part[6], *save = NULL;
+		/* the strings stay in argv, cut up in place */
+		char *spec = argv[optind + (int)i], *part[6], *save = NULL;
 		int n = 0;
 
 		for (char *t = strtok_r(spec, "|", &save); t && n < 6;
