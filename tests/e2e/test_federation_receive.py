@@ -5,7 +5,8 @@ loopback, statusd's dns_server pointed at it. Reports are built and signed as an
 would (tests/tools/fedreport: federation/mimistatus + httpsig) and POSTed over HTTP:
 
 - a valid report about a message example.org sent to bob@example.net changes bob's status
-  and reaches alice's live feed with its reporter; a msgid of a Message-ID works too;
+  and reaches alice's live feed with its reporter, and her dashboard shows who reported it
+  (in a headless Chromium, where there is one); a msgid of a Message-ID works too;
 - the same events again are duplicates, stored once;
 - signed with the wrong key, with an unpublished keyid, by another domain's key, unsigned,
   stale, replayed (also after a restart), for a recipient in another domain, with the wrong
@@ -23,6 +24,7 @@ import unittest
 
 from e2e import event, main
 from msgsandbox import Sandbox, paths
+from msgsandbox import browser as browser_mod
 from msgsandbox.knot import available
 
 from test_api import Sse
@@ -65,7 +67,7 @@ class FederationReceiveTest(unittest.TestCase):
             [event("queued", tracking_id=t, recipient=r, sender=ALICE, sasl_user=ALICE,
                    message_id=f"<{t}@example.org>", offset_ms=-60000)
              for t, r in (("fm1", BOB), ("fm2", BOB), ("fm3", BOB), ("fm4", BOB),
-                          ("fm5", "rob@rate.example"), ("fm6", BOB))])
+                          ("fm5", "rob@rate.example"), ("fm6", BOB), ("fm7", BOB))])
         assert all("ack" in r for r in replies), replies
 
     @classmethod
@@ -188,6 +190,22 @@ class FederationReceiveTest(unittest.TestCase):
         self.assertEqual((status, doc), (200, {"accepted": 1, "duplicate": 0, "refused": 2}))
         self.assertEqual(self.timeline("fm2"), [])  # code 7: acknowledged, not stored
         self.assertEqual(self.bob_status("fm2")["status"], "queued")
+
+    def test_dashboard_shows_the_reporter(self):
+        why = browser_mod.available()
+        if why:
+            self.skipTest(why)
+        t = self.now_ms()
+        self.assertEqual(self.report([("t", "fm7", 2, "ev-7-r", BOB, t)])[0], 200)
+        b = browser_mod.Browser(self.sb, name="browser-alice")
+        b.open(f"{self.sd.url}/#token={self.alice}")
+        b.wait("fm7 in the list", lambda: b.js(
+            "return !!document.querySelector('li.msg[data-id=\"fm7\"]')"))
+        b.js("document.querySelector('li.msg[data-id=\"fm7\"] > button').click()")
+        row = "li.msg[data-id=\"fm7\"] ol.timeline > li[data-status=\"read\"]"
+        b.wait("the read in its timeline", lambda: b.js(f"return !!document.querySelector('{row}')"))
+        self.assertIn("reported by example.net",
+                      b.js(f"return document.querySelector('{row}').textContent"))
 
     # --- refused as a whole ------------------------------------------------------------------
 
