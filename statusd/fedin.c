@@ -543,14 +543,7 @@ fedin_new(uv_loop_t *loop, const struct sd_config *cfg, struct ingest *ingest)
 			msg_fatal("federation_endpoint: %s", error);
 		endpoint_parts(fi, msr.url);
 	}
-	struct resolver_settings rs = {
-	        .server = cfg->dns_server,
-	        .trust_anchor_file = cfg->dns_trust_anchor_file,
-	        .timeout_ms = cfg->dns_timeout,
-	        .cache_max_ttl_ms = cfg->dns_cache_max_ttl,
-	        .negative_ttl_ms = 60000,
-	        .cache_max_entries = (size_t)cfg->dns_cache_size,
-	};
+	struct resolver_settings rs = RESOLVER_SETTINGS_OF(cfg);
 	if ((fi->resolver = resolver_new(&rs, &error)) == NULL)
 		msg_fatal("%s (dns_server, dns_trust_anchor_file)", error);
 	fi->rate = fedrate_new((double)cfg->federation_rate, (double)cfg->federation_burst);
