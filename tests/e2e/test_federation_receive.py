@@ -8,9 +8,9 @@ would (tests/tools/fedreport: federation/mimistatus + httpsig) and POSTed over H
   and reaches alice's live feed with its reporter, and her dashboard shows who reported it
   (in a headless Chromium, where there is one); a msgid of a Message-ID works too;
 - the same events again are duplicates, stored once;
-- signed with the wrong key, with an unpublished keyid, by another domain's key, unsigned,
-  stale, replayed (also after a restart), for a recipient in another domain, with the wrong
-  media type: each gets its status and code and changes nothing;
+- signed with the wrong key, with an unpublished or a revoked keyid, by another domain's
+  key, unsigned, stale, replayed (also after a restart), for a recipient in another domain,
+  with the wrong media type: each gets its status and code and changes nothing;
 - an event about a message never sent to that recipient is refused in a 200;
 - a reporting domain over federation_rate/federation_burst gets 429 with Retry-After;
 - the counters in /metrics.
@@ -57,6 +57,9 @@ class FederationReceiveTest(unittest.TestCase):
                 cls.statusctl("key", "make", domain, sel)
             # s2 is made but never published: a key example.net does not vouch for
             zones[domain] = [line for line in cls.records(domain) if not line.startswith("s2.")]
+        # a revoked key (empty p=), as "statusctl key retire" publishes it
+        zones["example.net"].append(
+            'rv._msgstatus-key.example.net. 300 IN TXT "v=MSK1; k=ed25519; p="')
         cls.dns = cls.sb.knot(zones)
         cls.pg = cls.sb.postgres()
         cls.sd = cls.sb.statusd(cls.pg, settings={
@@ -95,7 +98,8 @@ class FederationReceiveTest(unittest.TestCase):
         (or keyfile) under sel's keyid."""
         body_file = os.path.join(self.workdir, "report-%s.cbor" % os.urandom(4).hex())
         args = [FEDREPORT, "-k", keyfile or self.key(domain, sel),
-                "-i", f"{sel}._msgstatus-key.{domain}", "-u", ENDPOINT, "-d", report_domain or domain,
+                "-i", f"{sel}._msgstatus-key.{domain}", "-u", ENDPOINT,
+                "-d", report_domain or domain,
                 "-o", body_file]
         if created is not None:
             args += ["-c", str(created), "-e", str(expires)]
@@ -203,7 +207,8 @@ class FederationReceiveTest(unittest.TestCase):
             "return !!document.querySelector('li.msg[data-id=\"fm7\"]')"))
         b.js("document.querySelector('li.msg[data-id=\"fm7\"] > button').click()")
         row = "li.msg[data-id=\"fm7\"] ol.timeline > li[data-status=\"read\"]"
-        b.wait("the read in its timeline", lambda: b.js(f"return !!document.querySelector('{row}')"))
+        b.wait("the read in its timeline",
+               lambda: b.js(f"return !!document.querySelector('{row}')"))
         self.assertIn("reported by example.net",
                       b.js(f"return document.querySelector('{row}').textContent"))
 
@@ -218,6 +223,11 @@ class FederationReceiveTest(unittest.TestCase):
 
     def test_unpublished_key(self):
         self.assert_refused(self.report(self.ev("ev-up"), sel="s2"), 403, "key-unknown")
+
+    def test_revoked_key(self):
+        self.assert_refused(self.report(self.ev("ev-rv"), sel="rv",
+                                        keyfile=self.key("example.net", "s1")),
+                            403, "key-revoked")
 
     def test_other_domains_key(self):
         # a report of example.net's, signed with other.example's (published) key
