@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "conf.h"
+#include "fedrec.h"
 #include "msevent.h"
 #include "msg.h"
 
@@ -130,6 +131,15 @@ sdconfig_load(struct sd_config *cfg, const char *path, const char **error_r)
 	if (cfg->federation_key_dir[0] != '/') {
 		*error_r = errfmt("%s: federation_key_dir: expected an absolute path", where);
 		return -1;
+	}
+	if (cfg->federation_endpoint[0] != '\0') {
+		char txt[FEDREC_TXT_MAX + 1];
+		const char *why;
+
+		if (fedrec_format_msr(cfg->federation_endpoint, txt, &why) < 0) {
+			*error_r = errfmt("%s: federation_endpoint: %s", where, why);
+			return -1;
+		}
 	}
 	if (strcmp(cfg->federation_accept, "yes") == 0)
 		cfg->federation_accepting = true;
