@@ -104,7 +104,9 @@ class FederationReceiveTest(unittest.TestCase):
         if created is not None:
             args += ["-c", str(created), "-e", str(expires)]
         args += ["|".join(str(x) for x in ev) for ev in events]
-        out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
+        res = subprocess.run(args, capture_output=True, text=True)
+        self.assertEqual(res.returncode, 0, res.stderr)
+        out = res.stdout
         headers = dict(line.split(": ", 1) for line in out.splitlines())
         with open(body_file, "rb") as f:
             return f.read(), headers
