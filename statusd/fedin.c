@@ -125,6 +125,8 @@ key_lookup(void *ctx, const char *keyid, EVP_PKEY **key_r, const char **error_r)
 		            error_r);
 	default:
 		dns_txt_free(&t);
+		msg_warn("federation: cannot look up %s now: %s", keyid,
+		         error ? error : "temporary failure");
 		j->retry_s = RETRY_DNS_S;
 		return fail(j, FEDIN_DNS_UNAVAILABLE, "the key cannot be looked up now", error_r);
 	}
@@ -160,7 +162,7 @@ replay_check(void *ctx, const char *keyid, const char *nonce, int64_t expires, c
 		            "too many reports from this domain (federation_rate)", error_r);
 	rc = store_fed_nonce(j->conn, keyid, nonce, expires, &transient, &error);
 	if (rc < 0) {
-		snprintf(j->errbuf, sizeof(j->errbuf), "%s", error);
+		msg_warn("federation: cannot record a nonce: %s", error);
 		j->retry_s = RETRY_DB_S;
 		return fail(j, FEDIN_DB_UNAVAILABLE, "the report cannot be checked now", error_r);
 	}
