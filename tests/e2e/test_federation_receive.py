@@ -13,6 +13,8 @@ would (tests/tools/fedreport: federation/mimistatus + httpsig) and POSTed over H
   with the wrong media type: each gets its status and code and changes nothing;
 - an event about a message never sent to that recipient is refused in a 200;
 - a reporting domain over federation_rate/federation_burst gets 429 with Retry-After;
+- without federation_endpoint the signed URL is https:// and the Host; a DNS server that
+  does not answer is 503 with Retry-After; the default without an endpoint takes no reports;
 - the counters in /metrics.
 """
 import http.client
@@ -25,6 +27,7 @@ import unittest
 from e2e import event, main
 from msgsandbox import Sandbox, paths
 from msgsandbox import browser as browser_mod
+from msgsandbox.core import free_port
 from msgsandbox.knot import available
 
 from test_api import Sse
@@ -70,7 +73,8 @@ class FederationReceiveTest(unittest.TestCase):
             [event("queued", tracking_id=t, recipient=r, sender=ALICE, sasl_user=ALICE,
                    message_id=f"<{t}@example.org>", offset_ms=-60000)
              for t, r in (("fm1", BOB), ("fm2", BOB), ("fm3", BOB), ("fm4", BOB),
-                          ("fm5", "rob@rate.example"), ("fm6", BOB), ("fm7", BOB))])
+                          ("fm5", "rob@rate.example"), ("fm6", BOB), ("fm7", BOB),
+                          ("fm8", BOB))])
         assert all("ack" in r for r in replies), replies
 
     @classmethod
@@ -92,13 +96,13 @@ class FederationReceiveTest(unittest.TestCase):
         return os.path.join(self.keydir, f"{sel}._msgstatus-key.{domain}.pem")
 
     def build(self, events, domain="example.net", sel="s1", keyfile=None, created=None,
-              expires=None, report_domain=None):
+              expires=None, report_domain=None, url=ENDPOINT):
         """(body, headers) of a report of events: (kind, id, code, event id, recipient,
         time ms) each, from report_domain (default domain), signed with sel's key of domain
         (or keyfile) under sel's keyid."""
         body_file = os.path.join(self.workdir, "report-%s.cbor" % os.urandom(4).hex())
         args = [FEDREPORT, "-k", keyfile or self.key(domain, sel),
-                "-i", f"{sel}._msgstatus-key.{domain}", "-u", ENDPOINT,
+                "-i", f"{sel}._msgstatus-key.{domain}", "-u", url,
                 "-d", report_domain or domain,
                 "-o", body_file]
         if created is not None:
@@ -111,9 +115,9 @@ class FederationReceiveTest(unittest.TestCase):
         with open(body_file, "rb") as f:
             return f.read(), headers
 
-    def post(self, body, headers):
-        """(status, JSON document, Retry-After) of a POST to the endpoint."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.sd.http_port, timeout=15)
+    def post(self, body, headers, sd=None):
+        """(status, JSON document, Retry-After) of a POST to the endpoint (of sd)."""
+        conn = http.client.HTTPConnection("127.0.0.1", (sd or self.sd).http_port, timeout=15)
         try:
             conn.request("POST", PATH, body=body, headers=headers)
             resp = conn.getresponse()
@@ -281,6 +285,41 @@ class FederationReceiveTest(unittest.TestCase):
         self.assertRegex(retry or "", r"^[1-9][0-9]*$")
         self.assertGreaterEqual(len(results), BURST)  # not before the burst is used
         self.assertTrue(all(r[0] == 200 for r in results[:-1]), results)
+
+    # --- settings and unavailable services ----------------------------------------------
+
+    def other_statusd(self, name, **settings):
+        sd = self.sb.statusd(self.pg, name=name, settings=settings)
+        self.addCleanup(sd.stop)
+        return sd
+
+    def test_without_endpoint_signed_for_host(self):
+        # federation_accept = yes without federation_endpoint: the signed URL is https://
+        # and the request's Host
+        sd = self.other_statusd("statusd-host", federation_accept="yes",
+                                dns_server=self.dns.server)
+        url = f"https://127.0.0.1:{sd.http_port}{PATH}"
+        events = [("t", "fm8", 1, "ev-8-d", BOB, self.now_ms())]
+        self.assertEqual(self.post(*self.build(events, url=url), sd=sd)[:2],
+                         (200, {"accepted": 1, "duplicate": 0, "refused": 0}))
+        status, doc, _ = self.post(*self.build(events), sd=sd)  # signed for another URL
+        self.assertEqual((status, doc["code"]), (401, "signature-invalid"), doc)
+
+    def test_dns_unavailable(self):
+        sd = self.other_statusd("statusd-nodns", federation_accept="yes",
+                                dns_server=f"127.0.0.1@{free_port()}", dns_timeout="300ms")
+        url = f"https://127.0.0.1:{sd.http_port}{PATH}"
+        status, doc, retry = self.post(*self.build(self.ev("ev-dns"), url=url), sd=sd)
+        self.assertEqual((status, doc["code"]), (503, "dns-unavailable"), doc)
+        self.assertRegex(retry or "", r"^[1-9][0-9]*$")
+        self.assertEqual(self.timeline("fm2"), [])
+
+    def test_not_accepting(self):
+        # the default (auto) without federation_endpoint takes no reports
+        sd = self.other_statusd("statusd-closed", dns_server=self.dns.server)
+        status, doc, _ = self.post(*self.build(self.ev("ev-closed")), sd=sd)
+        self.assertEqual((status, doc["code"]), (404, "not-accepting"), doc)
+        self.assertEqual(self.timeline("fm2"), [])
 
     def test_zz_metrics(self):
         status, text = self.sd.http("/metrics")
