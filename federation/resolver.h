@@ -56,6 +56,15 @@ struct resolver_settings {
 	size_t cache_max_entries;
 };
 
+/* The settings of a configuration with the dns_* settings (msgstatus-milter.conf(5),
+   statusd.conf(5)), which name them alike: an initializer for struct resolver_settings. */
+#define RESOLVER_SETTINGS_OF(cfg)                                                                  \
+	{                                                                                          \
+		.server = (cfg)->dns_server, .trust_anchor_file = (cfg)->dns_trust_anchor_file,    \
+		.timeout_ms = (cfg)->dns_timeout, .cache_max_ttl_ms = (cfg)->dns_cache_max_ttl,    \
+		.negative_ttl_ms = 60000, .cache_max_entries = (size_t)(cfg)->dns_cache_size,      \
+	}
+
 struct resolver;
 
 struct resolver *resolver_new(const struct resolver_settings *s, const char **error_r);

@@ -164,14 +164,7 @@ run_worker(void)
 	pthread_detach(reloader);
 
 	if (cfg->dkim_verify) {
-		struct resolver_settings rs = {
-		        .server = cfg->dns_server,
-		        .trust_anchor_file = cfg->dns_trust_anchor_file,
-		        .timeout_ms = cfg->dns_timeout,
-		        .cache_max_ttl_ms = cfg->dns_cache_max_ttl,
-		        .negative_ttl_ms = 60000,
-		        .cache_max_entries = (size_t)cfg->dns_cache_size,
-		};
+		struct resolver_settings rs = RESOLVER_SETTINGS_OF(cfg);
 		if ((resolver = resolver_new(&rs, &error)) == NULL)
 			msg_fatal("%s (dns_server, dns_trust_anchor_file)", error);
 		if ((dkim = dkimverify_new(resolver, cfg->dns_timeout, &error)) == NULL)

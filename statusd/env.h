@@ -20,6 +20,7 @@
 struct auth;
 struct dbworker;
 struct feed;
+struct fedin;
 struct ingest;
 struct sd_config;
 struct webhooks;
@@ -33,6 +34,7 @@ struct http_env {
 	struct auth *auth;
 	struct webhooks *webhooks;  /* NULL if none configured */
 	struct dbworker *ingest_db; /* for /healthz and /metrics only */
+	struct fedin *fedin;        /* the report endpoint; NULL if this site takes none */
 };
 
 #endif

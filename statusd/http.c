@@ -177,14 +177,28 @@ req_json(struct req *r, unsigned status, struct json_object *doc)
 void
 req_problem(struct req *r, unsigned status, const char *title, const char *detail)
 {
+	req_problem_code(r, status, title, NULL, detail, -1);
+}
+
+void
+req_problem_code(struct req *r, unsigned status, const char *title, const char *code,
+                 const char *detail, int retry_after_s)
+{
 	struct json_object *doc = json_object_new_object();
 	struct mbuf body = MBUF_INIT;
 
 	json_object_object_add(doc, "type", json_object_new_string("about:blank"));
 	json_object_object_add(doc, "title", json_object_new_string(title));
 	json_object_object_add(doc, "status", json_object_new_int((int)status));
+	if (code != NULL)
+		json_object_object_add(doc, "code", json_object_new_string(code));
 	if (detail != NULL)
 		json_object_object_add(doc, "detail", json_object_new_string(detail));
+	if (retry_after_s >= 0) {
+		snprintf(r->extra_buf, sizeof(r->extra_buf), "%d", retry_after_s);
+		r->extra_name = "retry-after:";
+		r->extra_value = r->extra_buf;
+	}
 	mbuf_puts(&body, json_object_to_json_string_ext(
 	                         doc, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
 	mbuf_putc(&body, '\n');
@@ -204,6 +218,23 @@ req_arg(struct req *r, const char *name, char *buf, size_t size)
 		return false;
 	memmove(buf, value, strlen(value) + 1);
 	return true;
+}
+
+int
+req_header(struct req *r, const char *name, char *buf, size_t size)
+{
+	char custom[64];
+	int n;
+
+	if (strcmp(name, "content-type") == 0)
+		n = lws_hdr_copy(r->wsi, buf, (int)size, WSI_TOKEN_HTTP_CONTENT_TYPE);
+	else if (strcmp(name, "host") == 0)
+		n = lws_hdr_copy(r->wsi, buf, (int)size, WSI_TOKEN_HOST);
+	else {
+		snprintf(custom, sizeof(custom), "%s:", name);
+		n = lws_hdr_custom_copy(r->wsi, buf, (int)size, custom, (int)strlen(custom));
+	}
+	return n;
 }
 
 static int

@@ -59,6 +59,12 @@ void http_free(struct http **http, uv_loop_t *loop);
 void req_json(struct req *r, unsigned status, struct json_object *doc);
 void req_problem(struct req *r, unsigned status, const char *title, const char *detail);
 void req_text(struct req *r, unsigned status, const char *ctype, struct mbuf *body);
+/* A problem with a "code" member (NULL: none) and, when retry_after_s >= 0, Retry-After. */
+void req_problem_code(struct req *r, unsigned status, const char *title, const char *code,
+                      const char *detail, int retry_after_s);
+/* The value of the request header name (lowercase) into buf: its length, 0 when empty, -1
+   when absent or longer than size - 1. Only the fields reqhead.c keeps reach here. */
+int req_header(struct req *r, const char *name, char *buf, size_t size);
 /* A query argument (URL-decoded) into buf; false if absent. */
 bool req_arg(struct req *r, const char *name, char *buf, size_t size);
 /* The request's ticket, for an answer that comes later. */

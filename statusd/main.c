@@ -28,6 +28,7 @@
 #include "auth.h"
 #include "conf.h"
 #include "dbworker.h"
+#include "fedin.h"
 #include "feed.h"
 #include "http.h"
 #include "ingest.h"
@@ -49,6 +50,7 @@ struct statusd {
 	struct pickup *pickup;
 	struct auth *auth;
 	struct feed *feed;
+	struct fedin *fedin;
 	struct http *http;
 	struct webhooks *webhooks;
 	uv_signal_t sigterm, sigint;
@@ -85,6 +87,7 @@ ingest_on_connect(PGconn *conn, void *ctx, const char **error_r)
 	/* The schema is in place: the query worker may read it now (see main()). */
 	dbworker_release(sd->query_db);
 	dbworker_release(sd->feed_db);
+	fedin_release(sd->fedin);
 	if (store_maintain(conn, sd->cfg.event_retention, error_r) < 0)
 		return -1;
 	return store_session_setup(conn, error_r);
@@ -148,6 +151,7 @@ finish_shutdown(struct statusd *sd)
 	dbworker_stop(&sd->ingest_db);
 	dbworker_stop(&sd->query_db);
 	dbworker_stop(&sd->feed_db);
+	fedin_free(&sd->fedin);
 	pickup_free(&sd->pickup);
 	ingest_free(&sd->ingest);
 	auth_free(&sd->auth);
@@ -263,6 +267,8 @@ main(int argc, char **argv)
 	sd.ingest = ingest_start(sd.loop, &sd.cfg, sd.ingest_db);
 	ingest_on_logged(sd.ingest, on_logged, sd.feed);
 	sd.pickup = pickup_start(sd.loop, &sd.cfg, sd.ingest);
+	if ((sd.fedin = fedin_new(sd.loop, &sd.cfg, sd.ingest)) != NULL && sd.cfg.database_migrate)
+		fedin_hold(sd.fedin); /* until the schema is in place (ingest_on_connect) */
 	struct http_env env = {
 	        .cfg = &sd.cfg,
 	        .db = sd.query_db,
@@ -271,6 +277,7 @@ main(int argc, char **argv)
 	        .auth = sd.auth,
 	        .webhooks = sd.webhooks,
 	        .ingest_db = sd.ingest_db,
+	        .fedin = sd.fedin,
 	};
 	sd.http = http_start(sd.loop, &env);
 

@@ -15,6 +15,7 @@
  */
 #include "metrics.h"
 
+#include "fedin.h"
 #include "feed.h"
 #include "ingest.h"
 #include "mbuf.h"
@@ -101,4 +102,40 @@ metrics_text(struct ingest *ingest, struct feed *feed, struct webhooks *webhooks
 	metric(out, "msgstatus_feed_slow_closed_total", "counter",
 	       "Feed connections closed for falling too far behind.", (double)fs.slow_closed);
 	metric_webhooks(out, webhooks);
+}
+
+void
+metrics_federation(const struct fedin *fi, struct mbuf *out)
+{
+	static const struct {
+		const char *name, *help;
+	} ev[] = {
+	        {"msgstatus_federation_events_stored_total",
+	         "Events of other sites' reports stored as status events."},
+	        {"msgstatus_federation_events_duplicate_total",
+	         "Reported events taken before (same reporting domain and event id)."},
+	        {"msgstatus_federation_events_refused_total",
+	         "Reported events refused one by one (no message sent to that recipient, or out of"
+	         " time)."},
+	        {"msgstatus_federation_events_ignored_total",
+	         "Reported events of a status code this site does not store."},
+	};
+	struct fedin_stats st;
+
+	if (fi == NULL)
+		return;
+	fedin_stats(fi, &st);
+	const uint64_t v[] = {st.events_stored, st.events_duplicate, st.events_refused,
+	                      st.events_ignored};
+	metric(out, "msgstatus_federation_reports_accepted_total", "counter",
+	       "Reports from other sites answered 200.", (double)st.reports[FEDIN_OK]);
+	mbuf_printf(out, "# HELP msgstatus_federation_reports_refused_total Reports from other"
+	                 " sites refused as a whole, by the problem's code.\n"
+	                 "# TYPE msgstatus_federation_reports_refused_total counter\n");
+	for (int e = FEDIN_OK + 1; e < FEDIN_ERR_MAX; e++)
+		mbuf_printf(out, "msgstatus_federation_reports_refused_total{reason=\"%s\"} %llu\n",
+		            fedin_errinfo((enum fedin_err)e)->code,
+		            (unsigned long long)st.reports[e]);
+	for (size_t k = 0; k < sizeof(ev) / sizeof(ev[0]); k++)
+		metric(out, ev[k].name, "counter", ev[k].help, (double)v[k]);
 }

@@ -4,6 +4,7 @@
 #ifndef METRICS_H
 #define METRICS_H
 
+struct fedin;
 struct feed;
 struct ingest;
 struct mbuf;
@@ -12,5 +13,8 @@ struct webhooks;
 /* Append the metrics of ingest, feed and webhooks (may be NULL) to out. */
 void metrics_text(struct ingest *ingest, struct feed *feed, struct webhooks *webhooks,
                   struct mbuf *out);
+
+/* Append the report endpoint's counters (nothing when fi is NULL: it takes no reports). */
+void metrics_federation(const struct fedin *fi, struct mbuf *out);
 
 #endif

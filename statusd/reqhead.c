@@ -26,6 +26,10 @@ static const struct kept {
         {"sec-websocket-key", KEPT_ONE},
         {"sec-websocket-version", KEPT_ONE},
         {"sec-websocket-protocol", KEPT_LIST},
+        /* a federation report's signature (fedin.c) */
+        {"signature-input", KEPT_ONE},
+        {"signature", KEPT_ONE},
+        {"content-digest", KEPT_ONE},
 };
 #define NKEPT (sizeof(kept) / sizeof(kept[0]))
 

@@ -6,6 +6,7 @@
 #include <libwebsockets.h>
 #include <string.h>
 
+#include "fedin.h"
 #include "mymalloc.h"
 #include "params.h"
 #include "webassets.h"
@@ -37,6 +38,8 @@ static const struct route routes[] = {
         {ROUTE_REST, GET, "/api/v1/presence/", "", AUTH, api_presence_get, params_user_ok,
          "expected a user"},
         {ROUTE_REST, POST, "/api/v1/presence", NULL, WRITE, api_presence_post, NULL, NULL},
+        /* other sites' reports: the signature is the authentication (fedin.c) */
+        {ROUTE_REST, POST, "/api/v1/federation/reports", NULL, 0, api_fed_reports, NULL, NULL},
         /* the JavaScript client, served without the dashboard too */
         {ROUTE_STATIC, GET, "/msgstatus.js", NULL, 0, NULL, NULL, NULL},
         /* every other file of webassets.h */

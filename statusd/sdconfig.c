@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "conf.h"
+#include "fedrec.h"
 #include "msevent.h"
 #include "msg.h"
 
@@ -60,6 +61,9 @@ const struct conf_setting sdconfig_table[] = {
         S(dns_timeout, CONF_TIME, "3s", 100, 60000),
         S(dns_cache_size, CONF_INT, "10000", 0, 10000000),
         S(dns_cache_max_ttl, CONF_TIME, "1h", 0, 86400000),
+        S(federation_accept, CONF_STR, "auto", 0, 0),
+        S(federation_rate, CONF_INT, "10", 1, 100000),
+        S(federation_burst, CONF_INT, "50", 1, 100000),
         S(log_target, CONF_STR, "stderr", 0, 0),
         S(syslog_facility, CONF_STR, "mail", 0, 0),
         S(verbose, CONF_BOOL, "no", 0, 0),
@@ -126,6 +130,25 @@ sdconfig_load(struct sd_config *cfg, const char *path, const char **error_r)
 	}
 	if (cfg->federation_key_dir[0] != '/') {
 		*error_r = errfmt("%s: federation_key_dir: expected an absolute path", where);
+		return -1;
+	}
+	if (cfg->federation_endpoint[0] != '\0') {
+		char txt[FEDREC_TXT_MAX + 1];
+		const char *why;
+
+		if (fedrec_format_msr(cfg->federation_endpoint, txt, &why) < 0) {
+			*error_r = errfmt("%s: federation_endpoint: %s", where, why);
+			return -1;
+		}
+	}
+	if (strcmp(cfg->federation_accept, "yes") == 0)
+		cfg->federation_accepting = true;
+	else if (strcmp(cfg->federation_accept, "no") == 0)
+		cfg->federation_accepting = false;
+	else if (strcmp(cfg->federation_accept, "auto") == 0)
+		cfg->federation_accepting = cfg->federation_endpoint[0] != '\0';
+	else {
+		*error_r = errfmt("%s: federation_accept: expected yes, no or auto", where);
 		return -1;
 	}
 	if (cfg->events_socket[0] != '/') {

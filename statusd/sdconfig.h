@@ -53,6 +53,9 @@ struct sd_config {
 	long long dns_timeout;       /* ms: the longest one lookup may take */
 	long long dns_cache_size;    /* answers kept */
 	long long dns_cache_max_ttl; /* ms */
+	char *federation_accept;     /* yes, no, auto: yes when federation_endpoint is set */
+	long long federation_rate;   /* reports per second per reporting domain */
+	long long federation_burst;  /* reports */
 	char *log_target;
 	char *syslog_facility;
 	bool verbose;
@@ -62,6 +65,7 @@ struct sd_config {
 	gid_t socket_gid; /* (gid_t)-1: leave as is */
 	char http_host[64];
 	int http_port;
+	bool federation_accepting; /* federation_accept, decided */
 };
 
 extern const struct conf_setting sdconfig_table[];

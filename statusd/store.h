@@ -39,7 +39,7 @@ const char *store_error(PGconn *conn, const PGresult *res);
 /* --- schema and maintenance (store_schema.c) ---------------------------------------- */
 
 /* Schema version this program knows (the highest migration it ships). */
-#define STORE_SCHEMA_VERSION 7
+#define STORE_SCHEMA_VERSION 8
 
 /*
  * Apply the migrations in sql_dir that the database lacks. Returns the schema version

@@ -52,6 +52,8 @@ class ConfigTest(unittest.TestCase):
             ("log_target = printer\n", ["log_target", "stderr or syslog"]),
             ("events_socket_group = no-such-group-here\n", ["events_socket_group", "no group"]),
             ("syslog_facility = kitchen\n", ["syslog_facility", "unknown facility"]),
+            ("federation_accept = maybe\n", ["federation_accept", "yes, no or auto"]),
+            ("federation_endpoint = http://status.example.org/r\n", ["federation_endpoint"]),
         ]
         for text, wants in cases:
             path = self.config(text)

@@ -143,6 +143,11 @@ function matches(m, text, filter) {
   return true;
 }
 
+// The site that reported a status, when another msgstatus site did (docs/federation.md).
+function reporter(details) {
+  return details && details.reporter ? h("span", { class: "reporter muted" }, ` reported by ${details.reporter}`) : null;
+}
+
 function recipientRow(r, queuedAt) {
   const q = queuedAt ? Date.parse(queuedAt) : NaN;
   const t = r.timestamp ? Date.parse(r.timestamp) : NaN;
@@ -155,6 +160,7 @@ function recipientRow(r, queuedAt) {
     h("span", { class: "state" }, LABELS[r.status] || r.status,
       h("span", { class: "sr" }, `: ${MEANING[r.status] || ""}`)),
     h("span", { class: "time muted" }, r.timestamp ? when(r.timestamp) : "", took ? ` (after ${took})` : ""),
+    reporter(r.details),
     reason ? h("span", { class: "reply" }, reason) : null);
 }
 
@@ -171,7 +177,7 @@ function timeline(m) {
         // a time before the queueing is a whole-second log time: say so rather than guess
         h("span", { class: "muted" }, !Number.isFinite(q) ? " " : t >= q ? ` +${duration(t - q)} ` : " +<1 s "),
         mark(ev.status), " ",
-        h("strong", {}, LABELS[ev.status] || ev.status), " — ", ev.recipient || "",
+        h("strong", {}, LABELS[ev.status] || ev.status), " — ", ev.recipient || "", reporter(ev.details),
         reply && ev.status !== "delivered" ? h("span", { class: "reply" }, reply) : null);
     }));
 }

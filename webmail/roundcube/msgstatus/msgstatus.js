@@ -121,6 +121,9 @@
         el("time", "msgstatus-time", r.timestamp ? new Date(r.timestamp).toLocaleString() : ""));
       var reply = r.smtpReply || (r.details && r.details.postfix_reply);
       if (reply && /^(deferred|bounced|expired)$/.test(r.status)) li.append(el("div", "msgstatus-reply", reply));
+      // a status another msgstatus site reported (docs/federation.md)
+      if (r.details && r.details.reporter)
+        li.append(" ", el("span", "msgstatus-reporter", label("reportedby") + " " + r.details.reporter));
       list.append(li);
     });
     panel.append(list);
@@ -133,7 +136,8 @@
         var t = Date.parse(ev.timestamp);
         var li = el("li", null, new Date(ev.timestamp).toLocaleTimeString() +
           (isFinite(q) && t >= q ? " (+" + ((t - q) / 1000).toFixed(1) + " s)" : "") + " " +
-          label(ev.status) + " — " + (ev.recipient || ""));
+          label(ev.status) + " — " + (ev.recipient || "") +
+          (ev.details && ev.details.reporter ? " (" + label("reportedby") + " " + ev.details.reporter + ")" : ""));
         li.dataset.offset = ev.offset;
         ol.append(li);
       });

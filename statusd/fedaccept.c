@@ -1,0 +1,214 @@
+/*
+ * fedaccept - the decisions of the report endpoint, without I/O. See fedaccept.h.
+ */
+#include "fedaccept.h"
+
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "htable.h"
+#include "httpsig.h"
+#include "mimistatus.h"
+#include "mymalloc.h"
+
+#define MEDIA_TYPE       "application/vnd.msgstatus.report+cbor"
+#define RATE_DOMAINS_MAX 4096 /* buckets kept; past it the table starts afresh */
+
+static const struct fedin_errinfo errinfo[FEDIN_ERR_MAX] = {
+        [FEDIN_OK] = {200, "ok", "OK"},
+        [FEDIN_DISABLED] = {404, "not-accepting", "Not Found"},
+        [FEDIN_CONTENT_TYPE] = {415, "content-type", "Unsupported Media Type"},
+        [FEDIN_TOO_LARGE] = {413, "too-large", "Content Too Large"},
+        [FEDIN_MALFORMED] = {400, "malformed", "Bad Request"},
+        [FEDIN_SIGNATURE_MISSING] = {401, "signature-missing", "Unauthorized"},
+        [FEDIN_SIGNATURE_INVALID] = {401, "signature-invalid", "Unauthorized"},
+        [FEDIN_PROFILE] = {401, "signature-profile", "Unauthorized"},
+        [FEDIN_STALE] = {401, "stale", "Unauthorized"},
+        [FEDIN_DIGEST] = {401, "digest-mismatch", "Unauthorized"},
+        [FEDIN_KEY_UNKNOWN] = {403, "key-unknown", "Forbidden"},
+        [FEDIN_KEY_REVOKED] = {403, "key-revoked", "Forbidden"},
+        [FEDIN_DOMAIN_MISMATCH] = {403, "domain-mismatch", "Forbidden"},
+        [FEDIN_RECIPIENT_DOMAIN] = {403, "recipient-domain", "Forbidden"},
+        [FEDIN_REPLAY] = {409, "replay", "Conflict"},
+        [FEDIN_RATE_LIMITED] = {429, "rate-limited", "Too Many Requests"},
+        [FEDIN_DNS_UNAVAILABLE] = {503, "dns-unavailable", "Service Unavailable"},
+        [FEDIN_DB_UNAVAILABLE] = {503, "storage-unavailable", "Service Unavailable"},
+};
+
+const struct fedin_errinfo *
+fedin_errinfo(enum fedin_err err)
+{
+	if ((int)err < 0 || err >= FEDIN_ERR_MAX)
+		err = FEDIN_SIGNATURE_INVALID;
+	return &errinfo[err];
+}
+
+bool
+fedaccept_content_type_ok(const char *value)
+{
+	size_t n;
+
+	if (value == NULL)
+		return false;
+	while (*value == ' ' || *value == '\t')
+		value++;
+	n = strlen(value);
+	while (n > 0 && (value[n - 1] == ' ' || value[n - 1] == '\t'))
+		n--;
+	return n == strlen(MEDIA_TYPE) && strncasecmp(value, MEDIA_TYPE, n) == 0;
+}
+
+enum fedin_err
+fedaccept_verify_failure(const struct httpsig_params *p, bool key_called, bool replay_called,
+                         int64_t now, int64_t skew, int64_t max_life)
+{
+	if (p == NULL)
+		return FEDIN_SIGNATURE_INVALID;
+	if (!key_called)
+		return FEDIN_PROFILE; /* the profile check refused it before the key lookup */
+	if (replay_called)
+		return FEDIN_DIGEST; /* the only check after the replay check */
+	/* the signature, or freshness: the same checks as httpsig_verify()'s step 5 */
+	if (p->created > now + skew || !p->has_expires || p->expires <= now ||
+	    p->expires < p->created || p->expires - p->created > max_life)
+		return FEDIN_STALE;
+	return FEDIN_SIGNATURE_INVALID;
+}
+
+bool
+fedaccept_recipient_in(const char *recipient, const char *domain)
+{
+	const char *at = strrchr(recipient, '@');
+
+	return at != NULL && at != recipient && strcasecmp(at + 1, domain) == 0;
+}
+
+enum fedin_err
+fedaccept_claims(const struct mimistatus_report *report, const char *key_domain,
+                 const char **detail_r)
+{
+	if (report->domain == NULL || strcasecmp(report->domain, key_domain) != 0) {
+		*detail_r = "the report's domain is not the domain of the signing key";
+		return FEDIN_DOMAIN_MISMATCH;
+	}
+	for (size_t i = 0; i < report->count; i++) {
+		if (report->events == NULL ||
+		    !fedaccept_recipient_in(report->events[i].recipient, key_domain)) {
+			*detail_r = "an event's recipient is not in the reporting domain";
+			return FEDIN_RECIPIENT_DOMAIN;
+		}
+	}
+	return FEDIN_OK;
+}
+
+/* Events this far in the future are refused, as the ingest refuses them (a day). */
+#define FUTURE_MAX_MS (24LL * 3600 * 1000)
+
+enum fedaccept_verdict
+fedaccept_event(unsigned code, int64_t time_ms, int64_t now_ms, int64_t retention_ms,
+                const char **type_r)
+{
+	switch (code) {
+	case MIMI_DELIVERED:
+		*type_r = "delivered";
+		break;
+	case MIMI_READ:
+		*type_r = "read";
+		break;
+	case MIMI_UNREAD:
+		*type_r = "unread";
+		break;
+	case MIMI_DELETED:
+		*type_r = "deleted";
+		break;
+	default:
+		*type_r = NULL;
+		return FEDACCEPT_IGNORE;
+	}
+	if (time_ms < now_ms - retention_ms || time_ms > now_ms + FUTURE_MAX_MS)
+		return FEDACCEPT_REFUSE;
+	return FEDACCEPT_STORE;
+}
+
+void
+fedaccept_stored_id(const char *domain, const char *event_id, char *buf)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+
+	if (ctx == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1 ||
+	    EVP_DigestUpdate(ctx, domain, strlen(domain) + 1) != 1 ||
+	    EVP_DigestUpdate(ctx, event_id, strlen(event_id)) != 1 ||
+	    EVP_DigestFinal_ex(ctx, md, &mdlen) != 1 || mdlen < 20)
+		abort(); /* SHA-256 of a few bytes cannot fail but for a broken OpenSSL */
+	EVP_MD_CTX_free(ctx);
+	memcpy(buf, "fed-", 4);
+	for (int i = 0; i < 20; i++)
+		snprintf(buf + 4 + 2 * i, 3, "%02x", md[i]);
+}
+
+/* --- rate limit ------------------------------------------------------------------------ */
+
+struct fedrate {
+	struct htable *buckets; /* domain -> struct bucket */
+	double rate, burst;
+};
+
+struct bucket {
+	double tokens;
+	int64_t at_ms;
+};
+
+struct fedrate *
+fedrate_new(double rate, double burst)
+{
+	struct fedrate *r = mycalloc(1, sizeof(*r));
+
+	r->buckets = htable_create(64);
+	r->rate = rate;
+	r->burst = burst < 1 ? 1 : burst;
+	return r;
+}
+
+void
+fedrate_free(struct fedrate **rp)
+{
+	if (*rp == NULL)
+		return;
+	htable_free(&(*rp)->buckets, free);
+	free(*rp);
+	*rp = NULL;
+}
+
+bool
+fedrate_take(struct fedrate *r, const char *domain, int64_t now_ms, int *retry_s)
+{
+	size_t len = strlen(domain);
+	struct bucket *b = htable_find(r->buckets, domain, len);
+
+	if (b == NULL) {
+		if (htable_used(r->buckets) >= RATE_DOMAINS_MAX) {
+			htable_free(&r->buckets, free);
+			r->buckets = htable_create(64);
+		}
+		b = mycalloc(1, sizeof(*b));
+		b->tokens = r->burst;
+		b->at_ms = now_ms;
+		htable_enter(r->buckets, domain, len, b);
+	}
+	if (now_ms > b->at_ms)
+		b->tokens += (double)(now_ms - b->at_ms) * r->rate / 1000.0;
+	if (b->tokens > r->burst)
+		b->tokens = r->burst;
+	b->at_ms = now_ms;
+	if (b->tokens < 1.0) {
+		*retry_s = (int)((1.0 - b->tokens) / r->rate) + 1;
+		return false;
+	}
+	b->tokens -= 1.0;
+	return true;
+}

@@ -1,0 +1,72 @@
+/*
+ * fedin - statusd's report endpoint, POST /api/v1/federation/reports (docs/federation.md,
+ * "Receiving a report"): other sites' signed reports about this site's mail, verified and
+ * stored as ordinary status events of source "federation" through the normal ingest.
+ *
+ * DESIGN
+ *	The handler (loop thread) checks what costs nothing: that this site takes reports
+ *	(federation_accept), the media type, the size, that the request is signed. The rest
+ *	is a job on a database worker of its own (dbworker.h), whose thread may block: the key
+ *	lookup through federation/resolver (with dns_timeout), the signature, the replay check
+ *	and the lookups in PostgreSQL. So a slow DNS server delays reports, never the loop or
+ *	the API's queries. The job hands the accepted events, as event records, back to the
+ *	loop thread, which feeds them to the ingest (ingest_source_start) and answers once the
+ *	ingest has committed them: a site acknowledges only what it stored.
+ *	Ownership: struct fedin is main.c's; the rate buckets and the expiry clock belong to
+ *	the worker thread, the counters to the loop thread.
+ *
+ * SECURITY
+ *	Everything in the request is untrusted. Order of the checks, each refusing the whole
+ *	report with its own code (fedaccept.h) at the first failure:
+ *	1. federation_accept, Content-Type, size, Signature-Input and Signature present;
+ *	2. httpsig_verify() in docs/federation.md's order: parse, profile, the key at keyid
+ *	   (its MSK1 record; missing or revoked refuses), the signature, freshness, then the
+ *	   rate limit of the keyid's (now authenticated) domain, the replay check of (keyid,
+ *	   nonce) in PostgreSQL, the body's Content-Digest;
+ *	3. only then the body: decoded by mimistatus_decode(), its domain and recipients
+ *	   against the keyid's domain (fedaccept_claims);
+ *	4. per event: this site sent that message to that recipient (store_fed_lookup), the
+ *	   code and the time (fedaccept_event), and the duplicate check by (domain, event id).
+ *	A forged, replayed or unsigned report changes nothing but the nonce table.
+ *
+ * DIAGNOSTICS
+ *	Each refused report is answered with a problem document (status, "code", "detail")
+ *	and logged on one line, sanitized; counters for /metrics (fedin_stats).
+ */
+#ifndef FEDIN_H
+#define FEDIN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "api.h"
+#include "fedaccept.h"
+
+struct ingest;
+struct mbuf;
+struct sd_config;
+struct fedin;
+
+/*
+ * The endpoint's state: NULL when this site takes no reports (federation_accept, see
+ * statusd.conf(5)). Fatal on a bad DNS setting.
+ */
+struct fedin *fedin_new(uv_loop_t *loop, const struct sd_config *cfg, struct ingest *ingest);
+/* Hold / release the worker until the schema is in place (as main.c does the others). */
+void fedin_hold(struct fedin *fi);
+void fedin_release(struct fedin *fi);
+/* Stop the worker (pending reports are answered 503) and free; loop thread. */
+void fedin_free(struct fedin **fi);
+
+/* POST /api/v1/federation/reports (routes.c). */
+api_handler api_fed_reports;
+
+/* The endpoint's counters, for /metrics (metrics.c); all 0 when fi is NULL. */
+struct fedin_stats {
+	uint64_t reports[FEDIN_ERR_MAX]; /* reports answered, by outcome (FEDIN_OK: 200) */
+	uint64_t events_stored, events_duplicate, events_refused, events_ignored;
+};
+void fedin_stats(const struct fedin *fi, struct fedin_stats *out);
+
+#endif

@@ -1,0 +1,336 @@
+"""The report endpoint of the sender's site (docs/federation.md, "Receiving a report"):
+statusd at example.org with its PostgreSQL, the reporting domains' keys (made by
+"statusctl key make", published by "statusctl key records") served by a private Knot DNS on
+loopback, statusd's dns_server pointed at it. Reports are built and signed as another site
+would (tests/tools/fedreport: federation/mimistatus + httpsig) and POSTed over HTTP:
+
+- a valid report about a message example.org sent to bob@example.net changes bob's status
+  and reaches alice's live feed with its reporter, and her dashboard shows who reported it
+  (in a headless Chromium, where there is one); a msgid of a Message-ID works too;
+- the same events again are duplicates, stored once;
+- signed with the wrong key, with an unpublished or a revoked keyid, by another domain's
+  key, unsigned, stale, replayed (also after a restart), for a recipient in another domain,
+  with the wrong media type: each gets its status and code and changes nothing;
+- an event about a message never sent to that recipient is refused in a 200;
+- a reporting domain over federation_rate/federation_burst gets 429 with Retry-After;
+- without federation_endpoint the signed URL is https:// and the Host; a DNS server that
+  does not answer is 503 with Retry-After; the default without an endpoint takes no reports;
+- the counters in /metrics.
+"""
+import http.client
+import json
+import os
+import subprocess
+import time
+import unittest
+
+from e2e import event, main
+from msgsandbox import Sandbox, paths
+from msgsandbox import browser as browser_mod
+from msgsandbox.core import free_port
+from msgsandbox.knot import available
+
+from test_api import Sse
+
+STATUSCTL = paths.binary("statusd/statusctl")
+FEDREPORT = paths.binary("tests/fedreport")
+ENDPOINT = "https://status.example.org/api/v1/federation/reports"
+PATH = "/api/v1/federation/reports"
+ALICE, BOB, DAVE = "alice@example.org", "bob@example.net", "dave@example.net"
+CAROL = "carol@other.example"
+BURST = 25
+
+
+class FederationReceiveTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        if not available():
+            print("skipped: knotd is not installed (scripts/deps)")
+            raise SystemExit(77)
+        cls.sb = Sandbox()
+        cls.keydir = os.path.join(cls.sb.mkdir("fedkeys"), "keys")
+        cls.workdir = cls.sb.mkdir("reports")
+        cls.ctlconf = os.path.join(cls.sb.mkdir("ctl"), "statusd.conf")
+        with open(cls.ctlconf, "w") as f:
+            f.write(f"federation_key_dir = {cls.keydir}\n")
+        zones = {}
+        for domain, selectors in (("example.net", ["s1", "s2"]), ("other.example", ["o1"]),
+                                  ("rate.example", ["r1"])):
+            for sel in selectors:
+                cls.statusctl("key", "make", domain, sel)
+            # s2 is made but never published: a key example.net does not vouch for
+            zones[domain] = [line for line in cls.records(domain) if not line.startswith("s2.")]
+        # a revoked key (empty p=), as "statusctl key retire" publishes it
+        zones["example.net"].append(
+            'rv._msgstatus-key.example.net. 300 IN TXT "v=MSK1; k=ed25519; p="')
+        cls.dns = cls.sb.knot(zones)
+        cls.pg = cls.sb.postgres()
+        cls.sd = cls.sb.statusd(cls.pg, settings={
+            "dns_server": cls.dns.server, "federation_endpoint": ENDPOINT,
+            "federation_rate": "1", "federation_burst": str(BURST)})
+        cls.alice = cls.sd.token(ALICE)
+        replies = cls.sd.send_events(
+            [event("queued", tracking_id=t, recipient=r, sender=ALICE, sasl_user=ALICE,
+                   message_id=f"<{t}@example.org>", offset_ms=-60000)
+             for t, r in (("fm1", BOB), ("fm2", BOB), ("fm3", BOB), ("fm4", BOB),
+                          ("fm5", "rob@rate.example"), ("fm6", BOB), ("fm7", BOB),
+                          ("fm8", BOB))])
+        assert all("ack" in r for r in replies), replies
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.sb.close()
+
+    @classmethod
+    def statusctl(cls, *args):
+        return subprocess.run([STATUSCTL, "-c", cls.ctlconf, *args], check=True,
+                              capture_output=True, text=True).stdout
+
+    @classmethod
+    def records(cls, domain):
+        """The zone-file lines of "statusctl key records" for domain."""
+        return [line for line in cls.statusctl("key", "records", domain).splitlines()
+                if line and not line.startswith(";")]
+
+    def key(self, domain, sel):
+        return os.path.join(self.keydir, f"{sel}._msgstatus-key.{domain}.pem")
+
+    def build(self, events, domain="example.net", sel="s1", keyfile=None, created=None,
+              expires=None, report_domain=None, url=ENDPOINT):
+        """(body, headers) of a report of events: (kind, id, code, event id, recipient,
+        time ms) each, from report_domain (default domain), signed with sel's key of domain
+        (or keyfile) under sel's keyid."""
+        body_file = os.path.join(self.workdir, "report-%s.cbor" % os.urandom(4).hex())
+        args = [FEDREPORT, "-k", keyfile or self.key(domain, sel),
+                "-i", f"{sel}._msgstatus-key.{domain}", "-u", url,
+                "-d", report_domain or domain,
+                "-o", body_file]
+        if created is not None:
+            args += ["-c", str(created), "-e", str(expires)]
+        args += ["|".join(str(x) for x in ev) for ev in events]
+        res = subprocess.run(args, capture_output=True, text=True)
+        self.assertEqual(res.returncode, 0, res.stderr)
+        out = res.stdout
+        headers = dict(line.split(": ", 1) for line in out.splitlines())
+        with open(body_file, "rb") as f:
+            return f.read(), headers
+
+    def post(self, body, headers, sd=None):
+        """(status, JSON document, Retry-After) of a POST to the endpoint (of sd)."""
+        conn = http.client.HTTPConnection("127.0.0.1", (sd or self.sd).http_port, timeout=15)
+        try:
+            conn.request("POST", PATH, body=body, headers=headers)
+            resp = conn.getresponse()
+            data = resp.read()
+            doc = json.loads(data) if data else None
+            return resp.status, doc, resp.getheader("Retry-After")
+        finally:
+            conn.close()
+
+    def report(self, events, **kw):
+        return self.post(*self.build(events, **kw))
+
+    def timeline(self, tracking_id):
+        status, doc = self.sd.api(f"/api/v1/messages/{tracking_id}/timeline",
+                                  token=self.alice)
+        self.assertEqual(status, 200, doc)
+        return [e for e in doc["events"] if e["source"] == "federation"]
+
+    def bob_status(self, tracking_id):
+        status, doc = self.sd.api(f"/api/v1/messages/{tracking_id}/status", token=self.alice)
+        self.assertEqual(status, 200, doc)
+        return [r for r in doc["recipients"] if r["recipient"] == BOB][0]
+
+    def now_ms(self):
+        return int(time.time() * 1000)
+
+    def assert_refused(self, result, status, code, tracking_id="fm2"):
+        got_status, doc, _ = result
+        self.assertEqual((got_status, doc.get("code")), (status, code), doc)
+        self.assertEqual(doc["status"], status)
+        self.assertEqual(self.timeline(tracking_id), [])
+        self.assertEqual(self.bob_status(tracking_id)["status"], "queued")
+
+    # --- accepted --------------------------------------------------------------------------
+
+    def test_valid_report_reaches_status_and_feed(self):
+        sse = Sse(self.sd, token=self.alice)
+        try:
+            t = self.now_ms()
+            status, doc, _ = self.report([("t", "fm1", 1, "ev-1-d", BOB, t - 2000),
+                                          ("t", "fm1", 2, "ev-1-r", BOB, t - 1000)])
+            self.assertEqual((status, doc), (200, {"accepted": 2, "duplicate": 0, "refused": 0}))
+            seen = {}
+            while len(seen) < 2:
+                _, _, data = sse.next()
+                if data and data.get("tracking_id") == "fm1" and data["status"] != "queued":
+                    seen[data["status"]] = data
+        finally:
+            sse.close()
+        self.assertEqual(set(seen), {"delivered", "read"})
+        for ev in seen.values():
+            self.assertEqual(ev["recipient"], BOB)
+            self.assertEqual(ev["details"]["reporter"], "example.net")
+        self.assertEqual(seen["read"]["details"]["event_id"], "ev-1-r")
+        rcpt = self.bob_status("fm1")
+        self.assertEqual((rcpt["status"], rcpt["displayed"]), ("read", "yes"))
+
+    def test_duplicate_is_stored_once(self):
+        t = self.now_ms()
+        events = [("t", "fm3", 1, "ev-3-d", BOB, t - 1000)]
+        self.assertEqual(self.report(events)[:2],
+                         (200, {"accepted": 1, "duplicate": 0, "refused": 0}))
+        # sent again (a new request: new nonce), and twice within one report
+        self.assertEqual(self.report(events + events)[:2],
+                         (200, {"accepted": 0, "duplicate": 2, "refused": 0}))
+        self.assertEqual([e["event_id"] for e in self.timeline("fm3")],
+                         [self.timeline("fm3")[0]["event_id"]])
+
+    def test_message_id_msgid(self):
+        t = self.now_ms()
+        self.assertEqual(self.report([("m", "<fm4@example.org>", 1, "ev-4-d", BOB, t)])[:2],
+                         (200, {"accepted": 1, "duplicate": 0, "refused": 0}))
+        self.assertEqual(self.bob_status("fm4")["status"], "delivered")
+
+    def test_not_sent_to_that_recipient_is_refused(self):
+        t = self.now_ms()
+        status, doc, _ = self.report([("t", "fm2", 2, "ev-2-dave", DAVE, t),
+                                      ("t", "never-sent", 2, "ev-2-none", BOB, t),
+                                      ("t", "fm2", 7, "ev-2-unknown-code", BOB, t)])
+        self.assertEqual((status, doc), (200, {"accepted": 1, "duplicate": 0, "refused": 2}))
+        self.assertEqual(self.timeline("fm2"), [])  # code 7: acknowledged, not stored
+        self.assertEqual(self.bob_status("fm2")["status"], "queued")
+
+    def test_dashboard_shows_the_reporter(self):
+        why = browser_mod.available()
+        if why:
+            self.skipTest(why)
+        t = self.now_ms()
+        self.assertEqual(self.report([("t", "fm7", 2, "ev-7-r", BOB, t)])[0], 200)
+        b = browser_mod.Browser(self.sb, name="browser-alice")
+        b.open(f"{self.sd.url}/#token={self.alice}")
+        b.wait("fm7 in the list", lambda: b.js(
+            "return !!document.querySelector('li.msg[data-id=\"fm7\"]')"))
+        b.js("document.querySelector('li.msg[data-id=\"fm7\"] > button').click()")
+        row = "li.msg[data-id=\"fm7\"] ol.timeline > li[data-status=\"read\"]"
+        b.wait("the read in its timeline",
+               lambda: b.js(f"return !!document.querySelector('{row}')"))
+        self.assertIn("reported by example.net",
+                      b.js(f"return document.querySelector('{row}').textContent"))
+
+    # --- refused as a whole ------------------------------------------------------------------
+
+    def ev(self, eid):
+        return [("t", "fm2", 2, eid, BOB, self.now_ms())]
+
+    def test_wrong_key(self):
+        self.assert_refused(self.report(self.ev("ev-wk"), keyfile=self.key("example.net", "s2")),
+                            401, "signature-invalid")
+
+    def test_unpublished_key(self):
+        self.assert_refused(self.report(self.ev("ev-up"), sel="s2"), 403, "key-unknown")
+
+    def test_revoked_key(self):
+        self.assert_refused(self.report(self.ev("ev-rv"), sel="rv",
+                                        keyfile=self.key("example.net", "s1")),
+                            403, "key-revoked")
+
+    def test_other_domains_key(self):
+        # a report of example.net's, signed with other.example's (published) key
+        self.assert_refused(self.report(self.ev("ev-od"), domain="other.example", sel="o1",
+                                        report_domain="example.net"), 403, "domain-mismatch")
+
+    def test_unsigned(self):
+        body, headers = self.build(self.ev("ev-us"))
+        del headers["Signature"], headers["Signature-Input"]
+        self.assert_refused(self.post(body, headers), 401, "signature-missing")
+
+    def test_stale(self):
+        now = int(time.time())
+        self.assert_refused(self.report(self.ev("ev-st"), created=now - 1000,
+                                        expires=now - 700), 401, "stale")
+
+    def test_recipient_in_another_domain(self):
+        self.assert_refused(self.report([("t", "fm2", 2, "ev-od", CAROL, self.now_ms())]),
+                            403, "recipient-domain")
+
+    def test_wrong_media_type(self):
+        body, headers = self.build(self.ev("ev-ct"))
+        headers["Content-Type"] = "application/cbor"
+        self.assert_refused(self.post(body, headers), 415, "content-type")
+
+    def test_replay(self):
+        body, headers = self.build([("t", "fm6", 1, "ev-6-d", BOB, self.now_ms())])
+        self.assertEqual(self.post(body, headers)[:2],
+                         (200, {"accepted": 1, "duplicate": 0, "refused": 0}))
+        before = self.timeline("fm6")
+        status, doc, _ = self.post(body, headers)
+        self.assertEqual((status, doc["code"]), (409, "replay"), doc)
+        # the nonce is in PostgreSQL: a restart does not forget it
+        self.sd.stop()
+        self.sd.start()
+        status, doc, _ = self.post(body, headers)
+        self.assertEqual((status, doc["code"]), (409, "replay"), doc)
+        self.assertEqual(self.timeline("fm6"), before)
+
+    def test_rate_limit(self):
+        # built first, then sent as fast as they go: 1 report a second refills the bucket
+        reports = [self.build([("t", "fm5", 1, f"ev-5-{i}", "rob@rate.example", self.now_ms())],
+                              domain="rate.example", sel="r1") for i in range(BURST + 20)]
+        results = []
+        for body, headers in reports:
+            results.append(self.post(body, headers))
+            if results[-1][0] == 429:
+                break
+        status, doc, retry = results[-1]
+        self.assertEqual((status, doc["code"]), (429, "rate-limited"), doc)
+        self.assertRegex(retry or "", r"^[1-9][0-9]*$")
+        self.assertGreaterEqual(len(results), BURST + 1)  # not before the burst is used
+        self.assertTrue(all(r[0] == 200 for r in results[:-1]), results)
+
+    # --- settings and unavailable services ----------------------------------------------
+
+    def other_statusd(self, name, **settings):
+        sd = self.sb.statusd(self.pg, name=name, settings=settings)
+        self.addCleanup(sd.stop)
+        return sd
+
+    def test_without_endpoint_signed_for_host(self):
+        # federation_accept = yes without federation_endpoint: the signed URL is https://
+        # and the request's Host
+        sd = self.other_statusd("statusd-host", federation_accept="yes",
+                                dns_server=self.dns.server)
+        url = f"https://127.0.0.1:{sd.http_port}{PATH}"
+        events = [("t", "fm8", 1, "ev-8-d", BOB, self.now_ms())]
+        self.assertEqual(self.post(*self.build(events, url=url), sd=sd)[:2],
+                         (200, {"accepted": 1, "duplicate": 0, "refused": 0}))
+        status, doc, _ = self.post(*self.build(events), sd=sd)  # signed for another URL
+        self.assertEqual((status, doc["code"]), (401, "signature-invalid"), doc)
+
+    def test_dns_unavailable(self):
+        sd = self.other_statusd("statusd-nodns", federation_accept="yes",
+                                dns_server=f"127.0.0.1@{free_port()}", dns_timeout="300ms")
+        url = f"https://127.0.0.1:{sd.http_port}{PATH}"
+        status, doc, retry = self.post(*self.build(self.ev("ev-dns"), url=url), sd=sd)
+        self.assertEqual((status, doc["code"]), (503, "dns-unavailable"), doc)
+        self.assertRegex(retry or "", r"^[1-9][0-9]*$")
+        self.assertEqual(self.timeline("fm2"), [])
+
+    def test_not_accepting(self):
+        # the default (auto) without federation_endpoint takes no reports
+        sd = self.other_statusd("statusd-closed", dns_server=self.dns.server)
+        status, doc, _ = self.post(*self.build(self.ev("ev-closed")), sd=sd)
+        self.assertEqual((status, doc["code"]), (404, "not-accepting"), doc)
+        self.assertEqual(self.timeline("fm2"), [])
+
+    def test_zz_metrics(self):
+        status, text = self.sd.http("/metrics")
+        self.assertEqual(status, 200)
+        self.assertRegex(text, r"msgstatus_federation_reports_accepted_total [1-9]")
+        self.assertRegex(text, r'msgstatus_federation_reports_refused_total\{reason="replay"\} '
+                               r'[1-9]')
+        self.assertRegex(text, r"msgstatus_federation_events_stored_total [1-9]")
+
+
+if __name__ == "__main__":
+    main()

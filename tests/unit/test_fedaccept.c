@@ -1,0 +1,255 @@
+/*
+ * test_fedaccept - unit tests for statusd/fedaccept, the decisions of the report endpoint
+ * (docs/federation.md, "Receiving a report"): the error table (status and code of each
+ * failure), the media type, which check a failed verification stopped at, the claims of a
+ * report against its key's domain, each event's verdict, the stored event id, and the rate
+ * limit per reporting domain.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "fedaccept.h"
+#include "httpsig.h"
+#include "mimistatus.h"
+
+#include "check.h"
+
+/* The protocol's table (docs/federation.md, "Errors"): a sender acts on these. */
+static const struct {
+	enum fedin_err err;
+	unsigned status;
+	const char *code;
+} errors[] = {
+        {FEDIN_OK, 200, "ok"},
+        {FEDIN_DISABLED, 404, "not-accepting"},
+        {FEDIN_CONTENT_TYPE, 415, "content-type"},
+        {FEDIN_TOO_LARGE, 413, "too-large"},
+        {FEDIN_MALFORMED, 400, "malformed"},
+        {FEDIN_SIGNATURE_MISSING, 401, "signature-missing"},
+        {FEDIN_SIGNATURE_INVALID, 401, "signature-invalid"},
+        {FEDIN_PROFILE, 401, "signature-profile"},
+        {FEDIN_STALE, 401, "stale"},
+        {FEDIN_DIGEST, 401, "digest-mismatch"},
+        {FEDIN_KEY_UNKNOWN, 403, "key-unknown"},
+        {FEDIN_KEY_REVOKED, 403, "key-revoked"},
+        {FEDIN_DOMAIN_MISMATCH, 403, "domain-mismatch"},
+        {FEDIN_RECIPIENT_DOMAIN, 403, "recipient-domain"},
+        {FEDIN_REPLAY, 409, "replay"},
+        {FEDIN_RATE_LIMITED, 429, "rate-limited"},
+        {FEDIN_DNS_UNAVAILABLE, 503, "dns-unavailable"},
+        {FEDIN_DB_UNAVAILABLE, 503, "storage-unavailable"},
+};
+
+static void
+test_errors(void **state)
+{
+	(void)state;
+	CHECK_INT("every failure in the table", sizeof(errors) / sizeof(errors[0]), FEDIN_ERR_MAX);
+	for (size_t i = 0; i < sizeof(errors) / sizeof(errors[0]); i++) {
+		const struct fedin_errinfo *e = fedin_errinfo(errors[i].err);
+
+		CHECK_INT(errors[i].code, e->status, errors[i].status);
+		CHECK_STR(errors[i].code, e->code, errors[i].code);
+		for (size_t k = 0; k < i; k++)
+			CHECK_INT("codes are distinct", strcmp(e->code, errors[k].code) != 0, true);
+	}
+	check_done();
+}
+
+static void
+test_content_type(void **state)
+{
+	(void)state;
+	CHECK_INT("exact", fedaccept_content_type_ok("application/vnd.msgstatus.report+cbor"), 1);
+	CHECK_INT("case", fedaccept_content_type_ok("Application/VND.msgstatus.Report+CBOR"), 1);
+	CHECK_INT("blanks", fedaccept_content_type_ok(" application/vnd.msgstatus.report+cbor "),
+	          1);
+	CHECK_INT("bare MIMI", fedaccept_content_type_ok("application/mimi-message-status"), 0);
+	CHECK_INT("a parameter",
+	          fedaccept_content_type_ok("application/vnd.msgstatus.report+cbor; v=1"), 0);
+	CHECK_INT("cbor", fedaccept_content_type_ok("application/cbor"), 0);
+	CHECK_INT("absent", fedaccept_content_type_ok(NULL), 0);
+	CHECK_INT("empty", fedaccept_content_type_ok(""), 0);
+	check_done();
+}
+
+static void
+test_verify_failure(void **state)
+{
+	struct httpsig_params p;
+	const int64_t now = 1765017000;
+
+	(void)state;
+	memset(&p, 0, sizeof(p));
+	p.has_created = p.has_expires = true;
+	p.created = now - 10;
+	p.expires = now + 290;
+	CHECK_INT("unparsable", fedaccept_verify_failure(NULL, false, false, now, 60, 300),
+	          FEDIN_SIGNATURE_INVALID);
+	CHECK_INT("parsed, no key lookup: the profile",
+	          fedaccept_verify_failure(&p, false, false, now, 60, 300), FEDIN_PROFILE);
+	CHECK_INT("fresh, after the key: the signature",
+	          fedaccept_verify_failure(&p, true, false, now, 60, 300), FEDIN_SIGNATURE_INVALID);
+	CHECK_INT("after the replay check: the digest",
+	          fedaccept_verify_failure(&p, true, true, now, 60, 300), FEDIN_DIGEST);
+	p.expires = now; /* expires must be later than now */
+	CHECK_INT("expired", fedaccept_verify_failure(&p, true, false, now, 60, 300), FEDIN_STALE);
+	p.created = now + 61;
+	p.expires = now + 200;
+	CHECK_INT("created in the future", fedaccept_verify_failure(&p, true, false, now, 60, 300),
+	          FEDIN_STALE);
+	p.created = now - 10;
+	p.expires = now + 291;
+	CHECK_INT("too long a life", fedaccept_verify_failure(&p, true, false, now, 60, 300),
+	          FEDIN_STALE);
+	check_done();
+}
+
+static void
+test_recipient_in(void **state)
+{
+	(void)state;
+	CHECK_INT("plain", fedaccept_recipient_in("bob@example.net", "example.net"), 1);
+	CHECK_INT("case", fedaccept_recipient_in("Bob@Example.NET", "example.net"), 1);
+	CHECK_INT("subdomain", fedaccept_recipient_in("bob@sub.example.net", "example.net"), 0);
+	CHECK_INT("parent", fedaccept_recipient_in("bob@net", "example.net"), 0);
+	CHECK_INT("suffix", fedaccept_recipient_in("bob@badexample.net", "example.net"), 0);
+	CHECK_INT("last @ counts",
+	          fedaccept_recipient_in("bob@example.net@evil.example", "example.net"), 0);
+	CHECK_INT("quoted @",
+	          fedaccept_recipient_in("\"a@evil.example\"@example.net", "example.net"), 1);
+	CHECK_INT("no local part", fedaccept_recipient_in("@example.net", "example.net"), 0);
+	CHECK_INT("no @", fedaccept_recipient_in("example.net", "example.net"), 0);
+	check_done();
+}
+
+static void
+test_claims(void **state)
+{
+	struct mimistatus_entry entries[2];
+	struct mimistatus_event events[2] = {{"ev-1", "bob@example.net", 1},
+	                                     {"ev-2", "carol@example.net", 2}};
+	struct mimistatus_report rep = {"example.net", 2, entries, events};
+	const char *detail = NULL;
+
+	(void)state;
+	memset(entries, 0, sizeof(entries));
+	CHECK_INT("all in the key's domain", fedaccept_claims(&rep, "example.net", &detail),
+	          FEDIN_OK);
+	CHECK_INT("the key's domain in another case",
+	          fedaccept_claims(&rep, "EXAMPLE.net", &detail), FEDIN_OK);
+	CHECK_INT("another domain's key", fedaccept_claims(&rep, "other.example", &detail),
+	          FEDIN_DOMAIN_MISMATCH);
+	CHECK_HAS("detail", detail, "domain");
+	events[1].recipient = "carol@other.example";
+	CHECK_INT("a recipient elsewhere", fedaccept_claims(&rep, "example.net", &detail),
+	          FEDIN_RECIPIENT_DOMAIN);
+	CHECK_HAS("detail", detail, "recipient");
+	rep.domain = NULL; /* a bare MIMI report: no domain */
+	CHECK_INT("no domain", fedaccept_claims(&rep, "example.net", &detail),
+	          FEDIN_DOMAIN_MISMATCH);
+	check_done();
+}
+
+static void
+test_event(void **state)
+{
+	static const struct {
+		unsigned code;
+		int64_t time_ms;
+		enum fedaccept_verdict want;
+		const char *type;
+	} rows[] = {
+	        {1, 0, FEDACCEPT_STORE, "delivered"},
+	        {2, 0, FEDACCEPT_STORE, "read"},
+	        {0, 0, FEDACCEPT_STORE, "unread"},
+	        {4, 0, FEDACCEPT_STORE, "deleted"},
+	        {3, 0, FEDACCEPT_IGNORE, NULL}, /* expired: A's own */
+	        {5, 0, FEDACCEPT_IGNORE, NULL}, /* hidden */
+	        {6, 0, FEDACCEPT_IGNORE, NULL}, /* error: A's own (bounced) */
+	        {7, 0, FEDACCEPT_IGNORE, NULL},
+	        {255, 0, FEDACCEPT_IGNORE, NULL},
+	        {2, -1000 * 1000 - 1, FEDACCEPT_REFUSE, "read"}, /* older than the retention */
+	        {2, -1000 * 1000, FEDACCEPT_STORE, "read"},
+	        {2, 24LL * 3600 * 1000, FEDACCEPT_STORE, "read"},
+	        {2, 24LL * 3600 * 1000 + 1, FEDACCEPT_REFUSE, "read"}, /* over a day ahead */
+	};
+	const int64_t now = 1765017000000;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		const char *type = NULL;
+		char what[32];
+
+		snprintf(what, sizeof(what), "row %zu", i);
+		CHECK_INT(what,
+		          fedaccept_event(rows[i].code, now + rows[i].time_ms, now, 1000 * 1000,
+		                          &type),
+		          rows[i].want);
+		CHECK_STR(what, type, rows[i].type);
+	}
+	check_done();
+}
+
+static void
+test_stored_id(void **state)
+{
+	char a[FEDACCEPT_STORED_ID_LEN + 1], b[FEDACCEPT_STORED_ID_LEN + 1];
+
+	(void)state;
+	fedaccept_stored_id("example.net", "ev-1", a);
+	CHECK_INT("length", strlen(a), FEDACCEPT_STORED_ID_LEN);
+	CHECK_INT("prefix", strncmp(a, "fed-", 4), 0);
+	CHECK_INT("hex", strspn(a + 4, "0123456789abcdef"), 40);
+	fedaccept_stored_id("example.net", "ev-1", b);
+	CHECK_STR("the same event, the same id", b, a);
+	fedaccept_stored_id("example.com", "ev-1", b);
+	CHECK_INT("another domain, another id", strcmp(a, b) != 0, true);
+	/* the NUL separates domain and event id: "a.b" + "c" is not "a.bc" + "" */
+	fedaccept_stored_id("example.ne", "tev-1", b);
+	CHECK_INT("separated", strcmp(a, b) != 0, true);
+	check_done();
+}
+
+static void
+test_rate(void **state)
+{
+	struct fedrate *r = fedrate_new(2, 3); /* 2 per second, 3 at once */
+	int retry = 0;
+
+	(void)state;
+	for (int i = 0; i < 3; i++)
+		CHECK_INT("the burst", fedrate_take(r, "example.net", 1000, &retry), true);
+	CHECK_INT("spent", fedrate_take(r, "example.net", 1000, &retry), false);
+	CHECK_INT("retry after", retry, 1);
+	CHECK_INT("another domain", fedrate_take(r, "other.example", 1000, &retry), true);
+	CHECK_INT("half refilled", fedrate_take(r, "example.net", 1250, &retry), false);
+	CHECK_INT("one refilled", fedrate_take(r, "example.net", 1500, &retry), true);
+	CHECK_INT("and spent", fedrate_take(r, "example.net", 1500, &retry), false);
+	for (int i = 0; i < 3; i++)
+		CHECK_INT("refilled to the burst only",
+		          fedrate_take(r, "example.net", 60000, &retry), true);
+	CHECK_INT("not beyond", fedrate_take(r, "example.net", 60000, &retry), false);
+	fedrate_free(&r);
+	assert_null(r);
+	check_done();
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	        cmocka_unit_test(test_errors),         cmocka_unit_test(test_content_type),
+	        cmocka_unit_test(test_verify_failure), cmocka_unit_test(test_recipient_in),
+	        cmocka_unit_test(test_claims),         cmocka_unit_test(test_event),
+	        cmocka_unit_test(test_stored_id),      cmocka_unit_test(test_rate),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
