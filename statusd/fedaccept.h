@@ -108,13 +108,26 @@ void fedaccept_stored_id(const char *domain, const char *event_id, char *buf);
 
 /* --- rate limit per reporting domain --------------------------------------------------- */
 
+/*
+ * A token bucket per charged domain (fedrate_charged), burst reports at once, refilled at
+ * rate per second, and one over all domains together with FEDRATE_ALL_FACTOR times both.
+ * A report is taken when both buckets have a token, and then costs one of each. At most
+ * FEDRATE_DOMAINS_MAX buckets are kept: for a new one, those full again are forgotten (a
+ * new bucket starts full, so that loses nothing), or else the least recently used.
+ */
+#define FEDRATE_ALL_FACTOR  10
+#define FEDRATE_DOMAINS_MAX 4096
+
 struct fedrate;
 
-/* A token bucket per domain: burst reports at once, refilled at rate per second. */
 struct fedrate *fedrate_new(double rate, double burst);
 void fedrate_free(struct fedrate **r);
 /* May domain send a report now (now_ms, a monotonic clock)? If so one is taken; if not,
  *retry_s says in how many seconds to try again. */
 bool fedrate_take(struct fedrate *r, const char *domain, int64_t now_ms, int *retry_s);
+/* The domain whose bucket a report of domain is charged to: its last two labels (a
+   sender chooses its subdomains freely; without a public suffix list, a domain under a
+   two-label public suffix such as co.uk shares that suffix's bucket). Points into domain. */
+const char *fedrate_charged(const char *domain);
 
 #endif

@@ -242,14 +242,77 @@ test_rate(void **state)
 	check_done();
 }
 
+/* A sender chooses its subdomains: they share their parent's bucket (the last two labels). */
+static void
+test_rate_subdomains(void **state)
+{
+	struct fedrate *r = fedrate_new(0.001, 3);
+	int retry = 0;
+
+	(void)state;
+	CHECK_INT("a.example.net", fedrate_take(r, "a.example.net", 1000, &retry), true);
+	CHECK_INT("b.example.net", fedrate_take(r, "b.example.net", 1000, &retry), true);
+	CHECK_INT("x.c.example.net", fedrate_take(r, "x.c.example.net", 1000, &retry), true);
+	CHECK_INT("the parent's bucket is spent", fedrate_take(r, "d.example.net", 1000, &retry),
+	          false);
+	CHECK_INT("and the parent's own reports", fedrate_take(r, "example.net", 1000, &retry),
+	          false);
+	CHECK_INT("another parent", fedrate_take(r, "a.example.org", 1000, &retry), true);
+	fedrate_free(&r);
+	check_done();
+}
+
+/* Many new domains never give a spent bucket back its burst. */
+static void
+test_rate_table_full(void **state)
+{
+	struct fedrate *r = fedrate_new(0.001, 3);
+	char domain[64];
+	int retry = 0;
+
+	(void)state;
+	for (int i = 0; i < 3; i++)
+		CHECK_INT("the burst", fedrate_take(r, "example.net", 1000, &retry), true);
+	CHECK_INT("spent", fedrate_take(r, "example.net", 1000, &retry), false);
+	for (int i = 0; i < 3 * 4096; i++) {
+		snprintf(domain, sizeof(domain), "d%d.test", i);
+		(void)fedrate_take(r, domain, 1000 + i, &retry);
+	}
+	CHECK_INT("still spent", fedrate_take(r, "example.net", 14000, &retry), false);
+	fedrate_free(&r);
+	check_done();
+}
+
+/* All domains together get ten times one domain's rate and burst. */
+static void
+test_rate_all_domains(void **state)
+{
+	struct fedrate *r = fedrate_new(1, 2);
+	char domain[64];
+	int retry = 0;
+
+	(void)state;
+	for (int i = 0; i < 20; i++) {
+		snprintf(domain, sizeof(domain), "d%d.test", i);
+		CHECK_INT("within the total burst", fedrate_take(r, domain, 1000, &retry), true);
+	}
+	CHECK_INT("a new domain beyond it", fedrate_take(r, "new.example", 1000, &retry), false);
+	CHECK_INT("retry after", retry, 1);
+	CHECK_INT("refilled at ten a second", fedrate_take(r, "new.example", 1200, &retry), true);
+	fedrate_free(&r);
+	check_done();
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	        cmocka_unit_test(test_errors),         cmocka_unit_test(test_content_type),
-	        cmocka_unit_test(test_verify_failure), cmocka_unit_test(test_recipient_in),
-	        cmocka_unit_test(test_claims),         cmocka_unit_test(test_event),
-	        cmocka_unit_test(test_stored_id),      cmocka_unit_test(test_rate),
+	        cmocka_unit_test(test_errors),           cmocka_unit_test(test_content_type),
+	        cmocka_unit_test(test_verify_failure),   cmocka_unit_test(test_recipient_in),
+	        cmocka_unit_test(test_claims),           cmocka_unit_test(test_event),
+	        cmocka_unit_test(test_stored_id),        cmocka_unit_test(test_rate),
+	        cmocka_unit_test(test_rate_subdomains),  cmocka_unit_test(test_rate_table_full),
+	        cmocka_unit_test(test_rate_all_domains),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
