@@ -348,7 +348,8 @@ fed_run(struct dbjob *dj, PGconn *conn)
 	/* Old nonces and remembered events go now and then, on this thread. */
 	if (time_mono_ms() - fi->expired_at_ms > EXPIRE_EVERY || fi->expired_at_ms == 0) {
 		fi->expired_at_ms = time_mono_ms();
-		if (store_fed_expire(conn, fi->cfg->event_retention, &error) < 0)
+		if (store_fed_expire(conn, (int64_t)time(NULL), fi->cfg->event_retention, &error) <
+		    0)
 			msg_warn("federation: cannot forget old nonces and events: %s", error);
 	}
 	j->conn = NULL;

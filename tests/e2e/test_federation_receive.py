@@ -20,6 +20,7 @@ would (tests/tools/fedreport: federation/mimistatus + httpsig) and POSTed over H
 import http.client
 import json
 import os
+import re
 import subprocess
 import time
 import unittest
@@ -269,6 +270,21 @@ class FederationReceiveTest(unittest.TestCase):
         # the nonce is in PostgreSQL: a restart does not forget it
         self.sd.stop()
         self.sd.start()
+        status, doc, _ = self.post(body, headers)
+        self.assertEqual((status, doc["code"]), (409, "replay"), doc)
+        self.assertEqual(self.timeline("fm6"), before)
+
+    def test_replay_near_expiry(self):
+        # the nonce's row says it has expired by PostgreSQL's clock (which may run ahead of
+        # statusd's, or be read a moment later): statusd's clock says the signature lives,
+        # so the same request again is still a replay
+        body, headers = self.build([("t", "fm6", 1, "ev-6-x", BOB, self.now_ms())])
+        self.assertEqual(self.post(body, headers)[0], 200)
+        nonce = re.search(r';nonce="([^"]+)"', headers["Signature-Input"]).group(1)
+        self.assertEqual(self.pg.psql(
+            f"UPDATE fed_nonces SET expires = now() - interval '1 second'"
+            f" WHERE nonce = '{nonce}' RETURNING 1"), [["1"]])
+        before = self.timeline("fm6")
         status, doc, _ = self.post(body, headers)
         self.assertEqual((status, doc["code"]), (409, "replay"), doc)
         self.assertEqual(self.timeline("fm6"), before)
