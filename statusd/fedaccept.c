@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "fedrec.h"
 #include "htable.h"
 #include "httpsig.h"
 #include "mimistatus.h"
@@ -35,6 +36,7 @@ static const struct fedin_errinfo errinfo[FEDIN_ERR_MAX] = {
         [FEDIN_RATE_LIMITED] = {429, "rate-limited", "Too Many Requests"},
         [FEDIN_DNS_UNAVAILABLE] = {503, "dns-unavailable", "Service Unavailable"},
         [FEDIN_DB_UNAVAILABLE] = {503, "storage-unavailable", "Service Unavailable"},
+        [FEDIN_BUSY] = {503, "busy", "Service Unavailable"},
 };
 
 const struct fedin_errinfo *
@@ -75,6 +77,71 @@ fedaccept_verify_failure(const struct httpsig_params *p, bool key_called, bool r
 	    p->expires < p->created || p->expires - p->created > max_life)
 		return FEDIN_STALE;
 	return FEDIN_SIGNATURE_INVALID;
+}
+
+const char *const fedaccept_required[FEDACCEPT_NREQUIRED] = {"@method", "@target-uri",
+                                                             "content-type", "content-digest"};
+
+/* What fedin.c can give httpsig for the signature base (reqhead.c keeps no other field). */
+static const char *const understood[] = {"@method", "@target-uri",  "@authority",
+                                         "@path",   "content-type", "content-digest"};
+
+static bool
+covers(const struct httpsig_params *p, const char *name)
+{
+	for (size_t k = 0; k < p->ncomponents; k++)
+		if (strcmp(p->components[k], name) == 0)
+			return true;
+	return false;
+}
+
+enum fedin_err
+fedaccept_precheck(const struct httpsig_params *p, int64_t now, int64_t skew, int64_t max_life,
+                   const char **detail_r)
+{
+	char selector[FEDREC_SELECTOR_MAX + 1], domain[FEDREC_DOMAIN_MAX + 1];
+	const char *error = NULL;
+
+	if (strcmp(p->alg, "ed25519") != 0) {
+		*detail_r = "signature alg is not ed25519";
+		return FEDIN_PROFILE;
+	}
+	for (size_t i = 0; i < FEDACCEPT_NREQUIRED; i++)
+		if (!covers(p, fedaccept_required[i])) {
+			*detail_r = "signature does not cover a required component";
+			return FEDIN_PROFILE;
+		}
+	for (size_t k = 0; k < p->ncomponents; k++) {
+		bool known = false;
+
+		for (size_t i = 0; i < sizeof(understood) / sizeof(understood[0]); i++)
+			known = known || strcmp(p->components[k], understood[i]) == 0;
+		if (!known) {
+			*detail_r = "signature covers a component this receiver does not take";
+			return FEDIN_PROFILE;
+		}
+	}
+	if (!p->has_created || !p->has_expires || p->keyid[0] == '\0' || p->nonce[0] == '\0') {
+		*detail_r = "signature lacks a required parameter (created, expires, keyid, nonce)";
+		return FEDIN_PROFILE;
+	}
+	if (fedrec_keyid_split(p->keyid, strlen(p->keyid), selector, domain, &error) < 0) {
+		*detail_r = "keyid is not <selector>._msgstatus-key.<domain>";
+		return FEDIN_PROFILE;
+	}
+	if (p->created > now + skew) {
+		*detail_r = "signature created in the future";
+		return FEDIN_STALE;
+	}
+	if (p->expires <= now) {
+		*detail_r = "signature expired";
+		return FEDIN_STALE;
+	}
+	if (p->expires < p->created || p->expires - p->created > max_life) {
+		*detail_r = "signature lifetime longer than allowed";
+		return FEDIN_STALE;
+	}
+	return FEDIN_OK;
 }
 
 bool

@@ -51,6 +51,7 @@ enum fedin_err {
 	FEDIN_RATE_LIMITED,      /* 429 (Retry-After) */
 	FEDIN_DNS_UNAVAILABLE,   /* 503 (Retry-After) */
 	FEDIN_DB_UNAVAILABLE,    /* 503 (Retry-After) */
+	FEDIN_BUSY,              /* 503 (Retry-After) too many reports waiting to be checked */
 	FEDIN_ERR_MAX
 };
 
@@ -77,6 +78,22 @@ bool fedaccept_content_type_ok(const char *value);
 enum fedin_err fedaccept_verify_failure(const struct httpsig_params *params, bool key_called,
                                         bool replay_called, int64_t now, int64_t skew,
                                         int64_t max_life);
+
+/* The components every report's signature covers (docs/federation.md, "Signatures"). */
+#define FEDACCEPT_NREQUIRED 4
+extern const char *const fedaccept_required[FEDACCEPT_NREQUIRED];
+
+/*
+ * The checks of a parsed signature (httpsig_parse) that cost nothing, made before the
+ * report waits for its key: the profile (alg ed25519; the required components covered and
+ * no component other than @method, @target-uri, @authority, @path, content-type and
+ * content-digest, the ones the receiver rebuilds; created, expires, keyid and nonce
+ * present; keyid of the form <selector>._msgstatus-key.<domain>), then freshness at now
+ * (seconds since the epoch) as httpsig_verify() judges it. FEDIN_OK, FEDIN_PROFILE or
+ * FEDIN_STALE with a static *detail_r.
+ */
+enum fedin_err fedaccept_precheck(const struct httpsig_params *p, int64_t now, int64_t skew,
+                                  int64_t max_life, const char **detail_r);
 
 /* The report's claims against the keyid's domain (see SECURITY). */
 enum fedin_err fedaccept_claims(const struct mimistatus_report *report, const char *key_domain,

@@ -4,6 +4,7 @@
 #include "fedin.h"
 
 #include <openssl/evp.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,7 @@
 #include "env.h"
 #include "fedaccept.h"
 #include "fedrec.h"
+#include "htable.h"
 #include "http.h"
 #include "httpsig.h"
 #include "ingest.h"
@@ -31,6 +33,10 @@
 #define MAX_LIFE_S    300 /* expires - created */
 #define RETRY_DNS_S   30
 #define RETRY_DB_S    30
+#define RETRY_BUSY_S  5
+#define PENDING_MAX   32          /* reports queued, checked or being stored; more: 503 busy */
+#define DNS_DOWN_MS   (15 * 1000) /* a zone whose lookup failed is not asked again so soon */
+#define DNS_DOWN_MAX  1024        /* zones remembered so */
 #define EXPIRE_EVERY  (10 * 60 * 1000LL) /* ms between clean-ups of old nonces and events */
 #define FIELD_BUFSIZE (HTTPSIG_FIELD_MAX + 2)
 
@@ -43,9 +49,12 @@ struct fedin {
 	char *target_uri, *authority, *path;
 	/* worker thread only */
 	struct fedrate *rate;
+	struct htable *dns_down; /* zone (fedrate_charged) -> int64_t: monotonic ms until */
 	int64_t expired_at_ms;
 	/* loop thread only */
+	unsigned pending;                 /* jobs submitted, not yet freed */
 	uint64_t answered[FEDIN_ERR_MAX]; /* reports, by outcome */
+	uint64_t abandoned;               /* reports whose client went before they were checked */
 	uint64_t events_stored, events_duplicate, events_refused, events_ignored;
 };
 
@@ -58,7 +67,11 @@ struct fed_job {
 	unsigned char *body;
 	size_t body_len;
 	char *sig_input, *sig, *digest, *ctype, *host;
-	PGconn *conn; /* the worker's, while run() runs */
+	int64_t expires;  /* the signature's */
+	bool queued;      /* counted in fi->pending */
+	atomic_bool gone; /* the client went away (set on the loop thread) */
+	bool abandoned;   /* so the worker did not check it */
+	PGconn *conn;     /* the worker's, while run() runs */
 	/* how far verification came */
 	bool key_ok, replay_ok;
 	char key_domain[FEDREC_DOMAIN_MAX + 1];
@@ -71,9 +84,6 @@ struct fed_job {
 	struct mbuf lines; /* event records for the ingest */
 	char errbuf[256];
 };
-
-static const char *const required_components[] = {"@method", "@target-uri", "content-type",
-                                                  "content-digest"};
 
 /* --- the worker thread ---------------------------------------------------------------- */
 
@@ -98,6 +108,44 @@ fail(struct fed_job *j, enum fedin_err err, const char *detail, const char **err
 	return -1;
 }
 
+/* Was a lookup in domain's zone (its last two labels, as the rate limit's) a temporary
+   failure a moment ago? Then *retry_s is when to try again. A sender's names are its own
+   choice: without this, each new name in a zone that does not answer costs dns_timeout. */
+static bool
+dns_down(struct fedin *fi, const char *domain, int *retry_s)
+{
+	const char *zone = fedrate_charged(domain);
+	struct htable_entry *e = htable_locate(fi->dns_down, zone, strlen(zone));
+	int64_t now = time_mono_ms(), until;
+
+	if (e == NULL)
+		return false;
+	until = *(int64_t *)e->value;
+	if (until <= now) {
+		htable_remove(fi->dns_down, e, free);
+		return false;
+	}
+	*retry_s = (int)((until - now) / 1000) + 1;
+	return true;
+}
+
+static void
+dns_down_enter(struct fedin *fi, const char *domain)
+{
+	const char *zone = fedrate_charged(domain);
+	int64_t *until = htable_find(fi->dns_down, zone, strlen(zone));
+
+	if (until == NULL) {
+		if (htable_used(fi->dns_down) >= DNS_DOWN_MAX) { /* all of them: it is brief */
+			htable_free(&fi->dns_down, free);
+			fi->dns_down = htable_create(64);
+		}
+		until = mymalloc(sizeof(*until));
+		htable_enter(fi->dns_down, zone, strlen(zone), until);
+	}
+	*until = time_mono_ms() + DNS_DOWN_MS;
+}
+
 /* httpsig's key lookup: the MSK1 record at keyid, through the resolver. */
 static int
 key_lookup(void *ctx, const char *keyid, EVP_PKEY **key_r, const char **error_r)
@@ -112,6 +160,12 @@ key_lookup(void *ctx, const char *keyid, EVP_PKEY **key_r, const char **error_r)
 	if (fedrec_keyid_split(keyid, strlen(keyid), selector, domain, &error) < 0)
 		return fail(j, FEDIN_PROFILE, "keyid is not <selector>._msgstatus-key.<domain>",
 		            error_r);
+	if (dns_down(j->fi, domain, &j->retry_s))
+		return fail(j, FEDIN_DNS_UNAVAILABLE, "the key cannot be looked up now", error_r);
+	if (atomic_load(&j->gone)) {
+		j->abandoned = true;
+		return fail(j, FEDIN_DNS_UNAVAILABLE, "the client went away", error_r);
+	}
 	t = resolver_txt(j->fi->resolver, keyid, &error);
 	switch (t->status) {
 	case DNS_OK:
@@ -127,6 +181,7 @@ key_lookup(void *ctx, const char *keyid, EVP_PKEY **key_r, const char **error_r)
 		dns_txt_free(&t);
 		msg_warn("federation: cannot look up %s now: %s", keyid,
 		         error ? error : "temporary failure");
+		dns_down_enter(j->fi, domain);
 		j->retry_s = RETRY_DNS_S;
 		return fail(j, FEDIN_DNS_UNAVAILABLE, "the key cannot be looked up now", error_r);
 	}
@@ -304,6 +359,17 @@ fed_run(struct dbjob *dj, PGconn *conn)
 	int64_t now = (int64_t)time(NULL);
 	bool did_parse;
 
+	/* Nothing costly for a report nobody waits for, or whose signature has died in the
+	   queue (checked again by httpsig_verify()). */
+	if (atomic_load(&j->gone)) {
+		j->abandoned = true;
+		return DBW_DONE;
+	}
+	if (j->expires <= now) {
+		j->err = FEDIN_STALE;
+		j->detail = "signature expired while the report waited";
+		return DBW_DONE;
+	}
 	j->conn = conn;
 	struct httpsig_request req = {
 	        .method = "POST",
@@ -321,8 +387,8 @@ fed_run(struct dbjob *dj, PGconn *conn)
 	}
 	struct httpsig_policy pol = {
 	        .label = NULL,
-	        .required_components = required_components,
-	        .nrequired = sizeof(required_components) / sizeof(required_components[0]),
+	        .required_components = fedaccept_required,
+	        .nrequired = FEDACCEPT_NREQUIRED,
 	        .require_expires = true,
 	        .require_nonce = true,
 	        .require_alg = true,
@@ -361,6 +427,8 @@ fed_run(struct dbjob *dj, PGconn *conn)
 static void
 job_free(struct fed_job *j)
 {
+	if (j->queued)
+		j->fi->pending--;
 	free(j->body);
 	free(j->sig_input);
 	free(j->sig);
@@ -426,6 +494,12 @@ fed_done(struct dbjob *dj)
 	struct fed_job *j = (struct fed_job *)dj;
 	struct fedin *fi = j->fi;
 
+	if (j->abandoned && !j->job.failed) {
+		fi->abandoned++;
+		(void)req_redeem(j->ticket);
+		job_free(j);
+		return;
+	}
 	if (j->job.failed) {
 		j->err = FEDIN_DB_UNAVAILABLE;
 		j->detail = "the database is unavailable";
@@ -461,12 +535,48 @@ header(struct req *r, const char *name, size_t max)
 	return buf;
 }
 
+/* The client of a queued report went away (loop thread): the worker skips it. */
+static void
+on_gone(void *ctx)
+{
+	struct fed_job *j = ctx;
+
+	atomic_store(&j->gone, true);
+}
+
+/* What costs nothing, on the loop thread, before a report waits for the worker: the
+   signature's form, profile and freshness (fedaccept_precheck), the body's digest. */
+static enum fedin_err
+precheck(struct fed_job *j, const struct mbuf *body, const char **detail_r)
+{
+	struct httpsig_params params;
+	unsigned char sig[HTTPSIG_SIG_LEN];
+	char digest[HTTPSIG_DIGEST_BUFSIZE];
+	enum fedin_err err;
+
+	if (httpsig_parse(j->sig_input, strlen(j->sig_input), j->sig, strlen(j->sig), &params, sig,
+	                  detail_r) < 0)
+		return FEDIN_SIGNATURE_INVALID;
+	err = fedaccept_precheck(&params, (int64_t)time(NULL), SKEW_S, MAX_LIFE_S, detail_r);
+	if (err != FEDIN_OK)
+		return err;
+	httpsig_content_digest((const unsigned char *)body->data, body->len, digest);
+	if (j->digest == NULL || strcmp(j->digest, digest) != 0) {
+		*detail_r = "Content-Digest does not match the body";
+		return FEDIN_DIGEST;
+	}
+	j->expires = params.expires;
+	return FEDIN_OK;
+}
+
 void
 api_fed_reports(const struct http_env *env, struct req *r, const struct principal *p,
                 const char *param, const struct mbuf *body)
 {
 	struct fedin *fi = env->fedin;
 	struct fed_job *j;
+	enum fedin_err err;
+	const char *detail = NULL;
 
 	(void)p;
 	(void)param;
@@ -501,6 +611,17 @@ api_fed_reports(const struct http_env *env, struct req *r, const struct principa
 		return;
 	}
 	j->digest = header(r, "content-digest", 256);
+	if ((err = precheck(j, body, &detail)) != FEDIN_OK) {
+		answer_error(fi, r, err, detail, -1, NULL);
+		job_free(j);
+		return;
+	}
+	if (fi->pending >= PENDING_MAX) {
+		answer_error(fi, r, FEDIN_BUSY, "too many reports are waiting to be checked",
+		             RETRY_BUSY_S, NULL);
+		job_free(j);
+		return;
+	}
 	j->host = header(r, "host", 256);
 	if (j->host == NULL)
 		j->host = mystrdup("");
@@ -508,9 +629,12 @@ api_fed_reports(const struct http_env *env, struct req *r, const struct principa
 	memcpy(j->body, body->data, body->len);
 	j->body_len = body->len;
 	j->ticket = req_ticket(r);
+	req_ticket_on_gone(j->ticket, on_gone, j);
 	j->job.run = fed_run;
 	j->job.done = fed_done;
 	j->job.no_retry = true; /* a sender waits: 503 at once when the database is down */
+	j->queued = true;
+	fi->pending++;
 	dbworker_submit(fi->db, &j->job);
 }
 
@@ -550,6 +674,7 @@ fedin_new(uv_loop_t *loop, const struct sd_config *cfg, struct ingest *ingest)
 	if ((fi->resolver = resolver_new(&rs, &error)) == NULL)
 		msg_fatal("%s (dns_server, dns_trust_anchor_file)", error);
 	fi->rate = fedrate_new((double)cfg->federation_rate, (double)cfg->federation_burst);
+	fi->dns_down = htable_create(64);
 	fi->db = dbworker_start(loop, "database (federation)", cfg->database,
 	                        cfg->database_retry_max, NULL, NULL);
 	msg_info("federation: taking reports at %s", fi->target_uri ? fi->target_uri : PATH);
@@ -581,6 +706,7 @@ fedin_free(struct fedin **fip)
 	dbworker_stop(&fi->db);
 	resolver_free(&fi->resolver);
 	fedrate_free(&fi->rate);
+	htable_free(&fi->dns_down, free);
 	free(fi->target_uri);
 	free(fi->authority);
 	free(fi->path);
@@ -598,4 +724,5 @@ fedin_stats(const struct fedin *fi, struct fedin_stats *out)
 	out->events_duplicate = fi->events_duplicate;
 	out->events_refused = fi->events_refused;
 	out->events_ignored = fi->events_ignored;
+	out->reports_abandoned = fi->abandoned;
 }

@@ -46,6 +46,8 @@ struct http {
 
 struct req_ticket {
 	struct req *r;
+	void (*gone)(void *ctx); /* req_ticket_on_gone */
+	void *gone_ctx;
 };
 
 enum conn_kind { CONN_HTTP = 0, CONN_WS };
@@ -107,6 +109,13 @@ req_redeem(struct req_ticket *t)
 	return r;
 }
 
+void
+req_ticket_on_gone(struct req_ticket *t, void (*fn)(void *ctx), void *ctx)
+{
+	t->gone = fn;
+	t->gone_ctx = ctx;
+}
+
 /* --- feed connections per user -------------------------------------------------------- */
 
 /* Count a feed connection for user, unless the user has feed_max_per_user already. */
@@ -135,6 +144,8 @@ req_release(struct req *r)
 {
 	if (r->ticket != NULL) {
 		r->ticket->r = NULL;
+		if (r->ticket->gone != NULL)
+			r->ticket->gone(r->ticket->gone_ctx);
 		r->ticket = NULL;
 	}
 	stream_closed(&r->stream);

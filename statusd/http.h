@@ -71,5 +71,7 @@ bool req_arg(struct req *r, const char *name, char *buf, size_t size);
 struct req_ticket *req_ticket(struct req *r);
 /* The request a ticket stands for, or NULL if the client went away; ends the ticket. */
 struct req *req_redeem(struct req_ticket *t);
+/* Have fn(ctx) called (loop thread, once) if the client goes away before t is redeemed. */
+void req_ticket_on_gone(struct req_ticket *t, void (*fn)(void *ctx), void *ctx);
 
 #endif

@@ -45,6 +45,7 @@ static const struct {
         {FEDIN_RATE_LIMITED, 429, "rate-limited"},
         {FEDIN_DNS_UNAVAILABLE, 503, "dns-unavailable"},
         {FEDIN_DB_UNAVAILABLE, 503, "storage-unavailable"},
+        {FEDIN_BUSY, 503, "busy"},
 };
 
 static void
@@ -109,6 +110,69 @@ test_verify_failure(void **state)
 	p.expires = now + 291;
 	CHECK_INT("too long a life", fedaccept_verify_failure(&p, true, false, now, 60, 300),
 	          FEDIN_STALE);
+	check_done();
+}
+
+/* The checks made before a report waits for its key (table-driven). */
+static void
+test_precheck(void **state)
+{
+	const int64_t now = 1765017000;
+	static const struct {
+		const char *what, *alg, *keyid, *nonce, *extra;
+		int64_t created, expires;
+		enum fedin_err want;
+	} cases[] = {
+	        {"the profile", "ed25519", "s1._msgstatus-key.example.net", "n", NULL, -10, 290,
+	         FEDIN_OK},
+	        {"@authority too", "ed25519", "s1._msgstatus-key.example.net", "n", "@authority",
+	         -10, 290, FEDIN_OK},
+	        {"another alg", "rsa-pss-sha512", "s1._msgstatus-key.example.net", "n", NULL, -10,
+	         290, FEDIN_PROFILE},
+	        {"no alg", "", "s1._msgstatus-key.example.net", "n", NULL, -10, 290, FEDIN_PROFILE},
+	        {"a field not rebuilt", "ed25519", "s1._msgstatus-key.example.net", "n", "date",
+	         -10, 290, FEDIN_PROFILE},
+	        {"content-length", "ed25519", "s1._msgstatus-key.example.net", "n",
+	         "content-length", -10, 290, FEDIN_PROFILE},
+	        {"no nonce", "ed25519", "s1._msgstatus-key.example.net", "", NULL, -10, 290,
+	         FEDIN_PROFILE},
+	        {"keyid of another form", "ed25519", "s1.example.net", "n", NULL, -10, 290,
+	         FEDIN_PROFILE},
+	        {"expired", "ed25519", "s1._msgstatus-key.example.net", "n", NULL, -300, 0,
+	         FEDIN_STALE},
+	        {"created in the future", "ed25519", "s1._msgstatus-key.example.net", "n", NULL, 61,
+	         200, FEDIN_STALE},
+	        {"too long a life", "ed25519", "s1._msgstatus-key.example.net", "n", NULL, -10, 291,
+	         FEDIN_STALE},
+	};
+	struct httpsig_params p;
+	const char *detail;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		memset(&p, 0, sizeof(p));
+		for (size_t k = 0; k < FEDACCEPT_NREQUIRED; k++)
+			snprintf(p.components[p.ncomponents++], sizeof(p.components[0]), "%s",
+			         fedaccept_required[k]);
+		if (cases[i].extra != NULL)
+			snprintf(p.components[p.ncomponents++], sizeof(p.components[0]), "%s",
+			         cases[i].extra);
+		snprintf(p.alg, sizeof(p.alg), "%s", cases[i].alg);
+		snprintf(p.keyid, sizeof(p.keyid), "%s", cases[i].keyid);
+		snprintf(p.nonce, sizeof(p.nonce), "%s", cases[i].nonce);
+		p.has_created = p.has_expires = true;
+		p.created = now + cases[i].created;
+		p.expires = now + cases[i].expires;
+		detail = NULL;
+		CHECK_INT(cases[i].what, fedaccept_precheck(&p, now, 60, 300, &detail),
+		          cases[i].want);
+		CHECK_INT("a detail", cases[i].want == FEDIN_OK || detail != NULL, true);
+	}
+	memset(&p, 0, sizeof(p));
+	snprintf(p.components[p.ncomponents++], sizeof(p.components[0]), "@method");
+	snprintf(p.alg, sizeof(p.alg), "ed25519");
+	CHECK_INT("a required component missing", fedaccept_precheck(&p, now, 60, 300, &detail),
+	          FEDIN_PROFILE);
 	check_done();
 }
 
@@ -312,7 +376,7 @@ main(void)
 	        cmocka_unit_test(test_claims),           cmocka_unit_test(test_event),
 	        cmocka_unit_test(test_stored_id),        cmocka_unit_test(test_rate),
 	        cmocka_unit_test(test_rate_subdomains),  cmocka_unit_test(test_rate_table_full),
-	        cmocka_unit_test(test_rate_all_domains),
+	        cmocka_unit_test(test_rate_all_domains), cmocka_unit_test(test_precheck),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
