@@ -4,6 +4,7 @@
 #include "fedin.h"
 
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,6 +51,11 @@ struct fedin {
 	/* worker thread only */
 	struct fedrate *rate;
 	struct htable *dns_down; /* zone (fedrate_charged) -> int64_t: monotonic ms until */
+	struct htable *inflight; /* stored ids handed to the ingest, not yet known stored */
+	/* stored ids whose ingest has answered (or that never reached it), from the loop
+	   thread to the worker, which forgets them in inflight before its next lookup */
+	pthread_mutex_t done_lock;
+	struct mbuf done; /* NUL-terminated ids, one after another */
 	int64_t expired_at_ms;
 	/* loop thread only */
 	unsigned pending;                 /* jobs submitted, not yet freed */
@@ -80,8 +86,9 @@ struct fed_job {
 	const char *detail;
 	int retry_s;
 	unsigned accepted, duplicate, refused, ignored;
-	unsigned to_store; /* records in lines */
-	struct mbuf lines; /* event records for the ingest */
+	unsigned to_store;  /* records in lines */
+	struct mbuf lines;  /* event records for the ingest */
+	struct mbuf handed; /* their stored ids (NUL-terminated), in fi->inflight */
 	char errbuf[256];
 };
 
@@ -243,7 +250,10 @@ take_events(struct fed_job *j, const struct mimistatus_report *rep, struct store
 
 		for (size_t k = 0; k < i && !again; k++)
 			again = strcmp(items[k].event_id, it->event_id) == 0;
-		if (again || (it->taken && it->stored)) {
+		/* taken, and stored or on its way to the ingest (by an earlier report) */
+		if (again ||
+		    (it->taken && (it->stored || htable_locate(j->fi->inflight, stored_id,
+		                                               strlen(stored_id)) != NULL))) {
 			j->duplicate++;
 			continue;
 		}
@@ -278,7 +288,25 @@ take_events(struct fed_job *j, const struct mimistatus_report *rep, struct store
 		msevent_clear(&ev);
 		store[i] = true;
 		j->to_store++;
+		htable_enter(j->fi->inflight, stored_id, strlen(stored_id), NULL);
+		mbuf_append(&j->handed, stored_id, strlen(stored_id) + 1);
 	}
+}
+
+/* Forget in fi->inflight the ids whose ingest has answered since (worker thread): the
+   lookup that follows sees in the database whether they were stored. */
+static void
+forget_done(struct fedin *fi)
+{
+	struct mbuf done;
+
+	pthread_mutex_lock(&fi->done_lock);
+	done = fi->done;
+	fi->done = (struct mbuf)MBUF_INIT;
+	pthread_mutex_unlock(&fi->done_lock);
+	for (size_t off = 0; off < done.len; off += strlen(done.data + off) + 1)
+		htable_delete(fi->inflight, done.data + off, strlen(done.data + off), NULL);
+	mbuf_free(&done);
 }
 
 /* Steps 3 and 4 of fedin.h's SECURITY: the claims and the events. */
@@ -359,6 +387,7 @@ fed_run(struct dbjob *dj, PGconn *conn)
 	int64_t now = (int64_t)time(NULL);
 	bool did_parse;
 
+	forget_done(fi);
 	/* Nothing costly for a report nobody waits for, or whose signature has died in the
 	   queue (checked again by httpsig_verify()). */
 	if (atomic_load(&j->gone)) {
@@ -427,6 +456,12 @@ fed_run(struct dbjob *dj, PGconn *conn)
 static void
 job_free(struct fed_job *j)
 {
+	if (j->handed.len > 0) { /* stored or not, the next lookup will tell */
+		pthread_mutex_lock(&j->fi->done_lock);
+		mbuf_append(&j->fi->done, j->handed.data, j->handed.len);
+		pthread_mutex_unlock(&j->fi->done_lock);
+	}
+	mbuf_free(&j->handed);
 	if (j->queued)
 		j->fi->pending--;
 	free(j->body);
@@ -675,6 +710,8 @@ fedin_new(uv_loop_t *loop, const struct sd_config *cfg, struct ingest *ingest)
 		msg_fatal("%s (dns_server, dns_trust_anchor_file)", error);
 	fi->rate = fedrate_new((double)cfg->federation_rate, (double)cfg->federation_burst);
 	fi->dns_down = htable_create(64);
+	fi->inflight = htable_create(64);
+	pthread_mutex_init(&fi->done_lock, NULL);
 	fi->db = dbworker_start(loop, "database (federation)", cfg->database,
 	                        cfg->database_retry_max, NULL, NULL);
 	msg_info("federation: taking reports at %s", fi->target_uri ? fi->target_uri : PATH);
@@ -707,6 +744,9 @@ fedin_free(struct fedin **fip)
 	resolver_free(&fi->resolver);
 	fedrate_free(&fi->rate);
 	htable_free(&fi->dns_down, free);
+	htable_free(&fi->inflight, NULL);
+	pthread_mutex_destroy(&fi->done_lock);
+	mbuf_free(&fi->done);
 	free(fi->target_uri);
 	free(fi->authority);
 	free(fi->path);

@@ -37,7 +37,9 @@
  *	3. only then the body: decoded by mimistatus_decode(), its domain and recipients
  *	   against the keyid's domain (fedaccept_claims);
  *	4. per event: this site sent that message to that recipient (store_fed_lookup), the
- *	   code and the time (fedaccept_event), and the duplicate check by (domain, event id).
+ *	   code and the time (fedaccept_event), and the duplicate check by (domain, event id):
+ *	   stored, or handed to the ingest by an earlier report and not yet answered (the
+ *	   worker's set of stored ids in flight).
  *	A forged, replayed or unsigned report changes nothing but the nonce table.
  *
  * DIAGNOSTICS

@@ -25,13 +25,14 @@ import select
 import socket
 import struct
 import subprocess
+import threading
 import time
 import unittest
 
 from e2e import event, main
 from msgsandbox import Sandbox, paths
 from msgsandbox import browser as browser_mod
-from msgsandbox.core import free_port
+from msgsandbox.core import free_port, wait_for
 from msgsandbox.knot import available
 
 from test_api import Sse
@@ -78,7 +79,7 @@ class FederationReceiveTest(unittest.TestCase):
                    message_id=f"<{t}@example.org>", offset_ms=-60000)
              for t, r in (("fm1", BOB), ("fm2", BOB), ("fm3", BOB), ("fm4", BOB),
                           ("fm5", "rob@rate.example"), ("fm6", BOB), ("fm7", BOB),
-                          ("fm8", BOB))])
+                          ("fm8", BOB), ("fm9", BOB))])
         assert all("ack" in r for r in replies), replies
 
     @classmethod
@@ -189,6 +190,33 @@ class FederationReceiveTest(unittest.TestCase):
                          (200, {"accepted": 0, "duplicate": 2, "refused": 0}))
         self.assertEqual([e["event_id"] for e in self.timeline("fm3")],
                          [self.timeline("fm3")[0]["event_id"]])
+
+    def test_duplicate_while_the_first_is_stored(self):
+        # the same event again while the first report's copy waits for the ingest (held up
+        # by a lock on events): a duplicate, not accepted twice
+        locker = threading.Thread(target=self.pg.psql, args=(
+            "BEGIN; LOCK TABLE events IN EXCLUSIVE MODE; SELECT pg_sleep(5); COMMIT;",))
+        locker.start()
+        try:
+            wait_for("the lock on events", lambda: self.pg.scalar(
+                "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
+                " WHERE c.relname = 'events' AND l.mode = 'ExclusiveLock' AND l.granted")
+                == "1")
+            events = [("t", "fm9", 1, "ev-9-d", BOB, self.now_ms())]
+            first = self.build(events)
+            again = self.build(events)
+            answers = {}
+            poster = threading.Thread(target=lambda: answers.update(first=self.post(*first)))
+            poster.start()
+            wait_for("the first report's event taken", lambda: self.pg.scalar(
+                "SELECT count(*) FROM fed_events WHERE event_id = 'ev-9-d'") == "1")
+            self.assertEqual(self.post(*again)[:2],
+                             (200, {"accepted": 0, "duplicate": 1, "refused": 0}))
+        finally:
+            locker.join()
+        poster.join()
+        self.assertEqual(answers["first"][:2], (200, {"accepted": 1, "duplicate": 0, "refused": 0}))
+        self.assertEqual(len(self.timeline("fm9")), 1)
 
     def test_message_id_msgid(self):
         t = self.now_ms()
