@@ -38,6 +38,7 @@
 #define PENDING_MAX   32          /* reports queued, checked or being stored; more: 503 busy */
 #define DNS_DOWN_MS   (15 * 1000) /* a zone whose lookup failed is not asked again so soon */
 #define DNS_DOWN_MAX  1024        /* zones remembered so */
+#define GONE_CHECK_MS 500         /* how often waiting reports' clients are looked at */
 #define EXPIRE_EVERY  (10 * 60 * 1000LL) /* ms between clean-ups of old nonces and events */
 #define FIELD_BUFSIZE (HTTPSIG_FIELD_MAX + 2)
 
@@ -59,6 +60,8 @@ struct fedin {
 	int64_t expired_at_ms;
 	/* loop thread only */
 	unsigned pending;                 /* jobs submitted, not yet freed */
+	struct fed_job *waiting;          /* jobs submitted, the worker not done with them */
+	uv_timer_t *gone_timer;           /* looks at their clients */
 	uint64_t answered[FEDIN_ERR_MAX]; /* reports, by outcome */
 	uint64_t abandoned;               /* reports whose client went before they were checked */
 	uint64_t events_stored, events_duplicate, events_refused, events_ignored;
@@ -73,11 +76,12 @@ struct fed_job {
 	unsigned char *body;
 	size_t body_len;
 	char *sig_input, *sig, *digest, *ctype, *host;
-	int64_t expires;  /* the signature's */
-	bool queued;      /* counted in fi->pending */
-	atomic_bool gone; /* the client went away (set on the loop thread) */
-	bool abandoned;   /* so the worker did not check it */
-	PGconn *conn;     /* the worker's, while run() runs */
+	int64_t expires;             /* the signature's */
+	bool queued;                 /* counted in fi->pending */
+	struct fed_job *prev, *next; /* in fi->waiting (loop thread) */
+	atomic_bool gone;            /* the client went away (set on the loop thread) */
+	bool abandoned;              /* so the worker did not check it */
+	PGconn *conn;                /* the worker's, while run() runs */
 	/* how far verification came */
 	bool key_ok, replay_ok;
 	char key_domain[FEDREC_DOMAIN_MAX + 1];
@@ -523,12 +527,26 @@ on_stored(void *ctx, unsigned acked, unsigned rejected)
 	job_free(j);
 }
 
+/* The worker is done with j (loop thread). */
+static void
+waiting_remove(struct fed_job *j)
+{
+	if (j->prev != NULL)
+		j->prev->next = j->next;
+	else
+		j->fi->waiting = j->next;
+	if (j->next != NULL)
+		j->next->prev = j->prev;
+	j->prev = j->next = NULL;
+}
+
 static void
 fed_done(struct dbjob *dj)
 {
 	struct fed_job *j = (struct fed_job *)dj;
 	struct fedin *fi = j->fi;
 
+	waiting_remove(j);
 	if (j->abandoned && !j->job.failed) {
 		fi->abandoned++;
 		(void)req_redeem(j->ticket);
@@ -570,13 +588,15 @@ header(struct req *r, const char *name, size_t max)
 	return buf;
 }
 
-/* The client of a queued report went away (loop thread): the worker skips it. */
+/* Now and then (loop thread): the reports whose client went away, the worker skips. */
 static void
-on_gone(void *ctx)
+gone_check(uv_timer_t *timer)
 {
-	struct fed_job *j = ctx;
+	struct fedin *fi = timer->data;
 
-	atomic_store(&j->gone, true);
+	for (struct fed_job *j = fi->waiting; j != NULL; j = j->next)
+		if (!atomic_load(&j->gone) && req_ticket_gone(j->ticket))
+			atomic_store(&j->gone, true);
 }
 
 /* What costs nothing, on the loop thread, before a report waits for the worker: the
@@ -664,12 +684,15 @@ api_fed_reports(const struct http_env *env, struct req *r, const struct principa
 	memcpy(j->body, body->data, body->len);
 	j->body_len = body->len;
 	j->ticket = req_ticket(r);
-	req_ticket_on_gone(j->ticket, on_gone, j);
 	j->job.run = fed_run;
 	j->job.done = fed_done;
 	j->job.no_retry = true; /* a sender waits: 503 at once when the database is down */
 	j->queued = true;
 	fi->pending++;
+	j->next = fi->waiting;
+	if (fi->waiting != NULL)
+		fi->waiting->prev = j;
+	fi->waiting = j;
 	dbworker_submit(fi->db, &j->job);
 }
 
@@ -684,6 +707,12 @@ endpoint_parts(struct fedin *fi, const char *url)
 	fi->target_uri = mystrdup(url);
 	fi->authority = mystrndup(host, (size_t)(slash - host));
 	fi->path = mystrdup(slash);
+}
+
+static void
+gone_timer_closed(uv_handle_t *h)
+{
+	free(h);
 }
 
 struct fedin *
@@ -714,6 +743,11 @@ fedin_new(uv_loop_t *loop, const struct sd_config *cfg, struct ingest *ingest)
 	pthread_mutex_init(&fi->done_lock, NULL);
 	fi->db = dbworker_start(loop, "database (federation)", cfg->database,
 	                        cfg->database_retry_max, NULL, NULL);
+	fi->gone_timer = mymalloc(sizeof(*fi->gone_timer));
+	uv_timer_init(loop, fi->gone_timer);
+	fi->gone_timer->data = fi;
+	uv_timer_start(fi->gone_timer, gone_check, GONE_CHECK_MS, GONE_CHECK_MS);
+	uv_unref((uv_handle_t *)fi->gone_timer);
 	msg_info("federation: taking reports at %s", fi->target_uri ? fi->target_uri : PATH);
 	return fi;
 }
@@ -740,6 +774,8 @@ fedin_free(struct fedin **fip)
 	if (fi == NULL)
 		return;
 	*fip = NULL;
+	uv_timer_stop(fi->gone_timer);
+	uv_close((uv_handle_t *)fi->gone_timer, gone_timer_closed);
 	dbworker_stop(&fi->db);
 	resolver_free(&fi->resolver);
 	fedrate_free(&fi->rate);

@@ -6,10 +6,12 @@
 #include "http.h"
 
 #include <json-c/json.h>
+#include <errno.h>
 #include <libwebsockets.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 #include "auth.h"
 #include "framing.h"
@@ -46,8 +48,6 @@ struct http {
 
 struct req_ticket {
 	struct req *r;
-	void (*gone)(void *ctx); /* req_ticket_on_gone */
-	void *gone_ctx;
 };
 
 enum conn_kind { CONN_HTTP = 0, CONN_WS };
@@ -109,11 +109,20 @@ req_redeem(struct req_ticket *t)
 	return r;
 }
 
-void
-req_ticket_on_gone(struct req_ticket *t, void (*fn)(void *ctx), void *ctx)
+bool
+req_ticket_gone(const struct req_ticket *t)
 {
-	t->gone = fn;
-	t->gone_ctx = ctx;
+	char c;
+	ssize_t n;
+	int fd;
+
+	if (t->r == NULL)
+		return true;
+	if (t->r->wsi == NULL || (fd = lws_get_socket_fd(t->r->wsi)) < 0)
+		return false;
+	/* lws may not be reading while the answer is awaited: peek */
+	n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+	return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
 /* --- feed connections per user -------------------------------------------------------- */
@@ -144,8 +153,6 @@ req_release(struct req *r)
 {
 	if (r->ticket != NULL) {
 		r->ticket->r = NULL;
-		if (r->ticket->gone != NULL)
-			r->ticket->gone(r->ticket->gone_ctx);
 		r->ticket = NULL;
 	}
 	stream_closed(&r->stream);
