@@ -8,23 +8,24 @@
  *	(federation_accept), the media type, the size, that the request is signed, and then
  *	the signature's form, profile and freshness (fedaccept_precheck) and the body's
  *	Content-Digest. Only such a report becomes a job on a database worker of its own
- *	(dbworker.h), whose thread may block: the key lookup through federation/resolver (with
- *	dns_timeout), the signature, the replay check and the lookups in PostgreSQL. So a slow
- *	DNS server delays reports, never the loop or the API's queries. At most PENDING_MAX
- *	reports are jobs at once (more are answered 503 busy); a job whose client went away
- *	(req_ticket_gone, looked at every GONE_CHECK_MS), or whose signature expired while
- *	it waited, is skipped before its lookup; a zone (the last two labels of the keyid's domain) whose lookup failed
- *	for a moment is not asked again for DNS_DOWN_MS. So a sender without a key, who
- *	chooses its keyids freely, holds the worker for at most one dns_timeout per zone and
- *	window, and never makes the queue grow without bound. The job hands the accepted
- *	events, as event records, back to the loop thread, which feeds them to the ingest
- *	(ingest_source_start) and answers once the ingest has committed them: a site
- *	acknowledges only what it stored.
- *	Ownership: struct fedin is main.c's; the rate buckets, the failed zones and the expiry
- *	clock belong to the worker thread, the counters and the list of waiting jobs to the
- *	loop thread; a job's "gone" flag is set by the loop thread and read by the worker
- *	(atomic); the stored ids in flight are the worker's, the ones done come to it from
- *	the loop thread under a mutex.
+ *	(dbworker.h), whose thread may block: the key lookup through federation/resolver
+ *	(with dns_timeout), the signature, the replay check and the lookups in PostgreSQL.
+ *	So a slow DNS server delays reports, never the loop or the API's queries. At most
+ *	PENDING_MAX reports are jobs at once (more are answered 503 busy); a job whose
+ *	client went away (req_ticket_gone, looked at every GONE_CHECK_MS), or whose
+ *	signature expired while it waited, is skipped before its lookup; a zone (the last
+ *	two labels of the keyid's domain) whose lookup failed for a moment is not asked
+ *	again for DNS_DOWN_MS. So a sender without a key, who chooses its keyids freely,
+ *	holds the worker for at most one dns_timeout per zone and window, and never makes
+ *	the queue grow without bound. The job hands the accepted events, as event records,
+ *	back to the loop thread, which feeds them to the ingest (ingest_source_start) and
+ *	answers once the ingest has committed them: a site acknowledges only what it
+ *	stored.
+ *	Ownership: struct fedin is main.c's; the rate buckets, the failed zones and the
+ *	expiry clock belong to the worker thread, the counters and the list of waiting jobs
+ *	to the loop thread; a job's "gone" flag is set by the loop thread and read by the
+ *	worker (atomic); the stored ids in flight are the worker's, the ones done come to
+ *	it from the loop thread under a mutex.
  *
  * SECURITY
  *	Everything in the request is untrusted. Order of the checks, each refusing the whole
