@@ -6,7 +6,8 @@
 -- that a replay is refused across restarts, and the events it has taken by the reporting
 -- domain's own event id, so that a report sent twice is stored once.
 
--- A signature's (keyid, nonce), kept until the signature expires.
+-- A signature's (keyid, nonce), kept until two minutes after the signature expired (by
+-- statusd's clock, which judges a signature's freshness).
 CREATE TABLE fed_nonces (
 	keyid text NOT NULL,
 	nonce text NOT NULL,

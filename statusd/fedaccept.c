@@ -9,13 +9,13 @@
 #include <string.h>
 #include <strings.h>
 
+#include "fedrec.h"
 #include "htable.h"
 #include "httpsig.h"
 #include "mimistatus.h"
 #include "mymalloc.h"
 
-#define MEDIA_TYPE       "application/vnd.msgstatus.report+cbor"
-#define RATE_DOMAINS_MAX 4096 /* buckets kept; past it the table starts afresh */
+#define MEDIA_TYPE "application/vnd.msgstatus.report+cbor"
 
 static const struct fedin_errinfo errinfo[FEDIN_ERR_MAX] = {
         [FEDIN_OK] = {200, "ok", "OK"},
@@ -36,6 +36,7 @@ static const struct fedin_errinfo errinfo[FEDIN_ERR_MAX] = {
         [FEDIN_RATE_LIMITED] = {429, "rate-limited", "Too Many Requests"},
         [FEDIN_DNS_UNAVAILABLE] = {503, "dns-unavailable", "Service Unavailable"},
         [FEDIN_DB_UNAVAILABLE] = {503, "storage-unavailable", "Service Unavailable"},
+        [FEDIN_BUSY] = {503, "busy", "Service Unavailable"},
 };
 
 const struct fedin_errinfo *
@@ -76,6 +77,71 @@ fedaccept_verify_failure(const struct httpsig_params *p, bool key_called, bool r
 	    p->expires < p->created || p->expires - p->created > max_life)
 		return FEDIN_STALE;
 	return FEDIN_SIGNATURE_INVALID;
+}
+
+const char *const fedaccept_required[FEDACCEPT_NREQUIRED] = {"@method", "@target-uri",
+                                                             "content-type", "content-digest"};
+
+/* What fedin.c can give httpsig for the signature base (reqhead.c keeps no other field). */
+static const char *const understood[] = {"@method", "@target-uri",  "@authority",
+                                         "@path",   "content-type", "content-digest"};
+
+static bool
+covers(const struct httpsig_params *p, const char *name)
+{
+	for (size_t k = 0; k < p->ncomponents; k++)
+		if (strcmp(p->components[k], name) == 0)
+			return true;
+	return false;
+}
+
+enum fedin_err
+fedaccept_precheck(const struct httpsig_params *p, int64_t now, int64_t skew, int64_t max_life,
+                   const char **detail_r)
+{
+	char selector[FEDREC_SELECTOR_MAX + 1], domain[FEDREC_DOMAIN_MAX + 1];
+	const char *error = NULL;
+
+	if (strcmp(p->alg, "ed25519") != 0) {
+		*detail_r = "signature alg is not ed25519";
+		return FEDIN_PROFILE;
+	}
+	for (size_t i = 0; i < FEDACCEPT_NREQUIRED; i++)
+		if (!covers(p, fedaccept_required[i])) {
+			*detail_r = "signature does not cover a required component";
+			return FEDIN_PROFILE;
+		}
+	for (size_t k = 0; k < p->ncomponents; k++) {
+		bool known = false;
+
+		for (size_t i = 0; i < sizeof(understood) / sizeof(understood[0]); i++)
+			known = known || strcmp(p->components[k], understood[i]) == 0;
+		if (!known) {
+			*detail_r = "signature covers a component this receiver does not take";
+			return FEDIN_PROFILE;
+		}
+	}
+	if (!p->has_created || !p->has_expires || p->keyid[0] == '\0' || p->nonce[0] == '\0') {
+		*detail_r = "signature lacks a required parameter (created, expires, keyid, nonce)";
+		return FEDIN_PROFILE;
+	}
+	if (fedrec_keyid_split(p->keyid, strlen(p->keyid), selector, domain, &error) < 0) {
+		*detail_r = "keyid is not <selector>._msgstatus-key.<domain>";
+		return FEDIN_PROFILE;
+	}
+	if (p->created > now + skew) {
+		*detail_r = "signature created in the future";
+		return FEDIN_STALE;
+	}
+	if (p->expires <= now) {
+		*detail_r = "signature expired";
+		return FEDIN_STALE;
+	}
+	if (p->expires < p->created || p->expires - p->created > max_life) {
+		*detail_r = "signature lifetime longer than allowed";
+		return FEDIN_STALE;
+	}
+	return FEDIN_OK;
 }
 
 bool
@@ -153,14 +219,15 @@ fedaccept_stored_id(const char *domain, const char *event_id, char *buf)
 
 /* --- rate limit ------------------------------------------------------------------------ */
 
-struct fedrate {
-	struct htable *buckets; /* domain -> struct bucket */
-	double rate, burst;
-};
-
 struct bucket {
 	double tokens;
 	int64_t at_ms;
+};
+
+struct fedrate {
+	struct htable *buckets; /* charged domain -> struct bucket */
+	struct bucket all;      /* all domains together */
+	double rate, burst;
 };
 
 struct fedrate *
@@ -171,6 +238,7 @@ fedrate_new(double rate, double burst)
 	r->buckets = htable_create(64);
 	r->rate = rate;
 	r->burst = burst < 1 ? 1 : burst;
+	r->all.tokens = r->burst * FEDRATE_ALL_FACTOR;
 	return r;
 }
 
@@ -184,31 +252,95 @@ fedrate_free(struct fedrate **rp)
 	*rp = NULL;
 }
 
+const char *
+fedrate_charged(const char *domain)
+{
+	const char *p = domain + strlen(domain);
+	int dots = 0;
+
+	while (p > domain) {
+		p--;
+		if (*p == '.' && ++dots == 2)
+			return p + 1;
+	}
+	return domain;
+}
+
+/* Refill b to now_ms at rate per second, up to burst. */
+static void
+refill(struct bucket *b, int64_t now_ms, double rate, double burst)
+{
+	if (now_ms > b->at_ms)
+		b->tokens += (double)(now_ms - b->at_ms) * rate / 1000.0;
+	if (b->tokens > burst)
+		b->tokens = burst;
+	b->at_ms = now_ms;
+}
+
+struct evict_walk {
+	struct htable_entry **full; /* buckets full again by now */
+	size_t nfull;
+	struct htable_entry *oldest; /* least recently used */
+	int64_t now_ms;
+	double rate, burst;
+};
+
+static void
+evict_visit(struct htable_entry *e, void *ctx)
+{
+	struct evict_walk *w = ctx;
+	const struct bucket *b = e->value;
+	double tokens = b->tokens + (double)(w->now_ms - b->at_ms) * w->rate / 1000.0;
+
+	if (tokens >= w->burst)
+		w->full[w->nfull++] = e;
+	else if (w->oldest == NULL || b->at_ms < ((struct bucket *)w->oldest->value)->at_ms)
+		w->oldest = e;
+}
+
+/* Make room for one bucket: forget those that are full again (a new bucket starts full,
+   so nothing is lost), or else the least recently used one. */
+static void
+evict(struct fedrate *r, int64_t now_ms)
+{
+	struct evict_walk w = {.now_ms = now_ms, .rate = r->rate, .burst = r->burst};
+
+	w.full = mycalloc(htable_used(r->buckets), sizeof(*w.full));
+	htable_walk(r->buckets, evict_visit, &w);
+	for (size_t i = 0; i < w.nfull; i++)
+		htable_remove(r->buckets, w.full[i], free);
+	if (w.nfull == 0 && w.oldest != NULL)
+		htable_remove(r->buckets, w.oldest, free);
+	free(w.full);
+}
+
 bool
 fedrate_take(struct fedrate *r, const char *domain, int64_t now_ms, int *retry_s)
 {
-	size_t len = strlen(domain);
-	struct bucket *b = htable_find(r->buckets, domain, len);
+	const char *charged = fedrate_charged(domain);
+	size_t len = strlen(charged);
+	struct bucket *b = htable_find(r->buckets, charged, len);
+	double all_rate = r->rate * FEDRATE_ALL_FACTOR, all_burst = r->burst * FEDRATE_ALL_FACTOR;
 
 	if (b == NULL) {
-		if (htable_used(r->buckets) >= RATE_DOMAINS_MAX) {
-			htable_free(&r->buckets, free);
-			r->buckets = htable_create(64);
-		}
+		if (htable_used(r->buckets) >= FEDRATE_DOMAINS_MAX)
+			evict(r, now_ms);
 		b = mycalloc(1, sizeof(*b));
 		b->tokens = r->burst;
 		b->at_ms = now_ms;
-		htable_enter(r->buckets, domain, len, b);
+		htable_enter(r->buckets, charged, len, b);
 	}
-	if (now_ms > b->at_ms)
-		b->tokens += (double)(now_ms - b->at_ms) * r->rate / 1000.0;
-	if (b->tokens > r->burst)
-		b->tokens = r->burst;
-	b->at_ms = now_ms;
+	refill(b, now_ms, r->rate, r->burst);
+	refill(&r->all, now_ms, all_rate, all_burst);
 	if (b->tokens < 1.0) {
 		*retry_s = (int)((1.0 - b->tokens) / r->rate) + 1;
 		return false;
 	}
+	if (r->all.tokens < 1.0) {
+		*retry_s = (int)((1.0 - r->all.tokens) / all_rate) + 1;
+		return false;
+	}
 	b->tokens -= 1.0;
+	r->all.tokens -= 1.0;
 	return true;
 }

@@ -51,6 +51,7 @@ enum fedin_err {
 	FEDIN_RATE_LIMITED,      /* 429 (Retry-After) */
 	FEDIN_DNS_UNAVAILABLE,   /* 503 (Retry-After) */
 	FEDIN_DB_UNAVAILABLE,    /* 503 (Retry-After) */
+	FEDIN_BUSY,              /* 503 (Retry-After) too many reports waiting to be checked */
 	FEDIN_ERR_MAX
 };
 
@@ -77,6 +78,22 @@ bool fedaccept_content_type_ok(const char *value);
 enum fedin_err fedaccept_verify_failure(const struct httpsig_params *params, bool key_called,
                                         bool replay_called, int64_t now, int64_t skew,
                                         int64_t max_life);
+
+/* The components every report's signature covers (docs/federation.md, "Signatures"). */
+#define FEDACCEPT_NREQUIRED 4
+extern const char *const fedaccept_required[FEDACCEPT_NREQUIRED];
+
+/*
+ * The checks of a parsed signature (httpsig_parse) that cost nothing, made before the
+ * report waits for its key: the profile (alg ed25519; the required components covered and
+ * no component other than @method, @target-uri, @authority, @path, content-type and
+ * content-digest, the ones the receiver rebuilds; created, expires, keyid and nonce
+ * present; keyid of the form <selector>._msgstatus-key.<domain>), then freshness at now
+ * (seconds since the epoch) as httpsig_verify() judges it. FEDIN_OK, FEDIN_PROFILE or
+ * FEDIN_STALE with a static *detail_r.
+ */
+enum fedin_err fedaccept_precheck(const struct httpsig_params *p, int64_t now, int64_t skew,
+                                  int64_t max_life, const char **detail_r);
 
 /* The report's claims against the keyid's domain (see SECURITY). */
 enum fedin_err fedaccept_claims(const struct mimistatus_report *report, const char *key_domain,
@@ -108,13 +125,26 @@ void fedaccept_stored_id(const char *domain, const char *event_id, char *buf);
 
 /* --- rate limit per reporting domain --------------------------------------------------- */
 
+/*
+ * A token bucket per charged domain (fedrate_charged), burst reports at once, refilled at
+ * rate per second, and one over all domains together with FEDRATE_ALL_FACTOR times both.
+ * A report is taken when both buckets have a token, and then costs one of each. At most
+ * FEDRATE_DOMAINS_MAX buckets are kept: for a new one, those full again are forgotten (a
+ * new bucket starts full, so that loses nothing), or else the least recently used.
+ */
+#define FEDRATE_ALL_FACTOR  10
+#define FEDRATE_DOMAINS_MAX 4096
+
 struct fedrate;
 
-/* A token bucket per domain: burst reports at once, refilled at rate per second. */
 struct fedrate *fedrate_new(double rate, double burst);
 void fedrate_free(struct fedrate **r);
 /* May domain send a report now (now_ms, a monotonic clock)? If so one is taken; if not,
  *retry_s says in how many seconds to try again. */
 bool fedrate_take(struct fedrate *r, const char *domain, int64_t now_ms, int *retry_s);
+/* The domain whose bucket a report of domain is charged to: its last two labels (a
+   sender chooses its subdomains freely; without a public suffix list, a domain under a
+   two-label public suffix such as co.uk shares that suffix's bucket). Points into domain. */
+const char *fedrate_charged(const char *domain);
 
 #endif

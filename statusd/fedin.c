@@ -4,6 +4,8 @@
 #include "fedin.h"
 
 #include <openssl/evp.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +15,7 @@
 #include "env.h"
 #include "fedaccept.h"
 #include "fedrec.h"
+#include "htable.h"
 #include "http.h"
 #include "httpsig.h"
 #include "ingest.h"
@@ -31,6 +34,11 @@
 #define MAX_LIFE_S    300 /* expires - created */
 #define RETRY_DNS_S   30
 #define RETRY_DB_S    30
+#define RETRY_BUSY_S  5
+#define PENDING_MAX   32          /* reports queued, checked or being stored; more: 503 busy */
+#define DNS_DOWN_MS   (15 * 1000) /* a zone whose lookup failed is not asked again so soon */
+#define DNS_DOWN_MAX  1024        /* zones remembered so */
+#define GONE_CHECK_MS 500         /* how often waiting reports' clients are looked at */
 #define EXPIRE_EVERY  (10 * 60 * 1000LL) /* ms between clean-ups of old nonces and events */
 #define FIELD_BUFSIZE (HTTPSIG_FIELD_MAX + 2)
 
@@ -43,9 +51,19 @@ struct fedin {
 	char *target_uri, *authority, *path;
 	/* worker thread only */
 	struct fedrate *rate;
+	struct htable *dns_down; /* zone (fedrate_charged) -> int64_t: monotonic ms until */
+	struct htable *inflight; /* stored ids handed to the ingest, not yet known stored */
+	/* stored ids whose ingest has answered (or that never reached it), from the loop
+	   thread to the worker, which forgets them in inflight before its next lookup */
+	pthread_mutex_t done_lock;
+	struct mbuf done; /* NUL-terminated ids, one after another */
 	int64_t expired_at_ms;
 	/* loop thread only */
+	unsigned pending;                 /* jobs submitted, not yet freed */
+	struct fed_job *waiting;          /* jobs submitted, the worker not done with them */
+	uv_timer_t *gone_timer;           /* looks at their clients */
 	uint64_t answered[FEDIN_ERR_MAX]; /* reports, by outcome */
+	uint64_t abandoned;               /* reports whose client went before they were checked */
 	uint64_t events_stored, events_duplicate, events_refused, events_ignored;
 };
 
@@ -58,7 +76,12 @@ struct fed_job {
 	unsigned char *body;
 	size_t body_len;
 	char *sig_input, *sig, *digest, *ctype, *host;
-	PGconn *conn; /* the worker's, while run() runs */
+	int64_t expires;             /* the signature's */
+	bool queued;                 /* counted in fi->pending */
+	struct fed_job *prev, *next; /* in fi->waiting (loop thread) */
+	atomic_bool gone;            /* the client went away (set on the loop thread) */
+	bool abandoned;              /* so the worker did not check it */
+	PGconn *conn;                /* the worker's, while run() runs */
 	/* how far verification came */
 	bool key_ok, replay_ok;
 	char key_domain[FEDREC_DOMAIN_MAX + 1];
@@ -67,13 +90,11 @@ struct fed_job {
 	const char *detail;
 	int retry_s;
 	unsigned accepted, duplicate, refused, ignored;
-	unsigned to_store; /* records in lines */
-	struct mbuf lines; /* event records for the ingest */
+	unsigned to_store;  /* records in lines */
+	struct mbuf lines;  /* event records for the ingest */
+	struct mbuf handed; /* their stored ids (NUL-terminated), in fi->inflight */
 	char errbuf[256];
 };
-
-static const char *const required_components[] = {"@method", "@target-uri", "content-type",
-                                                  "content-digest"};
 
 /* --- the worker thread ---------------------------------------------------------------- */
 
@@ -98,6 +119,44 @@ fail(struct fed_job *j, enum fedin_err err, const char *detail, const char **err
 	return -1;
 }
 
+/* Was a lookup in domain's zone (its last two labels, as the rate limit's) a temporary
+   failure a moment ago? Then *retry_s is when to try again. A sender's names are its own
+   choice: without this, each new name in a zone that does not answer costs dns_timeout. */
+static bool
+dns_down(struct fedin *fi, const char *domain, int *retry_s)
+{
+	const char *zone = fedrate_charged(domain);
+	struct htable_entry *e = htable_locate(fi->dns_down, zone, strlen(zone));
+	int64_t now = time_mono_ms(), until;
+
+	if (e == NULL)
+		return false;
+	until = *(int64_t *)e->value;
+	if (until <= now) {
+		htable_remove(fi->dns_down, e, free);
+		return false;
+	}
+	*retry_s = (int)((until - now) / 1000) + 1;
+	return true;
+}
+
+static void
+dns_down_enter(struct fedin *fi, const char *domain)
+{
+	const char *zone = fedrate_charged(domain);
+	int64_t *until = htable_find(fi->dns_down, zone, strlen(zone));
+
+	if (until == NULL) {
+		if (htable_used(fi->dns_down) >= DNS_DOWN_MAX) { /* all of them: it is brief */
+			htable_free(&fi->dns_down, free);
+			fi->dns_down = htable_create(64);
+		}
+		until = mymalloc(sizeof(*until));
+		htable_enter(fi->dns_down, zone, strlen(zone), until);
+	}
+	*until = time_mono_ms() + DNS_DOWN_MS;
+}
+
 /* httpsig's key lookup: the MSK1 record at keyid, through the resolver. */
 static int
 key_lookup(void *ctx, const char *keyid, EVP_PKEY **key_r, const char **error_r)
@@ -112,6 +171,12 @@ key_lookup(void *ctx, const char *keyid, EVP_PKEY **key_r, const char **error_r)
 	if (fedrec_keyid_split(keyid, strlen(keyid), selector, domain, &error) < 0)
 		return fail(j, FEDIN_PROFILE, "keyid is not <selector>._msgstatus-key.<domain>",
 		            error_r);
+	if (dns_down(j->fi, domain, &j->retry_s))
+		return fail(j, FEDIN_DNS_UNAVAILABLE, "the key cannot be looked up now", error_r);
+	if (atomic_load(&j->gone)) {
+		j->abandoned = true;
+		return fail(j, FEDIN_DNS_UNAVAILABLE, "the client went away", error_r);
+	}
 	t = resolver_txt(j->fi->resolver, keyid, &error);
 	switch (t->status) {
 	case DNS_OK:
@@ -127,6 +192,7 @@ key_lookup(void *ctx, const char *keyid, EVP_PKEY **key_r, const char **error_r)
 		dns_txt_free(&t);
 		msg_warn("federation: cannot look up %s now: %s", keyid,
 		         error ? error : "temporary failure");
+		dns_down_enter(j->fi, domain);
 		j->retry_s = RETRY_DNS_S;
 		return fail(j, FEDIN_DNS_UNAVAILABLE, "the key cannot be looked up now", error_r);
 	}
@@ -188,7 +254,10 @@ take_events(struct fed_job *j, const struct mimistatus_report *rep, struct store
 
 		for (size_t k = 0; k < i && !again; k++)
 			again = strcmp(items[k].event_id, it->event_id) == 0;
-		if (again || (it->taken && it->stored)) {
+		/* taken, and stored or on its way to the ingest (by an earlier report) */
+		if (again ||
+		    (it->taken && (it->stored || htable_locate(j->fi->inflight, stored_id,
+		                                               strlen(stored_id)) != NULL))) {
 			j->duplicate++;
 			continue;
 		}
@@ -223,7 +292,25 @@ take_events(struct fed_job *j, const struct mimistatus_report *rep, struct store
 		msevent_clear(&ev);
 		store[i] = true;
 		j->to_store++;
+		htable_enter(j->fi->inflight, stored_id, strlen(stored_id), NULL);
+		mbuf_append(&j->handed, stored_id, strlen(stored_id) + 1);
 	}
+}
+
+/* Forget in fi->inflight the ids whose ingest has answered since (worker thread): the
+   lookup that follows sees in the database whether they were stored. */
+static void
+forget_done(struct fedin *fi)
+{
+	struct mbuf done;
+
+	pthread_mutex_lock(&fi->done_lock);
+	done = fi->done;
+	fi->done = (struct mbuf)MBUF_INIT;
+	pthread_mutex_unlock(&fi->done_lock);
+	for (size_t off = 0; off < done.len; off += strlen(done.data + off) + 1)
+		htable_delete(fi->inflight, done.data + off, strlen(done.data + off), NULL);
+	mbuf_free(&done);
 }
 
 /* Steps 3 and 4 of fedin.h's SECURITY: the claims and the events. */
@@ -304,6 +391,18 @@ fed_run(struct dbjob *dj, PGconn *conn)
 	int64_t now = (int64_t)time(NULL);
 	bool did_parse;
 
+	forget_done(fi);
+	/* Nothing costly for a report nobody waits for, or whose signature has died in the
+	   queue (checked again by httpsig_verify()). */
+	if (atomic_load(&j->gone)) {
+		j->abandoned = true;
+		return DBW_DONE;
+	}
+	if (j->expires <= now) {
+		j->err = FEDIN_STALE;
+		j->detail = "signature expired while the report waited";
+		return DBW_DONE;
+	}
 	j->conn = conn;
 	struct httpsig_request req = {
 	        .method = "POST",
@@ -321,8 +420,8 @@ fed_run(struct dbjob *dj, PGconn *conn)
 	}
 	struct httpsig_policy pol = {
 	        .label = NULL,
-	        .required_components = required_components,
-	        .nrequired = sizeof(required_components) / sizeof(required_components[0]),
+	        .required_components = fedaccept_required,
+	        .nrequired = FEDACCEPT_NREQUIRED,
 	        .require_expires = true,
 	        .require_nonce = true,
 	        .require_alg = true,
@@ -348,7 +447,8 @@ fed_run(struct dbjob *dj, PGconn *conn)
 	/* Old nonces and remembered events go now and then, on this thread. */
 	if (time_mono_ms() - fi->expired_at_ms > EXPIRE_EVERY || fi->expired_at_ms == 0) {
 		fi->expired_at_ms = time_mono_ms();
-		if (store_fed_expire(conn, fi->cfg->event_retention, &error) < 0)
+		if (store_fed_expire(conn, (int64_t)time(NULL), fi->cfg->event_retention, &error) <
+		    0)
 			msg_warn("federation: cannot forget old nonces and events: %s", error);
 	}
 	j->conn = NULL;
@@ -360,6 +460,14 @@ fed_run(struct dbjob *dj, PGconn *conn)
 static void
 job_free(struct fed_job *j)
 {
+	if (j->handed.len > 0) { /* stored or not, the next lookup will tell */
+		pthread_mutex_lock(&j->fi->done_lock);
+		mbuf_append(&j->fi->done, j->handed.data, j->handed.len);
+		pthread_mutex_unlock(&j->fi->done_lock);
+	}
+	mbuf_free(&j->handed);
+	if (j->queued)
+		j->fi->pending--;
 	free(j->body);
 	free(j->sig_input);
 	free(j->sig);
@@ -419,12 +527,32 @@ on_stored(void *ctx, unsigned acked, unsigned rejected)
 	job_free(j);
 }
 
+/* The worker is done with j (loop thread). */
+static void
+waiting_remove(struct fed_job *j)
+{
+	if (j->prev != NULL)
+		j->prev->next = j->next;
+	else
+		j->fi->waiting = j->next;
+	if (j->next != NULL)
+		j->next->prev = j->prev;
+	j->prev = j->next = NULL;
+}
+
 static void
 fed_done(struct dbjob *dj)
 {
 	struct fed_job *j = (struct fed_job *)dj;
 	struct fedin *fi = j->fi;
 
+	waiting_remove(j);
+	if (j->abandoned && !j->job.failed) {
+		fi->abandoned++;
+		(void)req_redeem(j->ticket);
+		job_free(j);
+		return;
+	}
 	if (j->job.failed) {
 		j->err = FEDIN_DB_UNAVAILABLE;
 		j->detail = "the database is unavailable";
@@ -460,12 +588,50 @@ header(struct req *r, const char *name, size_t max)
 	return buf;
 }
 
+/* Now and then (loop thread): the reports whose client went away, the worker skips. */
+static void
+gone_check(uv_timer_t *timer)
+{
+	struct fedin *fi = timer->data;
+
+	for (struct fed_job *j = fi->waiting; j != NULL; j = j->next)
+		if (!atomic_load(&j->gone) && req_ticket_gone(j->ticket))
+			atomic_store(&j->gone, true);
+}
+
+/* What costs nothing, on the loop thread, before a report waits for the worker: the
+   signature's form, profile and freshness (fedaccept_precheck), the body's digest. */
+static enum fedin_err
+precheck(struct fed_job *j, const struct mbuf *body, const char **detail_r)
+{
+	struct httpsig_params params;
+	unsigned char sig[HTTPSIG_SIG_LEN];
+	char digest[HTTPSIG_DIGEST_BUFSIZE];
+	enum fedin_err err;
+
+	if (httpsig_parse(j->sig_input, strlen(j->sig_input), j->sig, strlen(j->sig), &params, sig,
+	                  detail_r) < 0)
+		return FEDIN_SIGNATURE_INVALID;
+	err = fedaccept_precheck(&params, (int64_t)time(NULL), SKEW_S, MAX_LIFE_S, detail_r);
+	if (err != FEDIN_OK)
+		return err;
+	httpsig_content_digest((const unsigned char *)body->data, body->len, digest);
+	if (j->digest == NULL || strcmp(j->digest, digest) != 0) {
+		*detail_r = "Content-Digest does not match the body";
+		return FEDIN_DIGEST;
+	}
+	j->expires = params.expires;
+	return FEDIN_OK;
+}
+
 void
 api_fed_reports(const struct http_env *env, struct req *r, const struct principal *p,
                 const char *param, const struct mbuf *body)
 {
 	struct fedin *fi = env->fedin;
 	struct fed_job *j;
+	enum fedin_err err;
+	const char *detail = NULL;
 
 	(void)p;
 	(void)param;
@@ -500,6 +666,17 @@ api_fed_reports(const struct http_env *env, struct req *r, const struct principa
 		return;
 	}
 	j->digest = header(r, "content-digest", 256);
+	if ((err = precheck(j, body, &detail)) != FEDIN_OK) {
+		answer_error(fi, r, err, detail, -1, NULL);
+		job_free(j);
+		return;
+	}
+	if (fi->pending >= PENDING_MAX) {
+		answer_error(fi, r, FEDIN_BUSY, "too many reports are waiting to be checked",
+		             RETRY_BUSY_S, NULL);
+		job_free(j);
+		return;
+	}
 	j->host = header(r, "host", 256);
 	if (j->host == NULL)
 		j->host = mystrdup("");
@@ -510,6 +687,12 @@ api_fed_reports(const struct http_env *env, struct req *r, const struct principa
 	j->job.run = fed_run;
 	j->job.done = fed_done;
 	j->job.no_retry = true; /* a sender waits: 503 at once when the database is down */
+	j->queued = true;
+	fi->pending++;
+	j->next = fi->waiting;
+	if (fi->waiting != NULL)
+		fi->waiting->prev = j;
+	fi->waiting = j;
 	dbworker_submit(fi->db, &j->job);
 }
 
@@ -524,6 +707,12 @@ endpoint_parts(struct fedin *fi, const char *url)
 	fi->target_uri = mystrdup(url);
 	fi->authority = mystrndup(host, (size_t)(slash - host));
 	fi->path = mystrdup(slash);
+}
+
+static void
+gone_timer_closed(uv_handle_t *h)
+{
+	free(h);
 }
 
 struct fedin *
@@ -549,8 +738,16 @@ fedin_new(uv_loop_t *loop, const struct sd_config *cfg, struct ingest *ingest)
 	if ((fi->resolver = resolver_new(&rs, &error)) == NULL)
 		msg_fatal("%s (dns_server, dns_trust_anchor_file)", error);
 	fi->rate = fedrate_new((double)cfg->federation_rate, (double)cfg->federation_burst);
+	fi->dns_down = htable_create(64);
+	fi->inflight = htable_create(64);
+	pthread_mutex_init(&fi->done_lock, NULL);
 	fi->db = dbworker_start(loop, "database (federation)", cfg->database,
 	                        cfg->database_retry_max, NULL, NULL);
+	fi->gone_timer = mymalloc(sizeof(*fi->gone_timer));
+	uv_timer_init(loop, fi->gone_timer);
+	fi->gone_timer->data = fi;
+	uv_timer_start(fi->gone_timer, gone_check, GONE_CHECK_MS, GONE_CHECK_MS);
+	uv_unref((uv_handle_t *)fi->gone_timer);
 	msg_info("federation: taking reports at %s", fi->target_uri ? fi->target_uri : PATH);
 	return fi;
 }
@@ -577,9 +774,15 @@ fedin_free(struct fedin **fip)
 	if (fi == NULL)
 		return;
 	*fip = NULL;
+	uv_timer_stop(fi->gone_timer);
+	uv_close((uv_handle_t *)fi->gone_timer, gone_timer_closed);
 	dbworker_stop(&fi->db);
 	resolver_free(&fi->resolver);
 	fedrate_free(&fi->rate);
+	htable_free(&fi->dns_down, free);
+	htable_free(&fi->inflight, NULL);
+	pthread_mutex_destroy(&fi->done_lock);
+	mbuf_free(&fi->done);
 	free(fi->target_uri);
 	free(fi->authority);
 	free(fi->path);
@@ -597,4 +800,5 @@ fedin_stats(const struct fedin *fi, struct fedin_stats *out)
 	out->events_duplicate = fi->events_duplicate;
 	out->events_refused = fi->events_refused;
 	out->events_ignored = fi->events_ignored;
+	out->reports_abandoned = fi->abandoned;
 }

@@ -5,20 +5,34 @@
  *
  * DESIGN
  *	The handler (loop thread) checks what costs nothing: that this site takes reports
- *	(federation_accept), the media type, the size, that the request is signed. The rest
- *	is a job on a database worker of its own (dbworker.h), whose thread may block: the key
- *	lookup through federation/resolver (with dns_timeout), the signature, the replay check
- *	and the lookups in PostgreSQL. So a slow DNS server delays reports, never the loop or
- *	the API's queries. The job hands the accepted events, as event records, back to the
- *	loop thread, which feeds them to the ingest (ingest_source_start) and answers once the
- *	ingest has committed them: a site acknowledges only what it stored.
- *	Ownership: struct fedin is main.c's; the rate buckets and the expiry clock belong to
- *	the worker thread, the counters to the loop thread.
+ *	(federation_accept), the media type, the size, that the request is signed, and then
+ *	the signature's form, profile and freshness (fedaccept_precheck) and the body's
+ *	Content-Digest. Only such a report becomes a job on a database worker of its own
+ *	(dbworker.h), whose thread may block: the key lookup through federation/resolver
+ *	(with dns_timeout), the signature, the replay check and the lookups in PostgreSQL.
+ *	So a slow DNS server delays reports, never the loop or the API's queries. At most
+ *	PENDING_MAX reports are jobs at once (more are answered 503 busy); a job whose
+ *	client went away (req_ticket_gone, looked at every GONE_CHECK_MS), or whose
+ *	signature expired while it waited, is skipped before its lookup; a zone (the last
+ *	two labels of the keyid's domain) whose lookup failed for a moment is not asked
+ *	again for DNS_DOWN_MS. So a sender without a key, who chooses its keyids freely,
+ *	holds the worker for at most one dns_timeout per zone and window, and never makes
+ *	the queue grow without bound. The job hands the accepted events, as event records,
+ *	back to the loop thread, which feeds them to the ingest (ingest_source_start) and
+ *	answers once the ingest has committed them: a site acknowledges only what it
+ *	stored.
+ *	Ownership: struct fedin is main.c's; the rate buckets, the failed zones and the
+ *	expiry clock belong to the worker thread, the counters and the list of waiting jobs
+ *	to the loop thread; a job's "gone" flag is set by the loop thread and read by the
+ *	worker (atomic); the stored ids in flight are the worker's, the ones done come to
+ *	it from the loop thread under a mutex.
  *
  * SECURITY
  *	Everything in the request is untrusted. Order of the checks, each refusing the whole
  *	report with its own code (fedaccept.h) at the first failure:
  *	1. federation_accept, Content-Type, size, Signature-Input and Signature present;
+ *	   then on the loop thread: they parse, the profile (only components this receiver
+ *	   rebuilds), created/expires, the body's Content-Digest; the cap on waiting jobs;
  *	2. httpsig_verify() in docs/federation.md's order: parse, profile, the key at keyid
  *	   (its MSK1 record; missing or revoked refuses), the signature, freshness, then the
  *	   rate limit of the keyid's (now authenticated) domain, the replay check of (keyid,
@@ -26,7 +40,9 @@
  *	3. only then the body: decoded by mimistatus_decode(), its domain and recipients
  *	   against the keyid's domain (fedaccept_claims);
  *	4. per event: this site sent that message to that recipient (store_fed_lookup), the
- *	   code and the time (fedaccept_event), and the duplicate check by (domain, event id).
+ *	   code and the time (fedaccept_event), and the duplicate check by (domain, event id):
+ *	   stored, or handed to the ingest by an earlier report and not yet answered (the
+ *	   worker's set of stored ids in flight).
  *	A forged, replayed or unsigned report changes nothing but the nonce table.
  *
  * DIAGNOSTICS
@@ -66,6 +82,7 @@ api_handler api_fed_reports;
 struct fedin_stats {
 	uint64_t reports[FEDIN_ERR_MAX]; /* reports answered, by outcome (FEDIN_OK: 200) */
 	uint64_t events_stored, events_duplicate, events_refused, events_ignored;
+	uint64_t reports_abandoned; /* the client went away before the report was checked */
 };
 void fedin_stats(const struct fedin *fi, struct fedin_stats *out);
 

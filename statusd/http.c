@@ -6,10 +6,12 @@
 #include "http.h"
 
 #include <json-c/json.h>
+#include <errno.h>
 #include <libwebsockets.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 #include "auth.h"
 #include "framing.h"
@@ -105,6 +107,22 @@ req_redeem(struct req_ticket *t)
 		r->ticket = NULL;
 	free(t);
 	return r;
+}
+
+bool
+req_ticket_gone(const struct req_ticket *t)
+{
+	char c;
+	ssize_t n;
+	int fd;
+
+	if (t->r == NULL)
+		return true;
+	if (t->r->wsi == NULL || (fd = lws_get_socket_fd(t->r->wsi)) < 0)
+		return false;
+	/* lws may not be reading while the answer is awaited: peek */
+	n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+	return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
 /* --- feed connections per user -------------------------------------------------------- */

@@ -71,5 +71,8 @@ bool req_arg(struct req *r, const char *name, char *buf, size_t size);
 struct req_ticket *req_ticket(struct req *r);
 /* The request a ticket stands for, or NULL if the client went away; ends the ticket. */
 struct req *req_redeem(struct req_ticket *t);
+/* Whether the client of t has gone: its connection was released, or it has closed or
+   reset it (a look at the socket, without reading). */
+bool req_ticket_gone(const struct req_ticket *t);
 
 #endif

@@ -138,4 +138,7 @@ metrics_federation(const struct fedin *fi, struct mbuf *out)
 		            (unsigned long long)st.reports[e]);
 	for (size_t k = 0; k < sizeof(ev) / sizeof(ev[0]); k++)
 		metric(out, ev[k].name, "counter", ev[k].help, (double)v[k]);
+	metric(out, "msgstatus_federation_reports_abandoned_total", "counter",
+	       "Reports not checked because their client went away while they waited.",
+	       (double)st.reports_abandoned);
 }

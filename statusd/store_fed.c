@@ -22,12 +22,13 @@ store_fed_nonce(PGconn *conn, const char *keyid, const char *nonce, int64_t expi
 
 	*transient_r = false;
 	snprintf(exp, sizeof(exp), "%lld", (long long)expires);
-	/* An expired record of the same nonce is no replay: its signature is dead. */
+	/* A nonce seen is seen for as long as its row is kept: freshness is judged by
+	   statusd's clock (httpsig), never by PostgreSQL's now(), and a row goes only
+	   NONCE_KEEP_S after its signature expired (store_fed_expire). */
 	res = PQexecParams(conn,
-	                   "INSERT INTO fed_nonces AS f (keyid, nonce, expires)"
+	                   "INSERT INTO fed_nonces (keyid, nonce, expires)"
 	                   " VALUES ($1, $2, to_timestamp($3::bigint))"
-	                   " ON CONFLICT (keyid, nonce) DO UPDATE SET expires = EXCLUDED.expires"
-	                   " WHERE f.expires <= now()",
+	                   " ON CONFLICT (keyid, nonce) DO NOTHING",
 	                   3, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK)
 		return store_failed(conn, res, transient_r, error_r);
@@ -176,16 +177,19 @@ store_fed_remember(PGconn *conn, const char *domain, const struct store_fed_item
 }
 
 int
-store_fed_expire(PGconn *conn, int64_t retention_ms, const char **error_r)
+store_fed_expire(PGconn *conn, int64_t now, int64_t retention_ms, const char **error_r)
 {
-	char ret[32];
-	const char *params[1] = {ret};
+	char ret[32], at[32];
+	const char *params[1] = {ret}, *nparams[2] = {at, ret};
 	bool transient;
 	PGresult *res;
 
-	if (store_exec(conn, "DELETE FROM fed_nonces WHERE expires < now()", &transient, error_r) <
-	    0)
-		return -1;
+	snprintf(at, sizeof(at), "%lld", (long long)(now - STORE_FED_NONCE_KEEP_S));
+	res = PQexecParams(conn, "DELETE FROM fed_nonces WHERE expires < to_timestamp($1::bigint)",
+	                   1, NULL, nparams, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		return store_failed(conn, res, &transient, error_r);
+	PQclear(res);
 	snprintf(ret, sizeof(ret), "%lld", (long long)retention_ms);
 	res = PQexecParams(conn,
 	                   "DELETE FROM fed_events"

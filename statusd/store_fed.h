@@ -40,8 +40,8 @@ struct store_fed_item {
 };
 
 /*
- * Record (keyid, nonce) until expires (seconds since the epoch). Returns 1 when it is new
- * (or its earlier record has expired), 0 when it was seen and has not expired, -1 on error.
+ * Record (keyid, nonce) with its signature's expires (seconds since the epoch). Returns 1
+ * when it is new, 0 when it was seen (its row is still kept), -1 on error.
  */
 int store_fed_nonce(PGconn *conn, const char *keyid, const char *nonce, int64_t expires,
                     bool *transient_r, const char **error_r);
@@ -56,7 +56,10 @@ void store_fed_items_clear(struct store_fed_item *items, size_t n);
 int store_fed_remember(PGconn *conn, const char *domain, const struct store_fed_item *items,
                        size_t n, bool *transient_r, const char **error_r);
 
-/* Forget nonces that have expired, and events older than retention_ms. 0 or -1. */
-int store_fed_expire(PGconn *conn, int64_t retention_ms, const char **error_r);
+/* Forget nonces that expired STORE_FED_NONCE_KEEP_S before now (statusd's clock, seconds
+   since the epoch: a signature that old is stale to statusd whatever PostgreSQL's clock
+   says), and events older than retention_ms. 0 or -1. */
+#define STORE_FED_NONCE_KEEP_S 120
+int store_fed_expire(PGconn *conn, int64_t now, int64_t retention_ms, const char **error_r);
 
 #endif

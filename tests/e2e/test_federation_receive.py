@@ -20,14 +20,17 @@ would (tests/tools/fedreport: federation/mimistatus + httpsig) and POSTed over H
 import http.client
 import json
 import os
+import re
+import select
 import subprocess
+import threading
 import time
 import unittest
 
 from e2e import event, main
 from msgsandbox import Sandbox, paths
 from msgsandbox import browser as browser_mod
-from msgsandbox.core import free_port
+from msgsandbox.core import free_port, wait_for
 from msgsandbox.knot import available
 
 from test_api import Sse
@@ -74,7 +77,7 @@ class FederationReceiveTest(unittest.TestCase):
                    message_id=f"<{t}@example.org>", offset_ms=-60000)
              for t, r in (("fm1", BOB), ("fm2", BOB), ("fm3", BOB), ("fm4", BOB),
                           ("fm5", "rob@rate.example"), ("fm6", BOB), ("fm7", BOB),
-                          ("fm8", BOB))])
+                          ("fm8", BOB), ("fm9", BOB))])
         assert all("ack" in r for r in replies), replies
 
     @classmethod
@@ -186,6 +189,33 @@ class FederationReceiveTest(unittest.TestCase):
         self.assertEqual([e["event_id"] for e in self.timeline("fm3")],
                          [self.timeline("fm3")[0]["event_id"]])
 
+    def test_duplicate_while_the_first_is_stored(self):
+        # the same event again while the first report's copy waits for the ingest (held up
+        # by a lock on events): a duplicate, not accepted twice
+        locker = threading.Thread(target=self.pg.psql, args=(
+            "BEGIN; LOCK TABLE events IN EXCLUSIVE MODE; SELECT pg_sleep(5); COMMIT;",))
+        locker.start()
+        try:
+            wait_for("the lock on events", lambda: self.pg.scalar(
+                "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
+                " WHERE c.relname = 'events' AND l.mode = 'ExclusiveLock' AND l.granted")
+                == "1")
+            events = [("t", "fm9", 1, "ev-9-d", BOB, self.now_ms())]
+            first = self.build(events)
+            again = self.build(events)
+            answers = {}
+            poster = threading.Thread(target=lambda: answers.update(first=self.post(*first)))
+            poster.start()
+            wait_for("the first report's event taken", lambda: self.pg.scalar(
+                "SELECT count(*) FROM fed_events WHERE event_id = 'ev-9-d'") == "1")
+            self.assertEqual(self.post(*again)[:2],
+                             (200, {"accepted": 0, "duplicate": 1, "refused": 0}))
+        finally:
+            locker.join()
+        poster.join()
+        self.assertEqual(answers["first"][:2], (200, {"accepted": 1, "duplicate": 0, "refused": 0}))
+        self.assertEqual(len(self.timeline("fm9")), 1)
+
     def test_message_id_msgid(self):
         t = self.now_ms()
         self.assertEqual(self.report([("m", "<fm4@example.org>", 1, "ev-4-d", BOB, t)])[:2],
@@ -273,6 +303,21 @@ class FederationReceiveTest(unittest.TestCase):
         self.assertEqual((status, doc["code"]), (409, "replay"), doc)
         self.assertEqual(self.timeline("fm6"), before)
 
+    def test_replay_near_expiry(self):
+        # the nonce's row says it has expired by PostgreSQL's clock (which may run ahead of
+        # statusd's, or be read a moment later): statusd's clock says the signature lives,
+        # so the same request again is still a replay
+        body, headers = self.build([("t", "fm6", 1, "ev-6-x", BOB, self.now_ms())])
+        self.assertEqual(self.post(body, headers)[0], 200)
+        nonce = re.search(r';nonce="([^"]+)"', headers["Signature-Input"]).group(1)
+        self.assertEqual(self.pg.psql(
+            f"UPDATE fed_nonces SET expires = now() - interval '1 second'"
+            f" WHERE nonce = '{nonce}' RETURNING 1"), [["1"]])
+        before = self.timeline("fm6")
+        status, doc, _ = self.post(body, headers)
+        self.assertEqual((status, doc.get("code")), (409, "replay"), doc)
+        self.assertEqual(self.timeline("fm6"), before)
+
     def test_rate_limit(self):
         # built first, then sent as fast as they go: 1 report a second refills the bucket
         reports = [self.build([("t", "fm5", 1, f"ev-5-{i}", "rob@rate.example", self.now_ms())],
@@ -315,6 +360,92 @@ class FederationReceiveTest(unittest.TestCase):
         self.assertEqual((status, doc["code"]), (503, "dns-unavailable"), doc)
         self.assertRegex(retry or "", r"^[1-9][0-9]*$")
         self.assertEqual(self.timeline("fm2"), [])
+
+    # --- a sender without a key cannot stall the endpoint ----------------------------------
+
+    def silent_dns_statusd(self, name, timeout="1s"):
+        """A statusd whose DNS server never answers: each lookup waits dns_timeout."""
+        sd = self.other_statusd(name, federation_accept="yes",
+                                dns_server=f"127.0.0.1@{free_port()}", dns_timeout=timeout)
+        return sd, f"https://127.0.0.1:{sd.http_port}{PATH}"
+
+    def unpublished(self, url, zone, eid, **kw):
+        """A report under a keyid in zone that nobody publishes (signed with a key of
+        example.net's; nobody looks further than the DNS)."""
+        return self.build(self.ev(eid), domain=zone, sel="x", url=url,
+                          keyfile=self.key("example.net", "s1"), **kw)
+
+    def timed_post(self, request, sd):
+        start = time.monotonic()
+        status, doc, retry = self.post(*request, sd=sd)
+        return status, doc.get("code"), retry, time.monotonic() - start
+
+    def test_cheap_checks_before_the_key(self):
+        # stale, of another profile, or with a body that is not the signed one: answered at
+        # once, without waiting for the DNS
+        sd, url = self.silent_dns_statusd("statusd-cheap")
+        now = int(time.time())
+        stale = self.unpublished(url, "stale.example", "ev-c1", created=now - 1000,
+                                 expires=now - 700)
+        body, headers = self.unpublished(url, "digest.example", "ev-c2")
+        other_body = (body[:-1] + bytes([body[-1] ^ 1]), headers)
+        body, headers = self.unpublished(url, "date.example", "ev-c3")
+        headers = dict(headers, Date="Sun, 06 Dec 2026 12:00:00 GMT")
+        headers["Signature-Input"] = headers["Signature-Input"].replace(
+            '"content-digest")', '"content-digest" "date")')
+        for request, code in ((stale, "stale"), (other_body, "digest-mismatch"),
+                              ((body, headers), "signature-profile")):
+            status, got, _, took = self.timed_post(request, sd)
+            self.assertEqual((status, got), (401, code))
+            self.assertLess(took, 0.9, code)
+
+    def test_silent_zone_is_not_asked_again_at_once(self):
+        # a zone whose lookups time out costs dns_timeout once, not once per name in it
+        sd, url = self.silent_dns_statusd("statusd-silent")
+        results = [self.timed_post(self.unpublished(url, f"n{i}.silent.example", f"ev-z{i}"),
+                                   sd) for i in range(4)]
+        for status, code, retry, _ in results:
+            self.assertEqual((status, code), (503, "dns-unavailable"))
+            self.assertRegex(retry or "", r"^[1-9][0-9]*$")
+        self.assertGreater(results[0][3], 0.9)
+        self.assertTrue(all(r[3] < 0.5 for r in results[1:]), results)
+
+    def test_waiting_reports_are_capped(self):
+        # more reports than statusd lets wait (32): the rest are answered 503 busy at once
+        sd, url = self.silent_dns_statusd("statusd-busy", timeout="3s")
+        requests = [self.unpublished(url, f"zone{i}.example", f"ev-b{i}") for i in range(40)]
+        conns, answers = [], []
+        try:
+            for body, headers in requests:
+                conn = http.client.HTTPConnection("127.0.0.1", sd.http_port, timeout=5)
+                conn.request("POST", PATH, body=body, headers=headers)
+                conns.append(conn)
+            waiting = {c.sock: c for c in conns}
+            deadline = time.monotonic() + 2.5  # before the first lookup's 3 s are over
+            while waiting and time.monotonic() < deadline:
+                ready, _, _ = select.select(list(waiting), [], [], 0.1)
+                for sock in ready:
+                    resp = waiting.pop(sock).getresponse()
+                    answers.append((resp.status, json.loads(resp.read()).get("code"),
+                                    resp.getheader("Retry-After")))
+        finally:
+            for conn in conns:  # the waiting ones go
+                conn.close()
+        self.assertEqual([a for a in answers if a[:2] != (503, "busy")], [])
+        self.assertTrue(all(re.match(r"^[1-9][0-9]*$", a[2] or "") for a in answers), answers)
+        self.assertEqual(len(answers), 8)
+        _, text = sd.http("/metrics")
+        self.assertRegex(text, r'msgstatus_federation_reports_refused_total\{reason="busy"\} 8')
+        # the reports whose clients went away are skipped (statusd looks at their clients
+        # twice a second), not looked up for 3 s each: at most the one under way and the
+        # next are
+        time.sleep(max(0.0, deadline + 4 - time.monotonic()))
+        status, code, _, took = self.timed_post(
+            self.unpublished(url, "after.example", "ev-b-after"), sd)
+        self.assertEqual((status, code), (503, "dns-unavailable"))
+        self.assertLess(took, 8, "waited for the lookups of reports nobody waits for")
+        _, text = sd.http("/metrics")
+        self.assertRegex(text, r"msgstatus_federation_reports_abandoned_total [1-9]")
 
     def test_not_accepting(self):
         # the default (auto) without federation_endpoint takes no reports

@@ -45,6 +45,7 @@ static const struct {
         {FEDIN_RATE_LIMITED, 429, "rate-limited"},
         {FEDIN_DNS_UNAVAILABLE, 503, "dns-unavailable"},
         {FEDIN_DB_UNAVAILABLE, 503, "storage-unavailable"},
+        {FEDIN_BUSY, 503, "busy"},
 };
 
 static void
@@ -109,6 +110,69 @@ test_verify_failure(void **state)
 	p.expires = now + 291;
 	CHECK_INT("too long a life", fedaccept_verify_failure(&p, true, false, now, 60, 300),
 	          FEDIN_STALE);
+	check_done();
+}
+
+/* The checks made before a report waits for its key (table-driven). */
+static void
+test_precheck(void **state)
+{
+	const int64_t now = 1765017000;
+	static const struct {
+		const char *what, *alg, *keyid, *nonce, *extra;
+		int64_t created, expires;
+		enum fedin_err want;
+	} cases[] = {
+	        {"the profile", "ed25519", "s1._msgstatus-key.example.net", "n", NULL, -10, 290,
+	         FEDIN_OK},
+	        {"@authority too", "ed25519", "s1._msgstatus-key.example.net", "n", "@authority",
+	         -10, 290, FEDIN_OK},
+	        {"another alg", "rsa-pss-sha512", "s1._msgstatus-key.example.net", "n", NULL, -10,
+	         290, FEDIN_PROFILE},
+	        {"no alg", "", "s1._msgstatus-key.example.net", "n", NULL, -10, 290, FEDIN_PROFILE},
+	        {"a field not rebuilt", "ed25519", "s1._msgstatus-key.example.net", "n", "date",
+	         -10, 290, FEDIN_PROFILE},
+	        {"content-length", "ed25519", "s1._msgstatus-key.example.net", "n",
+	         "content-length", -10, 290, FEDIN_PROFILE},
+	        {"no nonce", "ed25519", "s1._msgstatus-key.example.net", "", NULL, -10, 290,
+	         FEDIN_PROFILE},
+	        {"keyid of another form", "ed25519", "s1.example.net", "n", NULL, -10, 290,
+	         FEDIN_PROFILE},
+	        {"expired", "ed25519", "s1._msgstatus-key.example.net", "n", NULL, -300, 0,
+	         FEDIN_STALE},
+	        {"created in the future", "ed25519", "s1._msgstatus-key.example.net", "n", NULL, 61,
+	         200, FEDIN_STALE},
+	        {"too long a life", "ed25519", "s1._msgstatus-key.example.net", "n", NULL, -10, 291,
+	         FEDIN_STALE},
+	};
+	struct httpsig_params p;
+	const char *detail;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		memset(&p, 0, sizeof(p));
+		for (size_t k = 0; k < FEDACCEPT_NREQUIRED; k++)
+			snprintf(p.components[p.ncomponents++], sizeof(p.components[0]), "%s",
+			         fedaccept_required[k]);
+		if (cases[i].extra != NULL)
+			snprintf(p.components[p.ncomponents++], sizeof(p.components[0]), "%s",
+			         cases[i].extra);
+		snprintf(p.alg, sizeof(p.alg), "%s", cases[i].alg);
+		snprintf(p.keyid, sizeof(p.keyid), "%s", cases[i].keyid);
+		snprintf(p.nonce, sizeof(p.nonce), "%s", cases[i].nonce);
+		p.has_created = p.has_expires = true;
+		p.created = now + cases[i].created;
+		p.expires = now + cases[i].expires;
+		detail = NULL;
+		CHECK_INT(cases[i].what, fedaccept_precheck(&p, now, 60, 300, &detail),
+		          cases[i].want);
+		CHECK_INT("a detail", cases[i].want == FEDIN_OK || detail != NULL, true);
+	}
+	memset(&p, 0, sizeof(p));
+	snprintf(p.components[p.ncomponents++], sizeof(p.components[0]), "@method");
+	snprintf(p.alg, sizeof(p.alg), "ed25519");
+	CHECK_INT("a required component missing", fedaccept_precheck(&p, now, 60, 300, &detail),
+	          FEDIN_PROFILE);
 	check_done();
 }
 
@@ -242,14 +306,77 @@ test_rate(void **state)
 	check_done();
 }
 
+/* A sender chooses its subdomains: they share their parent's bucket (the last two labels). */
+static void
+test_rate_subdomains(void **state)
+{
+	struct fedrate *r = fedrate_new(0.001, 3);
+	int retry = 0;
+
+	(void)state;
+	CHECK_INT("a.example.net", fedrate_take(r, "a.example.net", 1000, &retry), true);
+	CHECK_INT("b.example.net", fedrate_take(r, "b.example.net", 1000, &retry), true);
+	CHECK_INT("x.c.example.net", fedrate_take(r, "x.c.example.net", 1000, &retry), true);
+	CHECK_INT("the parent's bucket is spent", fedrate_take(r, "d.example.net", 1000, &retry),
+	          false);
+	CHECK_INT("and the parent's own reports", fedrate_take(r, "example.net", 1000, &retry),
+	          false);
+	CHECK_INT("another parent", fedrate_take(r, "a.example.org", 1000, &retry), true);
+	fedrate_free(&r);
+	check_done();
+}
+
+/* Many new domains never give a spent bucket back its burst. */
+static void
+test_rate_table_full(void **state)
+{
+	struct fedrate *r = fedrate_new(0.001, 3);
+	char domain[64];
+	int retry = 0;
+
+	(void)state;
+	for (int i = 0; i < 3; i++)
+		CHECK_INT("the burst", fedrate_take(r, "example.net", 1000, &retry), true);
+	CHECK_INT("spent", fedrate_take(r, "example.net", 1000, &retry), false);
+	for (int i = 0; i < 3 * 4096; i++) {
+		snprintf(domain, sizeof(domain), "d%d.test", i);
+		(void)fedrate_take(r, domain, 1000 + i, &retry);
+	}
+	CHECK_INT("still spent", fedrate_take(r, "example.net", 14000, &retry), false);
+	fedrate_free(&r);
+	check_done();
+}
+
+/* All domains together get ten times one domain's rate and burst. */
+static void
+test_rate_all_domains(void **state)
+{
+	struct fedrate *r = fedrate_new(1, 2);
+	char domain[64];
+	int retry = 0;
+
+	(void)state;
+	for (int i = 0; i < 20; i++) {
+		snprintf(domain, sizeof(domain), "d%d.test", i);
+		CHECK_INT("within the total burst", fedrate_take(r, domain, 1000, &retry), true);
+	}
+	CHECK_INT("a new domain beyond it", fedrate_take(r, "new.example", 1000, &retry), false);
+	CHECK_INT("retry after", retry, 1);
+	CHECK_INT("refilled at ten a second", fedrate_take(r, "new.example", 1200, &retry), true);
+	fedrate_free(&r);
+	check_done();
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	        cmocka_unit_test(test_errors),         cmocka_unit_test(test_content_type),
-	        cmocka_unit_test(test_verify_failure), cmocka_unit_test(test_recipient_in),
-	        cmocka_unit_test(test_claims),         cmocka_unit_test(test_event),
-	        cmocka_unit_test(test_stored_id),      cmocka_unit_test(test_rate),
+	        cmocka_unit_test(test_errors),           cmocka_unit_test(test_content_type),
+	        cmocka_unit_test(test_verify_failure),   cmocka_unit_test(test_recipient_in),
+	        cmocka_unit_test(test_claims),           cmocka_unit_test(test_event),
+	        cmocka_unit_test(test_stored_id),        cmocka_unit_test(test_rate),
+	        cmocka_unit_test(test_rate_subdomains),  cmocka_unit_test(test_rate_table_full),
+	        cmocka_unit_test(test_rate_all_domains), cmocka_unit_test(test_precheck),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
