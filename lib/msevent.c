@@ -455,6 +455,12 @@ msevent_detail_int(struct msevent *ev, const char *key, int64_t value)
 	json_object_object_add(details_obj(ev), key, json_object_new_int64(value));
 }
 
+void
+msevent_detail_bool(struct msevent *ev, const char *key, bool value)
+{
+	json_object_object_add(details_obj(ev), key, json_object_new_boolean(value));
+}
+
 const char *
 msevent_detail_get(const struct msevent *ev, const char *key)
 {

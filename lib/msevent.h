@@ -71,7 +71,7 @@ enum msevent_type {
 	   "Reports from other mail systems") */
 	MSEV_REPORT = 15,
 };
-#define MSEV_TYPE_MAX   15
+#define MSEV_TYPE_MAX 15
 /* A report event's details.raw (the report itself) may fill the record; other details
    strings are at most 2048 bytes. */
 #define MSEVENT_RAW_KEY "raw"
@@ -130,6 +130,7 @@ enum msevent_type msevent_type_parse(const char *name);
 /* Details helpers for producers: set key to a string or an integer (creating details). */
 void msevent_detail_str(struct msevent *ev, const char *key, const char *value);
 void msevent_detail_int(struct msevent *ev, const char *key, int64_t value);
+void msevent_detail_bool(struct msevent *ev, const char *key, bool value);
 /* A details string, or NULL. */
 const char *msevent_detail_get(const struct msevent *ev, const char *key);
 
