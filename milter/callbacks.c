@@ -14,14 +14,19 @@
  *	bytes) until the end of headers; only if it carries a foreign Msgstatus-Id
  *	(tracker_wants_dkim) are they, and then the body, fed to a DKIM check (dkimverify.h),
  *	whose key lookups may wait for the DNS at end of message, at most 2 x dns_timeout.
- *	Everything else drops the buffer at the end of headers: no DKIM work, no DNS.
+ *	A report coming back (reportin.h: not tracked, to local addresses only, Content-Type
+ *	multipart/report) is kept whole from the same buffer on, DKIM-checked too, read at end
+ *	of message, and discarded there when reportin says it is consumed and its events are
+ *	recorded. Everything else drops the buffer at the end of headers: no DKIM work, no
+ *	DNS.
  *
  * SECURITY
  *	All arguments come from the SMTP client through Postfix; tracker.c bounds and checks
  *	them. Log lines quote client data only through msg_clean().
  *
  * DIAGNOSTICS
- *	Nothing here rejects or delays mail: every callback continues. Events the spool cannot
+ *	Nothing here rejects or delays mail: every callback continues (a consumed report is
+ *	discarded, not rejected). Events the spool cannot
  *	take (its disk full, spool_max_size reached, a disk error) wait in the shipper's memory
  *	(up to 1 MiB; a warning with the queue id for each message); only when that is full
  *	too is a message left untagged, with an error ("NOT recorded").

@@ -16,6 +16,7 @@
  */
 #include "store.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,6 +36,8 @@ store_reports_free(struct store_report *reps, size_t n)
 	free(reps);
 }
 
+/* m->reports stays NULL (the documents then leave the report fields out) when the database
+   has no reports table. */
 int
 store_reports_of(PGconn *conn, int64_t message, struct store_message *m, bool *transient_r,
                  const char **error_r)
@@ -51,8 +54,16 @@ store_reports_of(PGconn *conn, int64_t message, struct store_message *m, bool *t
 	                   " FROM reports WHERE message = $1::bigint"
 	                   " ORDER BY event_time, event_id",
 	                   1, NULL, params, NULL, NULL, 0);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+		/* a database not migrated to schema 008 yet (database_migrate = no): no reports */
+		if (state != NULL && strcmp(state, "42P01") == 0) {
+			PQclear(res);
+			return 0;
+		}
 		return store_failed(conn, res, transient_r, error_r);
+	}
 	n = PQntuples(res);
 	m->reports = mycalloc((size_t)n + 1, sizeof(*m->reports));
 	m->nreports = (size_t)n;
@@ -86,8 +97,15 @@ store_report_raw(PGconn *conn, const char *report_id, const char *user, char **r
 	                   " JOIN messages m ON m.id = x.message"
 	                   " WHERE x.report_id = $1 AND m.owner = lower($2)",
 	                   2, NULL, params, NULL, NULL, 0);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+		if (state != NULL && strcmp(state, "42P01") == 0) { /* no schema 008 yet */
+			PQclear(res);
+			return 0;
+		}
 		return store_failed(conn, res, transient_r, error_r);
+	}
 	found = PQntuples(res) == 1;
 	if (found) {
 		*raw_r = store_get_str(res, 0, 0);
