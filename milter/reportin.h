@@ -22,6 +22,12 @@
  * entry says delivered, relayed or delayed is discarded once its events are recorded; a
  * failure, an unverifiable DSN and every MDN reach the user as before.
  *
+ * DESIGN
+ *	Pure functions, as tracker.h: callbacks.c keeps the message and carries out the
+ *	decision (spool, smfi_discard); reportin_read() allocates only for its result and
+ *	frees it before it returns. One report is parsed once; the raw text is copied once
+ *	(made valid UTF-8) and cut with the record measured by msevent_format().
+ *
  * SECURITY
  *	The message is anyone's. report_parse() bounds it; here every value that goes into an
  *	event is checked as msevent_validate() would (an entry that fails is left out, and
