@@ -943,6 +943,40 @@ test_details_limits(void **state)
 		free(line);
 		free(val);
 	}
+	/* a report's raw text may fill the record; raw of another event type, or another key
+	   of a report, keeps the 2048-byte limit */
+	{
+		static const struct {
+			const char *type, *key;
+			int want;
+		} raws[] = {
+		        {"\"report\"", "raw", 0},
+		        {"\"report\"", "smtp_reply", -1},
+		        {"\"delivered\"", "raw", -1},
+		};
+		char *val = jstr_rep('r', 12000);
+
+		for (size_t i = 0; i < sizeof(raws) / sizeof(raws[0]); i++) {
+			char *line;
+
+			mbuf_reset(&d);
+			mbuf_printf(&d, "{\"%s\":%s}", raws[i].key, val);
+			{
+				struct field over[2] = {{"details", mbuf_str(&d)},
+				                        {"type", raws[i].type}};
+				line = build(over, 2);
+			}
+			CHECK_INT(raws[i].key, parse_len(&ev, line, strlen(line), &err),
+			          raws[i].want);
+			if (raws[i].want == 0) {
+				CHECK_INT("raw kept whole", strlen(msevent_detail_get(&ev, "raw")),
+				          12000);
+				msevent_clear(&ev);
+			}
+			free(line);
+		}
+		free(val);
+	}
 	{
 		/* 683 euro signs: 2049 bytes in 683 characters */
 		struct mbuf v = MBUF_INIT;
