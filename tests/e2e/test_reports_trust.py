@@ -8,12 +8,14 @@ and what the recipient's status became. A report entry counts only for an addres
 sender used, and only when its origin is proven for that address's domain: an aligned
 DKIM signature (d= the domain or a parent of it with two labels or more), or for a DSN our
 ENVID (envid_ok) on a message whose recipients outside the sender's domain are all in
-that domain. A replay changes nothing; an entry about no message of ours is not kept.
+that domain. A replay changes nothing; an entry about no message of ours is not kept;
+kept reports expire with event_retention.
 """
+import subprocess
 import unittest
 
 from e2e import event, main
-from msgsandbox import Sandbox
+from msgsandbox import Sandbox, paths
 from msgsandbox.core import wait_for
 
 ALICE = "alice@example.org"
@@ -139,6 +141,32 @@ class ReportTrustTest(unittest.TestCase):
         self.assertEqual(self.pg.scalar("SELECT count(*) FROM reports r JOIN messages m ON "
                                         "m.id = r.message WHERE m.tracking_id LIKE 'nosuch%'"),
                          "0")
+
+    def test_maintenance_expires_old_reports(self):
+        """Reports and their raw text go with the events of their time (event_retention),
+        by statusctl maintain as by statusd's own maintenance; newer ones stay."""
+        ids = {}
+        for name in ("old", "new"):
+            tid = f"trustmaint{name}" + "f" * (16 - len(name))
+            ids[name] = name + "m" * (26 - len(name))
+            self.send([event("queued", tracking_id=tid, recipient="bob@b.example",
+                             sender=ALICE, offset_ms=-60000)])
+            self.send([event("report", tracking_id=tid, recipient="bob@b.example",
+                             source="milter", details={"kind": "dsn", "status": "delivered",
+                                                       "report_id": ids[name], "raw": "x"})])
+            wait_for("the report", lambda: self.kept(tid), timeout=10)
+        self.pg.psql("UPDATE reports SET event_time = now() - interval '3650 days' "
+                     f"WHERE report_id = '{ids['old']}'")
+        self.pg.psql("UPDATE report_raw SET event_time = now() - interval '3650 days' "
+                     f"WHERE report_id = '{ids['old']}'")
+        out = subprocess.run([paths.binary("statusd/statusctl"), "-c", self.sd.config,
+                              "maintain"], capture_output=True, text=True, timeout=60)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        for table in ("reports", "report_raw"):
+            self.assertEqual(self.pg.scalar(f"SELECT count(*) FROM {table} "
+                                            f"WHERE report_id = '{ids['old']}'"), "0", table)
+            self.assertEqual(self.pg.scalar(f"SELECT count(*) FROM {table} "
+                                            f"WHERE report_id = '{ids['new']}'"), "1", table)
 
 
 if __name__ == "__main__":
