@@ -17,6 +17,8 @@ What this guards:
 - greylisting at B: deferred (A's log), then delivered (B's DSN).
 - a recipient B accepts and then bounces: relayed, then bounced, and that bounce reaches
   alice's mailbox.
+- a recipient B refuses at RCPT TO: A's own Postfix bounces it; its notice passes the
+  milter (internal_mail_filter_classes = bounce) and is read like any other DSN.
 - forged reports change nothing and are kept as unverified: a DSN with the bare tracking
   id as ENVID (no mac), one with B's genuine ENVID about a message that also went to C
   (so C's mail systems saw the ENVID too), and an MDN.
@@ -40,6 +42,7 @@ AUTH = (ALICE, "alice-secret")
 BOB = "bob@example.net"          # at site B
 GREY = "grey@example.net"        # at site B, greylisted until the test lets it in
 NOBODY = "nobody@example.net"    # accepted by B's smtpd, unknown to B's Dovecot
+REFUSED = "refused@example.net"  # refused by B's smtpd at RCPT TO: A's own bounce
 CAROL = "carol@example.com"      # at site C
 TIMEOUT = 30
 
@@ -88,11 +91,15 @@ class ReportsTest(unittest.TestCase):
         cls.grey_map = cls.sb.path("b-greylist")
         with open(cls.grey_map, "w") as f:
             f.write(f"{GREY} DEFER_IF_PERMIT 4.7.1 greylisted, try again later\n")
+        refuse_map = cls.sb.path("b-refuse")
+        with open(refuse_map, "w") as f:
+            f.write(f"{REFUSED} REJECT 5.1.1 no such user here\n")
         cls.b = cls.sb.mail_site(
             "example.net", {BOB: "bob-secret", GREY: "grey-secret"}, routes=back,
             postfix={"settings": {"lmtp_assume_final": "yes",
                                   "smtpd_recipient_restrictions":
-                                  f"check_recipient_access texthash:{cls.grey_map}"}})
+                                  f"check_recipient_access texthash:{cls.grey_map}, "
+                                  f"check_recipient_access texthash:{refuse_map}"}})
         cls.c = cls.sb.mail_site("example.com", {CAROL: "carol-secret"}, routes=back)
         cls.postfix.set_transport("example.net", cls.b.postfix, reload=False)
         cls.postfix.set_transport("example.com", cls.c.postfix)
@@ -245,6 +252,17 @@ class ReportsTest(unittest.TestCase):
                          [("dsn", 5, True, "envid")])
         # a failure still reaches the user
         wait_for("the bounce in alice's INBOX", lambda: self.inbox_reports(tid),
+                 timeout=TIMEOUT, interval=0.2)
+
+    def test_postfix_own_bounce_is_read(self):
+        qid, tid = self.send([REFUSED], "reports-refused")
+        got = self.wait_status(tid, REFUSED, "bounced")
+        self.assertEqual(got["delivered"], "no")
+        (kind, status, verified, proof, report_id), = self.wait_reports(tid, REFUSED)
+        self.assertEqual((kind, status, verified, proof), ("dsn", 5, True, "envid"))
+        self.assertEqual(self.raw_field(report_id, "Reporting-MTA: dns; ([a-z.]+)"),
+                         self.postfix.myhostname, "A's own notice")
+        wait_for("A's bounce in alice's INBOX", lambda: self.inbox_reports(tid),
                  timeout=TIMEOUT, interval=0.2)
 
     def dsn(self, envid, rcpt, tid, action="failed", status="5.1.1"):
