@@ -58,39 +58,60 @@ $$;
 -- after the COPY and before msgstatus_ingest(), only for a batch that holds report events.
 -- Returns the entries kept.
 --
+-- A report can come in the same batch as its message's queued events (Postfix's own bounce
+-- follows the milter's record within milliseconds): so the report rows leave the batch
+-- first, the batch's messages are created (msgstatus_ingest_messages(), under the lock on
+-- log_head that ingest holds for that; msgstatus_ingest() calls it again and finds nothing
+-- left to do), and the addresses the sender used are those stored and those of the batch's
+-- queued events.
+--
 -- The rule (docs/security.md), in this order:
 -- 1. The message: by the tracking id (from a valid ENVID, else the returned Msgstatus-Id),
 --    else the newest by Message-ID queued in the 60 days around. None: the entry is dropped.
 -- 2. The recipient: the address the report names must be one the sender used (a queued
---    recipient of that message: recipients.queued, schema 005's rule). Else unverified.
+--    recipient of that message, schema 005's rule). Else unverified.
 -- 3. The origin, proven for that recipient's domain R by either
 --    (a) a valid DKIM signature (the milter's check) whose d= aligns with R, or
 --    (b) a DSN whose ENVID carries this site's mac (envid_ok) for this message, when every
 --        recipient of the message outside the sender's own domain is in R: then only R's
 --        mail systems ever saw the ENVID.
 --    Else unverified.
--- A verified entry whose status is known stays in the batch as that status event: source
--- the report's kind, recipient the one it counts for, details reporting_mta, dsn,
+-- A verified entry whose status is known goes back into the batch as that status event:
+-- source the report's kind, recipient the one it counts for, details reporting_mta, dsn,
 -- smtp_reply (and disposition for an MDN) and report_id; its keys were computed by statusd
--- (lib/status.h status_report_key). Every other report row leaves the batch.
+-- (lib/status.h status_report_key).
 CREATE FUNCTION msgstatus_reports() RETURNS bigint
 LANGUAGE plpgsql SET enable_hashjoin = off SET enable_mergejoin = off SET jit = off AS $$
 DECLARE
 	n bigint;
 BEGIN
+	-- the session's own tables, made once and emptied at each commit, like ingest_stage
+	-- (no catalog rows per batch)
+	CREATE TEMP TABLE IF NOT EXISTS report_rows (LIKE ingest_stage) ON COMMIT DELETE ROWS;
 	CREATE TEMP TABLE IF NOT EXISTS report_stage (
 		seq int, event_id text, message bigint, tracking_id text, sender text,
 		recipient text, rcpt text, kind text, status smallint, verified boolean,
 		proof text, details jsonb, event_time timestamptz
-	) ON COMMIT DROP;
+	) ON COMMIT DELETE ROWS;
+	CREATE TEMP TABLE IF NOT EXISTS report_used (message bigint, recipient text)
+		ON COMMIT DELETE ROWS;
+	DELETE FROM report_rows;
+	DELETE FROM report_stage;
+	DELETE FROM report_used;
+
+	PERFORM 1 FROM log_head FOR UPDATE;
+	WITH moved AS (DELETE FROM ingest_stage s WHERE s.type = 15 RETURNING s.*)
+	INSERT INTO report_rows SELECT * FROM moved;
+	PERFORM msgstatus_ingest_messages();
+
 	INSERT INTO report_stage
-	SELECT s.seq, s.event_id, m.id, m.tracking_id, m.sender, lower(s.recipient), q.recipient,
+	SELECT s.seq, s.event_id, m.id, m.tracking_id, m.sender, lower(s.recipient), NULL,
 	       coalesce(s.details->>'kind', 'dsn'),
 	       CASE s.details->>'status' WHEN 'deferred' THEN 2 WHEN 'relayed' THEN 3
 		    WHEN 'delivered' THEN 4 WHEN 'bounced' THEN 5 WHEN 'read' THEN 7
 		    WHEN 'deleted' THEN 9 END,
 	       false, 'unproven', s.details, s.event_time
-	FROM ingest_stage s
+	FROM report_rows s
 	CROSS JOIN LATERAL (
 		(SELECT m.id, m.tracking_id, m.sender FROM messages m
 		 WHERE m.tracking_id = s.tracking_id)
@@ -101,8 +122,21 @@ BEGIN
 				       AND s.event_time + interval '1 hour'
 		 ORDER BY m.id DESC LIMIT 1)
 		LIMIT 1) m
-	LEFT JOIN recipients q ON q.message = m.id AND q.recipient = lower(s.recipient) AND q.queued
-	WHERE s.type = 15 AND s.recipient IS NOT NULL;
+	WHERE s.recipient IS NOT NULL;
+
+	-- the addresses the sender used, stored and in this batch
+	INSERT INTO report_used
+	SELECT r.message, r.recipient
+	FROM (SELECT DISTINCT message FROM report_stage) t
+	JOIN recipients r ON r.message = t.message AND r.queued
+	UNION
+	SELECT m.id, lower(st.recipient)
+	FROM ingest_stage st JOIN messages m ON m.tracking_id = st.tracking_id
+	WHERE st.type = 1 AND st.recipient IS NOT NULL
+	  AND m.id IN (SELECT message FROM report_stage);
+	UPDATE report_stage r SET rcpt = r.recipient
+	WHERE EXISTS (SELECT 1 FROM report_used u
+		      WHERE u.message = r.message AND u.recipient = r.recipient);
 
 	UPDATE report_stage r SET verified = true, proof = 'dkim'
 	WHERE r.rcpt IS NOT NULL
@@ -111,8 +145,8 @@ BEGIN
 	UPDATE report_stage r SET verified = true, proof = 'envid'
 	WHERE r.rcpt IS NOT NULL AND NOT r.verified AND r.kind = 'dsn'
 	  AND r.details->'envid_ok' = 'true'::jsonb
-	  AND NOT EXISTS (SELECT 1 FROM recipients o
-			  WHERE o.message = r.message AND o.queued
+	  AND NOT EXISTS (SELECT 1 FROM report_used o
+			  WHERE o.message = r.message
 			    AND msgstatus_addr_domain(o.recipient) <> msgstatus_addr_domain(r.sender)
 			    AND msgstatus_addr_domain(o.recipient) <> msgstatus_addr_domain(r.rcpt));
 	UPDATE report_stage r SET proof = 'not_recipient' WHERE r.rcpt IS NULL;
@@ -131,19 +165,20 @@ BEGIN
 	FROM report_stage r WHERE r.details->>'raw' IS NOT NULL
 	ON CONFLICT (report_id) DO NOTHING;
 
-	-- the verified ones with a status become status events of the batch
-	UPDATE ingest_stage s SET type = r.status, source = r.kind, tracking_id = r.tracking_id,
-		recipient = r.rcpt, orig_recipient = NULL,
-		details = jsonb_strip_nulls(jsonb_build_object(
+	-- the verified ones with a status go back into the batch as status events
+	INSERT INTO ingest_stage (seq, event_id, event_time, type, dkey, rkey, source, tracking_id,
+				  queue_id, message_id, recipient, orig_recipient, sender, sasl_user,
+				  size, details, xkey, copies)
+	SELECT s.seq, s.event_id, s.event_time, r.status, s.dkey, s.rkey, r.kind, r.tracking_id,
+	       NULL, s.message_id, r.rcpt, NULL, NULL, NULL, NULL,
+	       jsonb_strip_nulls(jsonb_build_object(
 			'reporting_mta', r.details->>'reporting_mta', 'dsn', r.details->>'dsn',
 			'smtp_reply', r.details->>'smtp_reply',
 			'disposition', r.details->>'disposition',
-			'report_id', r.details->>'report_id'))
-	FROM report_stage r
-	WHERE s.seq = r.seq AND s.event_id = r.event_id AND s.type = 15 AND r.verified
-	  AND r.status IS NOT NULL;
-	DELETE FROM ingest_stage s WHERE s.type = 15;
-	DROP TABLE report_stage;
+			'report_id', r.details->>'report_id')),
+	       s.xkey, 0
+	FROM report_rows s JOIN report_stage r ON r.seq = s.seq AND r.event_id = s.event_id
+	WHERE r.verified AND r.status IS NOT NULL;
 	RETURN n;
 END $$;
 

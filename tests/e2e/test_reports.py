@@ -150,9 +150,14 @@ class ReportsTest(unittest.TestCase):
                               f"WHERE report_id = '{report_id}'")
 
     def wait_reports(self, tid, rcpt, n=1):
-        return wait_for(f"{n} report(s) about {rcpt} of {tid}",
-                        lambda: (lambda r: r if len(r) >= n else None)(self.reports(tid, rcpt)),
-                        timeout=TIMEOUT, interval=0.2)
+        try:
+            return wait_for(f"{n} report(s) about {rcpt} of {tid}",
+                            lambda: (lambda r: r if len(r) >= n else None)(
+                                self.reports(tid, rcpt)), timeout=TIMEOUT, interval=0.2)
+        except Exception:
+            self.fail(f"{n} report(s) about {rcpt} of {tid}: have {self.reports(tid)}\n"
+                      f"milter: {self.milter.child.log()[-2500:]}\n"
+                      f"A: {self.postfix.maillog()[-4000:]}")
 
     def event_sources(self, tid, rcpt):
         """The (status, source) of rcpt's events of tid in A's log, sorted."""

@@ -130,6 +130,26 @@ class ReportTrustTest(unittest.TestCase):
         self.assertEqual(self.pg.scalar(f"SELECT raw = E'Action: delivered\\r\\n' FROM "
                                         f"report_raw WHERE report_id = '{'r' * 26}'"), "t")
 
+    def test_report_in_the_batch_of_its_message(self):
+        """Postfix's own bounce follows the milter's record within milliseconds: a report
+        in the same batch as its message's queued events counts as it would later."""
+        for i, (rcpts, details, want) in enumerate([
+                (["bob@b.example"], {"kind": "dsn", "status": "bounced", "envid_ok": True},
+                 ("t", "envid", "bounced")),
+                (["bob@b.example", "carol@c.example"],
+                 {"kind": "dsn", "status": "bounced", "envid_ok": True},
+                 ("f", "unproven", "queued")),
+                (["bob@b.example"], {"kind": "dsn", "status": "delivered", "dkim": "b.example"},
+                 ("t", "dkim", "delivered"))]):
+            tid = f"trustbatch{i}" + "g" * 15
+            self.send([event("queued", tracking_id=tid, recipient=r, sender=ALICE,
+                             offset_ms=-1000) for r in rcpts]
+                      + [event("report", tracking_id=tid, recipient="bob@b.example",
+                               source="milter", details=details)])
+            rows = wait_for("the report", lambda: self.kept(tid), timeout=10)
+            self.assertEqual((rows[0][0], rows[0][1]), want[:2], rows)
+            self.assertEqual(self.status_of(tid, "bob@b.example")["status"], want[2])
+
     def test_report_about_no_message_is_dropped(self):
         self.send([event("report", tracking_id="nosuch" + "d" * 20, recipient="bob@b.example",
                          source="milter", details={"kind": "dsn", "status": "bounced",
