@@ -115,8 +115,8 @@ export class Recipient {
 
   /** Fold one event in; true if what is shown changed. */
   _apply(status, timestamp, details, smtpReply, source) {
-    const fromDsn = source === "dsn" || (source === undefined && details && details.report_id &&
-      status === "bounced");
+    // feeds and status documents carry no source: a DSN's event has details.report_id
+    const fromDsn = source === "dsn" || (!source && !!details && !!details.report_id);
     const key = keyOf(status, ms(timestamp), fromDsn);
     if (key === null) return false;
     const info = { status, timestamp, details: details || {}, smtpReply: smtpReply ?? null };

@@ -13,9 +13,9 @@ with the plugin, msgstatus-logd, statusd and PostgreSQL.
   the message's events (none missing, none twice), all through the feed;
 - where WebSocket is blocked, the page falls back to Server-Sent Events;
 - opened while PostgreSQL is down, the page waits and goes live when it is back;
-- a recipient at another site: relayed shows ✓, a verified DSN's delivered ✓✓ and a
-  verified MDN's read a blue ✓✓ (report events on statusd's event socket, as the milter
-  sends them);
+- a recipient at another site: relayed shows ✓, a verified DSN's delivered ✓✓ (its
+  bounce after relayed ✕) and a verified MDN's read a blue ✓✓ (report events on statusd's
+  event socket, as the milter sends them);
 - keyboard and screen-reader basics: rows are buttons with aria-expanded, the connection
   indicator is a live status region; the page fits a phone's width.
 """
@@ -169,6 +169,21 @@ class DashboardTest(unittest.TestCase):
         self.assertNotEqual(alice.js(color, tid, dave), grey, "read: the read colour (blue)")
         self.assertEqual([s for _, r, s in alice.js(TIMELINE, tid) if r == dave],
                          ["queued", "relayed", "delivered", "read"])
+        # a far side's bounce after relayed, live: the page ranks it as statusd does
+        tid2, erin = "dashbounce" + "b" * 16, "erin@remote.example"
+        self.sd.send_events([event("queued", tracking_id=tid2, recipient=erin, sender=ALICE,
+                                   source="milter", offset_ms=-3000),
+                             event("relayed", tracking_id=tid2, recipient=erin,
+                                   source="postfix", offset_ms=-2000)])
+        self.expand(alice, tid2)
+        alice.wait("relayed", lambda: self.rcpt_status(alice, tid2, erin) == "relayed")
+        self.sd.send_events([event("report", tracking_id=tid2, recipient=erin,
+                                   source="milter", details={
+                                       "kind": "dsn", "status": "bounced",
+                                       "dkim": "remote.example", "report_id": "b" * 26})])
+        alice.wait("bounced by the DSN", lambda: self.rcpt_status(alice, tid2, erin) == "bounced",
+                   timeout=10)
+        self.assertEqual(alice.js(text, tid2, erin), "✕")
 
     def test_someone_else_sees_nothing(self):
         tid = self.send([BOB], "dash-private")
