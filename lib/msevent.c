@@ -25,6 +25,7 @@ static const char *const type_names[] = {
         [MSEV_EXPIRED] = "expired", [MSEV_READ] = "read",           [MSEV_UNREAD] = "unread",
         [MSEV_DELETED] = "deleted", [MSEV_ONLINE] = "online",       [MSEV_OFFLINE] = "offline",
         [MSEV_COPIED] = "copied",   [MSEV_EXPUNGED] = "expunged",   [MSEV_INBOUND] = "inbound",
+        [MSEV_REPORT] = "report",
 };
 
 const char *
@@ -152,7 +153,7 @@ check_field(const char *name, const char *s, enum field_kind kind, const char **
 }
 
 static int
-check_details(struct json_object *details, const char **error_r)
+check_details(struct json_object *details, enum msevent_type type, const char **error_r)
 {
 	int nkeys = 0;
 
@@ -187,7 +188,11 @@ check_details(struct json_object *details, const char **error_r)
 			break;
 		case json_type_string: {
 			size_t vlen = (size_t)json_object_get_string_len(val);
-			if (vlen > DETAILS_VALUE_MAX ||
+			/* a report's raw text is bounded by the record alone */
+			size_t vmax = type == MSEV_REPORT && strcmp(key, MSEVENT_RAW_KEY) == 0
+			                      ? MSEVENT_RECORD_MAX
+			                      : DETAILS_VALUE_MAX;
+			if (vlen > vmax ||
 			    memchr(json_object_get_string(val), '\0', vlen) != NULL) {
 				*error_r = errfmt("details.%s: string too long or with a NUL", key);
 				return -1;
@@ -258,7 +263,7 @@ msevent_validate(const struct msevent *ev, const char **error_r)
 		*error_r = "size: must not be negative";
 		return -1;
 	}
-	if (ev->details != NULL && check_details(ev->details, error_r) < 0)
+	if (ev->details != NULL && check_details(ev->details, ev->type, error_r) < 0)
 		return -1;
 	return 0;
 }
@@ -448,6 +453,12 @@ void
 msevent_detail_int(struct msevent *ev, const char *key, int64_t value)
 {
 	json_object_object_add(details_obj(ev), key, json_object_new_int64(value));
+}
+
+void
+msevent_detail_bool(struct msevent *ev, const char *key, bool value)
+{
+	json_object_object_add(details_obj(ev), key, json_object_new_boolean(value));
 }
 
 const char *

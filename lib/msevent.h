@@ -5,7 +5,8 @@
  * deferred, relayed, delivered, bounced, expired, read, marked unread, copied into another
  * of the recipient's mailboxes, or one copy of it was expunged; or that mail from another
  * site, authenticated for its sender's domain, arrived with that site's tracking id
- * (inbound). Events come from the milter (queued, inbound), Postfix's log (deferred, relayed,
+ * (inbound), or what a report from another mail system said about one recipient (report).
+ * Events come from the milter (queued, inbound, report), Postfix's log (deferred, relayed,
  *delivered, bounced, expired), the Dovecot plugin (delivered, read, unread, copied, expunged) and
  *the API (read). "deleted" is a status (status.h: no copy left), not an event; on the wire it is
  *still accepted as the name older plugins gave an expunge, and parsed as MSEV_EXPUNGED. On the wire
@@ -65,8 +66,15 @@ enum msevent_type {
 	/* mail from another site, DKIM-authenticated for its sender's domain, that carried that
 	   site's tracking id: the milter remembers it (docs/federation.md, "Correlation") */
 	MSEV_INBOUND = 14,
+	/* one recipient entry of a DSN (RFC 3464) or MDN (RFC 8098) that came back, read by the
+	   milter (milter/reportin.h); statusd decides whether it counts (docs/security.md,
+	   "Reports from other mail systems") */
+	MSEV_REPORT = 15,
 };
-#define MSEV_TYPE_MAX   14
+#define MSEV_TYPE_MAX 15
+/* A report event's details.raw (the report itself) may fill the record; other details
+   strings are at most 2048 bytes. */
+#define MSEVENT_RAW_KEY "raw"
 #define MSEV_STATUS_MAX 9 /* types 1-9 are statuses a recipient can have */
 /* Whether a type is a status a recipient can have. */
 #define MSEV_IS_STATUS(t) ((int)(t) >= MSEV_QUEUED && (int)(t) <= MSEV_STATUS_MAX)
@@ -122,6 +130,7 @@ enum msevent_type msevent_type_parse(const char *name);
 /* Details helpers for producers: set key to a string or an integer (creating details). */
 void msevent_detail_str(struct msevent *ev, const char *key, const char *value);
 void msevent_detail_int(struct msevent *ev, const char *key, int64_t value);
+void msevent_detail_bool(struct msevent *ev, const char *key, bool value);
 /* A details string, or NULL. */
 const char *msevent_detail_get(const struct msevent *ev, const char *key);
 

@@ -65,6 +65,17 @@ status_event_key(enum msevent_type type, int64_t time_ms)
 	return status_key(type, time_ms);
 }
 
+int64_t
+status_report_key(enum msevent_type type, int64_t time_ms)
+{
+	int64_t key = status_event_key(type, time_ms);
+
+	if (type != MSEV_BOUNCED)
+		return key;
+	/* the rank bits of a delivered key, the rest (time, code) of the bounce's */
+	return (key & ~(INT64_C(7) << 60)) | ((int64_t)delivery_rank[MSEV_DELIVERED] << 60);
+}
+
 int
 status_copies(enum msevent_type type, const char *source)
 {
@@ -153,6 +164,7 @@ status_view(const struct status_state *st, struct status_view *out)
 	case MSEV_COPIED:
 	case MSEV_EXPUNGED:
 	case MSEV_INBOUND:
+	case MSEV_REPORT:
 	case MSEV_QUEUED:
 	case MSEV_DEFERRED:
 		out->delivered = "queued";

@@ -11,7 +11,10 @@
  * PostgreSQL keeps the state with GREATEST() and +, and the rules live here.
  *
  *	delivery axis	queued < deferred < bounced = expired < relayed < delivered;
- *			equal ranks: the later event wins (a second deferral replaces the first)
+ *			equal ranks: the later event wins (a second deferral replaces the first);
+ *			a bounce that a verified DSN reports (status_report_key) ranks with
+ *			delivered: the far side's failure after our relayed shows bounced, and
+ *			of its delivered and failed the later wins
  *	reading axis	read, unread: the latest event wins; at the same millisecond
  *			unread > read
  *	mailbox axis	expunged: the latest expunge, kept as a "deleted" key;
@@ -61,6 +64,9 @@ int64_t status_key(enum msevent_type type, int64_t time_ms);
 /* The key an event puts on its axis (> 0), 0 for one that has none (copied). An expunged
    event's key is that of the deleted status at its time. */
 int64_t status_event_key(enum msevent_type type, int64_t time_ms);
+/* The key of a status that a verified report from the far side says (a DSN's failed is a
+   bounce after relayed, see above); any other status as status_event_key(). */
+int64_t status_report_key(enum msevent_type type, int64_t time_ms);
 /* The copies of the message an event adds to the recipient's mailboxes: +1, -1 or 0. */
 int status_copies(enum msevent_type type, const char *source);
 /* Fold one event's keys into a state: idempotent (a replay changes nothing). */

@@ -14,14 +14,19 @@
  *	bytes) until the end of headers; only if it carries a foreign Msgstatus-Id
  *	(tracker_wants_dkim) are they, and then the body, fed to a DKIM check (dkimverify.h),
  *	whose key lookups may wait for the DNS at end of message, at most 2 x dns_timeout.
- *	Everything else drops the buffer at the end of headers: no DKIM work, no DNS.
+ *	A report coming back (reportin.h: not tracked, to local addresses only, Content-Type
+ *	multipart/report) is kept whole from the same buffer on, DKIM-checked too, read at end
+ *	of message, and discarded there when reportin says it is consumed and its events are
+ *	recorded. Everything else drops the buffer at the end of headers: no DKIM work, no
+ *	DNS.
  *
  * SECURITY
  *	All arguments come from the SMTP client through Postfix; tracker.c bounds and checks
  *	them. Log lines quote client data only through msg_clean().
  *
  * DIAGNOSTICS
- *	Nothing here rejects or delays mail: every callback continues. Events the spool cannot
+ *	Nothing here rejects or delays mail: every callback continues (a consumed report is
+ *	discarded, not rejected). Events the spool cannot
  *	take (its disk full, spool_max_size reached, a disk error) wait in the shipper's memory
  *	(up to 1 MiB; a warning with the queue id for each message); only when that is full
  *	too is a message left untagged, with an error ("NOT recorded").
@@ -31,14 +36,19 @@
 #include <arpa/inet.h>
 #include <libmilter/mfapi.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "dkimverify.h"
 #include "dsnreq.h"
+#include "envmac.h"
 #include "mbuf.h"
 #include "mconfig.h"
 #include "msg.h"
+#include "report.h"
+#include "reportin.h"
 #include "mymalloc.h"
 #include "rfc3339.h"
 #include "shipper.h"
@@ -56,6 +66,11 @@ struct mconn {
 	struct mbuf headers; /* "name\0value\0" pairs */
 	bool headers_dropped;
 	struct dkimverify_msg *dkim; /* lives with msg */
+	/* a report coming back (reportin.h): the message, from the end of its headers */
+	char *content_type; /* the first Content-Type header's value */
+	bool rcpt_remote;   /* a recipient leaves this site ({rcpt_mailer}) */
+	bool report_on;
+	struct mbuf report;
 };
 
 /* Headers kept for a DKIM check; a message with more is not checked. */
@@ -77,6 +92,11 @@ message_done(struct mconn *c)
 	dkimverify_msg_free(&c->dkim);
 	mbuf_free(&c->headers);
 	c->headers_dropped = false;
+	free(c->content_type);
+	c->content_type = NULL;
+	c->rcpt_remote = false;
+	c->report_on = false;
+	mbuf_free(&c->report);
 }
 
 /* The connection's state, created at option negotiation (or connect, if there was none). */
@@ -175,6 +195,10 @@ cb_envrcpt(SMFICTX *ctx, char **argv)
 		dsnreq_rcpt(c->dsn, argv[0], (const char *const *)argv + 1,
 		            smfi_getsymval(ctx, "{rcpt_mailer}"), c->cfg->dsn_transports,
 		            (size_t)c->cfg->max_recipients);
+	/* a report is read only where it is delivered: not when it passes through */
+	const char *mailer = smfi_getsymval(ctx, "{rcpt_mailer}");
+	if (mailer != NULL && dsnreq_transport_listed(c->cfg->dsn_transports, mailer))
+		c->rcpt_remote = true;
 	return done(c, SMFIP_NR_RCPT);
 }
 
@@ -185,8 +209,12 @@ cb_header(SMFICTX *ctx, char *name, char *value)
 
 	if (c->msg != NULL) {
 		tracker_header(c->msg, name, value);
-		/* kept for a DKIM check in case the message turns out to need one */
-		if (the_dkim != NULL && !c->msg->enabled && !c->headers_dropped) {
+		if (c->content_type == NULL && strcasecmp(name, "Content-Type") == 0)
+			c->content_type = mystrdup(value ? value : "");
+		/* kept for a DKIM check in case the message turns out to need one, and for
+		   reading a report */
+		if ((the_dkim != NULL || c->cfg->read_reports) && !c->msg->enabled &&
+		    !c->headers_dropped) {
 			size_t vlen = value ? strlen(value) : 0;
 
 			if (c->headers.len + strlen(name) + vlen + 2 > HEADERS_KEEP_MAX) {
@@ -201,13 +229,36 @@ cb_header(SMFICTX *ctx, char *name, char *value)
 	return done(c, SMFIP_NR_HDR);
 }
 
+/* Is the message a report to read (reportin.h)? Known at the end of headers. */
+static bool
+wants_report(const struct mconn *c)
+{
+	return c->msg != NULL && c->cfg->read_reports && !c->msg->enabled && !c->rcpt_remote &&
+	       !c->headers_dropped && c->msg->nrcpts > 0 &&
+	       reportin_candidate(c->content_type, c->msg->sender);
+}
+
 static sfsistat
 cb_eoh(SMFICTX *ctx)
 {
 	struct mconn *c = conn_of(ctx);
+	bool report = wants_report(c);
 
+	if (report) {
+		/* the message as it came, for the parser and the raw copy statusd keeps */
+		const char *p = c->headers.data, *end = p + c->headers.len;
+
+		c->report_on = true;
+		while (p != NULL && p < end) {
+			const char *value = p + strlen(p) + 1;
+
+			mbuf_printf(&c->report, "%s: %s\r\n", p, value);
+			p = value + strlen(value) + 1;
+		}
+		mbuf_puts(&c->report, "\r\n");
+	}
 	if (c->msg != NULL && the_dkim != NULL && !c->headers_dropped &&
-	    tracker_wants_dkim(c->msg)) {
+	    (tracker_wants_dkim(c->msg) || report)) {
 		const char *p = c->headers.data, *end = p + c->headers.len;
 
 		c->dkim = dkimverify_start(the_dkim, "msgstatus");
@@ -235,17 +286,32 @@ cb_body(SMFICTX *ctx, unsigned char *chunk, size_t len)
 		tracker_body(c->msg, len);
 	if (c->dkim != NULL)
 		dkimverify_body(c->dkim, chunk, len);
+	if (c->report_on) {
+		if (c->report.len + len > REPORT_INPUT_MAX) {
+			msg_info("a report of over %u KiB: not read", REPORT_INPUT_MAX / 1024);
+			c->report_on = false;
+			mbuf_free(&c->report);
+		} else
+			mbuf_append(&c->report, chunk, len);
+	}
 	return done(c, SMFIP_NR_BODY);
 }
 
 /* Carry out dsnreq's plan for a tagged message (docs/deployment.md, "Asking for DSNs"). */
 static void
-ask_for_dsns(SMFICTX *ctx, struct dsnreq *d, const char *tracking_id, const char *clean)
+ask_for_dsns(SMFICTX *ctx, const struct mconfig *cfg, struct dsnreq *d, const char *tracking_id,
+             const char *clean)
 {
 	struct dsnreq_plan plan;
 	size_t failed = 0;
+	char envid[ENVMAC_ENVID_LEN + 1];
 
-	if (!dsnreq_plan(d, tracking_id, &plan)) {
+	/* with the site's secret, the ENVID proves that a report was asked for by us */
+	if (cfg->report_secret != NULL)
+		envmac_make(envid, cfg->report_secret, cfg->report_secret_len, tracking_id);
+	else
+		snprintf(envid, sizeof(envid), "%s", tracking_id);
+	if (!dsnreq_plan(d, envid, &plan)) {
 		if (plan.remote > 0 && msg_verbose())
 			msg_debug("%s: no DSNs asked for: the submitter's own DSN options", clean);
 		dsnreq_plan_clear(&plan);
@@ -266,15 +332,68 @@ ask_for_dsns(SMFICTX *ctx, struct dsnreq *d, const char *tracking_id, const char
 	dsnreq_plan_clear(&plan);
 }
 
+/* Record events: to the spool, else the shipper's memory. false if neither took them. */
+static bool
+record(const struct mbuf *events, const char *clean, unsigned n)
+{
+	const char *why;
+	size_t held;
+
+	if (spool_append(the_spool, events->data, events->len, &why) == 0)
+		return true;
+	if (shipper_hold(the_shipper, events->data, events->len, &held) == 0) {
+		msg_warn("%s: %u events held in memory (%zu bytes in all) until statusd takes "
+		         "them: %s",
+		         clean, n, held, why);
+		return true;
+	}
+	msg_error("%s: %u events NOT recorded: %s (and %zu bytes already held in memory)", clean, n,
+	          why, held);
+	return false;
+}
+
+/* A report that came back (reportin.h): its events; true if the message is to be
+   discarded (a DSN we asked for that says all is well, its events recorded). */
+static bool
+read_report(struct mconn *c, const char *clean, const struct dkimverify_result *dr)
+{
+	struct reportin_input in = {
+	        .data = c->report.data,
+	        .len = c->report.len,
+	        .secret = c->cfg->report_secret,
+	        .secret_len = c->cfg->report_secret_len,
+	        .dkim = dr,
+	        .now_ms = time_now_ms(),
+	};
+	struct reportin_result res;
+	struct mbuf events = MBUF_INIT;
+	const char *why;
+	bool recorded;
+
+	if (reportin_read(&in, &res, &events, &why) < 0) {
+		msg_info("%s: a report not read: %s", clean, why);
+		mbuf_free(&events);
+		return false;
+	}
+	recorded = record(&events, clean, res.events);
+	mbuf_free(&events);
+	msg_info("%s: %s report %s read: %u entr%s%s, tracking id %s, ENVID %s, DKIM %s%s", clean,
+	         res.dsn ? "DSN" : "MDN", res.report_id, res.events, res.events == 1 ? "y" : "ies",
+	         res.skipped ? " (some left out)" : "",
+	         res.tracking_id[0] ? res.tracking_id : "none", res.envid_ok ? "ours" : "not ours",
+	         dr != NULL && dr->nsigs > 0 ? dr->sigs[0].domain : "none",
+	         recorded && res.consume ? "; consumed" : "");
+	return recorded && res.consume;
+}
+
 /* A message from elsewhere with a foreign tag: remember it if DKIM authenticates it. */
 static void
-check_inbound(struct mconn *c, const char *clean, const char *qid, struct tracker_result *res,
-              struct mbuf *events)
+check_inbound(struct mconn *c, const char *clean, const char *qid,
+              const struct dkimverify_result *drp, struct tracker_result *res, struct mbuf *events)
 {
-	struct dkimverify_result dr;
+	const struct dkimverify_result dr = *drp;
 	char origin[80];
 
-	dkimverify_eom(c->dkim, tracker_sender_domain(c->msg), &dr);
 	tracker_inbound(c->msg, &dr, qid, time_now_ms(), res, events);
 	msg_clean(origin, sizeof(origin), c->msg->foreign_id, strlen(c->msg->foreign_id));
 	if (res->tag)
@@ -295,30 +414,30 @@ cb_eom(SMFICTX *ctx)
 {
 	struct mconn *c = conn_of(ctx);
 	struct tracker_result res;
+	struct dkimverify_result *dr = NULL;
 	struct mbuf events = MBUF_INIT;
-	const char *qid, *why;
+	const char *qid;
 	char clean[128];
+	bool discard = false;
 
 	if (c->msg == NULL)
 		return SMFIS_CONTINUE;
 	qid = smfi_getsymval(ctx, "i");
 	msg_clean(clean, sizeof(clean), qid ? qid : "NOQUEUE", strlen(qid ? qid : "NOQUEUE"));
 	tracker_eom(c->msg, qid, time_now_ms(), &res, &events);
-	if (!res.tag && c->dkim != NULL)
-		check_inbound(c, clean, qid, &res, &events);
-	if (res.tag && spool_append(the_spool, events.data, events.len, &why) < 0) {
-		size_t held;
-		if (shipper_hold(the_shipper, events.data, events.len, &held) == 0)
-			msg_warn("%s: %u events held in memory (%zu bytes in all) until statusd "
-			         "takes them: %s",
-			         clean, res.events, held, why);
-		else {
-			msg_error("%s: %u events NOT recorded, message not tagged: %s "
-			          "(and %zu bytes already held in memory)",
-			          clean, res.events, why, held);
-			res.tag = false;
-		}
+	if (c->dkim != NULL) {
+		dr = mymalloc(sizeof(*dr));
+		dkimverify_eom(c->dkim, tracker_sender_domain(c->msg), dr);
 	}
+	if (!res.tag && dr != NULL && tracker_wants_dkim(c->msg))
+		check_inbound(c, clean, qid, dr, &res, &events);
+	if (res.tag && !record(&events, clean, res.events)) {
+		msg_error("%s: message not tagged", clean);
+		res.tag = false;
+	}
+	if (c->report_on)
+		discard = read_report(c, clean, dr);
+	free(dr);
 	/* Delete every Msgstatus-Id that came with the message, last occurrence first. */
 	for (unsigned i = res.delete_tags; i > 0; i--)
 		if (smfi_chgheader(ctx, TRACKER_HEADER, (int)i, NULL) != MI_SUCCESS)
@@ -333,13 +452,13 @@ cb_eom(SMFICTX *ctx)
 		         res.events == 1 ? "" : "s",
 		         c->msg->rcpts_dropped ? " (some recipients not recorded)" : "");
 		if (c->dsn != NULL)
-			ask_for_dsns(ctx, c->dsn, res.tracking_id, clean);
+			ask_for_dsns(ctx, c->cfg, c->dsn, res.tracking_id, clean);
 	} else if (!res.tag && msg_verbose())
 		msg_debug("%s: not tracked: %s", clean,
 		          c->msg->why_not ? c->msg->why_not : "no usable recipient");
 	mbuf_free(&events);
 	message_done(c);
-	return SMFIS_CONTINUE;
+	return discard ? SMFIS_DISCARD : SMFIS_CONTINUE;
 }
 
 static sfsistat

@@ -3,11 +3,13 @@
  */
 #include "mconfig.h"
 
+#include <openssl/crypto.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "envmac.h"
 #include "msg.h"
 #include "mymalloc.h"
 
@@ -28,6 +30,8 @@ const struct conf_setting mconfig_table[] = {
         S(max_recipients, CONF_INT, "10000", 1, 1000000),
         S(dsn_transports, CONF_STR, "smtp relay", 0, 0),
         S(dkim_verify, CONF_BOOL, "yes", 0, 0),
+        S(report_secret_file, CONF_STR, "", 0, 0),
+        S(read_reports, CONF_BOOL, "yes", 0, 0),
         S(dns_server, CONF_STR, "", 0, 0),
         S(dns_trust_anchor_file, CONF_STR, "", 0, 0),
         S(dns_timeout, CONF_TIME, "3s", 100, 60000),
@@ -78,6 +82,14 @@ mconfig_load(const char *path, const char **error_r)
 	}
 	if (conf_check_logging(where, cfg->log_target, cfg->syslog_facility, error_r) < 0)
 		goto bad;
+	if (cfg->report_secret_file[0] != '\0') {
+		cfg->report_secret = mymalloc(ENVMAC_SECRET_MAX);
+		if (envmac_load(cfg->report_secret_file, cfg->report_secret,
+		                &cfg->report_secret_len, error_r) < 0) {
+			*error_r = errfmt("%s: %s", where, *error_r);
+			goto bad;
+		}
+	}
 	return cfg;
 bad:
 	mconfig_unref(&cfg);
@@ -124,6 +136,9 @@ mconfig_unref(struct mconfig **cfgp)
 	pthread_mutex_unlock(&current_lock);
 	if (last) {
 		conf_free(mconfig_table, cfg);
+		if (cfg->report_secret != NULL)
+			OPENSSL_cleanse(cfg->report_secret, ENVMAC_SECRET_MAX);
+		free(cfg->report_secret);
 		free(cfg);
 	}
 }

@@ -26,9 +26,11 @@ struct mconfig {
 	bool spool_sync;
 	long long milter_timeout; /* ms */
 	long long max_recipients;
-	char *dsn_transports; /* {rcpt_mailer} values that mean "not delivered here" */
-	bool dkim_verify;     /* check mail with a foreign Msgstatus-Id (dkimverify.h) */
-	char *dns_server;     /* "" : /etc/resolv.conf; else ADDRESS[@PORT] */
+	char *dsn_transports;     /* {rcpt_mailer} values that mean "not delivered here" */
+	bool dkim_verify;         /* check mail with a foreign Msgstatus-Id (dkimverify.h) */
+	char *report_secret_file; /* the ENVID's mac key (envmac.h); "" for none */
+	bool read_reports;        /* read DSNs and MDNs that come back (reportin.h) */
+	char *dns_server;         /* "" : /etc/resolv.conf; else ADDRESS[@PORT] */
 	char *dns_trust_anchor_file;
 	long long dns_timeout;       /* ms: the DNS budget of one message */
 	long long dns_cache_size;    /* answers */
@@ -38,6 +40,8 @@ struct mconfig {
 	bool verbose;
 
 	/* derived */
+	unsigned char *report_secret; /* report_secret_file's bytes, NULL if none */
+	size_t report_secret_len;
 	mode_t socket_mode;
 	int refs;
 };

@@ -703,3 +703,55 @@ api_presence_post(const struct http_env *env, struct req *r, const struct princi
 	json_object_put(obj);
 	submit(&j->base);
 }
+
+/* --- reports (sql/009) ----------------------------------------------------------------- */
+
+struct report_job {
+	struct api_job base;
+	char *id;
+	char *raw, *tracking_id;
+	bool truncated;
+};
+
+static enum dbw_result
+report_run(struct dbjob *dj, PGconn *conn)
+{
+	struct report_job *j = (struct report_job *)dj;
+	const char *error = NULL;
+
+	j->base.rc = store_report_raw(conn, j->id, j->base.who->user, &j->raw, &j->truncated,
+	                              &j->tracking_id, &j->base.transient, &error);
+	return job_ran(&j->base, conn, error);
+}
+
+static void
+report_done(struct dbjob *dj)
+{
+	struct report_job *j = (struct report_job *)dj;
+	struct req *r = job_request(&j->base);
+
+	if (r == NULL)
+		;
+	else if (j->base.rc == 0)
+		req_problem(r, 404, "Not Found", "no report with that id about a message of yours");
+	else {
+		struct json_object *doc =
+		        render_report(j->id, j->tracking_id, j->raw, j->truncated);
+		req_json(r, 200, doc);
+		json_object_put(doc);
+	}
+	free(j->raw);
+	free(j->tracking_id);
+	free(j->id);
+	job_free(&j->base);
+}
+
+void
+api_report(const struct http_env *env, struct req *r, const struct principal *p, const char *param,
+           const struct mbuf *body)
+{
+	struct report_job *j = job_new(sizeof(*j), env, r, p, report_run, report_done);
+
+	j->id = mystrdup(param);
+	submit(&j->base);
+}

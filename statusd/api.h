@@ -26,5 +26,7 @@ typedef void api_handler(const struct http_env *env, struct req *r, const struct
 /* The endpoints, for the route table (routes.c). */
 api_handler api_health, api_metrics, api_list, api_status, api_timeline, api_receipt, api_prefs_get,
         api_prefs_put, api_presence_get, api_presence_post;
+/* GET /api/v1/reports/{id}: a DSN or MDN as it came, for its message's sender. */
+api_handler api_report;
 
 #endif

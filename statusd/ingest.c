@@ -217,6 +217,7 @@ conn_record(struct conn *c, const char *line, size_t len)
 	r->row_start = b->copy.len;
 	store_copy_row(&b->copy, b->count, &ev);
 	b->inbound |= ev.type == MSEV_INBOUND;
+	b->reports |= ev.type == MSEV_REPORT;
 	r->row_len = b->copy.len - r->row_start;
 	b->count++;
 	c->refs++;

@@ -77,8 +77,8 @@ batch_run(struct dbjob *job, PGconn *conn)
 	b->logged = NULL;
 	b->nlogged = 0;
 	b->started_ms = time_mono_ms();
-	if (store_ingest(conn, &b->copy, b->inbound, &logged, &nlogged, &b->head, &b->epoch,
-	                 &transient, &error) == 0) {
+	if (store_ingest(conn, &b->copy, b->inbound, b->reports, &logged, &nlogged, &b->head,
+	                 &b->epoch, &transient, &error) == 0) {
 		add_logged(b, logged, nlogged);
 		b->took_ms = time_mono_ms() - b->started_ms;
 		return DBW_DONE;
@@ -94,8 +94,8 @@ batch_run(struct dbjob *job, PGconn *conn)
 		int rc;
 
 		mbuf_append(&one, b->copy.data + b->refs[i].row_start, b->refs[i].row_len);
-		rc = store_ingest(conn, &one, b->inbound, &logged, &nlogged, &b->head, &b->epoch,
-		                  &transient, &error);
+		rc = store_ingest(conn, &one, b->inbound, b->reports, &logged, &nlogged, &b->head,
+		                  &b->epoch, &transient, &error);
 		mbuf_free(&one);
 		if (rc < 0 && transient)
 			return DBW_RETRY; /* the ones stored so far are skipped as duplicates */

@@ -59,6 +59,7 @@ struct batch {
 	struct mbuf copy;
 	int count;
 	bool inbound; /* some of its events are inbound ones (MSEV_INBOUND) */
+	bool reports; /* some are reports (MSEV_REPORT) */
 	struct batch_ref *refs;
 	/* results, filled by the worker */
 	struct store_logged *logged; /* what entered the log, for the feeds */

@@ -21,6 +21,7 @@
 
 #include "jsonparse.h"
 #include "msevent.h"
+#include "randid.h"
 #include "rfc3339.h"
 #include "utf8.h"
 
@@ -47,6 +48,12 @@ bool
 params_user_ok(const char *user)
 {
 	return printable(user, MSEVENT_ADDR_MAX);
+}
+
+bool
+params_report_ok(const char *id)
+{
+	return randid_valid(id, strlen(id));
 }
 
 /* A whole decimal number in [min, max]. */

@@ -51,9 +51,55 @@ details_object(const char *text)
 	return details;
 }
 
+/* The ids of the reports of kind about recipient rc (JMAP's dsnBlobIds, mdnBlobIds), each
+   once, in the order they came. */
+static struct json_object *
+report_ids(const struct store_message *m, const char *recipient, const char *kind)
+{
+	struct json_object *list = json_object_new_array();
+
+	for (size_t i = 0; i < m->nreports; i++) {
+		const struct store_report *r = &m->reports[i];
+		const char *about = r->rcpt != NULL ? r->rcpt : r->recipient;
+		bool seen = false;
+
+		if (strcmp(r->kind, kind) != 0 || about == NULL || strcmp(about, recipient) != 0)
+			continue;
+		for (size_t j = 0; j < i && !seen; j++)
+			seen = strcmp(m->reports[j].report_id, r->report_id) == 0 &&
+			       strcmp(m->reports[j].kind, kind) == 0;
+		if (!seen)
+			json_object_array_add(list, json_object_new_string(r->report_id));
+	}
+	return list;
+}
+
+/* The report entries kept about a message, verified or not. */
+static struct json_object *
+reports_doc(const struct store_message *m)
+{
+	struct json_object *list = json_object_new_array_ext((int)m->nreports);
+
+	for (size_t i = 0; i < m->nreports; i++) {
+		const struct store_report *r = &m->reports[i];
+		struct json_object *o = json_object_new_object();
+
+		add_str(o, "report_id", r->report_id);
+		add_str(o, "kind", r->kind);
+		add_str(o, "recipient", r->rcpt != NULL ? r->rcpt : r->recipient);
+		add_str(o, "status",
+		        r->status > 0 ? msevent_type_name((enum msevent_type)r->status) : NULL);
+		json_object_object_add(o, "verified", json_object_new_boolean(r->verified));
+		add_str(o, "proof", r->proof);
+		add_time(o, "timestamp", r->time_ms);
+		json_object_array_add(list, o);
+	}
+	return list;
+}
+
 /* One recipient's entry in a status document. queued_ms is 0 if unknown. */
 static struct json_object *
-recipient_doc(const struct store_recipient *rc, int64_t queued_ms)
+recipient_doc(const struct store_message *m, const struct store_recipient *rc, int64_t queued_ms)
 {
 	struct json_object *r = json_object_new_object(), *details, *reply = NULL;
 	struct status_view view;
@@ -77,6 +123,10 @@ recipient_doc(const struct store_recipient *rc, int64_t queued_ms)
 	json_object_object_add(r, "smtp_reply", reply);
 	add_time(r, "timestamp", view.time_ms);
 	json_object_object_add(r, "details", details);
+	if (m->reports != NULL) {
+		json_object_object_add(r, "dsn_report_ids", report_ids(m, rc->recipient, "dsn"));
+		json_object_object_add(r, "mdn_report_ids", report_ids(m, rc->recipient, "mdn"));
+	}
 	return r;
 }
 
@@ -86,7 +136,7 @@ recipients_doc(const struct store_message *m)
 	struct json_object *list = json_object_new_array_ext((int)m->nrcpts);
 
 	for (size_t i = 0; i < m->nrcpts; i++)
-		json_object_array_add(list, recipient_doc(&m->rcpts[i], m->queued_ms));
+		json_object_array_add(list, recipient_doc(m, &m->rcpts[i], m->queued_ms));
 	return list;
 }
 
@@ -121,6 +171,8 @@ render_status(const struct store_message *m, bool timeline)
 	json_object_object_add(doc, "size", m->size >= 0 ? json_object_new_int64(m->size) : NULL);
 	add_time(doc, "queued_at", m->queued_ms);
 	json_object_object_add(doc, "recipients", recipients_doc(m));
+	if (m->reports != NULL)
+		json_object_object_add(doc, "reports", reports_doc(m));
 	if (!timeline)
 		return doc;
 	list = json_object_new_array_ext((int)m->nevents);
@@ -150,6 +202,18 @@ render_list(const struct store_message *msgs, size_t n, bool more)
 	}
 	json_object_object_add(doc, "messages", list);
 	add_cursor(doc, more && n > 0, n > 0 ? msgs[n - 1].id : 0);
+	return doc;
+}
+
+struct json_object *
+render_report(const char *report_id, const char *tracking_id, const char *raw, bool truncated)
+{
+	struct json_object *doc = json_object_new_object();
+
+	add_str(doc, "report_id", report_id);
+	add_str(doc, "tracking_id", tracking_id);
+	add_str(doc, "raw", raw);
+	json_object_object_add(doc, "truncated", json_object_new_boolean(truncated));
 	return doc;
 }
 

@@ -37,6 +37,9 @@ struct json_object *render_status(const struct store_message *m, bool timeline);
 /* {"messages":[...],"next_cursor":"..."|null}: more says a page follows. */
 struct json_object *render_list(const struct store_message *msgs, size_t n, bool more);
 /* {"user","read_receipts","presence"}. */
+/* A report as it came (GET /api/v1/reports/{id}). */
+struct json_object *render_report(const char *report_id, const char *tracking_id, const char *raw,
+                                  bool truncated);
 struct json_object *render_prefs(const char *user, const struct store_prefs *prefs);
 /* {"user","online","last_seen","client","typing_to"}. */
 struct json_object *render_presence(const char *user, const struct store_presence *pr);

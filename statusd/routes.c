@@ -40,6 +40,8 @@ static const struct route routes[] = {
         {ROUTE_REST, POST, "/api/v1/presence", NULL, WRITE, api_presence_post, NULL, NULL},
         /* other sites' reports: the signature is the authentication (fedin.c) */
         {ROUTE_REST, POST, "/api/v1/federation/reports", NULL, 0, api_fed_reports, NULL, NULL},
+        {ROUTE_REST, GET, "/api/v1/reports/", "", AUTH, api_report, params_report_ok,
+         "expected a report id"},
         /* the JavaScript client, served without the dashboard too */
         {ROUTE_STATIC, GET, "/msgstatus.js", NULL, 0, NULL, NULL, NULL},
         /* every other file of webassets.h */

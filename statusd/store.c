@@ -123,6 +123,15 @@ store_copy_row(struct mbuf *copy, int seq, const struct msevent *ev)
 	int64_t key = MSEV_IS_RECIPIENT(ev->type) ? status_event_key(ev->type, ev->time_ms) : 0;
 	enum status_axis axis = status_axis(ev->type);
 
+	if (ev->type == MSEV_REPORT) {
+		/* the keys of the status it says, should it count (sql/009 msgstatus_reports) */
+		const char *name = msevent_detail_get(ev, "status");
+		enum msevent_type says = name != NULL ? msevent_type_parse(name) : MSEV_NONE;
+
+		key = MSEV_IS_STATUS(says) ? status_report_key(says, ev->time_ms) : 0;
+		axis = MSEV_IS_STATUS(says) ? status_axis(says) : STATUS_AXIS_DELIVERY;
+	}
+
 	mbuf_printf(copy, "%d\t", seq);
 	copy_field(copy, ev->id);
 	mbuf_printf(copy, "\t%s\t%d\t%lld\t%lld\t", rfc3339_format(ev->time_ms, when),
@@ -174,9 +183,9 @@ store_logged_free(struct store_logged *logged, size_t n)
 }
 
 int
-store_ingest(PGconn *conn, const struct mbuf *copy, bool inbound, struct store_logged **logged_r,
-             size_t *nlogged_r, int64_t *head_r, int64_t *epoch_r, bool *transient_r,
-             const char **error_r)
+store_ingest(PGconn *conn, const struct mbuf *copy, bool inbound, bool reports,
+             struct store_logged **logged_r, size_t *nlogged_r, int64_t *head_r, int64_t *epoch_r,
+             bool *transient_r, const char **error_r)
 {
 	struct store_logged *logged = NULL;
 	PGresult *res;
@@ -215,6 +224,9 @@ store_ingest(PGconn *conn, const struct mbuf *copy, bool inbound, struct store_l
 		PQclear(res);
 	/* the inbound events (not statuses) leave the batch for their table (sql/007) */
 	if (inbound && exec_cmd(conn, "SELECT msgstatus_inbound()", transient_r, error_r) < 0)
+		goto fail;
+	/* the reports leave it too; those that count come back as status events (sql/009) */
+	if (reports && exec_cmd(conn, "SELECT msgstatus_reports()", transient_r, error_r) < 0)
 		goto fail;
 
 	/* the columns of LOGGED_COLUMNS, in the same order, in binary (see logged_row) */

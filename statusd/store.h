@@ -39,7 +39,7 @@ const char *store_error(PGconn *conn, const PGresult *res);
 /* --- schema and maintenance (store_schema.c) ---------------------------------------- */
 
 /* Schema version this program knows (the highest migration it ships). */
-#define STORE_SCHEMA_VERSION 8
+#define STORE_SCHEMA_VERSION 9
 
 /*
  * Apply the migrations in sql_dir that the database lacks. Returns the schema version
@@ -81,9 +81,10 @@ struct store_logged {
  * On success returns 0; *logged_r (caller frees with store_logged_free) and *nlogged_r are
  * the events that entered the log, in offset order (new events joined to a message, and
  * earlier events this batch joined); *head_r and *epoch_r describe the log. inbound says
- * that the rows may hold inbound events, which go to their own table (sql/007).
+ * that the rows may hold inbound events, which go to their own table (sql/007); reports that
+ * they may hold report events (sql/008), kept in theirs, those that count as status events.
  */
-int store_ingest(PGconn *conn, const struct mbuf *copy, bool inbound,
+int store_ingest(PGconn *conn, const struct mbuf *copy, bool inbound, bool reports,
                  struct store_logged **logged_r, size_t *nlogged_r, int64_t *head_r,
                  int64_t *epoch_r, bool *transient_r, const char **error_r);
 void store_logged_free(struct store_logged *logged, size_t n);
@@ -136,6 +137,17 @@ struct store_event {
 };
 
 /* A message and its recipients (by address), with a page of its timeline if asked for. */
+/* A DSN or MDN entry kept about a message (sql/008, store_report.c). */
+struct store_report {
+	char *report_id, *kind; /* "dsn" or "mdn" */
+	char *recipient;        /* as the report names it */
+	char *rcpt;             /* the recipient it counts for, NULL if none */
+	char *proof;            /* dkim, envid, not_recipient, unproven */
+	int status;             /* what it says (lib/msevent.h), 0 for nothing known */
+	bool verified;
+	int64_t time_ms;
+};
+
 struct store_message {
 	int64_t id; /* messages.id */
 	char *tracking_id, *message_id, *sender, *queue_id;
@@ -146,8 +158,24 @@ struct store_message {
 	size_t nrcpts;
 	struct store_event *events; /* the timeline's page, in time order */
 	size_t nevents;
-	bool more_events; /* a page follows, after the last event's offset */
+	bool more_events;             /* a page follows, after the last event's offset */
+	struct store_report *reports; /* store_status's: every report entry, oldest first */
+	size_t nreports;
 };
+
+/* The report entries about message (messages.id) into m->reports: 0, or -1. */
+int store_reports_of(PGconn *conn, int64_t message, struct store_message *m, bool *transient_r,
+                     const char **error_r);
+void store_reports_free(struct store_report *reps, size_t n);
+/*
+ * A report as it came (GET /api/v1/reports/{id}), for user, who must own its message (the
+ * sender alone: a report may hold what the recipient's side wrote). 1 and *raw_r,
+ * *truncated_r, *tracking_id_r (the caller frees both strings), 0 if there is none of user's,
+ * -1 on error.
+ */
+int store_report_raw(PGconn *conn, const char *report_id, const char *user, char **raw_r,
+                     bool *truncated_r, char **tracking_id_r, bool *transient_r,
+                     const char **error_r);
 
 /* Free n messages (NULL-safe). */
 void store_messages_free(struct store_message *msgs, size_t n);

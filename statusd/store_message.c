@@ -73,6 +73,7 @@ message_clear(struct store_message *m)
 		free(m->rcpts[i].details);
 	}
 	free(m->rcpts);
+	store_reports_free(m->reports, m->nreports);
 	for (size_t i = 0; i < m->nevents; i++) {
 		free(m->events[i].recipient);
 		free(m->events[i].source);
@@ -203,6 +204,8 @@ store_status(PGconn *conn, const char *id, const char *user, char *const *domain
 	for (int i = 0; i < PQntuples(res); i++)
 		recipient_from(res, i, &m->rcpts[i]);
 	PQclear(res);
+	if (store_reports_of(conn, m->id, m, transient_r, error_r) < 0)
+		goto fail;
 	if (events_max > 0 &&
 	    timeline_events(conn, msgid, events_max, events_after, m, transient_r, error_r) < 0)
 		goto fail;

@@ -251,13 +251,25 @@ store_maintain(PGconn *conn, long long retention_ms, const char **error_r)
 	   once the database has them (statusd also runs on a database not migrated yet) */
 	res = PQexecParams(conn,
 	                   "SELECT msgstatus_maintain($1::bigint * interval '1 millisecond'),"
-	                   " to_regproc('msgstatus_maintain_inbound') IS NOT NULL",
+	                   " to_regproc('msgstatus_maintain_inbound') IS NOT NULL,"
+	                   " to_regproc('msgstatus_maintain_reports') IS NOT NULL",
 	                   1, NULL, params, NULL, NULL, 0);
+	bool reports = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+	               strcmp(PQgetvalue(res, 0, 2), "t") == 0;
+
 	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
 	    strcmp(PQgetvalue(res, 0, 1), "t") == 0) {
 		PQclear(res);
 		res = PQexecParams(conn,
 		                   "SELECT msgstatus_maintain_inbound($1::bigint * interval '1 "
+		                   "millisecond')",
+		                   1, NULL, params, NULL, NULL, 0);
+	}
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && reports) {
+		/* DSNs and MDNs from other mail systems (sql/009) */
+		PQclear(res);
+		res = PQexecParams(conn,
+		                   "SELECT msgstatus_maintain_reports($1::bigint * interval '1 "
 		                   "millisecond')",
 		                   1, NULL, params, NULL, NULL, 0);
 	}

@@ -51,6 +51,31 @@ export class Recipient {
   readonly displayed: boolean;
   /** JMAP deliveryStatus.delivered */
   readonly delivered: "queued" | "yes" | "no" | "unknown";
+  /** ids of the DSNs about this recipient, oldest first (JMAP dsnBlobIds; MsgStatusClient.report) */
+  readonly dsnReportIds: string[];
+  /** ids of the MDNs about this recipient (JMAP mdnBlobIds) */
+  readonly mdnReportIds: string[];
+}
+
+/** A DSN or MDN entry kept about a message (docs/api.md). */
+export interface ReportEntry {
+  report_id: string;
+  kind: "dsn" | "mdn";
+  recipient: string;
+  /** what it says; null for an action msgstatus does not map */
+  status: StatusName | null;
+  /** it proved its origin and changed the recipient's status */
+  verified: boolean;
+  proof: "dkim" | "envid" | "not_recipient" | "unproven";
+  timestamp: string;
+}
+
+/** A report as it came (GET /api/v1/reports/{id}): for the message's sender only. */
+export interface RawReport {
+  report_id: string;
+  tracking_id: string;
+  raw: string;
+  truncated: boolean;
 }
 
 export interface Summary {
@@ -70,6 +95,8 @@ export class Message {
   readonly recipients: Map<string, Recipient>;
   /** events seen for it (from timeline() and the feed), in the order they happened */
   readonly events: FeedEvent[];
+  /** the DSN and MDN entries about it, verified or not (from fetchStatus() and timeline()) */
+  readonly reports: ReportEntry[];
   /** the id to ask statusd with: the tracking id, else the Message-ID */
   readonly id: string;
   readonly summary: Summary;
@@ -164,6 +191,7 @@ export class MsgStatusClient extends EventTarget {
   /** GET …/timeline, every page (it follows the server's next_cursor until null). */
   timeline(id: string): Promise<Message>;
   receipt(id: string): Promise<{ event_id: string; status: "read" }>;
+  report(reportId: string): Promise<RawReport>;
   preferences(): Promise<Preferences>;
   setPreferences(prefs: Partial<Pick<Preferences, "read_receipts" | "presence">>): Promise<Preferences>;
   presence(user: string): Promise<Presence>;

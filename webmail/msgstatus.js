@@ -46,7 +46,10 @@ function ms(timestamp) {
   return Number.isFinite(t) ? t : 0;
 }
 
-function keyOf(status, t) {
+// a bounce that a verified DSN reports (source "dsn") ranks with delivered, as in
+// lib/status.h: the far side's failure after our relayed shows bounced
+function keyOf(status, t, fromDsn) {
+  if (status === "bounced" && fromDsn) return [DELIVERY_RANK.delivered, t, 0];
   if (status in DELIVERY_RANK) return [DELIVERY_RANK[status], t, 0];
   if (status in READING_TIE) return [0, t, READING_TIE[status]];
   return null;
@@ -100,6 +103,10 @@ export class Recipient {
     /** @type {string|null} */ this.smtpReply = null;
     /** @type {object} */ this.details = {};
     /** @type {boolean} a read was ever seen */ this.displayed = false;
+    /** @type {string[]} ids of the DSNs about it (GET /api/v1/reports/{id}), oldest first */
+    this.dsnReportIds = [];
+    /** @type {string[]} ids of the MDNs about it */
+    this.mdnReportIds = [];
     this._d = null; // delivery key [rank, ms, 0]
     this._r = null; // reading key [0, ms, tie]
     this._dinfo = null; // what the delivery step said: {status, timestamp, details, smtpReply}
@@ -107,8 +114,10 @@ export class Recipient {
   }
 
   /** Fold one event in; true if what is shown changed. */
-  _apply(status, timestamp, details, smtpReply) {
-    const key = keyOf(status, ms(timestamp));
+  _apply(status, timestamp, details, smtpReply, source) {
+    // feeds and status documents carry no source: a DSN's event has details.report_id
+    const fromDsn = source === "dsn" || (!source && !!details && !!details.report_id);
+    const key = keyOf(status, ms(timestamp), fromDsn);
     if (key === null) return false;
     const info = { status, timestamp, details: details || {}, smtpReply: smtpReply ?? null };
     if (key[0] > 0) {
@@ -154,6 +163,8 @@ export class Message {
     /** @type {Map<string, Recipient>} */ this.recipients = new Map();
     /** @type {Array<object>} the timeline: events by offset (see timeline()) */
     this.events = [];
+    /** @type {Array<object>} the DSN and MDN entries kept about it, verified or not */
+    this.reports = [];
     this._offsets = new Set();
   }
 
@@ -310,6 +321,11 @@ export class MsgStatusClient extends EventTarget {
     return m;
   }
 
+  /** GET /api/v1/reports/{id}: a DSN or MDN about one of the user's messages, as it came. */
+  report(id) {
+    return this._request("GET", `/api/v1/reports/${encodeURIComponent(id)}`);
+  }
+
   /** POST …/receipt: the user, a recipient, says they read it. */
   receipt(id) {
     return this._request("POST", `/api/v1/messages/${encodeURIComponent(id)}/receipt`, {});
@@ -363,7 +379,10 @@ export class MsgStatusClient extends EventTarget {
       if (r.orig_recipient) rc.origRecipient = r.orig_recipient;
       if (r.status) rc._apply(r.status, r.timestamp, r.details, r.smtp_reply);
       if (r.displayed === "yes") rc.displayed = true;
+      if (r.dsn_report_ids) rc.dsnReportIds = r.dsn_report_ids;
+      if (r.mdn_report_ids) rc.mdnReportIds = r.mdn_report_ids;
     }
+    if (doc.reports) m.reports = doc.reports;
     return m;
   }
 
@@ -383,7 +402,7 @@ export class MsgStatusClient extends EventTarget {
       return false;
     }
     const rc = m._recipient(ev.recipient);
-    const changed = rc._apply(ev.status, ev.timestamp, ev.details, null);
+    const changed = rc._apply(ev.status, ev.timestamp, ev.details, null, ev.source || null);
     if (notify && (changed || isNew)) this._changed(m, rc);
     return changed;
   }

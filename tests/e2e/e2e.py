@@ -49,16 +49,18 @@ def require_root():
         sys.exit(77)
 
 
-def mail_chain(cls, users, statusd_settings=None, macros=None, **postfix_kw):
+def mail_chain(cls, users, statusd_settings=None, macros=None, milter_settings=None,
+               **postfix_kw):
     """Start the whole private chain on a test class: cls.sb, .pg, .sd (statusd), .milter,
     .dovecot (IMAP, LMTP, the msgstatus plugin), .postfix (SASL through Dovecot, the milter
     for example.org, LMTP to Dovecot) and .logd. macros: main.cf's milter_macro_defaults
-    (default msgstatus_domains = example.org); postfix_kw: more Postfix arguments."""
+    (default msgstatus_domains = example.org); milter_settings: more milter settings;
+    postfix_kw: more Postfix arguments."""
     from msgsandbox import Sandbox, paths
     cls.sb = Sandbox()
     cls.pg = cls.sb.postgres()
     cls.sd = cls.sb.statusd(cls.pg, settings=statusd_settings)
-    cls.milter = cls.sb.milter(cls.sd)
+    cls.milter = cls.sb.milter(cls.sd, settings=milter_settings)
     cls.dovecot = cls.sb.dovecot(users=users, mail_plugins=["notify", "msgstatus"],
                                  plugin_paths=[paths.binary("dovecot-plugin/lib90_msgstatus_plugin.so")],
                                  plugin=cls.sd.dovecot_plugin_settings())

@@ -13,6 +13,9 @@ with the plugin, msgstatus-logd, statusd and PostgreSQL.
   the message's events (none missing, none twice), all through the feed;
 - where WebSocket is blocked, the page falls back to Server-Sent Events;
 - opened while PostgreSQL is down, the page waits and goes live when it is back;
+- a recipient at another site: relayed shows ✓, a verified DSN's delivered ✓✓ (its
+  bounce after relayed ✕) and a verified MDN's read a blue ✓✓ (report events on statusd's
+  event socket, as the milter sends them);
 - keyboard and screen-reader basics: rows are buttons with aria-expanded, the connection
   indicator is a live status region; the page fits a phone's width.
 """
@@ -20,7 +23,7 @@ import os
 import time
 import unittest
 
-from e2e import mail_chain, main, require_root
+from e2e import event, mail_chain, main, require_root
 from msgsandbox import browser as browser_mod
 from msgsandbox.core import wait_for
 
@@ -131,6 +134,56 @@ class DashboardTest(unittest.TestCase):
             "SELECT count(*) FROM events e JOIN messages m ON m.id = e.message "
             f"WHERE m.tracking_id = '{tid}' AND e.recipient = '{CAROL}' AND e.type = 7"), "0")
         self.assertNotIn("read", [s for _, r, s in alice.js(TIMELINE, tid) if r == CAROL])
+
+    def test_remote_delivered_and_read_by_reports(self):
+        alice = self.page(ALICE)
+        tid, dave = "dashreport" + "a" * 16, "dave@remote.example"
+        self.sd.send_events([event("queued", tracking_id=tid, recipient=dave, sender=ALICE,
+                                   source="milter", offset_ms=-3000),
+                             event("relayed", tracking_id=tid, recipient=dave,
+                                   source="postfix", offset_ms=-2000)])
+        self.expand(alice, tid)
+        mark = ("return document.querySelector(`li.msg[data-id=\"${arguments[0]}\"] "
+                "li.rcpt[data-recipient=\"${arguments[1]}\"] .mark`)")
+        text = mark + ".textContent"
+        color = f"return getComputedStyle({mark[len('return '):]}).color"
+        alice.wait("relayed", lambda: self.rcpt_status(alice, tid, dave) == "relayed")
+        self.assertEqual(alice.js(text, tid, dave), "✓")
+        grey = alice.js(color, tid, dave)
+
+        def report(kind, status, offset_ms):
+            self.sd.send_events([event("report", tracking_id=tid, recipient=dave,
+                                       source="milter", offset_ms=offset_ms,
+                                       details={"kind": kind, "status": status,
+                                                "dkim": "remote.example",
+                                                "report_id": kind + "r" * 23})])
+        report("dsn", "delivered", -1000)
+        alice.wait("delivered by the DSN",
+                   lambda: self.rcpt_status(alice, tid, dave) == "delivered", timeout=10)
+        self.assertEqual(alice.js(text, tid, dave), "✓✓")
+        self.assertEqual(alice.js(color, tid, dave), grey, "delivered: not the read colour")
+        report("mdn", "read", 0)
+        alice.wait("read by the MDN", lambda: self.rcpt_status(alice, tid, dave) == "read",
+                   timeout=10)
+        self.assertEqual(alice.js(text, tid, dave), "✓✓")
+        self.assertNotEqual(alice.js(color, tid, dave), grey, "read: the read colour (blue)")
+        self.assertEqual([s for _, r, s in alice.js(TIMELINE, tid) if r == dave],
+                         ["queued", "relayed", "delivered", "read"])
+        # a far side's bounce after relayed, live: the page ranks it as statusd does
+        tid2, erin = "dashbounce" + "b" * 16, "erin@remote.example"
+        self.sd.send_events([event("queued", tracking_id=tid2, recipient=erin, sender=ALICE,
+                                   source="milter", offset_ms=-3000),
+                             event("relayed", tracking_id=tid2, recipient=erin,
+                                   source="postfix", offset_ms=-2000)])
+        self.expand(alice, tid2)
+        alice.wait("relayed", lambda: self.rcpt_status(alice, tid2, erin) == "relayed")
+        self.sd.send_events([event("report", tracking_id=tid2, recipient=erin,
+                                   source="milter", details={
+                                       "kind": "dsn", "status": "bounced",
+                                       "dkim": "remote.example", "report_id": "b" * 26})])
+        alice.wait("bounced by the DSN", lambda: self.rcpt_status(alice, tid2, erin) == "bounced",
+                   timeout=10)
+        self.assertEqual(alice.js(text, tid2, erin), "✕")
 
     def test_someone_else_sees_nothing(self):
         tid = self.send([BOB], "dash-private")

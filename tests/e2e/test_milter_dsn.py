@@ -4,11 +4,15 @@ parameters it receives (its X-Mail-Args and X-Rcpt-Args).
 
 - a tracked message from a domain in {msgstatus_dsn_domains}: the remote recipient gets
   NOTIFY=SUCCESS,FAILURE,DELAY ORCPT=rfc822;<addr>, MAIL FROM gets RET=HDRS and
-  ENVID=<tracking id>; the local recipient is left alone;
+  ENVID=<tracking id>.<mac> (HMAC-SHA256 of the tracking id keyed with the milter's
+  report_secret_file, 80 bits in base32); the local recipient is left alone;
 - what the submitter asked for wins: NOTIFY=NEVER, their own NOTIFY, RET and ENVID;
 - a tracked domain not in {msgstatus_dsn_domains}, and sendmail(1) submissions, are left
   as they are.
 """
+import base64
+import hashlib
+import hmac
 import re
 import smtplib
 import unittest
@@ -82,7 +86,10 @@ class MilterDsnTest(unittest.TestCase):
         self.assertIsNotNone(tid)
         mp = self.params(mail)
         self.assertEqual(mp.get("RET"), "HDRS", mail)
-        self.assertEqual(mp.get("ENVID"), tid, mail)
+        with open(self.milter.settings["report_secret_file"], "rb") as f:
+            mac = hmac.new(f.read(), tid.encode(), hashlib.sha256).digest()[:10]
+        self.assertEqual(mp.get("ENVID"), tid + "." + base64.b32encode(mac).decode().lower(),
+                         mail)
         rp = self.params(rcpts["carol@remote.example"])
         self.assertEqual(rp.get("NOTIFY"), "SUCCESS,FAILURE,DELAY")
         self.assertEqual(rp.get("ORCPT"), "rfc822;carol@remote.example")

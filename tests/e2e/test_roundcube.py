@@ -6,6 +6,9 @@ the plugin, msgstatus-logd, statusd, PostgreSQL):
 - the Sent folder's list shows a mark per tracked message: delivered, then read — live,
   without reloading — when the recipient reads it over IMAP;
 - the message view shows each recipient's status;
+- a recipient at another site: a verified DSN's delivered shows ✓✓, then a verified
+  MDN's read a blue ✓✓, live (report events on statusd's event socket, as the milter
+  sends them);
 - Settings → Delivery status shows and saves the user's read-receipt switch in statusd;
 - a user who is not the sender sees no status of the message in their own Roundcube;
 - the browser never holds the shared secret: it gets short-lived signed tokens.
@@ -15,7 +18,7 @@ import imaplib
 import time
 import unittest
 
-from e2e import mail_chain, main, require_root
+from e2e import event, mail_chain, main, require_root
 from msgsandbox import browser as browser_mod, free_port
 from msgsandbox import roundcube as roundcube_mod
 from msgsandbox.core import wait_for
@@ -119,6 +122,45 @@ class RoundcubeTest(unittest.TestCase):
             "const li = document.querySelector('.msgstatus-panel li.msgstatus-rcpt');"
             "return li && [li.dataset.recipient, li.dataset.status].join(' ')") == f"{BOB} read",
             timeout=20)
+
+    def test_remote_delivered_and_read_by_reports(self):
+        dave = "dave@remote.example"
+        mid = email.utils.make_msgid(domain="example.org")
+        tid = "rcreport" + "a" * 18
+        self.sd.send_events([event("queued", tracking_id=tid, message_id=mid, recipient=dave,
+                                   sender=ALICE, source="milter", offset_ms=-3000),
+                             event("relayed", tracking_id=tid, recipient=dave,
+                                   source="postfix", offset_ms=-2000)])
+        c = self.dovecot.imap(ALICE)
+        try:
+            c.create("Sent")
+            msg = make_message(ALICE, [dave], subject="rc-remote-1", message_id=mid)
+            typ, _ = c.append("Sent", "(\\Seen)", imaplib.Time2Internaldate(time.time()), msg)
+            self.assertEqual(typ, "OK")
+        finally:
+            c.logout()
+        b = self.login(ALICE)
+        b.open(self.rc.url + "/?_task=mail&_mbox=Sent")
+        b.wait("the relayed mark", lambda: b.js(MARK, "rc-remote-1") == "relayed", timeout=30)
+        text = MARK.replace("mark.dataset.status || ''", "mark.textContent")
+        color = MARK.replace("mark.dataset.status || ''", "getComputedStyle(mark).color")
+        self.assertEqual(b.js(text, "rc-remote-1"), "✓")
+
+        def report(kind, status, offset_ms):
+            self.sd.send_events([event("report", tracking_id=tid, recipient=dave,
+                                       source="milter", offset_ms=offset_ms,
+                                       details={"kind": kind, "status": status,
+                                                "dkim": "remote.example",
+                                                "report_id": kind + "q" * 23})])
+        report("dsn", "delivered", -1000)
+        b.wait("delivered by the DSN", lambda: b.js(MARK, "rc-remote-1") == "delivered",
+               timeout=10)
+        self.assertEqual(b.js(text, "rc-remote-1"), "✓✓")
+        plain = b.js(color, "rc-remote-1")
+        report("mdn", "read", 0)
+        b.wait("read by the MDN", lambda: b.js(MARK, "rc-remote-1") == "read", timeout=10)
+        self.assertEqual(b.js(text, "rc-remote-1"), "✓✓")
+        self.assertNotEqual(b.js(color, "rc-remote-1"), plain, "read: blue")
 
     def test_page_gets_fresh_tokens_from_roundcube(self):
         """The page asks Roundcube's server for a new signed token (when statusd refused the

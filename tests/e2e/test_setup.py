@@ -45,6 +45,7 @@ class SetupTest(unittest.TestCase):
             f.write("!include_try conf.d/*.conf\n")
         os.makedirs(os.path.join(self.tmp, "msgstatus"))
         shutil.copy(os.path.join(paths.source, "etc", "statusd.conf"), os.path.join(self.tmp, "msgstatus"))
+        shutil.copy(os.path.join(paths.source, "etc", "milter.conf"), os.path.join(self.tmp, "msgstatus"))
         self.snippet = dovecot_snippet()
         self.env = dict(os.environ,
                         MSGSTATUS_CONF_DIR=os.path.join(self.tmp, "msgstatus"),
@@ -91,6 +92,14 @@ class SetupTest(unittest.TestCase):
             tmpfiles = f.read()
         self.assertIn("d /run/msgstatus 0750 msgstatus mail -", tmpfiles)
         self.assertIn("d /var/spool/msgstatus/pickup 2770 msgstatus mail -", tmpfiles)
+        # the milter reads Postfix's own notices, and has a secret for its ENVIDs
+        self.assertEqual(self.pc("internal_mail_filter_classes"), "bounce")
+        secret = os.path.join(self.tmp, "msgstatus", "report.secret")
+        with open(os.path.join(self.tmp, "msgstatus", "milter.conf")) as f:
+            self.assertEqual(re.findall(r"^report_secret_file.*", f.read(), re.M),
+                             ["report_secret_file = " + secret])
+        self.assertEqual(os.stat(secret).st_mode & 0o777, 0o600)
+        self.assertEqual(os.path.getsize(secret), 32)
         # Debian's master.cf has postlog: not added twice
         with open(os.path.join(self.pf, "master.cf")) as f:
             self.assertEqual(len(re.findall(r"^postlog\s", f.read(), re.M)), 1)

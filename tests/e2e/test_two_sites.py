@@ -12,7 +12,8 @@ What this guards:
 - alice@A mails bob@B. A's status for bob is relayed (B said 250). B delivers it into
   bob's mailbox, with the tracking id. A's Postfix passes the DSN request on (B announces
   DSN) and sends no notice of its own. B's Postfix sends a success DSN that lands in
-  alice's mailbox at A: Original-Envelope-Id is the tracking id the milter put in ENVID,
+  alice's mailbox at A: Original-Envelope-Id is the ENVID the milter put on MAIL FROM,
+  the tracking id and the mac of A's secret (milter/envmac.h),
   Original-Recipient the ORCPT it added, Action: delivered (B sets lmtp_assume_final =
   yes, so that Dovecot's 250 counts as final delivery), only the headers returned
   (RET=HDRS); msgstatus's report parser (reports/, as tests/tools/report_json) reads it
@@ -25,10 +26,10 @@ What this guards:
   A's status says relayed, and B's failure DSN (Action: failed, B's 550) reaches alice,
   parsed as bounced.
 
-msgstatus does not read these reports yet: nothing here asserts that it does. This is the
-round trip that reading them (issue 19) builds on. Once it is built, the status of bob,
-carol and the bounced recipient follows the reports, and the success notices msgstatus
-asked for no longer reach alice's mailbox: this test changes with that.
+Here A's milter does not read the reports (read_reports = no), so that every one of them
+reaches alice's mailbox as it came: this is the round trip that reading them builds on.
+tests/e2e/test_reports.py is the same set-up with reading on: statuses follow the
+reports, and the success notices msgstatus asked for no longer reach alice's mailbox.
 """
 import email
 import email.policy
@@ -73,7 +74,8 @@ class TwoSitesTest(unittest.TestCase):
         require_root()
         mail_chain(cls, {ALICE: "alice-secret"},
                    macros={"msgstatus_domains": "example.org",
-                           "msgstatus_dsn_domains": "example.org"})
+                           "msgstatus_dsn_domains": "example.org"},
+                   milter_settings={"read_reports": "no"})
         back = {"example.org": cls.postfix}
         cls.b = cls.sb.mail_site("example.net", {BOB: "bob-secret"}, routes=back,
                                  postfix={"settings": {"lmtp_assume_final": "yes"}})
@@ -115,7 +117,8 @@ class TwoSitesTest(unittest.TestCase):
         out = []
         for raw in self.dovecot.messages(ALICE):
             groups = status_groups(parse(raw))
-            if groups and groups[0].get("Original-Envelope-Id", "").strip() == tid:
+            if groups and groups[0].get("Original-Envelope-Id", "").strip().startswith(
+                    tid + "."):
                 out.append(raw)
         return out
 
@@ -145,7 +148,8 @@ class TwoSitesTest(unittest.TestCase):
         self.assertEqual(msg.get_param("report-type"), "delivery-status")
         groups = status_groups(msg)
         self.assertEqual(groups[0]["Reporting-MTA"], "dns; " + site.postfix.myhostname)
-        self.assertEqual(groups[0]["Original-Envelope-Id"], tid)
+        self.assertRegex(groups[0]["Original-Envelope-Id"], "^" + tid + r"\.[a-z2-7]{16}$",
+                         "the tracking id and its mac")
         self.assertEqual(len(groups), 2, "one recipient")
         got = groups[1]
         self.assertEqual(got["Original-Recipient"], "rfc822;" + rcpt)  # the milter's ORCPT
@@ -162,8 +166,8 @@ class TwoSitesTest(unittest.TestCase):
     def check_parsed(self, raw, tid, site, rcpt, action, event):
         """The report raw as msgstatus's parser reads it; returns the recipient."""
         rep = self.report_json(raw)
-        self.assertEqual((rep["kind"], rep["envelope_id"], rep["reporting_mta"]),
-                         ("dsn", tid, site.postfix.myhostname))
+        self.assertEqual((rep["kind"], rep["envelope_id"][:len(tid) + 1], rep["reporting_mta"]),
+                         ("dsn", tid + ".", site.postfix.myhostname))
         self.assertEqual(rep["msgstatus_id"], tid, "from the returned headers")
         self.assertEqual(len(rep["recipients"]), 1, rep)
         got = rep["recipients"][0]
@@ -193,7 +197,7 @@ class TwoSitesTest(unittest.TestCase):
         self.check_report(raw, tid, self.b, BOB, "delivered", "2.0.0")
         self.check_parsed(raw, tid, self.b, BOB, "delivered", "delivered")
         self.check_no_notice_from_a(qid)
-        # What msgstatus does today: the report changes nothing at A.
+        # Not read (read_reports = no): the report changes nothing at A.
         self.assertEqual(self.wait_status(tid, BOB, "relayed")["delivered"], "unknown")
 
     def test_postfix_default_says_relayed(self):
@@ -220,7 +224,7 @@ class TwoSitesTest(unittest.TestCase):
         got = self.check_parsed(raw, tid, self.b, NOBODY, "failed", "bounced")
         self.assertRegex(got["smtp_reply"], r"^550 5\.1\.1 <nobody@example\.net> ")
         self.check_no_notice_from_a(qid)
-        # What msgstatus does today: A's status stays relayed.
+        # Not read: A's status stays relayed.
         self.assertEqual(self.wait_status(tid, NOBODY, "relayed")["delivered"], "unknown")
 
 

@@ -161,6 +161,7 @@ test_type_names(void **state)
 	        {MSEV_DELETED, "deleted"},   {MSEV_ONLINE, "online"},
 	        {MSEV_OFFLINE, "offline"},   {MSEV_COPIED, "copied"},
 	        {MSEV_EXPUNGED, "expunged"}, {MSEV_INBOUND, "inbound"},
+	        {MSEV_REPORT, "report"},
 	};
 	static const char *const bad_names[] = {"",        "none",    "QUEUED", "Read",
 	                                        "queued ", " queued", "queue",  "deletedx",
@@ -173,7 +174,8 @@ test_type_names(void **state)
 	CHECK_INT("MSEV_COPIED", MSEV_COPIED, 12);
 	CHECK_INT("MSEV_EXPUNGED", MSEV_EXPUNGED, 13);
 	CHECK_INT("MSEV_INBOUND", MSEV_INBOUND, 14);
-	CHECK_INT("MSEV_TYPE_MAX", MSEV_TYPE_MAX, 14);
+	CHECK_INT("MSEV_REPORT", MSEV_REPORT, 15);
+	CHECK_INT("MSEV_TYPE_MAX", MSEV_TYPE_MAX, 15);
 	CHECK_INT("table covers every type", sizeof(types) / sizeof(types[0]), MSEV_TYPE_MAX);
 	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
 		CHECK_INT(types[i].name, types[i].type, (int)i + 1);
@@ -181,7 +183,8 @@ test_type_names(void **state)
 		CHECK_INT(types[i].name, msevent_type_parse(types[i].name), types[i].type);
 	}
 	CHECK_STR("name of MSEV_NONE", msevent_type_name(MSEV_NONE), NULL);
-	CHECK_STR("name of 15", msevent_type_name((enum msevent_type)15), NULL);
+	CHECK_STR("name of 16", msevent_type_name((enum msevent_type)16), NULL);
+	CHECK_INT("report is not about a recipient", MSEV_IS_RECIPIENT(MSEV_REPORT), 0);
 	CHECK_INT("inbound is not about a recipient", MSEV_IS_RECIPIENT(MSEV_INBOUND), 0);
 	CHECK_INT("inbound is no status", MSEV_IS_STATUS(MSEV_INBOUND), 0);
 	CHECK_INT("copied is about a recipient", MSEV_IS_RECIPIENT(MSEV_COPIED), 1);
@@ -938,6 +941,40 @@ test_details_limits(void **state)
 		} else
 			CHECK_HAS(what, err, "details.smtp_reply: string too long or with a NUL");
 		free(line);
+		free(val);
+	}
+	/* a report's raw text may fill the record; raw of another event type, or another key
+	   of a report, keeps the 2048-byte limit */
+	{
+		static const struct {
+			const char *type, *key;
+			int want;
+		} raws[] = {
+		        {"\"report\"", "raw", 0},
+		        {"\"report\"", "smtp_reply", -1},
+		        {"\"delivered\"", "raw", -1},
+		};
+		char *val = jstr_rep('r', 12000);
+
+		for (size_t i = 0; i < sizeof(raws) / sizeof(raws[0]); i++) {
+			char *line;
+
+			mbuf_reset(&d);
+			mbuf_printf(&d, "{\"%s\":%s}", raws[i].key, val);
+			{
+				struct field over[2] = {{"details", mbuf_str(&d)},
+				                        {"type", raws[i].type}};
+				line = build(over, 2);
+			}
+			CHECK_INT(raws[i].key, parse_len(&ev, line, strlen(line), &err),
+			          raws[i].want);
+			if (raws[i].want == 0) {
+				CHECK_INT("raw kept whole", strlen(msevent_detail_get(&ev, "raw")),
+				          12000);
+				msevent_clear(&ev);
+			}
+			free(line);
+		}
 		free(val);
 	}
 	{

@@ -24,6 +24,7 @@
  */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -646,6 +647,61 @@ test_jmap_mapping(void **state)
 	check_done();
 }
 
+/* A verified DSN's failed after relayed shows bounced; of a DSN's delivered and failed the
+   later wins; the JMAP field follows (delivered yes, bounced no). */
+static void
+test_report_keys(void **state)
+{
+	static const struct {
+		const char *name;
+		enum msevent_type first;
+		bool first_report;
+		enum msevent_type second;
+		bool second_report;
+		enum msevent_type want;
+		const char *delivered;
+	} cases[] = {
+	        {"DSN failed after relayed", MSEV_RELAYED, false, MSEV_BOUNCED, true, MSEV_BOUNCED,
+	         "no"},
+	        {"DSN delivered after relayed", MSEV_RELAYED, false, MSEV_DELIVERED, true,
+	         MSEV_DELIVERED, "yes"},
+	        {"DSN failed after DSN delivered", MSEV_DELIVERED, true, MSEV_BOUNCED, true,
+	         MSEV_BOUNCED, "no"},
+	        {"DSN delivered after DSN failed", MSEV_BOUNCED, true, MSEV_DELIVERED, true,
+	         MSEV_DELIVERED, "yes"},
+	        {"DSN delayed after relayed", MSEV_RELAYED, false, MSEV_DEFERRED, true,
+	         MSEV_RELAYED, "unknown"},
+	        {"a log's bounce before relayed", MSEV_BOUNCED, false, MSEV_RELAYED, false,
+	         MSEV_RELAYED, "unknown"},
+	        {"relayed after a DSN's failed", MSEV_BOUNCED, true, MSEV_RELAYED, false,
+	         MSEV_BOUNCED, "no"},
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int64_t k1 = cases[i].first_report ? status_report_key(cases[i].first, T0)
+		                                   : status_event_key(cases[i].first, T0);
+		int64_t k2 = cases[i].second_report ? status_report_key(cases[i].second, T0 + 1)
+		                                    : status_event_key(cases[i].second, T0 + 1);
+		struct status_state st = {0};
+		struct status_view v;
+
+		st.dkey = k1 > k2 ? k1 : k2;
+		status_view(&st, &v);
+		CHECK_INT(cases[i].name, v.status, cases[i].want);
+		CHECK_STR(cases[i].name, v.delivered, cases[i].delivered);
+		CHECK_INT(cases[i].name, status_key_type(status_report_key(cases[i].second, T0)),
+		          cases[i].second);
+	}
+	/* only a bounce changes rank: every other status keeps its ordinary key */
+	for (int t = MSEV_QUEUED; t <= MSEV_STATUS_MAX; t++)
+		if (t != MSEV_BOUNCED)
+			CHECK_INT(tname((enum msevent_type)t),
+			          status_report_key((enum msevent_type)t, T0) ==
+			                  status_event_key((enum msevent_type)t, T0),
+			          1);
+	check_done();
+}
+
 static void
 test_merge(void **state)
 {
@@ -979,6 +1035,7 @@ main(void)
 	        cmocka_unit_test(test_apply_twice_changes_nothing),
 	        cmocka_unit_test(test_scenarios),
 	        cmocka_unit_test(test_jmap_mapping),
+	        cmocka_unit_test(test_report_keys),
 	        cmocka_unit_test(test_merge),
 	        cmocka_unit_test(test_random_multisets),
 	        cmocka_unit_test(test_copies),

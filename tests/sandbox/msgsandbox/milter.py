@@ -1,5 +1,6 @@
 """msgstatus-milter in the sandbox."""
 import os
+import shutil
 import signal
 import subprocess
 
@@ -30,6 +31,13 @@ class Milter:
         }
         if user is not None:
             sb.mkdir(name, "spool", owner=user, mode=0o700)
+        # the site's secret for the ENVIDs of the DSNs it asks for (msgstatus-milter.conf(5))
+        self.settings["report_secret_file"] = os.path.join(self.dir, "report.secret")
+        with open(self.settings["report_secret_file"], "wb") as f:
+            f.write(os.urandom(32))
+        os.chmod(self.settings["report_secret_file"], 0o600)
+        if user is not None:
+            shutil.chown(self.settings["report_secret_file"], user)
         self.settings.update(settings or {})
         self.config = os.path.join(self.dir, "milter.conf")
         self.child = None

@@ -339,10 +339,12 @@ class Postfix:
              [("enable_long_queue_ids", "yes")]),
         ]
         if self.milter is not None:
-            groups.append(("The milter sees SMTP and sendmail/pickup mail; mail flows on when "
-                           "it is down (default_action=accept).",
+            groups.append(("The milter sees SMTP and sendmail/pickup mail, and Postfix's own "
+                           "notices (bounce(8)'s success, delay and failure reports, which "
+                           "it reads); mail flows on when it is down (default_action=accept).",
                            [("smtpd_milters", self._milter_value()),
-                            ("non_smtpd_milters", self._milter_value())]))
+                            ("non_smtpd_milters", self._milter_value()),
+                            ("internal_mail_filter_classes", "bounce")]))
         if self.milter_macro_defaults:
             groups.append(("Macros Postfix sends to milters when it has no value of its own.",
                            [("milter_macro_defaults", ", ".join(
