@@ -65,8 +65,12 @@ enum msevent_type {
 	/* mail from another site, DKIM-authenticated for its sender's domain, that carried that
 	   site's tracking id: the milter remembers it (docs/federation.md, "Correlation") */
 	MSEV_INBOUND = 14,
+	/* a local user read a message that asks for a disposition notification (RFC 8098): the
+	   Dovecot plugin asks statusd whether to send the MDN (docs/mdn.md); not a status, never
+	   in the event log */
+	MSEV_MDN = 16,
 };
-#define MSEV_TYPE_MAX   14
+#define MSEV_TYPE_MAX   16
 #define MSEV_STATUS_MAX 9 /* types 1-9 are statuses a recipient can have */
 /* Whether a type is a status a recipient can have. */
 #define MSEV_IS_STATUS(t) ((int)(t) >= MSEV_QUEUED && (int)(t) <= MSEV_STATUS_MAX)

@@ -386,7 +386,7 @@ cmd_prefs(struct ctl *ctl, int argc, char **argv)
 	ctl_operands(argc, 1, 1);
 	user = ctl_arg_user(argv[optind]);
 	if ((receipts >= 0 || presence >= 0) &&
-	    store_prefs_set(ctl_db(ctl), user, receipts, presence, &transient, &error) < 0)
+	    store_prefs_set(ctl_db(ctl), user, receipts, presence, NULL, &transient, &error) < 0)
 		msg_fatal("prefs: %s", error);
 	if (store_prefs_get(ctl_db(ctl), user, &prefs, &transient, &error) < 0)
 		msg_fatal("prefs: %s", error);

@@ -60,6 +60,7 @@ const struct conf_setting sdconfig_table[] = {
         S(dns_timeout, CONF_TIME, "3s", 100, 60000),
         S(dns_cache_size, CONF_INT, "10000", 0, 10000000),
         S(dns_cache_max_ttl, CONF_TIME, "1h", 0, 86400000),
+        S(mdn_sendmail, CONF_STR, "/usr/sbin/sendmail", 0, 0),
         S(log_target, CONF_STR, "stderr", 0, 0),
         S(syslog_facility, CONF_STR, "mail", 0, 0),
         S(verbose, CONF_BOOL, "no", 0, 0),

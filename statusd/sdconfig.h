@@ -53,6 +53,7 @@ struct sd_config {
 	long long dns_timeout;       /* ms: the longest one lookup may take */
 	long long dns_cache_size;    /* answers kept */
 	long long dns_cache_max_ttl; /* ms */
+	char *mdn_sendmail;          /* the command MDNs go to (mdnsend.h); "": none sent */
 	char *log_target;
 	char *syslog_facility;
 	bool verbose;

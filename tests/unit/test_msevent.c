@@ -161,6 +161,7 @@ test_type_names(void **state)
 	        {MSEV_DELETED, "deleted"},   {MSEV_ONLINE, "online"},
 	        {MSEV_OFFLINE, "offline"},   {MSEV_COPIED, "copied"},
 	        {MSEV_EXPUNGED, "expunged"}, {MSEV_INBOUND, "inbound"},
+	        {MSEV_MDN, "mdn"},
 	};
 	static const char *const bad_names[] = {"",        "none",    "QUEUED", "Read",
 	                                        "queued ", " queued", "queue",  "deletedx",
@@ -173,10 +174,12 @@ test_type_names(void **state)
 	CHECK_INT("MSEV_COPIED", MSEV_COPIED, 12);
 	CHECK_INT("MSEV_EXPUNGED", MSEV_EXPUNGED, 13);
 	CHECK_INT("MSEV_INBOUND", MSEV_INBOUND, 14);
-	CHECK_INT("MSEV_TYPE_MAX", MSEV_TYPE_MAX, 14);
-	CHECK_INT("table covers every type", sizeof(types) / sizeof(types[0]), MSEV_TYPE_MAX);
+	CHECK_INT("MSEV_MDN", MSEV_MDN, 16);
+	CHECK_INT("MSEV_TYPE_MAX", MSEV_TYPE_MAX, 16);
+	/* 15 is kept for the report event */
+	CHECK_INT("table covers every type", sizeof(types) / sizeof(types[0]), MSEV_TYPE_MAX - 1);
 	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
-		CHECK_INT(types[i].name, types[i].type, (int)i + 1);
+		CHECK_INT(types[i].name, types[i].type, (int)i + 1 + (i >= 14));
 		CHECK_STR(types[i].name, msevent_type_name(types[i].type), types[i].name);
 		CHECK_INT(types[i].name, msevent_type_parse(types[i].name), types[i].type);
 	}
@@ -184,6 +187,7 @@ test_type_names(void **state)
 	CHECK_STR("name of 15", msevent_type_name((enum msevent_type)15), NULL);
 	CHECK_INT("inbound is not about a recipient", MSEV_IS_RECIPIENT(MSEV_INBOUND), 0);
 	CHECK_INT("inbound is no status", MSEV_IS_STATUS(MSEV_INBOUND), 0);
+	CHECK_INT("mdn is not about a recipient", MSEV_IS_RECIPIENT(MSEV_MDN), 0);
 	CHECK_INT("copied is about a recipient", MSEV_IS_RECIPIENT(MSEV_COPIED), 1);
 	CHECK_INT("expunged is about a recipient", MSEV_IS_RECIPIENT(MSEV_EXPUNGED), 1);
 	CHECK_INT("copied is no status", MSEV_IS_STATUS(MSEV_COPIED), 0);
