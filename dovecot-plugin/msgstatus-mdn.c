@@ -19,8 +19,9 @@
  *	that has it.
  *
  * SECURITY
- *	Every header is the sender's text: control characters are replaced, lengths are cut
- *	(MSGSTATUS_MDN_VALUE_MAX, the subject MSGSTATUS_MDN_SUBJECT_MAX characters), a
+ *	Every header is the sender's text: broken UTF-8 is repaired, control characters are
+ *	replaced, lengths are cut (MSGSTATUS_MDN_VALUE_MAX, the subject's
+ *	MSGSTATUS_MDN_SUBJECT_MAX) on a character, a
  *	Message-ID longer than the protocol's 998 bytes is left out, and everything is
  *	JSON-escaped. statusd checks them again: it decides (docs/mdn.md).
  *
@@ -34,13 +35,13 @@
 #include "mail-storage.h"
 #include "mail-user.h"
 #include "str.h"
-#include "str-sanitize.h"
+#include "unichar.h"
 #include "msgstatus-settings.h"
 #include "msgstatus-client.h"
 #include "msgstatus-mdn.h"
 
 #define MSGSTATUS_MDN_VALUE_MAX   1000 /* bytes of an address header passed on */
-#define MSGSTATUS_MDN_SUBJECT_MAX 200  /* characters of the subject */
+#define MSGSTATUS_MDN_SUBJECT_MAX 200  /* bytes of the subject */
 #define MSGSTATUS_MDN_MSGID_MAX   998
 
 struct msgstatus_mdn_mark {
@@ -85,8 +86,33 @@ has_keyword(struct mail *mail)
 	return FALSE;
 }
 
-/* A header as one line of at most max bytes, control characters replaced; NULL if the
-   message has none. */
+/* value as one line of UTF-8 of at most max bytes: broken sequences become U+FFFD,
+   control characters (a folded header's line breaks) spaces, and the end is cut on a
+   character. */
+static const char *
+clean(const char *value, size_t max)
+{
+	size_t len = strlen(value);
+	string_t *out = t_str_new(len + 16);
+	unsigned char *p;
+
+	/* a repaired copy goes to out; valid data does not */
+	if (uni_utf8_get_valid_data((const unsigned char *)value, len, out))
+		str_append(out, value);
+	if (str_len(out) > max) {
+		size_t cut = max;
+		while (cut > 0 && (str_data(out)[cut] & 0xc0) == 0x80)
+			cut--;
+		str_truncate(out, cut);
+	}
+	p = buffer_get_modifiable_data(out, NULL);
+	for (size_t i = 0; i < str_len(out); i++)
+		if (p[i] < 0x20 || p[i] == 0x7f)
+			p[i] = ' ';
+	return str_c(out);
+}
+
+/* A header as clean() makes it; NULL if the message has none. */
 static const char *
 header(struct mail *mail, const char *name, size_t max)
 {
@@ -94,7 +120,7 @@ header(struct mail *mail, const char *name, size_t max)
 
 	if (mail_get_first_header(mail, name, &value) <= 0)
 		return NULL;
-	return str_sanitize(value, max);
+	return clean(value, max);
 }
 
 static void
@@ -121,9 +147,9 @@ msgstatus_mdn_record(struct msgstatus_mdn_user *mu, struct mail *mail, string_t 
 	    strlen(msgid) > MSGSTATUS_MDN_MSGID_MAX)
 		msgid = NULL;
 	else
-		msgid = str_sanitize(msgid, MSGSTATUS_MDN_MSGID_MAX);
+		msgid = clean(msgid, MSGSTATUS_MDN_MSGID_MAX);
 	if (mail_get_first_header_utf8(mail, "Subject", &subject) > 0)
-		subject = str_sanitize_utf8(subject, MSGSTATUS_MDN_SUBJECT_MAX);
+		subject = clean(subject, MSGSTATUS_MDN_SUBJECT_MAX);
 	else
 		subject = NULL;
 

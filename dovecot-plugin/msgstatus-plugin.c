@@ -14,9 +14,9 @@
  *	expunged	one copy expunged (IMAP EXPUNGE, doveadm expunge, a MOVE's source)
  *	online/offline	an IMAP session of the user began/ended (presence; statusd keeps it
  *			only for users who opted in)
- *	mdn		\Seen gained by any message (tracked or not) that asks for a disposition
- *			notification and has no $MDNSent: statusd decides whether to send one,
- *			and the plugin sets $MDNSent when it does (msgstatus-mdn.c, docs/mdn.md)
+ *	mdn		\Seen gained in IMAP by any message (tracked or not) that asks for a
+ *disposition notification and has no $MDNSent: statusd decides whether to send one, and the plugin
+ *sets $MDNSent when it does (msgstatus-mdn.c, docs/mdn.md)
  *
  * statusd counts the copies (delivered, copied) and the expunges: a message is deleted for
  * its sender only when no copy is left (docs/protocol.md). Nothing for APPENDs by IMAP
@@ -89,7 +89,7 @@ struct msgstatus_user {
 	const char *socket_path; /* "" : pickup files only */
 	const char *pickup_dir;
 	const char *orig_recipient;     /* of the LMTP/LDA delivery in progress, or NULL */
-	struct msgstatus_mdn_user *mdn; /* not in deliveries */
+	struct msgstatus_mdn_user *mdn; /* in IMAP sessions */
 	bool read_receipts;
 	bool delivery; /* an LMTP or LDA session: saves are deliveries */
 	bool presence; /* an IMAP session reported online: report offline at its end */
@@ -164,7 +164,8 @@ msgstatus_mail_user_created(struct mail_user *user)
 	presence = set->msgstatus_presence;
 	muser->delivery = user->service != NULL &&
 	                  (strcmp(user->service, "lmtp") == 0 || strcmp(user->service, "lda") == 0);
-	if (!muser->delivery)
+	/* MDNs answer reads by a person: IMAP sessions only */
+	if (user->service != NULL && strcmp(user->service, "imap") == 0)
 		muser->mdn = msgstatus_mdn_user_init(user, set->msgstatus_mdn);
 	msgstatus_settings_free(&set);
 	MODULE_CONTEXT_SET(user, msgstatus_user_module, muser);

@@ -24,14 +24,17 @@ CREATE TABLE mdn (
 	read_at timestamptz NOT NULL,   -- the event's time
 	decided_at timestamptz NOT NULL DEFAULT now(),
 	-- the sender's progress: none (not to send), pending (due at next_attempt), sending
-	-- (handed to sendmail, no answer yet), sent, failed (gave up), unknown (statusd stopped
-	-- while sendmail ran: never tried again, so that nothing goes twice)
+	-- (handed to sendmail, no answer yet), sent, failed (gave up), unknown (sending for
+	-- longer than a sendmail run may take: statusd stopped meanwhile; never tried again,
+	-- so that nothing goes twice)
 	state text NOT NULL CHECK (state IN ('none', 'pending', 'sending', 'sent', 'failed',
 					     'unknown')),
 	attempts integer NOT NULL DEFAULT 0,
+	claimed_at timestamptz,         -- when the latest attempt was handed to sendmail
 	next_attempt timestamptz,
 	last_error text,
 	sent_at timestamptz,
 	PRIMARY KEY (recipient, message_id)
 );
 CREATE INDEX mdn_due ON mdn (next_attempt) WHERE state = 'pending';
+CREATE INDEX mdn_sending ON mdn (claimed_at) WHERE state = 'sending';

@@ -36,7 +36,8 @@ extern char **environ;
 #define RETRY_MAX_MS       3600000
 #define DB_BACKOFF_MIN_MS  100
 #define CONNECT_TIMEOUT_MS 15000
-#define OUTPUT_MAX         512 /* of sendmail's output, for the log */
+#define OUTPUT_MAX         512                          /* of sendmail's output, for the log */
+#define RECOVER_AFTER_MS   (MDNSEND_TIMEOUT_MS + 60000) /* "sending" this long: unknown */
 
 struct mdnsend {
 	const struct sd_config *cfg;
@@ -347,6 +348,14 @@ mdnsend_main(void *arg)
 				db_trouble(m, error);
 			continue;
 		}
+		if ((r = store_mdn_recover(m->conn, RECOVER_AFTER_MS, &error)) < 0) {
+			db_trouble(m, error);
+			continue;
+		}
+		if (r > 0)
+			msg_warn("mdn: %d notification%s handed to sendmail without a recorded "
+			         "outcome (statusd stopped meanwhile?): not handed over again",
+			         r, r == 1 ? "" : "s");
 		if ((due = store_mdn_next_due(m->conn, &error)) == -2) {
 			db_trouble(m, error);
 			continue;

@@ -12,7 +12,8 @@
  *	is then killed), did not queue the mail: the notification is due again after a
  *	backoff (10 s doubling to an hour) and given up after MDNSEND_ATTEMPTS_MAX attempts.
  *	A claim is committed before sendmail runs, so a notification that was being handed
- *	over when statusd stopped is never handed over again (at most once).
+ *	over when statusd stopped is never handed over again (at most once): two minutes
+ *	after its claim it is marked unknown, and logged.
  *
  *	Stopping: mdnsend_stop() writes to a pipe the thread polls; a sendmail that runs is
  *	waited for (it is short) up to its timeout.

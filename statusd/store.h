@@ -340,9 +340,11 @@ struct store_mdn_job {
 	int attempts;                                       /* this one included */
 };
 
-/* The sender's session: LISTEN msgstatus_mdn; notifications that were being handed to
-   sendmail when statusd stopped become "unknown" (never sent again). 0 or -1. */
+/* The sender's session: LISTEN msgstatus_mdn. 0 or -1. */
 int store_mdn_session(PGconn *conn, const char **error_r);
+/* Notifications claimed more than older_ms ago without an outcome (statusd stopped while
+   sendmail ran) become "unknown": never handed over again. Their number, or -1. */
+int store_mdn_recover(PGconn *conn, long long older_ms, const char **error_r);
 /* Claim the notification due first (state sending): 1 and *job_r (free it with
    store_mdn_job_clear), 0 if none is due, -1. */
 int store_mdn_claim(PGconn *conn, struct store_mdn_job *job_r, const char **error_r);

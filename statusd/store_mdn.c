@@ -9,9 +9,11 @@
  *	one, so a replayed or repeated read gets the first answer again. The sender
  *	(mdnsend.c) claims one due notification at a time (state pending -> sending, committed
  *	before sendmail runs) and records the outcome: sent, pending again with a later
- *	next_attempt, or failed. What is still "sending" when a sender session starts was
- *	interrupted while sendmail ran: it may have been queued, so it is never tried again
- *	(state unknown). At most once is the rule; "sent twice" is the failure it avoids.
+ *	next_attempt, or failed. What is still "sending" long after its claim (longer than a
+ *	sendmail run may take: statusd stopped meanwhile) may have been queued: it is never
+ *	tried again (state unknown, store_mdn_recover). At most once is the rule; "sent
+ *	twice" is the failure it avoids. Several statusd sharing a database take turns by
+ *	the row lock (FOR UPDATE SKIP LOCKED).
  *
  * SECURITY
  *	Everything from the event is a query parameter. The user's preference is read for the
@@ -98,17 +100,29 @@ store_mdn_decide(PGconn *conn, const struct store_mdn_read *rd, bool *send_r, bo
 int
 store_mdn_session(PGconn *conn, const char **error_r)
 {
-	PGresult *res;
+	return store_exec(conn, "LISTEN msgstatus_mdn", NULL, error_r);
+}
 
-	if (store_exec(conn, "LISTEN msgstatus_mdn", NULL, error_r) < 0)
-		return -1;
-	res = PQexec(conn, "UPDATE mdn SET state = 'unknown',"
-	                   " last_error = 'statusd stopped while sendmail ran: not tried again'"
-	                   " WHERE state = 'sending'");
+int
+store_mdn_recover(PGconn *conn, long long older_ms, const char **error_r)
+{
+	char ms[32];
+	const char *params[1] = {ms};
+	PGresult *res;
+	int n;
+
+	snprintf(ms, sizeof(ms), "%lld", older_ms);
+	res = PQexecParams(conn,
+	                   "UPDATE mdn SET state = 'unknown', last_error = 'no outcome of the"
+	                   " sendmail run recorded (statusd stopped?): not tried again'"
+	                   " WHERE state = 'sending'"
+	                   " AND claimed_at < now() - $1::bigint * interval '1 millisecond'",
+	                   1, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK)
 		return store_failed(conn, res, NULL, error_r);
+	n = atoi(PQcmdTuples(res));
 	PQclear(res);
-	return 0;
+	return n;
 }
 
 int
