@@ -14,7 +14,9 @@ notifications have their mailboxes:
 - a user who did not opt in: none, and no $MDNSent;
 - Disposition-Notification-To differing from the Return-Path: none, and no $MDNSent;
 - statusd down during the read: the record waits in a pickup file, and the MDN goes out
-  once when statusd is back (the keyword is then not set, as docs/mdn.md says).
+  once when statusd is back (the keyword is then not set, as docs/mdn.md says);
+- sendmail failing: the MDN waits in PostgreSQL, survives a restart of statusd, and goes
+  out once when sendmail works again.
 """
 import json
 import os
@@ -50,9 +52,16 @@ class MdnTest(unittest.TestCase):
         cls.site = cls.sb.mail_site("example.net", users={ALICE: "alice-secret"})
         cls.pf = cls.sb.postfix(domains=["example.org"], lmtp=cls.dc,
                                 transports={"example.net": cls.site.postfix})
-        # the site's Postfix takes statusd's notifications
+        # the site's Postfix takes statusd's notifications, through a sendmail that fails
+        # (EX_TEMPFAIL, queuing nothing) while the file cls.broken exists
+        cls.broken = os.path.join(cls.sb.path("statusd"), "sendmail-broken")
+        wrapper = os.path.join(cls.sb.path("statusd"), "sendmail")
+        with open(wrapper, "w") as f:
+            f.write(f"#!/bin/sh\nif [ -e {cls.broken} ]; then echo 'queue file write error' >&2;"
+                    f" exit 75; fi\nexec /usr/sbin/sendmail -C {cls.pf.config_dir} \"$@\"\n")
+        os.chmod(wrapper, 0o755)
         cls.sd.stop()
-        cls.sd.settings["mdn_sendmail"] = f"/usr/sbin/sendmail -C {cls.pf.config_dir}"
+        cls.sd.settings["mdn_sendmail"] = wrapper
         cls.sd.start()
         cls.n = 0
         # bob opts in through the preferences API; carol chooses nothing (default never)
@@ -228,6 +237,30 @@ class MdnTest(unittest.TestCase):
         self.settle()
         self.assertEqual(len(self.notifications(msgid)), 1)
         self.assertNotIn(KEYWORD, self.flags(c, uid), "nobody heard statusd's answer")
+
+    def test_sendmail_failing_then_back(self):
+        msgid = self.deliver(BOB)
+        open(self.broken, "w").close()
+        try:
+            c = self.imap(BOB)
+            uid = self.uid_of(c, msgid)
+            c.uid("FETCH", uid, "(BODY[])")
+            wait_for("a failed attempt", lambda: self.pg.scalar(
+                f"SELECT attempts FROM mdn WHERE message_id = '{msgid}' AND state = 'pending'")
+                == "1", timeout=15)
+            self.assertIn("exited with 75: queue file write error", self.pg.scalar(
+                f"SELECT last_error FROM mdn WHERE message_id = '{msgid}'"))
+            wait_for("$MDNSent: statusd decided to send", lambda: KEYWORD in self.flags(c, uid),
+                     timeout=15)
+            self.sd.stop()
+        finally:
+            os.unlink(self.broken)
+        self.sd.start()
+        found = self.wait_notifications(msgid)  # the retry, 10 s after the failure
+        self.check_mdn(*found[0], BOB, msgid)
+        self.settle()
+        self.assertEqual(len(self.notifications(msgid)), 1)
+        self.assertEqual(self.decision(BOB, msgid)[2], "sent")
 
 
 if __name__ == "__main__":
