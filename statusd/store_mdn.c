@@ -106,6 +106,7 @@ store_mdn_session(PGconn *conn, const char **error_r)
 int
 store_mdn_recover(PGconn *conn, long long older_ms, const char **error_r)
 {
+	bool transient; /* the sender reconnects either way */
 	char ms[32];
 	const char *params[1] = {ms};
 	PGresult *res;
@@ -119,7 +120,7 @@ store_mdn_recover(PGconn *conn, long long older_ms, const char **error_r)
 	                   " AND claimed_at < now() - $1::bigint * interval '1 millisecond'",
 	                   1, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK)
-		return store_failed(conn, res, NULL, error_r);
+		return store_failed(conn, res, &transient, error_r);
 	n = atoi(PQcmdTuples(res));
 	PQclear(res);
 	return n;
@@ -128,6 +129,7 @@ store_mdn_recover(PGconn *conn, long long older_ms, const char **error_r)
 int
 store_mdn_claim(PGconn *conn, struct store_mdn_job *job_r, const char **error_r)
 {
+	bool transient; /* the sender reconnects either way */
 	PGresult *res;
 
 	memset(job_r, 0, sizeof(*job_r));
@@ -139,7 +141,7 @@ store_mdn_claim(PGconn *conn, struct store_mdn_job *job_r, const char **error_r)
 	             " WHERE m.recipient = d.recipient AND m.message_id = d.message_id"
 	             " RETURNING m.recipient, m.message_id, m.notify_to, m.subject, m.attempts");
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
-		return store_failed(conn, res, NULL, error_r);
+		return store_failed(conn, res, &transient, error_r);
 	if (PQntuples(res) == 0) {
 		PQclear(res);
 		return 0;
@@ -162,13 +164,14 @@ store_mdn_claim(PGconn *conn, struct store_mdn_job *job_r, const char **error_r)
 long long
 store_mdn_next_due(PGconn *conn, const char **error_r)
 {
+	bool transient; /* the sender reconnects either way */
 	PGresult *res = PQexec(conn, "SELECT greatest(0, ceil(extract(epoch FROM"
 	                             " min(next_attempt) - now()) * 1000))::bigint"
 	                             " FROM mdn WHERE state = 'pending'");
 	long long ms;
 
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		(void)store_failed(conn, res, NULL, error_r);
+		(void)store_failed(conn, res, &transient, error_r);
 		return -2;
 	}
 	ms = PQgetisnull(res, 0, 0) ? -1 : strtoll(PQgetvalue(res, 0, 0), NULL, 10);
@@ -180,6 +183,7 @@ int
 store_mdn_finish(PGconn *conn, const struct store_mdn_job *job, const char *why, long long retry_ms,
                  const char **error_r)
 {
+	bool transient; /* the sender reconnects either way */
 	char ms[32];
 	const char *params[5] = {job->recipient, job->message_id, why, ms,
 	                         why == NULL    ? "sent"
@@ -196,7 +200,7 @@ store_mdn_finish(PGconn *conn, const struct store_mdn_job *job, const char *why,
 	                   " WHERE recipient = $1 AND message_id = $2 AND state = 'sending'",
 	                   5, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK)
-		return store_failed(conn, res, NULL, error_r);
+		return store_failed(conn, res, &transient, error_r);
 	PQclear(res);
 	return 0;
 }
