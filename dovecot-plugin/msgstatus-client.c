@@ -25,6 +25,12 @@
  *	queue is the one a reply is about; its seq says so (records are numbered from 1 on
  *	each connection).
  *
+ *	An mdn record (msgstatus_client_hand_over_mdn) waits for its answer: its seq and
+ *	callback go on a list, and while the list is not empty an io watcher on the ioloop
+ *	reads replies as they come, outside any IMAP command. A closed connection answers
+ *	the list's records MSGSTATUS_MDN_LOST (they went to a pickup file: statusd still
+ *	decides, and sends the notification, when it reads the file).
+ *
  * SECURITY
  *	statusd's replies are untrusted until checked: a line is at most MSGSTATUS_REPLY_MAX
  *	bytes (the rest is dropped), parsed with Dovecot's JSON parser
@@ -67,6 +73,15 @@
 #define MSGSTATUS_EXIT_WAIT_MSECS 100
 #define MSGSTATUS_HELD_MAX        (1024 * 1024) /* bytes kept while nothing takes them */
 
+/* An mdn record that waits for its answer. */
+struct msgstatus_mdn_wait {
+	struct msgstatus_mdn_wait *next;
+	uintmax_t seq; /* on the current connection */
+	const void *owner;
+	msgstatus_mdn_callback_t *callback;
+	void *context;
+};
+
 /* The process's connection to statusd (DESIGN above). */
 struct msgstatus_conn {
 	char *socket_path;
@@ -82,6 +97,8 @@ struct msgstatus_conn {
 	unsigned int nheld;  /* records in held */
 	bool unreachable_logged;
 	bool unusable; /* the socket path cannot be used: pickup files only */
+	struct msgstatus_mdn_wait *waits, **waits_tail; /* oldest first */
+	struct io *io;                                  /* reading replies while mdn records wait */
 };
 
 static struct msgstatus_conn msgstatus_conn = {.fd = -1};
@@ -187,10 +204,35 @@ file_or_hold(struct msgstatus_conn *conn, const char *dir, const unsigned char *
 	          conn->nheld);
 }
 
+/* Answer the waiting mdn records (all of them, or owner's) with reply, and forget them. */
+static void
+waits_answer(struct msgstatus_conn *conn, const void *owner, enum msgstatus_mdn_reply reply)
+{
+	struct msgstatus_mdn_wait **w = &conn->waits, *done;
+
+	while (*w != NULL) {
+		if (owner != NULL && (*w)->owner != owner) {
+			w = &(*w)->next;
+			continue;
+		}
+		done = *w;
+		*w = done->next;
+		done->callback(done->context, reply);
+		i_free(done);
+	}
+	conn->waits_tail = &conn->waits;
+	for (done = conn->waits; done != NULL; done = done->next)
+		conn->waits_tail = &done->next;
+	if (conn->waits == NULL)
+		if (conn->io != NULL)
+			io_remove(&conn->io);
+}
+
 /* Close the connection; what statusd has not acknowledged goes into a pickup file. */
 static void
 conn_close(struct msgstatus_conn *conn, const char *why)
 {
+	waits_answer(conn, NULL, MSGSTATUS_MDN_LOST);
 	if (conn->fd >= 0) {
 		if (why != NULL)
 			i_warning("msgstatus: connection to statusd (%s) closed: %s%s",
@@ -274,6 +316,7 @@ conn_read(struct msgstatus_conn *conn)
 			const char *rejected, *error;
 			uintmax_t seq;
 			size_t len;
+			bool mdn_send = FALSE;
 
 			if (buf[i] != '\n') {
 				if (str_len(conn->reply) < MSGSTATUS_REPLY_MAX)
@@ -288,7 +331,7 @@ conn_read(struct msgstatus_conn *conn)
 			    str_data(conn->reply)[str_len(conn->reply) - 1] == '\r')
 				str_truncate(conn->reply, str_len(conn->reply) - 1);
 			if (msgstatus_reply_parse(str_c(conn->reply), str_len(conn->reply), &seq,
-			                          &rejected, &error) < 0) {
+			                          &rejected, &mdn_send, &error) < 0) {
 				conn_close(conn,
 				           t_strdup_printf("a reply that is not statusd's (%s): %s",
 				                           error,
@@ -319,6 +362,20 @@ conn_read(struct msgstatus_conn *conn)
 			str_delete(conn->queue, 0, len);
 			conn->written -= len;
 			conn->queued--;
+			if (conn->waits != NULL && conn->waits->seq == seq) {
+				struct msgstatus_mdn_wait *w = conn->waits;
+
+				conn->waits = w->next;
+				if (conn->waits == NULL) {
+					conn->waits_tail = &conn->waits;
+					if (conn->io != NULL)
+						io_remove(&conn->io);
+				}
+				w->callback(w->context, mdn_send && rejected == NULL
+				                                ? MSGSTATUS_MDN_SEND
+				                                : MSGSTATUS_MDN_NONE);
+				i_free(w);
+			}
 		}
 	}
 	return -1;
@@ -394,6 +451,53 @@ msgstatus_client_hand_over(const char *socket_path, const char *pickup_dir, cons
 	str_append_data(conn->queue, str_data(records), str_len(records));
 	conn->queued += count;
 	(void)conn_flush(conn);
+}
+
+static void
+conn_io_read(struct msgstatus_conn *conn)
+{
+	/* clang-format off */
+	T_BEGIN {
+		(void)conn_read(conn);
+	} T_END;
+	/* clang-format on */
+}
+
+void
+msgstatus_client_hand_over_mdn(const char *socket_path, const char *pickup_dir,
+                               const string_t *record, const void *owner,
+                               msgstatus_mdn_callback_t *callback, void *context)
+{
+	struct msgstatus_conn *conn = &msgstatus_conn;
+	struct msgstatus_mdn_wait *w;
+	uintmax_t seq;
+
+	msgstatus_client_hand_over(socket_path, pickup_dir, record, 1);
+	if (conn->fd < 0 || conn->queued == 0 || str_len(conn->queue) < str_len(record) ||
+	    memcmp(str_data(conn->queue) + str_len(conn->queue) - str_len(record), str_data(record),
+	           str_len(record)) != 0) {
+		/* filed or held: statusd answers nobody when it reads it */
+		callback(context, MSGSTATUS_MDN_LOST);
+		return;
+	}
+	seq = conn->answered + conn->queued;
+	w = i_new(struct msgstatus_mdn_wait, 1);
+	w->seq = seq;
+	w->owner = owner;
+	w->callback = callback;
+	w->context = context;
+	if (conn->waits_tail == NULL)
+		conn->waits_tail = &conn->waits;
+	*conn->waits_tail = w;
+	conn->waits_tail = &w->next;
+	if (conn->io == NULL)
+		conn->io = io_add(conn->fd, IO_READ, conn_io_read, conn);
+}
+
+void
+msgstatus_client_forget(const void *owner)
+{
+	waits_answer(&msgstatus_conn, owner, MSGSTATUS_MDN_LOST);
 }
 
 void

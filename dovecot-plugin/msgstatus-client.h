@@ -30,6 +30,26 @@ void msgstatus_client_record_begin(string_t *out, const char *type, const char *
 void msgstatus_client_hand_over(const char *socket_path, const char *pickup_dir,
                                 const string_t *records, unsigned int count);
 
+/* What statusd answered to an mdn record (docs/protocol.md, "Replies"). */
+enum msgstatus_mdn_reply {
+	MSGSTATUS_MDN_SEND, /* a notification goes (or went) out: set $MDNSent */
+	MSGSTATUS_MDN_NONE, /* no notification for it, or statusd rejected the record */
+	MSGSTATUS_MDN_LOST, /* no answer will come: the record went to a pickup file (statusd
+	                       decides when it reads it), or the owner was forgotten */
+};
+typedef void msgstatus_mdn_callback_t(void *context, enum msgstatus_mdn_reply reply);
+
+/* Hand one mdn record (a whole line) over like msgstatus_client_hand_over(), and call
+   callback with statusd's answer once it comes: later, from the ioloop, or at once
+   (MSGSTATUS_MDN_LOST) when the record does not go over the socket. owner is who may
+   msgstatus_client_forget() the callback. Uses the data stack. */
+void msgstatus_client_hand_over_mdn(const char *socket_path, const char *pickup_dir,
+                                    const string_t *record, const void *owner,
+                                    msgstatus_mdn_callback_t *callback, void *context);
+/* Call the callbacks of owner's records that wait for their answers with
+   MSGSTATUS_MDN_LOST now (the owner goes away). */
+void msgstatus_client_forget(const void *owner);
+
 /* At process exit: give statusd a moment (MSGSTATUS_EXIT_WAIT_MSECS) to acknowledge,
    file the rest in the pickup directory, close the connection and free its memory. Uses
    the data stack, as msgstatus_client_hand_over() does. */

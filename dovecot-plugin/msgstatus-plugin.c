@@ -14,12 +14,15 @@
  *	expunged	one copy expunged (IMAP EXPUNGE, doveadm expunge, a MOVE's source)
  *	online/offline	an IMAP session of the user began/ended (presence; statusd keeps it
  *			only for users who opted in)
+ *	mdn		\Seen gained in IMAP by any message (tracked or not) that asks for a
+ *disposition notification and has no $MDNSent: statusd decides whether to send one, and the plugin
+ *sets $MDNSent when it does (msgstatus-mdn.c, docs/mdn.md)
  *
  * statusd counts the copies (delivered, copied) and the expunges: a message is deleted for
  * its sender only when no copy is left (docs/protocol.md). Nothing for APPENDs by IMAP
  * clients, for mailboxes with the \Sent special use (nor for copies out of one), or for
  * messages without the header. With msgstatus_read_receipts = no (a plugin setting,
- * or a userdb field for one user) no read or unread event leaves the server.
+ * or a userdb field for one user) no read, unread or mdn event leaves the server.
  *
  * This file holds the Dovecot hooks: which changes make which events. Where the events go
  * (statusd's event socket, its replies, the pickup files) is msgstatus-client.c's. What
@@ -55,6 +58,7 @@
  * logging do not belong in Dovecot's processes.
  */
 #include "lib.h"
+#include "array.h"
 #include "mail-deliver.h"
 #include "mail-storage-hooks.h"
 #include "mail-storage-private.h"
@@ -65,6 +69,7 @@
 #include "str.h"
 #include "msgstatus-settings.h"
 #include "msgstatus-client.h"
+#include "msgstatus-mdn.h"
 #include "msgstatus-plugin.h"
 
 #include <ctype.h> /* i_isalnum() on 2.4 */
@@ -83,10 +88,18 @@ struct msgstatus_user {
 	union mail_user_module_context module_ctx;
 	const char *socket_path; /* "" : pickup files only */
 	const char *pickup_dir;
-	const char *orig_recipient; /* of the LMTP/LDA delivery in progress, or NULL */
+	const char *orig_recipient;     /* of the LMTP/LDA delivery in progress, or NULL */
+	struct msgstatus_mdn_user *mdn; /* in IMAP sessions */
 	bool read_receipts;
 	bool delivery; /* an LMTP or LDA session: saves are deliveries */
 	bool presence; /* an IMAP session reported online: report offline at its end */
+};
+
+/* An mdn record, handed over on its own at commit. */
+struct msgstatus_txn_mdn {
+	string_t *record;
+	const char *vname;
+	uint32_t uid;
 };
 
 struct msgstatus_txn {
@@ -94,6 +107,7 @@ struct msgstatus_txn {
 	struct mail_user *user;
 	string_t *records;
 	unsigned int count;
+	ARRAY(struct msgstatus_txn_mdn) mdns;
 };
 
 static MODULE_CONTEXT_DEFINE_INIT(msgstatus_user_module, &mail_user_module_register);
@@ -114,6 +128,8 @@ msgstatus_mail_user_deinit(struct mail_user *user)
 {
 	struct msgstatus_user *muser = MSGSTATUS_USER_CONTEXT(user);
 
+	if (muser->mdn != NULL)
+		msgstatus_mdn_user_deinit(&muser->mdn);
 	if (muser->presence) {
 		/* clang-format off */
 		T_BEGIN {
@@ -146,9 +162,12 @@ msgstatus_mail_user_created(struct mail_user *user)
 	muser->pickup_dir = p_strdup(user->pool, set->msgstatus_pickup_dir);
 	muser->read_receipts = set->msgstatus_read_receipts;
 	presence = set->msgstatus_presence;
-	msgstatus_settings_free(&set);
 	muser->delivery = user->service != NULL &&
 	                  (strcmp(user->service, "lmtp") == 0 || strcmp(user->service, "lda") == 0);
+	/* MDNs answer reads by a person: IMAP sessions only */
+	if (user->service != NULL && strcmp(user->service, "imap") == 0)
+		muser->mdn = msgstatus_mdn_user_init(user, set->msgstatus_mdn);
+	msgstatus_settings_free(&set);
 	MODULE_CONTEXT_SET(user, msgstatus_user_module, muser);
 
 	if (user->service != NULL && strcmp(user->service, "imap") == 0 && presence) {
@@ -246,6 +265,32 @@ add_event(struct msgstatus_txn *txn, struct mailbox *box, struct mail *mail, con
 	/* clang-format on */
 }
 
+/* An mdn record for mail, if it asks for a disposition notification (msgstatus-mdn.c). */
+static void
+add_mdn(struct msgstatus_txn *txn, struct msgstatus_user *muser, struct mail *mail)
+{
+	if (muser->mdn == NULL || is_sent_mailbox(mail->box) ||
+	    mailbox_has_special_use(mail->box, "\\Drafts"))
+		return;
+	/* clang-format off */
+	T_BEGIN {
+		string_t *rec = t_str_new(512);
+
+		if (msgstatus_mdn_record(muser->mdn, mail, rec)) {
+			struct msgstatus_txn_mdn *m;
+
+			if (!array_is_created(&txn->mdns))
+				p_array_init(&txn->mdns, txn->pool, 2);
+			m = array_append_space(&txn->mdns);
+			m->record = str_new(txn->pool, str_len(rec));
+			str_append_str(m->record, rec);
+			m->vname = p_strdup(txn->pool, mailbox_get_vname(mail->box));
+			m->uid = mail->uid;
+		}
+	} T_END;
+	/* clang-format on */
+}
+
 static void *
 msgstatus_transaction_begin(struct mailbox_transaction_context *t)
 {
@@ -298,9 +343,10 @@ msgstatus_mail_update_flags(void *ctx, struct mail *mail, enum mail_flags old_fl
 
 	if (muser == NULL || !muser->read_receipts)
 		return;
-	if ((old_flags & MAIL_SEEN) == 0 && (new_flags & MAIL_SEEN) != 0)
+	if ((old_flags & MAIL_SEEN) == 0 && (new_flags & MAIL_SEEN) != 0) {
 		add_event(txn, mail->box, mail, "read", NULL);
-	else if ((old_flags & MAIL_SEEN) != 0 && (new_flags & MAIL_SEEN) == 0)
+		add_mdn(txn, muser, mail);
+	} else if ((old_flags & MAIL_SEEN) != 0 && (new_flags & MAIL_SEEN) == 0)
 		add_event(txn, mail->box, mail, "unread", NULL);
 }
 
@@ -318,6 +364,20 @@ msgstatus_transaction_commit(void *ctx, struct mail_transaction_commit_changes *
 			                           txn->count);
 		} T_END;
 		/* clang-format on */
+	}
+	if (muser != NULL && muser->mdn != NULL && array_is_created(&txn->mdns)) {
+		const struct msgstatus_txn_mdn *m;
+
+		array_foreach(&txn->mdns, m)
+		{
+			/* clang-format off */
+			T_BEGIN {
+				msgstatus_mdn_hand_over(muser->mdn, muser->socket_path,
+				                        muser->pickup_dir, m->record, m->vname,
+				                        m->uid);
+			} T_END;
+			/* clang-format on */
+		}
 	}
 	pool_unref(&txn->pool);
 }

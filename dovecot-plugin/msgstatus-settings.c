@@ -28,7 +28,7 @@
 enum reply_kind { REPLY_STRING, REPLY_NUMBER, REPLY_OTHER };
 
 struct reply {
-	bool have_seq, ack;
+	bool have_seq, ack, mdn_send;
 	uintmax_t seq;
 	const char *error; /* statusd's reason, or NULL */
 	const char *bad;   /* why this is no reply, or NULL */
@@ -48,6 +48,8 @@ reply_member(struct reply *r, const char *name, enum reply_kind kind, const char
 		if (kind != REPLY_STRING)
 			r->bad = "ack is not an event id";
 		r->ack = TRUE;
+	} else if (strcmp(name, "mdn") == 0) {
+		r->mdn_send = kind == REPLY_STRING && strcmp(value, "send") == 0;
 	} else if (strcmp(name, "error") == 0) {
 		if (kind != REPLY_STRING)
 			r->bad = "error is not a text";
@@ -57,7 +59,8 @@ reply_member(struct reply *r, const char *name, enum reply_kind kind, const char
 }
 
 static int
-reply_result(const struct reply *r, uintmax_t *seq_r, const char **rejected_r, const char **error_r)
+reply_result(const struct reply *r, uintmax_t *seq_r, const char **rejected_r, bool *mdn_send_r,
+             const char **error_r)
 {
 	if (r->bad != NULL)
 		*error_r = r->bad;
@@ -68,6 +71,7 @@ reply_result(const struct reply *r, uintmax_t *seq_r, const char **rejected_r, c
 	else {
 		*seq_r = r->seq;
 		*rejected_r = r->error;
+		*mdn_send_r = r->ack && r->mdn_send;
 		return 0;
 	}
 	return -1;
@@ -83,6 +87,7 @@ static const struct setting_define msgstatus_setting_defines[] = {
         DEF(STR, msgstatus_pickup_dir),
         DEF(BOOL, msgstatus_read_receipts),
         DEF(BOOL, msgstatus_presence),
+        DEF(STR, msgstatus_mdn),
 
         SETTING_DEFINE_LIST_END,
 };
@@ -92,18 +97,23 @@ static const struct msgstatus_settings msgstatus_default_settings = {
         .msgstatus_pickup_dir = MSGSTATUS_PICKUP_DEFAULT,
         .msgstatus_read_receipts = TRUE,
         .msgstatus_presence = TRUE,
+        .msgstatus_mdn = "never",
 };
 
-/* An empty pickup directory means the default, as on 2.3. */
+/* An empty pickup directory means the default, as on 2.3; msgstatus_mdn is never or
+   always. */
 static bool
 msgstatus_settings_check(void *_set, pool_t pool, const char **error_r)
 {
 	struct msgstatus_settings *set = _set;
 
 	(void)pool;
-	(void)error_r;
 	if (set->msgstatus_pickup_dir[0] == '\0')
 		set->msgstatus_pickup_dir = MSGSTATUS_PICKUP_DEFAULT;
+	if (strcmp(set->msgstatus_mdn, "never") != 0 && strcmp(set->msgstatus_mdn, "always") != 0) {
+		*error_r = "msgstatus_mdn: must be never or always";
+		return FALSE;
+	}
 	return TRUE;
 }
 
@@ -150,7 +160,7 @@ msgstatus_notify_unregister(struct notify_context **ctx)
 }
 int
 msgstatus_reply_parse(const char *line, size_t len, uintmax_t *seq_r, const char **rejected_r,
-                      const char **error_r)
+                      bool *mdn_send_r, const char **error_r)
 {
 	struct istream *input = i_stream_create_from_data(line, len);
 	struct json_istream *jinput = json_istream_create_object(input, NULL, 0);
@@ -180,7 +190,7 @@ msgstatus_reply_parse(const char *line, size_t len, uintmax_t *seq_r, const char
 		*error_r = t_strdup_printf("not JSON: %s", error);
 		return -1;
 	}
-	return reply_result(&r, seq_r, rejected_r, error_r);
+	return reply_result(&r, seq_r, rejected_r, mdn_send_r, error_r);
 }
 
 #endif /* MSGSTATUS_SETTINGS_MODULE */
@@ -201,7 +211,6 @@ msgstatus_settings_get(struct mail_user *user, const struct msgstatus_settings *
 	struct msgstatus_settings *set = p_new(user->pool, struct msgstatus_settings, 1);
 	const char *value;
 
-	(void)error_r;
 	set->pool = user->pool;
 	value = mail_user_plugin_getenv(user, "msgstatus_socket");
 	set->msgstatus_socket = value != NULL ? value : MSGSTATUS_SOCKET_DEFAULT;
@@ -212,6 +221,12 @@ msgstatus_settings_get(struct mail_user *user, const struct msgstatus_settings *
 	        !setting_is_no(mail_user_plugin_getenv(user, "msgstatus_read_receipts"));
 	set->msgstatus_presence =
 	        !setting_is_no(mail_user_plugin_getenv(user, "msgstatus_presence"));
+	value = mail_user_plugin_getenv(user, "msgstatus_mdn");
+	set->msgstatus_mdn = value != NULL && *value != '\0' ? value : "never";
+	if (strcmp(set->msgstatus_mdn, "never") != 0 && strcmp(set->msgstatus_mdn, "always") != 0) {
+		*error_r = "msgstatus_mdn: must be never or always";
+		return -1;
+	}
 	*set_r = set;
 	return 0;
 }
@@ -232,7 +247,7 @@ msgstatus_notify_unregister(struct notify_context **ctx)
 
 int
 msgstatus_reply_parse(const char *line, size_t len, uintmax_t *seq_r, const char **rejected_r,
-                      const char **error_r)
+                      bool *mdn_send_r, const char **error_r)
 {
 	struct istream *input = i_stream_create_from_data(line, len);
 	struct json_parser *parser = json_parser_init(input);
@@ -264,7 +279,7 @@ msgstatus_reply_parse(const char *line, size_t len, uintmax_t *seq_r, const char
 		*error_r = t_strdup_printf("not JSON: %s", error);
 		return -1;
 	}
-	return reply_result(&r, seq_r, rejected_r, error_r);
+	return reply_result(&r, seq_r, rejected_r, mdn_send_r, error_r);
 }
 
 #endif

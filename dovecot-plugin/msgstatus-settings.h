@@ -54,6 +54,8 @@ struct msgstatus_settings {
 	const char *msgstatus_pickup_dir; /* statusd's pickup_dir (never "") */
 	bool msgstatus_read_receipts;     /* report read and unread */
 	bool msgstatus_presence;          /* report IMAP logins and logouts */
+	const char *msgstatus_mdn;        /* "never" or "always": the user's MDN default,
+	                                     for statusd (docs/mdn.md) */
 };
 
 /* The user's settings, with the defaults applied: 0, or -1 with *error_r set. Free them
@@ -68,11 +70,13 @@ void msgstatus_notify_unregister(struct notify_context **ctx);
 
 /*
  * One reply line of statusd (docs/protocol.md, "Replies"), without its newline:
- * {"seq":N,"ack":"ID"} or {"seq":N,"error":"TEXT"}; other members are ignored. Returns 0
- * with the record's number in *seq_r and *rejected_r NULL (an ack) or statusd's reason (an
- * error; on the data stack), or -1 with *error_r saying why the line is no such reply.
+ * {"seq":N,"ack":"ID"} or {"seq":N,"error":"TEXT"}, an ack to an mdn record with
+ * "mdn":"send" or "mdn":"none"; other members are ignored. Returns 0 with the record's
+ * number in *seq_r, *rejected_r NULL (an ack) or statusd's reason (an error; on the data
+ * stack) and *mdn_send_r whether the ack said "mdn":"send", or -1 with *error_r saying why
+ * the line is no such reply.
  */
 int msgstatus_reply_parse(const char *line, size_t len, uintmax_t *seq_r, const char **rejected_r,
-                          const char **error_r);
+                          bool *mdn_send_r, const char **error_r);
 
 #endif

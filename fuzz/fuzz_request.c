@@ -28,7 +28,7 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	char *copy = malloc(size + 1), *p, *f[NFIELDS] = {0};
-	const char *error = NULL, *state, *to;
+	const char *error = NULL, *state, *to, *mdn;
 	struct store_list_filter flt;
 	struct json_object *obj;
 	int64_t epoch, from;
@@ -76,8 +76,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	} else {
 		if (!json_object_is_type(obj, json_type_object))
 			abort();
-		if (params_prefs(obj, &rr, &pr, &error) == 0 &&
-		    (rr < -1 || rr > 1 || pr < -1 || pr > 1))
+		if (params_prefs(obj, &rr, &pr, &mdn, &error) == 0 &&
+		    (rr < -1 || rr > 1 || pr < -1 || pr > 1 ||
+		     (mdn != NULL && strcmp(mdn, "never") != 0 && strcmp(mdn, "always") != 0 &&
+		      strcmp(mdn, "default") != 0)))
 			abort();
 		if (params_presence(obj, &state, &to, &error) == 0 &&
 		    ((strcmp(state, "typing") == 0) != (to != NULL) ||

@@ -20,12 +20,23 @@
 #define QUEUE_ID_MAX      32
 
 static const char *const type_names[] = {
-        [MSEV_NONE] = NULL,         [MSEV_QUEUED] = "queued",       [MSEV_DEFERRED] = "deferred",
-        [MSEV_RELAYED] = "relayed", [MSEV_DELIVERED] = "delivered", [MSEV_BOUNCED] = "bounced",
-        [MSEV_EXPIRED] = "expired", [MSEV_READ] = "read",           [MSEV_UNREAD] = "unread",
-        [MSEV_DELETED] = "deleted", [MSEV_ONLINE] = "online",       [MSEV_OFFLINE] = "offline",
-        [MSEV_COPIED] = "copied",   [MSEV_EXPUNGED] = "expunged",   [MSEV_INBOUND] = "inbound",
+        [MSEV_NONE] = NULL,
+        [MSEV_QUEUED] = "queued",
+        [MSEV_DEFERRED] = "deferred",
+        [MSEV_RELAYED] = "relayed",
+        [MSEV_DELIVERED] = "delivered",
+        [MSEV_BOUNCED] = "bounced",
+        [MSEV_EXPIRED] = "expired",
+        [MSEV_READ] = "read",
+        [MSEV_UNREAD] = "unread",
+        [MSEV_DELETED] = "deleted",
+        [MSEV_ONLINE] = "online",
+        [MSEV_OFFLINE] = "offline",
+        [MSEV_COPIED] = "copied",
+        [MSEV_EXPUNGED] = "expunged",
+        [MSEV_INBOUND] = "inbound",
         [MSEV_REPORT] = "report",
+        [MSEV_MDN] = "mdn",
 };
 
 const char *
@@ -40,7 +51,7 @@ enum msevent_type
 msevent_type_parse(const char *name)
 {
 	for (int i = 1; i <= MSEV_TYPE_MAX; i++)
-		if (strcmp(type_names[i], name) == 0)
+		if (type_names[i] != NULL && strcmp(type_names[i], name) == 0)
 			return (enum msevent_type)i;
 	return MSEV_NONE;
 }

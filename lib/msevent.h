@@ -70,8 +70,12 @@ enum msevent_type {
 	   milter (milter/reportin.h); statusd decides whether it counts (docs/security.md,
 	   "Reports from other mail systems") */
 	MSEV_REPORT = 15,
+	/* a local user read a message that asks for a disposition notification (RFC 8098): the
+	   Dovecot plugin asks statusd whether to send the MDN (docs/mdn.md); not a status, never
+	   in the event log */
+	MSEV_MDN = 16,
 };
-#define MSEV_TYPE_MAX 15
+#define MSEV_TYPE_MAX 16
 /* A report event's details.raw (the report itself) may fill the record; other details
    strings are at most 2048 bytes. */
 #define MSEVENT_RAW_KEY "raw"

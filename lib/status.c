@@ -165,6 +165,7 @@ status_view(const struct status_state *st, struct status_view *out)
 	case MSEV_EXPUNGED:
 	case MSEV_INBOUND:
 	case MSEV_REPORT:
+	case MSEV_MDN:
 	case MSEV_QUEUED:
 	case MSEV_DEFERRED:
 		out->delivered = "queued";

@@ -543,6 +543,7 @@ struct prefs_put_job {
 	struct prefs_job get; /* the answer */
 	int read_receipts;    /* 1, 0 or -1: leave as is */
 	int presence;         /* likewise */
+	const char *mdn;      /* "never", "always", "default" or NULL: leave as is */
 };
 
 static enum dbw_result
@@ -551,7 +552,7 @@ prefs_put_run(struct dbjob *dj, PGconn *conn)
 	struct prefs_put_job *j = (struct prefs_put_job *)dj;
 	const char *error = NULL;
 
-	if (store_prefs_set(conn, j->get.base.who->user, j->read_receipts, j->presence,
+	if (store_prefs_set(conn, j->get.base.who->user, j->read_receipts, j->presence, j->mdn,
 	                    &j->get.base.transient, &error) < 0) {
 		j->get.base.rc = -1;
 		return job_ran(&j->get.base, conn, error);
@@ -565,12 +566,12 @@ api_prefs_put(const struct http_env *env, struct req *r, const struct principal 
 {
 	struct json_object *obj = body_object(r, body, true);
 	int rr, pr;
-	const char *error;
+	const char *error, *mdn;
 	struct prefs_put_job *j;
 
 	if (obj == NULL)
 		return;
-	if (params_prefs(obj, &rr, &pr, &error) < 0) {
+	if (params_prefs(obj, &rr, &pr, &mdn, &error) < 0) {
 		json_object_put(obj);
 		req_problem(r, 400, "Bad Request", error);
 		return;
@@ -579,6 +580,7 @@ api_prefs_put(const struct http_env *env, struct req *r, const struct principal 
 	j = job_new(sizeof(*j), env, r, p, prefs_put_run, prefs_done);
 	j->read_receipts = rr;
 	j->presence = pr;
+	j->mdn = mdn;
 	submit(&j->get.base);
 }
 

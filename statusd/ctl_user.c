@@ -368,11 +368,12 @@ cmd_prefs(struct ctl *ctl, int argc, char **argv)
 {
 	static const struct option lo[] = {{"read-receipts", required_argument, NULL, 'r'},
 	                                   {"presence", required_argument, NULL, 'p'},
+	                                   {"mdn", required_argument, NULL, 'm'},
 	                                   {"json", no_argument, NULL, 'j'},
 	                                   {NULL, 0, NULL, 0}};
 	int receipts = -1, presence = -1, ch;
 	struct store_prefs prefs;
-	const char *error;
+	const char *error, *mdn = NULL;
 	bool transient;
 	char *user;
 
@@ -382,11 +383,18 @@ cmd_prefs(struct ctl *ctl, int argc, char **argv)
 			receipts = ctl_arg_bool("--read-receipts", optarg);
 		else if (ch == 'p')
 			presence = ctl_arg_bool("--presence", optarg);
+		else if (ch == 'm') {
+			if (strcmp(optarg, "never") != 0 && strcmp(optarg, "always") != 0 &&
+			    strcmp(optarg, "default") != 0)
+				ctl_usage("--mdn: expected never, always or default, not \"%s\"",
+				          optarg);
+			mdn = optarg;
+		}
 	}
 	ctl_operands(argc, 1, 1);
 	user = ctl_arg_user(argv[optind]);
-	if ((receipts >= 0 || presence >= 0) &&
-	    store_prefs_set(ctl_db(ctl), user, receipts, presence, &transient, &error) < 0)
+	if ((receipts >= 0 || presence >= 0 || mdn != NULL) &&
+	    store_prefs_set(ctl_db(ctl), user, receipts, presence, mdn, &transient, &error) < 0)
 		msg_fatal("prefs: %s", error);
 	if (store_prefs_get(ctl_db(ctl), user, &prefs, &transient, &error) < 0)
 		msg_fatal("prefs: %s", error);
@@ -398,6 +406,7 @@ cmd_prefs(struct ctl *ctl, int argc, char **argv)
 		printf("user           %s\n", user);
 		printf("read receipts  %s\n", prefs.read_receipts ? "yes" : "no");
 		printf("presence       %s\n", prefs.presence ? "yes" : "no");
+		printf("mdn            %s\n", prefs.mdn != NULL ? prefs.mdn : "default");
 	}
 	free(user);
 	return 0;

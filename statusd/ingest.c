@@ -81,8 +81,11 @@ ingest_conn_flush(struct conn *c)
 			free(s->error);
 			s->error = NULL;
 		} else if (s->state == SLOT_ACK) {
-			mbuf_printf(&out, "{\"seq\":%llu,\"ack\":\"%s\"}\n",
-			            (unsigned long long)s->seq, s->id);
+			mbuf_printf(&out, "{\"seq\":%llu,\"ack\":\"%s\"%s}\n",
+			            (unsigned long long)s->seq, s->id,
+			            s->mdn == MDN_REPLY_SEND  ? ",\"mdn\":\"send\""
+			            : s->mdn == MDN_REPLY_NOT ? ",\"mdn\":\"none\""
+			                                      : "");
 		} else {
 			struct json_object *e = json_object_new_string(s->error);
 			mbuf_printf(&out, "{\"seq\":%llu,\"error\":%s}\n",
@@ -215,7 +218,12 @@ conn_record(struct conn *c, const char *line, size_t len)
 	r->conn = c;
 	r->seq = s->seq;
 	r->row_start = b->copy.len;
-	store_copy_row(&b->copy, b->count, &ev);
+	r->mdn = NULL;
+	r->mdn_send = false;
+	if (ev.type == MSEV_MDN)
+		r->mdn = ingest_mdn_new(&ev); /* decided by the worker, never in the log */
+	else
+		store_copy_row(&b->copy, b->count, &ev);
 	b->inbound |= ev.type == MSEV_INBOUND;
 	b->reports |= ev.type == MSEV_REPORT;
 	r->row_len = b->copy.len - r->row_start;

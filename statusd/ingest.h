@@ -13,6 +13,9 @@
  *	nothing is acknowledged that is not stored.
  *	A batch that the database rejects as a whole (not a connection problem) is retried one
  *	event at a time so that one bad event cannot block the rest.
+ *	An mdn event (the Dovecot plugin: a read that asks for a disposition notification) is
+ *	not stored in the log: the same worker decides about it after the batch's events
+ *	(store_mdn_decide, docs/mdn.md), and its ack says "mdn":"send" or "mdn":"none".
  *	Ownership: a connection lives until it is closed and no batch refers to it.
  *
  * SECURITY

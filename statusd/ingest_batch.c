@@ -8,10 +8,91 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <json-c/json.h>
+
+#include "mdn.h"
 #include "msg.h"
 #include "mymalloc.h"
 #include "rfc3339.h"
 #include "sdconfig.h"
+
+/* --- mdn events ------------------------------------------------------------------------ */
+
+/* What the Dovecot plugin's mdn event asks (docs/protocol.md), owned. */
+struct ingest_mdn {
+	struct mdn_request req;
+	struct store_mdn_read rd;
+	char *strings[10];
+};
+
+static const char *
+mdn_keep(struct ingest_mdn *m, int i, const char *s)
+{
+	m->strings[i] = s != NULL ? mystrdup(s) : NULL;
+	return m->strings[i];
+}
+
+struct ingest_mdn *
+ingest_mdn_new(const struct msevent *ev)
+{
+	struct ingest_mdn *m = mycalloc(1, sizeof(*m));
+	struct json_object *uid;
+
+	m->req.user = mdn_keep(m, 0, ev->recipient);
+	m->req.message_id = mdn_keep(m, 1, ev->message_id);
+	m->req.dnt = mdn_keep(m, 2, msevent_detail_get(ev, "disposition_notification_to"));
+	m->req.return_path = mdn_keep(m, 3, msevent_detail_get(ev, "return_path"));
+	m->req.subject = mdn_keep(m, 4, msevent_detail_get(ev, "subject"));
+	m->req.content_type = mdn_keep(m, 5, msevent_detail_get(ev, "content_type"));
+	m->req.dn_options =
+	        mdn_keep(m, 6, msevent_detail_get(ev, "disposition_notification_options"));
+	m->req.mdn_default = mdn_pref_parse(msevent_detail_get(ev, "mdn_default"));
+	m->rd.req = &m->req;
+	m->rd.mailbox = mdn_keep(m, 7, msevent_detail_get(ev, "mailbox"));
+	m->rd.event_id = mdn_keep(m, 8, ev->id);
+	m->rd.time_ms = ev->time_ms;
+	m->rd.uid = -1;
+	if (ev->details != NULL && json_object_object_get_ex(ev->details, "uid", &uid) &&
+	    json_object_is_type(uid, json_type_int) && json_object_get_int64(uid) >= 0)
+		m->rd.uid = json_object_get_int64(uid);
+	return m;
+}
+
+static void
+ingest_mdn_free(struct ingest_mdn **mp)
+{
+	struct ingest_mdn *m = *mp;
+
+	if (m == NULL)
+		return;
+	for (size_t i = 0; i < sizeof(m->strings) / sizeof(m->strings[0]); i++)
+		free(m->strings[i]);
+	free(m);
+	*mp = NULL;
+}
+
+/* Worker thread: decide the batch's mdn events. DBW_DONE, or DBW_RETRY when the database
+   went away (the decisions made so far stand: deciding again finds them). */
+static enum dbw_result
+batch_mdn(struct batch *b, PGconn *conn)
+{
+	for (int i = 0; i < b->count; i++) {
+		struct batch_ref *r = &b->refs[i];
+		const char *error;
+		bool transient;
+
+		if (r->mdn == NULL || b->errors[i] != NULL)
+			continue;
+		if (store_mdn_decide(conn, &r->mdn->rd, &r->mdn_send, &transient, &error) == 0)
+			continue;
+		if (transient) {
+			msg_warn("events: deciding about an MDN failed, will retry: %s", error);
+			return DBW_RETRY;
+		}
+		b->errors[i] = mystrdup(errfmt("rejected by the database: %s", error));
+	}
+	return DBW_DONE;
+}
 
 /* --- batches ------------------------------------------------------------------------- */
 
@@ -30,8 +111,10 @@ ingest_batch_new(struct ingest *ing)
 void
 ingest_batch_free(struct batch *b)
 {
-	for (int i = 0; i < b->count; i++)
+	for (int i = 0; i < b->count; i++) {
 		free(b->errors[i]);
+		ingest_mdn_free(&b->refs[i].mdn);
+	}
 	free(b->errors);
 	store_logged_free(b->logged, b->nlogged);
 	free(b->refs);
@@ -77,11 +160,13 @@ batch_run(struct dbjob *job, PGconn *conn)
 	b->logged = NULL;
 	b->nlogged = 0;
 	b->started_ms = time_mono_ms();
+	if (b->copy.len == 0) /* mdn events only */
+		return batch_mdn(b, conn);
 	if (store_ingest(conn, &b->copy, b->inbound, b->reports, &logged, &nlogged, &b->head,
 	                 &b->epoch, &transient, &error) == 0) {
 		add_logged(b, logged, nlogged);
 		b->took_ms = time_mono_ms() - b->started_ms;
-		return DBW_DONE;
+		return batch_mdn(b, conn);
 	}
 	if (transient) {
 		msg_warn("events: storing a batch of %d failed, will retry: %s", b->count, error);
@@ -93,6 +178,8 @@ batch_run(struct dbjob *job, PGconn *conn)
 		struct mbuf one = MBUF_INIT;
 		int rc;
 
+		if (b->refs[i].mdn != NULL)
+			continue;
 		mbuf_append(&one, b->copy.data + b->refs[i].row_start, b->refs[i].row_len);
 		rc = store_ingest(conn, &one, b->inbound, b->reports, &logged, &nlogged, &b->head,
 		                  &b->epoch, &transient, &error);
@@ -104,7 +191,7 @@ batch_run(struct dbjob *job, PGconn *conn)
 		} else
 			add_logged(b, logged, nlogged);
 	}
-	return DBW_DONE;
+	return batch_mdn(b, conn);
 }
 
 static struct slot *
@@ -155,8 +242,11 @@ batch_done(struct dbjob *job)
 			s->error = b->errors[i];
 			b->errors[i] = NULL;
 			ing->stats.rejected++;
-		} else
+		} else {
 			s->state = SLOT_ACK;
+			if (r->mdn != NULL)
+				s->mdn = r->mdn_send ? MDN_REPLY_SEND : MDN_REPLY_NOT;
+		}
 	}
 	ing->inflight = NULL;
 	for (int i = 0; i < b->count; i++)

@@ -17,11 +17,17 @@
 #include "store.h"
 
 enum slot_state { SLOT_WAIT, SLOT_ACK, SLOT_NAK };
+/* What the reply to an mdn event adds: nothing (another event), "mdn":"send" (a notification
+   goes or went out for that message: the plugin sets $MDNSent), "mdn":"none". */
+enum { MDN_REPLY_NONE, MDN_REPLY_SEND, MDN_REPLY_NOT };
+
+struct ingest_mdn; /* an mdn event's request (ingest_batch.c) */
 
 /* One record's place in its connection's reply queue. */
 struct slot {
 	uint64_t seq;
 	uint8_t state;
+	uint8_t mdn; /* an mdn event's answer (SLOT_ACK): MDN_REPLY_* */
 	char id[MSEVENT_ID_MAX + 1];
 	char *error; /* SLOT_NAK */
 };
@@ -50,7 +56,9 @@ struct conn {
 struct batch_ref {
 	struct conn *conn;
 	uint64_t seq;
-	size_t row_start, row_len; /* the event's COPY row in copy */
+	size_t row_start, row_len; /* the event's COPY row in copy (none for mdn) */
+	struct ingest_mdn *mdn;    /* an mdn event: decided, not stored in the log */
+	bool mdn_send;             /* the worker's answer to it */
 };
 
 struct batch {
@@ -99,6 +107,8 @@ bool ingest_batch_full(const struct ingest *ing);
 void ingest_batch_submit(struct ingest *ing);
 /* The loop's check handle: after each iteration's I/O, ingest_batch_submit(). */
 void ingest_on_check(uv_check_t *handle);
+/* An mdn event's request, copied out of ev (which the caller clears). */
+struct ingest_mdn *ingest_mdn_new(const struct msevent *ev);
 
 /* ingest.c */
 /* Send the replies that are ready, in order. */

@@ -39,6 +39,7 @@
 #include "sdconfig.h"
 #include "store.h"
 #include "webhook.h"
+#include "mdnsend.h"
 
 #define SHUTDOWN_GRACE_MS 10000
 
@@ -53,6 +54,7 @@ struct statusd {
 	struct fedin *fedin;
 	struct http *http;
 	struct webhooks *webhooks;
+	struct mdnsend *mdnsend;
 	uv_signal_t sigterm, sigint;
 	uv_timer_t maintain, grace;
 	bool stopping;
@@ -148,6 +150,7 @@ finish_shutdown(struct statusd *sd)
 	feed_free(&sd->feed); /* closes the streams while lws is still there */
 	http_stop(sd->http);
 	webhooks_stop(&sd->webhooks);
+	mdnsend_stop(&sd->mdnsend);
 	dbworker_stop(&sd->ingest_db);
 	dbworker_stop(&sd->query_db);
 	dbworker_stop(&sd->feed_db);
@@ -259,6 +262,9 @@ main(int argc, char **argv)
 	sd.ingest_db = dbworker_start(sd.loop, "database (ingest)", sd.cfg.database,
 	                              sd.cfg.database_retry_max, ingest_on_connect, &sd);
 	sd.webhooks = webhooks_start(&sd.cfg, &error);
+	if (error != NULL)
+		msg_fatal("%s", error);
+	sd.mdnsend = mdnsend_start(&sd.cfg, &error);
 	if (error != NULL)
 		msg_fatal("%s", error);
 	if ((sd.auth = auth_new(&sd.cfg, sd.query_db, &error)) == NULL)

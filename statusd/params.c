@@ -221,16 +221,37 @@ params_body(const void *data, size_t len, bool required, const char **error_r)
 }
 
 int
-params_prefs(struct json_object *obj, int *rr_r, int *pr_r, const char **error_r)
+params_prefs(struct json_object *obj, int *rr_r, int *pr_r, const char **mdn_r,
+             const char **error_r)
 {
 	*rr_r = *pr_r = -1;
+	*mdn_r = NULL;
 	json_object_object_foreach(obj, key, val)
 	{
+		if (strcmp(key, "mdn") == 0) {
+			const char *v = json_object_is_type(val, json_type_string)
+			                        ? json_object_get_string(val)
+			                        : NULL;
+			if (json_object_is_type(val, json_type_null))
+				*mdn_r = "default";
+			else if (v != NULL && strcmp(v, "never") == 0)
+				*mdn_r = "never";
+			else if (v != NULL && strcmp(v, "always") == 0)
+				*mdn_r = "always";
+			else {
+				*error_r = "mdn is \"never\", \"always\" or null (the server's "
+				           "default)";
+				return -1;
+			}
+			continue;
+		}
 		int *slot = strcmp(key, "read_receipts") == 0 ? rr_r
 		            : strcmp(key, "presence") == 0    ? pr_r
 		                                              : NULL;
 		if (slot == NULL || !json_object_is_type(val, json_type_boolean)) {
-			*error_r = "preferences are read_receipts and presence, each true or false";
+			*error_r =
+			        "preferences are read_receipts and presence, each true or false, "
+			        "and mdn";
 			return -1;
 		}
 		*slot = json_object_get_boolean(val);

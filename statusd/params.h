@@ -60,9 +60,11 @@ int params_timeline(const char *cursor, int64_t *after_r, const char **error_r);
 /* A request body: a JSON object (strict, well-formed UTF-8 by utf8_valid, nesting depth 3);
    no body is an empty object unless required. The caller puts the object. */
 struct json_object *params_body(const void *data, size_t len, bool required, const char **error_r);
-/* PUT /api/v1/preferences: {"read_receipts":BOOL,"presence":BOOL}, each optional;
-   -1 in *rr_r / *pr_r for "leave as it is". */
-int params_prefs(struct json_object *obj, int *rr_r, int *pr_r, const char **error_r);
+/* PUT /api/v1/preferences: {"read_receipts":BOOL,"presence":BOOL,"mdn":"never"|"always"|null},
+   each optional; -1 in *rr_r / *pr_r, NULL in *mdn_r for "leave as it is"; mdn null is
+   "default" in *mdn_r (back to the administrator's default). */
+int params_prefs(struct json_object *obj, int *rr_r, int *pr_r, const char **mdn_r,
+                 const char **error_r);
 /* POST /api/v1/presence: {"state":"online"|"offline"} or {"state":"typing","to":ADDRESS}.
  *state_r and *to_r (NULL unless typing) point into obj. */
 int params_presence(struct json_object *obj, const char **state_r, const char **to_r,

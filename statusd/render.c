@@ -225,6 +225,8 @@ render_prefs(const char *user, const struct store_prefs *prefs)
 	json_object_object_add(doc, "user", json_object_new_string(user));
 	json_object_object_add(doc, "read_receipts", json_object_new_boolean(prefs->read_receipts));
 	json_object_object_add(doc, "presence", json_object_new_boolean(prefs->presence));
+	json_object_object_add(doc, "mdn",
+	                       prefs->mdn != NULL ? json_object_new_string(prefs->mdn) : NULL);
 	return doc;
 }
 

@@ -7,6 +7,7 @@
  *	store_user.c     users, their domains and their API tokens
  *	store_prefs.c    preferences and presence
  *	store_webhook.c  webhook endpoints' locks and cursors
+ *	store_mdn.c      server-sent MDNs: the decisions, the sender's queue
  * It returns C structs (or rows); render.h makes the API's JSON documents of them.
  *
  * DESIGN
@@ -39,7 +40,7 @@ const char *store_error(PGconn *conn, const PGresult *res);
 /* --- schema and maintenance (store_schema.c) ---------------------------------------- */
 
 /* Schema version this program knows (the highest migration it ships). */
-#define STORE_SCHEMA_VERSION 9
+#define STORE_SCHEMA_VERSION 10
 
 /*
  * Apply the migrations in sql_dir that the database lacks. Returns the schema version
@@ -292,14 +293,15 @@ int store_token_revoke(PGconn *conn, int64_t id, char **user_r, bool *already_r,
 struct store_prefs {
 	bool read_receipts; /* default on */
 	bool presence;      /* default off */
+	const char *mdn;    /* "never", "always" or NULL: unset (the userdb's default) */
 };
 
 /* A user's preferences; the defaults if the user has no row. */
 int store_prefs_get(PGconn *conn, const char *user, struct store_prefs *prefs_r, bool *transient_r,
                     const char **error_r);
-/* Set them (-1: leave as is); creates the user's row. */
+/* Set them (-1, NULL: leave as is; mdn "default" makes it unset); creates the user's row. */
 int store_prefs_set(PGconn *conn, const char *user, int read_receipts, int presence,
-                    bool *transient_r, const char **error_r);
+                    const char *mdn, bool *transient_r, const char **error_r);
 
 struct store_presence {
 	bool online;
@@ -337,5 +339,49 @@ int store_webhook_cursor_load(PGconn *conn, const char *url, int64_t *cursor_r, 
                               const char **error_r);
 /* Save the endpoint's cursor. 0 or -1. */
 int store_webhook_cursor_save(PGconn *conn, const char *url, int64_t cursor, const char **error_r);
+
+/* --- server-sent MDNs (store_mdn.c, docs/mdn.md) --------------------------------------- */
+
+struct mdn_request;
+
+/* A read that asks for a disposition notification: the plugin's mdn event. */
+struct store_mdn_read {
+	const struct mdn_request *req;
+	const char *mailbox; /* NULL if not said */
+	int64_t uid;         /* -1 if not said */
+	const char *event_id;
+	int64_t time_ms;
+};
+
+/*
+ * Decide about a read with the user's preference (mdn_decide) and record the decision,
+ * once per user and Message-ID: a decision made before stands. 0 with *send_r telling
+ * whether the recorded decision is to send, or -1. A new decision to send is announced
+ * with NOTIFY msgstatus_mdn. A read without a usable Message-ID is decided, not recorded.
+ */
+int store_mdn_decide(PGconn *conn, const struct store_mdn_read *rd, bool *send_r, bool *transient_r,
+                     const char **error_r);
+
+/* A notification to write, claimed by the sender. */
+struct store_mdn_job {
+	char *recipient, *message_id, *notify_to, *subject; /* subject may be NULL */
+	int attempts;                                       /* this one included */
+};
+
+/* The sender's session: LISTEN msgstatus_mdn. 0 or -1. */
+int store_mdn_session(PGconn *conn, const char **error_r);
+/* Notifications claimed more than older_ms ago without an outcome (statusd stopped while
+   sendmail ran) become "unknown": never handed over again. Their number, or -1. */
+int store_mdn_recover(PGconn *conn, long long older_ms, const char **error_r);
+/* Claim the notification due first (state sending): 1 and *job_r (free it with
+   store_mdn_job_clear), 0 if none is due, -1. */
+int store_mdn_claim(PGconn *conn, struct store_mdn_job *job_r, const char **error_r);
+/* Milliseconds until the next notification is due (0: now), or -1 if none waits; -2 on
+   error. */
+long long store_mdn_next_due(PGconn *conn, const char **error_r);
+/* The outcome of an attempt: why (NULL: sent); then retry in retry_ms, or give up (< 0). */
+int store_mdn_finish(PGconn *conn, const struct store_mdn_job *job, const char *why,
+                     long long retry_ms, const char **error_r);
+void store_mdn_job_clear(struct store_mdn_job *job);
 
 #endif

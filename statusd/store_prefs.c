@@ -1,9 +1,10 @@
 /*
- * store_prefs - a user's preferences (read receipts, presence) and presence itself: the
- * signs of life webmail sends and what others may read of them. See store.h.
+ * store_prefs - a user's preferences (read receipts, presence, server-sent MDNs) and presence
+ *itself: the signs of life webmail sends and what others may read of them. See store.h.
  *
  * DESIGN
- *	A user without a row in users has the defaults: read receipts on, presence off.
+ *	A user without a row in users has the defaults: read receipts on, presence off, mdn
+ *	unset (the administrator's default from the userdb, which the plugin's event carries).
  *	Setting a preference creates the row. Presence is kept only for users who opted in,
  *	and opting out deletes what was known.
  *
@@ -19,6 +20,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "store_int.h"
 
@@ -30,37 +32,43 @@ store_prefs_get(PGconn *conn, const char *user, struct store_prefs *prefs_r, boo
 	PGresult *res;
 
 	*transient_r = false;
-	res = PQexecParams(conn, "SELECT read_receipts, presence FROM users WHERE name = $1", 1,
-	                   NULL, params, NULL, NULL, 0);
+	res = PQexecParams(conn, "SELECT read_receipts, presence, mdn FROM users WHERE name = $1",
+	                   1, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 		return store_failed(conn, res, transient_r, error_r);
 	prefs_r->read_receipts = PQntuples(res) == 0 || PQgetvalue(res, 0, 0)[0] == 't';
 	prefs_r->presence = PQntuples(res) == 1 && PQgetvalue(res, 0, 1)[0] == 't';
+	prefs_r->mdn = PQntuples(res) == 0 || PQgetisnull(res, 0, 2)  ? NULL
+	               : strcmp(PQgetvalue(res, 0, 2), "always") == 0 ? "always"
+	                                                              : "never";
 	PQclear(res);
 	return 0;
 }
 
 int
-store_prefs_set(PGconn *conn, const char *user, int read_receipts, int presence, bool *transient_r,
-                const char **error_r)
+store_prefs_set(PGconn *conn, const char *user, int read_receipts, int presence, const char *mdn,
+                bool *transient_r, const char **error_r)
 {
-	const char *params[3] = {user,
+	const char *params[4] = {user,
 	                         read_receipts < 0 ? NULL
 	                         : read_receipts   ? "t"
 	                                           : "f",
 	                         presence < 0 ? NULL
 	                         : presence   ? "t"
-	                                      : "f"};
+	                                      : "f",
+	                         mdn};
 	PGresult *res;
 
 	*transient_r = false;
 	res = PQexecParams(conn,
-	                   "INSERT INTO users AS u (name, read_receipts, presence)"
-	                   " VALUES ($1, coalesce($2::boolean, true), coalesce($3::boolean, false))"
+	                   "INSERT INTO users AS u (name, read_receipts, presence, mdn)"
+	                   " VALUES ($1, coalesce($2::boolean, true), coalesce($3::boolean, false),"
+	                   "  nullif($4, 'default'))"
 	                   " ON CONFLICT (name) DO UPDATE SET"
 	                   " read_receipts = coalesce($2::boolean, u.read_receipts),"
-	                   " presence = coalesce($3::boolean, u.presence)",
-	                   3, NULL, params, NULL, NULL, 0);
+	                   " presence = coalesce($3::boolean, u.presence),"
+	                   " mdn = CASE WHEN $4 IS NULL THEN u.mdn ELSE nullif($4, 'default') END",
+	                   4, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK)
 		return store_failed(conn, res, transient_r, error_r);
 	PQclear(res);

@@ -149,6 +149,8 @@ export interface Preferences {
   user: string;
   read_receipts: boolean;
   presence: boolean;
+  /** Server-sent MDNs (docs/mdn.md); null: the administrator's default. */
+  mdn: "never" | "always" | null;
 }
 
 export interface Presence {
@@ -193,7 +195,7 @@ export class MsgStatusClient extends EventTarget {
   receipt(id: string): Promise<{ event_id: string; status: "read" }>;
   report(reportId: string): Promise<RawReport>;
   preferences(): Promise<Preferences>;
-  setPreferences(prefs: Partial<Pick<Preferences, "read_receipts" | "presence">>): Promise<Preferences>;
+  setPreferences(prefs: Partial<Pick<Preferences, "read_receipts" | "presence" | "mdn">>): Promise<Preferences>;
   presence(user: string): Promise<Presence>;
   setPresence(state: "online" | "offline" | "typing", to?: string): Promise<unknown>;
 

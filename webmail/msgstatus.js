@@ -335,7 +335,7 @@ export class MsgStatusClient extends EventTarget {
     return this._request("GET", "/api/v1/preferences");
   }
 
-  /** prefs: {read_receipts?: boolean, presence?: boolean} */
+  /** prefs: {read_receipts?: boolean, presence?: boolean, mdn?: "never" | "always" | null} */
   setPreferences(prefs) {
     return this._request("PUT", "/api/v1/preferences", prefs);
   }

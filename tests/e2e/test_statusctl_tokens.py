@@ -348,6 +348,14 @@ class StatusctlTokensTest(unittest.TestCase):
         # what statusd's API shows is the same
         code, doc = self.sd.api("/api/v1/preferences", self.sd.token("dave@example.org"))
         self.assertEqual((code, doc["read_receipts"], doc["presence"]), (200, False, False))
+        # the server-sent MDN preference (docs/mdn.md): unset is the userdb's default
+        self.assertRegex(res.stdout, r"(?m)^mdn\s+default$")
+        doc = self.ctl_json("prefs", "dave@example.org", "--mdn", "always")
+        self.assertEqual(doc["mdn"], "always")
+        self.assertEqual(self.sd.api("/api/v1/preferences",
+                                     self.sd.token("dave@example.org"))[1]["mdn"], "always")
+        self.assertIsNone(self.ctl_json("prefs", "dave@example.org", "--mdn", "default")["mdn"])
+        self.usage_error("prefs", "dave@example.org", "--mdn", "sometimes", says="never, always")
         self.usage_error("prefs", "dave@example.org", "--presence", "maybe", says="yes or no")
         self.usage_error("prefs", "dave@example.org", "--colour", "blue", says="unknown option --colour")
         self.usage_error("prefs", says="missing")

@@ -161,7 +161,7 @@ test_type_names(void **state)
 	        {MSEV_DELETED, "deleted"},   {MSEV_ONLINE, "online"},
 	        {MSEV_OFFLINE, "offline"},   {MSEV_COPIED, "copied"},
 	        {MSEV_EXPUNGED, "expunged"}, {MSEV_INBOUND, "inbound"},
-	        {MSEV_REPORT, "report"},
+	        {MSEV_REPORT, "report"},     {MSEV_MDN, "mdn"},
 	};
 	static const char *const bad_names[] = {"",        "none",    "QUEUED", "Read",
 	                                        "queued ", " queued", "queue",  "deletedx",
@@ -175,7 +175,8 @@ test_type_names(void **state)
 	CHECK_INT("MSEV_EXPUNGED", MSEV_EXPUNGED, 13);
 	CHECK_INT("MSEV_INBOUND", MSEV_INBOUND, 14);
 	CHECK_INT("MSEV_REPORT", MSEV_REPORT, 15);
-	CHECK_INT("MSEV_TYPE_MAX", MSEV_TYPE_MAX, 15);
+	CHECK_INT("MSEV_MDN", MSEV_MDN, 16);
+	CHECK_INT("MSEV_TYPE_MAX", MSEV_TYPE_MAX, 16);
 	CHECK_INT("table covers every type", sizeof(types) / sizeof(types[0]), MSEV_TYPE_MAX);
 	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
 		CHECK_INT(types[i].name, types[i].type, (int)i + 1);
@@ -183,10 +184,11 @@ test_type_names(void **state)
 		CHECK_INT(types[i].name, msevent_type_parse(types[i].name), types[i].type);
 	}
 	CHECK_STR("name of MSEV_NONE", msevent_type_name(MSEV_NONE), NULL);
-	CHECK_STR("name of 16", msevent_type_name((enum msevent_type)16), NULL);
+	CHECK_STR("name of 17", msevent_type_name((enum msevent_type)17), NULL);
 	CHECK_INT("report is not about a recipient", MSEV_IS_RECIPIENT(MSEV_REPORT), 0);
 	CHECK_INT("inbound is not about a recipient", MSEV_IS_RECIPIENT(MSEV_INBOUND), 0);
 	CHECK_INT("inbound is no status", MSEV_IS_STATUS(MSEV_INBOUND), 0);
+	CHECK_INT("mdn is not about a recipient", MSEV_IS_RECIPIENT(MSEV_MDN), 0);
 	CHECK_INT("copied is about a recipient", MSEV_IS_RECIPIENT(MSEV_COPIED), 1);
 	CHECK_INT("expunged is about a recipient", MSEV_IS_RECIPIENT(MSEV_EXPUNGED), 1);
 	CHECK_INT("copied is no status", MSEV_IS_STATUS(MSEV_COPIED), 0);

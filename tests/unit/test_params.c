@@ -209,6 +209,11 @@ test_bodies(void **state)
 	         "expected"},
 	        {"{'a':1}", true, "prefs", -1, "read_receipts and presence"}, /* json-c takes '' */
 	        {"{\"a\":{\"b\":{\"c\":{}}}}", true, "prefs", -1, "must be a JSON object"},
+	        {"{\"mdn\":\"always\"}", true, "prefs", 0, NULL},
+	        {"{\"mdn\":\"never\",\"presence\":true}", true, "prefs", 0, NULL},
+	        {"{\"mdn\":null}", true, "prefs", 0, NULL},
+	        {"{\"mdn\":\"sometimes\"}", true, "prefs", -1, "mdn is"},
+	        {"{\"mdn\":true}", true, "prefs", -1, "mdn is"},
 	        {"{\"state\":\"online\"}", true, "presence", 0, NULL},
 	        {"{\"state\":\"typing\",\"to\":\"bob@example.org\"}", true, "presence", 0, NULL},
 	        {"{\"state\":\"typing\"}", true, "presence", -1, "expected"},
@@ -220,7 +225,7 @@ test_bodies(void **state)
 	};
 	(void)state;
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
-		const char *error = NULL, *st, *to;
+		const char *error = NULL, *st, *to, *mdn;
 		char what[64];
 		int rc, rr, pr;
 		struct json_object *obj =
@@ -230,7 +235,7 @@ test_bodies(void **state)
 		if (obj == NULL)
 			rc = -1;
 		else if (strcmp(rows[i].kind, "prefs") == 0)
-			rc = params_prefs(obj, &rr, &pr, &error);
+			rc = params_prefs(obj, &rr, &pr, &mdn, &error);
 		else if (strcmp(rows[i].kind, "presence") == 0)
 			rc = params_presence(obj, &st, &to, &error);
 		else

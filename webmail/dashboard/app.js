@@ -269,17 +269,23 @@ async function loadPrefs() {
   $("who").hidden = false;
   $("pref-receipts").checked = p.read_receipts;
   $("pref-presence").checked = p.presence;
+  $("pref-mdn").value = p.mdn || "";
 }
 
 async function savePref(field, input) {
   input.disabled = true;
+  const before = field === "mdn" ? null : !input.checked;
   try {
-    const p = await client.setPreferences({ [field]: input.checked });
+    // mdn: "" in the list is the server's default, null in the API
+    const value = field === "mdn" ? input.value || null : input.checked;
+    const p = await client.setPreferences({ [field]: value });
     $("pref-receipts").checked = p.read_receipts;
     $("pref-presence").checked = p.presence;
+    $("pref-mdn").value = p.mdn || "";
     $("prefs-status").textContent = "Saved.";
   } catch (e) {
-    input.checked = !input.checked;
+    if (field === "mdn") await loadPrefs().catch(() => {});
+    else input.checked = before;
     $("prefs-status").textContent = `Not saved: ${e.message}`;
   }
   input.disabled = false;
@@ -363,6 +369,7 @@ $("filter").addEventListener("change", scheduleRender);
 $("more").addEventListener("click", () => loadPage(nextCursor));
 $("pref-receipts").addEventListener("change", (e) => savePref("read_receipts", e.target));
 $("pref-presence").addEventListener("change", (e) => savePref("presence", e.target));
+$("pref-mdn").addEventListener("change", (e) => savePref("mdn", e.target));
 
 const fromLink = tokenFromLocation();
 if (fromLink) saveToken(fromLink, false);

@@ -186,6 +186,15 @@ class msgstatus extends rcube_plugin
                 'content' => $checkbox->show(!empty($prefs[$field]) ? 1 : 0),
             ];
         }
+        // server-sent MDNs: never, always, or "" for the administrator's default (null)
+        $select = new html_select(['name' => '_msgstatus_mdn', 'id' => 'msgstatus_mdn']);
+        $select->add($this->gettext('mdn_default'), '');
+        $select->add($this->gettext('mdn_never'), 'never');
+        $select->add($this->gettext('mdn_always'), 'always');
+        $args['blocks']['main']['options']['mdn'] = [
+            'title' => html::label('msgstatus_mdn', rcube::Q($this->gettext('mdn'))),
+            'content' => $select->show(isset($prefs['mdn']) ? (string) $prefs['mdn'] : ''),
+        ];
         return $args;
     }
 
@@ -199,6 +208,8 @@ class msgstatus extends rcube_plugin
         foreach (['read_receipts', 'presence'] as $field) {
             $want[$field] = !empty(rcube_utils::get_input_string("_msgstatus_$field", rcube_utils::INPUT_POST));
         }
+        $mdn = rcube_utils::get_input_string('_msgstatus_mdn', rcube_utils::INPUT_POST);
+        $want['mdn'] = in_array($mdn, ['never', 'always'], true) ? $mdn : null;
         [$status, $doc] = $this->api('PUT', '/api/v1/preferences', $want);
         // nothing of this is kept in Roundcube's own preferences
         $args['abort'] = true;
