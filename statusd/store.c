@@ -158,6 +158,44 @@ store_copy_row(struct mbuf *copy, int seq, const struct msevent *ev)
 
 static struct store_logged *logged_from(PGresult *res, size_t *n_r);
 
+int
+store_outbox_available(PGconn *conn, bool *available_r, const char **error_r)
+{
+	PGresult *res = PQexec(conn, "SELECT to_regproc('msgstatus_outbox_add') IS NOT NULL");
+	int rc = 0;
+
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+		*error_r = store_error(conn, res);
+		rc = -1;
+	} else
+		*available_r = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	PQclear(res);
+	return rc;
+}
+
+/* The batch's events for the federation outbox (sql/008). */
+static int
+outbox_add(PGconn *conn, struct store_outbox *o, bool *transient_r, const char **error_r)
+{
+	char level[16];
+	const char *params[3] = {level, o->sql_domains, o->sql_levels};
+	PGresult *res;
+
+	snprintf(level, sizeof(level), "%d", o->default_level);
+	res = PQexecParams(conn,
+	                   "SELECT msgstatus_outbox_add($1::integer, $2::text[], $3::integer[])", 3,
+	                   NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+		*error_r = store_error(conn, res);
+		*transient_r = store_transient(conn, res);
+		PQclear(res);
+		return -1;
+	}
+	o->added = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	PQclear(res);
+	return 0;
+}
+
 void
 store_logged_free(struct store_logged *logged, size_t n)
 {
@@ -174,9 +212,9 @@ store_logged_free(struct store_logged *logged, size_t n)
 }
 
 int
-store_ingest(PGconn *conn, const struct mbuf *copy, bool inbound, struct store_logged **logged_r,
-             size_t *nlogged_r, int64_t *head_r, int64_t *epoch_r, bool *transient_r,
-             const char **error_r)
+store_ingest(PGconn *conn, const struct mbuf *copy, bool inbound, struct store_outbox *outbox,
+             struct store_logged **logged_r, size_t *nlogged_r, int64_t *head_r, int64_t *epoch_r,
+             bool *transient_r, const char **error_r)
 {
 	struct store_logged *logged = NULL;
 	PGresult *res;
@@ -215,6 +253,10 @@ store_ingest(PGconn *conn, const struct mbuf *copy, bool inbound, struct store_l
 		PQclear(res);
 	/* the inbound events (not statuses) leave the batch for their table (sql/007) */
 	if (inbound && exec_cmd(conn, "SELECT msgstatus_inbound()", transient_r, error_r) < 0)
+		goto fail;
+	/* what of it goes to other sites (sql/008): before msgstatus_ingest(), which drops
+	   what it stored before from nothing but the log, and the read receipts turned off */
+	if (outbox != NULL && outbox_add(conn, outbox, transient_r, error_r) < 0)
 		goto fail;
 
 	/* the columns of LOGGED_COLUMNS, in the same order, in binary (see logged_row) */

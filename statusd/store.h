@@ -39,7 +39,7 @@ const char *store_error(PGconn *conn, const PGresult *res);
 /* --- schema and maintenance (store_schema.c) ---------------------------------------- */
 
 /* Schema version this program knows (the highest migration it ships). */
-#define STORE_SCHEMA_VERSION 7
+#define STORE_SCHEMA_VERSION 8
 
 /*
  * Apply the migrations in sql_dir that the database lacks. Returns the schema version
@@ -81,9 +81,19 @@ struct store_logged {
  * On success returns 0; *logged_r (caller frees with store_logged_free) and *nlogged_r are
  * the events that entered the log, in offset order (new events joined to a message, and
  * earlier events this batch joined); *head_r and *epoch_r describe the log. inbound says
- * that the rows may hold inbound events, which go to their own table (sql/007).
+ * that the rows may hold inbound events, which go to their own table (sql/007). outbox,
+ * when not NULL, adds the events that are reported to other sites to the federation
+ * outbox in the same transaction (sql/008), and says how many in outbox->added.
  */
-int store_ingest(PGconn *conn, const struct mbuf *copy, bool inbound,
+struct store_outbox {
+	int default_level;       /* fedpolicy.h's level for domains not in the lists */
+	const char *sql_domains; /* PostgreSQL array literals of the per-domain rules */
+	const char *sql_levels;
+	int64_t added; /* out: rows added; -1 when the site remembers no other site's mail */
+};
+/* Whether the database has the outbox (schema 008; statusd may run on an older one). */
+int store_outbox_available(PGconn *conn, bool *available_r, const char **error_r);
+int store_ingest(PGconn *conn, const struct mbuf *copy, bool inbound, struct store_outbox *outbox,
                  struct store_logged **logged_r, size_t *nlogged_r, int64_t *head_r,
                  int64_t *epoch_r, bool *transient_r, const char **error_r);
 void store_logged_free(struct store_logged *logged, size_t n);
