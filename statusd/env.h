@@ -19,6 +19,7 @@
 
 struct auth;
 struct dbworker;
+struct fedout;
 struct feed;
 struct ingest;
 struct sd_config;
@@ -32,6 +33,7 @@ struct http_env {
 	struct feed *feed;
 	struct auth *auth;
 	struct webhooks *webhooks;  /* NULL if none configured */
+	struct fedout *fedout;      /* NULL if federation_policy sends nothing */
 	struct dbworker *ingest_db; /* for /healthz and /metrics only */
 };
 

@@ -28,6 +28,7 @@
 #include "auth.h"
 #include "conf.h"
 #include "dbworker.h"
+#include "fedout.h"
 #include "feed.h"
 #include "http.h"
 #include "ingest.h"
@@ -51,6 +52,7 @@ struct statusd {
 	struct feed *feed;
 	struct http *http;
 	struct webhooks *webhooks;
+	struct fedout *fedout;
 	uv_signal_t sigterm, sigint;
 	uv_timer_t maintain, grace;
 	bool stopping;
@@ -145,6 +147,7 @@ finish_shutdown(struct statusd *sd)
 	feed_free(&sd->feed); /* closes the streams while lws is still there */
 	http_stop(sd->http);
 	webhooks_stop(&sd->webhooks);
+	fedout_stop(&sd->fedout);
 	dbworker_stop(&sd->ingest_db);
 	dbworker_stop(&sd->query_db);
 	dbworker_stop(&sd->feed_db);
@@ -257,6 +260,9 @@ main(int argc, char **argv)
 	sd.webhooks = webhooks_start(&sd.cfg, &error);
 	if (error != NULL)
 		msg_fatal("%s", error);
+	sd.fedout = fedout_start(&sd.cfg, &error);
+	if (error != NULL)
+		msg_fatal("%s", error);
 	if ((sd.auth = auth_new(&sd.cfg, sd.query_db, &error)) == NULL)
 		msg_fatal("%s", error);
 	sd.feed = feed_new(sd.loop, &sd.cfg, sd.query_db, sd.feed_db);
@@ -270,6 +276,7 @@ main(int argc, char **argv)
 	        .feed = sd.feed,
 	        .auth = sd.auth,
 	        .webhooks = sd.webhooks,
+	        .fedout = sd.fedout,
 	        .ingest_db = sd.ingest_db,
 	};
 	sd.http = http_start(sd.loop, &env);

@@ -4,13 +4,14 @@
 #ifndef METRICS_H
 #define METRICS_H
 
+struct fedout;
 struct feed;
 struct ingest;
 struct mbuf;
 struct webhooks;
 
-/* Append the metrics of ingest, feed and webhooks (may be NULL) to out. */
+/* Append the metrics of ingest, feed, webhooks and fedout (these two may be NULL) to out. */
 void metrics_text(struct ingest *ingest, struct feed *feed, struct webhooks *webhooks,
-                  struct mbuf *out);
+                  struct fedout *fedout, struct mbuf *out);
 
 #endif

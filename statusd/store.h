@@ -320,4 +320,57 @@ int store_webhook_cursor_load(PGconn *conn, const char *url, int64_t *cursor_r, 
 /* Save the endpoint's cursor. 0 or -1. */
 int store_webhook_cursor_save(PGconn *conn, const char *url, int64_t cursor, const char **error_r);
 
+/* --- the federation outbox (store_fedout.c, sql/008) ---------------------------------- */
+
+/* A destination of the outbox, with the sender's state for it (fed_peers). */
+struct store_fedout_dest {
+	char *destination;
+	int64_t waiting, failed; /* rows */
+	int64_t oldest_ms;       /* the oldest waiting row's creation; 0: none */
+	char *endpoint;          /* or NULL */
+	int64_t last_success_ms; /* 0: never */
+	char *last_error;        /* or NULL */
+	int64_t last_error_ms;
+	unsigned failures;   /* failed attempts in a row */
+	int64_t next_try_ms; /* 0: none (no backoff) */
+	bool due;            /* no backoff now */
+};
+
+/* A waiting event. */
+struct store_fedout_row {
+	int64_t id;
+	char *reporter; /* the recipient's domain */
+	char *event_id;
+	int status; /* enum msevent_type: delivered, read, unread, deleted */
+	char *origin_tracking_id;
+	char *recipient;
+	int64_t time_ms;
+};
+
+enum store_fedout_fate {
+	STORE_FEDOUT_DONE = 0,    /* acknowledged: the rows go */
+	STORE_FEDOUT_RETRY = 1,   /* kept; the destination waits delay_ms */
+	STORE_FEDOUT_REFUSED = 2, /* refused for good: the rows fail with error */
+};
+
+/* The sender's session: its name, UTC, LISTEN msgstatus_outbox. */
+int store_fedout_session(PGconn *conn, const char **error_r);
+/* Drop rows older than expiry_ms; *expired_r: how many of them were still waiting. */
+int store_fedout_expire(PGconn *conn, long long expiry_ms, int64_t *expired_r,
+                        const char **error_r);
+/* The destinations with rows (peers: also those with state only), by name. */
+int store_fedout_dests(PGconn *conn, bool peers, struct store_fedout_dest **dests_r, size_t *n_r,
+                       const char **error_r);
+void store_fedout_dests_free(struct store_fedout_dest *d, size_t n);
+/* A destination's first waiting rows in id order, at most limit. */
+int store_fedout_rows(PGconn *conn, const char *destination, int limit,
+                      struct store_fedout_row **rows_r, size_t *n_r, const char **error_r);
+void store_fedout_rows_free(struct store_fedout_row *rows, size_t n);
+/* A report's fate for its n rows, and the destination's state: failures in a row (0
+   after a success or a refusal), the endpoint used (may be NULL), error (NULL on success). */
+int store_fedout_result(PGconn *conn, const char *destination, const char *endpoint,
+                        const struct store_fedout_row *rows, size_t n, enum store_fedout_fate fate,
+                        const char *error, unsigned failures, int64_t delay_ms,
+                        const char **error_r);
+
 #endif
