@@ -631,8 +631,27 @@ fed_round(struct fedout *f, long long *wait_r, const char **error_r)
 	atomic_store(&f->depth, depth);
 	atomic_store(&f->failing, 0);
 	for (size_t i = 0; i < n && !stopping(f); i++) {
+		int64_t withdrawn;
+
 		if (d[i].waiting == 0)
 			continue;
+		/* the policy and the preferences as they are now, not as they were when the
+		   rows were added (a reload, a user who opted out since) */
+		if (store_fedout_withdraw(
+		            f->conn, d[i].destination,
+		            (int)fedpolicy_level(&f->cfg->fed_policy, d[i].destination), &withdrawn,
+		            error_r) < 0) {
+			store_fedout_dests_free(d, n);
+			return -1;
+		}
+		if (withdrawn > 0) {
+			msg_info("federation: %lld events for %s withdrawn (federation_policy, "
+			         "read_receipts)",
+			         (long long)withdrawn, d[i].destination);
+			atomic_fetch_sub(&f->depth, withdrawn);
+			if (withdrawn == d[i].waiting)
+				continue;
+		}
 		if (!d[i].due) {
 			long long left = d[i].next_try_ms - now;
 			atomic_fetch_add(&f->failing, 1);

@@ -358,6 +358,11 @@ int store_fedout_session(PGconn *conn, const char **error_r);
 /* Drop rows older than expiry_ms; *expired_r: how many of them were still waiting. */
 int store_fedout_expire(PGconn *conn, long long expiry_ms, int64_t *expired_r,
                         const char **error_r);
+/* Withdraw a destination's waiting rows that may not leave now: all of them at level 0
+   (fedpolicy.h), all but delivered at level 1, and at level 2 those about reading of
+   recipients whose read receipts are off now. *withdrawn_r: how many. */
+int store_fedout_withdraw(PGconn *conn, const char *destination, int level, int64_t *withdrawn_r,
+                          const char **error_r);
 /* The destinations with rows (peers: also those with state only), by name. */
 int store_fedout_dests(PGconn *conn, bool peers, struct store_fedout_dest **dests_r, size_t *n_r,
                        const char **error_r);

@@ -81,6 +81,31 @@ store_fedout_expire(PGconn *conn, long long expiry_ms, int64_t *expired_r, const
 	return 0;
 }
 
+int
+store_fedout_withdraw(PGconn *conn, const char *destination, int level, int64_t *withdrawn_r,
+                      const char **error_r)
+{
+	char lvl[16];
+	const char *params[2] = {destination, lvl};
+	PGresult *res;
+
+	snprintf(lvl, sizeof(lvl), "%d", level);
+	/* what the policy no longer lets go there, and what recipients who turned their read
+	   receipts off since did with the message */
+	res = PQexecParams(conn,
+	                   "WITH d AS (DELETE FROM fed_outbox o WHERE o.destination = $1"
+	                   " AND o.failed_at IS NULL AND ($2::int = 0"
+	                   "  OR (o.status <> 4 AND ($2::int < 2 OR EXISTS (SELECT 1 FROM users u"
+	                   "   WHERE u.name = o.recipient AND NOT u.read_receipts))))"
+	                   " RETURNING 1) SELECT count(*) FROM d",
+	                   2, NULL, params, NULL, NULL, 0);
+	if ((res = want(conn, res, PGRES_TUPLES_OK, error_r)) == NULL)
+		return -1;
+	*withdrawn_r = int_or(res, 0, 0, 0);
+	PQclear(res);
+	return 0;
+}
+
 void
 store_fedout_dests_free(struct store_fedout_dest *d, size_t n)
 {

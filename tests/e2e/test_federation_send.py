@@ -14,7 +14,8 @@ receiver would, under the key statusctl made for example.net):
   site's tracking id, the right statuses, recipient and event ids;
 - a receiver answering 503 gets the same events again later, in order, then acknowledges;
 - a receiver answering 401 refuses the report: its rows are marked failed;
-- a recipient who turned read receipts off: their read never leaves (delivered does);
+- a recipient who turned read receipts off: their read never leaves (delivered does),
+  neither from the ingest nor from the outbox, where it waited when they turned it off;
 - a destination whose site policy is none (example.com) gets nothing.
 """
 import base64
@@ -304,6 +305,26 @@ class FederationSendTest(unittest.TestCase):
         self.assertEqual(self.pg.scalar(
             "SELECT count(*) FROM fed_outbox WHERE recipient = 'carol@example.net'"
             " AND status <> 4"), "0")
+
+    def test_opting_out_withdraws_waiting_reads(self):
+        """A read waiting in the outbox (its destination answered 503) does not leave once
+        its recipient turned read receipts off; the delivered still does."""
+        tag, origin = self.unique("t7"), self.unique("org7")
+        self.remember(tag, origin, "hal@example.net")
+        with self.rx.lock:
+            self.rx.answers.append((503, {"Retry-After": "2"}))
+        d = self.plugin("delivered", tag, "hal@example.net")
+        self.plugin("read", tag, "hal@example.net", offset_ms=1)
+        wait_for("the 503", lambda: any(q["status"] == 503 for q in self.rx.requests),
+                 timeout=20)
+        res = subprocess.run([STATUSCTL, "-c", self.sd.config, "prefs", "hal@example.net",
+                              "--read-receipts", "no"], capture_output=True, text=True)
+        self.assertEqual(res.returncode, 0, res.stderr)
+        wait_for("hal's delivered", lambda: len(self.received(origin)) >= 1, timeout=20)
+        time.sleep(0.5)
+        self.assertEqual([(e["status"], e["event_id"]) for e in self.received(origin)],
+                         [(1, d)])
+        self.assertEqual(self.outbox("recipient = 'hal@example.net'"), [])
 
     def test_policy_none_sends_nothing(self):
         tag, origin = self.unique("t5"), self.unique("com5")
