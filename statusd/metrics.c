@@ -1,6 +1,7 @@
 /*
  * metrics - statusd's counters and gauges in the Prometheus text format, for GET /metrics
- * (docs/api.md): ingest, the database batches, the feeds and each webhook endpoint.
+ * (docs/api.md): ingest, the database batches, the feeds, each webhook endpoint and the
+ * federation's report sender (fedout.h).
  *
  * DESIGN
  *	Called on the loop thread; reads the modules' stats functions, which are cheap and
