@@ -293,6 +293,7 @@ class FederationSendTest(unittest.TestCase):
         res = subprocess.run([STATUSCTL, "-c", self.sd.config, "prefs", "carol@example.net",
                               "--read-receipts", "no"], capture_output=True, text=True)
         self.assertEqual(res.returncode, 0, res.stderr)
+        added = self.metric("msgstatus_federation_outbox_added_total")
         self.remember(tag, origin, "carol@example.net")
         self.plugin("read", tag, "carol@example.net")
         self.plugin("unread", tag, "carol@example.net", offset_ms=1)
@@ -305,6 +306,8 @@ class FederationSendTest(unittest.TestCase):
         self.assertEqual(self.pg.scalar(
             "SELECT count(*) FROM fed_outbox WHERE recipient = 'carol@example.net'"
             " AND status <> 4"), "0")
+        # not even into the outbox: the ingest added the delivered only
+        self.assertEqual(self.metric("msgstatus_federation_outbox_added_total") - added, 1)
 
     def test_opting_out_withdraws_waiting_reads(self):
         """A read waiting in the outbox (its destination answered 503) does not leave once
@@ -328,6 +331,7 @@ class FederationSendTest(unittest.TestCase):
 
     def test_policy_none_sends_nothing(self):
         tag, origin = self.unique("t5"), self.unique("com5")
+        added = self.metric("msgstatus_federation_outbox_added_total")
         self.remember(tag, origin, "frank@example.net", dkim_domain="example.com")
         self.plugin("delivered", tag, "frank@example.net")
         self.plugin("read", tag, "frank@example.net", offset_ms=1)
@@ -342,6 +346,8 @@ class FederationSendTest(unittest.TestCase):
             self.assertEqual([q for q in self.rx.requests if q["path"] == "/com/reports"], [])
         self.assertEqual(self.pg.scalar(
             "SELECT count(*) FROM fed_outbox WHERE destination = 'example.com'"), "0")
+        # not even into the outbox: the ingest added the marker only
+        self.assertEqual(self.metric("msgstatus_federation_outbox_added_total") - added, 1)
 
     def test_deleted_only_when_no_copy_is_left(self):
         tag, origin = self.unique("t6"), self.unique("org6")
