@@ -35,29 +35,55 @@ CREATE TABLE fed_peers (
 	next_try timestamptz               -- no report before this (backoff, Retry-After)
 );
 
--- The batch's events (in ingest_stage, before msgstatus_ingest()) that concern remembered
--- mail and may leave the site, into fed_outbox. The site policy comes as a default level
--- and per-domain levels (0 nothing, 1 delivered, 2 delivered and what the user does with
--- the message: read, unread, deleted), by the destination. A recipient whose read receipts
--- are off sends delivered only. Presence is never looked at. An event stored before (a
--- replay) adds nothing. An expunge counts only when it leaves no copy of the message in
--- the recipient's mailboxes (deleted, lib/status.h). Returns the rows added, or -1 when
--- this site remembers no mail at all (the caller may then skip this step until it does).
+-- The batch's events (in ingest_stage, before msgstatus_inbound() and msgstatus_ingest())
+-- that concern remembered mail and may leave the site, into fed_outbox. The site policy
+-- comes as a default level and per-domain levels (0 nothing, 1 delivered, 2 delivered and
+-- what the user does with the message: read, unread, deleted), by the destination. A
+-- recipient whose read receipts are off sends delivered only. Presence is never looked
+-- at. An event stored before (a replay) adds nothing. An expunge counts only when it
+-- leaves no copy of the message in the recipient's mailboxes (deleted, lib/status.h).
+-- Mail the batch remembers (its inbound events, new) also brings the events of it that
+-- were stored before: after an outage the producers' spools may deliver the plugin's
+-- events ahead of the milter's inbound one. Returns the rows added, or -1 when this site
+-- remembers no mail at all (the caller may then skip this step until a batch brings some).
 CREATE FUNCTION msgstatus_outbox_add(dflt integer, domains text[], levels integer[])
 RETURNS bigint
 LANGUAGE plpgsql SET enable_hashjoin = off SET enable_mergejoin = off SET jit = off AS $$
 DECLARE
 	n bigint;
+	late_n bigint;
 BEGIN
-	IF NOT EXISTS (SELECT 1 FROM inbound) THEN
+	IF NOT EXISTS (SELECT 1 FROM inbound)
+	   AND NOT EXISTS (SELECT 1 FROM ingest_stage s WHERE s.type = 14) THEN
 		RETURN -1;
 	END IF;
+	-- the mail the batch remembers anew (msgstatus_inbound()'s conditions)
+	CREATE TEMP TABLE IF NOT EXISTS outbox_new (
+		tracking_id text, recipient text, origin_tracking_id text, dkim_domain text
+	) ON COMMIT DELETE ROWS;
+	INSERT INTO outbox_new
+	SELECT DISTINCT ON (s.tracking_id, lower(s.recipient)) s.tracking_id, lower(s.recipient),
+	       s.details->>'origin_tracking_id', s.details->>'dkim_domain'
+	FROM ingest_stage s
+	WHERE s.type = 14 AND s.tracking_id IS NOT NULL AND s.recipient IS NOT NULL
+	  AND s.details->>'origin_tracking_id' IS NOT NULL AND s.details->>'dkim_domain' IS NOT NULL
+	  AND s.details->>'aligned' IS NOT NULL
+	  AND NOT EXISTS (SELECT 1 FROM inbound i WHERE i.tracking_id = s.tracking_id
+			  AND i.recipient = lower(s.recipient))
+	ORDER BY s.tracking_id, lower(s.recipient), s.seq;
+
 	WITH cand AS MATERIALIZED (
 		SELECT s.seq, s.event_id, s.event_time, s.type, s.source, s.copies, s.tracking_id,
-		       i.recipient, i.origin_tracking_id, i.dkim_domain,
-		       coalesce(levels[array_position(domains, i.dkim_domain)], dflt) AS level
+		       r.recipient, r.origin_tracking_id, r.dkim_domain,
+		       coalesce(levels[array_position(domains, r.dkim_domain)], dflt) AS level
 		FROM ingest_stage s
-		JOIN inbound i ON i.tracking_id = s.tracking_id AND i.recipient = lower(s.recipient)
+		CROSS JOIN LATERAL (
+			(SELECT i.recipient, i.origin_tracking_id, i.dkim_domain FROM inbound i
+			 WHERE i.tracking_id = s.tracking_id AND i.recipient = lower(s.recipient))
+			UNION ALL
+			(SELECT o.recipient, o.origin_tracking_id, o.dkim_domain FROM outbox_new o
+			 WHERE o.tracking_id = s.tracking_id AND o.recipient = lower(s.recipient))
+			LIMIT 1) r
 		WHERE s.tracking_id IS NOT NULL
 		  AND s.type IN (4, 7, 8, 12, 13)
 		  AND NOT EXISTS (SELECT 1 FROM events e
@@ -85,6 +111,37 @@ BEGIN
 	  AND split_part(c.recipient, '@', 2) <> ''
 	ORDER BY c.seq;
 	GET DIAGNOSTICS n = ROW_COUNT;
+
+	-- the events stored before of the mail the batch remembers anew (none, normally)
+	WITH late AS MATERIALIZED (
+		SELECT e.event_id, e.event_time, e.type, o.recipient, o.origin_tracking_id,
+		       o.dkim_domain, m.id AS message,
+		       coalesce(levels[array_position(domains, o.dkim_domain)], dflt) AS level
+		FROM outbox_new o
+		JOIN messages m ON m.tracking_id = o.tracking_id
+		JOIN events e ON e.message = m.id AND lower(e.recipient) = o.recipient
+		WHERE (e.type = 4 AND e.source = 'dovecot') OR e.type IN (7, 8, 13)
+	)
+	INSERT INTO fed_outbox (destination, reporter, event_id, status, origin_tracking_id,
+				recipient, event_time)
+	SELECT l.dkim_domain, split_part(l.recipient, '@', 2), l.event_id,
+	       CASE WHEN l.type = 13 THEN 9 ELSE l.type END, l.origin_tracking_id, l.recipient,
+	       l.event_time
+	FROM late l
+	WHERE l.level >= CASE WHEN l.type = 4 THEN 1 ELSE 2 END
+	  AND (l.type = 4 OR NOT EXISTS (SELECT 1 FROM users u
+					 WHERE u.name = l.recipient AND NOT u.read_receipts))
+	  -- an expunge: the last one, when no copy is left
+	  AND (l.type <> 13 OR
+	       ((SELECT sum(e.copies) FROM events e
+		 WHERE e.message = l.message AND lower(e.recipient) = l.recipient) <= 0
+		AND NOT EXISTS (SELECT 1 FROM late o WHERE o.message = l.message
+				AND o.recipient = l.recipient AND o.type = 13
+				AND (o.event_time, o.event_id) > (l.event_time, l.event_id))))
+	  AND split_part(l.recipient, '@', 2) <> ''
+	ORDER BY l.event_time, l.event_id;
+	GET DIAGNOSTICS late_n = ROW_COUNT;
+	n := n + late_n;
 	IF n > 0 THEN
 		PERFORM pg_notify('msgstatus_outbox', '');
 	END IF;

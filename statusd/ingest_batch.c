@@ -213,10 +213,11 @@ ingest_batch_submit(struct ingest *ing)
 	ing->filling = NULL;
 	ing->inflight = b;
 	/* The federation outbox (sql/008), for batches that may hold events of other sites'
-	   mail, unless the site remembers no such mail (then until a batch brings some), or
-	   its policy sends nothing anywhere: one statement more per such batch, none else. */
-	b->outbox_run =
-	        b->fedout && ing->cfg->fed_policy_any && (!ing->fed_no_inbound || b->inbound);
+	   mail or remember some (whose events may have come first), unless the site remembers
+	   no such mail (then until a batch brings some), or its policy sends nothing anywhere:
+	   one statement more per such batch, none else. */
+	b->outbox_run = (b->fedout || b->inbound) && ing->cfg->fed_policy_any &&
+	                (!ing->fed_no_inbound || b->inbound);
 	if (b->outbox_run) {
 		b->outbox.default_level = (int)ing->cfg->fed_policy.dflt;
 		b->outbox.sql_domains = ing->cfg->fed_policy.sql_domains;

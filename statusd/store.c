@@ -252,11 +252,12 @@ store_ingest(PGconn *conn, const struct mbuf *copy, bool inbound, struct store_o
 	while ((res = PQgetResult(conn)) != NULL)
 		PQclear(res);
 	/* the inbound events (not statuses) leave the batch for their table (sql/007) */
-	if (inbound && exec_cmd(conn, "SELECT msgstatus_inbound()", transient_r, error_r) < 0)
-		goto fail;
-	/* what of it goes to other sites (sql/008): before msgstatus_ingest(), which drops
+	/* what of it goes to other sites (sql/008): before msgstatus_inbound(), so that it
+	   knows the mail the batch remembers anew, and before msgstatus_ingest(), which drops
 	   what it stored before from nothing but the log, and the read receipts turned off */
 	if (outbox != NULL && outbox_add(conn, outbox, transient_r, error_r) < 0)
+		goto fail;
+	if (inbound && exec_cmd(conn, "SELECT msgstatus_inbound()", transient_r, error_r) < 0)
 		goto fail;
 
 	/* the columns of LOGGED_COLUMNS, in the same order, in binary (see logged_row) */

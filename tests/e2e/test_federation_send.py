@@ -16,7 +16,8 @@ receiver would, under the key statusctl made for example.net):
 - a receiver answering 401 refuses the report: its rows are marked failed;
 - a recipient who turned read receipts off: their read never leaves (delivered does),
   neither from the ingest nor from the outbox, where it waited when they turned it off;
-- a destination whose site policy is none (example.com) gets nothing.
+- a destination whose site policy is none (example.com) gets nothing;
+- the plugin's events that came before the milter's inbound event go once it came.
 """
 import base64
 import hashlib
@@ -328,6 +329,19 @@ class FederationSendTest(unittest.TestCase):
         self.assertEqual([(e["status"], e["event_id"]) for e in self.received(origin)],
                          [(1, d)])
         self.assertEqual(self.outbox("recipient = 'hal@example.net'"), [])
+
+    def test_events_ahead_of_their_inbound_one(self):
+        """After an outage the producers' spools may bring the plugin's events before the
+        milter's inbound event: they go out once the mail is remembered, in their order."""
+        tag, origin = self.unique("t8"), self.unique("org8")
+        d = self.plugin("delivered", tag, "ivan@example.net")
+        r = self.plugin("read", tag, "ivan@example.net", offset_ms=1)
+        time.sleep(0.3)
+        self.assertEqual(self.outbox("recipient = 'ivan@example.net'"), [])
+        self.remember(tag, origin, "ivan@example.net")
+        wait_for("delivered and read", lambda: len(self.received(origin)) == 2, timeout=20)
+        self.assertEqual([(e["status"], e["event_id"]) for e in self.received(origin)],
+                         [(1, d), (2, r)])
 
     def test_policy_none_sends_nothing(self):
         tag, origin = self.unique("t5"), self.unique("com5")
