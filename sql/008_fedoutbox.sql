@@ -51,7 +51,6 @@ RETURNS bigint
 LANGUAGE plpgsql SET enable_hashjoin = off SET enable_mergejoin = off SET jit = off AS $$
 DECLARE
 	n bigint;
-	late_n bigint;
 BEGIN
 	IF NOT EXISTS (SELECT 1 FROM inbound)
 	   AND NOT EXISTS (SELECT 1 FROM ingest_stage s WHERE s.type = 14) THEN
@@ -73,9 +72,9 @@ BEGIN
 	ORDER BY s.tracking_id, lower(s.recipient), s.seq;
 
 	WITH cand AS MATERIALIZED (
+		-- the batch's new events of remembered mail (stored, or remembered by the batch)
 		SELECT s.seq, s.event_id, s.event_time, s.type, s.source, s.copies, s.tracking_id,
-		       r.recipient, r.origin_tracking_id, r.dkim_domain,
-		       coalesce(levels[array_position(domains, r.dkim_domain)], dflt) AS level
+		       r.recipient, r.origin_tracking_id, r.dkim_domain
 		FROM ingest_stage s
 		CROSS JOIN LATERAL (
 			(SELECT i.recipient, i.origin_tracking_id, i.dkim_domain FROM inbound i
@@ -88,60 +87,54 @@ BEGIN
 		  AND s.type IN (4, 7, 8, 12, 13)
 		  AND NOT EXISTS (SELECT 1 FROM events e
 				  WHERE e.event_time = s.event_time AND e.event_id = s.event_id)
-	)
-	INSERT INTO fed_outbox (destination, reporter, event_id, status, origin_tracking_id,
-				recipient, event_time)
-	SELECT c.dkim_domain, split_part(c.recipient, '@', 2), c.event_id,
-	       CASE WHEN c.type = 13 THEN 9 ELSE c.type END, c.origin_tracking_id, c.recipient,
-	       c.event_time
-	FROM cand c
-	WHERE ((c.type = 4 AND c.source = 'dovecot') OR c.type IN (7, 8, 13))
-	  AND c.level >= CASE WHEN c.type = 4 THEN 1 ELSE 2 END
-	  AND (c.type = 4 OR NOT EXISTS (SELECT 1 FROM users u
-					 WHERE u.name = c.recipient AND NOT u.read_receipts))
-	  -- an expunge: deleted once no copy is left (the stored events' copies and the
-	  -- batch's new ones up to it: deliveries, copies, expunges)
-	  AND (c.type <> 13 OR
-	       coalesce((SELECT sum(e.copies) FROM messages m JOIN events e ON e.message = m.id
-			 WHERE m.tracking_id = c.tracking_id AND lower(e.recipient) = c.recipient),
-			0)
-	       + (SELECT sum(t.copies) FROM cand t
-		  WHERE t.tracking_id = c.tracking_id AND t.recipient = c.recipient
-		    AND t.seq <= c.seq) <= 0)
-	  AND split_part(c.recipient, '@', 2) <> ''
-	ORDER BY c.seq;
-	GET DIAGNOSTICS n = ROW_COUNT;
-
-	-- the events stored before of the mail the batch remembers anew (none, normally)
-	WITH late AS MATERIALIZED (
-		SELECT e.event_id, e.event_time, e.type, o.recipient, o.origin_tracking_id,
-		       o.dkim_domain, m.id AS message,
-		       coalesce(levels[array_position(domains, o.dkim_domain)], dflt) AS level
+	), late AS MATERIALIZED (
+		-- the events stored before of the mail the batch remembers anew (none, normally)
+		SELECT e.event_id, e.event_time, e.type, e.source, o.recipient,
+		       o.origin_tracking_id, o.dkim_domain, m.id AS message
 		FROM outbox_new o
 		JOIN messages m ON m.tracking_id = o.tracking_id
 		JOIN events e ON e.message = m.id AND lower(e.recipient) = o.recipient
-		WHERE (e.type = 4 AND e.source = 'dovecot') OR e.type IN (7, 8, 13)
+	), picked AS (
+		-- both, in their order (the stored ones first), with whether an expunge leaves no
+		-- copy of the message in the recipient's mailboxes: counting the stored events'
+		-- copies and the batch's new ones up to it (deliveries, copies, expunges); of the
+		-- stored ones, the last expunge only
+		SELECT 1 AS part, c.seq::bigint AS ord, c.event_id, c.event_time, c.type, c.source,
+		       c.recipient, c.origin_tracking_id, c.dkim_domain,
+		       c.type <> 13 OR
+		       coalesce((SELECT sum(e.copies) FROM messages m JOIN events e ON e.message = m.id
+				 WHERE m.tracking_id = c.tracking_id
+				   AND lower(e.recipient) = c.recipient), 0)
+		       + (SELECT sum(t.copies) FROM cand t
+			  WHERE t.tracking_id = c.tracking_id AND t.recipient = c.recipient
+			    AND t.seq <= c.seq) <= 0 AS counts
+		FROM cand c
+		UNION ALL
+		SELECT 0, row_number() OVER (ORDER BY l.event_time, l.event_id), l.event_id,
+		       l.event_time, l.type, l.source, l.recipient, l.origin_tracking_id,
+		       l.dkim_domain,
+		       l.type <> 13 OR
+		       ((SELECT sum(e.copies) FROM events e
+			 WHERE e.message = l.message AND lower(e.recipient) = l.recipient) <= 0
+			AND NOT EXISTS (SELECT 1 FROM late o WHERE o.message = l.message
+					AND o.recipient = l.recipient AND o.type = 13
+					AND (o.event_time, o.event_id) > (l.event_time, l.event_id)))
+		FROM late l
 	)
 	INSERT INTO fed_outbox (destination, reporter, event_id, status, origin_tracking_id,
 				recipient, event_time)
-	SELECT l.dkim_domain, split_part(l.recipient, '@', 2), l.event_id,
-	       CASE WHEN l.type = 13 THEN 9 ELSE l.type END, l.origin_tracking_id, l.recipient,
-	       l.event_time
-	FROM late l
-	WHERE l.level >= CASE WHEN l.type = 4 THEN 1 ELSE 2 END
-	  AND (l.type = 4 OR NOT EXISTS (SELECT 1 FROM users u
-					 WHERE u.name = l.recipient AND NOT u.read_receipts))
-	  -- an expunge: the last one, when no copy is left
-	  AND (l.type <> 13 OR
-	       ((SELECT sum(e.copies) FROM events e
-		 WHERE e.message = l.message AND lower(e.recipient) = l.recipient) <= 0
-		AND NOT EXISTS (SELECT 1 FROM late o WHERE o.message = l.message
-				AND o.recipient = l.recipient AND o.type = 13
-				AND (o.event_time, o.event_id) > (l.event_time, l.event_id))))
-	  AND split_part(l.recipient, '@', 2) <> ''
-	ORDER BY l.event_time, l.event_id;
-	GET DIAGNOSTICS late_n = ROW_COUNT;
-	n := n + late_n;
+	SELECT p.dkim_domain, split_part(p.recipient, '@', 2), p.event_id,
+	       CASE WHEN p.type = 13 THEN 9 ELSE p.type END, p.origin_tracking_id, p.recipient,
+	       p.event_time
+	FROM picked p
+	WHERE ((p.type = 4 AND p.source = 'dovecot') OR p.type IN (7, 8, 13)) AND p.counts
+	  AND coalesce(levels[array_position(domains, p.dkim_domain)], dflt)
+	      >= CASE WHEN p.type = 4 THEN 1 ELSE 2 END
+	  AND (p.type = 4 OR NOT EXISTS (SELECT 1 FROM users u
+					 WHERE u.name = p.recipient AND NOT u.read_receipts))
+	  AND split_part(p.recipient, '@', 2) <> ''
+	ORDER BY p.part, p.ord;
+	GET DIAGNOSTICS n = ROW_COUNT;
 	IF n > 0 THEN
 		PERFORM pg_notify('msgstatus_outbox', '');
 	END IF;

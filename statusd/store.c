@@ -435,6 +435,16 @@ store_failed(PGconn *conn, PGresult *res, bool *transient_r, const char **error_
 	return -1;
 }
 
+PGresult *
+store_want(PGconn *conn, PGresult *res, ExecStatusType want, const char **error_r)
+{
+	if (PQresultStatus(res) == want)
+		return res;
+	*error_r = store_error(conn, res);
+	PQclear(res);
+	return NULL;
+}
+
 char *
 store_get_str(PGresult *res, int row, int col)
 {

@@ -25,27 +25,24 @@
 #include "mymalloc.h"
 #include "store_int.h"
 
-/* res if it has the status want, else NULL with *error_r (res cleared). */
-static PGresult *
-want(PGconn *conn, PGresult *res, ExecStatusType status, const char **error_r)
-{
-	if (PQresultStatus(res) == status)
-		return res;
-	*error_r = store_error(conn, res);
-	PQclear(res);
-	return NULL;
-}
-
 static int64_t
 int_or(PGresult *res, int row, int col, int64_t dflt)
 {
 	return PQgetisnull(res, row, col) ? dflt : strtoll(PQgetvalue(res, row, col), NULL, 10);
 }
 
-static char *
-str_or_null(PGresult *res, int row, int col)
+/* A statement whose one row is one count: 0 and *n_r, or -1. */
+static int
+exec_count(PGconn *conn, const char *sql, int nparams, const char *const *params, int64_t *n_r,
+           const char **error_r)
 {
-	return PQgetisnull(res, row, col) ? NULL : mystrdup(PQgetvalue(res, row, col));
+	PGresult *res = PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
+
+	if ((res = store_want(conn, res, PGRES_TUPLES_OK, error_r)) == NULL)
+		return -1;
+	*n_r = PQntuples(res) == 1 ? int_or(res, 0, 0, 0) : 0;
+	PQclear(res);
+	return 0;
 }
 
 int
@@ -54,7 +51,7 @@ store_fedout_session(PGconn *conn, const char **error_r)
 	PGresult *res = PQexec(conn, "SET application_name = 'statusd federation';"
 	                             " SET TIME ZONE 'UTC'; LISTEN msgstatus_outbox");
 
-	if ((res = want(conn, res, PGRES_COMMAND_OK, error_r)) == NULL)
+	if ((res = store_want(conn, res, PGRES_COMMAND_OK, error_r)) == NULL)
 		return -1;
 	PQclear(res);
 	return 0;
@@ -65,20 +62,14 @@ store_fedout_expire(PGconn *conn, long long expiry_ms, int64_t *expired_r, const
 {
 	char ms[32];
 	const char *params[1] = {ms};
-	PGresult *res;
 
 	snprintf(ms, sizeof(ms), "%lld", expiry_ms);
-	res = PQexecParams(conn,
-	                   "WITH d AS (DELETE FROM fed_outbox"
-	                   " WHERE created_at < now() - $1::bigint * interval '1 millisecond'"
-	                   " RETURNING failed_at)"
-	                   " SELECT count(*) FILTER (WHERE failed_at IS NULL) FROM d",
-	                   1, NULL, params, NULL, NULL, 0);
-	if ((res = want(conn, res, PGRES_TUPLES_OK, error_r)) == NULL)
-		return -1;
-	*expired_r = int_or(res, 0, 0, 0);
-	PQclear(res);
-	return 0;
+	return exec_count(conn,
+	                  "WITH d AS (DELETE FROM fed_outbox"
+	                  " WHERE created_at < now() - $1::bigint * interval '1 millisecond'"
+	                  " RETURNING failed_at)"
+	                  " SELECT count(*) FILTER (WHERE failed_at IS NULL) FROM d",
+	                  1, params, expired_r, error_r);
 }
 
 int
@@ -87,23 +78,17 @@ store_fedout_withdraw(PGconn *conn, const char *destination, int level, int64_t 
 {
 	char lvl[16];
 	const char *params[2] = {destination, lvl};
-	PGresult *res;
 
 	snprintf(lvl, sizeof(lvl), "%d", level);
 	/* what the policy no longer lets go there, and what recipients who turned their read
 	   receipts off since did with the message */
-	res = PQexecParams(conn,
-	                   "WITH d AS (DELETE FROM fed_outbox o WHERE o.destination = $1"
-	                   " AND o.failed_at IS NULL AND ($2::int = 0"
-	                   "  OR (o.status <> 4 AND ($2::int < 2 OR EXISTS (SELECT 1 FROM users u"
-	                   "   WHERE u.name = o.recipient AND NOT u.read_receipts))))"
-	                   " RETURNING 1) SELECT count(*) FROM d",
-	                   2, NULL, params, NULL, NULL, 0);
-	if ((res = want(conn, res, PGRES_TUPLES_OK, error_r)) == NULL)
-		return -1;
-	*withdrawn_r = int_or(res, 0, 0, 0);
-	PQclear(res);
-	return 0;
+	return exec_count(conn,
+	                  "WITH d AS (DELETE FROM fed_outbox o WHERE o.destination = $1"
+	                  " AND o.failed_at IS NULL AND ($2::int = 0"
+	                  "  OR (o.status <> 4 AND ($2::int < 2 OR EXISTS (SELECT 1 FROM users u"
+	                  "   WHERE u.name = o.recipient AND NOT u.read_receipts))))"
+	                  " RETURNING 1) SELECT count(*) FROM d",
+	                  2, params, withdrawn_r, error_r);
 }
 
 void
@@ -132,9 +117,9 @@ dest_row(PGresult *res, int i, struct store_fedout_dest *d)
 	d->waiting = int_or(res, i, 1, 0);
 	d->failed = int_or(res, i, 2, 0);
 	d->oldest_ms = int_or(res, i, 3, 0);
-	d->endpoint = str_or_null(res, i, 4);
+	d->endpoint = store_get_str(res, i, 4);
 	d->last_success_ms = int_or(res, i, 5, 0);
-	d->last_error = str_or_null(res, i, 6);
+	d->last_error = store_get_str(res, i, 6);
 	d->last_error_ms = int_or(res, i, 7, 0);
 	d->failures = (unsigned)int_or(res, i, 8, 0);
 	d->next_try_ms = int_or(res, i, 9, 0);
@@ -168,7 +153,7 @@ store_fedout_dests(PGconn *conn, bool peers, struct store_fedout_dest **dests_r,
 	struct store_fedout_dest *d;
 	int n;
 
-	if ((res = want(conn, res, PGRES_TUPLES_OK, error_r)) == NULL)
+	if ((res = store_want(conn, res, PGRES_TUPLES_OK, error_r)) == NULL)
 		return -1;
 	n = PQntuples(res);
 	d = mycalloc((size_t)n + 1, sizeof(*d));
@@ -208,7 +193,7 @@ store_fedout_rows(PGconn *conn, const char *destination, int limit,
 	                   " (extract(epoch FROM event_time) * 1000)::bigint FROM fed_outbox"
 	                   " WHERE destination = $1 AND failed_at IS NULL ORDER BY id LIMIT $2",
 	                   2, NULL, params, NULL, NULL, 0);
-	if ((res = want(conn, res, PGRES_TUPLES_OK, error_r)) == NULL)
+	if ((res = store_want(conn, res, PGRES_TUPLES_OK, error_r)) == NULL)
 		return -1;
 	n = PQntuples(res);
 	rows = mycalloc((size_t)n + 1, sizeof(*rows));
@@ -272,7 +257,7 @@ store_fedout_result(PGconn *conn, const char *destination, const char *endpoint,
 	        "  failures = EXCLUDED.failures, next_try = EXCLUDED.next_try",
 	        7, NULL, params, NULL, NULL, 0);
 	mbuf_free(&ids);
-	if ((res = want(conn, res, PGRES_COMMAND_OK, error_r)) == NULL)
+	if ((res = store_want(conn, res, PGRES_COMMAND_OK, error_r)) == NULL)
 		return -1;
 	PQclear(res);
 	return 0;
