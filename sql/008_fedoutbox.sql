@@ -58,7 +58,8 @@ BEGIN
 	END IF;
 	-- the mail the batch remembers anew (msgstatus_inbound()'s conditions)
 	CREATE TEMP TABLE IF NOT EXISTS outbox_new (
-		tracking_id text, recipient text, origin_tracking_id text, dkim_domain text
+		tracking_id text, recipient text, origin_tracking_id text, dkim_domain text,
+		PRIMARY KEY (tracking_id, recipient)
 	) ON COMMIT DELETE ROWS;
 	INSERT INTO outbox_new
 	SELECT DISTINCT ON (s.tracking_id, lower(s.recipient)) s.tracking_id, lower(s.recipient),
@@ -71,8 +72,10 @@ BEGIN
 			  AND i.recipient = lower(s.recipient))
 	ORDER BY s.tracking_id, lower(s.recipient), s.seq;
 
-	WITH cand AS MATERIALIZED (
-		-- the batch's new events of remembered mail (stored, or remembered by the batch)
+	WITH hit AS MATERIALIZED (
+		-- the batch's events of remembered mail (stored, or remembered by the batch): one
+		-- probe of inbound's key per event of a type that may count, nothing more for
+		-- the others (all of them, on most batches)
 		SELECT s.seq, s.event_id, s.event_time, s.type, s.source, s.copies, s.tracking_id,
 		       r.recipient, r.origin_tracking_id, r.dkim_domain
 		FROM ingest_stage s
@@ -85,8 +88,11 @@ BEGIN
 			LIMIT 1) r
 		WHERE s.tracking_id IS NOT NULL
 		  AND s.type IN (4, 7, 8, 12, 13)
-		  AND NOT EXISTS (SELECT 1 FROM events e
-				  WHERE e.event_time = s.event_time AND e.event_id = s.event_id)
+	), cand AS MATERIALIZED (
+		-- of those, the new ones (a replay adds nothing)
+		SELECT h.* FROM hit h
+		WHERE NOT EXISTS (SELECT 1 FROM events e
+				  WHERE e.event_time = h.event_time AND e.event_id = h.event_id)
 	), late AS MATERIALIZED (
 		-- the events stored before of the mail the batch remembers anew (none, normally)
 		SELECT e.event_id, e.event_time, e.type, e.source, o.recipient,
