@@ -12,7 +12,7 @@
 
 CREATE TABLE fed_outbox (
 	id bigserial PRIMARY KEY,
-	destination text NOT NULL,         -- the sending site's domain (inbound.dkim_domain)
+	destination text NOT NULL,         -- the sending site's domain (inbound.dkim_domain, lower case)
 	reporter text NOT NULL,            -- the recipient's domain: reports it, signs for it
 	event_id text NOT NULL,            -- this site's event id
 	status smallint NOT NULL,          -- 4 delivered, 7 read, 8 unread, 9 deleted
@@ -44,16 +44,17 @@ CREATE TABLE fed_peers (
 -- leaves no copy of the message in the recipient's mailboxes (deleted, lib/status.h).
 -- Mail the batch remembers (its inbound events, new) also brings the events of it that
 -- were stored before: after an outage the producers' spools may deliver the plugin's
--- events ahead of the milter's inbound one. Returns the rows added, or -1 when this site
--- remembers no mail at all (the caller may then skip this step until a batch brings some).
-CREATE FUNCTION msgstatus_outbox_add(dflt integer, domains text[], levels integer[])
+-- events ahead of the milter's inbound one (remembers: the batch has inbound events).
+-- Returns the rows added, or -1 when this site remembers no mail at all (the caller may
+-- then skip this step until a batch brings some).
+CREATE FUNCTION msgstatus_outbox_add(dflt integer, domains text[], levels integer[],
+				     remembers boolean)
 RETURNS bigint
 LANGUAGE plpgsql SET enable_hashjoin = off SET enable_mergejoin = off SET jit = off AS $$
 DECLARE
 	n bigint;
 BEGIN
-	IF NOT EXISTS (SELECT 1 FROM inbound)
-	   AND NOT EXISTS (SELECT 1 FROM ingest_stage s WHERE s.type = 14) THEN
+	IF NOT remembers AND NOT EXISTS (SELECT 1 FROM inbound) THEN
 		RETURN -1;
 	END IF;
 	-- the mail the batch remembers anew (msgstatus_inbound()'s conditions)
@@ -61,9 +62,10 @@ BEGIN
 		tracking_id text, recipient text, origin_tracking_id text, dkim_domain text,
 		PRIMARY KEY (tracking_id, recipient)
 	) ON COMMIT DELETE ROWS;
+	IF remembers THEN
 	INSERT INTO outbox_new
 	SELECT DISTINCT ON (s.tracking_id, lower(s.recipient)) s.tracking_id, lower(s.recipient),
-	       s.details->>'origin_tracking_id', s.details->>'dkim_domain'
+	       s.details->>'origin_tracking_id', lower(s.details->>'dkim_domain')
 	FROM ingest_stage s
 	WHERE s.type = 14 AND s.tracking_id IS NOT NULL AND s.recipient IS NOT NULL
 	  AND s.details->>'origin_tracking_id' IS NOT NULL AND s.details->>'dkim_domain' IS NOT NULL
@@ -71,6 +73,7 @@ BEGIN
 	  AND NOT EXISTS (SELECT 1 FROM inbound i WHERE i.tracking_id = s.tracking_id
 			  AND i.recipient = lower(s.recipient))
 	ORDER BY s.tracking_id, lower(s.recipient), s.seq;
+	END IF;
 
 	WITH hit AS MATERIALIZED (
 		-- the batch's events of remembered mail (stored, or remembered by the batch): one
@@ -80,14 +83,16 @@ BEGIN
 		       r.recipient, r.origin_tracking_id, r.dkim_domain
 		FROM ingest_stage s
 		CROSS JOIN LATERAL (
-			(SELECT i.recipient, i.origin_tracking_id, i.dkim_domain FROM inbound i
+			(SELECT i.recipient, i.origin_tracking_id, lower(i.dkim_domain) AS dkim_domain
+			 FROM inbound i
 			 WHERE i.tracking_id = s.tracking_id AND i.recipient = lower(s.recipient))
 			UNION ALL
 			(SELECT o.recipient, o.origin_tracking_id, o.dkim_domain FROM outbox_new o
-			 WHERE o.tracking_id = s.tracking_id AND o.recipient = lower(s.recipient))
+			 WHERE remembers AND o.tracking_id = s.tracking_id
+			   AND o.recipient = lower(s.recipient))
 			LIMIT 1) r
 		WHERE s.tracking_id IS NOT NULL
-		  AND s.type IN (4, 7, 8, 12, 13)
+		  AND ((s.type = 4 AND s.source = 'dovecot') OR s.type IN (7, 8, 12, 13))
 	), cand AS MATERIALIZED (
 		-- of those, the new ones (a replay adds nothing)
 		SELECT h.* FROM hit h
@@ -98,7 +103,7 @@ BEGIN
 		SELECT e.event_id, e.event_time, e.type, e.source, o.recipient,
 		       o.origin_tracking_id, o.dkim_domain, m.id AS message
 		FROM outbox_new o
-		JOIN messages m ON m.tracking_id = o.tracking_id
+		JOIN messages m ON m.tracking_id = o.tracking_id AND remembers
 		JOIN events e ON e.message = m.id AND lower(e.recipient) = o.recipient
 	), picked AS (
 		-- both, in their order (the stored ones first), with whether an expunge leaves no

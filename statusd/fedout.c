@@ -6,7 +6,8 @@
  *	own PostgreSQL connection (LISTEN msgstatus_outbox, which the ingest's outbox step
  *	notifies) and its own libcurl handle. A round:
  *
- *	    drop the rows older than federation_expiry (counted as expired if still waiting)
+ *	    once a minute: drop the rows older than federation_expiry (counted as expired
+ *	        if still waiting)
  *	    for each destination with waiting rows and no backoff now (fed_peers.next_try):
  *	        read its first rows in id order; the report is the longest run of them with
  *	            one reporting domain (the recipients' domain), at most 1000
@@ -83,6 +84,7 @@
 #define ANSWER_MAX         4096  /* bytes of an answer's body kept */
 #define SIG_LIFE_S         300   /* expires - created */
 #define NEGATIVE_TTL_MS    60000
+#define EXPIRE_EVERY_MS    60000 /* how often expired rows are looked for */
 #define USER_AGENT         "msgstatus-statusd/" MSGSTATUS_VERSION " (federation)"
 #define CONTENT_TYPE       "application/vnd.msgstatus.report+cbor"
 
@@ -98,6 +100,7 @@ struct fedout {
 	PGconn *conn;
 	bool db_trouble;
 	long long db_backoff;
+	int64_t expired_at; /* when expired rows were last looked for (monotonic) */
 	CURL *curl;
 	char curl_error[CURL_ERROR_SIZE];
 	struct mbuf answer;
@@ -617,8 +620,12 @@ fed_round(struct fedout *f, long long *wait_r, const char **error_r)
 	size_t n;
 	long long wait = POLL_MS;
 
-	if (store_fedout_expire(f->conn, f->cfg->federation_expiry, &expired, error_r) < 0)
-		return -1;
+	if (f->expired_at == 0 || time_mono_ms() - f->expired_at >= EXPIRE_EVERY_MS) {
+		if (store_fedout_expire(f->conn, f->cfg->federation_expiry, &expired, error_r) < 0)
+			return -1;
+		f->expired_at = time_mono_ms();
+	} else
+		expired = 0;
 	if (expired > 0) {
 		atomic_fetch_add(&f->events_expired, (uint64_t)expired);
 		msg_warn("federation: %lld events expired in the outbox (federation_expiry)",

@@ -175,16 +175,18 @@ store_outbox_available(PGconn *conn, bool *available_r, const char **error_r)
 
 /* The batch's events for the federation outbox (sql/008). */
 static int
-outbox_add(PGconn *conn, struct store_outbox *o, bool *transient_r, const char **error_r)
+outbox_add(PGconn *conn, struct store_outbox *o, bool inbound, bool *transient_r,
+           const char **error_r)
 {
 	char level[16];
-	const char *params[3] = {level, o->sql_domains, o->sql_levels};
+	const char *params[4] = {level, o->sql_domains, o->sql_levels, inbound ? "t" : "f"};
 	PGresult *res;
 
 	snprintf(level, sizeof(level), "%d", o->default_level);
 	res = PQexecParams(conn,
-	                   "SELECT msgstatus_outbox_add($1::integer, $2::text[], $3::integer[])", 3,
-	                   NULL, params, NULL, NULL, 0);
+	                   "SELECT msgstatus_outbox_add($1::integer, $2::text[], $3::integer[],"
+	                   " $4::boolean)",
+	                   4, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
 		*error_r = store_error(conn, res);
 		*transient_r = store_transient(conn, res);
@@ -255,7 +257,7 @@ store_ingest(PGconn *conn, const struct mbuf *copy, bool inbound, struct store_o
 	/* what of it goes to other sites (sql/008): before msgstatus_inbound(), so that it
 	   knows the mail the batch remembers anew, and before msgstatus_ingest(), which drops
 	   what it stored before from nothing but the log, and the read receipts turned off */
-	if (outbox != NULL && outbox_add(conn, outbox, transient_r, error_r) < 0)
+	if (outbox != NULL && outbox_add(conn, outbox, inbound, transient_r, error_r) < 0)
 		goto fail;
 	if (inbound && exec_cmd(conn, "SELECT msgstatus_inbound()", transient_r, error_r) < 0)
 		goto fail;

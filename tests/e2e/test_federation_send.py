@@ -338,7 +338,7 @@ class FederationSendTest(unittest.TestCase):
         r = self.plugin("read", tag, "ivan@example.net", offset_ms=1)
         time.sleep(0.3)
         self.assertEqual(self.outbox("recipient = 'ivan@example.net'"), [])
-        self.remember(tag, origin, "ivan@example.net")
+        self.remember(tag, origin, "ivan@example.net", dkim_domain="EXAMPLE.org")
         wait_for("delivered and read", lambda: len(self.received(origin)) == 2, timeout=20)
         self.assertEqual([(e["status"], e["event_id"]) for e in self.received(origin)],
                          [(1, d), (2, r)])
@@ -346,7 +346,8 @@ class FederationSendTest(unittest.TestCase):
     def test_policy_none_sends_nothing(self):
         tag, origin = self.unique("t5"), self.unique("com5")
         added = self.metric("msgstatus_federation_outbox_added_total")
-        self.remember(tag, origin, "frank@example.net", dkim_domain="example.com")
+        # d= as the signer wrote it, in upper case: the policy still applies
+        self.remember(tag, origin, "frank@example.net", dkim_domain="Example.COM")
         self.plugin("delivered", tag, "frank@example.net")
         self.plugin("read", tag, "frank@example.net", offset_ms=1)
         # a marker for example.org after them: once it arrived, example.com's would have
