@@ -447,7 +447,13 @@ report_post(struct fedout *f, const char *url, const unsigned char *body, size_t
 	CURLcode cc;
 
 	/* https://host[:port]/path (fedrec checked it): the authority without :443 */
-	snprintf(authority, sizeof(authority), "%s", url + 8);
+	size_t ulen = strlen(url + 8), klen = strlen(keyid);
+
+	if (ulen >= sizeof(authority) || klen >= sizeof(p.keyid)) {
+		attempt_set(a, FEDSCHED_REFUSED, "endpoint or key id too long");
+		return;
+	}
+	memcpy(authority, url + 8, ulen + 1);
 	path = strchr(authority, '/');
 	req.path = url + 8 + (path - authority);
 	*path = '\0';
@@ -464,7 +470,7 @@ report_post(struct fedout *f, const char *url, const unsigned char *body, size_t
 	p.expires = now + SIG_LIFE_S;
 	snprintf(p.nonce, sizeof(p.nonce), "%s", randid_new(nonce));
 	snprintf(p.alg, sizeof(p.alg), "ed25519");
-	snprintf(p.keyid, sizeof(p.keyid), "%s", keyid);
+	memcpy(p.keyid, keyid, klen + 1);
 	if (httpsig_sign(&req, &p, key, &input, &sig, &error) < 0) {
 		attempt_set(a, FEDSCHED_RETRY, "signing: %s", error);
 		goto out;
