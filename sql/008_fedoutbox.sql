@@ -57,25 +57,19 @@ BEGIN
 	IF NOT remembers AND NOT EXISTS (SELECT 1 FROM inbound) THEN
 		RETURN -1;
 	END IF;
-	-- the mail the batch remembers anew (msgstatus_inbound()'s conditions)
-	CREATE TEMP TABLE IF NOT EXISTS outbox_new (
-		tracking_id text, recipient text, origin_tracking_id text, dkim_domain text,
-		PRIMARY KEY (tracking_id, recipient)
-	) ON COMMIT DELETE ROWS;
-	IF remembers THEN
-	INSERT INTO outbox_new
-	SELECT DISTINCT ON (s.tracking_id, lower(s.recipient)) s.tracking_id, lower(s.recipient),
-	       s.details->>'origin_tracking_id', lower(s.details->>'dkim_domain')
-	FROM ingest_stage s
-	WHERE s.type = 14 AND s.tracking_id IS NOT NULL AND s.recipient IS NOT NULL
-	  AND s.details->>'origin_tracking_id' IS NOT NULL AND s.details->>'dkim_domain' IS NOT NULL
-	  AND s.details->>'aligned' IS NOT NULL
-	  AND NOT EXISTS (SELECT 1 FROM inbound i WHERE i.tracking_id = s.tracking_id
-			  AND i.recipient = lower(s.recipient))
-	ORDER BY s.tracking_id, lower(s.recipient), s.seq;
-	END IF;
-
-	WITH hit AS MATERIALIZED (
+	WITH anew AS MATERIALIZED (
+		-- the mail the batch remembers anew (msgstatus_inbound()'s conditions)
+		SELECT DISTINCT ON (s.tracking_id, lower(s.recipient)) s.tracking_id,
+		       lower(s.recipient) AS recipient, s.details->>'origin_tracking_id'
+		       AS origin_tracking_id, lower(s.details->>'dkim_domain') AS dkim_domain
+		FROM ingest_stage s
+		WHERE remembers AND s.type = 14 AND s.tracking_id IS NOT NULL
+		  AND s.recipient IS NOT NULL AND s.details->>'origin_tracking_id' IS NOT NULL
+		  AND s.details->>'dkim_domain' IS NOT NULL AND s.details->>'aligned' IS NOT NULL
+		  AND NOT EXISTS (SELECT 1 FROM inbound i WHERE i.tracking_id = s.tracking_id
+				  AND i.recipient = lower(s.recipient))
+		ORDER BY s.tracking_id, lower(s.recipient), s.seq
+	), hit AS MATERIALIZED (
 		-- the batch's events of remembered mail (stored, or remembered by the batch): one
 		-- probe of inbound's key per event of a type that may count, nothing more for
 		-- the others (all of them, on most batches)
@@ -87,7 +81,7 @@ BEGIN
 			 FROM inbound i
 			 WHERE i.tracking_id = s.tracking_id AND i.recipient = lower(s.recipient))
 			UNION ALL
-			(SELECT o.recipient, o.origin_tracking_id, o.dkim_domain FROM outbox_new o
+			(SELECT o.recipient, o.origin_tracking_id, o.dkim_domain FROM anew o
 			 WHERE remembers AND o.tracking_id = s.tracking_id
 			   AND o.recipient = lower(s.recipient))
 			LIMIT 1) r
@@ -102,7 +96,7 @@ BEGIN
 		-- the events stored before of the mail the batch remembers anew (none, normally)
 		SELECT e.event_id, e.event_time, e.type, e.source, o.recipient,
 		       o.origin_tracking_id, o.dkim_domain, m.id AS message
-		FROM outbox_new o
+		FROM anew o
 		JOIN messages m ON m.tracking_id = o.tracking_id AND remembers
 		JOIN events e ON e.message = m.id AND lower(e.recipient) = o.recipient
 	), picked AS (
