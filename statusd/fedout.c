@@ -579,10 +579,8 @@ dest_serve(struct fedout *f, const struct store_fedout_dest *d, long long *wait_
 			        (double)(random() % 1000000) / 1000000.0, a.retry_after_ms);
 			atomic_fetch_add(&f->reports_retried, 1);
 			if (failures == 1)
-				msg_warn("federation: report of %zu events to %s failed, will "
-				         "retry: "
-				         "%s",
-				         cut, d->destination, a.why);
+				msg_warn("federation: %s: %zu events not taken, will retry: %s",
+				         d->destination, cut, a.why);
 			else
 				msg_debug("federation: %s: %s (attempt %u, next in %lld ms)",
 				          d->destination, a.why, failures, (long long)delay);
@@ -592,8 +590,8 @@ dest_serve(struct fedout *f, const struct store_fedout_dest *d, long long *wait_
 			atomic_fetch_add(&f->reports_refused, 1);
 			atomic_fetch_add(&f->events_refused, cut);
 			atomic_fetch_sub(&f->depth, (int64_t)cut);
-			msg_warn("federation: report of %zu events to %s refused: %s", cut,
-			         d->destination, a.why);
+			msg_warn("federation: %s: report of %zu events refused: %s", d->destination,
+			         cut, a.why);
 			failures = 0;
 			break;
 		}
