@@ -7,7 +7,7 @@
  *	notifies) and its own libcurl handle. A round:
  *
  *	    once a minute: drop the rows older than federation_expiry (counted as expired
- *	        if still waiting)
+ *	        if still waiting; a destination's own are dropped before it is served)
  *	    for each destination with waiting rows and no backoff now (fed_peers.next_try):
  *	        read its first rows in id order; the report is the longest run of them with
  *	            one reporting domain (the recipients' domain), at most 1000
@@ -538,7 +538,18 @@ dest_serve(struct fedout *f, const struct store_fedout_dest *d, long long *wait_
            const char **error_r)
 {
 	unsigned failures = d->failures;
+	int64_t expired;
 
+	/* what waited too long goes before anything is sent */
+	if (store_fedout_expire(f->conn, d->destination, f->cfg->federation_expiry, &expired,
+	                        error_r) < 0)
+		return -1;
+	if (expired > 0) {
+		atomic_fetch_add(&f->events_expired, (uint64_t)expired);
+		atomic_fetch_sub(&f->depth, expired);
+		msg_warn("federation: %s: %lld events expired in the outbox (federation_expiry)",
+		         d->destination, (long long)expired);
+	}
 	for (int k = 0; k < REPORTS_PER_ROUND && !stopping(f); k++) {
 		struct store_fedout_row *rows;
 		const char *reporters[MIMISTATUS_ENTRIES_MAX];
@@ -625,7 +636,8 @@ fed_round(struct fedout *f, long long *wait_r, const char **error_r)
 	long long wait = POLL_MS;
 
 	if (f->expired_at == 0 || time_mono_ms() - f->expired_at >= EXPIRE_EVERY_MS) {
-		if (store_fedout_expire(f->conn, f->cfg->federation_expiry, &expired, error_r) < 0)
+		if (store_fedout_expire(f->conn, NULL, f->cfg->federation_expiry, &expired,
+		                        error_r) < 0)
 			return -1;
 		f->expired_at = time_mono_ms();
 	} else

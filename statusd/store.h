@@ -355,9 +355,10 @@ enum store_fedout_fate {
 
 /* The sender's session: its name, UTC, LISTEN msgstatus_outbox. */
 int store_fedout_session(PGconn *conn, const char **error_r);
-/* Drop rows older than expiry_ms; *expired_r: how many of them were still waiting. */
-int store_fedout_expire(PGconn *conn, long long expiry_ms, int64_t *expired_r,
-                        const char **error_r);
+/* Drop rows older than expiry_ms (of destination only, its waiting ones, unless NULL);
+ *expired_r: how many of them were still waiting. */
+int store_fedout_expire(PGconn *conn, const char *destination, long long expiry_ms,
+                        int64_t *expired_r, const char **error_r);
 /* Withdraw a destination's waiting rows that may not leave now: all of them at level 0
    (fedpolicy.h), all but delivered at level 1, and at level 2 those about reading of
    recipients whose read receipts are off now. *withdrawn_r: how many. */

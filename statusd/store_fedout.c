@@ -58,12 +58,20 @@ store_fedout_session(PGconn *conn, const char **error_r)
 }
 
 int
-store_fedout_expire(PGconn *conn, long long expiry_ms, int64_t *expired_r, const char **error_r)
+store_fedout_expire(PGconn *conn, const char *destination, long long expiry_ms, int64_t *expired_r,
+                    const char **error_r)
 {
 	char ms[32];
-	const char *params[1] = {ms};
+	const char *params[2] = {ms, destination};
 
 	snprintf(ms, sizeof(ms), "%lld", expiry_ms);
+	if (destination != NULL) /* its waiting rows, by its index */
+		return exec_count(conn,
+		                  "WITH d AS (DELETE FROM fed_outbox WHERE destination = $2"
+		                  " AND failed_at IS NULL"
+		                  " AND created_at < now() - $1::bigint * interval '1 millisecond'"
+		                  " RETURNING 1) SELECT count(*) FROM d",
+		                  2, params, expired_r, error_r);
 	return exec_count(conn,
 	                  "WITH d AS (DELETE FROM fed_outbox"
 	                  " WHERE created_at < now() - $1::bigint * interval '1 millisecond'"

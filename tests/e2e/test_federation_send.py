@@ -14,6 +14,7 @@ receiver would, under the key statusctl made for example.net):
   site's tracking id, the right statuses, recipient and event ids;
 - a receiver answering 503 gets the same events again later, in order, then acknowledges;
 - a receiver answering 401 refuses the report: its rows are marked failed;
+- an event that waited longer than federation_expiry is dropped and counted;
 - a recipient who turned read receipts off: their read never leaves (delivered does),
   neither from the ingest nor from the outbox, where it waited when they turned it off;
 - a destination whose site policy is none (example.com) gets nothing;
@@ -342,6 +343,26 @@ class FederationSendTest(unittest.TestCase):
         wait_for("delivered and read", lambda: len(self.received(origin)) == 2, timeout=20)
         self.assertEqual([(e["status"], e["event_id"]) for e in self.received(origin)],
                          [(1, d), (2, r)])
+
+    def test_expired_events_are_dropped_and_counted(self):
+        """An event that waited longer than federation_expiry (its destination did not take
+        it) is dropped before the next attempt, and counted."""
+        tag, origin = self.unique("t9"), self.unique("org9")
+        self.remember(tag, origin, "judy@example.net")
+        expired = self.metric("msgstatus_federation_expired_events_total")
+        with self.rx.lock:
+            self.rx.answers.append((503, {"Retry-After": "2"}))
+        d = self.plugin("delivered", tag, "judy@example.net")
+        wait_for("the 503", lambda: any(q["status"] == 503 and any(
+            e["event_id"] == d for e in q.get("report", {}).get("events", []))
+            for q in self.rx.requests), timeout=20)
+        self.pg.psql(f"UPDATE fed_outbox SET created_at = now() - interval '4 days'"
+                     f" WHERE event_id = '{d}'")
+        wait_for("the expiry counted", lambda: self.metric(
+            "msgstatus_federation_expired_events_total") == expired + 1, timeout=20)
+        self.assertEqual(self.outbox(f"event_id = '{d}'"), [])
+        time.sleep(2.5)
+        self.assertEqual(self.received(origin), [])
 
     def test_policy_none_sends_nothing(self):
         tag, origin = self.unique("t5"), self.unique("com5")
