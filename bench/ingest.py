@@ -2,7 +2,7 @@
 """Ingest benchmark: events/s that statusd stores in PostgreSQL, side by side with a plain
 COPY of the same rows into the same table on the same server.
 
-    bench/ingest.py [--events 200000] [--rounds 3] [--baseline SOURCE_DIR]
+    bench/ingest.py [--events 200000] [--rounds 3] [--baseline SOURCE_DIR] [--inbound N]
 
 Both runs use one private PostgreSQL 15 with durable settings (fsync on, synchronous_commit
 on). Between runs the tables are emptied. statusd's run is measured from the first record
@@ -16,6 +16,11 @@ the CPU time all of PostgreSQL's processes used per row and per event.
 With --baseline, each round also stores the events with the statusd of another source tree
 (its build/, or MSGSTATUS_BASELINE_BUILD_DIR) and its sql/, in a database of its own on the
 same server: a before and after under the same load, each against the same COPY.
+
+With --inbound N, the databases first remember N messages from other sites (rows in the
+inbound table, sql/007, of other tracking ids than the benchmark's): a site that takes part
+in the federation, where each batch with delivered or read events also asks which of them
+go to the federation outbox (sql/011), and none does.
 """
 import argparse
 import json
@@ -123,6 +128,8 @@ def main():
     ap.add_argument("--batch", default="2000", help="statusd ingest_batch_max")
     ap.add_argument("--baseline", metavar="SOURCE_DIR",
                     help="also store the events with this tree's statusd and schema")
+    ap.add_argument("--inbound", type=int, default=0, metavar="N",
+                    help="remember N messages from other sites first (none of the events')")
     args = ap.parse_args()
 
     events = make_events(args.events)
@@ -132,6 +139,12 @@ def main():
         sd = sb.statusd(pg, settings={"ingest_batch_max": args.batch})
         base = baseline_statusd(sb, pg, os.path.abspath(args.baseline), args.batch) \
             if args.baseline else None
+        for db in [None] + (["baseline"] if base else []):
+            pg.psql("INSERT INTO inbound (tracking_id, recipient, origin_tracking_id,"
+                    " dkim_domain, aligned, event_id, received_at)"
+                    " SELECT 'elsewhere' || i, 'bob@bench.example', 'origin' || i,"
+                    " 'remote.example', 'envelope', 'inb' || i, now()"
+                    f" FROM generate_series(1, {args.inbound}) i", db=db)
         ndjson = sb.path("events.ndjson")
         with open(ndjson, "w") as f:
             f.writelines(json.dumps(e) + "\n" for e in events)

@@ -195,7 +195,7 @@ api_metrics(const struct http_env *env, struct req *r, const struct principal *p
 {
 	struct mbuf out = MBUF_INIT;
 
-	metrics_text(env->ingest, env->feed, env->webhooks, &out);
+	metrics_text(env->ingest, env->feed, env->webhooks, env->fedout, &out);
 	metrics_federation(env->fedin, &out);
 	req_text(r, 200, "text/plain; version=0.0.4", &out);
 }

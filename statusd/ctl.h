@@ -103,5 +103,8 @@ int cmd_key_rotate(struct ctl *ctl, int argc, char **argv);
 int cmd_key_retire(struct ctl *ctl, int argc, char **argv);
 int cmd_key_list(struct ctl *ctl, int argc, char **argv);
 int cmd_key_records(struct ctl *ctl, int argc, char **argv);
+/* ctl_fed.c: the federation sender's outbox and peers */
+int cmd_fed_outbox(struct ctl *ctl, int argc, char **argv);
+int cmd_fed_peers(struct ctl *ctl, int argc, char **argv);
 
 #endif

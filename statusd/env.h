@@ -19,6 +19,7 @@
 
 struct auth;
 struct dbworker;
+struct fedout;
 struct feed;
 struct fedin;
 struct ingest;
@@ -33,6 +34,7 @@ struct http_env {
 	struct feed *feed;
 	struct auth *auth;
 	struct webhooks *webhooks;  /* NULL if none configured */
+	struct fedout *fedout;      /* NULL if federation_policy sends nothing */
 	struct dbworker *ingest_db; /* for /healthz and /metrics only */
 	struct fedin *fedin;        /* the report endpoint; NULL if this site takes none */
 };

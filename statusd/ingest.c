@@ -226,6 +226,8 @@ conn_record(struct conn *c, const char *line, size_t len)
 		store_copy_row(&b->copy, b->count, &ev);
 	b->inbound |= ev.type == MSEV_INBOUND;
 	b->reports |= ev.type == MSEV_REPORT;
+	b->fedout |= ev.tracking_id != NULL && (ev.type == MSEV_DELIVERED || ev.type == MSEV_READ ||
+	                                        ev.type == MSEV_UNREAD || ev.type == MSEV_EXPUNGED);
 	r->row_len = b->copy.len - r->row_start;
 	b->count++;
 	c->refs++;

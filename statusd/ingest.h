@@ -37,14 +37,15 @@ struct ingest;
 
 struct ingest_stats {
 	unsigned connections;
-	uint64_t received;   /* records read */
-	uint64_t logged;     /* events that entered the log */
-	uint64_t rejected;   /* records answered with an error */
-	unsigned pending;    /* events read and not yet acknowledged */
-	int64_t head, epoch; /* the log after the last batch (0 before the first) */
-	uint64_t batches;    /* batches stored */
-	int64_t batch_ms;    /* how long the last batch took in the database */
-	int64_t lag_ms;      /* commit time minus the newest event's own time, last batch */
+	uint64_t received;     /* records read */
+	uint64_t logged;       /* events that entered the log */
+	uint64_t rejected;     /* records answered with an error */
+	unsigned pending;      /* events read and not yet acknowledged */
+	int64_t head, epoch;   /* the log after the last batch (0 before the first) */
+	uint64_t batches;      /* batches stored */
+	int64_t batch_ms;      /* how long the last batch took in the database */
+	int64_t lag_ms;        /* commit time minus the newest event's own time, last batch */
+	uint64_t outbox_added; /* events put in the federation outbox (sql/011) */
 };
 
 /* Open the socket and start accepting. Fatal on a socket that cannot be set up. */

@@ -162,8 +162,16 @@ batch_run(struct dbjob *job, PGconn *conn)
 	b->started_ms = time_mono_ms();
 	if (b->copy.len == 0) /* mdn events only */
 		return batch_mdn(b, conn);
-	if (store_ingest(conn, &b->copy, b->inbound, b->reports, &logged, &nlogged, &b->head,
-	                 &b->epoch, &transient, &error) == 0) {
+	/* the outbox step needs schema 011: asked until the database has it (once, normally) */
+	if (b->outbox_run && !b->ing->outbox_schema &&
+	    store_outbox_available(conn, &b->ing->outbox_schema, &error) < 0) {
+		msg_warn("events: %s", error);
+		return DBW_RETRY;
+	}
+	if (!b->ing->outbox_schema)
+		b->outbox_run = false;
+	if (store_ingest(conn, &b->copy, b->inbound, b->reports, b->outbox_run ? &b->outbox : NULL,
+	                 &logged, &nlogged, &b->head, &b->epoch, &transient, &error) == 0) {
 		add_logged(b, logged, nlogged);
 		b->took_ms = time_mono_ms() - b->started_ms;
 		return batch_mdn(b, conn);
@@ -181,7 +189,8 @@ batch_run(struct dbjob *job, PGconn *conn)
 		if (b->refs[i].mdn != NULL)
 			continue;
 		mbuf_append(&one, b->copy.data + b->refs[i].row_start, b->refs[i].row_len);
-		rc = store_ingest(conn, &one, b->inbound, b->reports, &logged, &nlogged, &b->head,
+		rc = store_ingest(conn, &one, b->inbound, b->reports,
+		                  b->outbox_run ? &b->outbox : NULL, &logged, &nlogged, &b->head,
 		                  &b->epoch, &transient, &error);
 		mbuf_free(&one);
 		if (rc < 0 && transient)
@@ -227,6 +236,12 @@ batch_done(struct dbjob *job)
 				newest = b->logged[i].time_ms;
 		if (newest > 0)
 			ing->stats.lag_ms = time_now_ms() - newest;
+		if (b->outbox_run) {
+			ing->fed_no_inbound = b->outbox.added < 0;
+			if (b->outbox.added > 0)
+				ing->stats.outbox_added += (uint64_t)b->outbox.added;
+		} else if (b->inbound)
+			ing->fed_no_inbound = false;
 	}
 	/* States first, then replies, then references: a connection is freed only when its
 	   last reference goes, so nothing below touches a freed connection. */
@@ -288,6 +303,18 @@ ingest_batch_submit(struct ingest *ing)
 		return;
 	ing->filling = NULL;
 	ing->inflight = b;
+	/* The federation outbox (sql/011), for batches that may hold events of other sites'
+	   mail or remember some (whose events may have come first), unless the site remembers
+	   no such mail (then until a batch brings some), or its policy sends nothing anywhere:
+	   one statement more per such batch, none else. */
+	b->outbox_run = (b->fedout || b->inbound) && ing->cfg->fed_policy_any &&
+	                (!ing->fed_no_inbound || b->inbound);
+	if (b->outbox_run) {
+		b->outbox.default_level = (int)ing->cfg->fed_policy.dflt;
+		b->outbox.sql_domains = ing->cfg->fed_policy.sql_domains;
+		b->outbox.sql_levels = ing->cfg->fed_policy.sql_levels;
+		b->outbox.added = 0;
+	}
 	b->job.run = batch_run;
 	b->job.done = batch_done;
 	dbworker_submit(ing->db, &b->job);

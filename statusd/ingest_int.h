@@ -66,8 +66,11 @@ struct batch {
 	struct ingest *ing;
 	struct mbuf copy;
 	int count;
-	bool inbound; /* some of its events are inbound ones (MSEV_INBOUND) */
-	bool reports; /* some are reports (MSEV_REPORT) */
+	bool inbound;    /* some of its events are inbound ones (MSEV_INBOUND) */
+	bool reports;    /* some are reports (MSEV_REPORT) */
+	bool fedout;     /* some may be reported to other sites (ingest_fedout_candidate) */
+	bool outbox_run; /* decided at submit: run the outbox step (sql/011) */
+	struct store_outbox outbox; /* its policy and result */
 	struct batch_ref *refs;
 	/* results, filled by the worker */
 	struct store_logged *logged; /* what entered the log, for the feeds */
@@ -90,6 +93,8 @@ struct ingest {
 	struct json_tokener *tok;
 	struct ingest_stats stats;
 	bool shutting_down;
+	bool fed_no_inbound; /* the outbox step said that no other site's mail is remembered */
+	bool outbox_schema;  /* worker thread: the database has the outbox (schema 011) */
 	void (*on_logged)(void *, const struct store_logged *, size_t);
 	void *on_logged_ctx;
 	bool freeing;     /* ingest_free() called: free once every handle is closed */

@@ -29,6 +29,7 @@
 #include "conf.h"
 #include "dbworker.h"
 #include "fedin.h"
+#include "fedout.h"
 #include "feed.h"
 #include "http.h"
 #include "ingest.h"
@@ -55,6 +56,7 @@ struct statusd {
 	struct http *http;
 	struct webhooks *webhooks;
 	struct mdnsend *mdnsend;
+	struct fedout *fedout;
 	uv_signal_t sigterm, sigint;
 	uv_timer_t maintain, grace;
 	bool stopping;
@@ -151,6 +153,7 @@ finish_shutdown(struct statusd *sd)
 	http_stop(sd->http);
 	webhooks_stop(&sd->webhooks);
 	mdnsend_stop(&sd->mdnsend);
+	fedout_stop(&sd->fedout);
 	dbworker_stop(&sd->ingest_db);
 	dbworker_stop(&sd->query_db);
 	dbworker_stop(&sd->feed_db);
@@ -265,6 +268,7 @@ main(int argc, char **argv)
 	if (error != NULL)
 		msg_fatal("%s", error);
 	sd.mdnsend = mdnsend_start(&sd.cfg, &error);
+	sd.fedout = fedout_start(&sd.cfg, &error);
 	if (error != NULL)
 		msg_fatal("%s", error);
 	if ((sd.auth = auth_new(&sd.cfg, sd.query_db, &error)) == NULL)
@@ -282,6 +286,7 @@ main(int argc, char **argv)
 	        .feed = sd.feed,
 	        .auth = sd.auth,
 	        .webhooks = sd.webhooks,
+	        .fedout = sd.fedout,
 	        .ingest_db = sd.ingest_db,
 	        .fedin = sd.fedin,
 	};

@@ -1,6 +1,7 @@
 /*
  * metrics - statusd's counters and gauges in the Prometheus text format, for GET /metrics
- * (docs/api.md): ingest, the database batches, the feeds and each webhook endpoint.
+ * (docs/api.md): ingest, the database batches, the feeds, each webhook endpoint and the
+ * federation's report sender (fedout.h).
  *
  * DESIGN
  *	Called on the loop thread; reads the modules' stats functions, which are cheap and
@@ -16,6 +17,7 @@
 #include "metrics.h"
 
 #include "fedin.h"
+#include "fedout.h"
 #include "feed.h"
 #include "ingest.h"
 #include "mbuf.h"
@@ -66,8 +68,39 @@ metric_webhooks(struct mbuf *out, struct webhooks *w)
 	}
 }
 
+/* The federation's report sender (fedout.h) and the outbox the ingest fills. */
+static void
+metric_federation(struct mbuf *out, const struct ingest_stats *st, struct fedout *fedout)
+{
+	struct fedout_stats fs;
+
+	fedout_stats(fedout, &fs);
+	metric(out, "msgstatus_federation_outbox_added_total", "counter",
+	       "Events put in the federation outbox by the ingest.", (double)st->outbox_added);
+	metric(out, "msgstatus_federation_outbox_depth", "gauge",
+	       "Events waiting in the federation outbox (at the sender's last round).",
+	       (double)fs.outbox_depth);
+	metric(out, "msgstatus_federation_reports_sent_total", "counter",
+	       "Reports another site acknowledged.", (double)fs.reports_sent);
+	metric(out, "msgstatus_federation_events_sent_total", "counter",
+	       "Events in reports another site acknowledged.", (double)fs.events_sent);
+	metric(out, "msgstatus_federation_reports_retried_total", "counter",
+	       "Report attempts that failed and will be made again (429, 5xx, no answer).",
+	       (double)fs.reports_retried);
+	metric(out, "msgstatus_federation_reports_refused_total", "counter",
+	       "Reports refused for good (4xx, no endpoint).", (double)fs.reports_refused);
+	metric(out, "msgstatus_federation_events_refused_total", "counter",
+	       "Events in refused reports.", (double)fs.events_refused);
+	metric(out, "msgstatus_federation_expired_events_total", "counter",
+	       "Events dropped from the outbox after federation_expiry.",
+	       (double)fs.events_expired);
+	metric(out, "msgstatus_federation_destinations_failing", "gauge",
+	       "Destinations waiting out a backoff.", (double)fs.destinations_failing);
+}
+
 void
-metrics_text(struct ingest *ingest, struct feed *feed, struct webhooks *webhooks, struct mbuf *out)
+metrics_text(struct ingest *ingest, struct feed *feed, struct webhooks *webhooks,
+             struct fedout *fedout, struct mbuf *out)
 {
 	struct ingest_stats st;
 	struct feed_stats fs;
@@ -102,6 +135,7 @@ metrics_text(struct ingest *ingest, struct feed *feed, struct webhooks *webhooks
 	metric(out, "msgstatus_feed_slow_closed_total", "counter",
 	       "Feed connections closed for falling too far behind.", (double)fs.slow_closed);
 	metric_webhooks(out, webhooks);
+	metric_federation(out, &st, fedout);
 }
 
 void

@@ -28,7 +28,7 @@ struct json_object;
 bool params_ref_ok(const char *id);
 /* A user or address: 1..MSEVENT_ADDR_MAX bytes, the same characters. */
 bool params_user_ok(const char *user);
-/* A report id (sql/008): an id as randid_new() makes them. */
+/* A report id (sql/009): an id as randid_new() makes them. */
 bool params_report_ok(const char *id);
 
 /* The latest time a client may give: 9999-12-31T23:59:59.999Z, the last RFC 3339 can write

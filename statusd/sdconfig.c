@@ -56,6 +56,12 @@ const struct conf_setting sdconfig_table[] = {
         S(pickup_interval, CONF_TIME, "5s", 100, 3600000),
         S(federation_key_dir, CONF_STR, "/var/lib/msgstatus/federation-keys", 0, 0),
         S(federation_endpoint, CONF_STR, "", 0, 0),
+        S(federation_policy, CONF_STR, "default:delivered,read", 0, 0),
+        S(federation_batch_delay, CONF_TIME, "100ms", 0, 1000),
+        S(federation_timeout, CONF_TIME, "10s", 100, 300000),
+        S(federation_retry_max, CONF_TIME, "10m", 1000, 86400000),
+        S(federation_expiry, CONF_TIME, "3d", 60000, 30LL * 86400000),
+        S(federation_ca_file, CONF_STR, "", 0, 0),
         S(dns_server, CONF_STR, "", 0, 0),
         S(dns_trust_anchor_file, CONF_STR, "", 0, 0),
         S(dns_timeout, CONF_TIME, "3s", 100, 60000),
@@ -152,6 +158,13 @@ sdconfig_load(struct sd_config *cfg, const char *path, const char **error_r)
 		*error_r = errfmt("%s: federation_accept: expected yes, no or auto", where);
 		return -1;
 	}
+	if (fedpolicy_parse(cfg->federation_policy, &cfg->fed_policy, error_r) < 0) {
+		*error_r = errfmt("%s: federation_policy: %s", where, *error_r);
+		return -1;
+	}
+	cfg->fed_policy_any = cfg->fed_policy.dflt != FEDPOLICY_NONE;
+	for (size_t i = 0; i < cfg->fed_policy.n; i++)
+		cfg->fed_policy_any |= cfg->fed_policy.rules[i].level != FEDPOLICY_NONE;
 	if (cfg->events_socket[0] != '/') {
 		*error_r = errfmt("%s: events_socket: expected an absolute path", where);
 		return -1;
@@ -185,4 +198,5 @@ void
 sdconfig_free(struct sd_config *cfg)
 {
 	conf_free(sdconfig_table, cfg);
+	fedpolicy_free(&cfg->fed_policy);
 }

@@ -11,6 +11,7 @@
 #include <sys/types.h>
 
 #include "conf.h"
+#include "fedpolicy.h"
 
 struct sd_config {
 	char *events_socket;
@@ -48,6 +49,12 @@ struct sd_config {
 	long long pickup_interval; /* ms */
 	char *federation_key_dir;
 	char *federation_endpoint;
+	char *federation_policy;
+	long long federation_batch_delay; /* ms */
+	long long federation_timeout;     /* ms */
+	long long federation_retry_max;   /* ms */
+	long long federation_expiry;      /* ms */
+	char *federation_ca_file;
 	char *dns_server;            /* resolver.h: "" = /etc/resolv.conf */
 	char *dns_trust_anchor_file; /* "" = no DNSSEC validation */
 	long long dns_timeout;       /* ms: the longest one lookup may take */
@@ -66,7 +73,9 @@ struct sd_config {
 	gid_t socket_gid; /* (gid_t)-1: leave as is */
 	char http_host[64];
 	int http_port;
-	bool federation_accepting; /* federation_accept, decided */
+	bool federation_accepting;   /* federation_accept, decided */
+	struct fedpolicy fed_policy; /* federation_policy */
+	bool fed_policy_any;         /* it sends something somewhere */
 };
 
 extern const struct conf_setting sdconfig_table[];

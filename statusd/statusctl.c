@@ -239,6 +239,8 @@ static const struct command commands[] = {
         {"key", "retire", "key retire DOMAIN SELECTOR", cmd_key_retire},
         {"key", "list", "key list [DOMAIN]", cmd_key_list},
         {"key", "records", "key records [DOMAIN] [--ttl DURATION]", cmd_key_records},
+        {"federation", "outbox", "federation outbox", cmd_fed_outbox},
+        {"federation", "peers", "federation peers", cmd_fed_peers},
         {NULL, NULL, NULL, NULL},
 };
 

@@ -167,6 +167,46 @@ store_copy_row(struct mbuf *copy, int seq, const struct msevent *ev)
 
 static struct store_logged *logged_from(PGresult *res, size_t *n_r);
 
+int
+store_outbox_available(PGconn *conn, bool *available_r, const char **error_r)
+{
+	PGresult *res = PQexec(conn, "SELECT to_regproc('msgstatus_outbox_add') IS NOT NULL");
+	int rc = 0;
+
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+		*error_r = store_error(conn, res);
+		rc = -1;
+	} else
+		*available_r = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	PQclear(res);
+	return rc;
+}
+
+/* The batch's events for the federation outbox (sql/011). */
+static int
+outbox_add(PGconn *conn, struct store_outbox *o, bool inbound, bool *transient_r,
+           const char **error_r)
+{
+	char level[16];
+	const char *params[4] = {level, o->sql_domains, o->sql_levels, inbound ? "t" : "f"};
+	PGresult *res;
+
+	snprintf(level, sizeof(level), "%d", o->default_level);
+	res = PQexecParams(conn,
+	                   "SELECT msgstatus_outbox_add($1::integer, $2::text[], $3::integer[],"
+	                   " $4::boolean)",
+	                   4, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+		*error_r = store_error(conn, res);
+		*transient_r = store_transient(conn, res);
+		PQclear(res);
+		return -1;
+	}
+	o->added = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	PQclear(res);
+	return 0;
+}
+
 void
 store_logged_free(struct store_logged *logged, size_t n)
 {
@@ -184,8 +224,8 @@ store_logged_free(struct store_logged *logged, size_t n)
 
 int
 store_ingest(PGconn *conn, const struct mbuf *copy, bool inbound, bool reports,
-             struct store_logged **logged_r, size_t *nlogged_r, int64_t *head_r, int64_t *epoch_r,
-             bool *transient_r, const char **error_r)
+             struct store_outbox *outbox, struct store_logged **logged_r, size_t *nlogged_r,
+             int64_t *head_r, int64_t *epoch_r, bool *transient_r, const char **error_r)
 {
 	struct store_logged *logged = NULL;
 	PGresult *res;
@@ -223,6 +263,11 @@ store_ingest(PGconn *conn, const struct mbuf *copy, bool inbound, bool reports,
 	while ((res = PQgetResult(conn)) != NULL)
 		PQclear(res);
 	/* the inbound events (not statuses) leave the batch for their table (sql/007) */
+	/* what of it goes to other sites (sql/011): before msgstatus_inbound(), so that it
+	   knows the mail the batch remembers anew, and before msgstatus_ingest(), which drops
+	   what it stored before from nothing but the log, and the read receipts turned off */
+	if (outbox != NULL && outbox_add(conn, outbox, inbound, transient_r, error_r) < 0)
+		goto fail;
 	if (inbound && exec_cmd(conn, "SELECT msgstatus_inbound()", transient_r, error_r) < 0)
 		goto fail;
 	/* the reports leave it too; those that count come back as status events (sql/009) */
@@ -402,6 +447,16 @@ store_failed(PGconn *conn, PGresult *res, bool *transient_r, const char **error_
 	*transient_r = store_transient(conn, res);
 	PQclear(res);
 	return -1;
+}
+
+PGresult *
+store_want(PGconn *conn, PGresult *res, ExecStatusType want, const char **error_r)
+{
+	if (PQresultStatus(res) == want)
+		return res;
+	*error_r = store_error(conn, res);
+	PQclear(res);
+	return NULL;
 }
 
 char *

@@ -40,7 +40,7 @@ const char *store_error(PGconn *conn, const PGresult *res);
 /* --- schema and maintenance (store_schema.c) ---------------------------------------- */
 
 /* Schema version this program knows (the highest migration it ships). */
-#define STORE_SCHEMA_VERSION 10
+#define STORE_SCHEMA_VERSION 11
 
 /*
  * Apply the migrations in sql_dir that the database lacks. Returns the schema version
@@ -83,11 +83,21 @@ struct store_logged {
  * the events that entered the log, in offset order (new events joined to a message, and
  * earlier events this batch joined); *head_r and *epoch_r describe the log. inbound says
  * that the rows may hold inbound events, which go to their own table (sql/007); reports that
- * they may hold report events (sql/008), kept in theirs, those that count as status events.
+ * they may hold report events (sql/009), kept in theirs, those that count as status events.
+ * outbox, when not NULL, adds the events that are reported to other sites to the federation
+ * outbox in the same transaction (sql/011), and says how many in outbox->added.
  */
+struct store_outbox {
+	int default_level;       /* fedpolicy.h's level for domains not in the lists */
+	const char *sql_domains; /* PostgreSQL array literals of the per-domain rules */
+	const char *sql_levels;
+	int64_t added; /* out: rows added; -1 when the site remembers no other site's mail */
+};
+/* Whether the database has the outbox (schema 011; statusd may run on an older one). */
+int store_outbox_available(PGconn *conn, bool *available_r, const char **error_r);
 int store_ingest(PGconn *conn, const struct mbuf *copy, bool inbound, bool reports,
-                 struct store_logged **logged_r, size_t *nlogged_r, int64_t *head_r,
-                 int64_t *epoch_r, bool *transient_r, const char **error_r);
+                 struct store_outbox *outbox, struct store_logged **logged_r, size_t *nlogged_r,
+                 int64_t *head_r, int64_t *epoch_r, bool *transient_r, const char **error_r);
 void store_logged_free(struct store_logged *logged, size_t n);
 
 /*
@@ -138,7 +148,7 @@ struct store_event {
 };
 
 /* A message and its recipients (by address), with a page of its timeline if asked for. */
-/* A DSN or MDN entry kept about a message (sql/008, store_report.c). */
+/* A DSN or MDN entry kept about a message (sql/009, store_report.c). */
 struct store_report {
 	char *report_id, *kind; /* "dsn" or "mdn" */
 	char *recipient;        /* as the report names it */
@@ -383,5 +393,63 @@ long long store_mdn_next_due(PGconn *conn, const char **error_r);
 int store_mdn_finish(PGconn *conn, const struct store_mdn_job *job, const char *why,
                      long long retry_ms, const char **error_r);
 void store_mdn_job_clear(struct store_mdn_job *job);
+/* --- the federation outbox (store_fedout.c, sql/011) ---------------------------------- */
+
+/* A destination of the outbox, with the sender's state for it (fed_peers). */
+struct store_fedout_dest {
+	char *destination;
+	int64_t waiting, failed; /* rows */
+	int64_t oldest_ms;       /* the oldest waiting row's creation; 0: none */
+	char *endpoint;          /* or NULL */
+	int64_t last_success_ms; /* 0: never */
+	char *last_error;        /* or NULL */
+	int64_t last_error_ms;
+	unsigned failures;   /* failed attempts in a row */
+	int64_t next_try_ms; /* 0: none (no backoff) */
+	bool due;            /* no backoff now */
+};
+
+/* A waiting event. */
+struct store_fedout_row {
+	int64_t id;
+	char *reporter; /* the recipient's domain */
+	char *event_id;
+	int status; /* enum msevent_type: delivered, read, unread, deleted */
+	char *origin_tracking_id;
+	char *recipient;
+	int64_t time_ms;
+};
+
+enum store_fedout_fate {
+	STORE_FEDOUT_DONE = 0,    /* acknowledged: the rows go */
+	STORE_FEDOUT_RETRY = 1,   /* kept; the destination waits delay_ms */
+	STORE_FEDOUT_REFUSED = 2, /* refused for good: the rows fail with error */
+};
+
+/* The sender's session: its name, UTC, LISTEN msgstatus_outbox. */
+int store_fedout_session(PGconn *conn, const char **error_r);
+/* Drop rows older than expiry_ms (of destination only, its waiting ones, unless NULL);
+ *expired_r: how many of them were still waiting. */
+int store_fedout_expire(PGconn *conn, const char *destination, long long expiry_ms,
+                        int64_t *expired_r, const char **error_r);
+/* Withdraw a destination's waiting rows that may not leave now: all of them at level 0
+   (fedpolicy.h), all but delivered at level 1, and at level 2 those about reading of
+   recipients whose read receipts are off now. *withdrawn_r: how many. */
+int store_fedout_withdraw(PGconn *conn, const char *destination, int level, int64_t *withdrawn_r,
+                          const char **error_r);
+/* The destinations with rows (peers: also those with state only), by name. */
+int store_fedout_dests(PGconn *conn, bool peers, struct store_fedout_dest **dests_r, size_t *n_r,
+                       const char **error_r);
+void store_fedout_dests_free(struct store_fedout_dest *d, size_t n);
+/* A destination's first waiting rows in id order, at most limit. */
+int store_fedout_rows(PGconn *conn, const char *destination, int limit,
+                      struct store_fedout_row **rows_r, size_t *n_r, const char **error_r);
+void store_fedout_rows_free(struct store_fedout_row *rows, size_t n);
+/* A report's fate for its n rows, and the destination's state: failures in a row (0
+   after a success or a refusal), the endpoint used (may be NULL), error (NULL on success). */
+int store_fedout_result(PGconn *conn, const char *destination, const char *endpoint,
+                        const struct store_fedout_row *rows, size_t n, enum store_fedout_fate fate,
+                        const char *error, unsigned failures, int64_t delay_ms,
+                        const char **error_r);
 
 #endif

@@ -27,6 +27,8 @@ int store_exec(PGconn *conn, const char *sql, bool *transient_r, const char **er
 void store_rollback(PGconn *conn);
 /* res as the failure of the call: sets *error_r and *transient_r, clears res, returns -1. */
 int store_failed(PGconn *conn, PGresult *res, bool *transient_r, const char **error_r);
+/* res if it has the status want, else NULL with *error_r (res cleared). */
+PGresult *store_want(PGconn *conn, PGresult *res, ExecStatusType want, const char **error_r);
 /* A copy of a text column (caller frees), NULL for SQL NULL. */
 char *store_get_str(PGresult *res, int row, int col);
 /* A PostgreSQL text[] literal of the items, quoted, into out. */

@@ -22,17 +22,6 @@
 
 #include "store_int.h"
 
-/* res if it has the status want, else NULL with *error_r (res cleared). */
-static PGresult *
-want(PGconn *conn, PGresult *res, ExecStatusType status, const char **error_r)
-{
-	if (PQresultStatus(res) == status)
-		return res;
-	*error_r = store_error(conn, res);
-	PQclear(res);
-	return NULL;
-}
-
 int
 store_webhook_session(PGconn *conn, const char **error_r)
 {
@@ -40,7 +29,7 @@ store_webhook_session(PGconn *conn, const char **error_r)
 	                             " SET application_name = 'statusd webhook';"
 	                             " LISTEN msgstatus_log");
 
-	if ((res = want(conn, res, PGRES_COMMAND_OK, error_r)) == NULL)
+	if ((res = store_want(conn, res, PGRES_COMMAND_OK, error_r)) == NULL)
 		return -1;
 	PQclear(res);
 	return 0;
@@ -57,7 +46,7 @@ store_webhook_lock(PGconn *conn, const char *url, const char **error_r)
 	                   "SELECT pg_try_advisory_lock(('x' || substr(md5('msgstatus webhook '"
 	                   " || $1), 1, 16))::bit(64)::bigint)",
 	                   1, NULL, params, NULL, NULL, 0);
-	if ((res = want(conn, res, PGRES_TUPLES_OK, error_r)) == NULL)
+	if ((res = store_want(conn, res, PGRES_TUPLES_OK, error_r)) == NULL)
 		return -1;
 	locked = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
 	PQclear(res);
@@ -75,13 +64,13 @@ store_webhook_cursor_load(PGconn *conn, const char *url, int64_t *cursor_r, bool
 	                   "INSERT INTO webhook_cursors (url, log_offset)"
 	                   " SELECT $1, head FROM log_head ON CONFLICT (url) DO NOTHING",
 	                   1, NULL, params, NULL, NULL, 0);
-	if ((res = want(conn, res, PGRES_COMMAND_OK, error_r)) == NULL)
+	if ((res = store_want(conn, res, PGRES_COMMAND_OK, error_r)) == NULL)
 		return -1;
 	*created_r = strcmp(PQcmdTuples(res), "1") == 0;
 	PQclear(res);
 	res = PQexecParams(conn, "SELECT log_offset FROM webhook_cursors WHERE url = $1", 1, NULL,
 	                   params, NULL, NULL, 0);
-	if ((res = want(conn, res, PGRES_TUPLES_OK, error_r)) == NULL)
+	if ((res = store_want(conn, res, PGRES_TUPLES_OK, error_r)) == NULL)
 		return -1;
 	if (PQntuples(res) != 1) {
 		PQclear(res);
@@ -106,7 +95,7 @@ store_webhook_cursor_save(PGconn *conn, const char *url, int64_t cursor, const c
 	                   " ON CONFLICT (url) DO UPDATE"
 	                   " SET log_offset = EXCLUDED.log_offset, updated_at = now()",
 	                   2, NULL, params, NULL, NULL, 0);
-	if ((res = want(conn, res, PGRES_COMMAND_OK, error_r)) == NULL)
+	if ((res = store_want(conn, res, PGRES_COMMAND_OK, error_r)) == NULL)
 		return -1;
 	PQclear(res);
 	return 0;

@@ -1,0 +1,147 @@
+/*
+ * fedsched - the federation sender's decisions. See fedsched.h.
+ */
+#include "fedsched.h"
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "msg.h"
+
+#define ANSWER_MAX 4096 /* bytes of a 200's body looked at */
+
+/* {"accepted":n,"duplicate":n,"refused":n}: the sum, or -1 if it is not such an object. */
+static int64_t
+answer_counts(const char *body, size_t len)
+{
+	static const char *const keys[] = {"accepted", "duplicate", "refused"};
+	struct json_tokener *tok;
+	struct json_object *doc;
+	int64_t sum = 0;
+
+	if (body == NULL || len == 0 || len > ANSWER_MAX)
+		return -1;
+	tok = json_tokener_new_ex(4);
+	doc = json_tokener_parse_ex(tok, body, (int)len);
+	if (doc == NULL || json_tokener_get_parse_end(tok) != len ||
+	    !json_object_is_type(doc, json_type_object)) {
+		json_object_put(doc);
+		json_tokener_free(tok);
+		return -1;
+	}
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		struct json_object *v;
+		int64_t n;
+
+		if (!json_object_object_get_ex(doc, keys[i], &v) ||
+		    !json_object_is_type(v, json_type_int) || (n = json_object_get_int64(v)) < 0 ||
+		    n > 1000000) {
+			sum = -1;
+			break;
+		}
+		sum += n;
+	}
+	json_object_put(doc);
+	json_tokener_free(tok);
+	return sum;
+}
+
+enum fedsched_outcome
+fedsched_answer(long status, const char *body, size_t len, size_t nevents, const char **why_r)
+{
+	if (status == 0) {
+		*why_r = "no answer";
+		return FEDSCHED_RETRY;
+	}
+	if (status == 200) {
+		int64_t sum = answer_counts(body, len);
+		if (sum < 0) {
+			*why_r = "200 without the counts {\"accepted\",\"duplicate\",\"refused\"}";
+			return FEDSCHED_RETRY;
+		}
+		if (sum != (int64_t)nevents) {
+			*why_r = errfmt("200 counting %lld events of %zu", (long long)sum, nevents);
+			return FEDSCHED_RETRY;
+		}
+		*why_r = "acknowledged";
+		return FEDSCHED_DONE;
+	}
+	if (status == 429 || status == 503) {
+		*why_r = errfmt("%ld: try later", status);
+		return FEDSCHED_RETRY;
+	}
+	if (status >= 500 && status <= 599) {
+		*why_r = errfmt("%ld: server error", status);
+		return FEDSCHED_RETRY;
+	}
+	if (status >= 400 && status <= 499) {
+		*why_r = errfmt("%ld: refused", status);
+		return FEDSCHED_REFUSED;
+	}
+	/* 1xx, another 2xx, 3xx (redirects are not followed): not an acknowledgement */
+	*why_r = errfmt("%ld: unexpected answer", status);
+	return FEDSCHED_RETRY;
+}
+
+int64_t
+fedsched_retry_after(const char *value, int64_t now_ms)
+{
+	struct tm tm;
+	const char *end;
+	char *e;
+	long long secs;
+	time_t t;
+
+	if (value == NULL)
+		return -1;
+	while (*value == ' ' || *value == '\t')
+		value++;
+	if (*value >= '0' && *value <= '9') {
+		secs = strtoll(value, &e, 10);
+		while (*e == ' ' || *e == '\t')
+			e++;
+		if (*e != '\0' || secs < 0 || secs > 86400LL * 365)
+			return -1;
+		return secs * 1000;
+	}
+	memset(&tm, 0, sizeof(tm));
+	end = strptime(value, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+	if (end == NULL)
+		return -1;
+	while (*end == ' ' || *end == '\t')
+		end++;
+	if (*end != '\0' || (t = timegm(&tm)) == (time_t)-1)
+		return -1;
+	return (int64_t)t * 1000 > now_ms ? (int64_t)t * 1000 - now_ms : 0;
+}
+
+int64_t
+fedsched_backoff(unsigned failures, int64_t base_ms, int64_t cap_ms, double r,
+                 int64_t retry_after_ms)
+{
+	int64_t d = base_ms;
+
+	for (unsigned i = 1; i < failures && d < cap_ms; i++)
+		d *= 2;
+	if (d > cap_ms)
+		d = cap_ms;
+	if (r < 0 || r >= 1)
+		r = 0;
+	d = d / 2 + (int64_t)((double)(d - d / 2) * r);
+	if (retry_after_ms > d)
+		d = retry_after_ms < cap_ms ? retry_after_ms : cap_ms;
+	return d;
+}
+
+size_t
+fedsched_cut(const char *const *reporters, size_t n, size_t max)
+{
+	size_t k = 0;
+
+	while (k < n && k < max && strcmp(reporters[k], reporters[0]) == 0)
+		k++;
+	return k;
+}

@@ -1,0 +1,57 @@
+/*
+ * fedsched - the decisions of statusd's federation sender (fedout.c), without its I/O:
+ * how a destination's waiting rows are cut into reports, what an answer means for them,
+ * and when a destination is tried again. docs/federation.md, "Sending a report" and
+ * "Receiving a report", is the contract.
+ *
+ * DESIGN
+ *	Pure functions; randomness (the jitter) comes in as an argument so that tests can
+ *	drive every case.
+ *
+ * SECURITY
+ *	The answer's status, Retry-After and body come from the destination: untrusted. Only
+ *	the status code, a bounded JSON object of three counts and Retry-After are read; a
+ *	200 whose counts do not add up to the report's events is not taken for an
+ *	acknowledgement.
+ *
+ * DIAGNOSTICS
+ *	fedsched_answer() returns a one-line reason (static or errfmt text) in *why_r.
+ */
+#ifndef FEDSCHED_H
+#define FEDSCHED_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define FEDSCHED_BACKOFF_MIN_MS 1000 /* first retry of a destination */
+
+enum fedsched_outcome {
+	FEDSCHED_DONE,    /* every event committed, known or refused for good: delete the rows */
+	FEDSCHED_RETRY,   /* keep the rows, try the destination again later */
+	FEDSCHED_REFUSED, /* the report is refused: the rows fail */
+};
+
+/*
+ * What an answer means for a report of nevents events. status 0: no answer (timeout,
+ * connection or TLS error). body (len bytes, may be NULL) is the answer's body.
+ */
+enum fedsched_outcome fedsched_answer(long status, const char *body, size_t len, size_t nevents,
+                                      const char **why_r);
+
+/* A Retry-After value (delta-seconds or an IMF-fixdate) in ms from now_ms; -1 if absent
+   or invalid; 0 for a date in the past. */
+int64_t fedsched_retry_after(const char *value, int64_t now_ms);
+
+/*
+ * The wait before the next try after failures failed attempts in a row (>= 1): base_ms
+ * doubled per failure, at most cap_ms, then jittered into [d/2, d) by r in [0, 1). A
+ * Retry-After (retry_after_ms >= 0) is honoured when longer, still at most cap_ms.
+ */
+int64_t fedsched_backoff(unsigned failures, int64_t base_ms, int64_t cap_ms, double r,
+                         int64_t retry_after_ms);
+
+/* Of n waiting rows (in id order) with these reporting domains, how many go in the first
+   report: those up to the first row of another reporter, at most max. */
+size_t fedsched_cut(const char *const *reporters, size_t n, size_t max);
+
+#endif
