@@ -38,16 +38,23 @@ LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
 	       substr(sha256(convert_to(label, 'UTF8') || decode('00', 'hex') ||
 	                     convert_to(id, 'UTF8')), 1, 31)
 $$;
+-- The two below, which index messages, call only pg_catalog's functions: PostgreSQL 17
+-- builds an index with search_path = pg_catalog, pg_temp, where msgstatus_fed_msgid()
+-- would not be found.
 CREATE FUNCTION msgstatus_fed_tid(tracking_id text) RETURNS bytea
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
-	SELECT msgstatus_fed_msgid('msgstatus tracking-id', tracking_id)
+	SELECT decode('01', 'hex') ||
+	       substr(sha256(convert_to('msgstatus tracking-id', 'UTF8') || decode('00', 'hex') ||
+	                     convert_to(tracking_id, 'UTF8')), 1, 31)
 $$;
 -- messages.message_id has its angle brackets; the hash is over what is between them.
 CREATE FUNCTION msgstatus_fed_mid(message_id text) RETURNS bytea
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
-	SELECT msgstatus_fed_msgid('rfc5322 msg-id',
-		CASE WHEN message_id LIKE '<%>' AND length(message_id) > 2
-		     THEN substr(message_id, 2, length(message_id) - 2) ELSE message_id END)
+	SELECT decode('01', 'hex') ||
+	       substr(sha256(convert_to('rfc5322 msg-id', 'UTF8') || decode('00', 'hex') ||
+	                     convert_to(CASE WHEN message_id LIKE '<%>' AND length(message_id) > 2
+	                                     THEN substr(message_id, 2, length(message_id) - 2)
+	                                     ELSE message_id END, 'UTF8')), 1, 31)
 $$;
 CREATE INDEX messages_fed_tid ON messages (msgstatus_fed_tid(tracking_id));
 CREATE INDEX messages_fed_mid ON messages (msgstatus_fed_mid(message_id));
