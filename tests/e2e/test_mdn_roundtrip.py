@@ -19,8 +19,14 @@ What this guards:
 - the MDN alice's client asked for still reaches alice's mailbox at A;
 - the same MDN about another message, with its signature broken (the body changed after
   B signed it) or signed by a domain that does not align (evil.example): kept as
-  unverified, and bob's status stays relayed.
+  unverified, and bob's status stays relayed;
+- the MDNs in the shapes of other mail clients (tests/data/mdn, reconstructions: see its
+  README.md), each DKIM-signed for example.net by the test's signer and sent to alice at
+  A, give the right recipient of the right message read (or deleted), through the
+  milter: Original-Recipient over Final-Recipient, Original-Message-ID, or the MDN's
+  In-Reply-To when a client writes neither Original-Message-ID nor the headers part.
 """
+import os
 import json
 import re
 import subprocess
@@ -36,6 +42,16 @@ from msgsandbox.postfix import make_message
 
 ALICE = "alice@example.org"
 BOB = "bob@example.net"
+# tests/data/mdn: file, the recipient alice wrote to at B, the Message-ID, the status
+FIXTURES = [
+    ("thunderbird-de.eml", "tb@example.net", "<fx-thunderbird@example.org>", "read"),
+    ("outlook-exchange.eml", "ol@example.net", "<fx-outlook@example.org>", "read"),
+    ("outlook-exchange-deleted-de.eml", "ol@example.net", "<fx-outlook-deleted@example.org>",
+     "deleted"),
+    ("google-workspace.eml", "gm@example.net", "<fx-google@example.org>", "read"),
+    ("roundcube-de.eml", "rc@example.net", "<fx-roundcube@example.org>", "read"),
+    ("fairemail.eml", "fe@example.net", "<fx-fairemail@example.org>", "read"),
+]
 TIMEOUT = 30  # seconds for any one step of mail flow
 REPORT_JSON = "tests/tools/report_json"
 # lib/msevent.h
@@ -56,7 +72,9 @@ class MdnRoundTripTest(unittest.TestCase):
         cls.sb = Sandbox()
         try:
             cls.a = cls.sb.msgstatus_site("example.org", {ALICE: "alice-secret"})
-            cls.b = cls.sb.msgstatus_site("example.net", {BOB: "bob-secret"},
+            users = {BOB: "bob-secret"}
+            users.update({rcpt: "secret" for _, rcpt, _, _ in FIXTURES})
+            cls.b = cls.sb.msgstatus_site("example.net", users,
                                           routes={"example.org": cls.a},
                                           statusd={"federation_policy": "default:none"})
             cls.a.route("example.net", cls.b)
@@ -103,28 +121,28 @@ class MdnRoundTripTest(unittest.TestCase):
             c.logout()
             raise
 
-    def recipient(self, tid):
+    def recipient(self, tid, rcpt=BOB):
         code, doc = self.a.statusd.status(tid)
         self.assertEqual(code, 200, doc)
-        return {r["recipient"]: r for r in doc["recipients"]}.get(BOB, {})
+        return {r["recipient"]: r for r in doc["recipients"]}.get(rcpt, {})
 
-    def wait_status(self, tid, want):
+    def wait_status(self, tid, want, rcpt=BOB):
         def done():
-            got = self.recipient(tid)
+            got = self.recipient(tid, rcpt)
             return got if got.get("status") == want else None
         try:
-            return wait_for(f"bob {want} at A", done, timeout=TIMEOUT)
+            return wait_for(f"{rcpt} {want} at A", done, timeout=TIMEOUT)
         except Exception:
-            self.fail(f"bob at A: want {want}, have {self.recipient(tid)}\n"
+            self.fail(f"{rcpt} at A: want {want}, have {self.recipient(tid, rcpt)}\n"
                       f"A's milter: {self.a.milter.child.log()[-2500:]}\n"
                       f"B's statusd: {self.b.statusd.child.log()[-1500:]}")
 
-    def reports(self, tid):
-        """[(kind, status, verified, proof, report_id)] kept at A about bob of tid."""
+    def reports(self, tid, rcpt=BOB):
+        """[(kind, status, verified, proof, report_id)] kept at A about rcpt of tid."""
         rows = self.a.pg.psql(
             "SELECT r.kind, r.status, r.verified, r.proof, r.report_id "
             "FROM reports r JOIN messages m ON m.id = r.message "
-            f"WHERE m.tracking_id = '{tid}' AND r.recipient = '{BOB}' "
+            f"WHERE m.tracking_id = '{tid}' AND r.recipient = '{rcpt}' "
             "ORDER BY r.received_at, r.event_id")
         return [(r[0], int(r[1]) if r[1] else None, r[2] == "t", r[3], r[4]) for r in rows]
 
@@ -225,6 +243,33 @@ class MdnRoundTripTest(unittest.TestCase):
         # neither is lost: both reach alice, for her to judge
         wait_for("both in alice's INBOX", lambda: len(self.mdns_for(msgid)) == 2 or None,
                  timeout=TIMEOUT, interval=0.2)
+
+    def test_client_mdns_give_read(self):
+        data = os.path.join(paths.source, "tests", "data", "mdn")
+        sent = []
+        for name, rcpt, msgid, want in FIXTURES:
+            message = make_message(ALICE, [rcpt], subject=f"fx {name}", message_id=msgid,
+                                   headers={"Disposition-Notification-To": ALICE})
+            qid, tid = self.a.send(ALICE, [rcpt], message=message)
+            sent.append((name, rcpt, tid, want))
+        for name, rcpt, tid, want in sent:
+            self.wait_status(tid, "relayed", rcpt)
+            with open(os.path.join(data, name), "rb") as f:
+                raw = crlf(f.read())
+            signed = dkim_sign(raw, "example.net", "s1", self.b.dkim.keys["s1"])
+            self.assertIn(b"d=example.net", signed)
+            self.a.postfix.send("", [ALICE], message=signed)
+        for name, rcpt, tid, want in sent:
+            with self.subTest(fixture=name):
+                got = self.wait_status(tid, want, rcpt)
+                if want == "read":
+                    self.assertEqual(got["displayed"], "yes")
+                (kind, status, verified, proof, report_id), = self.reports(tid, rcpt)
+                self.assertEqual((kind, verified, proof), ("mdn", True, "dkim"))
+                self.assertEqual(got["mdn_report_ids"], [report_id])
+                code, doc = self.a.statusd.status(tid)
+                self.assertEqual([r["recipient"] for r in doc["recipients"]], [rcpt],
+                                 "no other recipient, e.g. a Final-Recipient, appears")
 
 
 if __name__ == "__main__":
