@@ -247,6 +247,27 @@ take_returned_headers(struct report *r, GMimeHeaderList *h)
 		set(&r->message_id, clean(v, strlen(v)));
 }
 
+/* An MDN that names its message neither in Original-Message-ID nor in returned headers
+   (some clients leave both out): its own In-Reply-To, when that is one "<...>" alone. */
+static void
+take_in_reply_to(struct report *r, GMimeHeaderList *h)
+{
+	const char *v = hval(h, "In-Reply-To");
+	size_t n;
+
+	if (v == NULL)
+		return;
+	while (*v == ' ' || *v == '\t')
+		v++;
+	n = strlen(v);
+	while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+		n--;
+	if (n < 3 || v[0] != '<' || v[n - 1] != '>' || memchr(v + 1, '<', n - 1) != NULL ||
+	    memchr(v, ' ', n) != NULL)
+		return;
+	set(&r->original_message_id, clean(v, n));
+}
+
 static bool
 ct_is(GMimeObject *o, const char *type, const char *subtype)
 {
@@ -342,6 +363,8 @@ report_parse(const char *data, size_t len, struct report *r, const char **error_
 				        r, g_mime_object_get_header_list(GMIME_OBJECT(orig)));
 		}
 	}
+	if (r->kind == REPORT_MDN && r->original_message_id == NULL && r->message_id == NULL)
+		take_in_reply_to(r, g_mime_object_get_header_list(GMIME_OBJECT(m)));
 	if (!status_seen)
 		*error_r = "no status part";
 	else if (r->nrcpts == 0 && r->rcpts_dropped == 0)

@@ -7,9 +7,12 @@
  * a multipart/mixed with a message/delivery-status part (as some MTAs send DSNs), it
  * fills a struct report: the per-message fields, one entry per recipient, and the
  * Msgstatus-Id and Message-ID of the returned headers (a text/rfc822-headers or
- * message/rfc822 part). report_event() maps a DSN Action or an MDN disposition to a
- * msgstatus event type; a recipient's Diagnostic-Code becomes RFC 8621's smtpReply form
- * "code x.y.z text" with smtpreply_form() (lib/smtpreply.h, shared with msgstatus-logd).
+ * message/rfc822 part). An MDN that names its message neither way (some clients write
+ * neither Original-Message-ID nor the headers part) is taken to be about the message
+ * its own In-Reply-To names, when that is a single message id. report_event() maps a
+ * DSN Action or an MDN disposition to a msgstatus event type; a recipient's
+ * Diagnostic-Code becomes RFC 8621's smtpReply form "code x.y.z text" with
+ * smtpreply_form() (lib/smtpreply.h, shared with msgstatus-logd).
  *
  * DESIGN
  *	MIME is GMime 3's: the message, its parts and their transfer encodings, and every
@@ -61,6 +64,8 @@ struct report {
 	size_t nrcpts, rcpts_dropped;
 	/* MDN (RFC 8098 section 3.2): one recipient, also in rcpts[0] */
 	char *disposition; /* "automatic-action/MDN-sent-automatically; displayed" */
+	/* or, when neither it nor returned headers name the message, the MDN's own
+	   In-Reply-To if that is one "<...>" */
 	char *original_message_id;
 	/* the returned headers */
 	char *msgstatus_id;

@@ -13,6 +13,8 @@
 
 #include <cmocka.h>
 
+#define MDN_DATA MSGSTATUS_SOURCE_DIR "/tests/data/mdn"
+
 #include "report.h"
 
 /* the tables leave trailing fields out */
@@ -287,6 +289,68 @@ test_parse(void **state)
 	}
 }
 
+/* The MDNs of mail clients in tests/data/mdn (reconstructions: see its README.md). */
+static void
+test_client_mdns(void **state)
+{
+	static const struct {
+		const char *file, *ua, *disposition, *orig_msgid, *message_id, *orig_rcpt,
+		        *final_rcpt;
+		enum msevent_type event;
+	} cases[] = {
+	        {"thunderbird-de.eml",
+	         "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Thunderbird/128.5.0",
+	         "manual-action/MDN-sent-automatically; displayed", "<fx-thunderbird@example.org>",
+	         "<fx-thunderbird@example.org>", "tb@example.net", "tb@example.net", MSEV_READ},
+	        {"outlook-exchange.eml", NULL, "automatic-action/MDN-sent-automatically; displayed",
+	         "<fx-outlook@example.org>", NULL, NULL, "ol@example.net", MSEV_READ},
+	        {"outlook-exchange-deleted-de.eml", NULL,
+	         "automatic-action/MDN-sent-automatically; deleted",
+	         "<fx-outlook-deleted@example.org>", NULL, NULL, "ol@example.net", MSEV_DELETED},
+	        {"google-workspace.eml", "Gmail", "manual-action/MDN-sent-manually; displayed",
+	         "<fx-google@example.org>", NULL, NULL, "gm@example.net", MSEV_READ},
+	        {"roundcube-de.eml", "Roundcube Webmail (Version 1.6.9)",
+	         "manual-action/MDN-sent-manually; displayed", "<fx-roundcube@example.org>", NULL,
+	         "rc@example.net", "rolf.carstens@example.net", MSEV_READ},
+	        /* no Final-Recipient, no Original-Message-ID: the MDN's In-Reply-To */
+	        {"fairemail.eml", "FairEmail 1.2230", "manual-action/MDN-sent-manually; displayed",
+	         "<fx-fairemail@example.org>", NULL, "fe@example.net", NULL, MSEV_READ},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char path[512], *data = malloc(REPORT_INPUT_MAX);
+		const char *name = cases[i].file, *error = NULL;
+		struct report r;
+		size_t len;
+		FILE *f;
+
+		snprintf(path, sizeof(path), "%s/%s", MDN_DATA, name);
+		assert_non_null(data);
+		if ((f = fopen(path, "rb")) == NULL)
+			fail_msg("%s: cannot open", path);
+		len = fread(data, 1, REPORT_INPUT_MAX, f);
+		fclose(f);
+		if (report_parse(data, len, &r, &error) < 0)
+			fail_msg("%s: %s", name, error);
+		if (r.kind != REPORT_MDN || r.nrcpts != 1)
+			fail_msg("%s: kind %d, %zu recipients", name, r.kind, r.nrcpts);
+		eq(name, "reporting_ua", r.reporting_mta, cases[i].ua);
+		eq(name, "disposition", r.disposition, cases[i].disposition);
+		eq(name, "original_message_id", r.original_message_id, cases[i].orig_msgid);
+		eq(name, "message_id", r.message_id, cases[i].message_id);
+		eq(name, "msgstatus_id", r.msgstatus_id, NULL);
+		eq(name, "envelope_id", r.envelope_id, NULL);
+		eq(name, "original_recipient", r.rcpts[0].original_recipient, cases[i].orig_rcpt);
+		eq(name, "final_recipient", r.rcpts[0].final_recipient, cases[i].final_rcpt);
+		if (report_event(r.kind, r.disposition) != cases[i].event)
+			fail_msg("%s: event %d, want %d", name, report_event(r.kind, r.disposition),
+			         cases[i].event);
+		report_clear(&r);
+		free(data);
+	}
+}
+
 static void
 test_bounds(void **state)
 {
@@ -353,6 +417,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_parse),
+	        cmocka_unit_test(test_client_mdns),
 	        cmocka_unit_test(test_bounds),
 	        cmocka_unit_test(test_event),
 	};
