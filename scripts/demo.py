@@ -20,7 +20,9 @@ msgsandbox's MsgstatusSite (tests/sandbox/msgsandbox/site.py) with the same leas
 own database on one PostgreSQL, statusd over HTTPS (the demo's private CA), the milter,
 OpenDKIM signing, Dovecot, Postfix, the log follower; their DNS records in one Knot. No
 Roundcube and no stand-in remote servers. alice@A mails bob@B: B authenticates it (DKIM)
-and tracks it under its own id; the cross-site read needs the reports between sites.
+and tracks it under its own id, and reports bob's delivered to A (a signed report over
+HTTPS, docs/federation.md); then bob reads it at B (IMAP) and alice's status at A turns
+read, reported by example.net, as A's dashboard shows.
 """
 import argparse
 import os
@@ -277,8 +279,9 @@ def two_sites(args):
     with Sandbox(root=args.folder) as sb:
         started = time.monotonic()
         pg = sb.postgres(fsync=True, app_user=USER)
+        # B's report sender trusts the demo's private CA, as A's endpoint uses it
         common = dict(pg=pg, user=USER, dovecot={"lmtp_user": "postfix"},
-                      postfix={"retry": 60})
+                      postfix={"retry": 60}, statusd={"federation_ca_file": sb.ca().cert})
         a = sb.msgstatus_site("example.org", {alice: PASSWORDS[alice]},
                               http_port=port_or_free(args.http_port), **common)
         b = sb.msgstatus_site("example.net", {bob: "bob-secret"}, routes={"example.org": a},
@@ -299,6 +302,24 @@ def two_sites(args):
                 != "0", timeout=30)
             wait_for("A's record of the relay to B", lambda: statuses(a.statusd, tid).get(
                 bob, {}).get("status") not in (None, "queued"), timeout=30)
+            wait_for("B's report of the delivery at A", lambda: statuses(a.statusd, tid).get(
+                bob, {}).get("status") == "delivered", timeout=30)
+            at_a_before = statuses(a.statusd, tid)[bob]
+            # CROSS-SITE READ: bob reads the message at B (IMAP FETCH: \Seen); B's report
+            # sender tells A, signed; alice's status at A turns read, reported by example.net
+            read_at = time.monotonic()
+            c = b.dovecot.imap(bob)
+            try:
+                c.select("INBOX")
+                c.fetch(b"1", "(BODY[])")
+            finally:
+                c.logout()
+            wait_for("B's report of the read at A", lambda: statuses(a.statusd, tid).get(
+                bob, {}).get("status") == "read", timeout=30)
+            read_ms = (time.monotonic() - read_at) * 1000
+            reporter = a.pg.scalar(
+                "SELECT details->>'reporter' FROM events WHERE source = 'federation' AND "
+                f"type = 7 AND message = (SELECT id FROM messages WHERE tracking_id = '{tid}')")
         except SandboxError as e:
             sys.exit(f"demo: {e}; see {args.folder}/logs/")
 
@@ -319,17 +340,13 @@ def two_sites(args):
             print(f"    database   psql \"{site.pg.conninfo}\"")
         print()
         print(f"Sample message {tid} from {alice} to {bob}:")
-        print(f"  at A         {describe(statuses(a.statusd, tid).get(bob, {'status': '?'}))}")
+        print(f"  at A         {describe(at_a_before)}  (reported by example.net)")
         print(f"  at B         delivered to bob, DKIM-authenticated for {row[1]} "
               f"(aligned: {row[2]}): B tracks it as {row[0]}")
-        print(f"  read it at B curl -s --user {bob}:bob-secret "
-              f"'imap://127.0.0.1:{b.dovecot.imap_port}/INBOX;UID=1'")
-        # CROSS-SITE READ: B's report sender and A's report endpoint (docs/federation.md,
-        # "Sending a report") are not in statusd yet. Once they are, reading the message at
-        # B sends "read" to A, and the loop below prints bob's status at A turning
-        # delivered, then read, as both dashboards show it.
-        print("  cross-site   not yet: B does not send reports to A yet, so A's status "
-              "for bob stays relayed")
+        print(f"  read at B    bob fetched it over IMAP (as curl -s --user {bob}:bob-secret "
+              f"'imap://127.0.0.1:{b.dovecot.imap_port}/INBOX;UID=1')")
+        print(f"  cross-site   at A: {statuses(a.statusd, tid)[bob]['status']}, reported by "
+              f"{reporter}, {read_ms:.0f} ms after bob's FETCH at B; A's dashboard shows it")
         print()
         sys.stdout.flush()
         if args.once:

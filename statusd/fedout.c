@@ -10,7 +10,9 @@
  *	        if still waiting; a destination's own are dropped before it is served)
  *	    for each destination with waiting rows and no backoff now (fed_peers.next_try):
  *	        read its first rows in id order; the report is the longest run of them with
- *	            one reporting domain (the recipients' domain), at most 1000
+ *	            one reporting domain (the recipients' domain), at most 1000, and of those
+ *	            as many as encode in federation_report_max bytes (60 KiB by default: a
+ *	            receiver takes 64 KiB by default)
  *	        find its endpoint: _msgstatus.<destination> TXT (fedrec's MSR1 parser) through
  *	            federation/resolver, cached for the record's TTL
  *	        encode the wrapped MIMI report (mimistatus), sign the POST (httpsig, the
@@ -18,7 +20,8 @@
  *	        decide by the answer (fedsched_answer): acknowledged -> the rows go; retry ->
  *	            the rows stay, the destination waits (fedsched_backoff) and nothing else
  *	            of it goes before them; refused -> the rows fail (kept for statusctl until
- *	            they expire), the next rows may go
+ *	            they expire), the next rows may go; 413 (too large) -> the rows stay
+ *	            and go again at once in reports of half as many events (down to one)
  *	        and go on with the destination's next rows while it acknowledges
  *	    wait for a notification (then federation_batch_delay more, to batch), the
  *	    earliest backoff's end, or POLL_MS
@@ -108,7 +111,7 @@ struct fedout {
 
 	/* counters, read by fedout_stats() from any thread */
 	atomic_uint_least64_t reports_sent, events_sent, reports_retried, reports_refused,
-	        events_refused, events_expired;
+	        events_refused, events_expired, reports_split;
 	atomic_int_least64_t depth, failing;
 };
 
@@ -511,20 +514,33 @@ out:
 	mbuf_free(&line);
 }
 
-/* One report of rows[0..n) to destination: a says what came of it. */
+/* One report of the first of rows[0..*n_r) to destination: as many as fit in
+   federation_report_max bytes (at least one), their number left in *n_r; a says what came
+   of it. */
 static void
 report_send(struct fedout *f, const char *destination, const struct store_fedout_row *rows,
-            size_t n, struct attempt *a)
+            size_t *n_r, struct attempt *a)
 {
 	char keyid[FEDREC_NAME_MAX];
 	EVP_PKEY *key = NULL;
 	unsigned char *body = NULL;
-	size_t len = 0;
+	size_t len = 0, n = *n_r, max = (size_t)f->cfg->federation_report_max;
 
 	if (endpoint_find(f, destination, a) < 0 ||
-	    key_find(f, rows[0].reporter, &key, keyid, a) < 0 ||
-	    report_encode(rows, n, &body, &len, a) < 0)
+	    key_find(f, rows[0].reporter, &key, keyid, a) < 0)
 		goto out;
+	for (;;) {
+		if (report_encode(rows, n, &body, &len, a) < 0)
+			goto out;
+		if (len <= max || n == 1)
+			break;
+		/* fewer events, in proportion, a tenth less for the report's own bytes */
+		size_t fit = (size_t)((double)n * (double)max / (double)len * 0.9);
+		n = fit < 1 ? 1 : fit < n ? fit : n - 1;
+		free(body);
+		body = NULL;
+	}
+	*n_r = n;
 	report_post(f, a->endpoint, body, len, n, key, keyid, a);
 out:
 	free(body);
@@ -538,6 +554,7 @@ dest_serve(struct fedout *f, const struct store_fedout_dest *d, long long *wait_
            const char **error_r)
 {
 	unsigned failures = d->failures;
+	size_t limit = MIMISTATUS_ENTRIES_MAX; /* events per report, halved by each 413 */
 	int64_t expired;
 
 	/* what waited too long goes before anything is sent */
@@ -567,10 +584,20 @@ dest_serve(struct fedout *f, const struct store_fedout_dest *d, long long *wait_
 		}
 		for (size_t i = 0; i < n; i++)
 			reporters[i] = rows[i].reporter;
-		cut = fedsched_cut(reporters, n, MIMISTATUS_ENTRIES_MAX);
+		cut = fedsched_cut(reporters, n, limit);
 		memset(&a, 0, sizeof(a));
 		a.retry_after_ms = -1;
-		report_send(f, d->destination, rows, cut, &a);
+		report_send(f, d->destination, rows, &cut, &a);
+		if (a.outcome == FEDSCHED_SPLIT) {
+			/* the rows stay; the next reports to it have half as many events */
+			limit = cut / 2;
+			atomic_fetch_add(&f->reports_split, 1);
+			msg_info("federation: %s: report of %zu events too large (413), sending "
+			         "at most %zu per report",
+			         d->destination, cut, limit);
+			store_fedout_rows_free(rows, n);
+			continue;
+		}
 		switch (a.outcome) {
 		case FEDSCHED_DONE:
 			fate = STORE_FEDOUT_DONE;
@@ -790,6 +817,9 @@ fedout_start(const struct sd_config *cfg, const char **error_r)
 		goto fail;
 	}
 	curl_easy_setopt(f->curl, CURLOPT_PROTOCOLS_STR, "https");
+	/* HTTP/1.1: libwebsockets 4.1 (statusd's own TLS) offers h2 but keeps no unknown
+	   request field of an h2 request, so Signature-Input and Signature would not arrive */
+	curl_easy_setopt(f->curl, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
 	curl_easy_setopt(f->curl, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(f->curl, CURLOPT_TIMEOUT_MS, (long)cfg->federation_timeout);
 	curl_easy_setopt(f->curl, CURLOPT_USERAGENT, USER_AGENT);
@@ -847,6 +877,7 @@ fedout_stats(struct fedout *f, struct fedout_stats *out)
 	out->reports_refused = atomic_load(&f->reports_refused);
 	out->events_refused = atomic_load(&f->events_refused);
 	out->events_expired = atomic_load(&f->events_expired);
+	out->reports_split = atomic_load(&f->reports_split);
 	out->outbox_depth = atomic_load(&f->depth);
 	out->destinations_failing = atomic_load(&f->failing);
 }

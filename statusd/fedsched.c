@@ -77,6 +77,10 @@ fedsched_answer(long status, const char *body, size_t len, size_t nevents, const
 		*why_r = errfmt("%ld: server error", status);
 		return FEDSCHED_RETRY;
 	}
+	if (status == 413) {
+		*why_r = "413: too large";
+		return nevents > 1 ? FEDSCHED_SPLIT : FEDSCHED_REFUSED;
+	}
 	if (status >= 400 && status <= 499) {
 		*why_r = errfmt("%ld: refused", status);
 		return FEDSCHED_REFUSED;

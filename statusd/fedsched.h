@@ -29,6 +29,7 @@ enum fedsched_outcome {
 	FEDSCHED_DONE,    /* every event committed, known or refused for good: delete the rows */
 	FEDSCHED_RETRY,   /* keep the rows, try the destination again later */
 	FEDSCHED_REFUSED, /* the report is refused: the rows fail */
+	FEDSCHED_SPLIT,   /* 413: too large for the receiver; send its rows in smaller reports */
 };
 
 /*

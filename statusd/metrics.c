@@ -87,10 +87,14 @@ metric_federation(struct mbuf *out, const struct ingest_stats *st, struct fedout
 	metric(out, "msgstatus_federation_reports_retried_total", "counter",
 	       "Report attempts that failed and will be made again (429, 5xx, no answer).",
 	       (double)fs.reports_retried);
-	metric(out, "msgstatus_federation_reports_refused_total", "counter",
+	/* "sent_": the endpoint's own refused counters (metrics_federation) are other families */
+	metric(out, "msgstatus_federation_sent_reports_refused_total", "counter",
 	       "Reports refused for good (4xx, no endpoint).", (double)fs.reports_refused);
-	metric(out, "msgstatus_federation_events_refused_total", "counter",
+	metric(out, "msgstatus_federation_sent_events_refused_total", "counter",
 	       "Events in refused reports.", (double)fs.events_refused);
+	metric(out, "msgstatus_federation_reports_split_total", "counter",
+	       "Reports too large for the receiver (413), sent again in smaller ones.",
+	       (double)fs.reports_split);
 	metric(out, "msgstatus_federation_expired_events_total", "counter",
 	       "Events dropped from the outbox after federation_expiry.",
 	       (double)fs.events_expired);

@@ -62,6 +62,7 @@ const struct conf_setting sdconfig_table[] = {
         S(federation_retry_max, CONF_TIME, "10m", 1000, 86400000),
         S(federation_expiry, CONF_TIME, "3d", 60000, 30LL * 86400000),
         S(federation_ca_file, CONF_STR, "", 0, 0),
+        S(federation_report_max, CONF_SIZE, "60k", 1024, 256 * 1024),
         S(dns_server, CONF_STR, "", 0, 0),
         S(dns_trust_anchor_file, CONF_STR, "", 0, 0),
         S(dns_timeout, CONF_TIME, "3s", 100, 60000),

@@ -55,15 +55,16 @@ struct sd_config {
 	long long federation_retry_max;   /* ms */
 	long long federation_expiry;      /* ms */
 	char *federation_ca_file;
-	char *dns_server;            /* resolver.h: "" = /etc/resolv.conf */
-	char *dns_trust_anchor_file; /* "" = no DNSSEC validation */
-	long long dns_timeout;       /* ms: the longest one lookup may take */
-	long long dns_cache_size;    /* answers kept */
-	long long dns_cache_max_ttl; /* ms */
-	char *federation_accept;     /* yes, no, auto: yes when federation_endpoint is set */
-	long long federation_rate;   /* reports per second per reporting domain */
-	long long federation_burst;  /* reports */
-	char *mdn_sendmail;          /* the command MDNs go to (mdnsend.h); "": none sent */
+	long long federation_report_max; /* bytes of a report's body */
+	char *dns_server;                /* resolver.h: "" = /etc/resolv.conf */
+	char *dns_trust_anchor_file;     /* "" = no DNSSEC validation */
+	long long dns_timeout;           /* ms: the longest one lookup may take */
+	long long dns_cache_size;        /* answers kept */
+	long long dns_cache_max_ttl;     /* ms */
+	char *federation_accept;         /* yes, no, auto: yes when federation_endpoint is set */
+	long long federation_rate;       /* reports per second per reporting domain */
+	long long federation_burst;      /* reports */
+	char *mdn_sendmail;              /* the command MDNs go to (mdnsend.h); "": none sent */
 	char *log_target;
 	char *syslog_facility;
 	bool verbose;

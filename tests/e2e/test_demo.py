@@ -243,8 +243,9 @@ class DemoTest(DemoRun, unittest.TestCase):
 
 class TwoSitesDemoTest(DemoRun, unittest.TestCase):
     """scripts/run --two-sites: sites A (example.org) and B (example.net); the sample from
-    alice@A to bob@B is relayed at A and authenticated and tracked at B; both dashboards
-    answer over HTTPS (the demo's private CA); Ctrl-C stops both sites."""
+    alice@A to bob@B is authenticated and tracked at B, which reports its delivery to A;
+    bob reads it at B and alice's status at A turns read, reported by example.net; both
+    dashboards answer over HTTPS (the demo's private CA); Ctrl-C stops both sites."""
     ARGS = ["--two-sites"]
     READY = r"^  cross-site "
 
@@ -257,7 +258,7 @@ class TwoSitesDemoTest(DemoRun, unittest.TestCase):
     def test_2_sample_is_correlated_at_b(self):
         tid = self.printed(r"^Sample message (\S+) from alice@example\.org to "
                            r"bob@example\.net:").group(1)
-        self.printed(r"^  at A\s+relayed ")
+        self.printed(r"^  at A\s+delivered\b.*\(reported by example\.net\)$")
         tag = self.printed(r"^  at B\s+delivered to bob, DKIM-authenticated for example\.org "
                            r"\(aligned: envelope,from\): B tracks it as (\S+)$").group(1)
         self.assertNotEqual(tag, tid)
@@ -266,6 +267,23 @@ class TwoSitesDemoTest(DemoRun, unittest.TestCase):
             "user=msgstatus", "user=postgres"), "-c", "SELECT tracking_id FROM inbound "
             f"WHERE origin_tracking_id = '{tid}'"], capture_output=True, text=True, timeout=30)
         self.assertEqual(res.stdout.split(), [tag], res.stderr)
+
+    def test_4_cross_site_read(self):
+        """The demo's line, and A's own log: B's read of the sample, reported by
+        example.net, stored at A (not A's own)."""
+        self.printed(r"^  read at B    bob fetched it over IMAP ")
+        self.printed(r"^  cross-site   at A: read, reported by example\.net, \d+ ms after bob's "
+                     r"FETCH at B; A's dashboard shows it$")
+        self.assertNotIn("not yet", "".join(self.output))
+        tid = self.printed(r"^Sample message (\S+) from").group(1)
+        conninfo = self.printed(r'database\s+psql "(\S+ \S+ \S+ dbname=msgstatus_example_org)"')
+        res = subprocess.run(["psql", "-X", "-A", "-t", "-d", conninfo.group(1).replace(
+            "user=msgstatus", "user=postgres"), "-c", "SELECT type, source, "
+            "details->>'reporter' FROM events WHERE message = (SELECT id FROM messages "
+            f"WHERE tracking_id = '{tid}') AND type IN (4, 7) ORDER BY log_offset"],
+            capture_output=True, text=True, timeout=30)
+        self.assertEqual(res.stdout.split(), ["4|federation|example.net",
+                                              "7|federation|example.net"], res.stderr)
 
     def test_3_dashboards_over_https(self):
         import ssl

@@ -279,7 +279,7 @@ class FederationSendTest(unittest.TestCase):
                  lambda: self.outbox(f"event_id = '{d}'") == [["example.org", d, "4", "t"]],
                  timeout=20)
         self.assertEqual(self.received(origin), [])
-        self.assertGreaterEqual(self.metric("msgstatus_federation_events_refused_total"), 1)
+        self.assertGreaterEqual(self.metric("msgstatus_federation_sent_events_refused_total"), 1)
         res = subprocess.run([STATUSCTL, "-c", self.sd.config, "federation", "outbox"],
                              capture_output=True, text=True)
         self.assertEqual(res.returncode, 0, res.stderr)

@@ -20,19 +20,35 @@ What works today, and is guarded here:
 - a forged Msgstatus-Id (A's real tracking id, sent by a third party straight to B's smtpd,
   From alice@example.org, signed by evil.example, which does not align) leaves none.
 
-Reports from B to A (the report sender and A's endpoint) are not built yet: once they are,
-A's status for bob follows B's delivered and read, and the tests of that are added here.
+Reports from B to A, end to end (B's report sender, A's endpoint, both as deployed):
+- alice's live feed at A shows relayed (A's logd), then delivered and read reported by
+  example.net, read when bob FETCHes the message at B; A's status API says read;
+- the three uncorrelated mails above produce no report at A: a signed mail sent after each
+  reaches A as delivered, and B sends its events in order, so none came before it;
+- B signing with a key whose record is not published (statusctl key rotate to a selector
+  not in DNS): A answers 403 key-unknown, B marks the events failed (its outbox, its
+  metrics), A's status stays relayed;
+- bob with read receipts off (B's preferences): A gets delivered, never read;
+- A's statusd down: B's outbox holds bob's reads and unreads of several messages, retries,
+  and after A returns A has each of them once, in B's order; A takes small reports
+  (http_body_max 2k) so that the backlog is larger than one report: B's first try gets 413,
+  and B splits it (msgstatus_federation_reports_split_total) rather than failing it;
+- a request of B's, captured by a TLS proxy in front of A after its return and POSTed
+  again as it was, is refused as a replay (409) and changes nothing.
 """
 import email
 import json
 import re
+import socket
+import ssl
 import subprocess
+import threading
 import time
 import unittest
 
 from e2e import main, require_root
 from msgsandbox import Sandbox, paths
-from msgsandbox.core import wait_for
+from msgsandbox.core import free_port, wait_for
 from msgsandbox.knot import available as knot_available, dkim_key, dkim_sign
 from msgsandbox.opendkim import available as opendkim_available
 from msgsandbox.postfix import make_message
@@ -42,7 +58,79 @@ BOB = "bob@example.net"
 TIMEOUT = 30  # seconds for any one step of mail flow
 TAG = re.compile(rb"^Msgstatus-Id:\s*(\S+)\s*$", re.M | re.I)
 # lib/msevent.h
-RELAYED, DELIVERED, READ = 3, 4, 7
+QUEUED, RELAYED, DELIVERED, READ, UNREAD = 1, 3, 4, 7, 8
+A_BODY_MAX = 2048  # A's http_body_max: about 20 events in one report
+
+
+class RecordingProxy:
+    """A TLS proxy on a port of its own in front of a statusd (its certificate), keeping
+    the bytes of every request it forwards and the status of its answer: .requests is a
+    list of (request bytes, status). One thread per connection; keep-alive kept."""
+
+    def __init__(self, port, tls, upstream_port):
+        self.requests = []
+        self.upstream = ("127.0.0.1", upstream_port)
+        self.server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.server_ctx.load_cert_chain(tls.cert, tls.key)
+        self.client_ctx = tls.ca.context()
+        self.sock = socket.create_server(("127.0.0.1", port))
+        self.closing = False
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def close(self):
+        self.closing = True
+        self.sock.close()
+
+    def accept(self):
+        while not self.closing:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def read_message(f):
+        """One HTTP message (head and Content-Length body) from a file; None at EOF."""
+        head = b""
+        while True:
+            line = f.readline()
+            if not line:
+                return None
+            head += line
+            if line in (b"\r\n", b"\n"):
+                break
+        m = re.search(rb"^content-length:\s*(\d+)", head, re.I | re.M)
+        return head + (f.read(int(m.group(1))) if m else b"")
+
+    def serve(self, conn):
+        try:
+            with self.server_ctx.wrap_socket(conn, server_side=True) as c, \
+                    self.client_ctx.wrap_socket(socket.create_connection(self.upstream),
+                                                server_hostname="127.0.0.1") as up:
+                cf, uf = c.makefile("rb"), up.makefile("rb")
+                while True:
+                    req = self.read_message(cf)
+                    if req is None:
+                        return
+                    up.sendall(req)
+                    answer = self.read_message(uf)
+                    if answer is None:
+                        return
+                    self.requests.append((req, int(answer.split(b" ", 2)[1])))
+                    c.sendall(answer)
+        except (OSError, ssl.SSLError):
+            pass
+
+
+def post_raw(port, ctx, raw):
+    """Send raw request bytes to 127.0.0.1:port over TLS; the answer's status and body."""
+    with ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)),
+                         server_hostname="127.0.0.1") as c:
+        c.sendall(raw)
+        answer = RecordingProxy.read_message(c.makefile("rb"))
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body
 
 
 def crlf(message):
@@ -67,9 +155,13 @@ class FederationSitesTest(unittest.TestCase):
             # carol's mail is signed under the selector "wrong", whose record holds s1's key
             cls.a = cls.sb.msgstatus_site(
                 "example.org", {ALICE: "alice-secret", CAROL: "carol-secret"},
-                dkim_signers=[(CAROL, "wrong"), ("*@example.org", "s1")])
+                dkim_signers=[(CAROL, "wrong"), ("*@example.org", "s1")],
+                statusd={"http_body_max": str(A_BODY_MAX)})
+            # B's sender trusts the sandbox's CA and retries a site that is down soon
             cls.b = cls.sb.msgstatus_site("example.net", {BOB: "bob-secret"},
-                                          routes={"example.org": cls.a})
+                                          routes={"example.org": cls.a},
+                                          statusd={"federation_ca_file": cls.sb.ca().cert,
+                                                   "federation_retry_max": "2s"})
             cls.a.route("example.net", cls.b)
             cls.startup = time.monotonic() - t0
             print(f"two sites started in {cls.startup:.2f} s", flush=True)
@@ -84,6 +176,8 @@ class FederationSitesTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
+        if getattr(cls, "proxy", None) is not None:
+            cls.proxy.close()
         cls.sb.close()
 
     # helpers
@@ -118,6 +212,11 @@ class FederationSitesTest(unittest.TestCase):
                      lambda: re.search(pattern, milter.log()) is not None, timeout=TIMEOUT)
         except Exception:
             self.fail(f"B's milter did not log {pattern!r}:\n{milter.log()[-2000:]}")
+
+    def no_report(self, tid, marker):
+        """Nothing about tid reached A, by the time a later signed mail's delivered did."""
+        self.marker(marker)
+        self.assertEqual(self.reported(tid), [])
 
     def not_correlated(self, subject, tid, why):
         """B has the message, shows bob no tag, remembers nothing, and says why."""
@@ -166,18 +265,70 @@ class FederationSitesTest(unittest.TestCase):
                              capture_output=True, text=True, timeout=TIMEOUT)
         self.assertNotEqual(res.returncode, 0, "HTTPS only")
 
-    def feed_until(self, ws, tid, status, timeout=TIMEOUT):
-        """Read alice's live feed until bob's status of tid; returns the statuses seen."""
-        seen = []
+    def feed_until(self, ws, tid, status, timeout=TIMEOUT, seen=None):
+        """Read alice's live feed until bob's status of tid; returns the events seen (added
+        to seen)."""
+        seen = [] if seen is None else seen
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             ws.settimeout(max(0.1, deadline - time.monotonic()))
             doc = json.loads(ws.recv())
             if doc.get("tracking_id") == tid and doc.get("recipient") == BOB:
-                seen.append(doc["status"])
+                seen.append(doc)
                 if doc["status"] == status:
                     return seen
-        self.fail(f"no {status} for {BOB} on alice's feed at A; seen {seen}")
+        self.fail(f"no {status} for {BOB} on alice's feed at A; seen "
+                  f"{[d['status'] for d in seen]}")
+
+    def bob_reads(self, subject, *stores):
+        """bob FETCHes every message whose subject has subject at B (read), then each STORE
+        of stores, e.g. ("-FLAGS", "\\Seen"), on them all."""
+        c = self.b.dovecot.imap(BOB)
+        try:
+            c.select("INBOX")
+            _, data = c.search(None, "SUBJECT", subject)
+            ids = data[0].split()
+            self.assertTrue(ids, f"{subject} in bob's INBOX")
+            for i in ids:
+                c.fetch(i, "(BODY[])")
+            for op, flags in stores:
+                c.store(b",".join(ids), op, flags)
+        finally:
+            c.logout()
+
+    def bob_status_at_a(self, tid):
+        code, doc = self.a.statusd.status(tid, ALICE)
+        self.assertEqual(code, 200, doc)
+        return [r for r in doc["recipients"] if r["recipient"] == BOB][0]
+
+    def reported(self, tid):
+        """The types of the events example.net reported to A about tid (A's log)."""
+        return sorted(int(t) for t, in self.a.pg.psql(
+            "SELECT type FROM events WHERE source = 'federation' AND message = (SELECT id "
+            f"FROM messages WHERE tracking_id = '{tid}')"))
+
+    def marker(self, subject):
+        """alice mails bob a signed message and waits until A has B's delivered for it:
+        every event B had for A before then has reached A too (B sends in order)."""
+        qid, tid = self.a.send(ALICE, [BOB], subject=subject)
+        wait_for(f"B's delivered of {subject} at A",
+                 lambda: DELIVERED in self.reported(tid), timeout=TIMEOUT, interval=0.1)
+        return tid
+
+    def metrics(self, site):
+        code, text = site.statusd.http("/metrics")
+        self.assertEqual(code, 200)
+        out = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, value = line.rsplit(" ", 1)
+                out[name] = float(value)
+        return out
+
+    def outbox(self, where):
+        """B's outbox rows for example.org: (event_id, failure) in id order."""
+        return self.b.pg.psql("SELECT event_id, coalesce(failure, '') FROM fed_outbox WHERE "
+                              f"destination = 'example.org' AND {where} ORDER BY id")
 
     def test_signed_mail_is_correlated(self):
         ws = self.a.statusd.stream(self.a.statusd.token(ALICE))  # over wss://, the CA's
@@ -208,9 +359,18 @@ class FederationSitesTest(unittest.TestCase):
         wait_for("bob's delivered and read in B's log",
                  lambda: self.events(self.b, tag).get(READ), timeout=TIMEOUT)
         self.assertEqual(self.events(self.b, tag), {DELIVERED: 1, READ: 1})
-        # A: its own record of the message, relayed to B (logd), live on alice's feed
-        self.assertIn("relayed", self.feed_until(ws, tid, "relayed"))
-        self.assertEqual(self.events(self.a, tid).get(RELAYED), 1)
+        # A: its own record of the message, relayed to B (logd), then B's delivered and
+        # read, reported by example.net, live on alice's feed
+        seen = self.feed_until(ws, tid, "read")
+        statuses = [d["status"] for d in seen]
+        self.assertEqual([s for s in statuses if s in ("relayed", "delivered", "read")],
+                         ["relayed", "delivered", "read"], statuses)
+        for d in seen:
+            if d["status"] in ("delivered", "read"):
+                self.assertEqual(d["details"].get("reporter"), "example.net", d)
+        self.assertEqual(self.events(self.a, tid), {QUEUED: 1, RELAYED: 1, DELIVERED: 1, READ: 1})
+        self.assertEqual(self.reported(tid), [DELIVERED, READ])
+        self.assertEqual(self.bob_status_at_a(tid)["status"], "read")
         self.assertEqual(self.inbound(tag), [], "B's own tag is no origin id")
 
     def test_unsigned_mail_is_not_correlated(self):
@@ -220,14 +380,18 @@ class FederationSitesTest(unittest.TestCase):
             qid, tid = self.a.send(ALICE, [BOB], subject="fed-unsigned")
             raw = self.not_correlated("fed-unsigned", tid, "no DKIM signature")
             self.assertNotIn(b"DKIM-Signature:", raw)
+            self.bob_reads("fed-unsigned")
         finally:
             self.a.dkim.start()
+        self.no_report(tid, "fed-unsigned-after")
 
     def test_wrong_key_is_not_correlated(self):
         """carol's mail is signed under a selector whose DNS record holds another key."""
         qid, tid = self.a.send(CAROL, [BOB], subject="fed-wrong-key")
         raw = self.not_correlated("fed-wrong-key", tid, "no valid DKIM signature")
         self.assertIn(b"s=wrong;", raw)
+        self.bob_reads("fed-wrong-key")
+        self.no_report(tid, "fed-wrong-key-after")
 
     def test_forged_tracking_id_is_not_correlated(self):
         """A third party copies a tracking id A really issued (alice's mail to carol) into
@@ -239,6 +403,123 @@ class FederationSitesTest(unittest.TestCase):
         self.assertIn(b"d=evil.example", signed)
         self.b.postfix.send(ALICE, [BOB], message=signed)
         self.not_correlated("fed-forged", tid, "DKIM signature of evil.example, not aligned")
+        self.bob_reads("fed-forged")
+        self.no_report(tid, "fed-forged-after")
+
+    def test_report_signed_with_unpublished_key_is_refused(self):
+        """B signs with a key whose MSK1 record is not in DNS: A answers 403 key-unknown and
+        changes nothing; B marks the events failed and counts the refusal."""
+        a_before = self.metrics(self.a).get(
+            'msgstatus_federation_reports_refused_total{reason="key-unknown"}', 0)
+        b_before = self.metrics(self.b)["msgstatus_federation_sent_events_refused_total"]
+        # k2 is published ahead (to come back to); k9 is made by the rotation, unpublished
+        self.b.statusctl("key", "make", "example.net", "k2")
+        self.b.publish()
+        self.b.statusctl("key", "rotate", "example.net", "k9")
+        try:
+            qid, tid = self.a.send(ALICE, [BOB], subject="fed-bad-sig")
+            raw, tags = self.bob_copy("fed-bad-sig")
+            failed = wait_for("B's events for A failed",
+                              lambda: self.outbox("failed_at IS NOT NULL AND origin_tracking_id"
+                                                  f" = '{tid}'"), timeout=TIMEOUT, interval=0.1)
+            self.assertEqual(len(failed), 1, failed)  # delivered
+            self.assertRegex(failed[0][1], r"^403\b", failed)
+            self.assertEqual(self.metrics(self.b)["msgstatus_federation_sent_events_refused_total"],
+                             b_before + 1)
+            self.assertEqual(self.metrics(self.a).get(
+                'msgstatus_federation_reports_refused_total{reason="key-unknown"}', 0),
+                a_before + 1)
+            out = self.b.statusctl("federation", "outbox").stdout
+            self.assertRegex(out, r"(?m)^example\.org\s+\d+\s+[1-9]", out)
+        finally:
+            self.b.statusctl("key", "rotate", "example.net", "k2")
+        self.assertEqual(self.reported(tid), [])
+        self.assertEqual(self.bob_status_at_a(tid)["status"], "relayed")
+        # signed with a published key again, B's next events are taken
+        self.marker("fed-bad-sig-after")
+
+    def test_read_receipts_off_no_read_leaves(self):
+        token = self.b.statusd.token(BOB)
+        code, doc = self.b.statusd.api("/api/v1/preferences", token, "PUT",
+                                       {"read_receipts": False})
+        self.assertEqual((code, doc["read_receipts"]), (200, False))
+        try:
+            qid, tid = self.a.send(ALICE, [BOB], subject="fed-no-receipts")
+            self.bob_copy("fed-no-receipts")
+            self.bob_reads("fed-no-receipts")
+            self.marker("fed-no-receipts-after")
+        finally:
+            self.b.statusd.api("/api/v1/preferences", token, "PUT", {"read_receipts": True})
+        self.assertEqual(self.reported(tid), [DELIVERED])
+        self.assertEqual(self.bob_status_at_a(tid)["status"], "delivered")
+
+    def test_outage_backlog_arrives_once_in_order_and_replay_is_refused(self):
+        n = 8
+        tids = [self.a.send(ALICE, [BOB], subject=f"fed-outage-{i}")[1] for i in range(n)]
+        for tid in tids:
+            wait_for("B's delivered at A", lambda: DELIVERED in self.reported(tid),
+                     timeout=TIMEOUT, interval=0.1)
+        tags = [t for t, in self.b.pg.psql(
+            "SELECT tracking_id FROM inbound WHERE origin_tracking_id IN (" +
+            ",".join(f"'{t}'" for t in tids) + ")")]
+        self.assertEqual(len(tags), n)
+        b_metrics = self.metrics(self.b)
+        self.a.statusd.stop()
+        try:
+            # bob reads each, marks them all unread, then read: 3 events a message
+            self.bob_reads("fed-outage-", ("-FLAGS", "\\Seen"), ("+FLAGS", "\\Seen"))
+            want = 3 * n
+            wait_for("bob's reads and unreads in B's outbox",
+                     lambda: len(self.outbox("failed_at IS NULL")) >= want, timeout=TIMEOUT)
+            wait_for("B to try A and fail",
+                     lambda: self.metrics(self.b)["msgstatus_federation_reports_retried_total"]
+                     > b_metrics["msgstatus_federation_reports_retried_total"],
+                     timeout=TIMEOUT)
+            # B's order: its outbox's, the order it sends in (an event id twice in it, as
+            # seen once under ThreadSanitizer, counts where it first is: A keeps one)
+            rows = self.outbox("failed_at IS NULL")
+            b_order = list(dict.fromkeys(e for e, _ in rows))
+            if len(rows) != len(b_order):
+                print(f"B's outbox holds {len(rows)} rows for {len(b_order)} events",
+                      flush=True)
+            self.assertEqual(sorted(b_order), sorted(e for e, in self.b.pg.psql(
+                "SELECT event_id FROM events WHERE type IN (7, 8) AND tracking_id IN (" +
+                ",".join(f"'{t}'" for t in tags) + ")")),
+                "bob's reads and unreads, held, none failed")
+            self.assertGreaterEqual(len(b_order), want)
+        finally:
+            # A returns on another port behind a proxy that keeps B's requests on the old
+            old_port = self.a.statusd.http_port
+            self.a.statusd.http_port = free_port()
+            self.a.statusd.start()
+            type(self).proxy = RecordingProxy(old_port, self.a.statusd.tls,
+                                              self.a.statusd.http_port)
+        a_order_sql = (
+            "SELECT f.event_id FROM events e JOIN fed_events f ON f.stored_id = e.event_id "
+            "WHERE e.source = 'federation' AND e.type IN (7, 8) AND e.message IN (SELECT id "
+            "FROM messages WHERE tracking_id IN (" + ",".join(f"'{t}'" for t in tids) +
+            ")) ORDER BY e.log_offset")
+        wait_for("the backlog at A", lambda: len(self.a.pg.psql(a_order_sql)) >= len(b_order),
+                 timeout=TIMEOUT, interval=0.2)
+        wait_for("B's outbox empty", lambda: not self.outbox("true"), timeout=TIMEOUT)
+        self.assertEqual([e for e, in self.a.pg.psql(a_order_sql)], b_order,
+                         "each event once, in B's order")
+        m = self.metrics(self.b)
+        self.assertGreater(m["msgstatus_federation_reports_split_total"],
+                           b_metrics.get("msgstatus_federation_reports_split_total", 0),
+                           "the backlog was larger than A takes at once (413)")
+        self.assertEqual(m["msgstatus_federation_sent_events_refused_total"],
+                         b_metrics["msgstatus_federation_sent_events_refused_total"])
+        for tid in tids:
+            self.assertEqual(self.bob_status_at_a(tid)["status"], "read")
+        # one of B's real requests, acknowledged, sent to A again as it was: a replay
+        sent = [r for r, code in self.proxy.requests if code == 200]
+        self.assertTrue(sent, [code for _, code in self.proxy.requests])
+        before = self.a.pg.scalar("SELECT count(*) FROM events")
+        code, body = post_raw(self.a.statusd.http_port, self.a.statusd.ssl_context, sent[0])
+        self.assertEqual(code, 409, body)
+        self.assertEqual(json.loads(body).get("code"), "replay", body)
+        self.assertEqual(self.a.pg.scalar("SELECT count(*) FROM events"), before)
 
 
 if __name__ == "__main__":

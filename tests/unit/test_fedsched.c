@@ -43,7 +43,8 @@ test_answer(void **state)
 	        {401, NULL, 2, FEDSCHED_REFUSED},
 	        {403, NULL, 2, FEDSCHED_REFUSED},
 	        {409, NULL, 2, FEDSCHED_REFUSED},
-	        {413, NULL, 2, FEDSCHED_REFUSED},
+	        {413, NULL, 2, FEDSCHED_SPLIT},
+	        {413, NULL, 1, FEDSCHED_REFUSED},
 	        {415, NULL, 2, FEDSCHED_REFUSED},
 	        {422, NULL, 2, FEDSCHED_REFUSED},
 	};
