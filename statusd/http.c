@@ -760,6 +760,9 @@ http_start(uv_loop_t *loop, const struct http_env *env)
 		info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
 		info.ssl_cert_filepath = cfg->http_tls_cert;
 		info.ssl_private_key_filepath = cfg->http_tls_key;
+		/* HTTP/1.1 only: over HTTP/2 the request heads (a report's signature fields among
+		   them) would not reach the handlers as statusd reads them */
+		info.alpn = "http/1.1";
 	}
 	info.retry_and_idle_policy = &h->retry;
 	info.foreign_loops = loops;

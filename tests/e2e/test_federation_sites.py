@@ -258,6 +258,12 @@ class FederationSitesTest(unittest.TestCase):
                              capture_output=True, text=True, timeout=TIMEOUT)
         self.assertEqual(res.returncode, 0, res.stderr)
         self.assertEqual(json.loads(res.stdout)["database"], "up")
+        # a client that offers HTTP/2 gets HTTP/1.1: statusd reads request heads (the
+        # federation's signature fields among them) only there
+        res = subprocess.run(["curl", "-sS", "--http2", "-o", "/dev/null", "-w",
+                              "%{http_version}", "--cacert", self.a.ca_file, url],
+                             capture_output=True, text=True, timeout=TIMEOUT)
+        self.assertEqual((res.returncode, res.stdout), (0, "1.1"), res.stderr)
         res = subprocess.run(["curl", "-sS", url], capture_output=True, text=True,
                              timeout=TIMEOUT)
         self.assertEqual(res.returncode, 60, "not trusted without the sandbox's CA")
