@@ -19,6 +19,7 @@ struct fedout_stats {
 	uint64_t events_expired;                  /* dropped after federation_expiry */
 	int64_t outbox_depth;                     /* events waiting, at the last round */
 	int64_t destinations_failing;             /* destinations in backoff, last round */
+	int64_t reporters_without_key;            /* reporting domains whose events wait */
 };
 
 /* Start the sender's thread, unless federation_policy sends nothing (NULL, *error_r
