@@ -22,7 +22,9 @@ receiver would, under the key statusctl made for example.net):
 - a recipient who turned read receipts off: their read never leaves (delivered does),
   neither from the ingest nor from the outbox, where it waited when they turned it off;
 - a destination whose site policy is none (example.com) gets nothing;
-- the plugin's events that came before the milter's inbound event go once it came.
+- the plugin's events that came before the milter's inbound event go once it came;
+- a batch the database rejects is stored one event at a time, and the outbox rows of all
+  its stored events are counted in msgstatus_federation_outbox_added_total.
 """
 import base64
 import hashlib
@@ -360,6 +362,35 @@ class FederationSendTest(unittest.TestCase):
                 "SELECT failures FROM fed_peers WHERE destination = 'example.org'"), "0")
         finally:
             self.pg.psql(f"DELETE FROM fed_outbox WHERE event_id = '{n}'")
+
+    def test_outbox_added_counts_every_event_stored_one_by_one(self):
+        """An event the database refuses (here a trigger's error) makes its batch go one event
+        at a time: the outbox rows the others added are all counted."""
+        tags = [(self.unique("t13"), self.unique("org13"), f"{n}@example.net")
+                for n in ("olga", "pete")]
+        for tag, origin, rcpt in tags:
+            self.remember(tag, origin, rcpt)
+        self.pg.psql("CREATE FUNCTION test_poison() RETURNS trigger LANGUAGE plpgsql AS $$"
+                     " BEGIN IF NEW.event_id LIKE 'poison-%' THEN"
+                     " RAISE EXCEPTION 'poisoned event'; END IF; RETURN NEW; END $$;"
+                     " CREATE TRIGGER test_poison BEFORE INSERT ON events FOR EACH ROW"
+                     " EXECUTE FUNCTION test_poison()")
+        try:
+            added = self.metric("msgstatus_federation_outbox_added_total")
+            evs = [event("delivered", tracking_id=tag, recipient=rcpt, source="dovecot")
+                   for tag, _, rcpt in tags]
+            evs.append(event("delivered", tracking_id=tags[0][0], recipient="quinn@example.net",
+                             source="dovecot", id=self.unique("poison")))
+            replies = self.sd.send_events(evs)
+            self.assertNotIn("error", json.dumps(replies[:2]), replies)
+            self.assertIn("poisoned event", json.dumps(replies[2]), replies)
+            for (_, origin, _), ev in zip(tags, evs):
+                wait_for("the delivered", lambda: [e["event_id"] for e in self.received(
+                    origin)] == [ev["id"]], timeout=20)
+        finally:
+            self.pg.psql("DROP TRIGGER test_poison ON events; DROP FUNCTION test_poison()")
+        self.assertIn("storing its events one by one", self.sd.child.log())
+        self.assertEqual(self.metric("msgstatus_federation_outbox_added_total") - added, 2)
 
     def test_opted_out_read_never_leaves(self):
         tag, origin = self.unique("t4"), self.unique("org4")
