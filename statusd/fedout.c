@@ -46,7 +46,8 @@
  *	A destination's trouble is logged when its state changes (the first failure of a
  *	streak, a refusal, the success after failures), not at every retry, and so is a
  *	reporting domain's missing signing key (when first seen, and when it signs again); the
- *counters go to GET /metrics, the state per destination to fed_peers (statusctl federation peers).
+ *	counters go to GET /metrics, the state per destination to fed_peers (statusctl
+ *	federation peers).
  */
 #include "fedout.h"
 
@@ -648,7 +649,7 @@ dest_serve(struct fedout *f, const struct store_fedout_dest *d, long long *wait_
 			/* its rows wait, read again without them: the other reporting domains' go
 			   (not counted as a report: each pass skips one more domain) */
 			keyless_note(f, rows[0].reporter, a.why);
-			f->skip = myrealloc(f->skip, (f->nskip + 1) * sizeof(*f->skip));
+			f->skip = myreallocarray(f->skip, f->nskip + 1, sizeof(*f->skip));
 			f->skip[f->nskip++] = mystrdup(rows[0].reporter);
 			store_fedout_rows_free(rows, n);
 			k--;
@@ -772,7 +773,7 @@ fed_round(struct fedout *f, long long *wait_r, const char **error_r)
 	}
 	store_fedout_dests_free(d, n);
 	/* a destination is tried at least every federation_retry_max: a reporting domain not
-	   seen for twice that has no rows waiting any more */
+	   seen for twice that (and a poll) has no rows waiting any more */
 	keyless_forget(f, NULL, 2 * f->cfg->federation_retry_max + POLL_MS);
 	*wait_r = wait;
 	return 0;

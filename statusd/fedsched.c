@@ -12,7 +12,7 @@
 
 #include "msg.h"
 
-#define ANSWER_MAX 4096 /* bytes of a 200's body looked at */
+#define ANSWER_MAX 4096 /* bytes of an answer's body looked at */
 
 /* {"accepted":n,"duplicate":n,"refused":n}: the sum, or -1 if it is not such an object. */
 static int64_t
