@@ -12,7 +12,9 @@
  *	        read its first rows in id order; the report is the longest run of them with
  *	            one reporting domain (the recipients' domain), at most 1000, and of those
  *	            as many as encode in federation_report_max bytes (60 KiB by default: a
- *	            receiver takes 64 KiB by default)
+ *	            receiver takes 64 KiB by default); a reporting domain without a signing
+ *	            key is skipped (its rows wait, read again without them) so that it holds
+ *	            up no other
  *	        find its endpoint: _msgstatus.<destination> TXT (fedrec's MSR1 parser) through
  *	            federation/resolver, cached for the record's TTL
  *	        encode the wrapped MIMI report (mimistatus), sign the POST (httpsig, the
@@ -45,8 +47,10 @@
  *
  * DIAGNOSTICS
  *	A destination's trouble is logged when its state changes (the first failure of a
- *	streak, a refusal, the success after failures), not at every retry; the counters go to
- *	GET /metrics, the state per destination to fed_peers (statusctl federation peers).
+ *	streak, a refusal, the success after failures), not at every retry, and so is a
+ *	reporting domain's missing signing key (when first seen, and when it signs again); the
+ *	counters go to GET /metrics, the state per destination to fed_peers (statusctl
+ *	federation peers).
  */
 #include "fedout.h"
 
@@ -108,11 +112,21 @@ struct fedout {
 	char curl_error[CURL_ERROR_SIZE];
 	struct mbuf answer;
 	char retry_after[64];
+	struct keyless *keyless; /* reporting domains whose rows wait for a signing key */
+	char **skip;             /* those skipped at the destination being served */
+	size_t nskip;
 
 	/* counters, read by fedout_stats() from any thread */
 	atomic_uint_least64_t reports_sent, events_sent, reports_retried, reports_refused,
 	        events_refused, events_expired, reports_split;
-	atomic_int_least64_t depth, failing;
+	atomic_int_least64_t depth, failing, keyless_n;
+};
+
+/* A reporting domain that could not sign (key_find) when last seen, logged once. */
+struct keyless {
+	char *domain;
+	int64_t seen_ms; /* monotonic */
+	struct keyless *next;
 };
 
 /* What one report attempt came to. */
@@ -121,6 +135,7 @@ struct attempt {
 	char why[256]; /* cleaned, one line */
 	char endpoint[FEDREC_URL_MAX + 1];
 	int64_t retry_after_ms; /* -1: none */
+	bool no_key;            /* the reporting domain cannot sign now: skip it */
 };
 
 static bool
@@ -362,8 +377,53 @@ key_find(struct fedout *f, const char *domain, EVP_PKEY **key_r, char *keyid, st
 		attempt_set(a, FEDSCHED_RETRY,
 		            "%s has no signing key in federation_key_dir (statusctl key make)",
 		            domain);
+	a->no_key = rc < 0;
 	fedkeys_list_free(&keys);
 	return rc;
+}
+
+/* A reporting domain that cannot sign now: logged when it starts, counted while it lasts. */
+static void
+keyless_note(struct fedout *f, const char *domain, const char *why)
+{
+	struct keyless *k;
+
+	for (k = f->keyless; k != NULL; k = k->next)
+		if (strcmp(k->domain, domain) == 0)
+			break;
+	if (k == NULL) {
+		k = mycalloc(1, sizeof(*k));
+		k->domain = mystrdup(domain);
+		k->next = f->keyless;
+		f->keyless = k;
+		atomic_fetch_add(&f->keyless_n, 1);
+		msg_warn("federation: events reported by %s wait for a signing key (those of "
+		         "other reporting domains go): %s",
+		         domain, why);
+	}
+	k->seen_ms = time_mono_ms();
+}
+
+/* Forget the reporting domains that signed again (domain) or that were not seen
+   for older_ms (their rows went otherwise: expired, withdrawn); -1: all. */
+static void
+keyless_forget(struct fedout *f, const char *domain, int64_t older_ms)
+{
+	struct keyless **kp = &f->keyless, *k;
+	int64_t now = time_mono_ms();
+
+	while ((k = *kp) != NULL) {
+		if ((domain != NULL && strcmp(k->domain, domain) == 0) ||
+		    (domain == NULL && (older_ms < 0 || now - k->seen_ms > older_ms))) {
+			if (domain != NULL)
+				msg_info("federation: %s signs reports again", domain);
+			*kp = k->next;
+			free(k->domain);
+			free(k);
+			atomic_fetch_sub(&f->keyless_n, 1);
+		} else
+			kp = &k->next;
+	}
 }
 
 /* MIMI's code for an outbox row's status (sql/011). */
@@ -529,6 +589,8 @@ report_send(struct fedout *f, const char *destination, const struct store_fedout
 	if (endpoint_find(f, destination, a) < 0 ||
 	    key_find(f, rows[0].reporter, &key, keyid, a) < 0)
 		goto out;
+	if (f->keyless != NULL)
+		keyless_forget(f, rows[0].reporter, 0);
 	for (;;) {
 		if (report_encode(rows, n, &body, &len, a) < 0)
 			goto out;
@@ -547,6 +609,16 @@ out:
 	EVP_PKEY_free(key);
 }
 
+static void
+skip_clear(struct fedout *f)
+{
+	for (size_t i = 0; i < f->nskip; i++)
+		free(f->skip[i]);
+	free(f->skip);
+	f->skip = NULL;
+	f->nskip = 0;
+}
+
 /* Send a destination's waiting rows while it takes them; *wait_r is lowered to its backoff
    when it fails. -1 on database trouble. */
 static int
@@ -557,6 +629,7 @@ dest_serve(struct fedout *f, const struct store_fedout_dest *d, long long *wait_
 	size_t limit = MIMISTATUS_ENTRIES_MAX; /* events per report, halved by each 413 */
 	int64_t expired;
 
+	skip_clear(f);
 	/* what waited too long goes before anything is sent */
 	if (store_fedout_expire(f->conn, d->destination, f->cfg->federation_expiry, &expired,
 	                        error_r) < 0)
@@ -575,8 +648,8 @@ dest_serve(struct fedout *f, const struct store_fedout_dest *d, long long *wait_
 		int64_t delay = 0;
 		enum store_fedout_fate fate;
 
-		if (store_fedout_rows(f->conn, d->destination, MIMISTATUS_ENTRIES_MAX, &rows, &n,
-		                      error_r) < 0)
+		if (store_fedout_rows(f->conn, d->destination, (const char *const *)f->skip,
+		                      f->nskip, MIMISTATUS_ENTRIES_MAX, &rows, &n, error_r) < 0)
 			return -1;
 		if (n == 0) {
 			store_fedout_rows_free(rows, n);
@@ -588,6 +661,16 @@ dest_serve(struct fedout *f, const struct store_fedout_dest *d, long long *wait_
 		memset(&a, 0, sizeof(a));
 		a.retry_after_ms = -1;
 		report_send(f, d->destination, rows, &cut, &a);
+		if (a.no_key) {
+			/* its rows wait, read again without them: the other reporting domains' go
+			   (not counted as a report: each pass skips one more domain) */
+			keyless_note(f, rows[0].reporter, a.why);
+			f->skip = myreallocarray(f->skip, f->nskip + 1, sizeof(*f->skip));
+			f->skip[f->nskip++] = mystrdup(rows[0].reporter);
+			store_fedout_rows_free(rows, n);
+			k--;
+			continue;
+		}
 		if (a.outcome == FEDSCHED_SPLIT) {
 			/* the rows stay; the next reports to it have half as many events */
 			limit = cut / 2;
@@ -715,6 +798,9 @@ fed_round(struct fedout *f, long long *wait_r, const char **error_r)
 		}
 	}
 	store_fedout_dests_free(d, n);
+	/* a destination is tried at least every federation_retry_max: a reporting domain not
+	   seen for twice that (and a poll) has no rows waiting any more */
+	keyless_forget(f, NULL, 2 * f->cfg->federation_retry_max + POLL_MS);
 	*wait_r = wait;
 	return 0;
 }
@@ -767,6 +853,8 @@ fed_free(struct fedout *f)
 		curl_easy_cleanup(f->curl);
 	resolver_free(&f->resolver);
 	mbuf_free(&f->answer);
+	keyless_forget(f, NULL, -1);
+	skip_clear(f);
 	if (f->wake[0] >= 0)
 		close(f->wake[0]);
 	if (f->wake[1] >= 0)
@@ -880,4 +968,5 @@ fedout_stats(struct fedout *f, struct fedout_stats *out)
 	out->reports_split = atomic_load(&f->reports_split);
 	out->outbox_depth = atomic_load(&f->depth);
 	out->destinations_failing = atomic_load(&f->failing);
+	out->reporters_without_key = atomic_load(&f->keyless_n);
 }

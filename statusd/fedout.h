@@ -20,6 +20,7 @@ struct fedout_stats {
 	uint64_t reports_split;                   /* 413: sent again in smaller reports */
 	int64_t outbox_depth;                     /* events waiting, at the last round */
 	int64_t destinations_failing;             /* destinations in backoff, last round */
+	int64_t reporters_without_key;            /* reporting domains whose events wait */
 };
 
 /* Start the sender's thread, unless federation_policy sends nothing (NULL, *error_r

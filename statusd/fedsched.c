@@ -5,13 +5,14 @@
 
 #include <json-c/json.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "msg.h"
 
-#define ANSWER_MAX 4096 /* bytes of a 200's body looked at */
+#define ANSWER_MAX 4096 /* bytes of an answer's body looked at */
 
 /* {"accepted":n,"duplicate":n,"refused":n}: the sum, or -1 if it is not such an object. */
 static int64_t
@@ -49,6 +50,62 @@ answer_counts(const char *body, size_t len)
 	return sum;
 }
 
+int
+fedsched_problem_code(const char *body, size_t len, char *code, size_t size)
+{
+	struct json_tokener *tok;
+	struct json_object *doc, *v;
+	const char *s;
+	size_t n = 0;
+	int rc = -1;
+
+	if (size > 0)
+		code[0] = '\0';
+	if (body == NULL || len == 0 || len > ANSWER_MAX || size == 0)
+		return -1;
+	tok = json_tokener_new_ex(4);
+	doc = json_tokener_parse_ex(tok, body, (int)len);
+	if (doc != NULL && json_tokener_get_parse_end(tok) == len &&
+	    json_object_is_type(doc, json_type_object) &&
+	    json_object_object_get_ex(doc, "code", &v) &&
+	    json_object_is_type(v, json_type_string)) {
+		s = json_object_get_string(v);
+		n = (size_t)json_object_get_string_len(v);
+		rc = n > 0 && n <= FEDSCHED_CODE_MAX && n < size ? 0 : -1;
+		for (size_t i = 0; rc == 0 && i < n; i++)
+			if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') ||
+			      s[i] == '-'))
+				rc = -1;
+		if (rc == 0) {
+			memcpy(code, s, n);
+			code[n] = '\0';
+		}
+	}
+	json_object_put(doc);
+	json_tokener_free(tok);
+	return rc;
+}
+
+/* The refusals docs/federation.md ("Answers") says a sender sends again: by status and code. */
+static bool
+refusal_passes(long status, const char *code)
+{
+	static const struct {
+		long status;
+		const char *code;
+	} again[] = {
+	        {401, "stale"}, /* signed anew at every attempt */
+	        {401, "digest-mismatch"},
+	        {403, "key-unknown"}, /* the receiver may not see a new key record yet */
+	        {409, "replay"},      /* a new nonce at every attempt */
+	};
+
+	for (size_t i = 0; i < sizeof(again) / sizeof(again[0]); i++)
+		if (again[i].status == status && strcmp(again[i].code, code) == 0)
+			return true;
+	return false;
+}
+
 enum fedsched_outcome
 fedsched_answer(long status, const char *body, size_t len, size_t nevents, const char **why_r)
 {
@@ -82,7 +139,15 @@ fedsched_answer(long status, const char *body, size_t len, size_t nevents, const
 		return nevents > 1 ? FEDSCHED_SPLIT : FEDSCHED_REFUSED;
 	}
 	if (status >= 400 && status <= 499) {
-		*why_r = errfmt("%ld: refused", status);
+		char code[FEDSCHED_CODE_MAX + 1];
+
+		if (fedsched_problem_code(body, len, code, sizeof(code)) < 0)
+			snprintf(code, sizeof(code), "no code");
+		else if (refusal_passes(status, code)) {
+			*why_r = errfmt("%ld %s: try later", status, code);
+			return FEDSCHED_RETRY;
+		}
+		*why_r = errfmt("%ld %s: refused", status, code);
 		return FEDSCHED_REFUSED;
 	}
 	/* 1xx, another 2xx, 3xx (redirects are not followed): not an acknowledgement */

@@ -10,9 +10,11 @@
  *
  * SECURITY
  *	The answer's status, Retry-After and body come from the destination: untrusted. Only
- *	the status code, a bounded JSON object of three counts and Retry-After are read; a
- *	200 whose counts do not add up to the report's events is not taken for an
- *	acknowledgement.
+ *	the status code, a bounded JSON object of three counts (a 200), the "code" of a
+ *	bounded problem document (a 4xx: at most FEDSCHED_CODE_MAX of [a-z0-9-]) and
+ *	Retry-After are read; a 200 whose counts do not add up to the report's events is not
+ *	taken for an acknowledgement, and a 4xx is sent again only for the (status, code)
+ *	pairs docs/federation.md's "Answers" table says, anything else is final.
  *
  * DIAGNOSTICS
  *	fedsched_answer() returns a one-line reason (static or errfmt text) in *why_r.
@@ -32,9 +34,21 @@ enum fedsched_outcome {
 	FEDSCHED_SPLIT,   /* 413: too large for the receiver; send its rows in smaller reports */
 };
 
+#define FEDSCHED_CODE_MAX 32 /* bytes of a problem document's "code" */
+
+/*
+ * The "code" of a problem document (RFC 9457, docs/federation.md "Answers"): a JSON object,
+ * the whole body, at most 4096 bytes, nested at most 4 deep, whose "code" is a string of
+ * 1 to FEDSCHED_CODE_MAX of [a-z0-9-]. 0 with it in code (size bytes, NUL-terminated), or
+ * -1 (code "") for anything else.
+ */
+int fedsched_problem_code(const char *body, size_t len, char *code, size_t size);
+
 /*
  * What an answer means for a report of nevents events. status 0: no answer (timeout,
- * connection or TLS error). body (len bytes, may be NULL) is the answer's body.
+ * connection or TLS error). body (len bytes, may be NULL) is the answer's body. A 4xx is
+ * REFUSED unless its problem document's code is one the receiver's table says to send
+ * again (401 stale, 401 digest-mismatch, 403 key-unknown, 409 replay): RETRY.
  */
 enum fedsched_outcome fedsched_answer(long status, const char *body, size_t len, size_t nevents,
                                       const char **why_r);

@@ -151,6 +151,10 @@ batch_run(struct dbjob *job, PGconn *conn)
 	size_t nlogged;
 	const char *error;
 	bool transient;
+	/* one by one: the outbox rows of the events stored (the sum), -1 if each of them said
+	   the site remembers no other site's mail */
+	int64_t added = 0;
+	bool told = false, remembered = false;
 
 	for (int i = 0; i < b->count; i++) {
 		free(b->errors[i]);
@@ -197,9 +201,17 @@ batch_run(struct dbjob *job, PGconn *conn)
 			return DBW_RETRY; /* the ones stored so far are skipped as duplicates */
 		if (rc < 0) {
 			b->errors[i] = mystrdup(errfmt("rejected by the database: %s", error));
-		} else
+		} else {
 			add_logged(b, logged, nlogged);
+			if (b->outbox_run) {
+				told = true;
+				remembered |= b->outbox.added >= 0;
+				added += b->outbox.added > 0 ? b->outbox.added : 0;
+			}
+		}
 	}
+	if (b->outbox_run)
+		b->outbox.added = told && !remembered ? -1 : added;
 	return batch_mdn(b, conn);
 }
 

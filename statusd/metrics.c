@@ -100,6 +100,9 @@ metric_federation(struct mbuf *out, const struct ingest_stats *st, struct fedout
 	       (double)fs.events_expired);
 	metric(out, "msgstatus_federation_destinations_failing", "gauge",
 	       "Destinations waiting out a backoff.", (double)fs.destinations_failing);
+	metric(out, "msgstatus_federation_reporters_without_key", "gauge",
+	       "Reporting domains whose events wait for a signing key (federation_key_dir).",
+	       (double)fs.reporters_without_key);
 }
 
 void

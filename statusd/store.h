@@ -441,9 +441,11 @@ int store_fedout_withdraw(PGconn *conn, const char *destination, int level, int6
 int store_fedout_dests(PGconn *conn, bool peers, struct store_fedout_dest **dests_r, size_t *n_r,
                        const char **error_r);
 void store_fedout_dests_free(struct store_fedout_dest *d, size_t n);
-/* A destination's first waiting rows in id order, at most limit. */
-int store_fedout_rows(PGconn *conn, const char *destination, int limit,
-                      struct store_fedout_row **rows_r, size_t *n_r, const char **error_r);
+/* A destination's first waiting rows in id order, at most limit, but none of the nskip
+   reporting domains in skip (may be NULL with 0). */
+int store_fedout_rows(PGconn *conn, const char *destination, const char *const *skip, size_t nskip,
+                      int limit, struct store_fedout_row **rows_r, size_t *n_r,
+                      const char **error_r);
 void store_fedout_rows_free(struct store_fedout_row *rows, size_t n);
 /* A report's fate for its n rows, and the destination's state: failures in a row (0
    after a success or a refusal), the endpoint used (may be NULL), error (NULL on success). */

@@ -185,22 +185,46 @@ store_fedout_rows_free(struct store_fedout_row *rows, size_t n)
 	free(rows);
 }
 
+/* A text[] literal of the strings: each element quoted, '"' and '\\' escaped. */
+static void
+text_array_literal(const char *const *v, size_t n, struct mbuf *out)
+{
+	mbuf_putc(out, '{');
+	for (size_t i = 0; i < n; i++) {
+		if (i > 0)
+			mbuf_putc(out, ',');
+		mbuf_putc(out, '"');
+		for (const char *c = v[i]; *c != '\0'; c++) {
+			if (*c == '"' || *c == '\\')
+				mbuf_putc(out, '\\');
+			mbuf_putc(out, *c);
+		}
+		mbuf_putc(out, '"');
+	}
+	mbuf_putc(out, '}');
+}
+
 int
-store_fedout_rows(PGconn *conn, const char *destination, int limit,
-                  struct store_fedout_row **rows_r, size_t *n_r, const char **error_r)
+store_fedout_rows(PGconn *conn, const char *destination, const char *const *skip, size_t nskip,
+                  int limit, struct store_fedout_row **rows_r, size_t *n_r, const char **error_r)
 {
 	char lim[16];
-	const char *params[2] = {destination, lim};
+	struct mbuf skipped = MBUF_INIT;
+	const char *params[3] = {destination, lim, NULL};
 	struct store_fedout_row *rows;
 	PGresult *res;
 	int n;
 
 	snprintf(lim, sizeof(lim), "%d", limit);
+	text_array_literal(skip, nskip, &skipped);
+	params[2] = mbuf_str(&skipped);
 	res = PQexecParams(conn,
 	                   "SELECT id, reporter, event_id, status, origin_tracking_id, recipient,"
 	                   " (extract(epoch FROM event_time) * 1000)::bigint FROM fed_outbox"
-	                   " WHERE destination = $1 AND failed_at IS NULL ORDER BY id LIMIT $2",
-	                   2, NULL, params, NULL, NULL, 0);
+	                   " WHERE destination = $1 AND failed_at IS NULL"
+	                   " AND reporter <> ALL($3::text[]) ORDER BY id LIMIT $2",
+	                   3, NULL, params, NULL, NULL, 0);
+	mbuf_free(&skipped);
 	if ((res = store_want(conn, res, PGRES_TUPLES_OK, error_r)) == NULL)
 		return -1;
 	n = PQntuples(res);

@@ -13,12 +13,18 @@ receiver would, under the key statusctl made for example.net):
 - delivered and read arrive signed by example.net, and decode to the msgid of the sending
   site's tracking id, the right statuses, recipient and event ids;
 - a receiver answering 503 gets the same events again later, in order, then acknowledges;
-- a receiver answering 401 refuses the report: its rows are marked failed;
+- a receiver answering 401 refuses the report: its rows are marked failed; so does a 401
+  signature-invalid problem document, while 403 key-unknown (a key record the receiver
+  does not see yet) is sent again and later delivered;
+- a reporting domain without a signing key holds up no other: its events wait, the other
+  domain's go to the same destination;
 - an event that waited longer than federation_expiry is dropped and counted;
 - a recipient who turned read receipts off: their read never leaves (delivered does),
   neither from the ingest nor from the outbox, where it waited when they turned it off;
 - a destination whose site policy is none (example.com) gets nothing;
-- the plugin's events that came before the milter's inbound event go once it came.
+- the plugin's events that came before the milter's inbound event go once it came;
+- a batch the database rejects is stored one event at a time, and the outbox rows of all
+  its stored events are counted in msgstatus_federation_outbox_added_total.
 """
 import base64
 import hashlib
@@ -56,7 +62,7 @@ class Receiver(http.server.ThreadingHTTPServer):
         self.pubkey = pubkey
         self.lock = threading.Lock()
         self.requests = []  # dicts: path, status answered, report (fedverify) or error
-        self.answers = []   # (status, headers) to answer next, in order
+        self.answers = []   # (status, headers[, problem code]) to answer next, in order
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -85,10 +91,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
         else:
             rec["error"] = res.stderr.strip()
         with srv.lock:
-            status, headers = srv.answers.pop(0) if srv.answers else (200, {})
+            answer = srv.answers.pop(0) if srv.answers else (200, {})
+            status, headers = answer[:2]
             rec["status"] = status
             srv.requests.append(rec)
-        if status == 200 and "report" in rec:
+        ctype = "application/json"
+        if len(answer) > 2:  # a problem document with a code (docs/federation.md, "Answers")
+            ctype = "application/problem+json"
+            out = json.dumps({"type": "about:blank", "title": "Refused", "status": status,
+                              "code": answer[2], "detail": "test"}).encode()
+        elif status == 200 and "report" in rec:
             out = json.dumps({"accepted": len(rec["report"]["events"]), "duplicate": 0,
                               "refused": 0}).encode()
         elif status == 200:
@@ -98,7 +110,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_response(status)
         for k, v in headers.items():
             self.send_header(k, v)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(out)))
         self.end_headers()
         self.wfile.write(out)
@@ -171,6 +183,10 @@ class FederationSendTest(unittest.TestCase):
         cls.rx.shutdown()
         cls.rx.server_close()
         cls.sb.close()
+
+    def setUp(self):
+        with self.rx.lock:  # what an earlier test queued and did not use
+            self.rx.answers.clear()
 
     # --- helpers
 
@@ -289,6 +305,92 @@ class FederationSendTest(unittest.TestCase):
         wait_for("the next event acknowledged", lambda: [e["event_id"] for e in
                                                          self.received(origin)] == [r],
                  timeout=20)
+
+    def tries(self, origin):
+        """The verified requests (in arrival order) that carried origin's events."""
+        with self.rx.lock:
+            return [q for q in self.rx.requests if "report" in q and any(
+                e["msgid"] == msgid(origin) for e in q["report"]["events"])]
+
+    def test_403_key_unknown_is_sent_again(self):
+        """A key record the receiver does not see yet (403 key-unknown) is no reason to give
+        up: the events stay, go again, and are delivered once it takes them."""
+        tag, origin = self.unique("t10"), self.unique("org10")
+        self.remember(tag, origin, "kate@example.net")
+        with self.rx.lock:
+            self.rx.answers += [(403, {}, "key-unknown"), (403, {}, "key-unknown")]
+        d = self.plugin("delivered", tag, "kate@example.net")
+        wait_for("delivered after two refusals",
+                 lambda: [e["event_id"] for e in self.received(origin)] == [d], timeout=30)
+        self.assertEqual([q["status"] for q in self.tries(origin)], [403, 403, 200])
+        self.assertEqual(self.outbox(f"event_id = '{d}'"), [])
+
+    def test_401_signature_invalid_marks_the_rows_failed(self):
+        tag, origin = self.unique("t11"), self.unique("org11")
+        self.remember(tag, origin, "liam@example.net")
+        with self.rx.lock:
+            self.rx.answers.append((401, {}, "signature-invalid"))
+        d = self.plugin("delivered", tag, "liam@example.net")
+        wait_for("the row marked failed",
+                 lambda: self.outbox(f"event_id = '{d}'") == [["example.org", d, "4", "t"]],
+                 timeout=20)
+        time.sleep(1.5)  # a retry would have come by now (federation_retry_max 2s)
+        self.assertEqual([q["status"] for q in self.tries(origin)], [401])
+        self.assertEqual(self.received(origin), [])
+        failure = self.pg.scalar(f"SELECT failure FROM fed_outbox WHERE event_id = '{d}'")
+        self.assertIn("signature-invalid", failure)
+
+    def test_reporter_without_key_holds_up_no_other(self):
+        """B reports for two domains to the same destination; one of them has no signing key:
+        its events wait (logged, counted), the other's are delivered."""
+        tag, origin = self.unique("t12"), self.unique("org12")
+        ntag, norigin = self.unique("t12n"), self.unique("org12n")
+        self.remember(ntag, norigin, "mia@nokey.example")
+        self.remember(tag, origin, "noah@example.net")
+        n = self.plugin("delivered", ntag, "mia@nokey.example")
+        d = self.plugin("delivered", tag, "noah@example.net", offset_ms=1)
+        r = self.plugin("read", tag, "noah@example.net", offset_ms=2)
+        try:
+            wait_for("example.net's events, behind nokey.example's",
+                     lambda: [e["event_id"] for e in self.received(origin)] == [d, r],
+                     timeout=20)
+            self.assertEqual(self.outbox(f"event_id = '{n}'"), [["example.org", n, "4", "f"]])
+            self.assertEqual(self.received(norigin, accepted_only=False), [])
+            self.assertEqual(self.metric("msgstatus_federation_reporters_without_key"), 1)
+            # the destination is not in backoff for it
+            self.assertEqual(self.pg.scalar(
+                "SELECT failures FROM fed_peers WHERE destination = 'example.org'"), "0")
+        finally:
+            self.pg.psql(f"DELETE FROM fed_outbox WHERE event_id = '{n}'")
+
+    def test_outbox_added_counts_every_event_stored_one_by_one(self):
+        """An event the database refuses (here a trigger's error) makes its batch go one event
+        at a time: the outbox rows the others added are all counted."""
+        tags = [(self.unique("t13"), self.unique("org13"), f"{n}@example.net")
+                for n in ("olga", "pete")]
+        for tag, origin, rcpt in tags:
+            self.remember(tag, origin, rcpt)
+        self.pg.psql("CREATE FUNCTION test_poison() RETURNS trigger LANGUAGE plpgsql AS $$"
+                     " BEGIN IF NEW.event_id LIKE 'poison-%' THEN"
+                     " RAISE EXCEPTION 'poisoned event'; END IF; RETURN NEW; END $$;"
+                     " CREATE TRIGGER test_poison BEFORE INSERT ON events FOR EACH ROW"
+                     " EXECUTE FUNCTION test_poison()")
+        try:
+            added = self.metric("msgstatus_federation_outbox_added_total")
+            evs = [event("delivered", tracking_id=tag, recipient=rcpt, source="dovecot")
+                   for tag, _, rcpt in tags]
+            evs.append(event("delivered", tracking_id=tags[0][0], recipient="quinn@example.net",
+                             source="dovecot", id=self.unique("poison")))
+            replies = self.sd.send_events(evs)
+            self.assertNotIn("error", json.dumps(replies[:2]), replies)
+            self.assertIn("poisoned event", json.dumps(replies[2]), replies)
+            for (_, origin, _), ev in zip(tags, evs):
+                wait_for("the delivered", lambda: [e["event_id"] for e in self.received(
+                    origin)] == [ev["id"]], timeout=20)
+        finally:
+            self.pg.psql("DROP TRIGGER test_poison ON events; DROP FUNCTION test_poison()")
+        self.assertIn("storing its events one by one", self.sd.child.log())
+        self.assertEqual(self.metric("msgstatus_federation_outbox_added_total") - added, 2)
 
     def test_opted_out_read_never_leaves(self):
         tag, origin = self.unique("t4"), self.unique("org4")

@@ -1,7 +1,7 @@
 /*
  * test_fedsched - the federation sender's decisions (statusd/fedsched.c): what an answer
- * means for a report's rows, Retry-After, the backoff with its cap and jitter, and how a
- * destination's waiting rows are cut into reports.
+ * means for a report's rows (by a problem document's code too), Retry-After, the backoff
+ * with its cap and jitter, and how a destination's waiting rows are cut into reports.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,6 +10,11 @@
 
 #include "check.h"
 #include "fedsched.h"
+
+/* A problem document as statusd's endpoint writes it (statusd/http.c req_problem_code). */
+#define P(code)                                                                                    \
+	"{\"type\":\"about:blank\",\"title\":\"Forbidden\",\"status\":403,\"code\":\"" code        \
+	"\",\"detail\":\"as in the table\"}"
 
 static void
 test_answer(void **state)
@@ -47,6 +52,36 @@ test_answer(void **state)
 	        {413, NULL, 1, FEDSCHED_REFUSED},
 	        {415, NULL, 2, FEDSCHED_REFUSED},
 	        {422, NULL, 2, FEDSCHED_REFUSED},
+	        /* by the problem document's code (docs/federation.md, "Answers") */
+	        {401, P("stale"), 2, FEDSCHED_RETRY},
+	        {401, P("digest-mismatch"), 2, FEDSCHED_RETRY},
+	        {403, P("key-unknown"), 2, FEDSCHED_RETRY},
+	        {409, P("replay"), 2, FEDSCHED_RETRY},
+	        {401, P("signature-invalid"), 2, FEDSCHED_REFUSED},
+	        {401, P("signature-missing"), 2, FEDSCHED_REFUSED},
+	        {401, P("signature-profile"), 2, FEDSCHED_REFUSED},
+	        {403, P("key-revoked"), 2, FEDSCHED_REFUSED},
+	        {403, P("domain-mismatch"), 2, FEDSCHED_REFUSED},
+	        {403, P("recipient-domain"), 2, FEDSCHED_REFUSED},
+	        {400, P("malformed"), 2, FEDSCHED_REFUSED},
+	        {404, P("not-accepting"), 2, FEDSCHED_REFUSED},
+	        {415, P("content-type"), 2, FEDSCHED_REFUSED},
+	        {429, P("rate-limited"), 2, FEDSCHED_RETRY},
+	        {503, P("dns-unavailable"), 2, FEDSCHED_RETRY},
+	        {503, P("storage-unavailable"), 2, FEDSCHED_RETRY},
+	        {503, P("busy"), 2, FEDSCHED_RETRY},
+	        /* a code counts only with its status */
+	        {400, P("key-unknown"), 2, FEDSCHED_REFUSED},
+	        {403, P("stale"), 2, FEDSCHED_REFUSED},
+	        {401, P("replay"), 2, FEDSCHED_REFUSED},
+	        /* and only from a well-formed problem document */
+	        {403, "{\"code\":\"key-unknown\"} x", 2, FEDSCHED_REFUSED},
+	        {403, "{\"code\":\"Key-Unknown\"}", 2, FEDSCHED_REFUSED},
+	        {403, "{\"code\":[\"key-unknown\"]}", 2, FEDSCHED_REFUSED},
+	        {403, "[{\"code\":\"key-unknown\"}]", 2, FEDSCHED_REFUSED},
+	        {403, "{\"detail\":\"key-unknown\"}", 2, FEDSCHED_REFUSED},
+	        {403, "{\"code\":\"key-unknown\",", 2, FEDSCHED_REFUSED},
+	        {403, "key-unknown", 2, FEDSCHED_REFUSED},
 	};
 	(void)state;
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
@@ -60,6 +95,49 @@ test_answer(void **state)
 		CHECK_INT(what, got, rows[i].want);
 		CHECK_INT(what, why != NULL, 1);
 	}
+	check_done();
+}
+
+static void
+test_problem_code(void **state)
+{
+	char code[FEDSCHED_CODE_MAX + 1], big[5000], small[4];
+	const char *nested = "{\"a\":{\"b\":{\"c\":{\"d\":{}}}},\"code\":\"stale\"}";
+	const char *s;
+
+	(void)state;
+	s = P("key-unknown");
+	CHECK_INT("problem document", fedsched_problem_code(s, strlen(s), code, sizeof(code)), 0);
+	CHECK_STR("its code", code, "key-unknown");
+	s = "{\"code\":\"replay\"}";
+	CHECK_INT("code alone", fedsched_problem_code(s, strlen(s), code, sizeof(code)), 0);
+	CHECK_STR("code alone", code, "replay");
+	/* not a string of [a-z0-9-], too long, not the whole body, too deep, too large */
+	s = "{\"code\":\"key unknown\"}";
+	CHECK_INT("space", fedsched_problem_code(s, strlen(s), code, sizeof(code)), -1);
+	CHECK_STR("cleared", code, "");
+	s = "{\"code\":\"key-unknown\\u0000\"}";
+	CHECK_INT("NUL", fedsched_problem_code(s, strlen(s), code, sizeof(code)), -1);
+	s = "{\"code\":\"\"}";
+	CHECK_INT("empty", fedsched_problem_code(s, strlen(s), code, sizeof(code)), -1);
+	s = "{\"code\":\"abcdefghijklmnopqrstuvwxyz0123456\"}"; /* 33 */
+	CHECK_INT("33 bytes", fedsched_problem_code(s, strlen(s), code, sizeof(code)), -1);
+	s = "{\"code\":\"abcdefghijklmnopqrstuvwxyz012345\"}"; /* 32 */
+	CHECK_INT("32 bytes", fedsched_problem_code(s, strlen(s), code, sizeof(code)), 0);
+	CHECK_INT("a small buffer", fedsched_problem_code(s, strlen(s), small, sizeof(small)), -1);
+	CHECK_STR("a small buffer", small, "");
+	s = "{\"code\":42}";
+	CHECK_INT("number", fedsched_problem_code(s, strlen(s), code, sizeof(code)), -1);
+	s = "{\"code\":\"stale\"}{}";
+	CHECK_INT("trailing", fedsched_problem_code(s, strlen(s), code, sizeof(code)), -1);
+	CHECK_INT("too deep", fedsched_problem_code(nested, strlen(nested), code, sizeof(code)),
+	          -1);
+	memset(big, ' ', sizeof(big));
+	memcpy(big, "{\"code\":\"stale\"", strlen("{\"code\":\"stale\""));
+	big[sizeof(big) - 1] = '}';
+	CHECK_INT("over 4096 bytes", fedsched_problem_code(big, sizeof(big), code, sizeof(code)),
+	          -1);
+	CHECK_INT("NULL", fedsched_problem_code(NULL, 0, code, sizeof(code)), -1);
 	check_done();
 }
 
@@ -124,9 +202,8 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	        cmocka_unit_test(test_answer),
-	        cmocka_unit_test(test_retry_after),
-	        cmocka_unit_test(test_backoff),
+	        cmocka_unit_test(test_answer),      cmocka_unit_test(test_problem_code),
+	        cmocka_unit_test(test_retry_after), cmocka_unit_test(test_backoff),
 	        cmocka_unit_test(test_cut),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
