@@ -306,9 +306,12 @@ ask_for_dsns(SMFICTX *ctx, const struct mconfig *cfg, struct dsnreq *d, const ch
 	size_t failed = 0;
 	char envid[ENVMAC_ENVID_LEN + 1];
 
-	/* with the site's secret, the ENVID proves that a report was asked for by us */
+	/* with the site's secret, the ENVID proves that a report was asked for by us; when the
+	   submitter asked for DSNs of their own (any recipient, local ones included: the ENVID
+	   is the whole envelope's), the keep variant, whose reports are never consumed */
 	if (cfg->report_secret != NULL)
-		envmac_make(envid, cfg->report_secret, cfg->report_secret_len, tracking_id);
+		envmac_make(envid, cfg->report_secret, cfg->report_secret_len, tracking_id,
+		            dsnreq_submitter_asks(d));
 	else
 		snprintf(envid, sizeof(envid), "%s", tracking_id);
 	if (!dsnreq_plan(d, envid, &plan)) {

@@ -148,14 +148,15 @@ reportin_read(const struct reportin_input *in, struct reportin_result *res, stru
 	char dkim[DKIMVERIFY_SIGS_MAX * (DKIMVERIFY_DOMAIN_MAX + 1) + 1];
 	char *raw = NULL;
 	size_t rawlen = 0;
-	bool all_good = true;
+	bool all_good = true, keep = false;
 
 	memset(res, 0, sizeof(*res));
 	if (report_parse(in->data, in->len, &r, why) < 0)
 		return -1;
 	res->dsn = r.kind == REPORT_DSN;
-	res->envid_ok = res->dsn && in->secret != NULL &&
-	                envmac_check(r.envelope_id, in->secret, in->secret_len, res->tracking_id);
+	res->envid_ok =
+	        res->dsn && in->secret != NULL &&
+	        envmac_check(r.envelope_id, in->secret, in->secret_len, res->tracking_id, &keep);
 	if (!res->envid_ok && r.msgstatus_id != NULL &&
 	    randid_valid(r.msgstatus_id, strlen(r.msgstatus_id)))
 		memcpy(res->tracking_id, r.msgstatus_id, RANDID_LEN + 1);
@@ -229,7 +230,8 @@ reportin_read(const struct reportin_input *in, struct reportin_result *res, stru
 		res->events++;
 	}
 	free(raw);
-	res->consume = res->envid_ok && all_good && res->events > 0 && res->skipped == 0;
+	/* a report the submitter asked for too (the keep mac) is theirs to see: never consumed */
+	res->consume = res->envid_ok && !keep && all_good && res->events > 0 && res->skipped == 0;
 	report_clear(&r);
 	if (res->events == 0) {
 		*why = "no recipient entry with a usable address";

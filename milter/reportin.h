@@ -20,7 +20,8 @@
  * mail systems"): it knows the message's recipients. What the milter decides is whether
  * the report is consumed: a DSN that this site asked for (valid ENVID mac) whose every
  * entry says delivered, relayed or delayed is discarded once its events are recorded; a
- * failure, an unverifiable DSN and every MDN reach the user as before.
+ * failure, an unverifiable DSN, a DSN whose ENVID has the keep mac (the submitter asked
+ * for DSNs too, envmac.h) and every MDN reach the user as before.
  *
  * DESIGN
  *	Pure functions, as tracker.h: callbacks.c keeps the message and carries out the
