@@ -84,9 +84,10 @@ raw_clean(const char *raw, size_t len)
 }
 
 /* Append ev to events, with raw (clean) in its details cut so that the record fits: the
-   escaped raw text may take what the record without it leaves. */
+   escaped raw text may take what the record without it leaves. cut: raw is already the
+   start of a longer text (raw_truncated whatever fits). */
 static void
-append_with_raw(struct msevent *ev, char *raw, size_t rawlen, struct mbuf *events)
+append_with_raw(struct msevent *ev, char *raw, size_t rawlen, bool cut, struct mbuf *events)
 {
 	struct mbuf rec = MBUF_INIT;
 	size_t keep = rawlen, base;
@@ -98,7 +99,7 @@ append_with_raw(struct msevent *ev, char *raw, size_t rawlen, struct mbuf *event
 	for (;;) {
 		char saved = raw[keep];
 
-		if (keep == rawlen)
+		if (keep == rawlen && !cut)
 			json_object_object_del(ev->details, "raw_truncated");
 		raw[keep] = '\0';
 		msevent_detail_str(ev, MSEVENT_RAW_KEY, raw);
@@ -221,9 +222,10 @@ reportin_read(const struct reportin_input *in, struct reportin_result *res, stru
 			continue;
 		}
 		if (res->events == 0) {
-			rawlen = in->len;
+			/* a record holds at most MSEVENT_RECORD_MAX bytes of it: copy no more */
+			rawlen = in->len < MSEVENT_RECORD_MAX ? in->len : MSEVENT_RECORD_MAX;
 			raw = raw_clean(in->data, rawlen);
-			append_with_raw(&ev, raw, rawlen, events);
+			append_with_raw(&ev, raw, rawlen, in->cut || rawlen < in->len, events);
 		} else
 			msevent_format(&ev, events);
 		msevent_clear(&ev);

@@ -145,6 +145,9 @@ dsn(const char *envid, const char *const *entries, size_t n, const char *body_ex
 	return (char *)mbuf_str(&b);
 }
 
+/* the next read_events() reads the start of a longer message (the milter stopped keeping) */
+static bool input_cut;
+
 /* Read msg; the events parsed into evs (up to 8); returns their number, -1 if refused. */
 static int
 read_events(const char *msg, const struct dkimverify_result *dkim, struct reportin_result *res,
@@ -155,7 +158,8 @@ read_events(const char *msg, const struct dkimverify_result *dkim, struct report
 	                            .secret = secret,
 	                            .secret_len = sizeof(secret),
 	                            .dkim = dkim,
-	                            .now_ms = NOW};
+	                            .now_ms = NOW,
+	                            .cut = input_cut};
 	struct mbuf out = MBUF_INIT;
 	struct json_tokener *tok = msevent_tokener_new();
 	const char *why;
@@ -361,6 +365,37 @@ test_raw_cut_to_fit(void **state)
 	check_done();
 }
 
+/* The milter kept only the start of a large report: its parts are read, and the raw text
+   says it is cut even when what was kept fits in the record. */
+static void
+test_input_cut(void **state)
+{
+	char envid[ENVMAC_ENVID_LEN + 1];
+	const char *ok[] = {"bob@b.example delivered 2.0.0"};
+	struct reportin_result res;
+	struct msevent evs[8];
+	char *msg, *cut;
+	int n;
+
+	(void)state;
+	envmac_make(envid, secret, sizeof(secret), TID, false);
+	msg = dsn(envid, ok, 1, NULL);
+	cut = strstr(msg, "Msgstatus-Id: " TID "\r\n\r\n--b--");
+	assert_non_null(cut);
+	cut[sizeof("Msgstatus-Id: " TID)] =
+	        '\0'; /* where the milter stopped: no closing boundary */
+	input_cut = true;
+	n = read_events(msg, NULL, &res, evs, NULL);
+	input_cut = false;
+	CHECK_INT("read", n, 1);
+	CHECK_STR("delivered", detail(&evs[0], "status"), "delivered");
+	CHECK_STR("raw as kept", detail(&evs[0], "raw"), msg);
+	CHECK_STR("said to be cut", detail(&evs[0], "raw_truncated"), "true");
+	clear_all(evs, n);
+	free(msg);
+	check_done();
+}
+
 static void
 test_refused(void **state)
 {
@@ -405,6 +440,7 @@ main(void)
 	        cmocka_unit_test(test_not_consumed),
 	        cmocka_unit_test(test_mdn),
 	        cmocka_unit_test(test_raw_cut_to_fit),
+	        cmocka_unit_test(test_input_cut),
 	        cmocka_unit_test(test_refused),
 	        cmocka_unit_test(test_candidate),
 	};
