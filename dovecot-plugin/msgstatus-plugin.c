@@ -60,6 +60,7 @@
 #include "lib.h"
 #include "array.h"
 #include "mail-deliver.h"
+#include "mail-namespace.h"
 #include "mail-storage-hooks.h"
 #include "mail-storage-private.h"
 #include "mail-user.h"
@@ -269,8 +270,16 @@ add_event(struct msgstatus_txn *txn, struct mailbox *box, struct mail *mail, con
 static void
 add_mdn(struct msgstatus_txn *txn, struct msgstatus_user *muser, struct mail *mail)
 {
+	struct mail_namespace *ns = mailbox_get_namespace(mail->box);
+
 	if (muser->mdn == NULL || is_sent_mailbox(mail->box) ||
 	    mailbox_has_special_use(mail->box, "\\Drafts"))
+		return;
+	/* txn->user is the storage's user: in a shared or public namespace the mailbox's
+	   owner (or nobody), not who reads. An MDN speaks for the reader as the mailbox's
+	   owner: only in the reader's own private namespace. */
+	if (ns == NULL || ns->type != MAIL_NAMESPACE_TYPE_PRIVATE || ns->owner == NULL ||
+	    ns->owner != ns->user || ns->user != txn->user)
 		return;
 	/* clang-format off */
 	T_BEGIN {

@@ -15,10 +15,11 @@
  *	(tracker_wants_dkim) are they, and then the body, fed to a DKIM check (dkimverify.h),
  *	whose key lookups may wait for the DNS at end of message, at most 2 x dns_timeout.
  *	A report coming back (reportin.h: not tracked, to local addresses only, Content-Type
- *	multipart/report) is kept whole from the same buffer on, DKIM-checked too, read at end
- *	of message, and discarded there when reportin says it is consumed and its events are
- *	recorded. Everything else drops the buffer at the end of headers: no DKIM work, no
- *	DNS.
+ *	multipart/report) is kept from the same buffer on, up to REPORT_KEEP_MAX, DKIM-checked
+ *	too, read at end of message (on a local connection, sendmail(1) or Postfix's own
+ *	notices, only a DSN with our ENVID), and discarded there when reportin says it is
+ *	consumed and its events are in the spool (not when they wait in the shipper's
+ *	memory). Everything else drops the buffer at the end of headers: no DKIM work, no DNS.
  *
  * SECURITY
  *	All arguments come from the SMTP client through Postfix; tracker.c bounds and checks
@@ -59,7 +60,7 @@ struct mconn {
 	struct mconfig *cfg;
 	unsigned long nr;      /* SMFIP_NR_* agreed with the MTA: stages not to reply to */
 	unsigned long actions; /* SMFIF_* agreed with the MTA */
-	bool local;            /* Postfix emulated this connection for a sendmail submission */
+	bool local;            /* Postfix emulated this connection (sendmail, its own notices) */
 	struct tracker_msg *msg;
 	struct dsnreq *dsn; /* lives with msg */
 	/* mail from elsewhere: its headers until the end of headers, then its DKIM check */
@@ -70,11 +71,16 @@ struct mconn {
 	char *content_type; /* the first Content-Type header's value */
 	bool rcpt_remote;   /* a recipient leaves this site ({rcpt_mailer}) */
 	bool report_on;
+	bool report_cut; /* more came than REPORT_KEEP_MAX: the rest was not kept */
 	struct mbuf report;
 };
 
 /* Headers kept for a DKIM check; a message with more is not checked. */
 #define HEADERS_KEEP_MAX (256 * 1024)
+/* What is kept of a report: its report parts come first and are small (a DSN asked for
+   with RET=HDRS is a few KiB; statusd keeps at most one record, MSEVENT_RECORD_MAX, of
+   the raw text), so the rest of a large one (a returned message) is not kept. */
+#define REPORT_KEEP_MAX (256 * 1024)
 
 /* What asking for DSNs needs the MTA to allow. */
 #define DSN_ACTIONS (SMFIF_CHGFROM | SMFIF_DELRCPT | SMFIF_ADDRCPT_PAR)
@@ -96,6 +102,7 @@ message_done(struct mconn *c)
 	c->content_type = NULL;
 	c->rcpt_remote = false;
 	c->report_on = false;
+	c->report_cut = false;
 	mbuf_free(&c->report);
 }
 
@@ -286,11 +293,13 @@ cb_body(SMFICTX *ctx, unsigned char *chunk, size_t len)
 		tracker_body(c->msg, len);
 	if (c->dkim != NULL)
 		dkimverify_body(c->dkim, chunk, len);
-	if (c->report_on) {
-		if (c->report.len + len > REPORT_INPUT_MAX) {
-			msg_info("a report of over %u KiB: not read", REPORT_INPUT_MAX / 1024);
-			c->report_on = false;
-			mbuf_free(&c->report);
+	if (c->report_on && !c->report_cut) {
+		size_t room = c->report.len < REPORT_KEEP_MAX ? REPORT_KEEP_MAX - c->report.len : 0;
+
+		if (len > room) {
+			/* keep what fits, stop there: the report parts come first */
+			mbuf_append(&c->report, chunk, room);
+			c->report_cut = true;
 		} else
 			mbuf_append(&c->report, chunk, len);
 	}
@@ -306,9 +315,12 @@ ask_for_dsns(SMFICTX *ctx, const struct mconfig *cfg, struct dsnreq *d, const ch
 	size_t failed = 0;
 	char envid[ENVMAC_ENVID_LEN + 1];
 
-	/* with the site's secret, the ENVID proves that a report was asked for by us */
+	/* with the site's secret, the ENVID proves that a report was asked for by us; when the
+	   submitter asked for DSNs of their own (any recipient, local ones included: the ENVID
+	   is the whole envelope's), the keep variant, whose reports are never consumed */
 	if (cfg->report_secret != NULL)
-		envmac_make(envid, cfg->report_secret, cfg->report_secret_len, tracking_id);
+		envmac_make(envid, cfg->report_secret, cfg->report_secret_len, tracking_id,
+		            dsnreq_submitter_asks(d));
 	else
 		snprintf(envid, sizeof(envid), "%s", tracking_id);
 	if (!dsnreq_plan(d, envid, &plan)) {
@@ -332,15 +344,22 @@ ask_for_dsns(SMFICTX *ctx, const struct mconfig *cfg, struct dsnreq *d, const ch
 	dsnreq_plan_clear(&plan);
 }
 
-/* Record events: to the spool, else the shipper's memory. false if neither took them. */
+/* Record events: to the spool, else the shipper's memory. false if neither took them;
+   *durable_r (if not NULL) says whether the spool took them (memory is lost with the
+   milter). */
 static bool
-record(const struct mbuf *events, const char *clean, unsigned n)
+record(const struct mbuf *events, const char *clean, unsigned n, bool *durable_r)
 {
 	const char *why;
 	size_t held;
 
-	if (spool_append(the_spool, events->data, events->len, &why) == 0)
+	if (durable_r != NULL)
+		*durable_r = false;
+	if (spool_append(the_spool, events->data, events->len, &why) == 0) {
+		if (durable_r != NULL)
+			*durable_r = true;
 		return true;
+	}
 	if (shipper_hold(the_shipper, events->data, events->len, &held) == 0) {
 		msg_warn("%s: %u events held in memory (%zu bytes in all) until statusd takes "
 		         "them: %s",
@@ -353,7 +372,7 @@ record(const struct mbuf *events, const char *clean, unsigned n)
 }
 
 /* A report that came back (reportin.h): its events; true if the message is to be
-   discarded (a DSN we asked for that says all is well, its events recorded). */
+   discarded (a DSN we asked for that says all is well, its events in the spool). */
 static bool
 read_report(struct mconn *c, const char *clean, const struct dkimverify_result *dr)
 {
@@ -364,26 +383,48 @@ read_report(struct mconn *c, const char *clean, const struct dkimverify_result *
 	        .secret_len = c->cfg->report_secret_len,
 	        .dkim = dr,
 	        .now_ms = time_now_ms(),
+	        .cut = c->report_cut,
 	};
 	struct reportin_result res;
 	struct mbuf events = MBUF_INIT;
 	const char *why;
-	bool recorded;
+	bool recorded, durable;
 
+	if (c->report_cut)
+		msg_info("%s: a report of over %u KiB: only its first %u KiB kept and read", clean,
+		         REPORT_KEEP_MAX / 1024, REPORT_KEEP_MAX / 1024);
 	if (reportin_read(&in, &res, &events, &why) < 0) {
 		msg_info("%s: a report not read: %s", clean, why);
 		mbuf_free(&events);
 		return false;
 	}
-	recorded = record(&events, clean, res.events);
+	/*
+	 * A local connection is Postfix's emulation for sendmail(1) and for its own notices
+	 * alike (cleanup(8) gives a milter nothing to tell them apart, not even pickup's
+	 * Received header, and no {rcpt_mailer} to tell a remote recipient by). Only
+	 * Postfix's notices about our own mail carry our ENVID: anything else from there
+	 * (statusd's own MDNs, a user's report to someone) is no report that came back.
+	 */
+	if (c->local && !(res.dsn && res.envid_ok)) {
+		msg_info("%s: a report submitted on this host without an ENVID of ours (sendmail): "
+		         "not read",
+		         clean);
+		mbuf_free(&events);
+		return false;
+	}
+	recorded = record(&events, clean, res.events, &durable);
 	mbuf_free(&events);
 	msg_info("%s: %s report %s read: %u entr%s%s, tracking id %s, ENVID %s, DKIM %s%s", clean,
 	         res.dsn ? "DSN" : "MDN", res.report_id, res.events, res.events == 1 ? "y" : "ies",
 	         res.skipped ? " (some left out)" : "",
 	         res.tracking_id[0] ? res.tracking_id : "none", res.envid_ok ? "ours" : "not ours",
 	         dr != NULL && dr->nsigs > 0 ? dr->sigs[0].domain : "none",
-	         recorded && res.consume ? "; consumed" : "");
-	return recorded && res.consume;
+	         durable && res.consume    ? "; consumed"
+	         : recorded && res.consume ? "; kept: its events are only in memory"
+	                                   : "");
+	/* consumed only once its events are in the spool: held in memory, they would be lost
+	   with the milter, and the report with them */
+	return durable && res.consume;
 }
 
 /* A message from elsewhere with a foreign tag: remember it if DKIM authenticates it. */
@@ -431,7 +472,7 @@ cb_eom(SMFICTX *ctx)
 	}
 	if (!res.tag && dr != NULL && tracker_wants_dkim(c->msg))
 		check_inbound(c, clean, qid, dr, &res, &events);
-	if (res.tag && !record(&events, clean, res.events)) {
+	if (res.tag && !record(&events, clean, res.events, NULL)) {
 		msg_error("%s: message not tagged", clean);
 		res.tag = false;
 	}

@@ -17,6 +17,7 @@ struct drcpt {
 	bool remote; /* delivered by one of dsn_transports */
 	bool change; /* remote, no NOTIFY of the submitter's, usable */
 	bool never;  /* the submitter said NOTIFY=NEVER */
+	bool asked;  /* the submitter gave a NOTIFY other than NEVER */
 };
 
 struct dsnreq {
@@ -192,8 +193,18 @@ dsnreq_rcpt(struct dsnreq *d, const char *rcpt, const char *const *params, const
 	if (orcpt != NULL)
 		r->orcpt = xstrdup(orcpt);
 	r->never = notify != NULL && strcasecmp(notify, "NEVER") == 0;
+	r->asked = notify != NULL && !r->never;
 	r->change = r->remote && notify == NULL && (orcpt == NULL || usable(orcpt)) &&
 	            strlen(r->arg) <= DSNREQ_PARAM_MAX;
+}
+
+bool
+dsnreq_submitter_asks(const struct dsnreq *d)
+{
+	for (size_t i = 0; d->enabled && i < d->nrcpts; i++)
+		if (d->rcpts[i].asked)
+			return true;
+	return false;
 }
 
 /* Is another recipient than i the same address, and left alone or planned earlier? */

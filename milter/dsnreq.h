@@ -82,6 +82,9 @@ void dsnreq_rcpt(struct dsnreq *d, const char *rcpt, const char *const *params, 
  * xtext-safe). Returns whether there is anything to do. The plan points into d: free it
  * with dsnreq_plan_clear() before d.
  */
+/* Did the submitter give any recipient a NOTIFY other than NEVER (they want DSNs)? Then
+   the ENVID's mac is the keep variant (envmac.h): their reports are never consumed. */
+bool dsnreq_submitter_asks(const struct dsnreq *d);
 bool dsnreq_plan(struct dsnreq *d, const char *envid, struct dsnreq_plan *plan);
 void dsnreq_plan_clear(struct dsnreq_plan *plan);
 

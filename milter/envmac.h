@@ -8,6 +8,9 @@
  * (report_secret_file, msgstatus-milter.conf(5)). A report whose Original-Envelope-Id
  * carries a valid mac was asked for by this site, for that tracking id, and travelled
  * only where the message went (docs/security.md, "Reports from other mail systems").
+ * The "keep" variant (the mac of "keep:<tracking id>") is put on a message whose
+ * submitter asked for DSNs of their own (a NOTIFY other than NEVER): its reports are
+ * verified like the others but never consumed, since the submitter wants to see them.
  *
  * DESIGN
  *	Pure functions over the caller's buffers; the secret lives in the milter's
@@ -37,12 +40,14 @@
 /* Read the secret file (its bytes as they are, ENVMAC_SECRET_MIN..MAX of them) into
    secret (ENVMAC_SECRET_MAX bytes); 0 and *len_r, or -1 and *error_r. */
 int envmac_load(const char *path, unsigned char *secret, size_t *len_r, const char **error_r);
-/* The ENVID for tracking_id into out (ENVMAC_ENVID_LEN + 1 bytes). */
-void envmac_make(char *out, const unsigned char *secret, size_t secret_len,
-                 const char *tracking_id);
-/* Does envid carry a valid mac? Then its tracking id is copied to tracking_id_r
-   (RANDID_LEN + 1 bytes). false for NULL, for anything else, and for an empty secret. */
+/* The ENVID for tracking_id into out (ENVMAC_ENVID_LEN + 1 bytes); keep: the variant whose
+   reports are never consumed. */
+void envmac_make(char *out, const unsigned char *secret, size_t secret_len, const char *tracking_id,
+                 bool keep);
+/* Does envid carry a valid mac (either variant)? Then its tracking id is copied to
+   tracking_id_r (RANDID_LEN + 1 bytes) and *keep_r (if not NULL) says whether it is the
+   keep variant. false for NULL, for anything else, and for an empty secret. */
 bool envmac_check(const char *envid, const unsigned char *secret, size_t secret_len,
-                  char *tracking_id_r);
+                  char *tracking_id_r, bool *keep_r);
 
 #endif

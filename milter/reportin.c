@@ -84,9 +84,10 @@ raw_clean(const char *raw, size_t len)
 }
 
 /* Append ev to events, with raw (clean) in its details cut so that the record fits: the
-   escaped raw text may take what the record without it leaves. */
+   escaped raw text may take what the record without it leaves. cut: raw is already the
+   start of a longer text (raw_truncated whatever fits). */
 static void
-append_with_raw(struct msevent *ev, char *raw, size_t rawlen, struct mbuf *events)
+append_with_raw(struct msevent *ev, char *raw, size_t rawlen, bool cut, struct mbuf *events)
 {
 	struct mbuf rec = MBUF_INIT;
 	size_t keep = rawlen, base;
@@ -98,7 +99,7 @@ append_with_raw(struct msevent *ev, char *raw, size_t rawlen, struct mbuf *event
 	for (;;) {
 		char saved = raw[keep];
 
-		if (keep == rawlen)
+		if (keep == rawlen && !cut)
 			json_object_object_del(ev->details, "raw_truncated");
 		raw[keep] = '\0';
 		msevent_detail_str(ev, MSEVENT_RAW_KEY, raw);
@@ -148,14 +149,15 @@ reportin_read(const struct reportin_input *in, struct reportin_result *res, stru
 	char dkim[DKIMVERIFY_SIGS_MAX * (DKIMVERIFY_DOMAIN_MAX + 1) + 1];
 	char *raw = NULL;
 	size_t rawlen = 0;
-	bool all_good = true;
+	bool all_good = true, keep = false;
 
 	memset(res, 0, sizeof(*res));
 	if (report_parse(in->data, in->len, &r, why) < 0)
 		return -1;
 	res->dsn = r.kind == REPORT_DSN;
-	res->envid_ok = res->dsn && in->secret != NULL &&
-	                envmac_check(r.envelope_id, in->secret, in->secret_len, res->tracking_id);
+	res->envid_ok =
+	        res->dsn && in->secret != NULL &&
+	        envmac_check(r.envelope_id, in->secret, in->secret_len, res->tracking_id, &keep);
 	if (!res->envid_ok && r.msgstatus_id != NULL &&
 	    randid_valid(r.msgstatus_id, strlen(r.msgstatus_id)))
 		memcpy(res->tracking_id, r.msgstatus_id, RANDID_LEN + 1);
@@ -220,16 +222,18 @@ reportin_read(const struct reportin_input *in, struct reportin_result *res, stru
 			continue;
 		}
 		if (res->events == 0) {
-			rawlen = in->len;
+			/* a record holds at most MSEVENT_RECORD_MAX bytes of it: copy no more */
+			rawlen = in->len < MSEVENT_RECORD_MAX ? in->len : MSEVENT_RECORD_MAX;
 			raw = raw_clean(in->data, rawlen);
-			append_with_raw(&ev, raw, rawlen, events);
+			append_with_raw(&ev, raw, rawlen, in->cut || rawlen < in->len, events);
 		} else
 			msevent_format(&ev, events);
 		msevent_clear(&ev);
 		res->events++;
 	}
 	free(raw);
-	res->consume = res->envid_ok && all_good && res->events > 0 && res->skipped == 0;
+	/* a report the submitter asked for too (the keep mac) is theirs to see: never consumed */
+	res->consume = res->envid_ok && !keep && all_good && res->events > 0 && res->skipped == 0;
 	report_clear(&r);
 	if (res->events == 0) {
 		*why = "no recipient entry with a usable address";

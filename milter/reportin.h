@@ -5,7 +5,8 @@
  * callbacks.c gives every message that is not tracked and goes to a local address a look
  * at the end of its headers: only one whose Content-Type is multipart/report (or a
  * multipart/mixed from the null sender, as some MTAs send DSNs) is kept, headers and
- * body, up to REPORT_INPUT_MAX bytes; any other mail costs nothing more. At end of
+ * body, up to 256 KiB (REPORT_KEEP_MAX; the rest of a larger one is not kept, and what
+ * was kept is read, with cut set); any other mail costs nothing more. At end of
  * message reportin_read() parses it with report_parse() (reports/report.h) and appends
  * one report event (type 15, docs/protocol.md) per recipient entry:
  *  - tracking_id: the one in a valid ENVID (envmac.h), else the returned Msgstatus-Id,
@@ -20,7 +21,8 @@
  * mail systems"): it knows the message's recipients. What the milter decides is whether
  * the report is consumed: a DSN that this site asked for (valid ENVID mac) whose every
  * entry says delivered, relayed or delayed is discarded once its events are recorded; a
- * failure, an unverifiable DSN and every MDN reach the user as before.
+ * failure, an unverifiable DSN, a DSN whose ENVID has the keep mac (the submitter asked
+ * for DSNs too, envmac.h) and every MDN reach the user as before.
  *
  * DESIGN
  *	Pure functions, as tracker.h: callbacks.c keeps the message and carries out the
@@ -57,6 +59,7 @@ struct reportin_input {
 	size_t secret_len;
 	const struct dkimverify_result *dkim; /* NULL when not checked */
 	int64_t now_ms;
+	bool cut; /* data is the start of a longer message: raw_truncated, whatever fits */
 };
 
 struct reportin_result {

@@ -53,6 +53,23 @@ LANGUAGE sql IMMUTABLE AS $$
 	FROM (SELECT rtrim(lower(sig), '.') AS s, rtrim(lower(dom), '.') AS d) x
 $$;
 
+-- Is rcpt, a recipient of message, one whose status the site knows first-hand, so that no
+-- DKIM signature may speak for it? Any user of rcpt's domain can have a report signed with
+-- that domain's key (the site signs its own users' outgoing mail): a co-recipient could
+-- write one about another. So: rcpt is in the sender's own domain, or in the domain of a
+-- user statusd knows (users: the site's logins), or the Dovecot plugin has an event of
+-- rcpt for this message (delivered here).
+CREATE FUNCTION msgstatus_report_own(message bigint, rcpt text, sender text) RETURNS boolean
+LANGUAGE sql STABLE AS $$
+	SELECT msgstatus_addr_domain(rcpt) = msgstatus_addr_domain(sender)
+	    OR EXISTS (SELECT 1 FROM users u
+		       WHERE msgstatus_addr_domain(u.name) = msgstatus_addr_domain(rcpt))
+	    OR EXISTS (SELECT 1 FROM events e
+		       WHERE e.message = msgstatus_report_own.message
+			 AND e.rcpt = msgstatus_report_own.rcpt AND e.source = 'dovecot')
+$$;
+CREATE INDEX users_domain ON users (msgstatus_addr_domain(name));
+
 -- Move the batch's report events (type 15) from ingest_stage into reports, and turn those
 -- that count into status events in the batch. Called by statusd in the ingest transaction,
 -- after the COPY and before msgstatus_ingest(), only for a batch that holds report events.
@@ -67,11 +84,15 @@ $$;
 --
 -- The rule (docs/security.md), in this order:
 -- 1. The message: by the tracking id (from a valid ENVID, else the returned Msgstatus-Id),
---    else the newest by Message-ID queued in the 60 days around. None: the entry is dropped.
+--    else by Message-ID: the newest queued in the 60 days around that lists the entry's
+--    recipient as a queued recipient, if all such messages have one owner (anyone can
+--    send a message with another's Message-ID: with owners that differ, no message).
+--    None: the entry is dropped.
 -- 2. The recipient: the address the report names must be one the sender used (a queued
 --    recipient of that message, schema 005's rule). Else unverified.
 -- 3. The origin, proven for that recipient's domain R by either
---    (a) a valid DKIM signature (the milter's check) whose d= aligns with R, or
+--    (a) a valid DKIM signature (the milter's check) whose d= aligns with R, unless the
+--        recipient is one of the site's own (msgstatus_report_own()), or
 --    (b) a DSN whose ENVID carries this site's mac (envid_ok) for this message, when every
 --        recipient of the message outside the sender's own domain is in R: then only R's
 --        mail systems ever saw the ENVID.
@@ -116,11 +137,22 @@ BEGIN
 		(SELECT m.id, m.tracking_id, m.sender FROM messages m
 		 WHERE m.tracking_id = s.tracking_id)
 		UNION ALL
-		(SELECT m.id, m.tracking_id, m.sender FROM messages m
-		 WHERE s.message_id IS NOT NULL AND m.message_id = s.message_id
-		   AND m.queued_at BETWEEN s.event_time - interval '60 days'
-				       AND s.event_time + interval '1 hour'
-		 ORDER BY m.id DESC LIMIT 1)
+		(SELECT c.id, c.tracking_id, c.sender
+		 FROM (SELECT m.id, m.tracking_id, m.sender,
+			      min(coalesce(m.owner, '')) OVER () AS o1,
+			      max(coalesce(m.owner, '')) OVER () AS o2
+		       FROM messages m
+		       WHERE s.message_id IS NOT NULL AND m.message_id = s.message_id
+			 AND m.queued_at BETWEEN s.event_time - interval '60 days'
+					     AND s.event_time + interval '1 hour'
+			 AND (EXISTS (SELECT 1 FROM recipients r
+				      WHERE r.message = m.id AND r.queued
+					AND r.recipient = lower(s.recipient))
+			      OR EXISTS (SELECT 1 FROM ingest_stage q
+					 WHERE q.type = 1 AND q.tracking_id = m.tracking_id
+					   AND lower(q.recipient) = lower(s.recipient)))) c
+		 WHERE c.o1 = c.o2
+		 ORDER BY c.id DESC LIMIT 1)
 		LIMIT 1) m
 	WHERE s.recipient IS NOT NULL;
 
@@ -141,7 +173,9 @@ BEGIN
 	UPDATE report_stage r SET verified = true, proof = 'dkim'
 	WHERE r.rcpt IS NOT NULL
 	  AND EXISTS (SELECT 1 FROM regexp_split_to_table(coalesce(r.details->>'dkim', ''), ' ') d
-		      WHERE msgstatus_dkim_aligned(d, msgstatus_addr_domain(r.rcpt)));
+		      WHERE msgstatus_dkim_aligned(d, msgstatus_addr_domain(r.rcpt)))
+	  -- DKIM proves the domain, not the user: never for a recipient of the site's own
+	  AND NOT msgstatus_report_own(r.message, r.rcpt, r.sender);
 	UPDATE report_stage r SET verified = true, proof = 'envid'
 	WHERE r.rcpt IS NOT NULL AND NOT r.verified AND r.kind = 'dsn'
 	  AND r.details->'envid_ok' = 'true'::jsonb

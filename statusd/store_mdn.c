@@ -17,7 +17,8 @@
  *
  * SECURITY
  *	Everything from the event is a query parameter. The user's preference is read for the
- *	event's recipient, which the plugin sets to the mailbox user.
+ *	event's recipient, which the plugin sets to the mailbox user. A user whose
+ *	read_receipts is off gets no MDN, whatever users.mdn or the userdb default says.
  *
  * DIAGNOSTICS
  *	As store.h: 0 (or a count) or -1 with a one-line *error_r.
@@ -41,20 +42,29 @@ store_mdn_decide(PGconn *conn, const struct store_mdn_read *rd, bool *send_r, bo
 	enum mdn_pref pref = MDN_PREF_UNSET;
 	enum mdn_decision d;
 	PGresult *res;
-	bool fresh;
+	bool fresh, receipts_off = false;
 
 	*send_r = false;
 	*transient_r = false;
 	params[0] = req->user;
-	res = PQexecParams(conn, "SELECT mdn FROM users WHERE name = $1", 1, NULL, params, NULL,
-	                   NULL, 0);
+	res = PQexecParams(conn, "SELECT mdn, read_receipts FROM users WHERE name = $1", 1, NULL,
+	                   params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 		return store_failed(conn, res, transient_r, error_r);
 	if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
 		pref = mdn_pref_parse(PQgetvalue(res, 0, 0));
+	if (PQntuples(res) == 1 && PQgetvalue(res, 0, 1)[0] == 'f')
+		receipts_off = true;
 	PQclear(res);
 
-	d = mdn_decide(req, pref, to, &reason);
+	if (receipts_off) {
+		/* read receipts off: no sender ever learns of a read (docs/api.md), by MDN neither,
+		   whatever the MDN preference or the userdb default says */
+		to[0] = '\0';
+		d = MDN_DECLINED;
+		reason = "the user turned read receipts off";
+	} else
+		d = mdn_decide(req, pref, to, &reason);
 	if (req->message_id == NULL || req->message_id[0] == '\0' ||
 	    strlen(req->message_id) > MSEVENT_MSGID_MAX)
 		return 0; /* nothing to key the decision on: no notification, nothing recorded */

@@ -12,6 +12,7 @@ notifications have their mailboxes:
 - the administrator's default (userdb msgstatus_mdn=always) and STORE +FLAGS (\\Seen): one
   MDN;
 - a user who did not opt in: none, and no $MDNSent;
+- a user who turned read receipts off: none, whatever the MDN preference or default;
 - Disposition-Notification-To differing from the Return-Path: none, and no $MDNSent;
 - statusd down during the read: the record waits in a pickup file, and the MDN goes out
   once when statusd is back (the keyword is then not set, as docs/mdn.md says);
@@ -30,6 +31,7 @@ from msgsandbox.core import wait_for
 from msgsandbox.postfix import make_message
 
 BOB, CAROL, DAVE = "bob@example.org", "carol@example.org", "dave@example.org"
+ERIN = "erin@example.org"  # userdb default always, but read receipts off
 ALICE = "alice@example.net"  # asks for notifications, at the other site
 PLUGIN = "dovecot-plugin/lib90_msgstatus_plugin.so"
 REPORT_JSON = "tests/tools/report_json"
@@ -44,8 +46,10 @@ class MdnTest(unittest.TestCase):
         cls.pg = cls.sb.postgres()
         cls.sd = cls.sb.statusd(cls.pg)
         cls.dc = cls.sb.dovecot(
-            users={BOB: "bob-secret", CAROL: "carol-secret", DAVE: "dave-secret"},
-            userdb_fields={DAVE: {"msgstatus_mdn": "always"}},
+            users={BOB: "bob-secret", CAROL: "carol-secret", DAVE: "dave-secret",
+                   ERIN: "erin-secret"},
+            userdb_fields={DAVE: {"msgstatus_mdn": "always"},
+                           ERIN: {"msgstatus_mdn": "always"}},
             mail_plugins=["notify", "msgstatus"],
             plugin_paths=[paths.binary(PLUGIN)],
             plugin=cls.sd.dovecot_plugin_settings())
@@ -214,6 +218,19 @@ class MdnTest(unittest.TestCase):
     def test_not_opted_in_sends_none(self):
         msgid = self.deliver(CAROL)
         self.assert_none_sent(CAROL, msgid, "preference is never")
+
+    def test_read_receipts_off_sends_none(self):
+        # read receipts off wins over the userdb default (and over mdn = always)
+        code, doc = self.sd.api("/api/v1/preferences", self.sd.token(ERIN), method="PUT",
+                                body={"read_receipts": False})
+        self.assertEqual(code, 200, doc)
+        msgid = self.deliver(ERIN)
+        self.assert_none_sent(ERIN, msgid, "read receipts off")
+        code, doc = self.sd.api("/api/v1/preferences", self.sd.token(ERIN), method="PUT",
+                                body={"mdn": "always"})
+        self.assertEqual(code, 200, doc)
+        msgid = self.deliver(ERIN)
+        self.assert_none_sent(ERIN, msgid, "read receipts off")
 
     def test_dnt_differs_from_return_path(self):
         msgid = self.deliver(BOB, dnt=ALICE, sender="bounces@example.net")

@@ -6,7 +6,9 @@ parameters it receives (its X-Mail-Args and X-Rcpt-Args).
   NOTIFY=SUCCESS,FAILURE,DELAY ORCPT=rfc822;<addr>, MAIL FROM gets RET=HDRS and
   ENVID=<tracking id>.<mac> (HMAC-SHA256 of the tracking id keyed with the milter's
   report_secret_file, 80 bits in base32); the local recipient is left alone;
-- what the submitter asked for wins: NOTIFY=NEVER, their own NOTIFY, RET and ENVID;
+- what the submitter asked for wins: NOTIFY=NEVER, their own NOTIFY, RET and ENVID; with
+  their own NOTIFY (not NEVER) and no ENVID, the ENVID's mac is the keep variant (the mac
+  of "keep:<tracking id>"), whose reports the milter never consumes;
 - a tracked domain not in {msgstatus_dsn_domains}, and sendmail(1) submissions, are left
   as they are.
 """
@@ -112,6 +114,22 @@ class MilterDsnTest(unittest.TestCase):
         self.assertEqual((fail.get("NOTIFY"), fail.get("ORCPT")),
                          ("FAILURE", "rfc822;orig@remote.example"))
         self.assertEqual(self.params(rcpts["plain@remote.example"]).get("NOTIFY"),
+                         "SUCCESS,FAILURE,DELAY")
+
+    def test_submitter_notify_gets_keep_mac(self):
+        # the submitter asked for a success DSN for one recipient and gave no ENVID: the
+        # milter's ENVID carries the keep mac, so that no report is consumed
+        self.submit(ALICE, ["own@remote.example", "other@remote.example"], "dsn-5",
+                    rcpt_options={"own@remote.example": ["NOTIFY=SUCCESS"]})
+        mail, rcpts, tid = self.sunk("dsn-5")
+        self.assertIsNotNone(tid)
+        with open(self.milter.settings["report_secret_file"], "rb") as f:
+            secret = f.read()
+        keep = hmac.new(secret, b"keep:" + tid.encode(), hashlib.sha256).digest()[:10]
+        self.assertEqual(self.params(mail).get("ENVID"),
+                         tid + "." + base64.b32encode(keep).decode().lower(), mail)
+        self.assertEqual(self.params(rcpts["own@remote.example"]).get("NOTIFY"), "SUCCESS")
+        self.assertEqual(self.params(rcpts["other@remote.example"]).get("NOTIFY"),
                          "SUCCESS,FAILURE,DELAY")
 
     def test_domain_without_dsns_is_left_alone(self):

@@ -14,11 +14,15 @@ What this guards:
 - alice -> bob@B: relayed, then delivered from B's success DSN, live on A's WebSocket
   feed; JMAP delivered "yes"; the DSN is kept (raw, for alice only) and never reaches
   alice's mailbox.
+- the same with the milter's spool full: the DSN's events wait in the milter's memory, so
+  the DSN is not consumed and reaches alice's mailbox.
 - greylisting at B: deferred (A's log), then delivered (B's DSN).
 - a recipient B accepts and then bounces: relayed, then bounced, and that bounce reaches
   alice's mailbox.
 - a recipient B refuses at RCPT TO: A's own Postfix bounces it; its notice passes the
   milter (internal_mail_filter_classes = bounce) and is read like any other DSN.
+- a bounce that returns a large message: the milter keeps 256 KiB of it and reads that.
+- a report submitted with sendmail(1) is not read as one that came back.
 - forged reports change nothing and are kept as unverified: a DSN with the bare tracking
   id as ENVID (no mac), one with B's genuine ENVID about a message that also went to C
   (so C's mail systems saw the ENVID too), and an MDN.
@@ -29,6 +33,7 @@ import json
 import os
 import re
 import threading
+import time
 import unittest
 import urllib.parse
 
@@ -229,6 +234,34 @@ class ReportsTest(unittest.TestCase):
         code, _ = self.sd.api("/api/v1/reports/not-an-id", self.token)
         self.assertEqual(code, 400)
 
+    def test_success_dsn_kept_when_its_events_are_only_in_memory(self):
+        """A DSN is consumed only once its events are in the milter's spool: with the spool
+        full they wait in the shipper's memory (lost with the milter), so the DSN reaches
+        alice's mailbox, and its events still reach statusd."""
+        fs = self.sb.tmpfs("reports-spool", "1m")
+        spool_dir = self.milter.settings["spool_dir"]
+        self.milter.stop()
+        self.milter.settings["spool_dir"] = fs.path
+        self.milter.start()
+        try:
+            fs.fill()
+            qid, tid = self.send([BOB], "reports-memory")
+            got = self.wait_status(tid, BOB, "delivered")
+            self.assertEqual(got["delivered"], "yes")
+            (kind, status, verified, proof, report_id), = self.wait_reports(tid, BOB)
+            self.assertEqual((kind, status, verified, proof), ("dsn", 4, True, "envid"))
+            wait_for("the milter's word that it kept the report",
+                     lambda: re.search(rf"DSN report {report_id} read: .*; kept: its events "
+                                       r"are only in memory", self.milter.child.log()),
+                     timeout=TIMEOUT)
+            wait_for("the success DSN in alice's INBOX", lambda: self.inbox_reports(tid),
+                     timeout=TIMEOUT, interval=0.2)
+        finally:
+            fs.empty()
+            self.milter.stop()
+            self.milter.settings["spool_dir"] = spool_dir
+            self.milter.start()
+
     def test_greylisted_then_delivered(self):
         mark = self.postfix.log_mark()
         qid, tid = self.send([GREY], "reports-greylisted")
@@ -282,6 +315,42 @@ class ReportsTest(unittest.TestCase):
                 f"Diagnostic-Code: smtp; 550 {status} no such user\r\n\r\n"
                 "--b\r\nContent-Type: text/rfc822-headers\r\n\r\n"
                 f"Msgstatus-Id: {tid}\r\nSubject: x\r\n\r\n--b--\r\n")
+
+    def test_large_report_is_cut_and_read(self):
+        """The milter keeps at most 256 KiB of a report: a bounce that returns a large
+        message is read from what was kept, and the milter says it cut it."""
+        qid, tid = self.send([BOB], "reports-large")
+        self.wait_status(tid, BOB, "delivered")
+        other = "other@example.net"  # no recipient of the message: kept, as not_recipient
+        big = "X-Filler: " + "x" * 70 + "\r\n"
+        raw = self.dsn(tid, other, tid).replace(
+            "Subject: x\r\n\r\n--b--", "Subject: x\r\n" + big * 15000 + "\r\n--b--")
+        self.assertGreater(len(raw), 1024 * 1024)
+        self.forge(raw)
+        rows = self.wait_reports(tid, other)
+        self.assertEqual([r[:4] for r in rows], [("dsn", 5, False, "not_recipient")])
+        self.assertRegex(self.milter.child.log(),
+                         r"a report of over 256 KiB: only its first 256 KiB kept and read")
+        self.assertEqual(self.pg.scalar("SELECT truncated FROM report_raw "
+                                        f"WHERE report_id = '{rows[0][4]}'"), "t")
+
+    def test_sendmail_input_is_not_a_report(self):
+        """What is submitted with sendmail(1) (statusd's own MDNs, a user's report) is not
+        read as a report that came back: only SMTP input and Postfix's own notices are."""
+        qid, tid = self.send([BOB], "reports-sendmail")
+        self.wait_status(tid, BOB, "delivered")
+        self.wait_reports(tid, BOB)
+        msgid = f"<sendmail-report-{tid}@example.org>"
+        raw = self.dsn(tid, BOB, tid).replace("Subject: Undelivered",
+                                              f"Message-ID: {msgid}\r\nSubject: Undelivered")
+        self.postfix.sendmail("<>", [ALICE], raw)
+        wait_for("the submitted report in alice's INBOX",
+                 lambda: any(msgid.encode() in m for m in self.dovecot.messages(ALICE)),
+                 timeout=TIMEOUT, interval=0.2)
+        time.sleep(2)  # what the milter would have sent has reached statusd
+        self.assertEqual(len(self.reports(tid, BOB)), 1, self.reports(tid, BOB))
+        self.assertRegex(self.milter.child.log(), r"a report submitted on this host without an "
+                         r"ENVID of ours \(sendmail\): not read")
 
     def test_forged_reports_change_nothing(self):
         # a message to B and C: B's success DSN carries A's genuine ENVID, but C's mail

@@ -8,9 +8,13 @@ and what the recipient's status became. A report entry counts only for an addres
 sender used, and only when its origin is proven for that address's domain: an aligned
 DKIM signature (d= the domain or a parent of it with two labels or more), or for a DSN our
 ENVID (envid_ok) on a message whose recipients outside the sender's domain are all in
-that domain. A replay changes nothing; an entry about no message of ours is not kept;
+that domain; never DKIM for a recipient of the site's own (the sender's domain, a
+domain of the site's users, one the Dovecot plugin delivered). By Message-ID, only a
+message that lists the recipient, and none when such messages have different owners.
+A replay changes nothing; an entry about no message of ours is not kept;
 kept reports expire with event_retention.
 """
+import os
 import subprocess
 import unittest
 
@@ -55,6 +59,14 @@ CASES = [
     ("not a recipient of the message", ["bob@b.example"], "eve@b.example",
      {"kind": "dsn", "status": "bounced", "dkim": "b.example", "envid_ok": True},
      (False, "not_recipient"), "relayed"),
+    # DKIM proves the domain, not the user: a user of the site's own domain could have the
+    # site sign a forged report about a co-recipient of that domain
+    ("dkim of the sender's own domain about a local recipient", ["dan@example.org"],
+     "dan@example.org", {"kind": "dsn", "status": "bounced", "dkim": "example.org"},
+     (False, "unproven"), "queued"),
+    ("dkim of another domain of the site's users", ["gina@own2.example"], "gina@own2.example",
+     {"kind": "dsn", "status": "bounced", "dkim": "own2.example"}, (False, "unproven"),
+     "relayed"),
     ("the domain's case does not matter", ["bob@b.example"], "bob@B.Example",
      {"kind": "dsn", "status": "delivered", "dkim": "B.EXAMPLE."}, (True, "dkim"),
      "delivered"),
@@ -67,6 +79,8 @@ class ReportTrustTest(unittest.TestCase):
         cls.sb = Sandbox()
         cls.pg = cls.sb.postgres()
         cls.sd = cls.sb.statusd(cls.pg)
+        # a user of the site in a second domain of its own
+        cls.pg.psql("INSERT INTO users (name) VALUES ('frank@own2.example')")
 
     @classmethod
     def tearDownClass(cls):
@@ -129,6 +143,61 @@ class ReportTrustTest(unittest.TestCase):
             [["dsn", "f", "f"]])
         self.assertEqual(self.pg.scalar(f"SELECT raw = E'Action: delivered\\r\\n' FROM "
                                         f"report_raw WHERE report_id = '{'r' * 26}'"), "t")
+
+    def test_no_dkim_for_a_recipient_delivered_here(self):
+        """A recipient the Dovecot plugin delivered is known first-hand: a DKIM-signed
+        bounce about it is kept unverified and does not override the delivery."""
+        tid = "trustlocal" + "h" * 16
+        self.send([event("queued", tracking_id=tid, recipient="hank@b.example", sender=ALICE,
+                         offset_ms=-60000)])
+        self.send([event("delivered", tracking_id=tid, recipient="hank@b.example",
+                         source="dovecot", offset_ms=-50000)])
+        wait_for("delivered", lambda: self.status_of(tid, "hank@b.example")["status"]
+                 == "delivered" or None, timeout=10)
+        self.send([event("report", tracking_id=tid, recipient="hank@b.example",
+                         source="milter", details={"kind": "dsn", "status": "bounced",
+                                                   "dkim": "b.example"})])
+        rows = wait_for("the report", lambda: self.kept(tid), timeout=10)
+        self.assertEqual((rows[0][0], rows[0][1]), ("f", "unproven"), rows)
+        self.assertEqual(self.status_of(tid, "hank@b.example")["status"], "delivered")
+
+    def owner_of_report(self, report_id):
+        return self.pg.psql("SELECT m.tracking_id FROM reports r JOIN messages m "
+                            f"ON m.id = r.message WHERE r.report_id = '{report_id}'")
+
+    def test_message_id_fallback_cannot_be_taken_over(self):
+        """By Message-ID, a report goes only to a message that lists its recipient, and
+        to none when such messages have different owners."""
+        msgid = f"<same{os.getpid()}@example.org>"
+        mine, hers, both = ("trustmid" + c * 18 for c in "ijk")
+        self.send([event("queued", tracking_id=mine, recipient="bob@b.example", sender=ALICE,
+                         message_id=msgid, offset_ms=-60000)])
+        # mallory sends her own message with the same Message-ID, later, to someone else
+        self.send([event("queued", tracking_id=hers, recipient="carol@c.example",
+                         sender="mallory@example.org", message_id=msgid, offset_ms=-50000)])
+        rep = "midrep1" + "l" * 19
+        self.send([event("report", tracking_id=None, message_id=msgid,
+                         recipient="bob@b.example", source="milter",
+                         details={"kind": "mdn", "status": "read", "dkim": "b.example",
+                                  "report_id": rep, "raw": "Disposition: displayed"})])
+        rows = wait_for("the report", lambda: self.owner_of_report(rep), timeout=10)
+        self.assertEqual(rows, [[mine]], "the report goes to the message sent to bob")
+        self.assertEqual(self.status_of(mine, "bob@b.example")["status"], "read")
+        # now she sends to bob too: two owners, the report goes to no one
+        self.send([event("queued", tracking_id=both, recipient="bob@b.example",
+                         sender="mallory@example.org", message_id=msgid, offset_ms=-40000)])
+        rep2 = "midrep2" + "m" * 19
+        self.send([event("report", tracking_id=None, message_id=msgid,
+                         recipient="bob@b.example", source="milter",
+                         details={"kind": "mdn", "status": "deleted", "dkim": "b.example",
+                                  "report_id": rep2, "raw": "Disposition: deleted"})])
+        self.send([event("queued", tracking_id="after2" + "n" * 20, recipient="x@b.example",
+                         sender=ALICE)])  # the batch after it is stored
+        wait_for("the next batch", lambda: self.pg.scalar(
+            "SELECT 1 FROM messages WHERE tracking_id = 'after2" + "n" * 20 + "'"), timeout=10)
+        self.assertEqual(self.owner_of_report(rep2), [])
+        self.assertEqual(self.pg.scalar(
+            f"SELECT count(*) FROM report_raw WHERE report_id = '{rep2}'"), "0")
 
     def test_report_in_the_batch_of_its_message(self):
         """Postfix's own bounce follows the milter's record within milliseconds: a report

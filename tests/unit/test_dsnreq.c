@@ -339,13 +339,40 @@ test_bounds(void **state)
 	dsnreq_free(&d);
 }
 
+/* The submitter's own NOTIFY (other than NEVER), for any recipient, local ones too: their
+   reports get the keep mac and are never consumed. */
+static void
+test_submitter_asks(void **state)
+{
+	static const char *const success[] = {"NOTIFY=SUCCESS", NULL};
+	static const char *const delay[] = {"NOTIFY=DELAY,FAILURE", NULL};
+	static const char *const never[] = {"NOTIFY=NEVER", NULL};
+	struct dsnreq *d = dsnreq_new();
+
+	(void)state;
+	dsnreq_mail(d, "<a@example.org>", NULL, true);
+	dsnreq_rcpt(d, "<b@r.example>", NULL, "smtp", T, 5);
+	assert_false(dsnreq_submitter_asks(d)); /* no NOTIFY: ours to ask and to consume */
+	dsnreq_rcpt(d, "<c@r.example>", never, "smtp", T, 5);
+	assert_false(dsnreq_submitter_asks(d)); /* NEVER: they want none */
+	dsnreq_rcpt(d, "<d@r.example>", success, "smtp", T, 5);
+	assert_true(dsnreq_submitter_asks(d)); /* a remote recipient with SUCCESS */
+	dsnreq_mail(d, "<a@example.org>", NULL, true);
+	dsnreq_rcpt(d, "<b@r.example>", NULL, "smtp", T, 5);
+	dsnreq_rcpt(d, "<l@example.org>", delay, "lmtp", T, 5);
+	assert_true(dsnreq_submitter_asks(d)); /* a local one: the ENVID is the envelope's */
+	dsnreq_mail(d, "<a@example.org>", NULL, false);
+	assert_false(dsnreq_submitter_asks(d)); /* a new transaction */
+	dsnreq_free(&d);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_param),  cmocka_unit_test(test_transport_listed),
 	        cmocka_unit_test(test_xtext),  cmocka_unit_test(test_plan),
-	        cmocka_unit_test(test_bounds),
+	        cmocka_unit_test(test_bounds), cmocka_unit_test(test_submitter_asks),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -36,38 +36,53 @@ test_envmac(void **state)
 	char bad[ENVMAC_ENVID_LEN + 2];
 
 	(void)state;
-	envmac_make(envid, secret, sizeof(secret), TID);
+	envmac_make(envid, secret, sizeof(secret), TID, false);
 	CHECK_INT("length", strlen(envid), RANDID_LEN + 1 + ENVMAC_LEN);
 	CHECK_INT("starts with the tracking id", strncmp(envid, TID ".", RANDID_LEN + 1), 0);
-	envmac_make(again, secret, sizeof(secret), TID);
+	envmac_make(again, secret, sizeof(secret), TID, false);
 	CHECK_STR("deterministic", again, envid);
 	/* HMAC-SHA256("0123...cdef" x2, TID), first 10 bytes, base32 (Python hmac,
 	 * base64.b32encode) */
 	CHECK_STR("known value", envid + RANDID_LEN + 1, "cngo7vmm6r3zuoy7");
-	CHECK_INT("valid", envmac_check(envid, secret, sizeof(secret), tid), 1);
+	CHECK_INT("valid", envmac_check(envid, secret, sizeof(secret), tid, NULL), 1);
 	CHECK_STR("its tracking id", tid, TID);
-	CHECK_INT("another site's secret", envmac_check(envid, other, sizeof(other), tid), 0);
-	CHECK_INT("no secret", envmac_check(envid, secret, 0, tid), 0);
-	CHECK_INT("the tracking id alone", envmac_check(TID, secret, sizeof(secret), tid), 0);
-	CHECK_INT("NULL", envmac_check(NULL, secret, sizeof(secret), tid), 0);
+	CHECK_INT("another site's secret", envmac_check(envid, other, sizeof(other), tid, NULL), 0);
+	CHECK_INT("no secret", envmac_check(envid, secret, 0, tid, NULL), 0);
+	CHECK_INT("the tracking id alone", envmac_check(TID, secret, sizeof(secret), tid, NULL), 0);
+	CHECK_INT("NULL", envmac_check(NULL, secret, sizeof(secret), tid, NULL), 0);
 	/* case folded by a mail system: still ours */
 	for (size_t i = 0; i < sizeof(again) - 1; i++)
 		again[i] = (char)(again[i] >= 'a' && again[i] <= 'z' ? again[i] - 32 : again[i]);
-	CHECK_INT("upper case", envmac_check(again, secret, sizeof(secret), tid), 1);
+	CHECK_INT("upper case", envmac_check(again, secret, sizeof(secret), tid, NULL), 1);
 	CHECK_STR("upper case: the id in lower case", tid, TID);
 	/* one character of the mac changed, or of the id */
 	memcpy(bad, envid, sizeof(envid));
 	bad[ENVMAC_ENVID_LEN - 1] = bad[ENVMAC_ENVID_LEN - 1] == 'a' ? 'b' : 'a';
-	CHECK_INT("mac changed", envmac_check(bad, secret, sizeof(secret), tid), 0);
+	CHECK_INT("mac changed", envmac_check(bad, secret, sizeof(secret), tid, NULL), 0);
 	memcpy(bad, envid, sizeof(envid));
 	bad[0] = 'b';
-	CHECK_INT("id changed", envmac_check(bad, secret, sizeof(secret), tid), 0);
+	CHECK_INT("id changed", envmac_check(bad, secret, sizeof(secret), tid, NULL), 0);
 	memcpy(bad, envid, sizeof(envid));
 	bad[RANDID_LEN] = '-';
-	CHECK_INT("no dot", envmac_check(bad, secret, sizeof(secret), tid), 0);
+	CHECK_INT("no dot", envmac_check(bad, secret, sizeof(secret), tid, NULL), 0);
 	snprintf(bad, sizeof(bad), "%sa", envid);
-	CHECK_INT("too long", envmac_check(bad, secret, sizeof(secret), tid), 0);
-	CHECK_INT("too short", envmac_check(envid + 1, secret, sizeof(secret), tid), 0);
+	CHECK_INT("too long", envmac_check(bad, secret, sizeof(secret), tid, NULL), 0);
+	CHECK_INT("too short", envmac_check(envid + 1, secret, sizeof(secret), tid, NULL), 0);
+	/* the keep variant: another mac, verified and told apart */
+	{
+		bool keep = false;
+
+		envmac_make(again, secret, sizeof(secret), TID, true);
+		CHECK_INT("keep: another mac", strcmp(again, envid) != 0, 1);
+		CHECK_INT("keep: valid", envmac_check(again, secret, sizeof(secret), tid, &keep),
+		          1);
+		CHECK_INT("keep: said so", keep, 1);
+		CHECK_INT("plain: valid", envmac_check(envid, secret, sizeof(secret), tid, &keep),
+		          1);
+		CHECK_INT("plain: not keep", keep, 0);
+		CHECK_INT("keep: another site's secret",
+		          envmac_check(again, other, sizeof(other), tid, &keep), 0);
+	}
 	check_done();
 }
 
@@ -130,6 +145,9 @@ dsn(const char *envid, const char *const *entries, size_t n, const char *body_ex
 	return (char *)mbuf_str(&b);
 }
 
+/* the next read_events() reads the start of a longer message (the milter stopped keeping) */
+static bool input_cut;
+
 /* Read msg; the events parsed into evs (up to 8); returns their number, -1 if refused. */
 static int
 read_events(const char *msg, const struct dkimverify_result *dkim, struct reportin_result *res,
@@ -140,7 +158,8 @@ read_events(const char *msg, const struct dkimverify_result *dkim, struct report
 	                            .secret = secret,
 	                            .secret_len = sizeof(secret),
 	                            .dkim = dkim,
-	                            .now_ms = NOW};
+	                            .now_ms = NOW,
+	                            .cut = input_cut};
 	struct mbuf out = MBUF_INIT;
 	struct json_tokener *tok = msevent_tokener_new();
 	const char *why;
@@ -195,7 +214,7 @@ test_success_dsn_of_ours(void **state)
 
 	(void)state;
 	snprintf(dkim.sigs[0].domain, sizeof(dkim.sigs[0].domain), "b.example");
-	envmac_make(envid, secret, sizeof(secret), TID);
+	envmac_make(envid, secret, sizeof(secret), TID, false);
 	msg = dsn(envid, e, 2, NULL);
 	n = read_events(msg, &dkim, &res, evs, NULL);
 	CHECK_INT("two entries", n, 2);
@@ -242,7 +261,7 @@ test_not_consumed(void **state)
 	int n;
 
 	(void)state;
-	envmac_make(envid, secret, sizeof(secret), TID);
+	envmac_make(envid, secret, sizeof(secret), TID, false);
 	/* a failure reaches the user */
 	msg = dsn(envid, mixed, 2, NULL);
 	n = read_events(msg, NULL, &res, evs, NULL);
@@ -253,6 +272,17 @@ test_not_consumed(void **state)
 	CHECK_STR("failure: no dkim", detail(&evs[1], "dkim"), NULL);
 	clear_all(evs, n);
 	free(msg);
+	/* all good, but the submitter asked for DSNs too (the keep mac): verified, not consumed */
+	envmac_make(envid, secret, sizeof(secret), TID, true);
+	msg = dsn(envid, ok, 1, NULL);
+	n = read_events(msg, NULL, &res, evs, NULL);
+	CHECK_INT("keep: events", n, 1);
+	CHECK_INT("keep: envid ok", res.envid_ok, 1);
+	CHECK_STR("keep: tracking id", res.tracking_id, TID);
+	CHECK_INT("keep: kept", res.consume, 0);
+	clear_all(evs, n);
+	free(msg);
+	envmac_make(envid, secret, sizeof(secret), TID, false);
 	/* the tracking id alone (anyone who saw the message knows it): not ours */
 	msg = dsn(TID, ok, 1, NULL);
 	n = read_events(msg, NULL, &res, evs, NULL);
@@ -264,7 +294,7 @@ test_not_consumed(void **state)
 	clear_all(evs, n);
 	free(msg);
 	/* another site's mac */
-	envmac_make(envid, other, sizeof(other), TID);
+	envmac_make(envid, other, sizeof(other), TID, false);
 	msg = dsn(envid, ok, 1, NULL);
 	n = read_events(msg, NULL, &res, evs, NULL);
 	CHECK_INT("other secret: envid not ok", res.envid_ok, 0);
@@ -321,7 +351,7 @@ test_raw_cut_to_fit(void **state)
 	/* 40 KiB of text, with quotes, tabs, non-UTF-8 bytes and NULs-to-be to escape */
 	for (int i = 0; i < 4000; i++)
 		mbuf_puts(&big, "\"q\"\t\xff\xfe\xe2\x82\xac\r\n");
-	envmac_make(envid, secret, sizeof(secret), TID);
+	envmac_make(envid, secret, sizeof(secret), TID, false);
 	msg = dsn(envid, ok, 1, mbuf_str(&big));
 	n = read_events(msg, NULL, &res, evs, &reclen);
 	CHECK_INT("one entry", n, 1);
@@ -331,6 +361,37 @@ test_raw_cut_to_fit(void **state)
 	CHECK_INT("raw starts as the message", strncmp(detail(&evs[0], "raw"), msg, 100), 0);
 	clear_all(evs, n);
 	mbuf_free(&big);
+	free(msg);
+	check_done();
+}
+
+/* The milter kept only the start of a large report: its parts are read, and the raw text
+   says it is cut even when what was kept fits in the record. */
+static void
+test_input_cut(void **state)
+{
+	char envid[ENVMAC_ENVID_LEN + 1];
+	const char *ok[] = {"bob@b.example delivered 2.0.0"};
+	struct reportin_result res;
+	struct msevent evs[8];
+	char *msg, *cut;
+	int n;
+
+	(void)state;
+	envmac_make(envid, secret, sizeof(secret), TID, false);
+	msg = dsn(envid, ok, 1, NULL);
+	cut = strstr(msg, "Msgstatus-Id: " TID "\r\n\r\n--b--");
+	assert_non_null(cut);
+	cut[sizeof("Msgstatus-Id: " TID)] =
+	        '\0'; /* where the milter stopped: no closing boundary */
+	input_cut = true;
+	n = read_events(msg, NULL, &res, evs, NULL);
+	input_cut = false;
+	CHECK_INT("read", n, 1);
+	CHECK_STR("delivered", detail(&evs[0], "status"), "delivered");
+	CHECK_STR("raw as kept", detail(&evs[0], "raw"), msg);
+	CHECK_STR("said to be cut", detail(&evs[0], "raw_truncated"), "true");
+	clear_all(evs, n);
 	free(msg);
 	check_done();
 }
@@ -379,6 +440,7 @@ main(void)
 	        cmocka_unit_test(test_not_consumed),
 	        cmocka_unit_test(test_mdn),
 	        cmocka_unit_test(test_raw_cut_to_fit),
+	        cmocka_unit_test(test_input_cut),
 	        cmocka_unit_test(test_refused),
 	        cmocka_unit_test(test_candidate),
 	};
