@@ -175,8 +175,10 @@ long long
 store_mdn_next_due(PGconn *conn, const char **error_r)
 {
 	bool transient; /* the sender reconnects either way */
-	PGresult *res = PQexec(conn, "SELECT greatest(0, ceil(extract(epoch FROM"
-	                             " min(next_attempt) - now()) * 1000))::bigint"
+	/* greatest() skips NULLs: without the CASE, no pending row would say "due now" */
+	PGresult *res = PQexec(conn, "SELECT CASE WHEN min(next_attempt) IS NOT NULL THEN"
+	                             " greatest(0, ceil(extract(epoch FROM"
+	                             " min(next_attempt) - now()) * 1000))::bigint END"
 	                             " FROM mdn WHERE state = 'pending'");
 	long long ms;
 
