@@ -144,6 +144,13 @@ stopping(const struct fedout *f)
 	return atomic_load(&f->stopping);
 }
 
+/* store_connect()'s question */
+static bool
+stop_asked(const void *arg)
+{
+	return atomic_load(&((const struct fedout *)arg)->stopping);
+}
+
 /* --- waiting and the database ------------------------------------------------------- */
 
 /* Consume notifications; 1 if there was one, 0 if not, -1 if the connection broke. */
@@ -205,37 +212,11 @@ db_trouble(struct fedout *f, const char *error)
 static int
 db_open(struct fedout *f, const char **error_r)
 {
-	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
-	int64_t deadline = time_mono_ms() + CONNECT_TIMEOUT_MS, left;
 	bool ready = false;
 
-	f->conn = mynonnull(PQconnectStart(f->cfg->database));
-	if (PQstatus(f->conn) == CONNECTION_BAD)
-		st = PGRES_POLLING_FAILED;
-	while (st != PGRES_POLLING_OK) {
-		struct pollfd pfd[2] = {
-		        {f->wake[0], POLLIN, 0},
-		        {PQsocket(f->conn), st == PGRES_POLLING_READING ? POLLIN : POLLOUT, 0},
-		};
-		int n;
-
-		if (st == PGRES_POLLING_FAILED) {
-			*error_r = store_error(f->conn, NULL);
-			return -1;
-		}
-		if (stopping(f)) {
-			*error_r = "stopping";
-			return -1;
-		}
-		if ((left = deadline - time_mono_ms()) <= 0) {
-			*error_r = "timed out connecting";
-			return -1;
-		}
-		if ((n = poll(pfd, 2, (int)left)) < 0 && errno != EINTR)
-			msg_panic("federation: poll: %s", strerror(errno));
-		if (n > 0 && pfd[1].revents != 0)
-			st = PQconnectPoll(f->conn);
-	}
+	if (store_connect(f->cfg->database, f->wake[0], stop_asked, f, CONNECT_TIMEOUT_MS, &f->conn,
+	                  error_r) < 0)
+		return -1;
 	if (store_fedout_session(f->conn, error_r) < 0)
 		return -1;
 	/* the ingest worker migrates: until the outbox is there, there is nothing to send */

@@ -65,6 +65,13 @@ stopping(struct mdnsend *m)
 	return atomic_load(&m->stopping);
 }
 
+/* store_connect()'s question */
+static bool
+stop_asked(const void *arg)
+{
+	return atomic_load(&((const struct mdnsend *)arg)->stopping);
+}
+
 /* Wait up to ms for the stop pipe or the database (a notification). -1: connection gone. */
 static int
 wait_for(struct mdnsend *m, long long ms)
@@ -114,36 +121,9 @@ db_trouble(struct mdnsend *m, const char *error)
 static int
 db_open(struct mdnsend *m, const char **error_r)
 {
-	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
-	int64_t deadline = time_mono_ms() + CONNECT_TIMEOUT_MS, left;
-
-	m->conn = mynonnull(PQconnectStart(m->cfg->database));
-	if (PQstatus(m->conn) == CONNECTION_BAD)
-		st = PGRES_POLLING_FAILED;
-	while (st != PGRES_POLLING_OK) {
-		struct pollfd pfd[2] = {
-		        {m->wake[0], POLLIN, 0},
-		        {PQsocket(m->conn), st == PGRES_POLLING_READING ? POLLIN : POLLOUT, 0},
-		};
-		int ready;
-
-		if (st == PGRES_POLLING_FAILED) {
-			*error_r = store_error(m->conn, NULL);
-			return -1;
-		}
-		if (stopping(m)) {
-			*error_r = "stopping";
-			return -1;
-		}
-		if ((left = deadline - time_mono_ms()) <= 0) {
-			*error_r = "timed out connecting";
-			return -1;
-		}
-		if ((ready = poll(pfd, 2, (int)left)) < 0 && errno != EINTR)
-			msg_panic("mdn: poll: %s", strerror(errno));
-		if (ready > 0 && pfd[1].revents != 0)
-			st = PQconnectPoll(m->conn);
-	}
+	if (store_connect(m->cfg->database, m->wake[0], stop_asked, m, CONNECT_TIMEOUT_MS, &m->conn,
+	                  error_r) < 0)
+		return -1;
 	if (store_schema_version(m->conn, error_r) < STORE_SCHEMA_VERSION) {
 		*error_r = NOT_YET;
 		return -1;

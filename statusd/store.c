@@ -9,7 +9,9 @@
  */
 #include "store.h"
 
+#include <errno.h>
 #include <json-c/json.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +56,43 @@ store_error(PGconn *conn, const PGresult *res)
 		if (*p == '\n' || *p == '\t')
 			*p = ' ';
 	return errfmt("%s", buf);
+}
+
+int
+store_connect(const char *conninfo, int wake_fd, bool (*stop)(const void *arg), const void *arg,
+              int64_t timeout_ms, PGconn **conn_r, const char **error_r)
+{
+	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+	int64_t deadline = time_mono_ms() + timeout_ms, left;
+	PGconn *conn = *conn_r = mynonnull(PQconnectStart(conninfo));
+
+	if (PQstatus(conn) == CONNECTION_BAD)
+		st = PGRES_POLLING_FAILED;
+	while (st != PGRES_POLLING_OK) {
+		struct pollfd pfd[2] = {
+		        {wake_fd, POLLIN, 0},
+		        {PQsocket(conn), st == PGRES_POLLING_READING ? POLLIN : POLLOUT, 0},
+		};
+		int ready;
+
+		if (st == PGRES_POLLING_FAILED) {
+			*error_r = store_error(conn, NULL);
+			return -1;
+		}
+		if (stop(arg)) {
+			*error_r = "stopping";
+			return -1;
+		}
+		if ((left = deadline - time_mono_ms()) <= 0) {
+			*error_r = "timed out connecting";
+			return -1;
+		}
+		if ((ready = poll(pfd, 2, (int)left)) < 0 && errno != EINTR)
+			msg_panic("database connection: poll: %s", strerror(errno));
+		if (ready > 0 && pfd[1].revents != 0)
+			st = PQconnectPoll(conn);
+	}
+	return 0;
 }
 
 /* Run a command that returns no rows; 0 or -1 with the error. */

@@ -36,6 +36,14 @@ struct mbuf;
 bool store_transient(PGconn *conn, const PGresult *res);
 /* The error of a failed result (or of the connection if res is NULL), on one line. */
 const char *store_error(PGconn *conn, const PGresult *res);
+/*
+ * Connect to conninfo without blocking past timeout_ms or a stop, for statusd's own threads
+ * (webhooks, MDNs, the federation sender): the wait also watches wake_fd, and stop(arg) is
+ * asked after each wake-up. *conn_r is set at once (the caller PQfinish()es it, also after
+ * a failure). 0, or -1 with *error_r: libpq's reason, "stopping" or a timeout.
+ */
+int store_connect(const char *conninfo, int wake_fd, bool (*stop)(const void *arg), const void *arg,
+                  int64_t timeout_ms, PGconn **conn_r, const char **error_r);
 
 /* --- schema and maintenance (store_schema.c) ---------------------------------------- */
 

@@ -119,6 +119,13 @@ stopping(const struct webhooks *w)
 	return atomic_load(&w->stopping);
 }
 
+/* store_connect()'s question */
+static bool
+stop_asked(const void *arg)
+{
+	return atomic_load(&((const struct webhooks *)arg)->stopping);
+}
+
 static long long
 backoff_next(long long cur, long long min, long long max)
 {
@@ -265,36 +272,9 @@ hook_db_trouble(struct hook *h, const char *error, bool quiet)
 static int
 hook_db_open(struct hook *h, const char **error_r)
 {
-	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
-	int64_t deadline = time_mono_ms() + CONNECT_TIMEOUT_MS, left;
-
-	h->conn = mynonnull(PQconnectStart(h->w->cfg->database));
-	if (PQstatus(h->conn) == CONNECTION_BAD)
-		st = PGRES_POLLING_FAILED;
-	while (st != PGRES_POLLING_OK) {
-		struct pollfd pfd[2] = {
-		        {h->w->wake[0], POLLIN, 0},
-		        {PQsocket(h->conn), st == PGRES_POLLING_READING ? POLLIN : POLLOUT, 0},
-		};
-		int ready;
-
-		if (st == PGRES_POLLING_FAILED) {
-			*error_r = store_error(h->conn, NULL);
-			return -1;
-		}
-		if (stopping(h->w)) {
-			*error_r = "stopping";
-			return -1;
-		}
-		if ((left = deadline - time_mono_ms()) <= 0) {
-			*error_r = "timed out connecting";
-			return -1;
-		}
-		if ((ready = poll(pfd, 2, (int)left)) < 0 && errno != EINTR)
-			msg_panic("webhook: poll: %s", strerror(errno));
-		if (ready > 0 && pfd[1].revents != 0)
-			st = PQconnectPoll(h->conn);
-	}
+	if (store_connect(h->w->cfg->database, h->w->wake[0], stop_asked, h->w, CONNECT_TIMEOUT_MS,
+	                  &h->conn, error_r) < 0)
+		return -1;
 	return store_webhook_session(h->conn, error_r);
 }
 
