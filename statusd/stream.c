@@ -109,6 +109,20 @@ item_free(struct item *it)
 
 static bool ws_write_now(struct stream *s, const struct feed_msg *msg);
 
+/*
+ * Have lws close the connection, from outside its callbacks. lws 4.1 on a foreign loop
+ * looks at a timeout set here only on its next event of this context, which a loop with
+ * nothing else to do (a silent client alone on it) may never have: so ask for a writable
+ * callback too, which returns -1 for a failed stream.
+ */
+static void
+fail(struct stream *s)
+{
+	s->failed = true;
+	lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+	lws_callback_on_writable(s->wsi);
+}
+
 /* --- the feed's subscriber interface --------------------------------------------------- */
 
 static size_t
@@ -277,8 +291,7 @@ ws_keep_alive(uint64_t now)
 		if (s->closing || s->failed || s->peer_closed)
 			continue;
 		if (now - s->alive_ms >= 3 * every) {
-			s->failed = true; /* the client is gone: no close frame, as lws did */
-			lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+			fail(s); /* the client is gone: no close frame, as lws did */
 		} else if (s->pinged_ms == 0 || now - s->pinged_ms >= every) {
 			s->pinged_ms = now;
 			s->want_ping = true;
@@ -323,8 +336,7 @@ sse_reap(void)
 		if (ev == 0 ||
 		    (!(ev & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) && lws_is_ssl(s->wsi)))
 			continue; /* quiet, or a TLS record lws's TLS layer may want */
-		s->failed = true;
-		lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+		fail(s);
 	}
 }
 
@@ -472,8 +484,7 @@ ws_write_now(struct stream *s, const struct feed_msg *msg)
 	    lws_get_network_wsi(s->wsi) != s->wsi || lws_partial_buffered(s->wsi))
 		return false;
 	if (ws_text(s->wsi, msg->data, msg->len) < 0) {
-		s->failed = true;
-		lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+		fail(s);
 	}
 	return true;
 }

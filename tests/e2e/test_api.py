@@ -636,6 +636,20 @@ class FeedFlowTest(unittest.TestCase):
             self.assertEqual(json.loads(frame.data)["tracking_id"], "ka")
             live.close()
 
+    def test_a_lone_silent_websocket_is_hung_up(self):
+        """The only connection of its event loop: nothing else wakes lws to close it."""
+        with Sandbox() as sb:
+            pg = sb.postgres()
+            sd = sb.statusd(pg, settings={"feed_ping_interval": "1s"})
+            silent = RawWebSocket(sd, sd.token(ALICE))  # reads, never answers a ping
+            self.assertEqual(json.loads(silent.frame()[1])["type"], "hello")
+            t0 = time.monotonic()
+            with self.assertRaises((EOFError, ConnectionResetError)):
+                while True:
+                    silent.frame()
+            silent.close()
+            self.assertLess(time.monotonic() - t0, 8)  # three intervals, and a tick
+
 
 if __name__ == "__main__":
     main()
