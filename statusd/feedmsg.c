@@ -3,6 +3,7 @@
  */
 #include "feedmsg.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,7 +15,7 @@
 void
 feed_msg_ref(struct feed_msg *m)
 {
-	m->refs++;
+	atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);
 }
 
 void
@@ -23,7 +24,9 @@ feed_msg_unref(struct feed_msg **mp)
 	struct feed_msg *m = *mp;
 
 	*mp = NULL;
-	if (m != NULL && --m->refs == 0)
+	/* the last reference may be dropped on any loop: what others did to m happens
+	   before it is freed (acq_rel) */
+	if (m != NULL && atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1)
 		free(m);
 }
 

@@ -3,11 +3,11 @@
  * reference-counted message that every subscriber who gets it shares (after nchan).
  *
  * DESIGN
- *	A message is made on the loop thread (an event this statusd published) or on a
- *	database thread (a catch-up page, formatted as it is read), then only read. Its
- *	reference count is not atomic: the thread that made a message owns it until it is
- *	handed to the loop thread, and from then on only the loop thread takes and drops
- *	references.
+ *	A message is made on the first loop's thread (an event this statusd published) or on
+ *	a database thread (a catch-up page, formatted as it is read), then only read. The
+ *	first loop hands each published message to every other feed loop (feedloop.h), one
+ *	reference per loop, so its reference count is atomic; nothing else in a message
+ *	changes after it is made.
  *
  * SECURITY
  *	The document is built from a stored event (render_logged); who may receive it is
@@ -19,6 +19,7 @@
 #ifndef FEEDMSG_H
 #define FEEDMSG_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -27,7 +28,7 @@ struct store_logged;
 
 /* One serialized event (the JSON document of docs/api.md), shared by reference. */
 struct feed_msg {
-	int refs;
+	_Atomic int refs; /* held on several loops (feedloop.h) */
 	int64_t offset;
 	size_t len;
 	char data[]; /* len bytes of JSON, NUL-terminated */

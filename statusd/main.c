@@ -29,6 +29,7 @@
 #include "conf.h"
 #include "dbworker.h"
 #include "feed.h"
+#include "feedloop.h"
 #include "http.h"
 #include "ingest.h"
 #include "pickup.h"
@@ -50,6 +51,7 @@ struct statusd {
 	struct auth *auth;
 	struct feed *feed;
 	struct http *http;
+	struct feedloops *feedloops; /* feed_threads > 1 */
 	struct webhooks *webhooks;
 	uv_signal_t sigterm, sigint;
 	uv_timer_t maintain, grace;
@@ -142,6 +144,7 @@ finish_shutdown(struct statusd *sd)
 	uv_close((uv_handle_t *)&sd->maintain, NULL);
 	uv_close((uv_handle_t *)&sd->sigterm, NULL);
 	uv_close((uv_handle_t *)&sd->sigint, NULL);
+	feedloops_stop(&sd->feedloops, sd->feed, sd->http);
 	feed_free(&sd->feed); /* closes the streams while lws is still there */
 	http_stop(sd->http);
 	webhooks_stop(&sd->webhooks);
@@ -273,6 +276,7 @@ main(int argc, char **argv)
 	        .ingest_db = sd.ingest_db,
 	};
 	sd.http = http_start(sd.loop, &env);
+	sd.feedloops = feedloops_start(&env, sd.feed, sd.http);
 
 	uv_signal_init(sd.loop, &sd.sigterm);
 	uv_signal_init(sd.loop, &sd.sigint);
