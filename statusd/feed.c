@@ -70,7 +70,7 @@ struct feed_fetch {
 };
 
 /* What the first feed hands another loop's feed, in log order: the head, then each event
-   it publishes, with its own reference and copies of the strings. */
+   it publishes, as copies of its own (message and strings). */
 struct feed_item {
 	struct feed_msg *msg; /* NULL: the log's head (published, epoch) */
 	char *owner, *sender;
@@ -126,9 +126,16 @@ struct feed {
 	char *conninfo;
 };
 
-/* Counters that the first loop's feed_stats() reads on every loop's feed. */
-#define STAT_ADD(f, field, n) ((void)__atomic_fetch_add(&(f)->stats.field, (n), __ATOMIC_RELAXED))
-#define STAT_SUB(f, field, n) ((void)__atomic_fetch_sub(&(f)->stats.field, (n), __ATOMIC_RELAXED))
+/* Counters that the first loop's feed_stats() reads on every loop's feed. Only the feed's
+   own loop writes them, so a relaxed load and store will do (no read-modify-write). */
+#define STAT_ADD(f, field, n)                                                                      \
+	__atomic_store_n(&(f)->stats.field,                                                        \
+	                 __atomic_load_n(&(f)->stats.field, __ATOMIC_RELAXED) + (n),               \
+	                 __ATOMIC_RELAXED)
+#define STAT_SUB(f, field, n)                                                                      \
+	__atomic_store_n(&(f)->stats.field,                                                        \
+	                 __atomic_load_n(&(f)->stats.field, __ATOMIC_RELAXED) - (n),               \
+	                 __ATOMIC_RELAXED)
 
 static void feed_catch_up(struct feed_sub *sub);
 static void want_up_to(struct feed *f, int64_t upto);
@@ -224,12 +231,12 @@ outbox_add(struct feed *f, struct feed_msg *m, const char *owner, const char *se
 		f->outbox_cap = f->outbox_cap ? 2 * f->outbox_cap : 256;
 		f->outbox = myreallocarray(f->outbox, f->outbox_cap, sizeof(*f->outbox));
 	}
-	feed_msg_ref(m); /* dropped once every loop has its own */
 	f->outbox[f->noutbox++] = (struct feed_item){m, (char *)owner, (char *)sender, 0, 0};
 }
 
 /* Hand items to another loop's feed: one lock and one wake-up per batch, not per event
-   or subscriber. The strings are copied; a message gets one reference per loop. */
+   or subscriber. The messages and strings are copied (feedmsg.h: a count is never shared
+   between threads). */
 static void
 inbox_put(struct feed *r, const struct feed_item *items, size_t n)
 {
@@ -242,7 +249,7 @@ inbox_put(struct feed *r, const struct feed_item *items, size_t n)
 		struct feed_item *it = &r->inbox[r->ninbox++];
 		*it = items[i];
 		if (it->msg != NULL)
-			feed_msg_ref(it->msg);
+			it->msg = feed_msg_copy(it->msg);
 		it->owner = items[i].owner ? mystrdup(items[i].owner) : NULL;
 		it->sender = items[i].sender ? mystrdup(items[i].sender) : NULL;
 	}
@@ -257,9 +264,7 @@ outbox_flush(struct feed *f)
 		return;
 	for (size_t i = 0; i < f->nreplicas; i++)
 		inbox_put(f->replicas[i], f->outbox, f->noutbox);
-	for (size_t i = 0; i < f->noutbox; i++)
-		feed_msg_unref(&f->outbox[i].msg); /* the strings are the batch's */
-	f->noutbox = 0;
+	f->noutbox = 0; /* the messages are the ring's, the strings the batch's */
 }
 
 static void start_subscription(struct feed_sub *sub, int64_t from, int64_t epoch);

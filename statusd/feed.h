@@ -27,15 +27,16 @@
  *	Feed loops (feed_threads, feedloop.h): each other event loop has a feed of its own, a
  *	follower of the first loop's, with its own ring, index of live subscribers, pending
  *	list and two database workers for catch-up pages. Only the first feed reads the log's
- *	head, listens and fills gaps. At the end of each batch it publishes (feed_publish, a
- *	gap read) it hands every follower the batch's events, in offset order, under one
- *	mutex per follower and batch, with a uv_async: the same immutable messages (one more
- *	reference each, feedmsg.h) with the owner and sender, after the log's head first. A
- *	follower publishes them into its ring and fans them out to its own subscribers as the
- *	first feed does, so a subscriber's events keep their order and the fan-out takes no
- *	lock per subscriber. A follower keeps its database workers held until it learns the
- *	head (the schema is then in place). Followers are made before the first loop runs and
- *	forgotten before they are freed.
+ *	head, listens and fills gaps. Of each batch it publishes (feed_publish, a gap read)
+ *	it puts up to PUBLISH_CHUNK events in its ring, hands them to every follower, in
+ *	offset order, under one mutex per follower and chunk, with a uv_async (copies of the
+ *	messages, feedmsg.h, with the owner and sender; the log's head first of all), and only
+ *	then fans them out to its own subscribers, so that the loops fan out at the same
+ *	time. A follower publishes them into its ring and fans them out to its own
+ *	subscribers as the first feed does, so a subscriber's events keep their order and the
+ *	fan-out takes no lock and no atomic operation per subscriber. A follower keeps its
+ *	database workers held until it learns the head (the schema is then in place).
+ *	Followers are made before the first loop runs and forgotten before they are freed.
  *
  *	Subscribers are transports (WebSocket, SSE: stream.c) behind one interface, struct
  *	feed_sub_ops (after nchan). A live subscriber whose transport has feed_buffer_max bytes

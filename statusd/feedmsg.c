@@ -3,7 +3,6 @@
  */
 #include "feedmsg.h"
 
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,7 +14,7 @@
 void
 feed_msg_ref(struct feed_msg *m)
 {
-	atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);
+	m->refs++;
 }
 
 void
@@ -24,9 +23,7 @@ feed_msg_unref(struct feed_msg **mp)
 	struct feed_msg *m = *mp;
 
 	*mp = NULL;
-	/* the last reference may be dropped on any loop: what others did to m happens
-	   before it is freed (acq_rel) */
-	if (m != NULL && atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1)
+	if (m != NULL && --m->refs == 0)
 		free(m);
 }
 
@@ -46,4 +43,16 @@ feed_msg_new(const struct store_logged *l, int64_t epoch, struct mbuf *scratch)
 	m->len = sizeof(prefix) - 1 + scratch->len - 1;
 	m->data[m->len] = '\0';
 	return m;
+}
+
+struct feed_msg *
+feed_msg_copy(const struct feed_msg *m)
+{
+	struct feed_msg *c = mymalloc(sizeof(*c) + m->len + 1);
+
+	c->refs = 1;
+	c->offset = m->offset;
+	c->len = m->len;
+	memcpy(c->data, m->data, m->len + 1);
+	return c;
 }

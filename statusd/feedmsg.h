@@ -3,11 +3,13 @@
  * reference-counted message that every subscriber who gets it shares (after nchan).
  *
  * DESIGN
- *	A message is made on the first loop's thread (an event this statusd published) or on
- *	a database thread (a catch-up page, formatted as it is read), then only read. The
- *	first loop hands each published message to every other feed loop (feedloop.h), one
- *	reference per loop, so its reference count is atomic; nothing else in a message
- *	changes after it is made.
+ *	A message is made on the loop thread (an event this statusd published) or on a
+ *	database thread (a catch-up page, formatted as it is read), then only read. Its
+ *	reference count is not atomic: the thread that made a message owns it until it is
+ *	handed to the loop thread, and from then on only the loop thread takes and drops
+ *	references. Another feed loop (feedloop.h) gets a copy of its own (feed_msg_copy), so
+ *	that a count is never shared between threads and a fan-out takes no atomic
+ *	operation per subscriber.
  *
  * SECURITY
  *	The document is built from a stored event (render_logged); who may receive it is
@@ -19,7 +21,6 @@
 #ifndef FEEDMSG_H
 #define FEEDMSG_H
 
-#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -28,7 +29,7 @@ struct store_logged;
 
 /* One serialized event (the JSON document of docs/api.md), shared by reference. */
 struct feed_msg {
-	_Atomic int refs; /* held on several loops (feedloop.h) */
+	int refs;
 	int64_t offset;
 	size_t len;
 	char data[]; /* len bytes of JSON, NUL-terminated */
@@ -38,6 +39,9 @@ struct feed_msg {
    offset l->log_offset, one reference. scratch is the caller's buffer for formatting (one
    per thread). */
 struct feed_msg *feed_msg_new(const struct store_logged *l, int64_t epoch, struct mbuf *scratch);
+
+/* A copy of m with one reference, for another thread's loop. */
+struct feed_msg *feed_msg_copy(const struct feed_msg *m);
 
 void feed_msg_ref(struct feed_msg *m);
 /* Drop a reference (the last frees m) and set *m to NULL; NULL is fine. */

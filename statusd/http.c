@@ -48,6 +48,7 @@ struct http {
 	struct lws_retry_bo retry; /* none: stream.c keeps WebSockets alive */
 	struct quota *quota;       /* write rate and feed connections per user */
 	bool own_quota;            /* else the first loop's, shared */
+	bool feeds_only;           /* another loop's: front.c hands it only feed requests */
 };
 
 /* lws_create_context() and lws_context_destroy() load and unload lws's libuv plugin
@@ -438,8 +439,8 @@ dispatch(struct http *h, struct req *r)
 		serve_asset(r);
 		return;
 	}
-	if (h->front == NULL && route != NULL && route->kind != ROUTE_SSE)
-		route = NULL; /* another feed loop serves only the feeds (front.c sends no other) */
+	if (h->feeds_only && route != NULL && route->kind != ROUTE_SSE)
+		route = NULL; /* another loop serves only the feeds (front.c sends no other) */
 	if (route == NULL || route->kind == ROUTE_WS) {
 		/* another method of a plain request's path; a WebSocket's path takes only an
 		   upgrade, a file only GET */
@@ -715,9 +716,10 @@ http_start_loop(uv_loop_t *loop, const struct http_env *env, struct http *first)
 	void *loops[1] = {loop};
 
 	h->env = *env;
-	if (first != NULL)
+	if (first != NULL) {
 		h->quota = first->quota;
-	else {
+		h->feeds_only = true;
+	} else {
 		h->quota = quota_new(cfg);
 		h->own_quota = true;
 		/* before any other loop runs: lws's log level is global */
