@@ -11,6 +11,10 @@
  *	/api/v1/messages/stream a WebSocket stream (stream.c). The server's state (struct
  *	http, with its copy of the shared context, env.h) is the lws context's user pointer.
  *	lws's own keep-alive (its retry and idle policy) is off; stream.c pings WebSockets.
+ *	With feed_threads > 1 each other feed loop (feedloop.h) has a server of its own
+ *	(http_start_loop): an lws context on that loop that serves only the feed requests the
+ *	first server's front hands it (http_adopt), with its own env (feed, auth, database
+ *	worker) and the first server's quota. Contexts are made and destroyed under one mutex.
  *
  *	A request that needs to wait (authentication, PostgreSQL, a receipt being stored)
  *	holds a ticket: lws owns the request state and frees it when the client goes away;
