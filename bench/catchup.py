@@ -4,6 +4,7 @@ backlog over Server-Sent Events, side by side with reading the same rows straigh
 PostgreSQL.
 
     bench/catchup.py [--events 1000000] [--rounds 3] [--baseline BUILD_DIR]
+                     [--feed-threads N]
 
 One private PostgreSQL and statusd. The backlog is loaded once through statusd's socket
 (bench/ingest_load, the same realistic mix as bench/ingest.py: per message two recipients,
@@ -88,12 +89,15 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--baseline", metavar="BUILD_DIR",
                     help="also time the statusd of this build tree, in the same rounds")
+    ap.add_argument("--feed-threads", type=int,
+                    help="statusd's feed_threads (the baseline keeps its default)")
     args = ap.parse_args()
 
     with Sandbox(name="bench-catchup") as sb:
         pg = sb.postgres(fsync=True, settings={"shared_buffers": "512MB",
                                                "max_wal_size": "4GB"})
-        sd = sb.statusd(pg)
+        sd = sb.statusd(pg, settings={"feed_threads": str(args.feed_threads)}
+                        if args.feed_threads else None)
         servers = [("statusd", sd)]
         if args.baseline:
             ours, paths.build = paths.build, os.path.abspath(args.baseline)

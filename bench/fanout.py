@@ -2,7 +2,8 @@
 """Fan-out: one event reaching many idle WebSocket subscribers, statusd against nchan.
 
     bench/fanout.py [--conns 10000] [--messages 20] [--interval 0.25] [--rounds 1]
-                    [--idle SECONDS] [--only statusd|nchan] [--loops] [--verbose]
+                    [--idle SECONDS] [--only statusd|nchan] [--feed-threads 1,2]
+                    [--baseline BUILD_DIR] [--loops] [--verbose]
 
 For each server, bench/fanout_client (build/bench/fanout_client, one epoll thread) opens
 --conns WebSocket connections to it from 127.0.0.1 and waits; then --messages events are
@@ -33,7 +34,10 @@ Servers:
   statusd         a private PostgreSQL (fsync on) and statusd; every subscriber is alice
                   following /api/v1/messages/stream; an event is published by sending it
                   to statusd's event socket, so the latency includes the durable commit
-                  in PostgreSQL before the fan-out;
+                  in PostgreSQL before the fan-out; once for each --feed-threads value
+                  (statusd.conf's feed_threads; default: statusd's own default);
+  baseline        with --baseline: the statusd of another build tree (e.g. an older
+                  commit's), with its own defaults, in the same rounds;
   nchan N         Debian's nginx-light with libnginx-mod-nchan (bench-only packages:
                   apt-get install nginx-light libnginx-mod-nchan), N worker processes
                   (1, and 2 = one per CPU here), a websocket subscriber location and an
@@ -178,10 +182,19 @@ def measure(args, port, path, header, pids, publish, subscribed=None):
             "client_us": client_cpu * 1e6 / max(len(lat), 1)}
 
 
-def run_statusd(sb, pg, args, rnd):
+def run_statusd(sb, pg, args, rnd, threads=None, build=None):
     # every subscriber is alice: let her have them all (feed_max_per_user)
-    sd = sb.statusd(pg, name=f"statusd-fanout{rnd}",
-                    settings={"feed_max_per_user": str(max(64, args.conns))})
+    settings = {"feed_max_per_user": str(max(64, args.conns))}
+    if threads is not None:
+        settings["feed_threads"] = str(threads)
+    ours = paths.build
+    if build:
+        paths.build = build  # only for starting it: the client is ours
+    try:
+        sd = sb.statusd(pg, name=f"statusd-fanout{rnd}-{threads}-{'base' if build else 'ours'}",
+                        settings=settings)
+    finally:
+        paths.build = ours
     tid = f"fanout{os.getpid()}r{rnd}"
     # one recipient per published event: only the addresses the sender used count
     sd.send_events([{"v": 1, "id": f"{tid}q{j}", "type": "queued", "time": now_rfc3339(0),
@@ -304,6 +317,10 @@ def main():
     ap.add_argument("--idle", type=float, default=0,
                     help="measure the server's CPU use with all connections idle this long")
     ap.add_argument("--only", choices=["statusd", "nchan"])
+    ap.add_argument("--feed-threads", default="",
+                    help="statusd once per value, comma-separated (feed_threads)")
+    ap.add_argument("--baseline", metavar="BUILD_DIR",
+                    help="also the statusd of this build tree, in the same rounds")
     ap.add_argument("--loops", action="store_true",
                     help="also bench/fanout_loops, lws alone on 1 and on 2 event loops")
     ap.add_argument("--verbose", action="store_true", help="each event's arrivals, on stderr")
@@ -316,8 +333,13 @@ def main():
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard), hard))
 
     servers = []
+    statusds = {}  # name: (feed_threads or None, build dir or None)
     if args.only in (None, "statusd"):
-        servers.append("statusd")
+        for t in [int(x) for x in args.feed_threads.split(",") if x] or [None]:
+            statusds["statusd" if t is None else f"statusd, feed_threads {t}"] = (t, None)
+        if args.baseline:
+            statusds["statusd, baseline"] = (None, os.path.abspath(args.baseline))
+        servers += list(statusds)
     if args.only in (None, "nchan"):
         if not os.path.exists(NCHAN_MODULE):
             sys.exit("nchan is not installed: apt-get install nginx-light libnginx-mod-nchan")
@@ -326,14 +348,14 @@ def main():
         servers += ["lws alone, 1 loop", "lws alone, 2 loops"]
     results = []  # (round, server, result)
     with Sandbox(name="bench-fanout") as sb:
-        pg = sb.postgres(fsync=True) if "statusd" in servers else None
+        pg = sb.postgres(fsync=True) if statusds else None
         for rnd in range(1, args.rounds + 1):
             k = (rnd - 1) % len(servers)
             for name in servers[k:] + servers[:k]:
                 if args.verbose:
                     print(f"round {rnd}: {name}", file=sys.stderr)
-                if name == "statusd":
-                    r = run_statusd(sb, pg, args, rnd)
+                if name in statusds:
+                    r = run_statusd(sb, pg, args, rnd, *statusds[name])
                 elif name.startswith("lws alone"):
                     r = run_loops(args, 1 if name.endswith(" 1 loop") else 2, rnd)
                 else:
@@ -363,15 +385,25 @@ def main():
                              missing=sum(r["missing"] for r in rs))  # over all rounds
         if args.rounds > 1:
             row("median", name, medians[name])
-    if "statusd" in medians and len(medians) > 1:
-        sd = medians["statusd"]
+    if args.rounds > 1:
         print()
-        for name in servers[1:]:
-            nc = medians[name]
-            print(f"statusd / {name}: rate {sd['rate'] / nc['rate']:.2f}, "
-                  f"p50 {sd['p50'] / nc['p50']:.2f}, p99 {sd['p99'] / nc['p99']:.2f}, "
-                  "server CPU per delivery " +
-                  (f"{sd['server_us'] / nc['server_us']:.2f}" if nc["server_us"] else "n/a"))
+        for name in servers:
+            rs = [r for _, n, r in results if n == name]
+            print(f"{name}: rate per round {min(r['rate'] for r in rs):,.0f} to "
+                  f"{max(r['rate'] for r in rs):,.0f}, p99 {min(r['p99'] for r in rs):.0f} to "
+                  f"{max(r['p99'] for r in rs):.0f} ms")
+    others = [n for n in servers if n not in statusds]
+    if statusds and len(servers) > 1:
+        print()
+        for ours in statusds:
+            sd = medians[ours]
+            for name in others + [n for n in statusds if n != ours]:
+                nc = medians[name]
+                print(f"{ours} / {name}: rate {sd['rate'] / nc['rate']:.2f}, "
+                      f"p50 {sd['p50'] / nc['p50']:.2f}, p99 {sd['p99'] / nc['p99']:.2f}, "
+                      "server CPU per delivery " +
+                      (f"{sd['server_us'] / nc['server_us']:.2f}" if nc["server_us"]
+                       else "n/a"))
     print()
     print(json.dumps([{"round": rnd, "server": name, **r} for rnd, name, r in results]))
 

@@ -31,6 +31,7 @@
 #define PAGE_SPAN       2000   /* log offsets per catch-up page, so at most that many events */
 #define CATCHUP_WATER   262144 /* bytes queued before a catch-up pauses */
 #define NOTIFY_DELAY_MS 20     /* let our own batch publish before reading others' */
+#define PUBLISH_CHUNK   1024   /* events published before their fan-out (< FEED_RING) */
 
 struct ring_entry {
 	struct feed_msg *msg;
@@ -68,6 +69,14 @@ struct feed_fetch {
 	char error[300];
 };
 
+/* What the first feed hands another loop's feed, in log order: the head, then each event
+   it publishes, as copies of its own (message and strings). */
+struct feed_item {
+	struct feed_msg *msg; /* NULL: the log's head (published, epoch) */
+	char *owner, *sender;
+	int64_t published, epoch;
+};
+
 struct pending_sub {
 	struct feed_sub *sub;
 	int64_t from, epoch;
@@ -88,12 +97,23 @@ struct feed {
 	struct pending_sub *pending; /* subscribed before the head was known */
 	size_t npending;
 	bool gap_running;
-	int64_t gap_want;    /* publish up to here */
-	unsigned jobs;       /* fetches submitted and not done */
-	struct mbuf scratch; /* formatting buffer for published events (loop thread) */
-	struct feed_stats stats;
+	int64_t gap_want;        /* publish up to here */
+	unsigned jobs;           /* fetches submitted and not done */
+	struct mbuf scratch;     /* formatting buffer for published events (loop thread) */
+	struct feed_stats stats; /* read by the first loop's feed_stats(): atomic builtins */
 	bool freeing;
 	unsigned handles;
+
+	/* feed loops (feedloop.h): the first feed hands every other its head and events */
+	struct feed *first;     /* another loop's feed: the one it follows; NULL: the first */
+	struct feed **replicas; /* the first: the other loops' feeds */
+	size_t nreplicas;
+	struct feed_item *outbox; /* the first: this publish_rows()'s events, for them */
+	size_t noutbox, outbox_cap;
+	pthread_mutex_t inbox_lock; /* another loop's feed: what the first handed it */
+	struct feed_item *inbox;
+	size_t ninbox, inbox_cap;
+	uv_async_t inbox_async;
 
 	/* the listener thread: LISTEN msgstatus_log on its own connection */
 	pthread_t listener;
@@ -105,6 +125,17 @@ struct feed {
 	bool head_warned;
 	char *conninfo;
 };
+
+/* Counters that the first loop's feed_stats() reads on every loop's feed. Only the feed's
+   own loop writes them, so a relaxed load and store will do (no read-modify-write). */
+#define STAT_ADD(f, field, n)                                                                      \
+	__atomic_store_n(&(f)->stats.field,                                                        \
+	                 __atomic_load_n(&(f)->stats.field, __ATOMIC_RELAXED) + (n),               \
+	                 __ATOMIC_RELAXED)
+#define STAT_SUB(f, field, n)                                                                      \
+	__atomic_store_n(&(f)->stats.field,                                                        \
+	                 __atomic_load_n(&(f)->stats.field, __ATOMIC_RELAXED) - (n),               \
+	                 __ATOMIC_RELAXED)
 
 static void feed_catch_up(struct feed_sub *sub);
 static void want_up_to(struct feed *f, int64_t upto);
@@ -120,7 +151,7 @@ go_live(struct feed_sub *sub)
 
 	sub->state = SUB_LIVE;
 	feed_index_enter(f->live, sub);
-	f->stats.live++;
+	STAT_ADD(f, live, 1);
 }
 
 static void
@@ -129,7 +160,7 @@ leave_live(struct feed_sub *sub)
 	if (sub->state != SUB_LIVE)
 		return;
 	feed_index_leave(sub);
-	sub->feed->stats.live--;
+	STAT_SUB(sub->feed, live, 1);
 }
 
 /* --- sending ------------------------------------------------------------------------- */
@@ -157,9 +188,9 @@ deliver(struct feed_sub *sub, struct feed_msg *m)
 		return; /* had it already (a user who is also an admin of the domain) */
 	queued = sub->ops->push(sub, m);
 	sub->position = m->offset;
-	f->stats.sent++;
+	STAT_ADD(f, sent, 1);
 	if (sub->state == SUB_LIVE && queued > (size_t)f->cfg->feed_buffer_max) {
-		f->stats.slow_closed++;
+		STAT_ADD(f, slow_closed, 1);
 		close_sub(sub, "slow consumer: too much unsent");
 	} else if (sub->state == SUB_CATCHUP && queued > CATCHUP_WATER)
 		sub->paused = true;
@@ -182,35 +213,166 @@ fan_out(struct feed *f, struct feed_msg *m, const char *owner, const char *sende
 	fan_list(feed_index_domain(f->live, sender), m);
 }
 
-/* Publish events that follow `published` without a gap; on a gap, read it first. */
+/* --- the other loops' feeds ------------------------------------------------------------ */
+
+static void
+item_clear(struct feed_item *it)
+{
+	feed_msg_unref(&it->msg);
+	free(it->owner);
+	free(it->sender);
+}
+
+/* The first feed: an event for the other loops, handed over at the end of the batch. */
+static void
+outbox_add(struct feed *f, struct feed_msg *m, const char *owner, const char *sender)
+{
+	if (f->noutbox == f->outbox_cap) {
+		f->outbox_cap = f->outbox_cap ? 2 * f->outbox_cap : 256;
+		f->outbox = myreallocarray(f->outbox, f->outbox_cap, sizeof(*f->outbox));
+	}
+	f->outbox[f->noutbox++] = (struct feed_item){m, (char *)owner, (char *)sender, 0, 0};
+}
+
+/* Hand items to another loop's feed: one lock and one wake-up per batch, not per event
+   or subscriber. The messages and strings are copied (feedmsg.h: a count is never shared
+   between threads). */
+static void
+inbox_put(struct feed *r, const struct feed_item *items, size_t n)
+{
+	pthread_mutex_lock(&r->inbox_lock);
+	if (r->ninbox + n > r->inbox_cap) {
+		r->inbox_cap = r->ninbox + n > 2 * r->inbox_cap ? r->ninbox + n : 2 * r->inbox_cap;
+		r->inbox = myreallocarray(r->inbox, r->inbox_cap, sizeof(*r->inbox));
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct feed_item *it = &r->inbox[r->ninbox++];
+		*it = items[i];
+		if (it->msg != NULL)
+			it->msg = feed_msg_copy(it->msg);
+		it->owner = items[i].owner ? mystrdup(items[i].owner) : NULL;
+		it->sender = items[i].sender ? mystrdup(items[i].sender) : NULL;
+	}
+	pthread_mutex_unlock(&r->inbox_lock);
+	uv_async_send(&r->inbox_async);
+}
+
+static void
+outbox_flush(struct feed *f)
+{
+	if (f->noutbox == 0)
+		return;
+	for (size_t i = 0; i < f->nreplicas; i++)
+		inbox_put(f->replicas[i], f->outbox, f->noutbox);
+	f->noutbox = 0; /* the messages are the ring's, the strings the batch's */
+}
+
+static void start_subscription(struct feed_sub *sub, int64_t from, int64_t epoch);
+static void head_known(struct feed *f, int64_t head, int64_t epoch);
+
+/* Another loop's feed: the first one's head or events, in the order it published them. */
+static void
+replica_take(struct feed *f, struct feed_item *it)
+{
+	struct ring_entry *e;
+
+	if (it->msg == NULL) {
+		if (!f->head_known)
+			head_known(f, it->published, it->epoch);
+		return;
+	}
+	if (!f->head_known || it->msg->offset <= f->published)
+		return; /* from before this loop's feed knew the head */
+	if (it->msg->offset != f->published + 1)
+		msg_panic("feed: a feed loop got offset %lld after %lld",
+		          (long long)it->msg->offset, (long long)f->published);
+	e = &f->ring[it->msg->offset % FEED_RING];
+	feed_msg_unref(&e->msg);
+	free(e->owner);
+	free(e->sender);
+	e->msg = it->msg;
+	e->owner = it->owner;
+	e->sender = it->sender;
+	it->msg = NULL;
+	it->owner = it->sender = NULL;
+	f->published = e->msg->offset;
+	if (f->published - f->ring_lo >= FEED_RING)
+		f->ring_lo = f->published - FEED_RING + 1;
+	STAT_ADD(f, published, 1);
+	fan_out(f, e->msg, e->owner, e->sender);
+}
+
+static void
+on_inbox(uv_async_t *a)
+{
+	struct feed *f = a->data;
+	struct feed_item *items;
+	size_t n;
+
+	pthread_mutex_lock(&f->inbox_lock);
+	items = f->inbox;
+	n = f->ninbox;
+	f->inbox = NULL;
+	f->ninbox = f->inbox_cap = 0;
+	pthread_mutex_unlock(&f->inbox_lock);
+	for (size_t i = 0; i < n; i++) {
+		if (!f->freeing)
+			replica_take(f, &items[i]);
+		item_clear(&items[i]);
+	}
+	free(items);
+}
+
+/*
+ * Publish events that follow `published` without a gap; on a gap, read it first. Up to
+ * PUBLISH_CHUNK events at a time go into the ring and to the other loops first, and only
+ * then out to this loop's subscribers, so that every loop does its share of a fan-out at
+ * the same time.
+ */
 static void
 publish_rows(struct feed *f, const struct store_logged *rows, size_t n)
 {
-	for (size_t i = 0; i < n; i++) {
-		const struct store_logged *l = &rows[i];
-		struct ring_entry *e;
-		struct feed_msg *m;
+	bool gap = false;
+	size_t i = 0;
 
-		if (l->log_offset <= f->published)
-			continue; /* read from the database meanwhile */
-		if (l->log_offset != f->published + 1) {
-			want_up_to(f, rows[n - 1].log_offset);
-			return;
+	while (i < n && !gap) {
+		int64_t from = f->published;
+
+		for (size_t taken = 0; i < n && taken < PUBLISH_CHUNK; i++) {
+			const struct store_logged *l = &rows[i];
+			struct ring_entry *e;
+			struct feed_msg *m;
+
+			if (l->log_offset <= f->published)
+				continue; /* read from the database meanwhile */
+			if (l->log_offset != f->published + 1) {
+				gap = true;
+				break;
+			}
+			m = feed_msg_new(l, f->epoch, &f->scratch);
+			e = &f->ring[l->log_offset % FEED_RING];
+			feed_msg_unref(&e->msg);
+			free(e->owner);
+			free(e->sender);
+			e->msg = m;
+			e->owner = l->owner ? strdup(l->owner) : NULL;
+			e->sender = l->sender ? strdup(l->sender) : NULL;
+			f->published = l->log_offset;
+			if (f->published - f->ring_lo >= FEED_RING)
+				f->ring_lo = f->published - FEED_RING + 1;
+			STAT_ADD(f, published, 1);
+			if (f->nreplicas > 0)
+				outbox_add(f, m, l->owner, l->sender);
+			taken++;
 		}
-		m = feed_msg_new(l, f->epoch, &f->scratch);
-		e = &f->ring[l->log_offset % FEED_RING];
-		feed_msg_unref(&e->msg);
-		free(e->owner);
-		free(e->sender);
-		e->msg = m;
-		e->owner = l->owner ? strdup(l->owner) : NULL;
-		e->sender = l->sender ? strdup(l->sender) : NULL;
-		f->published = l->log_offset;
-		if (f->published - f->ring_lo >= FEED_RING)
-			f->ring_lo = f->published - FEED_RING + 1;
-		f->stats.published++;
-		fan_out(f, m, e->owner, e->sender);
+		outbox_flush(f);
+		for (int64_t o = from + 1; o <= f->published; o++) {
+			struct ring_entry *e = &f->ring[o % FEED_RING];
+			fan_out(f, e->msg, e->owner, e->sender);
+		}
 	}
+	if (gap)
+		want_up_to(f, rows[n - 1].log_offset);
 }
 
 void
@@ -332,8 +494,6 @@ want_up_to(struct feed *f, int64_t upto)
 	fetch_new(f, f->db, FETCH_GAP, f->published, f->gap_want, 10000, NULL);
 }
 
-static void start_subscription(struct feed_sub *sub, int64_t from, int64_t epoch);
-
 static void
 on_retry(uv_timer_t *t)
 {
@@ -341,6 +501,8 @@ on_retry(uv_timer_t *t)
 
 	if (f->freeing)
 		return;
+	if (f->first != NULL)
+		return; /* the first feed reads the log for every loop */
 	if (!f->head_known)
 		fetch_new(f, f->db, FETCH_HEAD, 0, 0, 0, NULL);
 	else
@@ -359,12 +521,28 @@ head_done(struct feed *f, struct feed_fetch *x)
 		want_up_to(f, x->head); /* after a listener reconnect */
 		return;
 	}
-	f->epoch = x->epoch;
-	f->published = f->gap_want = x->head;
+	head_known(f, x->head, x->epoch);
+}
+
+/* Where the log is, once known: start the subscriptions that waited for it. */
+static void
+head_known(struct feed *f, int64_t head, int64_t epoch)
+{
+	f->epoch = epoch;
+	f->published = f->gap_want = head;
 	f->ring_lo = f->published + 1;
 	f->head_known = true;
-	msg_info("feed: the log is at offset %lld (epoch %lld)", (long long)f->published,
-	         (long long)f->epoch);
+	if (f->first == NULL) {
+		struct feed_item it = {.published = head, .epoch = epoch};
+		msg_info("feed: the log is at offset %lld (epoch %lld)", (long long)f->published,
+		         (long long)f->epoch);
+		for (size_t i = 0; i < f->nreplicas; i++)
+			inbox_put(f->replicas[i], &it, 1);
+	} else {
+		/* the schema is in place: this loop's database workers may start */
+		dbworker_release(f->db);
+		dbworker_release(f->page_db[1]);
+	}
 	for (size_t i = 0; i < f->npending; i++)
 		start_subscription(f->pending[i].sub, f->pending[i].from, f->pending[i].epoch);
 	free(f->pending);
@@ -572,7 +750,7 @@ feed_subscribe(struct feed *f, struct feed_sub *sub, const struct feed_sub_ops *
 	if (f->subs)
 		f->subs->prev = sub;
 	f->subs = sub;
-	f->stats.subscribers++;
+	STAT_ADD(f, subscribers, 1);
 	if (!f->head_known) {
 		f->pending = myreallocarray(f->pending, f->npending + 1, sizeof(*f->pending));
 		f->pending[f->npending++] = (struct pending_sub){sub, from, epoch};
@@ -601,7 +779,7 @@ feed_unsubscribe(struct feed_sub *sub)
 		f->subs = sub->next;
 	if (sub->next)
 		sub->next->prev = sub->prev;
-	f->stats.subscribers--;
+	STAT_SUB(f, subscribers, 1);
 	principal_free(&sub->who);
 	sub->state = SUB_CLOSED;
 	sub->feed = NULL;
@@ -700,29 +878,66 @@ on_async(uv_async_t *a)
 
 /* --- life cycle ---------------------------------------------------------------------- */
 
-struct feed *
-feed_new(uv_loop_t *loop, const struct sd_config *cfg, struct dbworker *db,
-         struct dbworker *page_db)
+static struct feed *
+feed_init(uv_loop_t *loop, const struct sd_config *cfg, struct dbworker *db,
+          struct dbworker *page_db)
 {
 	struct feed *f = mycalloc(1, sizeof(*f));
-	int rc;
 
-	f->conninfo = mystrdup(cfg->database);
 	f->loop = loop;
 	f->cfg = cfg;
 	f->db = db;
 	f->page_db[0] = db;
 	f->page_db[1] = page_db;
 	f->live = feed_index_new();
+	pthread_mutex_init(&f->inbox_lock, NULL);
 	uv_async_init(loop, &f->async, on_async);
+	uv_async_init(loop, &f->inbox_async, on_inbox);
 	uv_timer_init(loop, &f->notify_timer);
 	uv_timer_init(loop, &f->retry_timer);
-	f->async.data = f->notify_timer.data = f->retry_timer.data = f;
-	f->handles = 3;
+	f->async.data = f->inbox_async.data = f->notify_timer.data = f->retry_timer.data = f;
+	f->handles = 4;
+	return f;
+}
+
+struct feed *
+feed_new(uv_loop_t *loop, const struct sd_config *cfg, struct dbworker *db,
+         struct dbworker *page_db)
+{
+	struct feed *f = feed_init(loop, cfg, db, page_db);
+	int rc;
+
+	f->conninfo = mystrdup(cfg->database);
 	if ((rc = pthread_create(&f->listener, NULL, listener_main, f)) != 0)
 		msg_fatal("cannot start the feed listener: %s", strerror(rc));
 	fetch_new(f, f->db, FETCH_HEAD, 0, 0, 0, NULL); /* where the log is now */
 	return f;
+}
+
+struct feed *
+feed_new_follower(uv_loop_t *loop, struct feed *first, struct dbworker *db,
+                  struct dbworker *page_db)
+{
+	struct feed *f = feed_init(loop, first->cfg, db, page_db);
+
+	f->first = first;
+	return f;
+}
+
+void
+feed_add_follower(struct feed *first, struct feed *follower)
+{
+	first->replicas =
+	        myreallocarray(first->replicas, first->nreplicas + 1, sizeof(*first->replicas));
+	first->replicas[first->nreplicas++] = follower;
+}
+
+void
+feed_forget_followers(struct feed *f)
+{
+	free(f->replicas);
+	f->replicas = NULL;
+	f->nreplicas = 0;
 }
 
 /* Free once the handles are closed and no database read refers to the feed. */
@@ -738,6 +953,12 @@ feed_release(struct feed *f)
 	}
 	feed_index_free(&f->live);
 	mbuf_free(&f->scratch);
+	for (size_t i = 0; i < f->ninbox; i++)
+		item_clear(&f->inbox[i]);
+	free(f->inbox);
+	free(f->outbox);
+	free(f->replicas);
+	pthread_mutex_destroy(&f->inbox_lock);
 	free(f->pending);
 	free(f->conninfo);
 	free(f);
@@ -761,8 +982,10 @@ feed_free(struct feed **fp)
 		return;
 	*fp = NULL;
 	f->freeing = true;
-	atomic_store(&f->listener_stop, true);
-	pthread_join(f->listener, NULL);
+	if (f->first == NULL) {
+		atomic_store(&f->listener_stop, true);
+		pthread_join(f->listener, NULL);
+	}
 	while (f->subs != NULL) {
 		struct feed_sub *sub = f->subs;
 		if (sub->state != SUB_CLOSED)
@@ -770,14 +993,28 @@ feed_free(struct feed **fp)
 		feed_unsubscribe(sub);
 	}
 	uv_close((uv_handle_t *)&f->async, on_closed);
+	uv_close((uv_handle_t *)&f->inbox_async, on_closed);
 	uv_close((uv_handle_t *)&f->notify_timer, on_closed);
 	uv_close((uv_handle_t *)&f->retry_timer, on_closed);
+}
+
+static void
+stats_add(const struct feed *f, struct feed_stats *out)
+{
+	out->subscribers += __atomic_load_n(&f->stats.subscribers, __ATOMIC_RELAXED);
+	out->live += __atomic_load_n(&f->stats.live, __ATOMIC_RELAXED);
+	out->sent += __atomic_load_n(&f->stats.sent, __ATOMIC_RELAXED);
+	out->slow_closed += __atomic_load_n(&f->stats.slow_closed, __ATOMIC_RELAXED);
 }
 
 void
 feed_stats(const struct feed *f, struct feed_stats *out)
 {
-	*out = f->stats;
+	memset(out, 0, sizeof(*out));
+	stats_add(f, out);
+	for (size_t i = 0; i < f->nreplicas; i++)
+		stats_add(f->replicas[i], out);
+	out->published = f->stats.published; /* each event once, not once per loop */
 	out->head = f->published;
 	out->epoch = f->epoch;
 }

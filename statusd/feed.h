@@ -24,6 +24,20 @@
  *	before. A catching-up subscriber thus holds at most CATCHUP_WATER bytes and a page
  *	queued on its transport, and FEED_PAGES pages read or being read.
  *
+ *	Feed loops (feed_threads, feedloop.h): each other event loop has a feed of its own, a
+ *	follower of the first loop's, with its own ring, index of live subscribers, pending
+ *	list and two database workers for catch-up pages. Only the first feed reads the log's
+ *	head, listens and fills gaps. Of each batch it publishes (feed_publish, a gap read)
+ *	it puts up to PUBLISH_CHUNK events in its ring, hands them to every follower, in
+ *	offset order, under one mutex per follower and chunk, with a uv_async (copies of the
+ *	messages, feedmsg.h, with the owner and sender; the log's head first of all), and only
+ *	then fans them out to its own subscribers, so that the loops fan out at the same
+ *	time. A follower publishes them into its ring and fans them out to its own
+ *	subscribers as the first feed does, so a subscriber's events keep their order and the
+ *	fan-out takes no lock and no atomic operation per subscriber. A follower keeps its
+ *	database workers held until it learns the head (the schema is then in place).
+ *	Followers are made before the first loop runs and forgotten before they are freed.
+ *
  *	Subscribers are transports (WebSocket, SSE: stream.c) behind one interface, struct
  *	feed_sub_ops (after nchan). A live subscriber whose transport has feed_buffer_max bytes
  *	unsent is closed with a reason naming the offset to resume from.
@@ -95,6 +109,18 @@ struct feed_stats {
  */
 struct feed *feed_new(uv_loop_t *loop, const struct sd_config *cfg, struct dbworker *db,
                       struct dbworker *page_db);
+/*
+ * A feed for another event loop, to follow first (feedloop.h): made on that loop's thread
+ * before the first loop runs, then given to feed_add_follower(). db and page_db are that
+ * loop's workers, held (dbworker_hold) until the follower learns the log's head.
+ */
+struct feed *feed_new_follower(uv_loop_t *loop, struct feed *first, struct dbworker *db,
+                               struct dbworker *page_db);
+/* The first feed (its loop's thread, before that loop runs): hand follower every event. */
+void feed_add_follower(struct feed *first, struct feed *follower);
+/* The first feed (its loop's thread): hand nothing more to the followers, which are about
+   to be freed on their own loops. */
+void feed_forget_followers(struct feed *first);
 /* Stop listening and close every subscriber; free once the loop has run. */
 void feed_free(struct feed **f);
 
@@ -114,6 +140,7 @@ void feed_unsubscribe(struct feed_sub *sub);
 /* The transport has sent what was queued: continue a paused catch-up. */
 void feed_sub_drained(struct feed_sub *sub);
 
+/* The first feed's figures, its followers' subscribers and deliveries included. */
 void feed_stats(const struct feed *f, struct feed_stats *out);
 
 #endif

@@ -44,3 +44,15 @@ feed_msg_new(const struct store_logged *l, int64_t epoch, struct mbuf *scratch)
 	m->data[m->len] = '\0';
 	return m;
 }
+
+struct feed_msg *
+feed_msg_copy(const struct feed_msg *m)
+{
+	struct feed_msg *c = mymalloc(sizeof(*c) + m->len + 1);
+
+	c->refs = 1;
+	c->offset = m->offset;
+	c->len = m->len;
+	memcpy(c->data, m->data, m->len + 1);
+	return c;
+}

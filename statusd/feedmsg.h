@@ -7,7 +7,9 @@
  *	database thread (a catch-up page, formatted as it is read), then only read. Its
  *	reference count is not atomic: the thread that made a message owns it until it is
  *	handed to the loop thread, and from then on only the loop thread takes and drops
- *	references.
+ *	references. Another feed loop (feedloop.h) gets a copy of its own (feed_msg_copy), so
+ *	that a count is never shared between threads and a fan-out takes no atomic
+ *	operation per subscriber.
  *
  * SECURITY
  *	The document is built from a stored event (render_logged); who may receive it is
@@ -37,6 +39,9 @@ struct feed_msg {
    offset l->log_offset, one reference. scratch is the caller's buffer for formatting (one
    per thread). */
 struct feed_msg *feed_msg_new(const struct store_logged *l, int64_t epoch, struct mbuf *scratch);
+
+/* A copy of m with one reference, for another thread's loop. */
+struct feed_msg *feed_msg_copy(const struct feed_msg *m);
 
 void feed_msg_ref(struct feed_msg *m);
 /* Drop a reference (the last frees m) and set *m to NULL; NULL is fine. */

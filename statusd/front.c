@@ -18,6 +18,7 @@
 #include "mymalloc.h"
 #include "reqhead.h"
 #include "rfc3339.h"
+#include "routes.h"
 #include "sdconfig.h"
 
 #define ACCEPT_BURST 64   /* connections accepted per turn of the loop */
@@ -33,6 +34,8 @@ struct front {
 	uv_timer_t tick;
 	struct fconn *head, *tail; /* waiting, oldest first */
 	struct fbody *bodies;      /* read, not taken yet */
+	front_handoff_fn *handoff; /* feed requests to other loops, or NULL */
+	void *handoff_ctx;
 	long long waiting;
 	int handles; /* open uv handles; the front is freed when the last closes */
 	bool paused; /* out of file descriptors: accepting again on the next tick */
@@ -191,7 +194,30 @@ body_forget(struct front *f, int fd)
 		}
 }
 
-/* Head and body are in: hand the connection to lws. */
+/* A GET of a feed's path (the SSE path, or the WebSocket path with an upgrade) in the
+   origin form: one that another loop may serve. */
+static bool
+feed_request(const struct fconn *c)
+{
+	const char *line = c->buf + strspn(c->buf, "\r\n");
+	char path[128];
+	const struct route *rt;
+	size_t n;
+
+	if (c->body.len > 0 || strncmp(line, "GET /", 5) != 0)
+		return false;
+	line += 4;
+	n = strcspn(line, " ?\r\n");
+	if (n >= sizeof(path))
+		return false;
+	memcpy(path, line, n);
+	path[n] = '\0';
+	if ((rt = route_find(-1, path, NULL)) == NULL)
+		return false;
+	return c->head.upgrade ? rt->kind == ROUTE_WS : rt->kind == ROUTE_SSE;
+}
+
+/* Head and body are in: hand the connection to lws, here or on another loop. */
 static void
 conn_adopt(struct fconn *c)
 {
@@ -199,6 +225,13 @@ conn_adopt(struct fconn *c)
 	struct mbuf head = c->head.out;
 	int fd = c->fd;
 
+	if (f->handoff != NULL && feed_request(c)) {
+		c->head.out = (struct mbuf)MBUF_INIT;
+		conn_free(c, false); /* libuv stops watching fd before another loop starts to */
+		if (f->handoff(f->handoff_ctx, fd, &head))
+			return;
+		goto here;
+	}
 	if (c->body.len > 0) {
 		struct fbody *b = mycalloc(1, sizeof(*b));
 		b->fd = fd;
@@ -209,6 +242,7 @@ conn_adopt(struct fconn *c)
 	}
 	c->head.out = (struct mbuf)MBUF_INIT;
 	conn_free(c, false); /* libuv stops watching fd before lws starts to */
+here:
 	if (lws_adopt_socket_vhost_readbuf(f->vhost, fd, head.data, head.len) == NULL) {
 		msg_warn("http: the HTTP library could not take a connection");
 		body_forget(f, fd);
@@ -364,6 +398,15 @@ front_body_take(struct front *f, int fd, struct mbuf *body)
 			return true;
 		}
 	return false;
+}
+
+void
+front_handoff(struct front *f, front_handoff_fn *fn, void *ctx)
+{
+	if (f == NULL)
+		return; /* stopped */
+	f->handoff = fn;
+	f->handoff_ctx = ctx;
 }
 
 /* --- listening ------------------------------------------------------------------------- */

@@ -19,6 +19,12 @@
  *	here. With http_tls_cert, the front accepts and hands the connection over at once:
  *	the head is encrypted, and lws reads and checks it (http.c).
  *
+ *	With feed_threads > 1 (feedloop.h) the front is still the only acceptor, on the
+ *	first loop; a plain connection whose head asks for a feed (a GET of the SSE path, an
+ *	upgrade on the WebSocket path) may instead go, with its checked head, to another
+ *	loop's lws context through the handoff function (front_handoff()), which spreads
+ *	them over the loops. Everything else stays on the first loop.
+ *
  * SECURITY
  *	A head is bounded (REQHEAD_MAX) and must arrive within http_head_timeout; at most
  *	http_head_pending_max connections wait for their heads, and one more pushes out the
@@ -53,6 +59,11 @@ struct front *front_start(uv_loop_t *loop, const struct sd_config *cfg, struct l
 /* The body front read for the request on socket fd, moved into *body (which is freed
    first); false if it had none. */
 bool front_body_take(struct front *f, int fd, struct mbuf *body);
+
+/* Offer fn each passed feed request's connection (socket, checked head); fn returns true
+   if it took them (the head is then its to free), false to leave them on this loop. */
+typedef bool front_handoff_fn(void *ctx, int fd, struct mbuf *head);
+void front_handoff(struct front *f, front_handoff_fn *fn, void *ctx);
 
 /* Stop listening and close the connections still reading their heads; the memory goes
    once the loop has closed the handles. */

@@ -8,10 +8,12 @@
 #include <json-c/json.h>
 #include <errno.h>
 #include <libwebsockets.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "auth.h"
 #include "framing.h"
@@ -40,11 +42,21 @@
 
 struct http {
 	struct lws_context *ctx;
-	struct front *front; /* the listening socket: reads and checks request heads */
+	struct lws_vhost *vhost;
+	struct front *front; /* the listening socket: reads and checks request heads; NULL on
+	                        another feed loop (feedloop.h), which gets its connections
+	                        from the first loop's */
 	struct http_env env;
 	struct lws_retry_bo retry; /* none: stream.c keeps WebSockets alive */
 	struct quota *quota;       /* write rate and feed connections per user */
+	bool own_quota;            /* else the first loop's, shared */
+	bool feeds_only;           /* another loop's: front.c hands it only feed requests */
 };
+
+/* lws_create_context() and lws_context_destroy() load and unload lws's libuv plugin
+   (dlopen, dlclose): on several loops' threads at once they race inside ld.so. */
+static pthread_mutex_t lws_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t limits_once = PTHREAD_ONCE_INIT;
 
 struct req_ticket {
 	struct req *r;
@@ -476,6 +488,8 @@ dispatch(struct http *h, struct req *r)
 		serve_asset(r);
 		return;
 	}
+	if (h->feeds_only && route != NULL && route->kind != ROUTE_SSE)
+		route = NULL; /* another loop serves only the feeds (front.c sends no other) */
 	if (route == NULL || route->kind == ROUTE_WS) {
 		/* another method of a plain request's path; a WebSocket's path takes only an
 		   upgrade, a file only GET */
@@ -735,8 +749,15 @@ lws_log(int level, const char *line)
 		msg_debug("http: %s", clean);
 }
 
+static void
+limits_init(void)
+{
+	for (int t = 0; t < WSI_TOKEN_COUNT; t++)
+		token_limits.token_limit[t] = HEADER_VALUE_MAX;
+}
+
 struct http *
-http_start(uv_loop_t *loop, const struct http_env *env)
+http_start_loop(uv_loop_t *loop, const struct http_env *env, struct http *first)
 {
 	const struct sd_config *cfg = env->cfg;
 	struct lws_context_creation_info info;
@@ -744,12 +765,19 @@ http_start(uv_loop_t *loop, const struct http_env *env)
 	void *loops[1] = {loop};
 
 	h->env = *env;
-	h->quota = quota_new(cfg);
+	if (first != NULL) {
+		h->quota = first->quota;
+		h->feeds_only = true;
+	} else {
+		h->quota = quota_new(cfg);
+		h->own_quota = true;
+		/* before any other loop runs: lws's log level is global */
+		lws_set_log_level(LLL_ERR | LLL_WARN | (msg_verbose() ? LLL_NOTICE : 0), lws_log);
+	}
 	/* No lws validity timers (secs_since_valid_hangup 0): lws 4.1 keeps them in one
 	   sorted list that each re-arm walks, a quarter of a CPU at 10,000 idle WebSockets.
 	   stream.c pings idle WebSockets and hangs up on silent ones itself. */
 	memset(&h->retry, 0, sizeof(h->retry));
-	lws_set_log_level(LLL_ERR | LLL_WARN | (msg_verbose() ? LLL_NOTICE : 0), lws_log);
 	memset(&info, 0, sizeof(info));
 	info.port = CONTEXT_PORT_NO_LISTEN_SERVER; /* front.c listens */
 	info.protocols = protocols;
@@ -771,18 +799,55 @@ http_start(uv_loop_t *loop, const struct http_env *env)
 	info.server_string = "statusd";
 	info.timeout_secs = 30;
 	info.max_http_header_data = HEADER_DATA_MAX;
-	for (int t = 0; t < WSI_TOKEN_COUNT; t++)
-		token_limits.token_limit[t] = HEADER_VALUE_MAX;
+	pthread_once(&limits_once, limits_init);
 	info.token_limits = &token_limits;
-	if ((h->ctx = lws_create_context(&info)) == NULL)
+	pthread_mutex_lock(&lws_lock);
+	h->ctx = lws_create_context(&info);
+	pthread_mutex_unlock(&lws_lock);
+	if (h->ctx == NULL)
 		msg_fatal("http_listen %s: cannot start the HTTP server (address in use, or the "
 		          "TLS certificate or key cannot be read?)",
 		          cfg->http_listen);
-	h->front = front_start(loop, cfg, lws_get_vhost_by_name(h->ctx, "default"));
+	h->vhost = lws_get_vhost_by_name(h->ctx, "default");
+	if (first == NULL)
+		h->front = front_start(loop, cfg, h->vhost);
 	stream_init(loop, cfg);
-	msg_info("http: listening on %s%s", cfg->http_listen,
-	         cfg->http_tls_cert[0] ? " (TLS)" : "");
+	if (first == NULL)
+		msg_info("http: listening on %s%s", cfg->http_listen,
+		         cfg->http_tls_cert[0] ? " (TLS)" : "");
 	return h;
+}
+
+struct http *
+http_start(uv_loop_t *loop, const struct http_env *env)
+{
+	return http_start_loop(loop, env, NULL);
+}
+
+void
+http_handoff(struct http *h, front_handoff_fn *fn, void *ctx)
+{
+	front_handoff(h->front, fn, ctx);
+}
+
+void
+http_adopt(struct http *h, int fd, struct mbuf *head)
+{
+	if (h->ctx == NULL ||
+	    lws_adopt_socket_vhost_readbuf(h->vhost, fd, head->data, head->len) == NULL) {
+		msg_warn("http: the HTTP library could not take a connection");
+		if (h->ctx == NULL)
+			close(fd);
+	}
+	mbuf_free(head);
+}
+
+static void
+context_destroy(struct http *h)
+{
+	pthread_mutex_lock(&lws_lock);
+	lws_context_destroy(h->ctx);
+	pthread_mutex_unlock(&lws_lock);
 }
 
 void
@@ -792,7 +857,7 @@ http_stop(struct http *h)
 	stream_done();
 	/* Starts closing lws's connections and handles; they finish as the loop runs. */
 	if (h->ctx != NULL)
-		lws_context_destroy(h->ctx);
+		context_destroy(h);
 }
 
 void
@@ -808,11 +873,12 @@ http_free(struct http **hp, uv_loop_t *loop)
 	 * handles have closed (see its eventlib-foreign example); it clears h->ctx when done.
 	 */
 	for (int i = 0; i < 4 && h->ctx != NULL; i++) {
-		lws_context_destroy(h->ctx);
+		context_destroy(h);
 		uv_run(loop, UV_RUN_NOWAIT);
 	}
 	if (h->ctx != NULL)
 		msg_warn("http: the HTTP library did not finish its teardown");
-	quota_free(&h->quota);
+	if (h->own_quota)
+		quota_free(&h->quota);
 	free(h);
 }

@@ -11,6 +11,10 @@
  *	/api/v1/messages/stream a WebSocket stream (stream.c). The server's state (struct
  *	http, with its copy of the shared context, env.h) is the lws context's user pointer.
  *	lws's own keep-alive (its retry and idle policy) is off; stream.c pings WebSockets.
+ *	With feed_threads > 1 each other feed loop (feedloop.h) has a server of its own
+ *	(http_start_loop): an lws context on that loop that serves only the feed requests the
+ *	first server's front hands it (http_adopt), with its own env (feed, auth, database
+ *	worker) and the first server's quota. Contexts are made and destroyed under one mutex.
  *
  *	A request that needs to wait (authentication, PostgreSQL, a receipt being stored)
  *	holds a ticket: lws owns the request state and frees it when the client goes away;
@@ -39,6 +43,7 @@
 #include <uv.h>
 
 #include "env.h"
+#include "front.h"
 
 struct json_object;
 struct mbuf;
@@ -48,6 +53,15 @@ struct req_ticket;
 
 /* Start listening on cfg->http_listen. Fatal if the address cannot be bound. */
 struct http *http_start(uv_loop_t *loop, const struct http_env *env);
+/*
+ * Another event loop's server (feedloop.h), on that loop's thread: an lws context of its
+ * own that listens nowhere and serves only the feeds, sharing first's per-user quota.
+ */
+struct http *http_start_loop(uv_loop_t *loop, const struct http_env *env, struct http *first);
+/* Offer the feed requests' connections that the first server accepts to fn (front.h). */
+void http_handoff(struct http *first, front_handoff_fn *fn, void *ctx);
+/* Serve a connection whose checked head (freed here) the first server handed over. */
+void http_adopt(struct http *http, int fd, struct mbuf *head);
 /* Stop serving; lws closes its handles as the loop runs on. */
 void http_stop(struct http *http);
 /* After the loop has run out: finish the teardown and free. */

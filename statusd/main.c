@@ -31,6 +31,7 @@
 #include "fedin.h"
 #include "fedout.h"
 #include "feed.h"
+#include "feedloop.h"
 #include "http.h"
 #include "ingest.h"
 #include "pickup.h"
@@ -54,6 +55,7 @@ struct statusd {
 	struct feed *feed;
 	struct fedin *fedin;
 	struct http *http;
+	struct feedloops *feedloops; /* feed_threads > 1 */
 	struct webhooks *webhooks;
 	struct mdnsend *mdnsend;
 	struct fedout *fedout;
@@ -149,6 +151,7 @@ finish_shutdown(struct statusd *sd)
 	uv_close((uv_handle_t *)&sd->maintain, NULL);
 	uv_close((uv_handle_t *)&sd->sigterm, NULL);
 	uv_close((uv_handle_t *)&sd->sigint, NULL);
+	feedloops_stop(&sd->feedloops, sd->feed, sd->http);
 	feed_free(&sd->feed); /* closes the streams while lws is still there */
 	http_stop(sd->http);
 	webhooks_stop(&sd->webhooks);
@@ -291,6 +294,7 @@ main(int argc, char **argv)
 	        .fedin = sd.fedin,
 	};
 	sd.http = http_start(sd.loop, &env);
+	sd.feedloops = feedloops_start(&env, sd.feed, sd.http);
 
 	uv_signal_init(sd.loop, &sd.sigterm);
 	uv_signal_init(sd.loop, &sd.sigint);

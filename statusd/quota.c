@@ -3,6 +3,7 @@
  */
 #include "quota.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,6 +13,7 @@
 
 struct quota {
 	const struct sd_config *cfg;
+	pthread_mutex_t lock;   /* every feed loop counts its connections here */
 	struct htable *buckets; /* user -> write rate bucket */
 	struct htable *feeds;   /* user -> feed connections open (only while not 0) */
 };
@@ -27,6 +29,7 @@ quota_new(const struct sd_config *cfg)
 	struct quota *q = mycalloc(1, sizeof(*q));
 
 	q->cfg = cfg;
+	pthread_mutex_init(&q->lock, NULL);
 	q->buckets = htable_create(256);
 	q->feeds = htable_create(256);
 	return q;
@@ -42,11 +45,12 @@ quota_free(struct quota **qp)
 	*qp = NULL;
 	htable_free(&q->buckets, free);
 	htable_free(&q->feeds, NULL);
+	pthread_mutex_destroy(&q->lock);
 	free(q);
 }
 
-bool
-quota_write_ok(struct quota *q, const char *user, int64_t now_ms, int *retry_s)
+static bool
+write_ok(struct quota *q, const char *user, int64_t now_ms, int *retry_s)
 {
 	const struct sd_config *cfg = q->cfg;
 	size_t len = strlen(user);
@@ -70,8 +74,8 @@ quota_write_ok(struct quota *q, const char *user, int64_t now_ms, int *retry_s)
 	return true;
 }
 
-bool
-quota_feed_take(struct quota *q, const char *user)
+static bool
+feed_take(struct quota *q, const char *user)
 {
 	size_t len = strlen(user);
 	struct htable_entry *e = htable_locate(q->feeds, user, len);
@@ -86,8 +90,8 @@ quota_feed_take(struct quota *q, const char *user)
 	return true;
 }
 
-void
-quota_feed_put(struct quota *q, const char *user)
+static void
+feed_put(struct quota *q, const char *user)
 {
 	struct htable_entry *e;
 
@@ -97,4 +101,35 @@ quota_feed_put(struct quota *q, const char *user)
 		e->value = (void *)((intptr_t)e->value - 1);
 	else
 		htable_remove(q->feeds, e, NULL);
+}
+
+/* The same under the lock: the feed loops (feedloop.h) share one quota. */
+bool
+quota_write_ok(struct quota *q, const char *user, int64_t now_ms, int *retry_s)
+{
+	bool ok;
+
+	pthread_mutex_lock(&q->lock);
+	ok = write_ok(q, user, now_ms, retry_s);
+	pthread_mutex_unlock(&q->lock);
+	return ok;
+}
+
+bool
+quota_feed_take(struct quota *q, const char *user)
+{
+	bool ok;
+
+	pthread_mutex_lock(&q->lock);
+	ok = feed_take(q, user);
+	pthread_mutex_unlock(&q->lock);
+	return ok;
+}
+
+void
+quota_feed_put(struct quota *q, const char *user)
+{
+	pthread_mutex_lock(&q->lock);
+	feed_put(q, user);
+	pthread_mutex_unlock(&q->lock);
 }

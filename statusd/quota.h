@@ -4,8 +4,9 @@
  * once (feed_max_per_user, WebSocket and SSE together). docs/api.md tells clients.
  *
  * DESIGN
- *	Two hash tables keyed by user name, owned by the HTTP server and used on its loop
- *	thread only. A user's feed count is kept only while it is not 0; a write bucket is
+ *	Two hash tables keyed by user name, owned by the first loop's HTTP server and shared
+ *	with the other feed loops' (feedloop.h) behind one mutex, so that feed_max_per_user
+ *	holds across loops. A user's feed count is kept only while it is not 0; a write bucket is
  *	kept for the server's lifetime. The settings are read from the configuration given
  *	to quota_new(), which must outlive it.
  *

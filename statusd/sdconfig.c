@@ -39,6 +39,7 @@ const struct conf_setting sdconfig_table[] = {
         S(feed_buffer_max, CONF_SIZE, "1m", 16384, 1LL << 30),
         S(feed_ping_interval, CONF_TIME, "30s", 1000, 3600000),
         S(feed_max_per_user, CONF_INT, "64", 1, 1000000),
+        S(feed_threads, CONF_INT, "2", 1, 64),
         S(presence_timeout, CONF_TIME, "5m", 10000, 86400000),
         S(webhook_urls, CONF_STR, "", 0, 0),
         S(webhook_secret_file, CONF_STR, "", 0, 0),

@@ -32,6 +32,7 @@ struct sd_config {
 	long long feed_buffer_max;         /* bytes queued per feed connection */
 	long long feed_ping_interval;      /* ms */
 	long long feed_max_per_user;       /* feed connections (WebSocket and SSE) per user */
+	long long feed_threads;            /* event loops serving the feeds (feedloop.h) */
 	long long presence_timeout;        /* ms */
 	char *webhook_urls;
 	char *webhook_secret_file;

@@ -59,19 +59,22 @@ struct stream {
 	struct stream *ws_older, *ws_newer;
 };
 
-static struct stream *sse_streams;
-static struct stream *ws_oldest, *ws_newest;
-static uv_timer_t ping_timer, tick_timer;
+/* One set per event loop (feedloop.h): a stream lives on the loop whose thread made it,
+   and only that thread touches these. */
+static _Thread_local uv_loop_t *stream_loop;
+static _Thread_local struct stream *sse_streams;
+static _Thread_local struct stream *ws_oldest, *ws_newest;
+static _Thread_local uv_timer_t ping_timer, tick_timer;
 /* The streams whose credential expires: a binary heap by expires_ms, soonest first (one
    lws_sul per stream would cost O(streams) per insert in lws 4.1's sorted list). */
-static struct stream **expiring;
-static size_t nexpiring, expiring_cap;
-static bool ping_running;
+static _Thread_local struct stream **expiring;
+static _Thread_local size_t nexpiring, expiring_cap;
+static _Thread_local bool ping_running;
 /* sse_reap()'s arrays, kept from one turn to the next */
-static struct pollfd *reap_fds;
-static struct stream **reap_of;
-static size_t reap_cap;
-static long long ping_interval_ms;
+static _Thread_local struct pollfd *reap_fds;
+static _Thread_local struct stream **reap_of;
+static _Thread_local size_t reap_cap;
+static _Thread_local long long ping_interval_ms;
 
 static void
 enqueue(struct stream *s, struct feed_msg *msg, const char *control, const char *event)
@@ -266,7 +269,7 @@ static void
 ws_alive(struct stream *s)
 {
 	ws_unlink(s);
-	s->alive_ms = uv_now(uv_default_loop());
+	s->alive_ms = uv_now(stream_loop);
 	s->pinged_ms = 0;
 	s->ws_older = ws_newest;
 	if (ws_newest)
@@ -550,7 +553,7 @@ write_sse(struct stream *s)
 				mbuf_free(&out);
 				return -1;
 			}
-			s->last_write_ms = (uint64_t)uv_now(uv_default_loop());
+			s->last_write_ms = (uint64_t)uv_now(stream_loop);
 		}
 	} while (s->head != NULL && !lws_send_pipe_choked(s->wsi));
 	mbuf_free(&out);
@@ -674,6 +677,7 @@ on_ping(uv_timer_t *t)
 void
 stream_init(uv_loop_t *loop, const struct sd_config *cfg)
 {
+	stream_loop = loop;
 	ping_interval_ms = cfg->feed_ping_interval;
 	uv_timer_init(loop, &ping_timer);
 	uv_timer_start(&ping_timer, on_ping, (uint64_t)ping_interval_ms,

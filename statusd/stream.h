@@ -26,6 +26,9 @@
  *
  *	Ownership: the stream is malloc'd, pointed to by the lws per-session data; the lws
  *	glue (http.c) calls stream_closed() when the connection goes.
+ *	Threads: each event loop that serves feeds (feedloop.h) has its own set of the lists,
+ *	heap and timers above (thread-local), made by stream_init() on that loop's thread; a
+ *	stream is only ever touched by the thread of the loop it was started on.
  */
 #ifndef STREAM_H
 #define STREAM_H
@@ -56,7 +59,7 @@ void stream_peer_closed(struct stream *s);
 /* The connection is gone: unsubscribe and free. */
 void stream_closed(struct stream **s);
 
-/* The SSE ping timer, shared by all streams (loop thread). */
+/* The timers of the streams of this thread's loop (call on that loop's thread). */
 void stream_init(uv_loop_t *loop, const struct sd_config *cfg);
 void stream_done(void);
 

@@ -640,7 +640,7 @@ class FeedFlowTest(unittest.TestCase):
         """The only connection of its event loop: nothing else wakes lws to close it."""
         with Sandbox() as sb:
             pg = sb.postgres()
-            sd = sb.statusd(pg, settings={"feed_ping_interval": "1s"})
+            sd = sb.statusd(pg, settings={"feed_ping_interval": "1s", "feed_threads": "1"})
             silent = RawWebSocket(sd, sd.token(ALICE))  # reads, never answers a ping
             self.assertEqual(json.loads(silent.frame()[1])["type"], "hello")
             t0 = time.monotonic()
