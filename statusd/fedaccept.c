@@ -37,6 +37,7 @@ static const struct fedin_errinfo errinfo[FEDIN_ERR_MAX] = {
         [FEDIN_DNS_UNAVAILABLE] = {503, "dns-unavailable", "Service Unavailable"},
         [FEDIN_DB_UNAVAILABLE] = {503, "storage-unavailable", "Service Unavailable"},
         [FEDIN_BUSY] = {503, "busy", "Service Unavailable"},
+        [FEDIN_MESSAGE_UNKNOWN] = {503, "message-unknown", "Service Unavailable"},
 };
 
 const struct fedin_errinfo *
@@ -197,6 +198,14 @@ fedaccept_event(unsigned code, int64_t time_ms, int64_t now_ms, int64_t retentio
 	if (time_ms < now_ms - retention_ms || time_ms > now_ms + FUTURE_MAX_MS)
 		return FEDACCEPT_REFUSE;
 	return FEDACCEPT_STORE;
+}
+
+enum fedaccept_verdict
+fedaccept_unknown(int64_t time_ms, int64_t now_ms, int64_t started_ms, int64_t window_ms)
+{
+	int64_t since = time_ms > started_ms ? time_ms : started_ms;
+
+	return now_ms - since < window_ms ? FEDACCEPT_LATER : FEDACCEPT_REFUSE;
 }
 
 void

@@ -15,7 +15,8 @@
  *	Order of the claims (fedaccept_claims): the report's domain equals the keyid's domain,
  *	then every event's recipient is an address in that domain. Per event (fedaccept_event):
  *	the status code, then the time. Whether this site sent that message to that recipient
- *	is the caller's lookup (store_fed.h).
+ *	is the caller's lookup (store_fed.h); for a message it does not know at all,
+ *	fedaccept_unknown() says whether to refuse the event or have it sent again.
  *
  * DIAGNOSTICS
  *	Functions return an enum fedin_err (FEDIN_OK or the failure), with a static detail text
@@ -52,6 +53,7 @@ enum fedin_err {
 	FEDIN_DNS_UNAVAILABLE,   /* 503 (Retry-After) */
 	FEDIN_DB_UNAVAILABLE,    /* 503 (Retry-After) */
 	FEDIN_BUSY,              /* 503 (Retry-After) too many reports waiting to be checked */
+	FEDIN_MESSAGE_UNKNOWN,   /* 503 (Retry-After) an event about a message not (yet) known */
 	FEDIN_ERR_MAX
 };
 
@@ -108,6 +110,7 @@ enum fedaccept_verdict {
 	FEDACCEPT_STORE,  /* a status this site stores */
 	FEDACCEPT_IGNORE, /* a code this site does not store (3, 5..255): acknowledged */
 	FEDACCEPT_REFUSE, /* not acceptable (its time): refused, not to be sent again */
+	FEDACCEPT_LATER,  /* about a message this site may not know yet: to be sent again */
 };
 
 /*
@@ -117,6 +120,18 @@ enum fedaccept_verdict {
  */
 enum fedaccept_verdict fedaccept_event(unsigned code, int64_t time_ms, int64_t now_ms,
                                        int64_t retention_ms, const char **type_r);
+
+/*
+ * The verdict for an event about a message this site does not know at all (no message
+ * with its msgid, whatever the recipient), with the event's time time_ms, at now_ms, for
+ * a statusd that started at started_ms (all ms since the epoch): FEDACCEPT_LATER while
+ * the message may still arrive, that is while the later of time_ms and started_ms is less
+ * than window_ms ago (this site's own event of the message may still be on its way to the
+ * ingest: the milter hands it over asynchronously, and after a start the spool is read
+ * again), else FEDACCEPT_REFUSE. window_ms 0 refuses at once.
+ */
+enum fedaccept_verdict fedaccept_unknown(int64_t time_ms, int64_t now_ms, int64_t started_ms,
+                                         int64_t window_ms);
 
 /* The id an event of domain with the domain's event_id is stored under in the event log:
    "fed-" and 40 hex digits of SHA-256(domain 0x00 event_id), into buf (45 bytes). */

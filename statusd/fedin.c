@@ -35,6 +35,7 @@
 #define RETRY_DNS_S   30
 #define RETRY_DB_S    30
 #define RETRY_BUSY_S  5
+#define RETRY_LATER_S 1           /* message-unknown: this site's own event is on its way */
 #define PENDING_MAX   32          /* reports queued, checked or being stored; more: 503 busy */
 #define DNS_DOWN_MS   (15 * 1000) /* a zone whose lookup failed is not asked again so soon */
 #define DNS_DOWN_MAX  1024        /* zones remembered so */
@@ -58,6 +59,7 @@ struct fedin {
 	pthread_mutex_t done_lock;
 	struct mbuf done; /* NUL-terminated ids, one after another */
 	int64_t expired_at_ms;
+	int64_t started_ms; /* wall clock, for federation_unknown_window */
 	/* loop thread only */
 	unsigned pending;                 /* jobs submitted, not yet freed */
 	struct fed_job *waiting;          /* jobs submitted, the worker not done with them */
@@ -90,6 +92,7 @@ struct fed_job {
 	const char *detail;
 	int retry_s;
 	unsigned accepted, duplicate, refused, ignored;
+	unsigned later;     /* events about a message not known yet: the report comes again */
 	unsigned to_store;  /* records in lines */
 	struct mbuf lines;  /* event records for the ingest */
 	struct mbuf handed; /* their stored ids (NUL-terminated), in fi->inflight */
@@ -241,7 +244,7 @@ replay_check(void *ctx, const char *keyid, const char *nonce, int64_t expires, c
 /* The events of a verified report: what this site has of each, then the records to store. */
 static void
 take_events(struct fed_job *j, const struct mimistatus_report *rep, struct store_fed_item *items,
-            bool *store)
+            const bool *unknown, bool *store)
 {
 	int64_t now = time_now_ms();
 
@@ -261,6 +264,10 @@ take_events(struct fed_job *j, const struct mimistatus_report *rep, struct store
 			j->duplicate++;
 			continue;
 		}
+		if (!it->found && unknown[i]) {
+			j->later++; /* a message not known yet (fedaccept_unknown) */
+			continue;
+		}
 		if (!it->found) {
 			j->refused++; /* this site never sent that message to that recipient */
 			continue;
@@ -271,6 +278,7 @@ take_events(struct fed_job *j, const struct mimistatus_report *rep, struct store
 			j->ignored++;
 			continue;
 		case FEDACCEPT_REFUSE:
+		case FEDACCEPT_LATER:
 			j->refused++;
 			continue;
 		case FEDACCEPT_STORE:
@@ -313,13 +321,42 @@ forget_done(struct fedin *fi)
 	mbuf_free(&done);
 }
 
+/* Which of the n events not found are about a message this site does not know at all and
+   may know soon (fedaccept_unknown): unknown[i]. Only those young enough are looked up. */
+static int
+find_unknown(struct fed_job *j, PGconn *conn, const struct store_fed_item *items, size_t n,
+             bool *unknown, bool *transient_r, const char **error_r)
+{
+	const uint8_t **msgids = mycalloc(n ? n : 1, sizeof(*msgids));
+	size_t *at = mycalloc(n ? n : 1, sizeof(*at));
+	bool *known = mycalloc(n ? n : 1, sizeof(*known));
+	int64_t now = time_now_ms();
+	size_t k = 0;
+	int rc;
+
+	for (size_t i = 0; i < n; i++)
+		if (!items[i].found &&
+		    fedaccept_unknown(items[i].time_ms, now, j->fi->started_ms,
+		                      j->fi->cfg->federation_unknown_window) == FEDACCEPT_LATER) {
+			msgids[k] = items[i].msgid;
+			at[k++] = i;
+		}
+	rc = store_fed_known(conn, msgids, k, known, transient_r, error_r);
+	for (size_t m = 0; rc == 0 && m < k; m++)
+		unknown[at[m]] = !known[m];
+	free(msgids);
+	free(at);
+	free(known);
+	return rc;
+}
+
 /* Steps 3 and 4 of fedin.h's SECURITY: the claims and the events. */
 static void
 check_report(struct fed_job *j, PGconn *conn)
 {
 	struct mimistatus_report rep;
 	struct store_fed_item *items = NULL, *fresh = NULL;
-	bool *store = NULL;
+	bool *store = NULL, *unknown = NULL;
 	char(*stored_ids)[FEDACCEPT_STORED_ID_LEN + 1] = NULL;
 	const char *error = NULL;
 	bool transient;
@@ -338,6 +375,7 @@ check_report(struct fed_job *j, PGconn *conn)
 	items = mycalloc(n ? n : 1, sizeof(*items));
 	stored_ids = mycalloc(n ? n : 1, sizeof(*stored_ids));
 	store = mycalloc(n ? n : 1, sizeof(*store));
+	unknown = mycalloc(n ? n : 1, sizeof(*unknown));
 	for (size_t i = 0; i < n; i++) {
 		fedaccept_stored_id(j->key_domain, rep.events[i].event_id, stored_ids[i]);
 		items[i].msgid = rep.entries[i].msgid;
@@ -348,7 +386,9 @@ check_report(struct fed_job *j, PGconn *conn)
 	}
 	if (store_fed_lookup(conn, j->key_domain, items, n, &transient, &error) < 0)
 		goto db_failed;
-	take_events(j, &rep, items, store);
+	if (find_unknown(j, conn, items, n, unknown, &transient, &error) < 0)
+		goto db_failed;
+	take_events(j, &rep, items, unknown, store);
 	/* Remember the events about to be stored (taken ones keep their row), then store. */
 	fresh = mycalloc(n ? n : 1, sizeof(*fresh));
 	for (size_t i = 0; i < n; i++)
@@ -375,6 +415,7 @@ out:
 	}
 	free(stored_ids);
 	free(store);
+	free(unknown);
 	free(fresh);
 	mimistatus_report_free(&rep);
 }
@@ -514,6 +555,22 @@ answer_counts(struct fed_job *j, struct req *r)
 	req_text(r, 200, "application/json", &body);
 }
 
+/* A report with events about messages not known yet: 503 message-unknown, to be sent
+   again. What was stored of it is counted now (a duplicate when it comes again); the
+   other events are counted when it is answered 200. */
+static void
+answer_later(struct fed_job *j, struct req *r, unsigned stored)
+{
+	struct fedin *fi = j->fi;
+	char detail[160];
+
+	fi->events_stored += stored;
+	snprintf(detail, sizeof(detail),
+	         "%u event(s) about a message this site does not know yet: send the report again",
+	         j->later);
+	answer_error(fi, r, FEDIN_MESSAGE_UNKNOWN, detail, RETRY_LATER_S, j->key_domain);
+}
+
 /* The ingest has answered every record of a report. */
 static void
 on_stored(void *ctx, unsigned acked, unsigned rejected)
@@ -521,6 +578,11 @@ on_stored(void *ctx, unsigned acked, unsigned rejected)
 	struct fed_job *j = ctx;
 	struct req *r = req_redeem(j->ticket);
 
+	if (j->later > 0) {
+		answer_later(j, r, acked);
+		job_free(j);
+		return;
+	}
 	j->accepted = acked + j->ignored;
 	j->refused += rejected;
 	answer_counts(j, r);
@@ -561,6 +623,11 @@ fed_done(struct dbjob *dj)
 	if (j->err != FEDIN_OK) {
 		answer_error(fi, req_redeem(j->ticket), j->err, j->detail, j->retry_s,
 		             j->key_domain);
+		job_free(j);
+		return;
+	}
+	if (j->to_store == 0 && j->later > 0) {
+		answer_later(j, req_redeem(j->ticket), 0);
 		job_free(j);
 		return;
 	}
@@ -737,6 +804,7 @@ fedin_new(uv_loop_t *loop, const struct sd_config *cfg, struct ingest *ingest)
 	struct resolver_settings rs = RESOLVER_SETTINGS_OF(cfg);
 	if ((fi->resolver = resolver_new(&rs, &error)) == NULL)
 		msg_fatal("%s (dns_server, dns_trust_anchor_file)", error);
+	fi->started_ms = time_now_ms();
 	fi->rate = fedrate_new((double)cfg->federation_rate, (double)cfg->federation_burst);
 	fi->dns_down = htable_create(64);
 	fi->inflight = htable_create(64);

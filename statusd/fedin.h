@@ -42,7 +42,10 @@
  *	4. per event: this site sent that message to that recipient (store_fed_lookup), the
  *	   code and the time (fedaccept_event), and the duplicate check by (domain, event id):
  *	   stored, or handed to the ingest by an earlier report and not yet answered (the
- *	   worker's set of stored ids in flight).
+ *	   worker's set of stored ids in flight). An event about a message this site does not
+ *	   know at all, within federation_unknown_window (fedaccept_unknown, store_fed_known),
+ *	   is neither stored nor refused: the report's other events are stored, and then it is
+ *	   answered 503 message-unknown, so that the sender sends it again.
  *	A forged, replayed or unsigned report changes nothing but the nonce table.
  *
  * DIAGNOSTICS

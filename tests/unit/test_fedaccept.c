@@ -46,6 +46,7 @@ static const struct {
         {FEDIN_DNS_UNAVAILABLE, 503, "dns-unavailable"},
         {FEDIN_DB_UNAVAILABLE, 503, "storage-unavailable"},
         {FEDIN_BUSY, 503, "busy"},
+        {FEDIN_MESSAGE_UNKNOWN, 503, "message-unknown"},
 };
 
 static void
@@ -263,6 +264,39 @@ test_event(void **state)
 }
 
 static void
+test_unknown(void **state)
+{
+	/* an event about a message this site does not know: sent again while the later of the
+	   event's time and the start is less than the window ago */
+	static const struct {
+		int64_t time_ms, started_ms, window_ms;
+		enum fedaccept_verdict want;
+	} rows[] = {
+	        {0, -3600000, 120000, FEDACCEPT_LATER},         /* just now */
+	        {-119999, -3600000, 120000, FEDACCEPT_LATER},   /* within the window */
+	        {-120000, -3600000, 120000, FEDACCEPT_REFUSE},  /* the window is over */
+	        {-3600000, -3600000, 120000, FEDACCEPT_REFUSE}, /* an old event */
+	        {-3600000, -60000, 120000, FEDACCEPT_LATER},    /* ... just after a start */
+	        {-3600000, -120000, 120000, FEDACCEPT_REFUSE},  /* ... not long after */
+	        {3600000, -3600000, 120000, FEDACCEPT_LATER},   /* ahead of this clock */
+	        {0, 0, 0, FEDACCEPT_REFUSE},                    /* window 0: at once */
+	};
+	const int64_t now = 1765017000000;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		char what[32];
+
+		snprintf(what, sizeof(what), "row %zu", i);
+		CHECK_INT(what,
+		          fedaccept_unknown(now + rows[i].time_ms, now, now + rows[i].started_ms,
+		                            rows[i].window_ms),
+		          rows[i].want);
+	}
+	check_done();
+}
+
+static void
 test_stored_id(void **state)
 {
 	char a[FEDACCEPT_STORED_ID_LEN + 1], b[FEDACCEPT_STORED_ID_LEN + 1];
@@ -377,6 +411,7 @@ main(void)
 	        cmocka_unit_test(test_stored_id),        cmocka_unit_test(test_rate),
 	        cmocka_unit_test(test_rate_subdomains),  cmocka_unit_test(test_rate_table_full),
 	        cmocka_unit_test(test_rate_all_domains), cmocka_unit_test(test_precheck),
+	        cmocka_unit_test(test_unknown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
