@@ -61,6 +61,7 @@ struct fedin {
 	int64_t expired_at_ms;
 	int64_t started_ms; /* wall clock, for federation_unknown_window */
 	/* loop thread only */
+	struct fedrate *clients;          /* federation_client_rate, per client address */
 	unsigned pending;                 /* jobs submitted, not yet freed */
 	struct fed_job *waiting;          /* jobs submitted, the worker not done with them */
 	uv_timer_t *gone_timer;           /* looks at their clients */
@@ -691,6 +692,19 @@ precheck(struct fed_job *j, const struct mbuf *body, const char **detail_r)
 	return FEDIN_OK;
 }
 
+/* The client address's token, before anything else is looked at (loop thread). An address
+   that cannot be had is charged to one bucket of its own. */
+static bool
+client_take(struct fedin *fi, struct req *r, int *retry_s)
+{
+	struct sockaddr_storage addr;
+	char key[FEDACCEPT_CLIENT_KEY_MAX];
+
+	if (req_peer(r, &addr) < 0 || fedaccept_client_key((struct sockaddr *)&addr, key) < 0)
+		snprintf(key, sizeof(key), "unknown");
+	return fedrate_take(fi->clients, key, time_mono_ms(), retry_s);
+}
+
 void
 api_fed_reports(const struct http_env *env, struct req *r, const struct principal *p,
                 const char *param, const struct mbuf *body)
@@ -699,12 +713,19 @@ api_fed_reports(const struct http_env *env, struct req *r, const struct principa
 	struct fed_job *j;
 	enum fedin_err err;
 	const char *detail = NULL;
+	int retry_s = 1;
 
 	(void)p;
 	(void)param;
 	if (fi == NULL) {
 		req_problem_code(r, 404, "Not Found", fedin_errinfo(FEDIN_DISABLED)->code,
 		                 "this site takes no reports (federation_accept)", -1);
+		return;
+	}
+	if (!client_take(fi, r, &retry_s)) {
+		answer_error(fi, r, FEDIN_CLIENT_LIMITED,
+		             "too many reports from this address (federation_client_rate)", retry_s,
+		             NULL);
 		return;
 	}
 	j = mycalloc(1, sizeof(*j));
@@ -806,6 +827,8 @@ fedin_new(uv_loop_t *loop, const struct sd_config *cfg, struct ingest *ingest)
 		msg_fatal("%s (dns_server, dns_trust_anchor_file)", error);
 	fi->started_ms = time_now_ms();
 	fi->rate = fedrate_new((double)cfg->federation_rate, (double)cfg->federation_burst);
+	fi->clients = fedrate_new_clients((double)cfg->federation_client_rate,
+	                                  (double)cfg->federation_client_burst);
 	fi->dns_down = htable_create(64);
 	fi->inflight = htable_create(64);
 	pthread_mutex_init(&fi->done_lock, NULL);
@@ -847,6 +870,7 @@ fedin_free(struct fedin **fip)
 	dbworker_stop(&fi->db);
 	resolver_free(&fi->resolver);
 	fedrate_free(&fi->rate);
+	fedrate_free(&fi->clients);
 	htable_free(&fi->dns_down, free);
 	htable_free(&fi->inflight, NULL);
 	pthread_mutex_destroy(&fi->done_lock);

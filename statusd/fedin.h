@@ -5,7 +5,8 @@
  *
  * DESIGN
  *	The handler (loop thread) checks what costs nothing: that this site takes reports
- *	(federation_accept), the media type, the size, that the request is signed, and then
+ *	(federation_accept), the client address's token bucket (fedrate_new_clients), the
+ *	media type, the size, that the request is signed, and then
  *	the signature's form, profile and freshness (fedaccept_precheck) and the body's
  *	Content-Digest. Only such a report becomes a job on a database worker of its own
  *	(dbworker.h), whose thread may block: the key lookup through federation/resolver
@@ -22,16 +23,18 @@
  *	answers once the ingest has committed them: a site acknowledges only what it
  *	stored.
  *	Ownership: struct fedin is main.c's; the rate buckets, the failed zones and the
- *	expiry clock belong to the worker thread, the counters and the list of waiting jobs
- *	to the loop thread; a job's "gone" flag is set by the loop thread and read by the
+ *	expiry clock belong to the worker thread, the client buckets, the counters and the
+ *	list of waiting jobs to the loop thread; a job's "gone" flag is set by the loop thread and read by the
  *	worker (atomic); the stored ids in flight are the worker's, the ones done come to
  *	it from the loop thread under a mutex.
  *
  * SECURITY
  *	Everything in the request is untrusted. Order of the checks, each refusing the whole
  *	report with its own code (fedaccept.h) at the first failure:
- *	1. federation_accept, Content-Type, size, Signature-Input and Signature present;
- *	   then on the loop thread: they parse, the profile (only components this receiver
+ *	1. federation_accept; the client address's rate (federation_client_rate, in memory:
+ *	   a client that sends many reports, e.g. under made-up keyids, gets 429 before any
+ *	   lookup or signature work); Content-Type, size, Signature-Input and Signature
+ *	   present; then on the loop thread: they parse, the profile (only components this receiver
  *	   rebuilds), created/expires, the body's Content-Digest; the cap on waiting jobs;
  *	2. httpsig_verify() in docs/federation.md's order: parse, profile, the key at keyid
  *	   (its MSK1 record; missing or revoked refuses), the signature, freshness, then the

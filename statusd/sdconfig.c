@@ -72,6 +72,8 @@ const struct conf_setting sdconfig_table[] = {
         S(federation_rate, CONF_INT, "10", 1, 100000),
         S(federation_burst, CONF_INT, "50", 1, 100000),
         S(federation_unknown_window, CONF_TIME, "2m", 0, 86400000),
+        S(federation_client_rate, CONF_INT, "20", 1, 100000),
+        S(federation_client_burst, CONF_INT, "100", 1, 100000),
         S(mdn_sendmail, CONF_STR, "/usr/sbin/sendmail", 0, 0),
         S(log_target, CONF_STR, "stderr", 0, 0),
         S(syslog_facility, CONF_STR, "mail", 0, 0),

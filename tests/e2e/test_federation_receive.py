@@ -16,6 +16,8 @@ would (tests/tools/fedreport: federation/mimistatus + httpsig) and POSTed over H
   503 message-unknown, the report's other events are stored, and sent again once the
   message is known it is accepted, nothing counted twice;
 - a reporting domain over federation_rate/federation_burst gets 429 with Retry-After;
+- a client address over federation_client_rate/federation_client_burst gets 429 with
+  Retry-After before any DNS lookup (a DNS server of the test's own counts them);
 - without federation_endpoint the signed URL is https:// and the Host; a DNS server that
   does not answer is 503 with Retry-After; the default without an endpoint takes no reports;
 - the counters in /metrics.
@@ -37,6 +39,7 @@ from msgsandbox.core import free_port, wait_for
 from msgsandbox.knot import available
 
 from test_api import Sse
+from test_resolver import SlowDns
 
 STATUSCTL = paths.binary("statusd/statusctl")
 FEDREPORT = paths.binary("tests/fedreport")
@@ -399,6 +402,28 @@ class FederationReceiveTest(unittest.TestCase):
         self.assertEqual((status, doc["code"]), (503, "dns-unavailable"), doc)
         self.assertRegex(retry or "", r"^[1-9][0-9]*$")
         self.assertEqual(self.timeline("fm2"), [])
+
+    def test_client_rate_limit_before_dns(self):
+        # one client, reports under made-up keyids: each costs a DNS lookup until the
+        # client's burst is used up, then 429 at once, without a lookup
+        dns = SlowDns(0)
+        self.addCleanup(dns.close)
+        sd = self.other_statusd("statusd-clients", federation_accept="yes",
+                                dns_server=dns.server, federation_client_rate="1",
+                                federation_client_burst="3")
+        url = f"https://127.0.0.1:{sd.http_port}{PATH}"
+        reports = [self.unpublished(url, f"made-up{i}.example", f"ev-cl{i}")
+                   for i in range(6)]
+        results = [self.post(*request, sd=sd) for request in reports]
+        self.assertEqual([(s, d.get("code")) for s, d, _ in results],
+                         [(403, "key-unknown")] * 3 + [(429, "client-rate-limited")] * 3)
+        for _, _, retry in results[3:]:
+            self.assertRegex(retry or "", r"^[1-9][0-9]*$")
+        self.assertEqual(sorted(dns.counts),
+                         [f"x._msgstatus-key.made-up{i}.example" for i in range(3)])
+        _, text = sd.http("/metrics")
+        self.assertRegex(text, r'msgstatus_federation_reports_refused_total'
+                               r'\{reason="client-rate-limited"\} 3')
 
     # --- a sender without a key cannot stall the endpoint ----------------------------------
 

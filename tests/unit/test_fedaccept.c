@@ -3,7 +3,7 @@
  * (docs/federation.md, "Receiving a report"): the error table (status and code of each
  * failure), the media type, which check a failed verification stopped at, the claims of a
  * report against its key's domain, each event's verdict, the stored event id, and the rate
- * limit per reporting domain.
+ * limits per reporting domain and per client address.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,6 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
 
 #include <cmocka.h>
 
@@ -47,6 +50,7 @@ static const struct {
         {FEDIN_DB_UNAVAILABLE, 503, "storage-unavailable"},
         {FEDIN_BUSY, 503, "busy"},
         {FEDIN_MESSAGE_UNKNOWN, 503, "message-unknown"},
+        {FEDIN_CLIENT_LIMITED, 429, "client-rate-limited"},
 };
 
 static void
@@ -317,6 +321,65 @@ test_stored_id(void **state)
 }
 
 static void
+test_client_key(void **state)
+{
+	static const struct {
+		int family;
+		const char *addr, *want;
+	} rows[] = {
+	        {AF_INET, "192.0.2.7", "192.0.2.7"},
+	        {AF_INET6, "2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"},
+	        {AF_INET6, "2001:db8:1:2:ffff::1", "2001:db8:1:2::/64"}, /* the same /64 */
+	        {AF_INET6, "2001:db8:1:3::1", "2001:db8:1:3::/64"},
+	        {AF_INET6, "::ffff:192.0.2.7", "192.0.2.7"}, /* IPv4 mapped */
+	        {AF_INET6, "::1", "::/64"},
+	};
+	char key[FEDACCEPT_CLIENT_KEY_MAX];
+	struct sockaddr_storage ss;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		memset(&ss, 0, sizeof(ss));
+		ss.ss_family = (sa_family_t)rows[i].family;
+		if (rows[i].family == AF_INET)
+			inet_pton(AF_INET, rows[i].addr, &((struct sockaddr_in *)&ss)->sin_addr);
+		else
+			inet_pton(AF_INET6, rows[i].addr, &((struct sockaddr_in6 *)&ss)->sin6_addr);
+		CHECK_INT(rows[i].addr, fedaccept_client_key((struct sockaddr *)&ss, key), 0);
+		CHECK_STR(rows[i].addr, key, rows[i].want);
+	}
+	memset(&ss, 0, sizeof(ss));
+	ss.ss_family = AF_UNIX;
+	CHECK_INT("another family", fedaccept_client_key((struct sockaddr *)&ss, key), -1);
+	check_done();
+}
+
+static void
+test_rate_clients(void **state)
+{
+	struct fedrate *r = fedrate_new_clients(1, 2);
+	int retry = 0;
+
+	(void)state;
+	CHECK_INT("first", fedrate_take(r, "192.0.2.7", 1000, &retry), true);
+	CHECK_INT("second", fedrate_take(r, "192.0.2.7", 1000, &retry), true);
+	CHECK_INT("spent", fedrate_take(r, "192.0.2.7", 1000, &retry), false);
+	CHECK_INT("retry after", retry, 2); /* a token in 1 s, and one more */
+	/* the key as it is: no last two labels */
+	CHECK_INT("another address", fedrate_take(r, "192.0.3.7", 1000, &retry), true);
+	/* no bucket over all: many clients are not limited together */
+	for (int i = 0; i < 100; i++) {
+		char key[32];
+
+		snprintf(key, sizeof(key), "198.51.100.%d", i);
+		CHECK_INT(key, fedrate_take(r, key, 1000, &retry), true);
+	}
+	CHECK_INT("refilled", fedrate_take(r, "192.0.2.7", 2000, &retry), true);
+	fedrate_free(&r);
+	check_done();
+}
+
+static void
 test_rate(void **state)
 {
 	struct fedrate *r = fedrate_new(2, 3); /* 2 per second, 3 at once */
@@ -411,7 +474,8 @@ main(void)
 	        cmocka_unit_test(test_stored_id),        cmocka_unit_test(test_rate),
 	        cmocka_unit_test(test_rate_subdomains),  cmocka_unit_test(test_rate_table_full),
 	        cmocka_unit_test(test_rate_all_domains), cmocka_unit_test(test_precheck),
-	        cmocka_unit_test(test_unknown),
+	        cmocka_unit_test(test_unknown),          cmocka_unit_test(test_client_key),
+	        cmocka_unit_test(test_rate_clients),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
