@@ -40,7 +40,7 @@
 #define DNS_DOWN_MS   (15 * 1000) /* a zone whose lookup failed is not asked again so soon */
 #define DNS_DOWN_MAX  1024        /* zones remembered so */
 #define GONE_CHECK_MS 500         /* how often waiting reports' clients are looked at */
-#define EXPIRE_EVERY  (10 * 60 * 1000LL) /* ms between clean-ups of old nonces and events */
+#define EXPIRE_EVERY  (10 * 60 * 1000LL) /* ms between clean-ups (maintenance_interval if less) */
 #define FIELD_BUFSIZE (HTTPSIG_FIELD_MAX + 2)
 
 struct fedin {
@@ -57,14 +57,15 @@ struct fedin {
 	/* stored ids whose ingest has answered (or that never reached it), from the loop
 	   thread to the worker, which forgets them in inflight before its next lookup */
 	pthread_mutex_t done_lock;
-	struct mbuf done; /* NUL-terminated ids, one after another */
-	int64_t expired_at_ms;
+	struct mbuf done;   /* NUL-terminated ids, one after another */
 	int64_t started_ms; /* wall clock, for federation_unknown_window */
 	/* loop thread only */
 	struct fedrate *clients;          /* federation_client_rate, per client address */
 	unsigned pending;                 /* jobs submitted, not yet freed */
 	struct fed_job *waiting;          /* jobs submitted, the worker not done with them */
 	uv_timer_t *gone_timer;           /* looks at their clients */
+	uv_timer_t *expire_timer;         /* old nonces and events go */
+	bool expire_queued;               /* a clean-up job is on the worker */
 	uint64_t answered[FEDIN_ERR_MAX]; /* reports, by outcome */
 	uint64_t abandoned;               /* reports whose client went before they were checked */
 	uint64_t events_stored, events_duplicate, events_refused, events_ignored;
@@ -486,18 +487,55 @@ fed_run(struct dbjob *dj, PGconn *conn)
 	} else
 		check_report(j, conn);
 	mbuf_free(&target);
-	/* Old nonces and remembered events go now and then, on this thread. */
-	if (time_mono_ms() - fi->expired_at_ms > EXPIRE_EVERY || fi->expired_at_ms == 0) {
-		fi->expired_at_ms = time_mono_ms();
-		if (store_fed_expire(conn, (int64_t)time(NULL), fi->cfg->event_retention, &error) <
-		    0)
-			msg_warn("federation: cannot forget old nonces and events: %s", error);
-	}
 	j->conn = NULL;
 	return DBW_DONE;
 }
 
+/* Old nonces and remembered events go (worker thread), whether reports come or not. */
+struct expire_job {
+	struct dbjob job;
+	struct fedin *fi;
+};
+
+static enum dbw_result
+expire_run(struct dbjob *dj, PGconn *conn)
+{
+	struct expire_job *e = (struct expire_job *)dj;
+	const char *error = NULL;
+
+	if (store_fed_expire(conn, (int64_t)time(NULL), e->fi->cfg->event_retention, &error) < 0)
+		msg_warn("federation: cannot forget old nonces and events: %s", error);
+	return DBW_DONE;
+}
+
 /* --- the loop thread ------------------------------------------------------------------- */
+
+static void
+expire_done(struct dbjob *dj)
+{
+	struct expire_job *e = (struct expire_job *)dj;
+
+	e->fi->expire_queued = false;
+	free(e);
+}
+
+/* Every EXPIRE_EVERY (or maintenance_interval): a clean-up job, unless one is queued. */
+static void
+expire_tick(uv_timer_t *timer)
+{
+	struct fedin *fi = timer->data;
+	struct expire_job *e;
+
+	if (fi->expire_queued)
+		return;
+	e = mycalloc(1, sizeof(*e));
+	e->fi = fi;
+	e->job.run = expire_run;
+	e->job.done = expire_done;
+	e->job.no_retry = true; /* the database is down: the next tick */
+	fi->expire_queued = true;
+	dbworker_submit(fi->db, &e->job);
+}
 
 static void
 job_free(struct fed_job *j)
@@ -798,7 +836,7 @@ endpoint_parts(struct fedin *fi, const char *url)
 }
 
 static void
-gone_timer_closed(uv_handle_t *h)
+timer_closed(uv_handle_t *h)
 {
 	free(h);
 }
@@ -810,6 +848,7 @@ fedin_new(uv_loop_t *loop, const struct sd_config *cfg, struct ingest *ingest)
 	const char *error;
 	struct fedrec_msr msr;
 	char txt[FEDREC_TXT_MAX + 1];
+	uint64_t every;
 
 	if (!cfg->federation_accepting)
 		return NULL;
@@ -839,6 +878,13 @@ fedin_new(uv_loop_t *loop, const struct sd_config *cfg, struct ingest *ingest)
 	fi->gone_timer->data = fi;
 	uv_timer_start(fi->gone_timer, gone_check, GONE_CHECK_MS, GONE_CHECK_MS);
 	uv_unref((uv_handle_t *)fi->gone_timer);
+	every = cfg->maintenance_interval < EXPIRE_EVERY ? (uint64_t)cfg->maintenance_interval
+	                                                 : (uint64_t)EXPIRE_EVERY;
+	fi->expire_timer = mymalloc(sizeof(*fi->expire_timer));
+	uv_timer_init(loop, fi->expire_timer);
+	fi->expire_timer->data = fi;
+	uv_timer_start(fi->expire_timer, expire_tick, every, every);
+	uv_unref((uv_handle_t *)fi->expire_timer);
 	msg_info("federation: taking reports at %s", fi->target_uri ? fi->target_uri : PATH);
 	return fi;
 }
@@ -866,7 +912,9 @@ fedin_free(struct fedin **fip)
 		return;
 	*fip = NULL;
 	uv_timer_stop(fi->gone_timer);
-	uv_close((uv_handle_t *)fi->gone_timer, gone_timer_closed);
+	uv_close((uv_handle_t *)fi->gone_timer, timer_closed);
+	uv_timer_stop(fi->expire_timer);
+	uv_close((uv_handle_t *)fi->expire_timer, timer_closed);
 	dbworker_stop(&fi->db);
 	resolver_free(&fi->resolver);
 	fedrate_free(&fi->rate);

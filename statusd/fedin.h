@@ -22,11 +22,14 @@
  *	back to the loop thread, which feeds them to the ingest (ingest_source_start) and
  *	answers once the ingest has committed them: a site acknowledges only what it
  *	stored.
- *	Ownership: struct fedin is main.c's; the rate buckets, the failed zones and the
- *	expiry clock belong to the worker thread, the client buckets, the counters and the
- *	list of waiting jobs to the loop thread; a job's "gone" flag is set by the loop thread and read by the
- *	worker (atomic); the stored ids in flight are the worker's, the ones done come to
- *	it from the loop thread under a mutex.
+ *	Old nonces and remembered events are deleted by a job of their own on the same
+ *	worker, every EXPIRE_EVERY (10 minutes, or maintenance_interval when shorter),
+ *	whether reports come or not.
+ *	Ownership: struct fedin is main.c's; the rate buckets and the failed zones belong to
+ *	the worker thread, the client buckets, the counters and the
+ *	list of waiting jobs to the loop thread; a job's "gone" flag is set by the loop thread and
+ *read by the worker (atomic); the stored ids in flight are the worker's, the ones done come to it
+ *from the loop thread under a mutex.
  *
  * SECURITY
  *	Everything in the request is untrusted. Order of the checks, each refusing the whole

@@ -20,6 +20,7 @@ would (tests/tools/fedreport: federation/mimistatus + httpsig) and POSTed over H
   Retry-After before any DNS lookup (a DNS server of the test's own counts them);
 - without federation_endpoint the signed URL is https:// and the Host; a DNS server that
   does not answer is 503 with Retry-After; the default without an endpoint takes no reports;
+- old nonces are deleted on a timer, also when no report comes;
 - the counters in /metrics.
 """
 import http.client
@@ -424,6 +425,20 @@ class FederationReceiveTest(unittest.TestCase):
         _, text = sd.http("/metrics")
         self.assertRegex(text, r'msgstatus_federation_reports_refused_total'
                                r'\{reason="client-rate-limited"\} 3')
+
+    def test_old_nonces_go_without_reports(self):
+        # a nonce whose signature expired long ago goes with the next clean-up, which runs
+        # every maintenance_interval (when shorter than 10 minutes), not only when a
+        # report comes (none does here); a live one stays
+        self.pg.psql("INSERT INTO fed_nonces (keyid, nonce, expires) VALUES"
+                     " ('x._msgstatus-key.old.example', 'old-nonce', now() - interval '1 hour'),"
+                     " ('x._msgstatus-key.old.example', 'live-nonce', now() + interval '5 minutes')")
+        self.other_statusd("statusd-expire", federation_accept="yes",
+                           dns_server=self.dns.server, maintenance_interval="1s")
+        wait_for("the old nonce deleted", lambda: self.pg.scalar(
+            "SELECT count(*) FROM fed_nonces WHERE nonce = 'old-nonce'") == "0", timeout=15)
+        self.assertEqual(self.pg.scalar(
+            "SELECT count(*) FROM fed_nonces WHERE nonce = 'live-nonce'"), "1")
 
     # --- a sender without a key cannot stall the endpoint ----------------------------------
 
