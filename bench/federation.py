@@ -319,7 +319,8 @@ def main():
 
     with Sandbox(name="bench-federation") as sb:
         t0 = time.monotonic()
-        raise_limits = {"federation_rate": "100000", "federation_burst": "100000"}
+        raise_limits = {"federation_rate": "100000", "federation_burst": "100000",
+                        "federation_client_rate": "100000", "federation_client_burst": "100000"}
         a = sb.msgstatus_site("example.org", {ALICE: "alice-secret", CAROL: "carol-secret"},
                               statusd=raise_limits)
         b = sb.msgstatus_site("example.net", {BOB: "bob-secret"}, routes={"example.org": a},

@@ -17,10 +17,11 @@
 #include "mymalloc.h"
 #include "rfc3339.h"
 
-#define RR_TYPE_TXT   16
-#define RR_CLASS_IN   1
-#define NAME_MAX_LEN  253
-#define DISPATCH_POLL 100 /* ms between looks at the stop flag */
+#define RR_TYPE_TXT    16
+#define RR_CLASS_IN    1
+#define NAME_MAX_LEN   253
+#define DISPATCH_POLL  100 /* ms between looks at the stop flag */
+#define FLIGHT_KEY_MAX 300 /* dnscache_key(): "16/" and a name of NAME_MAX_LEN */
 
 /* One query in flight: owned by the caller until it gives up, then by the callback. */
 struct query {
@@ -30,13 +31,25 @@ struct query {
 	struct ub_result *result;
 };
 
+/* One name being looked up, for the lookups of the same name that wait for it (all under
+   the resolver's lock): made by the lookup that queries, freed by the last one to leave. */
+struct flight {
+	char key[FLIGHT_KEY_MAX];
+	struct flight *next; /* in resolver.flights, until done */
+	unsigned refs;       /* the lookup that queries and those waiting */
+	bool done;
+	struct dns_txt *answer; /* when done */
+	const char *error;      /* static text, for a DNS_TEMPFAIL or DNS_BOGUS answer */
+};
+
 struct resolver {
 	struct ub_ctx *ub;
 	struct resolver_settings s;
-	pthread_mutex_t lock; /* cache, counters, queries' done/abandoned */
+	pthread_mutex_t lock; /* cache, counters, flights, queries' done/abandoned */
 	pthread_cond_t answered;
 	struct dnscache *cache;
-	uint64_t queries, hits;
+	struct flight *flights; /* names being looked up */
+	uint64_t queries, hits, joined;
 	pthread_t dispatcher;
 	bool started;
 	int stop; /* set once, atomically; the dispatcher looks at it between polls */
@@ -225,29 +238,77 @@ answer_from(const struct ub_result *res, const char **error_r)
 	return t;
 }
 
-struct dns_txt *
-resolver_txt(struct resolver *r, const char *name, const char **error_r)
+/* The absolute time timeout_ms from now, for pthread_cond_timedwait(). */
+static struct timespec
+deadline(int64_t timeout_ms)
+{
+	struct timespec until;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += (time_t)(timeout_ms / 1000);
+	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	return until;
+}
+
+/* Leave flight f (lock held): the last one frees it. */
+static void
+flight_leave(struct flight *f)
+{
+	if (--f->refs > 0)
+		return;
+	dns_txt_free(&f->answer);
+	free(f);
+}
+
+/* The lookup of name that is in flight, or NULL (lock held). */
+static struct flight *
+flight_find(struct resolver *r, const char *key)
+{
+	for (struct flight *f = r->flights; f != NULL; f = f->next)
+		if (strcmp(f->key, key) == 0)
+			return f;
+	return NULL;
+}
+
+/* Wait, at most the lookup timeout, for the answer of flight f, which another lookup is
+   getting (lock held on entry and return). */
+static struct dns_txt *
+flight_wait(struct resolver *r, struct flight *f, const char **error_r)
+{
+	struct timespec until = deadline(r->s.timeout_ms);
+	struct dns_txt *t;
+
+	f->refs++;
+	r->joined++;
+	while (!f->done)
+		if (pthread_cond_timedwait(&r->answered, &r->lock, &until) == ETIMEDOUT && !f->done)
+			break;
+	if (f->done) {
+		t = dns_txt_copy(f->answer);
+		if (f->error != NULL)
+			*error_r = f->error;
+	} else {
+		t = answer_new(DNS_TEMPFAIL);
+		*error_r = "timed out";
+	}
+	flight_leave(f);
+	return t;
+}
+
+/* The query itself: the answer, and (for DNS_OK and DNS_NODATA) the cache filled. */
+static struct dns_txt *
+query(struct resolver *r, const char *name, const char **error_r)
 {
 	struct dns_txt *t;
 	struct query *q;
 	struct timespec until;
-	int64_t now = time_mono_ms(), ttl_ms;
+	int64_t ttl_ms;
 	int rc, id;
 	bool gave_up = false;
-
-	if (!name_ok(name)) {
-		*error_r = "not a DNS name";
-		return answer_new(DNS_NODATA);
-	}
-	pthread_mutex_lock(&r->lock);
-	t = dnscache_get(r->cache, RR_TYPE_TXT, name, now);
-	if (t != NULL) {
-		r->hits++;
-		pthread_mutex_unlock(&r->lock);
-		return t;
-	}
-	r->queries++;
-	pthread_mutex_unlock(&r->lock);
 
 	q = mycalloc(1, sizeof(*q));
 	q->r = r;
@@ -257,13 +318,7 @@ resolver_txt(struct resolver *r, const char *name, const char **error_r)
 		*error_r = ub_strerror(rc);
 		return answer_new(DNS_TEMPFAIL);
 	}
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += (time_t)(r->s.timeout_ms / 1000);
-	until.tv_nsec += (long)(r->s.timeout_ms % 1000) * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
+	until = deadline(r->s.timeout_ms);
 	pthread_mutex_lock(&r->lock);
 	while (!q->done)
 		if (pthread_cond_timedwait(&r->answered, &r->lock, &until) == ETIMEDOUT &&
@@ -302,11 +357,64 @@ resolver_txt(struct resolver *r, const char *name, const char **error_r)
 	return t;
 }
 
+struct dns_txt *
+resolver_txt(struct resolver *r, const char *name, const char **error_r)
+{
+	struct dns_txt *t;
+	struct flight *f;
+	char key[FLIGHT_KEY_MAX];
+	const char *error = NULL;
+
+	if (!name_ok(name) || dnscache_key(RR_TYPE_TXT, name, key, sizeof(key)) < 0) {
+		*error_r = "not a DNS name";
+		return answer_new(DNS_NODATA);
+	}
+	pthread_mutex_lock(&r->lock);
+	t = dnscache_get(r->cache, RR_TYPE_TXT, name, time_mono_ms());
+	if (t != NULL) {
+		r->hits++;
+		pthread_mutex_unlock(&r->lock);
+		return t;
+	}
+	if ((f = flight_find(r, key)) != NULL) {
+		t = flight_wait(r, f, error_r);
+		pthread_mutex_unlock(&r->lock);
+		return t;
+	}
+	f = mycalloc(1, sizeof(*f));
+	memcpy(f->key, key, sizeof(key));
+	f->refs = 1;
+	f->next = r->flights;
+	r->flights = f;
+	r->queries++;
+	pthread_mutex_unlock(&r->lock);
+
+	t = query(r, name, &error);
+
+	pthread_mutex_lock(&r->lock);
+	for (struct flight **p = &r->flights; *p != NULL; p = &(*p)->next)
+		if (*p == f) {
+			*p = f->next;
+			break;
+		}
+	f->done = true;
+	f->answer = dns_txt_copy(t);
+	f->error = error;
+	pthread_cond_broadcast(&r->answered);
+	flight_leave(f);
+	pthread_mutex_unlock(&r->lock);
+	if (error != NULL)
+		*error_r = error;
+	return t;
+}
+
 void
-resolver_counters(struct resolver *r, uint64_t *queries_r, uint64_t *cache_hits_r)
+resolver_counters(struct resolver *r, uint64_t *queries_r, uint64_t *cache_hits_r,
+                  uint64_t *joined_r)
 {
 	pthread_mutex_lock(&r->lock);
 	*queries_r = r->queries;
 	*cache_hits_r = r->hits;
+	*joined_r = r->joined;
 	pthread_mutex_unlock(&r->lock);
 }

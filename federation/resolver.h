@@ -19,7 +19,11 @@
  *	deadline passes cancels the query (ub_cancel) and returns DNS_TEMPFAIL; exactly one of
  *	the caller (cancel succeeded) and the callback (it ran) frees the query.
  *	The cache is consulted first and filled with every answer, positive or negative, for
- *	min(TTL, cache_max_ttl); a temporary failure is not cached.
+ *	min(TTL, cache_max_ttl); a temporary failure is not cached. A lookup of a name that
+ *	another thread is looking up already (the same cache key) does not query again: it
+ *	waits, at most its own timeout, for that lookup's answer and gets a copy of it,
+ *	whatever it is (a temporary failure too, and an answer with a TTL of 0 that is not
+ *	cached). So concurrent lookups of one key record or DKIM key cost one query.
  *	Settings: server ("ADDRESS" or "ADDRESS@PORT"): send every query to that server (a
  *	forwarder, or in tests a private authoritative server on loopback) instead of the
  *	servers of /etc/resolv.conf (without one, libunbound resolves from the root servers
@@ -76,7 +80,9 @@ void resolver_free(struct resolver **r);
  */
 struct dns_txt *resolver_txt(struct resolver *r, const char *name, const char **error_r);
 
-/* Lookups that reached the network, and answers from the cache (for tests and logging). */
-void resolver_counters(struct resolver *r, uint64_t *queries_r, uint64_t *cache_hits_r);
+/* Lookups that reached the network, answers from the cache, and lookups that waited for
+   the same name's lookup in flight (for tests and logging). */
+void resolver_counters(struct resolver *r, uint64_t *queries_r, uint64_t *cache_hits_r,
+                       uint64_t *joined_r);
 
 #endif

@@ -3,6 +3,8 @@
  */
 #include "fedaccept.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +39,8 @@ static const struct fedin_errinfo errinfo[FEDIN_ERR_MAX] = {
         [FEDIN_DNS_UNAVAILABLE] = {503, "dns-unavailable", "Service Unavailable"},
         [FEDIN_DB_UNAVAILABLE] = {503, "storage-unavailable", "Service Unavailable"},
         [FEDIN_BUSY] = {503, "busy", "Service Unavailable"},
+        [FEDIN_MESSAGE_UNKNOWN] = {503, "message-unknown", "Service Unavailable"},
+        [FEDIN_CLIENT_LIMITED] = {429, "client-rate-limited", "Too Many Requests"},
 };
 
 const struct fedin_errinfo *
@@ -199,6 +203,14 @@ fedaccept_event(unsigned code, int64_t time_ms, int64_t now_ms, int64_t retentio
 	return FEDACCEPT_STORE;
 }
 
+enum fedaccept_verdict
+fedaccept_unknown(int64_t time_ms, int64_t now_ms, int64_t started_ms, int64_t window_ms)
+{
+	int64_t since = time_ms > started_ms ? time_ms : started_ms;
+
+	return now_ms - since < window_ms ? FEDACCEPT_LATER : FEDACCEPT_REFUSE;
+}
+
 void
 fedaccept_stored_id(const char *domain, const char *event_id, char *buf)
 {
@@ -228,6 +240,7 @@ struct fedrate {
 	struct htable *buckets; /* charged domain -> struct bucket */
 	struct bucket all;      /* all domains together */
 	double rate, burst;
+	bool clients; /* keys as they are, no bucket over all */
 };
 
 struct fedrate *
@@ -239,6 +252,15 @@ fedrate_new(double rate, double burst)
 	r->rate = rate;
 	r->burst = burst < 1 ? 1 : burst;
 	r->all.tokens = r->burst * FEDRATE_ALL_FACTOR;
+	return r;
+}
+
+struct fedrate *
+fedrate_new_clients(double rate, double burst)
+{
+	struct fedrate *r = fedrate_new(rate, burst);
+
+	r->clients = true;
 	return r;
 }
 
@@ -317,7 +339,7 @@ evict(struct fedrate *r, int64_t now_ms)
 bool
 fedrate_take(struct fedrate *r, const char *domain, int64_t now_ms, int *retry_s)
 {
-	const char *charged = fedrate_charged(domain);
+	const char *charged = r->clients ? domain : fedrate_charged(domain);
 	size_t len = strlen(charged);
 	struct bucket *b = htable_find(r->buckets, charged, len);
 	double all_rate = r->rate * FEDRATE_ALL_FACTOR, all_burst = r->burst * FEDRATE_ALL_FACTOR;
@@ -336,6 +358,10 @@ fedrate_take(struct fedrate *r, const char *domain, int64_t now_ms, int *retry_s
 		*retry_s = (int)((1.0 - b->tokens) / r->rate) + 1;
 		return false;
 	}
+	if (r->clients) {
+		b->tokens -= 1.0;
+		return true;
+	}
 	if (r->all.tokens < 1.0) {
 		*retry_s = (int)((1.0 - r->all.tokens) / all_rate) + 1;
 		return false;
@@ -343,4 +369,32 @@ fedrate_take(struct fedrate *r, const char *domain, int64_t now_ms, int *retry_s
 	b->tokens -= 1.0;
 	r->all.tokens -= 1.0;
 	return true;
+}
+
+int
+fedaccept_client_key(const struct sockaddr *addr, char *buf)
+{
+	static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+	char text[INET6_ADDRSTRLEN];
+
+	if (addr->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)addr;
+
+		return inet_ntop(AF_INET, &in->sin_addr, buf, FEDACCEPT_CLIENT_KEY_MAX) ? 0 : -1;
+	}
+	if (addr->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)addr;
+		struct in6_addr net = in6->sin6_addr;
+
+		if (memcmp(net.s6_addr, mapped, sizeof(mapped)) == 0)
+			return inet_ntop(AF_INET, net.s6_addr + 12, buf, FEDACCEPT_CLIENT_KEY_MAX)
+			               ? 0
+			               : -1;
+		memset(net.s6_addr + 8, 0, 8);
+		if (inet_ntop(AF_INET6, &net, text, sizeof(text)) == NULL)
+			return -1;
+		snprintf(buf, FEDACCEPT_CLIENT_KEY_MAX, "%s/64", text);
+		return 0;
+	}
+	return -1;
 }

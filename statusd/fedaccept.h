@@ -1,8 +1,8 @@
 /*
  * fedaccept - the decisions of statusd's report endpoint (docs/federation.md, "Receiving a
  * report"), without I/O: which error a failed check gets, whether a report's claims fit
- * its signature, what becomes of each event, and the rate limit per reporting domain.
- * fedin.c does the I/O around them (HTTP, DNS, PostgreSQL, the ingest).
+ * its signature, what becomes of each event, and the rate limits per reporting domain and
+ * per client address. fedin.c does the I/O around them (HTTP, DNS, PostgreSQL, the ingest).
  *
  * DESIGN
  *	Pure functions and one small table (the rate buckets, owned by its caller and used by
@@ -15,7 +15,8 @@
  *	Order of the claims (fedaccept_claims): the report's domain equals the keyid's domain,
  *	then every event's recipient is an address in that domain. Per event (fedaccept_event):
  *	the status code, then the time. Whether this site sent that message to that recipient
- *	is the caller's lookup (store_fed.h).
+ *	is the caller's lookup (store_fed.h); for a message it does not know at all,
+ *	fedaccept_unknown() says whether to refuse the event or have it sent again.
  *
  * DIAGNOSTICS
  *	Functions return an enum fedin_err (FEDIN_OK or the failure), with a static detail text
@@ -27,6 +28,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 struct mimistatus_report;
 struct httpsig_params;
@@ -52,6 +54,8 @@ enum fedin_err {
 	FEDIN_DNS_UNAVAILABLE,   /* 503 (Retry-After) */
 	FEDIN_DB_UNAVAILABLE,    /* 503 (Retry-After) */
 	FEDIN_BUSY,              /* 503 (Retry-After) too many reports waiting to be checked */
+	FEDIN_MESSAGE_UNKNOWN,   /* 503 (Retry-After) an event about a message not (yet) known */
+	FEDIN_CLIENT_LIMITED,    /* 429 (Retry-After) too many reports from this client address */
 	FEDIN_ERR_MAX
 };
 
@@ -108,6 +112,7 @@ enum fedaccept_verdict {
 	FEDACCEPT_STORE,  /* a status this site stores */
 	FEDACCEPT_IGNORE, /* a code this site does not store (3, 5..255): acknowledged */
 	FEDACCEPT_REFUSE, /* not acceptable (its time): refused, not to be sent again */
+	FEDACCEPT_LATER,  /* about a message this site may not know yet: to be sent again */
 };
 
 /*
@@ -118,12 +123,24 @@ enum fedaccept_verdict {
 enum fedaccept_verdict fedaccept_event(unsigned code, int64_t time_ms, int64_t now_ms,
                                        int64_t retention_ms, const char **type_r);
 
+/*
+ * The verdict for an event about a message this site does not know at all (no message
+ * with its msgid, whatever the recipient), with the event's time time_ms, at now_ms, for
+ * a statusd that started at started_ms (all ms since the epoch): FEDACCEPT_LATER while
+ * the message may still arrive, that is while the later of time_ms and started_ms is less
+ * than window_ms ago (this site's own event of the message may still be on its way to the
+ * ingest: the milter hands it over asynchronously, and after a start the spool is read
+ * again), else FEDACCEPT_REFUSE. window_ms 0 refuses at once.
+ */
+enum fedaccept_verdict fedaccept_unknown(int64_t time_ms, int64_t now_ms, int64_t started_ms,
+                                         int64_t window_ms);
+
 /* The id an event of domain with the domain's event_id is stored under in the event log:
    "fed-" and 40 hex digits of SHA-256(domain 0x00 event_id), into buf (45 bytes). */
 #define FEDACCEPT_STORED_ID_LEN 44
 void fedaccept_stored_id(const char *domain, const char *event_id, char *buf);
 
-/* --- rate limit per reporting domain --------------------------------------------------- */
+/* --- rate limits per reporting domain and per client ---------------------------------- */
 
 /*
  * A token bucket per charged domain (fedrate_charged), burst reports at once, refilled at
@@ -138,6 +155,9 @@ void fedaccept_stored_id(const char *domain, const char *event_id, char *buf);
 struct fedrate;
 
 struct fedrate *fedrate_new(double rate, double burst);
+/* The same buckets per client (fedaccept_client_key), charged by the key as it is, and
+   without the bucket over all of them: for fedrate_take() before any other check. */
+struct fedrate *fedrate_new_clients(double rate, double burst);
 void fedrate_free(struct fedrate **r);
 /* May domain send a report now (now_ms, a monotonic clock)? If so one is taken; if not,
  *retry_s says in how many seconds to try again. */
@@ -146,5 +166,11 @@ bool fedrate_take(struct fedrate *r, const char *domain, int64_t now_ms, int *re
    sender chooses its subdomains freely; without a public suffix list, a domain under a
    two-label public suffix such as co.uk shares that suffix's bucket). Points into domain. */
 const char *fedrate_charged(const char *domain);
+
+/* The key a client address is limited by, into buf (FEDACCEPT_CLIENT_KEY_MAX bytes): an
+   IPv4 address as text (also one mapped into IPv6), of IPv6 its /64 ("2001:db8:0:1::/64",
+   the smallest block a site is given). -1 for another family. */
+#define FEDACCEPT_CLIENT_KEY_MAX 64
+int fedaccept_client_key(const struct sockaddr *addr, char *buf);
 
 #endif

@@ -35,11 +35,12 @@
 #define RETRY_DNS_S   30
 #define RETRY_DB_S    30
 #define RETRY_BUSY_S  5
+#define RETRY_LATER_S 1           /* message-unknown: this site's own event is on its way */
 #define PENDING_MAX   32          /* reports queued, checked or being stored; more: 503 busy */
 #define DNS_DOWN_MS   (15 * 1000) /* a zone whose lookup failed is not asked again so soon */
 #define DNS_DOWN_MAX  1024        /* zones remembered so */
 #define GONE_CHECK_MS 500         /* how often waiting reports' clients are looked at */
-#define EXPIRE_EVERY  (10 * 60 * 1000LL) /* ms between clean-ups of old nonces and events */
+#define EXPIRE_EVERY  (10 * 60 * 1000LL) /* ms between clean-ups (maintenance_interval if less) */
 #define FIELD_BUFSIZE (HTTPSIG_FIELD_MAX + 2)
 
 struct fedin {
@@ -56,12 +57,15 @@ struct fedin {
 	/* stored ids whose ingest has answered (or that never reached it), from the loop
 	   thread to the worker, which forgets them in inflight before its next lookup */
 	pthread_mutex_t done_lock;
-	struct mbuf done; /* NUL-terminated ids, one after another */
-	int64_t expired_at_ms;
+	struct mbuf done;   /* NUL-terminated ids, one after another */
+	int64_t started_ms; /* wall clock, for federation_unknown_window */
 	/* loop thread only */
+	struct fedrate *clients;          /* federation_client_rate, per client address */
 	unsigned pending;                 /* jobs submitted, not yet freed */
 	struct fed_job *waiting;          /* jobs submitted, the worker not done with them */
 	uv_timer_t *gone_timer;           /* looks at their clients */
+	uv_timer_t *expire_timer;         /* old nonces and events go */
+	bool expire_queued;               /* a clean-up job is on the worker */
 	uint64_t answered[FEDIN_ERR_MAX]; /* reports, by outcome */
 	uint64_t abandoned;               /* reports whose client went before they were checked */
 	uint64_t events_stored, events_duplicate, events_refused, events_ignored;
@@ -90,6 +94,7 @@ struct fed_job {
 	const char *detail;
 	int retry_s;
 	unsigned accepted, duplicate, refused, ignored;
+	unsigned later;     /* events about a message not known yet: the report comes again */
 	unsigned to_store;  /* records in lines */
 	struct mbuf lines;  /* event records for the ingest */
 	struct mbuf handed; /* their stored ids (NUL-terminated), in fi->inflight */
@@ -241,7 +246,7 @@ replay_check(void *ctx, const char *keyid, const char *nonce, int64_t expires, c
 /* The events of a verified report: what this site has of each, then the records to store. */
 static void
 take_events(struct fed_job *j, const struct mimistatus_report *rep, struct store_fed_item *items,
-            bool *store)
+            const bool *unknown, bool *store)
 {
 	int64_t now = time_now_ms();
 
@@ -261,6 +266,10 @@ take_events(struct fed_job *j, const struct mimistatus_report *rep, struct store
 			j->duplicate++;
 			continue;
 		}
+		if (!it->found && unknown[i]) {
+			j->later++; /* a message not known yet (fedaccept_unknown) */
+			continue;
+		}
 		if (!it->found) {
 			j->refused++; /* this site never sent that message to that recipient */
 			continue;
@@ -271,6 +280,7 @@ take_events(struct fed_job *j, const struct mimistatus_report *rep, struct store
 			j->ignored++;
 			continue;
 		case FEDACCEPT_REFUSE:
+		case FEDACCEPT_LATER:
 			j->refused++;
 			continue;
 		case FEDACCEPT_STORE:
@@ -313,13 +323,42 @@ forget_done(struct fedin *fi)
 	mbuf_free(&done);
 }
 
+/* Which of the n events not found are about a message this site does not know at all and
+   may know soon (fedaccept_unknown): unknown[i]. Only those young enough are looked up. */
+static int
+find_unknown(struct fed_job *j, PGconn *conn, const struct store_fed_item *items, size_t n,
+             bool *unknown, bool *transient_r, const char **error_r)
+{
+	const uint8_t **msgids = mycalloc(n ? n : 1, sizeof(*msgids));
+	size_t *at = mycalloc(n ? n : 1, sizeof(*at));
+	bool *known = mycalloc(n ? n : 1, sizeof(*known));
+	int64_t now = time_now_ms();
+	size_t k = 0;
+	int rc;
+
+	for (size_t i = 0; i < n; i++)
+		if (!items[i].found &&
+		    fedaccept_unknown(items[i].time_ms, now, j->fi->started_ms,
+		                      j->fi->cfg->federation_unknown_window) == FEDACCEPT_LATER) {
+			msgids[k] = items[i].msgid;
+			at[k++] = i;
+		}
+	rc = store_fed_known(conn, msgids, k, known, transient_r, error_r);
+	for (size_t m = 0; rc == 0 && m < k; m++)
+		unknown[at[m]] = !known[m];
+	free(msgids);
+	free(at);
+	free(known);
+	return rc;
+}
+
 /* Steps 3 and 4 of fedin.h's SECURITY: the claims and the events. */
 static void
 check_report(struct fed_job *j, PGconn *conn)
 {
 	struct mimistatus_report rep;
 	struct store_fed_item *items = NULL, *fresh = NULL;
-	bool *store = NULL;
+	bool *store = NULL, *unknown = NULL;
 	char(*stored_ids)[FEDACCEPT_STORED_ID_LEN + 1] = NULL;
 	const char *error = NULL;
 	bool transient;
@@ -338,6 +377,7 @@ check_report(struct fed_job *j, PGconn *conn)
 	items = mycalloc(n ? n : 1, sizeof(*items));
 	stored_ids = mycalloc(n ? n : 1, sizeof(*stored_ids));
 	store = mycalloc(n ? n : 1, sizeof(*store));
+	unknown = mycalloc(n ? n : 1, sizeof(*unknown));
 	for (size_t i = 0; i < n; i++) {
 		fedaccept_stored_id(j->key_domain, rep.events[i].event_id, stored_ids[i]);
 		items[i].msgid = rep.entries[i].msgid;
@@ -348,7 +388,9 @@ check_report(struct fed_job *j, PGconn *conn)
 	}
 	if (store_fed_lookup(conn, j->key_domain, items, n, &transient, &error) < 0)
 		goto db_failed;
-	take_events(j, &rep, items, store);
+	if (find_unknown(j, conn, items, n, unknown, &transient, &error) < 0)
+		goto db_failed;
+	take_events(j, &rep, items, unknown, store);
 	/* Remember the events about to be stored (taken ones keep their row), then store. */
 	fresh = mycalloc(n ? n : 1, sizeof(*fresh));
 	for (size_t i = 0; i < n; i++)
@@ -375,6 +417,7 @@ out:
 	}
 	free(stored_ids);
 	free(store);
+	free(unknown);
 	free(fresh);
 	mimistatus_report_free(&rep);
 }
@@ -444,18 +487,55 @@ fed_run(struct dbjob *dj, PGconn *conn)
 	} else
 		check_report(j, conn);
 	mbuf_free(&target);
-	/* Old nonces and remembered events go now and then, on this thread. */
-	if (time_mono_ms() - fi->expired_at_ms > EXPIRE_EVERY || fi->expired_at_ms == 0) {
-		fi->expired_at_ms = time_mono_ms();
-		if (store_fed_expire(conn, (int64_t)time(NULL), fi->cfg->event_retention, &error) <
-		    0)
-			msg_warn("federation: cannot forget old nonces and events: %s", error);
-	}
 	j->conn = NULL;
 	return DBW_DONE;
 }
 
+/* Old nonces and remembered events go (worker thread), whether reports come or not. */
+struct expire_job {
+	struct dbjob job;
+	struct fedin *fi;
+};
+
+static enum dbw_result
+expire_run(struct dbjob *dj, PGconn *conn)
+{
+	struct expire_job *e = (struct expire_job *)dj;
+	const char *error = NULL;
+
+	if (store_fed_expire(conn, (int64_t)time(NULL), e->fi->cfg->event_retention, &error) < 0)
+		msg_warn("federation: cannot forget old nonces and events: %s", error);
+	return DBW_DONE;
+}
+
 /* --- the loop thread ------------------------------------------------------------------- */
+
+static void
+expire_done(struct dbjob *dj)
+{
+	struct expire_job *e = (struct expire_job *)dj;
+
+	e->fi->expire_queued = false;
+	free(e);
+}
+
+/* Every EXPIRE_EVERY (or maintenance_interval): a clean-up job, unless one is queued. */
+static void
+expire_tick(uv_timer_t *timer)
+{
+	struct fedin *fi = timer->data;
+	struct expire_job *e;
+
+	if (fi->expire_queued)
+		return;
+	e = mycalloc(1, sizeof(*e));
+	e->fi = fi;
+	e->job.run = expire_run;
+	e->job.done = expire_done;
+	e->job.no_retry = true; /* the database is down: the next tick */
+	fi->expire_queued = true;
+	dbworker_submit(fi->db, &e->job);
+}
 
 static void
 job_free(struct fed_job *j)
@@ -514,6 +594,22 @@ answer_counts(struct fed_job *j, struct req *r)
 	req_text(r, 200, "application/json", &body);
 }
 
+/* A report with events about messages not known yet: 503 message-unknown, to be sent
+   again. What was stored of it is counted now (a duplicate when it comes again); the
+   other events are counted when it is answered 200. */
+static void
+answer_later(struct fed_job *j, struct req *r, unsigned stored)
+{
+	struct fedin *fi = j->fi;
+	char detail[160];
+
+	fi->events_stored += stored;
+	snprintf(detail, sizeof(detail),
+	         "%u event(s) about a message this site does not know yet: send the report again",
+	         j->later);
+	answer_error(fi, r, FEDIN_MESSAGE_UNKNOWN, detail, RETRY_LATER_S, j->key_domain);
+}
+
 /* The ingest has answered every record of a report. */
 static void
 on_stored(void *ctx, unsigned acked, unsigned rejected)
@@ -521,6 +617,11 @@ on_stored(void *ctx, unsigned acked, unsigned rejected)
 	struct fed_job *j = ctx;
 	struct req *r = req_redeem(j->ticket);
 
+	if (j->later > 0) {
+		answer_later(j, r, acked);
+		job_free(j);
+		return;
+	}
 	j->accepted = acked + j->ignored;
 	j->refused += rejected;
 	answer_counts(j, r);
@@ -561,6 +662,11 @@ fed_done(struct dbjob *dj)
 	if (j->err != FEDIN_OK) {
 		answer_error(fi, req_redeem(j->ticket), j->err, j->detail, j->retry_s,
 		             j->key_domain);
+		job_free(j);
+		return;
+	}
+	if (j->to_store == 0 && j->later > 0) {
+		answer_later(j, req_redeem(j->ticket), 0);
 		job_free(j);
 		return;
 	}
@@ -624,6 +730,19 @@ precheck(struct fed_job *j, const struct mbuf *body, const char **detail_r)
 	return FEDIN_OK;
 }
 
+/* The client address's token, before anything else is looked at (loop thread). An address
+   that cannot be had is charged to one bucket of its own. */
+static bool
+client_take(struct fedin *fi, struct req *r, int *retry_s)
+{
+	struct sockaddr_storage addr;
+	char key[FEDACCEPT_CLIENT_KEY_MAX];
+
+	if (req_peer(r, &addr) < 0 || fedaccept_client_key((struct sockaddr *)&addr, key) < 0)
+		snprintf(key, sizeof(key), "unknown");
+	return fedrate_take(fi->clients, key, time_mono_ms(), retry_s);
+}
+
 void
 api_fed_reports(const struct http_env *env, struct req *r, const struct principal *p,
                 const char *param, const struct mbuf *body)
@@ -632,12 +751,19 @@ api_fed_reports(const struct http_env *env, struct req *r, const struct principa
 	struct fed_job *j;
 	enum fedin_err err;
 	const char *detail = NULL;
+	int retry_s = 1;
 
 	(void)p;
 	(void)param;
 	if (fi == NULL) {
 		req_problem_code(r, 404, "Not Found", fedin_errinfo(FEDIN_DISABLED)->code,
 		                 "this site takes no reports (federation_accept)", -1);
+		return;
+	}
+	if (!client_take(fi, r, &retry_s)) {
+		answer_error(fi, r, FEDIN_CLIENT_LIMITED,
+		             "too many reports from this address (federation_client_rate)", retry_s,
+		             NULL);
 		return;
 	}
 	j = mycalloc(1, sizeof(*j));
@@ -710,7 +836,7 @@ endpoint_parts(struct fedin *fi, const char *url)
 }
 
 static void
-gone_timer_closed(uv_handle_t *h)
+timer_closed(uv_handle_t *h)
 {
 	free(h);
 }
@@ -722,6 +848,7 @@ fedin_new(uv_loop_t *loop, const struct sd_config *cfg, struct ingest *ingest)
 	const char *error;
 	struct fedrec_msr msr;
 	char txt[FEDREC_TXT_MAX + 1];
+	uint64_t every;
 
 	if (!cfg->federation_accepting)
 		return NULL;
@@ -737,7 +864,10 @@ fedin_new(uv_loop_t *loop, const struct sd_config *cfg, struct ingest *ingest)
 	struct resolver_settings rs = RESOLVER_SETTINGS_OF(cfg);
 	if ((fi->resolver = resolver_new(&rs, &error)) == NULL)
 		msg_fatal("%s (dns_server, dns_trust_anchor_file)", error);
+	fi->started_ms = time_now_ms();
 	fi->rate = fedrate_new((double)cfg->federation_rate, (double)cfg->federation_burst);
+	fi->clients = fedrate_new_clients((double)cfg->federation_client_rate,
+	                                  (double)cfg->federation_client_burst);
 	fi->dns_down = htable_create(64);
 	fi->inflight = htable_create(64);
 	pthread_mutex_init(&fi->done_lock, NULL);
@@ -748,6 +878,13 @@ fedin_new(uv_loop_t *loop, const struct sd_config *cfg, struct ingest *ingest)
 	fi->gone_timer->data = fi;
 	uv_timer_start(fi->gone_timer, gone_check, GONE_CHECK_MS, GONE_CHECK_MS);
 	uv_unref((uv_handle_t *)fi->gone_timer);
+	every = cfg->maintenance_interval < EXPIRE_EVERY ? (uint64_t)cfg->maintenance_interval
+	                                                 : (uint64_t)EXPIRE_EVERY;
+	fi->expire_timer = mymalloc(sizeof(*fi->expire_timer));
+	uv_timer_init(loop, fi->expire_timer);
+	fi->expire_timer->data = fi;
+	uv_timer_start(fi->expire_timer, expire_tick, every, every);
+	uv_unref((uv_handle_t *)fi->expire_timer);
 	msg_info("federation: taking reports at %s", fi->target_uri ? fi->target_uri : PATH);
 	return fi;
 }
@@ -775,10 +912,13 @@ fedin_free(struct fedin **fip)
 		return;
 	*fip = NULL;
 	uv_timer_stop(fi->gone_timer);
-	uv_close((uv_handle_t *)fi->gone_timer, gone_timer_closed);
+	uv_close((uv_handle_t *)fi->gone_timer, timer_closed);
+	uv_timer_stop(fi->expire_timer);
+	uv_close((uv_handle_t *)fi->expire_timer, timer_closed);
 	dbworker_stop(&fi->db);
 	resolver_free(&fi->resolver);
 	fedrate_free(&fi->rate);
+	fedrate_free(&fi->clients);
 	htable_free(&fi->dns_down, free);
 	htable_free(&fi->inflight, NULL);
 	pthread_mutex_destroy(&fi->done_lock);

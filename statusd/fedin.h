@@ -5,7 +5,8 @@
  *
  * DESIGN
  *	The handler (loop thread) checks what costs nothing: that this site takes reports
- *	(federation_accept), the media type, the size, that the request is signed, and then
+ *	(federation_accept), the client address's token bucket (fedrate_new_clients), the
+ *	media type, the size, that the request is signed, and then
  *	the signature's form, profile and freshness (fedaccept_precheck) and the body's
  *	Content-Digest. Only such a report becomes a job on a database worker of its own
  *	(dbworker.h), whose thread may block: the key lookup through federation/resolver
@@ -21,17 +22,22 @@
  *	back to the loop thread, which feeds them to the ingest (ingest_source_start) and
  *	answers once the ingest has committed them: a site acknowledges only what it
  *	stored.
- *	Ownership: struct fedin is main.c's; the rate buckets, the failed zones and the
- *	expiry clock belong to the worker thread, the counters and the list of waiting jobs
- *	to the loop thread; a job's "gone" flag is set by the loop thread and read by the
- *	worker (atomic); the stored ids in flight are the worker's, the ones done come to
- *	it from the loop thread under a mutex.
+ *	Old nonces and remembered events are deleted by a job of their own on the same
+ *	worker, every EXPIRE_EVERY (10 minutes, or maintenance_interval when shorter),
+ *	whether reports come or not.
+ *	Ownership: struct fedin is main.c's; the rate buckets and the failed zones belong to
+ *	the worker thread, the client buckets, the counters and the
+ *	list of waiting jobs to the loop thread; a job's "gone" flag is set by the loop thread and
+ *read by the worker (atomic); the stored ids in flight are the worker's, the ones done come to it
+ *from the loop thread under a mutex.
  *
  * SECURITY
  *	Everything in the request is untrusted. Order of the checks, each refusing the whole
  *	report with its own code (fedaccept.h) at the first failure:
- *	1. federation_accept, Content-Type, size, Signature-Input and Signature present;
- *	   then on the loop thread: they parse, the profile (only components this receiver
+ *	1. federation_accept; the client address's rate (federation_client_rate, in memory:
+ *	   a client that sends many reports, e.g. under made-up keyids, gets 429 before any
+ *	   lookup or signature work); Content-Type, size, Signature-Input and Signature
+ *	   present; then on the loop thread: they parse, the profile (only components this receiver
  *	   rebuilds), created/expires, the body's Content-Digest; the cap on waiting jobs;
  *	2. httpsig_verify() in docs/federation.md's order: parse, profile, the key at keyid
  *	   (its MSK1 record; missing or revoked refuses), the signature, freshness, then the
@@ -42,7 +48,10 @@
  *	4. per event: this site sent that message to that recipient (store_fed_lookup), the
  *	   code and the time (fedaccept_event), and the duplicate check by (domain, event id):
  *	   stored, or handed to the ingest by an earlier report and not yet answered (the
- *	   worker's set of stored ids in flight).
+ *	   worker's set of stored ids in flight). An event about a message this site does not
+ *	   know at all, within federation_unknown_window (fedaccept_unknown, store_fed_known),
+ *	   is neither stored nor refused: the report's other events are stored, and then it is
+ *	   answered 503 message-unknown, so that the sender sends it again.
  *	A forged, replayed or unsigned report changes nothing but the nonce table.
  *
  * DIAGNOSTICS

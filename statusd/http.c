@@ -267,6 +267,16 @@ req_header(struct req *r, const char *name, char *buf, size_t size)
 	return n;
 }
 
+int
+req_peer(struct req *r, struct sockaddr_storage *addr_r)
+{
+	socklen_t len = sizeof(*addr_r);
+	int fd = r->wsi != NULL ? lws_get_socket_fd(r->wsi) : -1;
+
+	memset(addr_r, 0, sizeof(*addr_r));
+	return fd >= 0 && getpeername(fd, (struct sockaddr *)addr_r, &len) == 0 ? 0 : -1;
+}
+
 static int
 add_header(struct req *r, const char *name, const char *value, unsigned char **p,
            unsigned char *end)

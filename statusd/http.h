@@ -40,6 +40,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/socket.h>
 #include <uv.h>
 
 #include "env.h"
@@ -79,6 +80,9 @@ void req_problem_code(struct req *r, unsigned status, const char *title, const c
 /* The value of the request header name (lowercase) into buf: its length, 0 when empty, -1
    when absent or longer than size - 1. Only the fields reqhead.c keeps reach here. */
 int req_header(struct req *r, const char *name, char *buf, size_t size);
+/* The client's address (of the connection: a proxy's, behind one) into *addr_r: 0, or -1
+   when it cannot be had. */
+int req_peer(struct req *r, struct sockaddr_storage *addr_r);
 /* A query argument (URL-decoded) into buf; false if absent. */
 bool req_arg(struct req *r, const char *name, char *buf, size_t size);
 /* The request's ticket, for an answer that comes later. */

@@ -65,7 +65,11 @@ struct sd_config {
 	char *federation_accept;         /* yes, no, auto: yes when federation_endpoint is set */
 	long long federation_rate;       /* reports per second per reporting domain */
 	long long federation_burst;      /* reports */
-	char *mdn_sendmail;              /* the command MDNs go to (mdnsend.h); "": none sent */
+	long long federation_unknown_window; /* ms: an event about an unknown message is sent
+	                                        again (503 message-unknown) this long */
+	long long federation_client_rate;    /* reports per second per client address */
+	long long federation_client_burst;   /* reports */
+	char *mdn_sendmail;                  /* the command MDNs go to (mdnsend.h); "": none sent */
 	char *log_target;
 	char *syslog_facility;
 	bool verbose;

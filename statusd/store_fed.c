@@ -121,6 +121,48 @@ store_fed_lookup(PGconn *conn, const char *domain, struct store_fed_item *items,
 	return 0;
 }
 
+int
+store_fed_known(PGconn *conn, const uint8_t *const *msgids, size_t n, bool *known_r,
+                bool *transient_r, const char **error_r)
+{
+	struct mbuf ids = MBUF_INIT;
+	const char *params[1];
+	PGresult *res;
+
+	*transient_r = false;
+	for (size_t i = 0; i < n; i++)
+		known_r[i] = false;
+	if (n == 0)
+		return 0;
+	mbuf_putc(&ids, '{');
+	for (size_t i = 0; i < n; i++) {
+		mbuf_puts(&ids, i ? ",\"" : "\"");
+		for (size_t k = 0; k < 32; k++)
+			mbuf_printf(&ids, "%02x", msgids[i][k]);
+		mbuf_putc(&ids, '"');
+	}
+	mbuf_putc(&ids, '}');
+	params[0] = mbuf_str(&ids);
+	/* the expressions of the indexes messages_fed_tid/_mid, as in store_fed_lookup */
+	res = PQexecParams(conn,
+	                   "SELECT u.i FROM unnest($1::text[]) WITH ORDINALITY AS u(msgid, i)"
+	                   " WHERE EXISTS (SELECT 1 FROM messages m"
+	                   "   WHERE msgstatus_fed_tid(m.tracking_id) = decode(u.msgid, 'hex')"
+	                   "      OR msgstatus_fed_mid(m.message_id) = decode(u.msgid, 'hex'))",
+	                   1, NULL, params, NULL, NULL, 0);
+	mbuf_free(&ids);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		return store_failed(conn, res, transient_r, error_r);
+	for (int row = 0; row < PQntuples(res); row++) {
+		long i = strtol(PQgetvalue(res, row, 0), NULL, 10) - 1;
+
+		if (i >= 0 && (size_t)i < n)
+			known_r[i] = true;
+	}
+	PQclear(res);
+	return 0;
+}
+
 void
 store_fed_items_clear(struct store_fed_item *items, size_t n)
 {

@@ -51,6 +51,14 @@ int store_fed_lookup(PGconn *conn, const char *domain, struct store_fed_item *it
                      bool *transient_r, const char **error_r);
 void store_fed_items_clear(struct store_fed_item *items, size_t n);
 
+/*
+ * Whether this site has a message with each of n msgids (32 bytes each), whatever its
+ * recipients: known_r[i] for msgids[i]. For the events store_fed_lookup() did not find,
+ * only. 0 or -1.
+ */
+int store_fed_known(PGconn *conn, const uint8_t *const *msgids, size_t n, bool *known_r,
+                    bool *transient_r, const char **error_r);
+
 /* Remember n events of domain (event_id, time_ms, stored_id); an event id remembered
    before keeps its first row. 0 or -1. */
 int store_fed_remember(PGconn *conn, const char *domain, const struct store_fed_item *items,

@@ -11,10 +11,16 @@ would (tests/tools/fedreport: federation/mimistatus + httpsig) and POSTed over H
 - signed with the wrong key, with an unpublished or a revoked keyid, by another domain's
   key, unsigned, stale, replayed (also after a restart), for a recipient in another domain,
   with the wrong media type: each gets its status and code and changes nothing;
-- an event about a message never sent to that recipient is refused in a 200;
+- an event about a message never sent to that recipient is refused in a 200; one about a
+  message this site does not know yet (its own event still on its way to the ingest) gets
+  503 message-unknown, the report's other events are stored, and sent again once the
+  message is known it is accepted, nothing counted twice;
 - a reporting domain over federation_rate/federation_burst gets 429 with Retry-After;
+- a client address over federation_client_rate/federation_client_burst gets 429 with
+  Retry-After before any DNS lookup (a DNS server of the test's own counts them);
 - without federation_endpoint the signed URL is https:// and the Host; a DNS server that
   does not answer is 503 with Retry-After; the default without an endpoint takes no reports;
+- old nonces are deleted on a timer, also when no report comes;
 - the counters in /metrics.
 """
 import http.client
@@ -34,6 +40,7 @@ from msgsandbox.core import free_port, wait_for
 from msgsandbox.knot import available
 
 from test_api import Sse
+from test_resolver import SlowDns
 
 STATUSCTL = paths.binary("statusd/statusctl")
 FEDREPORT = paths.binary("tests/fedreport")
@@ -42,6 +49,7 @@ PATH = "/api/v1/federation/reports"
 ALICE, BOB, DAVE = "alice@example.org", "bob@example.net", "dave@example.net"
 CAROL = "carol@other.example"
 BURST = 25
+UNKNOWN_WINDOW = 2  # s, federation_unknown_window
 
 
 class FederationReceiveTest(unittest.TestCase):
@@ -70,14 +78,16 @@ class FederationReceiveTest(unittest.TestCase):
         cls.pg = cls.sb.postgres()
         cls.sd = cls.sb.statusd(cls.pg, settings={
             "dns_server": cls.dns.server, "federation_endpoint": ENDPOINT,
-            "federation_rate": "1", "federation_burst": str(BURST)})
+            "federation_rate": "1", "federation_burst": str(BURST),
+            "federation_unknown_window": f"{UNKNOWN_WINDOW}s"})
+        cls.sd_up = time.time()  # statusd started before this
         cls.alice = cls.sd.token(ALICE)
         replies = cls.sd.send_events(
             [event("queued", tracking_id=t, recipient=r, sender=ALICE, sasl_user=ALICE,
                    message_id=f"<{t}@example.org>", offset_ms=-60000)
              for t, r in (("fm1", BOB), ("fm2", BOB), ("fm3", BOB), ("fm4", BOB),
                           ("fm5", "rob@rate.example"), ("fm6", BOB), ("fm7", BOB),
-                          ("fm8", BOB), ("fm9", BOB))])
+                          ("fm8", BOB), ("fm9", BOB), ("fm10", BOB))])
         assert all("ack" in r for r in replies), replies
 
     @classmethod
@@ -223,13 +233,45 @@ class FederationReceiveTest(unittest.TestCase):
         self.assertEqual(self.bob_status("fm4")["status"], "delivered")
 
     def test_not_sent_to_that_recipient_is_refused(self):
+        # a message never sent, at an event time and a statusd start older than
+        # federation_unknown_window: refused for good
+        time.sleep(max(0.0, self.sd_up + UNKNOWN_WINDOW + 0.5 - time.time()))
         t = self.now_ms()
+        old = t - (UNKNOWN_WINDOW + 1) * 1000
         status, doc, _ = self.report([("t", "fm2", 2, "ev-2-dave", DAVE, t),
-                                      ("t", "never-sent", 2, "ev-2-none", BOB, t),
+                                      ("t", "never-sent", 2, "ev-2-none", BOB, old),
                                       ("t", "fm2", 7, "ev-2-unknown-code", BOB, t)])
         self.assertEqual((status, doc), (200, {"accepted": 1, "duplicate": 0, "refused": 2}))
         self.assertEqual(self.timeline("fm2"), [])  # code 7: acknowledged, not stored
         self.assertEqual(self.bob_status("fm2")["status"], "queued")
+
+    def test_message_not_known_yet_is_sent_again(self):
+        # B's delivered overtakes A's own queued event of the message (the milter hands it
+        # to statusd asynchronously): not refused for good, but 503 message-unknown with
+        # Retry-After; the report's other event is stored meanwhile
+        t = self.now_ms()
+        events = [("t", "fm10", 1, "ev-10-d", BOB, t - 500),
+                  ("t", "late1", 1, "ev-late1-d", BOB, t)]
+        status, doc, retry = self.report(events)
+        self.assertEqual((status, doc.get("code")), (503, "message-unknown"), doc)
+        self.assertRegex(retry or "", r"^[1-9][0-9]*$")
+        self.assertEqual([e["status"] for e in self.timeline("fm10")], ["delivered"])
+        # A's own event arrives; the sender sends the same events again: the one stored
+        # is a duplicate, the other is taken now
+        replies = self.sd.send_events([event("queued", tracking_id="late1", recipient=BOB,
+                                             sender=ALICE, sasl_user=ALICE,
+                                             message_id="<late1@example.org>",
+                                             offset_ms=-2000)])
+        self.assertTrue(all("ack" in r for r in replies), replies)
+        self.assertEqual(self.report(events)[:2],
+                         (200, {"accepted": 1, "duplicate": 1, "refused": 0}))
+        self.assertEqual(self.bob_status("late1")["status"], "delivered")
+        self.assertEqual([e["details"]["event_id"] for e in self.timeline("late1")],
+                         ["ev-late1-d"])
+        self.assertEqual(len(self.timeline("fm10")), 1)
+        _, text = self.sd.http("/metrics")
+        self.assertRegex(text, r'msgstatus_federation_reports_refused_total'
+                               r'\{reason="message-unknown"\} [1-9]')
 
     def test_dashboard_shows_the_reporter(self):
         why = browser_mod.available()
@@ -299,6 +341,7 @@ class FederationReceiveTest(unittest.TestCase):
         # the nonce is in PostgreSQL: a restart does not forget it
         self.sd.stop()
         self.sd.start()
+        type(self).sd_up = time.time()
         status, doc, _ = self.post(body, headers)
         self.assertEqual((status, doc["code"]), (409, "replay"), doc)
         self.assertEqual(self.timeline("fm6"), before)
@@ -360,6 +403,42 @@ class FederationReceiveTest(unittest.TestCase):
         self.assertEqual((status, doc["code"]), (503, "dns-unavailable"), doc)
         self.assertRegex(retry or "", r"^[1-9][0-9]*$")
         self.assertEqual(self.timeline("fm2"), [])
+
+    def test_client_rate_limit_before_dns(self):
+        # one client, reports under made-up keyids: each costs a DNS lookup until the
+        # client's burst is used up, then 429 at once, without a lookup
+        dns = SlowDns(0)
+        self.addCleanup(dns.close)
+        sd = self.other_statusd("statusd-clients", federation_accept="yes",
+                                dns_server=dns.server, federation_client_rate="1",
+                                federation_client_burst="3")
+        url = f"https://127.0.0.1:{sd.http_port}{PATH}"
+        reports = [self.unpublished(url, f"made-up{i}.example", f"ev-cl{i}")
+                   for i in range(6)]
+        results = [self.post(*request, sd=sd) for request in reports]
+        self.assertEqual([(s, d.get("code")) for s, d, _ in results],
+                         [(403, "key-unknown")] * 3 + [(429, "client-rate-limited")] * 3)
+        for _, _, retry in results[3:]:
+            self.assertRegex(retry or "", r"^[1-9][0-9]*$")
+        self.assertEqual(sorted(dns.counts),
+                         [f"x._msgstatus-key.made-up{i}.example" for i in range(3)])
+        _, text = sd.http("/metrics")
+        self.assertRegex(text, r'msgstatus_federation_reports_refused_total'
+                               r'\{reason="client-rate-limited"\} 3')
+
+    def test_old_nonces_go_without_reports(self):
+        # a nonce whose signature expired long ago goes with the next clean-up, which runs
+        # every maintenance_interval (when shorter than 10 minutes), not only when a
+        # report comes (none does here); a live one stays
+        self.pg.psql("INSERT INTO fed_nonces (keyid, nonce, expires) VALUES"
+                     " ('x._msgstatus-key.old.example', 'old-nonce', now() - interval '1 hour'),"
+                     " ('x._msgstatus-key.old.example', 'live-nonce', now() + interval '5 minutes')")
+        self.other_statusd("statusd-expire", federation_accept="yes",
+                           dns_server=self.dns.server, maintenance_interval="1s")
+        wait_for("the old nonce deleted", lambda: self.pg.scalar(
+            "SELECT count(*) FROM fed_nonces WHERE nonce = 'old-nonce'") == "0", timeout=15)
+        self.assertEqual(self.pg.scalar(
+            "SELECT count(*) FROM fed_nonces WHERE nonce = 'live-nonce'"), "1")
 
     # --- a sender without a key cannot stall the endpoint ----------------------------------
 

@@ -6,9 +6,14 @@ dns_server setting does (tests/tools/dnslookup drives it):
   records, none (NODATA, NXDOMAIN), names in any case and with a final dot;
 - answers come from the cache until their TTL runs out, and fresh from the server after,
   also when the zone changed meanwhile; the cache keeps no answer longer than its maximum;
-- a server that does not answer is a temporary failure within the timeout.
+- a server that does not answer is a temporary failure within the timeout;
+- lookups of one name by several threads at once cost one query (a server of the test's
+  own that answers slowly, with a TTL of 0 so that nothing is cached, counts them).
 """
+import socket
+import struct
 import subprocess
+import threading
 import time
 import unittest
 
@@ -18,6 +23,49 @@ from msgsandbox.core import free_port
 from msgsandbox.knot import available
 
 MSR = '"v=MSR1; u=https://status.example.org/api/v1/federation/reports"'
+
+
+class SlowDns:
+    """A DNS server on loopback (UDP) that answers every TXT query after delay seconds
+    with one record "slow" of TTL 0, and counts the queries by name."""
+
+    def __init__(self, delay):
+        self.delay = delay
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.server = "127.0.0.1@%d" % self.sock.getsockname()[1]
+        self.counts = {}
+        self.lock = threading.Lock()
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def close(self):
+        self.sock.close()
+
+    def serve(self):
+        while True:
+            try:
+                query, peer = self.sock.recvfrom(4096)
+            except OSError:
+                return
+            threading.Timer(self.delay, self.answer, (query, peer)).start()
+
+    def answer(self, query, peer):
+        end = 12
+        labels = []
+        while query[end] != 0:
+            labels.append(query[end + 1:end + 1 + query[end]].decode().lower())
+            end += 1 + query[end]
+        question = query[12:end + 5]
+        with self.lock:
+            name = ".".join(labels)
+            self.counts[name] = self.counts.get(name, 0) + 1
+        text = b"slow"
+        header = query[:2] + struct.pack(">HHHHH", 0x8400 | (query[2] & 1) << 8, 1, 1, 0, 0)
+        record = struct.pack(">HHHIH", 0xC00C, 16, 1, 0, len(text) + 1) + bytes([len(text)])
+        try:
+            self.sock.sendto(header + question + record + text, peer)
+        except OSError:
+            pass
 
 
 class ResolverTest(unittest.TestCase):
@@ -65,7 +113,7 @@ class ResolverTest(unittest.TestCase):
         self.assertEqual(out[4], "nothing.example.org nodata 0")  # no such name
         self.assertEqual(out[5], f"_MSGSTATUS.Example.ORG. ok 1 [{MSR[1:-1]}]")
         # the last was the first again, in other case: from the cache
-        self.assertEqual(out[6], "queries=5 hits=1")
+        self.assertEqual(out[6], "queries=5 hits=1 joined=0")
 
     def test_ttl_expiry(self):
         self.change("before", "before")
@@ -82,7 +130,7 @@ class ResolverTest(unittest.TestCase):
         self.assertEqual(rest[0], "short.example.org ok 1 [before]", "cached within the TTL")
         self.assertEqual(rest[1], "short.example.org ok 1 [after]", "fresh once it expired")
         self.assertEqual(rest[2], "short.example.org ok 1 [after]")
-        self.assertEqual(rest[3], "queries=2 hits=2")
+        self.assertEqual(rest[3], "queries=2 hits=2 joined=0")
 
     def test_cache_max_ttl(self):
         # a record with a TTL of an hour, kept at most 1 s (by libunbound's cache too)
@@ -95,7 +143,20 @@ class ResolverTest(unittest.TestCase):
         rest = proc.communicate(timeout=60)[0].splitlines()
         self.assertEqual(first, "long.example.org ok 1 [old]")
         self.assertEqual(rest[0], "long.example.org ok 1 [new]")
-        self.assertEqual(rest[1], "queries=2 hits=0")
+        self.assertEqual(rest[1], "queries=2 hits=0 joined=0")
+
+    def test_concurrent_lookups_of_one_name_are_one_query(self):
+        dns = SlowDns(0.3)
+        try:
+            out = self.lookup("par:8:key.slow.example", "par:4:other.slow.example",
+                              server=dns.server)
+        finally:
+            dns.close()
+        self.assertEqual(sorted(out[:8]), ["key.slow.example ok 1 [slow]"] * 8)
+        self.assertEqual(out[8:12], ["other.slow.example ok 1 [slow]"] * 4)
+        # one query each, at the resolver and at the server; the others waited for it
+        self.assertEqual(out[12], "queries=2 hits=0 joined=10")
+        self.assertEqual(dns.counts, {"key.slow.example": 1, "other.slow.example": 1})
 
     def test_silent_server_is_a_temporary_failure(self):
         # a UDP port nobody listens on (nor TCP): no answer, a timeout, not "no record"

@@ -5,10 +5,13 @@
  *	dnslookup [-s ADDRESS@PORT] [-t TIMEOUT_MS] [-m MAX_TTL_MS] STEP...
  *
  * A STEP is a name (its TXT records are looked up through the one resolver and its cache,
- * and printed as "NAME STATUS N [TEXT]..." on one line, texts in brackets) or "sleep:MS".
- * At the end: "queries=Q hits=H" (lookups that went to the server, answers from the cache).
+ * and printed as "NAME STATUS N [TEXT]..." on one line, texts in brackets), "sleep:MS", or
+ * "par:K:NAME" (K threads look NAME up at once, each printing its line).
+ * At the end: "queries=Q hits=H joined=J" (lookups that went to the server, answers from
+ * the cache, lookups that waited for the same name's lookup in flight).
  * Exit status 0, or 2 for bad usage or a resolver that cannot be set up.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +22,64 @@
 #include "resolver.h"
 
 static const char *const status_names[] = {"ok", "nodata", "tempfail", "bogus"};
+
+static pthread_mutex_t out_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void
+lookup(struct resolver *r, const char *name)
+{
+	const char *error = NULL;
+	struct dns_txt *t = resolver_txt(r, name, &error);
+
+	pthread_mutex_lock(&out_lock);
+	printf("%s %s %zu", name, status_names[t->status], t->n);
+	for (size_t j = 0; j < t->n; j++)
+		printf(" [%s]", t->data[j]);
+	if (error != NULL && t->status != DNS_OK && t->status != DNS_NODATA)
+		printf(" (%s)", error);
+	printf("\n");
+	fflush(stdout);
+	pthread_mutex_unlock(&out_lock);
+	dns_txt_free(&t);
+}
+
+struct par {
+	struct resolver *r;
+	const char *name;
+	pthread_barrier_t *start;
+};
+
+static void *
+par_main(void *arg)
+{
+	struct par *p = arg;
+
+	pthread_barrier_wait(p->start);
+	lookup(p->r, p->name);
+	return NULL;
+}
+
+/* "par:K:NAME": K threads look NAME up at once. */
+static void
+parallel(struct resolver *r, const char *step)
+{
+	char *end;
+	long k = strtol(step + 4, &end, 10);
+	pthread_t th[64];
+	pthread_barrier_t start;
+	struct par p = {r, end + 1, &start};
+
+	if (k < 1 || k > 64 || *end != ':') {
+		fprintf(stderr, "dnslookup: expected par:K:NAME, K 1..64\n");
+		exit(2);
+	}
+	pthread_barrier_init(&start, NULL, (unsigned)k);
+	for (long i = 0; i < k; i++)
+		pthread_create(&th[i], NULL, par_main, &p);
+	for (long i = 0; i < k; i++)
+		pthread_join(th[i], NULL);
+	pthread_barrier_destroy(&start);
+}
 
 int
 main(int argc, char **argv)
@@ -31,7 +92,7 @@ main(int argc, char **argv)
 	};
 	struct resolver *r;
 	const char *error;
-	uint64_t queries, hits;
+	uint64_t queries, hits, joined;
 	int ch;
 
 	msg_open("dnslookup", MSG_TARGET_STDERR, 0);
@@ -57,8 +118,6 @@ main(int argc, char **argv)
 		return 2;
 	}
 	for (int i = optind; i < argc; i++) {
-		struct dns_txt *t;
-
 		if (strncmp(argv[i], "sleep:", 6) == 0) {
 			long ms = atol(argv[i] + 6);
 			struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
@@ -66,19 +125,15 @@ main(int argc, char **argv)
 			nanosleep(&ts, NULL);
 			continue;
 		}
-		error = NULL;
-		t = resolver_txt(r, argv[i], &error);
-		printf("%s %s %zu", argv[i], status_names[t->status], t->n);
-		for (size_t j = 0; j < t->n; j++)
-			printf(" [%s]", t->data[j]);
-		if (error != NULL && t->status != DNS_OK && t->status != DNS_NODATA)
-			printf(" (%s)", error);
-		printf("\n");
-		fflush(stdout);
-		dns_txt_free(&t);
+		if (strncmp(argv[i], "par:", 4) == 0) {
+			parallel(r, argv[i]);
+			continue;
+		}
+		lookup(r, argv[i]);
 	}
-	resolver_counters(r, &queries, &hits);
-	printf("queries=%llu hits=%llu\n", (unsigned long long)queries, (unsigned long long)hits);
+	resolver_counters(r, &queries, &hits, &joined);
+	printf("queries=%llu hits=%llu joined=%llu\n", (unsigned long long)queries,
+	       (unsigned long long)hits, (unsigned long long)joined);
 	resolver_free(&r);
 	return 0;
 }

@@ -3,7 +3,7 @@
  * (docs/federation.md, "Receiving a report"): the error table (status and code of each
  * failure), the media type, which check a failed verification stopped at, the claims of a
  * report against its key's domain, each event's verdict, the stored event id, and the rate
- * limit per reporting domain.
+ * limits per reporting domain and per client address.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,6 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
 
 #include <cmocka.h>
 
@@ -46,6 +49,8 @@ static const struct {
         {FEDIN_DNS_UNAVAILABLE, 503, "dns-unavailable"},
         {FEDIN_DB_UNAVAILABLE, 503, "storage-unavailable"},
         {FEDIN_BUSY, 503, "busy"},
+        {FEDIN_MESSAGE_UNKNOWN, 503, "message-unknown"},
+        {FEDIN_CLIENT_LIMITED, 429, "client-rate-limited"},
 };
 
 static void
@@ -263,6 +268,39 @@ test_event(void **state)
 }
 
 static void
+test_unknown(void **state)
+{
+	/* an event about a message this site does not know: sent again while the later of the
+	   event's time and the start is less than the window ago */
+	static const struct {
+		int64_t time_ms, started_ms, window_ms;
+		enum fedaccept_verdict want;
+	} rows[] = {
+	        {0, -3600000, 120000, FEDACCEPT_LATER},         /* just now */
+	        {-119999, -3600000, 120000, FEDACCEPT_LATER},   /* within the window */
+	        {-120000, -3600000, 120000, FEDACCEPT_REFUSE},  /* the window is over */
+	        {-3600000, -3600000, 120000, FEDACCEPT_REFUSE}, /* an old event */
+	        {-3600000, -60000, 120000, FEDACCEPT_LATER},    /* ... just after a start */
+	        {-3600000, -120000, 120000, FEDACCEPT_REFUSE},  /* ... not long after */
+	        {3600000, -3600000, 120000, FEDACCEPT_LATER},   /* ahead of this clock */
+	        {0, 0, 0, FEDACCEPT_REFUSE},                    /* window 0: at once */
+	};
+	const int64_t now = 1765017000000;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		char what[32];
+
+		snprintf(what, sizeof(what), "row %zu", i);
+		CHECK_INT(what,
+		          fedaccept_unknown(now + rows[i].time_ms, now, now + rows[i].started_ms,
+		                            rows[i].window_ms),
+		          rows[i].want);
+	}
+	check_done();
+}
+
+static void
 test_stored_id(void **state)
 {
 	char a[FEDACCEPT_STORED_ID_LEN + 1], b[FEDACCEPT_STORED_ID_LEN + 1];
@@ -279,6 +317,65 @@ test_stored_id(void **state)
 	/* the NUL separates domain and event id: "a.b" + "c" is not "a.bc" + "" */
 	fedaccept_stored_id("example.ne", "tev-1", b);
 	CHECK_INT("separated", strcmp(a, b) != 0, true);
+	check_done();
+}
+
+static void
+test_client_key(void **state)
+{
+	static const struct {
+		int family;
+		const char *addr, *want;
+	} rows[] = {
+	        {AF_INET, "192.0.2.7", "192.0.2.7"},
+	        {AF_INET6, "2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"},
+	        {AF_INET6, "2001:db8:1:2:ffff::1", "2001:db8:1:2::/64"}, /* the same /64 */
+	        {AF_INET6, "2001:db8:1:3::1", "2001:db8:1:3::/64"},
+	        {AF_INET6, "::ffff:192.0.2.7", "192.0.2.7"}, /* IPv4 mapped */
+	        {AF_INET6, "::1", "::/64"},
+	};
+	char key[FEDACCEPT_CLIENT_KEY_MAX];
+	struct sockaddr_storage ss;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		memset(&ss, 0, sizeof(ss));
+		ss.ss_family = (sa_family_t)rows[i].family;
+		if (rows[i].family == AF_INET)
+			inet_pton(AF_INET, rows[i].addr, &((struct sockaddr_in *)&ss)->sin_addr);
+		else
+			inet_pton(AF_INET6, rows[i].addr, &((struct sockaddr_in6 *)&ss)->sin6_addr);
+		CHECK_INT(rows[i].addr, fedaccept_client_key((struct sockaddr *)&ss, key), 0);
+		CHECK_STR(rows[i].addr, key, rows[i].want);
+	}
+	memset(&ss, 0, sizeof(ss));
+	ss.ss_family = AF_UNIX;
+	CHECK_INT("another family", fedaccept_client_key((struct sockaddr *)&ss, key), -1);
+	check_done();
+}
+
+static void
+test_rate_clients(void **state)
+{
+	struct fedrate *r = fedrate_new_clients(1, 2);
+	int retry = 0;
+
+	(void)state;
+	CHECK_INT("first", fedrate_take(r, "192.0.2.7", 1000, &retry), true);
+	CHECK_INT("second", fedrate_take(r, "192.0.2.7", 1000, &retry), true);
+	CHECK_INT("spent", fedrate_take(r, "192.0.2.7", 1000, &retry), false);
+	CHECK_INT("retry after", retry, 2); /* a token in 1 s, and one more */
+	/* the key as it is: no last two labels */
+	CHECK_INT("another address", fedrate_take(r, "192.0.3.7", 1000, &retry), true);
+	/* no bucket over all: many clients are not limited together */
+	for (int i = 0; i < 100; i++) {
+		char key[32];
+
+		snprintf(key, sizeof(key), "198.51.100.%d", i);
+		CHECK_INT(key, fedrate_take(r, key, 1000, &retry), true);
+	}
+	CHECK_INT("refilled", fedrate_take(r, "192.0.2.7", 2000, &retry), true);
+	fedrate_free(&r);
 	check_done();
 }
 
@@ -377,6 +474,8 @@ main(void)
 	        cmocka_unit_test(test_stored_id),        cmocka_unit_test(test_rate),
 	        cmocka_unit_test(test_rate_subdomains),  cmocka_unit_test(test_rate_table_full),
 	        cmocka_unit_test(test_rate_all_domains), cmocka_unit_test(test_precheck),
+	        cmocka_unit_test(test_unknown),          cmocka_unit_test(test_client_key),
+	        cmocka_unit_test(test_rate_clients),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -70,6 +70,7 @@ test_answer(void **state)
 	        {503, P("dns-unavailable"), 2, FEDSCHED_RETRY},
 	        {503, P("storage-unavailable"), 2, FEDSCHED_RETRY},
 	        {503, P("busy"), 2, FEDSCHED_RETRY},
+	        {503, P("message-unknown"), 2, FEDSCHED_RETRY},
 	        /* a code counts only with its status */
 	        {400, P("key-unknown"), 2, FEDSCHED_REFUSED},
 	        {403, P("stale"), 2, FEDSCHED_REFUSED},
