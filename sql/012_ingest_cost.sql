@@ -17,6 +17,10 @@
 -- 2. recipients_recipient (recipients by address alone) is dropped: every query asks a
 --    recipient with its message (the primary key); the index cost each stored recipient
 --    an insert.
+-- 3. msgstatus_ingest() is the three calls below, which statusd now makes itself:
+--    msgstatus_ingest_begin(), msgstatus_ingest_append() (006), msgstatus_ingest_end().
+--    The appended events then reach statusd from msgstatus_ingest_append()'s result: the
+--    function around it copied every one of them once more into a result of its own.
 
 DO $do$
 BEGIN
@@ -44,3 +48,47 @@ BEGIN
 END $do$;
 
 DROP INDEX recipients_recipient;
+
+-- The steps before the append: take the lock on log_head (it serializes writers, also
+-- across statusd instances, and hands out offsets: they are gap-free, and a reader that
+-- sees offset N has seen every offset below it), presence and receipts, the batch's
+-- messages, expiries. h is the head before the batch, known msgstatus_ingest_messages()'s.
+CREATE FUNCTION msgstatus_ingest_begin(OUT h bigint, OUT known bigint)
+LANGUAGE plpgsql SET enable_hashjoin = off SET enable_mergejoin = off SET jit = off AS $$
+BEGIN
+	SELECT l.head INTO h FROM log_head l FOR UPDATE;
+	PERFORM msgstatus_ingest_presence();
+	known := msgstatus_ingest_messages();
+	PERFORM msgstatus_ingest_expiries();
+END $$;
+
+-- After msgstatus_ingest_append(h, known) returned n events: the head moves past them,
+-- and the feeds hear of it. Returns the new head. Refuses a head that is not h (it is
+-- locked by msgstatus_ingest_begin() until the commit: only a wrong h gets here).
+CREATE FUNCTION msgstatus_ingest_end(h bigint, n bigint) RETURNS bigint LANGUAGE plpgsql AS $$
+BEGIN
+	IF n < 0 OR NOT EXISTS (SELECT 1 FROM log_head l WHERE l.head = h) THEN
+		RAISE EXCEPTION 'msgstatus_ingest_end: the log head is not %, or % events', h, n;
+	END IF;
+	IF n > 0 THEN
+		UPDATE log_head SET head = h + n;
+		PERFORM pg_notify('msgstatus_log', (h + n)::text);
+	END IF;
+	RETURN h + n;
+END $$;
+
+-- The same steps in one call, as before (statusd makes the three calls itself).
+CREATE OR REPLACE FUNCTION msgstatus_ingest()
+RETURNS TABLE (log_offset bigint, event_id text, event_time timestamptz, type smallint,
+	       recipient text, details jsonb, message bigint, tracking_id text,
+	       message_id text, owner text, sender text)
+LANGUAGE plpgsql SET enable_hashjoin = off SET enable_mergejoin = off SET jit = off AS $$
+DECLARE
+	b record;
+	n bigint;
+BEGIN
+	SELECT * INTO b FROM msgstatus_ingest_begin();
+	RETURN QUERY SELECT * FROM msgstatus_ingest_append(b.h, b.known);
+	GET DIAGNOSTICS n = ROW_COUNT;
+	PERFORM msgstatus_ingest_end(b.h, n);
+END $$;

@@ -247,7 +247,9 @@ class UpgradeTest(unittest.TestCase):
         """Schema 012 replaces the functions that index messages by their federation ids
         with ones PostgreSQL inlines (each stored message ran both through the executor):
         the messages stored before the upgrade are found by the same ids, by index, and
-        those stored after too; the index of recipients by address alone is gone."""
+        those stored after too; the index of recipients by address alone is gone; the
+        ingest's last step, which statusd now calls itself, moves the head only from where
+        it is."""
         with Sandbox() as sb:
             pg = sb.postgres()
             old = sb.mkdir("sql-011")
@@ -292,6 +294,12 @@ class UpgradeTest(unittest.TestCase):
             lookup = "\n".join(r[0] for r in lookup)
             self.assertIn("messages_fed_tid", lookup)
             self.assertIn("messages_fed_mid", lookup)
+            # the ingest's last step (statusd calls the steps one by one since 012) moves
+            # the head only from where it is
+            head = pg.scalar("SELECT head FROM log_head")
+            with self.assertRaisesRegex(Exception, "the log head is not"):
+                pg.psql(f"SELECT msgstatus_ingest_end({int(head) + 1}, 1)")
+            self.assertEqual(pg.scalar("SELECT head FROM log_head"), head)
 
             sd.settings["sql_dir"] = os.path.join(paths.source, "sql")
             sd.start()
