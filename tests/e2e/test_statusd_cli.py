@@ -166,6 +166,25 @@ class UpgradeTest(unittest.TestCase):
         self.assertEqual(code, 200, doc)
         return {r["recipient"]: r["status"] for r in doc["recipients"]}
 
+    def at_schema(self, sb, pg, version):
+        """statusd on a database of the first migrations only, up to version."""
+        old = sb.mkdir(f"sql-{version:03d}")
+        for name in sorted(os.listdir(os.path.join(paths.source, "sql"))):
+            if re.match(r"[0-9]{3}_.*\.sql$", name) and int(name[:3]) <= version:
+                shutil.copy(os.path.join(paths.source, "sql", name), old)
+        sd = sb.statusd(pg, settings={"sql_dir": old})
+        self.assertEqual(pg.scalar("SELECT max(version) FROM schema_version"), str(version))
+        return sd
+
+    def migrate(self, sb, pg):
+        """statusctl migrate, to the newest schema."""
+        conf = sb.path("statusctl.conf")
+        with open(conf, "w") as f:
+            f.write(f"database = {pg.conninfo}\nsql_dir = {paths.source}/sql\n")
+        res = run([STATUSCTL, "-c", conf, "migrate"])
+        self.assertEqual(res.returncode, 0, res.stderr)
+        self.assertIn(f"version {schema_version()}", res.stdout)
+
     def test_upgrade_from_005_keeps_data_and_goes_on(self):
         """A database at schema 005 with events in each state (in the log; held for an
         address the sender did not use; held for a message without an owner; stored
@@ -174,12 +193,7 @@ class UpgradeTest(unittest.TestCase):
         have been."""
         with Sandbox() as sb:
             pg = sb.postgres()
-            old = sb.mkdir("sql-005")
-            for name in sorted(os.listdir(os.path.join(paths.source, "sql"))):
-                if re.match(r"00[1-5]_.*\.sql$", name):
-                    shutil.copy(os.path.join(paths.source, "sql", name), old)
-            sd = sb.statusd(pg, settings={"sql_dir": old})
-            self.assertEqual(pg.scalar("SELECT max(version) FROM schema_version"), "5")
+            sd = self.at_schema(sb, pg, 5)
             alice = dict(sender="alice@example.org")
             sd.send_events([
                 event("queued", tracking_id="up1", recipient="bob@example.net", **alice),
@@ -198,12 +212,7 @@ class UpgradeTest(unittest.TestCase):
             self.assertEqual(len(events), 6)
             sd.stop()
 
-            conf = sb.path("statusctl.conf")
-            with open(conf, "w") as f:
-                f.write(f"database = {pg.conninfo}\nsql_dir = {paths.source}/sql\n")
-            res = run([STATUSCTL, "-c", conf, "migrate"])
-            self.assertEqual(res.returncode, 0, res.stderr)
-            self.assertIn(f"version {schema_version()}", res.stdout)
+            self.migrate(sb, pg)
             self.assertEqual(pg.psql(self.RECIPIENTS), recipients)
             self.assertEqual(pg.psql(self.EVENTS), events)
 
@@ -252,12 +261,7 @@ class UpgradeTest(unittest.TestCase):
         it is."""
         with Sandbox() as sb:
             pg = sb.postgres()
-            old = sb.mkdir("sql-011")
-            for name in sorted(os.listdir(os.path.join(paths.source, "sql"))):
-                if re.match(r"(00[1-9]|01[01])_.*\.sql$", name):
-                    shutil.copy(os.path.join(paths.source, "sql", name), old)
-            sd = sb.statusd(pg, settings={"sql_dir": old})
-            self.assertEqual(pg.scalar("SELECT max(version) FROM schema_version"), "11")
+            sd = self.at_schema(sb, pg, 11)
             inlined = ("EXPLAIN (VERBOSE, COSTS OFF) SELECT msgstatus_fed_tid(tracking_id),"
                        " msgstatus_fed_mid(message_id) FROM messages")
             self.assertIn("msgstatus_fed_tid(", "\n".join(r[0] for r in pg.psql(inlined)))
@@ -272,12 +276,7 @@ class UpgradeTest(unittest.TestCase):
             self.assertEqual(len(before), len(odd))
             sd.stop()
 
-            conf = sb.path("statusctl.conf")
-            with open(conf, "w") as f:
-                f.write(f"database = {pg.conninfo}\nsql_dir = {paths.source}/sql\n")
-            res = run([STATUSCTL, "-c", conf, "migrate"])
-            self.assertEqual(res.returncode, 0, res.stderr)
-            self.assertIn(f"version {schema_version()}", res.stdout)
+            self.migrate(sb, pg)
             plan = "\n".join(r[0] for r in pg.psql(inlined))
             self.assertNotIn("msgstatus_fed_tid(", plan)
             self.assertNotIn("msgstatus_fed_mid(", plan)
