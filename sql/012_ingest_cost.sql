@@ -1,7 +1,7 @@
 -- msgstatus schema 012: less work per stored event (docs/performance.md, "Schema 012").
 --
 -- The rules are 006's and 011's, unchanged; what changes is what storing a message and a
--- recipient costs.
+-- recipient costs, and how the stored events reach statusd.
 --
 -- 1. messages is indexed by msgstatus_fed_tid(tracking_id) and msgstatus_fed_mid(message_id)
 --    (sql/008). Both were SQL functions that PostgreSQL could not inline: they are
@@ -10,7 +10,8 @@
 --    two SQL functions through the executor: 10 to 12 µs of the ~30 a message costs. In a
 --    UTF8 database convert_to(x, 'UTF8') is x's own bytes, which replace(x, '\', '\\')::bytea
 --    gives too (bytea's escape input: a doubled backslash is one backslash, every other byte
---    is itself), with IMMUTABLE functions only; the prefixes are constants. The functions
+--    is itself), with IMMUTABLE functions only; the prefixes are constants. (E'' strings
+--    and decode(): the same whatever a session's standard_conforming_strings.) The functions
 --    below compute the same bytes for every text (NULL included), so the indexes stay valid
 --    and are used by the same queries; they are replaced only in a UTF8 database (in
 --    another one convert_to() converts, and the old functions stay).
@@ -31,19 +32,19 @@ BEGIN
 	-- search_path = pg_catalog, pg_temp)
 	CREATE OR REPLACE FUNCTION msgstatus_fed_tid(tracking_id text) RETURNS bytea
 	LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
-		SELECT '\x01'::bytea ||
-		       substr(sha256('\x6d736773746174757320747261636b696e672d696400'::bytea ||
-				     replace(tracking_id, '\', '\\')::bytea), 1, 31)
+		SELECT decode('01', 'hex') ||
+		       substr(sha256(decode('6d736773746174757320747261636b696e672d696400', 'hex') ||
+				     replace(tracking_id, E'\\', E'\\\\')::bytea), 1, 31)
 	$$;
 	-- 'msgstatus tracking-id' and 0x00 above, 'rfc5322 msg-id' and 0x00 here; not STRICT,
 	-- so that it can be inlined (a NULL gives NULL all the same)
 	CREATE OR REPLACE FUNCTION msgstatus_fed_mid(message_id text) RETURNS bytea
 	LANGUAGE sql IMMUTABLE CALLED ON NULL INPUT PARALLEL SAFE AS $$
-		SELECT '\x01'::bytea ||
-		       substr(sha256('\x72666335333232206d73672d696400'::bytea ||
+		SELECT decode('01', 'hex') ||
+		       substr(sha256(decode('72666335333232206d73672d696400', 'hex') ||
 				     replace(CASE WHEN message_id LIKE '<%>' AND length(message_id) > 2
 						  THEN substr(message_id, 2, length(message_id) - 2)
-						  ELSE message_id END, '\', '\\')::bytea), 1, 31)
+						  ELSE message_id END, E'\\', E'\\\\')::bytea), 1, 31)
 	$$;
 END $do$;
 
