@@ -174,8 +174,15 @@ batch_run(struct dbjob *job, PGconn *conn)
 	}
 	if (!b->ing->outbox_schema)
 		b->outbox_run = false;
-	if (store_ingest(conn, &b->copy, b->inbound, b->reports, b->outbox_run ? &b->outbox : NULL,
-	                 &logged, &nlogged, &b->head, &b->epoch, &transient, &error) == 0) {
+	/* the ingest's steps one by one need schema 012: asked until the database has them */
+	if (!b->ing->steps_schema &&
+	    store_ingest_steps_available(conn, &b->ing->steps_schema, &error) < 0) {
+		msg_warn("events: %s", error);
+		return DBW_RETRY;
+	}
+	if (store_ingest(conn, &b->copy, b->inbound, b->reports, b->ing->steps_schema,
+	                 b->outbox_run ? &b->outbox : NULL, &logged, &nlogged, &b->head, &b->epoch,
+	                 &transient, &error) == 0) {
 		add_logged(b, logged, nlogged);
 		b->took_ms = time_mono_ms() - b->started_ms;
 		return batch_mdn(b, conn);
@@ -193,7 +200,7 @@ batch_run(struct dbjob *job, PGconn *conn)
 		if (b->refs[i].mdn != NULL)
 			continue;
 		mbuf_append(&one, b->copy.data + b->refs[i].row_start, b->refs[i].row_len);
-		rc = store_ingest(conn, &one, b->inbound, b->reports,
+		rc = store_ingest(conn, &one, b->inbound, b->reports, b->ing->steps_schema,
 		                  b->outbox_run ? &b->outbox : NULL, &logged, &nlogged, &b->head,
 		                  &b->epoch, &transient, &error);
 		mbuf_free(&one);

@@ -206,10 +206,12 @@ store_copy_row(struct mbuf *copy, int seq, const struct msevent *ev)
 
 static struct store_logged *logged_from(PGresult *res, size_t *n_r);
 
-int
-store_outbox_available(PGconn *conn, bool *available_r, const char **error_r)
+/* Whether the database has the function name (a newer schema's). */
+static int
+function_available(PGconn *conn, const char *name, bool *available_r, const char **error_r)
 {
-	PGresult *res = PQexec(conn, "SELECT to_regproc('msgstatus_outbox_add') IS NOT NULL");
+	PGresult *res = PQexecParams(conn, "SELECT to_regproc($1) IS NOT NULL", 1, NULL, &name,
+	                             NULL, NULL, 0);
 	int rc = 0;
 
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
@@ -219,6 +221,18 @@ store_outbox_available(PGconn *conn, bool *available_r, const char **error_r)
 		*available_r = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
 	PQclear(res);
 	return rc;
+}
+
+int
+store_outbox_available(PGconn *conn, bool *available_r, const char **error_r)
+{
+	return function_available(conn, "msgstatus_outbox_add", available_r, error_r);
+}
+
+int
+store_ingest_steps_available(PGconn *conn, bool *available_r, const char **error_r)
+{
+	return function_available(conn, "msgstatus_ingest_begin", available_r, error_r);
 }
 
 /* The batch's events for the federation outbox (sql/011). */
@@ -261,8 +275,66 @@ store_logged_free(struct store_logged *logged, size_t n)
 	free(logged);
 }
 
+/* A query of the ingest's steps with text parameters; its result, or NULL with the error. */
+static PGresult *
+step(PGconn *conn, const char *sql, int nparams, const char *const *params, int format, int ncols,
+     bool *transient_r, const char **error_r)
+{
+	PGresult *res = PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, format);
+
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQnfields(res) != ncols) {
+		*error_r = store_error(conn, res);
+		*transient_r = store_transient(conn, res);
+		PQclear(res);
+		return NULL;
+	}
+	return res;
+}
+
+/*
+ * msgstatus_ingest()'s steps (schema 012), called one by one: the appended events come
+ * straight from msgstatus_ingest_append()'s result, in binary (the columns of
+ * LOGGED_COLUMNS, see logged_row).
+ */
+static int
+ingest_steps(PGconn *conn, struct store_logged **logged_r, size_t *nlogged_r, bool *transient_r,
+             const char **error_r)
+{
+	char h[24], known[24], n[24];
+	const char *params[2] = {h, known};
+	PGresult *res;
+
+	if ((res = step(conn, "SELECT h, known FROM msgstatus_ingest_begin()", 0, NULL, 0, 2,
+	                transient_r, error_r)) == NULL)
+		return -1;
+	if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0) || PQgetisnull(res, 0, 1)) {
+		*error_r = "msgstatus_ingest_begin() returned no head";
+		PQclear(res);
+		return -1;
+	}
+	snprintf(h, sizeof(h), "%s", PQgetvalue(res, 0, 0));
+	snprintf(known, sizeof(known), "%s", PQgetvalue(res, 0, 1));
+	PQclear(res);
+	if ((res = step(conn, "SELECT * FROM msgstatus_ingest_append($1::bigint, $2::bigint)", 2,
+	                params, 1, 11, transient_r, error_r)) == NULL)
+		return -1;
+	*logged_r = logged_from(res, nlogged_r);
+	PQclear(res);
+	snprintf(n, sizeof(n), "%zu", *nlogged_r);
+	params[1] = n;
+	if ((res = step(conn, "SELECT msgstatus_ingest_end($1::bigint, $2::bigint)", 2, params, 0,
+	                1, transient_r, error_r)) == NULL) {
+		store_logged_free(*logged_r, *nlogged_r);
+		*logged_r = NULL;
+		*nlogged_r = 0;
+		return -1;
+	}
+	PQclear(res);
+	return 0;
+}
+
 int
-store_ingest(PGconn *conn, const struct mbuf *copy, bool inbound, bool reports,
+store_ingest(PGconn *conn, const struct mbuf *copy, bool inbound, bool reports, bool steps,
              struct store_outbox *outbox, struct store_logged **logged_r, size_t *nlogged_r,
              int64_t *head_r, int64_t *epoch_r, bool *transient_r, const char **error_r)
 {
@@ -313,17 +385,24 @@ store_ingest(PGconn *conn, const struct mbuf *copy, bool inbound, bool reports,
 	if (reports && exec_cmd(conn, "SELECT msgstatus_reports()", transient_r, error_r) < 0)
 		goto fail;
 
-	/* the columns of LOGGED_COLUMNS, in the same order, in binary (see logged_row) */
-	res = PQexecParams(conn, "SELECT * FROM msgstatus_ingest()", 0, NULL, NULL, NULL, NULL, 1);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		*error_r = store_error(conn, res);
-		*transient_r = store_transient(conn, res);
+	if (steps) {
+		if (ingest_steps(conn, &logged, &nl, transient_r, error_r) < 0)
+			goto fail;
+		n = (int)nl;
+	} else {
+		/* before schema 012: the steps in one call (whose result copies the rows again) */
+		res = PQexecParams(conn, "SELECT * FROM msgstatus_ingest()", 0, NULL, NULL, NULL,
+		                   NULL, 1);
+		if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+			*error_r = store_error(conn, res);
+			*transient_r = store_transient(conn, res);
+			PQclear(res);
+			goto fail;
+		}
+		logged = logged_from(res, &nl);
+		n = (int)nl;
 		PQclear(res);
-		goto fail;
 	}
-	logged = logged_from(res, &nl);
-	n = (int)nl;
-	PQclear(res);
 	if (store_log_head(conn, head_r, epoch_r, error_r) < 0) {
 		*transient_r = true;
 		goto fail;

@@ -48,7 +48,7 @@ int store_connect(const char *conninfo, int wake_fd, bool (*stop)(const void *ar
 /* --- schema and maintenance (store_schema.c) ---------------------------------------- */
 
 /* Schema version this program knows (the highest migration it ships). */
-#define STORE_SCHEMA_VERSION 11
+#define STORE_SCHEMA_VERSION 12
 
 /*
  * Apply the migrations in sql_dir that the database lacks. Returns the schema version
@@ -93,7 +93,8 @@ struct store_logged {
  * that the rows may hold inbound events, which go to their own table (sql/007); reports that
  * they may hold report events (sql/009), kept in theirs, those that count as status events.
  * outbox, when not NULL, adds the events that are reported to other sites to the federation
- * outbox in the same transaction (sql/011), and says how many in outbox->added.
+ * outbox in the same transaction (sql/011), and says how many in outbox->added. steps: the
+ * database has msgstatus_ingest()'s steps as functions (schema 012), called one by one.
  */
 struct store_outbox {
 	int default_level;       /* fedpolicy.h's level for domains not in the lists */
@@ -103,7 +104,9 @@ struct store_outbox {
 };
 /* Whether the database has the outbox (schema 011; statusd may run on an older one). */
 int store_outbox_available(PGconn *conn, bool *available_r, const char **error_r);
-int store_ingest(PGconn *conn, const struct mbuf *copy, bool inbound, bool reports,
+/* Whether it has msgstatus_ingest()'s steps as functions statusd calls (schema 012). */
+int store_ingest_steps_available(PGconn *conn, bool *available_r, const char **error_r);
+int store_ingest(PGconn *conn, const struct mbuf *copy, bool inbound, bool reports, bool steps,
                  struct store_outbox *outbox, struct store_logged **logged_r, size_t *nlogged_r,
                  int64_t *head_r, int64_t *epoch_r, bool *transient_r, const char **error_r);
 void store_logged_free(struct store_logged *logged, size_t n);

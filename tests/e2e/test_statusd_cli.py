@@ -166,6 +166,25 @@ class UpgradeTest(unittest.TestCase):
         self.assertEqual(code, 200, doc)
         return {r["recipient"]: r["status"] for r in doc["recipients"]}
 
+    def at_schema(self, sb, pg, version):
+        """statusd on a database of the first migrations only, up to version."""
+        old = sb.mkdir(f"sql-{version:03d}")
+        for name in sorted(os.listdir(os.path.join(paths.source, "sql"))):
+            if re.match(r"[0-9]{3}_.*\.sql$", name) and int(name[:3]) <= version:
+                shutil.copy(os.path.join(paths.source, "sql", name), old)
+        sd = sb.statusd(pg, settings={"sql_dir": old})
+        self.assertEqual(pg.scalar("SELECT max(version) FROM schema_version"), str(version))
+        return sd
+
+    def migrate(self, sb, pg):
+        """statusctl migrate, to the newest schema."""
+        conf = sb.path("statusctl.conf")
+        with open(conf, "w") as f:
+            f.write(f"database = {pg.conninfo}\nsql_dir = {paths.source}/sql\n")
+        res = run([STATUSCTL, "-c", conf, "migrate"])
+        self.assertEqual(res.returncode, 0, res.stderr)
+        self.assertIn(f"version {schema_version()}", res.stdout)
+
     def test_upgrade_from_005_keeps_data_and_goes_on(self):
         """A database at schema 005 with events in each state (in the log; held for an
         address the sender did not use; held for a message without an owner; stored
@@ -174,12 +193,7 @@ class UpgradeTest(unittest.TestCase):
         have been."""
         with Sandbox() as sb:
             pg = sb.postgres()
-            old = sb.mkdir("sql-005")
-            for name in sorted(os.listdir(os.path.join(paths.source, "sql"))):
-                if re.match(r"00[1-5]_.*\.sql$", name):
-                    shutil.copy(os.path.join(paths.source, "sql", name), old)
-            sd = sb.statusd(pg, settings={"sql_dir": old})
-            self.assertEqual(pg.scalar("SELECT max(version) FROM schema_version"), "5")
+            sd = self.at_schema(sb, pg, 5)
             alice = dict(sender="alice@example.org")
             sd.send_events([
                 event("queued", tracking_id="up1", recipient="bob@example.net", **alice),
@@ -198,12 +212,7 @@ class UpgradeTest(unittest.TestCase):
             self.assertEqual(len(events), 6)
             sd.stop()
 
-            conf = sb.path("statusctl.conf")
-            with open(conf, "w") as f:
-                f.write(f"database = {pg.conninfo}\nsql_dir = {paths.source}/sql\n")
-            res = run([STATUSCTL, "-c", conf, "migrate"])
-            self.assertEqual(res.returncode, 0, res.stderr)
-            self.assertIn(f"version {schema_version()}", res.stdout)
+            self.migrate(sb, pg)
             self.assertEqual(pg.psql(self.RECIPIENTS), recipients)
             self.assertEqual(pg.psql(self.EVENTS), events)
 
@@ -227,6 +236,80 @@ class UpgradeTest(unittest.TestCase):
             self.assertEqual(pg.psql("SELECT rcpt, log_offset FROM events"
                                      " WHERE recipient = 'erin@example.net'"), [["", ""]])
             self.assertEqual(pg.scalar("SELECT count(DISTINCT log_offset) FROM events"), "8")
+
+    # the federation's message ids of every message, by the generic function (sql/008),
+    # and what the indexes of messages find for each (a Message-ID's id is of what is
+    # between its angle brackets)
+    BARE = ("CASE WHEN {0}.message_id LIKE '<%>' AND length({0}.message_id) > 2"
+            " THEN substr({0}.message_id, 2, length({0}.message_id) - 2)"
+            " ELSE {0}.message_id END")
+    FED_IDS = ("SELECT m.tracking_id,"
+               " msgstatus_fed_msgid('msgstatus tracking-id', m.tracking_id),"
+               " msgstatus_fed_msgid('rfc5322 msg-id', " + BARE.format("m") + "),"
+               " (SELECT array_agg(f.tracking_id) FROM messages f WHERE msgstatus_fed_tid("
+               "  f.tracking_id) = msgstatus_fed_msgid('msgstatus tracking-id', m.tracking_id)),"
+               " (SELECT array_agg(f.tracking_id) FROM messages f WHERE msgstatus_fed_mid("
+               "  f.message_id) = msgstatus_fed_msgid('rfc5322 msg-id', " + BARE.format("m") + "))"
+               " FROM messages m ORDER BY 1")
+
+    def test_upgrade_from_011_keeps_the_federation_ids(self):
+        """Schema 012 replaces the functions that index messages by their federation ids
+        with ones PostgreSQL inlines (each stored message ran both through the executor):
+        the messages stored before the upgrade are found by the same ids, by index, and
+        those stored after too; the index of recipients by address alone is gone; the
+        ingest's last step, which statusd now calls itself, moves the head only from where
+        it is."""
+        with Sandbox() as sb:
+            pg = sb.postgres()
+            sd = self.at_schema(sb, pg, 11)
+            inlined = ("EXPLAIN (VERBOSE, COSTS OFF) SELECT msgstatus_fed_tid(tracking_id),"
+                       " msgstatus_fed_mid(message_id) FROM messages")
+            self.assertIn("msgstatus_fed_tid(", "\n".join(r[0] for r in pg.psql(inlined)))
+            alice = dict(sender="alice@example.org")
+            # Message-IDs with what the new functions treat specially: a backslash, a
+            # quote, letters outside ASCII, no angle brackets, <> alone
+            odd = ['<a\\b@x.example>', '<"q\\\\"@x.example>', '<ünï€😀@x.example>',
+                   'bare@x.example', '<>', '<\\x41@x.example>']
+            sd.send_events([event("queued", tracking_id=f"fed{i}", recipient="bob@example.net",
+                                  message_id=mid, **alice) for i, mid in enumerate(odd)])
+            before = pg.psql(self.FED_IDS)
+            self.assertEqual(len(before), len(odd))
+            sd.stop()
+
+            self.migrate(sb, pg)
+            plan = "\n".join(r[0] for r in pg.psql(inlined))
+            self.assertNotIn("msgstatus_fed_tid(", plan)
+            self.assertNotIn("msgstatus_fed_mid(", plan)
+            self.assertIn("sha256(", plan)
+            self.assertEqual(pg.scalar("SELECT to_regclass('recipients_recipient') IS NULL"), "t")
+            # the same ids, and each message found by each of them (the index in use)
+            self.assertEqual(pg.psql("SET enable_seqscan = off; " + self.FED_IDS), before)
+            for tid, _tidhash, _midhash, by_tid, by_mid in before:
+                self.assertEqual(by_tid, "{" + tid + "}")
+                self.assertIn(tid, by_mid)
+            lookup = pg.psql("SET enable_seqscan = off; EXPLAIN (COSTS OFF) SELECT id FROM"
+                             " messages WHERE msgstatus_fed_tid(tracking_id) = '\\x01'"
+                             " OR msgstatus_fed_mid(message_id) = '\\x01'")
+            lookup = "\n".join(r[0] for r in lookup)
+            self.assertIn("messages_fed_tid", lookup)
+            self.assertIn("messages_fed_mid", lookup)
+            # the ingest's last step (statusd calls the steps one by one since 012) moves
+            # the head only from where it is
+            head = pg.scalar("SELECT head FROM log_head")
+            with self.assertRaisesRegex(Exception, "the log head is not"):
+                pg.psql(f"SELECT msgstatus_ingest_end({int(head) + 1}, 1)")
+            self.assertEqual(pg.scalar("SELECT head FROM log_head"), head)
+
+            sd.settings["sql_dir"] = os.path.join(paths.source, "sql")
+            sd.start()
+            sd.send_events([event("queued", tracking_id=f"fednew{i}", recipient="bob@example.net",
+                                  message_id=mid.replace("@", f"{i}@"), **alice)
+                            for i, mid in enumerate(odd)])
+            after = pg.psql(self.FED_IDS)
+            self.assertEqual(len(after), 2 * len(odd))
+            for tid, _tidhash, _midhash, by_tid, by_mid in after:
+                self.assertEqual(by_tid, "{" + tid + "}")
+                self.assertIn(tid, by_mid)
 
 
 class FirstStartTest(unittest.TestCase):
