@@ -12,6 +12,7 @@ import unittest
 
 from e2e import event, main, schema_version
 from msgsandbox import Sandbox, paths
+from msgsandbox.core import SandboxError
 
 STATUSD = paths.binary("statusd/statusd")
 STATUSCTL = paths.binary("statusd/statusctl")
@@ -227,6 +228,36 @@ class UpgradeTest(unittest.TestCase):
             self.assertEqual(pg.psql("SELECT rcpt, log_offset FROM events"
                                      " WHERE recipient = 'erin@example.net'"), [["", ""]])
             self.assertEqual(pg.scalar("SELECT count(DISTINCT log_offset) FROM events"), "8")
+
+    def test_upgrade_from_011_keeps_each_outbox_event_once(self):
+        """A database at schema 011 whose federation outbox holds events twice (the ingest
+        added both copies of an event that came twice in one batch) migrates: the first row
+        of each event stays, in its place, and an event id is taken once from then on."""
+        with Sandbox() as sb:
+            pg = sb.postgres()
+            old = sb.mkdir("sql-011")
+            for name in sorted(os.listdir(os.path.join(paths.source, "sql"))):
+                if re.match(r"0(0[1-9]|1[01])_.*\.sql$", name):
+                    shutil.copy(os.path.join(paths.source, "sql", name), old)
+            conf = sb.path("statusctl.conf")
+            for sql_dir, version in ((old, 11), (os.path.join(paths.source, "sql"),
+                                                 schema_version())):
+                with open(conf, "w") as f:
+                    f.write(f"database = {pg.conninfo}\nsql_dir = {sql_dir}\n")
+                res = run([STATUSCTL, "-c", conf, "migrate"])
+                self.assertEqual(res.returncode, 0, res.stderr)
+                self.assertIn(f"version {version}", res.stdout)
+                if version == 11:
+                    pg.psql("INSERT INTO fed_outbox (destination, reporter, event_id, status,"
+                            " origin_tracking_id, recipient, event_time) SELECT 'example.org',"
+                            " 'example.net', e, 7, 'org1', 'bob@example.net', now()"
+                            " FROM unnest(ARRAY['e1', 'e2', 'e1', 'e3', 'e2', 'e1']) e")
+            self.assertEqual(pg.psql("SELECT id, event_id FROM fed_outbox ORDER BY id"),
+                             [["1", "e1"], ["2", "e2"], ["4", "e3"]])
+            with self.assertRaisesRegex(SandboxError, "fed_outbox_event"):
+                pg.psql("INSERT INTO fed_outbox (destination, reporter, event_id, status,"
+                        " origin_tracking_id, recipient, event_time) VALUES ('example.org',"
+                        " 'example.net', 'e2', 7, 'org1', 'bob@example.net', now())")
 
 
 class FirstStartTest(unittest.TestCase):
