@@ -4,11 +4,11 @@
 --
 -- statusd sent the same query as a statement of its own with every report (008): PostgreSQL
 -- planned it anew each time, which cost more than running it (the EXISTS on events is
--- planned over each of its partitions), and a planner that thought fed_events small (as
--- it does until the next ANALYZE) joined it by reading all of the reporting domain's rows
--- for every event of the report. Here each part is a probe of one key, made for each event
--- (LATERAL ... LIMIT 1 is not pulled up into a join), and PL/pgSQL keeps the generic plan
--- for the session.
+-- planned over each of its partitions); and a planner whose statistics were behind (as
+-- they are until the next ANALYZE) read, for every event of the report, all of the
+-- reporting domain's rows of fed_events, or all of the recipient's rows of recipients.
+-- Here each part is a probe of one key, made for each event or message (LATERAL ... LIMIT
+-- 1 is not pulled up into a join), and PL/pgSQL keeps the generic plan for the session.
 
 -- For each of a report's events (the MIMI msgid in hex, the recipient as reported, the
 -- reporting domain's event id), in their order (item, from 1): whether this site sent
@@ -27,13 +27,19 @@ BEGIN
 	       (extract(epoch FROM f.event_time) * 1000)::bigint, coalesce(s.hit, false)
 	FROM unnest(msgids, rcpts, eids) WITH ORDINALITY AS u(msgid, rcpt, eid, i)
 	LEFT JOIN LATERAL (
-		-- the expressions are those of the indexes messages_fed_tid and _fed_mid (008)
+		-- the messages with that msgid first, through the indexes messages_fed_tid and
+		-- _fed_mid (008), whose expressions these are (OFFSET 0: not by messages' key,
+		-- newest first, hashing each, to stop at the first that has the recipient); then
+		-- the recipient by recipients' key for each (as an EXISTS, a planner without
+		-- statistics read every row of the recipient's)
 		SELECT true AS hit, m.tracking_id, m.message_id
-		FROM messages m
-		WHERE (msgstatus_fed_tid(m.tracking_id) = decode(u.msgid, 'hex')
-		       OR msgstatus_fed_mid(m.message_id) = decode(u.msgid, 'hex'))
-		  AND EXISTS (SELECT 1 FROM recipients r WHERE r.message = m.id
-			      AND r.recipient = lower(u.rcpt))
+		FROM (SELECT m.id, m.tracking_id, m.message_id FROM messages m
+		      WHERE msgstatus_fed_tid(m.tracking_id) = decode(u.msgid, 'hex')
+			 OR msgstatus_fed_mid(m.message_id) = decode(u.msgid, 'hex')
+		      OFFSET 0) m
+		CROSS JOIN LATERAL (
+			SELECT 1 FROM recipients r
+			WHERE r.message = m.id AND r.recipient = lower(u.rcpt) LIMIT 1) r
 		ORDER BY m.id DESC LIMIT 1) m ON true
 	LEFT JOIN LATERAL (
 		SELECT f.event_time, f.stored_id FROM fed_events f
