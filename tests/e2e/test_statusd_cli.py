@@ -162,6 +162,16 @@ class UpgradeTest(unittest.TestCase):
     EVENTS = ("SELECT event_id, log_offset, type, message, rcpt, dkey, rkey, xkey, copies"
               " FROM events ORDER BY event_id")
 
+    @staticmethod
+    def migrations_up_to(sb, version):
+        """A folder with sql/'s migrations up to version: the schema of an older release."""
+        old = sb.mkdir(f"sql-{version:03d}")
+        for name in sorted(os.listdir(os.path.join(paths.source, "sql"))):
+            m = re.match(r"(\d{3})_.*\.sql$", name)
+            if m and int(m.group(1)) <= version:
+                shutil.copy(os.path.join(paths.source, "sql", name), old)
+        return old
+
     def statuses(self, sd, tid):
         code, doc = sd.status(tid, user="alice@example.org")
         self.assertEqual(code, 200, doc)
@@ -175,10 +185,7 @@ class UpgradeTest(unittest.TestCase):
         have been."""
         with Sandbox() as sb:
             pg = sb.postgres()
-            old = sb.mkdir("sql-005")
-            for name in sorted(os.listdir(os.path.join(paths.source, "sql"))):
-                if re.match(r"00[1-5]_.*\.sql$", name):
-                    shutil.copy(os.path.join(paths.source, "sql", name), old)
+            old = self.migrations_up_to(sb, 5)
             sd = sb.statusd(pg, settings={"sql_dir": old})
             self.assertEqual(pg.scalar("SELECT max(version) FROM schema_version"), "5")
             alice = dict(sender="alice@example.org")
@@ -235,10 +242,7 @@ class UpgradeTest(unittest.TestCase):
         of each event stays, in its place, and an event id is taken once from then on."""
         with Sandbox() as sb:
             pg = sb.postgres()
-            old = sb.mkdir("sql-011")
-            for name in sorted(os.listdir(os.path.join(paths.source, "sql"))):
-                if re.match(r"0(0[1-9]|1[01])_.*\.sql$", name):
-                    shutil.copy(os.path.join(paths.source, "sql", name), old)
+            old = self.migrations_up_to(sb, 11)
             conf = sb.path("statusctl.conf")
             for sql_dir, version in ((old, 11), (os.path.join(paths.source, "sql"),
                                                  schema_version())):
