@@ -74,24 +74,11 @@ store_fed_lookup(PGconn *conn, const char *domain, struct store_fed_item *items,
 	params[1] = mbuf_str(&ids);
 	params[2] = mbuf_str(&rcpts);
 	params[3] = mbuf_str(&eids);
-	/* The newest message with that msgid (tracking id, else Message-ID) that has the
-	   recipient; the expressions are those of the indexes messages_fed_tid/_mid. */
+	/* sql/013: one function, planned once per session (a statement of its own was
+	   planned again for every report, which cost more than running it) */
 	res = PQexecParams(conn,
-	                   "SELECT u.i, m.found, m.tracking_id, m.message_id, f.domain IS NOT NULL,"
-	                   " (extract(epoch FROM f.event_time) * 1000)::bigint,"
-	                   " f.domain IS NOT NULL AND EXISTS (SELECT 1 FROM events e"
-	                   "   WHERE e.event_time = f.event_time AND e.event_id = f.stored_id)"
-	                   " FROM unnest($2::text[], $3::text[], $4::text[]) WITH ORDINALITY"
-	                   "   AS u(msgid, rcpt, eid, i)"
-	                   " LEFT JOIN LATERAL (SELECT true AS found, m.tracking_id, m.message_id"
-	                   "   FROM messages m"
-	                   "   WHERE (msgstatus_fed_tid(m.tracking_id) = decode(u.msgid, 'hex')"
-	                   "          OR msgstatus_fed_mid(m.message_id) = decode(u.msgid, 'hex'))"
-	                   "     AND EXISTS (SELECT 1 FROM recipients r WHERE r.message = m.id"
-	                   "                 AND r.recipient = lower(u.rcpt))"
-	                   "   ORDER BY m.id DESC LIMIT 1) m ON true"
-	                   " LEFT JOIN fed_events f ON f.domain = $1 AND f.event_id = u.eid"
-	                   " ORDER BY u.i",
+	                   "SELECT item, sent, tracking_id, message_id, taken, taken_ms, stored"
+	                   " FROM msgstatus_fed_lookup($1, $2::text[], $3::text[], $4::text[])",
 	                   4, NULL, params, NULL, NULL, 0);
 	mbuf_free(&ids);
 	mbuf_free(&rcpts);

@@ -7,7 +7,9 @@
  * DESIGN
  *	Plain functions on a PGconn, on the caller's thread (statusd's federation worker), as
  *	everything of store.h. One statement per call: the lookup takes all of a report's
- *	events at once (arrays as parameters), so a report of 1000 events is one round trip.
+ *	events at once (arrays as parameters), so a report of 1000 events is one round trip,
+ *	and it is a function (sql/013, msgstatus_fed_lookup) whose plan PostgreSQL keeps for
+ *	the session: planned anew for every report, it cost more than it took to run.
  *
  * SECURITY
  *	Everything here came in a report: values reach SQL only as parameters. A message is

@@ -15,6 +15,7 @@ would (tests/tools/fedreport: federation/mimistatus + httpsig) and POSTed over H
   message this site does not know yet (its own event still on its way to the ingest) gets
   503 message-unknown, the report's other events are stored, and sent again once the
   message is known it is accepted, nothing counted twice;
+- the lookup of a report's events reads by key, however much mail the recipient has;
 - a reporting domain over federation_rate/federation_burst gets 429 with Retry-After;
 - a client address over federation_client_rate/federation_client_burst gets 429 with
   Retry-After before any DNS lookup (a DNS server of the test's own counts them);
@@ -23,6 +24,7 @@ would (tests/tools/fedreport: federation/mimistatus + httpsig) and POSTed over H
 - old nonces are deleted on a timer, also when no report comes;
 - the counters in /metrics.
 """
+import hashlib
 import http.client
 import json
 import os
@@ -272,6 +274,33 @@ class FederationReceiveTest(unittest.TestCase):
         _, text = self.sd.http("/metrics")
         self.assertRegex(text, r'msgstatus_federation_reports_refused_total'
                                r'\{reason="message-unknown"\} [1-9]')
+    def test_lookup_reads_by_key_whatever_the_statistics(self):
+        """The lookup of a report's events (sql/013) probes keys, per event and per message
+        found: what it reads does not grow with the recipient's other mail, also while
+        PostgreSQL's statistics do not know that mail yet (3,000 new messages to one
+        recipient, no ANALYZE)."""
+        rcpt, n = "many@example.net", 3000
+        tids = [f"fl{os.getpid()}-{i}" for i in range(n)]
+        for i in range(0, n, 500):
+            replies = self.sd.send_events(
+                [event("queued", tracking_id=t, recipient=rcpt, sender=ALICE,
+                       sasl_user=ALICE, offset_ms=-60000) for t in tids[i:i + 500]])
+            self.assertTrue(all("ack" in r for r in replies), replies[:3])
+        k = 20
+        msgids = ",".join("01" + hashlib.sha256(b"msgstatus tracking-id\0" + t.encode())
+                          .digest()[:31].hex() for t in tids[-k:])
+        call = (f"msgstatus_fed_lookup('example.net', '{{{msgids}}}',"
+                f" '{{{','.join([rcpt] * k)}}}',"
+                f" '{{{','.join(f'ev-fl-{i}' for i in range(k))}}}')")
+        # the second call of the session: the first plans the query (catalog reads)
+        rows = self.pg.psql(f"SELECT count(*) FROM {call};"
+                            f" EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) SELECT * FROM {call}")
+        self.assertEqual(rows[0], [str(k)])
+        plan = json.loads("\n".join(r[0] for r in rows[1:]))[0]["Plan"]
+        blocks = plan["Shared Hit Blocks"] + plan["Shared Read Blocks"]
+        # about 10 an event: the two msgid indexes and the message, the recipient, fed_events
+        self.assertLess(blocks, 30 * k, f"{blocks} blocks for {k} events")
+        self.assertEqual(plan["Actual Rows"], k)
 
     def test_dashboard_shows_the_reporter(self):
         why = browser_mod.available()

@@ -24,7 +24,8 @@ receiver would, under the key statusctl made for example.net):
 - a destination whose site policy is none (example.com) gets nothing;
 - the plugin's events that came before the milter's inbound event go once it came;
 - a batch the database rejects is stored one event at a time, and the outbox rows of all
-  its stored events are counted in msgstatus_federation_outbox_added_total.
+  its stored events are counted in msgstatus_federation_outbox_added_total;
+- the same events twice in one batch (a producer sending again) are in the outbox once.
 """
 import base64
 import hashlib
@@ -486,6 +487,29 @@ class FederationSendTest(unittest.TestCase):
             "SELECT count(*) FROM fed_outbox WHERE destination = 'example.com'"), "0")
         # not even into the outbox: the ingest added the marker only
         self.assertEqual(self.metric("msgstatus_federation_outbox_added_total") - added, 1)
+
+    def test_an_event_sent_twice_in_one_batch_is_in_the_outbox_once(self):
+        """A producer that sends events again (after a lost acknowledgement, from its spool)
+        can bring the same event twice into one batch of the ingest: each event id goes to
+        the outbox once, is counted once, and the copy of an expunge sent twice counts once
+        (one copy of the message is left: no deleted)."""
+        tag, origin = self.unique("t14"), self.unique("org14")
+        rcpt = "rita@example.net"
+        self.remember(tag, origin, rcpt)
+        evs = [event("delivered", tracking_id=tag, recipient=rcpt, source="dovecot"),
+               event("read", tracking_id=tag, recipient=rcpt, source="imap", offset_ms=1),
+               event("copied", tracking_id=tag, recipient=rcpt, source="imap", offset_ms=2),
+               event("expunged", tracking_id=tag, recipient=rcpt, source="dovecot",
+                     offset_ms=3)]
+        d, r = evs[0]["id"], evs[1]["id"]
+        added = self.metric("msgstatus_federation_outbox_added_total")
+        replies = self.sd.send_events(evs + [evs[0], evs[1], evs[3]])
+        self.assertNotIn("error", json.dumps(replies), replies)
+        wait_for("delivered and read", lambda: len(self.received(origin)) >= 2, timeout=20)
+        time.sleep(1)  # a second copy would have gone with them or right after
+        self.assertEqual([(e["status"], e["event_id"]) for e in self.received(
+            origin, accepted_only=False)], [(1, d), (2, r)])
+        self.assertEqual(self.metric("msgstatus_federation_outbox_added_total") - added, 2)
 
     def test_deleted_only_when_no_copy_is_left(self):
         tag, origin = self.unique("t6"), self.unique("org6")

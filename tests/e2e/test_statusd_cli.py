@@ -12,6 +12,7 @@ import unittest
 
 from e2e import event, main, schema_version
 from msgsandbox import Sandbox, paths
+from msgsandbox.core import SandboxError
 
 STATUSD = paths.binary("statusd/statusd")
 STATUSCTL = paths.binary("statusd/statusctl")
@@ -161,6 +162,16 @@ class UpgradeTest(unittest.TestCase):
     EVENTS = ("SELECT event_id, log_offset, type, message, rcpt, dkey, rkey, xkey, copies"
               " FROM events ORDER BY event_id")
 
+    @staticmethod
+    def migrations_up_to(sb, version):
+        """A folder with sql/'s migrations up to version: the schema of an older release."""
+        old = sb.mkdir(f"sql-{version:03d}")
+        for name in sorted(os.listdir(os.path.join(paths.source, "sql"))):
+            m = re.match(r"(\d{3})_.*\.sql$", name)
+            if m and int(m.group(1)) <= version:
+                shutil.copy(os.path.join(paths.source, "sql", name), old)
+        return old
+
     def statuses(self, sd, tid):
         code, doc = sd.status(tid, user="alice@example.org")
         self.assertEqual(code, 200, doc)
@@ -168,11 +179,7 @@ class UpgradeTest(unittest.TestCase):
 
     def at_schema(self, sb, pg, version):
         """statusd on a database of the first migrations only, up to version."""
-        old = sb.mkdir(f"sql-{version:03d}")
-        for name in sorted(os.listdir(os.path.join(paths.source, "sql"))):
-            if re.match(r"[0-9]{3}_.*\.sql$", name) and int(name[:3]) <= version:
-                shutil.copy(os.path.join(paths.source, "sql", name), old)
-        sd = sb.statusd(pg, settings={"sql_dir": old})
+        sd = sb.statusd(pg, settings={"sql_dir": self.migrations_up_to(sb, version)})
         self.assertEqual(pg.scalar("SELECT max(version) FROM schema_version"), str(version))
         return sd
 
@@ -310,6 +317,33 @@ class UpgradeTest(unittest.TestCase):
             for tid, _tidhash, _midhash, by_tid, by_mid in after:
                 self.assertEqual(by_tid, "{" + tid + "}")
                 self.assertIn(tid, by_mid)
+
+    def test_upgrade_from_011_keeps_each_outbox_event_once(self):
+        """A database at schema 011 whose federation outbox holds events twice (the ingest
+        added both copies of an event that came twice in one batch) migrates: the first row
+        of each event stays, in its place, and an event id is taken once from then on."""
+        with Sandbox() as sb:
+            pg = sb.postgres()
+            old = self.migrations_up_to(sb, 11)
+            conf = sb.path("statusctl.conf")
+            for sql_dir, version in ((old, 11), (os.path.join(paths.source, "sql"),
+                                                 schema_version())):
+                with open(conf, "w") as f:
+                    f.write(f"database = {pg.conninfo}\nsql_dir = {sql_dir}\n")
+                res = run([STATUSCTL, "-c", conf, "migrate"])
+                self.assertEqual(res.returncode, 0, res.stderr)
+                self.assertIn(f"version {version}", res.stdout)
+                if version == 11:
+                    pg.psql("INSERT INTO fed_outbox (destination, reporter, event_id, status,"
+                            " origin_tracking_id, recipient, event_time) SELECT 'example.org',"
+                            " 'example.net', e, 7, 'org1', 'bob@example.net', now()"
+                            " FROM unnest(ARRAY['e1', 'e2', 'e1', 'e3', 'e2', 'e1']) e")
+            self.assertEqual(pg.psql("SELECT id, event_id FROM fed_outbox ORDER BY id"),
+                             [["1", "e1"], ["2", "e2"], ["4", "e3"]])
+            with self.assertRaisesRegex(SandboxError, "fed_outbox_event"):
+                pg.psql("INSERT INTO fed_outbox (destination, reporter, event_id, status,"
+                        " origin_tracking_id, recipient, event_time) VALUES ('example.org',"
+                        " 'example.net', 'e2', 7, 'org1', 'bob@example.net', now())")
 
 
 class FirstStartTest(unittest.TestCase):
