@@ -25,7 +25,8 @@
  *	            the rows stay, the destination waits (fedsched_backoff) and nothing else
  *	            of it goes before them; refused -> the rows fail (kept for statusctl until
  *	            they expire), the next rows may go; 413 (too large) -> the rows stay
- *	            and go again at once in reports of half as many events (down to one)
+ *	            and go again, as the pace lets them, in reports of half as many events
+ *	            (down to one)
  *	        and go on with the destination's next rows while it acknowledges and its
  *	        pace lets them
  *	    wait for a notification (then federation_batch_delay more, 0 by default; a
