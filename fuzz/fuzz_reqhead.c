@@ -24,7 +24,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static bool
 status_ok(unsigned s)
 {
-	return s == 400 || s == 411 || s == 414 || s == 431 || s == 501 || s == 505;
+	return s == 400 || s == 411 || s == 414 || s == 417 || s == 431 || s == 501 || s == 505;
 }
 
 static void
