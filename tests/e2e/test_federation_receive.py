@@ -31,6 +31,7 @@ import json
 import os
 import re
 import select
+import shutil
 import subprocess
 import threading
 import time
@@ -485,6 +486,33 @@ class FederationReceiveTest(unittest.TestCase):
                  if "federation_client_rate" in line]
         self.assertEqual(len(lines), 1, lines)
         self.assertIn("refused 1 report(s)", lines[0])
+
+    def test_older_schema_takes_no_report(self):
+        # database_migrate = no on a database of an older schema (12: no lookup function,
+        # sql/013): the endpoint waits for the ingest's check of the schema like the other
+        # workers, so a report is answered 503 storage-unavailable at once, its nonce is not
+        # recorded, and what is logged is the schema check's line, not a failing statement
+        pg = self.pg.database("older")
+        old = self.sb.mkdir("sql-012")
+        for name in sorted(os.listdir(os.path.join(paths.source, "sql"))):
+            if re.match(r"0(0[1-9]|1[0-2])_.*\.sql$", name):
+                shutil.copy(os.path.join(paths.source, "sql", name), old)
+        sd = self.sb.statusd(pg, name="statusd-older", settings={"sql_dir": old})
+        sd.stop()
+        self.assertEqual(pg.scalar("SELECT max(version) FROM schema_version"), "12")
+        sd = self.sb.statusd(pg, name="statusd-older2", start=False, settings={
+            "sql_dir": old, "database_migrate": "no", "dns_server": self.dns.server,
+            "federation_endpoint": ENDPOINT})
+        sd.start(wait_db=False)
+        self.addCleanup(sd.stop)
+        request = self.build([("t", "fm1", 1, "ev-older-d", BOB, self.now_ms())])
+        status, doc, retry = self.post(*request, sd=sd)
+        self.assertEqual((status, doc.get("code")), (503, "storage-unavailable"), doc)
+        self.assertRegex(retry or "", r"^[1-9][0-9]*$")
+        self.assertEqual(pg.scalar("SELECT count(*) FROM fed_nonces"), "0")
+        wait_for("the schema check logged",
+                 lambda: "database schema version is 12" in sd.child.log(), timeout=10)
+        self.assertNotIn("msgstatus_fed_lookup", sd.child.log())
 
     def test_old_nonces_go_without_reports(self):
         # a nonce whose signature expired long ago goes with the next clean-up, which runs
