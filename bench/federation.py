@@ -4,6 +4,7 @@ example.net, as tests/e2e/test_federation_sites.py starts them: Postfix, Dovecot
 milter, logd, statusd over HTTPS, one PostgreSQL, one Knot DNS).
 
     bench/federation.py [--messages 50] [--rounds 3] [--delays 100ms,10ms,0ms]
+                        [--variant LABEL:BUILD_DIR:SETTING=VALUE;...]...
                         [--reports 100] [--events-per-report 50] [--connections 4]
                         [--skip-latency] [--skip-throughput] [--no-analyze]
 
@@ -12,10 +13,18 @@ milter, logd, statusd over HTTPS, one PostgreSQL, one Knot DNS).
    messages are read one at a time, alternating: bob's IMAP STORE +FLAGS (\\Seen) at B,
    then carol's at A. The time from the tagged OK of each STORE to the read event on alice's
    WebSocket at A (for bob: source federation, details.reporter example.net) is recorded,
-   the next STORE waiting for it. carol's is the one-site baseline, measured in the same
-   round, under the same load. B's federation_batch_delay is one of --delays; the delays
-   take turns within each round (B's statusd restarted with the setting), so that the
-   machine's load, shared with other work, falls on all of them alike.
+   the next STORE waiting for it (and --gap ms more; --settle s before the first). With
+   the defaults (0) the reads follow each other as fast as they cross, some 20 a second:
+   more than B's default pace per destination (federation_send_rate 10,
+   federation_send_burst 20), which batches them; --gap 150 --settle 3 has each read
+   come alone, after a quiet spell. carol's is the one-site baseline, measured in the same
+   round, under the same load. B's federation_batch_delay is one of --delays; or, with
+   --variant (repeated), each variant names a build tree for both sites' statusd (empty:
+   this one) and settings of B's statusd (e.g. "before:build-base:federation_batch_delay=
+   100ms" beside "after::"). The delays or variants take turns within each round (the
+   statusd restarted as needed, then one message through, not measured: the first read
+   after a restart costs 20 to 50 ms more), so that the machine's load, shared with other
+   work, falls on all of them alike.
 
 2. Throughput. A's database first holds --reports x --events-per-report messages from
    alice, each to bob@example.net and carol@example.org (queued events through A's event
@@ -31,11 +40,6 @@ milter, logd, statusd over HTTPS, one PostgreSQL, one Knot DNS).
    Where the time goes: the CPU seconds of A's statusd and of PostgreSQL per 1000 events,
    the DNS lookups A made (its resolver cache), and `openssl speed` for Ed25519
    verification on this machine.
-
-The sender's libcurl offers HTTP/2 and statusd's libwebsockets takes it, and over HTTP/2
-the endpoint does not see the Signature-Input and Signature fields (401 signature-missing):
-until the two speak HTTP/1.1 (or the endpoint reads those fields under HTTP/2), the
-latency part waits in vain and says so; the throughput part posts with HTTP/1.1.
 
 Needs root (the sites' Postfix), knotd and opendkim, as the tests do, and the release build
 (build/, RelWithDebInfo; MSGSTATUS_BUILD_DIR says otherwise). Prints each round and then
@@ -109,8 +113,9 @@ def uid_of(imap, subject):
     return uids[0]
 
 
-def latency_round(a, b, feed, tag, n):
-    """n messages alice -> bob, carol; ([bob's ms], [carol's ms])."""
+def latency_round(a, b, feed, tag, n, settle=0.0, gap=0.0):
+    """n messages alice -> bob, carol; ([bob's ms], [carol's ms]). settle: seconds to wait
+    before the reads; gap: seconds between the end of one pair of reads and the next."""
     tids = []
     for i in range(n):
         _, tid = a.send(ALICE, [BOB, CAROL], subject=f"{tag}-{i:05d}.")
@@ -128,9 +133,12 @@ def latency_round(a, b, feed, tag, n):
     try:
         ib.select("INBOX")
         ia.select("INBOX")
+        time.sleep(settle)
         for i, tid in enumerate(tids):
             if tid in lost:
                 continue
+            if i > 0:
+                time.sleep(gap)
             for imap, rcpt, out, reporter in ((ib, BOB, fed, "example.net"),
                                               (ia, CAROL, local, None)):
                 uid = uid_of(imap, f"{tag}-{i:05d}.")
@@ -168,12 +176,44 @@ def stages(a, b, wall):
     return [statistics.median(x) if x else float("nan") for x in out]
 
 
-def set_delay(b, delay):
-    if b.statusd.settings.get("federation_batch_delay") == delay:
-        return
-    b.statusd.stop()
-    b.statusd.settings["federation_batch_delay"] = delay
-    b.statusd.start()
+class Variant:
+    """A build tree for both sites' statusd ("": this one) and settings of B's statusd."""
+
+    def __init__(self, label, build="", settings=None):
+        self.label, self.settings = label, dict(settings or {})
+        self.build = os.path.abspath(build) if build else ""
+
+    @classmethod
+    def parse(cls, spec):
+        label, build, rest = (spec.split(":", 2) + ["", ""])[:3]
+        settings = dict(kv.split("=", 1) for kv in rest.split(";") if kv.strip())
+        return cls(label, build, settings)
+
+
+def use_variant(a, b, v, state):
+    """Restart what must change for variant v: both statusd for another build, B's for
+    other settings. state: what runs now (build, B's settings), and B's first settings.
+    True if a statusd was restarted."""
+    build = v.build or state["ours"]
+    settings = dict(state["b_base"], **v.settings)
+    restart_a = build != state.get("build")
+    restart_b = restart_a or settings != b.statusd.settings
+    if not (restart_a or restart_b):
+        return False
+    ours, paths.build = paths.build, build
+    try:
+        if restart_a:
+            a.statusd.stop()
+            a.statusd.start()
+        if restart_b:
+            b.statusd.stop()
+            b.statusd.settings.clear()
+            b.statusd.settings.update(settings)
+            b.statusd.start()
+    finally:
+        paths.build = ours
+    state["build"] = build
+    return True
 
 
 def queue_messages(a, tids):
@@ -305,6 +345,15 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--delays", default="100ms,10ms,0ms",
                     help="B's federation_batch_delay values, comma-separated")
+    ap.add_argument("--variant", action="append", default=[],
+                    metavar="LABEL:BUILD_DIR:SETTING=VALUE;...",
+                    help="instead of --delays: a build tree for both sites' statusd (empty: "
+                    "this one) and settings of B's statusd; repeat for each")
+    ap.add_argument("--gap", type=float, default=0, metavar="MS",
+                    help="pause before each pair of reads but the first (default 0: one "
+                    "after the other, as fast as they go)")
+    ap.add_argument("--settle", type=float, default=0, metavar="S",
+                    help="pause between the delivered events and the first read")
     ap.add_argument("--reports", type=int, default=100)
     ap.add_argument("--events-per-report", type=int, default=50)
     ap.add_argument("--connections", type=int, default=4)
@@ -313,7 +362,13 @@ def main():
     ap.add_argument("--no-analyze", action="store_true",
                     help="no ANALYZE after the throughput part's new messages")
     args = ap.parse_args()
-    delays = args.delays.split(",")
+    if args.variant:
+        variants = [Variant.parse(v) for v in args.variant]
+    else:
+        variants = [Variant(d, "", {"federation_batch_delay": d})
+                    for d in args.delays.split(",")]
+    delays = [v.label for v in variants]
+    by_label = {v.label: v for v in variants}
 
     speed = subprocess.run(["openssl", "speed", "-seconds", "1", "ed25519"],
                            capture_output=True, text=True).stdout
@@ -330,9 +385,9 @@ def main():
         a = sb.msgstatus_site("example.org", {ALICE: "alice-secret", CAROL: "carol-secret"},
                               statusd=raise_limits)
         b = sb.msgstatus_site("example.net", {BOB: "bob-secret"}, routes={"example.org": a},
-                              statusd={"federation_ca_file": sb.ca().cert,
-                                       "federation_batch_delay": delays[0]})
+                              statusd={"federation_ca_file": sb.ca().cert})
         a.route("example.net", b)
+        state = {"ours": paths.build, "build": paths.build, "b_base": dict(b.statusd.settings)}
         print(f"two sites started in {time.monotonic() - t0:.1f} s", flush=True)
         workdir = sb.mkdir("bench-reports")
         lat = {d: ([], []) for d in delays}  # delay: (fed ms, local ms), all rounds
@@ -342,11 +397,17 @@ def main():
         for r in range(args.rounds):
             if not args.skip_latency:
                 for d in (delays if r % 2 == 0 else delays[::-1]):
-                    set_delay(b, d)
+                    restarted = use_variant(a, b, by_label[d], state)
                     # a new feed each time: one that did not read during the throughput
                     # part is a slow subscriber statusd has let go
                     feed = Feed(a)
-                    fed, local, st = latency_round(a, b, feed, f"fb-r{r}-d{d}", args.messages)
+                    if restarted:
+                        # one message, not measured: the first read after a restart
+                        # costs 20 to 50 ms more (new database sessions plan it)
+                        latency_round(a, b, feed, f"fb-r{r}-v{delays.index(d)}-warm", 1)
+                    tag = f"fb-r{r}-v{delays.index(d)}"
+                    fed, local, st = latency_round(a, b, feed, tag, args.messages,
+                                                   args.settle, args.gap / 1000)
                     lat_stages[d].append(st)
                     feed.ws.close()
                     lat[d][0].extend(fed)
@@ -354,7 +415,7 @@ def main():
                     row = (statistics.median(fed), percentile(fed, 99),
                            statistics.median(local), percentile(local, 99))
                     lat_rounds[d].append(row)
-                    print(f"round {r} batch_delay {d}: B STORE -> A WebSocket p50 {row[0]:.1f} "
+                    print(f"round {r} {d}: B STORE -> A WebSocket p50 {row[0]:.1f} "
                           f"p99 {row[1]:.1f} max {max(fed):.1f} ms; local at A p50 "
                           f"{row[2]:.1f} p99 {row[3]:.1f} max {max(local):.1f} ms; "
                           f"stages (p50) STORE->B stored {st[0]:.1f}, B->A stored {st[1]:.1f}, "
@@ -373,7 +434,7 @@ def main():
         if not args.skip_latency:
             print(f"latency, {args.rounds} rounds x {args.messages} messages per delay, ms: "
                   "median of the rounds (min..max)")
-            print("| B's federation_batch_delay | federation p50 | p99 | max (all) | "
+            print("| variant (B's federation_batch_delay) | federation p50 | p99 | max (all) | "
                   "local p50 | p99 | p99 ratio |")
             print("|---|---|---|---|---|---|---|")
             for d in delays:
@@ -383,7 +444,7 @@ def main():
                       f" | {max(lat[d][0]):.1f} | {spread([x[2] for x in rows])} | "
                       f"{spread([x[3] for x in rows])} | {spread(ratio)} |")
             print("\nwhere bob's reads spent their time, ms, p50 per round: median (min..max)")
-            print("| B's federation_batch_delay | STORE OK -> stored at B | B -> stored at A | "
+            print("| variant | STORE OK -> stored at B | B -> stored at A | "
                   "A -> alice's WebSocket |")
             print("|---|---|---|---|")
             for d in delays:

@@ -8,7 +8,9 @@
  *
  *	    once a minute: drop the rows older than federation_expiry (counted as expired
  *	        if still waiting; a destination's own are dropped before it is served)
- *	    for each destination with waiting rows and no backoff now (fed_peers.next_try):
+ *	    for each destination with waiting rows, no backoff now (fed_peers.next_try) and
+ *	    a token in its pace bucket (fedsched_pace: federation_send_rate reports a
+ *	    second, federation_send_burst at once; kept here, in memory):
  *	        read its first rows in id order; the report is the longest run of them with
  *	            one reporting domain (the recipients' domain), at most 1000, and of those
  *	            as many as encode in federation_report_max bytes (60 KiB by default: a
@@ -25,10 +27,19 @@
  *	            the rows stay, the destination waits (fedsched_backoff) and nothing else
  *	            of it goes before them; refused -> the rows fail (kept for statusctl until
  *	            they expire), the next rows may go; 413 (too large) -> the rows stay
- *	            and go again at once in reports of half as many events (down to one)
- *	        and go on with the destination's next rows while it acknowledges
- *	    wait for a notification (then federation_batch_delay more, to batch), the
- *	    earliest backoff's end, or POLL_MS
+ *	            and go again, as the pace lets them, in reports of half as many events
+ *	            (down to one)
+ *	        and go on with the destination's next rows while it acknowledges and its
+ *	        pace lets them
+ *	    wait for a notification (then federation_batch_delay more, 0 by default; a
+ *	    round starts at most every ROUND_GAP_MS), the earliest end of a pace or a
+ *	    backoff, or POLL_MS
+ *
+ *	So a new event goes at once while its destination's bucket holds a token, and a
+ *	destination sent to faster than federation_send_rate for long gets one report per
+ *	1/federation_send_rate s with all that waited (up to 1000 events). The defaults (10
+ *	a second, 20 at once) stay within a receiver's default federation_rate and
+ *	federation_burst (10, 50), so that such a receiver never answers 429.
  *
  *	Destinations are served one after another: one that does not answer holds the others
  *	up for at most federation_timeout per round, then waits out its backoff without them.
@@ -93,6 +104,8 @@
 #define SIG_LIFE_S         300   /* expires - created */
 #define NEGATIVE_TTL_MS    60000
 #define EXPIRE_EVERY_MS    60000 /* how often expired rows are looked for */
+#define ROUND_GAP_MS       10    /* a notification starts a round at most this often */
+#define CLOCK_SLACK_MS     60000 /* between this clock and the database's */
 #define USER_AGENT         "msgstatus-statusd/" MSGSTATUS_VERSION " (federation)"
 #define CONTENT_TYPE       "application/vnd.msgstatus.report+cbor"
 
@@ -116,6 +129,9 @@ struct fedout {
 	struct keyless *keyless; /* reporting domains whose rows wait for a signing key */
 	char **skip;             /* those skipped at the destination being served */
 	size_t nskip;
+	struct paced *paced; /* destinations whose pace bucket is not full */
+	size_t npaced;
+	int64_t round_ms; /* when the last round started (monotonic) */
 
 	/* counters, read by fedout_stats() from any thread */
 	atomic_uint_least64_t reports_sent, events_sent, reports_retried, reports_refused,
@@ -130,6 +146,12 @@ struct keyless {
 	struct keyless *next;
 };
 
+/* A destination sent to lately: its pace (fedsched_pace). */
+struct paced {
+	char *destination;
+	struct fedsched_pace pace;
+};
+
 /* What one report attempt came to. */
 struct attempt {
 	enum fedsched_outcome outcome;
@@ -137,6 +159,8 @@ struct attempt {
 	char endpoint[FEDREC_URL_MAX + 1];
 	int64_t retry_after_ms; /* -1: none */
 	bool no_key;            /* the reporting domain cannot sign now: skip it */
+	bool posted;            /* a request went out, at posted_ms (monotonic) */
+	int64_t posted_ms;
 };
 
 static bool
@@ -539,6 +563,8 @@ report_post(struct fedout *f, const char *url, const unsigned char *body, size_t
 	curl_easy_setopt(f->curl, CURLOPT_HTTPHEADER, hdrs);
 	curl_easy_setopt(f->curl, CURLOPT_POSTFIELDS, (const char *)body);
 	curl_easy_setopt(f->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+	a->posted = true;
+	a->posted_ms = time_mono_ms();
 	cc = curl_easy_perform(f->curl);
 	curl_easy_setopt(f->curl, CURLOPT_HTTPHEADER, NULL);
 	if (cc != CURLE_OK) {
@@ -618,6 +644,76 @@ later_rows(struct fedout *f, struct store_fedout_row *rows, size_t cut)
 	return nlater;
 }
 
+/* --- the pace per destination ------------------------------------------------------ */
+
+static double
+send_rate(const struct fedout *f)
+{
+	return (double)f->cfg->federation_send_rate;
+}
+
+static double
+send_burst(const struct fedout *f)
+{
+	return (double)f->cfg->federation_send_burst;
+}
+
+/* The remembered pace of destination, or NULL (a full bucket). */
+static struct paced *
+pace_find(const struct fedout *f, const char *destination)
+{
+	for (size_t i = 0; i < f->npaced; i++)
+		if (strcmp(f->paced[i].destination, destination) == 0)
+			return &f->paced[i];
+	return NULL;
+}
+
+/* ms until a report may go to destination (0: now); see fedsched_pace_wait(). */
+static int64_t
+pace_left(const struct fedout *f, const char *destination)
+{
+	const struct paced *p = pace_find(f, destination);
+
+	return p == NULL
+	               ? 0
+	               : fedsched_pace_wait(&p->pace, time_mono_ms(), send_rate(f), send_burst(f));
+}
+
+/* A report to destination started at sent_ms. */
+static void
+pace_take(struct fedout *f, const char *destination, int64_t sent_ms)
+{
+	struct paced *p = pace_find(f, destination);
+
+	if (p == NULL) {
+		f->paced = myreallocarray(f->paced, f->npaced + 1, sizeof(*f->paced));
+		p = &f->paced[f->npaced++];
+		memset(p, 0, sizeof(*p));
+		p->destination = mystrdup(destination);
+	}
+	fedsched_pace_take(&p->pace, sent_ms, send_rate(f), send_burst(f));
+}
+
+/* Forget the destinations whose bucket is full again (all: stopping). */
+static void
+pace_forget(struct fedout *f, bool all)
+{
+	int64_t now = time_mono_ms();
+	size_t k = 0;
+
+	for (size_t i = 0; i < f->npaced; i++) {
+		if (all || fedsched_pace_full(&f->paced[i].pace, now, send_rate(f), send_burst(f)))
+			free(f->paced[i].destination);
+		else
+			f->paced[k++] = f->paced[i];
+	}
+	f->npaced = k;
+	if (k == 0) {
+		free(f->paced);
+		f->paced = NULL;
+	}
+}
+
 static void
 skip_clear(struct fedout *f)
 {
@@ -639,8 +735,13 @@ dest_serve(struct fedout *f, const struct store_fedout_dest *d, long long *wait_
 	int64_t expired;
 
 	skip_clear(f);
-	/* what waited too long goes before anything is sent */
-	if (store_fedout_expire(f->conn, d->destination, f->cfg->federation_expiry, &expired,
+	/* what waited too long goes before anything is sent; the round's oldest waiting row
+	   says whether anything can have (with a minute's slack for the database's clock),
+	   which saves a statement before most reports */
+	expired = 0;
+	if ((d->oldest_ms == 0 ||
+	     d->oldest_ms < time_now_ms() - f->cfg->federation_expiry + CLOCK_SLACK_MS) &&
+	    store_fedout_expire(f->conn, d->destination, f->cfg->federation_expiry, &expired,
 	                        error_r) < 0)
 		return -1;
 	if (expired > 0) {
@@ -654,9 +755,15 @@ dest_serve(struct fedout *f, const struct store_fedout_dest *d, long long *wait_
 		const char *reporters[MIMISTATUS_ENTRIES_MAX];
 		struct attempt a;
 		size_t n, cut, nlater = 0;
-		int64_t delay = 0;
+		int64_t delay = 0, left;
 		enum store_fedout_fate fate;
 
+		/* the next report waits for the pace; what comes meanwhile goes with it */
+		if ((left = pace_left(f, d->destination)) > 0) {
+			if (left < *wait_r)
+				*wait_r = left;
+			return 0;
+		}
 		if (store_fedout_rows(f->conn, d->destination, (const char *const *)f->skip,
 		                      f->nskip, MIMISTATUS_ENTRIES_MAX, &rows, &n, error_r) < 0)
 			return -1;
@@ -673,6 +780,8 @@ dest_serve(struct fedout *f, const struct store_fedout_dest *d, long long *wait_
 		memset(&a, 0, sizeof(a));
 		a.retry_after_ms = -1;
 		report_send(f, d->destination, rows, &cut, &a);
+		if (a.posted)
+			pace_take(f, d->destination, a.posted_ms);
 		if (a.no_key) {
 			/* its rows wait, read again without them: the other reporting domains' go
 			   (not counted as a report: each pass skips one more domain) */
@@ -788,11 +897,21 @@ fed_round(struct fedout *f, long long *wait_r, const char **error_r)
 		depth += d[i].waiting;
 	atomic_store(&f->depth, depth);
 	atomic_store(&f->failing, 0);
+	pace_forget(f, false);
 	for (size_t i = 0; i < n && !stopping(f); i++) {
-		int64_t withdrawn;
+		int64_t withdrawn, paced;
 
 		if (d[i].waiting == 0)
 			continue;
+		/* its pace holds its rows back (the policy's second look is just before they
+		   go) */
+		if ((paced = pace_left(f, d[i].destination)) > 0) {
+			if (!d[i].due)
+				atomic_fetch_add(&f->failing, 1);
+			if (paced < wait)
+				wait = paced;
+			continue;
+		}
 		/* the policy and the preferences as they are now, not as they were when the
 		   rows were added (a reload, a user who opted out since) */
 		if (store_fedout_withdraw(
@@ -852,16 +971,23 @@ fed_main(void *arg)
 			f->db_trouble = false;
 			f->db_backoff = 0;
 		}
+		f->round_ms = time_mono_ms();
 		if (fed_round(f, &wait, &error) < 0) {
 			db_trouble(f, error);
 			continue;
 		}
-		/* a notification: new rows; wait a little for more, so that they go together */
+		/* a notification: new rows, which go at once unless their destination's pace
+		   holds them (the round said how long); then federation_batch_delay more, if
+		   set, to take more in one report; rounds start at most every ROUND_GAP_MS */
 		if ((r = fed_wait(f, wait, true)) < 0)
 			db_trouble(f, store_error(f->conn, NULL));
-		else if (r > 0 && f->cfg->federation_batch_delay > 0 &&
-		         fed_wait(f, f->cfg->federation_batch_delay, false) < 0)
-			db_trouble(f, store_error(f->conn, NULL));
+		else if (r > 0) {
+			int64_t left = f->round_ms + ROUND_GAP_MS - time_mono_ms();
+			if (left < f->cfg->federation_batch_delay)
+				left = f->cfg->federation_batch_delay;
+			if (left > 0 && fed_wait(f, left, false) < 0)
+				db_trouble(f, store_error(f->conn, NULL));
+		}
 	}
 	if (f->conn != NULL)
 		PQfinish(f->conn);
@@ -880,6 +1006,7 @@ fed_free(struct fedout *f)
 	mbuf_free(&f->answer);
 	keyless_forget(f, NULL, -1);
 	skip_clear(f);
+	pace_forget(f, true);
 	if (f->wake[0] >= 0)
 		close(f->wake[0]);
 	if (f->wake[1] >= 0)

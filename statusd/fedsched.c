@@ -267,3 +267,43 @@ fedsched_cut(const char *const *reporters, size_t n, size_t max)
 		k++;
 	return k;
 }
+
+/* The tokens at now_ms: at most burst; a clock that went back adds none. */
+static double
+pace_level(const struct fedsched_pace *p, int64_t now_ms, double rate, double burst)
+{
+	double level;
+
+	if (p->at_ms == 0)
+		return burst;
+	level = p->tokens;
+	if (now_ms > p->at_ms)
+		level += (double)(now_ms - p->at_ms) * rate / 1000.0;
+	return level < burst ? level : burst;
+}
+
+int64_t
+fedsched_pace_wait(const struct fedsched_pace *p, int64_t now_ms, double rate, double burst)
+{
+	double level = pace_level(p, now_ms, rate, burst), ms;
+	int64_t wait;
+
+	if (level >= 1.0 || rate <= 0)
+		return 0;
+	ms = (1.0 - level) * 1000.0 / rate;
+	wait = (int64_t)ms;
+	return (double)wait < ms ? wait + 1 : wait; /* rounded up: a token is there then */
+}
+
+void
+fedsched_pace_take(struct fedsched_pace *p, int64_t now_ms, double rate, double burst)
+{
+	p->tokens = pace_level(p, now_ms, rate, burst) - 1.0;
+	p->at_ms = now_ms;
+}
+
+bool
+fedsched_pace_full(const struct fedsched_pace *p, int64_t now_ms, double rate, double burst)
+{
+	return pace_level(p, now_ms, rate, burst) >= burst;
+}

@@ -1,8 +1,8 @@
 /*
  * fedsched - the decisions of statusd's federation sender (fedout.c), without its I/O:
  * how a destination's waiting rows are cut into reports, what an answer means for them,
- * and when a destination is tried again. docs/federation.md, "Sending a report" and
- * "Receiving a report", is the contract.
+ * when a destination is tried again, and the pace of reports to one destination.
+ *docs/federation.md, "Sending a report" and "Receiving a report", is the contract.
  *
  * DESIGN
  *	Pure functions; randomness (the jitter) comes in as an argument so that tests can
@@ -22,6 +22,7 @@
 #ifndef FEDSCHED_H
 #define FEDSCHED_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -80,6 +81,27 @@ int64_t fedsched_retry_after(const char *value, int64_t now_ms);
  */
 int64_t fedsched_backoff(unsigned failures, int64_t base_ms, int64_t cap_ms, double r,
                          int64_t retry_after_ms);
+
+/*
+ * The pace of reports to one destination: a token bucket of burst reports, refilled at
+ * rate a second (federation_send_rate, federation_send_burst). A report goes when the
+ * bucket holds a token, and takes one. So the first events after a quiet spell go at
+ * once, each in a report of its own, and a destination sent to faster than rate for
+ * longer than burst gets one report per 1/rate s with everything that waited meanwhile.
+ * A destination not remembered has a full bucket. Times are ms of a monotonic clock.
+ */
+struct fedsched_pace {
+	double tokens; /* at at_ms */
+	int64_t at_ms;
+};
+
+/* The ms until a report may go (0: now). */
+int64_t fedsched_pace_wait(const struct fedsched_pace *p, int64_t now_ms, double rate,
+                           double burst);
+/* A report went at now_ms: one token less (p->at_ms 0: it was full). */
+void fedsched_pace_take(struct fedsched_pace *p, int64_t now_ms, double rate, double burst);
+/* Is the bucket full again at now_ms (nothing left to remember)? */
+bool fedsched_pace_full(const struct fedsched_pace *p, int64_t now_ms, double rate, double burst);
 
 /* Of n waiting rows (in id order) with these reporting domains, how many go in the first
    report: those up to the first row of another reporter, at most max. */

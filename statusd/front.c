@@ -7,6 +7,7 @@
 #include <libwebsockets.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -432,6 +433,10 @@ on_accept(uv_poll_t *handle, int status, int events)
 			uv_timer_start(&f->tick, on_tick, 1000, 1000);
 			return;
 		}
+		/* answers are written in pieces (head, then body; WebSocket frames): without
+		   this, Nagle holds a piece back until the peer acknowledges the last one,
+		   which a peer that delays its ACKs does for up to 40 ms */
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){1}, sizeof(int));
 		conn_new(f, fd);
 	}
 }

@@ -6,7 +6,9 @@
  *	One listening socket (http_listen), non-blocking, watched by a uv_poll on statusd's
  *	loop, the loop lws runs on too. An accepted connection is read at once; while its
  *	head is incomplete it waits in a list, in the order it came, with a uv_poll of its
- *	own and a deadline (http_head_timeout) that one one-second timer checks. The front
+ *	own and a deadline (http_head_timeout) that one one-second timer checks. Accepted
+ *	sockets get TCP_NODELAY (lws writes an answer's head and body, and each WebSocket
+ *	frame, with a write each). The front
  *	looks at bytes before it takes them (MSG_PEEK) and takes only the head's; then it
  *	reads the body (Content-Length, at most http_body_max) under the same deadline.
  *	Then the connection goes to the lws vhost with the head rewritten (reqhead_check(),

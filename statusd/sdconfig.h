@@ -52,6 +52,8 @@ struct sd_config {
 	char *federation_endpoint;
 	char *federation_policy;
 	long long federation_batch_delay; /* ms */
+	long long federation_send_rate;   /* reports per second per destination */
+	long long federation_send_burst;  /* reports */
 	long long federation_timeout;     /* ms */
 	long long federation_retry_max;   /* ms */
 	long long federation_expiry;      /* ms */

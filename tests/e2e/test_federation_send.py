@@ -27,7 +27,10 @@ receiver would, under the key statusctl made for example.net):
 - the plugin's events that came before the milter's inbound event go once it came;
 - a batch the database rejects is stored one event at a time, and the outbox rows of all
   its stored events are counted in msgstatus_federation_outbox_added_total;
-- the same events twice in one batch (a producer sending again) are in the outbox once.
+- the same events twice in one batch (a producer sending again) are in the outbox once;
+- the pace per destination (federation_send_rate, federation_send_burst): a quiet
+  destination gets each new event at once, up to the burst; then its events wait for the
+  pace and go together in one report, in order, while another destination's go at once.
 """
 import base64
 import hashlib
@@ -76,6 +79,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pass
 
     def do_POST(self):
+        arrived = time.time()
         srv = self.server
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         tag = os.urandom(6).hex()
@@ -89,7 +93,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         url = f"https://localhost:{srv.server_address[1]}{self.path}"
         res = subprocess.run([FEDVERIFY, url, hfile, bfile, srv.pubkey], capture_output=True,
                              text=True)
-        rec = {"path": self.path, "time": time.time()}
+        rec = {"path": self.path, "time": time.time(), "arrived": arrived}
         if res.returncode == 0:
             rec["report"] = json.loads(res.stdout)
         else:
@@ -184,6 +188,8 @@ class FederationSendTest(unittest.TestCase):
                             f'u=https://localhost:{port}/org/reports"'],
             "example.com": [f'_msgstatus 300 IN TXT "v=MSR1; '
                             f'u=https://localhost:{port}/com/reports"'],
+            "example.edu": [f'_msgstatus 300 IN TXT "v=MSR1; '
+                            f'u=https://localhost:{port}/edu/reports"'],
         })
         cls.sd.settings["dns_server"] = cls.dns.server
         cls.sd.start()
@@ -548,6 +554,71 @@ class FederationSendTest(unittest.TestCase):
         self.assertEqual([(e["status"], e["event_id"]) for e in self.received(
             origin, accepted_only=False)], [(1, d), (2, r)])
         self.assertEqual(self.metric("msgstatus_federation_outbox_added_total") - added, 2)
+
+    def reports_to(self, path, origin):
+        """(arrival time, [event ids of origin]) of each accepted report to path."""
+        with self.rx.lock:
+            reqs = [q for q in self.rx.requests if q["path"] == path and q["status"] == 200]
+        out = []
+        for q in reqs:
+            ids = [e["event_id"] for e in q.get("report", {}).get("events", [])
+                   if e["msgid"] == msgid(origin)]
+            if ids:
+                out.append((q["arrived"], ids))
+        return out
+
+    def test_pace_per_destination(self):
+        """federation_send_rate 1, federation_send_burst 1, no batch delay: example.edu's
+        first event goes at once; the next three, sent one by one, wait for the pace (a
+        second after the first) and go together, in order; an event for example.org
+        meanwhile does not wait for them."""
+        self.sd.stop()
+        saved = dict(self.sd.settings)
+        self.sd.settings.update({"federation_send_rate": "1", "federation_send_burst": "1",
+                                 "federation_batch_delay": "0ms"})
+        self.sd.start()
+        try:
+            self.check_pace()
+        finally:
+            self.sd.stop()
+            self.sd.settings.clear()
+            self.sd.settings.update(saved)
+            self.sd.start()
+
+    def check_pace(self):
+        tag, origin = self.unique("t14"), self.unique("edu14")
+        otag, oorigin = self.unique("t14o"), self.unique("org14")
+        rcpt = "rita@example.net"
+        self.remember(tag, origin, rcpt, dkim_domain="example.edu")
+        self.remember(otag, oorigin, rcpt)
+        # a quiet destination: a new event goes at once
+        sent = time.time()
+        ids = [self.plugin("delivered", tag, rcpt)]
+        wait_for("the delivered at example.edu",
+                 lambda: self.reports_to("/edu/reports", origin), timeout=20)
+        first, got = self.reports_to("/edu/reports", origin)[0]
+        self.assertEqual(got, ids)
+        self.assertLess(first - sent, 0.8, "a quiet destination waits for nothing")
+        # its bucket is empty: the next three wait for the pace, then go in one report
+        busy_from = time.time()
+        ids.append(self.plugin("read", tag, rcpt, offset_ms=1))
+        time.sleep(0.2)  # without a pace, this one would go alone by now
+        o = self.plugin("delivered", otag, rcpt)
+        ids.append(self.plugin("unread", tag, rcpt, offset_ms=2))
+        ids.append(self.plugin("read", tag, rcpt, offset_ms=3))
+        wait_for("the three at example.edu",
+                 lambda: sum(len(r[1]) for r in self.reports_to("/edu/reports", origin)) == 4,
+                 timeout=20)
+        reports = self.reports_to("/edu/reports", origin)
+        self.assertEqual([r[1] for r in reports], [ids[:1], ids[1:]])
+        self.assertGreaterEqual(reports[1][0] - first, 0.9, "one report a second")
+        # example.org's event went at once, while example.edu's waited
+        wait_for("example.org's event", lambda: self.reports_to("/org/reports", oorigin),
+                 timeout=20)
+        org_arrived, org_ids = self.reports_to("/org/reports", oorigin)[0]
+        self.assertEqual(org_ids, [o])
+        self.assertLess(org_arrived, reports[1][0])
+        self.assertLess(org_arrived - busy_from, 0.8)
 
     def test_deleted_only_when_no_copy_is_left(self):
         tag, origin = self.unique("t6"), self.unique("org6")

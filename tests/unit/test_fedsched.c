@@ -1,8 +1,8 @@
 /*
  * test_fedsched - the federation sender's decisions (statusd/fedsched.c): what an answer
  * means for a report's rows (by a problem document's code too), Retry-After, the backoff
- * with its cap and jitter, how a destination's waiting rows are cut into reports, and the
- * events a 200 names "later".
+ * with its cap and jitter, how a destination's waiting rows are cut into reports, the
+ * events a 200 names "later", and the pace of reports to one destination.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -253,6 +253,41 @@ test_cut(void **state)
 	check_done();
 }
 
+static void
+test_pace(void **state)
+{
+	struct fedsched_pace p = {0, 0};
+	int64_t t = 5000;
+
+	(void)state;
+	/* not remembered: full, so a burst of 3 goes at once */
+	CHECK_INT("new", fedsched_pace_wait(&p, t, 10, 3), 0);
+	CHECK_INT("new is full", fedsched_pace_full(&p, t, 10, 3), 1);
+	for (int i = 0; i < 3; i++) {
+		CHECK_INT("within the burst", fedsched_pace_wait(&p, t, 10, 3), 0);
+		fedsched_pace_take(&p, t, 10, 3);
+	}
+	/* empty: the next waits for a token, 1/rate */
+	CHECK_INT("empty", fedsched_pace_wait(&p, t, 10, 3), 100);
+	CHECK_INT("30 ms later", fedsched_pace_wait(&p, t + 30, 10, 3), 70);
+	CHECK_INT("rounded up", fedsched_pace_wait(&p, t + 1, 3, 3), 333);
+	CHECK_INT("a token", fedsched_pace_wait(&p, t + 100, 10, 3), 0);
+	/* paced: one report per 100 ms */
+	fedsched_pace_take(&p, t + 100, 10, 3);
+	CHECK_INT("paced", fedsched_pace_wait(&p, t + 150, 10, 3), 50);
+	CHECK_INT("not full", fedsched_pace_full(&p, t + 150, 10, 3), 0);
+	/* a quiet spell fills it, no further than the burst */
+	CHECK_INT("full again", fedsched_pace_full(&p, t + 400, 10, 3), 1);
+	CHECK_INT("long quiet", fedsched_pace_full(&p, t + 1000000, 10, 3), 1);
+	fedsched_pace_take(&p, t + 1000000, 10, 3);
+	fedsched_pace_take(&p, t + 1000000, 10, 3);
+	fedsched_pace_take(&p, t + 1000000, 10, 3);
+	CHECK_INT("burst, not more", fedsched_pace_wait(&p, t + 1000000, 10, 3), 100);
+	/* a clock that went back adds no token */
+	CHECK_INT("clock back", fedsched_pace_wait(&p, t, 10, 3), 100);
+	check_done();
+}
+
 int
 main(void)
 {
@@ -260,6 +295,7 @@ main(void)
 	        cmocka_unit_test(test_answer),      cmocka_unit_test(test_problem_code),
 	        cmocka_unit_test(test_retry_after), cmocka_unit_test(test_backoff),
 	        cmocka_unit_test(test_cut),         cmocka_unit_test(test_later),
+	        cmocka_unit_test(test_pace),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
