@@ -48,7 +48,7 @@ BEGIN
 	$$;
 END $do$;
 
-DROP INDEX recipients_recipient;
+DROP INDEX IF EXISTS recipients_recipient;
 
 -- The steps before the append: take the lock on log_head (it serializes writers, also
 -- across statusd instances, and hands out offsets: they are gap-free, and a reader that

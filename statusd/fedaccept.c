@@ -39,7 +39,6 @@ static const struct fedin_errinfo errinfo[FEDIN_ERR_MAX] = {
         [FEDIN_DNS_UNAVAILABLE] = {503, "dns-unavailable", "Service Unavailable"},
         [FEDIN_DB_UNAVAILABLE] = {503, "storage-unavailable", "Service Unavailable"},
         [FEDIN_BUSY] = {503, "busy", "Service Unavailable"},
-        [FEDIN_MESSAGE_UNKNOWN] = {503, "message-unknown", "Service Unavailable"},
         [FEDIN_CLIENT_LIMITED] = {429, "client-rate-limited", "Too Many Requests"},
 };
 
@@ -206,8 +205,14 @@ fedaccept_event(unsigned code, int64_t time_ms, int64_t now_ms, int64_t retentio
 enum fedaccept_verdict
 fedaccept_unknown(int64_t time_ms, int64_t now_ms, int64_t started_ms, int64_t window_ms)
 {
-	int64_t since = time_ms > started_ms ? time_ms : started_ms;
+	/* a time ahead of this clock counts as now (it would else be waited for until it has
+	   passed), and one more than the window ahead is refused: such an event keeps coming
+	   back "later" for at most twice the window */
+	int64_t at = time_ms < now_ms ? time_ms : now_ms;
+	int64_t since = at > started_ms ? at : started_ms;
 
+	if (window_ms <= 0 || time_ms > now_ms + window_ms)
+		return FEDACCEPT_REFUSE;
 	return now_ms - since < window_ms ? FEDACCEPT_LATER : FEDACCEPT_REFUSE;
 }
 
@@ -234,11 +239,15 @@ fedaccept_stored_id(const char *domain, const char *event_id, char *buf)
 struct bucket {
 	double tokens;
 	int64_t at_ms;
+	struct bucket *newer, *older; /* in the LRU list */
+	struct htable_entry *entry;   /* in buckets; NULL for the overflow bucket */
 };
 
 struct fedrate {
-	struct htable *buckets; /* charged domain -> struct bucket */
-	struct bucket all;      /* all domains together */
+	struct htable *buckets;         /* charged domain -> struct bucket */
+	struct bucket *newest, *oldest; /* the buckets by their last use */
+	struct bucket overflow;         /* shared by new keys while no bucket is idle */
+	struct bucket all;              /* all domains together */
 	double rate, burst;
 	bool clients; /* keys as they are, no bucket over all */
 };
@@ -252,6 +261,7 @@ fedrate_new(double rate, double burst)
 	r->rate = rate;
 	r->burst = burst < 1 ? 1 : burst;
 	r->all.tokens = r->burst * FEDRATE_ALL_FACTOR;
+	r->overflow.tokens = r->burst;
 	return r;
 }
 
@@ -299,59 +309,82 @@ refill(struct bucket *b, int64_t now_ms, double rate, double burst)
 	b->at_ms = now_ms;
 }
 
-struct evict_walk {
-	struct htable_entry **full; /* buckets full again by now */
-	size_t nfull;
-	struct htable_entry *oldest; /* least recently used */
-	int64_t now_ms;
-	double rate, burst;
-};
-
 static void
-evict_visit(struct htable_entry *e, void *ctx)
+lru_unlink(struct fedrate *r, struct bucket *b)
 {
-	struct evict_walk *w = ctx;
-	const struct bucket *b = e->value;
-	double tokens = b->tokens + (double)(w->now_ms - b->at_ms) * w->rate / 1000.0;
-
-	if (tokens >= w->burst)
-		w->full[w->nfull++] = e;
-	else if (w->oldest == NULL || b->at_ms < ((struct bucket *)w->oldest->value)->at_ms)
-		w->oldest = e;
+	if (b->newer != NULL)
+		b->newer->older = b->older;
+	else
+		r->newest = b->older;
+	if (b->older != NULL)
+		b->older->newer = b->newer;
+	else
+		r->oldest = b->newer;
+	b->newer = b->older = NULL;
 }
 
-/* Make room for one bucket: forget those that are full again (a new bucket starts full,
-   so nothing is lost), or else the least recently used one. */
 static void
+lru_push(struct fedrate *r, struct bucket *b)
+{
+	b->older = r->newest;
+	b->newer = NULL;
+	if (r->newest != NULL)
+		r->newest->newer = b;
+	r->newest = b;
+	if (r->oldest == NULL)
+		r->oldest = b;
+}
+
+/* Make room for one bucket: the least recently used goes if it is full again (a new
+   bucket starts full, so nothing is lost). 0, or -1 when it is not: no bucket is idle. */
+static int
 evict(struct fedrate *r, int64_t now_ms)
 {
-	struct evict_walk w = {.now_ms = now_ms, .rate = r->rate, .burst = r->burst};
+	struct bucket *b = r->oldest;
 
-	w.full = mycalloc(htable_used(r->buckets), sizeof(*w.full));
-	htable_walk(r->buckets, evict_visit, &w);
-	for (size_t i = 0; i < w.nfull; i++)
-		htable_remove(r->buckets, w.full[i], free);
-	if (w.nfull == 0 && w.oldest != NULL)
-		htable_remove(r->buckets, w.oldest, free);
-	free(w.full);
+	if (b == NULL)
+		return -1;
+	if (b->tokens + (double)(now_ms - b->at_ms) * r->rate / 1000.0 < r->burst)
+		return -1;
+	lru_unlink(r, b);
+	htable_remove(r->buckets, b->entry, free);
+	return 0;
+}
+
+/* The bucket of key (len bytes), made when new: a bucket of its own while there is room
+   or an idle one to forget, else the overflow bucket all such keys share. */
+static struct bucket *
+bucket_of(struct fedrate *r, const char *key, size_t len, int64_t now_ms)
+{
+	struct htable_entry *e = htable_locate(r->buckets, key, len);
+	struct bucket *b;
+
+	if (e != NULL) {
+		b = e->value;
+		lru_unlink(r, b);
+		lru_push(r, b);
+		return b;
+	}
+	if (htable_used(r->buckets) >= FEDRATE_DOMAINS_MAX && evict(r, now_ms) < 0) {
+		if (r->overflow.at_ms == 0)
+			r->overflow.at_ms = now_ms;
+		return &r->overflow;
+	}
+	b = mycalloc(1, sizeof(*b));
+	b->tokens = r->burst;
+	b->at_ms = now_ms;
+	b->entry = htable_enter(r->buckets, key, len, b);
+	lru_push(r, b);
+	return b;
 }
 
 bool
 fedrate_take(struct fedrate *r, const char *domain, int64_t now_ms, int *retry_s)
 {
 	const char *charged = r->clients ? domain : fedrate_charged(domain);
-	size_t len = strlen(charged);
-	struct bucket *b = htable_find(r->buckets, charged, len);
+	struct bucket *b = bucket_of(r, charged, strlen(charged), now_ms);
 	double all_rate = r->rate * FEDRATE_ALL_FACTOR, all_burst = r->burst * FEDRATE_ALL_FACTOR;
 
-	if (b == NULL) {
-		if (htable_used(r->buckets) >= FEDRATE_DOMAINS_MAX)
-			evict(r, now_ms);
-		b = mycalloc(1, sizeof(*b));
-		b->tokens = r->burst;
-		b->at_ms = now_ms;
-		htable_enter(r->buckets, charged, len, b);
-	}
 	refill(b, now_ms, r->rate, r->burst);
 	refill(&r->all, now_ms, all_rate, all_burst);
 	if (b->tokens < 1.0) {

@@ -15,8 +15,9 @@
  *	Order of the claims (fedaccept_claims): the report's domain equals the keyid's domain,
  *	then every event's recipient is an address in that domain. Per event (fedaccept_event):
  *	the status code, then the time. Whether this site sent that message to that recipient
- *	is the caller's lookup (store_fed.h); for a message it does not know at all,
- *	fedaccept_unknown() says whether to refuse the event or have it sent again.
+ *	is the caller's lookup (store_fed.h), made only for an event that passed both; for a
+ *	message it does not know at all, fedaccept_unknown() says whether to refuse the event
+ *	or answer it "later" (to be sent again).
  *
  * DIAGNOSTICS
  *	Functions return an enum fedin_err (FEDIN_OK or the failure), with a static detail text
@@ -54,7 +55,6 @@ enum fedin_err {
 	FEDIN_DNS_UNAVAILABLE,   /* 503 (Retry-After) */
 	FEDIN_DB_UNAVAILABLE,    /* 503 (Retry-After) */
 	FEDIN_BUSY,              /* 503 (Retry-After) too many reports waiting to be checked */
-	FEDIN_MESSAGE_UNKNOWN,   /* 503 (Retry-After) an event about a message not (yet) known */
 	FEDIN_CLIENT_LIMITED,    /* 429 (Retry-After) too many reports from this client address */
 	FEDIN_ERR_MAX
 };
@@ -112,7 +112,7 @@ enum fedaccept_verdict {
 	FEDACCEPT_STORE,  /* a status this site stores */
 	FEDACCEPT_IGNORE, /* a code this site does not store (3, 5..255): acknowledged */
 	FEDACCEPT_REFUSE, /* not acceptable (its time): refused, not to be sent again */
-	FEDACCEPT_LATER,  /* about a message this site may not know yet: to be sent again */
+	FEDACCEPT_LATER,  /* about a message this site may not know yet: answered "later" */
 };
 
 /*
@@ -127,10 +127,13 @@ enum fedaccept_verdict fedaccept_event(unsigned code, int64_t time_ms, int64_t n
  * The verdict for an event about a message this site does not know at all (no message
  * with its msgid, whatever the recipient), with the event's time time_ms, at now_ms, for
  * a statusd that started at started_ms (all ms since the epoch): FEDACCEPT_LATER while
- * the message may still arrive, that is while the later of time_ms and started_ms is less
- * than window_ms ago (this site's own event of the message may still be on its way to the
- * ingest: the milter hands it over asynchronously, and after a start the spool is read
- * again), else FEDACCEPT_REFUSE. window_ms 0 refuses at once.
+ * the message may still arrive, that is while the later of min(time_ms, now_ms) and
+ * started_ms is less than window_ms ago (this site's own event of the message may still
+ * be on its way to the ingest: the milter hands it over asynchronously, and after a start
+ * the spool is read again), else FEDACCEPT_REFUSE. An event ahead of this clock counts
+ * as one of now, and one more than window_ms ahead is refused: so an event comes back
+ * "later" for at most twice window_ms. window_ms 0 refuses at once. Only for an event
+ * fedaccept_event() would store: its code and time are judged first.
  */
 enum fedaccept_verdict fedaccept_unknown(int64_t time_ms, int64_t now_ms, int64_t started_ms,
                                          int64_t window_ms);
@@ -146,8 +149,11 @@ void fedaccept_stored_id(const char *domain, const char *event_id, char *buf);
  * A token bucket per charged domain (fedrate_charged), burst reports at once, refilled at
  * rate per second, and one over all domains together with FEDRATE_ALL_FACTOR times both.
  * A report is taken when both buckets have a token, and then costs one of each. At most
- * FEDRATE_DOMAINS_MAX buckets are kept: for a new one, those full again are forgotten (a
- * new bucket starts full, so that loses nothing), or else the least recently used.
+ * FEDRATE_DOMAINS_MAX buckets are kept, in a list by last use: for a new one the least
+ * recently used is forgotten if it is full again (idle: a new bucket starts full, so that
+ * loses nothing); if it is not, the new key is charged to one overflow bucket (the same
+ * rate and burst) that all such keys share, so that many new keys get no more than one.
+ * Finding a bucket, and room for one, is O(1).
  */
 #define FEDRATE_ALL_FACTOR  10
 #define FEDRATE_DOMAINS_MAX 4096

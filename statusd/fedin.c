@@ -19,6 +19,7 @@
 #include "http.h"
 #include "httpsig.h"
 #include "ingest.h"
+#include "jsonstr.h"
 #include "mbuf.h"
 #include "mimistatus.h"
 #include "msevent.h"
@@ -29,19 +30,19 @@
 #include "sdconfig.h"
 #include "store_fed.h"
 
-#define PATH          "/api/v1/federation/reports"
-#define SKEW_S        60  /* a created this far in the future is taken */
-#define MAX_LIFE_S    300 /* expires - created */
-#define RETRY_DNS_S   30
-#define RETRY_DB_S    30
-#define RETRY_BUSY_S  5
-#define RETRY_LATER_S 1           /* message-unknown: this site's own event is on its way */
-#define PENDING_MAX   32          /* reports queued, checked or being stored; more: 503 busy */
-#define DNS_DOWN_MS   (15 * 1000) /* a zone whose lookup failed is not asked again so soon */
-#define DNS_DOWN_MAX  1024        /* zones remembered so */
-#define GONE_CHECK_MS 500         /* how often waiting reports' clients are looked at */
-#define EXPIRE_EVERY  (10 * 60 * 1000LL) /* ms between clean-ups (maintenance_interval if less) */
-#define FIELD_BUFSIZE (HTTPSIG_FIELD_MAX + 2)
+#define PATH           "/api/v1/federation/reports"
+#define SKEW_S         60  /* a created this far in the future is taken */
+#define MAX_LIFE_S     300 /* expires - created */
+#define RETRY_DNS_S    30
+#define RETRY_DB_S     30
+#define RETRY_BUSY_S   5
+#define PENDING_MAX    32          /* reports queued, checked or being stored; more: 503 busy */
+#define DNS_DOWN_MS    (15 * 1000) /* a zone whose lookup failed is not asked again so soon */
+#define DNS_DOWN_MAX   1024        /* zones remembered so */
+#define GONE_CHECK_MS  500         /* how often waiting reports' clients are looked at */
+#define EXPIRE_EVERY   (10 * 60 * 1000LL) /* ms between clean-ups (maintenance_interval if less) */
+#define FIELD_BUFSIZE  (HTTPSIG_FIELD_MAX + 2)
+#define LIMITED_LOG_MS (60 * 1000) /* clients over their rate: one log line at most this often */
 
 struct fedin {
 	const struct sd_config *cfg;
@@ -68,7 +69,9 @@ struct fedin {
 	bool expire_queued;               /* a clean-up job is on the worker */
 	uint64_t answered[FEDIN_ERR_MAX]; /* reports, by outcome */
 	uint64_t abandoned;               /* reports whose client went before they were checked */
-	uint64_t events_stored, events_duplicate, events_refused, events_ignored;
+	uint64_t events_stored, events_duplicate, events_refused, events_ignored, events_later;
+	int64_t limited_logged_ms; /* when a client over its rate was last logged */
+	uint64_t limited_since;    /* reports refused so since */
 };
 
 /* One report, from the handler through the worker back to the loop thread. */
@@ -94,10 +97,11 @@ struct fed_job {
 	const char *detail;
 	int retry_s;
 	unsigned accepted, duplicate, refused, ignored;
-	unsigned later;     /* events about a message not known yet: the report comes again */
-	unsigned to_store;  /* records in lines */
-	struct mbuf lines;  /* event records for the ingest */
-	struct mbuf handed; /* their stored ids (NUL-terminated), in fi->inflight */
+	unsigned later;        /* events about a message not known yet: to be sent again */
+	struct mbuf later_ids; /* their event ids (NUL-terminated) */
+	unsigned to_store;     /* records in lines */
+	struct mbuf lines;     /* event records for the ingest */
+	struct mbuf handed;    /* their stored ids (NUL-terminated), in fi->inflight */
 	char errbuf[256];
 };
 
@@ -266,14 +270,7 @@ take_events(struct fed_job *j, const struct mimistatus_report *rep, struct store
 			j->duplicate++;
 			continue;
 		}
-		if (!it->found && unknown[i]) {
-			j->later++; /* a message not known yet (fedaccept_unknown) */
-			continue;
-		}
-		if (!it->found) {
-			j->refused++; /* this site never sent that message to that recipient */
-			continue;
-		}
+		/* the code and the time first: they decide whatever this site knows */
 		switch (fedaccept_event(rep->entries[i].status, it->time_ms, now,
 		                        j->fi->cfg->event_retention, &type)) {
 		case FEDACCEPT_IGNORE:
@@ -285,6 +282,15 @@ take_events(struct fed_job *j, const struct mimistatus_report *rep, struct store
 			continue;
 		case FEDACCEPT_STORE:
 			break;
+		}
+		if (!it->found && unknown[i]) {
+			j->later++; /* a message not known yet (fedaccept_unknown) */
+			mbuf_append(&j->later_ids, it->event_id, strlen(it->event_id) + 1);
+			continue;
+		}
+		if (!it->found) {
+			j->refused++; /* this site never sent that message to that recipient */
+			continue;
 		}
 		if (it->taken) /* remembered, but its first storing failed: the same time */
 			it->time_ms = it->taken_time_ms;
@@ -324,10 +330,12 @@ forget_done(struct fedin *fi)
 }
 
 /* Which of the n events not found are about a message this site does not know at all and
-   may know soon (fedaccept_unknown): unknown[i]. Only those young enough are looked up. */
+   may know soon (fedaccept_unknown): unknown[i]. Only those this site would store (their
+   code and time, fedaccept_event) and young enough are looked up. */
 static int
-find_unknown(struct fed_job *j, PGconn *conn, const struct store_fed_item *items, size_t n,
-             bool *unknown, bool *transient_r, const char **error_r)
+find_unknown(struct fed_job *j, PGconn *conn, const struct mimistatus_report *rep,
+             const struct store_fed_item *items, size_t n, bool *unknown, bool *transient_r,
+             const char **error_r)
 {
 	const uint8_t **msgids = mycalloc(n ? n : 1, sizeof(*msgids));
 	size_t *at = mycalloc(n ? n : 1, sizeof(*at));
@@ -336,8 +344,12 @@ find_unknown(struct fed_job *j, PGconn *conn, const struct store_fed_item *items
 	size_t k = 0;
 	int rc;
 
+	const char *type;
+
 	for (size_t i = 0; i < n; i++)
 		if (!items[i].found &&
+		    fedaccept_event(rep->entries[i].status, items[i].time_ms, now,
+		                    j->fi->cfg->event_retention, &type) == FEDACCEPT_STORE &&
 		    fedaccept_unknown(items[i].time_ms, now, j->fi->started_ms,
 		                      j->fi->cfg->federation_unknown_window) == FEDACCEPT_LATER) {
 			msgids[k] = items[i].msgid;
@@ -388,7 +400,7 @@ check_report(struct fed_job *j, PGconn *conn)
 	}
 	if (store_fed_lookup(conn, j->key_domain, items, n, &transient, &error) < 0)
 		goto db_failed;
-	if (find_unknown(j, conn, items, n, unknown, &transient, &error) < 0)
+	if (find_unknown(j, conn, &rep, items, n, unknown, &transient, &error) < 0)
 		goto db_failed;
 	take_events(j, &rep, items, unknown, store);
 	/* Remember the events about to be stored (taken ones keep their row), then store. */
@@ -555,6 +567,7 @@ job_free(struct fed_job *j)
 	free(j->ctype);
 	free(j->host);
 	mbuf_free(&j->lines);
+	mbuf_free(&j->later_ids);
 	free(j);
 }
 
@@ -574,40 +587,41 @@ answer_error(struct fedin *fi, struct req *r, enum fedin_err err, const char *de
 		                 e->status == 429 || e->status == 503 ? retry_s : -1);
 }
 
+/* 200 with the counts; "refused" counts the events answered "later" too, as a sender that
+   does not read "later" takes them (docs/federation.md, "Answers"). */
 static void
 answer_counts(struct fed_job *j, struct req *r)
 {
 	struct fedin *fi = j->fi;
 	struct mbuf body = MBUF_INIT;
+	size_t off = 0;
 
 	fi->answered[FEDIN_OK]++;
 	fi->events_stored += j->accepted - j->ignored;
 	fi->events_duplicate += j->duplicate;
 	fi->events_refused += j->refused;
 	fi->events_ignored += j->ignored;
-	msg_info("federation: report from %s: %u accepted, %u duplicate, %u refused", j->key_domain,
-	         j->accepted, j->duplicate, j->refused);
+	fi->events_later += j->later;
+	msg_info("federation: report from %s: %u accepted, %u duplicate, %u refused, %u later",
+	         j->key_domain, j->accepted, j->duplicate, j->refused, j->later);
 	if (r == NULL)
 		return;
-	mbuf_printf(&body, "{\"accepted\":%u,\"duplicate\":%u,\"refused\":%u}\n", j->accepted,
-	            j->duplicate, j->refused);
+	mbuf_printf(&body, "{\"accepted\":%u,\"duplicate\":%u,\"refused\":%u", j->accepted,
+	            j->duplicate, j->refused + j->later);
+	if (j->later > 0) {
+		mbuf_printf(&body, ",\"later\":[");
+		for (unsigned k = 0; k < j->later; k++) {
+			const char *id = j->later_ids.data + off;
+
+			if (k > 0)
+				mbuf_putc(&body, ',');
+			jsonstr_append(&body, id, strlen(id));
+			off += strlen(id) + 1;
+		}
+		mbuf_putc(&body, ']');
+	}
+	mbuf_printf(&body, "}\n");
 	req_text(r, 200, "application/json", &body);
-}
-
-/* A report with events about messages not known yet: 503 message-unknown, to be sent
-   again. What was stored of it is counted now (a duplicate when it comes again); the
-   other events are counted when it is answered 200. */
-static void
-answer_later(struct fed_job *j, struct req *r, unsigned stored)
-{
-	struct fedin *fi = j->fi;
-	char detail[160];
-
-	fi->events_stored += stored;
-	snprintf(detail, sizeof(detail),
-	         "%u event(s) about a message this site does not know yet: send the report again",
-	         j->later);
-	answer_error(fi, r, FEDIN_MESSAGE_UNKNOWN, detail, RETRY_LATER_S, j->key_domain);
 }
 
 /* The ingest has answered every record of a report. */
@@ -617,11 +631,6 @@ on_stored(void *ctx, unsigned acked, unsigned rejected)
 	struct fed_job *j = ctx;
 	struct req *r = req_redeem(j->ticket);
 
-	if (j->later > 0) {
-		answer_later(j, r, acked);
-		job_free(j);
-		return;
-	}
 	j->accepted = acked + j->ignored;
 	j->refused += rejected;
 	answer_counts(j, r);
@@ -662,11 +671,6 @@ fed_done(struct dbjob *dj)
 	if (j->err != FEDIN_OK) {
 		answer_error(fi, req_redeem(j->ticket), j->err, j->detail, j->retry_s,
 		             j->key_domain);
-		job_free(j);
-		return;
-	}
-	if (j->to_store == 0 && j->later > 0) {
-		answer_later(j, req_redeem(j->ticket), 0);
 		job_free(j);
 		return;
 	}
@@ -730,16 +734,37 @@ precheck(struct fed_job *j, const struct mbuf *body, const char **detail_r)
 	return FEDIN_OK;
 }
 
+/* A report refused for its client's rate: answered, and logged at most once per
+   LIMITED_LOG_MS with the number refused since (a client sending too fast would otherwise
+   write a line per request). */
+static void
+client_limited(struct fedin *fi, struct req *r, const char *key, int retry_s)
+{
+	const struct fedin_errinfo *e = fedin_errinfo(FEDIN_CLIENT_LIMITED);
+	int64_t now = time_mono_ms();
+
+	fi->answered[FEDIN_CLIENT_LIMITED]++;
+	fi->limited_since++;
+	if (fi->limited_logged_ms == 0 || now - fi->limited_logged_ms >= LIMITED_LOG_MS) {
+		msg_info("federation: refused %llu report(s) over federation_client_rate since the "
+		         "last such line, the latest from %s: %u %s",
+		         (unsigned long long)fi->limited_since, key, e->status, e->code);
+		fi->limited_logged_ms = now;
+		fi->limited_since = 0;
+	}
+	req_problem_code(r, e->status, e->title, e->code,
+	                 "too many reports from this address (federation_client_rate)", retry_s);
+}
+
 /* The client address's token, before anything else is looked at (loop thread). An address
    that cannot be had is charged to one bucket of its own. */
 static bool
-client_take(struct fedin *fi, struct req *r, int *retry_s)
+client_take(struct fedin *fi, struct req *r, int *retry_s, char *key)
 {
 	struct sockaddr_storage addr;
-	char key[FEDACCEPT_CLIENT_KEY_MAX];
 
 	if (req_peer(r, &addr) < 0 || fedaccept_client_key((struct sockaddr *)&addr, key) < 0)
-		snprintf(key, sizeof(key), "unknown");
+		snprintf(key, FEDACCEPT_CLIENT_KEY_MAX, "unknown");
 	return fedrate_take(fi->clients, key, time_mono_ms(), retry_s);
 }
 
@@ -751,6 +776,7 @@ api_fed_reports(const struct http_env *env, struct req *r, const struct principa
 	struct fed_job *j;
 	enum fedin_err err;
 	const char *detail = NULL;
+	char key[FEDACCEPT_CLIENT_KEY_MAX];
 	int retry_s = 1;
 
 	(void)p;
@@ -760,10 +786,8 @@ api_fed_reports(const struct http_env *env, struct req *r, const struct principa
 		                 "this site takes no reports (federation_accept)", -1);
 		return;
 	}
-	if (!client_take(fi, r, &retry_s)) {
-		answer_error(fi, r, FEDIN_CLIENT_LIMITED,
-		             "too many reports from this address (federation_client_rate)", retry_s,
-		             NULL);
+	if (!client_take(fi, r, &retry_s, key)) {
+		client_limited(fi, r, key, retry_s);
 		return;
 	}
 	j = mycalloc(1, sizeof(*j));
@@ -940,5 +964,6 @@ fedin_stats(const struct fedin *fi, struct fedin_stats *out)
 	out->events_duplicate = fi->events_duplicate;
 	out->events_refused = fi->events_refused;
 	out->events_ignored = fi->events_ignored;
+	out->events_later = fi->events_later;
 	out->reports_abandoned = fi->abandoned;
 }

@@ -45,18 +45,21 @@
  *	   nonce) in PostgreSQL, the body's Content-Digest;
  *	3. only then the body: decoded by mimistatus_decode(), its domain and recipients
  *	   against the keyid's domain (fedaccept_claims);
- *	4. per event: this site sent that message to that recipient (store_fed_lookup), the
- *	   code and the time (fedaccept_event), and the duplicate check by (domain, event id):
- *	   stored, or handed to the ingest by an earlier report and not yet answered (the
- *	   worker's set of stored ids in flight). An event about a message this site does not
- *	   know at all, within federation_unknown_window (fedaccept_unknown, store_fed_known),
- *	   is neither stored nor refused: the report's other events are stored, and then it is
- *	   answered 503 message-unknown, so that the sender sends it again.
+ *	4. per event: the duplicate check by (domain, event id): stored, or handed to the
+ *	   ingest by an earlier report and not yet answered (the worker's set of stored ids in
+ *	   flight); the code and the time (fedaccept_event: an ignored code is acknowledged,
+ *	   a time out of range refused, whatever the message); this site sent that message to
+ *	   that recipient (store_fed_lookup). An event about a message this site does not know
+ *	   at all, within federation_unknown_window (fedaccept_unknown, store_fed_known), is
+ *	   neither stored nor refused for good: the report's other events are stored, and the
+ *	   200 answer names it in "later", so that the sender sends it again.
  *	A forged, replayed or unsigned report changes nothing but the nonce table.
  *
  * DIAGNOSTICS
  *	Each refused report is answered with a problem document (status, "code", "detail")
- *	and logged on one line, sanitized; counters for /metrics (fedin_stats).
+ *	and logged on one line, sanitized, and so is each report answered 200 (its counts);
+ *	a client over federation_client_rate is logged once a minute, not per report.
+ *	Counters for /metrics (fedin_stats).
  */
 #ifndef FEDIN_H
 #define FEDIN_H
@@ -91,6 +94,7 @@ api_handler api_fed_reports;
 struct fedin_stats {
 	uint64_t reports[FEDIN_ERR_MAX]; /* reports answered, by outcome (FEDIN_OK: 200) */
 	uint64_t events_stored, events_duplicate, events_refused, events_ignored;
+	uint64_t events_later;      /* answered "later": to be sent again, not refused */
 	uint64_t reports_abandoned; /* the client went away before the report was checked */
 };
 void fedin_stats(const struct fedin *fi, struct fedin_stats *out);

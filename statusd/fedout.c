@@ -21,7 +21,9 @@
  *	            federation/resolver, cached for the record's TTL
  *	        encode the wrapped MIMI report (mimistatus), sign the POST (httpsig, the
  *	            reporting domain's signing key from federation_key_dir, fedkeys), POST it
- *	        decide by the answer (fedsched_answer): acknowledged -> the rows go; retry ->
+ *	        decide by the answer (fedsched_answer): acknowledged -> the rows go but those
+ *	            the 200 names "later" (fedsched_later), which stay with a not_before
+ *	            FEDSCHED_LATER_MS ahead (no failure; the rows after them may go); retry ->
  *	            the rows stay, the destination waits (fedsched_backoff) and nothing else
  *	            of it goes before them; refused -> the rows fail (kept for statusctl until
  *	            they expire), the next rows may go; 413 (too large) -> the rows stay
@@ -51,7 +53,7 @@
  * SECURITY
  *	The DNS record is parsed strictly (fedrec) before its URL is used: https only, no
  *	redirects followed, TLS verification always on (federation_ca_file may name the CA
- *	file). The answer is untrusted: its status, Retry-After and at most ANSWER_MAX bytes of
+ *	file). The answer is untrusted: its status, Retry-After and at most 128 KiB of
  *	its body are read (fedsched). Private keys are read from federation_key_dir for each
  *	report (fedkeys checks them against the index) and never logged. Texts from the peer
  *	or libcurl are cleaned (msg_clean) before they are logged or stored.
@@ -99,7 +101,6 @@
 #define DB_BACKOFF_MIN_MS  100   /* first reconnect */
 #define CONNECT_TIMEOUT_MS 15000 /* PostgreSQL */
 #define REPORTS_PER_ROUND  16    /* per destination, before the others get their turn */
-#define ANSWER_MAX         4096  /* bytes of an answer's body kept */
 #define SIG_LIFE_S         300   /* expires - created */
 #define NEGATIVE_TTL_MS    60000
 #define EXPIRE_EVERY_MS    60000 /* how often expired rows are looked for */
@@ -261,9 +262,11 @@ on_body(char *data, size_t size, size_t nmemb, void *ctx)
 	struct fedout *f = ctx;
 	size_t n = size * nmemb;
 
-	if (f->answer.len < ANSWER_MAX)
+	if (f->answer.len < FEDSCHED_ANSWER_MAX)
 		mbuf_append(&f->answer, data,
-		            n < ANSWER_MAX - f->answer.len ? n : ANSWER_MAX - f->answer.len);
+		            n < FEDSCHED_ANSWER_MAX - f->answer.len
+		                    ? n
+		                    : FEDSCHED_ANSWER_MAX - f->answer.len);
 	return n;
 }
 
@@ -616,6 +619,31 @@ out:
 	EVP_PKEY_free(key);
 }
 
+/* Of a report's rows[0..cut) answered 200, those the answer names "later" (fedsched_later):
+   moved to the end, their number returned. */
+static size_t
+later_rows(struct fedout *f, struct store_fedout_row *rows, size_t cut)
+{
+	char **ids;
+	size_t nids = fedsched_later(f->answer.data, f->answer.len, cut, &ids), nlater = 0;
+
+	for (size_t i = cut; nids > 0 && i-- > 0;) {
+		bool later = false;
+
+		for (size_t k = 0; k < nids && !later; k++)
+			later = strcmp(ids[k], rows[i].event_id) == 0;
+		if (later) { /* to the end, behind the later ones found before */
+			struct store_fedout_row row = rows[i];
+
+			memmove(&rows[i], &rows[i + 1], (cut - nlater - i - 1) * sizeof(*rows));
+			rows[cut - nlater - 1] = row;
+			nlater++;
+		}
+	}
+	fedsched_later_free(ids, nids);
+	return nlater;
+}
+
 /* --- the pace per destination ------------------------------------------------------ */
 
 static double
@@ -726,7 +754,7 @@ dest_serve(struct fedout *f, const struct store_fedout_dest *d, long long *wait_
 		struct store_fedout_row *rows;
 		const char *reporters[MIMISTATUS_ENTRIES_MAX];
 		struct attempt a;
-		size_t n, cut;
+		size_t n, cut, nlater = 0;
 		int64_t delay = 0, left;
 		enum store_fedout_fate fate;
 
@@ -740,6 +768,9 @@ dest_serve(struct fedout *f, const struct store_fedout_dest *d, long long *wait_
 		                      f->nskip, MIMISTATUS_ENTRIES_MAX, &rows, &n, error_r) < 0)
 			return -1;
 		if (n == 0) {
+			/* rows wait, none of a skipped domain: answered "later", due soon */
+			if (d->waiting > 0 && f->nskip == 0 && *wait_r > FEDSCHED_LATER_MS)
+				*wait_r = FEDSCHED_LATER_MS;
 			store_fedout_rows_free(rows, n);
 			return 0;
 		}
@@ -774,9 +805,21 @@ dest_serve(struct fedout *f, const struct store_fedout_dest *d, long long *wait_
 		switch (a.outcome) {
 		case FEDSCHED_DONE:
 			fate = STORE_FEDOUT_DONE;
+			/* the events it does not know yet stay, and go again soon: no failure */
+			if ((nlater = later_rows(f, rows, cut)) > 0) {
+				msg_debug("federation: %s: %zu of %zu events answered later",
+				          d->destination, nlater, cut);
+				if (store_fedout_later(f->conn, rows + cut - nlater, nlater,
+				                       FEDSCHED_LATER_MS, error_r) < 0) {
+					store_fedout_rows_free(rows, n);
+					return -1;
+				}
+				if (*wait_r > FEDSCHED_LATER_MS)
+					*wait_r = FEDSCHED_LATER_MS;
+			}
 			atomic_fetch_add(&f->reports_sent, 1);
-			atomic_fetch_add(&f->events_sent, cut);
-			atomic_fetch_sub(&f->depth, (int64_t)cut);
+			atomic_fetch_add(&f->events_sent, cut - nlater);
+			atomic_fetch_sub(&f->depth, (int64_t)(cut - nlater));
 			if (failures > 0)
 				msg_info("federation: %s takes reports again (%s)", d->destination,
 				         a.endpoint);
@@ -807,8 +850,9 @@ dest_serve(struct fedout *f, const struct store_fedout_dest *d, long long *wait_
 			break;
 		}
 		if (store_fedout_result(f->conn, d->destination, a.endpoint[0] ? a.endpoint : NULL,
-		                        rows, cut, fate, fate == STORE_FEDOUT_DONE ? NULL : a.why,
-		                        failures, delay, error_r) < 0) {
+		                        rows, cut - nlater, fate,
+		                        fate == STORE_FEDOUT_DONE ? NULL : a.why, failures, delay,
+		                        error_r) < 0) {
 			store_fedout_rows_free(rows, n);
 			return -1;
 		}

@@ -12,7 +12,8 @@
 
 #include "msg.h"
 
-#define ANSWER_MAX 4096 /* bytes of an answer's body looked at */
+#define PROBLEM_MAX  4096 /* bytes of a problem document looked at */
+#define LATER_ID_MAX 64   /* bytes of an event id in "later" (MIMISTATUS_EVENT_ID_MAX) */
 
 /* {"accepted":n,"duplicate":n,"refused":n}: the sum, or -1 if it is not such an object. */
 static int64_t
@@ -23,7 +24,7 @@ answer_counts(const char *body, size_t len)
 	struct json_object *doc;
 	int64_t sum = 0;
 
-	if (body == NULL || len == 0 || len > ANSWER_MAX)
+	if (body == NULL || len == 0 || len > FEDSCHED_ANSWER_MAX)
 		return -1;
 	tok = json_tokener_new_ex(4);
 	doc = json_tokener_parse_ex(tok, body, (int)len);
@@ -61,7 +62,7 @@ fedsched_problem_code(const char *body, size_t len, char *code, size_t size)
 
 	if (size > 0)
 		code[0] = '\0';
-	if (body == NULL || len == 0 || len > ANSWER_MAX || size == 0)
+	if (body == NULL || len == 0 || len > PROBLEM_MAX || size == 0)
 		return -1;
 	tok = json_tokener_new_ex(4);
 	doc = json_tokener_parse_ex(tok, body, (int)len);
@@ -153,6 +154,58 @@ fedsched_answer(long status, const char *body, size_t len, size_t nevents, const
 	/* 1xx, another 2xx, 3xx (redirects are not followed): not an acknowledgement */
 	*why_r = errfmt("%ld: unexpected answer", status);
 	return FEDSCHED_RETRY;
+}
+
+size_t
+fedsched_later(const char *body, size_t len, size_t nevents, char ***ids_r)
+{
+	struct json_tokener *tok;
+	struct json_object *doc, *list;
+	char **ids = NULL;
+	size_t n = 0;
+
+	*ids_r = NULL;
+	if (body == NULL || len == 0 || len > FEDSCHED_ANSWER_MAX)
+		return 0;
+	tok = json_tokener_new_ex(4);
+	doc = json_tokener_parse_ex(tok, body, (int)len);
+	if (doc != NULL && json_tokener_get_parse_end(tok) == len &&
+	    json_object_is_type(doc, json_type_object) &&
+	    json_object_object_get_ex(doc, "later", &list) &&
+	    json_object_is_type(list, json_type_array) && json_object_array_length(list) > 0 &&
+	    json_object_array_length(list) <= nevents) {
+		size_t m = json_object_array_length(list);
+
+		ids = calloc(m, sizeof(*ids));
+		for (size_t i = 0; ids != NULL && i < m; i++) {
+			struct json_object *v = json_object_array_get_idx(list, i);
+			int vlen = json_object_is_type(v, json_type_string)
+			                   ? json_object_get_string_len(v)
+			                   : 0;
+
+			if (vlen < 1 || vlen > LATER_ID_MAX ||
+			    (ids[n] = strdup(json_object_get_string(v))) == NULL ||
+			    strlen(ids[n]) != (size_t)vlen) { /* no NUL inside */
+				fedsched_later_free(ids, n + (ids[n] != NULL));
+				ids = NULL;
+				n = 0;
+				break;
+			}
+			n++;
+		}
+	}
+	json_object_put(doc);
+	json_tokener_free(tok);
+	*ids_r = ids;
+	return n;
+}
+
+void
+fedsched_later_free(char **ids, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(ids[i]);
+	free(ids);
 }
 
 int64_t

@@ -27,6 +27,9 @@
 #include <stdint.h>
 
 #define FEDSCHED_BACKOFF_MIN_MS 1000 /* first retry of a destination */
+#define FEDSCHED_LATER_MS       1000 /* an event answered "later" goes again after this */
+/* bytes of an answer's body read: a 200 naming 1000 events of 64-byte ids "later" fits */
+#define FEDSCHED_ANSWER_MAX (128 * 1024)
 
 enum fedsched_outcome {
 	FEDSCHED_DONE,    /* every event committed, known or refused for good: delete the rows */
@@ -39,8 +42,8 @@ enum fedsched_outcome {
 
 /*
  * The "code" of a problem document (RFC 9457, docs/federation.md "Answers"): a JSON object,
- * the whole body, at most 4096 bytes, nested at most 4 deep, whose "code" is a string of
- * 1 to FEDSCHED_CODE_MAX of [a-z0-9-]. 0 with it in code (size bytes, NUL-terminated), or
+ * the whole body, at most 4096 bytes, nested at most 4 deep, whose "code" is a
+ * string of 1 to FEDSCHED_CODE_MAX of [a-z0-9-]. 0 with it in code (size bytes, NUL-terminated), or
  * -1 (code "") for anything else.
  */
 int fedsched_problem_code(const char *body, size_t len, char *code, size_t size);
@@ -53,6 +56,19 @@ int fedsched_problem_code(const char *body, size_t len, char *code, size_t size)
  */
 enum fedsched_outcome fedsched_answer(long status, const char *body, size_t len, size_t nevents,
                                       const char **why_r);
+
+/*
+ * The event ids a 200 answer to a report of nevents events names in its "later" list
+ * (docs/federation.md, "Answers"): events about a message the receiver does not know yet,
+ * which the answer counts as refused, for a sender that reads only the counts. A sender
+ * that reads the list keeps those rows and sends them again after FEDSCHED_LATER_MS,
+ * without counting a failure of the destination. Their number, and *ids_r a new array of
+ * new strings (fedsched_later_free), or 0 (and NULL) when the answer has no list or one
+ * that is not an array of at most nevents strings of 1 to 64 bytes each: then all the
+ * report's rows are done, as for an older receiver.
+ */
+size_t fedsched_later(const char *body, size_t len, size_t nevents, char ***ids_r);
+void fedsched_later_free(char **ids, size_t n);
 
 /* A Retry-After value (delta-seconds or an IMF-fixdate) in ms from now_ms; -1 if absent
    or invalid; 0 for a date in the past. */

@@ -280,8 +280,11 @@ main(int argc, char **argv)
 	sd.ingest = ingest_start(sd.loop, &sd.cfg, sd.ingest_db);
 	ingest_on_logged(sd.ingest, on_logged, sd.feed);
 	sd.pickup = pickup_start(sd.loop, &sd.cfg, sd.ingest);
-	if ((sd.fedin = fedin_new(sd.loop, &sd.cfg, sd.ingest)) != NULL && sd.cfg.database_migrate)
-		fedin_hold(sd.fedin); /* until the schema is in place (ingest_on_connect) */
+	/* until the schema is in place (ingest_on_connect): migrated, or checked when statusd
+	   does not migrate (an older schema lacks the functions the endpoint calls); a held
+	   worker answers a report 503 storage-unavailable at once */
+	if ((sd.fedin = fedin_new(sd.loop, &sd.cfg, sd.ingest)) != NULL)
+		fedin_hold(sd.fedin);
 	struct http_env env = {
 	        .cfg = &sd.cfg,
 	        .db = sd.query_db,

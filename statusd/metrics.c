@@ -160,6 +160,9 @@ metrics_federation(const struct fedin *fi, struct mbuf *out)
 	         " time)."},
 	        {"msgstatus_federation_events_ignored_total",
 	         "Reported events of a status code this site does not store."},
+	        {"msgstatus_federation_events_later_total",
+	         "Reported events about a message this site does not know yet, answered \"later\""
+	         " (to be sent again; counted again when they come again)."},
 	};
 	struct fedin_stats st;
 
@@ -167,7 +170,7 @@ metrics_federation(const struct fedin *fi, struct mbuf *out)
 		return;
 	fedin_stats(fi, &st);
 	const uint64_t v[] = {st.events_stored, st.events_duplicate, st.events_refused,
-	                      st.events_ignored};
+	                      st.events_ignored, st.events_later};
 	metric(out, "msgstatus_federation_reports_accepted_total", "counter",
 	       "Reports from other sites answered 200.", (double)st.reports[FEDIN_OK]);
 	mbuf_printf(out, "# HELP msgstatus_federation_reports_refused_total Reports from other"

@@ -68,7 +68,7 @@ struct sd_config {
 	long long federation_rate;       /* reports per second per reporting domain */
 	long long federation_burst;      /* reports */
 	long long federation_unknown_window; /* ms: an event about an unknown message is sent
-	                                        again (503 message-unknown) this long */
+	                                        again (answered "later") this long */
 	long long federation_client_rate;    /* reports per second per client address */
 	long long federation_client_burst;   /* reports */
 	char *mdn_sendmail;                  /* the command MDNs go to (mdnsend.h); "": none sent */

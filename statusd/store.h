@@ -48,7 +48,7 @@ int store_connect(const char *conninfo, int wake_fd, bool (*stop)(const void *ar
 /* --- schema and maintenance (store_schema.c) ---------------------------------------- */
 
 /* Schema version this program knows (the highest migration it ships). */
-#define STORE_SCHEMA_VERSION 14
+#define STORE_SCHEMA_VERSION 15
 
 /*
  * Apply the migrations in sql_dir that the database lacks. Returns the schema version
@@ -453,7 +453,8 @@ int store_fedout_dests(PGconn *conn, bool peers, struct store_fedout_dest **dest
                        const char **error_r);
 void store_fedout_dests_free(struct store_fedout_dest *d, size_t n);
 /* A destination's first waiting rows in id order, at most limit, but none of the nskip
-   reporting domains in skip (may be NULL with 0). */
+   reporting domains in skip (may be NULL with 0), nor one answered "later" whose
+   not_before has not passed (store_fedout_later). */
 int store_fedout_rows(PGconn *conn, const char *destination, const char *const *skip, size_t nskip,
                       int limit, struct store_fedout_row **rows_r, size_t *n_r,
                       const char **error_r);
@@ -464,5 +465,9 @@ int store_fedout_result(PGconn *conn, const char *destination, const char *endpo
                         const struct store_fedout_row *rows, size_t n, enum store_fedout_fate fate,
                         const char *error, unsigned failures, int64_t delay_ms,
                         const char **error_r);
+/* The n rows a destination answered "later": they stay, and store_fedout_rows() leaves them
+   out for delay_ms (schema 015's not_before). The destination's state is not touched. */
+int store_fedout_later(PGconn *conn, const struct store_fedout_row *rows, size_t n,
+                       int64_t delay_ms, const char **error_r);
 
 #endif

@@ -5,8 +5,9 @@
  *
  * DESIGN
  *	The sender's own connection; every statement is short and commits by itself. Rows are
- *	read in id order per destination, and deleted (acknowledged) or marked failed
- *	(refused) by id, so a report's fate touches exactly its rows.
+ *	read in id order per destination, and deleted (acknowledged), marked failed (refused)
+ *	or put off (answered "later": not_before, sql/015) by id, so a report's fate touches
+ *	exactly its rows.
  *
  * SECURITY
  *	Destinations and error texts are query parameters, never SQL text. Error texts come
@@ -222,6 +223,7 @@ store_fedout_rows(PGconn *conn, const char *destination, const char *const *skip
 	                   "SELECT id, reporter, event_id, status, origin_tracking_id, recipient,"
 	                   " (extract(epoch FROM event_time) * 1000)::bigint FROM fed_outbox"
 	                   " WHERE destination = $1 AND failed_at IS NULL"
+	                   " AND (not_before IS NULL OR not_before <= now())"
 	                   " AND reporter <> ALL($3::text[]) ORDER BY id LIMIT $2",
 	                   3, NULL, params, NULL, NULL, 0);
 	mbuf_free(&skipped);
@@ -288,6 +290,31 @@ store_fedout_result(PGconn *conn, const char *destination, const char *endpoint,
 	        "  last_error_at = coalesce(EXCLUDED.last_error_at, p.last_error_at),"
 	        "  failures = EXCLUDED.failures, next_try = EXCLUDED.next_try",
 	        7, NULL, params, NULL, NULL, 0);
+	mbuf_free(&ids);
+	if ((res = store_want(conn, res, PGRES_COMMAND_OK, error_r)) == NULL)
+		return -1;
+	PQclear(res);
+	return 0;
+}
+
+int
+store_fedout_later(PGconn *conn, const struct store_fedout_row *rows, size_t n, int64_t delay_ms,
+                   const char **error_r)
+{
+	struct mbuf ids = MBUF_INIT;
+	char delay[32];
+	const char *params[2] = {NULL, delay};
+	PGresult *res;
+
+	if (n == 0)
+		return 0;
+	ids_literal(rows, n, &ids);
+	params[0] = ids.data;
+	snprintf(delay, sizeof(delay), "%lld", (long long)delay_ms);
+	res = PQexecParams(conn,
+	                   "UPDATE fed_outbox SET not_before = now() + $2::bigint * interval '1 ms'"
+	                   " WHERE id = ANY($1::bigint[]) AND failed_at IS NULL",
+	                   2, NULL, params, NULL, NULL, 0);
 	mbuf_free(&ids);
 	if ((res = store_want(conn, res, PGRES_COMMAND_OK, error_r)) == NULL)
 		return -1;

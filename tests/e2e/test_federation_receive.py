@@ -12,9 +12,10 @@ would (tests/tools/fedreport: federation/mimistatus + httpsig) and POSTed over H
   key, unsigned, stale, replayed (also after a restart), for a recipient in another domain,
   with the wrong media type: each gets its status and code and changes nothing;
 - an event about a message never sent to that recipient is refused in a 200; one about a
-  message this site does not know yet (its own event still on its way to the ingest) gets
-  503 message-unknown, the report's other events are stored, and sent again once the
-  message is known it is accepted, nothing counted twice;
+  message this site does not know yet (its own event still on its way to the ingest) is
+  named "later" in the 200, the report's other events are stored, and sent again once the
+  message is known it is accepted, nothing counted twice; an unknown message's events
+  are judged by their code and time first (ignored, or refused, never "later");
 - the lookup of a report's events reads by key, however much mail the recipient has;
 - a reporting domain over federation_rate/federation_burst gets 429 with Retry-After;
 - a client address over federation_client_rate/federation_client_burst gets 429 with
@@ -30,6 +31,7 @@ import json
 import os
 import re
 import select
+import shutil
 import subprocess
 import threading
 import time
@@ -249,17 +251,20 @@ class FederationReceiveTest(unittest.TestCase):
 
     def test_message_not_known_yet_is_sent_again(self):
         # B's delivered overtakes A's own queued event of the message (the milter hands it
-        # to statusd asynchronously): not refused for good, but 503 message-unknown with
-        # Retry-After; the report's other event is stored meanwhile
+        # to statusd asynchronously): not refused for good, but named "later" in the 200
+        # (counted as refused for a sender that reads only the counts); the report's other
+        # event is stored
         t = self.now_ms()
         events = [("t", "fm10", 1, "ev-10-d", BOB, t - 500),
                   ("t", "late1", 1, "ev-late1-d", BOB, t)]
-        status, doc, retry = self.report(events)
-        self.assertEqual((status, doc.get("code")), (503, "message-unknown"), doc)
-        self.assertRegex(retry or "", r"^[1-9][0-9]*$")
+        later_before = self.metric("msgstatus_federation_events_later_total")
+        refused_before = self.metric("msgstatus_federation_events_refused_total")
+        status, doc, _ = self.report(events)
+        self.assertEqual((status, doc), (200, {"accepted": 1, "duplicate": 0, "refused": 1,
+                                               "later": ["ev-late1-d"]}))
         self.assertEqual([e["status"] for e in self.timeline("fm10")], ["delivered"])
-        # A's own event arrives; the sender sends the same events again: the one stored
-        # is a duplicate, the other is taken now
+        # A's own event arrives; the sender sends the later event again (here with the
+        # other): the one stored is a duplicate, the other is taken now
         replies = self.sd.send_events([event("queued", tracking_id="late1", recipient=BOB,
                                              sender=ALICE, sasl_user=ALICE,
                                              message_id="<late1@example.org>",
@@ -271,9 +276,31 @@ class FederationReceiveTest(unittest.TestCase):
         self.assertEqual([e["details"]["event_id"] for e in self.timeline("late1")],
                          ["ev-late1-d"])
         self.assertEqual(len(self.timeline("fm10")), 1)
+        # counted as answered later, not as refused, and no report refused for it
+        self.assertEqual(self.metric("msgstatus_federation_events_later_total"),
+                         later_before + 1)
+        self.assertEqual(self.metric("msgstatus_federation_events_refused_total"),
+                         refused_before)
         _, text = self.sd.http("/metrics")
-        self.assertRegex(text, r'msgstatus_federation_reports_refused_total'
-                               r'\{reason="message-unknown"\} [1-9]')
+        self.assertNotIn("message-unknown", text)
+
+    def test_unknown_message_code_and_time_first(self):
+        # events about a message this site does not know, within federation_unknown_window:
+        # a code this site does not store is acknowledged, a time more than a day ahead is
+        # refused (as for a known message), and so is one ahead by more than the window (it
+        # would be waited for until its own time passed); none is answered "later"
+        t = self.now_ms()
+        status, doc, _ = self.report([("t", "late2", 7, "ev-late2-code", BOB, t),
+                                      ("t", "late2", 1, "ev-late2-hour", BOB, t + 3600000),
+                                      ("t", "late2", 1, "ev-late2-days", BOB,
+                                       t + 2 * 86400000)])
+        self.assertEqual((status, doc), (200, {"accepted": 1, "duplicate": 0, "refused": 2}))
+
+    def metric(self, name):
+        _, text = self.sd.http("/metrics")
+        m = re.search(rf"^{name} (\S+)$", text, re.M)
+        return float(m.group(1)) if m else None
+
     def test_lookup_reads_by_key_whatever_the_statistics(self):
         """The lookup of a report's events (sql/013) probes keys, per event and per message
         found: what it reads does not grow with the recipient's other mail, also while
@@ -454,6 +481,38 @@ class FederationReceiveTest(unittest.TestCase):
         _, text = sd.http("/metrics")
         self.assertRegex(text, r'msgstatus_federation_reports_refused_total'
                                r'\{reason="client-rate-limited"\} 3')
+        # logged once for the three (at most a line a minute), with the number refused
+        lines = [line for line in sd.child.log().splitlines()
+                 if "federation_client_rate" in line]
+        self.assertEqual(len(lines), 1, lines)
+        self.assertIn("refused 1 report(s)", lines[0])
+
+    def test_older_schema_takes_no_report(self):
+        # database_migrate = no on a database of an older schema (12: no lookup function,
+        # sql/013): the endpoint waits for the ingest's check of the schema like the other
+        # workers, so a report is answered 503 storage-unavailable at once, its nonce is not
+        # recorded, and what is logged is the schema check's line, not a failing statement
+        pg = self.pg.database("older")
+        old = self.sb.mkdir("sql-012")
+        for name in sorted(os.listdir(os.path.join(paths.source, "sql"))):
+            if re.match(r"0(0[1-9]|1[0-2])_.*\.sql$", name):
+                shutil.copy(os.path.join(paths.source, "sql", name), old)
+        sd = self.sb.statusd(pg, name="statusd-older", settings={"sql_dir": old})
+        sd.stop()
+        self.assertEqual(pg.scalar("SELECT max(version) FROM schema_version"), "12")
+        sd = self.sb.statusd(pg, name="statusd-older2", start=False, settings={
+            "sql_dir": old, "database_migrate": "no", "dns_server": self.dns.server,
+            "federation_endpoint": ENDPOINT})
+        sd.start(wait_db=False)
+        self.addCleanup(sd.stop)
+        request = self.build([("t", "fm1", 1, "ev-older-d", BOB, self.now_ms())])
+        status, doc, retry = self.post(*request, sd=sd)
+        self.assertEqual((status, doc.get("code")), (503, "storage-unavailable"), doc)
+        self.assertRegex(retry or "", r"^[1-9][0-9]*$")
+        self.assertEqual(pg.scalar("SELECT count(*) FROM fed_nonces"), "0")
+        wait_for("the schema check logged",
+                 lambda: "database schema version is 12" in sd.child.log(), timeout=10)
+        self.assertNotIn("msgstatus_fed_lookup", sd.child.log())
 
     def test_old_nonces_go_without_reports(self):
         # a nonce whose signature expired long ago goes with the next clean-up, which runs

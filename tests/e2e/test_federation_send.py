@@ -13,6 +13,8 @@ receiver would, under the key statusctl made for example.net):
 - delivered and read arrive signed by example.net, and decode to the msgid of the sending
   site's tracking id, the right statuses, recipient and event ids;
 - a receiver answering 503 gets the same events again later, in order, then acknowledges;
+- an event a 200 names "later" stays and goes again after a second, after a newer event
+  of its destination, without counting a failure;
 - a receiver answering 401 refuses the report: its rows are marked failed; so does a 401
   signature-invalid problem document, while 403 key-unknown (a key record the receiver
   does not see yet) is sent again and later delivered;
@@ -66,7 +68,8 @@ class Receiver(http.server.ThreadingHTTPServer):
         self.pubkey = pubkey
         self.lock = threading.Lock()
         self.requests = []  # dicts: path, status answered, report (fedverify) or error
-        self.answers = []   # (status, headers[, problem code]) to answer next, in order
+        # (status, headers[, problem code[, which events are "later"]]) to answer next
+        self.answers = []
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -101,7 +104,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
             rec["status"] = status
             srv.requests.append(rec)
         ctype = "application/json"
-        if len(answer) > 2:  # a problem document with a code (docs/federation.md, "Answers")
+        if len(answer) > 3 and "report" in rec:  # 200 naming these of its events "later"
+            events = rec["report"]["events"]
+            later = [e["event_id"] for e in events if answer[3](e)]
+            rec["later"] = later
+            out = json.dumps({"accepted": len(events) - len(later), "duplicate": 0,
+                              "refused": len(later), "later": later}).encode()
+        elif len(answer) > 2:  # a problem document with a code (docs/federation.md, "Answers")
             ctype = "application/problem+json"
             out = json.dumps({"type": "about:blank", "title": "Refused", "status": status,
                               "code": answer[2], "detail": "test"}).encode()
@@ -222,6 +231,8 @@ class FederationSendTest(unittest.TestCase):
             if (accepted_only and r["status"] != 200) or (path and r["path"] != path):
                 continue
             for e in r.get("report", {}).get("events", []):
+                if e["event_id"] in r.get("later", []):
+                    continue  # answered "later": not taken
                 if origin is None or e["msgid"] == msgid(origin):
                     out.append(e)
         return out
@@ -291,6 +302,33 @@ class FederationSendTest(unittest.TestCase):
         seen = [e["event_id"] for q in tries for e in q["report"]["events"]]
         self.assertEqual(sorted(set(seen), key=seen.index), ids)
         self.assertGreaterEqual(self.metric("msgstatus_federation_reports_retried_total"), 2)
+
+    def test_later_is_sent_again_without_failure(self):
+        """An event the receiver answers "later" (a message it does not know yet) stays in
+        the outbox and goes again after about a second, after the destination's newer
+        event that came meanwhile, and is no failure of the destination."""
+        tag, origin = self.unique("t12"), self.unique("org12")
+        self.remember(tag, origin, "lena@example.net")
+        retried = self.metric("msgstatus_federation_reports_retried_total")
+        with self.rx.lock:
+            self.rx.answers.append((200, {}, None, lambda e: e["msgid"] == msgid(origin)))
+        d = self.plugin("delivered", tag, "lena@example.net")
+        wait_for("the first report", lambda: len(self.tries(origin)) == 1, timeout=20)
+        first = self.tries(origin)[0]
+        self.assertEqual(first.get("later"), [d])
+        r = self.plugin("read", tag, "lena@example.net", offset_ms=1)
+        wait_for("both taken", lambda: len(self.received(origin)) == 2, timeout=20)
+        # the read went at once, the delivered again a second after its "later"
+        self.assertEqual([e["event_id"] for e in self.received(origin)], [r, d])
+        again = [q for q in self.tries(origin)[1:]
+                 if any(e["event_id"] == d for e in q["report"]["events"])][0]
+        self.assertGreaterEqual(again["time"] - first["time"], 0.9)
+        self.assertEqual(again["status"], 200)
+        wait_for("the outbox emptied",
+                 lambda: self.outbox(f"event_id IN ('{d}', '{r}')") == [], timeout=10)
+        self.assertEqual(self.metric("msgstatus_federation_reports_retried_total"), retried)
+        self.assertEqual(self.pg.scalar(
+            "SELECT failures FROM fed_peers WHERE destination = 'example.org'"), "0")
 
     def test_401_marks_the_rows_failed(self):
         tag, origin = self.unique("t3"), self.unique("org3")

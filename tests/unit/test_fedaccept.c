@@ -49,7 +49,6 @@ static const struct {
         {FEDIN_DNS_UNAVAILABLE, 503, "dns-unavailable"},
         {FEDIN_DB_UNAVAILABLE, 503, "storage-unavailable"},
         {FEDIN_BUSY, 503, "busy"},
-        {FEDIN_MESSAGE_UNKNOWN, 503, "message-unknown"},
         {FEDIN_CLIENT_LIMITED, 429, "client-rate-limited"},
 };
 
@@ -271,7 +270,8 @@ static void
 test_unknown(void **state)
 {
 	/* an event about a message this site does not know: sent again while the later of the
-	   event's time and the start is less than the window ago */
+	   event's time (now if it is ahead, refused if more than the window ahead) and the
+	   start is less than the window ago; window 0 refuses at once */
 	static const struct {
 		int64_t time_ms, started_ms, window_ms;
 		enum fedaccept_verdict want;
@@ -282,8 +282,13 @@ test_unknown(void **state)
 	        {-3600000, -3600000, 120000, FEDACCEPT_REFUSE}, /* an old event */
 	        {-3600000, -60000, 120000, FEDACCEPT_LATER},    /* ... just after a start */
 	        {-3600000, -120000, 120000, FEDACCEPT_REFUSE},  /* ... not long after */
-	        {3600000, -3600000, 120000, FEDACCEPT_LATER},   /* ahead of this clock */
+	        {60000, -3600000, 120000, FEDACCEPT_LATER},     /* a little ahead of this clock */
+	        {120000, -3600000, 120000, FEDACCEPT_LATER},    /* ... up to the window */
+	        {120001, -3600000, 120000, FEDACCEPT_REFUSE},   /* further: not waited for */
+	        {3600000, -3600000, 120000, FEDACCEPT_REFUSE},  /* an hour ahead */
 	        {0, 0, 0, FEDACCEPT_REFUSE},                    /* window 0: at once */
+	        {3600000, -3600000, 0, FEDACCEPT_REFUSE},       /* ... also ahead of this clock */
+	        {1000, 0, 0, FEDACCEPT_REFUSE},
 	};
 	const int64_t now = 1765017000000;
 
@@ -444,6 +449,42 @@ test_rate_table_full(void **state)
 	check_done();
 }
 
+/* A client with many keys (/64s) once the table is full: no key of its own starts full while
+   no bucket is idle; the new keys share one bucket. An idle bucket makes room. */
+static void
+test_rate_clients_table_full(void **state)
+{
+	struct fedrate *r = fedrate_new_clients(1, 2);
+	char key[64];
+	int retry = 0, taken = 0;
+
+	(void)state;
+	for (int i = 0; i < FEDRATE_DOMAINS_MAX; i++) {
+		snprintf(key, sizeof(key), "2001:db8:%x::/64", i);
+		CHECK_INT("a new client", fedrate_take(r, key, 1000, &retry), true);
+		CHECK_INT("a new client", fedrate_take(r, key, 1000, &retry), true);
+	}
+	for (int i = 0; i < 100; i++) {
+		snprintf(key, sizeof(key), "2001:db8:1:%x::/64", i);
+		taken += fedrate_take(r, key, 1000, &retry);
+	}
+	CHECK_INT("the new keys got one burst together", taken, 2);
+	/* just before the oldest bucket is full again: the shared one, spent again (it holds
+	   one token: it refilled for 2 s) */
+	taken = 0;
+	for (int i = 0; i < 10; i++) {
+		snprintf(key, sizeof(key), "2001:db8:3:%x::/64", i);
+		taken += fedrate_take(r, key, 2999, &retry);
+	}
+	CHECK_INT("the shared bucket again", taken, 1);
+	/* two seconds on, the oldest bucket is full again: forgotten for a new key */
+	CHECK_INT("room again", fedrate_take(r, "2001:db8:2::/64", 3000, &retry), true);
+	CHECK_INT("a bucket of its own", fedrate_take(r, "2001:db8:2::/64", 3000, &retry), true);
+	CHECK_INT("spent", fedrate_take(r, "2001:db8:2::/64", 3000, &retry), false);
+	fedrate_free(&r);
+	check_done();
+}
+
 /* All domains together get ten times one domain's rate and burst. */
 static void
 test_rate_all_domains(void **state)
@@ -468,14 +509,22 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	        cmocka_unit_test(test_errors),           cmocka_unit_test(test_content_type),
-	        cmocka_unit_test(test_verify_failure),   cmocka_unit_test(test_recipient_in),
-	        cmocka_unit_test(test_claims),           cmocka_unit_test(test_event),
-	        cmocka_unit_test(test_stored_id),        cmocka_unit_test(test_rate),
-	        cmocka_unit_test(test_rate_subdomains),  cmocka_unit_test(test_rate_table_full),
-	        cmocka_unit_test(test_rate_all_domains), cmocka_unit_test(test_precheck),
-	        cmocka_unit_test(test_unknown),          cmocka_unit_test(test_client_key),
+	        cmocka_unit_test(test_errors),
+	        cmocka_unit_test(test_content_type),
+	        cmocka_unit_test(test_verify_failure),
+	        cmocka_unit_test(test_recipient_in),
+	        cmocka_unit_test(test_claims),
+	        cmocka_unit_test(test_event),
+	        cmocka_unit_test(test_stored_id),
+	        cmocka_unit_test(test_rate),
+	        cmocka_unit_test(test_rate_subdomains),
+	        cmocka_unit_test(test_rate_table_full),
+	        cmocka_unit_test(test_rate_all_domains),
+	        cmocka_unit_test(test_precheck),
+	        cmocka_unit_test(test_unknown),
+	        cmocka_unit_test(test_client_key),
 	        cmocka_unit_test(test_rate_clients),
+	        cmocka_unit_test(test_rate_clients_table_full),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

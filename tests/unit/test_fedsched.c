@@ -1,8 +1,8 @@
 /*
  * test_fedsched - the federation sender's decisions (statusd/fedsched.c): what an answer
  * means for a report's rows (by a problem document's code too), Retry-After, the backoff
- * with its cap and jitter, how a destination's waiting rows are cut into reports, and the
- * pace of reports to one destination.
+ * with its cap and jitter, how a destination's waiting rows are cut into reports, the
+ * events a 200 names "later", and the pace of reports to one destination.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -96,6 +96,59 @@ test_answer(void **state)
 		snprintf(what, sizeof(what), "row %zu (%ld)", i, rows[i].status);
 		CHECK_INT(what, got, rows[i].want);
 		CHECK_INT(what, why != NULL, 1);
+	}
+	check_done();
+}
+
+static void
+test_later(void **state)
+{
+	/* a 200 naming events "later": counted as refused for a sender that reads only the
+	   counts (so done), the list for one that reads it */
+	static const char *const ok =
+	        "{\"accepted\":1,\"duplicate\":0,\"refused\":2,\"later\":[\"ev-2\",\"ev-3\"]}";
+	static const struct {
+		const char *body;
+		size_t nevents, want;
+	} rows[] = {
+	        {"{\"accepted\":3,\"duplicate\":0,\"refused\":0}", 3, 0}, /* none */
+	        {"{\"accepted\":2,\"duplicate\":0,\"refused\":1,\"later\":[]}", 3, 0},
+	        {"{\"accepted\":2,\"duplicate\":0,\"refused\":1,\"later\":\"ev-2\"}", 3, 0},
+	        {"{\"accepted\":2,\"duplicate\":0,\"refused\":1,\"later\":[\"ev-2\",1]}", 3, 0},
+	        {"{\"accepted\":2,\"duplicate\":0,\"refused\":1,\"later\":[\"\"]}", 3, 0},
+	        {"{\"accepted\":2,\"duplicate\":0,\"refused\":1,\"later\":[\"a\\u0000b\"]}", 3, 0},
+	        /* more than the report's events, an id longer than 64 bytes */
+	        {"{\"accepted\":0,\"duplicate\":0,\"refused\":1,\"later\":[\"a\",\"b\"]}", 1, 0},
+	        {"{\"later\":["
+	         "\"12345678901234567890123456789012345678901234567890123456789012345\"]}",
+	         1, 0},
+	        {"{\"later\":[\"1234567890123456789012345678901234567890123456789012345678901234\"]"
+	         "}",
+	         1, 1},
+	        {"{\"later\":[\"ev-1\"]} x", 1, 0},
+	        {NULL, 1, 0},
+	};
+	char **ids = NULL;
+	const char *why = NULL;
+	size_t n;
+
+	(void)state;
+	CHECK_INT("counted as refused: done", fedsched_answer(200, ok, strlen(ok), 3, &why),
+	          FEDSCHED_DONE);
+	n = fedsched_later(ok, strlen(ok), 3, &ids);
+	CHECK_INT("two later", n, 2);
+	CHECK_STR("the first", n == 2 ? ids[0] : "", "ev-2");
+	CHECK_STR("the second", n == 2 ? ids[1] : "", "ev-3");
+	fedsched_later_free(ids, n);
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		char what[32];
+
+		snprintf(what, sizeof(what), "row %zu", i);
+		n = fedsched_later(rows[i].body, rows[i].body ? strlen(rows[i].body) : 0,
+		                   rows[i].nevents, &ids);
+		CHECK_INT(what, n, rows[i].want);
+		CHECK_INT(what, ids == NULL, rows[i].want == 0);
+		fedsched_later_free(ids, n);
 	}
 	check_done();
 }
@@ -241,7 +294,8 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_answer),      cmocka_unit_test(test_problem_code),
 	        cmocka_unit_test(test_retry_after), cmocka_unit_test(test_backoff),
-	        cmocka_unit_test(test_cut),         cmocka_unit_test(test_pace),
+	        cmocka_unit_test(test_cut),         cmocka_unit_test(test_later),
+	        cmocka_unit_test(test_pace),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
