@@ -159,6 +159,15 @@ feedloops_start(const struct http_env *env, struct feed *first_feed, struct http
 
 	if (env->cfg->feed_threads <= 1)
 		return NULL;
+	if (env->cfg->http_tls_cert[0] != '\0') {
+		/* every connection stays on the first loop (its head is encrypted when it is
+		   accepted): other loops would have nothing to serve, and each lws context of
+		   theirs would load the certificate for nothing */
+		msg_info("feeds: served on the first event loop only: with http_tls_cert every "
+		         "connection stays on it (feed_threads = %lld not used)",
+		         env->cfg->feed_threads);
+		return NULL;
+	}
 	all = mycalloc(1, sizeof(*all));
 	all->env = *env;
 	all->first_feed = first_feed;
