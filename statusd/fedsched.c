@@ -237,7 +237,11 @@ fedsched_retry_after(const char *value, int64_t now_ms)
 		end++;
 	if (*end != '\0' || (t = timegm(&tm)) == (time_t)-1)
 		return -1;
-	return (int64_t)t * 1000 > now_ms ? (int64_t)t * 1000 - now_ms : 0;
+	if ((int64_t)t * 1000 <= now_ms)
+		return 0;
+	if ((int64_t)t * 1000 - now_ms > 86400LL * 365 * 1000)
+		return -1; /* as a wait of over a year in seconds */
+	return (int64_t)t * 1000 - now_ms;
 }
 
 int64_t

@@ -70,8 +70,8 @@ enum fedsched_outcome fedsched_answer(long status, const char *body, size_t len,
 size_t fedsched_later(const char *body, size_t len, size_t nevents, char ***ids_r);
 void fedsched_later_free(char **ids, size_t n);
 
-/* A Retry-After value (delta-seconds or an IMF-fixdate) in ms from now_ms; -1 if absent
-   or invalid; 0 for a date in the past. */
+/* A Retry-After value (delta-seconds or an IMF-fixdate) in ms from now_ms; -1 if absent,
+   invalid or a wait of over a year; 0 for a date in the past. */
 int64_t fedsched_retry_after(const char *value, int64_t now_ms);
 
 /*

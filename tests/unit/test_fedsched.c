@@ -211,6 +211,9 @@ test_retry_after(void **state)
 	CHECK_INT("negative", fedsched_retry_after("-5", now), -1);
 	CHECK_INT("date", fedsched_retry_after("Sat, 06 Dec 2025 10:31:00 GMT", now), 60000);
 	CHECK_INT("past date", fedsched_retry_after("Sat, 06 Dec 2025 10:00:00 GMT", now), 0);
+	/* a wait of over a year is no answer, as a date as in seconds */
+	CHECK_INT("date in years", fedsched_retry_after("Sat, 06 Dec 4050 10:31:00 GMT", now), -1);
+	CHECK_INT("seconds in years", fedsched_retry_after("31536001", now), -1);
 	CHECK_INT("bad date", fedsched_retry_after("Sat, 06 Dec 2025 10:31:00 CET", now), -1);
 	check_done();
 }
