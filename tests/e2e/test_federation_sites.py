@@ -316,11 +316,17 @@ class FederationSitesTest(unittest.TestCase):
             f"FROM messages WHERE tracking_id = '{tid}')"))
 
     def marker(self, subject):
-        """alice mails bob a signed message and waits until A has B's delivered for it:
-        every event B had for A before then has reached A too (B sends in order)."""
+        """alice mails bob a signed message and waits until A has B's delivered for it, and
+        until B holds no row A answered "later" (about a message A did not know yet: its
+        own event of it still on the way to its ingest): every event B had for A before
+        then has reached A too (B sends in order, but a "later" row after the rows behind
+        it)."""
         qid, tid = self.a.send(ALICE, [BOB], subject=subject)
         wait_for(f"B's delivered of {subject} at A",
                  lambda: DELIVERED in self.reported(tid), timeout=TIMEOUT, interval=0.1)
+        wait_for("B's rows answered later to go",
+                 lambda: self.outbox("failed_at IS NULL AND not_before IS NOT NULL") == [],
+                 timeout=TIMEOUT, interval=0.1)
         return tid
 
     def metrics(self, site):
@@ -453,15 +459,24 @@ class FederationSitesTest(unittest.TestCase):
         code, doc = self.b.statusd.api("/api/v1/preferences", token, "PUT",
                                        {"read_receipts": False})
         self.assertEqual((code, doc["read_receipts"]), (200, False))
+        added = self.metrics(self.b)["msgstatus_federation_outbox_added_total"]
         try:
             qid, tid = self.a.send(ALICE, [BOB], subject="fed-no-receipts")
             self.bob_copy("fed-no-receipts")
             self.bob_reads("fed-no-receipts")
+            # B's events of a message can reach its ingest in another order than the
+            # messages came (one producer's spool behind another's): wait for the
+            # delivered itself, not only for a later message's
+            wait_for("bob's delivered at A", lambda: DELIVERED in self.reported(tid),
+                     timeout=TIMEOUT, interval=0.1)
             self.marker("fed-no-receipts-after")
         finally:
             self.b.statusd.api("/api/v1/preferences", token, "PUT", {"read_receipts": True})
         self.assertEqual(self.reported(tid), [DELIVERED])
         self.assertEqual(self.bob_status_at_a(tid)["status"], "delivered")
+        # the read never went into B's outbox: two rows, the two messages' delivered
+        self.assertEqual(self.metrics(self.b)["msgstatus_federation_outbox_added_total"] - added,
+                         2)
 
     def test_outage_backlog_arrives_once_in_order_and_replay_is_refused(self):
         n = 8
