@@ -14,6 +14,7 @@
 
 #define PROBLEM_MAX  4096 /* bytes of a problem document looked at */
 #define LATER_ID_MAX 64   /* bytes of an event id in "later" (MIMISTATUS_EVENT_ID_MAX) */
+#define YEAR_MS      (86400LL * 365 * 1000) /* the longest wait a Retry-After may ask */
 
 /* {"accepted":n,"duplicate":n,"refused":n}: the sum, or -1 if it is not such an object. */
 static int64_t
@@ -225,7 +226,7 @@ fedsched_retry_after(const char *value, int64_t now_ms)
 		secs = strtoll(value, &e, 10);
 		while (*e == ' ' || *e == '\t')
 			e++;
-		if (*e != '\0' || secs < 0 || secs > 86400LL * 365)
+		if (*e != '\0' || secs < 0 || secs > YEAR_MS / 1000)
 			return -1;
 		return secs * 1000;
 	}
@@ -239,7 +240,7 @@ fedsched_retry_after(const char *value, int64_t now_ms)
 		return -1;
 	if ((int64_t)t * 1000 <= now_ms)
 		return 0;
-	if ((int64_t)t * 1000 - now_ms > 86400LL * 365 * 1000)
+	if ((int64_t)t * 1000 - now_ms > YEAR_MS)
 		return -1; /* as a wait of over a year in seconds */
 	return (int64_t)t * 1000 - now_ms;
 }

@@ -37,6 +37,16 @@ store_fed_nonce(PGconn *conn, const char *keyid, const char *nonce, int64_t expi
 	return n == 1 ? 1 : 0;
 }
 
+/* One msgid (32 bytes) as an element of a text[] literal: quoted hex. */
+static void
+msgid_put(struct mbuf *ids, bool first, const uint8_t *msgid)
+{
+	mbuf_puts(ids, first ? "\"" : ",\"");
+	for (size_t k = 0; k < 32; k++)
+		mbuf_printf(ids, "%02x", msgid[k]);
+	mbuf_putc(ids, '"');
+}
+
 /* The items' msgids (hex), recipients and event ids as three text[] literals. */
 static void
 item_arrays(const struct store_fed_item *items, size_t n, struct mbuf *ids, struct mbuf *rcpts,
@@ -46,10 +56,7 @@ item_arrays(const struct store_fed_item *items, size_t n, struct mbuf *ids, stru
 
 	mbuf_putc(ids, '{');
 	for (size_t i = 0; i < n; i++) {
-		mbuf_puts(ids, i ? ",\"" : "\"");
-		for (size_t k = 0; k < 32; k++)
-			mbuf_printf(ids, "%02x", items[i].msgid[k]);
-		mbuf_putc(ids, '"');
+		msgid_put(ids, i == 0, items[i].msgid);
 		r[i] = (char *)items[i].recipient;
 		e[i] = (char *)items[i].event_id;
 	}
@@ -122,12 +129,8 @@ store_fed_known(PGconn *conn, const uint8_t *const *msgids, size_t n, bool *know
 	if (n == 0)
 		return 0;
 	mbuf_putc(&ids, '{');
-	for (size_t i = 0; i < n; i++) {
-		mbuf_puts(&ids, i ? ",\"" : "\"");
-		for (size_t k = 0; k < 32; k++)
-			mbuf_printf(&ids, "%02x", msgids[i][k]);
-		mbuf_putc(&ids, '"');
-	}
+	for (size_t i = 0; i < n; i++)
+		msgid_put(&ids, i == 0, msgids[i]);
 	mbuf_putc(&ids, '}');
 	params[0] = mbuf_str(&ids);
 	/* the expressions of the indexes messages_fed_tid/_mid, as in store_fed_lookup */

@@ -52,6 +52,8 @@ class SlowDns:
     def answer(self, query, peer):
         end = 12
         labels = []
+        if 0 not in query[end:]:
+            return  # too short to hold a name (a datagram of 0 bytes was seen): no answer
         while query[end] != 0:
             labels.append(query[end + 1:end + 1 + query[end]].decode().lower())
             end += 1 + query[end]
