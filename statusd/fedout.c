@@ -23,7 +23,8 @@
  *	            reporting domain's signing key from federation_key_dir, fedkeys), POST it
  *	        decide by the answer (fedsched_answer): acknowledged -> the rows go but those
  *	            the 200 names "later" (fedsched_later), which stay with a not_before
- *	            FEDSCHED_LATER_MS ahead (no failure; the rows after them may go); retry ->
+ *	            FEDSCHED_LATER_MS ahead, or a quarter of their age up to
+ *	            FEDSCHED_LATER_MAX_MS (no failure; the rows after them may go); retry ->
  *	            the rows stay, the destination waits (fedsched_backoff) and nothing else
  *	            of it goes before them; refused -> the rows fail (kept for statusctl until
  *	            they expire), the next rows may go; 413 (too large) -> the rows stay
@@ -135,7 +136,7 @@ struct fedout {
 
 	/* counters, read by fedout_stats() from any thread */
 	atomic_uint_least64_t reports_sent, events_sent, reports_retried, reports_refused,
-	        events_refused, events_expired, reports_split;
+	        events_refused, events_expired, reports_split, events_later;
 	atomic_int_least64_t depth, failing, keyless_n;
 };
 
@@ -810,10 +811,12 @@ dest_serve(struct fedout *f, const struct store_fedout_dest *d, long long *wait_
 				msg_debug("federation: %s: %zu of %zu events answered later",
 				          d->destination, nlater, cut);
 				if (store_fedout_later(f->conn, rows + cut - nlater, nlater,
-				                       FEDSCHED_LATER_MS, error_r) < 0) {
+				                       FEDSCHED_LATER_MS, FEDSCHED_LATER_MAX_MS,
+				                       error_r) < 0) {
 					store_fedout_rows_free(rows, n);
 					return -1;
 				}
+				atomic_fetch_add(&f->events_later, nlater);
 				if (*wait_r > FEDSCHED_LATER_MS)
 					*wait_r = FEDSCHED_LATER_MS;
 			}
@@ -1116,6 +1119,7 @@ fedout_stats(struct fedout *f, struct fedout_stats *out)
 	out->reports_retried = atomic_load(&f->reports_retried);
 	out->reports_refused = atomic_load(&f->reports_refused);
 	out->events_refused = atomic_load(&f->events_refused);
+	out->events_later = atomic_load(&f->events_later);
 	out->events_expired = atomic_load(&f->events_expired);
 	out->reports_split = atomic_load(&f->reports_split);
 	out->outbox_depth = atomic_load(&f->depth);

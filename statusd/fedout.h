@@ -16,6 +16,7 @@ struct fedout_stats {
 	uint64_t reports_sent, events_sent;       /* acknowledged (200 with the counts) */
 	uint64_t reports_retried;                 /* attempts that will be made again */
 	uint64_t reports_refused, events_refused; /* 4xx, no endpoint: failed for good */
+	uint64_t events_later;                    /* named "later" in a 200 (each time) */
 	uint64_t events_expired;                  /* dropped after federation_expiry */
 	uint64_t reports_split;                   /* 413: sent again in smaller reports */
 	int64_t outbox_depth;                     /* events waiting, at the last round */

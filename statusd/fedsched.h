@@ -26,8 +26,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define FEDSCHED_BACKOFF_MIN_MS 1000 /* first retry of a destination */
-#define FEDSCHED_LATER_MS       1000 /* an event answered "later" goes again after this */
+#define FEDSCHED_BACKOFF_MIN_MS 1000  /* first retry of a destination */
+#define FEDSCHED_LATER_MS       1000  /* an event answered "later" goes again after this, */
+#define FEDSCHED_LATER_MAX_MS   60000 /* or after a quarter of its age in the outbox, up to this */
 /* bytes of an answer's body read: a 200 naming 1000 events of 64-byte ids "later" fits */
 #define FEDSCHED_ANSWER_MAX (128 * 1024)
 
@@ -61,7 +62,9 @@ enum fedsched_outcome fedsched_answer(long status, const char *body, size_t len,
  * The event ids a 200 answer to a report of nevents events names in its "later" list
  * (docs/federation.md, "Answers"): events about a message the receiver does not know yet,
  * which the answer counts as refused, for a sender that reads only the counts. A sender
- * that reads the list keeps those rows and sends them again after FEDSCHED_LATER_MS,
+ * that reads the list keeps those rows and sends them again after FEDSCHED_LATER_MS (or a
+ * quarter of the row's age, up to FEDSCHED_LATER_MAX_MS: a receiver that answers "later"
+ * for ever gets such a row about once a minute, until federation_expiry),
  * without counting a failure of the destination. Their number, and *ids_r a new array of
  * new strings (fedsched_later_free), or 0 (and NULL) when the answer has no list or one
  * that is not an array of at most nevents strings of 1 to 64 bytes each: then all the

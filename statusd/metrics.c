@@ -92,6 +92,9 @@ metric_federation(struct mbuf *out, const struct ingest_stats *st, struct fedout
 	       "Reports refused for good (4xx, no endpoint).", (double)fs.reports_refused);
 	metric(out, "msgstatus_federation_sent_events_refused_total", "counter",
 	       "Events in refused reports.", (double)fs.events_refused);
+	metric(out, "msgstatus_federation_sent_events_later_total", "counter",
+	       "Events another site answered \"later\" (kept and sent again; counted each time).",
+	       (double)fs.events_later);
 	metric(out, "msgstatus_federation_reports_split_total", "counter",
 	       "Reports too large for the receiver (413), sent again in smaller ones.",
 	       (double)fs.reports_split);

@@ -466,8 +466,9 @@ int store_fedout_result(PGconn *conn, const char *destination, const char *endpo
                         const char *error, unsigned failures, int64_t delay_ms,
                         const char **error_r);
 /* The n rows a destination answered "later": they stay, and store_fedout_rows() leaves them
-   out for delay_ms (schema 015's not_before). The destination's state is not touched. */
+   out for delay_ms, or for a quarter of the row's age in the outbox if that is longer, but
+   at most max_ms (schema 015's not_before). The destination's state is not touched. */
 int store_fedout_later(PGconn *conn, const struct store_fedout_row *rows, size_t n,
-                       int64_t delay_ms, const char **error_r);
+                       int64_t delay_ms, int64_t max_ms, const char **error_r);
 
 #endif

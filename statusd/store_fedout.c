@@ -299,11 +299,11 @@ store_fedout_result(PGconn *conn, const char *destination, const char *endpoint,
 
 int
 store_fedout_later(PGconn *conn, const struct store_fedout_row *rows, size_t n, int64_t delay_ms,
-                   const char **error_r)
+                   int64_t max_ms, const char **error_r)
 {
 	struct mbuf ids = MBUF_INIT;
-	char delay[32];
-	const char *params[2] = {NULL, delay};
+	char delay[32], max[32];
+	const char *params[3] = {NULL, delay, max};
 	PGresult *res;
 
 	if (n == 0)
@@ -311,10 +311,14 @@ store_fedout_later(PGconn *conn, const struct store_fedout_row *rows, size_t n, 
 	ids_literal(rows, n, &ids);
 	params[0] = ids.data;
 	snprintf(delay, sizeof(delay), "%lld", (long long)delay_ms);
-	res = PQexecParams(conn,
-	                   "UPDATE fed_outbox SET not_before = now() + $2::bigint * interval '1 ms'"
-	                   " WHERE id = ANY($1::bigint[]) AND failed_at IS NULL",
-	                   2, NULL, params, NULL, NULL, 0);
+	snprintf(max, sizeof(max), "%lld", (long long)max_ms);
+	res = PQexecParams(
+	        conn,
+	        "UPDATE fed_outbox SET not_before = now() +"
+	        " least(greatest($2::bigint * interval '1 ms', (now() - created_at) / 4),"
+	        "       $3::bigint * interval '1 ms')"
+	        " WHERE id = ANY($1::bigint[]) AND failed_at IS NULL",
+	        3, NULL, params, NULL, NULL, 0);
 	mbuf_free(&ids);
 	if ((res = store_want(conn, res, PGRES_COMMAND_OK, error_r)) == NULL)
 		return -1;

@@ -15,6 +15,8 @@ receiver would, under the key statusctl made for example.net):
 - a receiver answering 503 gets the same events again later, in order, then acknowledges;
 - an event a 200 names "later" stays and goes again after a second, after a newer event
   of its destination, without counting a failure;
+- one answered "later" again and again goes again after a quarter of its time in the
+  outbox, at most a minute, and each "later" is counted;
 - a receiver answering 401 refuses the report: its rows are marked failed; so does a 401
   signature-invalid problem document, while 403 key-unknown (a key record the receiver
   does not see yet) is sent again and later delivered;
@@ -329,6 +331,41 @@ class FederationSendTest(unittest.TestCase):
         self.assertEqual(self.metric("msgstatus_federation_reports_retried_total"), retried)
         self.assertEqual(self.pg.scalar(
             "SELECT failures FROM fed_peers WHERE destination = 'example.org'"), "0")
+
+    def test_later_for_ever_comes_back_less_often(self):
+        """A receiver that answers "later" for the same event again and again: the event
+        goes again after a quarter of its time in the outbox (at least a second, at most
+        a minute), so such a receiver gets it about once a minute, not every second; each
+        "later" is counted on the sender's side."""
+        tag, origin = self.unique("t15"), self.unique("org15")
+        self.remember(tag, origin, "nina@example.net")
+        later = self.metric("msgstatus_federation_sent_events_later_total") or 0
+        answer = (200, {}, None, lambda e: e["msgid"] == msgid(origin))
+        with self.rx.lock:
+            self.rx.answers.extend([answer] * 5)
+        self.addCleanup(self.drop_answers, answer)
+        d = self.plugin("delivered", tag, "nina@example.net")
+        self.addCleanup(self.pg.psql, f"DELETE FROM fed_outbox WHERE event_id = '{d}'")
+        wait_for("the first report", lambda: len(self.tries(origin)) == 1, timeout=20)
+        # as if it had waited four minutes: the next "later" puts it off for a minute
+        self.pg.psql("UPDATE fed_outbox SET created_at = now() - interval '4 minutes'"
+                     f" WHERE event_id = '{d}'")
+        wait_for("sent again", lambda: len(self.tries(origin)) >= 2, timeout=20)
+        wait_for("put off again", lambda: self.pg.scalar(
+            "SELECT extract(epoch FROM not_before - now()) > 50 FROM fed_outbox"
+            f" WHERE event_id = '{d}'") == "t", timeout=10)
+        tries = len(self.tries(origin))
+        time.sleep(3)
+        self.assertEqual(len(self.tries(origin)), tries, "sent again within the minute")
+        self.assertEqual(self.outbox(f"event_id = '{d}'"), [["example.org", d, "4", "f"]])
+        self.assertGreaterEqual(self.metric("msgstatus_federation_sent_events_later_total"),
+                                later + tries)
+        self.assertEqual(self.pg.scalar(
+            "SELECT failures FROM fed_peers WHERE destination = 'example.org'"), "0")
+
+    def drop_answers(self, answer):
+        with self.rx.lock:
+            self.rx.answers = [a for a in self.rx.answers if a is not answer]
 
     def test_401_marks_the_rows_failed(self):
         tag, origin = self.unique("t3"), self.unique("org3")
