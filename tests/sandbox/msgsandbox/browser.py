@@ -7,11 +7,35 @@ chromedriver by Debian's python3-selenium (nothing is downloaded).
 """
 import os
 import shutil
+import signal
+import sys
+import threading
 
 from .core import wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
+QUIT_TIMEOUT = 30  # s: chromedriver now and then never answers the quit (its browser gone)
+
+
+def descendants(pid):
+    """The PIDs of pid's children, theirs, and so on (from /proc)."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+            parents.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
 
 
 def available():
@@ -73,12 +97,29 @@ class Browser:
 
     def close(self):
         if self.driver is not None:
-            try:
-                self.driver.quit()
-            except Exception:
-                pass
-            self.driver = None
+            driver, self.driver = self.driver, None
+            quitting = threading.Thread(target=self.quit, args=(driver,), daemon=True)
+            quitting.start()
+            quitting.join(QUIT_TIMEOUT)
+            if quitting.is_alive():
+                # it will not answer: end chromedriver and what it started (ours, by PID)
+                process = getattr(driver.service, "process", None)
+                if process is not None:
+                    for pid in [*descendants(process.pid), process.pid]:
+                        try:
+                            os.kill(pid, signal.SIGKILL)
+                        except ProcessLookupError:
+                            pass
+                print(f"msgsandbox: chromedriver did not quit in {QUIT_TIMEOUT} s: ended",
+                      file=sys.stderr)
             shutil.rmtree(os.path.join(self.dir, "profile"), ignore_errors=True)
+
+    @staticmethod
+    def quit(driver):
+        try:
+            driver.quit()
+        except Exception:
+            pass
 
     def __enter__(self):
         return self
