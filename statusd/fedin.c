@@ -329,9 +329,10 @@ forget_done(struct fedin *fi)
 	mbuf_free(&done);
 }
 
-/* Which of the n events not found are about a message this site does not know at all and
-   may know soon (fedaccept_unknown): unknown[i]. Only those this site would store (their
-   code and time, fedaccept_event) and young enough are looked up. */
+/* Which of the n events not found are about a message this site does not know at all, or
+   stored less than federation_unknown_window ago (its other recipients may be in the next
+   ingest batch), and may know soon (fedaccept_unknown): unknown[i]. Only those this site
+   would store (their code and time, fedaccept_event) and young enough are looked up. */
 static int
 find_unknown(struct fed_job *j, PGconn *conn, const struct mimistatus_report *rep,
              const struct store_fed_item *items, size_t n, bool *unknown, bool *transient_r,
@@ -355,7 +356,8 @@ find_unknown(struct fed_job *j, PGconn *conn, const struct mimistatus_report *re
 			msgids[k] = items[i].msgid;
 			at[k++] = i;
 		}
-	rc = store_fed_known(conn, msgids, k, known, transient_r, error_r);
+	rc = store_fed_known(conn, msgids, k, j->fi->cfg->federation_unknown_window, known,
+	                     transient_r, error_r);
 	for (size_t m = 0; rc == 0 && m < k; m++)
 		unknown[at[m]] = !known[m];
 	free(msgids);

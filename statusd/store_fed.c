@@ -116,11 +116,12 @@ store_fed_lookup(PGconn *conn, const char *domain, struct store_fed_item *items,
 }
 
 int
-store_fed_known(PGconn *conn, const uint8_t *const *msgids, size_t n, bool *known_r,
-                bool *transient_r, const char **error_r)
+store_fed_known(PGconn *conn, const uint8_t *const *msgids, size_t n, int64_t settle_ms,
+                bool *known_r, bool *transient_r, const char **error_r)
 {
 	struct mbuf ids = MBUF_INIT;
-	const char *params[1];
+	char settle[32];
+	const char *params[2] = {NULL, settle};
 	PGresult *res;
 
 	*transient_r = false;
@@ -133,13 +134,15 @@ store_fed_known(PGconn *conn, const uint8_t *const *msgids, size_t n, bool *know
 		msgid_put(&ids, i == 0, msgids[i]);
 	mbuf_putc(&ids, '}');
 	params[0] = mbuf_str(&ids);
+	snprintf(settle, sizeof(settle), "%lld", (long long)settle_ms);
 	/* the expressions of the indexes messages_fed_tid/_mid, as in store_fed_lookup */
 	res = PQexecParams(conn,
 	                   "SELECT u.i FROM unnest($1::text[]) WITH ORDINALITY AS u(msgid, i)"
 	                   " WHERE EXISTS (SELECT 1 FROM messages m"
-	                   "   WHERE msgstatus_fed_tid(m.tracking_id) = decode(u.msgid, 'hex')"
-	                   "      OR msgstatus_fed_mid(m.message_id) = decode(u.msgid, 'hex'))",
-	                   1, NULL, params, NULL, NULL, 0);
+	                   "   WHERE (msgstatus_fed_tid(m.tracking_id) = decode(u.msgid, 'hex')"
+	                   "      OR msgstatus_fed_mid(m.message_id) = decode(u.msgid, 'hex'))"
+	                   "     AND m.created_at <= now() - $2::bigint * interval '1 ms')",
+	                   2, NULL, params, NULL, NULL, 0);
 	mbuf_free(&ids);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 		return store_failed(conn, res, transient_r, error_r);

@@ -55,11 +55,12 @@ void store_fed_items_clear(struct store_fed_item *items, size_t n);
 
 /*
  * Whether this site has a message with each of n msgids (32 bytes each), whatever its
- * recipients: known_r[i] for msgids[i]. For the events store_fed_lookup() did not find,
- * only. 0 or -1.
+ * recipients, stored at least settle_ms ago: known_r[i] for msgids[i]. A message stored
+ * since may still get recipients (its queued events can be split across two ingest
+ * batches). For the events store_fed_lookup() did not find, only. 0 or -1.
  */
-int store_fed_known(PGconn *conn, const uint8_t *const *msgids, size_t n, bool *known_r,
-                    bool *transient_r, const char **error_r);
+int store_fed_known(PGconn *conn, const uint8_t *const *msgids, size_t n, int64_t settle_ms,
+                    bool *known_r, bool *transient_r, const char **error_r);
 
 /* Remember n events of domain (event_id, time_ms, stored_id); an event id remembered
    before keeps its first row. 0 or -1. */

@@ -12,10 +12,11 @@ would (tests/tools/fedreport: federation/mimistatus + httpsig) and POSTed over H
   key, unsigned, stale, replayed (also after a restart), for a recipient in another domain,
   with the wrong media type: each gets its status and code and changes nothing;
 - an event about a message never sent to that recipient is refused in a 200; one about a
-  message this site does not know yet (its own event still on its way to the ingest) is
-  named "later" in the 200, the report's other events are stored, and sent again once the
-  message is known it is accepted, nothing counted twice; an unknown message's events
-  are judged by their code and time first (ignored, or refused, never "later");
+  message this site does not know yet (its own event still on its way to the ingest), or
+  for a recipient a message stored less than federation_unknown_window ago does not have
+  yet, is named "later" in the 200, the report's other events are stored, and sent again
+  once the message is known it is accepted, nothing counted twice; an unknown message's
+  events are judged by their code and time first (ignored, or refused, never "later");
 - the lookup of a report's events reads by key, however much mail the recipient has;
 - a reporting domain over federation_rate/federation_burst gets 429 with Retry-After;
 - a client address over federation_client_rate/federation_client_burst gets 429 with
@@ -238,8 +239,11 @@ class FederationReceiveTest(unittest.TestCase):
 
     def test_not_sent_to_that_recipient_is_refused(self):
         # a message never sent, at an event time and a statusd start older than
-        # federation_unknown_window: refused for good
-        time.sleep(max(0.0, self.sd_up + UNKNOWN_WINDOW + 0.5 - time.time()))
+        # federation_unknown_window: refused for good; so is a recipient the message did not
+        # have, once the message was stored longer ago than that
+        stored = float(self.pg.scalar("SELECT extract(epoch FROM created_at) FROM messages"
+                                      " WHERE tracking_id = 'fm2'"))
+        time.sleep(max(0.0, max(self.sd_up, stored) + UNKNOWN_WINDOW + 0.5 - time.time()))
         t = self.now_ms()
         old = t - (UNKNOWN_WINDOW + 1) * 1000
         status, doc, _ = self.report([("t", "fm2", 2, "ev-2-dave", DAVE, t),
@@ -283,6 +287,26 @@ class FederationReceiveTest(unittest.TestCase):
                          refused_before)
         _, text = self.sd.http("/metrics")
         self.assertNotIn("message-unknown", text)
+
+    def test_recipient_not_stored_yet_is_sent_again(self):
+        # A's queued events of one message can reach two ingest batches: a report for the
+        # recipient of the second, between the two, is answered "later" while the message
+        # was stored less than federation_unknown_window ago, and taken when it comes again
+        t = self.now_ms()
+        replies = self.sd.send_events([event("queued", tracking_id="split1", recipient=BOB,
+                                             sender=ALICE, sasl_user=ALICE, offset_ms=-1000)])
+        self.assertTrue(all("ack" in r for r in replies), replies)
+        events = [("t", "split1", 1, "ev-split1-dave", DAVE, t)]
+        self.assertEqual(self.report(events)[:2],
+                         (200, {"accepted": 0, "duplicate": 0, "refused": 1,
+                                "later": ["ev-split1-dave"]}))
+        replies = self.sd.send_events([event("queued", tracking_id="split1", recipient=DAVE,
+                                             sender=ALICE, sasl_user=ALICE, offset_ms=-1000)])
+        self.assertTrue(all("ack" in r for r in replies), replies)
+        self.assertEqual(self.report(events)[:2],
+                         (200, {"accepted": 1, "duplicate": 0, "refused": 0}))
+        self.assertEqual([e["details"]["event_id"] for e in self.timeline("split1")],
+                         ["ev-split1-dave"])
 
     def test_unknown_message_code_and_time_first(self):
         # events about a message this site does not know, within federation_unknown_window:
