@@ -16,6 +16,12 @@ received each one. Per server it reports:
                   over every (message, subscriber) pair;
   rate            subscribers reached per second within one fan-out (subscribers / time
                   from publish to the last arrival), median over the messages;
+  first           from just before the publish to the first arrival, median: what passes
+                  before the fan-out starts (for statusd the event's transaction and
+                  commit, whose PostgreSQL part "db ms" gives: msgstatus_db_batch_seconds,
+                  read between the publishes; for nchan the POST);
+  fan-out rate    subscribers / time from the first arrival to the last, median over the
+                  messages: the fan-out alone, without what comes before it;
   connect         (JSON, and --verbose) seconds from starting the client until every
                   connection is open and subscribed;
   KiB/conn        the server's resident memory with all connections idle, less what it
@@ -28,7 +34,9 @@ received each one. Per server it reports:
                   statusd pings every 30 s, nchan's websocket subscriber by default not).
 
 With --rounds N every server is measured N times, in an order that rotates, each time
-freshly started; the medians and statusd's ratios to nchan close the report.
+freshly started; the medians and statusd's ratios to the others close the report, each
+round's ratios (the servers of a round ran within a few minutes of each other) and the
+ratios of the medians.
 
 Servers:
   statusd         a private PostgreSQL (fsync on) and statusd; every subscriber is alice
@@ -112,10 +120,12 @@ def cpu_s(pids):
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def measure(args, port, path, header, pids, publish, subscribed=None):
+def measure(args, port, path, header, pids, publish, subscribed=None, db_ms=None):
     """Connect the subscribers, publish, collect; returns a result dict. subscribed(n),
     if given, waits until the server has subscribed n connections (statusd checks each
-    one's token after the upgrade, so a connection can be open before it follows)."""
+    one's token after the upgrade, so a connection can be open before it follows).
+    db_ms(), if given, returns the database's time for the last publish in ms; it is
+    called half-way to the next publish, when the fan-out is over."""
     before = rss_kib(pids())
     argv = [paths.binary("bench/fanout_client"), "-p", str(port), "-u", path,
             "-n", str(args.conns), "-m", str(args.messages), "-k", "fanout-",
@@ -143,18 +153,23 @@ def measure(args, port, path, header, pids, publish, subscribed=None):
         time.sleep(args.idle)
         idle_cpu = (cpu_s(pids()) - idle_cpu) * 100 / args.idle if args.idle else 0.0
         cpu0 = cpu_s(pids())
-        t0, acked = [], []
+        t0, acked, db = [], [], []
         for j in range(args.messages):
             t0.append(time.time_ns())
             publish(j)
             acked.append((time.time_ns() - t0[-1]) / 1e6)
-            time.sleep(args.interval)
+            if db_ms:
+                time.sleep(args.interval / 2)
+                db.append(db_ms())
+                time.sleep(args.interval / 2)
+            else:
+                time.sleep(args.interval)
         out, _ = client.communicate(timeout=180)
         server_cpu = cpu_s(pids()) - cpu0
     finally:
         if client.poll() is None:
             client.kill()
-    lat, rates, missing, client_cpu = [], [], 0, 0.0
+    lat, rates, firsts, spreads, missing, client_cpu = [], [], [], [], 0, 0.0
     for line in out.splitlines():
         parts = line.split()
         if parts and parts[0] == "DONE":
@@ -168,6 +183,9 @@ def measure(args, port, path, header, pids, publish, subscribed=None):
             continue
         lat += [(t - t0[j]) / 1e6 for t in times]
         rates.append(count / ((max(times) - t0[j]) / 1e9))
+        firsts.append((min(times) - t0[j]) / 1e6)
+        if max(times) > min(times):
+            spreads.append(count / ((max(times) - min(times)) / 1e9))
         if args.verbose:
             ms = sorted((t - t0[j]) / 1e6 for t in times)
             print(f"  event {j}: {count} received, first {ms[0]:.1f} ms, "
@@ -176,6 +194,9 @@ def measure(args, port, path, header, pids, publish, subscribed=None):
             "publish": statistics.median(acked),
             "p50": percentile(lat, 50), "p99": percentile(lat, 99), "max": max(lat),
             "rate": statistics.median(rates),
+            "first": statistics.median(firsts),
+            "fanout_rate": statistics.median(spreads) if spreads else 0.0,
+            "db": statistics.median(db) if db else 0.0,
             "kib_per_conn": (after - before) / max(opened, 1),
             "idle_cpu": idle_cpu,
             "server_us": server_cpu * 1e6 / max(len(lat), 1),
@@ -195,7 +216,10 @@ def run_statusd(sb, pg, args, rnd, threads=None, build=None):
                         settings=settings)
     finally:
         paths.build = ours
-    tid = f"fanout{os.getpid()}r{rnd}"
+    # a message of its own for each statusd of each round: with one message for all of a
+    # round's servers (they share the database), each later one stored its events beside
+    # the earlier ones' and did different work in the database
+    tid = f"fanout{os.getpid()}r{rnd}t{threads or 0}{'b' if build else 'o'}"
     # one recipient per published event: only the addresses the sender used count
     sd.send_events([{"v": 1, "id": f"{tid}q{j}", "type": "queued", "time": now_rfc3339(0),
                      "source": "bench", "tracking_id": tid,
@@ -218,9 +242,15 @@ def run_statusd(sb, pg, args, rnd, threads=None, build=None):
             return False
         wait_for("statusd's subscriptions", live, timeout=120, interval=0.2)
 
+    def db_ms():
+        for line in sd.http("/metrics")[1].splitlines():
+            if line.startswith("msgstatus_db_batch_seconds "):
+                return float(line.split()[1]) * 1000
+        return 0.0
+
     try:
         return measure(args, sd.http_port, f"/api/v1/messages/stream?access_token={token}",
-                       None, lambda: [sd.child.pid], publish, subscribed)
+                       None, lambda: [sd.child.pid], publish, subscribed, db_ms)
     finally:
         ec.close()
         sd.close()
@@ -364,15 +394,17 @@ def main():
 
     print(f"{args.conns} WebSocket subscribers, {args.messages} events "
           f"{args.interval:g} s apart, {args.rounds} round{'s' if args.rounds > 1 else ''}\n")
-    print("| round | server | connected | missed | publish ms | p50 ms | p99 ms | max ms | "
-          "subscribers/s per fan-out | KiB per idle connection | server CPU µs per delivery "
+    print("| round | server | connected | missed | publish ms | db ms | first ms | p50 ms | "
+          "p99 ms | max ms | subscribers/s per fan-out | after the first arrival | "
+          "KiB per idle connection | server CPU µs per delivery "
           "| client CPU µs per delivery |" + (" idle CPU % |" if args.idle else ""))
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if args.idle else ""))
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|" +
+          ("---|" if args.idle else ""))
 
     def row(rnd, name, r):
         print(f"| {rnd} | {name} | {r['opened']:,} | {r['missing']} | {r['publish']:.1f} | "
-              f"{r['p50']:.1f} | "
-              f"{r['p99']:.1f} | {r['max']:.1f} | {r['rate']:,.0f} | "
+              f"{r['db']:.1f} | {r['first']:.1f} | {r['p50']:.1f} | "
+              f"{r['p99']:.1f} | {r['max']:.1f} | {r['rate']:,.0f} | {r['fanout_rate']:,.0f} | "
               f"{r['kib_per_conn']:.1f} | {r['server_us']:.1f} | {r['client_us']:.1f} |" +
               (f" {r['idle_cpu']:.1f} |" if args.idle else ""))
     for rnd, name, r in results:
@@ -390,8 +422,23 @@ def main():
         for name in servers:
             rs = [r for _, n, r in results if n == name]
             print(f"{name}: rate per round {min(r['rate'] for r in rs):,.0f} to "
-                  f"{max(r['rate'] for r in rs):,.0f}, p99 {min(r['p99'] for r in rs):.0f} to "
-                  f"{max(r['p99'] for r in rs):.0f} ms")
+                  f"{max(r['rate'] for r in rs):,.0f}, after the first arrival "
+                  f"{min(r['fanout_rate'] for r in rs):,.0f} to "
+                  f"{max(r['fanout_rate'] for r in rs):,.0f}, "
+                  f"p99 {min(r['p99'] for r in rs):.0f} to {max(r['p99'] for r in rs):.0f} ms")
+        # each round's servers ran within a minute or two of each other: their ratios
+        # cancel most of the machine's swings, so give those per round too
+        print()
+        for ours in statusds:
+            for name in [n for n in servers if n != ours]:
+                pairs = [(a, b) for (ra, na, a) in results for (rb, nb, b) in results
+                         if ra == rb and na == ours and nb == name]
+                for key, label in (("rate", "rate"), ("fanout_rate", "after the first arrival")):
+                    per = [a[key] / b[key] for a, b in pairs if b[key]]
+                    if per:
+                        print(f"{ours} / {name}, {label}, per round: " +
+                              ", ".join(f"{x:.2f}" for x in per) +
+                              f" (median {statistics.median(per):.2f})")
     others = [n for n in servers if n not in statusds]
     if statusds and len(servers) > 1:
         print()
@@ -400,6 +447,8 @@ def main():
             for name in others + [n for n in statusds if n != ours]:
                 nc = medians[name]
                 print(f"{ours} / {name}: rate {sd['rate'] / nc['rate']:.2f}, "
+                      "after the first arrival "
+                      f"{sd['fanout_rate'] / max(nc['fanout_rate'], 1):.2f}, "
                       f"p50 {sd['p50'] / nc['p50']:.2f}, p99 {sd['p99'] / nc['p99']:.2f}, "
                       "server CPU per delivery " +
                       (f"{sd['server_us'] / nc['server_us']:.2f}" if nc["server_us"]
