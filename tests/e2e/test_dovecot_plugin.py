@@ -13,7 +13,8 @@ PostgreSQL behind it, driven by imaplib and curl:
 - IMAP logins and logouts -> presence (online, then offline with last_seen) for a user who
   opted in;
 - statusd stopped: IMAP goes on as before and nothing fails; statusd back: every event
-  arrives, once.
+  arrives, once; and so when the imap process is killed before it could hand its pickup
+  file over.
 """
 import os
 import subprocess
@@ -70,6 +71,16 @@ class DovecotPluginTest(unittest.TestCase):
     def pickups(self):
         """How many pickup files statusd has stored so far."""
         return self.sd.child.log().count(" pickup: ")
+
+    def pickup_records(self):
+        """The records waiting in the pickup directory: in complete files and in those still
+        appended to (".open-")."""
+        records = []
+        for n in os.listdir(self.sd.pickup_dir):
+            if n.endswith(".events") and not n.startswith((".tmp-", ".bad-")):
+                with open(os.path.join(self.sd.pickup_dir, n)) as f:
+                    records += f.read().splitlines()
+        return records
 
     def events(self, tid):
         rows = self.pg.psql("SELECT type, recipient FROM events "
@@ -289,12 +300,47 @@ class DovecotPluginTest(unittest.TestCase):
             typ, _ = c.noop()
             self.assertEqual(typ, "OK")
             self.assertLess(time.monotonic() - t0, 2, "IMAP does not wait for statusd")
-            waiting = [n for n in os.listdir(self.sd.pickup_dir) if n.endswith(".events")]
-            self.assertGreaterEqual(len(waiting), 3, "the events wait in the pickup directory")
+            waiting = self.pickup_records()
+            for tid in tids:
+                self.assertEqual(sum(f'"tracking_id":"{tid}"' in r for r in waiting), 1,
+                                 "each event waits in the pickup directory, once")
+        finally:
+            self.sd.start()
+        # the session stays open: the plugin hands its pickup file over within a second
+        for tid in tids:
+            self.wait_events(tid, [("delivered", BOB), ("read", BOB)], timeout=30)
+
+    def test_statusd_down_and_imap_process_killed(self):
+        """statusd away: the imap process appends each transaction's events to one pickup
+        file it holds locked, and is killed right after its replies, before it could
+        rename the file. statusd reads the file it left (its lock went with the process):
+        every event stored, once."""
+        tids = [self.tracked() for _ in range(3)]
+        for tid in tids:
+            self.wait_events(tid, [("delivered", BOB)])
+        c = self.imap()
+        uids = [self.uid_of(c, t) for t in tids]
+        pid = self.imap_pid(c)
+        self.sd.stop()
+        try:
+            for uid in uids:
+                typ, _ = c.uid("STORE", uid, "+FLAGS", "(\\Seen)")
+                self.assertEqual(typ, "OK")
+            os.kill(pid, 9)
+            self.wait_exited(pid)
+            c.shutdown()
+            c.state = "LOGOUT"  # nothing left to log out of
+            left = [n for n in os.listdir(self.sd.pickup_dir) if n.startswith(".open-")]
+            self.assertTrue(left, "the file the process appended to is left open")
+            for tid in tids:
+                self.assertEqual(sum(f'"tracking_id":"{tid}"' in r
+                                     for r in self.pickup_records()), 1)
         finally:
             self.sd.start()
         for tid in tids:
             self.wait_events(tid, [("delivered", BOB), ("read", BOB)], timeout=30)
+        self.assertIn("was left open by a process that ended", self.sd.child.log())
+        self.assertFalse([n for n in os.listdir(self.sd.pickup_dir) if n.endswith(".events")])
 
     def test_statusd_down_and_pickup_unwritable(self):
         """statusd away and the pickup directory not writable (as on a full disk): the
