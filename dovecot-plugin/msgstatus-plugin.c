@@ -131,14 +131,21 @@ msgstatus_mail_user_deinit(struct mail_user *user)
 
 	if (muser->mdn != NULL)
 		msgstatus_mdn_user_deinit(&muser->mdn);
+	if (muser->presence) {
+		/* clang-format off */
+		T_BEGIN {
+			msgstatus_presence(user, muser, "offline");
+		} T_END;
+		/* clang-format on */
+	}
+	muser->module_ctx.super.deinit(user);
+	/* the session's events (and those of its end: autoexpunge) go to statusd now; no
+	   timeout outlives the user */
 	/* clang-format off */
 	T_BEGIN {
-		if (muser->presence)
-			msgstatus_presence(user, muser, "offline");
 		msgstatus_client_pickup_flush();
 	} T_END;
 	/* clang-format on */
-	muser->module_ctx.super.deinit(user);
 }
 
 static void

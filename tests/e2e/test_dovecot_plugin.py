@@ -75,12 +75,17 @@ class DovecotPluginTest(unittest.TestCase):
     def pickup_records(self):
         """The records waiting in the pickup directory: in complete files and in those still
         appended to (".open-")."""
-        records = []
-        for n in os.listdir(self.sd.pickup_dir):
-            if n.endswith(".events") and not n.startswith((".tmp-", ".bad-")):
-                with open(os.path.join(self.sd.pickup_dir, n)) as f:
-                    records += f.read().splitlines()
-        return records
+        for _ in range(10):
+            records = []
+            try:
+                for n in os.listdir(self.sd.pickup_dir):
+                    if n.endswith(".events") and not n.startswith((".tmp-", ".bad-")):
+                        with open(os.path.join(self.sd.pickup_dir, n)) as f:
+                            records += f.read().splitlines()
+                return records
+            except FileNotFoundError:
+                continue  # handed over (renamed) meanwhile: list again
+        self.fail("the pickup directory kept changing")
 
     def events(self, tid):
         rows = self.pg.psql("SELECT type, recipient FROM events "
@@ -323,15 +328,21 @@ class DovecotPluginTest(unittest.TestCase):
         pid = self.imap_pid(c)
         self.sd.stop()
         try:
+            t0 = time.monotonic()
             for uid in uids:
                 typ, _ = c.uid("STORE", uid, "+FLAGS", "(\\Seen)")
                 self.assertEqual(typ, "OK")
             os.kill(pid, 9)
+            # the plugin hands its file over a second after it opened it: killed before
+            # that, the process leaves it open (a machine too loaded for that tests only
+            # that nothing is lost)
+            killed_in_time = time.monotonic() - t0 < 0.9
             self.wait_exited(pid)
             c.shutdown()
             c.state = "LOGOUT"  # nothing left to log out of
             left = [n for n in os.listdir(self.sd.pickup_dir) if n.startswith(".open-")]
-            self.assertTrue(left, "the file the process appended to is left open")
+            if killed_in_time:
+                self.assertTrue(left, "the file the process appended to is left open")
             for tid in tids:
                 self.assertEqual(sum(f'"tracking_id":"{tid}"' in r
                                      for r in self.pickup_records()), 1)
@@ -339,8 +350,10 @@ class DovecotPluginTest(unittest.TestCase):
             self.sd.start()
         for tid in tids:
             self.wait_events(tid, [("delivered", BOB), ("read", BOB)], timeout=30)
-        self.assertIn("was left open by a process that ended", self.sd.child.log())
-        self.assertFalse([n for n in os.listdir(self.sd.pickup_dir) if n.endswith(".events")])
+        if killed_in_time:
+            self.assertIn("was left open by a process that ended", self.sd.child.log())
+        wait_for("the pickup files to be removed", lambda: not [
+            n for n in os.listdir(self.sd.pickup_dir) if n.endswith(".events")], timeout=15)
 
     def test_statusd_down_and_pickup_unwritable(self):
         """statusd away and the pickup directory not writable (as on a full disk): the
