@@ -170,18 +170,15 @@ msgstatus_client_record_begin(string_t *out, const char *type, const char *sourc
 static const char *
 pickup_new_name(void)
 {
-	static pid_t pid = 0;
 	unsigned char rnd[8];
 	struct timeval tv;
 
-	if (pid == 0)
-		pid = getpid();
 	random_fill(rnd, sizeof(rnd));
 	if (gettimeofday(&tv, NULL) < 0)
 		tv = ioloop_timeval;
 	return t_strdup_printf("%lld-%ld-%02x%02x%02x%02x%02x%02x%02x%02x.events",
-	                       (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000, (long)pid, rnd[0],
-	                       rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
+	                       (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000, (long)getpid(),
+	                       rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
 }
 
 /* Hand the open pickup file to statusd: rename it to its final name, then close it (which
