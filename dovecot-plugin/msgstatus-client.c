@@ -15,11 +15,21 @@
  *	them at most MSGSTATUS_EXIT_WAIT_MSECS. Whatever statusd has not acknowledged when
  *	the connection breaks, when it stops answering (more than MSGSTATUS_QUEUE_MAX bytes
  *	waiting), or at exit, and every event while statusd cannot be reached (one connection
- *	attempt per MSGSTATUS_RETRY_SECS), is written as one file into statusd's pickup
- *	directory (docs/protocol.md, "Pickup files"), which statusd stores when it runs. What
- *	can be neither sent nor filed (statusd away and the pickup directory's disk full) is
- *	kept in memory, up to MSGSTATUS_HELD_MAX bytes, and goes with the next hand-over;
- *	only beyond that, or at exit, is it lost, and said to be.
+ *	attempt per MSGSTATUS_RETRY_SECS), goes into statusd's pickup directory
+ *	(docs/protocol.md, "Pickup files"), which statusd stores when it runs.
+ *
+ *	Pickup files: the process appends each hand-over's records, with one write, to a
+ *	file of its own, ".open-NAME", that it holds locked (flock) from its creation on, and
+ *	renames it to NAME (statusd reads it then) MSGSTATUS_PICKUP_OPEN_MSECS after it
+ *	created it (a timeout on the root ioloop), as soon as statusd can be reached again,
+ *	at the end of a user's session and at exit. A transaction costs one write(2), not a
+ *	file (create, chmod, write, close, rename). The records are written before the IMAP
+ *	command's reply: if the process then ends without renaming the file (a crash, a kill),
+ *	its lock goes with it, and statusd renames and reads the file it left (statusd's
+ *	pickup.c); the event ids make a record read twice count once. What can be neither
+ *	sent nor filed (statusd away and the pickup directory's disk full: the file is cut
+ *	back to its last whole record) is kept in memory, up to MSGSTATUS_HELD_MAX bytes, and
+ *	goes with the next hand-over; only beyond that, or at exit, is it lost, and said to be.
  *
  *	Replies come in the order of the records, one line each, so the oldest record in the
  *	queue is the one a reply is about; its seq says so (records are numbered from 1 on
@@ -38,14 +48,15 @@
  *	unanswered record, and sanitized before it is logged. A reply that is not one, comes
  *	out of order, or answers a record not yet sent closes the connection: what was not
  *	acknowledged is filed as a pickup file (storing is idempotent). Pickup files are
- *	created O_EXCL|O_NOFOLLOW under a dot name, mode 0640, and renamed when complete.
+ *	created O_EXCL|O_NOFOLLOW under a dot name, mode 0640, locked before anything is
+ *	written (and given up if statusd took the empty file first), and renamed when complete.
  *
  * DIAGNOSTICS
  *	Logged through Dovecot's logging with a "msgstatus:" prefix: statusd unreachable
  *	(once per outage) and reachable again, an event statusd rejected (its record number,
  *	the start of the record and statusd's reason), a reply that is not statusd's or out
  *	of order (a warning: the connection is closed), a pickup file that cannot be written
- *	(an error naming the directory; the events wait in memory), events lost (an error
+ *	(an error naming the file; the events wait in memory), events lost (an error
  *	with their number: more waiting than MSGSTATUS_HELD_MAX, or at exit).
  */
 #include "lib.h"
@@ -60,6 +71,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
+#include <sys/file.h> /* flock() */
 #include <sys/socket.h>
 #include <sys/stat.h> /* fchmod() */
 #include <sys/time.h>
@@ -67,11 +79,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MSGSTATUS_QUEUE_MAX       (256 * 1024) /* unacknowledged bytes before giving up */
-#define MSGSTATUS_REPLY_MAX       4096         /* statusd's replies are far shorter */
-#define MSGSTATUS_RETRY_SECS      1            /* between connection attempts */
-#define MSGSTATUS_EXIT_WAIT_MSECS 100
-#define MSGSTATUS_HELD_MAX        (1024 * 1024) /* bytes kept while nothing takes them */
+#define MSGSTATUS_QUEUE_MAX         (256 * 1024) /* unacknowledged bytes before giving up */
+#define MSGSTATUS_REPLY_MAX         4096         /* statusd's replies are far shorter */
+#define MSGSTATUS_RETRY_SECS        1            /* between connection attempts */
+#define MSGSTATUS_EXIT_WAIT_MSECS   100
+#define MSGSTATUS_HELD_MAX          (1024 * 1024)     /* bytes kept while nothing takes them */
+#define MSGSTATUS_PICKUP_OPEN       ".open-"          /* a pickup file still appended to */
+#define MSGSTATUS_PICKUP_OPEN_MSECS 1000              /* how long one stays open at most */
+#define MSGSTATUS_PICKUP_FILE_MAX   (4 * 1024 * 1024) /* bytes in one at most */
 
 /* An mdn record that waits for its answer. */
 struct msgstatus_mdn_wait {
@@ -80,6 +95,15 @@ struct msgstatus_mdn_wait {
 	const void *owner;
 	msgstatus_mdn_callback_t *callback;
 	void *context;
+};
+
+/* The pickup file the process appends to while statusd is away (DESIGN above). */
+struct msgstatus_pickup {
+	int fd;           /* -1: none open */
+	char *dir, *name; /* its directory, and its name without MSGSTATUS_PICKUP_OPEN */
+	off_t size;
+	time_t opened;
+	struct timeout *to; /* hands it over MSGSTATUS_PICKUP_OPEN_MSECS after it opened */
 };
 
 /* The process's connection to statusd (DESIGN above). */
@@ -99,9 +123,10 @@ struct msgstatus_conn {
 	bool unusable; /* the socket path cannot be used: pickup files only */
 	struct msgstatus_mdn_wait *waits, **waits_tail; /* oldest first */
 	struct io *io;                                  /* reading replies while mdn records wait */
+	struct msgstatus_pickup pickup;
 };
 
-static struct msgstatus_conn msgstatus_conn = {.fd = -1};
+static struct msgstatus_conn msgstatus_conn = {.fd = -1, .pickup = {.fd = -1}};
 
 /* A random event id: "dc" and 26 base32 characters (130 bits). */
 static void
@@ -141,45 +166,123 @@ msgstatus_client_record_begin(string_t *out, const char *type, const char *sourc
 	str_append_c(out, '"');
 }
 
-/* Write records into a new file of the pickup directory (docs/protocol.md). 0, or -1
-   (logged) if the file could not be written. */
-static int
-pickup_write(const char *dir, const unsigned char *data, size_t size, unsigned int count)
+/* A ".open-" name of the pickup directory: "<ms>-<pid>-<random>.events" after the prefix. */
+static const char *
+pickup_new_name(void)
 {
 	unsigned char rnd[8];
 	struct timeval tv;
-	const char *name, *tmp, *path;
-	int fd;
 
 	random_fill(rnd, sizeof(rnd));
 	if (gettimeofday(&tv, NULL) < 0)
 		tv = ioloop_timeval;
-	name = t_strdup_printf("%lld-%ld-%02x%02x%02x%02x%02x%02x%02x%02x.events",
+	return t_strdup_printf("%lld-%ld-%02x%02x%02x%02x%02x%02x%02x%02x.events",
 	                       (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000, (long)getpid(),
 	                       rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
-	tmp = t_strdup_printf("%s/.tmp-%s", dir, name);
-	path = t_strdup_printf("%s/%s", dir, name);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0640);
-	if (fd < 0) {
-		i_error("msgstatus: open(%s) failed: %m (%u events; is msgstatus_pickup_dir "
-		        "writable by the mail user?)",
-		        tmp, count);
-		return -1;
-	}
-	/* statusd reads it through the directory's group, whatever Dovecot's umask (0077) */
-	if (fchmod(fd, 0640) < 0)
-		i_error("msgstatus: fchmod(%s) failed: %m", tmp);
-	if (write_full(fd, data, size) < 0) {
-		i_error("msgstatus: write(%s) failed: %m (%u events)", tmp, count);
+}
+
+/* Hand the open pickup file to statusd: rename it to its final name, then close it (which
+   lets go of the lock). */
+static void
+pickup_finish(struct msgstatus_pickup *pf)
+{
+	const char *open_path, *path;
+
+	if (pf->fd < 0)
+		return;
+	if (pf->to != NULL)
+		timeout_remove(&pf->to);
+	open_path = t_strdup_printf("%s/" MSGSTATUS_PICKUP_OPEN "%s", pf->dir, pf->name);
+	path = t_strdup_printf("%s/%s", pf->dir, pf->name);
+	if (rename(open_path, path) < 0)
+		i_error("msgstatus: rename(%s) failed: %m (statusd reads it once this process has "
+		        "closed it)",
+		        open_path);
+	if (close(pf->fd) < 0)
+		i_error("msgstatus: close(%s) failed: %m", path);
+	pf->fd = -1;
+	i_free(pf->dir);
+	i_free(pf->name);
+}
+
+static void
+pickup_timeout(struct msgstatus_pickup *pf)
+{
+	/* clang-format off */
+	T_BEGIN {
+		pickup_finish(pf);
+	} T_END;
+	/* clang-format on */
+}
+
+/* Create and lock a new ".open-" file in dir. 0, or -1 (logged). */
+static int
+pickup_open(struct msgstatus_pickup *pf, const char *dir, unsigned int count)
+{
+	for (unsigned int tries = 0; tries < 3; tries++) {
+		const char *name = pickup_new_name();
+		const char *open_path =
+		        t_strdup_printf("%s/" MSGSTATUS_PICKUP_OPEN "%s", dir, name);
+		struct stat st, path_st;
+		int fd;
+
+		fd = open(open_path,
+		          O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0640);
+		if (fd < 0) {
+			i_error("msgstatus: open(%s) failed: %m (%u events; is "
+			        "msgstatus_pickup_dir "
+			        "writable by the mail user?)",
+			        open_path, count);
+			return -1;
+		}
+		/* statusd reads it through the directory's group, whatever the umask (0077) */
+		if (fchmod(fd, 0640) < 0)
+			i_error("msgstatus: fchmod(%s) failed: %m", open_path);
+		/* statusd takes a ".open-" file only when it gets its lock: the file is ours
+		   unless statusd took it (empty) between the open and the lock */
+		if (flock(fd, LOCK_EX | LOCK_NB) == 0 && fstat(fd, &st) == 0 &&
+		    stat(open_path, &path_st) == 0 && st.st_ino == path_st.st_ino &&
+		    st.st_dev == path_st.st_dev) {
+			pf->fd = fd;
+			pf->dir = i_strdup(dir);
+			pf->name = i_strdup(name);
+			pf->size = 0;
+			pf->opened = ioloop_time;
+			if (current_ioloop != NULL && io_loop_get_root() != NULL)
+				pf->to = timeout_add_to(io_loop_get_root(),
+				                        MSGSTATUS_PICKUP_OPEN_MSECS, pickup_timeout,
+				                        pf);
+			return 0;
+		}
 		i_close_fd(&fd);
-		i_unlink(tmp);
+	}
+	i_error("msgstatus: %s: no pickup file of its own after 3 tries (%u events)", dir, count);
+	return -1;
+}
+
+/* Append records to the process's open pickup file in dir (a new one if needed). 0, or -1
+   (logged) if they could not be written. */
+static int
+pickup_write(struct msgstatus_pickup *pf, const char *dir, const unsigned char *data, size_t size,
+             unsigned int count)
+{
+	if (pf->fd >= 0 &&
+	    (strcmp(pf->dir, dir) != 0 || pf->size + size > MSGSTATUS_PICKUP_FILE_MAX ||
+	     ioloop_time > pf->opened + MSGSTATUS_PICKUP_OPEN_MSECS / 1000))
+		pickup_finish(pf);
+	if (pf->fd < 0 && pickup_open(pf, dir, count) < 0)
+		return -1;
+	if (write_full(pf->fd, data, size) < 0) {
+		i_error("msgstatus: write(%s/" MSGSTATUS_PICKUP_OPEN "%s) failed: %m (%u events)",
+		        pf->dir, pf->name, count);
+		/* no part of a record stays behind */
+		if (ftruncate(pf->fd, pf->size) < 0)
+			i_error("msgstatus: ftruncate(%s/" MSGSTATUS_PICKUP_OPEN "%s) failed: %m",
+			        pf->dir, pf->name);
+		pickup_finish(pf);
 		return -1;
 	}
-	if (close(fd) < 0 || rename(tmp, path) < 0) {
-		i_error("msgstatus: close/rename(%s) failed: %m (%u events)", tmp, count);
-		i_unlink_if_exists(tmp);
-		return -1;
-	}
+	pf->size += size;
 	return 0;
 }
 
@@ -188,7 +291,7 @@ static void
 file_or_hold(struct msgstatus_conn *conn, const char *dir, const unsigned char *data, size_t size,
              unsigned int count)
 {
-	if (pickup_write(dir, data, size, count) == 0)
+	if (pickup_write(&conn->pickup, dir, data, size, count) == 0)
 		return;
 	if (conn->held == NULL)
 		conn->held = str_new(default_pool, size);
@@ -287,6 +390,8 @@ conn_connect(struct msgstatus_conn *conn)
 	}
 	if (conn->unreachable_logged)
 		i_info("msgstatus: statusd reachable again at %s", conn->socket_path);
+	/* what waits in the open pickup file goes to statusd now, not a second later */
+	pickup_finish(&conn->pickup);
 	conn->unreachable_logged = FALSE;
 	conn->fd = fd;
 	return 0;
@@ -501,6 +606,12 @@ msgstatus_client_forget(const void *owner)
 }
 
 void
+msgstatus_client_pickup_flush(void)
+{
+	pickup_finish(&msgstatus_conn.pickup);
+}
+
+void
 msgstatus_client_deinit(void)
 {
 	struct msgstatus_conn *conn = &msgstatus_conn;
@@ -535,6 +646,7 @@ msgstatus_client_deinit(void)
 		}
 	}
 	conn_close(conn, NULL);
+	pickup_finish(&conn->pickup);
 	if (conn->nheld > 0)
 		i_error("msgstatus: %u events lost: the process ends, and neither statusd nor the "
 		        "pickup directory took them",

@@ -23,7 +23,8 @@ void msgstatus_client_record_begin(string_t *out, const char *type, const char *
                                    const char *user);
 
 /* Hand count records (whole lines) over to statusd: to socket_path's connection if it can
-   be had at once, else (or with socket_path "") as a file in pickup_dir. Never waits;
+   be had at once, else (or with socket_path "") appended to the process's pickup file in
+   pickup_dir, which statusd gets within a second (see msgstatus-client.c). Never waits;
    never fails (what cannot go anywhere is held in memory for the next hand-over, or lost
    and logged). The records are copied; the caller keeps them. Uses the data stack: call
    it inside a T_BEGIN frame. */
@@ -49,6 +50,10 @@ void msgstatus_client_hand_over_mdn(const char *socket_path, const char *pickup_
 /* Call the callbacks of owner's records that wait for their answers with
    MSGSTATUS_MDN_LOST now (the owner goes away). */
 void msgstatus_client_forget(const void *owner);
+
+/* Hand the pickup file the process appends to (if any) to statusd now: at the end of a
+   user's session, so that no timeout outlives it. Uses the data stack. */
+void msgstatus_client_pickup_flush(void);
 
 /* At process exit: give statusd a moment (MSGSTATUS_EXIT_WAIT_MSECS) to acknowledge,
    file the rest in the pickup directory, close the connection and free its memory. Uses

@@ -139,6 +139,13 @@ msgstatus_mail_user_deinit(struct mail_user *user)
 		/* clang-format on */
 	}
 	muser->module_ctx.super.deinit(user);
+	/* the session's events (and those of its end: autoexpunge) go to statusd now; no
+	   timeout outlives the user */
+	/* clang-format off */
+	T_BEGIN {
+		msgstatus_client_pickup_flush();
+	} T_END;
+	/* clang-format on */
 }
 
 static void

@@ -12,3 +12,11 @@ dropfile_name_ok(const char *name)
 
 	return name[0] != '.' && len > slen && strcmp(name + len - slen, DROPFILE_SUFFIX) == 0;
 }
+
+bool
+dropfile_open_name_ok(const char *name)
+{
+	size_t plen = sizeof(DROPFILE_OPEN_PREFIX) - 1;
+
+	return strncmp(name, DROPFILE_OPEN_PREFIX, plen) == 0 && dropfile_name_ok(name + plen);
+}

@@ -8,6 +8,8 @@
  *	or rejected for good — rejections are logged). A crash before the delete means the
  *	file is read again; its events are then acknowledged as duplicates. The directory is
  *	scanned at start, every pickup_interval, and whenever inotify reports a new file.
+ *	A ".open-" file that no process holds locked any more (its writer ended before it
+ *	could rename it) is renamed to its final name at a scan, and read like the others.
  *
  * SECURITY
  *	The files are written by mail processes, so they are untrusted input: only regular
@@ -22,6 +24,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -114,6 +117,43 @@ read_file(struct pickup *p, const char *name, struct mbuf *out)
 	return 0;
 }
 
+/*
+ * A ".open-NAME" file is one a producer appends to while it holds a lock on it (flock), and
+ * renames to NAME when done. One whose lock is free was left by a process that ended
+ * before it could rename it (a crash): rename it to NAME, under the lock, so that it is
+ * read like the others. Its records are whole lines, each transaction's written at once;
+ * the producer checks after taking the lock that the file is still its own. The final
+ * name, or NULL if the file is someone's still.
+ */
+static const char *
+adopt(struct pickup *p, const char *name)
+{
+	const char *final = name + sizeof(DROPFILE_OPEN_PREFIX) - 1;
+	char from[4096], to[4096];
+	struct stat st, path_st;
+	const char *ret = NULL;
+	int fd;
+
+	snprintf(from, sizeof(from), "%s/%s", p->dir, name);
+	snprintf(to, sizeof(to), "%s/%s", p->dir, final);
+	if ((fd = open(from, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)) < 0)
+		return NULL;
+	if (flock(fd, LOCK_EX | LOCK_NB) == 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+	    stat(from, &path_st) == 0 && st.st_ino == path_st.st_ino &&
+	    st.st_dev == path_st.st_dev) {
+		if (rename(from, to) < 0)
+			msg_error("pickup: rename %s: %s", from, strerror(errno));
+		else {
+			msg_warn("pickup: %s was left open by a process that ended; reading it as "
+			         "%s",
+			         name, final);
+			ret = final;
+		}
+	}
+	close(fd);
+	return ret;
+}
+
 /* Start on the oldest complete file, if any and if idle. */
 static void
 pickup_scan(struct pickup *p)
@@ -135,10 +175,15 @@ pickup_scan(struct pickup *p)
 		return;
 	}
 	p->warned_missing = false;
-	while ((de = readdir(d)) != NULL)
-		if (dropfile_name_ok(de->d_name) && strlen(de->d_name) <= NAME_MAX_LEN &&
-		    (best[0] == '\0' || strcmp(de->d_name, best) < 0))
-			snprintf(best, sizeof(best), "%s", de->d_name);
+	while ((de = readdir(d)) != NULL) {
+		const char *name = de->d_name;
+
+		if (dropfile_open_name_ok(name) && strlen(name) <= NAME_MAX_LEN)
+			name = adopt(p, name);
+		if (name != NULL && dropfile_name_ok(name) && strlen(name) <= NAME_MAX_LEN &&
+		    (best[0] == '\0' || strcmp(name, best) < 0))
+			snprintf(best, sizeof(best), "%s", name);
+	}
 	closedir(d);
 	if (best[0] == '\0')
 		return;

@@ -13,7 +13,8 @@ PostgreSQL behind it, driven by imaplib and curl:
 - IMAP logins and logouts -> presence (online, then offline with last_seen) for a user who
   opted in;
 - statusd stopped: IMAP goes on as before and nothing fails; statusd back: every event
-  arrives, once.
+  arrives, once; and so when the imap process is killed before it could hand its pickup
+  file over.
 """
 import os
 import subprocess
@@ -70,6 +71,43 @@ class DovecotPluginTest(unittest.TestCase):
     def pickups(self):
         """How many pickup files statusd has stored so far."""
         return self.sd.child.log().count(" pickup: ")
+
+    def delivered_three(self):
+        """Three tracked messages delivered to bob, their delivered events stored; an IMAP
+        session of his with INBOX selected, and the messages' UIDs."""
+        tids = [self.tracked() for _ in range(3)]
+        for tid in tids:
+            self.wait_events(tid, [("delivered", BOB)])
+        c = self.imap()
+        return tids, c, [self.uid_of(c, t) for t in tids]
+
+    def read_all(self, c, uids):
+        """STORE +FLAGS (\\Seen) on each of uids: a read event each."""
+        for uid in uids:
+            typ, _ = c.uid("STORE", uid, "+FLAGS", "(\\Seen)")
+            self.assertEqual(typ, "OK")
+
+    def assert_waiting_once(self, tids):
+        """Each message of tids has one record waiting in the pickup directory."""
+        waiting = self.pickup_records()
+        for tid in tids:
+            self.assertEqual(sum(f'"tracking_id":"{tid}"' in r for r in waiting), 1,
+                             f"{tid}'s event waits in the pickup directory, once")
+
+    def pickup_records(self):
+        """The records waiting in the pickup directory: in complete files and in those still
+        appended to (".open-")."""
+        for _ in range(10):
+            records = []
+            try:
+                for n in os.listdir(self.sd.pickup_dir):
+                    if n.endswith(".events") and not n.startswith((".tmp-", ".bad-")):
+                        with open(os.path.join(self.sd.pickup_dir, n)) as f:
+                            records += f.read().splitlines()
+                return records
+            except FileNotFoundError:
+                continue  # handed over (renamed) meanwhile: list again
+        self.fail("the pickup directory kept changing")
 
     def events(self, tid):
         rows = self.pg.psql("SELECT type, recipient FROM events "
@@ -275,36 +313,58 @@ class DovecotPluginTest(unittest.TestCase):
         self.assertEqual(self.sd.api("/api/v1/presence/" + CAROL, alice)[0], 404)
 
     def test_statusd_down_then_back(self):
-        tids = [self.tracked() for _ in range(3)]
-        for tid in tids:
-            self.wait_events(tid, [("delivered", BOB)])
-        c = self.imap()
-        uids = [self.uid_of(c, t) for t in tids]
+        tids, c, uids = self.delivered_three()
         self.sd.stop()
         try:
             t0 = time.monotonic()
-            for uid in uids:
-                typ, _ = c.uid("STORE", uid, "+FLAGS", "(\\Seen)")
-                self.assertEqual(typ, "OK")
+            self.read_all(c, uids)
             typ, _ = c.noop()
             self.assertEqual(typ, "OK")
             self.assertLess(time.monotonic() - t0, 2, "IMAP does not wait for statusd")
-            waiting = [n for n in os.listdir(self.sd.pickup_dir) if n.endswith(".events")]
-            self.assertGreaterEqual(len(waiting), 3, "the events wait in the pickup directory")
+            self.assert_waiting_once(tids)
+        finally:
+            self.sd.start()
+        # the session stays open: the plugin hands its pickup file over within a second
+        for tid in tids:
+            self.wait_events(tid, [("delivered", BOB), ("read", BOB)], timeout=30)
+
+    def test_statusd_down_and_imap_process_killed(self):
+        """statusd away: the imap process appends each transaction's events to one pickup
+        file it holds locked, and is killed right after its replies, before it could
+        rename the file. statusd reads the file it left (its lock went with the process):
+        every event stored, once."""
+        tids, c, uids = self.delivered_three()
+        pid = self.imap_pid(c)
+        self.sd.stop()
+        try:
+            t0 = time.monotonic()
+            self.read_all(c, uids)
+            os.kill(pid, 9)
+            # the plugin hands its file over a second after it opened it: killed before
+            # that, the process leaves it open (a machine too loaded for that tests only
+            # that nothing is lost)
+            killed_in_time = time.monotonic() - t0 < 0.9
+            self.wait_exited(pid)
+            c.shutdown()
+            c.state = "LOGOUT"  # nothing left to log out of
+            left = [n for n in os.listdir(self.sd.pickup_dir) if n.startswith(".open-")]
+            if killed_in_time:
+                self.assertTrue(left, "the file the process appended to is left open")
+            self.assert_waiting_once(tids)
         finally:
             self.sd.start()
         for tid in tids:
             self.wait_events(tid, [("delivered", BOB), ("read", BOB)], timeout=30)
+        if killed_in_time:
+            self.assertIn("was left open by a process that ended", self.sd.child.log())
+        wait_for("the pickup files to be removed", lambda: not [
+            n for n in os.listdir(self.sd.pickup_dir) if n.endswith(".events")], timeout=15)
 
     def test_statusd_down_and_pickup_unwritable(self):
         """statusd away and the pickup directory not writable (as on a full disk): the
         events wait in the IMAP process's memory and go to statusd with the next hand-over
         once it is back; nothing is lost and IMAP never waits."""
-        tids = [self.tracked() for _ in range(3)]
-        for tid in tids:
-            self.wait_events(tid, [("delivered", BOB)])
-        c = self.imap()
-        uids = [self.uid_of(c, t) for t in tids]
+        tids, c, uids = self.delivered_three()
         mark = self.dc.log_mark()
         self.sd.stop()
         mode = os.stat(self.sd.pickup_dir).st_mode & 0o7777

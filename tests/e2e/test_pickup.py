@@ -1,6 +1,9 @@
 """statusd's pickup directory: event files left by producers (the Dovecot plugin, when
 statusd cannot be reached) are stored and deleted; nothing is lost when PostgreSQL or
-statusd is down meanwhile, and bad files or records do not block the rest."""
+statusd is down meanwhile, bad files or records do not block the rest, and a file still
+appended to under a lock is read only when its writer is done or gone."""
+import fcntl
+import json
 import os
 import time
 import unittest
@@ -65,6 +68,26 @@ class PickupTest(unittest.TestCase):
             os.path.join(self.sd.pickup_dir, ".bad-100-1-link.events")))
         self.assertTrue(os.path.exists(tmp), "unfinished files are left alone")
         self.assertEqual(self.count("pick4"), 1)
+
+    def test_open_file_is_read_when_its_writer_is_gone(self):
+        """A ".open-" file is one a producer appends to under a lock: left alone while the
+        lock is held, renamed and read once nobody holds it (its writer ended)."""
+        name = "100-1-open.events"
+        path = os.path.join(self.sd.pickup_dir, ".open-" + name)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.write(fd, json.dumps(event(tracking_id="pick5")).encode() + b"\n")
+            time.sleep(2.5)  # two scans (pickup_interval 1s)
+            self.assertTrue(os.path.exists(path), "left alone while its writer holds it")
+            self.assertEqual(self.count("pick5"), 0)
+        finally:
+            os.close(fd)  # the writer ends without renaming it
+        wait_for("the file to be picked up", lambda: not os.path.exists(path)
+                 and not os.path.exists(os.path.join(self.sd.pickup_dir, name)), timeout=15)
+        self.assertEqual(self.count("pick5"), 1)
+        self.assertIn(".open-100-1-open.events was left open by a process that ended",
+                      self.sd.child.log())
 
 
 if __name__ == "__main__":
