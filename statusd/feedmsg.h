@@ -9,7 +9,8 @@
  *	handed to the loop thread, and from then on only the loop thread takes and drops
  *	references. Another feed loop (feedloop.h) gets a copy of its own (feed_msg_copy), so
  *	that a count is never shared between threads and a fan-out takes no atomic
- *	operation per subscriber.
+ *	operation per subscriber. A catch-up page's messages share the blocks of one slab
+ *	(feed_slab), which lives until the page and the last of them are gone.
  *
  * SECURITY
  *	The document is built from a stored event (render_logged); who may receive it is
