@@ -34,23 +34,23 @@ escape_of(unsigned char c)
 	}
 }
 
-void
-jsonstr_append(struct mbuf *out, const char *s, size_t len)
+char *
+jsonstr_put(char *p, const char *s, size_t len)
 {
-	char *p;
+	const unsigned char *u = (const unsigned char *)s, *end = u + len;
 
-	if (len > (SIZE_MAX - 2) / 6)
-		msg_fatal("jsonstr_append: size overflow (%zu)", len);
-	mbuf_reserve(out, 6 * len + 2);
-	p = out->data + out->len;
 	*p++ = '"';
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
-		char e = escape_of(c);
+	while (u < end) {
+		unsigned char c = *u++;
+		char e;
 
-		if (e == 0)
+		/* most bytes are themselves: one test for them */
+		if (c >= 0x20 && c != '"' && c != '\\') {
 			*p++ = (char)c;
-		else if (e != 'u') {
+			continue;
+		}
+		e = escape_of(c);
+		if (e != 'u') {
 			*p++ = '\\';
 			*p++ = e;
 		} else {
@@ -61,8 +61,50 @@ jsonstr_append(struct mbuf *out, const char *s, size_t len)
 		}
 	}
 	*p++ = '"';
+	return p;
+}
+
+void
+jsonstr_append(struct mbuf *out, const char *s, size_t len)
+{
+	char *p;
+
+	if (len >= SIZE_MAX / 8)
+		msg_fatal("jsonstr_append: size overflow (%zu)", len);
+	mbuf_reserve(out, JSONSTR_MAX(len));
+	p = jsonstr_put(out->data + out->len, s, len);
 	out->len = (size_t)(p - out->data);
 	out->data[out->len] = '\0';
+}
+
+char *
+jsonstr_put_ll(char *p, long long v)
+{
+	static const char pairs[] = "00010203040506070809101112131415161718192021222324"
+	                            "25262728293031323334353637383940414243444546474849"
+	                            "50515253545556575859606162636465666768697071727374"
+	                            "75767778798081828384858687888990919293949596979899";
+	char digits[24], *d = digits + sizeof(digits);
+	unsigned long long u = v < 0 ? 0 - (unsigned long long)v : (unsigned long long)v;
+	size_t n;
+
+	/* two digits at a time: half the divisions of one at a time */
+	while (u >= 100) {
+		unsigned r = (unsigned)(u % 100);
+		u /= 100;
+		d -= 2;
+		memcpy(d, pairs + 2 * r, 2);
+	}
+	if (u >= 10) {
+		d -= 2;
+		memcpy(d, pairs + 2 * u, 2);
+	} else
+		*--d = (char)('0' + u);
+	if (v < 0)
+		*--d = '-';
+	n = (size_t)(digits + sizeof(digits) - d);
+	memcpy(p, d, n);
+	return p + n;
 }
 
 /* --- compacting an object ------------------------------------------------------------ */

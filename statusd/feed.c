@@ -63,7 +63,8 @@ struct feed_fetch {
 	size_t nrows;
 	struct feed_msg **msgs; /* FETCH_PAGE: the records, formatted by the worker */
 	size_t nmsgs, msgs_cap;
-	struct mbuf scratch; /* the worker's formatting buffer */
+	struct feed_slab *slab; /* FETCH_PAGE: their memory */
+	struct mbuf scratch;    /* the worker's formatting buffer */
 	int64_t head, epoch;
 	bool ok;
 	char error[300];
@@ -399,15 +400,19 @@ page_row(void *ctx, const struct store_logged *l)
 		x->msgs_cap = x->msgs_cap ? 2 * x->msgs_cap : (size_t)x->limit;
 		x->msgs = myreallocarray(x->msgs, x->msgs_cap, sizeof(*x->msgs));
 	}
-	x->msgs[x->nmsgs++] = feed_msg_new(l, x->epoch_in, &x->scratch);
+	if (x->slab == NULL)
+		x->slab = feed_slab_new();
+	x->msgs[x->nmsgs++] = feed_msg_new_in(x->slab, l, x->epoch_in, &x->scratch);
 }
 
+/* Drop the page's records; those the transport still holds keep their memory. */
 static void
 page_clear(struct feed_fetch *x)
 {
 	for (size_t i = 0; i < x->nmsgs; i++)
 		feed_msg_unref(&x->msgs[i]);
 	x->nmsgs = 0;
+	feed_slab_release(&x->slab);
 }
 
 static enum dbw_result

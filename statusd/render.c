@@ -4,6 +4,7 @@
 #include "render.h"
 
 #include <inttypes.h>
+#include <stdint.h>
 #include <json-c/json.h>
 #include <stdio.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 #include "jsonstr.h"
 #include "mbuf.h"
 #include "msevent.h"
+#include "msg.h"
 #include "rfc3339.h"
 #include "status.h"
 
@@ -245,16 +247,6 @@ render_presence(const char *user, const struct store_presence *pr)
 
 /* --- the feeds' (and webhooks') JSON of a logged event ------------------------------ */
 
-/* A string member's value: the string or null. */
-static void
-put_json_str(struct mbuf *out, const char *s)
-{
-	if (s == NULL)
-		mbuf_append(out, "null", 4);
-	else
-		jsonstr_append(out, s, strlen(s));
-}
-
 #define PUT_LIT(out, s) mbuf_append((out), (s), sizeof(s) - 1)
 
 /* The details column as a JSON object: {} when NULL or not an object. */
@@ -277,29 +269,68 @@ put_json_details(struct mbuf *out, const char *text)
 	json_object_put(details);
 }
 
+/* A string member's value at p: the string or null (room: JSONSTR_MAX(len)). */
+static char *
+put_str(char *p, const char *s, size_t len)
+{
+	if (s == NULL) {
+		memcpy(p, "null", 4);
+		return p + 4;
+	}
+	return jsonstr_put(p, s, len);
+}
+
+#define PUT(p, s) (memcpy((p), (s), sizeof(s) - 1), (p) + sizeof(s) - 1)
+
+/* The length of a string member's value, checked for JSONSTR_MAX. */
+static size_t
+str_len(const char *s)
+{
+	size_t len = s != NULL ? strlen(s) : 0;
+
+	if (len >= SIZE_MAX / 64)
+		msg_fatal("render: a string of %zu bytes", len);
+	return len;
+}
+
 void
 render_logged(const struct store_logged *l, int64_t epoch, struct mbuf *out)
 {
-	char when[RFC3339_BUFSIZE];
+	/* the members other than the strings and details: keys, two numbers, a time */
+	enum { FIXED = 200 + RFC3339_BUFSIZE };
+	const char *status = msevent_type_name((enum msevent_type)l->type);
+	size_t mid = str_len(l->message_id), tid = str_len(l->tracking_id),
+	       rcpt = str_len(l->recipient), st = str_len(status), eid = str_len(l->event_id);
+	char *p;
 
-	/* written directly, member for member as a json-c tree of them was printed */
-	PUT_LIT(out, "{\"offset\":");
-	mbuf_putll(out, l->log_offset);
-	PUT_LIT(out, ",\"epoch\":");
-	mbuf_putll(out, epoch);
-	PUT_LIT(out, ",\"message_id\":");
-	put_json_str(out, l->message_id);
-	PUT_LIT(out, ",\"tracking_id\":");
-	put_json_str(out, l->tracking_id);
-	PUT_LIT(out, ",\"recipient\":");
-	put_json_str(out, l->recipient);
-	PUT_LIT(out, ",\"status\":");
-	put_json_str(out, msevent_type_name((enum msevent_type)l->type));
-	PUT_LIT(out, ",\"timestamp\":");
-	put_json_str(out, rfc3339_format(l->time_ms, when));
-	PUT_LIT(out, ",\"details\":");
+	/* written directly, member for member as a json-c tree of them was printed; one
+	   reservation for all but the details, since this runs once per event of a catch-up */
+	mbuf_reserve(out, FIXED + JSONSTR_MAX(mid) + JSONSTR_MAX(tid) + JSONSTR_MAX(rcpt) +
+	                          JSONSTR_MAX(st));
+	p = out->data + out->len;
+	p = PUT(p, "{\"offset\":");
+	p = jsonstr_put_ll(p, l->log_offset);
+	p = PUT(p, ",\"epoch\":");
+	p = jsonstr_put_ll(p, epoch);
+	p = PUT(p, ",\"message_id\":");
+	p = put_str(p, l->message_id, mid);
+	p = PUT(p, ",\"tracking_id\":");
+	p = put_str(p, l->tracking_id, tid);
+	p = PUT(p, ",\"recipient\":");
+	p = put_str(p, l->recipient, rcpt);
+	p = PUT(p, ",\"status\":");
+	p = put_str(p, status, st);
+	p = PUT(p, ",\"timestamp\":\"");
+	rfc3339_format(l->time_ms, p); /* digits and "-:T.Z": nothing to escape */
+	p += strlen(p);
+	p = PUT(p, "\",\"details\":");
+	out->len = (size_t)(p - out->data);
 	put_json_details(out, l->details);
-	PUT_LIT(out, ",\"event_id\":");
-	put_json_str(out, l->event_id);
-	PUT_LIT(out, "}");
+	mbuf_reserve(out, 16 + JSONSTR_MAX(eid));
+	p = out->data + out->len;
+	p = PUT(p, ",\"event_id\":");
+	p = put_str(p, l->event_id, eid);
+	*p++ = '}';
+	out->len = (size_t)(p - out->data);
+	out->data[out->len] = '\0';
 }

@@ -124,7 +124,9 @@ int store_log_range(PGconn *conn, int64_t after, int64_t upto, int limit, const 
 /*
  * The same events as store_log_range, handed to fn one at a time (on this thread, in
  * order) instead of copied: the strings of *l belong to the query's result and are valid
- * only during the call. *n_r is the number of events.
+ * only during the call. Only what an event's record needs is read: l->message is 0 and
+ * l->owner and l->sender are NULL (the same filter chose the rows). *n_r is the number
+ * of events.
  */
 int store_log_scan(PGconn *conn, int64_t after, int64_t upto, int limit, const char *user,
                    char *const *domains, size_t ndomains,
