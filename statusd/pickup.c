@@ -22,6 +22,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h> /* renameat2() */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -117,6 +118,20 @@ read_file(struct pickup *p, const char *name, struct mbuf *out)
 	return 0;
 }
 
+/* rename(2) that replaces nothing: -1 with EEXIST if to exists. */
+static int
+rename_noreplace(const char *from, const char *to)
+{
+	if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
+		return 0;
+	if (errno != EINVAL && errno != ENOSYS)
+		return -1;
+	/* a file system without RENAME_NOREPLACE: link() replaces nothing either */
+	if (link(from, to) < 0)
+		return -1;
+	return unlink(from);
+}
+
 /*
  * A ".open-NAME" file is one a producer appends to while it holds a lock on it (flock), and
  * renames to NAME when done. One whose lock is free was left by a process that ended
@@ -141,8 +156,10 @@ adopt(struct pickup *p, const char *name)
 	if (flock(fd, LOCK_EX | LOCK_NB) == 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
 	    stat(from, &path_st) == 0 && st.st_ino == path_st.st_ino &&
 	    st.st_dev == path_st.st_dev) {
-		if (rename(from, to) < 0)
-			msg_error("pickup: rename %s: %s", from, strerror(errno));
+		/* never over a NAME that is there (another producer's, not read yet: this
+		   one is adopted at a later scan, once that one is read and gone) */
+		if (rename_noreplace(from, to) < 0)
+			msg_error("pickup: rename %s to %s: %s", from, final, strerror(errno));
 		else {
 			msg_warn("pickup: %s was left open by a process that ended; reading it as "
 			         "%s",
