@@ -33,8 +33,8 @@
  *	        and go on with the destination's next rows while it acknowledges and its
  *	        pace lets them
  *	    wait for a notification (then federation_batch_delay more, 0 by default; a
- *	    round starts at most every ROUND_GAP_MS), the earliest end of a pace or a
- *	    backoff, or POLL_MS
+ *	    round starts at most every ROUND_GAP_MS), the earliest end of a pace, a
+ *	    backoff or a "later" row's not_before, or POLL_MS
  *
  *	So a new event goes at once while its destination's bucket holds a token, and a
  *	destination sent to faster than federation_send_rate for long gets one report per
@@ -769,9 +769,15 @@ dest_serve(struct fedout *f, const struct store_fedout_dest *d, long long *wait_
 		                      f->nskip, MIMISTATUS_ENTRIES_MAX, &rows, &n, error_r) < 0)
 			return -1;
 		if (n == 0) {
-			/* rows wait, none of a skipped domain: answered "later", due soon */
-			if (d->waiting > 0 && f->nskip == 0 && *wait_r > FEDSCHED_LATER_MS)
-				*wait_r = FEDSCHED_LATER_MS;
+			/* rows wait, none of a skipped domain: answered "later", due when the
+			   first of them is (or soon, if that has just passed) */
+			if (d->waiting > 0 && f->nskip == 0) {
+				int64_t due =
+				        d->later_in_ms > 0 ? d->later_in_ms : FEDSCHED_LATER_MS;
+
+				if (due < *wait_r)
+					*wait_r = due;
+			}
 			store_fedout_rows_free(rows, n);
 			return 0;
 		}

@@ -420,6 +420,7 @@ struct store_fedout_dest {
 	unsigned failures;   /* failed attempts in a row */
 	int64_t next_try_ms; /* 0: none (no backoff) */
 	bool due;            /* no backoff now */
+	int64_t later_in_ms; /* until the first row answered "later" is due; 0: none waits */
 };
 
 /* A waiting event. */

@@ -117,7 +117,8 @@ store_fedout_dests_free(struct store_fedout_dest *d, size_t n)
 	" p.endpoint, (extract(epoch FROM p.last_success) * 1000)::bigint, p.last_error,"          \
 	" (extract(epoch FROM p.last_error_at) * 1000)::bigint, coalesce(p.failures, 0),"          \
 	" (extract(epoch FROM p.next_try) * 1000)::bigint,"                                        \
-	" (p.next_try IS NULL OR p.next_try <= now())"
+	" (p.next_try IS NULL OR p.next_try <= now()),"                                            \
+	" (extract(epoch FROM d.later - now()) * 1000)::bigint"
 
 static void
 dest_row(PGresult *res, int i, struct store_fedout_dest *d)
@@ -133,6 +134,7 @@ dest_row(PGresult *res, int i, struct store_fedout_dest *d)
 	d->failures = (unsigned)int_or(res, i, 8, 0);
 	d->next_try_ms = int_or(res, i, 9, 0);
 	d->due = strcmp(PQgetvalue(res, i, 10), "t") == 0;
+	d->later_in_ms = int_or(res, i, 11, 0);
 }
 
 int
@@ -145,17 +147,20 @@ store_fedout_dests(PGconn *conn, bool peers, struct store_fedout_dest **dests_r,
 	        "SELECT " DEST_COLUMNS " FROM (SELECT o.destination,"
 	        " count(*) FILTER (WHERE o.failed_at IS NULL) AS waiting,"
 	        " count(*) FILTER (WHERE o.failed_at IS NOT NULL) AS failed,"
-	        " min(o.created_at) FILTER (WHERE o.failed_at IS NULL) AS oldest"
+	        " min(o.created_at) FILTER (WHERE o.failed_at IS NULL) AS oldest,"
+	        " min(o.not_before) FILTER (WHERE o.failed_at IS NULL AND o.not_before > now())"
+	        " AS later"
 	        " FROM fed_outbox o GROUP BY o.destination) d"
 	        " LEFT JOIN fed_peers p ON p.destination = d.destination ORDER BY d.destination";
 	const char *all =
 	        "SELECT " DEST_COLUMNS " FROM (SELECT coalesce(p.destination, o.destination)"
 	        " AS destination, coalesce(o.waiting, 0) AS waiting, coalesce(o.failed, 0) AS "
 	        "failed,"
-	        " o.oldest FROM fed_peers p FULL JOIN (SELECT destination,"
+	        " o.oldest, o.later FROM fed_peers p FULL JOIN (SELECT destination,"
 	        " count(*) FILTER (WHERE failed_at IS NULL) AS waiting,"
 	        " count(*) FILTER (WHERE failed_at IS NOT NULL) AS failed,"
-	        " min(created_at) FILTER (WHERE failed_at IS NULL) AS oldest"
+	        " min(created_at) FILTER (WHERE failed_at IS NULL) AS oldest,"
+	        " min(not_before) FILTER (WHERE failed_at IS NULL AND not_before > now()) AS later"
 	        " FROM fed_outbox GROUP BY destination) o ON o.destination = p.destination) d"
 	        " LEFT JOIN fed_peers p ON p.destination = d.destination ORDER BY d.destination";
 	PGresult *res = PQexec(conn, peers ? all : waiting);
