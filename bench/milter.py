@@ -22,10 +22,12 @@ messages. Each round runs three configurations back to back (order rotated per r
 Measured: messages/s from smtp-source's start until every message has reached smtp-sink.
 smtp-source does not authenticate, so the Postfix service sets {msgstatus_trust}=any to
 have every message tracked (the milter's full work: header, spool, shipping).
-Prints a Markdown table per round and the medians, with ratios against "none".
+Prints a Markdown table per round and the medians, with ratios against "none", and how
+many database batches statusd made per message while it was up (msgstatus_db_batches_total).
 """
 import argparse
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -132,6 +134,12 @@ def main():
         if args.only:
             names = ["none"] + [n for n in names[1:] if n in args.only.split(",")]
         results = {n: [] for n in names}
+        batches = []  # statusd's database batches per message, in the rounds with it up
+
+        def batches_total():
+            _, text = sd.http("/metrics")
+            m = re.search(r"^msgstatus_db_batches_total (\S+)$", text, re.M)
+            return float(m.group(1)) if m else 0.0
         print(f"{args.messages} messages of {args.size} bytes, {args.sessions} sessions\n")
         print("| round | " + " | ".join(f"{n} msg/s" for n in names) + " |")
         print("|---" * (len(names) + 1) + "|")
@@ -139,13 +147,21 @@ def main():
             order = names[r % len(names):] + names[:r % len(names)]
             for name in order:
                 configure(name)
+                before = batches_total() if name in ("milter", "dsn") else None
                 results[name].append(run_once(pf, sink, args.messages, args.sessions,
                                               args.size, f"r{r}{name}"))
+                if before is not None:
+                    time.sleep(1)  # the last events' batch
+                    batches.append((batches_total() - before) / args.messages)
             print(f"| {r + 1} | " + " | ".join(f"{results[n][-1]:,.0f}" for n in names) + " |",
                   flush=True)
         med = {n: statistics.median(v) for n, v in results.items()}
         print("| median | " + " | ".join(
             f"{med[n]:,.0f} ({med[n] / med['none']:.3f})" for n in names) + " |")
+        if batches:
+            print(f"\nstatusd's database batches per message (statusd up): median "
+                  f"{statistics.median(batches):.2f} (rounds {min(batches):.2f} to "
+                  f"{max(batches):.2f})")
         if not sd.child.alive():
             sd.start()
         tracked = pg.scalar("SELECT count(*) FROM messages")

@@ -104,14 +104,16 @@ class Browser:
             if quitting.is_alive():
                 # it will not answer: end chromedriver and what it started (ours, by PID)
                 process = getattr(driver.service, "process", None)
+                ended = []
                 if process is not None:
                     for pid in [*descendants(process.pid), process.pid]:
                         try:
                             os.kill(pid, signal.SIGKILL)
+                            ended.append(pid)
                         except ProcessLookupError:
                             pass
-                print(f"msgsandbox: chromedriver did not quit in {QUIT_TIMEOUT} s: ended",
-                      file=sys.stderr)
+                print(f"msgsandbox: chromedriver did not quit in {QUIT_TIMEOUT} s: ended "
+                      f"{len(ended)} process(es) of it", file=sys.stderr)
             shutil.rmtree(os.path.join(self.dir, "profile"), ignore_errors=True)
 
     @staticmethod
