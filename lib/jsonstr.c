@@ -77,36 +77,6 @@ jsonstr_append(struct mbuf *out, const char *s, size_t len)
 	out->data[out->len] = '\0';
 }
 
-char *
-jsonstr_put_ll(char *p, long long v)
-{
-	static const char pairs[] = "00010203040506070809101112131415161718192021222324"
-	                            "25262728293031323334353637383940414243444546474849"
-	                            "50515253545556575859606162636465666768697071727374"
-	                            "75767778798081828384858687888990919293949596979899";
-	char digits[24], *d = digits + sizeof(digits);
-	unsigned long long u = v < 0 ? 0 - (unsigned long long)v : (unsigned long long)v;
-	size_t n;
-
-	/* two digits at a time: half the divisions of one at a time */
-	while (u >= 100) {
-		unsigned r = (unsigned)(u % 100);
-		u /= 100;
-		d -= 2;
-		memcpy(d, pairs + 2 * r, 2);
-	}
-	if (u >= 10) {
-		d -= 2;
-		memcpy(d, pairs + 2 * u, 2);
-	} else
-		*--d = (char)('0' + u);
-	if (v < 0)
-		*--d = '-';
-	n = (size_t)(digits + sizeof(digits) - d);
-	memcpy(p, d, n);
-	return p + n;
-}
-
 /* --- compacting an object ------------------------------------------------------------ */
 
 #define KEYS_MAX 64 /* more keys than this: let json-c do it */

@@ -31,9 +31,6 @@ void jsonstr_append(struct mbuf *out, const char *s, size_t len);
    JSONSTR_MAX(len) bytes. Returns the end of what it wrote (no NUL). */
 char *jsonstr_put(char *p, const char *s, size_t len);
 
-/* Write v in decimal at p (room for 20 bytes), as printf's %lld; returns the end. */
-char *jsonstr_put_ll(char *p, long long v);
-
 /*
  * Append the JSON object text at text (len bytes) without insignificant whitespace, as
  * json-c would print it after parsing it: a flat object (no nested object or array)

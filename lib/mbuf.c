@@ -52,18 +52,42 @@ mbuf_putc(struct mbuf *b, char c)
 	mbuf_append(b, &c, 1);
 }
 
+char *
+mbuf_format_ll(char *p, long long v)
+{
+	static const char pairs[] = "00010203040506070809101112131415161718192021222324"
+	                            "25262728293031323334353637383940414243444546474849"
+	                            "50515253545556575859606162636465666768697071727374"
+	                            "75767778798081828384858687888990919293949596979899";
+	char digits[24], *d = digits + sizeof(digits);
+	unsigned long long u = v < 0 ? 0 - (unsigned long long)v : (unsigned long long)v;
+	size_t n;
+
+	/* two digits at a time: half the divisions of one at a time */
+	while (u >= 100) {
+		unsigned r = (unsigned)(u % 100);
+		u /= 100;
+		d -= 2;
+		memcpy(d, pairs + 2 * r, 2);
+	}
+	if (u >= 10) {
+		d -= 2;
+		memcpy(d, pairs + 2 * u, 2);
+	} else
+		*--d = (char)('0' + u);
+	if (v < 0)
+		*--d = '-';
+	n = (size_t)(digits + sizeof(digits) - d);
+	memcpy(p, d, n);
+	return p + n;
+}
+
 void
 mbuf_putll(struct mbuf *b, long long v)
 {
-	char digits[24], *p = digits + sizeof(digits);
-	unsigned long long u = v < 0 ? 0 - (unsigned long long)v : (unsigned long long)v;
-
-	do
-		*--p = (char)('0' + u % 10);
-	while ((u /= 10) != 0);
-	if (v < 0)
-		*--p = '-';
-	mbuf_append(b, p, (size_t)(digits + sizeof(digits) - p));
+	mbuf_reserve(b, MBUF_LL_MAX);
+	b->len = (size_t)(mbuf_format_ll(b->data + b->len, v) - b->data);
+	b->data[b->len] = '\0';
 }
 
 void

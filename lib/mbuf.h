@@ -33,6 +33,11 @@ void mbuf_puts(struct mbuf *b, const char *s);
 void mbuf_putc(struct mbuf *b, char c);
 /* Append v in decimal, as printf's %lld writes it (without printf's cost, for hot paths). */
 void mbuf_putll(struct mbuf *b, long long v);
+/* The most bytes mbuf_format_ll() writes. */
+#define MBUF_LL_MAX 20
+/* Write v at p as mbuf_putll() appends it (room for MBUF_LL_MAX bytes, no NUL); returns
+   the end of what it wrote. For a caller that reserved room for several values at once. */
+char *mbuf_format_ll(char *p, long long v);
 void mbuf_printf(struct mbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void mbuf_vprintf(struct mbuf *b, const char *fmt, va_list ap)
         __attribute__((format(printf, 2, 0)));

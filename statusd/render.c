@@ -309,9 +309,9 @@ render_logged(const struct store_logged *l, int64_t epoch, struct mbuf *out)
 	                          JSONSTR_MAX(st));
 	p = out->data + out->len;
 	p = PUT(p, "{\"offset\":");
-	p = jsonstr_put_ll(p, l->log_offset);
+	p = mbuf_format_ll(p, l->log_offset);
 	p = PUT(p, ",\"epoch\":");
-	p = jsonstr_put_ll(p, epoch);
+	p = mbuf_format_ll(p, epoch);
 	p = PUT(p, ",\"message_id\":");
 	p = put_str(p, l->message_id, mid);
 	p = PUT(p, ",\"tracking_id\":");

@@ -8,7 +8,6 @@
  * exactly what json-c prints after parsing it, or refuse (-1, nothing appended) where it
  * cannot promise that: nested objects and arrays, integers json-c would clamp or rewrite,
  * escapes json-c writes another way, repeated keys, malformed text and every truncation.
- * jsonstr_put_ll() must write what printf's %lld does.
  * Inputs are heap copies of exactly their length so that ASan catches a read past len.
  */
 #include <setjmp.h>
@@ -215,62 +214,12 @@ test_compact_truncations(void **state)
 	check_done();
 }
 
-/* jsonstr_put_ll() writes what printf's %lld writes, at every length and both ends. */
-static void
-test_put_ll(void **state)
-{
-	long long cases[] = {0,
-	                     1,
-	                     9,
-	                     10,
-	                     11,
-	                     99,
-	                     100,
-	                     101,
-	                     999,
-	                     1000,
-	                     12345,
-	                     100000,
-	                     1234567,
-	                     99999999,
-	                     100000000,
-	                     9223372036854775807LL,
-	                     -1,
-	                     -9,
-	                     -10,
-	                     -99,
-	                     -100,
-	                     -12345,
-	                     -9223372036854775807LL - 1};
-
-	(void)state;
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		char got[32], want[32], *end;
-
-		memset(got, 'x', sizeof(got));
-		end = jsonstr_put_ll(got, cases[i]);
-		*end = '\0';
-		snprintf(want, sizeof(want), "%lld", cases[i]);
-		CHECK_STR(want, got, want);
-	}
-	for (long long v = 1; v < 1000000000000000000LL; v *= 10)
-		for (long long d = -1; d <= 1; d++) {
-			char got[32], want[32];
-
-			*jsonstr_put_ll(got, v + d) = '\0';
-			snprintf(want, sizeof(want), "%lld", v + d);
-			CHECK_STR(want, got, want);
-		}
-	check_done();
-}
-
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_append_every_byte),
 	        cmocka_unit_test(test_append_strings),
-	        cmocka_unit_test(test_put_ll),
 	        cmocka_unit_test(test_compact_matches_json_c),
 	        cmocka_unit_test(test_compact_refuses),
 	        cmocka_unit_test(test_compact_truncations),

@@ -6,7 +6,7 @@
  * powers of two around the doubling points up to 1 MiB), mbuf_printf()/mbuf_vprintf()
  * output of every length from 0 to 600 after prefixes that put it just below, at and above
  * the spare room, mbuf_puts()/mbuf_putc(), binary data with NUL bytes, mbuf_consume(),
- * mbuf_putll() against printf's %lld, mbuf_truncate(), mbuf_reset() (keeps the
+ * mbuf_putll() and mbuf_format_ll() against printf's %lld, mbuf_truncate(), mbuf_reset() (keeps the
  * allocation), mbuf_reserve(), reuse after mbuf_free(), and that misuse panics (consume or
  * truncate past the end) and that a size overflow is fatal. Every check compares against a plain
  * reference array.
@@ -511,11 +511,61 @@ test_misuse_panics(void **state)
 	check_done();
 }
 
+/* mbuf_format_ll() writes what printf's %lld writes, at every length and both ends. */
+static void
+test_put_ll(void **state)
+{
+	long long cases[] = {0,
+	                     1,
+	                     9,
+	                     10,
+	                     11,
+	                     99,
+	                     100,
+	                     101,
+	                     999,
+	                     1000,
+	                     12345,
+	                     100000,
+	                     1234567,
+	                     99999999,
+	                     100000000,
+	                     9223372036854775807LL,
+	                     -1,
+	                     -9,
+	                     -10,
+	                     -99,
+	                     -100,
+	                     -12345,
+	                     -9223372036854775807LL - 1};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char got[32], want[32], *end;
+
+		memset(got, 'x', sizeof(got));
+		end = mbuf_format_ll(got, cases[i]);
+		*end = '\0';
+		snprintf(want, sizeof(want), "%lld", cases[i]);
+		CHECK_STR(want, got, want);
+	}
+	for (long long v = 1; v < 1000000000000000000LL; v *= 10)
+		for (long long d = -1; d <= 1; d++) {
+			char got[32], want[32];
+
+			*mbuf_format_ll(got, v + d) = '\0';
+			snprintf(want, sizeof(want), "%lld", v + d);
+			CHECK_STR(want, got, want);
+		}
+	check_done();
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_empty),
+	        cmocka_unit_test(test_put_ll),
 	        cmocka_unit_test(test_append_one_piece),
 	        cmocka_unit_test(test_append_byte_by_byte),
 	        cmocka_unit_test(test_append_chunks),
