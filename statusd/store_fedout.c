@@ -120,6 +120,15 @@ store_fedout_dests_free(struct store_fedout_dest *d, size_t n)
 	" (p.next_try IS NULL OR p.next_try <= now()),"                                            \
 	" (extract(epoch FROM d.later - now()) * 1000)::bigint"
 
+/* The outbox per destination: its waiting and failed rows, the oldest waiting row's
+   creation, and the first not_before still ahead of a row answered "later". */
+#define OUTBOX_BY_DESTINATION                                                                      \
+	"SELECT o.destination, count(*) FILTER (WHERE o.failed_at IS NULL) AS waiting,"            \
+	" count(*) FILTER (WHERE o.failed_at IS NOT NULL) AS failed,"                              \
+	" min(o.created_at) FILTER (WHERE o.failed_at IS NULL) AS oldest,"                         \
+	" min(o.not_before) FILTER (WHERE o.failed_at IS NULL AND o.not_before > now()) AS later"  \
+	" FROM fed_outbox o GROUP BY o.destination"
+
 static void
 dest_row(PGresult *res, int i, struct store_fedout_dest *d)
 {
@@ -143,25 +152,15 @@ store_fedout_dests(PGconn *conn, bool peers, struct store_fedout_dest **dests_r,
 {
 	/* waiting destinations (the sender's rounds, statusctl federation outbox), or every
 	   destination known (statusctl federation peers) */
-	const char *waiting =
-	        "SELECT " DEST_COLUMNS " FROM (SELECT o.destination,"
-	        " count(*) FILTER (WHERE o.failed_at IS NULL) AS waiting,"
-	        " count(*) FILTER (WHERE o.failed_at IS NOT NULL) AS failed,"
-	        " min(o.created_at) FILTER (WHERE o.failed_at IS NULL) AS oldest,"
-	        " min(o.not_before) FILTER (WHERE o.failed_at IS NULL AND o.not_before > now())"
-	        " AS later"
-	        " FROM fed_outbox o GROUP BY o.destination) d"
-	        " LEFT JOIN fed_peers p ON p.destination = d.destination ORDER BY d.destination";
+	const char *waiting = "SELECT " DEST_COLUMNS " FROM (" OUTBOX_BY_DESTINATION ") d"
+	                      " LEFT JOIN fed_peers p ON p.destination = d.destination"
+	                      " ORDER BY d.destination";
 	const char *all =
 	        "SELECT " DEST_COLUMNS " FROM (SELECT coalesce(p.destination, o.destination)"
-	        " AS destination, coalesce(o.waiting, 0) AS waiting, coalesce(o.failed, 0) AS "
-	        "failed,"
-	        " o.oldest, o.later FROM fed_peers p FULL JOIN (SELECT destination,"
-	        " count(*) FILTER (WHERE failed_at IS NULL) AS waiting,"
-	        " count(*) FILTER (WHERE failed_at IS NOT NULL) AS failed,"
-	        " min(created_at) FILTER (WHERE failed_at IS NULL) AS oldest,"
-	        " min(not_before) FILTER (WHERE failed_at IS NULL AND not_before > now()) AS later"
-	        " FROM fed_outbox GROUP BY destination) o ON o.destination = p.destination) d"
+	        " AS destination, coalesce(o.waiting, 0) AS waiting,"
+	        " coalesce(o.failed, 0) AS failed, o.oldest, o.later FROM fed_peers p FULL JOIN "
+	        "(" OUTBOX_BY_DESTINATION ") o"
+	        " ON o.destination = p.destination) d"
 	        " LEFT JOIN fed_peers p ON p.destination = d.destination ORDER BY d.destination";
 	PGresult *res = PQexec(conn, peers ? all : waiting);
 	struct store_fedout_dest *d;
