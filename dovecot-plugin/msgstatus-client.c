@@ -194,7 +194,11 @@ pickup_finish(struct msgstatus_pickup *pf)
 		timeout_remove(&pf->to);
 	open_path = t_strdup_printf("%s/" MSGSTATUS_PICKUP_OPEN "%s", pf->dir, pf->name);
 	path = t_strdup_printf("%s/%s", pf->dir, pf->name);
-	if (rename(open_path, path) < 0)
+	/* nothing written (the disk full, say): nothing to hand over */
+	if (pf->size == 0) {
+		if (unlink(open_path) < 0 && errno != ENOENT)
+			i_error("msgstatus: unlink(%s) failed: %m", open_path);
+	} else if (rename(open_path, path) < 0)
 		i_error("msgstatus: rename(%s) failed: %m (statusd reads it once this process has "
 		        "closed it)",
 		        open_path);

@@ -9,7 +9,8 @@
  *	file is read again; its events are then acknowledged as duplicates. The directory is
  *	scanned at start, every pickup_interval, and whenever inotify reports a new file.
  *	A ".open-" file that no process holds locked any more (its writer ended before it
- *	could rename it) is renamed to its final name at a scan, and read like the others.
+ *	could rename it) is renamed to its final name at a scan, and read like the others;
+ *	an empty one is removed.
  *
  * SECURITY
  *	The files are written by mail processes, so they are untrusted input: only regular
@@ -47,6 +48,7 @@ struct pickup {
 	uv_fs_event_t watch;
 	bool watching, busy, stopping, warned_missing;
 	char current[NAME_MAX_LEN + 1];
+	char adopt_failed[NAME_MAX_LEN + 1]; /* the last ".open-" file it could not open */
 	unsigned handles;
 };
 
@@ -151,14 +153,28 @@ adopt(struct pickup *p, const char *name)
 
 	snprintf(from, sizeof(from), "%s/%s", p->dir, name);
 	snprintf(to, sizeof(to), "%s/%s", p->dir, final);
-	if ((fd = open(from, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)) < 0)
+	if ((fd = open(from, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)) < 0) {
+		/* gone meanwhile (renamed by its writer): nothing to say; else once per name */
+		if (errno != ENOENT && strcmp(p->adopt_failed, name) != 0) {
+			msg_error("pickup: open %s: %s; it is read once statusd may open it", from,
+			          strerror(errno));
+			snprintf(p->adopt_failed, sizeof(p->adopt_failed), "%s", name);
+		}
 		return NULL;
+	}
 	if (flock(fd, LOCK_EX | LOCK_NB) == 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
 	    stat(from, &path_st) == 0 && st.st_ino == path_st.st_ino &&
 	    st.st_dev == path_st.st_dev) {
+		/* an empty one holds nothing to read: its writer was refused its lock (this
+		   scan held it) or could not write; a writer that gets the lock after this
+		   finds the name gone and makes another */
+		if (st.st_size == 0) {
+			if (unlink(from) < 0 && errno != ENOENT)
+				msg_error("pickup: unlink %s: %s", from, strerror(errno));
+		}
 		/* never over a NAME that is there (another producer's, not read yet: this
 		   one is adopted at a later scan, once that one is read and gone) */
-		if (rename_noreplace(from, to) < 0)
+		else if (rename_noreplace(from, to) < 0)
 			msg_error("pickup: rename %s to %s: %s", from, final, strerror(errno));
 		else {
 			msg_warn("pickup: %s was left open by a process that ended; reading it as "

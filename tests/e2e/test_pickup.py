@@ -89,6 +89,20 @@ class PickupTest(unittest.TestCase):
         self.assertIn(".open-100-1-open.events was left open by a process that ended",
                       self.sd.child.log())
 
+    def test_empty_open_file_is_removed(self):
+        """An empty ".open-" file nobody holds (a writer refused its lock, or one that could
+        not write) is removed, not read, and not reported as left by a process that
+        ended."""
+        path = os.path.join(self.sd.pickup_dir, ".open-100-2-empty.events")
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640))
+        good = self.sd.drop([event(tracking_id="pick6")])
+        wait_for("the empty file to be removed", lambda: not os.path.exists(path), timeout=15)
+        wait_for("the good file", lambda: not os.path.exists(good))
+        self.assertFalse(os.path.exists(os.path.join(self.sd.pickup_dir,
+                                                     "100-2-empty.events")))
+        self.assertEqual(self.count("pick6"), 1)
+        self.assertNotIn("100-2-empty.events was left open", self.sd.child.log())
+
 
 if __name__ == "__main__":
     main()
