@@ -161,8 +161,9 @@ fill_held(struct shipper *s)
 	}
 }
 
-/* Queue spooled records while the window has room, then the held ones. */
-static void
+/* Queue spooled records while the window has room, then the held ones. true if it read
+   all the spool has (and the window has room for more). */
+static bool
 fill(struct shipper *s, struct mbuf *rec)
 {
 	const char *why;
@@ -176,13 +177,14 @@ fill(struct shipper *s, struct mbuf *rec)
 				msg_error("%s", why);
 			else
 				fill_held(s);
-			return;
+			return rc == 0 && s->pcount < SHIPPER_WINDOW;
 		}
 		s->positions[(s->phead + s->pcount) % SHIPPER_WINDOW] =
 		        (struct inflight){.pos = pos};
 		s->pcount++;
 		evclient_queue(s->client, rec->data, rec->len, 0);
 	}
+	return false;
 }
 
 /* At the end: what is still held goes to the spool if it takes it now, or is lost, loudly. */
@@ -258,9 +260,11 @@ shipper_main(void *arg)
 			}
 		}
 		if (evclient_connected(s->client)) {
-			if (!stopping)
-				fill(s, &rec);
-			else
+			/* woken by the next append only when it has read everything and has
+			   room: not per record while it is behind, nor while statusd is away */
+			if (!stopping && fill(s, &rec) && !spool_notify_arm(s->sp))
+				timeout = 0; /* appended meanwhile */
+			else if (stopping)
 				fill_held(s); /* the spool keeps its records; memory does not */
 			if (evclient_want_write(s->client) && evclient_flush(s->client, &why) < 0) {
 				disconnect(s, why);

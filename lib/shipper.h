@@ -12,8 +12,11 @@
  *	answered when a connection broke is sent again; statusd recognizes the duplicates by
  *	their ids. A record statusd rejects for good is logged and passed. Records the spool
  *	refused wait in memory (shipper_hold) and are sent once the spool has nothing more
- *	to send; they are not durable. Threads: the shipper's own; shipper_set_socket and
- *	shipper_hold may be called from any thread.
+ *	to send; they are not durable. Appends wake the shipper only when it has sent all
+ *	the spool holds and waits for more (spool_notify_arm): while statusd is away, or
+ *	while the shipper is behind, a record costs its writer one write(2) and the shipper
+ *	nothing. Threads: the shipper's own; shipper_set_socket and shipper_hold may be
+ *	called from any thread.
  */
 #ifndef SHIPPER_H
 #define SHIPPER_H

@@ -46,7 +46,7 @@ struct spool {
 	uint64_t segment_max, total_max;
 	bool sync_each;
 	pthread_mutex_t lock;
-	int notify_fd; /* eventfd, readable after an append */
+	int notify_fd; /* eventfd, readable after an append while armed, or a wakeup */
 
 	/* writer state, under lock */
 	int wfd;
@@ -54,6 +54,7 @@ struct spool {
 	size_t nsegs;
 	uint64_t total;
 	uint64_t appended, rejected;
+	bool armed; /* the reader waits for the next append (spool_notify_arm) */
 
 	/* reader state: reader thread only */
 	uint64_t rseg, roff;
@@ -316,8 +317,11 @@ spool_append(struct spool *sp, const char *rec, size_t len, const char **error_r
 	w->size += len;
 	sp->total += len;
 	sp->appended++;
-	if (write(sp->notify_fd, &(uint64_t){1}, sizeof(uint64_t)) < 0) {
-		/* EAGAIN: the counter is already non-zero, the reader will wake */
+	if (sp->armed) {
+		sp->armed = false;
+		if (write(sp->notify_fd, &(uint64_t){1}, sizeof(uint64_t)) < 0) {
+			/* EAGAIN: the counter is already non-zero, the reader will wake */
+		}
 	}
 out:
 	pthread_mutex_unlock(&sp->lock);
@@ -458,6 +462,20 @@ spool_notify_clear(struct spool *sp)
 	if (read(sp->notify_fd, &v, sizeof(v)) < 0) {
 		/* EAGAIN: nothing pending */
 	}
+}
+
+bool
+spool_notify_arm(struct spool *sp)
+{
+	const struct segment *w;
+	bool unread;
+
+	pthread_mutex_lock(&sp->lock);
+	w = &sp->segs[sp->nsegs - 1];
+	unread = sp->rseg < w->seg || (sp->rseg == w->seg && sp->roff < w->size);
+	sp->armed = !unread;
+	pthread_mutex_unlock(&sp->lock);
+	return !unread;
 }
 
 void

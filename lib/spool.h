@@ -14,9 +14,12 @@
  *
  * DESIGN
  *	Threads: any number of writers (spool_append, under the spool's mutex), one reader,
- *	which polls spool_notify_fd() to learn of appends. Durability: by default a record is
- *	in the kernel when spool_append() returns (it survives the process); fsync happens
- *	in spool_commit() and at rotation, or on every append with sync_each.
+ *	which polls spool_notify_fd() to learn of appends. An append signals that descriptor
+ *	only when the reader has armed it (spool_notify_arm: it has read everything and waits
+ *	for more), so a reader that is busy, behind, or not reading at all (statusd down)
+ *	costs the writers no system call and itself no wake-up per record. Durability: by default a
+ *record is in the kernel when spool_append() returns (it survives the process); fsync happens in
+ *spool_commit() and at rotation, or on every append with sync_each.
  *
  * DIAGNOSTICS
  *	0/-1 with *error_r. A full spool (total_max) is an error for the appender: the caller
@@ -61,11 +64,18 @@ int spool_read(struct spool *sp, struct mbuf *out, struct spool_pos *pos_r, cons
 /* Wake a reader polling spool_notify_fd (for shutdown). */
 void spool_wakeup(struct spool *sp);
 /*
- * An eventfd that becomes readable after each append (and on spool_wakeup), for a reader
- * that poll()s it together with other descriptors; spool_notify_clear() resets it.
+ * An eventfd that becomes readable on spool_wakeup and after the first append that follows
+ * spool_notify_arm(), for a reader that poll()s it together with other descriptors;
+ * spool_notify_clear() resets it.
  */
 int spool_notify_fd(struct spool *sp);
 void spool_notify_clear(struct spool *sp);
+/*
+ * Reader: ask to be woken by the next append. false (and nothing armed) if records were
+ * appended that the reader has not read yet: read them instead of waiting. An append
+ * disarms it; so does nothing else.
+ */
+bool spool_notify_arm(struct spool *sp);
 /* Everything up to pos is delivered: move the cursor, fsync, drop finished segments. */
 int spool_commit(struct spool *sp, const struct spool_pos *pos, const char **error_r);
 /* Move the read position back to the cursor (the connection broke; resend from there). */

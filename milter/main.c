@@ -11,9 +11,10 @@
  *	untagged meanwhile. The supervisor exists because libmilter's own signal
  *	thread stops the milter on SIGHUP; the worker therefore never sees SIGHUP.
  *
- *	The worker runs libmilter (one thread per Postfix connection, callbacks.c), a thread
- *	that ships the spool to statusd (lib/shipper.c) and a thread waiting for SIGUSR1 to
- *	swap in a new configuration snapshot (mconfig.h). Mail never waits for statusd: the
+ *	The worker runs libmilter (a controller thread and a pool of workers that run the
+ *	commands of Postfix's connections, callbacks.c), a thread that ships the spool to
+ *	statusd (lib/shipper.c) and a thread waiting for SIGUSR1 to swap in a new
+ *	configuration snapshot (mconfig.h). Mail never waits for statusd: the
  *	callbacks only append to the local spool.
  *
  *	-F runs the worker alone in the foreground (no supervisor), for debugging.

@@ -10,6 +10,11 @@
  * holding stops at 1 MiB; a record that is not a whole line is refused; and what is still
  * held when the shipper stops goes to the spool. Runs under ASan and TSan (the holders
  * are other threads than the shipper's).
+ *
+ * Also the spool's notification as the shipper uses it: an append signals the reader only
+ * when the reader has armed it (so a shipper that is behind, or waits for statusd, costs
+ * an append no system call and itself no wake-up), and a shipper that waits for records
+ * is still woken by the next one at once, not at its idle timeout (1 s).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -471,6 +476,88 @@ test_hold_limit_and_whole_lines(void **state)
 	check_done();
 }
 
+/* Is the spool's notification descriptor readable now? Clears it if so. */
+static bool
+notified(struct spool *sp)
+{
+	struct pollfd pfd = {.fd = spool_notify_fd(sp), .events = POLLIN};
+	bool yes = poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLIN);
+
+	if (yes)
+		spool_notify_clear(sp);
+	return yes;
+}
+
+static void
+test_spool_signals_only_when_armed(void **state)
+{
+	struct spool *sp = open_spool();
+	struct mbuf out = MBUF_INIT;
+	struct spool_pos pos;
+	const char *error;
+
+	(void)state;
+	CHECK_INT("a new spool: nothing to signal yet", notified(sp), 0);
+	CHECK_INT("arm, nothing unread", spool_notify_arm(sp), 1);
+	assert_int_equal(spool_append(sp, "a\n", 2, &error), 0);
+	CHECK_INT("the append after arming signals", notified(sp), 1);
+	assert_int_equal(spool_append(sp, "b\n", 2, &error), 0);
+	CHECK_INT("an append when not armed does not", notified(sp), 0);
+	CHECK_INT("arm with two records unread", spool_notify_arm(sp), 0);
+	assert_int_equal(spool_append(sp, "c\n", 2, &error), 0);
+	CHECK_INT("an arming that failed arms nothing", notified(sp), 0);
+	for (int i = 0; i < 3; i++)
+		CHECK_INT("read", spool_read(sp, &out, &pos, &error), 1);
+	CHECK_INT("read all", spool_read(sp, &out, &pos, &error), 0);
+	CHECK_INT("arm after reading everything", spool_notify_arm(sp), 1);
+	spool_wakeup(sp);
+	CHECK_INT("a wakeup signals whatever the arming", notified(sp), 1);
+	assert_int_equal(spool_append(sp, "d\n", 2, &error), 0);
+	CHECK_INT("still armed after the wakeup: the append signals", notified(sp), 1);
+	mbuf_free(&out);
+	spool_close(&sp);
+	check_done();
+}
+
+static int64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void
+test_waiting_shipper_takes_the_next_record_at_once(void **state)
+{
+	struct fake *f = fake_new();
+	struct spool *sp = open_spool();
+	struct shipper *sh;
+	const char *error;
+	char line[64];
+	int64_t start;
+
+	(void)state;
+	fake_start(f);
+	sh = shipper_start(sp, f->path);
+	assert_int_equal(spool_append(sp, "first\n", 6, &error), 0);
+	wait_acked(f, 1);
+	/* ten records, each after the shipper has gone idle: if only its idle timeout (1 s)
+	   woke it, they would take some 9 s */
+	start = now_ms();
+	for (int i = 0; i < 10; i++) {
+		int len = snprintf(line, sizeof(line), "next %d\n", i);
+		usleep(50000);
+		assert_int_equal(spool_append(sp, line, (size_t)len, &error), 0);
+		wait_acked(f, 2 + i);
+	}
+	CHECK_INT("ten records, each shipped within the same second", now_ms() - start < 4000, 1);
+	shipper_stop(&sh, 1000);
+	check_once(f, "next", 10);
+	finish(f, &sp);
+}
+
 int
 main(void)
 {
@@ -480,6 +567,10 @@ main(void)
 	        cmocka_unit_test_setup_teardown(test_broken_connection_resends_the_unanswered,
 	                                        setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_hold_limit_and_whole_lines, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_spool_signals_only_when_armed, setup,
+	                                        teardown),
+	        cmocka_unit_test_setup_teardown(test_waiting_shipper_takes_the_next_record_at_once,
+	                                        setup, teardown),
 	};
 
 	msg_open("test_shipper", MSG_TARGET_STDERR, 0);
