@@ -17,9 +17,10 @@
  *	which polls spool_notify_fd() to learn of appends. An append signals that descriptor
  *	only when the reader has armed it (spool_notify_arm: it has read everything and waits
  *	for more), so a reader that is busy, behind, or not reading at all (statusd down)
- *	costs the writers no system call and itself no wake-up per record. Durability: by default a
- *record is in the kernel when spool_append() returns (it survives the process); fsync happens in
- *spool_commit() and at rotation, or on every append with sync_each.
+ *	costs the writers no system call and itself no wake-up per record.
+ *	Durability: by default a record is in the kernel when spool_append() returns (it
+ *	survives the process); fsync happens in spool_commit() and at rotation, or on every
+ *	append with sync_each.
  *
  * DIAGNOSTICS
  *	0/-1 with *error_r. A full spool (total_max) is an error for the appender: the caller
