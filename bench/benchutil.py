@@ -36,7 +36,17 @@ def backends(pg):
 def pg_cpu(pg):
     """CPU seconds all of PostgreSQL has used: the postmaster, its live children, and the
     children it has reaped (a psql's backend ends with it)."""
-    with open(f"/proc/{pg.child.popen.pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    own = sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # incl. cutime cstime
-    return own + sum(backends(pg).values())
+    def own():  # incl. cutime cstime: the children reaped so far
+        with open(f"/proc/{pg.child.popen.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+    # a child reaped between the two reads would be counted in neither or in both: read
+    # again until no child was reaped meanwhile
+    for _ in range(100):
+        before = own()
+        live = sum(backends(pg).values())
+        after = own()
+        if after == before:
+            break
+    return after + live
