@@ -1,7 +1,8 @@
 /*
  * ingest_batch - the batches of statusd's event socket: events collected from every
- * connection go to PostgreSQL together (store_ingest), on the query worker's thread, one
- * batch at a time; their replies and the feeds follow on the loop thread. See ingest.h.
+ * connection go to PostgreSQL together (store_ingest; a small one in one round trip,
+ * store_ingest_small), on the query worker's thread, one batch at a time; their replies and
+ * the feeds follow on the loop thread. See ingest.h.
  */
 #include "ingest_int.h"
 
