@@ -2,7 +2,7 @@
 """Milter benchmark: what msgstatus-milter costs Postfix's throughput.
 
     bench/milter.py [--messages 5000] [--sessions 20] [--size 4096] [--rounds 3]
-                    [--only milter,dsn]
+                    [--only milter,dsn] [--baseline BUILD_DIR]
 
 One private Postfix relays everything to smtp-sink; Postfix's own smtp-source sends the
 messages. Each round runs three configurations back to back (order rotated per round):
@@ -18,12 +18,16 @@ messages. Each round runs three configurations back to back (order rotated per r
              kept until the end of headers, no DKIM check, no DNS)
   opendkim   a peer for scale: Debian's OpenDKIM verifying (it reads headers and body
              and finds no signature), the most common milter in front of Postfix
+  baseline   with --baseline BUILD_DIR: "milter" with another build's msgstatus-milter and
+             statusd, on a database of its own migrated from that build's source tree
+             (BUILD_DIR/.., its sql/); in every round, alternated like the others
 
 Measured: messages/s from smtp-source's start until every message has reached smtp-sink.
 smtp-source does not authenticate, so the Postfix service sets {msgstatus_trust}=any to
 have every message tracked (the milter's full work: header, spool, shipping).
 Prints a Markdown table per round and the medians, with ratios against "none", and how
-many database batches statusd made per message while it was up (msgstatus_db_batches_total).
+many database batches statusd made per message while it was up (msgstatus_db_batches_total),
+and PostgreSQL's CPU per batch in those rounds (all of its processes, over the round).
 """
 import argparse
 import os
@@ -35,7 +39,7 @@ import time
 
 import benchutil  # noqa: F401  (first: it puts the sandbox on sys.path)
 
-from msgsandbox import Sandbox
+from msgsandbox import Sandbox, paths
 from msgsandbox.core import wait_for
 
 SMTP_SOURCE = "/usr/sbin/smtp-source"
@@ -70,7 +74,22 @@ def start_opendkim(sb):
     return child, "unix:" + sock
 
 
-def mail_system(sb, sd, opendkim=False):
+def baseline_system(sb, pg, build):
+    """The statusd and msgstatus-milter of another build, on a database of their own
+    migrated from that build's source tree (the parent of build)."""
+    source = os.path.dirname(os.path.abspath(build))
+    pg.psql("CREATE DATABASE baseline", db="postgres")
+    ours, paths.build = paths.build, os.path.abspath(build)
+    try:
+        sd = sb.statusd(pg, name="statusd-base", settings={
+            "sql_dir": os.path.join(source, "sql"),
+            "database": pg.conninfo.replace(f"dbname={pg.dbname}", "dbname=baseline")})
+        return sd, sb.milter(sd, name="milter-base")
+    finally:
+        paths.build = ours
+
+
+def mail_system(sb, sd, opendkim=False, base_milter=None):
     """msgstatus-milter for sd, smtp-sink and a Postfix that relays to it, with OpenDKIM
     if asked for and installed. Returns the Postfix, the sink, configure(name) that switches
     Postfix (and statusd) to one of the configurations the docstring lists, and whether
@@ -86,6 +105,7 @@ def mail_system(sb, sd, opendkim=False):
     spec = "{ %s, default_action=accept }" % milter.spec
     odk = opendkim and os.path.exists(OPENDKIM)
     odk_spec = "{ %s, default_action=accept }" % start_opendkim(sb)[1] if odk else None
+    base_spec = "{ %s, default_action=accept }" % base_milter.spec if base_milter else None
 
     macros = "{ msgstatus_domains = example.org }, msgstatus_trust=any"
 
@@ -98,6 +118,8 @@ def mail_system(sb, sd, opendkim=False):
             pf.postconf("-e", "smtpd_milters=", "non_smtpd_milters=")
         elif name == "opendkim":
             pf.postconf("-e", f"smtpd_milters={odk_spec}", f"non_smtpd_milters={odk_spec}")
+        elif name == "baseline":
+            pf.postconf("-e", f"smtpd_milters={base_spec}", f"non_smtpd_milters={base_spec}")
         else:
             pf.postconf("-e", f"smtpd_milters={spec}", f"non_smtpd_milters={spec}")
         pf.reload()
@@ -119,25 +141,33 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--only", help="comma-separated configurations to run (none is always "
                     "run, for the ratios), e.g. --only milter,dsn")
+    ap.add_argument("--baseline", metavar="BUILD_DIR",
+                    help="also run another build's milter and statusd (configuration "
+                    "baseline), with the schema of its source tree (BUILD_DIR/..)")
     args = ap.parse_args()
 
     with Sandbox(name="bench-milter") as sb:
         pg = sb.postgres(fsync=True)
         sd = sb.statusd(pg)
-        pf, sink, configure, odk = mail_system(sb, sd, opendkim=True)
+        base_sd, base_milter = baseline_system(sb, pg, args.baseline) if args.baseline \
+            else (None, None)
+        pf, sink, configure, odk = mail_system(sb, sd, opendkim=True, base_milter=base_milter)
 
         # warm up every path once
-        for name in ("none", "milter"):
+        for name in ("none", "milter") + (("baseline",) if base_sd else ()):
             configure(name)
             run_once(pf, sink, min(500, args.messages), args.sessions, args.size, "warm")
         names = ["none", "milter", "dsn", "down", "inbound"] + (["opendkim"] if odk else [])
         if args.only:
             names = ["none"] + [n for n in names[1:] if n in args.only.split(",")]
+        if base_sd:
+            names.insert(names.index("milter") + 1 if "milter" in names else 1, "baseline")
         results = {n: [] for n in names}
-        batches = []  # statusd's database batches per message, in the rounds with it up
+        # statusd's database batches per message, in the rounds with it up
+        batches = {"milter": [], "baseline": []}
 
-        def batches_total():
-            _, text = sd.http("/metrics")
+        def batches_total(name):
+            _, text = (base_sd if name == "baseline" else sd).http("/metrics")
             m = re.search(r"^msgstatus_db_batches_total (\S+)$", text, re.M)
             return float(m.group(1)) if m else 0.0
         print(f"{args.messages} messages of {args.size} bytes, {args.sessions} sessions\n")
@@ -147,25 +177,36 @@ def main():
             order = names[r % len(names):] + names[:r % len(names)]
             for name in order:
                 configure(name)
-                before = batches_total() if name in ("milter", "dsn") else None
+                before = batches_total(name) if name in ("milter", "dsn", "baseline") \
+                    else None
+                cpu = benchutil.pg_cpu(pg)
                 results[name].append(run_once(pf, sink, args.messages, args.sessions,
                                               args.size, f"r{r}{name}"))
                 if before is not None:
                     time.sleep(1)  # the last events' batch
-                    batches.append((batches_total() - before) / args.messages)
+                    n = batches_total(name) - before
+                    batches["baseline" if name == "baseline" else "milter"].append(
+                        (n / args.messages, (benchutil.pg_cpu(pg) - cpu) / max(n, 1) * 1000))
             print(f"| {r + 1} | " + " | ".join(f"{results[n][-1]:,.0f}" for n in names) + " |",
                   flush=True)
         med = {n: statistics.median(v) for n, v in results.items()}
         print("| median | " + " | ".join(
             f"{med[n]:,.0f} ({med[n] / med['none']:.3f})" for n in names) + " |")
-        if batches:
-            print(f"\nstatusd's database batches per message (statusd up): median "
-                  f"{statistics.median(batches):.2f} (rounds {min(batches):.2f} to "
-                  f"{max(batches):.2f})")
+        for name, b in batches.items():
+            if b:
+                per, cpu = [x[0] for x in b], [x[1] for x in b]
+                print(f"\nstatusd's database batches per message ({name}): median "
+                      f"{statistics.median(per):.2f} (rounds {min(per):.2f} to {max(per):.2f});"
+                      f" PostgreSQL CPU per batch {statistics.median(cpu):.2f} ms "
+                      f"({min(cpu):.2f} to {max(cpu):.2f}), per message "
+                      f"{statistics.median(c * p for c, p in zip(cpu, per)):.2f} ms")
         if not sd.child.alive():
             sd.start()
         tracked = pg.scalar("SELECT count(*) FROM messages")
         print(f"\nmessages tracked in PostgreSQL after the run: {tracked}")
+        if base_sd:
+            print("messages tracked by the baseline: " +
+                  pg.psql("SELECT count(*) FROM messages", db="baseline")[0][0])
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 /*
  * ingest_batch - the batches of statusd's event socket: events collected from every
- * connection go to PostgreSQL together (store_ingest), on the query worker's thread, one
- * batch at a time; their replies and the feeds follow on the loop thread. See ingest.h.
+ * connection go to PostgreSQL together (store_ingest; a small one in one round trip,
+ * store_ingest_small), on the query worker's thread, one batch at a time; their replies and
+ * the feeds follow on the loop thread. See ingest.h.
  */
 #include "ingest_int.h"
 
@@ -142,6 +143,22 @@ add_logged(struct batch *b, struct store_logged *more, size_t n)
 	free(more);
 }
 
+/* Worker thread: store rows (the batch's, or one of them) of the batch, in one round trip
+   when they are few and need none of the steps store_ingest_small() leaves out. */
+static int
+batch_store(struct batch *b, PGconn *conn, const struct mbuf *copy, int rows,
+            struct store_logged **logged_r, size_t *nlogged_r, bool *transient_r,
+            const char **error_r)
+{
+	if (b->ing->small_schema && rows <= STORE_SMALL_BATCH && !b->inbound && !b->reports &&
+	    !b->outbox_run)
+		return store_ingest_small(conn, copy, logged_r, nlogged_r, &b->head, &b->epoch,
+		                          transient_r, error_r);
+	return store_ingest(conn, copy, b->inbound, b->reports, b->ing->steps_schema,
+	                    b->outbox_run ? &b->outbox : NULL, logged_r, nlogged_r, &b->head,
+	                    &b->epoch, transient_r, error_r);
+}
+
 /* Worker thread: store the batch; on a permanent failure, store its events one by one. */
 static enum dbw_result
 batch_run(struct dbjob *job, PGconn *conn)
@@ -180,9 +197,13 @@ batch_run(struct dbjob *job, PGconn *conn)
 		msg_warn("events: %s", error);
 		return DBW_RETRY;
 	}
-	if (store_ingest(conn, &b->copy, b->inbound, b->reports, b->ing->steps_schema,
-	                 b->outbox_run ? &b->outbox : NULL, &logged, &nlogged, &b->head, &b->epoch,
-	                 &transient, &error) == 0) {
+	/* and a small batch in one call, schema 017 */
+	if (!b->ing->small_schema &&
+	    store_ingest_small_available(conn, &b->ing->small_schema, &error) < 0) {
+		msg_warn("events: %s", error);
+		return DBW_RETRY;
+	}
+	if (batch_store(b, conn, &b->copy, b->count, &logged, &nlogged, &transient, &error) == 0) {
 		add_logged(b, logged, nlogged);
 		b->took_ms = time_mono_ms() - b->started_ms;
 		return batch_mdn(b, conn);
@@ -200,9 +221,7 @@ batch_run(struct dbjob *job, PGconn *conn)
 		if (b->refs[i].mdn != NULL)
 			continue;
 		mbuf_append(&one, b->copy.data + b->refs[i].row_start, b->refs[i].row_len);
-		rc = store_ingest(conn, &one, b->inbound, b->reports, b->ing->steps_schema,
-		                  b->outbox_run ? &b->outbox : NULL, &logged, &nlogged, &b->head,
-		                  &b->epoch, &transient, &error);
+		rc = batch_store(b, conn, &one, 1, &logged, &nlogged, &transient, &error);
 		mbuf_free(&one);
 		if (rc < 0 && transient)
 			return DBW_RETRY; /* the ones stored so far are skipped as duplicates */

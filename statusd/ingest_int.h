@@ -96,6 +96,7 @@ struct ingest {
 	bool fed_no_inbound; /* the outbox step said that no other site's mail is remembered */
 	bool outbox_schema;  /* worker thread: the database has the outbox (schema 011) */
 	bool steps_schema;   /* worker thread: it has the ingest's steps (schema 012) */
+	bool small_schema;   /* worker thread: it has the small batch's call (schema 017) */
 	void (*on_logged)(void *, const struct store_logged *, size_t);
 	void *on_logged_ctx;
 	bool freeing;     /* ingest_free() called: free once every handle is closed */

@@ -4,8 +4,9 @@
  *
  * SECURITY
  *	Event data reaches SQL only through COPY (escaped in store_copy_row, the one place
- *	that does it) or as query parameters. Migration files come from sql_dir, which is
- *	trusted like the configuration.
+ *	that does it), as the fields of those rows in one text[] parameter (a small batch,
+ *	copy_fields_array), or as query parameters. Migration files come from sql_dir, which
+ *	is trusted like the configuration.
  */
 #include "store.h"
 
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "jsonstr.h"
 #include "mbuf.h"
@@ -418,6 +420,141 @@ fail:
 	store_logged_free(logged, (size_t)n);
 	rollback(conn);
 	return -1;
+}
+
+int
+store_ingest_small_available(PGconn *conn, bool *available_r, const char **error_r)
+{
+	return function_available(conn, "msgstatus_ingest_small", available_r, error_r);
+}
+
+/*
+ * The rows of copy (store_copy_row's COPY text) as a text[] literal of their fields, row
+ * after row: \N is NULL, every other field is unescaped (store_copy_row escapes every
+ * backslash, so each one starts an escape) and quoted for the array.
+ */
+static void
+copy_fields_array(struct mbuf *out, const char *p, size_t len)
+{
+	const char *end = p + len;
+
+	mbuf_putc(out, '{');
+	while (p < end) {
+		const char *f = p;
+
+		while (p < end && *p != '\t' && *p != '\n')
+			p++;
+		if (f != end - len)
+			mbuf_putc(out, ',');
+		if (p - f == 2 && f[0] == '\\' && f[1] == 'N') {
+			mbuf_puts(out, "NULL");
+		} else {
+			mbuf_putc(out, '"');
+			for (const char *s = f; s < p; s++) {
+				char c = *s;
+
+				if (c == '\\' && s + 1 < p) {
+					c = *++s;
+					c = c == 't' ? '\t' : c == 'n' ? '\n' : c == 'r' ? '\r' : c;
+				}
+				if (c == '"' || c == '\\')
+					mbuf_putc(out, '\\');
+				mbuf_putc(out, c);
+			}
+			mbuf_putc(out, '"');
+		}
+		p++; /* the tab or the newline after the field */
+	}
+	mbuf_putc(out, '}');
+}
+
+/*
+ * Read a pipeline's results up to its Sync, keeping the first result of query i (of
+ * nqueries) in results[i] (each query gives its result, or PGRES_PIPELINE_ABORTED after an
+ * error, then NULL), and leave pipeline mode. 0, or -1 when that failed: then the connection
+ * is made unusable, so that the worker connects afresh (with its session set-up) instead
+ * of sending more into a pipeline it cannot read.
+ */
+static int
+pipeline_finish(PGconn *conn, PGresult **results, int nqueries)
+{
+	PGresult *res;
+	int query = 0;
+
+	while (query <= nqueries && PQstatus(conn) == CONNECTION_OK) {
+		if ((res = PQgetResult(conn)) == NULL) {
+			query++;
+			continue;
+		}
+		if (PQresultStatus(res) == PGRES_PIPELINE_SYNC) {
+			PQclear(res);
+			if (PQexitPipelineMode(conn) == 1)
+				return 0;
+			break;
+		}
+		if (query < nqueries && results[query] == NULL)
+			results[query] = res;
+		else
+			PQclear(res);
+	}
+	if (PQstatus(conn) == CONNECTION_OK) {
+		shutdown(PQsocket(conn), SHUT_RDWR);
+		PQconsumeInput(conn); /* sees the end: CONNECTION_BAD */
+	}
+	return -1;
+}
+
+int
+store_ingest_small(PGconn *conn, const struct mbuf *copy, struct store_logged **logged_r,
+                   size_t *nlogged_r, int64_t *head_r, int64_t *epoch_r, bool *transient_r,
+                   const char **error_r)
+{
+	struct mbuf fields = MBUF_INIT;
+	const char *params[1];
+	PGresult *results[2] = {NULL, NULL};
+	bool sent;
+	int rc = -1;
+
+	*transient_r = true;
+	*logged_r = NULL;
+	*nlogged_r = 0;
+	if (PQenterPipelineMode(conn) != 1) {
+		*error_r = store_error(conn, NULL);
+		return -1;
+	}
+	copy_fields_array(&fields, copy->data, copy->len);
+	params[0] = fields.data;
+	/* one round trip: both queries and the Sync, which ends their implicit transaction
+	   (a commit, or a rollback after an error) */
+	sent = PQsendQueryParams(conn, "SELECT * FROM msgstatus_ingest_small($1::text[])", 1, NULL,
+	                         params, NULL, NULL, 1) == 1 &&
+	       PQsendQueryParams(conn, "SELECT head, epoch FROM log_head", 0, NULL, NULL, NULL,
+	                         NULL, 0) == 1;
+	mbuf_free(&fields);
+	if (!sent)
+		*error_r = store_error(conn, NULL);
+	if (PQpipelineSync(conn) != 1 && sent) {
+		*error_r = store_error(conn, NULL);
+		sent = false;
+	}
+	if (pipeline_finish(conn, results, 2) < 0 || !sent) {
+		if (sent)
+			*error_r = store_error(conn, results[0]);
+	} else if (PQresultStatus(results[0]) != PGRES_TUPLES_OK || PQnfields(results[0]) != 11) {
+		*error_r = store_error(conn, results[0]);
+		*transient_r = store_transient(conn, results[0]);
+	} else if (PQresultStatus(results[1]) != PGRES_TUPLES_OK || PQntuples(results[1]) != 1) {
+		*error_r = store_error(conn, results[1]);
+	} else {
+		*logged_r = logged_from(results[0], nlogged_r);
+		*head_r = strtoll(PQgetvalue(results[1], 0, 0), NULL, 10);
+		*epoch_r = strtoll(PQgetvalue(results[1], 0, 1), NULL, 10);
+		*transient_r = false;
+		rc = 0;
+	}
+	PQclear(results[0]);
+	PQclear(results[1]);
+	return rc;
 }
 
 /*

@@ -48,7 +48,7 @@ int store_connect(const char *conninfo, int wake_fd, bool (*stop)(const void *ar
 /* --- schema and maintenance (store_schema.c) ---------------------------------------- */
 
 /* Schema version this program knows (the highest migration it ships). */
-#define STORE_SCHEMA_VERSION 16
+#define STORE_SCHEMA_VERSION 17
 
 /*
  * Apply the migrations in sql_dir that the database lacks. Returns the schema version
@@ -109,6 +109,18 @@ int store_ingest_steps_available(PGconn *conn, bool *available_r, const char **e
 int store_ingest(PGconn *conn, const struct mbuf *copy, bool inbound, bool reports, bool steps,
                  struct store_outbox *outbox, struct store_logged **logged_r, size_t *nlogged_r,
                  int64_t *head_r, int64_t *epoch_r, bool *transient_r, const char **error_r);
+/*
+ * A small batch (at most STORE_SMALL_BATCH rows, no inbound events, no reports, no outbox
+ * step) as store_ingest() stores it, in one round trip: the rows go as the fields of an
+ * array to msgstatus_ingest_small() (schema 017), sent with the read of the log's head in
+ * one pipeline, one implicit transaction. The same results as store_ingest().
+ */
+#define STORE_SMALL_BATCH 32
+/* Whether the database has msgstatus_ingest_small() (schema 017). */
+int store_ingest_small_available(PGconn *conn, bool *available_r, const char **error_r);
+int store_ingest_small(PGconn *conn, const struct mbuf *copy, struct store_logged **logged_r,
+                       size_t *nlogged_r, int64_t *head_r, int64_t *epoch_r, bool *transient_r,
+                       const char **error_r);
 void store_logged_free(struct store_logged *logged, size_t n);
 
 /*
