@@ -12,11 +12,12 @@
 -- msgstatus_ingest_small(fields) is that batch in one statement: the rows statusd would
 -- have COPYed, as the fields of a text array (18 a row, in ingest_stage's column order,
 -- NULL for COPY's \N), are cast to ingest_stage's columns (the same input functions COPY
--- uses), staged, and the steps run in the order msgstatus_ingest_begin() runs them; the
+-- uses), staged, and the steps run: msgstatus_ingest_begin(), _append() and _end(); the
 -- events that entered the log are returned as msgstatus_ingest_append() returns them.
 -- statusd sends it and the read of log_head in one pipeline, in one implicit transaction:
 -- one round trip. The rules are 006's and later ones, unchanged: the same step functions
--- run on the same staged rows. Two of them are skipped when they have nothing to do:
+-- run on the same staged rows. msgstatus_ingest_begin() (012's, replaced here) now skips
+-- two of them when they have nothing to do, for every batch:
 -- msgstatus_ingest_presence() acts only on presence (types 10, 11) and on read receipts
 -- (7, 8), msgstatus_ingest_expiries() only on rows without a recipient (a message-level
 -- expiry). statusd uses it for batches of up to 32 events with no inbound events, no
@@ -26,6 +27,20 @@
 -- The commit still empties ingest_stage (ON COMMIT DELETE ROWS, about 0.2 ms): emptied by
 -- DELETE the table grows under big batches, and a TRUNCATE makes every step plan again
 -- (sql/016's header).
+
+-- 012's first step, skipping the steps that have nothing to do in the batch
+CREATE OR REPLACE FUNCTION msgstatus_ingest_begin(OUT h bigint, OUT known bigint)
+LANGUAGE plpgsql SET enable_hashjoin = off SET enable_mergejoin = off SET jit = off AS $$
+BEGIN
+	SELECT l.head INTO h FROM log_head l FOR UPDATE;
+	IF EXISTS (SELECT 1 FROM ingest_stage s WHERE s.type IN (7, 8, 10, 11)) THEN
+		PERFORM msgstatus_ingest_presence();
+	END IF;
+	known := msgstatus_ingest_messages();
+	IF EXISTS (SELECT 1 FROM ingest_stage s WHERE s.recipient IS NULL) THEN
+		PERFORM msgstatus_ingest_expiries();
+	END IF;
+END $$;
 
 CREATE FUNCTION msgstatus_ingest_small(fields text[])
 RETURNS TABLE (log_offset bigint, event_id text, event_time timestamptz, type smallint,
@@ -50,15 +65,7 @@ BEGIN
 	       fields[o + 12], fields[o + 13], fields[o + 14], fields[o + 15]::bigint,
 	       fields[o + 16]::jsonb, fields[o + 17]::bigint, fields[o + 18]::smallint
 	FROM generate_series(0, coalesce(cardinality(fields), 0) - 18, 18) o;
-	-- msgstatus_ingest_begin()'s steps, in its order (sql/012)
-	SELECT l.head INTO h FROM log_head l FOR UPDATE;
-	IF EXISTS (SELECT 1 FROM ingest_stage s WHERE s.type IN (7, 8, 10, 11)) THEN
-		PERFORM msgstatus_ingest_presence();
-	END IF;
-	known := msgstatus_ingest_messages();
-	IF EXISTS (SELECT 1 FROM ingest_stage s WHERE s.recipient IS NULL) THEN
-		PERFORM msgstatus_ingest_expiries();
-	END IF;
+	SELECT b.h, b.known INTO h, known FROM msgstatus_ingest_begin() b;
 	RETURN QUERY SELECT * FROM msgstatus_ingest_append(h, known);
 	GET DIAGNOSTICS n = ROW_COUNT;
 	PERFORM msgstatus_ingest_end(h, n);
