@@ -37,7 +37,7 @@ CREATE TABLE report_held (
 	message_id text,
 	recipient text NOT NULL,
 	details jsonb,                    -- as it came, with the raw report if it had it
-	held_at timestamptz NOT NULL DEFAULT now()
+	held_at timestamptz NOT NULL DEFAULT now() -- when it was (last) held
 );
 CREATE INDEX report_held_tracking ON report_held (tracking_id) WHERE tracking_id IS NOT NULL;
 CREATE INDEX report_held_message_id ON report_held (message_id, lower(recipient))
