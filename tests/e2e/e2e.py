@@ -33,6 +33,42 @@ def main():
     unittest.main(verbosity=2)
 
 
+class StatusdTest(unittest.TestCase):
+    """Tests against a private PostgreSQL and statusd, shared by the class: cls.sb, cls.pg,
+    cls.sd."""
+
+    @classmethod
+    def setUpClass(cls):
+        from msgsandbox import Sandbox
+        cls.sb = Sandbox()
+        cls.pg = cls.sb.postgres()
+        cls.sd = cls.sb.statusd(cls.pg)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.sb.close()
+
+    def send(self, events):
+        """Send events on statusd's socket; each must be acknowledged."""
+        replies = self.sd.send_events(events)
+        self.assertTrue(all("ack" in r for r in replies), replies)
+
+    def statusctl(self, *args):
+        """Run statusctl with statusd's configuration; it must succeed."""
+        import subprocess
+        from msgsandbox import paths
+        out = subprocess.run([paths.binary("statusd/statusctl"), "-c", self.sd.config, *args],
+                             capture_output=True, text=True, timeout=60)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        return out.stdout
+
+    def status_of(self, msg_id, rcpt):
+        """The recipient's entry in the message's status, as its sender sees it."""
+        code, doc = self.sd.status(msg_id)
+        self.assertEqual(code, 200, doc)
+        return {r["recipient"]: r for r in doc["recipients"]}[rcpt]
+
+
 def tsan_build():
     """Whether the programs under test are the ThreadSanitizer build (scripts/test --tsan)."""
     from msgsandbox import paths
