@@ -3,6 +3,7 @@
 statusd stores, side by side with bench/ingest.py's COPY and with statusd's own ingest.
 
     bench/ingest_floor.py [--events 100000] [--rounds 3] [--batch 2000] [--only NAME,...]
+                          [--statements NAME]
 
 One private PostgreSQL 15 with durable settings (fsync on, synchronous_commit on), the
 tree's schema (sql/, applied by statusd at its start), bench/ingest.py's event mix. Each
@@ -72,11 +73,14 @@ from msgsandbox import Sandbox
 ALL_TYPES = dict(TYPES, online=10, offline=11)  # presence too (lib/msevent.h)
 # lib/status.h's delivery ranks; the reading axis has rank 0
 RANK = {"queued": 1, "deferred": 2, "bounced": 3, "expired": 3, "relayed": 4, "delivered": 5}
+COPY_COLS = ("event_time, event_id, log_offset, type, source, message, tracking_id, queue_id, "
+             "message_id, recipient, orig_recipient, details")  # bench/ingest.py's
 EVENT_COLS = ("event_time, event_id, log_offset, type, source, message, dkey, rkey, xkey, "
               "copies, tracking_id, queue_id, message_id, recipient, orig_recipient, rcpt, "
               "details")
 MESSAGE_COLS = "id, tracking_id, message_id, queue_id, sender, sasl_user, owner, size, queued_at"
-RCPT_COLS = "message, recipient, orig_recipient, dkey, rkey, xkey, copies, displayed, queued, details"
+RCPT_COLS = ("message, recipient, orig_recipient, dkey, rkey, xkey, copies, displayed, queued, "
+             "details")
 
 
 def time_ms(s):
@@ -515,6 +519,10 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--batch", type=int, default=2000)
     ap.add_argument("--only", help="comma-separated configurations (copy is always run)")
+    ap.add_argument("--statements", metavar="NAME",
+                    help="after the rounds, run configuration NAME once more with "
+                         "pg_stat_statements (track = all) and print its statements' "
+                         "mean time per call")
     args = ap.parse_args()
 
     events = make_events(args.events)
@@ -526,8 +534,11 @@ def main():
     nmsg, nrcpt = len(ids), sum(len(b.recipients) for b in batches)
 
     with Sandbox(name="bench-floor") as sb:
-        pg = sb.postgres(fsync=True, settings={"shared_buffers": "512MB",
-                                               "max_wal_size": "4GB"})
+        settings = {"shared_buffers": "512MB", "max_wal_size": "4GB"}
+        if args.statements:
+            settings.update({"shared_preload_libraries": "'pg_stat_statements'",
+                             "pg_stat_statements.track": "all"})
+        pg = sb.postgres(fsync=True, settings=settings)
         sd = sb.statusd(pg, settings={"ingest_batch_max": str(args.batch)})
         # the tables of the cuts: recipients as it is, without the stored status, with
         # fillfactor 70
@@ -550,22 +561,18 @@ def main():
                 f.write(text)
             files[name] = path
 
+        # bench/ingest.py's rows: in one COPY as its run_copy() (without its emptying and
+        # counting), and a COPY and a commit per batch
+        text = copy_rows(events)
         rows = sb.path("events.copy")
         with open(rows, "w") as f:
-            f.write(copy_rows(events))
-        parts = []
-        lines = copy_rows(events).splitlines(keepends=True)
-        for i in range(0, n, args.batch):
-            parts.append("BEGIN;\nCOPY events (event_time, event_id, log_offset, type, source, "
-                         "message, tracking_id, queue_id, message_id, recipient, "
-                         "orig_recipient, details) FROM STDIN;\n"
-                         + "".join(lines[i:i + args.batch]) + "\\.\nCOMMIT;\n")
-        copy_batched = "".join(parts)
-        write("copy_batches", copy_batched)
-        # bench/ingest.py's run_copy(), without its emptying and counting
-        write("copy", f"\\copy events (event_time, event_id, log_offset, type, source, message, "
-              f"tracking_id, queue_id, message_id, recipient, orig_recipient, details) "
-              f"FROM '{rows}'\n")
+            f.write(text)
+        write("copy", f"\\copy events ({COPY_COLS}) FROM '{rows}'\n")
+        lines = text.splitlines(keepends=True)
+        write("copy_batches", "".join(
+            f"BEGIN;\nCOPY events ({COPY_COLS}) FROM STDIN;\n"
+            + "".join(lines[i:i + args.batch]) + "\\.\nCOMMIT;\n"
+            for i in range(0, n, args.batch)))
         all_writes = ("frame", "messages", "events", "recipients")
         write("writes", script(batches, all_writes))
         write("writes_unnest", script(batches, ("frame", "messages", "events",
@@ -664,6 +671,20 @@ def main():
                 results[name].append((rate, 1e6 * cpu / n))
                 print(f"round {r + 1} {name}: {rate:,.0f} events/s, {1e6 * cpu / n:.2f} µs/event",
                       flush=True)
+        if args.statements:
+            pg.psql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            empty(pg)
+            pg.psql("SELECT pg_stat_statements_reset()")
+            psql_file(pg, files[configs[args.statements][0]])
+            nb = len(batches)
+            print(f"\n{args.statements}: mean time per call and calls per batch "
+                  f"(pg_stat_statements, track = all; nested statements inside their callers)")
+            for ms, calls, query in pg.psql(
+                    "SELECT round(mean_exec_time::numeric, 3), calls, "
+                    "left(regexp_replace(query, '\\s+', ' ', 'g'), 90) FROM pg_stat_statements "
+                    f"WHERE calls >= {nb} ORDER BY total_exec_time DESC LIMIT 14"):
+                print(f"  {ms:>8} ms  {int(calls) / nb:4.1f}  {query}")
+            print()
         base = results["copy"]
         print()
         print("| configuration | events/s (range) | ratio to copy | PostgreSQL CPU µs/event "
