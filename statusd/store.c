@@ -471,7 +471,9 @@ copy_fields_array(struct mbuf *out, const char *p, size_t len)
 /*
  * Read a pipeline's results up to its Sync, keeping the first result of query i (of
  * nqueries) in results[i] (each query gives its result, or PGRES_PIPELINE_ABORTED after an
- * error, then NULL), and leave pipeline mode. 0, or -1 when that failed: then the connection
+ * error, then NULL) and an error that comes after the last query's result (the implicit
+ * transaction's commit failed: a deferred check, or NOTIFY's queue full) in
+ * results[nqueries], and leave pipeline mode. 0, or -1 when that failed: then the connection
  * is made unusable, so that the worker connects afresh (with its session set-up) instead
  * of sending more into a pipeline it cannot read.
  */
@@ -481,7 +483,7 @@ pipeline_finish(PGconn *conn, PGresult **results, int nqueries)
 	PGresult *res;
 	int query = 0;
 
-	while (query <= nqueries && PQstatus(conn) == CONNECTION_OK) {
+	while (query <= nqueries + 1 && PQstatus(conn) == CONNECTION_OK) {
 		if ((res = PQgetResult(conn)) == NULL) {
 			query++;
 			continue;
@@ -492,7 +494,7 @@ pipeline_finish(PGconn *conn, PGresult **results, int nqueries)
 				return 0;
 			break;
 		}
-		if (query < nqueries && results[query] == NULL)
+		if (query <= nqueries && results[query] == NULL)
 			results[query] = res;
 		else
 			PQclear(res);
@@ -511,7 +513,7 @@ store_ingest_small(PGconn *conn, const struct mbuf *copy, struct store_logged **
 {
 	struct mbuf fields = MBUF_INIT;
 	const char *params[1];
-	PGresult *results[2] = {NULL, NULL};
+	PGresult *results[3] = {NULL, NULL, NULL}; /* the two queries', the commit's error */
 	bool sent;
 	int rc = -1;
 
@@ -540,6 +542,9 @@ store_ingest_small(PGconn *conn, const struct mbuf *copy, struct store_logged **
 	if (pipeline_finish(conn, results, 2) < 0 || !sent) {
 		if (sent)
 			*error_r = store_error(conn, results[0]);
+	} else if (results[2] != NULL) {
+		*error_r = store_error(conn, results[2]);
+		*transient_r = store_transient(conn, results[2]);
 	} else if (PQresultStatus(results[0]) != PGRES_TUPLES_OK || PQnfields(results[0]) != 11) {
 		*error_r = store_error(conn, results[0]);
 		*transient_r = store_transient(conn, results[0]);
@@ -552,8 +557,8 @@ store_ingest_small(PGconn *conn, const struct mbuf *copy, struct store_logged **
 		*transient_r = false;
 		rc = 0;
 	}
-	PQclear(results[0]);
-	PQclear(results[1]);
+	for (size_t i = 0; i < sizeof(results) / sizeof(results[0]); i++)
+		PQclear(results[i]);
 	return rc;
 }
 

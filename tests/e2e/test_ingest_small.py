@@ -206,6 +206,35 @@ class IngestSmallTest(unittest.TestCase):
             lit(reply) + "), e.log_offset IS NOT NULL FROM events e"
             " JOIN messages m ON m.id = e.message WHERE e.tracking_id = 'odd1' ORDER BY e.type")
         self.assertEqual(got, [["1", "t", "t", "t", "t"], ["2", "t", "t", "t", "t"]])
+    def test_a_commit_that_fails_is_said_and_retried(self):
+        """An error at the implicit transaction's commit (here a deferred check, once,
+        with a transient SQLSTATE) comes after the call's result: statusd reports that
+        error, retries the batch, and stores its event once."""
+        self.pg.psql("""
+            CREATE SEQUENCE commit_fail;  -- not undone by the rollback: once
+            CREATE FUNCTION commit_fail() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF NEW.tracking_id = 'cfail1' AND nextval('commit_fail') = 1 THEN
+                    RAISE EXCEPTION 'deferred check says no' USING ERRCODE = '40001';
+                END IF;
+                RETURN NULL;
+            END $$;
+            CREATE CONSTRAINT TRIGGER commit_fail AFTER INSERT ON messages
+                DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION commit_fail();
+        """)
+        try:
+            replies = self.sd.send_events([event(tracking_id="cfail1", recipient=BOB,
+                                                 sender=ALICE, sasl_user=ALICE)])
+            self.assertTrue(all("ack" in r for r in replies), replies)
+            self.assertEqual(self.pg.scalar(
+                "SELECT count(*) FROM events WHERE tracking_id = 'cfail1'"), "1")
+            log = self.sd.child.log()
+            self.assertIn("will retry", log)
+            self.assertIn("deferred check says no", log)
+        finally:
+            self.pg.psql("DROP TRIGGER commit_fail ON messages; DROP FUNCTION commit_fail();"
+                         " DROP SEQUENCE commit_fail;")
+
 
 if __name__ == "__main__":
     main()
