@@ -16,7 +16,10 @@
 --
 -- Bounded: only an entry that could ever be matched is held (a recipient, and a tracking
 -- id or a Message-ID); the maintenance removes held entries whose time is older than 60
--- days (009's Message-ID window) or event_retention, whichever is shorter. A replay of a
+-- days (009's Message-ID window) or event_retention, whichever is shorter, and an entry
+-- with no tracking id (a Message-ID only: anyone can send such a report, and backscatter
+-- about mail that is not ours looks the same) one day after it was held: spools replayed
+-- in any order bring its message within the outage's replay, not weeks later. A replay of a
 -- held entry (same event id) is held once; a held entry whose event id is stored in
 -- reports by then is removed.
 --
@@ -131,7 +134,8 @@ BEGIN
 	END IF;
 END $$;
 
--- Maintenance: 009's, then the held entries past their window.
+-- Maintenance: 009's, then the held entries past their window (a day for an entry with a
+-- Message-ID only).
 ALTER FUNCTION msgstatus_maintain_reports(interval) RENAME TO msgstatus_maintain_reports_kept;
 CREATE FUNCTION msgstatus_maintain_reports(retention interval) RETURNS bigint
 LANGUAGE plpgsql AS $$
@@ -141,7 +145,8 @@ DECLARE
 BEGIN
 	n := msgstatus_maintain_reports_kept(retention);
 	DELETE FROM report_held
-	WHERE event_time < now() - least(retention, interval '60 days');
+	WHERE event_time < now() - least(retention, interval '60 days')
+	   OR (tracking_id IS NULL AND held_at < now() - interval '1 day');
 	GET DIAGNOSTICS held = ROW_COUNT;
 	RETURN n + held;
 END $$;

@@ -199,6 +199,27 @@ class ReportHeldTest(StatusdTest):
         self.statusctl("maintain")
         self.assertEqual((self.held(old["id"]), self.held(young["id"])), ("0", "1"))
 
+    def test_message_id_only_is_held_a_day(self):
+        """An entry known by its Message-ID only (anyone can send one; backscatter about
+        mail that is not ours looks the same) goes a day after it was held; one with a
+        tracking id stays its 60 days."""
+        stale = self.report(None, {"kind": "dsn", "status": "bounced"},
+                            message_id="<stale@elsewhere.example>")
+        fresh = self.report(None, {"kind": "dsn", "status": "bounced"},
+                            message_id="<fresh@elsewhere.example>")
+        tracked = self.report("heldtracked" + "k" * 15, {"kind": "dsn", "status": "bounced"})
+        self.send([stale, fresh, tracked])
+        self.stored_marker("midonly")
+        self.assertEqual((self.held(stale["id"]), self.held(fresh["id"]),
+                          self.held(tracked["id"])), ("1", "1", "1"))
+        self.pg.psql("UPDATE report_held SET held_at = now() - interval '25 hours' "
+                     f"WHERE event_id IN ('{stale['id']}', '{tracked['id']}')")
+        self.pg.psql("UPDATE report_held SET held_at = now() - interval '23 hours' "
+                     f"WHERE event_id = '{fresh['id']}'")
+        self.statusctl("maintain")
+        self.assertEqual((self.held(stale["id"]), self.held(fresh["id"]),
+                          self.held(tracked["id"])), ("0", "1", "1"))
+
 
 if __name__ == "__main__":
     main()
