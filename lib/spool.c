@@ -58,6 +58,7 @@ struct spool {
 
 	/* reader state: reader thread only */
 	uint64_t rseg, roff;
+	uint64_t rstuck_seg, rstuck_end; /* where it found a tail that is no whole record */
 	int rfd;
 	struct mbuf rbuf; /* file bytes [rbuf_off, rbuf_off + rbuf.len) of rseg */
 	uint64_t rbuf_off;
@@ -423,8 +424,14 @@ spool_read(struct spool *sp, struct mbuf *out, struct spool_pos *pos_r, const ch
 		}
 		uint64_t want_to = (uint64_t)end;
 		uint64_t have_to = sp->rbuf_off + sp->rbuf.len;
-		if (have_to >= want_to)
-			return 0; /* nothing new readable (cannot happen: defensive) */
+		if (have_to >= want_to) {
+			/* all of the write segment is read but a tail that is not a whole
+			   record (what a failed append left): spool_notify_arm() takes it as
+			   read until the segment grows */
+			sp->rstuck_seg = sp->rseg;
+			sp->rstuck_end = want_to;
+			return 0;
+		}
 		size_t want = (size_t)(want_to - have_to);
 		if (want > READ_CHUNK)
 			want = READ_CHUNK;
@@ -472,7 +479,8 @@ spool_notify_arm(struct spool *sp)
 
 	pthread_mutex_lock(&sp->lock);
 	w = &sp->segs[sp->nsegs - 1];
-	unread = sp->rseg < w->seg || (sp->rseg == w->seg && sp->roff < w->size);
+	unread = sp->rseg < w->seg || (sp->rseg == w->seg && sp->roff < w->size &&
+	                               !(sp->rstuck_seg == w->seg && sp->rstuck_end == w->size));
 	sp->armed = !unread;
 	pthread_mutex_unlock(&sp->lock);
 	return !unread;

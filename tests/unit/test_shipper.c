@@ -22,7 +22,9 @@
 #include <stdint.h>
 
 #include <cmocka.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -519,6 +521,44 @@ test_spool_signals_only_when_armed(void **state)
 	check_done();
 }
 
+/* Bytes past the spool's idea of its end (a failed append whose undo failed too) make the
+   visible tail of the write segment no whole record: the reader takes it as read, and
+   arms, instead of being told to read again and again (a spin); a later append still
+   signals. */
+static void
+test_spool_arms_over_a_torn_tail(void **state)
+{
+	struct spool *sp = open_spool();
+	struct mbuf out = MBUF_INIT;
+	struct spool_pos pos;
+	const char *error;
+	char path[600], seg[1024] = "";
+	struct dirent *de;
+	DIR *d;
+	int fd;
+
+	(void)state;
+	assert_int_equal(spool_append(sp, "a\n", 2, &error), 0);
+	CHECK_INT("read", spool_read(sp, &out, &pos, &error), 1);
+	snprintf(path, sizeof(path), "%s/spool", dir);
+	assert_non_null(d = opendir(path));
+	while ((de = readdir(d)) != NULL)
+		if (strstr(de->d_name, ".spool") != NULL)
+			snprintf(seg, sizeof(seg), "%s/%s", path, de->d_name);
+	closedir(d);
+	assert_true((fd = open(seg, O_WRONLY | O_APPEND)) >= 0);
+	assert_int_equal(write(fd, "xx", 2), 2);
+	close(fd);
+	assert_int_equal(spool_append(sp, "b\n", 2, &error), 0);
+	CHECK_INT("the tail is no whole record", spool_read(sp, &out, &pos, &error), 0);
+	CHECK_INT("arm over the torn tail", spool_notify_arm(sp), 1);
+	assert_int_equal(spool_append(sp, "c\n", 2, &error), 0);
+	CHECK_INT("the next append signals", notified(sp), 1);
+	mbuf_free(&out);
+	spool_close(&sp);
+	check_done();
+}
+
 static int64_t
 now_ms(void)
 {
@@ -569,6 +609,7 @@ main(void)
 	        cmocka_unit_test_setup_teardown(test_hold_limit_and_whole_lines, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_spool_signals_only_when_armed, setup,
 	                                        teardown),
+	        cmocka_unit_test_setup_teardown(test_spool_arms_over_a_torn_tail, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_waiting_shipper_takes_the_next_record_at_once,
 	                                        setup, teardown),
 	};
