@@ -196,13 +196,17 @@ BEGIN
 		RETURN;
 	END IF;
 
-	-- every address one the sender used: queued in the batch, or stored as queued
+	-- every address one the sender used: queued in the batch, or stored as queued (OFFSET
+	-- 0: a look-up in recipients' primary key per row; without it the planner may hash the
+	-- whole table once it has statistics, which it then scans per batch: 4.5 ms of a batch
+	-- of 2,000 where the look-ups take 0.15)
 	fast := NOT EXISTS (
 		SELECT 1 FROM unnest(fidx, frcpts, fqueued) f (i, rcpt, queued)
 		WHERE NOT f.queued
 		  AND (ex[f.i] IS NULL
 		       OR NOT EXISTS (SELECT 1 FROM recipients r
-				      WHERE r.message = ex[f.i] AND r.recipient = f.rcpt AND r.queued)));
+				      WHERE r.message = ex[f.i] AND r.recipient = f.rcpt AND r.queued
+				      OFFSET 0)));
 	-- nothing waits for the batch
 	IF fast AND wq IS NOT NULL THEN
 		fast := NOT EXISTS (SELECT 1 FROM events e
