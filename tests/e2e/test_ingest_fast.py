@@ -8,15 +8,19 @@ a later event tied by it, a read receipt turned off, presence, a replay, an even
 message stored before, an address the sender did not use, a message-level expiry, a
 message whose queued events come in two batches, a report held before its message and the
 batch that brings it. Each batch is made bigger than a small batch (STORE_SMALL_BATCH) by
-plain messages of its own, and the way statusd stored it (its metrics) is checked. (The
+plain messages of its own, and the way statusd stored it (its metrics) is checked. The
+sender's live feed gets the same events from both (on the fast path statusd makes them
+itself, where the steps return them). (The
 first batch runs the federation outbox step: it goes first, on today's path.)
 """
+import json
 import os
 import re
 import shutil
 import time
 import unittest
 
+import websocket
 from e2e import main
 from msgsandbox import Sandbox, paths
 
@@ -151,7 +155,23 @@ class IngestFastTest(unittest.TestCase):
         return {k: int(float(re.search(rf"^{v} (\S+)$", text, re.M).group(1)))
                 for k, v in COUNTERS.items()}
 
+    def feed(self, ws):
+        """What the live feed sent until it is quiet for a second."""
+        docs = []
+        ws.settimeout(1.0)
+        while True:
+            try:
+                docs.append(json.loads(ws.recv()))
+            except websocket.WebSocketTimeoutException:
+                return docs
+
     def test_same_tables_both_paths(self):
+        # the sender's live feed on each: the fast path makes its events itself
+        feeds = {}
+        for name, sd in self.sds.items():
+            feeds[name] = sd.stream(sd.token(f"alice@{DOMAIN}"))
+            self.addCleanup(feeds[name].close)
+            self.assertEqual(json.loads(feeds[name].recv())["type"], "hello")
         # the first batch runs the federation outbox step (it learns that the site
         # remembers no other site's mail), which needs the staging table: today's path
         for sd in self.sds.values():
@@ -178,6 +198,13 @@ class IngestFastTest(unittest.TestCase):
                                  f"batch {i}: {q}")
             self.assertEqual(took["today"], [], f"batch {i}: the database has no fast path")
             self.assertEqual(took["fast"], [] if want == "today" else [want], f"batch {i}")
+        # the same but for the log's epoch, which is each database's own
+        got = {name: [dict(d, epoch=None) for d in self.feed(ws)] for name, ws in feeds.items()}
+        logged = self.dbs["fast"].scalar(
+            "SELECT count(*) FROM events e JOIN messages m ON m.id = e.message "
+            f"WHERE m.owner = 'alice@{DOMAIN}' AND e.log_offset IS NOT NULL")
+        self.assertEqual(len(got["fast"]), int(logged))
+        self.assertEqual(got["fast"], got["today"])
         held = self.dbs["fast"].psql("SELECT count(*) FROM events WHERE log_offset IS NULL")
         self.assertNotEqual(held, [["0"]], "some events are held")
         self.assertEqual(self.dbs["fast"].psql("SELECT count(*) FROM reports"), [["1"]])
