@@ -1,17 +1,17 @@
 """The fast path of a batch (schema 019, statusd/ingest_fast.c) stores what the ingest's
 steps store. The same batches go through statusd's socket to two statusd, each with a
-database of its own: one with the fast path, one with a database of schema 018 (statusd
-then takes the steps, as they were before 019). Every table the
-ingest writes must then be the same, batch after batch, through every rule: held events
-and the batch that releases them, a log line before its message, an alias's expansion and
-a later event tied by it, a read receipt turned off, presence, a replay, an event of a
-message stored before, an address the sender did not use, a message-level expiry, a
-message whose queued events come in two batches, a report held before its message and the
-batch that brings it. Each batch is made bigger than a small batch (STORE_SMALL_BATCH) by
-plain messages of its own, and the way statusd stored it (its metrics) is checked. The
-sender's live feed gets the same events from both (on the fast path statusd makes them
-itself, where the steps return them). (The
-first batch runs the federation outbox step: it goes first, on today's path.)
+database of its own: one on schema 019, one on schema 018 (whose statusd takes the steps,
+as they were before 019). Every table the ingest writes must then be the same, batch after
+batch, through every rule: held events and the batch that releases them, a log line
+before its message, an alias's expansion and a later event tied by it, a read receipt
+turned off, presence, a replay, an event of a message stored before, an address the
+sender did not use, a message-level expiry, a message whose queued events come in two
+batches, a report held before its message and the batch that brings it, and batches that
+statusd sends the steps' way itself. Each batch is made bigger than a small batch
+(STORE_SMALL_BATCH) by plain messages of its own, and the way statusd stored it (its
+metrics) is checked. The sender's live feed gets the same events from both (on the fast
+path statusd makes them itself, where the steps return them). The first batch runs the
+federation outbox step, so it goes first, on the steps' way.
 """
 import json
 import os
@@ -103,6 +103,11 @@ def batches():
         (plain(11, 80) + [ev("f11z", "read", 86, f"zed@{DOMAIN}", 11)], "declined"),
         ([report(12, 95)], "today"),                                      # held report
         (plain(12, 90), "declined"),                                      # brings it back
+        # statusd's own checks: a recipient that is not ASCII (PostgreSQL's lower() is the
+        # database's), a message whose events say different things of it
+        ([ev("f13q", "queued", 100, f"\u00dcber@{DOMAIN}", 13, sender=f"alice@{DOMAIN}"),
+          ev("f13d", "delivered", 101, f"\u00dcBER@{DOMAIN}", 13)], "today"),
+        ([queued(14, "bob", 110), dict(queued(14, "carol", 110), size=100)], "today"),
     ]
 
 
