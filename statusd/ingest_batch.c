@@ -1,9 +1,10 @@
 /*
  * ingest_batch - the batches of statusd's event socket: events collected from every
  * connection go to PostgreSQL together (store_ingest; a small one in one round trip,
- * store_ingest_small; a bigger plain one on the fast path, ingest_fast_store), on the query
+ * store_ingest_small; a plain one on the fast path, ingest_fast_store), on the query
  * worker's thread, one batch at a time; their replies and the feeds follow on the loop
- * thread. See ingest.h. */
+ * thread. See ingest.h.
+ */
 #include "ingest_int.h"
 
 #include <stdlib.h>
@@ -143,19 +144,18 @@ add_logged(struct batch *b, struct store_logged *more, size_t n)
 	free(more);
 }
 
-/* Worker thread: store rows (the batch's, or one of them) of the batch, in one round trip
-   when they are few and need none of the steps store_ingest_small() leaves out. */
+/* Worker thread: store rows (the batch's, or one of them) of the batch: on the fast path
+   when they are all the plain case, else in one round trip when they are few and need none
+   of the steps store_ingest_small() leaves out. */
 static int
 batch_store(struct batch *b, PGconn *conn, const struct mbuf *copy, int rows,
             struct store_logged **logged_r, size_t *nlogged_r, bool *transient_r,
             const char **error_r)
 {
 	b->path = INGEST_PATH_TODAY;
-	if (b->ing->small_schema && rows <= STORE_SMALL_BATCH && !b->inbound && !b->reports &&
-	    !b->outbox_run)
-		return store_ingest_small(conn, copy, logged_r, nlogged_r, &b->head, &b->epoch,
-		                          transient_r, error_r);
-	/* a bigger one on the fast path when its events are all the plain case (schema 019) */
+	/* on the fast path when its events are all the plain case (schema 019): a small one
+	   too, which then costs PostgreSQL less than its one round trip (docs/performance.md,
+	   "Schema 019") */
 	if (b->ing->fast_schema && !b->inbound && !b->reports && !b->outbox_run) {
 		if (ingest_fast_store(conn, copy, logged_r, nlogged_r, &b->head, &b->epoch,
 		                      &b->path, transient_r, error_r) < 0)
@@ -163,6 +163,10 @@ batch_store(struct batch *b, PGconn *conn, const struct mbuf *copy, int rows,
 		if (b->path != INGEST_PATH_TODAY)
 			return 0;
 	}
+	if (b->ing->small_schema && rows <= STORE_SMALL_BATCH && !b->inbound && !b->reports &&
+	    !b->outbox_run)
+		return store_ingest_small(conn, copy, logged_r, nlogged_r, &b->head, &b->epoch,
+		                          transient_r, error_r);
 	return store_ingest(conn, copy, b->inbound, b->reports, b->ing->steps_schema,
 	                    b->outbox_run ? &b->outbox : NULL, logged_r, nlogged_r, &b->head,
 	                    &b->epoch, transient_r, error_r);
