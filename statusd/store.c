@@ -5,8 +5,9 @@
  * SECURITY
  *	Event data reaches SQL only through COPY (escaped in store_copy_row, the one place
  *	that does it), as the fields of those rows in one text[] parameter (a small batch,
- *	copy_fields_array), or as query parameters. Migration files come from sql_dir, which
- *	is trusted like the configuration.
+ *	copy_fields_array), as those fields again in the fast path's COPY into events and
+ *	in its quoted array parameters (ingest_fast.c), or as query parameters.
+ *	Migration files come from sql_dir, which is trusted like the configuration.
  */
 #include "store.h"
 
