@@ -16,9 +16,11 @@
 --     event has a tracking id and a recipient (no message-level expiry), no presence, no
 --     report or inbound event, no federation outbox step (it reads the staging table), no
 --     orig_recipient (the alias ties of sql/005), no event twice in the batch, and the
---     message's fields the same in each of its events;
+--     message's fields the same in each of its events, an ASCII recipient (lower() is the
+--     database's), no two events of a recipient with one delivery key and other details;
 --  1. msgstatus_fast_begin(): the lock on log_head, the batch's messages created and
---     completed (as msgstatus_ingest_messages()), and whether the batch may take the fast
+--     completed (msgstatus_messages_put(), which msgstatus_ingest_messages() now calls
+--     too), and whether the batch may take the fast
 --     path, with the messages' ids, owners, senders and Message-IDs for statusd;
 --  2. fast: COPY of the events into events with log_offset (h + 1 ...), message and rcpt,
 --     under a savepoint: a unique violation is a replay (the primary key, event time and
@@ -26,6 +28,9 @@
 --     stored; then msgstatus_fast_fold() of statusd's recipient rows;
 --     slow: COPY into ingest_stage, msgstatus_fast_slow(h, known);
 --  3. msgstatus_ingest_end(h, n) (sql/012).
+-- statusd sends a plain batch of any size this way (a small one too: it costs less than
+-- 017's one round trip), and one that is not plain as before; on a database before 019 it
+-- keeps to the steps.
 
 -- The batch's messages, from their aggregates per tracking id (as msgstatus_ingest_messages()
 -- makes them from the staging table: the maximum of each field, the earliest queued event's
