@@ -37,7 +37,8 @@ the wall time and the CPU time of all of PostgreSQL's processes per event:
   recipients_nostatus  as recipients, into a copy of the table without the stored
                generated status column
   recipients_ff70  as recipients, into a copy of the table with fillfactor 70
-  prototype    bench/ingest_fast.sql: a batch at a time, msgstatus_fast_begin() (lock, the
+  prototype    sql/019's fast path, driven from here: a batch at a time,
+               msgstatus_fast_begin() (lock, the
                batch's messages, whether it may take the fast path), then the fast path (the
                events COPYed numbered and joined, msgstatus_fast_fold() of the client's
                recipient rows) or today's, msgstatus_fast_end() (msgstatus_ingest_end()
@@ -247,7 +248,7 @@ def script(batches, parts, rtable="recipients"):
     return "".join(out)
 
 
-# --- the prototype (bench/ingest_fast.sql) ---------------------------------------------
+# --- the prototype (sql/019's functions, bench/ingest_fast.sql's end) ----------------
 
 STAGE_COLS = ("seq, event_id, event_time, type, dkey, rkey, source, tracking_id, queue_id, "
               "message_id, recipient, orig_recipient, sender, sasl_user, size, details, xkey, "
@@ -268,7 +269,7 @@ def stage_rows(events):
 
 
 def fast_candidate(events):
-    """The client's own checks (bench/ingest_fast.sql, step 0): a batch that fails them takes
+    """The client's own checks (sql/019, step 0): a batch that fails them takes
     today's path from the start."""
     seen = set()
     for e in events:
@@ -309,7 +310,9 @@ def prototype_batch(events, slow_file, known=None, label=""):
               ([r[0] for r in b.recipients], "int"),
               ([r[1] for r in b.recipients], "text"), ([r[8] for r in b.recipients], "boolean"),
               (sorted({e["recipient"].lower() for e in events
-                       if e["type"] in ("read", "unread")}), "text")]
+                       if e["type"] in ("read", "unread")}), "text"),
+              ([e["message_id"] for e in events
+                if e["type"] == "queued" and e.get("message_id")], "text")]
     begin = ("SELECT * FROM msgstatus_fast_begin("
              + ", ".join(f"{array_literal(a)}::{t}[]" for a, t in arrays) + ") \\gset\n")
     with open(slow_file, "w") as f:

@@ -46,6 +46,9 @@ struct ingest_stats {
 	int64_t batch_ms;      /* how long the last batch took in the database */
 	int64_t lag_ms;        /* commit time minus the newest event's own time, last batch */
 	uint64_t outbox_added; /* events put in the federation outbox (sql/011) */
+	/* batches by the way they were stored (ingest_fast.h): the fast path, and today's
+	   steps after msgstatus_fast_begin() said no or the COPY met a replay */
+	uint64_t batches_fast, batches_declined, batches_replay;
 };
 
 /* Open the socket and start accepting. Fatal on a socket that cannot be set up. */

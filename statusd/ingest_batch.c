@@ -1,8 +1,9 @@
 /*
  * ingest_batch - the batches of statusd's event socket: events collected from every
  * connection go to PostgreSQL together (store_ingest; a small one in one round trip,
- * store_ingest_small), on the query worker's thread, one batch at a time; their replies and
- * the feeds follow on the loop thread. See ingest.h.
+ * store_ingest_small; a plain one on the fast path, ingest_fast_store), on the query
+ * worker's thread, one batch at a time; their replies and the feeds follow on the loop
+ * thread. See ingest.h.
  */
 #include "ingest_int.h"
 
@@ -143,13 +144,25 @@ add_logged(struct batch *b, struct store_logged *more, size_t n)
 	free(more);
 }
 
-/* Worker thread: store rows (the batch's, or one of them) of the batch, in one round trip
-   when they are few and need none of the steps store_ingest_small() leaves out. */
+/* Worker thread: store rows (the batch's, or one of them) of the batch: on the fast path
+   when they are all the plain case, else in one round trip when they are few and need none
+   of the steps store_ingest_small() leaves out. */
 static int
 batch_store(struct batch *b, PGconn *conn, const struct mbuf *copy, int rows,
             struct store_logged **logged_r, size_t *nlogged_r, bool *transient_r,
             const char **error_r)
 {
+	b->path = INGEST_PATH_TODAY;
+	/* on the fast path when its events are all the plain case (schema 019): a small one
+	   too, which then costs PostgreSQL less than its one round trip (docs/performance.md,
+	   "Schema 019") */
+	if (b->ing->fast_schema && !b->inbound && !b->reports && !b->outbox_run) {
+		if (ingest_fast_store(conn, copy, logged_r, nlogged_r, &b->head, &b->epoch,
+		                      &b->path, transient_r, error_r) < 0)
+			return -1;
+		if (b->path != INGEST_PATH_TODAY)
+			return 0;
+	}
 	if (b->ing->small_schema && rows <= STORE_SMALL_BATCH && !b->inbound && !b->reports &&
 	    !b->outbox_run)
 		return store_ingest_small(conn, copy, logged_r, nlogged_r, &b->head, &b->epoch,
@@ -200,6 +213,11 @@ batch_run(struct dbjob *job, PGconn *conn)
 	/* and a small batch in one call, schema 017 */
 	if (!b->ing->small_schema &&
 	    store_ingest_small_available(conn, &b->ing->small_schema, &error) < 0) {
+		msg_warn("events: %s", error);
+		return DBW_RETRY;
+	}
+	/* and the fast path, schema 019 */
+	if (!b->ing->fast_schema && ingest_fast_available(conn, &b->ing->fast_schema, &error) < 0) {
 		msg_warn("events: %s", error);
 		return DBW_RETRY;
 	}
@@ -264,6 +282,9 @@ batch_done(struct dbjob *job)
 		int64_t newest = 0;
 		ing->stats.logged += (uint64_t)b->nlogged;
 		ing->stats.batches++;
+		ing->stats.batches_fast += b->path == INGEST_PATH_FAST;
+		ing->stats.batches_declined += b->path == INGEST_PATH_DECLINED;
+		ing->stats.batches_replay += b->path == INGEST_PATH_REPLAY;
 		ing->stats.batch_ms = b->took_ms;
 		if (b->head > 0 || b->epoch > 0) {
 			ing->stats.head = b->head;

@@ -12,6 +12,7 @@
 
 #include "dbworker.h"
 #include "ingest.h"
+#include "ingest_fast.h"
 #include "mbuf.h"
 #include "msevent.h"
 #include "store.h"
@@ -71,6 +72,7 @@ struct batch {
 	bool fedout;     /* some may be reported to other sites (ingest_fedout_candidate) */
 	bool outbox_run; /* decided at submit: run the outbox step (sql/011) */
 	struct store_outbox outbox; /* its policy and result */
+	enum ingest_path path;      /* how the worker stored it (the last try) */
 	struct batch_ref *refs;
 	/* results, filled by the worker */
 	struct store_logged *logged; /* what entered the log, for the feeds */
@@ -97,6 +99,7 @@ struct ingest {
 	bool outbox_schema;  /* worker thread: the database has the outbox (schema 011) */
 	bool steps_schema;   /* worker thread: it has the ingest's steps (schema 012) */
 	bool small_schema;   /* worker thread: it has the small batch's call (schema 017) */
+	bool fast_schema;    /* worker thread: it has the fast path (schema 019) */
 	void (*on_logged)(void *, const struct store_logged *, size_t);
 	void *on_logged_ctx;
 	bool freeing;     /* ingest_free() called: free once every handle is closed */

@@ -134,6 +134,14 @@ metrics_text(struct ingest *ingest, struct feed *feed, struct webhooks *webhooks
 	       "Duration of the last stored batch (PostgreSQL latency).",
 	       (double)st.batch_ms / 1000.0);
 	metric(out, "msgstatus_db_batches_total", "counter", "Batches stored.", (double)st.batches);
+	metric(out, "msgstatus_db_batches_fast_total", "counter",
+	       "Batches stored on the fast path (schema 019).", (double)st.batches_fast);
+	metric(out, "msgstatus_db_batches_fast_declined_total", "counter",
+	       "Batches tried on the fast path that took the ingest's steps: not the plain case.",
+	       (double)st.batches_declined);
+	metric(out, "msgstatus_db_batches_fast_replay_total", "counter",
+	       "Batches tried on the fast path that took the ingest's steps: events stored before.",
+	       (double)st.batches_replay);
 	metric(out, "msgstatus_log_head", "gauge", "Offset of the newest published event.",
 	       (double)fs.head);
 	metric(out, "msgstatus_feed_subscribers", "gauge", "Feed connections (WebSocket and SSE).",

@@ -5,8 +5,9 @@
  * SECURITY
  *	Event data reaches SQL only through COPY (escaped in store_copy_row, the one place
  *	that does it), as the fields of those rows in one text[] parameter (a small batch,
- *	copy_fields_array), or as query parameters. Migration files come from sql_dir, which
- *	is trusted like the configuration.
+ *	copy_fields_array), as those fields again in the fast path's COPY into events and
+ *	in its quoted array parameters (ingest_fast.c), or as query parameters.
+ *	Migration files come from sql_dir, which is trusted like the configuration.
  */
 #include "store.h"
 
@@ -206,11 +207,8 @@ store_copy_row(struct mbuf *copy, int seq, const struct msevent *ev)
 	            MSEV_IS_RECIPIENT(ev->type) ? status_copies(ev->type, ev->source) : 0);
 }
 
-static struct store_logged *logged_from(PGresult *res, size_t *n_r);
-
-/* Whether the database has the function name (a newer schema's). */
-static int
-function_available(PGconn *conn, const char *name, bool *available_r, const char **error_r)
+int
+store_function_available(PGconn *conn, const char *name, bool *available_r, const char **error_r)
 {
 	PGresult *res = PQexecParams(conn, "SELECT to_regproc($1) IS NOT NULL", 1, NULL, &name,
 	                             NULL, NULL, 0);
@@ -228,13 +226,13 @@ function_available(PGconn *conn, const char *name, bool *available_r, const char
 int
 store_outbox_available(PGconn *conn, bool *available_r, const char **error_r)
 {
-	return function_available(conn, "msgstatus_outbox_add", available_r, error_r);
+	return store_function_available(conn, "msgstatus_outbox_add", available_r, error_r);
 }
 
 int
 store_ingest_steps_available(PGconn *conn, bool *available_r, const char **error_r)
 {
-	return function_available(conn, "msgstatus_ingest_begin", available_r, error_r);
+	return store_function_available(conn, "msgstatus_ingest_begin", available_r, error_r);
 }
 
 /* The batch's events for the federation outbox (sql/011). */
@@ -320,7 +318,7 @@ ingest_steps(PGconn *conn, struct store_logged **logged_r, size_t *nlogged_r, bo
 	if ((res = step(conn, "SELECT * FROM msgstatus_ingest_append($1::bigint, $2::bigint)", 2,
 	                params, 1, 11, transient_r, error_r)) == NULL)
 		return -1;
-	*logged_r = logged_from(res, nlogged_r);
+	*logged_r = store_logged_from(res, nlogged_r);
 	PQclear(res);
 	snprintf(n, sizeof(n), "%zu", *nlogged_r);
 	params[1] = n;
@@ -333,6 +331,41 @@ ingest_steps(PGconn *conn, struct store_logged **logged_r, size_t *nlogged_r, bo
 	}
 	PQclear(res);
 	return 0;
+}
+
+int
+store_copy_in(PGconn *conn, const char *sql, const char *data, size_t len, char *state_r,
+              bool *transient_r, const char **error_r)
+{
+	PGresult *res = PQexec(conn, sql);
+	int rc = 0;
+
+	if (PQresultStatus(res) != PGRES_COPY_IN) {
+		*error_r = store_error(conn, res);
+		*transient_r = store_transient(conn, res);
+		PQclear(res);
+		return -1;
+	}
+	PQclear(res);
+	if (PQputCopyData(conn, data, (int)len) != 1 || PQputCopyEnd(conn, NULL) != 1) {
+		*error_r = store_error(conn, NULL);
+		*transient_r = true;
+		return -1;
+	}
+	res = PQgetResult(conn);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+		if (state_r != NULL)
+			snprintf(state_r, 6, "%s", state != NULL ? state : "");
+		*error_r = store_error(conn, res);
+		*transient_r = store_transient(conn, res);
+		rc = -1;
+	}
+	PQclear(res);
+	while ((res = PQgetResult(conn)) != NULL)
+		PQclear(res);
+	return rc;
 }
 
 int
@@ -350,31 +383,9 @@ store_ingest(PGconn *conn, const struct mbuf *copy, bool inbound, bool reports, 
 	*nlogged_r = 0;
 	if (exec_cmd(conn, "BEGIN", transient_r, error_r) < 0)
 		return -1;
-	res = PQexec(conn, "COPY ingest_stage FROM STDIN");
-	if (PQresultStatus(res) != PGRES_COPY_IN) {
-		*error_r = store_error(conn, res);
-		*transient_r = store_transient(conn, res);
-		PQclear(res);
+	if (store_copy_in(conn, "COPY ingest_stage FROM STDIN", copy->data, copy->len, NULL,
+	                  transient_r, error_r) < 0)
 		goto fail;
-	}
-	PQclear(res);
-	if (PQputCopyData(conn, copy->data, (int)copy->len) != 1 || PQputCopyEnd(conn, NULL) != 1) {
-		*error_r = store_error(conn, NULL);
-		*transient_r = true;
-		goto fail;
-	}
-	res = PQgetResult(conn);
-	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-		*error_r = store_error(conn, res);
-		*transient_r = store_transient(conn, res);
-		PQclear(res);
-		while ((res = PQgetResult(conn)) != NULL)
-			PQclear(res);
-		goto fail;
-	}
-	PQclear(res);
-	while ((res = PQgetResult(conn)) != NULL)
-		PQclear(res);
 	/* the inbound events (not statuses) leave the batch for their table (sql/007) */
 	/* what of it goes to other sites (sql/011): before msgstatus_inbound(), so that it
 	   knows the mail the batch remembers anew, and before msgstatus_ingest(), which drops
@@ -401,7 +412,7 @@ store_ingest(PGconn *conn, const struct mbuf *copy, bool inbound, bool reports, 
 			PQclear(res);
 			goto fail;
 		}
-		logged = logged_from(res, &nl);
+		logged = store_logged_from(res, &nl);
 		n = (int)nl;
 		PQclear(res);
 	}
@@ -425,7 +436,7 @@ fail:
 int
 store_ingest_small_available(PGconn *conn, bool *available_r, const char **error_r)
 {
-	return function_available(conn, "msgstatus_ingest_small", available_r, error_r);
+	return store_function_available(conn, "msgstatus_ingest_small", available_r, error_r);
 }
 
 /*
@@ -551,7 +562,7 @@ store_ingest_small(PGconn *conn, const struct mbuf *copy, struct store_logged **
 	} else if (PQresultStatus(results[1]) != PGRES_TUPLES_OK || PQntuples(results[1]) != 1) {
 		*error_r = store_error(conn, results[1]);
 	} else {
-		*logged_r = logged_from(results[0], nlogged_r);
+		*logged_r = store_logged_from(results[0], nlogged_r);
 		*head_r = strtoll(PQgetvalue(results[1], 0, 0), NULL, 10);
 		*epoch_r = strtoll(PQgetvalue(results[1], 0, 1), NULL, 10);
 		*transient_r = false;
@@ -678,8 +689,8 @@ dup_str(const char *s)
 }
 
 /* The rows of a result with the columns of LOGGED_COLUMNS, as malloc'd copies. */
-static struct store_logged *
-logged_from(PGresult *res, size_t *n_r)
+struct store_logged *
+store_logged_from(PGresult *res, size_t *n_r)
 {
 	struct store_logged *logged = NULL;
 	int n = PQntuples(res);
@@ -835,7 +846,7 @@ store_log_range(PGconn *conn, int64_t after, int64_t upto, int limit, const char
 		PQclear(res);
 		return -1;
 	}
-	*logged_r = logged_from(res, n_r);
+	*logged_r = store_logged_from(res, n_r);
 	PQclear(res);
 	return 0;
 }

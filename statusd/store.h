@@ -48,7 +48,7 @@ int store_connect(const char *conninfo, int wake_fd, bool (*stop)(const void *ar
 /* --- schema and maintenance (store_schema.c) ---------------------------------------- */
 
 /* Schema version this program knows (the highest migration it ships). */
-#define STORE_SCHEMA_VERSION 18
+#define STORE_SCHEMA_VERSION 19
 
 /*
  * Apply the migrations in sql_dir that the database lacks. Returns the schema version

@@ -31,6 +31,18 @@ int store_failed(PGconn *conn, PGresult *res, bool *transient_r, const char **er
 PGresult *store_want(PGconn *conn, PGresult *res, ExecStatusType want, const char **error_r);
 /* A copy of a text column (caller frees), NULL for SQL NULL. */
 char *store_get_str(PGresult *res, int row, int col);
+/*
+ * COPY data (len bytes of COPY text rows) with the COPY statement sql; 0, or -1 with the
+ * error, and the SQLSTATE into state_r (6 bytes, "" if none) when it is not NULL.
+ */
+int store_copy_in(PGconn *conn, const char *sql, const char *data, size_t len, char *state_r,
+                  bool *transient_r, const char **error_r);
+/* Whether the database has the function name (a newer schema's). */
+int store_function_available(PGconn *conn, const char *name, bool *available_r,
+                             const char **error_r);
+/* The rows of a result with the columns msgstatus_ingest_append() returns (text or binary),
+   as malloc'd copies (free with store_logged_free). */
+struct store_logged *store_logged_from(PGresult *res, size_t *n_r);
 /* A PostgreSQL text[] literal of the items, quoted, into out. */
 void store_text_array(struct mbuf *out, char *const *items, size_t n);
 
