@@ -44,12 +44,15 @@ CREATE FUNCTION msgstatus_messages_put(tids text[], mids text[], qids text[], se
 LANGUAGE plpgsql SET enable_hashjoin = off SET enable_mergejoin = off SET jit = off AS $$
 DECLARE
 	newids bigint[];
+	seq regclass;
 BEGIN
 	SELECT array_agg(m.id ORDER BY t.ord) INTO ex
 	FROM unnest(tids) WITH ORDINALITY t (tracking_id, ord)
 	LEFT JOIN LATERAL (SELECT m.id FROM messages m WHERE m.tracking_id = t.tracking_id) m
 	     ON true;
-	newids := ARRAY(SELECT nextval('messages_id_seq')
+	-- the identity's sequence by the column, whatever its name (a restore may rename it)
+	seq := pg_get_serial_sequence('messages', 'id')::regclass;
+	newids := ARRAY(SELECT nextval(seq)
 			FROM generate_series(1, cardinality(array_positions(ex, NULL))));
 	SELECT array_agg(coalesce(x.id, newids[x.k]) ORDER BY x.ord) INTO ids
 	FROM (SELECT e.id, e.ord, count(*) FILTER (WHERE e.id IS NULL) OVER (ORDER BY e.ord) AS k
