@@ -93,6 +93,12 @@ def batches():
         ([ev("f8p", "online", 45, f"erin@{DOMAIN}", source="dovecot")], "today"),  # presence
         (None, "replay"),                                                 # the first again
         ([ev("f2d2", "delivered", 3, f"carol@{DOMAIN}", 2)], "fast"),     # a known message
+        # the mailbox axis and the copies: a copy, an unread, an expunge of one copy,
+        # of both, in one batch (folded by statusd on the fast path)
+        ([ev("f1c", "copied", 7, f"bob@{DOMAIN}", 1, source="dovecot"),
+          ev("f1u", "unread", 8, f"bob@{DOMAIN}", 1, source="dovecot"),
+          ev("f1x", "expunged", 9, f"bob@{DOMAIN}", 1, source="dovecot"),
+          ev("f1y", "expunged", 10, f"bob@{DOMAIN}", 1, source="dovecot")], "fast"),
         ([ev("f2z", "read", 6, f"zed@{DOMAIN}", 2)], "declined"),         # not used: held
         ([queued(9, "bob", 50), queued(9, "carol", 50)], "fast"),
         ([ev("f9x", "expired", 60, None, queue_id=msg(9)["queue_id"],
