@@ -7,32 +7,16 @@ used, in every order of the milter's record, Postfix's orig_to= line and the plu
 events; an event of an address the sender did not use and nothing tied to one is in
 nothing the sender sees; addresses compare case-blind."""
 import json
-import unittest
 
 import websocket  # Debian's python3-websocket
 
-from e2e import event, main
-from msgsandbox import Sandbox
+from e2e import StatusdTest, event, main
 
 DAY = 86400 * 1000
 SENDER = "alice@example.org"
 
 
-class JoinTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.sb = Sandbox()
-        cls.pg = cls.sb.postgres()
-        cls.sd = cls.sb.statusd(cls.pg)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.sb.close()
-
-    def send(self, evs):
-        replies = self.sd.send_events(evs)
-        self.assertTrue(all("ack" in r for r in replies), replies)
-
+class JoinTest(StatusdTest):
     def status(self, tid):
         code, doc = self.sd.status(tid)
         self.assertEqual(code, 200, doc)

@@ -1,26 +1,10 @@
 """GET /api/v1/messages/{id}/status and /healthz against statusd on a private PostgreSQL:
 the derived status per recipient, whatever order events arrive in, and clear errors."""
-import unittest
 
-from e2e import event, main, schema_version
-from msgsandbox import Sandbox
+from e2e import StatusdTest, event, main, schema_version
 
 
-class StatusApiTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.sb = Sandbox()
-        cls.pg = cls.sb.postgres()
-        cls.sd = cls.sb.statusd(cls.pg)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.sb.close()
-
-    def send(self, evs):
-        replies = self.sd.send_events(evs)
-        self.assertTrue(all("ack" in r for r in replies), replies)
-
+class StatusApiTest(StatusdTest):
     def recipients(self, msg_id):
         status, doc = self.sd.status(msg_id)
         self.assertEqual(status, 200, doc)
